@@ -1,0 +1,107 @@
+//! weir-checkpoint: checkpoint identities, barriers and the description of what a
+//! snapshot holds.
+//!
+//! ```text
+//!  source ──Barrier(n)──▶ task ──Barrier(n)──▶ task ──▶ sink
+//!     │                    │                    │
+//!     └──── snapshot ──────┴──── snapshot ──────┴──▶ acknowledgements (this crate's types)
+//! ```
+//!
+//! This crate knows nothing of the dataflow: it defines the vocabulary that the
+//! runtime (weir-dataflow) and the checkpoint storage and coordinator speak.
+//!
+//! ```
+//! use weir_checkpoint::{Barrier, CheckpointId};
+//! let barrier = Barrier::checkpoint(CheckpointId::new(7), 1_700_000_000_000);
+//! assert_eq!(barrier.id.get(), 7);
+//! assert!(!barrier.is_savepoint());
+//! ```
+#![deny(missing_docs)]
+
+mod snapshot;
+
+pub use snapshot::{OperatorSnapshot, OperatorUid, SubtaskAck};
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// The number of a checkpoint: strictly increasing within a job, starting at 1.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct CheckpointId(u64);
+
+impl CheckpointId {
+    /// Wraps a raw checkpoint number.
+    pub const fn new(id: u64) -> Self {
+        Self(id)
+    }
+
+    /// The raw checkpoint number.
+    pub const fn get(self) -> u64 {
+        self.0
+    }
+
+    /// The checkpoint that follows this one.
+    pub const fn next(self) -> Self {
+        Self(self.0 + 1)
+    }
+}
+
+impl fmt::Display for CheckpointId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "chk-{}", self.0)
+    }
+}
+
+/// What a barrier asks of the operators it passes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum BarrierKind {
+    /// A periodic checkpoint: snapshot, forward, keep running.
+    Checkpoint,
+    /// A savepoint: a canonical, self-contained snapshot. With `stop`, the sources end
+    /// after injecting it and the job shuts down once it is complete.
+    Savepoint {
+        /// Whether the job stops after this savepoint.
+        stop: bool,
+    },
+}
+
+/// A checkpoint barrier, travelling in-band with the records.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Barrier {
+    /// The checkpoint this barrier belongs to.
+    pub id: CheckpointId,
+    /// Checkpoint or savepoint.
+    pub kind: BarrierKind,
+    /// Wall-clock time (ms since the Unix epoch) at which the coordinator triggered it.
+    pub triggered_at_ms: i64,
+}
+
+impl Barrier {
+    /// A barrier for a periodic checkpoint.
+    pub const fn checkpoint(id: CheckpointId, triggered_at_ms: i64) -> Self {
+        Self {
+            id,
+            kind: BarrierKind::Checkpoint,
+            triggered_at_ms,
+        }
+    }
+
+    /// A barrier for a savepoint; `stop` ends the job after it.
+    pub const fn savepoint(id: CheckpointId, stop: bool, triggered_at_ms: i64) -> Self {
+        Self {
+            id,
+            kind: BarrierKind::Savepoint { stop },
+            triggered_at_ms,
+        }
+    }
+
+    /// Whether this barrier takes a savepoint.
+    pub const fn is_savepoint(&self) -> bool {
+        matches!(self.kind, BarrierKind::Savepoint { .. })
+    }
+
+    /// Whether the job stops after this barrier.
+    pub const fn stops_job(&self) -> bool {
+        matches!(self.kind, BarrierKind::Savepoint { stop: true })
+    }
+}

@@ -1,0 +1,26 @@
+use thiserror::Error;
+
+/// Errors of keyed state.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum StateError {
+    /// Encoded state could not be decoded: the snapshot is corrupt or of another type.
+    #[error("state `{state}` is corrupt or of an unexpected type: {reason}")]
+    Corrupt {
+        /// The named state.
+        state: String,
+        /// What the decoder reported.
+        reason: String,
+    },
+    /// State could not be encoded.
+    #[error("state `{state}` could not be encoded: {reason}")]
+    Encode {
+        /// The named state.
+        state: String,
+        /// What the encoder reported.
+        reason: String,
+    },
+    /// A configuration value is out of range.
+    #[error("invalid state configuration: {0}")]
+    Config(String),
+}

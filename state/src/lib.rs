@@ -1,0 +1,48 @@
+//! weir-state: keyed state for weir operators.
+//!
+//! ```text
+//!   key ──StableHasher──▶ hash ──% max_parallelism──▶ KeyGroup ──▶ owning subtask
+//!                                                        │
+//!                                    state tables ◀──────┘ (snapshots are partitioned by key group)
+//! ```
+//!
+//! Keys are hashed with [`StableHasher`] (stable across processes, versions and
+//! machines) into one of `max_parallelism` key groups; a subtask owns a contiguous
+//! [`KeyGroupRange`]. State lives in [`StateTable`]s on the heap; [`ValueState`],
+//! [`ListState`], [`MapState`] and [`AggregatingState`] are typed views over one.
+//!
+//! A table can track the keys changed since the last snapshot, so that the part of a
+//! snapshot taken on the task thread costs in proportion to what changed, not to the
+//! size of the state (see [`StateTable::enable_change_tracking`]).
+//!
+//! ```
+//! use weir_state::{key_group_for_key, KeyGroupRange, MaxParallelism, ValueState};
+//! let max = MaxParallelism::DEFAULT;
+//! let group = key_group_for_key(&"alice", max);
+//! assert!(group.get() < 128);
+//! let mut counts: ValueState<u64, u64> = ValueState::new("count");
+//! *counts.get_or_insert_with(17, || 0) += 1;
+//! assert_eq!(counts.get(&17), Some(&1));
+//! assert!(KeyGroupRange::for_subtask(max, 2, 0).contains(KeyGroup::new(0)));
+//! # use weir_state::KeyGroup;
+//! ```
+#![deny(missing_docs)]
+
+mod aggregate;
+mod codec;
+mod error;
+mod hash;
+mod key_group;
+mod states;
+mod table;
+
+pub use aggregate::{AggregateFunction, Avg, AvgAcc, Count, Max, Min, Sum};
+pub use codec::{decode, encode};
+pub use error::StateError;
+pub use hash::{stable_hash, StableHasher};
+pub use key_group::{key_group_for_key, KeyGroup, KeyGroupRange, MaxParallelism};
+pub use states::{AggregatingState, ListState, MapState, ValueState};
+pub use table::{KeyedSnapshot, StateKey, StateTable, StateValue};
+
+/// The result type of this crate.
+pub type Result<T, E = StateError> = std::result::Result<T, E>;
