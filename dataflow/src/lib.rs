@@ -1,1 +1,61 @@
-//! placeholder
+//! weir-dataflow: the typed stream API, the job graph, operators, windows, joins and
+//! the runtime that runs them.
+//!
+//! ```text
+//!  JobBuilder ─▶ Stream<T> ─map/filter/key_by/window/join…─▶ sink
+//!       │
+//!   execute(): graph ─▶ chains (forward edges, equal parallelism) ─▶ one thread per subtask
+//!              channels: bounded, batched Message<T> (Batch | Watermark | Idle | Barrier | EndOfInput)
+//! ```
+//!
+//! ```
+//! use weir_dataflow::{JobBuilder, JobConfig, WatermarkStrategy};
+//! use weir_dataflow::testing::{CollectionSource, CollectSink};
+//! let job = JobBuilder::new(JobConfig { parallelism: 2, ..JobConfig::default() });
+//! let (sink, collected) = CollectSink::new();
+//! job.source("numbers", WatermarkStrategy::none(), CollectionSource::factory((1..=100u64).collect()))
+//!     .map(|x| x * 2)
+//!     .filter(|x| x % 3 == 0)
+//!     .sink("collect", sink);
+//! job.execute().unwrap();
+//! let mut out = collected.take();
+//! out.sort();
+//! assert_eq!(out.len(), 33);
+//! assert_eq!(out[0], 6);
+//! ```
+#![deny(missing_docs)]
+
+mod align;
+mod error;
+mod exchange;
+mod execute;
+mod graph;
+mod message;
+mod operator;
+mod ops;
+mod sink;
+mod source;
+mod stage;
+mod stream;
+mod task;
+pub mod testing;
+mod time;
+
+pub use align::{AlignmentStep, BarrierAligner};
+pub use error::{DataflowError, Result};
+pub use execute::{JobConfig, JobHandle, JobResult, RestoreState, SubtaskMetrics};
+pub use graph::{Data, EdgeKind};
+pub use message::Message;
+pub use operator::{
+    Operator, OperatorContext, OperatorMetrics, Output, SnapshotContext, SubtaskInfo,
+};
+pub use ops::{Filter, FlatMap, Identity, Map};
+pub use sink::Sink;
+pub use source::{Source, SourceOutput, SourcePoll, SplitId, TimestampAssigner, WatermarkStrategy};
+pub use stream::{JobBuilder, KeySelector, KeyedStream, SinkHandle, Stream};
+pub use task::{JobEvent, TaskCommand};
+pub use time::{duration_ms, Timestamp};
+pub use weir_checkpoint::{
+    Barrier, BarrierKind, CheckpointId, OperatorSnapshot, OperatorUid, SubtaskAck,
+};
+pub use weir_state as state;

@@ -40,7 +40,9 @@ pub use aggregate::{AggregateFunction, Avg, AvgAcc, Count, Max, Min, Sum};
 pub use codec::{decode, encode};
 pub use error::StateError;
 pub use hash::{stable_hash, StableHasher};
-pub use key_group::{key_group_for_key, KeyGroup, KeyGroupRange, MaxParallelism};
+pub use key_group::{
+    key_group_for_hash, key_group_for_key, KeyGroup, KeyGroupRange, MaxParallelism,
+};
 pub use states::{AggregatingState, ListState, MapState, ValueState};
 pub use table::{KeyedSnapshot, StateKey, StateTable, StateValue};
 

@@ -1,7 +1,9 @@
 //! [`StateTable`]: the heap backend's keyed map, with change tracking for cheap
 //! snapshots.
 
-use crate::{decode, encode, key_group_for_key, KeyGroup, KeyGroupRange, MaxParallelism, StateError};
+use crate::{
+    decode, encode, key_group_for_key, KeyGroup, KeyGroupRange, MaxParallelism, StateError,
+};
 use rustc_hash::FxHashMap;
 use serde::{de::DeserializeOwned, Serialize};
 use std::collections::hash_map::Entry;
@@ -81,7 +83,13 @@ impl<K: StateKey, V: StateValue> StateTable<K, V> {
     #[inline]
     pub fn get_mut(&mut self, key: &K) -> Option<&mut V> {
         let slot = self.entries.get_mut(key)?;
-        Self::mark(&mut self.changed, self.tracking, self.epoch, &mut slot.epoch, key);
+        Self::mark(
+            &mut self.changed,
+            self.tracking,
+            self.epoch,
+            &mut slot.epoch,
+            key,
+        );
         Some(&mut slot.value)
     }
 
@@ -120,7 +128,10 @@ impl<K: StateKey, V: StateValue> StateTable<K, V> {
     /// Sets the value of `key`, returning the previous one.
     pub fn insert(&mut self, key: K, value: V) -> Option<V> {
         if self.tracking {
-            let recorded = self.entries.get(&key).is_some_and(|s| s.epoch == self.epoch);
+            let recorded = self
+                .entries
+                .get(&key)
+                .is_some_and(|s| s.epoch == self.epoch);
             if !recorded {
                 self.changed.push(key.clone());
             }
@@ -342,7 +353,11 @@ mod tests {
         snapshot.insert(KeyGroup::new(3), vec![0xff, 0xff, 0xff]);
         let mut table = StateTable::<u16, i64>::new("counts");
         let err = table
-            .restore(&snapshot, KeyGroupRange { start: 0, end: 127 }, MaxParallelism::DEFAULT)
+            .restore(
+                &snapshot,
+                KeyGroupRange { start: 0, end: 127 },
+                MaxParallelism::DEFAULT,
+            )
             .unwrap_err();
         assert!(err.to_string().contains("counts"), "{err}");
     }

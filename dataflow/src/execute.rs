@@ -1,0 +1,637 @@
+//! Expanding a job graph into tasks and running them: one OS thread per subtask of
+//! each chain, bounded channels between them.
+
+use crate::graph::{downcast, Erased, GraphSpec, NodeKind, WireSettings};
+use crate::operator::{OperatorContext, OperatorMetrics, SubtaskInfo};
+use crate::stream::JobBuilder;
+use crate::task::{JobEvent, TaskCommand, TaskEnv, TaskHead};
+use crate::{DataflowError, Result};
+use crossbeam_channel::{unbounded, Receiver, RecvTimeoutError, Sender};
+use std::collections::BTreeMap;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+use weir_checkpoint::{Barrier, CheckpointId, OperatorSnapshot, SubtaskAck};
+use weir_state::{KeyGroupRange, MaxParallelism};
+
+/// Settings of a job.
+#[derive(Clone, Debug)]
+pub struct JobConfig {
+    /// The job's name.
+    pub name: String,
+    /// Parallelism of operators that do not set their own.
+    pub parallelism: usize,
+    /// Number of key groups; the upper bound of any operator's parallelism.
+    pub max_parallelism: usize,
+    /// Records per batch on channels.
+    pub batch_size: usize,
+    /// A partly filled batch is sent after this long.
+    pub linger: Duration,
+    /// Capacity of each channel, in batches (backpressure beyond it).
+    pub channel_capacity: usize,
+    /// How often sources emit watermarks.
+    pub watermark_interval: Duration,
+    /// Whether checkpoints will be taken (state tables then track changes).
+    pub checkpointing: bool,
+    /// State to restore, by operator uid.
+    pub restore: Option<RestoreState>,
+}
+
+impl Default for JobConfig {
+    fn default() -> Self {
+        Self {
+            name: "weir-job".into(),
+            parallelism: 1,
+            max_parallelism: 128,
+            batch_size: 1024,
+            linger: Duration::from_millis(5),
+            channel_capacity: 8,
+            watermark_interval: Duration::from_millis(50),
+            checkpointing: false,
+            restore: None,
+        }
+    }
+}
+
+/// State to restore a job from: the operator snapshots of every subtask of a
+/// completed checkpoint or savepoint, by operator uid.
+#[derive(Clone, Debug, Default)]
+pub struct RestoreState {
+    /// For each uid, the snapshots of its previous subtasks (index = old subtask).
+    pub operators: BTreeMap<String, Vec<OperatorSnapshot>>,
+    /// The max parallelism the state was written with.
+    pub max_parallelism: usize,
+}
+
+/// Counters of one operator subtask.
+#[derive(Clone, Debug)]
+pub struct SubtaskMetrics {
+    /// The operator's name.
+    pub operator: String,
+    /// The operator's uid.
+    pub uid: String,
+    /// The subtask index.
+    pub subtask: usize,
+    /// Records received (sources: emitted).
+    pub records_in: u64,
+    /// Records emitted.
+    pub records_out: u64,
+    /// Records too late for their window.
+    pub late_records: u64,
+}
+
+/// What a finished job reports.
+#[derive(Debug)]
+pub struct JobResult {
+    /// Wall time from start to the end of the last task.
+    pub elapsed: Duration,
+    /// Final counters of every operator subtask.
+    pub metrics: Vec<SubtaskMetrics>,
+    /// Checkpoint acknowledgements received while waiting (when nobody else consumed them).
+    pub acks: Vec<SubtaskAck>,
+}
+
+struct RunningTask {
+    name: String,
+    is_source: bool,
+    control: Sender<TaskCommand>,
+    thread: JoinHandle<Result<()>>,
+}
+
+/// A running job.
+pub struct JobHandle {
+    tasks: Vec<RunningTask>,
+    events: Receiver<JobEvent>,
+    failures: Receiver<String>,
+    metrics: Vec<(String, String, usize, Arc<OperatorMetrics>)>,
+    started: Instant,
+}
+
+impl JobBuilder {
+    /// Validates the graph and starts the job.
+    ///
+    /// # Errors
+    /// [`DataflowError::InvalidJob`] naming the operator and value for every invalid
+    /// setting (all of them, joined), before any task starts.
+    pub fn spawn(self) -> Result<JobHandle> {
+        let graph = Rc::try_unwrap(self.graph)
+            .map(|cell| cell.into_inner())
+            .map_err(|_| DataflowError::invalid("job", "streams of this job are still in use"))?;
+        spawn(graph, self.config)
+    }
+
+    /// Runs the job to completion (bounded sources) and returns its metrics.
+    ///
+    /// # Errors
+    /// Invalid settings (see [`JobBuilder::spawn`]) or the first task failure.
+    pub fn execute(self) -> Result<JobResult> {
+        self.spawn()?.wait()
+    }
+}
+
+use std::rc::Rc;
+
+fn validate(graph: &GraphSpec, config: &JobConfig) -> Result<(MaxParallelism, Vec<usize>)> {
+    let mut errors: Vec<String> = graph.errors.iter().map(|e| e.to_string()).collect();
+    let max = match MaxParallelism::new(config.max_parallelism) {
+        Ok(max) => max,
+        Err(e) => {
+            errors.push(format!("job `{}`: {e}", config.name));
+            MaxParallelism::DEFAULT
+        }
+    };
+    if config.batch_size == 0 {
+        errors.push(format!(
+            "job `{}`: batch size must be at least 1",
+            config.name
+        ));
+    }
+    if config.channel_capacity == 0 {
+        errors.push(format!(
+            "job `{}`: channel capacity must be at least 1",
+            config.name
+        ));
+    }
+    let mut parallelism = Vec::with_capacity(graph.nodes.len());
+    for node in &graph.nodes {
+        let p = node.parallelism.unwrap_or(config.parallelism);
+        if p == 0 {
+            errors.push(format!(
+                "invalid job: operator `{}`: parallelism must be at least 1, got 0",
+                node.name
+            ));
+        } else if p > max.get() {
+            errors.push(format!(
+                "invalid job: operator `{}`: parallelism {p} exceeds the max parallelism {}",
+                node.name,
+                max.get()
+            ));
+        }
+        parallelism.push(p.max(1));
+    }
+    let mut uids = BTreeMap::new();
+    for (index, node) in graph.nodes.iter().enumerate() {
+        if let Some(uid) = &node.uid {
+            if let Some(other) = uids.insert(uid.clone(), index) {
+                errors.push(format!(
+                    "invalid job: operator `{}`: uid `{uid}` is already used by operator `{}`",
+                    node.name, graph.nodes[other].name
+                ));
+            }
+        }
+    }
+    if errors.is_empty() {
+        Ok((max, parallelism))
+    } else {
+        Err(DataflowError::invalid(
+            config.name.clone(),
+            errors.join("; "),
+        ))
+    }
+}
+
+fn context(
+    graph: &GraphSpec,
+    node: usize,
+    index: usize,
+    parallelism: usize,
+    max: MaxParallelism,
+    config: &JobConfig,
+) -> OperatorContext {
+    let uid = graph.uid_of(node);
+    let key_groups = KeyGroupRange::for_subtask(max, parallelism, index);
+    let mut cx = OperatorContext::fresh(SubtaskInfo {
+        operator: graph.nodes[node].name.clone(),
+        uid: uid.clone(),
+        index,
+        parallelism,
+        max_parallelism: max,
+        key_groups,
+    });
+    cx.checkpointing = config.checkpointing;
+    if let Some(restore) = config.restore.as_ref().and_then(|r| r.operators.get(&uid)) {
+        for previous in restore {
+            for (group, states) in &previous.keyed {
+                if key_groups.contains(weir_state::KeyGroup::new(*group)) {
+                    cx.restored_keyed.insert(*group, states.clone());
+                }
+            }
+        }
+        if restore.len() == parallelism {
+            cx.restored_operator = restore[index].operator.clone();
+        } else {
+            cx.restored_operator_all = restore.iter().map(|s| s.operator.clone()).collect();
+        }
+    }
+    cx
+}
+
+struct Wiring<'a> {
+    graph: &'a GraphSpec,
+    config: &'a JobConfig,
+    max: MaxParallelism,
+    parallelism: &'a [usize],
+    chained: Vec<Vec<bool>>,
+    consumers: Vec<Vec<(usize, usize)>>,
+    writers: BTreeMap<(usize, usize), Vec<Option<Erased>>>,
+    readers: BTreeMap<(usize, usize), Vec<Option<Erased>>>,
+    metrics: Vec<(String, String, usize, Arc<OperatorMetrics>)>,
+}
+
+impl Wiring<'_> {
+    fn take(
+        map: &mut BTreeMap<(usize, usize), Vec<Option<Erased>>>,
+        key: (usize, usize),
+        index: usize,
+    ) -> Result<Erased> {
+        map.get_mut(&key)
+            .and_then(|v| v.get_mut(index))
+            .and_then(Option::take)
+            .ok_or_else(|| {
+                DataflowError::invalid("job", "internal wiring error: a channel end is missing")
+            })
+    }
+
+    /// The stage of `node` at subtask `index`, with everything chained after it.
+    fn stage(&mut self, node: usize, index: usize) -> Result<Erased> {
+        let mut branches = Vec::new();
+        for (consumer, edge) in self.consumers[node].clone() {
+            if self.chained[consumer][edge] {
+                branches.push(self.stage(consumer, index)?);
+            } else {
+                branches.push(Self::take(&mut self.writers, (consumer, edge), index)?);
+            }
+        }
+        let spec = &self.graph.nodes[node];
+        let next = match (&spec.output, branches.len()) {
+            (Some(_), 1) => branches.pop(),
+            (Some(output), _) => Some(output.tee(branches)?),
+            (None, _) => None,
+        };
+        let cx = context(
+            self.graph,
+            node,
+            index,
+            self.parallelism[node],
+            self.max,
+            self.config,
+        );
+        self.metrics.push((
+            spec.name.clone(),
+            cx.subtask.uid.clone(),
+            index,
+            cx.metrics.clone(),
+        ));
+        match (&spec.kind, next) {
+            (NodeKind::Operator(build), Some(next)) => build.build(cx, next),
+            (NodeKind::Sink(build), None) => build.build(cx),
+            _ => Err(DataflowError::invalid(
+                &spec.name,
+                "internal wiring error: bad node kind",
+            )),
+        }
+    }
+
+    fn head(&mut self, root: usize, index: usize) -> Result<Box<dyn TaskHead>> {
+        let spec = &self.graph.nodes[root];
+        if let NodeKind::Source(build) = &spec.kind {
+            let mut branches = Vec::new();
+            for (consumer, edge) in self.consumers[root].clone() {
+                if self.chained[consumer][edge] {
+                    branches.push(self.stage(consumer, index)?);
+                } else {
+                    branches.push(Self::take(&mut self.writers, (consumer, edge), index)?);
+                }
+            }
+            let output = spec
+                .output
+                .as_ref()
+                .ok_or_else(|| DataflowError::invalid(&spec.name, "source without output"))?;
+            let next = if branches.len() == 1 {
+                branches
+                    .pop()
+                    .ok_or_else(|| DataflowError::invalid(&spec.name, "internal wiring error"))?
+            } else {
+                output.tee(branches)?
+            };
+            let cx = context(
+                self.graph,
+                root,
+                index,
+                self.parallelism[root],
+                self.max,
+                self.config,
+            );
+            self.metrics.push((
+                spec.name.clone(),
+                cx.subtask.uid.clone(),
+                index,
+                cx.metrics.clone(),
+            ));
+            return build.build(cx, next, self.config.batch_size);
+        }
+        let stage = self.stage(root, index)?;
+        let mut readers = Vec::new();
+        for edge in 0..spec.inputs.len() {
+            readers.push(Self::take(&mut self.readers, (root, edge), index)?);
+        }
+        let input = spec
+            .input
+            .as_ref()
+            .ok_or_else(|| DataflowError::invalid(&spec.name, "operator without input type"))?;
+        input.gate(readers, stage)
+    }
+
+    fn task_name(&self, root: usize) -> String {
+        let mut names = vec![self.graph.nodes[root].name.clone()];
+        let mut current = root;
+        loop {
+            let chained: Vec<usize> = self.consumers[current]
+                .iter()
+                .filter(|(c, e)| self.chained[*c][*e])
+                .map(|(c, _)| *c)
+                .collect();
+            match chained.as_slice() {
+                [single] => {
+                    names.push(self.graph.nodes[*single].name.clone());
+                    current = *single;
+                }
+                [] => break,
+                many => {
+                    names.push(format!("[{} branches]", many.len()));
+                    break;
+                }
+            }
+        }
+        names.join(" -> ")
+    }
+}
+
+fn spawn(graph: GraphSpec, config: JobConfig) -> Result<JobHandle> {
+    let (max, parallelism) = validate(&graph, &config)?;
+    if let Some(restore) = &config.restore {
+        if restore.max_parallelism != 0 && restore.max_parallelism != max.get() {
+            return Err(DataflowError::invalid(
+                config.name.clone(),
+                format!(
+                    "the state to restore was written with max parallelism {}, the job has {}",
+                    restore.max_parallelism,
+                    max.get()
+                ),
+            ));
+        }
+    }
+    let n = graph.nodes.len();
+    let mut consumers = vec![Vec::new(); n];
+    let mut chained = Vec::with_capacity(n);
+    for (index, node) in graph.nodes.iter().enumerate() {
+        let single = node.inputs.len() == 1;
+        chained.push(
+            node.inputs
+                .iter()
+                .map(|e| single && e.kind.chainable() && parallelism[e.from] == parallelism[index])
+                .collect::<Vec<bool>>(),
+        );
+        for (edge_index, edge) in node.inputs.iter().enumerate() {
+            consumers[edge.from].push((index, edge_index));
+        }
+    }
+    let settings = WireSettings {
+        batch_size: config.batch_size,
+        linger: config.linger,
+        channel_capacity: config.channel_capacity,
+        max_parallelism: max,
+    };
+    let mut wiring = Wiring {
+        graph: &graph,
+        config: &config,
+        max,
+        parallelism: &parallelism,
+        chained,
+        consumers,
+        writers: BTreeMap::new(),
+        readers: BTreeMap::new(),
+        metrics: Vec::new(),
+    };
+    for (index, node) in graph.nodes.iter().enumerate() {
+        for (edge_index, edge) in node.inputs.iter().enumerate() {
+            if !wiring.chained[index][edge_index] {
+                let task = graph.nodes[edge.from].name.clone();
+                let (writers, readers) = edge.build.channels(
+                    parallelism[edge.from],
+                    parallelism[index],
+                    &settings,
+                    &task,
+                );
+                wiring
+                    .writers
+                    .insert((index, edge_index), writers.into_iter().map(Some).collect());
+                wiring
+                    .readers
+                    .insert((index, edge_index), readers.into_iter().map(Some).collect());
+            }
+        }
+    }
+    let roots: Vec<usize> = (0..n)
+        .filter(|&i| graph.nodes[i].inputs.is_empty() || !wiring.chained[i].iter().any(|&c| c))
+        .collect();
+    let mut heads = Vec::new();
+    for &root in &roots {
+        let name = wiring.task_name(root);
+        for index in 0..parallelism[root] {
+            let head = wiring.head(root, index)?;
+            let is_source = matches!(graph.nodes[root].kind, NodeKind::Source(_));
+            heads.push((name.clone(), index, parallelism[root], is_source, head));
+        }
+    }
+    let metrics = std::mem::take(&mut wiring.metrics);
+    let (events_tx, events) = unbounded();
+    let (failures_tx, failures) = unbounded();
+    let mut tasks = Vec::new();
+    let started = Instant::now();
+    for (name, index, p, is_source, head) in heads {
+        let (control_tx, control) = unbounded();
+        let env = TaskEnv {
+            name: name.clone(),
+            subtask: index,
+            control,
+            events: events_tx.clone(),
+            tick: Duration::from_millis(1),
+            watermark_interval: config.watermark_interval,
+        };
+        let failures_tx = failures_tx.clone();
+        let thread_name = format!("{} ({}/{})", name, index + 1, p);
+        let task_name = thread_name.clone();
+        let thread = std::thread::Builder::new()
+            .name(truncate(&thread_name, 60))
+            .spawn(move || {
+                let result =
+                    catch_unwind(AssertUnwindSafe(|| head.run(env))).unwrap_or_else(|panic| {
+                        let message = panic
+                            .downcast_ref::<&str>()
+                            .map(|s| s.to_string())
+                            .or_else(|| panic.downcast_ref::<String>().cloned())
+                            .unwrap_or_else(|| "panic".into());
+                        Err(DataflowError::TaskFailed {
+                            task: task_name.clone(),
+                            message: format!("panicked: {message}"),
+                        })
+                    });
+                if result.is_err() {
+                    let _ = failures_tx.send(task_name);
+                }
+                result
+            })
+            .map_err(|e| DataflowError::TaskFailed {
+                task: thread_name.clone(),
+                message: format!("could not start a thread: {e}"),
+            })?;
+        tasks.push(RunningTask {
+            name: thread_name,
+            is_source,
+            control: control_tx,
+            thread,
+        });
+    }
+    Ok(JobHandle {
+        tasks,
+        events,
+        failures,
+        metrics,
+        started,
+    })
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    s.chars().take(max).collect()
+}
+
+impl JobHandle {
+    /// Asks every source to snapshot its position and inject `barrier`.
+    pub fn trigger_barrier(&self, barrier: Barrier) {
+        for task in self.tasks.iter().filter(|t| t.is_source) {
+            let _ = task.control.send(TaskCommand::TriggerBarrier(barrier));
+        }
+    }
+
+    /// Tells every task that checkpoint `id` is complete.
+    pub fn notify_checkpoint_complete(&self, id: CheckpointId) {
+        for task in &self.tasks {
+            let _ = task.control.send(TaskCommand::CheckpointComplete(id));
+        }
+    }
+
+    /// The number of subtasks (threads) of the job.
+    pub fn subtask_count(&self) -> usize {
+        self.tasks.len()
+    }
+
+    /// The number of source subtasks.
+    pub fn source_subtask_count(&self) -> usize {
+        self.tasks.iter().filter(|t| t.is_source).count()
+    }
+
+    /// Events from the tasks (checkpoint acknowledgements, finished subtasks).
+    pub fn events(&self) -> &Receiver<JobEvent> {
+        &self.events
+    }
+
+    /// The current counters of every operator subtask.
+    pub fn metrics(&self) -> Vec<SubtaskMetrics> {
+        self.metrics
+            .iter()
+            .map(|(operator, uid, subtask, m)| SubtaskMetrics {
+                operator: operator.clone(),
+                uid: uid.clone(),
+                subtask: *subtask,
+                records_in: m.records_in.load(Ordering::Relaxed),
+                records_out: m.records_out.load(Ordering::Relaxed),
+                late_records: m.late_records.load(Ordering::Relaxed),
+            })
+            .collect()
+    }
+
+    /// Stops every task.
+    pub fn cancel(&self) {
+        for task in &self.tasks {
+            let _ = task.control.send(TaskCommand::Cancel);
+        }
+    }
+
+    /// Waits until every subtask has finished its input (bounded sources), then shuts
+    /// the tasks down and returns the metrics.
+    ///
+    /// # Errors
+    /// The first task failure (the root cause, not the failures it caused downstream),
+    /// after cancelling the remaining tasks.
+    pub fn wait(self) -> Result<JobResult> {
+        let mut finished = 0;
+        let mut acks = Vec::new();
+        let mut failed = false;
+        while finished < self.tasks.len() {
+            if self.failures.try_recv().is_ok() {
+                failed = true;
+                break;
+            }
+            match self.events.recv_timeout(Duration::from_millis(20)) {
+                Ok(JobEvent::Finished { .. }) => finished += 1,
+                Ok(JobEvent::Ack(ack)) => acks.push(ack),
+                Ok(JobEvent::BarrierDeclined { .. }) => {}
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+        }
+        if failed {
+            self.cancel();
+        }
+        let metrics = self.metrics();
+        let elapsed = self.started.elapsed();
+        let mut first_error: Option<DataflowError> = None;
+        for task in self.tasks {
+            drop(task.control);
+            let result = task.thread.join().unwrap_or_else(|_| {
+                Err(DataflowError::TaskFailed {
+                    task: task.name.clone(),
+                    message: "the task thread panicked".into(),
+                })
+            });
+            if let Err(e) = result {
+                let secondary = matches!(
+                    e,
+                    DataflowError::Cancelled | DataflowError::TaskFailed { .. }
+                );
+                match &first_error {
+                    None => first_error = Some(e),
+                    Some(DataflowError::Cancelled | DataflowError::TaskFailed { .. })
+                        if !secondary =>
+                    {
+                        first_error = Some(e)
+                    }
+                    Some(_) => {}
+                }
+            }
+        }
+        while let Ok(event) = self.events.try_recv() {
+            if let JobEvent::Ack(ack) = event {
+                acks.push(ack);
+            }
+        }
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(JobResult {
+                elapsed,
+                metrics,
+                acks,
+            }),
+        }
+    }
+}
+
+#[allow(dead_code)]
+fn _assert_send() {
+    fn is_send<T: Send>() {}
+    is_send::<JobHandle>();
+    let _ = downcast::<u8>;
+}

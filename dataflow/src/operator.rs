@@ -1,0 +1,239 @@
+//! The operator contract: a few synchronous methods the runtime calls. Operators
+//! never see channels, barriers or alignment.
+
+use crate::{Result, Timestamp};
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use weir_checkpoint::{CheckpointId, OperatorSnapshot};
+use weir_state::{KeyGroupRange, KeyedSnapshot, MaxParallelism};
+
+/// Where an operator instance runs: its subtask and the key groups it owns.
+#[derive(Clone, Debug)]
+pub struct SubtaskInfo {
+    /// The operator's name (for errors and metrics).
+    pub operator: String,
+    /// The operator's uid (state key in checkpoints).
+    pub uid: String,
+    /// This subtask's index, `0..parallelism`.
+    pub index: usize,
+    /// The operator's parallelism.
+    pub parallelism: usize,
+    /// The job's max parallelism (number of key groups).
+    pub max_parallelism: MaxParallelism,
+    /// The key groups this subtask owns.
+    pub key_groups: KeyGroupRange,
+}
+
+/// Counters of one operator subtask, readable while the job runs.
+#[derive(Debug, Default)]
+pub struct OperatorMetrics {
+    /// Records received.
+    pub records_in: AtomicU64,
+    /// Records emitted.
+    pub records_out: AtomicU64,
+    /// Records that arrived after their window's allowed lateness and were dropped
+    /// (or diverted to the late side output).
+    pub late_records: AtomicU64,
+}
+
+impl OperatorMetrics {
+    /// Adds `n` to a counter (relaxed; counters are for reporting only).
+    #[inline]
+    pub fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+}
+
+/// What an operator gets when it opens: where it runs, its restored state and its
+/// metrics.
+pub struct OperatorContext {
+    /// Where this instance runs.
+    pub subtask: SubtaskInfo,
+    /// Keyed state restored for the key groups this subtask owns (empty on a fresh
+    /// start), by key group then state name.
+    pub restored_keyed: BTreeMap<u16, BTreeMap<String, Vec<u8>>>,
+    /// Operator state restored for this subtask (empty on a fresh start). After
+    /// rescaling, the operator states of all previous subtasks are offered in
+    /// `restored_operator_all`.
+    pub restored_operator: BTreeMap<String, Vec<u8>>,
+    /// The operator states of every previous subtask, when the parallelism changed.
+    pub restored_operator_all: Vec<BTreeMap<String, Vec<u8>>>,
+    /// Whether checkpointing is on (state tables then track their changes).
+    pub checkpointing: bool,
+    /// This instance's counters.
+    pub metrics: Arc<OperatorMetrics>,
+}
+
+impl OperatorContext {
+    /// A context for a fresh (not restored) instance; used by tests and by the runtime.
+    pub fn fresh(subtask: SubtaskInfo) -> Self {
+        Self {
+            subtask,
+            restored_keyed: BTreeMap::new(),
+            restored_operator: BTreeMap::new(),
+            restored_operator_all: Vec::new(),
+            checkpointing: false,
+            metrics: Arc::new(OperatorMetrics::default()),
+        }
+    }
+
+    /// The restored keyed state named `name`, by key group.
+    pub fn restored_state(&self, name: &str) -> KeyedSnapshot {
+        self.restored_keyed
+            .iter()
+            .filter_map(|(group, states)| {
+                states
+                    .get(name)
+                    .map(|bytes| (weir_state::KeyGroup::new(*group), bytes.clone()))
+            })
+            .collect()
+    }
+}
+
+/// Collects what an operator captures during the synchronous part of a checkpoint.
+pub struct SnapshotContext {
+    /// The checkpoint being taken.
+    pub checkpoint: CheckpointId,
+    /// Whether it is a savepoint (canonical, full state required).
+    pub savepoint: bool,
+    /// The job's max parallelism (to partition keyed state).
+    pub max_parallelism: MaxParallelism,
+    pub(crate) snapshot: OperatorSnapshot,
+}
+
+impl SnapshotContext {
+    /// A context for one operator's snapshot of `checkpoint`.
+    pub fn new(checkpoint: CheckpointId, savepoint: bool, max_parallelism: MaxParallelism) -> Self {
+        Self {
+            checkpoint,
+            savepoint,
+            max_parallelism,
+            snapshot: OperatorSnapshot::default(),
+        }
+    }
+
+    /// Adds the keyed state `name`, partitioned by key group.
+    pub fn put_keyed(&mut self, name: &str, state: KeyedSnapshot) {
+        for (group, bytes) in state {
+            self.snapshot
+                .keyed
+                .entry(group.get())
+                .or_default()
+                .insert(name.to_string(), bytes);
+        }
+    }
+
+    /// Adds operator (non-keyed) state `name`.
+    pub fn put_operator(&mut self, name: &str, bytes: Vec<u8>) {
+        self.snapshot.operator.insert(name.to_string(), bytes);
+    }
+
+    /// What was captured.
+    pub fn into_snapshot(self) -> OperatorSnapshot {
+        self.snapshot
+    }
+}
+
+/// An operator's output buffer for one call. The runtime hands its contents to the
+/// next operator of the chain (a plain function call) or to the outgoing channels.
+#[derive(Debug)]
+pub struct Output<T> {
+    pub(crate) buffer: Vec<T>,
+}
+
+impl<T> Default for Output<T> {
+    fn default() -> Self {
+        Self { buffer: Vec::new() }
+    }
+}
+
+impl<T> Output<T> {
+    /// An empty output.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Emits one record.
+    #[inline]
+    pub fn push(&mut self, record: T) {
+        self.buffer.push(record);
+    }
+
+    /// Emits many records.
+    #[inline]
+    pub fn extend(&mut self, records: impl IntoIterator<Item = T>) {
+        self.buffer.extend(records);
+    }
+
+    /// The records emitted so far and not yet handed on.
+    pub fn len(&self) -> usize {
+        self.buffer.len()
+    }
+
+    /// Whether nothing is pending.
+    pub fn is_empty(&self) -> bool {
+        self.buffer.is_empty()
+    }
+
+    /// Takes the pending records (for tests and operator harnesses).
+    pub fn drain(&mut self) -> std::vec::Drain<'_, T> {
+        self.buffer.drain(..)
+    }
+
+    /// The pending records as a vector to swap with (advanced use).
+    pub fn buffer_mut(&mut self) -> &mut Vec<T> {
+        &mut self.buffer
+    }
+}
+
+/// A one-input operator. The runtime calls these methods on the task thread; all of
+/// them are synchronous and must not block on I/O.
+pub trait Operator: Send + 'static {
+    /// Input record type.
+    type In: Send + 'static;
+    /// Output record type.
+    type Out: Send + 'static;
+
+    /// Called once before the first record, with restored state if any.
+    fn open(&mut self, cx: &mut OperatorContext) -> Result<()> {
+        let _ = cx;
+        Ok(())
+    }
+
+    /// Processes a batch. `input` must be left empty (drained).
+    fn on_batch(&mut self, input: &mut Vec<Self::In>, out: &mut Output<Self::Out>) -> Result<()>;
+
+    /// The input's watermark advanced to `watermark`. The runtime forwards the
+    /// watermark downstream after this returns.
+    fn on_watermark(&mut self, watermark: Timestamp, out: &mut Output<Self::Out>) -> Result<()> {
+        let _ = (watermark, out);
+        Ok(())
+    }
+
+    /// Called periodically (about every millisecond while the task is busy or idle)
+    /// with the current processing time, for processing-time timers.
+    fn on_processing_time(&mut self, now: Timestamp, out: &mut Output<Self::Out>) -> Result<()> {
+        let _ = (now, out);
+        Ok(())
+    }
+
+    /// The synchronous part of a checkpoint: capture state consistently and cheaply.
+    fn snapshot(&mut self, cx: &mut SnapshotContext) -> Result<()> {
+        let _ = cx;
+        Ok(())
+    }
+
+    /// Checkpoint `id` is complete (all subtasks acknowledged, metadata written).
+    fn on_checkpoint_complete(&mut self, id: CheckpointId) -> Result<()> {
+        let _ = id;
+        Ok(())
+    }
+
+    /// All input has ended: emit everything still pending (the final watermark has
+    /// already been delivered).
+    fn on_end(&mut self, out: &mut Output<Self::Out>) -> Result<()> {
+        let _ = out;
+        Ok(())
+    }
+}

@@ -1,0 +1,280 @@
+//! Stages: the links of a chain inside one task. A record passes from operator to
+//! operator by plain function calls on batches; the last stage writes to channels
+//! (an exchange) or is a sink.
+
+use crate::operator::{Operator, OperatorContext, OperatorMetrics, Output, SnapshotContext};
+use crate::sink::Sink;
+use crate::{DataflowError, Result, Timestamp};
+use std::sync::Arc;
+use weir_checkpoint::{Barrier, CheckpointId, OperatorSnapshot, OperatorUid};
+
+/// The snapshots a chain collects as a barrier passes through it.
+pub(crate) type ChainSnapshots = Vec<(OperatorUid, OperatorSnapshot)>;
+
+/// One link of a chain, consuming records of type `T`.
+pub(crate) trait Stage<T>: Send {
+    /// Opens this stage and everything after it.
+    fn open(&mut self) -> Result<()>;
+    /// Processes a batch; leaves `batch` empty.
+    fn batch(&mut self, batch: &mut Vec<T>) -> Result<()>;
+    /// The watermark advanced.
+    fn watermark(&mut self, watermark: Timestamp) -> Result<()>;
+    /// The input became idle.
+    fn idle(&mut self) -> Result<()>;
+    /// Processing time advanced (timers, linger flushes).
+    fn tick(&mut self, now: Timestamp) -> Result<()>;
+    /// Snapshot every operator, then forward the barrier.
+    fn barrier(&mut self, barrier: Barrier, snapshots: &mut ChainSnapshots) -> Result<()>;
+    /// A checkpoint completed.
+    fn checkpoint_complete(&mut self, id: CheckpointId) -> Result<()>;
+    /// End of input: flush, then propagate.
+    fn end(&mut self) -> Result<()>;
+}
+
+/// Wraps an [`Operator`] with its output buffer and the next stage.
+pub(crate) struct OperatorStage<O: Operator> {
+    pub(crate) operator: O,
+    pub(crate) out: Output<O::Out>,
+    pub(crate) next: Box<dyn Stage<O::Out>>,
+    pub(crate) cx: Option<OperatorContext>,
+    pub(crate) uid: OperatorUid,
+    pub(crate) name: String,
+    pub(crate) subtask: usize,
+    pub(crate) metrics: Arc<OperatorMetrics>,
+    pub(crate) max_parallelism: weir_state::MaxParallelism,
+}
+
+impl<O: Operator> OperatorStage<O> {
+    pub(crate) fn new(operator: O, cx: OperatorContext, next: Box<dyn Stage<O::Out>>) -> Self {
+        Self {
+            operator,
+            out: Output::new(),
+            next,
+            uid: OperatorUid::new(cx.subtask.uid.as_str()),
+            name: cx.subtask.operator.clone(),
+            subtask: cx.subtask.index,
+            metrics: cx.metrics.clone(),
+            max_parallelism: cx.subtask.max_parallelism,
+            cx: Some(cx),
+        }
+    }
+
+    #[inline]
+    fn emit(&mut self) -> Result<()> {
+        if !self.out.buffer.is_empty() {
+            OperatorMetrics::add(&self.metrics.records_out, self.out.buffer.len() as u64);
+            self.next.batch(&mut self.out.buffer)?;
+        }
+        Ok(())
+    }
+
+    fn context(&self, e: DataflowError) -> DataflowError {
+        match e {
+            DataflowError::Operator { .. } | DataflowError::TaskFailed { .. } => e,
+            other => DataflowError::operator(&self.name, self.subtask, other.to_string()),
+        }
+    }
+}
+
+impl<O: Operator> Stage<O::In> for OperatorStage<O> {
+    fn open(&mut self) -> Result<()> {
+        if let Some(mut cx) = self.cx.take() {
+            self.operator.open(&mut cx).map_err(|e| self.context(e))?;
+        }
+        self.next.open()
+    }
+
+    #[inline]
+    fn batch(&mut self, batch: &mut Vec<O::In>) -> Result<()> {
+        OperatorMetrics::add(&self.metrics.records_in, batch.len() as u64);
+        if let Err(e) = self.operator.on_batch(batch, &mut self.out) {
+            return Err(self.context(e));
+        }
+        batch.clear();
+        self.emit()
+    }
+
+    fn watermark(&mut self, watermark: Timestamp) -> Result<()> {
+        if let Err(e) = self.operator.on_watermark(watermark, &mut self.out) {
+            return Err(self.context(e));
+        }
+        self.emit()?;
+        self.next.watermark(watermark)
+    }
+
+    fn idle(&mut self) -> Result<()> {
+        self.next.idle()
+    }
+
+    fn tick(&mut self, now: Timestamp) -> Result<()> {
+        if let Err(e) = self.operator.on_processing_time(now, &mut self.out) {
+            return Err(self.context(e));
+        }
+        self.emit()?;
+        self.next.tick(now)
+    }
+
+    fn barrier(&mut self, barrier: Barrier, snapshots: &mut ChainSnapshots) -> Result<()> {
+        let mut cx = SnapshotContext::new(barrier.id, barrier.is_savepoint(), self.max_parallelism);
+        if let Err(e) = self.operator.snapshot(&mut cx) {
+            return Err(self.context(e));
+        }
+        snapshots.push((self.uid.clone(), cx.into_snapshot()));
+        self.next.barrier(barrier, snapshots)
+    }
+
+    fn checkpoint_complete(&mut self, id: CheckpointId) -> Result<()> {
+        if let Err(e) = self.operator.on_checkpoint_complete(id) {
+            return Err(self.context(e));
+        }
+        self.next.checkpoint_complete(id)
+    }
+
+    fn end(&mut self) -> Result<()> {
+        if let Err(e) = self.operator.on_end(&mut self.out) {
+            return Err(self.context(e));
+        }
+        self.emit()?;
+        self.next.end()
+    }
+}
+
+/// Wraps a [`Sink`]: the last stage of a chain.
+pub(crate) struct SinkStage<S: Sink> {
+    pub(crate) sink: S,
+    pub(crate) cx: Option<OperatorContext>,
+    pub(crate) uid: OperatorUid,
+    pub(crate) name: String,
+    pub(crate) subtask: usize,
+    pub(crate) metrics: Arc<OperatorMetrics>,
+    pub(crate) max_parallelism: weir_state::MaxParallelism,
+}
+
+impl<S: Sink> SinkStage<S> {
+    pub(crate) fn new(sink: S, cx: OperatorContext) -> Self {
+        Self {
+            sink,
+            uid: OperatorUid::new(cx.subtask.uid.as_str()),
+            name: cx.subtask.operator.clone(),
+            subtask: cx.subtask.index,
+            metrics: cx.metrics.clone(),
+            max_parallelism: cx.subtask.max_parallelism,
+            cx: Some(cx),
+        }
+    }
+
+    fn context(&self, e: DataflowError) -> DataflowError {
+        match e {
+            DataflowError::Operator { .. } | DataflowError::Io { .. } => e,
+            other => DataflowError::operator(&self.name, self.subtask, other.to_string()),
+        }
+    }
+}
+
+impl<S: Sink> Stage<S::In> for SinkStage<S> {
+    fn open(&mut self) -> Result<()> {
+        if let Some(mut cx) = self.cx.take() {
+            self.sink.open(&mut cx).map_err(|e| self.context(e))?;
+        }
+        Ok(())
+    }
+
+    #[inline]
+    fn batch(&mut self, batch: &mut Vec<S::In>) -> Result<()> {
+        OperatorMetrics::add(&self.metrics.records_in, batch.len() as u64);
+        if let Err(e) = self.sink.write_batch(batch) {
+            return Err(self.context(e));
+        }
+        batch.clear();
+        Ok(())
+    }
+
+    fn watermark(&mut self, _: Timestamp) -> Result<()> {
+        Ok(())
+    }
+
+    fn idle(&mut self) -> Result<()> {
+        Ok(())
+    }
+
+    fn tick(&mut self, _: Timestamp) -> Result<()> {
+        Ok(())
+    }
+
+    fn barrier(&mut self, barrier: Barrier, snapshots: &mut ChainSnapshots) -> Result<()> {
+        let mut cx = SnapshotContext::new(barrier.id, barrier.is_savepoint(), self.max_parallelism);
+        if let Err(e) = self.sink.snapshot(&mut cx) {
+            return Err(self.context(e));
+        }
+        snapshots.push((self.uid.clone(), cx.into_snapshot()));
+        Ok(())
+    }
+
+    fn checkpoint_complete(&mut self, id: CheckpointId) -> Result<()> {
+        self.sink
+            .on_checkpoint_complete(id)
+            .map_err(|e| self.context(e))
+    }
+
+    fn end(&mut self) -> Result<()> {
+        self.sink.finish().map_err(|e| self.context(e))
+    }
+}
+
+/// Hands every batch to several stages (a stream with several consumers).
+pub(crate) struct Tee<T> {
+    pub(crate) branches: Vec<Box<dyn Stage<T>>>,
+    pub(crate) scratch: Vec<T>,
+}
+
+impl<T: Clone + Send> Stage<T> for Tee<T> {
+    fn open(&mut self) -> Result<()> {
+        self.branches.iter_mut().try_for_each(|b| b.open())
+    }
+
+    fn batch(&mut self, batch: &mut Vec<T>) -> Result<()> {
+        let (last, rest) = match self.branches.split_last_mut() {
+            Some(split) => split,
+            None => {
+                batch.clear();
+                return Ok(());
+            }
+        };
+        for branch in rest {
+            self.scratch.clone_from(batch);
+            branch.batch(&mut self.scratch)?;
+            self.scratch.clear();
+        }
+        last.batch(batch)
+    }
+
+    fn watermark(&mut self, watermark: Timestamp) -> Result<()> {
+        self.branches
+            .iter_mut()
+            .try_for_each(|b| b.watermark(watermark))
+    }
+
+    fn idle(&mut self) -> Result<()> {
+        self.branches.iter_mut().try_for_each(|b| b.idle())
+    }
+
+    fn tick(&mut self, now: Timestamp) -> Result<()> {
+        self.branches.iter_mut().try_for_each(|b| b.tick(now))
+    }
+
+    fn barrier(&mut self, barrier: Barrier, snapshots: &mut ChainSnapshots) -> Result<()> {
+        self.branches
+            .iter_mut()
+            .try_for_each(|b| b.barrier(barrier, snapshots))
+    }
+
+    fn checkpoint_complete(&mut self, id: CheckpointId) -> Result<()> {
+        self.branches
+            .iter_mut()
+            .try_for_each(|b| b.checkpoint_complete(id))
+    }
+
+    fn end(&mut self) -> Result<()> {
+        self.branches.iter_mut().try_for_each(|b| b.end())
+    }
+}

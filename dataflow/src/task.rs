@@ -1,0 +1,456 @@
+//! Tasks: one OS thread each, driving a chain either from a source or from the
+//! input channels (with barrier alignment and watermark merging).
+
+use crate::align::{AlignmentStep, BarrierAligner};
+use crate::operator::{OperatorContext, OperatorMetrics, SnapshotContext};
+use crate::source::{Source, SourceOutput, SourcePoll, SplitId, WatermarkStrategy};
+use crate::stage::{ChainSnapshots, Stage};
+use crate::{DataflowError, Message, Result, Timestamp};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Select, Sender, TryRecvError};
+use rustc_hash::FxHashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use weir_checkpoint::{Barrier, CheckpointId, OperatorUid, SubtaskAck};
+
+/// Commands the job sends to a running task.
+#[derive(Clone, Copy, Debug)]
+pub enum TaskCommand {
+    /// Sources only: snapshot the position and emit this barrier.
+    TriggerBarrier(Barrier),
+    /// A checkpoint is complete.
+    CheckpointComplete(CheckpointId),
+    /// Stop now.
+    Cancel,
+}
+
+/// What tasks report to the job.
+#[derive(Debug)]
+pub enum JobEvent {
+    /// A subtask acknowledged a checkpoint with its chain's snapshots.
+    Ack(SubtaskAck),
+    /// A subtask processed all its input and flushed its output.
+    Finished {
+        /// The task.
+        task: String,
+        /// The subtask.
+        subtask: usize,
+    },
+    /// A source could not take a barrier (it had already finished).
+    BarrierDeclined {
+        /// The checkpoint.
+        checkpoint: CheckpointId,
+        /// The task.
+        task: String,
+        /// The subtask.
+        subtask: usize,
+    },
+}
+
+/// What every task thread needs besides its chain.
+pub(crate) struct TaskEnv {
+    pub(crate) name: String,
+    pub(crate) subtask: usize,
+    pub(crate) control: Receiver<TaskCommand>,
+    pub(crate) events: Sender<JobEvent>,
+    pub(crate) tick: Duration,
+    pub(crate) watermark_interval: Duration,
+}
+
+impl TaskEnv {
+    fn ack(
+        &self,
+        barrier: Barrier,
+        snapshots: ChainSnapshots,
+        alignment: Duration,
+        sync: Duration,
+    ) {
+        let ack = SubtaskAck {
+            checkpoint: barrier.id,
+            task: self.name.clone(),
+            subtask: self.subtask,
+            operators: snapshots.into_iter().collect(),
+            alignment_us: alignment.as_micros() as u64,
+            sync_us: sync.as_micros() as u64,
+        };
+        // The job may have stopped listening (it is shutting down): nothing to do then.
+        let _ = self.events.send(JobEvent::Ack(ack));
+    }
+}
+
+/// A runnable task.
+pub(crate) trait TaskHead: Send {
+    fn run(self: Box<Self>, env: TaskEnv) -> Result<()>;
+}
+
+/// Drives a chain from input channels.
+pub(crate) struct GateHead<T> {
+    pub(crate) inputs: Vec<Receiver<Message<T>>>,
+    pub(crate) stage: Box<dyn Stage<T>>,
+}
+
+struct InputState {
+    watermark: Timestamp,
+    idle: bool,
+    ended: bool,
+}
+
+impl<T: Send> GateHead<T> {
+    fn combined_watermark(inputs: &[InputState]) -> Option<Timestamp> {
+        inputs
+            .iter()
+            .filter(|i| !i.idle && !i.ended)
+            .map(|i| i.watermark)
+            .min()
+    }
+}
+
+impl<T: Send> TaskHead for GateHead<T> {
+    fn run(mut self: Box<Self>, env: TaskEnv) -> Result<()> {
+        self.stage.open()?;
+        let n = self.inputs.len();
+        let mut state: Vec<InputState> = (0..n)
+            .map(|_| InputState {
+                watermark: Timestamp::MIN,
+                idle: false,
+                ended: false,
+            })
+            .collect();
+        let mut aligner = BarrierAligner::new(n);
+        let mut emitted = Timestamp::MIN;
+        let mut idle_emitted = false;
+        let mut alignment_started: Option<Instant> = None;
+        let mut last_tick = Instant::now();
+        let mut open_inputs = n;
+        let mut readable: Vec<usize> = Vec::with_capacity(n);
+        while open_inputs > 0 {
+            // Control first: cheap when empty.
+            match env.control.try_recv() {
+                Ok(TaskCommand::CheckpointComplete(id)) => self.stage.checkpoint_complete(id)?,
+                Ok(TaskCommand::Cancel) => return Err(DataflowError::Cancelled),
+                Ok(TaskCommand::TriggerBarrier(_)) | Err(TryRecvError::Empty) => {}
+                Err(TryRecvError::Disconnected) => return Err(DataflowError::Cancelled),
+            }
+            if last_tick.elapsed() >= env.tick {
+                self.stage.tick(Timestamp::now())?;
+                last_tick = Instant::now();
+            }
+            readable.clear();
+            readable.extend((0..n).filter(|&i| !state[i].ended && !aligner.is_blocked(i)));
+            let received = if readable.len() == 1 {
+                let i = readable[0];
+                match self.inputs[i].recv_timeout(env.tick) {
+                    Ok(message) => Some((i, message)),
+                    Err(RecvTimeoutError::Timeout) => None,
+                    Err(RecvTimeoutError::Disconnected) => {
+                        state[i].ended = true;
+                        None
+                    }
+                }
+            } else {
+                let mut select = Select::new();
+                for &i in &readable {
+                    select.recv(&self.inputs[i]);
+                }
+                match select.select_timeout(env.tick) {
+                    Ok(op) => {
+                        let i = readable[op.index()];
+                        match op.recv(&self.inputs[i]) {
+                            Ok(message) => Some((i, message)),
+                            Err(_) => {
+                                state[i].ended = true;
+                                None
+                            }
+                        }
+                    }
+                    Err(_) => None,
+                }
+            };
+            if readable.iter().any(|&i| state[i].ended) {
+                return Err(DataflowError::TaskFailed {
+                    task: env.name.clone(),
+                    message: "an upstream task ended without finishing its output".into(),
+                });
+            }
+            let Some((input, message)) = received else {
+                continue;
+            };
+            match message {
+                Message::Batch(mut batch) => {
+                    if state[input].idle {
+                        state[input].idle = false;
+                    }
+                    idle_emitted = false;
+                    self.stage.batch(&mut batch)?;
+                }
+                Message::Watermark(watermark) => {
+                    let input_state = &mut state[input];
+                    input_state.idle = false;
+                    input_state.watermark = input_state.watermark.max(watermark);
+                    idle_emitted = false;
+                    if let Some(combined) = Self::combined_watermark(&state) {
+                        if combined > emitted {
+                            emitted = combined;
+                            self.stage.watermark(combined)?;
+                        }
+                    }
+                }
+                Message::Idle => {
+                    state[input].idle = true;
+                    match Self::combined_watermark(&state) {
+                        Some(combined) if combined > emitted => {
+                            emitted = combined;
+                            self.stage.watermark(combined)?;
+                        }
+                        Some(_) => {}
+                        None if !idle_emitted => {
+                            idle_emitted = true;
+                            self.stage.idle()?;
+                        }
+                        None => {}
+                    }
+                }
+                Message::Barrier(barrier) => {
+                    alignment_started.get_or_insert_with(Instant::now);
+                    if let AlignmentStep::Aligned(barrier) = aligner.on_barrier(input, barrier) {
+                        let alignment = alignment_started
+                            .take()
+                            .map(|t| t.elapsed())
+                            .unwrap_or_default();
+                        self.snapshot(&env, barrier, alignment)?;
+                    }
+                }
+                Message::EndOfInput => {
+                    state[input].ended = true;
+                    open_inputs -= 1;
+                    if let AlignmentStep::Aligned(barrier) = aligner.on_end(input) {
+                        let alignment = alignment_started
+                            .take()
+                            .map(|t| t.elapsed())
+                            .unwrap_or_default();
+                        self.snapshot(&env, barrier, alignment)?;
+                    }
+                    if let Some(combined) = Self::combined_watermark(&state) {
+                        if combined > emitted {
+                            emitted = combined;
+                            self.stage.watermark(combined)?;
+                        }
+                    }
+                }
+            }
+        }
+        if emitted < Timestamp::MAX {
+            self.stage.watermark(Timestamp::MAX)?;
+        }
+        self.stage.end()?;
+        drain_completions(&env, self.stage.as_mut())
+    }
+}
+
+impl<T: Send> GateHead<T> {
+    fn snapshot(&mut self, env: &TaskEnv, barrier: Barrier, alignment: Duration) -> Result<()> {
+        let started = Instant::now();
+        let mut snapshots = ChainSnapshots::new();
+        self.stage.barrier(barrier, &mut snapshots)?;
+        env.ack(barrier, snapshots, alignment, started.elapsed());
+        Ok(())
+    }
+}
+
+/// After the input ended, deliver checkpoint completions that are still on their way
+/// (a sink's last epoch commits then), until the job closes the control channel.
+fn drain_completions<T>(env: &TaskEnv, stage: &mut dyn Stage<T>) -> Result<()> {
+    let _ = env.events.send(JobEvent::Finished {
+        task: env.name.clone(),
+        subtask: env.subtask,
+    });
+    loop {
+        match env.control.recv() {
+            Ok(TaskCommand::CheckpointComplete(id)) => stage.checkpoint_complete(id)?,
+            Ok(TaskCommand::Cancel) | Err(_) => return Ok(()),
+            Ok(TaskCommand::TriggerBarrier(barrier)) => {
+                let _ = env.events.send(JobEvent::BarrierDeclined {
+                    checkpoint: barrier.id,
+                    task: env.name.clone(),
+                    subtask: env.subtask,
+                });
+            }
+        }
+    }
+}
+
+struct SplitWatermark {
+    max_timestamp: Timestamp,
+    last_active: Instant,
+    idle: bool,
+}
+
+/// Drives a chain from a source.
+pub(crate) struct SourceHead<S: Source> {
+    pub(crate) source: S,
+    pub(crate) strategy: WatermarkStrategy<S::Out>,
+    pub(crate) stage: Box<dyn Stage<S::Out>>,
+    pub(crate) cx: Option<OperatorContext>,
+    pub(crate) uid: OperatorUid,
+    pub(crate) metrics: Arc<OperatorMetrics>,
+    pub(crate) batch_size: usize,
+    pub(crate) max_parallelism: weir_state::MaxParallelism,
+}
+
+impl<S: Source> SourceHead<S> {
+    fn observe(
+        &self,
+        out: &SourceOutput<S::Out>,
+        splits: &mut FxHashMap<SplitId, SplitWatermark>,
+        now: Instant,
+    ) {
+        for &split in &out.announced {
+            splits.entry(split).or_insert(SplitWatermark {
+                max_timestamp: Timestamp::MIN,
+                last_active: now,
+                idle: false,
+            });
+        }
+        let Some(assigner) = &self.strategy.assigner else {
+            return;
+        };
+        if out.records.is_empty() {
+            return;
+        }
+        let mut segments = out.segments.clone();
+        if segments.first().is_none_or(|s| s.1 != 0) {
+            segments.insert(0, (0, 0));
+        }
+        for (k, &(split, start)) in segments.iter().enumerate() {
+            let end = segments.get(k + 1).map_or(out.records.len(), |s| s.1);
+            if start >= end {
+                continue;
+            }
+            let max = out.records[start..end]
+                .iter()
+                .map(|r| assigner(r))
+                .max()
+                .unwrap_or(Timestamp::MIN);
+            let entry = splits.entry(split).or_insert(SplitWatermark {
+                max_timestamp: Timestamp::MIN,
+                last_active: now,
+                idle: false,
+            });
+            entry.max_timestamp = entry.max_timestamp.max(max);
+            entry.last_active = now;
+            entry.idle = false;
+        }
+    }
+
+    /// The subtask's watermark: min over active splits; `None` if all are idle.
+    fn watermark(
+        &self,
+        splits: &mut FxHashMap<SplitId, SplitWatermark>,
+        now: Instant,
+    ) -> Option<Timestamp> {
+        if let Some(timeout) = self.strategy.idle_timeout {
+            for split in splits.values_mut() {
+                if now.duration_since(split.last_active) >= timeout {
+                    split.idle = true;
+                }
+            }
+        }
+        splits
+            .values()
+            .filter(|s| !s.idle)
+            .map(|s| {
+                s.max_timestamp
+                    .saturating_sub(self.strategy.out_of_orderness)
+                    .saturating_sub(Duration::from_millis(1))
+                    .max(Timestamp::MIN)
+            })
+            .min()
+    }
+
+    fn take_barrier(&mut self, env: &TaskEnv, barrier: Barrier) -> Result<()> {
+        let started = Instant::now();
+        let mut cx = SnapshotContext::new(barrier.id, barrier.is_savepoint(), self.max_parallelism);
+        self.source.snapshot(&mut cx)?;
+        let mut snapshots = vec![(self.uid.clone(), cx.into_snapshot())];
+        self.stage.barrier(barrier, &mut snapshots)?;
+        env.ack(barrier, snapshots, Duration::ZERO, started.elapsed());
+        Ok(())
+    }
+}
+
+impl<S: Source> TaskHead for SourceHead<S> {
+    fn run(mut self: Box<Self>, env: TaskEnv) -> Result<()> {
+        if let Some(mut cx) = self.cx.take() {
+            self.source.open(&mut cx)?;
+        }
+        self.stage.open()?;
+        let mut out = SourceOutput::new(self.batch_size);
+        let mut splits: FxHashMap<SplitId, SplitWatermark> = FxHashMap::default();
+        let mut emitted = Timestamp::MIN;
+        let mut idle_emitted = false;
+        let mut last_tick = Instant::now();
+        let mut last_watermark = Instant::now();
+        let event_time = self.strategy.assigner.is_some();
+        loop {
+            match env.control.try_recv() {
+                Ok(TaskCommand::TriggerBarrier(barrier)) => self.take_barrier(&env, barrier)?,
+                Ok(TaskCommand::CheckpointComplete(id)) => {
+                    self.source.on_checkpoint_complete(id)?;
+                    self.stage.checkpoint_complete(id)?;
+                }
+                Ok(TaskCommand::Cancel) | Err(TryRecvError::Disconnected) => {
+                    return Err(DataflowError::Cancelled)
+                }
+                Err(TryRecvError::Empty) => {}
+            }
+            out.records.clear();
+            out.segments.clear();
+            out.announced.clear();
+            let poll = self.source.poll(&mut out)?;
+            let now = Instant::now();
+            self.observe(&out, &mut splits, now);
+            if !out.records.is_empty() {
+                OperatorMetrics::add(&self.metrics.records_out, out.records.len() as u64);
+                idle_emitted = false;
+                self.stage.batch(&mut out.records)?;
+            }
+            if poll == SourcePoll::Finished {
+                break;
+            }
+            if event_time && now.duration_since(last_watermark) >= env.watermark_interval {
+                last_watermark = now;
+                match self.watermark(&mut splits, now) {
+                    Some(watermark) if watermark > emitted => {
+                        emitted = watermark;
+                        self.stage.watermark(watermark)?;
+                    }
+                    Some(_) => {}
+                    None if !splits.is_empty() && !idle_emitted => {
+                        idle_emitted = true;
+                        self.stage.idle()?;
+                    }
+                    None => {}
+                }
+            }
+            if now.duration_since(last_tick) >= env.tick {
+                last_tick = now;
+                self.stage.tick(Timestamp::now())?;
+            }
+            if let SourcePoll::Idle(wait) = poll {
+                match env.control.recv_timeout(wait.min(env.tick)) {
+                    Ok(TaskCommand::TriggerBarrier(barrier)) => self.take_barrier(&env, barrier)?,
+                    Ok(TaskCommand::CheckpointComplete(id)) => {
+                        self.source.on_checkpoint_complete(id)?;
+                        self.stage.checkpoint_complete(id)?;
+                    }
+                    Ok(TaskCommand::Cancel) | Err(RecvTimeoutError::Disconnected) => {
+                        return Err(DataflowError::Cancelled)
+                    }
+                    Err(RecvTimeoutError::Timeout) => {}
+                }
+            }
+        }
+        self.stage.watermark(Timestamp::MAX)?;
+        self.stage.end()?;
+        drain_completions(&env, self.stage.as_mut())
+    }
+}
