@@ -277,6 +277,7 @@ pub(crate) enum NodeKind {
     Sink(Arc<dyn SinkBuild>),
 }
 
+#[derive(Clone)]
 pub(crate) struct EdgeSpec {
     pub(crate) from: usize,
     pub(crate) kind: EdgeKind,

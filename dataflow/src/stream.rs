@@ -237,6 +237,7 @@ impl<T: Data> Stream<T> {
         KeyedStream {
             stream: self.clone(),
             key: Arc::new(key),
+            inputs: None,
         }
     }
 
@@ -307,6 +308,9 @@ pub type KeySelector<T, K> = Arc<dyn Fn(&T) -> K + Send + Sync>;
 pub struct KeyedStream<K, T> {
     pub(crate) stream: Stream<T>,
     pub(crate) key: KeySelector<T, K>,
+    /// Input edges of the next keyed operator when they are not one hash edge from
+    /// `stream` (two-input operators).
+    pub(crate) inputs: Option<Vec<EdgeSpec>>,
 }
 
 impl<K, T> Clone for KeyedStream<K, T> {
@@ -314,6 +318,7 @@ impl<K, T> Clone for KeyedStream<K, T> {
         Self {
             stream: self.stream.clone(),
             key: self.key.clone(),
+            inputs: self.inputs.clone(),
         }
     }
 }
@@ -345,7 +350,9 @@ impl<K: StateKey, T: Data> KeyedStream<K, T> {
         self.stream.add_node(
             name,
             NodeKind::Operator(Arc::new(OpFactory(factory))),
-            vec![edge::<T>(self.stream.node, self.partition())],
+            self.inputs
+                .clone()
+                .unwrap_or_else(|| vec![edge::<T>(self.stream.node, self.partition())]),
             None,
         )
     }

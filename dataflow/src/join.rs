@@ -1,0 +1,342 @@
+//! Two-stream joins of keyed streams: window joins (co-group per key and window) and
+//! interval joins. Both inputs are hash-partitioned by key into one operator whose
+//! input is [`Either`] of the two record types.
+
+use crate::graph::{Data, EdgeSpec, PartitionSpec, TypedEdge};
+use crate::operator::{OperatorContext, OperatorMetrics, Output, SnapshotContext};
+use crate::window::{Window, WindowAssigner};
+use crate::{
+    duration_ms, KeyedStream, Operator, Result, Stream, SubtaskInfo, Timestamp, TimestampAssigner,
+};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::time::Duration;
+use weir_state::{stable_hash, AggregateFunction, StateKey, StateTable, StateValue};
+
+/// A record of the left or the right input of a two-input operator.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Either<A, B> {
+    /// From the first (left) input.
+    Left(A),
+    /// From the second (right) input.
+    Right(B),
+}
+
+fn hash_edge<K: StateKey, T: Data, U: Data>(
+    keyed: &KeyedStream<K, T>,
+    convert: fn(T) -> U,
+) -> EdgeSpec {
+    let key = keyed.key_selector();
+    EdgeSpec {
+        from: keyed.stream().node,
+        kind: crate::EdgeKind::Hash,
+        build: Arc::new(TypedEdge {
+            partition: PartitionSpec::Hash(Arc::new(move |t: &T| stable_hash(&key(t)))),
+            convert,
+            _types: PhantomData,
+        }),
+    }
+}
+
+/// Connects two keyed streams with the same key type into one keyed stream of
+/// [`Either`], partitioned so that equal keys of both sides meet on one subtask.
+fn connect<K: StateKey, A: Data, B: Data>(
+    left: &KeyedStream<K, A>,
+    right: &KeyedStream<K, B>,
+    name: &str,
+) -> KeyedStream<K, Either<A, B>> {
+    let inputs = vec![
+        hash_edge(left, Either::<A, B>::Left as fn(A) -> Either<A, B>),
+        hash_edge(right, Either::<A, B>::Right as fn(B) -> Either<A, B>),
+    ];
+    let left_ts = left.stream().timestamps();
+    let right_ts = right.stream().timestamps();
+    let timestamps: Option<TimestampAssigner<Either<A, B>>> = match (left_ts, right_ts) {
+        (Some(l), Some(r)) => Some(Arc::new(move |e: &Either<A, B>| match e {
+            Either::Left(a) => l(a),
+            Either::Right(b) => r(b),
+        })),
+        _ => None,
+    };
+    let _ = name;
+    // A stand-in stream: the next keyed operator reads `inputs`, not this node.
+    let both: Stream<Either<A, B>> = Stream {
+        graph: left.stream().graph.clone(),
+        node: left.stream().node,
+        timestamps,
+        _t: PhantomData,
+    };
+    let (lk, rk) = (left.key_selector(), right.key_selector());
+    KeyedStream {
+        stream: both,
+        key: Arc::new(move |e: &Either<A, B>| match e {
+            Either::Left(a) => lk(a),
+            Either::Right(b) => rk(b),
+        }),
+        inputs: Some(inputs),
+    }
+}
+
+impl<K: StateKey, T: Data> KeyedStream<K, T> {
+    /// Joins with `other` per key and window: `f` sees, for each key and window, the
+    /// elements of both sides (a co-group); it is called only when both sides have
+    /// elements.
+    pub fn window_join<B, R>(
+        &self,
+        other: &KeyedStream<K, B>,
+        assigner: WindowAssigner,
+        f: impl Fn(&K, Window, &[T], &[B], &mut Vec<R>) + Send + Sync + 'static,
+    ) -> Stream<R>
+    where
+        T: StateValue + Sync,
+        B: Data + StateValue + Sync,
+        R: Data,
+    {
+        let connected = connect(self, other, "window-join-input");
+        connected
+            .window(assigner)
+            .name("window-join")
+            .aggregate(
+                CoGroup(PhantomData),
+                move |k, w, (left, right): (Vec<T>, Vec<B>)| {
+                    let mut out = Vec::new();
+                    if !left.is_empty() && !right.is_empty() {
+                        f(k, w, &left, &right, &mut out);
+                    }
+                    out
+                },
+            )
+            .flat_map(|v: Vec<R>| v)
+    }
+
+    /// Joins every element `a` of this stream with the elements `b` of `other` with
+    /// the same key and `a.ts + lower <= b.ts <= a.ts + upper`.
+    pub fn interval_join<B, R>(
+        &self,
+        other: &KeyedStream<K, B>,
+        lower: i64,
+        upper: i64,
+        f: impl Fn(&K, &T, &B) -> R + Send + Sync + 'static,
+    ) -> Stream<R>
+    where
+        T: StateValue + Sync,
+        B: Data + StateValue + Sync,
+        R: Data,
+    {
+        let connected = connect(self, other, "interval-join-input");
+        let stream = connected.stream();
+        if lower > upper {
+            stream.invalid(
+                "interval-join",
+                format!("lower bound {lower} ms exceeds upper bound {upper} ms"),
+            );
+        }
+        let (Some(left_ts), Some(right_ts)) =
+            (self.stream().timestamps(), other.stream().timestamps())
+        else {
+            stream.invalid(
+                "interval-join",
+                "both inputs need event time (a watermark strategy or with_timestamps)".into(),
+            );
+            return stream.flat_map(|_| None::<R>);
+        };
+        let key = connected.key_selector();
+        let f = Arc::new(f);
+        connected.transform("interval-join", move |_: &SubtaskInfo| IntervalJoin {
+            key: key.clone(),
+            left_ts: left_ts.clone(),
+            right_ts: right_ts.clone(),
+            lower,
+            upper,
+            f: f.clone(),
+            left: StateTable::new("interval-left"),
+            right: StateTable::new("interval-right"),
+            cleanup: BTreeMap::new(),
+            watermark: i64::MIN,
+            metrics: Arc::default(),
+            max_parallelism: weir_state::MaxParallelism::DEFAULT,
+        })
+    }
+}
+
+/// Collects both sides of a window join.
+struct CoGroup<A, B>(PhantomData<fn(A, B)>);
+
+impl<A, B> Clone for CoGroup<A, B> {
+    fn clone(&self) -> Self {
+        Self(PhantomData)
+    }
+}
+
+impl<A: StateValue + Sync, B: StateValue + Sync> AggregateFunction<Either<A, B>> for CoGroup<A, B> {
+    type Acc = (Vec<A>, Vec<B>);
+    type Out = (Vec<A>, Vec<B>);
+    fn create(&self) -> Self::Acc {
+        (Vec::new(), Vec::new())
+    }
+    fn add(&self, acc: &mut Self::Acc, value: &Either<A, B>) {
+        match value {
+            Either::Left(a) => acc.0.push(a.clone()),
+            Either::Right(b) => acc.1.push(b.clone()),
+        }
+    }
+    fn merge(&self, acc: &mut Self::Acc, other: Self::Acc) {
+        acc.0.extend(other.0);
+        acc.1.extend(other.1);
+    }
+    fn result(&self, acc: &Self::Acc) -> Self::Out {
+        acc.clone()
+    }
+}
+
+type JoinFn<K, A, B, R> = Arc<dyn Fn(&K, &A, &B) -> R + Send + Sync>;
+
+/// The interval-join operator.
+struct IntervalJoin<K, A, B, R> {
+    key: crate::KeySelector<Either<A, B>, K>,
+    left_ts: TimestampAssigner<A>,
+    right_ts: TimestampAssigner<B>,
+    lower: i64,
+    upper: i64,
+    f: JoinFn<K, A, B, R>,
+    left: StateTable<K, Vec<(i64, A)>>,
+    right: StateTable<K, Vec<(i64, B)>>,
+    /// Keys to clean up, by watermark.
+    cleanup: BTreeMap<i64, Vec<K>>,
+    watermark: i64,
+    metrics: Arc<OperatorMetrics>,
+    max_parallelism: weir_state::MaxParallelism,
+}
+
+const WATERMARK: &str = "interval-watermark";
+
+impl<K, A, B, R> Operator for IntervalJoin<K, A, B, R>
+where
+    K: StateKey,
+    A: StateValue + Sync,
+    B: StateValue + Sync,
+    R: Data,
+{
+    type In = Either<A, B>;
+    type Out = R;
+
+    fn open(&mut self, cx: &mut OperatorContext) -> Result<()> {
+        self.metrics = cx.metrics.clone();
+        self.max_parallelism = cx.subtask.max_parallelism;
+        if cx.checkpointing {
+            self.left.enable_change_tracking();
+            self.right.enable_change_tracking();
+        }
+        let (range, max) = (cx.subtask.key_groups, cx.subtask.max_parallelism);
+        self.left
+            .restore(&cx.restored_state("interval-left"), range, max)?;
+        self.right
+            .restore(&cx.restored_state("interval-right"), range, max)?;
+        if let Some(bytes) = cx.restored_operator.get(WATERMARK).or_else(|| {
+            cx.restored_operator_all
+                .iter()
+                .find_map(|s| s.get(WATERMARK))
+        }) {
+            self.watermark = weir_state::decode(WATERMARK, bytes)?;
+        }
+        let keys: Vec<K> = self
+            .left
+            .iter()
+            .map(|(k, _)| k.clone())
+            .chain(self.right.iter().map(|(k, _)| k.clone()))
+            .collect();
+        for key in keys {
+            self.cleanup.entry(i64::MIN).or_default().push(key);
+        }
+        Ok(())
+    }
+
+    fn on_batch(&mut self, input: &mut Vec<Either<A, B>>, out: &mut Output<R>) -> Result<()> {
+        for element in input.drain(..) {
+            let key = (self.key)(&element);
+            match element {
+                Either::Left(a) => {
+                    let ts = (self.left_ts)(&a).0;
+                    if ts <= self.watermark {
+                        OperatorMetrics::add(&self.metrics.late_records, 1);
+                        continue;
+                    }
+                    for (tb, b) in self.right.get(&key).map(Vec::as_slice).unwrap_or(&[]) {
+                        if ts.saturating_add(self.lower) <= *tb
+                            && *tb <= ts.saturating_add(self.upper)
+                        {
+                            out.push((self.f)(&key, &a, b));
+                        }
+                    }
+                    self.cleanup
+                        .entry(ts.saturating_add(self.upper.max(0)))
+                        .or_default()
+                        .push(key.clone());
+                    self.left.get_or_insert_with(key, Vec::new).push((ts, a));
+                }
+                Either::Right(b) => {
+                    let ts = (self.right_ts)(&b).0;
+                    if ts <= self.watermark {
+                        OperatorMetrics::add(&self.metrics.late_records, 1);
+                        continue;
+                    }
+                    for (ta, a) in self.left.get(&key).map(Vec::as_slice).unwrap_or(&[]) {
+                        if ta.saturating_add(self.lower) <= ts
+                            && ts <= ta.saturating_add(self.upper)
+                        {
+                            out.push((self.f)(&key, a, &b));
+                        }
+                    }
+                    self.cleanup
+                        .entry(ts.saturating_sub(self.lower.min(0)))
+                        .or_default()
+                        .push(key.clone());
+                    self.right.get_or_insert_with(key, Vec::new).push((ts, b));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn on_watermark(&mut self, watermark: Timestamp, _: &mut Output<R>) -> Result<()> {
+        self.watermark = self.watermark.max(watermark.0);
+        let wm = self.watermark;
+        let (lower, upper) = (self.lower, self.upper);
+        while let Some(entry) = self.cleanup.first_entry() {
+            if *entry.key() > wm {
+                break;
+            }
+            for key in entry.remove() {
+                // A left element can still match future right elements (ts > wm) while
+                // ta + upper > wm; a right element while tb - lower > wm.
+                if let Some(list) = self.left.get_mut(&key) {
+                    list.retain(|(ta, _)| ta.saturating_add(upper) > wm);
+                    if list.is_empty() {
+                        self.left.remove(&key);
+                    }
+                }
+                if let Some(list) = self.right.get_mut(&key) {
+                    list.retain(|(tb, _)| tb.saturating_sub(lower) > wm);
+                    if list.is_empty() {
+                        self.right.remove(&key);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn snapshot(&mut self, cx: &mut SnapshotContext) -> Result<()> {
+        cx.put_operator(WATERMARK, weir_state::encode(WATERMARK, &self.watermark)?);
+        cx.put_keyed("interval-left", self.left.snapshot(self.max_parallelism)?);
+        cx.put_keyed("interval-right", self.right.snapshot(self.max_parallelism)?);
+        Ok(())
+    }
+}
+
+/// Duration bounds for [`KeyedStream::interval_join`], in milliseconds.
+pub fn interval_bound(d: Duration) -> i64 {
+    duration_ms(d)
+}

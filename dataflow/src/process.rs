@@ -1,0 +1,344 @@
+//! Keyed process functions: per-record logic with keyed state and event-time and
+//! processing-time timers (Flink's `KeyedProcessFunction`).
+
+use crate::graph::Data;
+use crate::operator::{OperatorContext, Output, SnapshotContext};
+use crate::{
+    KeySelector, KeyedStream, Operator, Result, Stream, SubtaskInfo, Timestamp, TimestampAssigner,
+};
+use rustc_hash::FxHashSet;
+use std::collections::BTreeMap;
+use weir_state::{decode, encode, StateKey, StateTable};
+
+/// Which clock a timer follows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub enum TimeDomain {
+    /// Fires when the watermark reaches the timer.
+    EventTime,
+    /// Fires when the wall clock reaches the timer.
+    ProcessingTime,
+}
+
+/// Timers of one subtask, per key, deduplicated (one timer per key, time and domain).
+pub struct TimerService<K> {
+    event: BTreeMap<i64, FxHashSet<K>>,
+    processing: BTreeMap<i64, FxHashSet<K>>,
+}
+
+impl<K: StateKey> Default for TimerService<K> {
+    fn default() -> Self {
+        Self {
+            event: BTreeMap::new(),
+            processing: BTreeMap::new(),
+        }
+    }
+}
+
+impl<K: StateKey> TimerService<K> {
+    fn queue(&mut self, domain: TimeDomain) -> &mut BTreeMap<i64, FxHashSet<K>> {
+        match domain {
+            TimeDomain::EventTime => &mut self.event,
+            TimeDomain::ProcessingTime => &mut self.processing,
+        }
+    }
+
+    /// Registers a timer for `key` at `time`.
+    pub fn register(&mut self, domain: TimeDomain, key: K, time: Timestamp) {
+        self.queue(domain).entry(time.0).or_default().insert(key);
+    }
+
+    /// Deletes a timer, if registered.
+    pub fn delete(&mut self, domain: TimeDomain, key: &K, time: Timestamp) {
+        let queue = self.queue(domain);
+        if let Some(keys) = queue.get_mut(&time.0) {
+            keys.remove(key);
+            if keys.is_empty() {
+                queue.remove(&time.0);
+            }
+        }
+    }
+
+    /// Removes and returns the earliest timer due at `now`.
+    pub fn pop_due(&mut self, domain: TimeDomain, now: Timestamp) -> Option<(K, Timestamp)> {
+        let queue = self.queue(domain);
+        let mut entry = queue.first_entry()?;
+        if *entry.key() > now.0 {
+            return None;
+        }
+        let time = *entry.key();
+        let key = entry.get().iter().next().cloned();
+        match key {
+            Some(key) => {
+                entry.get_mut().remove(&key);
+                if entry.get().is_empty() {
+                    entry.remove();
+                }
+                Some((key, Timestamp(time)))
+            }
+            None => {
+                entry.remove();
+                None
+            }
+        }
+    }
+
+    fn entries(&self) -> Vec<(K, i64, TimeDomain)> {
+        let event = self.event.iter().flat_map(|(t, keys)| {
+            keys.iter()
+                .map(move |k| (k.clone(), *t, TimeDomain::EventTime))
+        });
+        let processing = self.processing.iter().flat_map(|(t, keys)| {
+            keys.iter()
+                .map(move |k| (k.clone(), *t, TimeDomain::ProcessingTime))
+        });
+        event.chain(processing).collect()
+    }
+}
+
+/// What a process function can do while handling a record or a timer.
+pub struct ProcessContext<'a, K, O> {
+    key: &'a K,
+    timestamp: Option<Timestamp>,
+    watermark: Timestamp,
+    timers: &'a mut TimerService<K>,
+    out: &'a mut Output<O>,
+}
+
+impl<K: StateKey, O> ProcessContext<'_, K, O> {
+    /// The current key.
+    pub fn key(&self) -> &K {
+        self.key
+    }
+
+    /// The event time of the current record (or the firing timer's time).
+    pub fn timestamp(&self) -> Option<Timestamp> {
+        self.timestamp
+    }
+
+    /// The current watermark.
+    pub fn watermark(&self) -> Timestamp {
+        self.watermark
+    }
+
+    /// Emits a record.
+    pub fn emit(&mut self, record: O) {
+        self.out.push(record);
+    }
+
+    /// Registers an event-time timer for the current key.
+    pub fn register_event_time_timer(&mut self, time: Timestamp) {
+        self.timers
+            .register(TimeDomain::EventTime, self.key.clone(), time);
+    }
+
+    /// Registers a processing-time timer for the current key.
+    pub fn register_processing_time_timer(&mut self, time: Timestamp) {
+        self.timers
+            .register(TimeDomain::ProcessingTime, self.key.clone(), time);
+    }
+
+    /// Deletes a timer of the current key.
+    pub fn delete_timer(&mut self, domain: TimeDomain, time: Timestamp) {
+        self.timers.delete(domain, self.key, time);
+    }
+}
+
+/// Object-safe access to a keyed state table for the runtime (snapshot, restore).
+pub trait KeyedStateStore {
+    /// The state's name.
+    fn state_name(&self) -> String;
+    /// Turns on change tracking.
+    fn track_changes(&mut self);
+    /// Encodes the whole state by key group.
+    fn snapshot_state(
+        &self,
+        max: weir_state::MaxParallelism,
+    ) -> weir_state::Result<weir_state::KeyedSnapshot>;
+    /// Restores the key groups of `range`.
+    fn restore_state(
+        &mut self,
+        snapshot: &weir_state::KeyedSnapshot,
+        range: weir_state::KeyGroupRange,
+        max: weir_state::MaxParallelism,
+    ) -> weir_state::Result<usize>;
+}
+
+impl<K: StateKey, V: weir_state::StateValue> KeyedStateStore for StateTable<K, V> {
+    fn state_name(&self) -> String {
+        self.name().to_string()
+    }
+    fn track_changes(&mut self) {
+        self.enable_change_tracking();
+    }
+    fn snapshot_state(
+        &self,
+        max: weir_state::MaxParallelism,
+    ) -> weir_state::Result<weir_state::KeyedSnapshot> {
+        self.snapshot(max)
+    }
+    fn restore_state(
+        &mut self,
+        snapshot: &weir_state::KeyedSnapshot,
+        range: weir_state::KeyGroupRange,
+        max: weir_state::MaxParallelism,
+    ) -> weir_state::Result<usize> {
+        self.restore(snapshot, range, max)
+    }
+}
+
+/// Per-key logic with state and timers.
+pub trait KeyedProcessFunction<K, In>: Send + 'static {
+    /// Output record type.
+    type Out: Data;
+
+    /// Handles one record of `cx.key()`.
+    fn process(&mut self, value: In, cx: &mut ProcessContext<'_, K, Self::Out>) -> Result<()>;
+
+    /// A timer of `cx.key()` fired at `time`.
+    fn on_timer(
+        &mut self,
+        time: Timestamp,
+        domain: TimeDomain,
+        cx: &mut ProcessContext<'_, K, Self::Out>,
+    ) -> Result<()> {
+        let _ = (time, domain, cx);
+        Ok(())
+    }
+
+    /// The function's keyed state tables, snapshotted and restored by the runtime.
+    fn states(&mut self) -> Vec<&mut dyn KeyedStateStore> {
+        Vec::new()
+    }
+}
+
+const TIMERS: &str = "process-timers";
+
+/// The operator running a [`KeyedProcessFunction`].
+pub struct KeyedProcess<K, T, P> {
+    function: P,
+    key: KeySelector<T, K>,
+    timestamp: Option<TimestampAssigner<T>>,
+    timers: TimerService<K>,
+    watermark: Timestamp,
+    max_parallelism: weir_state::MaxParallelism,
+}
+
+impl<K, T, P> Operator for KeyedProcess<K, T, P>
+where
+    K: StateKey,
+    T: Send + 'static,
+    P: KeyedProcessFunction<K, T>,
+{
+    type In = T;
+    type Out = P::Out;
+
+    fn open(&mut self, cx: &mut OperatorContext) -> Result<()> {
+        self.max_parallelism = cx.subtask.max_parallelism;
+        for state in self.function.states() {
+            if cx.checkpointing {
+                state.track_changes();
+            }
+            let restored = cx.restored_state(&state.state_name());
+            state.restore_state(&restored, cx.subtask.key_groups, cx.subtask.max_parallelism)?;
+        }
+        for (group, states) in &cx.restored_keyed {
+            if let Some(bytes) = states.get(TIMERS) {
+                let _ = group;
+                let timers: Vec<(K, i64, TimeDomain)> = decode(TIMERS, bytes)?;
+                for (key, time, domain) in timers {
+                    self.timers.register(domain, key, Timestamp(time));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn on_batch(&mut self, input: &mut Vec<T>, out: &mut Output<P::Out>) -> Result<()> {
+        for value in input.drain(..) {
+            let key = (self.key)(&value);
+            let timestamp = self.timestamp.as_ref().map(|ts| ts(&value));
+            let mut cx = ProcessContext {
+                key: &key,
+                timestamp,
+                watermark: self.watermark,
+                timers: &mut self.timers,
+                out,
+            };
+            self.function.process(value, &mut cx)?;
+        }
+        Ok(())
+    }
+
+    fn on_watermark(&mut self, watermark: Timestamp, out: &mut Output<P::Out>) -> Result<()> {
+        self.watermark = watermark;
+        while let Some((key, time)) = self.timers.pop_due(TimeDomain::EventTime, watermark) {
+            let mut cx = ProcessContext {
+                key: &key,
+                timestamp: Some(time),
+                watermark,
+                timers: &mut self.timers,
+                out,
+            };
+            self.function
+                .on_timer(time, TimeDomain::EventTime, &mut cx)?;
+        }
+        Ok(())
+    }
+
+    fn on_processing_time(&mut self, now: Timestamp, out: &mut Output<P::Out>) -> Result<()> {
+        while let Some((key, time)) = self.timers.pop_due(TimeDomain::ProcessingTime, now) {
+            let mut cx = ProcessContext {
+                key: &key,
+                timestamp: Some(time),
+                watermark: self.watermark,
+                timers: &mut self.timers,
+                out,
+            };
+            self.function
+                .on_timer(time, TimeDomain::ProcessingTime, &mut cx)?;
+        }
+        Ok(())
+    }
+
+    fn snapshot(&mut self, cx: &mut SnapshotContext) -> Result<()> {
+        let max = self.max_parallelism;
+        for state in self.function.states() {
+            cx.put_keyed(&state.state_name(), state.snapshot_state(max)?);
+        }
+        let entries = self.timers.entries();
+        let mut by_group: BTreeMap<weir_state::KeyGroup, Vec<(K, i64, TimeDomain)>> =
+            BTreeMap::new();
+        for entry in entries {
+            by_group
+                .entry(weir_state::key_group_for_key(&entry.0, max))
+                .or_default()
+                .push(entry);
+        }
+        let mut encoded = weir_state::KeyedSnapshot::new();
+        for (group, entries) in by_group {
+            encoded.insert(group, encode(TIMERS, &entries)?);
+        }
+        cx.put_keyed(TIMERS, encoded);
+        Ok(())
+    }
+}
+
+impl<K: StateKey, T: Data> KeyedStream<K, T> {
+    /// Runs a keyed process function; `factory` creates each subtask's instance.
+    pub fn process<P, F>(&self, name: &str, factory: F) -> Stream<P::Out>
+    where
+        P: KeyedProcessFunction<K, T>,
+        F: Fn(&SubtaskInfo) -> P + Send + Sync + 'static,
+    {
+        let key = self.key_selector();
+        let timestamp = self.stream().timestamps();
+        self.transform(name, move |info: &SubtaskInfo| KeyedProcess {
+            function: factory(info),
+            key: key.clone(),
+            timestamp: timestamp.clone(),
+            timers: TimerService::default(),
+            watermark: Timestamp::MIN,
+            max_parallelism: info.max_parallelism,
+        })
+    }
+}

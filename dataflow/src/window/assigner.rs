@@ -1,0 +1,205 @@
+//! Windows and window assigners: tumbling, sliding (hopping) and session.
+
+use crate::{duration_ms, DataflowError, Result, Timestamp};
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+/// A time window `[start, end)` in event time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Window {
+    /// First millisecond of the window.
+    pub start: i64,
+    /// First millisecond after the window.
+    pub end: i64,
+}
+
+impl Window {
+    /// The latest timestamp inside the window: the window fires when the watermark
+    /// reaches it.
+    pub fn max_timestamp(&self) -> Timestamp {
+        Timestamp(self.end - 1)
+    }
+
+    /// Whether the windows overlap or touch (session windows then merge).
+    pub fn intersects(&self, other: &Window) -> bool {
+        self.start <= other.end && other.start <= self.end
+    }
+
+    /// The smallest window covering both.
+    pub fn cover(&self, other: &Window) -> Window {
+        Window {
+            start: self.start.min(other.start),
+            end: self.end.max(other.end),
+        }
+    }
+}
+
+/// Which windows an element belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WindowAssigner {
+    /// Fixed-size, non-overlapping windows.
+    Tumbling {
+        /// Window length in ms.
+        size: i64,
+        /// Offset of window starts from the epoch, in ms.
+        offset: i64,
+    },
+    /// Fixed-size windows starting every `slide` (hopping windows).
+    Sliding {
+        /// Window length in ms.
+        size: i64,
+        /// Distance between window starts, in ms.
+        slide: i64,
+        /// Offset of window starts from the epoch, in ms.
+        offset: i64,
+    },
+    /// Per-key windows of activity, closed by a gap of inactivity.
+    Session {
+        /// The inactivity gap in ms.
+        gap: i64,
+    },
+}
+
+impl WindowAssigner {
+    /// Tumbling windows of `size`.
+    pub fn tumbling(size: Duration) -> Self {
+        Self::Tumbling {
+            size: duration_ms(size),
+            offset: 0,
+        }
+    }
+
+    /// Sliding (hopping) windows of `size`, one starting every `slide`.
+    pub fn sliding(size: Duration, slide: Duration) -> Self {
+        Self::Sliding {
+            size: duration_ms(size),
+            slide: duration_ms(slide),
+            offset: 0,
+        }
+    }
+
+    /// Session windows with inactivity `gap`.
+    pub fn session(gap: Duration) -> Self {
+        Self::Session {
+            gap: duration_ms(gap),
+        }
+    }
+
+    /// Checks the settings; `operator` names the window in the error.
+    ///
+    /// # Errors
+    /// [`DataflowError::InvalidJob`] for a size, slide or gap of 0, or a slide larger
+    /// than the size.
+    pub fn validate(&self, operator: &str) -> Result<()> {
+        let problem = match *self {
+            Self::Tumbling { size, .. } if size <= 0 => {
+                Some(format!("window size must be positive, got {size} ms"))
+            }
+            Self::Sliding { size, .. } if size <= 0 => {
+                Some(format!("window size must be positive, got {size} ms"))
+            }
+            Self::Sliding { slide, .. } if slide <= 0 => {
+                Some(format!("window slide must be positive, got {slide} ms"))
+            }
+            Self::Sliding { size, slide, .. } if slide > size => Some(format!(
+                "window slide ({slide} ms) must not exceed the window size ({size} ms)"
+            )),
+            Self::Session { gap } if gap <= 0 => {
+                Some(format!("session gap must be positive, got {gap} ms"))
+            }
+            _ => None,
+        };
+        match problem {
+            Some(message) => Err(DataflowError::invalid(operator, message)),
+            None => Ok(()),
+        }
+    }
+
+    /// Whether windows of this assigner merge (sessions).
+    pub fn is_merging(&self) -> bool {
+        matches!(self, Self::Session { .. })
+    }
+
+    /// Calls `f` for every window containing `timestamp` (for sessions: the element's
+    /// own window `[t, t + gap)`).
+    #[inline]
+    pub fn assign(&self, timestamp: i64, mut f: impl FnMut(Window)) {
+        match *self {
+            Self::Tumbling { size, offset } => {
+                let start = timestamp - (timestamp - offset).rem_euclid(size);
+                f(Window {
+                    start,
+                    end: start + size,
+                });
+            }
+            Self::Sliding {
+                size,
+                slide,
+                offset,
+            } => {
+                let last_start = timestamp - (timestamp - offset).rem_euclid(slide);
+                let mut start = last_start;
+                while start > timestamp - size {
+                    f(Window {
+                        start,
+                        end: start + size,
+                    });
+                    start -= slide;
+                }
+            }
+            Self::Session { gap } => f(Window {
+                start: timestamp,
+                end: timestamp.saturating_add(gap),
+            }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn windows(assigner: WindowAssigner, t: i64) -> Vec<Window> {
+        let mut out = Vec::new();
+        assigner.assign(t, |w| out.push(w));
+        out
+    }
+
+    #[test]
+    fn tumbling_and_sliding() {
+        let tumbling = WindowAssigner::tumbling(Duration::from_secs(10));
+        assert_eq!(
+            windows(tumbling, 10_500),
+            vec![Window {
+                start: 10_000,
+                end: 20_000
+            }]
+        );
+        assert_eq!(
+            windows(tumbling, -1),
+            vec![Window {
+                start: -10_000,
+                end: 0
+            }]
+        );
+        let sliding = WindowAssigner::sliding(Duration::from_secs(10), Duration::from_secs(2));
+        let w = windows(sliding, 10_500);
+        assert_eq!(w.len(), 5);
+        assert!(w.iter().all(|w| w.start <= 10_500 && 10_500 < w.end));
+    }
+
+    #[test]
+    fn invalid_settings_name_the_operator() {
+        let err = WindowAssigner::sliding(Duration::from_secs(1), Duration::from_secs(2))
+            .validate("hop")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("hop") && err.contains("slide"), "{err}");
+        assert!(WindowAssigner::tumbling(Duration::ZERO)
+            .validate("t")
+            .is_err());
+        assert!(WindowAssigner::session(Duration::ZERO)
+            .validate("s")
+            .is_err());
+    }
+}

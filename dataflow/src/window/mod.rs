@@ -1,0 +1,253 @@
+//! Event-time windows on keyed streams: tumbling, sliding (hopping) and session
+//! windows with incremental aggregation, reduce, and process-window functions over
+//! all elements; allowed lateness and a late side output.
+
+mod assigner;
+mod operator;
+
+pub use assigner::{Window, WindowAssigner};
+pub use operator::{
+    LateFn, SessionAggregate, SessionEntry, WindowAggregate, WindowResultFn, WindowSpec,
+};
+
+use crate::graph::Data;
+use crate::{duration_ms, KeyedStream, Stream, SubtaskInfo, Timestamp};
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::time::Duration;
+use weir_state::{AggregateFunction, StateKey, StateValue};
+
+/// The result of an aggregation that also routes late elements: either a window
+/// result or an element that came too late.
+#[derive(Clone, Debug, PartialEq)]
+pub enum WindowOutput<R, T> {
+    /// A window result.
+    Result(R),
+    /// An element later than the allowed lateness.
+    Late(T),
+}
+
+/// A keyed stream cut into windows; finish it with an aggregation.
+pub struct WindowedStream<K, T> {
+    keyed: KeyedStream<K, T>,
+    assigner: WindowAssigner,
+    lateness: Duration,
+    name: String,
+}
+
+impl<K: StateKey, T: Data> KeyedStream<K, T> {
+    /// Cuts the stream into event-time windows per key.
+    pub fn window(&self, assigner: WindowAssigner) -> WindowedStream<K, T> {
+        let name = match assigner {
+            WindowAssigner::Tumbling { .. } => "tumbling-window",
+            WindowAssigner::Sliding { .. } => "sliding-window",
+            WindowAssigner::Session { .. } => "session-window",
+        };
+        WindowedStream {
+            keyed: self.clone(),
+            assigner,
+            lateness: Duration::ZERO,
+            name: name.to_string(),
+        }
+    }
+}
+
+/// Keeps all elements: the accumulator of process-window functions and reduce.
+#[derive(Clone)]
+pub struct CollectAll<T>(PhantomData<fn(T)>);
+
+impl<T: StateValue + Sync> AggregateFunction<T> for CollectAll<T> {
+    type Acc = Vec<T>;
+    type Out = Vec<T>;
+    fn create(&self) -> Vec<T> {
+        Vec::new()
+    }
+    fn add(&self, acc: &mut Vec<T>, value: &T) {
+        acc.push(value.clone());
+    }
+    fn merge(&self, acc: &mut Vec<T>, other: Vec<T>) {
+        acc.extend(other);
+    }
+    fn result(&self, acc: &Vec<T>) -> Vec<T> {
+        acc.clone()
+    }
+}
+
+/// Folds elements pairwise with a reduce function.
+pub struct Reduce<T, F> {
+    f: F,
+    _t: PhantomData<fn(T)>,
+}
+
+impl<T, F: Clone> Clone for Reduce<T, F> {
+    fn clone(&self) -> Self {
+        Self {
+            f: self.f.clone(),
+            _t: PhantomData,
+        }
+    }
+}
+
+impl<T: StateValue, F: Fn(&T, &T) -> T + Clone + Send + Sync + 'static> AggregateFunction<T>
+    for Reduce<T, F>
+{
+    type Acc = Option<T>;
+    type Out = Option<T>;
+    fn create(&self) -> Option<T> {
+        None
+    }
+    fn add(&self, acc: &mut Option<T>, value: &T) {
+        *acc = Some(match acc.take() {
+            Some(current) => (self.f)(&current, value),
+            None => value.clone(),
+        });
+    }
+    fn merge(&self, acc: &mut Option<T>, other: Option<T>) {
+        if let Some(other) = other {
+            self.add(acc, &other);
+        }
+    }
+    fn result(&self, acc: &Option<T>) -> Option<T> {
+        acc.clone()
+    }
+}
+
+impl<K: StateKey, T: Data> WindowedStream<K, T> {
+    /// Keeps windows open for `lateness` after they fire: late elements update the
+    /// result and fire it again. Elements later than that are counted (metric
+    /// `late_records`) and dropped, or routed by
+    /// [`WindowedStream::aggregate_with_late_output`].
+    pub fn allowed_lateness(mut self, lateness: Duration) -> Self {
+        self.lateness = lateness;
+        self
+    }
+
+    /// Names the window operator.
+    pub fn name(mut self, name: &str) -> Self {
+        self.name = name.to_string();
+        self
+    }
+
+    fn build<A, O>(
+        &self,
+        aggregate: A,
+        result: WindowResultFn<K, A::Out, O>,
+        late: Option<LateFn<T, O>>,
+    ) -> Stream<O>
+    where
+        A: AggregateFunction<T>,
+        O: Data,
+    {
+        let stream = self.keyed.stream();
+        if let Err(e) = self.assigner.validate(&self.name) {
+            stream.invalid(&self.name, e.to_string());
+        }
+        let timestamp = match stream.timestamps() {
+            Some(ts) => ts,
+            None => {
+                stream.invalid(
+                    &self.name,
+                    "windows need event time, but the stream has none: set a watermark strategy on the source or call with_timestamps".into(),
+                );
+                Arc::new(|_: &T| Timestamp(0))
+            }
+        };
+        let spec = WindowSpec {
+            assigner: self.assigner,
+            lateness: duration_ms(self.lateness),
+            key: self.keyed.key_selector(),
+            timestamp,
+            aggregate,
+            result,
+            late,
+        };
+        if self.assigner.is_merging() {
+            self.keyed.transform(&self.name, move |_: &SubtaskInfo| {
+                SessionAggregate::new(spec.clone())
+            })
+        } else {
+            self.keyed.transform(&self.name, move |_: &SubtaskInfo| {
+                WindowAggregate::new(spec.clone())
+            })
+        }
+    }
+
+    /// Aggregates each window incrementally with `aggregate` (count, sum, min, max,
+    /// avg, a tuple of them, or a user [`AggregateFunction`]); `result` builds the
+    /// output record from the key, the window and the aggregate.
+    pub fn aggregate<A, R>(
+        &self,
+        aggregate: A,
+        result: impl Fn(&K, Window, A::Out) -> R + Send + Sync + 'static,
+    ) -> Stream<R>
+    where
+        A: AggregateFunction<T>,
+        R: Data,
+    {
+        self.build(aggregate, Arc::new(result), None)
+    }
+
+    /// Like [`WindowedStream::aggregate`], also returning the stream of elements that
+    /// came later than the allowed lateness (the late side output).
+    pub fn aggregate_with_late_output<A, R>(
+        &self,
+        aggregate: A,
+        result: impl Fn(&K, Window, A::Out) -> R + Send + Sync + 'static,
+    ) -> (Stream<R>, Stream<T>)
+    where
+        A: AggregateFunction<T>,
+        R: Data,
+    {
+        let both = self.build(
+            aggregate,
+            Arc::new(move |k: &K, w: Window, r: A::Out| WindowOutput::Result(result(k, w, r))),
+            Some(Arc::new(WindowOutput::Late)),
+        );
+        let results = both.flat_map(|o: WindowOutput<R, T>| match o {
+            WindowOutput::Result(r) => Some(r),
+            WindowOutput::Late(_) => None,
+        });
+        let late = both.flat_map(|o: WindowOutput<R, T>| match o {
+            WindowOutput::Late(t) => Some(t),
+            WindowOutput::Result(_) => None,
+        });
+        (results, late)
+    }
+
+    /// Reduces each window's elements pairwise with `f`; emits `(key, window, value)`.
+    pub fn reduce(
+        &self,
+        f: impl Fn(&T, &T) -> T + Clone + Send + Sync + 'static,
+    ) -> Stream<(K, Window, T)>
+    where
+        T: StateValue,
+    {
+        self.build(
+            Reduce { f, _t: PhantomData },
+            Arc::new(|k: &K, w: Window, r: Option<T>| (k.clone(), w, r)),
+            None,
+        )
+        .flat_map(|(k, w, r): (K, Window, Option<T>)| r.map(|r| (k, w, r)))
+    }
+
+    /// Calls `f` once per window with all its elements (in arrival order); `f` pushes
+    /// any number of outputs.
+    pub fn process<R: Data>(
+        &self,
+        f: impl Fn(&K, Window, Vec<T>, &mut Vec<R>) + Send + Sync + 'static,
+    ) -> Stream<R>
+    where
+        T: StateValue + Sync,
+    {
+        self.build(
+            CollectAll(PhantomData),
+            Arc::new(move |k: &K, w: Window, elements: Vec<T>| {
+                let mut out = Vec::new();
+                f(k, w, elements, &mut out);
+                out
+            }),
+            None,
+        )
+        .flat_map(|v: Vec<R>| v)
+    }
+}
