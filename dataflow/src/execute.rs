@@ -116,9 +116,9 @@ impl JobBuilder {
     /// [`DataflowError::InvalidJob`] naming the operator and value for every invalid
     /// setting (all of them, joined), before any task starts.
     pub fn spawn(self) -> Result<JobHandle> {
-        let graph = Rc::try_unwrap(self.graph)
-            .map(|cell| cell.into_inner())
-            .map_err(|_| DataflowError::invalid("job", "streams of this job are still in use"))?;
+        // Streams still held by the caller keep the (now empty) graph alive; they can no
+        // longer change this job.
+        let graph = std::mem::take(&mut *self.graph.borrow_mut());
         spawn(graph, self.config)
     }
 
@@ -130,8 +130,6 @@ impl JobBuilder {
         self.spawn()?.wait()
     }
 }
-
-use std::rc::Rc;
 
 fn validate(graph: &GraphSpec, config: &JobConfig) -> Result<(MaxParallelism, Vec<usize>)> {
     let mut errors: Vec<String> = graph.errors.iter().map(|e| e.to_string()).collect();

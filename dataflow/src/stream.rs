@@ -97,19 +97,25 @@ macro_rules! node_settings {
     () => {
         /// Sets the stable uid under which this operator's state is checkpointed.
         pub fn uid(self, uid: &str) -> Self {
-            self.graph.borrow_mut().nodes[self.node].uid = Some(uid.to_string());
+            if let Some(node) = self.graph.borrow_mut().nodes.get_mut(self.node) {
+                node.uid = Some(uid.to_string());
+            }
             self
         }
 
         /// Sets the operator's display name.
         pub fn name(self, name: &str) -> Self {
-            self.graph.borrow_mut().nodes[self.node].name = name.to_string();
+            if let Some(node) = self.graph.borrow_mut().nodes.get_mut(self.node) {
+                node.name = name.to_string();
+            }
             self
         }
 
         /// Sets the operator's parallelism (validated when the job is built).
         pub fn parallelism(self, parallelism: usize) -> Self {
-            self.graph.borrow_mut().nodes[self.node].parallelism = Some(parallelism);
+            if let Some(node) = self.graph.borrow_mut().nodes.get_mut(self.node) {
+                node.parallelism = Some(parallelism);
+            }
             self
         }
     };
