@@ -105,8 +105,31 @@ pub struct JobHandle {
     tasks: Vec<RunningTask>,
     events: Receiver<JobEvent>,
     failures: Receiver<String>,
-    metrics: Vec<(String, String, usize, Arc<OperatorMetrics>)>,
+    metrics: MetricsView,
     started: Instant,
+}
+
+/// A cloneable, thread-safe view of a running job's counters.
+#[derive(Clone)]
+pub struct MetricsView {
+    subtasks: Arc<Vec<(String, String, usize, Arc<OperatorMetrics>)>>,
+}
+
+impl MetricsView {
+    /// The current counters of every operator subtask.
+    pub fn snapshot(&self) -> Vec<SubtaskMetrics> {
+        self.subtasks
+            .iter()
+            .map(|(operator, uid, subtask, m)| SubtaskMetrics {
+                operator: operator.clone(),
+                uid: uid.clone(),
+                subtask: *subtask,
+                records_in: m.records_in.load(Ordering::Relaxed),
+                records_out: m.records_out.load(Ordering::Relaxed),
+                late_records: m.late_records.load(Ordering::Relaxed),
+            })
+            .collect()
+    }
 }
 
 impl JobBuilder {
@@ -497,7 +520,9 @@ fn spawn(graph: GraphSpec, config: JobConfig) -> Result<JobHandle> {
         tasks,
         events,
         failures,
-        metrics,
+        metrics: MetricsView {
+            subtasks: Arc::new(metrics),
+        },
         started,
     })
 }
@@ -538,17 +563,13 @@ impl JobHandle {
 
     /// The current counters of every operator subtask.
     pub fn metrics(&self) -> Vec<SubtaskMetrics> {
-        self.metrics
-            .iter()
-            .map(|(operator, uid, subtask, m)| SubtaskMetrics {
-                operator: operator.clone(),
-                uid: uid.clone(),
-                subtask: *subtask,
-                records_in: m.records_in.load(Ordering::Relaxed),
-                records_out: m.records_out.load(Ordering::Relaxed),
-                late_records: m.late_records.load(Ordering::Relaxed),
-            })
-            .collect()
+        self.metrics.snapshot()
+    }
+
+    /// A view of the counters that can be read from another thread while
+    /// [`JobHandle::wait`] runs.
+    pub fn metrics_view(&self) -> MetricsView {
+        self.metrics.clone()
     }
 
     /// Stops every task.

@@ -46,7 +46,7 @@ pub mod window;
 
 pub use align::{AlignmentStep, BarrierAligner};
 pub use error::{DataflowError, Result};
-pub use execute::{JobConfig, JobHandle, JobResult, RestoreState, SubtaskMetrics};
+pub use execute::{JobConfig, JobHandle, JobResult, MetricsView, RestoreState, SubtaskMetrics};
 pub use graph::{Data, EdgeKind};
 pub use message::Message;
 pub use operator::{
