@@ -109,10 +109,13 @@ pub struct JobHandle {
     started: Instant,
 }
 
+/// The live counters of one operator subtask, with its identity.
+type CounterEntry = (String, String, usize, Arc<OperatorMetrics>);
+
 /// A cloneable, thread-safe view of a running job's counters.
 #[derive(Clone)]
 pub struct MetricsView {
-    subtasks: Arc<Vec<(String, String, usize, Arc<OperatorMetrics>)>>,
+    subtasks: Arc<Vec<CounterEntry>>,
 }
 
 impl MetricsView {
@@ -258,7 +261,7 @@ struct Wiring<'a> {
     consumers: Vec<Vec<(usize, usize)>>,
     writers: BTreeMap<(usize, usize), Vec<Option<Erased>>>,
     readers: BTreeMap<(usize, usize), Vec<Option<Erased>>>,
-    metrics: Vec<(String, String, usize, Arc<OperatorMetrics>)>,
+    metrics: Vec<CounterEntry>,
 }
 
 impl Wiring<'_> {

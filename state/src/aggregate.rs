@@ -88,16 +88,14 @@ where
     #[inline]
     fn add(&self, acc: &mut Option<N>, value: &In) {
         let v = (self.0)(value);
-        match acc {
-            Some(current) if !(v > *current) => {}
-            _ => *acc = Some(v),
+        if acc.is_none_or(|current| v > current) {
+            *acc = Some(v);
         }
     }
     fn merge(&self, acc: &mut Option<N>, other: Option<N>) {
         if let Some(v) = other {
-            match acc {
-                Some(current) if !(v > *current) => {}
-                _ => *acc = Some(v),
+            if acc.is_none_or(|current| v > current) {
+                *acc = Some(v);
             }
         }
     }
@@ -123,16 +121,14 @@ where
     #[inline]
     fn add(&self, acc: &mut Option<N>, value: &In) {
         let v = (self.0)(value);
-        match acc {
-            Some(current) if !(v < *current) => {}
-            _ => *acc = Some(v),
+        if acc.is_none_or(|current| v < current) {
+            *acc = Some(v);
         }
     }
     fn merge(&self, acc: &mut Option<N>, other: Option<N>) {
         if let Some(v) = other {
-            match acc {
-                Some(current) if !(v < *current) => {}
-                _ => *acc = Some(v),
+            if acc.is_none_or(|current| v < current) {
+                *acc = Some(v);
             }
         }
     }

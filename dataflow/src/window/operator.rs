@@ -11,7 +11,9 @@ use crate::{KeySelector, Operator, Result, Timestamp, TimestampAssigner};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use weir_state::{decode, encode, AggregateFunction, StateKey, StateTable};
+use weir_state::{
+    decode, encode, key_group_for_key, AggregateFunction, KeyGroup, StateKey, StateTable,
+};
 
 const WATERMARK: &str = "window-watermark";
 const CONTENTS: &str = "window-contents";
@@ -54,15 +56,24 @@ impl<K, T, A: AggregateFunction<T>, O> Clone for WindowSpec<K, T, A, O> {
     }
 }
 
+/// The contents of one window: an accumulator per key.
+struct WindowTable<K, Acc> {
+    window: Window,
+    fired: bool,
+    entries: StateTable<K, Acc>,
+}
+
 /// Tumbling and sliding windows with incremental aggregation.
+///
+/// State is window-major: one table of accumulators per open window, so firing a
+/// window takes its table whole, and an element costs one small ordered-map step
+/// plus one hash lookup per window it belongs to.
 pub struct WindowAggregate<K, T, A: AggregateFunction<T>, O> {
     spec: WindowSpec<K, T, A, O>,
-    contents: StateTable<(K, Window), A::Acc>,
-    /// Windows to fire, by max timestamp.
-    pending: BTreeMap<i64, Vec<(K, Window)>>,
-    /// Fired windows kept for the allowed lateness, by cleanup time.
-    cleanup: BTreeMap<i64, Vec<(K, Window)>>,
+    /// Open windows by start (for fixed-size windows start order is end order).
+    windows: BTreeMap<i64, WindowTable<K, A::Acc>>,
     watermark: i64,
+    tracking: bool,
     metrics: Arc<OperatorMetrics>,
     max_parallelism: weir_state::MaxParallelism,
 }
@@ -72,23 +83,30 @@ impl<K: StateKey, T, A: AggregateFunction<T>, O> WindowAggregate<K, T, A, O> {
     pub fn new(spec: WindowSpec<K, T, A, O>) -> Self {
         Self {
             spec,
-            contents: StateTable::new(CONTENTS),
-            pending: BTreeMap::new(),
-            cleanup: BTreeMap::new(),
+            windows: BTreeMap::new(),
             watermark: i64::MIN,
+            tracking: false,
             metrics: Arc::default(),
             max_parallelism: weir_state::MaxParallelism::DEFAULT,
         }
     }
 
-    fn schedule(&mut self, key: K, window: Window) {
-        let fire = window.end - 1;
-        if fire <= self.watermark {
-            let at = fire.saturating_add(self.spec.lateness);
-            self.cleanup.entry(at).or_default().push((key, window));
-        } else {
-            self.pending.entry(fire).or_default().push((key, window));
-        }
+    fn table(
+        windows: &mut BTreeMap<i64, WindowTable<K, A::Acc>>,
+        window: Window,
+        tracking: bool,
+    ) -> &mut WindowTable<K, A::Acc> {
+        windows.entry(window.start).or_insert_with(|| {
+            let mut entries = StateTable::new(CONTENTS);
+            if tracking {
+                entries.enable_change_tracking();
+            }
+            WindowTable {
+                window,
+                fired: false,
+                entries,
+            }
+        })
     }
 }
 
@@ -105,9 +123,7 @@ where
     fn open(&mut self, cx: &mut OperatorContext) -> Result<()> {
         self.metrics = cx.metrics.clone();
         self.max_parallelism = cx.subtask.max_parallelism;
-        if cx.checkpointing {
-            self.contents.enable_change_tracking();
-        }
+        self.tracking = cx.checkpointing;
         if let Some(bytes) = cx.restored_operator.get(WATERMARK).or_else(|| {
             cx.restored_operator_all
                 .iter()
@@ -115,13 +131,19 @@ where
         }) {
             self.watermark = decode(WATERMARK, bytes)?;
         }
-        let restored = cx.restored_state(CONTENTS);
-        if !restored.is_empty() {
-            self.contents
-                .restore(&restored, cx.subtask.key_groups, cx.subtask.max_parallelism)?;
-            let windows: Vec<(K, Window)> = self.contents.iter().map(|(k, _)| k.clone()).collect();
-            for (key, window) in windows {
-                self.schedule(key, window);
+        for (group, bytes) in cx.restored_state(CONTENTS) {
+            let entries: Vec<((K, Window), A::Acc)> = decode(CONTENTS, &bytes)?;
+            for ((key, window), acc) in entries {
+                if key_group_for_key(&key, self.max_parallelism) != group {
+                    return Err(weir_state::StateError::Corrupt {
+                        state: CONTENTS.into(),
+                        reason: format!("a key stored under {group} hashes to another key group"),
+                    }
+                    .into());
+                }
+                let table = Self::table(&mut self.windows, window, self.tracking);
+                table.fired = window.end - 1 <= self.watermark;
+                table.entries.insert(key, acc);
             }
         }
         Ok(())
@@ -129,40 +151,30 @@ where
 
     #[inline]
     fn on_batch(&mut self, input: &mut Vec<T>, out: &mut Output<O>) -> Result<()> {
-        let watermark = self.watermark;
-        let lateness = self.spec.lateness;
+        let (watermark, lateness, tracking) = (self.watermark, self.spec.lateness, self.tracking);
+        let spec = &self.spec;
+        let windows = &mut self.windows;
         for element in input.drain(..) {
-            let ts = (self.spec.timestamp)(&element).0;
-            let key = (self.spec.key)(&element);
+            let ts = (spec.timestamp)(&element).0;
+            let key = (spec.key)(&element);
             let mut assigned = false;
-            let spec = &self.spec;
-            let contents = &mut self.contents;
-            let pending = &mut self.pending;
-            let cleanup = &mut self.cleanup;
             spec.assigner.assign(ts, |window| {
-                let fire = window.end - 1;
-                if fire.saturating_add(lateness) <= watermark {
+                if (window.end - 1).saturating_add(lateness) <= watermark {
                     return;
                 }
                 assigned = true;
-                let (acc, new) = contents
-                    .get_or_insert_with_flag((key.clone(), window), || spec.aggregate.create());
+                let table = Self::table(windows, window, tracking);
+                let acc = table
+                    .entries
+                    .get_or_insert_with(key.clone(), || spec.aggregate.create());
                 spec.aggregate.add(acc, &element);
-                if fire <= watermark {
+                if table.fired {
                     out.push((spec.result)(&key, window, spec.aggregate.result(acc)));
-                    if new {
-                        cleanup
-                            .entry(fire.saturating_add(lateness))
-                            .or_default()
-                            .push((key.clone(), window));
-                    }
-                } else if new {
-                    pending.entry(fire).or_default().push((key.clone(), window));
                 }
             });
             if !assigned {
                 OperatorMetrics::add(&self.metrics.late_records, 1);
-                if let Some(late) = &self.spec.late {
+                if let Some(late) = &spec.late {
                     out.push(late(element));
                 }
             }
@@ -172,48 +184,46 @@ where
 
     fn on_watermark(&mut self, watermark: Timestamp, out: &mut Output<O>) -> Result<()> {
         self.watermark = self.watermark.max(watermark.0);
-        let wm = self.watermark;
-        while let Some(entry) = self.pending.first_entry() {
-            if *entry.key() > wm {
+        let (wm, lateness) = (self.watermark, self.spec.lateness);
+        let spec = &self.spec;
+        for table in self.windows.values_mut() {
+            if table.window.end - 1 > wm {
                 break;
             }
-            let (_, windows) = entry.remove_entry();
-            for (key, window) in windows {
-                if self.spec.lateness == 0 {
-                    if let Some(acc) = self.contents.remove(&(key.clone(), window)) {
-                        out.push((self.spec.result)(
-                            &key,
-                            window,
-                            self.spec.aggregate.result(&acc),
-                        ));
-                    }
-                } else {
-                    if let Some(acc) = self.contents.get(&(key.clone(), window)) {
-                        out.push((self.spec.result)(
-                            &key,
-                            window,
-                            self.spec.aggregate.result(acc),
-                        ));
-                    }
-                    let at = (window.end - 1).saturating_add(self.spec.lateness);
-                    self.cleanup.entry(at).or_default().push((key, window));
-                }
+            if !table.fired {
+                table.fired = true;
+                let window = table.window;
+                out.extend(
+                    table
+                        .entries
+                        .iter()
+                        .map(|(key, acc)| (spec.result)(key, window, spec.aggregate.result(acc))),
+                );
             }
         }
-        while let Some(entry) = self.cleanup.first_entry() {
-            if *entry.key() > wm {
-                break;
-            }
-            for key in entry.remove() {
-                self.contents.remove(&key);
-            }
-        }
+        self.windows
+            .retain(|_, table| (table.window.end - 1).saturating_add(lateness) > wm);
         Ok(())
     }
 
     fn snapshot(&mut self, cx: &mut SnapshotContext) -> Result<()> {
+        let max = self.max_parallelism;
         cx.put_operator(WATERMARK, encode(WATERMARK, &self.watermark)?);
-        cx.put_keyed(CONTENTS, self.contents.snapshot(self.max_parallelism)?);
+        type Entry<'a, K, Acc> = ((&'a K, Window), &'a Acc);
+        let mut groups: BTreeMap<KeyGroup, Vec<Entry<'_, K, A::Acc>>> = BTreeMap::new();
+        for table in self.windows.values() {
+            for (key, acc) in table.entries.iter() {
+                groups
+                    .entry(key_group_for_key(key, max))
+                    .or_default()
+                    .push(((key, table.window), acc));
+            }
+        }
+        let mut encoded = weir_state::KeyedSnapshot::new();
+        for (group, entries) in groups {
+            encoded.insert(group, encode(CONTENTS, &entries)?);
+        }
+        cx.put_keyed(CONTENTS, encoded);
         Ok(())
     }
 }
