@@ -1,5 +1,5 @@
-//! weir-checkpoint: checkpoint identities, barriers and the description of what a
-//! snapshot holds.
+//! weir-checkpoint: checkpoint identities, barriers, the description of what a
+//! snapshot holds, and checkpoint storage on an object store.
 //!
 //! ```text
 //!  source ──Barrier(n)──▶ task ──Barrier(n)──▶ task ──▶ sink
@@ -10,17 +10,64 @@
 //! This crate knows nothing of the dataflow: it defines the vocabulary that the
 //! runtime (weir-dataflow) and the checkpoint storage and coordinator speak.
 //!
+//! Storage ([`CheckpointStorage`]) keeps checkpoints on the local filesystem or S3 in
+//! the layout of [`layout`]: state files first, `_metadata` ([`CheckpointMetadata`])
+//! last and create-if-absent, so a checkpoint exists exactly when its metadata does.
+//! Recovery takes the newest checkpoint that is intact ([`CheckpointStorage::latest_valid`]),
+//! retention keeps the newest N ([`CheckpointStorage::retain`]), savepoints are
+//! self-contained copies ([`CheckpointStorage::write_savepoint`]).
+//!
 //! ```
 //! use weir_checkpoint::{Barrier, CheckpointId};
 //! let barrier = Barrier::checkpoint(CheckpointId::new(7), 1_700_000_000_000);
 //! assert_eq!(barrier.id.get(), 7);
 //! assert!(!barrier.is_savepoint());
 //! ```
+//!
+//! Storing and recovering a checkpoint:
+//!
+//! ```
+//! use weir_checkpoint::*;
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), CheckpointError> {
+//! # let dir = std::env::temp_dir().join(format!("weir-doc-{}", std::process::id()));
+//! # let url = dir.display().to_string();
+//! let storage = CheckpointStorage::open_url(&url).await?; // or "s3://bucket/prefix"
+//! let (job, chk, uid) = ("orders", CheckpointId::new(1), OperatorUid::new("count"));
+//! let handle = storage.write_state(job, chk, &uid, 0, "operator", b"offset=42".to_vec()).await?;
+//! let mut metadata = CheckpointMetadata::new(job, chk, SnapshotKind::Checkpoint, 0, Default::default());
+//! metadata.subtask_mut(&uid, 0).operator.push(handle);
+//! storage.commit_metadata(&metadata).await?; // last: now checkpoint 1 exists
+//!
+//! let recovered = storage.latest_valid(job).await?.latest.expect("a checkpoint");
+//! let state = storage.read(&recovered.operators[&uid].subtasks[&0].operator[0]).await?;
+//! assert_eq!(&state[..], b"offset=42");
+//! # std::fs::remove_dir_all(dir).ok();
+//! # Ok(())
+//! # }
+//! ```
 #![deny(missing_docs)]
 
+mod config;
+mod error;
+pub mod layout;
+pub mod metadata;
+mod recovery;
+mod retention;
+mod savepoint;
 mod snapshot;
+mod storage;
 
+pub use config::{S3Options, StorageConfig, DEFAULT_ROOT};
+pub use error::{CheckpointError, CorruptReason};
+pub use metadata::{
+    CheckpointMetadata, KeyedStateHandle, OperatorState, SnapshotKind, StateHandle, SubtaskState,
+};
+pub use recovery::{RecoveryScan, SkipReason, SkippedCheckpoint};
+pub use retention::{plan_retention, RetentionCandidate, RetentionPlan};
+pub use savepoint::Savepoint;
 pub use snapshot::{OperatorSnapshot, OperatorUid, SubtaskAck};
+pub use storage::CheckpointStorage;
 
 use serde::{Deserialize, Serialize};
 use std::fmt;

@@ -1,0 +1,558 @@
+//! Checkpoint storage on an object store: the local filesystem or S3 (and
+//! S3-compatible stores), laid out as described in [`layout`](crate::layout).
+//!
+//! Every object is written whole and atomically (object stores never show a partial
+//! object), `_metadata` last and only if absent, so a checkpoint exists exactly when
+//! its metadata does. Reads never trust an object blindly: metadata is checksummed,
+//! state sizes are checked against their handles.
+
+use crate::config::{build_s3, parse_target, StorageConfig, Target};
+use crate::error::CorruptReason;
+use crate::layout;
+use crate::metadata::{CheckpointMetadata, StateHandle};
+use crate::{CheckpointError, CheckpointId, OperatorUid};
+use bytes::Bytes;
+use futures::{StreamExt, TryStreamExt};
+use object_store::local::LocalFileSystem;
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// How many object requests one operation keeps in flight.
+pub(crate) const CONCURRENCY: usize = 16;
+
+/// How objects are named in messages.
+#[derive(Clone, Debug)]
+enum Display {
+    /// Absolute directory of the store's root.
+    Local(PathBuf),
+    /// `s3://bucket`.
+    S3(String),
+}
+
+/// Checkpoint storage rooted at one directory or bucket prefix.
+///
+/// Cheap to clone (the store is shared). All operations are async and need a tokio
+/// runtime; none of them blocks the runtime's threads.
+///
+/// # Cancel safety
+///
+/// No operation is transactional: dropping one of its futures stops it between two
+/// object requests. Each request is atomic (an object is either written whole or not at
+/// all), so a cancelled operation leaves at worst some of the objects it meant to
+/// write or delete, never a damaged one, and running the operation again completes
+/// it. The notes on each method say what a cancellation can leave behind.
+#[derive(Clone, Debug)]
+pub struct CheckpointStorage {
+    store: Arc<dyn ObjectStore>,
+    /// The prefix inside `store` under which everything lives.
+    root: Path,
+    display: Display,
+}
+
+/// A checkpoint directory found by a listing.
+pub(crate) struct ListedCheckpoint {
+    pub(crate) id: CheckpointId,
+    pub(crate) has_metadata: bool,
+}
+
+impl CheckpointStorage {
+    /// Opens the storage `config.url` names.
+    ///
+    /// A filesystem root is created if missing. An S3 bucket is probed with one
+    /// listing request, so a wrong endpoint, a missing bucket or bad credentials fail
+    /// here rather than at the first checkpoint.
+    ///
+    /// # Errors
+    /// [`CheckpointError::Misconfigured`] for an empty URL, an unknown scheme (the
+    /// message lists the supported ones) or S3 settings object_store rejects;
+    /// [`CheckpointError::Unreachable`] naming the directory or bucket when it cannot be
+    /// created or reached.
+    ///
+    /// # Cancel safety
+    /// Cancel-safe: at worst a created, empty root directory remains.
+    pub async fn open(config: &StorageConfig) -> Result<Self, CheckpointError> {
+        Self::open_target(config, parse_target(&config.url)?, true).await
+    }
+
+    /// Opens `url` with default options: shorthand for
+    /// [`open`](Self::open)`(&StorageConfig::new(url))`.
+    ///
+    /// # Errors
+    /// As [`open`](Self::open).
+    ///
+    /// # Cancel safety
+    /// As [`open`](Self::open).
+    pub async fn open_url(url: &str) -> Result<Self, CheckpointError> {
+        Self::open(&StorageConfig::new(url)).await
+    }
+
+    pub(crate) async fn open_target(
+        config: &StorageConfig,
+        target: Target,
+        create: bool,
+    ) -> Result<Self, CheckpointError> {
+        match target {
+            Target::Local(dir) => {
+                let unreachable = |e: std::io::Error| CheckpointError::Unreachable {
+                    target: dir.display().to_string(),
+                    source: object_store::Error::Generic {
+                        store: "LocalFileSystem",
+                        source: Box::new(e),
+                    },
+                };
+                if create {
+                    tokio::fs::create_dir_all(&dir).await.map_err(unreachable)?;
+                }
+                let absolute = tokio::fs::canonicalize(&dir).await.map_err(unreachable)?;
+                let store = LocalFileSystem::new_with_prefix(&absolute)
+                    .map_err(|source| CheckpointError::Unreachable {
+                        target: dir.display().to_string(),
+                        source,
+                    })?
+                    .with_automatic_cleanup(true)
+                    .with_fsync(config.fsync);
+                Ok(Self {
+                    store: Arc::new(store),
+                    root: Path::ROOT,
+                    display: Display::Local(absolute),
+                })
+            }
+            Target::S3 { bucket, prefix } => {
+                let store = build_s3(&config.url, &bucket, &config.s3)?;
+                let storage = Self {
+                    store: Arc::new(store),
+                    root: prefix,
+                    display: Display::S3(format!("s3://{bucket}")),
+                };
+                let probe = (!storage.root.is_root()).then_some(&storage.root);
+                if let Err(source) = storage.store.list_with_delimiter(probe).await {
+                    let endpoint = config
+                        .s3
+                        .endpoint
+                        .as_deref()
+                        .map(|e| format!(" at {e}"))
+                        .unwrap_or_default();
+                    return Err(CheckpointError::Unreachable {
+                        target: format!("bucket `{bucket}`{endpoint} ({})", storage.location()),
+                        source,
+                    });
+                }
+                Ok(storage)
+            }
+        }
+    }
+
+    /// The same store, rooted at `self.root/<segment>` (a savepoint directory).
+    pub(crate) fn child(&self, segment: &str) -> Self {
+        Self {
+            store: Arc::clone(&self.store),
+            root: self.root.clone().join(segment),
+            display: self.display.clone(),
+        }
+    }
+
+    /// Where this storage's root is: an absolute filesystem path or `s3://bucket/prefix`.
+    pub fn location(&self) -> String {
+        self.describe(&Path::ROOT)
+    }
+
+    /// The underlying object store, for tools and tests that need raw access.
+    /// Objects of this storage live under [`root`](Self::root) in it.
+    pub fn object_store(&self) -> &Arc<dyn ObjectStore> {
+        &self.store
+    }
+
+    /// The prefix inside [`object_store`](Self::object_store) under which this storage
+    /// keeps its objects.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The full store path of a path relative to the root.
+    pub fn full_path(&self, relative: &Path) -> Path {
+        self.root.parts().chain(relative.parts()).collect()
+    }
+
+    /// A store path as users see it: an absolute filesystem path or an `s3://` URL.
+    fn describe_full(&self, full: &Path) -> String {
+        let (base, sep) = match &self.display {
+            Display::Local(dir) => (dir.display().to_string(), std::path::MAIN_SEPARATOR),
+            Display::S3(bucket) => (bucket.clone(), '/'),
+        };
+        if full.is_root() {
+            base
+        } else {
+            format!("{base}{sep}{full}")
+        }
+    }
+
+    /// A root-relative path as users see it.
+    pub(crate) fn describe(&self, relative: &Path) -> String {
+        self.describe_full(&self.full_path(relative))
+    }
+
+    /// Maps an object-store error on `relative` to the crate's error.
+    pub(crate) fn error(&self, relative: &Path, source: object_store::Error) -> CheckpointError {
+        let object = self.describe(relative);
+        match source {
+            object_store::Error::NotFound { .. } => CheckpointError::NotFound { object },
+            object_store::Error::AlreadyExists { .. } => CheckpointError::AlreadyExists { object },
+            source => CheckpointError::Io { object, source },
+        }
+    }
+
+    /// Parses a handle's path.
+    pub(crate) fn handle_path(handle: &StateHandle) -> Result<Path, CheckpointError> {
+        Path::parse(&handle.path).map_err(|e| CheckpointError::InvalidName {
+            what: "state handle path",
+            name: handle.path.clone(),
+            reason: e.to_string(),
+        })
+    }
+
+    pub(crate) async fn put(
+        &self,
+        relative: &Path,
+        bytes: Bytes,
+        mode: PutMode,
+    ) -> Result<(), CheckpointError> {
+        let opts = PutOptions {
+            mode,
+            ..PutOptions::default()
+        };
+        self.store
+            .put_opts(&self.full_path(relative), PutPayload::from(bytes), opts)
+            .await
+            .map(drop)
+            .map_err(|e| self.error(relative, e))
+    }
+
+    pub(crate) async fn get(&self, relative: &Path) -> Result<Bytes, CheckpointError> {
+        let full = self.full_path(relative);
+        let result = self
+            .store
+            .get(&full)
+            .await
+            .map_err(|e| self.error(relative, e))?;
+        result.bytes().await.map_err(|e| self.error(relative, e))
+    }
+
+    /// The size of an object, `None` if it does not exist.
+    pub(crate) async fn size_of(&self, relative: &Path) -> Result<Option<u64>, CheckpointError> {
+        match self.store.head(&self.full_path(relative)).await {
+            Ok(meta) => Ok(Some(meta.size)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(self.error(relative, e)),
+        }
+    }
+
+    /// Deletes one object; a missing object is not an error.
+    pub(crate) async fn delete(&self, relative: &Path) -> Result<(), CheckpointError> {
+        match self.store.delete(&self.full_path(relative)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(self.error(relative, e)),
+        }
+    }
+
+    /// Deletes every object under `relative`; returns how many there were.
+    pub(crate) async fn delete_prefix(&self, relative: &Path) -> Result<usize, CheckpointError> {
+        let full = self.full_path(relative);
+        let listed: Vec<Path> = match self
+            .store
+            .list(Some(&full))
+            .map_ok(|meta| meta.location)
+            .try_collect()
+            .await
+        {
+            Ok(listed) => listed,
+            Err(object_store::Error::NotFound { .. }) => Vec::new(),
+            Err(e) => return Err(self.error(relative, e)),
+        };
+        let count = listed.len();
+        let mut deleted = self
+            .store
+            .delete_stream(futures::stream::iter(listed.into_iter().map(Ok)).boxed());
+        while let Some(result) = deleted.next().await {
+            match result {
+                Ok(_) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(self.error(relative, e)),
+            }
+        }
+        Ok(count)
+    }
+
+    /// Writes a private state file of checkpoint `checkpoint`:
+    /// `<job>/chk-<n>/<uid>/<subtask>/<name>`, overwriting any earlier attempt.
+    ///
+    /// # Errors
+    /// [`CheckpointError::InvalidName`] for an empty or control-character name;
+    /// [`CheckpointError::Io`] naming the object when the write fails.
+    ///
+    /// # Cancel safety
+    /// Cancel-safe: the object is written whole or not at all; writing again is
+    /// harmless. An abandoned checkpoint's files are removed by [`abort`](Self::abort)
+    /// or [`cleanup_incomplete`](Self::cleanup_incomplete).
+    pub async fn write_state(
+        &self,
+        job: &str,
+        checkpoint: CheckpointId,
+        uid: &OperatorUid,
+        subtask: usize,
+        name: &str,
+        bytes: impl Into<Bytes>,
+    ) -> Result<StateHandle, CheckpointError> {
+        let path = layout::private_state_path(job, checkpoint, uid, subtask, name)?;
+        let bytes = bytes.into();
+        let size = bytes.len() as u64;
+        self.put(&path, bytes, PutMode::Overwrite).await?;
+        Ok(StateHandle {
+            path: path.to_string(),
+            size,
+        })
+    }
+
+    /// Writes a file shared between incremental checkpoints, `<job>/shared/<key>`,
+    /// unless it already exists. `content_key` must identify the content (e.g. a
+    /// RocksDB SST name plus a digest): an existing object is trusted to hold the same
+    /// bytes and is not uploaded again.
+    ///
+    /// # Errors
+    /// [`CheckpointError::AlreadyExists`] when an object with this key exists with a
+    /// different size (two contents under one key: a bug in the caller's keys);
+    /// [`CheckpointError::InvalidName`]; [`CheckpointError::Io`].
+    ///
+    /// # Cancel safety
+    /// Cancel-safe: the file is written whole (create-if-absent) or not at all; calling
+    /// again finishes the job. A shared file no checkpoint refers to is left in place.
+    pub async fn write_shared(
+        &self,
+        job: &str,
+        content_key: &str,
+        bytes: impl Into<Bytes>,
+    ) -> Result<StateHandle, CheckpointError> {
+        let path = layout::shared_path(job, content_key)?;
+        let bytes = bytes.into();
+        let size = bytes.len() as u64;
+        let handle = StateHandle {
+            path: path.to_string(),
+            size,
+        };
+        let existing = match self.size_of(&path).await? {
+            Some(existing) => existing,
+            None => match self.put(&path, bytes, PutMode::Create).await {
+                Ok(()) => return Ok(handle),
+                Err(CheckpointError::AlreadyExists { .. }) => {
+                    self.size_of(&path).await?.unwrap_or(size)
+                }
+                Err(e) => return Err(e),
+            },
+        };
+        if existing == size {
+            Ok(handle)
+        } else {
+            Err(CheckpointError::AlreadyExists {
+                object: format!(
+                    "{} (holds {existing} bytes, this content has {size}: one key, two contents)",
+                    self.describe(&path)
+                ),
+            })
+        }
+    }
+
+    /// Reads the object a state handle refers to, and checks its size.
+    ///
+    /// # Errors
+    /// [`CheckpointError::NotFound`] when the object is missing;
+    /// [`CheckpointError::CorruptState`] when its size differs from the handle's;
+    /// [`CheckpointError::InvalidName`] for a malformed handle path;
+    /// [`CheckpointError::Io`].
+    ///
+    /// # Cancel safety
+    /// Cancel-safe: it only reads.
+    pub async fn read(&self, handle: &StateHandle) -> Result<Bytes, CheckpointError> {
+        let path = Self::handle_path(handle)?;
+        let bytes = self.get(&path).await?;
+        if bytes.len() as u64 != handle.size {
+            return Err(CheckpointError::CorruptState {
+                object: self.describe(&path),
+                expected_size: handle.size,
+                actual_size: bytes.len() as u64,
+            });
+        }
+        Ok(bytes)
+    }
+
+    /// Completes a checkpoint: writes `<job>/chk-<n>/_metadata` (job and number taken
+    /// from `metadata`) if and only if it does not exist yet. Call it after every
+    /// state object the metadata refers to is written.
+    ///
+    /// Create-if-absent is the fencing: of two writers (say a coordinator that lost
+    /// its lease and its successor) exactly one completes checkpoint n. Retrying a
+    /// commit whose outcome was unknown is safe: if the object holds exactly these
+    /// bytes, the commit succeeds.
+    ///
+    /// # Errors
+    /// [`CheckpointError::AlreadyExists`] when another metadata object is already
+    /// there: this writer is fenced off and must not report the checkpoint complete;
+    /// [`CheckpointError::InvalidName`]; [`CheckpointError::Io`] (outcome unknown:
+    /// retry the commit).
+    ///
+    /// # Cancel safety
+    /// Not cancel-safe in outcome: a cancelled commit may or may not have completed
+    /// the checkpoint. Commit again (it succeeds if the first one landed) or
+    /// [`abort`](Self::abort).
+    pub async fn commit_metadata(
+        &self,
+        metadata: &CheckpointMetadata,
+    ) -> Result<(), CheckpointError> {
+        let path = layout::metadata_path(&metadata.job, metadata.checkpoint)?;
+        let encoded = Bytes::from(metadata.encode());
+        match self.put(&path, encoded.clone(), PutMode::Create).await {
+            Err(CheckpointError::AlreadyExists { object }) => match self.get(&path).await {
+                Ok(existing) if existing == encoded => Ok(()),
+                _ => Err(CheckpointError::AlreadyExists { object }),
+            },
+            other => other,
+        }
+    }
+
+    /// Reads and decodes the metadata of checkpoint `checkpoint` of `job`.
+    ///
+    /// # Errors
+    /// [`CheckpointError::NotFound`] when the checkpoint is not complete (or was
+    /// deleted); [`CheckpointError::CorruptMetadata`] naming the object when it does
+    /// not decode or names another job or checkpoint; [`CheckpointError::Io`].
+    ///
+    /// # Cancel safety
+    /// Cancel-safe: it only reads.
+    pub async fn read_metadata(
+        &self,
+        job: &str,
+        checkpoint: CheckpointId,
+    ) -> Result<CheckpointMetadata, CheckpointError> {
+        let path = layout::metadata_path(job, checkpoint)?;
+        let bytes = self.get(&path).await?;
+        decode_in_place(&bytes, job, checkpoint).map_err(|reason| {
+            CheckpointError::CorruptMetadata {
+                object: self.describe(&path),
+                reason,
+            }
+        })
+    }
+
+    /// The checkpoint directories of `job`, ascending, with whether each has metadata.
+    pub(crate) async fn scan(&self, job: &str) -> Result<Vec<ListedCheckpoint>, CheckpointError> {
+        let job_dir = layout::job_dir(job)?;
+        let listing = match self
+            .store
+            .list_with_delimiter(Some(&self.full_path(&job_dir)))
+            .await
+        {
+            Ok(listing) => listing,
+            Err(object_store::Error::NotFound { .. }) => return Ok(Vec::new()),
+            Err(e) => return Err(self.error(&job_dir, e)),
+        };
+        let mut ids: Vec<CheckpointId> = listing
+            .common_prefixes
+            .iter()
+            .filter_map(|p| p.filename().and_then(layout::parse_checkpoint_dir))
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        futures::stream::iter(ids)
+            .map(|id| async move {
+                let path = layout::metadata_path(job, id)?;
+                let has_metadata = self.size_of(&path).await?.is_some();
+                Ok(ListedCheckpoint { id, has_metadata })
+            })
+            .buffered(CONCURRENCY)
+            .try_collect()
+            .await
+    }
+
+    /// The completed checkpoints of `job` (those whose `_metadata` exists), ascending.
+    /// Whether they are restorable is [`latest_valid`](Self::latest_valid)'s question.
+    ///
+    /// # Errors
+    /// [`CheckpointError::InvalidName`]; [`CheckpointError::Io`] when listing fails.
+    ///
+    /// # Cancel safety
+    /// Cancel-safe: it only reads.
+    pub async fn list_checkpoints(&self, job: &str) -> Result<Vec<CheckpointId>, CheckpointError> {
+        Ok(self
+            .scan(job)
+            .await?
+            .into_iter()
+            .filter(|c| c.has_metadata)
+            .map(|c| c.id)
+            .collect())
+    }
+
+    /// Deletes checkpoint `checkpoint` of `job`: its `_metadata` first (so it stops
+    /// being complete before any of its files goes), then everything else under
+    /// `chk-<n>`. Shared files are not touched: [`retain`](Self::retain) owns them.
+    /// Returns how many objects were deleted.
+    ///
+    /// # Errors
+    /// [`CheckpointError::InvalidName`]; [`CheckpointError::Io`].
+    ///
+    /// # Cancel safety
+    /// Cancel-safe: a cancelled abort leaves an incomplete checkpoint (no metadata),
+    /// which a second `abort` or [`cleanup_incomplete`](Self::cleanup_incomplete) removes.
+    pub async fn abort(
+        &self,
+        job: &str,
+        checkpoint: CheckpointId,
+    ) -> Result<usize, CheckpointError> {
+        self.delete(&layout::metadata_path(job, checkpoint)?)
+            .await?;
+        self.delete_prefix(&layout::checkpoint_dir(job, checkpoint)?)
+            .await
+    }
+
+    /// Deletes every `chk-<n>` directory of `job` that has no `_metadata` (aborted
+    /// checkpoints, or ones a crash interrupted). Returns the checkpoints removed.
+    ///
+    /// Only call it while no checkpoint of the job is in flight (e.g. when the job
+    /// starts, before its first new checkpoint): an in-flight checkpoint has no
+    /// metadata yet either.
+    ///
+    /// # Errors
+    /// [`CheckpointError::InvalidName`]; [`CheckpointError::Io`].
+    ///
+    /// # Cancel safety
+    /// Cancel-safe: calling again finishes the job.
+    pub async fn cleanup_incomplete(
+        &self,
+        job: &str,
+    ) -> Result<Vec<CheckpointId>, CheckpointError> {
+        let mut removed = Vec::new();
+        for listed in self.scan(job).await? {
+            if !listed.has_metadata {
+                self.delete_prefix(&layout::checkpoint_dir(job, listed.id)?)
+                    .await?;
+                removed.push(listed.id);
+            }
+        }
+        Ok(removed)
+    }
+}
+
+/// Decodes metadata found at `<job>/chk-<checkpoint>/_metadata` and checks it
+/// belongs there.
+pub(crate) fn decode_in_place(
+    bytes: &[u8],
+    job: &str,
+    checkpoint: CheckpointId,
+) -> Result<CheckpointMetadata, CorruptReason> {
+    let metadata = CheckpointMetadata::decode(bytes)?;
+    if metadata.job != job || metadata.checkpoint != checkpoint {
+        return Err(CorruptReason::Misplaced(format!(
+            "it describes {} of job {:?}, but is stored as {checkpoint} of job {job:?}",
+            metadata.checkpoint, metadata.job
+        )));
+    }
+    Ok(metadata)
+}
