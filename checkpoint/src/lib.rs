@@ -49,6 +49,7 @@
 #![deny(missing_docs)]
 
 mod config;
+pub mod coordinator;
 mod error;
 pub mod layout;
 pub mod metadata;
@@ -59,6 +60,7 @@ mod snapshot;
 mod storage;
 
 pub use config::{S3Options, StorageConfig, DEFAULT_ROOT};
+pub use coordinator::{Command, Coordinator, CoordinatorConfig, Event};
 pub use error::{CheckpointError, CorruptReason};
 pub use metadata::{
     CheckpointMetadata, KeyedStateHandle, OperatorState, SnapshotKind, StateHandle, SubtaskState,

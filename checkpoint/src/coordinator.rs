@@ -1,0 +1,512 @@
+//! The checkpoint coordinator as a pure state machine: events in, commands out. It
+//! does no I/O and reads no clock — the driver around it passes the time in every
+//! event and carries out the commands (inject barriers, write metadata, notify,
+//! delete aborted files). That makes every protocol step testable without threads
+//! and lets crash tests stop the driver between any two commands.
+//!
+//! ```text
+//!  Tick ──▶ (interval elapsed, min pause respected, none in flight) ──▶ InjectBarrier(n)
+//!  Ack(n, subtask) × all ──▶ WriteMetadata(n)
+//!  MetadataWritten(n) ──▶ NotifyComplete(n), Retain
+//!  Tick past timeout / Declined / Failed ──▶ Abort(n) (+ FailJob after too many in a row)
+//! ```
+
+use crate::{Barrier, CheckpointId, SubtaskAck};
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+/// Settings of periodic checkpointing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CoordinatorConfig {
+    /// Time between the starts of two checkpoints.
+    pub interval: Duration,
+    /// Minimum time between the end of one checkpoint and the start of the next.
+    pub min_pause: Duration,
+    /// A checkpoint not complete after this long is aborted.
+    pub timeout: Duration,
+    /// Consecutive failed checkpoints tolerated before the job fails over.
+    pub tolerable_failures: u32,
+    /// Completed checkpoints kept.
+    pub retention: usize,
+}
+
+impl Default for CoordinatorConfig {
+    fn default() -> Self {
+        Self {
+            interval: Duration::from_secs(1),
+            min_pause: Duration::ZERO,
+            timeout: Duration::from_secs(60),
+            tolerable_failures: 3,
+            retention: 3,
+        }
+    }
+}
+
+/// Milliseconds of a monotonic clock owned by the driver.
+pub type MonotonicMs = u64;
+
+/// Identifies one subtask of one task.
+pub type SubtaskKey = (String, usize);
+
+/// What happened.
+#[derive(Clone, Debug)]
+pub enum Event {
+    /// Time passed.
+    Tick {
+        /// Now.
+        now: MonotonicMs,
+    },
+    /// A savepoint was requested (stop: the job ends after it).
+    SavepointRequested {
+        /// Now.
+        now: MonotonicMs,
+        /// Whether the job stops after the savepoint.
+        stop: bool,
+    },
+    /// A subtask acknowledged (its state is uploaded).
+    Acknowledged {
+        /// Now.
+        now: MonotonicMs,
+        /// The acknowledgement, with handles.
+        ack: SubtaskAck,
+    },
+    /// A subtask could not take part (for instance it had already finished), or its
+    /// upload failed.
+    Declined {
+        /// Now.
+        now: MonotonicMs,
+        /// The checkpoint.
+        checkpoint: CheckpointId,
+        /// Why.
+        reason: String,
+    },
+    /// The metadata of a checkpoint is durably written.
+    MetadataWritten {
+        /// Now.
+        now: MonotonicMs,
+        /// The checkpoint.
+        checkpoint: CheckpointId,
+    },
+    /// Writing the metadata failed.
+    MetadataFailed {
+        /// Now.
+        now: MonotonicMs,
+        /// The checkpoint.
+        checkpoint: CheckpointId,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// What the driver must do.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Command {
+    /// Ask every source to record its position and emit this barrier.
+    InjectBarrier(Barrier),
+    /// Every subtask acknowledged: write the checkpoint's metadata (last, create-if-absent).
+    WriteMetadata {
+        /// The barrier of the checkpoint.
+        barrier: Barrier,
+        /// All acknowledgements, by subtask.
+        acks: Vec<SubtaskAck>,
+    },
+    /// The checkpoint is complete: tell every operator (sinks commit).
+    NotifyComplete(CheckpointId),
+    /// Apply retention (keep the newest N completed checkpoints).
+    Retain {
+        /// How many to keep.
+        keep: usize,
+    },
+    /// Abort the checkpoint and delete what it wrote.
+    Abort {
+        /// The checkpoint.
+        checkpoint: CheckpointId,
+        /// Why.
+        reason: String,
+    },
+    /// Too many consecutive failures: fail the job over (restart from the last
+    /// complete checkpoint).
+    FailJob {
+        /// Why.
+        reason: String,
+    },
+    /// A stop-with-savepoint completed: shut the job down.
+    StopJob(CheckpointId),
+}
+
+#[derive(Clone, Debug)]
+struct Pending {
+    barrier: Barrier,
+    started: MonotonicMs,
+    acks: BTreeMap<SubtaskKey, SubtaskAck>,
+    writing_metadata: bool,
+}
+
+/// The coordinator state machine of one job.
+#[derive(Clone, Debug)]
+pub struct Coordinator {
+    config: CoordinatorConfig,
+    subtasks: BTreeSet<SubtaskKey>,
+    next_id: CheckpointId,
+    pending: Option<Pending>,
+    last_start: Option<MonotonicMs>,
+    last_end: Option<MonotonicMs>,
+    consecutive_failures: u32,
+    queued_savepoint: Option<bool>,
+    completed: Vec<CheckpointId>,
+    wall_clock_ms: i64,
+}
+
+impl Coordinator {
+    /// A coordinator expecting acknowledgements from `subtasks`; the first checkpoint
+    /// gets `next_id` (one past the checkpoint the job was restored from).
+    pub fn new(
+        config: CoordinatorConfig,
+        subtasks: impl IntoIterator<Item = SubtaskKey>,
+        next_id: CheckpointId,
+    ) -> Self {
+        Self {
+            config,
+            subtasks: subtasks.into_iter().collect(),
+            next_id,
+            pending: None,
+            last_start: None,
+            last_end: None,
+            consecutive_failures: 0,
+            queued_savepoint: None,
+            completed: Vec::new(),
+            wall_clock_ms: 0,
+        }
+    }
+
+    /// Sets the wall-clock time stamped on barriers (ms since the epoch); the driver
+    /// updates it, the state machine never reads a clock.
+    pub fn set_wall_clock(&mut self, ms: i64) {
+        self.wall_clock_ms = ms;
+    }
+
+    /// The checkpoint in flight, if any.
+    pub fn in_flight(&self) -> Option<CheckpointId> {
+        self.pending.as_ref().map(|p| p.barrier.id)
+    }
+
+    /// Checkpoints completed so far, oldest first.
+    pub fn completed(&self) -> &[CheckpointId] {
+        &self.completed
+    }
+
+    /// Consecutive failed checkpoints.
+    pub fn consecutive_failures(&self) -> u32 {
+        self.consecutive_failures
+    }
+
+    /// A subtask will take part in no further checkpoint (it finished).
+    pub fn subtask_finished(&mut self, subtask: &SubtaskKey) {
+        self.subtasks.remove(subtask);
+    }
+
+    /// Handles one event.
+    pub fn on_event(&mut self, event: Event) -> Vec<Command> {
+        let mut commands = Vec::new();
+        match event {
+            Event::Tick { now } => {
+                self.check_timeout(now, &mut commands);
+                self.maybe_start(now, &mut commands);
+            }
+            Event::SavepointRequested { now, stop } => {
+                self.queued_savepoint = Some(stop);
+                self.maybe_start(now, &mut commands);
+            }
+            Event::Acknowledged { now, ack } => {
+                let key = (ack.task.clone(), ack.subtask);
+                match &mut self.pending {
+                    Some(p)
+                        if p.barrier.id == ack.checkpoint
+                            && !p.writing_metadata
+                            && self.subtasks.contains(&key) =>
+                    {
+                        p.acks.insert(key, ack);
+                        if p.acks.len() == self.subtasks.len() {
+                            p.writing_metadata = true;
+                            commands.push(Command::WriteMetadata {
+                                barrier: p.barrier,
+                                acks: p.acks.values().cloned().collect(),
+                            });
+                        }
+                    }
+                    _ => {}
+                }
+                let _ = now;
+            }
+            Event::Declined {
+                now,
+                checkpoint,
+                reason,
+            }
+            | Event::MetadataFailed {
+                now,
+                checkpoint,
+                reason,
+            } => {
+                if self.in_flight() == Some(checkpoint) {
+                    self.fail_pending(now, reason, &mut commands);
+                }
+            }
+            Event::MetadataWritten { now, checkpoint } => {
+                if let Some(p) = self.pending.take_if(|p| p.barrier.id == checkpoint) {
+                    self.last_end = Some(now);
+                    self.consecutive_failures = 0;
+                    self.completed.push(checkpoint);
+                    commands.push(Command::NotifyComplete(checkpoint));
+                    if !p.barrier.is_savepoint() {
+                        commands.push(Command::Retain {
+                            keep: self.config.retention,
+                        });
+                    }
+                    if p.barrier.stops_job() {
+                        commands.push(Command::StopJob(checkpoint));
+                    }
+                }
+            }
+        }
+        commands
+    }
+
+    fn check_timeout(&mut self, now: MonotonicMs, commands: &mut Vec<Command>) {
+        let timed_out = self.pending.as_ref().is_some_and(|p| {
+            now.saturating_sub(p.started) >= self.config.timeout.as_millis() as u64
+        });
+        if timed_out {
+            let timeout = self.config.timeout;
+            self.fail_pending(
+                now,
+                format!("not complete within the timeout of {timeout:?}"),
+                commands,
+            );
+        }
+    }
+
+    fn fail_pending(&mut self, now: MonotonicMs, reason: String, commands: &mut Vec<Command>) {
+        let Some(pending) = self.pending.take() else {
+            return;
+        };
+        self.last_end = Some(now);
+        commands.push(Command::Abort {
+            checkpoint: pending.barrier.id,
+            reason: reason.clone(),
+        });
+        if pending.barrier.is_savepoint() {
+            // A failed savepoint does not count against periodic checkpoints.
+            return;
+        }
+        self.consecutive_failures += 1;
+        if self.consecutive_failures > self.config.tolerable_failures {
+            commands.push(Command::FailJob {
+                reason: format!(
+                    "{} consecutive checkpoints failed (tolerated: {}); last: {reason}",
+                    self.consecutive_failures, self.config.tolerable_failures
+                ),
+            });
+        }
+    }
+
+    fn maybe_start(&mut self, now: MonotonicMs, commands: &mut Vec<Command>) {
+        if self.pending.is_some() || self.subtasks.is_empty() {
+            return;
+        }
+        let savepoint = self.queued_savepoint;
+        if savepoint.is_none() {
+            let interval_due = self
+                .last_start
+                .is_none_or(|t| now.saturating_sub(t) >= self.config.interval.as_millis() as u64);
+            let pause_done = self
+                .last_end
+                .is_none_or(|t| now.saturating_sub(t) >= self.config.min_pause.as_millis() as u64);
+            let first_due =
+                self.last_start.is_some() || now >= self.config.interval.as_millis() as u64;
+            if !(interval_due && pause_done && first_due) {
+                return;
+            }
+        }
+        let id = self.next_id;
+        self.next_id = id.next();
+        let barrier = match savepoint {
+            Some(stop) => Barrier::savepoint(id, stop, self.wall_clock_ms),
+            None => Barrier::checkpoint(id, self.wall_clock_ms),
+        };
+        self.queued_savepoint = None;
+        self.last_start = Some(now);
+        self.pending = Some(Pending {
+            barrier,
+            started: now,
+            acks: BTreeMap::new(),
+            writing_metadata: false,
+        });
+        commands.push(Command::InjectBarrier(barrier));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ack(id: u64, task: &str, subtask: usize) -> SubtaskAck {
+        SubtaskAck {
+            checkpoint: CheckpointId::new(id),
+            task: task.into(),
+            subtask,
+            operators: BTreeMap::new(),
+            alignment_us: 0,
+            sync_us: 0,
+        }
+    }
+
+    fn coordinator(config: CoordinatorConfig) -> Coordinator {
+        Coordinator::new(
+            config,
+            [("a".to_string(), 0), ("a".to_string(), 1)],
+            CheckpointId::new(1),
+        )
+    }
+
+    #[test]
+    fn a_checkpoint_completes_after_every_ack_and_the_metadata() {
+        let mut c = coordinator(CoordinatorConfig::default());
+        assert!(
+            c.on_event(Event::Tick { now: 500 }).is_empty(),
+            "not before the first interval"
+        );
+        let commands = c.on_event(Event::Tick { now: 1000 });
+        assert!(matches!(commands[..], [Command::InjectBarrier(b)] if b.id.get() == 1));
+        assert!(
+            c.on_event(Event::Tick { now: 2500 }).is_empty(),
+            "at most one in flight"
+        );
+        assert!(c
+            .on_event(Event::Acknowledged {
+                now: 1100,
+                ack: ack(1, "a", 0)
+            })
+            .is_empty());
+        let commands = c.on_event(Event::Acknowledged {
+            now: 1200,
+            ack: ack(1, "a", 1),
+        });
+        assert!(matches!(&commands[..], [Command::WriteMetadata { acks, .. }] if acks.len() == 2));
+        let commands = c.on_event(Event::MetadataWritten {
+            now: 1300,
+            checkpoint: CheckpointId::new(1),
+        });
+        assert_eq!(
+            commands,
+            vec![
+                Command::NotifyComplete(CheckpointId::new(1)),
+                Command::Retain { keep: 3 }
+            ]
+        );
+        assert_eq!(c.completed(), [CheckpointId::new(1)]);
+        let commands = c.on_event(Event::Tick { now: 2000 });
+        assert!(matches!(commands[..], [Command::InjectBarrier(b)] if b.id.get() == 2));
+    }
+
+    #[test]
+    fn min_pause_delays_the_next_checkpoint() {
+        let mut c = coordinator(CoordinatorConfig {
+            min_pause: Duration::from_millis(800),
+            ..CoordinatorConfig::default()
+        });
+        c.on_event(Event::Tick { now: 1000 });
+        c.on_event(Event::Acknowledged {
+            now: 1900,
+            ack: ack(1, "a", 0),
+        });
+        c.on_event(Event::Acknowledged {
+            now: 1900,
+            ack: ack(1, "a", 1),
+        });
+        c.on_event(Event::MetadataWritten {
+            now: 1900,
+            checkpoint: CheckpointId::new(1),
+        });
+        assert!(c.on_event(Event::Tick { now: 2000 }).is_empty());
+        assert!(!c.on_event(Event::Tick { now: 2700 }).is_empty());
+    }
+
+    #[test]
+    fn timeouts_abort_and_too_many_fail_the_job() {
+        let mut c = coordinator(CoordinatorConfig {
+            timeout: Duration::from_millis(100),
+            tolerable_failures: 1,
+            ..CoordinatorConfig::default()
+        });
+        c.on_event(Event::Tick { now: 1000 });
+        let commands = c.on_event(Event::Tick { now: 1100 });
+        assert!(matches!(&commands[0], Command::Abort { checkpoint, .. } if checkpoint.get() == 1));
+        assert!(!commands
+            .iter()
+            .any(|c| matches!(c, Command::FailJob { .. })));
+        c.on_event(Event::Tick { now: 2100 });
+        let commands = c.on_event(Event::Tick { now: 2200 });
+        assert!(
+            commands
+                .iter()
+                .any(|c| matches!(c, Command::FailJob { .. })),
+            "{commands:?}"
+        );
+        // Late acks of an aborted checkpoint are ignored.
+        assert!(c
+            .on_event(Event::Acknowledged {
+                now: 2300,
+                ack: ack(1, "a", 0)
+            })
+            .is_empty());
+    }
+
+    #[test]
+    fn savepoints_jump_the_queue_and_stop_the_job() {
+        let mut c = coordinator(CoordinatorConfig::default());
+        let commands = c.on_event(Event::SavepointRequested {
+            now: 10,
+            stop: true,
+        });
+        let barrier = match commands[..] {
+            [Command::InjectBarrier(b)] => b,
+            _ => panic!("{commands:?}"),
+        };
+        assert!(barrier.stops_job());
+        c.on_event(Event::Acknowledged {
+            now: 20,
+            ack: ack(1, "a", 0),
+        });
+        c.on_event(Event::Acknowledged {
+            now: 20,
+            ack: ack(1, "a", 1),
+        });
+        let commands = c.on_event(Event::MetadataWritten {
+            now: 30,
+            checkpoint: CheckpointId::new(1),
+        });
+        assert_eq!(
+            commands,
+            vec![
+                Command::NotifyComplete(CheckpointId::new(1)),
+                Command::StopJob(CheckpointId::new(1))
+            ]
+        );
+    }
+
+    #[test]
+    fn a_declined_checkpoint_is_aborted() {
+        let mut c = coordinator(CoordinatorConfig::default());
+        c.on_event(Event::Tick { now: 1000 });
+        let commands = c.on_event(Event::Declined {
+            now: 1001,
+            checkpoint: CheckpointId::new(1),
+            reason: "upload failed".into(),
+        });
+        assert!(
+            matches!(&commands[..], [Command::Abort { reason, .. }] if reason == "upload failed")
+        );
+        assert_eq!(c.in_flight(), None);
+    }
+}
