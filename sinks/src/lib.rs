@@ -1,1 +1,41 @@
-//! placeholder
+//! weir-sinks: where weir's pipelines end.
+//!
+//! - [`BlackholeSink`]: counts and drops records (benchmarks);
+//! - [`CollectSink`]: collects records in memory, read through [`Collected`] (tests);
+//! - [`StdoutJsonSink`]: one JSON line per record on standard output, built on
+//!   [`JsonLinesSink`], which writes to any [`std::io::Write`].
+//!
+//! ```text
+//!  source ─▶ … ─▶ stream.sink(name, factory) ─▶ BlackholeSink │ CollectSink │ StdoutJsonSink
+//! ```
+//!
+//! Each is a [`weir_dataflow::Sink`] instantiated once per subtask by a factory.
+//!
+//! ```
+//! use std::sync::atomic::Ordering;
+//! use weir_dataflow::testing::CollectionSource;
+//! use weir_dataflow::{JobBuilder, JobConfig, WatermarkStrategy};
+//! use weir_sinks::{BlackholeSink, CollectSink};
+//!
+//! let job = JobBuilder::new(JobConfig { parallelism: 2, ..JobConfig::default() });
+//! let numbers = job.source(
+//!     "numbers",
+//!     WatermarkStrategy::none(),
+//!     CollectionSource::factory((1..=1000u64).collect()),
+//! );
+//! let (blackhole, count) = BlackholeSink::new();
+//! numbers.sink("blackhole", blackhole);
+//! let (collect, collected) = CollectSink::new();
+//! numbers.filter(|x| x % 100 == 0).sink("collect", collect);
+//! job.execute().unwrap();
+//! assert_eq!(count.load(Ordering::Relaxed), 1000);
+//! assert_eq!(collected.len(), 10);
+//! ```
+#![deny(missing_docs)]
+
+mod blackhole;
+mod json;
+
+pub use blackhole::BlackholeSink;
+pub use json::{JsonLinesSink, StdoutJsonSink};
+pub use weir_dataflow::testing::{CollectSink, Collected};
