@@ -1,1 +1,32 @@
-//! weir
+//! weir: a stream-processing engine in the style of Apache Flink.
+//!
+//! This package ties the workspace together: it re-exports the crates, holds the
+//! Nexmark queries as typed jobs and the benchmark runner behind `weir bench`, and
+//! builds the `weir` binary.
+//!
+//! ```text
+//!   weir-state ──┐
+//!                ├─▶ weir-dataflow ─▶ weir-sources / weir-sinks ─▶ weir (queries, CLI)
+//!   weir-checkpoint ┘
+//! ```
+//!
+//! ```
+//! use weir::dataflow::{JobBuilder, JobConfig};
+//! use weir::nexmark::{bid_stream, q2};
+//! use weir::sinks::CollectSink;
+//! let job = JobBuilder::new(JobConfig { parallelism: 2, ..JobConfig::default() });
+//! let (sink, rows) = CollectSink::new();
+//! q2(&bid_stream(&job, 100_000, 10)).sink("collect", sink);
+//! job.execute().unwrap();
+//! assert!(rows.take().iter().all(|row| row.auction % 123 == 0));
+//! ```
+#![deny(missing_docs)]
+
+pub mod bench;
+pub mod nexmark;
+
+pub use weir_checkpoint as checkpoint;
+pub use weir_dataflow as dataflow;
+pub use weir_sinks as sinks;
+pub use weir_sources as sources;
+pub use weir_state as state;
