@@ -1,1 +1,156 @@
-fn main() {}
+//! The `weir` command line.
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use indicatif::{ProgressBar, ProgressStyle};
+use std::io::IsTerminal;
+use std::time::Duration;
+use weir::bench::{self, BenchOptions};
+use weir::nexmark::Query;
+
+/// weir: a stream-processing engine in the style of Apache Flink.
+#[derive(Parser)]
+#[command(name = "weir", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Measure throughput.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+    /// Run a Nexmark query over the deterministic generator and print its result rows.
+    Query(QueryArgs),
+}
+
+#[derive(Subcommand)]
+enum BenchCommand {
+    /// Run a Nexmark query over the deterministic bid (or full Nexmark) generator into
+    /// a blackhole sink and print events/s, elapsed time and peak memory.
+    Nexmark(NexmarkArgs),
+}
+
+#[derive(Args)]
+struct NexmarkArgs {
+    /// The query: q0, q1, q2, qw, q5, q7, qs (bids) or q3, q8 (persons and auctions).
+    #[arg(long, short)]
+    query: Query,
+    /// Number of input events.
+    #[arg(long, short, default_value_t = 10_000_000)]
+    events: u64,
+    /// Parallelism of every operator.
+    #[arg(long, short, default_value_t = 2)]
+    parallelism: usize,
+    /// Records per channel batch.
+    #[arg(long, default_value_t = 1024)]
+    batch_size: usize,
+    /// Bids per millisecond of event time.
+    #[arg(long, default_value_t = 10)]
+    rows_per_ms: i64,
+    /// Print one JSON object instead of text (no progress bar).
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum OutputFormat {
+    /// One JSON object per line on stdout.
+    Json,
+    /// Count the rows and print only the count.
+    Count,
+}
+
+#[derive(Args)]
+struct QueryArgs {
+    /// The query: q0, q1, q2, qw, q5, q7, qs, q3, q8.
+    query: Query,
+    /// Number of input events.
+    #[arg(long, short, default_value_t = 100_000)]
+    events: u64,
+    /// Parallelism of every operator.
+    #[arg(long, short, default_value_t = 2)]
+    parallelism: usize,
+    /// How to print the result.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Json)]
+    output: OutputFormat,
+}
+
+fn main() {
+    if let Err(e) = run(Cli::parse()) {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Bench(BenchCommand::Nexmark(args)) => bench_nexmark(args),
+        Command::Query(args) => query(args),
+    }
+}
+
+fn bench_nexmark(args: NexmarkArgs) -> Result<()> {
+    if args.events == 0 {
+        bail!("--events must be at least 1");
+    }
+    let options = BenchOptions {
+        query: args.query,
+        events: args.events,
+        parallelism: args.parallelism,
+        batch_size: args.batch_size,
+        rows_per_ms: args.rows_per_ms,
+    };
+    let bar = (!args.json && std::io::stderr().is_terminal()).then(|| {
+        let bar = ProgressBar::new(args.events);
+        bar.set_style(
+            ProgressStyle::with_template("{spinner} {bar:40} {percent:>3}% {human_pos}/{human_len} events {per_sec} eta {eta}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        bar.enable_steady_tick(Duration::from_millis(200));
+        bar
+    });
+    let report = bench::run(&options, |read| {
+        if let Some(bar) = &bar {
+            bar.set_position(read);
+        }
+    })
+    .with_context(|| format!("benchmark of {} failed", args.query))?;
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    if args.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        println!(
+            "query {}  events {}  parallelism {}  elapsed {:.3} s  {:.2} M events/s  output {} records  peak memory {:.0} MiB",
+            report.query,
+            report.events,
+            report.parallelism,
+            report.elapsed_s,
+            report.events_per_s / 1e6,
+            report.output_records,
+            report.peak_memory_mib
+        );
+    }
+    Ok(())
+}
+
+fn query(args: QueryArgs) -> Result<()> {
+    let config = weir::dataflow::JobConfig {
+        name: format!("nexmark-{}", args.query),
+        parallelism: args.parallelism,
+        ..weir::dataflow::JobConfig::default()
+    };
+    match args.output {
+        OutputFormat::Json => weir::nexmark::run_stdout(args.query, config, args.events)
+            .with_context(|| format!("query {} failed", args.query))?,
+        OutputFormat::Count => {
+            let run = weir::nexmark::run_blackhole(args.query, config, args.events)
+                .with_context(|| format!("query {} failed", args.query))?;
+            println!("{}", run.output_records);
+        }
+    }
+    Ok(())
+}

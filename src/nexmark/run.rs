@@ -54,9 +54,18 @@ pub struct QueryRun {
     pub job: JobResult,
 }
 
-struct Blackhole(Option<Arc<AtomicU64>>);
+/// A [`QueryOutput`] that drops the rows into a blackhole sink and counts them.
+#[derive(Debug, Default)]
+pub struct BlackholeOutput(Option<Arc<AtomicU64>>);
 
-impl QueryOutput for Blackhole {
+impl BlackholeOutput {
+    /// The rows counted so far (0 before the query is attached).
+    pub fn count(&self) -> u64 {
+        self.0.as_ref().map_or(0, |c| c.load(Ordering::Relaxed))
+    }
+}
+
+impl QueryOutput for BlackholeOutput {
     fn attach<T: Data + Serialize>(&mut self, _: Query, rows: &Stream<T>) {
         let (sink, counter) = BlackholeSink::new();
         rows.sink("blackhole", sink);
@@ -85,11 +94,11 @@ pub fn run_blackhole(
     events: u64,
 ) -> Result<QueryRun, DataflowError> {
     let job = JobBuilder::new(config);
-    let mut output = Blackhole(None);
+    let mut output = BlackholeOutput::default();
     build_query(&job, query, events, DEFAULT_ROWS_PER_MS, &mut output);
     let result = job.execute()?;
     Ok(QueryRun {
-        output_records: output.0.map_or(0, |c| c.load(Ordering::Relaxed)),
+        output_records: output.count(),
         job: result,
     })
 }

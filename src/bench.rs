@@ -1,0 +1,113 @@
+//! The benchmark runner behind `weir bench nexmark`: runs a Nexmark query over the
+//! deterministic generator into a blackhole sink and reports throughput.
+
+use crate::nexmark::{self, BlackholeOutput, Query};
+use serde::Serialize;
+use std::time::Duration;
+use weir_dataflow::{DataflowError, JobBuilder, JobConfig, MetricsView};
+
+/// What to benchmark.
+#[derive(Clone, Debug)]
+pub struct BenchOptions {
+    /// The query.
+    pub query: Query,
+    /// Number of input events.
+    pub events: u64,
+    /// Parallelism of every operator.
+    pub parallelism: usize,
+    /// Records per channel batch.
+    pub batch_size: usize,
+    /// Bids per millisecond of event time (the bid generator's `rows_per_ms`).
+    pub rows_per_ms: i64,
+}
+
+/// The figures of one benchmark run.
+#[derive(Clone, Debug, Serialize)]
+pub struct BenchReport {
+    /// The query's name.
+    pub query: String,
+    /// Input events.
+    pub events: u64,
+    /// Parallelism.
+    pub parallelism: usize,
+    /// Wall time of the job (start of the tasks to the end of the last one), seconds.
+    pub elapsed_s: f64,
+    /// Input events per second.
+    pub events_per_s: f64,
+    /// Records that reached the sink.
+    pub output_records: u64,
+    /// Peak resident memory of the process, MiB (VmHWM).
+    pub peak_memory_mib: f64,
+}
+
+/// The peak resident set size of this process in MiB, from `/proc/self/status`.
+pub fn peak_memory_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+/// Input events consumed so far by a running job (the sources' output).
+pub fn events_read(metrics: &MetricsView) -> u64 {
+    metrics
+        .snapshot()
+        .iter()
+        .filter(|m| m.operator == nexmark::BID_SOURCE || m.operator == nexmark::EVENT_SOURCE)
+        .map(|m| m.records_out)
+        .sum()
+}
+
+/// Runs one benchmark; `progress` is called about ten times a second (on another
+/// thread) with the number of events read so far.
+///
+/// # Errors
+/// An invalid configuration or a task failure.
+pub fn run(
+    options: &BenchOptions,
+    progress: impl Fn(u64) + Send,
+) -> Result<BenchReport, DataflowError> {
+    let job = JobBuilder::new(JobConfig {
+        name: format!("nexmark-{}", options.query),
+        parallelism: options.parallelism,
+        batch_size: options.batch_size,
+        ..JobConfig::default()
+    });
+    let mut output = BlackholeOutput::default();
+    nexmark::build_query(
+        &job,
+        options.query,
+        options.events,
+        options.rows_per_ms,
+        &mut output,
+    );
+    let handle = job.spawn()?;
+    let metrics = handle.metrics_view();
+    let (done_tx, done_rx) = crossbeam_channel::bounded::<()>(1);
+    let result = std::thread::scope(|scope| {
+        scope.spawn(move || {
+            while done_rx.recv_timeout(Duration::from_millis(100)).is_err() {
+                progress(events_read(&metrics));
+            }
+        });
+        let result = handle.wait();
+        let _ = done_tx.send(());
+        result
+    })?;
+    let secs = result.elapsed.as_secs_f64();
+    Ok(BenchReport {
+        query: options.query.to_string(),
+        events: options.events,
+        parallelism: options.parallelism,
+        elapsed_s: secs,
+        events_per_s: options.events as f64 / secs,
+        output_records: output.count(),
+        peak_memory_mib: peak_memory_mib(),
+    })
+}
