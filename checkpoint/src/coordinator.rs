@@ -56,6 +56,12 @@ pub enum Event {
         /// Now.
         now: MonotonicMs,
     },
+    /// A checkpoint was requested now, regardless of the interval (the final
+    /// checkpoint of a bounded job).
+    CheckpointRequested {
+        /// Now.
+        now: MonotonicMs,
+    },
     /// A savepoint was requested (stop: the job ends after it).
     SavepointRequested {
         /// Now.
@@ -134,6 +140,12 @@ pub enum Command {
     StopJob(CheckpointId),
 }
 
+#[derive(Clone, Copy, Debug)]
+enum Queued {
+    Checkpoint,
+    Savepoint { stop: bool },
+}
+
 #[derive(Clone, Debug)]
 struct Pending {
     barrier: Barrier,
@@ -152,7 +164,7 @@ pub struct Coordinator {
     last_start: Option<MonotonicMs>,
     last_end: Option<MonotonicMs>,
     consecutive_failures: u32,
-    queued_savepoint: Option<bool>,
+    queued: Option<Queued>,
     completed: Vec<CheckpointId>,
     wall_clock_ms: i64,
 }
@@ -173,7 +185,7 @@ impl Coordinator {
             last_start: None,
             last_end: None,
             consecutive_failures: 0,
-            queued_savepoint: None,
+            queued: None,
             completed: Vec::new(),
             wall_clock_ms: 0,
         }
@@ -213,8 +225,14 @@ impl Coordinator {
                 self.check_timeout(now, &mut commands);
                 self.maybe_start(now, &mut commands);
             }
+            Event::CheckpointRequested { now } => {
+                if self.queued.is_none() {
+                    self.queued = Some(Queued::Checkpoint);
+                }
+                self.maybe_start(now, &mut commands);
+            }
             Event::SavepointRequested { now, stop } => {
-                self.queued_savepoint = Some(stop);
+                self.queued = Some(Queued::Savepoint { stop });
                 self.maybe_start(now, &mut commands);
             }
             Event::Acknowledged { now, ack } => {
@@ -226,7 +244,7 @@ impl Coordinator {
                             && self.subtasks.contains(&key) =>
                     {
                         p.acks.insert(key, ack);
-                        if p.acks.len() == self.subtasks.len() {
+                        if self.subtasks.iter().all(|k| p.acks.contains_key(k)) {
                             p.writing_metadata = true;
                             commands.push(Command::WriteMetadata {
                                 barrier: p.barrier,
@@ -314,8 +332,8 @@ impl Coordinator {
         if self.pending.is_some() || self.subtasks.is_empty() {
             return;
         }
-        let savepoint = self.queued_savepoint;
-        if savepoint.is_none() {
+        let queued = self.queued;
+        if queued.is_none() {
             let interval_due = self
                 .last_start
                 .is_none_or(|t| now.saturating_sub(t) >= self.config.interval.as_millis() as u64);
@@ -330,11 +348,11 @@ impl Coordinator {
         }
         let id = self.next_id;
         self.next_id = id.next();
-        let barrier = match savepoint {
-            Some(stop) => Barrier::savepoint(id, stop, self.wall_clock_ms),
-            None => Barrier::checkpoint(id, self.wall_clock_ms),
+        let barrier = match queued {
+            Some(Queued::Savepoint { stop }) => Barrier::savepoint(id, stop, self.wall_clock_ms),
+            Some(Queued::Checkpoint) | None => Barrier::checkpoint(id, self.wall_clock_ms),
         };
-        self.queued_savepoint = None;
+        self.queued = None;
         self.last_start = Some(now);
         self.pending = Some(Pending {
             barrier,

@@ -56,6 +56,9 @@ pub(crate) struct ExchangeWriter<T, U, C> {
     pub(crate) own_index: usize,
     /// `Forward` between equal parallelisms: subtask i sends only to subtask i.
     pub(crate) pointwise: bool,
+    /// End of input was sent: later barriers (checkpoints of a finished task) are not
+    /// forwarded, the receivers treat the ended channel as aligned.
+    pub(crate) ended: bool,
 }
 
 impl<T, U, C> ExchangeWriter<T, U, C>
@@ -168,6 +171,9 @@ where
     }
 
     fn barrier(&mut self, barrier: Barrier, _: &mut ChainSnapshots) -> Result<()> {
+        if self.ended {
+            return Ok(());
+        }
         self.broadcast_control(|| Message::Barrier(barrier))
     }
 
@@ -176,6 +182,8 @@ where
     }
 
     fn end(&mut self) -> Result<()> {
-        self.broadcast_control(|| Message::EndOfInput)
+        self.broadcast_control(|| Message::EndOfInput)?;
+        self.ended = true;
+        Ok(())
     }
 }

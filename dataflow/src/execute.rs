@@ -95,6 +95,8 @@ pub struct JobResult {
 
 struct RunningTask {
     name: String,
+    task: String,
+    subtask: usize,
     is_source: bool,
     control: Sender<TaskCommand>,
     thread: JoinHandle<Result<()>>,
@@ -484,6 +486,7 @@ fn spawn(graph: GraphSpec, config: JobConfig) -> Result<JobHandle> {
             events: events_tx.clone(),
             tick: Duration::from_millis(1),
             watermark_interval: config.watermark_interval,
+            final_checkpoint: config.checkpointing,
         };
         let failures_tx = failures_tx.clone();
         let thread_name = format!("{} ({}/{})", name, index + 1, p);
@@ -514,6 +517,8 @@ fn spawn(graph: GraphSpec, config: JobConfig) -> Result<JobHandle> {
             })?;
         tasks.push(RunningTask {
             name: thread_name,
+            task: name.clone(),
+            subtask: index,
             is_source,
             control: control_tx,
             thread,
@@ -539,6 +544,20 @@ impl JobHandle {
     pub fn trigger_barrier(&self, barrier: Barrier) {
         for task in self.tasks.iter().filter(|t| t.is_source) {
             let _ = task.control.send(TaskCommand::TriggerBarrier(barrier));
+        }
+    }
+
+    /// Sends `barrier` to the sources and to the (finished) tasks in `also`, which take
+    /// part in checkpoints with their final state.
+    pub fn trigger_barrier_on(
+        &self,
+        barrier: Barrier,
+        also: &std::collections::BTreeSet<(String, usize)>,
+    ) {
+        for task in &self.tasks {
+            if task.is_source || also.contains(&(task.task.clone(), task.subtask)) {
+                let _ = task.control.send(TaskCommand::TriggerBarrier(barrier));
+            }
         }
     }
 
@@ -575,6 +594,68 @@ impl JobHandle {
         self.metrics.clone()
     }
 
+    /// Every subtask, as `(task name, subtask index)` (the identity in acknowledgements).
+    pub fn subtasks(&self) -> Vec<(String, usize)> {
+        self.tasks
+            .iter()
+            .map(|t| (t.task.clone(), t.subtask))
+            .collect()
+    }
+
+    /// The source subtasks, as `(task name, subtask index)`.
+    pub fn source_subtasks(&self) -> Vec<(String, usize)> {
+        self.tasks
+            .iter()
+            .filter(|t| t.is_source)
+            .map(|t| (t.task.clone(), t.subtask))
+            .collect()
+    }
+
+    /// The name of a task that failed, if one has.
+    pub fn poll_failure(&self) -> Option<String> {
+        self.failures.try_recv().ok()
+    }
+
+    /// Cancels the tasks that still run, joins every thread and returns the metrics,
+    /// or the root-cause error of a failed task (a cancellation is not an error here).
+    ///
+    /// # Errors
+    /// The first real task failure.
+    pub fn shutdown(self) -> Result<JobResult> {
+        self.cancel();
+        let metrics = self.metrics();
+        let elapsed = self.started.elapsed();
+        let mut first_error = None;
+        for task in self.tasks {
+            drop(task.control);
+            let result = task.thread.join().unwrap_or_else(|_| {
+                Err(DataflowError::TaskFailed {
+                    task: task.name.clone(),
+                    message: "the task thread panicked".into(),
+                })
+            });
+            match result {
+                Ok(()) | Err(DataflowError::Cancelled) => {}
+                Err(e @ DataflowError::TaskFailed { .. }) => {
+                    first_error.get_or_insert(e);
+                }
+                Err(e) => {
+                    if matches!(first_error, None | Some(DataflowError::TaskFailed { .. })) {
+                        first_error = Some(e);
+                    }
+                }
+            }
+        }
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(JobResult {
+                elapsed,
+                metrics,
+                acks: Vec::new(),
+            }),
+        }
+    }
+
     /// Stops every task.
     pub fn cancel(&self) {
         for task in &self.tasks {
@@ -600,7 +681,8 @@ impl JobHandle {
             match self.events.recv_timeout(Duration::from_millis(20)) {
                 Ok(JobEvent::Finished { .. }) => finished += 1,
                 Ok(JobEvent::Ack(ack)) => acks.push(ack),
-                Ok(JobEvent::BarrierDeclined { .. }) => {}
+                Ok(JobEvent::BarrierDeclined { .. } | JobEvent::AwaitingFinalCheckpoint { .. }) => {
+                }
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => break,
             }

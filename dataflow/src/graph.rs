@@ -140,6 +140,7 @@ impl<T: Data, U: Data, C: Fn(T) -> U + Clone + Send + Sync + 'static> EdgeBuild
                     task: task.to_string(),
                     own_index: index,
                     pointwise: up == down,
+                    ended: false,
                 });
                 Box::new(writer) as Erased
             })

@@ -26,6 +26,7 @@
 #![deny(missing_docs)]
 
 mod align;
+pub mod checkpointing;
 mod error;
 mod exchange;
 mod execute;

@@ -36,6 +36,21 @@ impl JobBuilder {
         &self.config
     }
 
+    /// The uid of every operator of the graph built so far (explicit or derived).
+    pub fn operator_uids(&self) -> Vec<String> {
+        let graph = self.graph.borrow();
+        (0..graph.nodes.len()).map(|i| graph.uid_of(i)).collect()
+    }
+
+    /// The derived uids of operators that have no explicit uid.
+    pub fn operators_without_uid(&self) -> Vec<String> {
+        let graph = self.graph.borrow();
+        (0..graph.nodes.len())
+            .filter(|&i| graph.nodes[i].uid.is_none())
+            .map(|i| graph.uid_of(i))
+            .collect()
+    }
+
     /// Adds a source; `factory` creates the source of each subtask. Event time and
     /// watermarks follow `strategy`.
     pub fn source<S, F>(

@@ -25,9 +25,18 @@ pub enum TaskCommand {
 
 /// What tasks report to the job.
 #[derive(Debug)]
+#[non_exhaustive]
 pub enum JobEvent {
     /// A subtask acknowledged a checkpoint with its chain's snapshots.
     Ack(SubtaskAck),
+    /// A source subtask read all its input (its final watermark is out) and waits for
+    /// a checkpoint that covers everything before it ends (checkpointing on).
+    AwaitingFinalCheckpoint {
+        /// The task.
+        task: String,
+        /// The subtask.
+        subtask: usize,
+    },
     /// A subtask processed all its input and flushed its output.
     Finished {
         /// The task.
@@ -54,6 +63,8 @@ pub(crate) struct TaskEnv {
     pub(crate) events: Sender<JobEvent>,
     pub(crate) tick: Duration,
     pub(crate) watermark_interval: Duration,
+    /// Whether a bounded source waits for a final checkpoint before it ends.
+    pub(crate) final_checkpoint: bool,
 }
 
 impl TaskEnv {
@@ -242,7 +253,7 @@ impl<T: Send> TaskHead for GateHead<T> {
             self.stage.watermark(Timestamp::MAX)?;
         }
         self.stage.end()?;
-        drain_completions(&env, self.stage.as_mut())
+        drain_completions(&env, self.stage.as_mut(), |_| Ok(None), |_| Ok(()))
     }
 }
 
@@ -256,23 +267,34 @@ impl<T: Send> GateHead<T> {
     }
 }
 
-/// After the input ended, deliver checkpoint completions that are still on their way
-/// (a sink's last epoch commits then), until the job closes the control channel.
-fn drain_completions<T>(env: &TaskEnv, stage: &mut dyn Stage<T>) -> Result<()> {
+/// After the input ended, keep taking part in checkpoints with the chain's final
+/// state (so a restore never replays a finished input) and deliver completions (a
+/// sink's last epoch commits then), until the job closes the control channel.
+fn drain_completions<T>(
+    env: &TaskEnv,
+    stage: &mut dyn Stage<T>,
+    mut head_snapshot: impl FnMut(
+        Barrier,
+    )
+        -> Result<Option<(OperatorUid, weir_checkpoint::OperatorSnapshot)>>,
+    mut on_complete: impl FnMut(CheckpointId) -> Result<()>,
+) -> Result<()> {
     let _ = env.events.send(JobEvent::Finished {
         task: env.name.clone(),
         subtask: env.subtask,
     });
     loop {
         match env.control.recv() {
-            Ok(TaskCommand::CheckpointComplete(id)) => stage.checkpoint_complete(id)?,
+            Ok(TaskCommand::CheckpointComplete(id)) => {
+                on_complete(id)?;
+                stage.checkpoint_complete(id)?;
+            }
             Ok(TaskCommand::Cancel) | Err(_) => return Ok(()),
             Ok(TaskCommand::TriggerBarrier(barrier)) => {
-                let _ = env.events.send(JobEvent::BarrierDeclined {
-                    checkpoint: barrier.id,
-                    task: env.name.clone(),
-                    subtask: env.subtask,
-                });
+                let started = Instant::now();
+                let mut snapshots: ChainSnapshots = head_snapshot(barrier)?.into_iter().collect();
+                stage.barrier(barrier, &mut snapshots)?;
+                env.ack(barrier, snapshots, Duration::ZERO, started.elapsed());
             }
         }
     }
@@ -392,11 +414,13 @@ impl<S: Source> TaskHead for SourceHead<S> {
         let event_time = self.strategy.assigner.is_some();
         loop {
             match env.control.try_recv() {
-                Ok(TaskCommand::TriggerBarrier(barrier)) => self.take_barrier(&env, barrier)?,
-                Ok(TaskCommand::CheckpointComplete(id)) => {
-                    self.source.on_checkpoint_complete(id)?;
-                    self.stage.checkpoint_complete(id)?;
+                Ok(TaskCommand::TriggerBarrier(barrier)) => {
+                    self.take_barrier(&env, barrier)?;
+                    if barrier.stops_job() {
+                        return self.await_stop(&env);
+                    }
                 }
+                Ok(TaskCommand::CheckpointComplete(id)) => self.complete(id)?,
                 Ok(TaskCommand::Cancel) | Err(TryRecvError::Disconnected) => {
                     return Err(DataflowError::Cancelled)
                 }
@@ -437,11 +461,13 @@ impl<S: Source> TaskHead for SourceHead<S> {
             }
             if let SourcePoll::Idle(wait) = poll {
                 match env.control.recv_timeout(wait.min(env.tick)) {
-                    Ok(TaskCommand::TriggerBarrier(barrier)) => self.take_barrier(&env, barrier)?,
-                    Ok(TaskCommand::CheckpointComplete(id)) => {
-                        self.source.on_checkpoint_complete(id)?;
-                        self.stage.checkpoint_complete(id)?;
+                    Ok(TaskCommand::TriggerBarrier(barrier)) => {
+                        self.take_barrier(&env, barrier)?;
+                        if barrier.stops_job() {
+                            return self.await_stop(&env);
+                        }
                     }
+                    Ok(TaskCommand::CheckpointComplete(id)) => self.complete(id)?,
                     Ok(TaskCommand::Cancel) | Err(RecvTimeoutError::Disconnected) => {
                         return Err(DataflowError::Cancelled)
                     }
@@ -450,7 +476,75 @@ impl<S: Source> TaskHead for SourceHead<S> {
             }
         }
         self.stage.watermark(Timestamp::MAX)?;
+        if env.final_checkpoint {
+            self.await_final_checkpoint(&env)?;
+        }
         self.stage.end()?;
-        drain_completions(&env, self.stage.as_mut())
+        let (source, stage) = (&mut self.source, self.stage.as_mut());
+        let max_parallelism = self.max_parallelism;
+        let uid = self.uid.clone();
+        let source = std::cell::RefCell::new(source);
+        drain_completions(
+            &env,
+            stage,
+            |barrier| {
+                let mut cx =
+                    SnapshotContext::new(barrier.id, barrier.is_savepoint(), max_parallelism);
+                source.borrow_mut().snapshot(&mut cx)?;
+                Ok(Some((uid.clone(), cx.into_snapshot())))
+            },
+            |id| source.borrow_mut().on_checkpoint_complete(id),
+        )
+    }
+}
+
+impl<S: Source> SourceHead<S> {
+    fn complete(&mut self, id: CheckpointId) -> Result<()> {
+        self.source.on_checkpoint_complete(id)?;
+        self.stage.checkpoint_complete(id)
+    }
+
+    /// After the input ended: take barriers until one of them completes, so the
+    /// output of the whole input is covered by a checkpoint (exactly-once sinks
+    /// commit on it) before the end of input travels downstream.
+    fn await_final_checkpoint(&mut self, env: &TaskEnv) -> Result<()> {
+        let _ = env.events.send(JobEvent::AwaitingFinalCheckpoint {
+            task: env.name.clone(),
+            subtask: env.subtask,
+        });
+        let mut injected: Option<CheckpointId> = None;
+        loop {
+            match env.control.recv() {
+                Ok(TaskCommand::TriggerBarrier(barrier)) => {
+                    self.take_barrier(env, barrier)?;
+                    injected = Some(barrier.id);
+                }
+                Ok(TaskCommand::CheckpointComplete(id)) => {
+                    self.complete(id)?;
+                    if injected.is_some_and(|i| id >= i) {
+                        return Ok(());
+                    }
+                }
+                Ok(TaskCommand::Cancel) | Err(_) => return Err(DataflowError::Cancelled),
+            }
+        }
+    }
+
+    /// After a stop-with-savepoint barrier: emit nothing more, deliver completions,
+    /// end when the job cancels the task.
+    fn await_stop(&mut self, env: &TaskEnv) -> Result<()> {
+        loop {
+            match env.control.recv() {
+                Ok(TaskCommand::CheckpointComplete(id)) => self.complete(id)?,
+                Ok(TaskCommand::TriggerBarrier(barrier)) => {
+                    let _ = env.events.send(JobEvent::BarrierDeclined {
+                        checkpoint: barrier.id,
+                        task: env.name.clone(),
+                        subtask: env.subtask,
+                    });
+                }
+                Ok(TaskCommand::Cancel) | Err(_) => return Err(DataflowError::Cancelled),
+            }
+        }
     }
 }

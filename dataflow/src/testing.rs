@@ -8,13 +8,16 @@ use std::sync::{Arc, Mutex};
 use weir_state::{decode, encode};
 
 /// Emits a fixed list of records. Subtask `i` of `p` emits the records at positions
-/// `i, i + p, i + 2p, …`; its position is checkpointed, so a restored job resumes
-/// after the last record covered by the checkpoint.
+/// `i, i + p, i + 2p, …` (a stripe); its position is checkpointed, so a restored job
+/// resumes after the last record covered by the checkpoint. After a change of
+/// parallelism the unfinished stripes of all previous subtasks are dealt out
+/// round-robin, so every record is still emitted exactly once.
 pub struct CollectionSource<T> {
     records: Arc<Vec<T>>,
-    next: usize,
-    step: usize,
+    /// Unfinished stripes `(next position, step)`; the first is being read.
+    stripes: Vec<(usize, usize)>,
     per_poll: usize,
+    pause: Option<std::time::Duration>,
 }
 
 impl<T: Clone + Send + Sync + 'static> CollectionSource<T> {
@@ -29,12 +32,22 @@ impl<T: Clone + Send + Sync + 'static> CollectionSource<T> {
         records: Vec<T>,
         per_poll: usize,
     ) -> impl Fn(&SubtaskInfo) -> Self + Send + Sync + 'static {
+        Self::factory_throttled(records, per_poll, None)
+    }
+
+    /// Like [`CollectionSource::factory_with_poll_size`], pausing up to `pause` after
+    /// each poll (so tests can checkpoint, fail and stop a job mid-stream).
+    pub fn factory_throttled(
+        records: Vec<T>,
+        per_poll: usize,
+        pause: Option<std::time::Duration>,
+    ) -> impl Fn(&SubtaskInfo) -> Self + Send + Sync + 'static {
         let records = Arc::new(records);
         move |info: &SubtaskInfo| Self {
             records: records.clone(),
-            next: info.index,
-            step: info.parallelism,
+            stripes: vec![(info.index, info.parallelism)],
             per_poll: per_poll.max(1),
+            pause,
         }
     }
 }
@@ -46,7 +59,21 @@ impl<T: Clone + Send + Sync + 'static> Source for CollectionSource<T> {
 
     fn open(&mut self, cx: &mut OperatorContext) -> Result<()> {
         if let Some(bytes) = cx.restored_operator.get(POSITION) {
-            self.next = decode(POSITION, bytes)?;
+            self.stripes = decode(POSITION, bytes)?;
+        } else if !cx.restored_operator_all.is_empty() {
+            let mut all = Vec::new();
+            for state in &cx.restored_operator_all {
+                if let Some(bytes) = state.get(POSITION) {
+                    all.extend(decode::<Vec<(usize, usize)>>(POSITION, bytes)?);
+                }
+            }
+            let (index, parallelism) = (cx.subtask.index, cx.subtask.parallelism);
+            self.stripes = all
+                .into_iter()
+                .enumerate()
+                .filter(|(k, _)| k % parallelism == index)
+                .map(|(_, stripe)| stripe)
+                .collect();
         }
         Ok(())
     }
@@ -54,20 +81,28 @@ impl<T: Clone + Send + Sync + 'static> Source for CollectionSource<T> {
     fn poll(&mut self, out: &mut SourceOutput<T>) -> Result<SourcePoll> {
         let limit = out.batch_size().min(self.per_poll);
         let mut emitted = 0;
-        while self.next < self.records.len() && emitted < limit {
-            out.push(self.records[self.next].clone());
-            self.next += self.step;
+        while emitted < limit {
+            let Some((next, step)) = self.stripes.first_mut() else {
+                break;
+            };
+            if *next >= self.records.len() {
+                self.stripes.remove(0);
+                continue;
+            }
+            out.push(self.records[*next].clone());
+            *next += *step;
             emitted += 1;
         }
-        Ok(if self.next >= self.records.len() {
-            SourcePoll::Finished
-        } else {
-            SourcePoll::Ready
+        self.stripes.retain(|(next, _)| *next < self.records.len());
+        Ok(match self.pause {
+            _ if self.stripes.is_empty() => SourcePoll::Finished,
+            Some(pause) => SourcePoll::Idle(pause),
+            None => SourcePoll::Ready,
         })
     }
 
     fn snapshot(&mut self, cx: &mut SnapshotContext) -> Result<()> {
-        cx.put_operator(POSITION, encode(POSITION, &self.next)?);
+        cx.put_operator(POSITION, encode(POSITION, &self.stripes)?);
         Ok(())
     }
 }

@@ -57,7 +57,7 @@ fn checkpoint_running_job(
                 }
             }
             JobEvent::BarrierDeclined { .. } => panic!("the source finished before the barrier"),
-            JobEvent::Finished { .. } => {}
+            _ => {}
         }
     }
     handle.cancel();

@@ -1,0 +1,719 @@
+//! The driver: runs attempts of a job, feeds the coordinator, executes its commands.
+
+use super::restore::{load_checkpoint, KeyedBlob, Reader};
+use super::{
+    CheckpointHistory, CheckpointStats, CheckpointingConfig, Failpoint, JobListener, JobStatus,
+    ResumeFrom, RunSummary, SubtaskCheckpointStats,
+};
+use crate::{DataflowError, JobBuilder, JobConfig, JobEvent, JobHandle, RestoreState, Result};
+use crossbeam_channel::{bounded, select, unbounded, Receiver, Sender};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+use weir_checkpoint::metadata::{CheckpointMetadata, KeyedStateHandle, SnapshotKind, SubtaskState};
+use weir_checkpoint::{
+    Barrier, CheckpointId, CheckpointStorage, Command, Coordinator, Event, OperatorUid,
+    StorageConfig, SubtaskAck,
+};
+use weir_state::{KeyGroupRange, MaxParallelism};
+
+type BuildFn = Arc<dyn Fn(&JobBuilder) + Send + Sync>;
+
+enum Request {
+    Savepoint {
+        stop: bool,
+        reply: Sender<Result<String>>,
+    },
+    Cancel,
+}
+
+/// A job running with checkpoints on its own driver thread.
+pub struct CheckpointedJob {
+    requests: Sender<Request>,
+    history: CheckpointHistory,
+    thread: JoinHandle<Result<RunSummary>>,
+}
+
+fn storage_error(what: &str, e: impl std::fmt::Display) -> DataflowError {
+    DataflowError::TaskFailed {
+        task: "checkpoint driver".into(),
+        message: format!("{what}: {e}"),
+    }
+}
+
+impl CheckpointedJob {
+    /// Starts the job: `build` adds the sources, operators and sinks to a fresh
+    /// [`JobBuilder`] for every attempt (first start and each restart).
+    ///
+    /// # Errors
+    /// The checkpoint storage cannot be opened (unknown scheme, unreachable bucket).
+    pub fn spawn(
+        config: JobConfig,
+        checkpointing: CheckpointingConfig,
+        build: impl Fn(&JobBuilder) + Send + Sync + 'static,
+        listener: Arc<dyn JobListener>,
+    ) -> Result<Self> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .thread_name("weir-io")
+            .build()
+            .map_err(|e| storage_error("could not start the I/O runtime", e))?;
+        let storage = runtime
+            .block_on(CheckpointStorage::open(&checkpointing.storage))
+            .map_err(|e| storage_error("checkpoint storage", e))?;
+        let (requests, requests_rx) = unbounded();
+        let history = CheckpointHistory::default();
+        let driver = Driver {
+            config,
+            checkpointing,
+            build: Arc::new(build),
+            listener,
+            runtime,
+            storage,
+            requests: requests_rx,
+            history: history.clone(),
+            failpoint_hits: Arc::new(AtomicU64::new(0)),
+        };
+        let thread = std::thread::Builder::new()
+            .name("weir-checkpoint-driver".into())
+            .spawn(move || driver.run())
+            .map_err(|e| storage_error("could not start the driver thread", e))?;
+        Ok(Self {
+            requests,
+            history,
+            thread,
+        })
+    }
+
+    /// Triggers a savepoint and waits until it is written; `stop` ends the job after
+    /// it (stop-with-savepoint). Returns the savepoint's location.
+    ///
+    /// # Errors
+    /// The job has ended, or the savepoint failed.
+    pub fn savepoint(&self, stop: bool) -> Result<String> {
+        let (reply, answer) = bounded(1);
+        self.requests
+            .send(Request::Savepoint { stop, reply })
+            .map_err(|_| storage_error("savepoint", "the job is not running"))?;
+        answer.recv().map_err(|_| {
+            storage_error("savepoint", "the job ended before the savepoint completed")
+        })?
+    }
+
+    /// Cancels the job.
+    pub fn cancel(&self) {
+        let _ = self.requests.send(Request::Cancel);
+    }
+
+    /// The last 100 completed checkpoints.
+    pub fn checkpoints(&self) -> Vec<CheckpointStats> {
+        self.history.snapshot()
+    }
+
+    /// Waits for the job to end.
+    ///
+    /// # Errors
+    /// The job failed and no restart was left.
+    pub fn wait(self) -> Result<RunSummary> {
+        self.thread
+            .join()
+            .unwrap_or_else(|_| Err(storage_error("driver", "the driver thread panicked")))
+    }
+}
+
+struct Driver {
+    config: JobConfig,
+    checkpointing: CheckpointingConfig,
+    build: BuildFn,
+    listener: Arc<dyn JobListener>,
+    runtime: tokio::runtime::Runtime,
+    storage: CheckpointStorage,
+    requests: Receiver<Request>,
+    history: CheckpointHistory,
+    failpoint_hits: Arc<AtomicU64>,
+}
+
+enum Ended {
+    Finished(crate::JobResult),
+    Cancelled(Vec<crate::SubtaskMetrics>),
+    Suspended(String, Vec<crate::SubtaskMetrics>),
+    Failed(DataflowError),
+}
+
+enum Internal {
+    Uploaded {
+        ack: SubtaskAck,
+        states: Vec<(OperatorUid, SubtaskState)>,
+        bytes: u64,
+        async_us: u64,
+    },
+    UploadFailed {
+        checkpoint: CheckpointId,
+        reason: String,
+    },
+    MetadataDone {
+        checkpoint: CheckpointId,
+        result: std::result::Result<Option<String>, String>,
+    },
+}
+
+struct InFlight {
+    barrier: Barrier,
+    started: Instant,
+    states: BTreeMap<OperatorUid, BTreeMap<usize, SubtaskState>>,
+    parallelism: BTreeMap<OperatorUid, usize>,
+    stats: Vec<SubtaskCheckpointStats>,
+    savepoint_reply: Option<Sender<Result<String>>>,
+}
+
+fn hit(driver_hits: &AtomicU64, config: &CheckpointingConfig, step: Failpoint) {
+    if let Some((point, nth)) = config.failpoint {
+        if point == step && driver_hits.fetch_add(1, Ordering::SeqCst) + 1 >= nth {
+            eprintln!("weir: failpoint {step:?} reached: aborting the process");
+            std::process::abort();
+        }
+    }
+}
+
+impl Driver {
+    fn status(&self, status: JobStatus) {
+        self.listener.on_status(&self.config.name, status);
+    }
+
+    fn run(self) -> Result<RunSummary> {
+        let started = Instant::now();
+        self.status(JobStatus::Created);
+        if let Err(e) = self
+            .runtime
+            .block_on(self.storage.cleanup_incomplete(&self.config.name))
+        {
+            tracing::warn!("could not clean up incomplete checkpoints: {e}");
+        }
+        let mut resume = self.checkpointing.resume.clone();
+        let mut restarts = 0;
+        loop {
+            let (restore, restored_from) = self.load(&resume)?;
+            let next_id = restored_from.map_or(CheckpointId::new(1), |id| id.next());
+            let next_id = self.next_checkpoint_id().max(next_id);
+            match self.attempt(restore, next_id) {
+                Ended::Finished(result) => {
+                    self.status(JobStatus::Finished);
+                    return Ok(self.summary(
+                        JobStatus::Finished,
+                        restarts,
+                        restored_from,
+                        None,
+                        result.metrics,
+                        started,
+                    ));
+                }
+                Ended::Cancelled(metrics) => {
+                    self.status(JobStatus::Cancelled);
+                    return Ok(self.summary(
+                        JobStatus::Cancelled,
+                        restarts,
+                        restored_from,
+                        None,
+                        metrics,
+                        started,
+                    ));
+                }
+                Ended::Suspended(location, metrics) => {
+                    self.status(JobStatus::Suspended);
+                    return Ok(self.summary(
+                        JobStatus::Suspended,
+                        restarts,
+                        restored_from,
+                        Some(location),
+                        metrics,
+                        started,
+                    ));
+                }
+                Ended::Failed(error) => {
+                    self.status(JobStatus::Failing);
+                    restarts += 1;
+                    let Some(delay) = self.checkpointing.restart.delay(restarts) else {
+                        return Err(error);
+                    };
+                    tracing::warn!(
+                        "job `{}` failed ({error}); restart {restarts} in {delay:?}",
+                        self.config.name
+                    );
+                    self.status(JobStatus::Restarting);
+                    std::thread::sleep(delay);
+                    if self.latest_checkpoint_exists() {
+                        resume = ResumeFrom::LatestCheckpoint;
+                    }
+                }
+            }
+        }
+    }
+
+    fn summary(
+        &self,
+        status: JobStatus,
+        restarts: u32,
+        restored_from: Option<CheckpointId>,
+        savepoint: Option<String>,
+        metrics: Vec<crate::SubtaskMetrics>,
+        started: Instant,
+    ) -> RunSummary {
+        RunSummary {
+            status,
+            restarts,
+            restored_from,
+            savepoint,
+            checkpoints: self.history.snapshot(),
+            metrics,
+            elapsed: started.elapsed(),
+        }
+    }
+
+    fn latest_checkpoint_exists(&self) -> bool {
+        self.runtime
+            .block_on(self.storage.list_checkpoints(&self.config.name))
+            .is_ok_and(|ids| !ids.is_empty())
+    }
+
+    /// One past the newest checkpoint id ever used under the job directory, so a new
+    /// attempt never reuses an id whose files (or metadata) may still exist.
+    fn next_checkpoint_id(&self) -> CheckpointId {
+        self.runtime
+            .block_on(self.storage.list_checkpoints(&self.config.name))
+            .ok()
+            .and_then(|ids| ids.into_iter().max())
+            .map_or(CheckpointId::new(1), |id| id.next())
+    }
+
+    fn load(&self, resume: &ResumeFrom) -> Result<(Option<RestoreState>, Option<CheckpointId>)> {
+        let listener = self.listener.as_ref();
+        match resume {
+            ResumeFrom::Nothing => Ok((None, None)),
+            ResumeFrom::LatestCheckpoint => {
+                let scan = self
+                    .runtime
+                    .block_on(self.storage.latest_valid(&self.config.name))
+                    .map_err(|e| storage_error("reading the checkpoints", e))?;
+                for skipped in &scan.skipped {
+                    tracing::warn!(
+                        "skipping checkpoint {} of job `{}`: {} ({:?})",
+                        skipped.checkpoint,
+                        self.config.name,
+                        skipped.object,
+                        skipped.reason
+                    );
+                }
+                let Some(metadata) = scan.latest else {
+                    return Ok((None, None));
+                };
+                let reader = Reader::Checkpoint(&self.storage);
+                let state = self
+                    .runtime
+                    .block_on(load_checkpoint(&reader, &metadata, listener))
+                    .map_err(|e| {
+                        storage_error(&format!("restoring checkpoint {}", metadata.checkpoint), e)
+                    })?;
+                Ok((Some(state), Some(metadata.checkpoint)))
+            }
+            ResumeFrom::Savepoint(url) => {
+                let savepoint = self
+                    .runtime
+                    .block_on(CheckpointStorage::read_savepoint(
+                        &self.checkpointing.savepoints.with_url(url.clone()),
+                    ))
+                    .map_err(|e| storage_error(&format!("savepoint `{url}`"), e))?;
+                let metadata = savepoint.metadata().clone();
+                let reader = Reader::Savepoint(&savepoint);
+                let state = self
+                    .runtime
+                    .block_on(load_checkpoint(&reader, &metadata, listener))
+                    .map_err(|e| storage_error(&format!("restoring savepoint `{url}`"), e))?;
+                Ok((Some(state), Some(metadata.checkpoint)))
+            }
+        }
+    }
+
+    fn attempt(&self, restore: Option<RestoreState>, next_id: CheckpointId) -> Ended {
+        let mut config = self.config.clone();
+        config.checkpointing = true;
+        if let Some(restore) = &restore {
+            if let Err(e) = self.check_restore_fits(restore) {
+                return Ended::Failed(e);
+            }
+        }
+        config.restore = restore;
+        let job = JobBuilder::new(config);
+        (self.build)(&job);
+        for uid in job.operators_without_uid() {
+            tracing::warn!("operator `{uid}` has no uid; its state is keyed by its graph position: set one with .uid(...)");
+        }
+        let handle = match job.spawn() {
+            Ok(handle) => handle,
+            Err(e) => return Ended::Failed(e),
+        };
+        self.status(JobStatus::Running);
+        self.drive(handle, next_id)
+    }
+
+    fn check_restore_fits(&self, restore: &RestoreState) -> Result<()> {
+        let job = JobBuilder::new(self.config.clone());
+        (self.build)(&job);
+        let uids: BTreeSet<String> = job.operator_uids().into_iter().collect();
+        let missing: Vec<&String> = restore
+            .operators
+            .keys()
+            .filter(|uid| !uids.contains(*uid))
+            .collect();
+        if !missing.is_empty() && !self.checkpointing.allow_non_restored_state {
+            return Err(DataflowError::invalid(
+                &self.config.name,
+                format!(
+                    "the restored state has operators the job lacks: {}; pass --allow-non-restored-state to drop their state",
+                    missing.iter().map(|s| format!("`{s}`")).collect::<Vec<_>>().join(", ")
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    fn drive(&self, handle: JobHandle, next_id: CheckpointId) -> Ended {
+        let job = self.config.name.clone();
+        let max = MaxParallelism::new(self.config.max_parallelism).unwrap_or_default();
+        let subtasks = handle.subtasks();
+        let total = subtasks.len();
+        let sources: BTreeSet<(String, usize)> = handle.source_subtasks().into_iter().collect();
+        let mut coordinator =
+            Coordinator::new(self.checkpointing.coordinator.clone(), subtasks, next_id);
+        let (internal_tx, internal) = unbounded::<Internal>();
+        let clock = Instant::now();
+        let now = || clock.elapsed().as_millis() as u64;
+        let mut in_flight: BTreeMap<CheckpointId, InFlight> = BTreeMap::new();
+        let mut awaiting_final: BTreeSet<(String, usize)> = BTreeSet::new();
+        let mut finished: BTreeSet<(String, usize)> = BTreeSet::new();
+        let mut savepoint_waiters: Vec<Sender<Result<String>>> = Vec::new();
+        let mut stop_location: Option<String> = None;
+        let ticker = crossbeam_channel::tick(Duration::from_millis(5));
+        loop {
+            if handle.poll_failure().is_some() {
+                for (_, flight) in std::mem::take(&mut in_flight) {
+                    if let Some(reply) = flight.savepoint_reply {
+                        let _ = reply.send(Err(storage_error("savepoint", "the job failed")));
+                    }
+                }
+                return match handle.shutdown() {
+                    Err(e) => Ended::Failed(e),
+                    Ok(_) => Ended::Failed(storage_error("job", "a task failed")),
+                };
+            }
+            let mut events = Vec::new();
+            select! {
+                recv(handle.events()) -> event => match event {
+                    Ok(JobEvent::Ack(ack)) => {
+                        if let Some(flight) = in_flight.get(&ack.checkpoint) {
+                            self.upload(ack, flight.barrier, &job, internal_tx.clone());
+                        }
+                    }
+                    Ok(JobEvent::BarrierDeclined { checkpoint, task, subtask }) => events.push(Event::Declined {
+                        now: now(),
+                        checkpoint,
+                        reason: format!("subtask {subtask} of `{task}` declined (it had finished)"),
+                    }),
+                    Ok(JobEvent::AwaitingFinalCheckpoint { task, subtask }) => {
+                        awaiting_final.insert((task, subtask));
+                    }
+                    Ok(JobEvent::Finished { task, subtask }) => {
+                        // A finished task keeps acknowledging checkpoints with its final
+                        // state until the job ends, so it stays in the coordinator's set.
+                        finished.insert((task, subtask));
+                    }
+                    Err(_) => {}
+                },
+                recv(internal) -> message => match message {
+                    Ok(Internal::Uploaded { ack, states, bytes, async_us }) => {
+                        if let Some(flight) = in_flight.get_mut(&ack.checkpoint) {
+                            for (uid, state) in states {
+                                let subtask = ack.subtask;
+                                flight.states.entry(uid.clone()).or_default().insert(subtask, state);
+                                let p = flight.parallelism.entry(uid).or_insert(0);
+                                *p = (*p).max(subtask + 1);
+                            }
+                            flight.stats.push(SubtaskCheckpointStats {
+                                task: ack.task.clone(),
+                                subtask: ack.subtask,
+                                alignment_us: ack.alignment_us,
+                                sync_us: ack.sync_us,
+                                async_us,
+                                bytes,
+                            });
+                            events.push(Event::Acknowledged { now: now(), ack });
+                        }
+                    }
+                    Ok(Internal::UploadFailed { checkpoint, reason }) => {
+                        events.push(Event::Declined { now: now(), checkpoint, reason });
+                    }
+                    Ok(Internal::MetadataDone { checkpoint, result }) => match result {
+                        Ok(savepoint_location) => {
+                            hit(&self.failpoint_hits, &self.checkpointing, Failpoint::AfterMetadataBeforeNotify);
+                            if let Some(flight) = in_flight.get_mut(&checkpoint) {
+                                if let (Some(reply), Some(location)) = (flight.savepoint_reply.take(), savepoint_location.clone()) {
+                                    let _ = reply.send(Ok(location));
+                                }
+                                if flight.barrier.stops_job() {
+                                    stop_location = savepoint_location;
+                                }
+                            }
+                            events.push(Event::MetadataWritten { now: now(), checkpoint });
+                        }
+                        Err(reason) => events.push(Event::MetadataFailed { now: now(), checkpoint, reason }),
+                    },
+                    Err(_) => {}
+                },
+                recv(self.requests) -> request => match request {
+                    Ok(Request::Savepoint { stop, reply }) => {
+                        savepoint_waiters.push(reply);
+                        events.push(Event::SavepointRequested { now: now(), stop });
+                    }
+                    Ok(Request::Cancel) => {
+                        let metrics = handle.metrics();
+                        let _ = handle.shutdown();
+                        return Ended::Cancelled(metrics);
+                    }
+                    Err(_) => {}
+                },
+                recv(ticker) -> _ => {}
+            }
+            coordinator.set_wall_clock(crate::Timestamp::now().0);
+            events.push(Event::Tick { now: now() });
+            let live_sources = sources.difference(&finished).count();
+            if live_sources > 0
+                && awaiting_final.len() >= live_sources
+                && coordinator.in_flight().is_none()
+            {
+                events.push(Event::CheckpointRequested { now: now() });
+            }
+            for event in events {
+                for command in coordinator.on_event(event) {
+                    match command {
+                        Command::InjectBarrier(barrier) => {
+                            in_flight.insert(
+                                barrier.id,
+                                InFlight {
+                                    barrier,
+                                    started: Instant::now(),
+                                    states: BTreeMap::new(),
+                                    parallelism: BTreeMap::new(),
+                                    stats: Vec::new(),
+                                    savepoint_reply: if barrier.is_savepoint() {
+                                        savepoint_waiters.pop()
+                                    } else {
+                                        None
+                                    },
+                                },
+                            );
+                            let finished_tasks: BTreeSet<(String, usize)> =
+                                finished.difference(&sources).cloned().collect();
+                            handle.trigger_barrier_on(barrier, &finished_tasks);
+                            hit(
+                                &self.failpoint_hits,
+                                &self.checkpointing,
+                                Failpoint::AfterBarrierInjection,
+                            );
+                        }
+                        Command::WriteMetadata { barrier, .. } => {
+                            hit(
+                                &self.failpoint_hits,
+                                &self.checkpointing,
+                                Failpoint::BeforeMetadata,
+                            );
+                            if let Some(flight) = in_flight.get(&barrier.id) {
+                                self.write_metadata(flight, &job, max, internal_tx.clone());
+                            }
+                        }
+                        Command::NotifyComplete(id) => {
+                            handle.notify_checkpoint_complete(id);
+                            if let Some(flight) = in_flight.remove(&id) {
+                                let stats = CheckpointStats {
+                                    checkpoint: id,
+                                    savepoint: flight.barrier.is_savepoint(),
+                                    duration_ms: flight.started.elapsed().as_secs_f64() * 1e3,
+                                    bytes: flight.stats.iter().map(|s| s.bytes).sum(),
+                                    subtasks: flight.stats,
+                                };
+                                self.listener.on_checkpoint(&job, &stats);
+                                self.history.push(stats);
+                            }
+                        }
+                        Command::Retain { keep } => {
+                            let storage = self.storage.clone();
+                            let job = job.clone();
+                            self.runtime.spawn(async move {
+                                if let Err(e) = storage.retain(&job, keep).await {
+                                    tracing::warn!("retention of job `{job}` failed: {e}");
+                                }
+                            });
+                        }
+                        Command::Abort { checkpoint, reason } => {
+                            tracing::warn!(
+                                "checkpoint {checkpoint} of job `{job}` aborted: {reason}"
+                            );
+                            if let Some(flight) = in_flight.remove(&checkpoint) {
+                                if let Some(reply) = flight.savepoint_reply {
+                                    let _ =
+                                        reply.send(Err(storage_error("savepoint", reason.clone())));
+                                }
+                            }
+                            let storage = self.storage.clone();
+                            let job = job.clone();
+                            self.runtime.spawn(async move {
+                                if let Err(e) = storage.abort(&job, checkpoint).await {
+                                    tracing::warn!(
+                                        "could not delete aborted checkpoint {checkpoint}: {e}"
+                                    );
+                                }
+                            });
+                        }
+                        Command::FailJob { reason } => {
+                            let _ = handle.shutdown();
+                            return Ended::Failed(storage_error("checkpointing", reason));
+                        }
+                        Command::StopJob(_) => {
+                            let metrics = handle.metrics();
+                            let _ = handle.shutdown();
+                            return Ended::Suspended(stop_location.unwrap_or_default(), metrics);
+                        }
+                    }
+                }
+            }
+            if finished.len() == total {
+                return match handle.shutdown() {
+                    Ok(result) => Ended::Finished(result),
+                    Err(e) => Ended::Failed(e),
+                };
+            }
+        }
+    }
+
+    /// The asynchronous part of a subtask's snapshot: upload on tokio, then report.
+    fn upload(&self, mut ack: SubtaskAck, barrier: Barrier, job: &str, done: Sender<Internal>) {
+        let storage = self.storage.clone();
+        let job = job.to_string();
+        let hits = self.failpoint_hits.clone();
+        let checkpointing = self.checkpointing.clone();
+        let operators = std::mem::take(&mut ack.operators);
+        self.runtime.spawn(async move {
+            let started = Instant::now();
+            let mut states = Vec::new();
+            let mut bytes = 0u64;
+            let result: std::result::Result<(), String> = async {
+                for (uid, snapshot) in operators {
+                    let mut state = SubtaskState::default();
+                    if !snapshot.keyed.is_empty() {
+                        let range = KeyGroupRange {
+                            start: snapshot.keyed.keys().next().copied().unwrap_or(0),
+                            end: snapshot.keyed.keys().next_back().copied().unwrap_or(0),
+                        };
+                        let blob: &KeyedBlob = &snapshot.keyed;
+                        let encoded =
+                            weir_state::encode("keyed", blob).map_err(|e| e.to_string())?;
+                        bytes += encoded.len() as u64;
+                        let handle = storage
+                            .write_state(&job, barrier.id, &uid, ack.subtask, "keyed", encoded)
+                            .await
+                            .map_err(|e| e.to_string())?;
+                        hit(&hits, &checkpointing, Failpoint::MidUpload);
+                        state.keyed.push(KeyedStateHandle {
+                            key_groups: range,
+                            handle,
+                        });
+                    }
+                    if !snapshot.operator.is_empty() {
+                        let encoded = weir_state::encode("operator", &snapshot.operator)
+                            .map_err(|e| e.to_string())?;
+                        bytes += encoded.len() as u64;
+                        let handle = storage
+                            .write_state(&job, barrier.id, &uid, ack.subtask, "operator", encoded)
+                            .await
+                            .map_err(|e| e.to_string())?;
+                        hit(&hits, &checkpointing, Failpoint::MidUpload);
+                        state.operator.push(handle);
+                    }
+                    states.push((uid, state));
+                }
+                Ok(())
+            }
+            .await;
+            let message = match result {
+                Ok(()) => Internal::Uploaded {
+                    ack,
+                    states,
+                    bytes,
+                    async_us: started.elapsed().as_micros() as u64,
+                },
+                Err(reason) => Internal::UploadFailed {
+                    checkpoint: barrier.id,
+                    reason: format!("upload failed: {reason}"),
+                },
+            };
+            let _ = done.send(message);
+        });
+    }
+
+    fn write_metadata(
+        &self,
+        flight: &InFlight,
+        job: &str,
+        max: MaxParallelism,
+        done: Sender<Internal>,
+    ) {
+        let barrier = flight.barrier;
+        let mut metadata = CheckpointMetadata::new(
+            job,
+            barrier.id,
+            SnapshotKind::Checkpoint,
+            barrier.triggered_at_ms,
+            max,
+        );
+        for (uid, states) in &flight.states {
+            for (subtask, state) in states {
+                *metadata.subtask_mut(uid, *subtask) = state.clone();
+            }
+            if let (Some(operator), Some(p)) =
+                (metadata.operators.get_mut(uid), flight.parallelism.get(uid))
+            {
+                operator.parallelism = operator.parallelism.max(*p);
+            }
+        }
+        let storage = self.storage.clone();
+        let savepoints: Option<StorageConfig> = barrier
+            .is_savepoint()
+            .then(|| self.checkpointing.savepoints.clone());
+        let job = job.to_string();
+        self.runtime.spawn(async move {
+            let result = async {
+                storage
+                    .commit_metadata(&metadata)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                match savepoints {
+                    Some(dir) => {
+                        let name = format!("savepoint-{}-{}", job, barrier.id.get());
+                        let savepoint = storage
+                            .write_savepoint(&dir, &name, &metadata)
+                            .await
+                            .map_err(|e| e.to_string())?;
+                        Ok(Some(savepoint.location()))
+                    }
+                    None => Ok(None),
+                }
+            }
+            .await;
+            let _ = done.send(Internal::MetadataDone {
+                checkpoint: barrier.id,
+                result,
+            });
+        });
+    }
+}

@@ -1,0 +1,295 @@
+//! Running a job with checkpoints: the driver around the pure
+//! [`weir_checkpoint::Coordinator`], uploads on tokio, recovery from the newest
+//! complete checkpoint, restart strategies, savepoints, listeners and statistics.
+//!
+//! ```text
+//!  driver thread ── Tick ─▶ Coordinator ─▶ InjectBarrier ─▶ sources ─▶ … tasks snapshot (sync)
+//!        ▲                                                              │ Ack(bytes)
+//!        └── Uploaded(handles) ◀── tokio: upload state ◀────────────────┘
+//!        Coordinator ─▶ WriteMetadata (tokio, create-if-absent) ─▶ NotifyComplete ─▶ tasks/sinks
+//! ```
+
+mod driver;
+mod restore;
+
+pub use driver::CheckpointedJob;
+pub use restore::RestoreError;
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use weir_checkpoint::{CheckpointId, CoordinatorConfig, StorageConfig};
+use weir_state::KeyGroupRange;
+
+/// Where a job starts from.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum ResumeFrom {
+    /// A fresh start (no state).
+    #[default]
+    Nothing,
+    /// The newest complete, valid checkpoint of the job under the checkpoint storage
+    /// (a fresh start when there is none).
+    LatestCheckpoint,
+    /// A savepoint directory (any object-store URL).
+    Savepoint(String),
+}
+
+/// How a failed job is restarted in-process from its newest complete checkpoint.
+#[derive(Clone, Debug, PartialEq)]
+pub enum RestartStrategy {
+    /// Fail at once.
+    None,
+    /// Up to `attempts` restarts, `delay` apart.
+    FixedDelay {
+        /// Maximum restarts.
+        attempts: u32,
+        /// Wait before each restart.
+        delay: Duration,
+    },
+    /// Up to `attempts` restarts; the wait doubles from `initial` up to `max`.
+    ExponentialBackoff {
+        /// Maximum restarts.
+        attempts: u32,
+        /// First wait.
+        initial: Duration,
+        /// Longest wait.
+        max: Duration,
+    },
+}
+
+impl RestartStrategy {
+    /// The wait before restart number `attempt` (1-based), or `None` when no restart
+    /// is left.
+    pub fn delay(&self, attempt: u32) -> Option<Duration> {
+        match *self {
+            Self::None => None,
+            Self::FixedDelay { attempts, delay } => (attempt <= attempts).then_some(delay),
+            Self::ExponentialBackoff {
+                attempts,
+                initial,
+                max,
+            } => (attempt <= attempts).then(|| {
+                initial
+                    .saturating_mul(2u32.saturating_pow(attempt.saturating_sub(1)))
+                    .min(max)
+            }),
+        }
+    }
+}
+
+/// A protocol step at which a test can crash the process (deterministic fault
+/// injection for the crash tests).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Failpoint {
+    /// Right after the barrier of a checkpoint was sent to the sources.
+    AfterBarrierInjection,
+    /// After the first state object of a checkpoint was uploaded, before the rest.
+    MidUpload,
+    /// Every subtask acknowledged; the metadata is not written yet.
+    BeforeMetadata,
+    /// The metadata is written; the tasks are not notified yet.
+    AfterMetadataBeforeNotify,
+}
+
+impl std::str::FromStr for Failpoint {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "after-barrier" => Ok(Self::AfterBarrierInjection),
+            "mid-upload" => Ok(Self::MidUpload),
+            "before-metadata" => Ok(Self::BeforeMetadata),
+            "after-metadata" => Ok(Self::AfterMetadataBeforeNotify),
+            other => Err(format!(
+                "unknown failpoint `{other}`: expected after-barrier, mid-upload, before-metadata or after-metadata"
+            )),
+        }
+    }
+}
+
+/// Settings of a checkpointed run.
+#[derive(Clone, Debug)]
+pub struct CheckpointingConfig {
+    /// Where checkpoints go (default `./weir-data/checkpoints`).
+    pub storage: StorageConfig,
+    /// Interval, timeout, retention, …
+    pub coordinator: CoordinatorConfig,
+    /// What to do when a task fails.
+    pub restart: RestartStrategy,
+    /// Where to start from.
+    pub resume: ResumeFrom,
+    /// Start even if the restored state has operators the job lacks.
+    pub allow_non_restored_state: bool,
+    /// Where savepoints go (default `./weir-data/savepoints`).
+    pub savepoints: StorageConfig,
+    /// Crash the process (abort) the `n`-th time this step is reached: for tests.
+    pub failpoint: Option<(Failpoint, u64)>,
+}
+
+impl Default for CheckpointingConfig {
+    fn default() -> Self {
+        Self {
+            storage: StorageConfig::default(),
+            coordinator: CoordinatorConfig::default(),
+            restart: RestartStrategy::FixedDelay {
+                attempts: 3,
+                delay: Duration::from_secs(1),
+            },
+            resume: ResumeFrom::Nothing,
+            allow_non_restored_state: false,
+            savepoints: StorageConfig::new("./weir-data/savepoints"),
+            failpoint: None,
+        }
+    }
+}
+
+/// The life cycle of a job, as reported to [`JobListener::on_status`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum JobStatus {
+    /// Built, not started.
+    Created,
+    /// Running.
+    Running,
+    /// A task failed; the job is being torn down.
+    Failing,
+    /// Waiting to restart after a failure.
+    Restarting,
+    /// Cancelled by the user.
+    Cancelled,
+    /// All input processed.
+    Finished,
+    /// Stopped with a savepoint.
+    Suspended,
+}
+
+/// Progress of a restore, as reported to [`JobListener::on_restore`].
+#[derive(Clone, Debug, PartialEq)]
+pub enum RestoreEvent {
+    /// Restoring one operator subtask's state of the old job begins.
+    Started {
+        /// The operator's uid.
+        uid: String,
+        /// The old subtask whose state is read.
+        subtask: usize,
+        /// The key groups its keyed state covers.
+        key_groups: Option<KeyGroupRange>,
+        /// Bytes to read.
+        bytes: u64,
+    },
+    /// One state object was read.
+    BatchRestored {
+        /// The operator's uid.
+        uid: String,
+        /// The old subtask.
+        subtask: usize,
+        /// Bytes read.
+        bytes: u64,
+    },
+    /// Everything was read.
+    Finished {
+        /// The checkpoint or savepoint restored.
+        checkpoint: CheckpointId,
+        /// Total bytes read.
+        bytes: u64,
+    },
+}
+
+/// Statistics of one subtask's part of a checkpoint.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SubtaskCheckpointStats {
+    /// The task (chain) name.
+    pub task: String,
+    /// The subtask.
+    pub subtask: usize,
+    /// Time between the first and the last barrier at this subtask, µs.
+    pub alignment_us: u64,
+    /// Synchronous part of the snapshot, µs.
+    pub sync_us: u64,
+    /// Upload, µs.
+    pub async_us: u64,
+    /// Bytes uploaded.
+    pub bytes: u64,
+}
+
+/// Statistics of one completed checkpoint.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CheckpointStats {
+    /// The checkpoint.
+    pub checkpoint: CheckpointId,
+    /// Whether it was a savepoint.
+    pub savepoint: bool,
+    /// From barrier injection to the metadata written, ms.
+    pub duration_ms: f64,
+    /// Bytes uploaded.
+    pub bytes: u64,
+    /// Per subtask.
+    pub subtasks: Vec<SubtaskCheckpointStats>,
+}
+
+/// The last 100 completed checkpoints, shared with the driver.
+#[derive(Clone, Default)]
+pub struct CheckpointHistory {
+    inner: Arc<Mutex<VecDeque<CheckpointStats>>>,
+}
+
+impl CheckpointHistory {
+    /// How many checkpoints are kept.
+    pub const CAPACITY: usize = 100;
+
+    pub(crate) fn push(&self, stats: CheckpointStats) {
+        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        if inner.len() == Self::CAPACITY {
+            inner.pop_front();
+        }
+        inner.push_back(stats);
+    }
+
+    /// The recorded checkpoints, oldest first.
+    pub fn snapshot(&self) -> Vec<CheckpointStats> {
+        self.inner
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .cloned()
+            .collect()
+    }
+}
+
+/// Receives job life-cycle and restore events.
+pub trait JobListener: Send + Sync {
+    /// The job's status changed.
+    fn on_status(&self, job: &str, status: JobStatus) {
+        let _ = (job, status);
+    }
+    /// Restore progress.
+    fn on_restore(&self, job: &str, event: &RestoreEvent) {
+        let _ = (job, event);
+    }
+    /// A checkpoint completed.
+    fn on_checkpoint(&self, job: &str, stats: &CheckpointStats) {
+        let _ = (job, stats);
+    }
+}
+
+/// A listener that ignores everything.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NoListener;
+impl JobListener for NoListener {}
+
+/// How a checkpointed run ended.
+#[derive(Clone, Debug)]
+pub struct RunSummary {
+    /// Finished, Cancelled or Suspended.
+    pub status: JobStatus,
+    /// Restarts after failures.
+    pub restarts: u32,
+    /// The checkpoint or savepoint the last attempt restored, if any.
+    pub restored_from: Option<CheckpointId>,
+    /// Where the stop-with-savepoint savepoint was written, if any.
+    pub savepoint: Option<String>,
+    /// Checkpoints completed (all attempts).
+    pub checkpoints: Vec<CheckpointStats>,
+    /// Counters of the last attempt.
+    pub metrics: Vec<crate::SubtaskMetrics>,
+    /// Wall time of the run.
+    pub elapsed: Duration,
+}
