@@ -95,20 +95,17 @@ impl<K: StateKey, T: Data> KeyedStream<K, T> {
         R: Data,
     {
         let connected = connect(self, other, "window-join-input");
-        connected
-            .window(assigner)
-            .name("window-join")
-            .aggregate(
-                CoGroup(PhantomData),
-                move |k, w, (left, right): (Vec<T>, Vec<B>)| {
-                    let mut out = Vec::new();
+        connected.window(assigner).name("window-join").build(
+            CoGroup(PhantomData),
+            Arc::new(
+                move |k: &K, w: Window, (left, right): (Vec<T>, Vec<B>), out: &mut Output<R>| {
                     if !left.is_empty() && !right.is_empty() {
-                        f(k, w, &left, &right, &mut out);
+                        f(k, w, &left, &right, out.buffer_mut());
                     }
-                    out
                 },
-            )
-            .flat_map(|v: Vec<R>| v)
+            ),
+            None,
+        )
     }
 
     /// Joins every element `a` of this stream with the elements `b` of `other` with

@@ -11,6 +11,7 @@ pub use operator::{
 };
 
 use crate::graph::Data;
+use crate::Output;
 use crate::{duration_ms, KeyedStream, Stream, SubtaskInfo, Timestamp};
 use std::marker::PhantomData;
 use std::sync::Arc;
@@ -33,6 +34,7 @@ pub struct WindowedStream<K, T> {
     assigner: WindowAssigner,
     lateness: Duration,
     name: String,
+    uid: Option<String>,
 }
 
 impl<K: StateKey, T: Data> KeyedStream<K, T> {
@@ -48,6 +50,7 @@ impl<K: StateKey, T: Data> KeyedStream<K, T> {
             assigner,
             lateness: Duration::ZERO,
             name: name.to_string(),
+            uid: None,
         }
     }
 }
@@ -128,7 +131,15 @@ impl<K: StateKey, T: Data> WindowedStream<K, T> {
         self
     }
 
-    fn build<A, O>(
+    /// Sets the stable uid of the window operator (its state's key in checkpoints and
+    /// savepoints). `.uid(…)` on the result stream does the same except after
+    /// [`WindowedStream::aggregate_with_late_output`], whose results pass a split.
+    pub fn uid(mut self, uid: &str) -> Self {
+        self.uid = Some(uid.to_string());
+        self
+    }
+
+    pub(crate) fn build<A, O>(
         &self,
         aggregate: A,
         result: WindowResultFn<K, A::Out, O>,
@@ -161,7 +172,7 @@ impl<K: StateKey, T: Data> WindowedStream<K, T> {
             result,
             late,
         };
-        if self.assigner.is_merging() {
+        let stream = if self.assigner.is_merging() {
             self.keyed.transform(&self.name, move |_: &SubtaskInfo| {
                 SessionAggregate::new(spec.clone())
             })
@@ -169,6 +180,10 @@ impl<K: StateKey, T: Data> WindowedStream<K, T> {
             self.keyed.transform(&self.name, move |_: &SubtaskInfo| {
                 WindowAggregate::new(spec.clone())
             })
+        };
+        match &self.uid {
+            Some(uid) => stream.uid(uid),
+            None => stream,
         }
     }
 
@@ -184,7 +199,13 @@ impl<K: StateKey, T: Data> WindowedStream<K, T> {
         A: AggregateFunction<T>,
         R: Data,
     {
-        self.build(aggregate, Arc::new(result), None)
+        self.build(
+            aggregate,
+            Arc::new(move |k: &K, w: Window, r: A::Out, out: &mut Output<R>| {
+                out.push(result(k, w, r))
+            }),
+            None,
+        )
     }
 
     /// Like [`WindowedStream::aggregate`], also returning the stream of elements that
@@ -200,7 +221,11 @@ impl<K: StateKey, T: Data> WindowedStream<K, T> {
     {
         let both = self.build(
             aggregate,
-            Arc::new(move |k: &K, w: Window, r: A::Out| WindowOutput::Result(result(k, w, r))),
+            Arc::new(
+                move |k: &K, w: Window, r: A::Out, out: &mut Output<WindowOutput<R, T>>| {
+                    out.push(WindowOutput::Result(result(k, w, r)))
+                },
+            ),
             Some(Arc::new(WindowOutput::Late)),
         );
         let results = both.flat_map(|o: WindowOutput<R, T>| match o {
@@ -224,10 +249,15 @@ impl<K: StateKey, T: Data> WindowedStream<K, T> {
     {
         self.build(
             Reduce { f, _t: PhantomData },
-            Arc::new(|k: &K, w: Window, r: Option<T>| (k.clone(), w, r)),
+            Arc::new(
+                |k: &K, w: Window, r: Option<T>, out: &mut Output<(K, Window, T)>| {
+                    if let Some(r) = r {
+                        out.push((k.clone(), w, r));
+                    }
+                },
+            ),
             None,
         )
-        .flat_map(|(k, w, r): (K, Window, Option<T>)| r.map(|r| (k, w, r)))
     }
 
     /// Calls `f` once per window with all its elements (in arrival order); `f` pushes
@@ -241,13 +271,12 @@ impl<K: StateKey, T: Data> WindowedStream<K, T> {
     {
         self.build(
             CollectAll(PhantomData),
-            Arc::new(move |k: &K, w: Window, elements: Vec<T>| {
-                let mut out = Vec::new();
-                f(k, w, elements, &mut out);
-                out
-            }),
+            Arc::new(
+                move |k: &K, w: Window, elements: Vec<T>, out: &mut Output<R>| {
+                    f(k, w, elements, out.buffer_mut())
+                },
+            ),
             None,
         )
-        .flat_map(|v: Vec<R>| v)
     }
 }

@@ -19,8 +19,9 @@ const WATERMARK: &str = "window-watermark";
 const CONTENTS: &str = "window-contents";
 const SESSIONS: &str = "window-sessions";
 
-/// Builds an output record from a key, a window and the aggregate's result.
-pub type WindowResultFn<K, Res, O> = Arc<dyn Fn(&K, Window, Res) -> O + Send + Sync>;
+/// Emits the output records of a fired window from its key, the window and the
+/// aggregate's result.
+pub type WindowResultFn<K, Res, O> = Arc<dyn Fn(&K, Window, Res, &mut Output<O>) + Send + Sync>;
 /// Maps a too-late element to an output record (the late side output).
 pub type LateFn<T, O> = Arc<dyn Fn(T) -> O + Send + Sync>;
 
@@ -169,7 +170,7 @@ where
                     .get_or_insert_with(key.clone(), || spec.aggregate.create());
                 spec.aggregate.add(acc, &element);
                 if table.fired {
-                    out.push((spec.result)(&key, window, spec.aggregate.result(acc)));
+                    (spec.result)(&key, window, spec.aggregate.result(acc), out);
                 }
             });
             if !assigned {
@@ -193,12 +194,9 @@ where
             if !table.fired {
                 table.fired = true;
                 let window = table.window;
-                out.extend(
-                    table
-                        .entries
-                        .iter()
-                        .map(|(key, acc)| (spec.result)(key, window, spec.aggregate.result(acc))),
-                );
+                for (key, acc) in table.entries.iter() {
+                    (spec.result)(key, window, spec.aggregate.result(acc), out);
+                }
             }
         }
         self.windows
@@ -236,10 +234,35 @@ pub struct SessionEntry<Acc> {
     fired: bool,
 }
 
+impl<Acc> SessionEntry<Acc> {
+    /// When this session next needs attention: its end (to fire) or, once fired, the
+    /// end of its allowed lateness (to be dropped).
+    fn due(&self, lateness: i64) -> i64 {
+        if self.fired {
+            (self.window.end - 1).saturating_add(lateness)
+        } else {
+            self.window.end - 1
+        }
+    }
+}
+
+/// The sessions of one key, and the time of the one timer registered for the key.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct KeySessions<Acc> {
+    sessions: Vec<SessionEntry<Acc>>,
+    /// A timer is registered at this time, no later than the earliest `due`.
+    #[serde(skip)]
+    timer: Option<i64>,
+}
+
 /// Session windows (merging) with incremental aggregation.
+///
+/// Each key has at most one timer, at or before its earliest session's end; a timer
+/// that fires early (the session was extended) is moved, so an element costs one hash
+/// lookup and, only when it makes a session end earlier, one timer insertion.
 pub struct SessionAggregate<K, T, A: AggregateFunction<T>, O> {
     spec: WindowSpec<K, T, A, O>,
-    sessions: StateTable<K, Vec<SessionEntry<A::Acc>>>,
+    sessions: StateTable<K, KeySessions<A::Acc>>,
     timers: BTreeMap<i64, Vec<K>>,
     watermark: i64,
     gap: i64,
@@ -262,14 +285,6 @@ impl<K: StateKey, T, A: AggregateFunction<T>, O> SessionAggregate<K, T, A, O> {
             gap,
             metrics: Arc::default(),
             max_parallelism: weir_state::MaxParallelism::DEFAULT,
-        }
-    }
-
-    fn timer_for(&self, entry: &SessionEntry<A::Acc>) -> i64 {
-        if entry.fired {
-            (entry.window.end - 1).saturating_add(self.spec.lateness)
-        } else {
-            entry.window.end - 1
         }
     }
 }
@@ -301,14 +316,15 @@ where
         if !restored.is_empty() {
             self.sessions
                 .restore(&restored, cx.subtask.key_groups, cx.subtask.max_parallelism)?;
-            let timers: Vec<(i64, K)> = self
-                .sessions
-                .iter()
-                .flat_map(|(k, list)| list.iter().map(move |e| (e, k)))
-                .map(|(e, k)| (self.timer_for(e), k.clone()))
-                .collect();
-            for (at, key) in timers {
-                self.timers.entry(at).or_default().push(key);
+            let lateness = self.spec.lateness;
+            let keys: Vec<K> = self.sessions.iter().map(|(k, _)| k.clone()).collect();
+            for key in keys {
+                if let Some(state) = self.sessions.get_mut(&key) {
+                    if let Some(due) = state.sessions.iter().map(|e| e.due(lateness)).min() {
+                        state.timer = Some(due);
+                        self.timers.entry(due).or_default().push(key);
+                    }
+                }
             }
         }
         Ok(())
@@ -331,40 +347,71 @@ where
             }
             let key = (self.spec.key)(&element);
             let spec = &self.spec;
-            let list = self.sessions.get_or_insert_with(key.clone(), Vec::new);
-            let mut merged = SessionEntry {
-                window: own,
-                acc: spec.aggregate.create(),
-                fired: false,
+            let state = self
+                .sessions
+                .get_or_insert_with(key.clone(), || KeySessions {
+                    sessions: Vec::new(),
+                    timer: None,
+                });
+            let list = &mut state.sessions;
+            // Fast path: the element falls into (or extends) a session of the key.
+            let mut merged_into = None;
+            for (i, session) in list.iter_mut().enumerate() {
+                if session.window.intersects(&own) {
+                    session.window = session.window.cover(&own);
+                    spec.aggregate.add(&mut session.acc, &element);
+                    merged_into = Some(i);
+                    break;
+                }
+            }
+            let mut index = match merged_into {
+                Some(i) => i,
+                None => {
+                    let mut acc = spec.aggregate.create();
+                    spec.aggregate.add(&mut acc, &element);
+                    list.push(SessionEntry {
+                        window: own,
+                        acc,
+                        fired: false,
+                    });
+                    list.len() - 1
+                }
             };
-            spec.aggregate.add(&mut merged.acc, &element);
+            // The grown session may now touch others: merge them into it.
             let mut i = 0;
             while i < list.len() {
-                if list[i].window.intersects(&merged.window) {
+                if i != index && list[i].window.intersects(&list[index].window) {
                     let other = list.swap_remove(i);
-                    merged.window = merged.window.cover(&other.window);
-                    spec.aggregate.merge(&mut merged.acc, other.acc);
+                    if index == list.len() {
+                        index = i;
+                    }
+                    let target = &mut list[index];
+                    target.window = target.window.cover(&other.window);
+                    spec.aggregate.merge(&mut target.acc, other.acc);
+                    target.fired = false;
+                    i = 0;
                 } else {
                     i += 1;
                 }
             }
-            let fire = merged.window.end - 1;
-            if fire <= watermark {
-                out.push((spec.result)(
+            let session = &mut list[index];
+            if session.window.end - 1 <= watermark {
+                // A late element within the allowed lateness: fire the updated session.
+                (spec.result)(
                     &key,
-                    merged.window,
-                    spec.aggregate.result(&merged.acc),
-                ));
-                merged.fired = true;
-                self.timers
-                    .entry(fire.saturating_add(lateness))
-                    .or_default()
-                    .push(key);
+                    session.window,
+                    spec.aggregate.result(&session.acc),
+                    out,
+                );
+                session.fired = true;
             } else {
-                self.timers.entry(fire).or_default().push(key);
+                session.fired = false;
             }
-            list.push(merged);
-            list.sort_by_key(|e| e.window.start);
+            let due = session.due(lateness);
+            if state.timer.is_none_or(|t| due < t) {
+                state.timer = Some(due);
+                self.timers.entry(due).or_default().push(key);
+            }
         }
         Ok(())
     }
@@ -376,33 +423,35 @@ where
             if *entry.key() > wm {
                 break;
             }
-            for key in entry.remove() {
-                let Some(list) = self.sessions.get_mut(&key) else {
+            let (at, keys) = entry.remove_entry();
+            for key in keys {
+                let Some(state) = self.sessions.get_mut(&key) else {
                     continue;
                 };
-                let mut later = Vec::new();
-                for session in list.iter_mut() {
-                    let fire = session.window.end - 1;
-                    if !session.fired && fire <= wm {
-                        out.push((self.spec.result)(
+                if state.timer != Some(at) {
+                    continue; // superseded by an earlier timer of the key
+                }
+                for session in state.sessions.iter_mut() {
+                    if !session.fired && session.window.end - 1 <= wm {
+                        (self.spec.result)(
                             &key,
                             session.window,
                             self.spec.aggregate.result(&session.acc),
-                        ));
+                            out,
+                        );
                         session.fired = true;
-                        if lateness > 0 {
-                            later.push(fire.saturating_add(lateness));
-                        }
                     }
                 }
-                list.retain(|s| !(s.fired && (s.window.end - 1).saturating_add(lateness) <= wm));
-                let empty = list.is_empty();
-                if empty {
-                    self.sessions.remove(&key);
-                }
-                for at in later {
-                    if at > wm {
-                        self.timers.entry(at).or_default().push(key.clone());
+                state
+                    .sessions
+                    .retain(|s| !(s.fired && (s.window.end - 1).saturating_add(lateness) <= wm));
+                match state.sessions.iter().map(|s| s.due(lateness)).min() {
+                    Some(due) => {
+                        state.timer = Some(due);
+                        self.timers.entry(due).or_default().push(key);
+                    }
+                    None => {
+                        self.sessions.remove(&key);
                     }
                 }
             }
