@@ -24,6 +24,7 @@
 
 pub mod bench;
 pub mod nexmark;
+pub mod running_count;
 
 pub use weir_checkpoint as checkpoint;
 pub use weir_dataflow as dataflow;

@@ -23,6 +23,36 @@ enum Command {
     Bench(BenchCommand),
     /// Run a Nexmark query over the deterministic generator and print its result rows.
     Query(QueryArgs),
+    /// Jobs for the crash tests.
+    #[command(subcommand, hide = true)]
+    Testing(TestingCommand),
+}
+
+#[derive(Subcommand)]
+enum TestingCommand {
+    /// A keyed running count with exactly-once file output, checkpointed; set
+    /// WEIR_FAILPOINT=step:n to crash at a protocol step.
+    RunningCount(RunningCountArgs),
+}
+
+#[derive(Args)]
+struct RunningCountArgs {
+    #[arg(long, default_value_t = 100_000)]
+    events: u64,
+    #[arg(long, default_value_t = 17)]
+    keys: u64,
+    #[arg(long, default_value_t = 2)]
+    parallelism: usize,
+    #[arg(long)]
+    checkpoint_dir: String,
+    #[arg(long)]
+    output: std::path::PathBuf,
+    #[arg(long, default_value_t = 50)]
+    interval_ms: u64,
+    #[arg(long, default_value_t = 0)]
+    throttle_us: u64,
+    #[arg(long)]
+    resume: bool,
 }
 
 #[derive(Subcommand)]
@@ -88,6 +118,7 @@ fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Bench(BenchCommand::Nexmark(args)) => bench_nexmark(args),
         Command::Query(args) => query(args),
+        Command::Testing(TestingCommand::RunningCount(args)) => running_count(args),
     }
 }
 
@@ -152,5 +183,41 @@ fn query(args: QueryArgs) -> Result<()> {
             println!("{}", run.output_records);
         }
     }
+    Ok(())
+}
+
+fn running_count(args: RunningCountArgs) -> Result<()> {
+    let failpoint = match std::env::var("WEIR_FAILPOINT") {
+        Ok(spec) => {
+            let (step, nth) = spec.split_once(':').unwrap_or((spec.as_str(), "1"));
+            Some((
+                step.parse().map_err(anyhow::Error::msg)?,
+                nth.parse()
+                    .with_context(|| format!("WEIR_FAILPOINT `{spec}`: expected step:n"))?,
+            ))
+        }
+        Err(_) => None,
+    };
+    let job = weir::running_count::RunningCountJob {
+        events: args.events,
+        keys: args.keys,
+        parallelism: args.parallelism,
+        checkpoints: args.checkpoint_dir,
+        output: args.output,
+        interval: Duration::from_millis(args.interval_ms),
+        throttle: Duration::from_micros(args.throttle_us),
+        resume: args.resume,
+        failpoint,
+    };
+    let summary = job.run(std::sync::Arc::new(
+        weir::dataflow::checkpointing::NoListener,
+    ))?;
+    println!(
+        "status {:?} restarts {} restored from {:?} checkpoints {}",
+        summary.status,
+        summary.restarts,
+        summary.restored_from.map(|c| c.get()),
+        summary.checkpoints.len()
+    );
     Ok(())
 }

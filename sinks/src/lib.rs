@@ -34,8 +34,10 @@
 #![deny(missing_docs)]
 
 mod blackhole;
+mod epoch_file;
 mod json;
 
 pub use blackhole::BlackholeSink;
+pub use epoch_file::{read_committed, EpochFileSink};
 pub use json::{JsonLinesSink, StdoutJsonSink};
 pub use weir_dataflow::testing::{CollectSink, Collected};

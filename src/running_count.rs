@@ -1,0 +1,127 @@
+//! A deterministic keyed running count with exactly-once file output: the job the
+//! crash tests kill and resume (`weir testing running-count`), and a small example of
+//! a checkpointed job.
+//!
+//! Input: the numbers `1..=events` from a rescalable sequence source; key = `n % keys`.
+//! Output: one `(key, count)` per input number, where `count` is how many numbers of
+//! that key came before it plus one, written by an [`EpochFileSink`]. Whatever the
+//! scheduling, the output is exactly `{(k, 1..=n_k)}`.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use weir_checkpoint::{CoordinatorConfig, StorageConfig};
+use weir_dataflow::checkpointing::{
+    CheckpointedJob, CheckpointingConfig, Failpoint, JobListener, RestartStrategy, ResumeFrom,
+    RunSummary,
+};
+use weir_dataflow::process::{KeyedProcessFunction, KeyedStateStore, ProcessContext};
+use weir_dataflow::state::ValueState;
+use weir_dataflow::{DataflowError, JobBuilder, JobConfig, Result, WatermarkStrategy};
+use weir_sinks::EpochFileSink;
+use weir_sources::SequenceSource;
+
+/// Settings of the running-count job.
+#[derive(Clone, Debug)]
+pub struct RunningCountJob {
+    /// Numbers to count.
+    pub events: u64,
+    /// Distinct keys.
+    pub keys: u64,
+    /// Parallelism.
+    pub parallelism: usize,
+    /// Checkpoint storage URL.
+    pub checkpoints: String,
+    /// Output directory of the exactly-once sink.
+    pub output: PathBuf,
+    /// Checkpoint interval.
+    pub interval: Duration,
+    /// Pause after every 100 numbers (so the job runs long enough to be killed).
+    pub throttle: Duration,
+    /// Resume from the newest complete checkpoint.
+    pub resume: bool,
+    /// Crash the process at a protocol step (tests).
+    pub failpoint: Option<(Failpoint, u64)>,
+}
+
+/// Counts per key.
+struct RunningCount {
+    counts: ValueState<u64, u64>,
+}
+
+impl KeyedProcessFunction<u64, i64> for RunningCount {
+    type Out = (u64, u64);
+    fn process(&mut self, _: i64, cx: &mut ProcessContext<'_, u64, (u64, u64)>) -> Result<()> {
+        let key = *cx.key();
+        let count = self.counts.get_or_insert_with(key, || 0);
+        *count += 1;
+        let count = *count;
+        cx.emit((key, count));
+        Ok(())
+    }
+    fn states(&mut self) -> Vec<&mut dyn KeyedStateStore> {
+        vec![&mut *self.counts]
+    }
+}
+
+impl RunningCountJob {
+    /// Adds the job's operators to `job`.
+    pub fn build(&self, job: &JobBuilder) {
+        let (keys, throttle) = (self.keys.max(1), self.throttle);
+        job.source(
+            "numbers",
+            WatermarkStrategy::none(),
+            SequenceSource::factory(1, self.events as i64),
+        )
+        .uid("numbers")
+        .map(move |n: i64| {
+            if !throttle.is_zero() && n % 100 == 0 {
+                std::thread::sleep(throttle);
+            }
+            n
+        })
+        .key_by(move |n: &i64| n.unsigned_abs() % keys)
+        .process("running-count", |_| RunningCount {
+            counts: ValueState::new("counts"),
+        })
+        .uid("running-count")
+        .sink(
+            "committed-files",
+            EpochFileSink::<(u64, u64)>::factory(self.output.clone()),
+        )
+        .uid("committed-files");
+    }
+
+    /// Runs the job to the end (or until the process is killed).
+    ///
+    /// # Errors
+    /// Storage errors, or a failure after the restarts ran out.
+    pub fn run(&self, listener: Arc<dyn JobListener>) -> Result<RunSummary, DataflowError> {
+        let config = JobConfig {
+            name: "running-count".into(),
+            parallelism: self.parallelism,
+            batch_size: 64,
+            ..JobConfig::default()
+        };
+        let checkpointing = CheckpointingConfig {
+            storage: StorageConfig::new(self.checkpoints.clone()),
+            coordinator: CoordinatorConfig {
+                interval: self.interval,
+                ..CoordinatorConfig::default()
+            },
+            restart: RestartStrategy::FixedDelay {
+                attempts: 3,
+                delay: Duration::from_millis(50),
+            },
+            resume: if self.resume {
+                ResumeFrom::LatestCheckpoint
+            } else {
+                ResumeFrom::Nothing
+            },
+            failpoint: self.failpoint,
+            ..CheckpointingConfig::default()
+        };
+        let this = self.clone();
+        CheckpointedJob::spawn(config, checkpointing, move |job| this.build(job), listener)?.wait()
+    }
+}
