@@ -19,6 +19,10 @@ pub struct BenchOptions {
     pub batch_size: usize,
     /// Bids per millisecond of event time (the bid generator's `rows_per_ms`).
     pub rows_per_ms: i64,
+    /// Take checkpoints at this interval (`None`: checkpoints off).
+    pub checkpoint_interval: Option<Duration>,
+    /// Where checkpoints go (any object-store URL).
+    pub checkpoint_dir: String,
 }
 
 /// The figures of one benchmark run.
@@ -38,6 +42,26 @@ pub struct BenchReport {
     pub output_records: u64,
     /// Peak resident memory of the process, MiB (VmHWM).
     pub peak_memory_mib: f64,
+    /// Completed checkpoints (with checkpoints on).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub checkpoints: Option<usize>,
+    /// Median checkpoint duration, ms.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub checkpoint_p50_ms: Option<f64>,
+    /// 99th percentile checkpoint duration, ms.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub checkpoint_p99_ms: Option<f64>,
+    /// Median bytes uploaded per checkpoint.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub checkpoint_bytes: Option<u64>,
+}
+
+fn percentile(sorted: &[f64], p: f64) -> Option<f64> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let rank = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
+    sorted.get(rank.min(sorted.len() - 1)).copied()
 }
 
 /// The peak resident set size of this process in MiB, from `/proc/self/status`.
@@ -73,6 +97,9 @@ pub fn run(
     options: &BenchOptions,
     progress: impl Fn(u64) + Send,
 ) -> Result<BenchReport, DataflowError> {
+    if let Some(interval) = options.checkpoint_interval {
+        return run_checkpointed(options, interval);
+    }
     let job = JobBuilder::new(JobConfig {
         name: format!("nexmark-{}", options.query),
         parallelism: options.parallelism,
@@ -109,5 +136,75 @@ pub fn run(
         events_per_s: options.events as f64 / secs,
         output_records: output.count(),
         peak_memory_mib: peak_memory_mib(),
+        checkpoints: None,
+        checkpoint_p50_ms: None,
+        checkpoint_p99_ms: None,
+        checkpoint_bytes: None,
+    })
+}
+
+/// Runs one benchmark with checkpoints every `interval` to `options.checkpoint_dir`.
+fn run_checkpointed(
+    options: &BenchOptions,
+    interval: Duration,
+) -> Result<BenchReport, DataflowError> {
+    use weir_checkpoint::{CoordinatorConfig, StorageConfig};
+    use weir_dataflow::checkpointing::{
+        CheckpointedJob, CheckpointingConfig, NoListener, RestartStrategy,
+    };
+    let config = JobConfig {
+        name: format!("bench-nexmark-{}-{}", options.query, std::process::id()),
+        parallelism: options.parallelism,
+        batch_size: options.batch_size,
+        ..JobConfig::default()
+    };
+    let checkpointing = CheckpointingConfig {
+        storage: StorageConfig::new(options.checkpoint_dir.clone()),
+        coordinator: CoordinatorConfig {
+            interval,
+            ..CoordinatorConfig::default()
+        },
+        restart: RestartStrategy::None,
+        ..CheckpointingConfig::default()
+    };
+    let (query, events, rows_per_ms) = (options.query, options.events, options.rows_per_ms);
+    let job = CheckpointedJob::spawn(
+        config,
+        checkpointing,
+        move |job| {
+            nexmark::build_query(
+                job,
+                query,
+                events,
+                rows_per_ms,
+                &mut BlackholeOutput::default(),
+            )
+        },
+        std::sync::Arc::new(NoListener),
+    )?;
+    let summary = job.wait()?;
+    let secs = summary.elapsed.as_secs_f64();
+    let mut durations: Vec<f64> = summary.checkpoints.iter().map(|c| c.duration_ms).collect();
+    durations.sort_by(f64::total_cmp);
+    let mut bytes: Vec<u64> = summary.checkpoints.iter().map(|c| c.bytes).collect();
+    bytes.sort_unstable();
+    let output_records = summary
+        .metrics
+        .iter()
+        .filter(|m| m.operator == "blackhole")
+        .map(|m| m.records_in)
+        .sum();
+    Ok(BenchReport {
+        query: options.query.to_string(),
+        events: options.events,
+        parallelism: options.parallelism,
+        elapsed_s: secs,
+        events_per_s: options.events as f64 / secs,
+        output_records,
+        peak_memory_mib: peak_memory_mib(),
+        checkpoints: Some(summary.checkpoints.len()),
+        checkpoint_p50_ms: percentile(&durations, 50.0),
+        checkpoint_p99_ms: percentile(&durations, 99.0),
+        checkpoint_bytes: bytes.get(bytes.len() / 2).copied(),
     })
 }

@@ -82,6 +82,35 @@ struct NexmarkArgs {
     /// Print one JSON object instead of text (no progress bar).
     #[arg(long)]
     json: bool,
+    /// Take checkpoints at this interval, e.g. `1s` or `200ms` (default: off).
+    #[arg(long, value_parser = parse_duration)]
+    checkpoint_interval: Option<Duration>,
+    /// Where checkpoints go: a path, file:// or s3://bucket/prefix URL.
+    #[arg(long, default_value = "./weir-data/checkpoints")]
+    checkpoint_dir: String,
+}
+
+fn parse_duration(text: &str) -> std::result::Result<Duration, String> {
+    let (number, unit) = text
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .map_or((text, "ms"), |i| text.split_at(i));
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("`{text}` is not a duration: expected e.g. 1s, 200ms, 2m"))?;
+    let ms = match unit {
+        "ms" => value,
+        "s" => value * 1e3,
+        "m" => value * 60e3,
+        other => {
+            return Err(format!(
+                "unknown unit `{other}` in `{text}`: expected ms, s or m"
+            ))
+        }
+    };
+    if ms <= 0.0 {
+        return Err(format!("`{text}` must be positive"));
+    }
+    Ok(Duration::from_secs_f64(ms / 1e3))
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -108,6 +137,15 @@ struct QueryArgs {
 }
 
 fn main() {
+    // Warnings (skipped corrupt checkpoints, aborted checkpoints, restarts) go to stderr;
+    // RUST_LOG=weir=info (or debug) shows more.
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .init();
     if let Err(e) = run(Cli::parse()) {
         eprintln!("error: {e:#}");
         std::process::exit(1);
@@ -132,8 +170,10 @@ fn bench_nexmark(args: NexmarkArgs) -> Result<()> {
         parallelism: args.parallelism,
         batch_size: args.batch_size,
         rows_per_ms: args.rows_per_ms,
+        checkpoint_interval: args.checkpoint_interval,
+        checkpoint_dir: args.checkpoint_dir.clone(),
     };
-    let bar = (!args.json && std::io::stderr().is_terminal()).then(|| {
+    let bar = (!args.json && args.checkpoint_interval.is_none() && std::io::stderr().is_terminal()).then(|| {
         let bar = ProgressBar::new(args.events);
         bar.set_style(
             ProgressStyle::with_template("{spinner} {bar:40} {percent:>3}% {human_pos}/{human_len} events {per_sec} eta {eta}")
@@ -164,6 +204,16 @@ fn bench_nexmark(args: NexmarkArgs) -> Result<()> {
             report.output_records,
             report.peak_memory_mib
         );
+        if let (Some(n), Some(p50), Some(p99)) = (
+            report.checkpoints,
+            report.checkpoint_p50_ms,
+            report.checkpoint_p99_ms,
+        ) {
+            println!(
+                "checkpoints {n}  duration p50 {p50:.1} ms  p99 {p99:.1} ms  bytes per checkpoint (median) {}",
+                report.checkpoint_bytes.unwrap_or(0)
+            );
+        }
     }
     Ok(())
 }

@@ -148,6 +148,7 @@ pub fn q3(events: &Stream<Event>) -> Stream<Q3Row> {
             _ => None,
         })
         .name("q3-select")
+        .uid("q3-select")
         .key_by(SellerOrAuction::person_id)
         .process("q3-join", |_| SellerJoin::new())
         .uid("q3-join")
@@ -250,6 +251,7 @@ pub fn q8(events: &Stream<Event>) -> Stream<Q8Row> {
             _ => None,
         })
         .name("q8-select")
+        .uid("q8-select")
         .with_timestamps(|e: &PersonOrAuction| Timestamp(e.date_time()))
         .key_by(PersonOrAuction::person_id)
         .window(WindowAssigner::tumbling(WINDOW))
@@ -271,5 +273,6 @@ pub fn q8(events: &Stream<Event>) -> Stream<Q8Row> {
         .uid("q8-join")
         .flat_map(|rows: Vec<Q8Row>| rows)
         .name("q8-rows")
+        .uid("q8-rows")
         .with_timestamps(move |row: &Q8Row| Timestamp(row.window_start + window_ms - 1))
 }

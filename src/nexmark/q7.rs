@@ -154,6 +154,7 @@ pub fn q7(bids: &Stream<Bid>) -> Stream<Q7Row> {
         .uid("q7-max")
         .flat_map(|rows: Vec<Q7Row>| rows)
         .name("q7-rows")
+        .uid("q7-rows")
 }
 
 #[cfg(test)]

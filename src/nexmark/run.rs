@@ -68,7 +68,7 @@ impl BlackholeOutput {
 impl QueryOutput for BlackholeOutput {
     fn attach<T: Data + Serialize>(&mut self, _: Query, rows: &Stream<T>) {
         let (sink, counter) = BlackholeSink::new();
-        rows.sink("blackhole", sink);
+        rows.sink("blackhole", sink).uid("blackhole");
         self.0 = Some(counter);
     }
 }
@@ -77,7 +77,8 @@ struct StdoutJson;
 
 impl QueryOutput for StdoutJson {
     fn attach<T: Data + Serialize>(&mut self, _: Query, rows: &Stream<T>) {
-        rows.sink("stdout-json", StdoutJsonSink::factory());
+        rows.sink("stdout-json", StdoutJsonSink::factory())
+            .uid("stdout-json");
     }
 }
 

@@ -42,7 +42,10 @@ pub struct Q2Row {
 /// q0: every bid, unchanged (`SELECT * FROM bid`). The result keeps the bids' event
 /// time.
 pub fn q0(bids: &Stream<Bid>) -> Stream<Bid> {
-    let passed = bids.map(|bid: Bid| bid).name("q0-pass-through");
+    let passed = bids
+        .map(|bid: Bid| bid)
+        .name("q0-pass-through")
+        .uid("q0-pass-through");
     match bids.timestamps() {
         Some(timestamp) => passed.with_timestamps(move |bid| timestamp(bid)),
         None => passed,
@@ -62,6 +65,7 @@ pub fn q1(bids: &Stream<Bid>) -> Stream<Q1Row> {
         extra: bid.extra,
     })
     .name("q1-convert-price")
+    .uid("q1-convert-price")
     .with_timestamps(|row: &Q1Row| Timestamp(row.date_time))
 }
 
@@ -70,9 +74,11 @@ pub fn q1(bids: &Stream<Bid>) -> Stream<Q1Row> {
 pub fn q2(bids: &Stream<Bid>) -> Stream<Q2Row> {
     bids.filter(|bid: &Bid| bid.auction % Q2_AUCTION_MODULUS == 0)
         .name("q2-filter")
+        .uid("q2-filter")
         .map(|bid: Bid| Q2Row {
             auction: bid.auction,
             price: bid.price,
         })
         .name("q2-project")
+        .uid("q2-project")
 }

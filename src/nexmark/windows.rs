@@ -112,6 +112,7 @@ pub fn q5(bids: &Stream<Bid>) -> Stream<Q5Row> {
         .uid("q5-max-per-window")
         .flat_map(|rows: Vec<Q5Row>| rows)
         .name("q5-hot-items")
+        .uid("q5-hot-items")
         .with_timestamps(|row: &Q5Row| Timestamp(row.window_end - 1))
 }
 
