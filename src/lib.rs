@@ -22,6 +22,11 @@
 //! ```
 #![deny(missing_docs)]
 
+/// The README's code blocks, compiled and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
+
 pub mod bench;
 pub mod nexmark;
 pub mod running_count;

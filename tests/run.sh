@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite: formatting, lints, unit, property, doc and end-to-end tests.
-# Starts whatever servers the tests need (none yet for the engine core) and stops
-# them afterwards. Usage: tests/run.sh   (from anywhere)
+# Installs (once, from PyPI) and starts the servers the tests need on 127.0.0.1 — the
+# S3-compatible moto server — and stops them afterwards. Usage: tests/run.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,6 +17,12 @@ cargo fmt --all -- --check
 
 step "cargo clippy (all targets, warnings are errors)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "starting test servers (tests/services.sh)"
+eval "$(tests/services.sh start)"
+trap 'tests/services.sh stop' EXIT
+# Tests that need a server fail instead of skipping when it is missing.
+export WEIR_REQUIRE_SERVICES=1
 
 step "unit, property and end-to-end tests"
 if cargo nextest --version >/dev/null 2>&1; then

@@ -60,6 +60,10 @@ pub fn s3_endpoint() -> Option<String> {
     match std::env::var(S3_ENDPOINT_VAR) {
         Ok(endpoint) if !endpoint.is_empty() => Some(endpoint),
         _ => {
+            assert!(
+                std::env::var_os("WEIR_REQUIRE_SERVICES").is_none(),
+                "{S3_ENDPOINT_VAR} is not set but WEIR_REQUIRE_SERVICES is: the test command must start the S3 server"
+            );
             println!("skipped: {S3_ENDPOINT_VAR} not set");
             None
         }
