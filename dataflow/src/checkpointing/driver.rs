@@ -108,6 +108,11 @@ impl CheckpointedJob {
         let _ = self.requests.send(Request::Cancel);
     }
 
+    /// Whether the job has ended (call [`CheckpointedJob::wait`] for the outcome).
+    pub fn is_finished(&self) -> bool {
+        self.thread.is_finished()
+    }
+
     /// The last 100 completed checkpoints.
     pub fn checkpoints(&self) -> Vec<CheckpointStats> {
         self.history.snapshot()
