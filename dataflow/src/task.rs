@@ -214,6 +214,14 @@ impl<T: Send> TaskHead for GateHead<T> {
                         }
                         Some(_) => {}
                         None if !idle_emitted => {
+                            // Every input is idle: advance to the largest watermark any
+                            // of them reached (as Flink's watermark valve does), then
+                            // go idle downstream.
+                            let max = state.iter().filter(|i| !i.ended).map(|i| i.watermark).max();
+                            if let Some(max) = max.filter(|m| *m > emitted) {
+                                emitted = max;
+                                self.stage.watermark(max)?;
+                            }
                             idle_emitted = true;
                             self.stage.idle()?;
                         }
@@ -324,7 +332,24 @@ impl<S: Source> SourceHead<S> {
         out: &SourceOutput<S::Out>,
         splits: &mut FxHashMap<SplitId, SplitWatermark>,
         now: Instant,
+        implicit_split: &mut bool,
     ) {
+        // The implicit split 0 goes away once the source names its own splits.
+        if *implicit_split && (!out.announced.is_empty() || out.segments.iter().any(|s| s.0 != 0)) {
+            *implicit_split = false;
+            let uses_zero = out.announced.contains(&0)
+                || out
+                    .segments
+                    .iter()
+                    .any(|s| s.0 == 0 && s.1 < out.records.len());
+            if !uses_zero
+                && splits
+                    .get(&0)
+                    .is_some_and(|s| s.max_timestamp == Timestamp::MIN)
+            {
+                splits.remove(&0);
+            }
+        }
         for &split in &out.announced {
             splits.entry(split).or_insert(SplitWatermark {
                 max_timestamp: Timestamp::MIN,
@@ -407,6 +432,17 @@ impl<S: Source> TaskHead for SourceHead<S> {
         self.stage.open()?;
         let mut out = SourceOutput::new(self.batch_size);
         let mut splits: FxHashMap<SplitId, SplitWatermark> = FxHashMap::default();
+        // Every subtask reads split 0 unless it says otherwise: a subtask that emits
+        // nothing holds the watermark back until it is found idle.
+        let mut implicit_split = true;
+        splits.insert(
+            0,
+            SplitWatermark {
+                max_timestamp: Timestamp::MIN,
+                last_active: Instant::now(),
+                idle: false,
+            },
+        );
         let mut emitted = Timestamp::MIN;
         let mut idle_emitted = false;
         let mut last_tick = Instant::now();
@@ -431,7 +467,7 @@ impl<S: Source> TaskHead for SourceHead<S> {
             out.announced.clear();
             let poll = self.source.poll(&mut out)?;
             let now = Instant::now();
-            self.observe(&out, &mut splits, now);
+            self.observe(&out, &mut splits, now, &mut implicit_split);
             if !out.records.is_empty() {
                 OperatorMetrics::add(&self.metrics.records_out, out.records.len() as u64);
                 idle_emitted = false;

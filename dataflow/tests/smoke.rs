@@ -77,3 +77,89 @@ fn late_elements_within_lateness_refire_and_beyond_go_to_the_side_output() {
     assert_eq!(late, vec![(1, 500)]);
     assert_eq!(late_count, 1);
 }
+
+/// Subtask 0 emits `(1, t)` for t in 0..20_000 (ms), subtask 1 emits nothing; both
+/// end only once `release` is set.
+struct HalfIdleSource {
+    next: i64,
+    active: bool,
+    release: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl weir_dataflow::Source for HalfIdleSource {
+    type Out = (u32, i64);
+    fn poll(
+        &mut self,
+        out: &mut weir_dataflow::SourceOutput<(u32, i64)>,
+    ) -> weir_dataflow::Result<weir_dataflow::SourcePoll> {
+        use std::sync::atomic::Ordering;
+        if self.active && self.next < 20_000 {
+            for _ in 0..100 {
+                out.push((1, self.next));
+                self.next += 10;
+            }
+            return Ok(weir_dataflow::SourcePoll::Ready);
+        }
+        Ok(if self.release.load(Ordering::SeqCst) {
+            weir_dataflow::SourcePoll::Finished
+        } else {
+            weir_dataflow::SourcePoll::Idle(Duration::from_millis(1))
+        })
+    }
+}
+
+fn windows_before_release(idleness: Option<Duration>) -> usize {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let release = std::sync::Arc::new(AtomicBool::new(false));
+    let job = JobBuilder::new(JobConfig {
+        parallelism: 2,
+        watermark_interval: Duration::from_millis(1),
+        ..JobConfig::default()
+    });
+    let (sink, out) = CollectSink::new();
+    let mut strategy =
+        WatermarkStrategy::bounded_out_of_orderness(Duration::ZERO, |e: &(u32, i64)| {
+            Timestamp(e.1)
+        });
+    if let Some(timeout) = idleness {
+        strategy = strategy.with_idleness(timeout);
+    }
+    let source_release = release.clone();
+    job.source(
+        "half-idle",
+        strategy,
+        move |info: &weir_dataflow::SubtaskInfo| HalfIdleSource {
+            next: 0,
+            active: info.index == 0,
+            release: source_release.clone(),
+        },
+    )
+    .key_by(|e: &(u32, i64)| e.0)
+    .window(WindowAssigner::tumbling(Duration::from_millis(1000)))
+    .aggregate(Count, |_, w, c| (w.start, c))
+    .sink("collect", sink);
+    let handle = job.spawn().unwrap();
+    // Wait (generously) for window results while the idle subtask still runs.
+    let deadline = std::time::Instant::now() + Duration::from_secs(3);
+    while out.is_empty() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let before = out.len();
+    release.store(true, Ordering::SeqCst);
+    handle.wait().unwrap();
+    assert_eq!(out.len(), 20, "every window fires by the end");
+    before
+}
+
+#[test]
+fn an_idle_subtask_does_not_hold_the_watermark_back() {
+    assert!(
+        windows_before_release(Some(Duration::from_millis(50))) > 0,
+        "with idleness, windows fire while a subtask is idle"
+    );
+    assert_eq!(
+        windows_before_release(None),
+        0,
+        "without idleness, the idle subtask holds the watermark at its minimum"
+    );
+}
