@@ -6,89 +6,15 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use weir_checkpoint::{CoordinatorConfig, StorageConfig};
-use weir_dataflow::checkpointing::{
+use weir::checkpoint::{CoordinatorConfig, StorageConfig};
+use weir::dataflow::checkpointing::{
     CheckpointedJob, CheckpointingConfig, JobStatus, NoListener, RestartStrategy, ResumeFrom,
 };
-use weir_dataflow::process::{KeyedProcessFunction, KeyedStateStore, ProcessContext};
-use weir_dataflow::state::{decode, encode, ValueState};
-use weir_dataflow::testing::CollectionSource;
-use weir_dataflow::{
-    CheckpointId, JobBuilder, JobConfig, OperatorContext, Result, Sink, SnapshotContext,
-    WatermarkStrategy,
-};
-
-/// Writes each epoch's records to `part-<subtask>-<checkpoint>` only once checkpoint
-/// `<checkpoint>` is complete; pending epochs are part of the checkpoint, and a commit
-/// whose file exists is skipped on restore: exactly-once output.
-struct EpochFileSink {
-    dir: PathBuf,
-    subtask: usize,
-    current: Vec<(u32, u64)>,
-    pending: BTreeMap<u64, Vec<(u32, u64)>>,
-}
-
-const PENDING: &str = "pending-epochs";
-
-impl EpochFileSink {
-    fn commit(&mut self, up_to: u64) -> Result<()> {
-        let done: Vec<u64> = self.pending.range(..=up_to).map(|(k, _)| *k).collect();
-        for epoch in done {
-            let records = self.pending.remove(&epoch).unwrap_or_default();
-            let path = self.dir.join(format!("part-{}-{epoch}", self.subtask));
-            if path.exists() {
-                continue;
-            }
-            let tmp = self.dir.join(format!(".tmp-{}-{epoch}", self.subtask));
-            let text: String = records.iter().map(|(k, c)| format!("{k} {c}\n")).collect();
-            std::fs::write(&tmp, text)
-                .and_then(|()| std::fs::rename(&tmp, &path))
-                .map_err(|source| weir_dataflow::DataflowError::Io {
-                    operator: "epoch-sink".into(),
-                    source,
-                })?;
-        }
-        Ok(())
-    }
-}
-
-impl Sink for EpochFileSink {
-    type In = (u32, u64);
-    fn open(&mut self, cx: &mut OperatorContext) -> Result<()> {
-        // (old subtask, its pending epochs): epochs of a restored checkpoint are complete;
-        // commit those the old subtask had not committed yet, under its own name.
-        let mut restored: Vec<(usize, BTreeMap<u64, Vec<(u32, u64)>>)> = Vec::new();
-        if let Some(bytes) = cx.restored_operator.get(PENDING) {
-            restored.push((self.subtask, decode(PENDING, bytes)?));
-        }
-        for (old, state) in cx.restored_operator_all.iter().enumerate() {
-            if let Some(bytes) = state.get(PENDING) {
-                restored.push((old, decode(PENDING, bytes)?));
-            }
-        }
-        let own = std::mem::replace(&mut self.subtask, 0);
-        for (old, pending) in restored {
-            self.subtask = old;
-            self.pending = pending;
-            self.commit(u64::MAX)?;
-        }
-        self.subtask = own;
-        Ok(())
-    }
-    fn write_batch(&mut self, batch: &mut Vec<(u32, u64)>) -> Result<()> {
-        self.current.append(batch);
-        Ok(())
-    }
-    fn snapshot(&mut self, cx: &mut SnapshotContext) -> Result<()> {
-        let epoch = std::mem::take(&mut self.current);
-        self.pending.insert(cx.checkpoint.get(), epoch);
-        cx.put_operator(PENDING, encode(PENDING, &self.pending)?);
-        Ok(())
-    }
-    fn on_checkpoint_complete(&mut self, id: CheckpointId) -> Result<()> {
-        self.commit(id.get())
-    }
-}
+use weir::dataflow::process::{KeyedProcessFunction, KeyedStateStore, ProcessContext};
+use weir::dataflow::state::ValueState;
+use weir::dataflow::testing::CollectionSource;
+use weir::dataflow::{CheckpointId, JobBuilder, JobConfig, Result, WatermarkStrategy};
+use weir::sinks::{read_committed, EpochFileSink};
 
 /// Running count per key; fails once (the first time it sees `fail_at`) if asked.
 struct RunningCount {
@@ -105,7 +31,7 @@ impl KeyedProcessFunction<u32, (u32, u64)> for RunningCount {
     ) -> Result<()> {
         if let Some((at, failed)) = &self.fail_at {
             if value.1 == *at && !failed.swap(true, Ordering::SeqCst) {
-                return Err(weir_dataflow::DataflowError::operator(
+                return Err(weir::dataflow::DataflowError::operator(
                     "running-count",
                     0,
                     "injected failure",
@@ -170,36 +96,16 @@ fn build(
             fail_at: fail_at.clone(),
         })
         .uid("running-count")
-        .sink("epoch-sink", move |info| EpochFileSink {
-            dir: out.clone(),
-            subtask: info.index,
-            current: Vec::new(),
-            pending: BTreeMap::new(),
-        })
+        .sink(
+            "epoch-sink",
+            EpochFileSink::<(u32, u64)>::factory(out.clone()),
+        )
         .uid("epoch-sink");
     }
 }
 
 fn read_output(dir: &Path) -> Vec<(u32, u64)> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if !path
-            .file_name()
-            .unwrap()
-            .to_string_lossy()
-            .starts_with("part-")
-        {
-            continue;
-        }
-        for line in std::fs::read_to_string(&path).unwrap().lines() {
-            let mut parts = line.split(' ');
-            out.push((
-                parts.next().unwrap().parse().unwrap(),
-                parts.next().unwrap().parse().unwrap(),
-            ));
-        }
-    }
+    let mut out = read_committed::<(u32, u64)>(dir).unwrap();
     out.sort();
     out
 }
@@ -334,9 +240,9 @@ struct RestoreRecorder {
     restored: std::sync::Mutex<Vec<CheckpointId>>,
 }
 
-impl weir_dataflow::checkpointing::JobListener for RestoreRecorder {
-    fn on_restore(&self, _: &str, event: &weir_dataflow::checkpointing::RestoreEvent) {
-        if let weir_dataflow::checkpointing::RestoreEvent::Finished { checkpoint, .. } = event {
+impl weir::dataflow::checkpointing::JobListener for RestoreRecorder {
+    fn on_restore(&self, _: &str, event: &weir::dataflow::checkpointing::RestoreEvent) {
+        if let weir::dataflow::checkpointing::RestoreEvent::Finished { checkpoint, .. } = event {
             self.restored.lock().unwrap().push(*checkpoint);
         }
     }
@@ -447,13 +353,13 @@ fn checkpoints_restarts_and_savepoints_on_s3() {
     };
     let bucket = format!("weir-dataflow-{}", std::process::id());
     create_bucket(&endpoint, &bucket);
-    let s3 = weir_checkpoint::S3Options {
+    let s3 = weir::checkpoint::S3Options {
         endpoint: Some(endpoint.clone()),
         region: Some("us-east-1".into()),
         access_key_id: Some("test".into()),
         secret_access_key: Some("test".into()),
         allow_http: true,
-        ..weir_checkpoint::S3Options::default()
+        ..weir::checkpoint::S3Options::default()
     };
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
