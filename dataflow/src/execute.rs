@@ -535,6 +535,39 @@ fn spawn(graph: GraphSpec, config: JobConfig) -> Result<JobHandle> {
     })
 }
 
+/// Closes the control channels, joins every task thread and returns the root cause
+/// of a failure: a real error before a `TaskFailed` (a neighbour's failure seen from
+/// here) before a cancellation (only an error when `cancelled_is_error`).
+fn join_tasks(tasks: Vec<RunningTask>, cancelled_is_error: bool) -> Option<DataflowError> {
+    let rank = |e: &DataflowError| match e {
+        DataflowError::Cancelled => 0,
+        DataflowError::TaskFailed { .. } => 1,
+        _ => 2,
+    };
+    let mut root_cause: Option<DataflowError> = None;
+    for task in tasks {
+        drop(task.control);
+        let result = task.thread.join().unwrap_or_else(|_| {
+            Err(DataflowError::TaskFailed {
+                task: task.name.clone(),
+                message: "the task thread panicked".into(),
+            })
+        });
+        if let Err(e) = result {
+            if matches!(e, DataflowError::Cancelled) && !cancelled_is_error {
+                continue;
+            }
+            if root_cause
+                .as_ref()
+                .is_none_or(|current| rank(&e) > rank(current))
+            {
+                root_cause = Some(e);
+            }
+        }
+    }
+    root_cause
+}
+
 fn truncate(s: &str, max: usize) -> String {
     s.chars().take(max).collect()
 }
@@ -625,28 +658,7 @@ impl JobHandle {
         self.cancel();
         let metrics = self.metrics();
         let elapsed = self.started.elapsed();
-        let mut first_error = None;
-        for task in self.tasks {
-            drop(task.control);
-            let result = task.thread.join().unwrap_or_else(|_| {
-                Err(DataflowError::TaskFailed {
-                    task: task.name.clone(),
-                    message: "the task thread panicked".into(),
-                })
-            });
-            match result {
-                Ok(()) | Err(DataflowError::Cancelled) => {}
-                Err(e @ DataflowError::TaskFailed { .. }) => {
-                    first_error.get_or_insert(e);
-                }
-                Err(e) => {
-                    if matches!(first_error, None | Some(DataflowError::TaskFailed { .. })) {
-                        first_error = Some(e);
-                    }
-                }
-            }
-        }
-        match first_error {
+        match join_tasks(self.tasks, false) {
             Some(e) => Err(e),
             None => Ok(JobResult {
                 elapsed,
@@ -692,31 +704,7 @@ impl JobHandle {
         }
         let metrics = self.metrics();
         let elapsed = self.started.elapsed();
-        let mut first_error: Option<DataflowError> = None;
-        for task in self.tasks {
-            drop(task.control);
-            let result = task.thread.join().unwrap_or_else(|_| {
-                Err(DataflowError::TaskFailed {
-                    task: task.name.clone(),
-                    message: "the task thread panicked".into(),
-                })
-            });
-            if let Err(e) = result {
-                let secondary = matches!(
-                    e,
-                    DataflowError::Cancelled | DataflowError::TaskFailed { .. }
-                );
-                match &first_error {
-                    None => first_error = Some(e),
-                    Some(DataflowError::Cancelled | DataflowError::TaskFailed { .. })
-                        if !secondary =>
-                    {
-                        first_error = Some(e)
-                    }
-                    Some(_) => {}
-                }
-            }
-        }
+        let first_error = join_tasks(self.tasks, true);
         while let Ok(event) = self.events.try_recv() {
             if let JobEvent::Ack(ack) = event {
                 acks.push(ack);
