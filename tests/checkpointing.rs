@@ -398,3 +398,89 @@ fn checkpoints_restarts_and_savepoints_on_s3() {
     assert_eq!(resumed.wait().unwrap().status, JobStatus::Finished);
     assert_same(read_output(&out), expected(n), "s3");
 }
+
+#[test]
+fn restoring_state_the_job_cannot_take_is_a_clear_error_unless_allowed() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let n = 30_000;
+    let job = CheckpointedJob::spawn(
+        job_config("mapping", 2),
+        settings(dir.path(), 50),
+        build(n, out.clone(), None, 5),
+        Arc::new(NoListener),
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    let savepoint = job.savepoint(true).unwrap();
+    job.wait().unwrap();
+
+    // The new job lacks the operator `running-count` (its uid changed).
+    let renamed = move |job: &JobBuilder| {
+        job.source(
+            "numbers",
+            WatermarkStrategy::none(),
+            CollectionSource::factory(input(100)),
+        )
+        .uid("numbers")
+        .key_by(|r: &(u32, u64)| r.0)
+        .process("running-count", |_| RunningCount {
+            counts: ValueState::new("counts"),
+            fail_at: None,
+        })
+        .uid("renamed-count")
+        .sink(
+            "epoch-sink",
+            EpochFileSink::<(u32, u64)>::factory(std::env::temp_dir().join("weir-unused")),
+        )
+        .uid("epoch-sink");
+    };
+    let mut config = settings(dir.path(), 50);
+    config.resume = ResumeFrom::Savepoint(savepoint.clone());
+    config.restart = RestartStrategy::None;
+    let err = CheckpointedJob::spawn(
+        job_config("mapping-2", 2),
+        config.clone(),
+        renamed,
+        Arc::new(NoListener),
+    )
+    .unwrap()
+    .wait()
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("`running-count`") && err.contains("--allow-non-restored-state"),
+        "{err}"
+    );
+
+    config.allow_non_restored_state = true;
+    let summary = CheckpointedJob::spawn(
+        job_config("mapping-3", 2),
+        config.clone(),
+        renamed,
+        Arc::new(NoListener),
+    )
+    .unwrap()
+    .wait()
+    .unwrap();
+    assert_eq!(summary.status, JobStatus::Finished);
+
+    // Another max parallelism cannot take the key groups of the savepoint.
+    config.allow_non_restored_state = false;
+    let mut other_max = job_config("mapping-4", 2);
+    other_max.max_parallelism = 64;
+    let err = CheckpointedJob::spawn(
+        other_max,
+        config,
+        build(n, out, None, 5),
+        Arc::new(NoListener),
+    )
+    .unwrap()
+    .wait()
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("max parallelism 128") && err.contains("64"),
+        "{err}"
+    );
+}
