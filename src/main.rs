@@ -226,8 +226,12 @@ fn query(args: QueryArgs) -> Result<()> {
         ..weir::dataflow::JobConfig::default()
     };
     match args.output {
-        OutputFormat::Json => weir::nexmark::run_stdout(args.query, config, args.events)
-            .with_context(|| format!("query {} failed", args.query))?,
+        OutputFormat::Json => match weir::nexmark::run_stdout(args.query, config, args.events) {
+            // The reader of our output went away (`| head`): a normal end.
+            Err(weir::dataflow::DataflowError::Io { source, .. })
+                if source.kind() == std::io::ErrorKind::BrokenPipe => {}
+            result => result.with_context(|| format!("query {} failed", args.query))?,
+        },
         OutputFormat::Count => {
             let run = weir::nexmark::run_blackhole(args.query, config, args.events)
                 .with_context(|| format!("query {} failed", args.query))?;
