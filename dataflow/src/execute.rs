@@ -1,7 +1,7 @@
 //! Expanding a job graph into tasks and running them: one OS thread per subtask of
 //! each chain, bounded channels between them.
 
-use crate::graph::{downcast, Erased, GraphSpec, NodeKind, WireSettings};
+use crate::graph::{Erased, GraphSpec, NodeKind, WireSettings};
 use crate::operator::{OperatorContext, OperatorMetrics, SubtaskInfo};
 use crate::stream::JobBuilder;
 use crate::task::{JobEvent, TaskCommand, TaskEnv, TaskHead};
@@ -719,11 +719,4 @@ impl JobHandle {
             }),
         }
     }
-}
-
-#[allow(dead_code)]
-fn _assert_send() {
-    fn is_send<T: Send>() {}
-    is_send::<JobHandle>();
-    let _ = downcast::<u8>;
 }

@@ -106,8 +106,7 @@ impl<T: Data, U: Data, C: Fn(T) -> U + Clone + Send + Sync + 'static> EdgeBuild
     ) -> (Vec<Erased>, Vec<Erased>) {
         let mut senders = vec![Vec::with_capacity(down); up];
         let mut receivers: Vec<Vec<Receiver<Message<U>>>> = vec![Vec::with_capacity(up); down];
-        for (u, senders) in senders.iter_mut().enumerate() {
-            let _ = u;
+        for senders in senders.iter_mut() {
             for receivers in receivers.iter_mut() {
                 let (tx, rx) = bounded(settings.channel_capacity);
                 senders.push(tx);

@@ -45,7 +45,6 @@ fn hash_edge<K: StateKey, T: Data, U: Data>(
 fn connect<K: StateKey, A: Data, B: Data>(
     left: &KeyedStream<K, A>,
     right: &KeyedStream<K, B>,
-    name: &str,
 ) -> KeyedStream<K, Either<A, B>> {
     let inputs = vec![
         hash_edge(left, Either::<A, B>::Left as fn(A) -> Either<A, B>),
@@ -60,7 +59,6 @@ fn connect<K: StateKey, A: Data, B: Data>(
         })),
         _ => None,
     };
-    let _ = name;
     // A stand-in stream: the next keyed operator reads `inputs`, not this node.
     let both: Stream<Either<A, B>> = Stream {
         graph: left.stream().graph.clone(),
@@ -80,6 +78,15 @@ fn connect<K: StateKey, A: Data, B: Data>(
 }
 
 impl<K: StateKey, T: Data> KeyedStream<K, T> {
+    /// Connects this keyed stream with `other` (same key type): the result is keyed
+    /// by the key of either side, so a keyed operation on it (`process`, `window`)
+    /// sees the records of both inputs with equal keys on one subtask, as
+    /// [`Either::Left`] and [`Either::Right`]. Its event time is each side's, when both
+    /// have one. Use it only with keyed operations: it has no stream of its own.
+    pub fn connect<B: Data>(&self, other: &KeyedStream<K, B>) -> KeyedStream<K, Either<T, B>> {
+        connect(self, other)
+    }
+
     /// Joins with `other` per key and window: `f` sees, for each key and window, the
     /// elements of both sides (a co-group); it is called only when both sides have
     /// elements.
@@ -94,7 +101,7 @@ impl<K: StateKey, T: Data> KeyedStream<K, T> {
         B: Data + StateValue + Sync,
         R: Data,
     {
-        let connected = connect(self, other, "window-join-input");
+        let connected = connect(self, other);
         connected.window(assigner).name("window-join").build(
             CoGroup(PhantomData),
             Arc::new(
@@ -122,7 +129,7 @@ impl<K: StateKey, T: Data> KeyedStream<K, T> {
         B: Data + StateValue + Sync,
         R: Data,
     {
-        let connected = connect(self, other, "interval-join-input");
+        let connected = connect(self, other);
         let stream = connected.stream();
         if lower > upper {
             stream.invalid(

@@ -241,9 +241,8 @@ where
             let restored = cx.restored_state(&state.state_name());
             state.restore_state(&restored, cx.subtask.key_groups, cx.subtask.max_parallelism)?;
         }
-        for (group, states) in &cx.restored_keyed {
+        for states in cx.restored_keyed.values() {
             if let Some(bytes) = states.get(TIMERS) {
-                let _ = group;
                 let timers: Vec<(K, i64, TimeDomain)> = decode(TIMERS, bytes)?;
                 for (key, time, domain) in timers {
                     self.timers.register(domain, key, Timestamp(time));

@@ -109,3 +109,59 @@ proptest! {
         prop_assert_eq!(got, want);
     }
 }
+
+/// Sums both sides per key with one keyed process function over a connected stream.
+struct SumBoth {
+    sums: weir_dataflow::state::ValueState<u8, (u64, u64)>,
+}
+
+impl weir_dataflow::process::KeyedProcessFunction<u8, weir_dataflow::join::Either<Row, Row>>
+    for SumBoth
+{
+    type Out = (u8, u64, u64);
+    fn process(
+        &mut self,
+        value: weir_dataflow::join::Either<Row, Row>,
+        cx: &mut weir_dataflow::process::ProcessContext<'_, u8, (u8, u64, u64)>,
+    ) -> weir_dataflow::Result<()> {
+        let key = *cx.key();
+        let sums = self.sums.get_or_insert_with(key, || (0, 0));
+        match value {
+            weir_dataflow::join::Either::Left(_) => sums.0 += 1,
+            weir_dataflow::join::Either::Right(_) => sums.1 += 1,
+        }
+        let (l, r) = *sums;
+        cx.emit((key, l, r));
+        Ok(())
+    }
+}
+
+#[test]
+fn connected_streams_meet_per_key_in_one_process_function() {
+    let left: Vec<Row> = (0..1000).map(|i| ((i % 4) as u8, i as i64, i)).collect();
+    let right: Vec<Row> = (0..600).map(|i| ((i % 4) as u8, i as i64, i)).collect();
+    let job = JobBuilder::new(config(3));
+    let (sink, out) = CollectSink::new();
+    let l = source(&job, "left", left).key_by(|r: &Row| r.0);
+    let r = source(&job, "right", right).key_by(|r: &Row| r.0);
+    l.connect(&r)
+        .process("sum-both", |_| SumBoth {
+            sums: weir_dataflow::state::ValueState::new("sums"),
+        })
+        .sink("collect", sink);
+    job.execute().unwrap();
+    let mut finals = std::collections::BTreeMap::new();
+    for (k, a, b) in out.take() {
+        let e = finals.entry(k).or_insert((0, 0));
+        *e = (e.0.max(a), e.1.max(b));
+    }
+    assert_eq!(
+        finals.into_iter().collect::<Vec<_>>(),
+        vec![
+            (0, (250, 150)),
+            (1, (250, 150)),
+            (2, (250, 150)),
+            (3, (250, 150))
+        ]
+    );
+}
