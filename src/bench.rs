@@ -54,6 +54,10 @@ pub struct BenchReport {
     /// Median bytes uploaded per checkpoint.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub checkpoint_bytes: Option<u64>,
+    /// Median over checkpoints of the longest synchronous snapshot part (the task
+    /// thread's pause) of any subtask, ms.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub checkpoint_sync_p50_ms: Option<f64>,
 }
 
 fn percentile(sorted: &[f64], p: f64) -> Option<f64> {
@@ -140,6 +144,7 @@ pub fn run(
         checkpoint_p50_ms: None,
         checkpoint_p99_ms: None,
         checkpoint_bytes: None,
+        checkpoint_sync_p50_ms: None,
     })
 }
 
@@ -186,6 +191,12 @@ fn run_checkpointed(
     let secs = summary.elapsed.as_secs_f64();
     let mut durations: Vec<f64> = summary.checkpoints.iter().map(|c| c.duration_ms).collect();
     durations.sort_by(f64::total_cmp);
+    let mut sync: Vec<f64> = summary
+        .checkpoints
+        .iter()
+        .map(|c| c.subtasks.iter().map(|s| s.sync_us).max().unwrap_or(0) as f64 / 1e3)
+        .collect();
+    sync.sort_by(f64::total_cmp);
     let mut bytes: Vec<u64> = summary.checkpoints.iter().map(|c| c.bytes).collect();
     bytes.sort_unstable();
     let output_records = summary
@@ -206,5 +217,6 @@ fn run_checkpointed(
         checkpoint_p50_ms: percentile(&durations, 50.0),
         checkpoint_p99_ms: percentile(&durations, 99.0),
         checkpoint_bytes: bytes.get(bytes.len() / 2).copied(),
+        checkpoint_sync_p50_ms: percentile(&sync, 50.0),
     })
 }

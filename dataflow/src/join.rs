@@ -229,10 +229,6 @@ where
     fn open(&mut self, cx: &mut OperatorContext) -> Result<()> {
         self.metrics = cx.metrics.clone();
         self.max_parallelism = cx.subtask.max_parallelism;
-        if cx.checkpointing {
-            self.left.enable_change_tracking();
-            self.right.enable_change_tracking();
-        }
         let (range, max) = (cx.subtask.key_groups, cx.subtask.max_parallelism);
         self.left
             .restore(&cx.restored_state("interval-left"), range, max)?;

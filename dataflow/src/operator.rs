@@ -59,7 +59,7 @@ pub struct OperatorContext {
     pub restored_operator: BTreeMap<String, Vec<u8>>,
     /// The operator states of every previous subtask, when the parallelism changed.
     pub restored_operator_all: Vec<BTreeMap<String, Vec<u8>>>,
-    /// Whether checkpointing is on (state tables then track their changes).
+    /// Whether checkpointing is on.
     pub checkpointing: bool,
     /// This instance's counters.
     pub metrics: Arc<OperatorMetrics>,

@@ -147,8 +147,6 @@ impl<K: StateKey, O> ProcessContext<'_, K, O> {
 pub trait KeyedStateStore {
     /// The state's name.
     fn state_name(&self) -> String;
-    /// Turns on change tracking.
-    fn track_changes(&mut self);
     /// Encodes the whole state by key group.
     fn snapshot_state(
         &self,
@@ -166,9 +164,6 @@ pub trait KeyedStateStore {
 impl<K: StateKey, V: weir_state::StateValue> KeyedStateStore for StateTable<K, V> {
     fn state_name(&self) -> String {
         self.name().to_string()
-    }
-    fn track_changes(&mut self) {
-        self.enable_change_tracking();
     }
     fn snapshot_state(
         &self,
@@ -235,9 +230,6 @@ where
     fn open(&mut self, cx: &mut OperatorContext) -> Result<()> {
         self.max_parallelism = cx.subtask.max_parallelism;
         for state in self.function.states() {
-            if cx.checkpointing {
-                state.track_changes();
-            }
             let restored = cx.restored_state(&state.state_name());
             state.restore_state(&restored, cx.subtask.key_groups, cx.subtask.max_parallelism)?;
         }

@@ -74,7 +74,6 @@ pub struct WindowAggregate<K, T, A: AggregateFunction<T>, O> {
     /// Open windows by start (for fixed-size windows start order is end order).
     windows: BTreeMap<i64, WindowTable<K, A::Acc>>,
     watermark: i64,
-    tracking: bool,
     metrics: Arc<OperatorMetrics>,
     max_parallelism: weir_state::MaxParallelism,
 }
@@ -86,7 +85,6 @@ impl<K: StateKey, T, A: AggregateFunction<T>, O> WindowAggregate<K, T, A, O> {
             spec,
             windows: BTreeMap::new(),
             watermark: i64::MIN,
-            tracking: false,
             metrics: Arc::default(),
             max_parallelism: weir_state::MaxParallelism::DEFAULT,
         }
@@ -95,18 +93,11 @@ impl<K: StateKey, T, A: AggregateFunction<T>, O> WindowAggregate<K, T, A, O> {
     fn table(
         windows: &mut BTreeMap<i64, WindowTable<K, A::Acc>>,
         window: Window,
-        tracking: bool,
     ) -> &mut WindowTable<K, A::Acc> {
-        windows.entry(window.start).or_insert_with(|| {
-            let mut entries = StateTable::new(CONTENTS);
-            if tracking {
-                entries.enable_change_tracking();
-            }
-            WindowTable {
-                window,
-                fired: false,
-                entries,
-            }
+        windows.entry(window.start).or_insert_with(|| WindowTable {
+            window,
+            fired: false,
+            entries: StateTable::new(CONTENTS),
         })
     }
 }
@@ -124,7 +115,6 @@ where
     fn open(&mut self, cx: &mut OperatorContext) -> Result<()> {
         self.metrics = cx.metrics.clone();
         self.max_parallelism = cx.subtask.max_parallelism;
-        self.tracking = cx.checkpointing;
         if let Some(bytes) = cx.restored_operator.get(WATERMARK).or_else(|| {
             cx.restored_operator_all
                 .iter()
@@ -142,7 +132,7 @@ where
                     }
                     .into());
                 }
-                let table = Self::table(&mut self.windows, window, self.tracking);
+                let table = Self::table(&mut self.windows, window);
                 table.fired = window.end - 1 <= self.watermark;
                 table.entries.insert(key, acc);
             }
@@ -152,7 +142,7 @@ where
 
     #[inline]
     fn on_batch(&mut self, input: &mut Vec<T>, out: &mut Output<O>) -> Result<()> {
-        let (watermark, lateness, tracking) = (self.watermark, self.spec.lateness, self.tracking);
+        let (watermark, lateness) = (self.watermark, self.spec.lateness);
         let spec = &self.spec;
         let windows = &mut self.windows;
         for element in input.drain(..) {
@@ -164,7 +154,7 @@ where
                     return;
                 }
                 assigned = true;
-                let table = Self::table(windows, window, tracking);
+                let table = Self::table(windows, window);
                 let acc = table
                     .entries
                     .get_or_insert_with(key.clone(), || spec.aggregate.create());
@@ -302,9 +292,6 @@ where
     fn open(&mut self, cx: &mut OperatorContext) -> Result<()> {
         self.metrics = cx.metrics.clone();
         self.max_parallelism = cx.subtask.max_parallelism;
-        if cx.checkpointing {
-            self.sessions.enable_change_tracking();
-        }
         if let Some(bytes) = cx.restored_operator.get(WATERMARK).or_else(|| {
             cx.restored_operator_all
                 .iter()
