@@ -1,12 +1,12 @@
 //! Checkpoint and savepoint metadata: what a completed snapshot consists of, and its
 //! self-checking binary encoding.
 //!
-//! # Encoding (format version 1)
+//! # Encoding (format version 2)
 //!
 //! ```text
 //! offset  size  field
 //! 0       8     magic            b"WEIRCHK\0"
-//! 8       4     format version   u32, little endian (1)
+//! 8       4     format version   u32, little endian (2)
 //! 12      8     payload length   u64, little endian
 //! 20      n     payload          bincode 2, serde, `bincode::config::standard()`
 //! 20+n    4     payload CRC32    u32, little endian (IEEE polynomial, crc32fast)
@@ -28,7 +28,7 @@ use weir_state::{KeyGroupRange, MaxParallelism};
 pub const MAGIC: [u8; 8] = *b"WEIRCHK\0";
 
 /// The metadata format version this build writes and reads.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 
 /// Header: magic, version, payload length.
 const HEADER_LEN: usize = 8 + 4 + 8;
@@ -67,6 +67,10 @@ pub struct KeyedStateHandle {
     pub key_groups: KeyGroupRange,
     /// Where the state is.
     pub handle: StateHandle,
+    /// The chunks of the object that belong to this snapshot, by name (see
+    /// `weir_state::chunk_name`); empty means all of them. An incremental checkpoint
+    /// refers to the chunks of an older object that are still current. Sorted.
+    pub chunks: Vec<String>,
 }
 
 /// What one subtask of one operator stored for a snapshot.
@@ -259,12 +263,14 @@ mod tests {
     }
 
     fn subtask_state() -> impl Strategy<Value = SubtaskState> {
-        let keyed = (any::<u16>(), any::<u16>(), handle()).prop_map(|(start, end, handle)| {
-            KeyedStateHandle {
+        let chunks = prop::collection::vec("[a-z\u{1e}0-9.]{1,12}", 0..3);
+        let keyed = (any::<u16>(), any::<u16>(), handle(), chunks).prop_map(
+            |(start, end, handle, chunks)| KeyedStateHandle {
                 key_groups: KeyGroupRange { start, end },
                 handle,
-            }
-        });
+                chunks,
+            },
+        );
         (
             prop::collection::vec(keyed, 0..4),
             prop::collection::vec(handle(), 0..3),
@@ -337,6 +343,7 @@ mod tests {
                     path: format!("job/shared/sst-{subtask}"),
                     size: 4096,
                 },
+                chunks: Vec::new(),
             });
             st.operator.push(StateHandle {
                 path: format!("job/chk-42/window-agg/{subtask}/operator"),

@@ -70,6 +70,7 @@ async fn complete_checkpoint(storage: &CheckpointStorage, n: u64) -> CheckpointM
         st.keyed.push(KeyedStateHandle {
             key_groups: KeyGroupRange::for_subtask(MaxParallelism::DEFAULT, 2, subtask),
             handle: keyed,
+            chunks: Vec::new(),
         });
         st.operator.push(operator);
     }
@@ -314,6 +315,7 @@ async fn retention_keeps_exactly_the_referenced_shared_files(t: TestStore) {
             st.keyed.push(KeyedStateHandle {
                 key_groups: KeyGroupRange { start: 0, end: 127 },
                 handle: handles[&i].clone(),
+                chunks: Vec::new(),
             });
         }
         s.commit_metadata(&m).await.unwrap();
@@ -447,6 +449,7 @@ async fn savepoints_are_self_contained(t: TestStore) {
         m.subtask_mut(&uid(), subtask).keyed.push(KeyedStateHandle {
             key_groups: KeyGroupRange::for_subtask(MaxParallelism::DEFAULT, 2, subtask),
             handle: keyed,
+            chunks: Vec::new(),
         });
     }
     // One file shared with other checkpoints, as an incremental backend writes.
@@ -456,6 +459,7 @@ async fn savepoints_are_self_contained(t: TestStore) {
             end: 127,
         },
         handle: shared.clone(),
+        chunks: vec!["counts\u{1e}1.0".into()],
     });
     m.properties.insert("origin".into(), b"chk-4".to_vec());
     s.commit_metadata(&m).await.unwrap();

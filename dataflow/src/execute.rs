@@ -684,6 +684,7 @@ impl JobHandle {
     pub fn wait(self) -> Result<JobResult> {
         let mut finished = 0;
         let mut acks = Vec::new();
+        let mut encode_error = None;
         let mut failed = false;
         while finished < self.tasks.len() {
             if self.failures.try_recv().is_ok() {
@@ -692,7 +693,12 @@ impl JobHandle {
             }
             match self.events.recv_timeout(Duration::from_millis(20)) {
                 Ok(JobEvent::Finished { .. }) => finished += 1,
-                Ok(JobEvent::Ack(ack)) => acks.push(ack),
+                Ok(JobEvent::Ack(mut ack, frozen)) => match frozen.materialize_into(&mut ack) {
+                    Ok(()) => acks.push(ack),
+                    Err(e) => {
+                        encode_error.get_or_insert(e);
+                    }
+                },
                 Ok(JobEvent::BarrierDeclined { .. } | JobEvent::AwaitingFinalCheckpoint { .. }) => {
                 }
                 Err(RecvTimeoutError::Timeout) => {}
@@ -706,11 +712,16 @@ impl JobHandle {
         let elapsed = self.started.elapsed();
         let first_error = join_tasks(self.tasks, true);
         while let Ok(event) = self.events.try_recv() {
-            if let JobEvent::Ack(ack) = event {
-                acks.push(ack);
+            if let JobEvent::Ack(mut ack, frozen) = event {
+                match frozen.materialize_into(&mut ack) {
+                    Ok(()) => acks.push(ack),
+                    Err(e) => {
+                        encode_error.get_or_insert(e);
+                    }
+                }
             }
         }
-        match first_error {
+        match first_error.or(encode_error) {
             Some(e) => Err(e),
             None => Ok(JobResult {
                 elapsed,

@@ -231,9 +231,9 @@ where
         self.max_parallelism = cx.subtask.max_parallelism;
         let (range, max) = (cx.subtask.key_groups, cx.subtask.max_parallelism);
         self.left
-            .restore(&cx.restored_state("interval-left"), range, max)?;
+            .restore_chunks(cx.restored_chunks("interval-left"), range, max)?;
         self.right
-            .restore(&cx.restored_state("interval-right"), range, max)?;
+            .restore_chunks(cx.restored_chunks("interval-right"), range, max)?;
         if let Some(bytes) = cx.restored_operator.get(WATERMARK).or_else(|| {
             cx.restored_operator_all
                 .iter()
@@ -330,8 +330,8 @@ where
 
     fn snapshot(&mut self, cx: &mut SnapshotContext) -> Result<()> {
         cx.put_operator(WATERMARK, weir_state::encode(WATERMARK, &self.watermark)?);
-        cx.put_keyed("interval-left", self.left.snapshot(self.max_parallelism)?);
-        cx.put_keyed("interval-right", self.right.snapshot(self.max_parallelism)?);
+        cx.put_frozen(self.left.freeze());
+        cx.put_frozen(self.right.freeze());
         Ok(())
     }
 }

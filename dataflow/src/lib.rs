@@ -51,7 +51,7 @@ pub use execute::{JobConfig, JobHandle, JobResult, MetricsView, RestoreState, Su
 pub use graph::{Data, EdgeKind};
 pub use message::Message;
 pub use operator::{
-    Operator, OperatorContext, OperatorMetrics, Output, SnapshotContext, SubtaskInfo,
+    FrozenState, Operator, OperatorContext, OperatorMetrics, Output, SnapshotContext, SubtaskInfo,
 };
 pub use ops::{Filter, FlatMap, Identity, Map};
 pub use sink::Sink;

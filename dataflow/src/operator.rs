@@ -5,8 +5,8 @@ use crate::{Result, Timestamp};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use weir_checkpoint::{CheckpointId, OperatorSnapshot};
-use weir_state::{KeyGroupRange, KeyedSnapshot, MaxParallelism};
+use weir_checkpoint::{CheckpointId, OperatorSnapshot, OperatorUid, SubtaskAck};
+use weir_state::{FrozenKeyed, KeyGroup, KeyGroupRange, KeyedSnapshot, MaxParallelism};
 
 /// Where an operator instance runs: its subtask and the key groups it owns.
 #[derive(Clone, Debug)]
@@ -78,14 +78,16 @@ impl OperatorContext {
         }
     }
 
-    /// The restored keyed state named `name`, by key group.
-    pub fn restored_state(&self, name: &str) -> KeyedSnapshot {
+    /// The restored keyed state named `name`, by key group: every chunk of it (see
+    /// [`weir_state::chunk_name`]); a key group may come in several chunks.
+    pub fn restored_chunks<'a>(&'a self, name: &'a str) -> Vec<(KeyGroup, &'a [u8])> {
         self.restored_keyed
             .iter()
-            .filter_map(|(group, states)| {
+            .flat_map(|(group, states)| {
                 states
-                    .get(name)
-                    .map(|bytes| (weir_state::KeyGroup::new(*group), bytes.clone()))
+                    .iter()
+                    .filter(|(state, _)| weir_state::is_chunk_of(state, name))
+                    .map(|(_, bytes)| (KeyGroup::new(*group), bytes.as_slice()))
             })
             .collect()
     }
@@ -100,6 +102,7 @@ pub struct SnapshotContext {
     /// The job's max parallelism (to partition keyed state).
     pub max_parallelism: MaxParallelism,
     pub(crate) snapshot: OperatorSnapshot,
+    pub(crate) frozen: Vec<Arc<dyn FrozenKeyed>>,
 }
 
 impl SnapshotContext {
@@ -110,7 +113,20 @@ impl SnapshotContext {
             savepoint,
             max_parallelism,
             snapshot: OperatorSnapshot::default(),
+            frozen: Vec::new(),
         }
+    }
+
+    /// Adds keyed state frozen copy-on-write ([`weir_state::StateTable::freeze`]):
+    /// the cheap way. It is encoded later, off the task thread, and incremental
+    /// checkpoints upload only the shards that changed since the previous one.
+    pub fn put_frozen(&mut self, frozen: impl FrozenKeyed + 'static) {
+        self.frozen.push(Arc::new(frozen));
+    }
+
+    /// Like [`SnapshotContext::put_frozen`], for a boxed state.
+    pub fn put_frozen_boxed(&mut self, frozen: Box<dyn FrozenKeyed>) {
+        self.frozen.push(Arc::from(frozen));
     }
 
     /// Adds the keyed state `name`, partitioned by key group.
@@ -129,9 +145,85 @@ impl SnapshotContext {
         self.snapshot.operator.insert(name.to_string(), bytes);
     }
 
-    /// What was captured.
-    pub fn into_snapshot(self) -> OperatorSnapshot {
-        self.snapshot
+    /// What was captured, with frozen state encoded here and now (for tests and
+    /// harnesses; the runtime encodes it off the task thread).
+    ///
+    /// # Errors
+    /// A state that cannot be encoded.
+    pub fn into_snapshot(self) -> Result<OperatorSnapshot> {
+        let mut snapshot = self.snapshot;
+        for frozen in &self.frozen {
+            add_chunks(&mut snapshot, frozen.as_ref(), self.max_parallelism)?;
+        }
+        Ok(snapshot)
+    }
+}
+
+/// Adds every shard of `frozen` to `snapshot`, each as a chunk.
+fn add_chunks(
+    snapshot: &mut OperatorSnapshot,
+    frozen: &dyn FrozenKeyed,
+    max: MaxParallelism,
+) -> Result<()> {
+    for (group, chunks) in weir_state::encode_frozen(frozen, max)? {
+        snapshot
+            .keyed
+            .entry(group.get())
+            .or_default()
+            .extend(chunks);
+    }
+    Ok(())
+}
+
+/// Keyed state a chain froze for one checkpoint, still to be encoded: by operator.
+#[derive(Clone, Default)]
+pub struct FrozenState {
+    pub(crate) max_parallelism: MaxParallelism,
+    pub(crate) parts: Vec<(OperatorUid, Arc<dyn FrozenKeyed>)>,
+}
+
+impl std::fmt::Debug for FrozenState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FrozenState")
+            .field("parts", &self.parts.len())
+            .finish()
+    }
+}
+
+impl FrozenState {
+    /// Whether nothing is frozen.
+    pub fn is_empty(&self) -> bool {
+        self.parts.is_empty()
+    }
+
+    /// Encodes everything into the operator snapshots of `ack`, in full.
+    ///
+    /// # Errors
+    /// A state that cannot be encoded.
+    pub fn materialize_into(&self, ack: &mut SubtaskAck) -> Result<()> {
+        for (uid, frozen) in &self.parts {
+            let snapshot = ack.operators.entry(uid.clone()).or_default();
+            add_chunks(snapshot, frozen.as_ref(), self.max_parallelism)?;
+        }
+        Ok(())
+    }
+}
+
+/// What a chain captures as a barrier passes through it.
+#[derive(Default)]
+pub(crate) struct ChainSnapshots {
+    pub(crate) operators: Vec<(OperatorUid, OperatorSnapshot)>,
+    pub(crate) frozen: FrozenState,
+}
+
+impl ChainSnapshots {
+    /// Adds what one operator captured.
+    pub(crate) fn push(&mut self, uid: OperatorUid, cx: SnapshotContext) {
+        self.frozen.max_parallelism = cx.max_parallelism;
+        self.frozen
+            .parts
+            .extend(cx.frozen.into_iter().map(|frozen| (uid.clone(), frozen)));
+        self.operators.push((uid, cx.snapshot));
     }
 }
 

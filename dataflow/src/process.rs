@@ -147,15 +147,12 @@ impl<K: StateKey, O> ProcessContext<'_, K, O> {
 pub trait KeyedStateStore {
     /// The state's name.
     fn state_name(&self) -> String;
-    /// Encodes the whole state by key group.
-    fn snapshot_state(
-        &self,
-        max: weir_state::MaxParallelism,
-    ) -> weir_state::Result<weir_state::KeyedSnapshot>;
-    /// Restores the key groups of `range`.
+    /// The synchronous part of a snapshot: freezes the state copy-on-write.
+    fn freeze_state(&mut self) -> Box<dyn weir_state::FrozenKeyed>;
+    /// Restores the key groups of `range` from the chunks of a snapshot.
     fn restore_state(
         &mut self,
-        snapshot: &weir_state::KeyedSnapshot,
+        chunks: &[(weir_state::KeyGroup, &[u8])],
         range: weir_state::KeyGroupRange,
         max: weir_state::MaxParallelism,
     ) -> weir_state::Result<usize>;
@@ -165,19 +162,16 @@ impl<K: StateKey, V: weir_state::StateValue> KeyedStateStore for StateTable<K, V
     fn state_name(&self) -> String {
         self.name().to_string()
     }
-    fn snapshot_state(
-        &self,
-        max: weir_state::MaxParallelism,
-    ) -> weir_state::Result<weir_state::KeyedSnapshot> {
-        self.snapshot(max)
+    fn freeze_state(&mut self) -> Box<dyn weir_state::FrozenKeyed> {
+        Box::new(self.freeze())
     }
     fn restore_state(
         &mut self,
-        snapshot: &weir_state::KeyedSnapshot,
+        chunks: &[(weir_state::KeyGroup, &[u8])],
         range: weir_state::KeyGroupRange,
         max: weir_state::MaxParallelism,
     ) -> weir_state::Result<usize> {
-        self.restore(snapshot, range, max)
+        self.restore_chunks(chunks.iter().copied(), range, max)
     }
 }
 
@@ -230,7 +224,8 @@ where
     fn open(&mut self, cx: &mut OperatorContext) -> Result<()> {
         self.max_parallelism = cx.subtask.max_parallelism;
         for state in self.function.states() {
-            let restored = cx.restored_state(&state.state_name());
+            let name = state.state_name();
+            let restored = cx.restored_chunks(&name);
             state.restore_state(&restored, cx.subtask.key_groups, cx.subtask.max_parallelism)?;
         }
         for states in cx.restored_keyed.values() {
@@ -294,7 +289,7 @@ where
     fn snapshot(&mut self, cx: &mut SnapshotContext) -> Result<()> {
         let max = self.max_parallelism;
         for state in self.function.states() {
-            cx.put_keyed(&state.state_name(), state.snapshot_state(max)?);
+            cx.put_frozen_boxed(state.freeze_state());
         }
         let entries = self.timers.entries();
         let mut by_group: BTreeMap<weir_state::KeyGroup, Vec<(K, i64, TimeDomain)>> =

@@ -6,10 +6,9 @@ use crate::operator::{Operator, OperatorContext, OperatorMetrics, Output, Snapsh
 use crate::sink::Sink;
 use crate::{DataflowError, Result, Timestamp};
 use std::sync::Arc;
-use weir_checkpoint::{Barrier, CheckpointId, OperatorSnapshot, OperatorUid};
+use weir_checkpoint::{Barrier, CheckpointId, OperatorUid};
 
-/// The snapshots a chain collects as a barrier passes through it.
-pub(crate) type ChainSnapshots = Vec<(OperatorUid, OperatorSnapshot)>;
+pub(crate) use crate::operator::ChainSnapshots;
 
 /// One link of a chain, consuming records of type `T`.
 pub(crate) trait Stage<T>: Send {
@@ -119,7 +118,7 @@ impl<O: Operator> Stage<O::In> for OperatorStage<O> {
         if let Err(e) = self.operator.snapshot(&mut cx) {
             return Err(self.context(e));
         }
-        snapshots.push((self.uid.clone(), cx.into_snapshot()));
+        snapshots.push(self.uid.clone(), cx);
         self.next.barrier(barrier, snapshots)
     }
 
@@ -206,7 +205,7 @@ impl<S: Sink> Stage<S::In> for SinkStage<S> {
         if let Err(e) = self.sink.snapshot(&mut cx) {
             return Err(self.context(e));
         }
-        snapshots.push((self.uid.clone(), cx.into_snapshot()));
+        snapshots.push(self.uid.clone(), cx);
         Ok(())
     }
 

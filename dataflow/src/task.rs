@@ -2,7 +2,7 @@
 //! input channels (with barrier alignment and watermark merging).
 
 use crate::align::{AlignmentStep, BarrierAligner};
-use crate::operator::{OperatorContext, OperatorMetrics, SnapshotContext};
+use crate::operator::{FrozenState, OperatorContext, OperatorMetrics, SnapshotContext};
 use crate::source::{Source, SourceOutput, SourcePoll, SplitId, WatermarkStrategy};
 use crate::stage::{ChainSnapshots, Stage};
 use crate::{DataflowError, Message, Result, Timestamp};
@@ -27,8 +27,9 @@ pub enum TaskCommand {
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum JobEvent {
-    /// A subtask acknowledged a checkpoint with its chain's snapshots.
-    Ack(SubtaskAck),
+    /// A subtask acknowledged a checkpoint with its chain's snapshots: what is
+    /// encoded already, and keyed state frozen copy-on-write, still to be encoded.
+    Ack(SubtaskAck, FrozenState),
     /// A source subtask read all its input (its final watermark is out) and waits for
     /// a checkpoint that covers everything before it ends (checkpointing on).
     AwaitingFinalCheckpoint {
@@ -79,12 +80,12 @@ impl TaskEnv {
             checkpoint: barrier.id,
             task: self.name.clone(),
             subtask: self.subtask,
-            operators: snapshots.into_iter().collect(),
+            operators: snapshots.operators.into_iter().collect(),
             alignment_us: alignment.as_micros() as u64,
             sync_us: sync.as_micros() as u64,
         };
         // The job may have stopped listening (it is shutting down): nothing to do then.
-        let _ = self.events.send(JobEvent::Ack(ack));
+        let _ = self.events.send(JobEvent::Ack(ack, snapshots.frozen));
     }
 }
 
@@ -268,7 +269,7 @@ impl<T: Send> TaskHead for GateHead<T> {
 impl<T: Send> GateHead<T> {
     fn snapshot(&mut self, env: &TaskEnv, barrier: Barrier, alignment: Duration) -> Result<()> {
         let started = Instant::now();
-        let mut snapshots = ChainSnapshots::new();
+        let mut snapshots = ChainSnapshots::default();
         self.stage.barrier(barrier, &mut snapshots)?;
         env.ack(barrier, snapshots, alignment, started.elapsed());
         Ok(())
@@ -281,10 +282,7 @@ impl<T: Send> GateHead<T> {
 fn drain_completions<T>(
     env: &TaskEnv,
     stage: &mut dyn Stage<T>,
-    mut head_snapshot: impl FnMut(
-        Barrier,
-    )
-        -> Result<Option<(OperatorUid, weir_checkpoint::OperatorSnapshot)>>,
+    mut head_snapshot: impl FnMut(Barrier) -> Result<Option<(OperatorUid, SnapshotContext)>>,
     mut on_complete: impl FnMut(CheckpointId) -> Result<()>,
 ) -> Result<()> {
     let _ = env.events.send(JobEvent::Finished {
@@ -300,7 +298,10 @@ fn drain_completions<T>(
             Ok(TaskCommand::Cancel) | Err(_) => return Ok(()),
             Ok(TaskCommand::TriggerBarrier(barrier)) => {
                 let started = Instant::now();
-                let mut snapshots: ChainSnapshots = head_snapshot(barrier)?.into_iter().collect();
+                let mut snapshots = ChainSnapshots::default();
+                if let Some((uid, cx)) = head_snapshot(barrier)? {
+                    snapshots.push(uid, cx);
+                }
                 stage.barrier(barrier, &mut snapshots)?;
                 env.ack(barrier, snapshots, Duration::ZERO, started.elapsed());
             }
@@ -417,7 +418,8 @@ impl<S: Source> SourceHead<S> {
         let started = Instant::now();
         let mut cx = SnapshotContext::new(barrier.id, barrier.is_savepoint(), self.max_parallelism);
         self.source.snapshot(&mut cx)?;
-        let mut snapshots = vec![(self.uid.clone(), cx.into_snapshot())];
+        let mut snapshots = ChainSnapshots::default();
+        snapshots.push(self.uid.clone(), cx);
         self.stage.barrier(barrier, &mut snapshots)?;
         env.ack(barrier, snapshots, Duration::ZERO, started.elapsed());
         Ok(())
@@ -527,7 +529,7 @@ impl<S: Source> TaskHead for SourceHead<S> {
                 let mut cx =
                     SnapshotContext::new(barrier.id, barrier.is_savepoint(), max_parallelism);
                 source.borrow_mut().snapshot(&mut cx)?;
-                Ok(Some((uid.clone(), cx.into_snapshot())))
+                Ok(Some((uid.clone(), cx)))
             },
             |id| source.borrow_mut().on_checkpoint_complete(id),
         )

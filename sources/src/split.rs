@@ -212,7 +212,7 @@ mod tests {
     fn snapshot_bytes(position: &Position) -> BTreeMap<String, Vec<u8>> {
         let mut cx = SnapshotContext::new(CheckpointId::new(1), false, MaxParallelism::default());
         position.snapshot("pos", &mut cx).unwrap();
-        cx.into_snapshot().operator
+        cx.into_snapshot().unwrap().operator
     }
 
     #[test]

@@ -49,7 +49,8 @@ fn checkpoint_running_job(
             .recv_timeout(Duration::from_secs(60))
             .unwrap()
         {
-            JobEvent::Ack(ack) => {
+            JobEvent::Ack(mut ack, frozen) => {
+                frozen.materialize_into(&mut ack).unwrap();
                 for (uid, snapshot) in ack.operators {
                     if uid.as_str() == UID {
                         snapshots.insert(ack.subtask, snapshot);

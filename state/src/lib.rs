@@ -11,9 +11,10 @@
 //! [`KeyGroupRange`]. State lives in [`StateTable`]s on the heap; [`ValueState`],
 //! [`ListState`], [`MapState`] and [`AggregatingState`] are typed views over one.
 //!
-//! A table can track the keys changed since the last snapshot, so that the part of a
-//! snapshot taken on the task thread costs in proportion to what changed, not to the
-//! size of the state (see [`StateTable::enable_change_tracking`]).
+//! A snapshot of a table is copy-on-write ([`StateTable::freeze`]): the part taken on
+//! the task thread costs one small allocation per shard written since the previous
+//! snapshot, never anything in proportion to the number of keys; encoding happens
+//! later, on another thread, through [`FrozenKeyed`].
 //!
 //! ```
 //! use weir_state::{key_group_for_key, KeyGroupRange, MaxParallelism, ValueState};
@@ -44,7 +45,10 @@ pub use key_group::{
     key_group_for_hash, key_group_for_key, KeyGroup, KeyGroupRange, MaxParallelism,
 };
 pub use states::{AggregatingState, ListState, MapState, ValueState};
-pub use table::{KeyedSnapshot, StateKey, StateTable, StateValue};
+pub use table::{
+    check_group, chunk_name, encode_frozen, is_chunk_of, FrozenKeyed, FrozenTable, KeyedSnapshot,
+    StateKey, StateTable, StateValue, SHARDS,
+};
 
 /// The result type of this crate.
 pub type Result<T, E = StateError> = std::result::Result<T, E>;

@@ -1,57 +1,153 @@
-//! [`StateTable`]: the heap backend's keyed map, with change tracking for cheap
-//! snapshots.
+//! [`StateTable`]: the heap backend's keyed map, with copy-on-write snapshots.
+//!
+//! A table is split into [`SHARDS`] hash tables by a mix of the key's hash. Taking a
+//! snapshot ([`StateTable::freeze`]) moves every shard into an `Arc` and hands the
+//! snapshot clones of those `Arc`s: it costs one small allocation per shard written
+//! since the previous snapshot, never anything in proportion to the number of keys.
+//! The first write to a frozen shard takes it back: without copying when the
+//! snapshot has let go of it (its upload is done), by copying that one shard when
+//! the upload still reads it. Every shard carries a generation that changes whenever
+//! it is written after a snapshot, so an incremental checkpoint can reuse what it
+//! uploaded for a shard whose generation has not moved.
 
 use crate::{
     decode, encode, key_group_for_key, KeyGroup, KeyGroupRange, MaxParallelism, StateError,
 };
-use rustc_hash::FxHashMap;
+use hashbrown::HashTable;
+use rustc_hash::FxBuildHasher;
 use serde::{de::DeserializeOwned, Serialize};
-use std::collections::hash_map::Entry;
 use std::collections::BTreeMap;
-use std::hash::Hash;
+use std::fmt;
+use std::hash::{BuildHasher, Hash};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
-/// What a state key must be: hashable, comparable, cloneable, serialisable, sendable.
-pub trait StateKey: Hash + Eq + Clone + Serialize + DeserializeOwned + Send + 'static {}
-impl<T: Hash + Eq + Clone + Serialize + DeserializeOwned + Send + 'static> StateKey for T {}
-
-/// What a state value must be: cloneable (for snapshots), serialisable, sendable.
-pub trait StateValue: Clone + Serialize + DeserializeOwned + Send + 'static {}
-impl<T: Clone + Serialize + DeserializeOwned + Send + 'static> StateValue for T {}
-
-#[derive(Clone, Debug)]
-struct Slot<V> {
-    value: V,
-    /// The snapshot epoch in which the entry was last recorded as changed.
-    epoch: u32,
+/// What a state key must be: hashable, comparable, cloneable, serialisable, and
+/// shareable with the thread that uploads snapshots.
+pub trait StateKey:
+    Hash + Eq + Clone + Serialize + DeserializeOwned + Send + Sync + 'static
+{
 }
+impl<T: Hash + Eq + Clone + Serialize + DeserializeOwned + Send + Sync + 'static> StateKey for T {}
 
-/// A keyed table on the heap: the storage behind every kind of keyed state.
-///
-/// With change tracking enabled, every write records its key once per snapshot epoch,
-/// so [`StateTable::take_changes`] (the synchronous part of an incremental snapshot)
-/// costs in proportion to the keys changed since the previous snapshot, never to the
-/// size of the table. Without it (checkpointing off) writes cost nothing extra.
-#[derive(Clone, Debug)]
-pub struct StateTable<K, V> {
-    name: String,
-    entries: FxHashMap<K, Slot<V>>,
-    tracking: bool,
-    epoch: u32,
-    changed: Vec<K>,
-}
+/// What a state value must be: cloneable, serialisable, and shareable with the thread
+/// that uploads snapshots.
+pub trait StateValue: Clone + Serialize + DeserializeOwned + Send + Sync + 'static {}
+impl<T: Clone + Serialize + DeserializeOwned + Send + Sync + 'static> StateValue for T {}
+
+/// The number of shards of every table.
+pub const SHARDS: usize = 64;
 
 /// The keyed state of one table captured by a snapshot: entries by key group.
 pub type KeyedSnapshot = BTreeMap<KeyGroup, Vec<u8>>;
+
+/// Tables get process-unique ids, so a snapshot's shards are never mistaken for
+/// another table's.
+static NEXT_TABLE_ID: AtomicU64 = AtomicU64::new(1);
+
+/// The separator between a state's name and a chunk suffix in snapshot names.
+const CHUNK_SEPARATOR: char = '\u{1e}';
+
+/// The name under which one shard of one table is stored: `<state>␞<table>.<shard>`.
+///
+/// The keyed state of a key group may be split over several such chunks (one per
+/// shard that holds keys of the group); [`is_chunk_of`] recognises them.
+pub fn chunk_name(state: &str, table: u64, shard: usize) -> String {
+    format!("{state}{CHUNK_SEPARATOR}{table}.{shard}")
+}
+
+/// Whether a stored name holds (part of) the state `state`: the name itself, or a
+/// chunk of it made by [`chunk_name`].
+pub fn is_chunk_of(name: &str, state: &str) -> bool {
+    match name.strip_prefix(state) {
+        Some("") => true,
+        Some(rest) => rest.starts_with(CHUNK_SEPARATOR),
+        None => false,
+    }
+}
+
+type Entries<K, V> = HashTable<(K, V)>;
+
+enum Shard<K, V> {
+    /// Written since the last snapshot (or never snapshotted): owned outright.
+    Owned(Entries<K, V>),
+    /// Unchanged since the last snapshot, which shares it.
+    Frozen(Arc<Entries<K, V>>),
+}
+
+impl<K, V> Shard<K, V> {
+    #[inline]
+    fn entries(&self) -> &Entries<K, V> {
+        match self {
+            Shard::Owned(entries) => entries,
+            Shard::Frozen(entries) => entries,
+        }
+    }
+}
+
+#[inline]
+fn hash_of<K: Hash>(key: &K) -> u64 {
+    FxBuildHasher.hash_one(key)
+}
+
+/// The shard of a hash: its top bits after one more multiplication, so that neither
+/// the bits hashbrown uses inside a shard nor weak low bits of the hash decide it.
+#[inline]
+fn shard_of(hash: u64) -> usize {
+    (hash.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> (64 - SHARDS.trailing_zeros())) as usize
+}
+
+/// A keyed table on the heap: the storage behind every kind of keyed state.
+pub struct StateTable<K, V> {
+    name: Arc<str>,
+    id: u64,
+    shards: Vec<Shard<K, V>>,
+    /// Per shard: changes whenever the shard is written after a snapshot.
+    generations: Vec<u64>,
+    next_generation: u64,
+    len: usize,
+}
+
+impl<K, V> fmt::Debug for StateTable<K, V> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StateTable")
+            .field("name", &self.name)
+            .field("id", &self.id)
+            .field("len", &self.len)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<K: Clone, V: Clone> Clone for StateTable<K, V> {
+    /// A deep copy with its own identity.
+    fn clone(&self) -> Self {
+        Self {
+            name: self.name.clone(),
+            id: NEXT_TABLE_ID.fetch_add(1, Ordering::Relaxed),
+            shards: self
+                .shards
+                .iter()
+                .map(|shard| Shard::Owned(shard.entries().clone()))
+                .collect(),
+            generations: vec![0; SHARDS],
+            next_generation: 1,
+            len: self.len,
+        }
+    }
+}
 
 impl<K: StateKey, V: StateValue> StateTable<K, V> {
     /// An empty table; `name` identifies it in snapshots and errors.
     pub fn new(name: impl Into<String>) -> Self {
         Self {
-            name: name.into(),
-            entries: FxHashMap::default(),
-            tracking: false,
-            epoch: 1,
-            changed: Vec::new(),
+            name: name.into().into(),
+            id: NEXT_TABLE_ID.fetch_add(1, Ordering::Relaxed),
+            shards: (0..SHARDS)
+                .map(|_| Shard::Owned(HashTable::new()))
+                .collect(),
+            generations: vec![0; SHARDS],
+            next_generation: 1,
+            len: 0,
         }
     }
 
@@ -60,37 +156,55 @@ impl<K: StateKey, V: StateValue> StateTable<K, V> {
         &self.name
     }
 
-    /// Starts recording changed keys (done by the runtime when checkpointing is on).
-    pub fn enable_change_tracking(&mut self) {
-        self.tracking = true;
-    }
-
+    /// The shard `shard` for writing: a frozen shard is taken back from the snapshot
+    /// (copied only if the snapshot still reads it) and gets a new generation.
     #[inline]
-    fn mark(changed: &mut Vec<K>, tracking: bool, epoch: u32, slot_epoch: &mut u32, key: &K) {
-        if tracking && *slot_epoch != epoch {
-            *slot_epoch = epoch;
-            changed.push(key.clone());
+    fn shard_mut<'a>(
+        shards: &'a mut [Shard<K, V>],
+        generations: &mut [u64],
+        next_generation: &mut u64,
+        shard: usize,
+    ) -> &'a mut Entries<K, V> {
+        let slot = &mut shards[shard];
+        if let Shard::Frozen(frozen) = slot {
+            let frozen = std::mem::take(frozen);
+            let entries = Arc::try_unwrap(frozen).unwrap_or_else(|shared| (*shared).clone());
+            *slot = Shard::Owned(entries);
+            generations[shard] = *next_generation;
+            *next_generation += 1;
+        }
+        match slot {
+            Shard::Owned(entries) => entries,
+            // Not reached: the slot was made owned above. Correct all the same.
+            Shard::Frozen(frozen) => Arc::make_mut(frozen),
         }
     }
 
     /// The value of `key`, if any.
     #[inline]
     pub fn get(&self, key: &K) -> Option<&V> {
-        self.entries.get(key).map(|slot| &slot.value)
+        let hash = hash_of(key);
+        self.shards[shard_of(hash)]
+            .entries()
+            .find(hash, |(k, _)| k == key)
+            .map(|(_, v)| v)
     }
 
-    /// The value of `key` for update, if any (the key counts as changed).
+    /// The value of `key` for update, if any.
     #[inline]
     pub fn get_mut(&mut self, key: &K) -> Option<&mut V> {
-        let slot = self.entries.get_mut(key)?;
-        Self::mark(
-            &mut self.changed,
-            self.tracking,
-            self.epoch,
-            &mut slot.epoch,
-            key,
+        let hash = hash_of(key);
+        let shard = shard_of(hash);
+        if let Shard::Frozen(frozen) = &self.shards[shard] {
+            frozen.find(hash, |(k, _)| k == key)?;
+        }
+        let entries = Self::shard_mut(
+            &mut self.shards,
+            &mut self.generations,
+            &mut self.next_generation,
+            shard,
         );
-        Some(&mut slot.value)
+        entries.find_mut(hash, |(k, _)| k == key).map(|(_, v)| v)
     }
 
     /// The value of `key` for update, inserting `init()` first if absent.
@@ -102,107 +216,129 @@ impl<K: StateKey, V: StateValue> StateTable<K, V> {
     /// Like [`StateTable::get_or_insert_with`], also telling whether the entry is new.
     #[inline]
     pub fn get_or_insert_with_flag(&mut self, key: K, init: impl FnOnce() -> V) -> (&mut V, bool) {
-        match self.entries.entry(key) {
-            Entry::Occupied(occupied) => {
-                let (tracking, epoch) = (self.tracking, self.epoch);
-                if tracking && occupied.get().epoch != epoch {
-                    self.changed.push(occupied.key().clone());
-                }
-                let slot = occupied.into_mut();
-                slot.epoch = epoch;
-                (&mut slot.value, false)
-            }
-            Entry::Vacant(vacant) => {
-                if self.tracking {
-                    self.changed.push(vacant.key().clone());
-                }
-                let slot = vacant.insert(Slot {
-                    value: init(),
-                    epoch: self.epoch,
-                });
-                (&mut slot.value, true)
+        let hash = hash_of(&key);
+        let entries = Self::shard_mut(
+            &mut self.shards,
+            &mut self.generations,
+            &mut self.next_generation,
+            shard_of(hash),
+        );
+        match entries.entry(hash, |(k, _)| *k == key, |(k, _)| hash_of(k)) {
+            hashbrown::hash_table::Entry::Occupied(occupied) => (&mut occupied.into_mut().1, false),
+            hashbrown::hash_table::Entry::Vacant(vacant) => {
+                self.len += 1;
+                (&mut vacant.insert((key, init())).into_mut().1, true)
             }
         }
     }
 
     /// Sets the value of `key`, returning the previous one.
     pub fn insert(&mut self, key: K, value: V) -> Option<V> {
-        if self.tracking {
-            let recorded = self
-                .entries
-                .get(&key)
-                .is_some_and(|s| s.epoch == self.epoch);
-            if !recorded {
-                self.changed.push(key.clone());
+        let hash = hash_of(&key);
+        let entries = Self::shard_mut(
+            &mut self.shards,
+            &mut self.generations,
+            &mut self.next_generation,
+            shard_of(hash),
+        );
+        match entries.entry(hash, |(k, _)| *k == key, |(k, _)| hash_of(k)) {
+            hashbrown::hash_table::Entry::Occupied(mut occupied) => {
+                Some(std::mem::replace(&mut occupied.get_mut().1, value))
+            }
+            hashbrown::hash_table::Entry::Vacant(vacant) => {
+                self.len += 1;
+                vacant.insert((key, value));
+                None
             }
         }
-        self.entries
-            .insert(
-                key,
-                Slot {
-                    value,
-                    epoch: self.epoch,
-                },
-            )
-            .map(|slot| slot.value)
     }
 
     /// Removes `key`, returning its value.
     pub fn remove(&mut self, key: &K) -> Option<V> {
-        let slot = self.entries.remove(key)?;
-        if self.tracking {
-            self.changed.push(key.clone());
+        let hash = hash_of(key);
+        let shard = shard_of(hash);
+        if let Shard::Frozen(frozen) = &self.shards[shard] {
+            frozen.find(hash, |(k, _)| k == key)?;
         }
-        Some(slot.value)
+        let entries = Self::shard_mut(
+            &mut self.shards,
+            &mut self.generations,
+            &mut self.next_generation,
+            shard,
+        );
+        let occupied = entries.find_entry(hash, |(k, _)| k == key).ok()?;
+        let ((_, value), _) = occupied.remove();
+        self.len -= 1;
+        Some(value)
     }
 
     /// The number of keys.
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.len
     }
 
     /// Whether the table is empty.
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.len == 0
     }
 
     /// All entries, in no particular order.
     pub fn iter(&self) -> impl Iterator<Item = (&K, &V)> {
-        self.entries.iter().map(|(k, slot)| (k, &slot.value))
+        self.shards
+            .iter()
+            .flat_map(|shard| shard.entries().iter())
+            .map(|(k, v)| (k, v))
     }
 
     /// Keeps only the entries for which `keep` returns true.
     pub fn retain(&mut self, mut keep: impl FnMut(&K, &mut V) -> bool) {
-        let (tracking, changed) = (self.tracking, &mut self.changed);
-        self.entries.retain(|k, slot| {
-            let kept = keep(k, &mut slot.value);
-            if !kept && tracking {
-                changed.push(k.clone());
+        for shard in 0..SHARDS {
+            if self.shards[shard].entries().is_empty() {
+                continue;
             }
-            kept
-        });
-    }
-
-    /// The synchronous part of an incremental snapshot: the keys changed since the
-    /// previous call, each with its current value (`None` = deleted). Costs
-    /// O(changed keys). Starts a new epoch.
-    pub fn take_changes(&mut self) -> Vec<(K, Option<V>)> {
-        let changed = std::mem::take(&mut self.changed);
-        self.epoch = self.epoch.wrapping_add(1).max(1);
-        let mut out = Vec::with_capacity(changed.len());
-        for key in changed {
-            let value = self.entries.get(&key).map(|slot| slot.value.clone());
-            out.push((key, value));
+            let entries = Self::shard_mut(
+                &mut self.shards,
+                &mut self.generations,
+                &mut self.next_generation,
+                shard,
+            );
+            let before = entries.len();
+            entries.retain(|(k, v)| keep(k, v));
+            self.len -= before - entries.len();
         }
-        out
     }
 
-    /// A full copy of the table (for savepoints and tests). Costs O(size).
+    /// The synchronous part of a snapshot: a consistent, immutable view of the table
+    /// that later writes do not change. Costs one allocation per shard written since
+    /// the previous call, whatever the number of keys.
+    pub fn freeze(&mut self) -> FrozenTable<K, V> {
+        let shards = self
+            .shards
+            .iter_mut()
+            .zip(&self.generations)
+            .map(|(slot, generation)| {
+                let frozen = match slot {
+                    Shard::Owned(entries) => {
+                        let frozen = Arc::new(std::mem::take(entries));
+                        *slot = Shard::Frozen(frozen.clone());
+                        frozen
+                    }
+                    Shard::Frozen(frozen) => frozen.clone(),
+                };
+                (*generation, frozen)
+            })
+            .collect();
+        FrozenTable {
+            name: self.name.clone(),
+            id: self.id,
+            shards,
+            header: (),
+        }
+    }
+
+    /// A full copy of the table (for tests). Costs O(size).
     pub fn to_entries(&self) -> Vec<(K, V)> {
-        self.entries
-            .iter()
-            .map(|(k, slot)| (k.clone(), slot.value.clone()))
-            .collect()
+        self.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
     }
 
     /// Encodes `entries` by key group: the canonical, rescalable form of keyed state.
@@ -218,20 +354,11 @@ impl<K: StateKey, V: StateValue> StateTable<K, V> {
         K: 'a,
         V: 'a,
     {
-        let mut groups: BTreeMap<KeyGroup, Vec<(&K, &V)>> = BTreeMap::new();
-        for (key, value) in entries {
-            groups
-                .entry(key_group_for_key(key, max))
-                .or_default()
-                .push((key, value));
-        }
-        groups
-            .into_iter()
-            .map(|(group, entries)| Ok((group, encode(name, &entries)?)))
-            .collect()
+        encode_groups(name, &(), entries, max)
     }
 
-    /// Encodes the whole table by key group.
+    /// Encodes the whole table by key group, on the calling thread. Costs O(size);
+    /// checkpoints use [`StateTable::freeze`] instead.
     ///
     /// # Errors
     /// [`StateError::Encode`] if a key or value cannot be serialised.
@@ -251,31 +378,189 @@ impl<K: StateKey, V: StateValue> StateTable<K, V> {
         range: KeyGroupRange,
         max: MaxParallelism,
     ) -> Result<usize, StateError> {
+        self.restore_chunks(
+            snapshot
+                .iter()
+                .map(|(group, bytes)| (*group, bytes.as_slice())),
+            range,
+            max,
+        )
+    }
+
+    /// Like [`StateTable::restore`], from chunks: a key group may come in several.
+    ///
+    /// # Errors
+    /// As [`StateTable::restore`].
+    pub fn restore_chunks<'a>(
+        &mut self,
+        chunks: impl IntoIterator<Item = (KeyGroup, &'a [u8])>,
+        range: KeyGroupRange,
+        max: MaxParallelism,
+    ) -> Result<usize, StateError> {
         let mut restored = 0;
-        for (group, bytes) in snapshot {
-            if !range.contains(*group) {
+        for (group, bytes) in chunks {
+            if !range.contains(group) {
                 continue;
             }
             let entries: Vec<(K, V)> = decode(&self.name, bytes)?;
             for (key, value) in entries {
-                if key_group_for_key(&key, max) != *group {
-                    return Err(StateError::Corrupt {
-                        state: self.name.clone(),
-                        reason: format!("a key stored under {group} hashes to another key group"),
-                    });
-                }
-                self.entries.insert(
-                    key,
-                    Slot {
-                        value,
-                        epoch: self.epoch,
-                    },
-                );
+                check_group(&self.name, &key, group, max)?;
+                self.insert(key, value);
                 restored += 1;
             }
         }
         Ok(restored)
     }
+}
+
+/// Checks that `key` belongs to the key group it was stored under.
+///
+/// # Errors
+/// [`StateError::Corrupt`] naming `state` when it does not.
+pub fn check_group<K: Hash>(
+    state: &str,
+    key: &K,
+    group: KeyGroup,
+    max: MaxParallelism,
+) -> Result<(), StateError> {
+    if key_group_for_key(key, max) == group {
+        Ok(())
+    } else {
+        Err(StateError::Corrupt {
+            state: state.to_string(),
+            reason: format!("a key stored under {group} hashes to another key group"),
+        })
+    }
+}
+
+/// Encodes `(header, entries of the group)` per key group.
+fn encode_groups<'a, K, V, H>(
+    name: &str,
+    header: &H,
+    entries: impl IntoIterator<Item = (&'a K, &'a V)>,
+    max: MaxParallelism,
+) -> Result<KeyedSnapshot, StateError>
+where
+    K: StateKey,
+    V: StateValue,
+    H: Serialize,
+{
+    let mut groups: BTreeMap<KeyGroup, Vec<(&K, &V)>> = BTreeMap::new();
+    for (key, value) in entries {
+        groups
+            .entry(key_group_for_key(key, max))
+            .or_default()
+            .push((key, value));
+    }
+    groups
+        .into_iter()
+        .map(|(group, entries)| Ok((group, encode(name, &(header, &entries))?)))
+        .collect()
+}
+
+/// An immutable snapshot of a [`StateTable`], made by [`StateTable::freeze`]: its
+/// shards, each with its generation. Encoding it (the expensive part) happens off
+/// the task thread, through [`FrozenKeyed`].
+pub struct FrozenTable<K, V, H = ()> {
+    name: Arc<str>,
+    id: u64,
+    shards: Vec<(u64, Arc<Entries<K, V>>)>,
+    header: H,
+}
+
+impl<K, V, H> FrozenTable<K, V, H> {
+    /// Stores `header` in front of every chunk's entries: each chunk then encodes
+    /// `(header, Vec<(K, V)>)` instead of `((), Vec<(K, V)>)`, which is the same bytes
+    /// as `Vec<(K, V)>`. Window operators store the window this way.
+    pub fn with_header<H2>(self, header: H2) -> FrozenTable<K, V, H2> {
+        FrozenTable {
+            name: self.name,
+            id: self.id,
+            shards: self.shards,
+            header,
+        }
+    }
+
+    /// Stores the table under another state name.
+    pub fn named(mut self, name: &str) -> Self {
+        self.name = name.into();
+        self
+    }
+}
+
+/// A frozen snapshot of keyed state, type-erased for the uploader.
+pub trait FrozenKeyed: Send + Sync {
+    /// The state's name (chunks are named after it, see [`chunk_name`]).
+    fn state_name(&self) -> &str;
+    /// The table's process-unique id.
+    fn table_id(&self) -> u64;
+    /// The number of shards.
+    fn shard_count(&self) -> usize;
+    /// The generation of shard `shard`: equal generations of one table mean equal
+    /// contents.
+    fn shard_generation(&self, shard: usize) -> u64;
+    /// The number of entries of shard `shard`.
+    fn shard_len(&self, shard: usize) -> usize;
+    /// Encodes shard `shard` by key group.
+    ///
+    /// # Errors
+    /// [`StateError::Encode`] if a key or value cannot be serialised.
+    fn encode_shard(&self, shard: usize, max: MaxParallelism) -> Result<KeyedSnapshot, StateError>;
+}
+
+impl<K: StateKey, V: StateValue, H: Serialize + Send + Sync> FrozenKeyed for FrozenTable<K, V, H> {
+    fn state_name(&self) -> &str {
+        &self.name
+    }
+    fn table_id(&self) -> u64 {
+        self.id
+    }
+    fn shard_count(&self) -> usize {
+        self.shards.len()
+    }
+    fn shard_generation(&self, shard: usize) -> u64 {
+        self.shards
+            .get(shard)
+            .map_or(0, |(generation, _)| *generation)
+    }
+    fn shard_len(&self, shard: usize) -> usize {
+        self.shards
+            .get(shard)
+            .map_or(0, |(_, entries)| entries.len())
+    }
+    fn encode_shard(&self, shard: usize, max: MaxParallelism) -> Result<KeyedSnapshot, StateError> {
+        match self.shards.get(shard) {
+            Some((_, entries)) => encode_groups(
+                &self.name,
+                &self.header,
+                entries.iter().map(|(k, v)| (k, v)),
+                max,
+            ),
+            None => Ok(KeyedSnapshot::new()),
+        }
+    }
+}
+
+/// Encodes every shard of `frozen` by key group, each shard a chunk: the whole
+/// snapshot, as a map from key group to chunk name to bytes.
+///
+/// # Errors
+/// [`StateError::Encode`] if a key or value cannot be serialised.
+pub fn encode_frozen(
+    frozen: &dyn FrozenKeyed,
+    max: MaxParallelism,
+) -> Result<BTreeMap<KeyGroup, BTreeMap<String, Vec<u8>>>, StateError> {
+    let mut out: BTreeMap<KeyGroup, BTreeMap<String, Vec<u8>>> = BTreeMap::new();
+    for shard in 0..frozen.shard_count() {
+        if frozen.shard_len(shard) == 0 {
+            continue;
+        }
+        let name = chunk_name(frozen.state_name(), frozen.table_id(), shard);
+        for (group, bytes) in frozen.encode_shard(shard, max)? {
+            out.entry(group).or_default().insert(name.clone(), bytes);
+        }
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -288,63 +573,122 @@ mod tests {
         Put(u16, i64),
         Add(u16, i64),
         Remove(u16),
+        Freeze,
     }
 
     fn op() -> impl Strategy<Value = Op> {
         prop_oneof![
-            (0u16..64, any::<i64>()).prop_map(|(k, v)| Op::Put(k, v)),
-            (0u16..64, -100i64..100).prop_map(|(k, v)| Op::Add(k, v)),
-            (0u16..64).prop_map(Op::Remove),
+            (0u16..512, any::<i64>()).prop_map(|(k, v)| Op::Put(k, v)),
+            (0u16..512, -100i64..100).prop_map(|(k, v)| Op::Add(k, v)),
+            (0u16..512).prop_map(Op::Remove),
+            Just(Op::Freeze),
         ]
     }
 
-    fn apply(table: &mut StateTable<u16, i64>, op: &Op) {
+    fn apply(
+        table: &mut StateTable<u16, i64>,
+        model: &mut BTreeMap<u16, i64>,
+        frozen: &mut Vec<(FrozenTable<u16, i64>, BTreeMap<u16, i64>)>,
+        op: &Op,
+    ) {
         match *op {
             Op::Put(k, v) => {
-                table.insert(k, v);
+                assert_eq!(table.insert(k, v), model.insert(k, v));
             }
             Op::Add(k, v) => {
                 let slot = table.get_or_insert_with(k, || 0);
                 *slot = slot.wrapping_add(v);
+                let m = model.entry(k).or_insert(0);
+                *m = m.wrapping_add(v);
             }
             Op::Remove(k) => {
-                table.remove(&k);
+                assert_eq!(table.remove(&k), model.remove(&k));
+            }
+            Op::Freeze => frozen.push((table.freeze(), model.clone())),
+        }
+    }
+
+    fn decode_all(frozen: &dyn FrozenKeyed, max: MaxParallelism) -> BTreeMap<u16, i64> {
+        let mut out = BTreeMap::new();
+        for (group, chunks) in encode_frozen(frozen, max).unwrap() {
+            for bytes in chunks.values() {
+                let entries: Vec<(u16, i64)> = decode("t", bytes).unwrap();
+                for (k, v) in entries {
+                    assert_eq!(key_group_for_key(&k, max), group);
+                    assert!(out.insert(k, v).is_none(), "key {k} in two chunks");
+                }
             }
         }
+        out
     }
 
     proptest! {
         /// snapshot -> restore yields identical state, whatever the operations.
         #[test]
-        fn snapshot_restore_round_trips(ops in proptest::collection::vec(op(), 0..200)) {
+        fn snapshot_restore_round_trips(ops in proptest::collection::vec(op(), 0..300)) {
             let max = MaxParallelism::DEFAULT;
             let mut table = StateTable::new("t");
-            for op in &ops { apply(&mut table, op); }
+            let (mut model, mut frozen) = (BTreeMap::new(), Vec::new());
+            for op in &ops { apply(&mut table, &mut model, &mut frozen, op); }
             let snapshot = table.snapshot(max).unwrap();
             let mut restored = StateTable::<u16, i64>::new("t");
             let all = KeyGroupRange { start: 0, end: 127 };
             restored.restore(&snapshot, all, max).unwrap();
             let mut a = table.to_entries(); a.sort();
             let mut b = restored.to_entries(); b.sort();
-            prop_assert_eq!(a, b);
+            prop_assert_eq!(&a, &b);
+            prop_assert_eq!(a, model.into_iter().collect::<Vec<_>>());
+            prop_assert_eq!(table.len(), restored.len());
         }
 
-        /// Applying the incremental changes of every epoch to a copy reproduces the table.
+        /// A frozen snapshot keeps the state of the moment it was taken, whatever is
+        /// written afterwards; unchanged generations mean unchanged shards.
         #[test]
-        fn changes_replay_to_the_same_state(epochs in proptest::collection::vec(proptest::collection::vec(op(), 0..50), 1..6)) {
+        fn frozen_snapshots_do_not_move(ops in proptest::collection::vec(op(), 0..300)) {
+            let max = MaxParallelism::DEFAULT;
             let mut table = StateTable::new("t");
-            table.enable_change_tracking();
-            let mut replica: BTreeMap<u16, i64> = BTreeMap::new();
-            for epoch in &epochs {
-                for op in epoch { apply(&mut table, op); }
-                for (k, v) in table.take_changes() {
-                    match v { Some(v) => { replica.insert(k, v); } None => { replica.remove(&k); } }
+            let (mut model, mut frozen) = (BTreeMap::new(), Vec::new());
+            for op in &ops { apply(&mut table, &mut model, &mut frozen, op); }
+            let last = table.freeze();
+            prop_assert_eq!(decode_all(&last, max), model);
+            for (snapshot, expected) in &frozen {
+                prop_assert_eq!(&decode_all(snapshot, max), expected);
+                for shard in 0..SHARDS {
+                    if snapshot.shard_generation(shard) == last.shard_generation(shard) {
+                        prop_assert_eq!(
+                            snapshot.encode_shard(shard, max).unwrap(),
+                            last.encode_shard(shard, max).unwrap()
+                        );
+                    }
                 }
-                let mut a = table.to_entries(); a.sort();
-                let b: Vec<_> = replica.iter().map(|(k, v)| (*k, *v)).collect();
-                prop_assert_eq!(a, b);
             }
         }
+    }
+
+    #[test]
+    fn writes_after_a_freeze_copy_only_while_the_snapshot_is_held() {
+        let mut table = StateTable::<u64, u64>::new("t");
+        for k in 0..10_000 {
+            table.insert(k, k);
+        }
+        let frozen = table.freeze();
+        *table.get_mut(&7).unwrap() += 1;
+        assert_eq!(table.get(&7), Some(&8));
+        let before = frozen.shard_generation(shard_of(hash_of(&7u64)));
+        drop(frozen);
+        let again = table.freeze();
+        assert_ne!(again.shard_generation(shard_of(hash_of(&7u64))), before);
+        assert_eq!(table.len(), 10_000);
+        assert_eq!(table.get_mut(&10_001), None);
+    }
+
+    #[test]
+    fn chunk_names_belong_to_their_state() {
+        let name = chunk_name("counts", 7, 3);
+        assert!(is_chunk_of(&name, "counts"));
+        assert!(is_chunk_of("counts", "counts"));
+        assert!(!is_chunk_of(&name, "count"));
+        assert!(!is_chunk_of("counts-2", "counts"));
     }
 
     #[test]

@@ -1,11 +1,14 @@
 //! The driver: runs attempts of a job, feeds the coordinator, executes its commands.
 
+use super::incremental::{self, UploadCache};
 use super::restore::{load_checkpoint, KeyedBlob, Reader};
 use super::{
     CheckpointHistory, CheckpointStats, CheckpointingConfig, Failpoint, JobListener, JobStatus,
     ResumeFrom, RunSummary, SubtaskCheckpointStats,
 };
-use crate::{DataflowError, JobBuilder, JobConfig, JobEvent, JobHandle, RestoreState, Result};
+use crate::{
+    DataflowError, FrozenState, JobBuilder, JobConfig, JobEvent, JobHandle, RestoreState, Result,
+};
 use crossbeam_channel::{bounded, select, unbounded, Receiver, Sender};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -76,6 +79,19 @@ impl CheckpointedJob {
             requests: requests_rx,
             history: history.clone(),
             failpoint_hits: Arc::new(AtomicU64::new(0)),
+            uploads: UploadCache::default(),
+            nonce: {
+                use std::hash::{BuildHasher, Hasher};
+                let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+                h.write_u128(
+                    std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .unwrap_or_default()
+                        .as_nanos(),
+                );
+                h.write_u32(std::process::id());
+                h.finish()
+            },
         };
         let thread = std::thread::Builder::new()
             .name("weir-checkpoint-driver".into())
@@ -139,6 +155,10 @@ struct Driver {
     requests: Receiver<Request>,
     history: CheckpointHistory,
     failpoint_hits: Arc<AtomicU64>,
+    /// What incremental checkpoints of the current attempt can refer to again.
+    uploads: UploadCache,
+    /// Makes this process's shared file names unique.
+    nonce: u64,
 }
 
 enum Ended {
@@ -153,6 +173,7 @@ enum Internal {
         ack: SubtaskAck,
         states: Vec<(OperatorUid, SubtaskState)>,
         bytes: u64,
+        state_bytes: u64,
         async_us: u64,
     },
     UploadFailed {
@@ -350,6 +371,7 @@ impl Driver {
             }
         }
         config.restore = restore;
+        self.uploads.clear();
         let job = JobBuilder::new(config);
         (self.build)(&job);
         for uid in job.operators_without_uid() {
@@ -416,9 +438,9 @@ impl Driver {
             let mut events = Vec::new();
             select! {
                 recv(handle.events()) -> event => match event {
-                    Ok(JobEvent::Ack(ack)) => {
+                    Ok(JobEvent::Ack(ack, frozen)) => {
                         if let Some(flight) = in_flight.get(&ack.checkpoint) {
-                            self.upload(ack, flight.barrier, &job, internal_tx.clone());
+                            self.upload(ack, frozen, flight.barrier, &job, internal_tx.clone());
                         }
                     }
                     Ok(JobEvent::BarrierDeclined { checkpoint, task, subtask }) => events.push(Event::Declined {
@@ -437,7 +459,7 @@ impl Driver {
                     Err(_) => {}
                 },
                 recv(internal) -> message => match message {
-                    Ok(Internal::Uploaded { ack, states, bytes, async_us }) => {
+                    Ok(Internal::Uploaded { ack, states, bytes, state_bytes, async_us }) => {
                         if let Some(flight) = in_flight.get_mut(&ack.checkpoint) {
                             for (uid, state) in states {
                                 let subtask = ack.subtask;
@@ -452,6 +474,7 @@ impl Driver {
                                 sync_us: ack.sync_us,
                                 async_us,
                                 bytes,
+                                state_bytes,
                             });
                             events.push(Event::Acknowledged { now: now(), ack });
                         }
@@ -545,6 +568,7 @@ impl Driver {
                                     savepoint: flight.barrier.is_savepoint(),
                                     duration_ms: flight.started.elapsed().as_secs_f64() * 1e3,
                                     bytes: flight.stats.iter().map(|s| s.bytes).sum(),
+                                    state_bytes: flight.stats.iter().map(|s| s.state_bytes).sum(),
                                     subtasks: flight.stats,
                                 };
                                 self.listener.on_checkpoint(&job, &stats);
@@ -601,20 +625,37 @@ impl Driver {
         }
     }
 
-    /// The asynchronous part of a subtask's snapshot: upload on tokio, then report.
-    fn upload(&self, mut ack: SubtaskAck, barrier: Barrier, job: &str, done: Sender<Internal>) {
+    /// The asynchronous part of a subtask's snapshot: encode frozen state and upload
+    /// on tokio, then report.
+    fn upload(
+        &self,
+        mut ack: SubtaskAck,
+        frozen: FrozenState,
+        barrier: Barrier,
+        job: &str,
+        done: Sender<Internal>,
+    ) {
         let storage = self.storage.clone();
         let job = job.to_string();
         let hits = self.failpoint_hits.clone();
         let checkpointing = self.checkpointing.clone();
         let operators = std::mem::take(&mut ack.operators);
+        let uploads = self.uploads.clone();
+        let nonce = self.nonce;
+        let max = frozen.max_parallelism;
+        let mut frozen_by_uid: BTreeMap<OperatorUid, Vec<Arc<dyn weir_state::FrozenKeyed>>> =
+            BTreeMap::new();
+        for (uid, part) in frozen.parts {
+            frozen_by_uid.entry(uid).or_default().push(part);
+        }
         self.runtime.spawn(async move {
             let started = Instant::now();
-            let mut states = Vec::new();
-            let mut bytes = 0u64;
+            let mut states: BTreeMap<OperatorUid, SubtaskState> = BTreeMap::new();
+            let (mut bytes, mut state_bytes) = (0u64, 0u64);
+            let subtask = ack.subtask;
             let result: std::result::Result<(), String> = async {
                 for (uid, snapshot) in operators {
-                    let mut state = SubtaskState::default();
+                    let state = states.entry(uid.clone()).or_default();
                     if !snapshot.keyed.is_empty() {
                         let range = KeyGroupRange {
                             start: snapshot.keyed.keys().next().copied().unwrap_or(0),
@@ -624,28 +665,69 @@ impl Driver {
                         let encoded =
                             weir_state::encode("keyed", blob).map_err(|e| e.to_string())?;
                         bytes += encoded.len() as u64;
+                        state_bytes += encoded.len() as u64;
                         let handle = storage
-                            .write_state(&job, barrier.id, &uid, ack.subtask, "keyed", encoded)
+                            .write_state(&job, barrier.id, &uid, subtask, "keyed", encoded)
                             .await
                             .map_err(|e| e.to_string())?;
                         hit(&hits, &checkpointing, Failpoint::MidUpload);
                         state.keyed.push(KeyedStateHandle {
                             key_groups: range,
                             handle,
+                            chunks: Vec::new(),
                         });
                     }
                     if !snapshot.operator.is_empty() {
                         let encoded = weir_state::encode("operator", &snapshot.operator)
                             .map_err(|e| e.to_string())?;
                         bytes += encoded.len() as u64;
+                        state_bytes += encoded.len() as u64;
                         let handle = storage
-                            .write_state(&job, barrier.id, &uid, ack.subtask, "operator", encoded)
+                            .write_state(&job, barrier.id, &uid, subtask, "operator", encoded)
                             .await
                             .map_err(|e| e.to_string())?;
                         hit(&hits, &checkpointing, Failpoint::MidUpload);
                         state.operator.push(handle);
                     }
-                    states.push((uid, state));
+                }
+                for (uid, parts) in frozen_by_uid {
+                    // Savepoints are self-contained: full, and private to their directory.
+                    let incremental = checkpointing.incremental && !barrier.is_savepoint();
+                    let known = if incremental {
+                        uploads.reusable(&uid, subtask, checkpointing.full_snapshot_every)
+                    } else {
+                        Default::default()
+                    };
+                    let encoded = tokio::task::spawn_blocking(move || {
+                        incremental::encode(parts, &known, max)
+                    })
+                    .await
+                    .map_err(|e| format!("encoding state failed: {e}"))?
+                    .map_err(|e| e.to_string())?;
+                    let file = if encoded.bundle.is_empty() {
+                        None
+                    } else {
+                        let data = weir_state::encode("keyed", &encoded.bundle)
+                            .map_err(|e| e.to_string())?;
+                        bytes += data.len() as u64;
+                        let handle = if incremental {
+                            let key = format!("{uid}.{subtask}.{nonce:016x}.{}", barrier.id.get());
+                            storage.write_shared(&job, &key, data).await
+                        } else {
+                            storage
+                                .write_state(&job, barrier.id, &uid, subtask, "keyed-tables", data)
+                                .await
+                        }
+                        .map_err(|e| e.to_string())?;
+                        hit(&hits, &checkpointing, Failpoint::MidUpload);
+                        Some(handle)
+                    };
+                    let (handles, remembered, referred) = encoded.finish(file);
+                    state_bytes += referred;
+                    states.entry(uid.clone()).or_default().keyed.extend(handles);
+                    if incremental {
+                        uploads.record(&uid, subtask, barrier.id, remembered);
+                    }
                 }
                 Ok(())
             }
@@ -653,8 +735,9 @@ impl Driver {
             let message = match result {
                 Ok(()) => Internal::Uploaded {
                     ack,
-                    states,
+                    states: states.into_iter().collect(),
                     bytes,
+                    state_bytes,
                     async_us: started.elapsed().as_micros() as u64,
                 },
                 Err(reason) => Internal::UploadFailed {

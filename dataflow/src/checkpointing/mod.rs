@@ -10,6 +10,7 @@
 //! ```
 
 mod driver;
+mod incremental;
 mod restore;
 
 pub use driver::CheckpointedJob;
@@ -123,6 +124,13 @@ pub struct CheckpointingConfig {
     pub savepoints: StorageConfig,
     /// Crash the process (abort) the `n`-th time this step is reached: for tests.
     pub failpoint: Option<(Failpoint, u64)>,
+    /// Upload only the state shards written since the previous checkpoint, referring
+    /// to earlier uploads for the rest (default on). Savepoints are always full.
+    pub incremental: bool,
+    /// With `incremental`, every n-th checkpoint of a subtask uploads all its state
+    /// afresh, so a restore reads at most n checkpoints' files and files holding
+    /// superseded state are released (default 10).
+    pub full_snapshot_every: u32,
 }
 
 impl Default for CheckpointingConfig {
@@ -138,6 +146,8 @@ impl Default for CheckpointingConfig {
             allow_non_restored_state: false,
             savepoints: StorageConfig::new("./weir-data/savepoints"),
             failpoint: None,
+            incremental: true,
+            full_snapshot_every: 10,
         }
     }
 }
@@ -208,6 +218,9 @@ pub struct SubtaskCheckpointStats {
     pub async_us: u64,
     /// Bytes uploaded.
     pub bytes: u64,
+    /// Bytes of the state this checkpoint refers to: uploaded now, or by an earlier
+    /// checkpoint and still current (incremental checkpoints).
+    pub state_bytes: u64,
 }
 
 /// Statistics of one completed checkpoint.
@@ -221,6 +234,9 @@ pub struct CheckpointStats {
     pub duration_ms: f64,
     /// Bytes uploaded.
     pub bytes: u64,
+    /// Bytes of the state the checkpoint refers to (with incremental checkpoints,
+    /// more than it uploaded).
+    pub state_bytes: u64,
     /// Per subtask.
     pub subtasks: Vec<SubtaskCheckpointStats>,
 }

@@ -102,7 +102,17 @@ pub(crate) async fn load_checkpoint(
                         }
                     })?;
                 for (group, states) in blob {
-                    snapshot.keyed.entry(group).or_default().extend(states);
+                    let target = snapshot.keyed.entry(group).or_default();
+                    if keyed.chunks.is_empty() {
+                        target.extend(states);
+                    } else {
+                        // An older file: only the chunks still current belong here.
+                        target.extend(
+                            states
+                                .into_iter()
+                                .filter(|(name, _)| keyed.chunks.binary_search(name).is_ok()),
+                        );
+                    }
                 }
                 listener.on_restore(
                     &metadata.job,

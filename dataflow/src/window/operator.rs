@@ -11,9 +11,7 @@ use crate::{KeySelector, Operator, Result, Timestamp, TimestampAssigner};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use weir_state::{
-    decode, encode, key_group_for_key, AggregateFunction, KeyGroup, StateKey, StateTable,
-};
+use weir_state::{check_group, decode, encode, AggregateFunction, StateKey, StateTable};
 
 const WATERMARK: &str = "window-watermark";
 const CONTENTS: &str = "window-contents";
@@ -122,18 +120,15 @@ where
         }) {
             self.watermark = decode(WATERMARK, bytes)?;
         }
-        for (group, bytes) in cx.restored_state(CONTENTS) {
-            let entries: Vec<((K, Window), A::Acc)> = decode(CONTENTS, &bytes)?;
-            for ((key, window), acc) in entries {
-                if key_group_for_key(&key, self.max_parallelism) != group {
-                    return Err(weir_state::StateError::Corrupt {
-                        state: CONTENTS.into(),
-                        reason: format!("a key stored under {group} hashes to another key group"),
-                    }
-                    .into());
-                }
-                let table = Self::table(&mut self.windows, window);
-                table.fired = window.end - 1 <= self.watermark;
+        for (group, bytes) in cx.restored_chunks(CONTENTS) {
+            if !cx.subtask.key_groups.contains(group) {
+                continue;
+            }
+            let (window, entries): (Window, Vec<(K, A::Acc)>) = decode(CONTENTS, bytes)?;
+            let table = Self::table(&mut self.windows, window);
+            table.fired = window.end - 1 <= self.watermark;
+            for (key, acc) in entries {
+                check_group(CONTENTS, &key, group, self.max_parallelism)?;
                 table.entries.insert(key, acc);
             }
         }
@@ -195,23 +190,10 @@ where
     }
 
     fn snapshot(&mut self, cx: &mut SnapshotContext) -> Result<()> {
-        let max = self.max_parallelism;
         cx.put_operator(WATERMARK, encode(WATERMARK, &self.watermark)?);
-        type Entry<'a, K, Acc> = ((&'a K, Window), &'a Acc);
-        let mut groups: BTreeMap<KeyGroup, Vec<Entry<'_, K, A::Acc>>> = BTreeMap::new();
-        for table in self.windows.values() {
-            for (key, acc) in table.entries.iter() {
-                groups
-                    .entry(key_group_for_key(key, max))
-                    .or_default()
-                    .push(((key, table.window), acc));
-            }
+        for table in self.windows.values_mut() {
+            cx.put_frozen(table.entries.freeze().with_header(table.window));
         }
-        let mut encoded = weir_state::KeyedSnapshot::new();
-        for (group, entries) in groups {
-            encoded.insert(group, encode(CONTENTS, &entries)?);
-        }
-        cx.put_keyed(CONTENTS, encoded);
         Ok(())
     }
 }
@@ -299,10 +281,13 @@ where
         }) {
             self.watermark = decode(WATERMARK, bytes)?;
         }
-        let restored = cx.restored_state(SESSIONS);
+        let restored = cx.restored_chunks(SESSIONS);
         if !restored.is_empty() {
-            self.sessions
-                .restore(&restored, cx.subtask.key_groups, cx.subtask.max_parallelism)?;
+            self.sessions.restore_chunks(
+                restored,
+                cx.subtask.key_groups,
+                cx.subtask.max_parallelism,
+            )?;
             let lateness = self.spec.lateness;
             let keys: Vec<K> = self.sessions.iter().map(|(k, _)| k.clone()).collect();
             for key in keys {
@@ -448,7 +433,7 @@ where
 
     fn snapshot(&mut self, cx: &mut SnapshotContext) -> Result<()> {
         cx.put_operator(WATERMARK, encode(WATERMARK, &self.watermark)?);
-        cx.put_keyed(SESSIONS, self.sessions.snapshot(self.max_parallelism)?);
+        cx.put_frozen(self.sessions.freeze());
         Ok(())
     }
 }
