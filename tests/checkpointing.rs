@@ -58,8 +58,13 @@ fn input(n: u64) -> Vec<(u32, u64)> {
 }
 
 fn expected(n: u64) -> Vec<(u32, u64)> {
+    expected_of(&input(n))
+}
+
+/// The running counts a failure-free run emits for `records`, sorted.
+fn expected_of(records: &[(u32, u64)]) -> Vec<(u32, u64)> {
     let mut per_key = BTreeMap::new();
-    for (k, _) in input(n) {
+    for &(k, _) in records {
         *per_key.entry(k).or_insert(0u64) += 1;
     }
     let mut out: Vec<(u32, u64)> = per_key
@@ -76,7 +81,15 @@ fn build(
     fail_at: Option<(u64, Arc<AtomicBool>)>,
     per_poll: usize,
 ) -> impl Fn(&JobBuilder) + Send + Sync {
-    let records = input(n);
+    build_with(input(n), out, fail_at, per_poll)
+}
+
+fn build_with(
+    records: Vec<(u32, u64)>,
+    out: PathBuf,
+    fail_at: Option<(u64, Arc<AtomicBool>)>,
+    per_poll: usize,
+) -> impl Fn(&JobBuilder) + Send + Sync {
     move |job: &JobBuilder| {
         let out = out.clone();
         let fail_at = fail_at.clone();
@@ -191,6 +204,76 @@ fn a_failed_task_restarts_from_the_last_checkpoint_without_loss_or_duplicates() 
         "restored from a checkpoint"
     );
     assert_same(read_output(&out), expected(n), "output");
+}
+
+/// Every shared state file of job `job` under `root`, and every shared file the
+/// job's retained checkpoints refer to.
+fn shared_files_and_references(root: &Path, job: &str) -> (Vec<String>, Vec<String>) {
+    let job_dir = root.join(job);
+    let mut files: Vec<String> = std::fs::read_dir(job_dir.join("shared"))
+        .map(|dir| {
+            dir.map(|e| format!("{job}/shared/{}", e.unwrap().file_name().to_string_lossy()))
+                .collect()
+        })
+        .unwrap_or_default();
+    files.sort();
+    let mut referenced = std::collections::BTreeSet::new();
+    for entry in std::fs::read_dir(&job_dir).unwrap() {
+        let metadata = entry.unwrap().path().join("_metadata");
+        if let Ok(bytes) = std::fs::read(&metadata) {
+            let metadata = weir::checkpoint::CheckpointMetadata::decode(&bytes).unwrap();
+            for handle in metadata.handles() {
+                if handle.path.starts_with(&format!("{job}/shared/")) {
+                    referenced.insert(handle.path.clone());
+                }
+            }
+        }
+    }
+    (files, referenced.into_iter().collect())
+}
+
+#[test]
+fn incremental_checkpoints_upload_what_changed_and_restore_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    // 5000 keys once, then a long tail that only touches two of them: the later
+    // checkpoints change two shards out of 64 per subtask.
+    let mut records: Vec<(u32, u64)> = (0..5_000).map(|k| (k, u64::from(k))).collect();
+    records.extend((5_000..40_000u64).map(|i| ((i % 2) as u32, i)));
+    let want = expected_of(&records);
+    let failed = Arc::new(AtomicBool::new(false));
+    let job = CheckpointedJob::spawn(
+        job_config("incremental", 2),
+        settings(dir.path(), 15),
+        build_with(records, out.clone(), Some((30_000, failed.clone())), 20),
+        Arc::new(NoListener),
+    )
+    .unwrap();
+    let summary = job.wait().unwrap();
+    assert!(failed.load(Ordering::SeqCst), "the failure was injected");
+    assert_eq!(summary.restarts, 1);
+    assert_same(read_output(&out), want, "output after restoring an incremental checkpoint");
+    let incremental = summary
+        .checkpoints
+        .iter()
+        .filter(|c| c.bytes * 4 < c.state_bytes)
+        .count();
+    assert!(
+        incremental > 0,
+        "no checkpoint uploaded less than a quarter of its state: {:?}",
+        summary
+            .checkpoints
+            .iter()
+            .map(|c| (c.bytes, c.state_bytes))
+            .collect::<Vec<_>>()
+    );
+    // Retention deleted every shared file no retained checkpoint refers to, and none
+    // that one does.
+    let (files, referenced) =
+        shared_files_and_references(&dir.path().join("checkpoints"), "incremental");
+    assert!(!referenced.is_empty());
+    assert_eq!(files, referenced);
 }
 
 #[test]

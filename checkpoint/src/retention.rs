@@ -159,6 +159,40 @@ impl CheckpointStorage {
         }
         Ok(plan)
     }
+
+    /// Deletes the shared files of `job` that no complete checkpoint refers to: left
+    /// by checkpoints that failed, were aborted or were interrupted after uploading.
+    /// Keeps everything when some checkpoint's metadata is unreadable (better a leak
+    /// than a lost file). Returns how many files were deleted.
+    ///
+    /// Only call it while no checkpoint of the job is in flight: an in-flight
+    /// checkpoint's new files are not referred to by any metadata yet.
+    ///
+    /// # Errors
+    /// [`CheckpointError::InvalidName`]; [`CheckpointError::Io`].
+    ///
+    /// # Cancel safety
+    /// Cancel-safe: calling again finishes the job.
+    pub async fn delete_unreferenced_shared(&self, job: &str) -> Result<usize, CheckpointError> {
+        let shared_dir = layout::shared_dir(job)?;
+        let mut referenced = BTreeSet::new();
+        for checkpoint in self.list_checkpoints(job).await? {
+            match self.read_metadata(job, checkpoint).await {
+                Ok(metadata) => referenced.extend(shared_references(&shared_dir, &metadata)),
+                Err(CheckpointError::NotFound { .. }) => {}
+                Err(CheckpointError::CorruptMetadata { .. }) => return Ok(0),
+                Err(e) => return Err(e),
+            }
+        }
+        let mut deleted = 0;
+        for relative in self.list_relative(&shared_dir).await? {
+            if !referenced.contains(relative.as_ref()) {
+                self.delete(&relative).await?;
+                deleted += 1;
+            }
+        }
+        Ok(deleted)
+    }
 }
 
 #[cfg(test)]

@@ -209,22 +209,33 @@ impl Driver {
         self.listener.on_status(&self.config.name, status);
     }
 
+    /// Removes what failed, aborted or interrupted checkpoints left behind: their
+    /// directories and the shared files no complete checkpoint refers to. Only while
+    /// no checkpoint is in flight.
+    fn collect_garbage(&self) {
+        let job = &self.config.name;
+        let result = self.runtime.block_on(async {
+            self.storage.cleanup_incomplete(job).await?;
+            self.storage.delete_unreferenced_shared(job).await
+        });
+        if let Err(e) = result {
+            tracing::warn!("could not clean up after incomplete checkpoints: {e}");
+        }
+    }
+
     fn run(self) -> Result<RunSummary> {
         let started = Instant::now();
         self.status(JobStatus::Created);
-        if let Err(e) = self
-            .runtime
-            .block_on(self.storage.cleanup_incomplete(&self.config.name))
-        {
-            tracing::warn!("could not clean up incomplete checkpoints: {e}");
-        }
+        self.collect_garbage();
         let mut resume = self.checkpointing.resume.clone();
         let mut restarts = 0;
         loop {
             let (restore, restored_from) = self.load(&resume)?;
             let next_id = restored_from.map_or(CheckpointId::new(1), |id| id.next());
             let next_id = self.next_checkpoint_id().max(next_id);
-            match self.attempt(restore, next_id) {
+            let ended = self.attempt(restore, next_id);
+            self.collect_garbage();
+            match ended {
                 Ended::Finished(result) => {
                     self.status(JobStatus::Finished);
                     return Ok(self.summary(
