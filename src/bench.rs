@@ -54,6 +54,10 @@ pub struct BenchReport {
     /// Median bytes uploaded per checkpoint.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub checkpoint_bytes: Option<u64>,
+    /// Median bytes of state the checkpoints refer to (incremental checkpoints upload
+    /// only part of it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub checkpoint_state_bytes: Option<u64>,
     /// Median over checkpoints of the longest synchronous snapshot part (the task
     /// thread's pause) of any subtask, ms.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -144,6 +148,7 @@ pub fn run(
         checkpoint_p50_ms: None,
         checkpoint_p99_ms: None,
         checkpoint_bytes: None,
+        checkpoint_state_bytes: None,
         checkpoint_sync_p50_ms: None,
     })
 }
@@ -199,6 +204,8 @@ fn run_checkpointed(
     sync.sort_by(f64::total_cmp);
     let mut bytes: Vec<u64> = summary.checkpoints.iter().map(|c| c.bytes).collect();
     bytes.sort_unstable();
+    let mut state_bytes: Vec<u64> = summary.checkpoints.iter().map(|c| c.state_bytes).collect();
+    state_bytes.sort_unstable();
     let output_records = summary
         .metrics
         .iter()
@@ -217,6 +224,7 @@ fn run_checkpointed(
         checkpoint_p50_ms: percentile(&durations, 50.0),
         checkpoint_p99_ms: percentile(&durations, 99.0),
         checkpoint_bytes: bytes.get(bytes.len() / 2).copied(),
+        checkpoint_state_bytes: state_bytes.get(state_bytes.len() / 2).copied(),
         checkpoint_sync_p50_ms: percentile(&sync, 50.0),
     })
 }

@@ -30,6 +30,7 @@ pub struct ReadmeDoctests;
 pub mod bench;
 pub mod nexmark;
 pub mod running_count;
+pub mod state_bench;
 
 pub use weir_checkpoint as checkpoint;
 pub use weir_dataflow as dataflow;

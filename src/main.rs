@@ -60,6 +60,34 @@ enum BenchCommand {
     /// Run a Nexmark query over the deterministic bid (or full Nexmark) generator into
     /// a blackhole sink and print events/s, elapsed time and peak memory.
     Nexmark(NexmarkArgs),
+    /// Checkpoint duration, task-thread pause and restore time for a given number of
+    /// keys of heap state (a count per key), printed as JSON.
+    State(StateArgs),
+}
+
+#[derive(Args)]
+struct StateArgs {
+    /// Distinct keys.
+    #[arg(long, default_value_t = 1_000_000)]
+    keys: u64,
+    /// Numbers to count (default: 5 per key).
+    #[arg(long)]
+    events: Option<u64>,
+    /// Parallelism of every operator.
+    #[arg(long, short, default_value_t = 2)]
+    parallelism: usize,
+    /// Checkpoint interval, e.g. `1s`.
+    #[arg(long, value_parser = parse_duration, default_value = "1s")]
+    checkpoint_interval: Duration,
+    /// Where checkpoints go: a path, file:// or s3://bucket/prefix URL.
+    #[arg(long, default_value = "./weir-data/checkpoints")]
+    checkpoint_dir: String,
+    /// Full checkpoints instead of incremental ones.
+    #[arg(long)]
+    full: bool,
+    /// After every key has been created, update only this many of them (default: all).
+    #[arg(long)]
+    hot_keys: Option<u64>,
 }
 
 #[derive(Args)]
@@ -156,6 +184,7 @@ fn main() {
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Bench(BenchCommand::Nexmark(args)) => bench_nexmark(args),
+        Command::Bench(BenchCommand::State(args)) => bench_state(args),
         Command::Query(args) => query(args),
         Command::Testing(TestingCommand::RunningCount(args)) => running_count(args),
     }
@@ -216,6 +245,31 @@ fn bench_nexmark(args: NexmarkArgs) -> Result<()> {
             );
         }
     }
+    Ok(())
+}
+
+fn bench_state(args: StateArgs) -> Result<()> {
+    if args.keys == 0 {
+        bail!("--keys must be at least 1");
+    }
+    let events = args.events.unwrap_or(args.keys.saturating_mul(5));
+    if events < args.keys {
+        bail!(
+            "--events ({events}) must be at least --keys ({}) so that every key exists",
+            args.keys
+        );
+    }
+    let report = weir::state_bench::run(&weir::state_bench::StateBenchOptions {
+        keys: args.keys,
+        events,
+        parallelism: args.parallelism,
+        interval: args.checkpoint_interval,
+        checkpoint_dir: args.checkpoint_dir,
+        incremental: !args.full,
+        hot_keys: args.hot_keys.unwrap_or(args.keys),
+    })
+    .context("state benchmark failed")?;
+    println!("{}", serde_json::to_string(&report)?);
     Ok(())
 }
 

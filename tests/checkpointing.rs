@@ -237,23 +237,28 @@ fn incremental_checkpoints_upload_what_changed_and_restore_exactly() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
     std::fs::create_dir_all(&out).unwrap();
-    // 5000 keys once, then a long tail that only touches two of them: the later
-    // checkpoints change two shards out of 64 per subtask.
-    let mut records: Vec<(u32, u64)> = (0..5_000).map(|k| (k, u64::from(k))).collect();
-    records.extend((5_000..40_000u64).map(|i| ((i % 2) as u32, i)));
+    // 40000 keys once (so each subtask's table is split into shards), then a long
+    // tail that only touches two of them: the later checkpoints change two shards
+    // out of 64 per subtask.
+    let mut records: Vec<(u32, u64)> = (0..40_000).map(|k| (k, u64::from(k))).collect();
+    records.extend((40_000..80_000u64).map(|i| ((i % 2) as u32, i)));
     let want = expected_of(&records);
     let failed = Arc::new(AtomicBool::new(false));
     let job = CheckpointedJob::spawn(
         job_config("incremental", 2),
         settings(dir.path(), 15),
-        build_with(records, out.clone(), Some((30_000, failed.clone())), 20),
+        build_with(records, out.clone(), Some((65_000, failed.clone())), 40),
         Arc::new(NoListener),
     )
     .unwrap();
     let summary = job.wait().unwrap();
     assert!(failed.load(Ordering::SeqCst), "the failure was injected");
     assert_eq!(summary.restarts, 1);
-    assert_same(read_output(&out), want, "output after restoring an incremental checkpoint");
+    assert_same(
+        read_output(&out),
+        want,
+        "output after restoring an incremental checkpoint",
+    );
     let incremental = summary
         .checkpoints
         .iter()

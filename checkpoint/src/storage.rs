@@ -257,7 +257,10 @@ impl CheckpointStorage {
     }
 
     /// Every object under `relative`, as paths relative to the root.
-    pub(crate) async fn list_relative(&self, relative: &Path) -> Result<Vec<Path>, CheckpointError> {
+    pub(crate) async fn list_relative(
+        &self,
+        relative: &Path,
+    ) -> Result<Vec<Path>, CheckpointError> {
         let full = self.full_path(relative);
         let listed: Vec<Path> = match self
             .store

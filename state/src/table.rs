@@ -1,6 +1,8 @@
 //! [`StateTable`]: the heap backend's keyed map, with copy-on-write snapshots.
 //!
-//! A table is split into [`SHARDS`] hash tables by a mix of the key's hash. Taking a
+//! A table of more than [`SPLIT_AT`] keys is split into [`SHARDS`] hash tables by a
+//! mix of the key's hash (a smaller one is a single shard, as compact as a plain hash
+//! map, and cheap to copy). Taking a
 //! snapshot ([`StateTable::freeze`]) moves every shard into an `Arc` and hands the
 //! snapshot clones of those `Arc`s: it costs one small allocation per shard written
 //! since the previous snapshot, never anything in proportion to the number of keys.
@@ -35,8 +37,11 @@ impl<T: Hash + Eq + Clone + Serialize + DeserializeOwned + Send + Sync + 'static
 pub trait StateValue: Clone + Serialize + DeserializeOwned + Send + Sync + 'static {}
 impl<T: Clone + Serialize + DeserializeOwned + Send + Sync + 'static> StateValue for T {}
 
-/// The number of shards of every table.
+/// The number of shards of a large table.
 pub const SHARDS: usize = 64;
+
+/// A table with this many keys is split into [`SHARDS`] shards.
+pub const SPLIT_AT: usize = 8192;
 
 /// The keyed state of one table captured by a snapshot: entries by key group.
 pub type KeyedSnapshot = BTreeMap<KeyGroup, Vec<u8>>;
@@ -97,11 +102,21 @@ fn shard_of(hash: u64) -> usize {
     (hash.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> (64 - SHARDS.trailing_zeros())) as usize
 }
 
+/// The entries of a shard that is frozen, to be written: taken back without copying
+/// when the snapshot has let go of it.
+#[cold]
+#[inline(never)]
+fn thaw<K: Clone, V: Clone>(frozen: Arc<Entries<K, V>>) -> Entries<K, V> {
+    Arc::try_unwrap(frozen).unwrap_or_else(|shared| (*shared).clone())
+}
+
 /// A keyed table on the heap: the storage behind every kind of keyed state.
 pub struct StateTable<K, V> {
     name: Arc<str>,
     id: u64,
     shards: Vec<Shard<K, V>>,
+    /// `shards.len() - 1`: 0 for a single shard, `SHARDS - 1` once split.
+    mask: usize,
     /// Per shard: changes whenever the shard is written after a snapshot.
     generations: Vec<u64>,
     next_generation: u64,
@@ -129,7 +144,8 @@ impl<K: Clone, V: Clone> Clone for StateTable<K, V> {
                 .iter()
                 .map(|shard| Shard::Owned(shard.entries().clone()))
                 .collect(),
-            generations: vec![0; SHARDS],
+            mask: self.mask,
+            generations: vec![0; self.shards.len()],
             next_generation: 1,
             len: self.len,
         }
@@ -142,10 +158,9 @@ impl<K: StateKey, V: StateValue> StateTable<K, V> {
         Self {
             name: name.into().into(),
             id: NEXT_TABLE_ID.fetch_add(1, Ordering::Relaxed),
-            shards: (0..SHARDS)
-                .map(|_| Shard::Owned(HashTable::new()))
-                .collect(),
-            generations: vec![0; SHARDS],
+            shards: vec![Shard::Owned(HashTable::new())],
+            mask: 0,
+            generations: vec![0],
             next_generation: 1,
             len: 0,
         }
@@ -156,9 +171,15 @@ impl<K: StateKey, V: StateValue> StateTable<K, V> {
         &self.name
     }
 
+    /// The shard of `hash`.
+    #[inline]
+    fn shard_index(&self, hash: u64) -> usize {
+        shard_of(hash) & self.mask
+    }
+
     /// The shard `shard` for writing: a frozen shard is taken back from the snapshot
     /// (copied only if the snapshot still reads it) and gets a new generation.
-    #[inline]
+    #[inline(always)]
     fn shard_mut<'a>(
         shards: &'a mut [Shard<K, V>],
         generations: &mut [u64],
@@ -167,9 +188,7 @@ impl<K: StateKey, V: StateValue> StateTable<K, V> {
     ) -> &'a mut Entries<K, V> {
         let slot = &mut shards[shard];
         if let Shard::Frozen(frozen) = slot {
-            let frozen = std::mem::take(frozen);
-            let entries = Arc::try_unwrap(frozen).unwrap_or_else(|shared| (*shared).clone());
-            *slot = Shard::Owned(entries);
+            *slot = Shard::Owned(thaw(std::mem::take(frozen)));
             generations[shard] = *next_generation;
             *next_generation += 1;
         }
@@ -180,11 +199,45 @@ impl<K: StateKey, V: StateValue> StateTable<K, V> {
         }
     }
 
+    /// Before an insertion: splits a single-shard table that reached [`SPLIT_AT`].
+    #[inline(always)]
+    fn grow(&mut self) {
+        if self.mask == 0 && self.len >= SPLIT_AT {
+            self.split();
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn split(&mut self) {
+        let old = std::mem::take(&mut self.shards);
+        self.shards = (0..SHARDS)
+            .map(|_| Shard::Owned(HashTable::new()))
+            .collect();
+        self.mask = SHARDS - 1;
+        self.generations = (0..SHARDS)
+            .map(|i| self.next_generation + i as u64)
+            .collect();
+        self.next_generation += SHARDS as u64;
+        for shard in old {
+            let entries = match shard {
+                Shard::Owned(entries) => entries,
+                Shard::Frozen(frozen) => thaw(frozen),
+            };
+            for (key, value) in entries {
+                let hash = hash_of(&key);
+                if let Shard::Owned(target) = &mut self.shards[shard_of(hash)] {
+                    target.insert_unique(hash, (key, value), |(k, _)| hash_of(k));
+                }
+            }
+        }
+    }
+
     /// The value of `key`, if any.
     #[inline]
     pub fn get(&self, key: &K) -> Option<&V> {
         let hash = hash_of(key);
-        self.shards[shard_of(hash)]
+        self.shards[self.shard_index(hash)]
             .entries()
             .find(hash, |(k, _)| k == key)
             .map(|(_, v)| v)
@@ -194,7 +247,7 @@ impl<K: StateKey, V: StateValue> StateTable<K, V> {
     #[inline]
     pub fn get_mut(&mut self, key: &K) -> Option<&mut V> {
         let hash = hash_of(key);
-        let shard = shard_of(hash);
+        let shard = self.shard_index(hash);
         if let Shard::Frozen(frozen) = &self.shards[shard] {
             frozen.find(hash, |(k, _)| k == key)?;
         }
@@ -216,12 +269,14 @@ impl<K: StateKey, V: StateValue> StateTable<K, V> {
     /// Like [`StateTable::get_or_insert_with`], also telling whether the entry is new.
     #[inline]
     pub fn get_or_insert_with_flag(&mut self, key: K, init: impl FnOnce() -> V) -> (&mut V, bool) {
+        self.grow();
         let hash = hash_of(&key);
+        let shard = self.shard_index(hash);
         let entries = Self::shard_mut(
             &mut self.shards,
             &mut self.generations,
             &mut self.next_generation,
-            shard_of(hash),
+            shard,
         );
         match entries.entry(hash, |(k, _)| *k == key, |(k, _)| hash_of(k)) {
             hashbrown::hash_table::Entry::Occupied(occupied) => (&mut occupied.into_mut().1, false),
@@ -234,12 +289,14 @@ impl<K: StateKey, V: StateValue> StateTable<K, V> {
 
     /// Sets the value of `key`, returning the previous one.
     pub fn insert(&mut self, key: K, value: V) -> Option<V> {
+        self.grow();
         let hash = hash_of(&key);
+        let shard = self.shard_index(hash);
         let entries = Self::shard_mut(
             &mut self.shards,
             &mut self.generations,
             &mut self.next_generation,
-            shard_of(hash),
+            shard,
         );
         match entries.entry(hash, |(k, _)| *k == key, |(k, _)| hash_of(k)) {
             hashbrown::hash_table::Entry::Occupied(mut occupied) => {
@@ -256,7 +313,7 @@ impl<K: StateKey, V: StateValue> StateTable<K, V> {
     /// Removes `key`, returning its value.
     pub fn remove(&mut self, key: &K) -> Option<V> {
         let hash = hash_of(key);
-        let shard = shard_of(hash);
+        let shard = self.shard_index(hash);
         if let Shard::Frozen(frozen) = &self.shards[shard] {
             frozen.find(hash, |(k, _)| k == key)?;
         }
@@ -292,7 +349,7 @@ impl<K: StateKey, V: StateValue> StateTable<K, V> {
 
     /// Keeps only the entries for which `keep` returns true.
     pub fn retain(&mut self, mut keep: impl FnMut(&K, &mut V) -> bool) {
-        for shard in 0..SHARDS {
+        for shard in 0..self.shards.len() {
             if self.shards[shard].entries().is_empty() {
                 continue;
             }
@@ -653,7 +710,7 @@ mod tests {
             prop_assert_eq!(decode_all(&last, max), model);
             for (snapshot, expected) in &frozen {
                 prop_assert_eq!(&decode_all(snapshot, max), expected);
-                for shard in 0..SHARDS {
+                for shard in 0..snapshot.shard_count().min(last.shard_count()) {
                     if snapshot.shard_generation(shard) == last.shard_generation(shard) {
                         prop_assert_eq!(
                             snapshot.encode_shard(shard, max).unwrap(),
@@ -674,12 +731,47 @@ mod tests {
         let frozen = table.freeze();
         *table.get_mut(&7).unwrap() += 1;
         assert_eq!(table.get(&7), Some(&8));
-        let before = frozen.shard_generation(shard_of(hash_of(&7u64)));
+        let shard = table.shard_index(hash_of(&7u64));
+        let before = frozen.shard_generation(shard);
         drop(frozen);
         let again = table.freeze();
-        assert_ne!(again.shard_generation(shard_of(hash_of(&7u64))), before);
+        assert_ne!(again.shard_generation(shard), before);
+        assert_eq!(again.shard_count(), SHARDS);
         assert_eq!(table.len(), 10_000);
         assert_eq!(table.get_mut(&10_001), None);
+    }
+
+    #[test]
+    fn a_table_splits_into_shards_without_disturbing_snapshots() {
+        let max = MaxParallelism::DEFAULT;
+        let mut table = StateTable::<u64, u64>::new("t");
+        let mut model = BTreeMap::new();
+        let mut snapshots = Vec::new();
+        for k in 0..(3 * SPLIT_AT as u64) {
+            if k % 5_000 == 0 {
+                snapshots.push((table.freeze(), model.clone()));
+            }
+            table.insert(k, k * 2);
+            model.insert(k, k * 2);
+            if k % 3 == 0 {
+                *table.get_mut(&(k / 2)).unwrap() += 1;
+                *model.get_mut(&(k / 2)).unwrap() += 1;
+            }
+        }
+        assert_eq!(table.len(), model.len());
+        assert_eq!(table.freeze().shard_count(), SHARDS);
+        for (frozen, expected) in &snapshots {
+            let mut got = BTreeMap::new();
+            for (_, chunks) in encode_frozen(frozen, max).unwrap() {
+                for bytes in chunks.values() {
+                    got.extend(decode::<Vec<(u64, u64)>>("t", bytes).unwrap());
+                }
+            }
+            assert_eq!(&got, expected);
+        }
+        let mut entries = table.to_entries();
+        entries.sort();
+        assert_eq!(entries, model.into_iter().collect::<Vec<_>>());
     }
 
     #[test]

@@ -80,6 +80,7 @@ impl CheckpointedJob {
             history: history.clone(),
             failpoint_hits: Arc::new(AtomicU64::new(0)),
             uploads: UploadCache::default(),
+            retention: std::sync::Mutex::new(Vec::new()),
             nonce: {
                 use std::hash::{BuildHasher, Hasher};
                 let mut h = std::collections::hash_map::RandomState::new().build_hasher();
@@ -159,6 +160,8 @@ struct Driver {
     uploads: UploadCache,
     /// Makes this process's shared file names unique.
     nonce: u64,
+    /// Retention runs in the background; it is finished before the job ends.
+    retention: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
 enum Ended {
@@ -214,7 +217,12 @@ impl Driver {
     /// no checkpoint is in flight.
     fn collect_garbage(&self) {
         let job = &self.config.name;
+        let retention: Vec<_> =
+            std::mem::take(&mut *self.retention.lock().unwrap_or_else(|p| p.into_inner()));
         let result = self.runtime.block_on(async {
+            for task in retention {
+                let _ = task.await;
+            }
             self.storage.cleanup_incomplete(job).await?;
             self.storage.delete_unreferenced_shared(job).await
         });
@@ -589,11 +597,15 @@ impl Driver {
                         Command::Retain { keep } => {
                             let storage = self.storage.clone();
                             let job = job.clone();
-                            self.runtime.spawn(async move {
+                            let task = self.runtime.spawn(async move {
                                 if let Err(e) = storage.retain(&job, keep).await {
                                     tracing::warn!("retention of job `{job}` failed: {e}");
                                 }
                             });
+                            let mut retention =
+                                self.retention.lock().unwrap_or_else(|p| p.into_inner());
+                            retention.retain(|t| !t.is_finished());
+                            retention.push(task);
                         }
                         Command::Abort { checkpoint, reason } => {
                             tracing::warn!(
