@@ -282,6 +282,49 @@ fn incremental_checkpoints_upload_what_changed_and_restore_exactly() {
 }
 
 #[test]
+fn a_storage_outage_fails_checkpoints_without_stopping_the_job_or_losing_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    let n = 60_000;
+    let mut config = settings(dir.path(), 20);
+    config.coordinator.tolerable_failures = 10_000;
+    let job = CheckpointedJob::spawn(
+        job_config("outage", 2),
+        config,
+        build(n, out.clone(), None, 20),
+        Arc::new(NoListener),
+    )
+    .unwrap();
+    // The storage goes away: its root becomes a file, so every write under it fails
+    // (even for root), then it comes back.
+    let root = dir.path().join("checkpoints");
+    let away = dir.path().join("checkpoints-away");
+    std::thread::sleep(Duration::from_millis(600));
+    std::fs::rename(&root, &away).unwrap();
+    std::fs::write(&root, b"not a directory").unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    std::fs::remove_file(&root).unwrap();
+    std::fs::rename(&away, &root).unwrap();
+    let summary = job.wait().unwrap();
+    assert_eq!(summary.status, JobStatus::Finished);
+    assert_eq!(
+        summary.restarts, 0,
+        "the outage is tolerated, not a failure"
+    );
+    assert!(
+        summary.failed_checkpoints > 0,
+        "checkpoints failed during the outage"
+    );
+    assert!(!summary.checkpoints.is_empty());
+    assert_same(
+        read_output(&out),
+        expected(n),
+        "output across a storage outage",
+    );
+}
+
+#[test]
 fn stop_with_savepoint_then_resume_at_other_parallelism_equals_an_uninterrupted_run() {
     for (before, after) in [(2, 1), (2, 3)] {
         let dir = tempfile::tempdir().unwrap();

@@ -81,6 +81,7 @@ impl CheckpointedJob {
             failpoint_hits: Arc::new(AtomicU64::new(0)),
             uploads: UploadCache::default(),
             retention: std::sync::Mutex::new(Vec::new()),
+            failed_checkpoints: AtomicU64::new(0),
             nonce: {
                 use std::hash::{BuildHasher, Hasher};
                 let mut h = std::collections::hash_map::RandomState::new().build_hasher();
@@ -160,6 +161,8 @@ struct Driver {
     uploads: UploadCache,
     /// Makes this process's shared file names unique.
     nonce: u64,
+    /// Checkpoints aborted so far.
+    failed_checkpoints: AtomicU64,
     /// Retention runs in the background; it is finished before the job ends.
     retention: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
@@ -312,6 +315,7 @@ impl Driver {
             restored_from,
             savepoint,
             checkpoints: self.history.snapshot(),
+            failed_checkpoints: self.failed_checkpoints.load(Ordering::Relaxed),
             metrics,
             elapsed: started.elapsed(),
         }
@@ -608,6 +612,7 @@ impl Driver {
                             retention.push(task);
                         }
                         Command::Abort { checkpoint, reason } => {
+                            self.failed_checkpoints.fetch_add(1, Ordering::Relaxed);
                             tracing::warn!(
                                 "checkpoint {checkpoint} of job `{job}` aborted: {reason}"
                             );

@@ -304,6 +304,8 @@ pub struct RunSummary {
     pub savepoint: Option<String>,
     /// Checkpoints completed (all attempts).
     pub checkpoints: Vec<CheckpointStats>,
+    /// Checkpoints that failed or timed out and were aborted (all attempts).
+    pub failed_checkpoints: u64,
     /// Counters of the last attempt.
     pub metrics: Vec<crate::SubtaskMetrics>,
     /// Wall time of the run.
