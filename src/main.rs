@@ -21,8 +21,12 @@ enum Command {
     /// Measure throughput.
     #[command(subcommand)]
     Bench(BenchCommand),
-    /// Run a Nexmark query over the deterministic generator and print its result rows.
+    /// Run a Nexmark query over the deterministic generator and print its result rows
+    /// (optionally with checkpoints, resuming from a checkpoint or a savepoint).
     Query(QueryArgs),
+    /// Take a savepoint of a job running with checkpoints (embedded in another
+    /// process): the request travels through the job's checkpoint storage.
+    Savepoint(SavepointArgs),
     /// Jobs for the crash tests.
     #[command(subcommand, hide = true)]
     Testing(TestingCommand),
@@ -53,6 +57,10 @@ struct RunningCountArgs {
     throttle_us: u64,
     #[arg(long)]
     resume: bool,
+    #[arg(long)]
+    savepoint_dir: Option<String>,
+    #[arg(long)]
+    from_savepoint: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -162,6 +170,44 @@ struct QueryArgs {
     /// How to print the result.
     #[arg(long, value_enum, default_value_t = OutputFormat::Json)]
     output: OutputFormat,
+    /// The job's name: its directory under the checkpoint storage (default
+    /// `nexmark-<query>`).
+    #[arg(long)]
+    job: Option<String>,
+    /// Take checkpoints to this storage: a path, file:// or s3://bucket/prefix URL.
+    #[arg(long)]
+    checkpoint_dir: Option<String>,
+    /// Checkpoint interval, e.g. `1s` (with --checkpoint-dir; default 1s).
+    #[arg(long, value_parser = parse_duration)]
+    checkpoint_interval: Option<Duration>,
+    /// Where savepoints go (default ./weir-data/savepoints).
+    #[arg(long)]
+    savepoint_dir: Option<String>,
+    /// Resume from the newest complete checkpoint of the job under --checkpoint-dir.
+    #[arg(long, conflicts_with = "from_savepoint")]
+    resume: bool,
+    /// Resume from this savepoint (a directory path or URL).
+    #[arg(long)]
+    from_savepoint: Option<String>,
+    /// Start even if the restored state has operators this job lacks.
+    #[arg(long)]
+    allow_non_restored_state: bool,
+}
+
+#[derive(Args)]
+struct SavepointArgs {
+    /// The job's name (its directory under the checkpoint storage).
+    #[arg(long)]
+    job: String,
+    /// The checkpoint storage the job runs with.
+    #[arg(long, default_value = "./weir-data/checkpoints")]
+    checkpoint_dir: String,
+    /// Stop the job after the savepoint (stop-with-savepoint).
+    #[arg(long)]
+    stop: bool,
+    /// How long to wait for the job to answer, e.g. `2m`.
+    #[arg(long, value_parser = parse_duration, default_value = "2m")]
+    timeout: Duration,
 }
 
 fn main() {
@@ -186,6 +232,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Bench(BenchCommand::Nexmark(args)) => bench_nexmark(args),
         Command::Bench(BenchCommand::State(args)) => bench_state(args),
         Command::Query(args) => query(args),
+        Command::Savepoint(args) => savepoint(args),
         Command::Testing(TestingCommand::RunningCount(args)) => running_count(args),
     }
 }
@@ -273,12 +320,137 @@ fn bench_state(args: StateArgs) -> Result<()> {
     Ok(())
 }
 
+fn savepoint(args: SavepointArgs) -> Result<()> {
+    use weir::checkpoint::control::{ControlReply, ControlRequest};
+    use weir::checkpoint::{CheckpointStorage, StorageConfig};
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("could not start the I/O runtime")?;
+    runtime.block_on(async {
+        let storage = CheckpointStorage::open(&StorageConfig::new(args.checkpoint_dir.clone()))
+            .await
+            .with_context(|| format!("checkpoint storage {}", args.checkpoint_dir))?;
+        let id = format!(
+            "{:x}-{:x}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_nanos()
+        );
+        let request = ControlRequest {
+            id: id.clone(),
+            stop: args.stop,
+        };
+        storage
+            .put_control_request(&args.job, &request)
+            .await
+            .context("could not leave the savepoint request")?;
+        let deadline = std::time::Instant::now() + args.timeout;
+        loop {
+            if let Some(reply) = storage.take_control_reply(&args.job, &id).await? {
+                return match reply {
+                    ControlReply::Savepoint { location } => {
+                        println!("{location}");
+                        Ok(())
+                    }
+                    ControlReply::Failed { reason } => {
+                        bail!("job `{}` could not take the savepoint: {reason}", args.job)
+                    }
+                };
+            }
+            if std::time::Instant::now() >= deadline {
+                let _ = storage.withdraw_control_request(&args.job, &id).await;
+                bail!(
+                    "no job `{}` running with checkpoint storage {} answered within {:?}: is it running, with this --job name and --checkpoint-dir?",
+                    args.job,
+                    storage.location(),
+                    args.timeout
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+}
+
 fn query(args: QueryArgs) -> Result<()> {
     let config = weir::dataflow::JobConfig {
-        name: format!("nexmark-{}", args.query),
+        name: args
+            .job
+            .clone()
+            .unwrap_or_else(|| format!("nexmark-{}", args.query)),
         parallelism: args.parallelism,
         ..weir::dataflow::JobConfig::default()
     };
+    let checkpointed = args.checkpoint_dir.is_some()
+        || args.checkpoint_interval.is_some()
+        || args.resume
+        || args.from_savepoint.is_some();
+    if checkpointed {
+        use weir::checkpoint::{CoordinatorConfig, StorageConfig};
+        use weir::dataflow::checkpointing::{CheckpointingConfig, ResumeFrom};
+        let defaults = CheckpointingConfig::default();
+        let checkpointing = CheckpointingConfig {
+            storage: args
+                .checkpoint_dir
+                .clone()
+                .map_or(defaults.storage.clone(), StorageConfig::new),
+            savepoints: args
+                .savepoint_dir
+                .clone()
+                .map_or(defaults.savepoints.clone(), StorageConfig::new),
+            coordinator: CoordinatorConfig {
+                interval: args.checkpoint_interval.unwrap_or(Duration::from_secs(1)),
+                ..CoordinatorConfig::default()
+            },
+            resume: match (&args.from_savepoint, args.resume) {
+                (Some(path), _) => ResumeFrom::Savepoint(path.clone()),
+                (None, true) => ResumeFrom::LatestCheckpoint,
+                (None, false) => ResumeFrom::Nothing,
+            },
+            allow_non_restored_state: args.allow_non_restored_state,
+            ..defaults
+        };
+        let count_only = matches!(args.output, OutputFormat::Count);
+        let summary = match weir::nexmark::run_checkpointed(
+            args.query,
+            config,
+            args.events,
+            checkpointing,
+            count_only,
+        ) {
+            Err(weir::dataflow::DataflowError::Io { source, .. })
+                if source.kind() == std::io::ErrorKind::BrokenPipe =>
+            {
+                return Ok(());
+            }
+            result => result.with_context(|| format!("query {} failed", args.query))?,
+        };
+        if count_only {
+            let rows: u64 = summary
+                .metrics
+                .iter()
+                .filter(|m| m.operator == "blackhole")
+                .map(|m| m.records_in)
+                .sum();
+            println!("{rows}");
+        }
+        eprintln!(
+            "weir: job {:?}; restored from {}; {} checkpoints completed, {} failed; {} restarts{}",
+            summary.status,
+            summary
+                .restored_from
+                .map_or("nothing".to_string(), |c| format!("checkpoint {}", c.get())),
+            summary.checkpoints.len(),
+            summary.failed_checkpoints,
+            summary.restarts,
+            summary
+                .savepoint
+                .map_or(String::new(), |s| format!("; savepoint {s}"))
+        );
+        return Ok(());
+    }
     match args.output {
         OutputFormat::Json => match weir::nexmark::run_stdout(args.query, config, args.events) {
             // The reader of our output went away (`| head`): a normal end.
@@ -316,17 +488,22 @@ fn running_count(args: RunningCountArgs) -> Result<()> {
         interval: Duration::from_millis(args.interval_ms),
         throttle: Duration::from_micros(args.throttle_us),
         resume: args.resume,
+        savepoints: args.savepoint_dir,
+        from_savepoint: args.from_savepoint,
         failpoint,
     };
     let summary = job.run(std::sync::Arc::new(
         weir::dataflow::checkpointing::NoListener,
     ))?;
     println!(
-        "status {:?} restarts {} restored from {:?} checkpoints {}",
+        "status {:?} restarts {} restored from {:?} checkpoints {}{}",
         summary.status,
         summary.restarts,
         summary.restored_from.map(|c| c.get()),
-        summary.checkpoints.len()
+        summary.checkpoints.len(),
+        summary
+            .savepoint
+            .map_or(String::new(), |s| format!(" savepoint {s}"))
     );
     Ok(())
 }

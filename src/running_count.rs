@@ -40,6 +40,10 @@ pub struct RunningCountJob {
     pub throttle: Duration,
     /// Resume from the newest complete checkpoint.
     pub resume: bool,
+    /// Where savepoints go (default `./weir-data/savepoints`).
+    pub savepoints: Option<String>,
+    /// Resume from this savepoint (takes precedence over `resume`).
+    pub from_savepoint: Option<String>,
     /// Crash the process at a protocol step (tests).
     pub failpoint: Option<(Failpoint, u64)>,
 }
@@ -113,11 +117,15 @@ impl RunningCountJob {
                 attempts: 3,
                 delay: Duration::from_millis(50),
             },
-            resume: if self.resume {
-                ResumeFrom::LatestCheckpoint
-            } else {
-                ResumeFrom::Nothing
+            resume: match (&self.from_savepoint, self.resume) {
+                (Some(savepoint), _) => ResumeFrom::Savepoint(savepoint.clone()),
+                (None, true) => ResumeFrom::LatestCheckpoint,
+                (None, false) => ResumeFrom::Nothing,
             },
+            savepoints: self.savepoints.clone().map_or_else(
+                || CheckpointingConfig::default().savepoints,
+                StorageConfig::new,
+            ),
             failpoint: self.failpoint,
             ..CheckpointingConfig::default()
         };

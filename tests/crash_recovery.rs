@@ -29,6 +29,9 @@ type Record = (u64, u64);
 /// checkpoint storage and the output directory.
 struct Job {
     events: u64,
+    parallelism: u64,
+    /// Extra arguments of every run.
+    args: Vec<String>,
     interval_ms: u64,
     throttle_us: u64,
     /// A directory or an `s3://bucket/prefix` URL.
@@ -59,6 +62,8 @@ impl Job {
         std::fs::create_dir_all(&logs).expect("logs dir");
         Self {
             events,
+            parallelism: PARALLELISM,
+            args: Vec::new(),
             interval_ms,
             throttle_us,
             checkpoints,
@@ -80,7 +85,8 @@ impl Job {
             .args(["testing", "running-count"])
             .args(["--events", &self.events.to_string()])
             .args(["--keys", &KEYS.to_string()])
-            .args(["--parallelism", &PARALLELISM.to_string()])
+            .args(["--parallelism", &self.parallelism.to_string()])
+            .args(&self.args)
             .args(["--checkpoint-dir", &self.checkpoints])
             .arg("--output")
             .arg(&self.output)
@@ -750,4 +756,89 @@ fn sigkill_with_s3_checkpoints_loses_and_repeats_nothing() {
         ("AWS_REGION", "us-east-1".into()),
     ];
     kill_at_random_moments_then_recover(&job, kills);
+}
+
+/// Runs `weir savepoint` against the running job; returns the savepoint's location.
+fn request_savepoint(job: &Job, stop: bool) -> String {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_weir"));
+    command
+        .args([
+            "savepoint",
+            "--job",
+            JOB,
+            "--checkpoint-dir",
+            &job.checkpoints,
+        ])
+        .args(["--timeout", "60s"])
+        .stdin(Stdio::null());
+    if stop {
+        command.arg("--stop");
+    }
+    let run = Run::from(command.output().expect("start the weir binary"));
+    assert!(
+        run.status.success(),
+        "weir savepoint failed ({}):\n{}",
+        run.status,
+        run.stderr
+    );
+    let location = run.stdout.trim().to_string();
+    assert!(
+        Path::new(&location).join("_metadata").is_file(),
+        "no savepoint at `{location}`"
+    );
+    location
+}
+
+#[test]
+fn savepoint_command_then_stop_and_resume_at_another_parallelism_is_exact() {
+    let mut job = Job::local(100_000, 50, 5_000);
+    let savepoints = job._dir.path().join("savepoints").display().to_string();
+    job.args = vec!["--savepoint-dir".into(), savepoints];
+    let mut child = job.spawn(false, "first");
+    // Wait until the job runs (its first checkpoint is complete).
+    let started = std::time::Instant::now();
+    while newest_complete_checkpoint(&job.job_dir()).is_none() {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "no checkpoint within 60 s:\n{}",
+            tail(&job.log("first", "err"), 30)
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let savepoint = request_savepoint(&job, false);
+    let stopped = request_savepoint(&job, true);
+    assert_ne!(savepoint, stopped);
+    let status = child.wait().expect("wait for the job");
+    let stdout = job.log("first", "out");
+    assert!(
+        status.success() && stdout.contains("status Suspended"),
+        "the job did not stop with the savepoint ({status}):\n{stdout}\n{}",
+        tail(&job.log("first", "err"), 30)
+    );
+    assert!(stdout.contains(&stopped), "{stdout}");
+    // Resume from the stop savepoint at parallelism 3.
+    job.parallelism = 3;
+    job.args.extend(["--from-savepoint".to_string(), stopped]);
+    job.run(false, None).finished();
+    assert_exact(
+        &job.committed(),
+        &job.expected(),
+        "stop-with-savepoint then resume",
+    );
+    // Nobody answers for a job that does not run: a clear error, no hang.
+    let run = Run::from(
+        Command::new(env!("CARGO_BIN_EXE_weir"))
+            .args([
+                "savepoint",
+                "--job",
+                "no-such-job",
+                "--checkpoint-dir",
+                &job.checkpoints,
+            ])
+            .args(["--timeout", "1s"])
+            .output()
+            .expect("start the weir binary"),
+    );
+    assert!(!run.status.success());
+    assert!(run.stderr.contains("no-such-job"), "{}", run.stderr);
 }

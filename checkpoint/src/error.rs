@@ -49,6 +49,15 @@ pub enum CheckpointError {
         actual_size: u64,
     },
 
+    /// A control request or reply (see [`crate::control`]) does not decode.
+    #[error("control message {object} is unreadable: {reason}")]
+    CorruptControl {
+        /// The object.
+        object: String,
+        /// What the decoder reported.
+        reason: String,
+    },
+
     /// The path given to [`read_savepoint`](crate::CheckpointStorage::read_savepoint)
     /// holds no savepoint.
     #[error("no savepoint at {path}: expected {path}/_metadata")]

@@ -49,6 +49,7 @@
 #![deny(missing_docs)]
 
 mod config;
+pub mod control;
 pub mod coordinator;
 mod error;
 pub mod layout;

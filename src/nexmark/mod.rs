@@ -39,7 +39,10 @@ mod windows;
 pub use persons::{q3, q8, Q3Row, Q8Row, Q3_CATEGORY, Q3_STATES};
 pub use q7::{q7, Q7Row, Q7_BUCKETS};
 pub use query::{Query, UnknownQuery};
-pub use run::{build_query, run_blackhole, run_stdout, BlackholeOutput, QueryOutput, QueryRun};
+pub use run::{
+    build_query, run_blackhole, run_checkpointed, run_stdout, BlackholeOutput, QueryOutput,
+    QueryRun,
+};
 pub use stateless::{q0, q1, q2, Q1Row, Q2Row, Q1_RATE, Q2_AUCTION_MODULUS};
 pub use windows::{q5, qs, qw, Q5Row, QsRow, QwRow, HOP_SLIDE, WINDOW};
 

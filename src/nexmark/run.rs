@@ -6,6 +6,7 @@ use super::{
 use serde::Serialize;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use weir_dataflow::checkpointing::{CheckpointedJob, CheckpointingConfig, NoListener, RunSummary};
 use weir_dataflow::{Data, DataflowError, JobBuilder, JobConfig, JobResult, Stream};
 use weir_sinks::{BlackholeSink, StdoutJsonSink};
 
@@ -115,4 +116,40 @@ pub fn run_stdout(query: Query, config: JobConfig, events: u64) -> Result<(), Da
     let job = JobBuilder::new(config);
     build_query(&job, query, events, DEFAULT_ROWS_PER_MS, &mut StdoutJson);
     job.execute().map(|_| ())
+}
+
+/// Runs `query` over `events` generated events with checkpoints (see
+/// [`CheckpointedJob`]): printing every result row to stdout as a JSON line, or, with
+/// `count_only`, dropping them. Rows printed before a failure may be printed again
+/// after the restart (stdout is not a transactional sink).
+///
+/// # Errors
+/// The checkpoint storage cannot be opened or the restore is refused; a failure after
+/// the restarts ran out.
+pub fn run_checkpointed(
+    query: Query,
+    config: JobConfig,
+    events: u64,
+    checkpointing: CheckpointingConfig,
+    count_only: bool,
+) -> Result<RunSummary, DataflowError> {
+    CheckpointedJob::spawn(
+        config,
+        checkpointing,
+        move |job| {
+            if count_only {
+                build_query(
+                    job,
+                    query,
+                    events,
+                    DEFAULT_ROWS_PER_MS,
+                    &mut BlackholeOutput::default(),
+                );
+            } else {
+                build_query(job, query, events, DEFAULT_ROWS_PER_MS, &mut StdoutJson);
+            }
+        },
+        Arc::new(NoListener),
+    )?
+    .wait()
 }

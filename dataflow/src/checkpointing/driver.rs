@@ -15,6 +15,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
+use weir_checkpoint::control::ControlReply;
 use weir_checkpoint::metadata::{CheckpointMetadata, KeyedStateHandle, SnapshotKind, SubtaskState};
 use weir_checkpoint::{
     Barrier, CheckpointId, CheckpointStorage, Command, Coordinator, Event, OperatorUid,
@@ -77,6 +78,8 @@ impl CheckpointedJob {
             runtime,
             storage,
             requests: requests_rx,
+            requests_tx: requests.clone(),
+            replies: Arc::default(),
             history: history.clone(),
             failpoint_hits: Arc::new(AtomicU64::new(0)),
             uploads: UploadCache::default(),
@@ -161,6 +164,10 @@ struct Driver {
     uploads: UploadCache,
     /// Makes this process's shared file names unique.
     nonce: u64,
+    /// For requests that arrive through the checkpoint storage (`weir savepoint`).
+    requests_tx: Sender<Request>,
+    /// Tasks writing the replies to those requests.
+    replies: Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>,
     /// Checkpoints aborted so far.
     failed_checkpoints: AtomicU64,
     /// Retention runs in the background; it is finished before the job ends.
@@ -201,6 +208,62 @@ struct InFlight {
     savepoint_reply: Option<Sender<Result<String>>>,
 }
 
+/// Serves savepoint requests left in the checkpoint storage by `weir savepoint`
+/// (see [`weir_checkpoint::control`]) until aborted.
+async fn poll_control(
+    storage: CheckpointStorage,
+    job: String,
+    requests: Sender<Request>,
+    replies: Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+) {
+    loop {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let taken = match storage.take_control_requests(&job).await {
+            Ok(taken) => taken,
+            Err(e) => {
+                tracing::debug!("could not read control requests of job `{job}`: {e}");
+                continue;
+            }
+        };
+        for request in taken {
+            tracing::info!(
+                "savepoint requested through the checkpoint storage (request {}, stop: {})",
+                request.id,
+                request.stop
+            );
+            let (reply_tx, reply_rx) = bounded(1);
+            if requests
+                .send(Request::Savepoint {
+                    stop: request.stop,
+                    reply: reply_tx,
+                })
+                .is_err()
+            {
+                return;
+            }
+            let (storage, job) = (storage.clone(), job.clone());
+            let task = tokio::spawn(async move {
+                let answer = tokio::task::spawn_blocking(move || reply_rx.recv()).await;
+                let reply = match answer {
+                    Ok(Ok(Ok(location))) => ControlReply::Savepoint { location },
+                    Ok(Ok(Err(e))) => ControlReply::Failed {
+                        reason: e.to_string(),
+                    },
+                    _ => ControlReply::Failed {
+                        reason: "the job ended before the savepoint was taken".into(),
+                    },
+                };
+                if let Err(e) = storage.put_control_reply(&job, &request.id, &reply).await {
+                    tracing::warn!("could not answer savepoint request {}: {e}", request.id);
+                }
+            });
+            let mut replies = replies.lock().unwrap_or_else(|p| p.into_inner());
+            replies.retain(|t| !t.is_finished());
+            replies.push(task);
+        }
+    }
+}
+
 fn hit(driver_hits: &AtomicU64, config: &CheckpointingConfig, step: Failpoint) {
     if let Some((point, nth)) = config.failpoint {
         if point == step && driver_hits.fetch_add(1, Ordering::SeqCst) + 1 >= nth {
@@ -235,6 +298,27 @@ impl Driver {
     }
 
     fn run(self) -> Result<RunSummary> {
+        let poller = self.runtime.spawn(poll_control(
+            self.storage.clone(),
+            self.config.name.clone(),
+            self.requests_tx.clone(),
+            self.replies.clone(),
+        ));
+        let result = self.run_attempts();
+        poller.abort();
+        // Requests nobody will serve now are answered as failed.
+        while self.requests.try_recv().is_ok() {}
+        let replies: Vec<_> =
+            std::mem::take(&mut *self.replies.lock().unwrap_or_else(|p| p.into_inner()));
+        self.runtime.block_on(async {
+            for reply in replies {
+                let _ = tokio::time::timeout(Duration::from_secs(10), reply).await;
+            }
+        });
+        result
+    }
+
+    fn run_attempts(&self) -> Result<RunSummary> {
         let started = Instant::now();
         self.status(JobStatus::Created);
         self.collect_garbage();
