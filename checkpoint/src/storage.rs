@@ -256,24 +256,29 @@ impl CheckpointStorage {
         }
     }
 
+    /// Every object under `relative`, as full paths.
+    async fn list_full(&self, relative: &Path) -> Result<Vec<Path>, CheckpointError> {
+        match self
+            .store
+            .list(Some(&self.full_path(relative)))
+            .map_ok(|meta| meta.location)
+            .try_collect()
+            .await
+        {
+            Ok(listed) => Ok(listed),
+            Err(object_store::Error::NotFound { .. }) => Ok(Vec::new()),
+            Err(e) => Err(self.error(relative, e)),
+        }
+    }
+
     /// Every object under `relative`, as paths relative to the root.
     pub(crate) async fn list_relative(
         &self,
         relative: &Path,
     ) -> Result<Vec<Path>, CheckpointError> {
-        let full = self.full_path(relative);
-        let listed: Vec<Path> = match self
-            .store
-            .list(Some(&full))
-            .map_ok(|meta| meta.location)
-            .try_collect()
-            .await
-        {
-            Ok(listed) => listed,
-            Err(object_store::Error::NotFound { .. }) => Vec::new(),
-            Err(e) => return Err(self.error(relative, e)),
-        };
-        Ok(listed
+        Ok(self
+            .list_full(relative)
+            .await?
             .into_iter()
             .filter_map(|location| location.prefix_match(&self.root).map(Path::from_iter))
             .collect())
@@ -281,18 +286,7 @@ impl CheckpointStorage {
 
     /// Deletes every object under `relative`; returns how many there were.
     pub(crate) async fn delete_prefix(&self, relative: &Path) -> Result<usize, CheckpointError> {
-        let full = self.full_path(relative);
-        let listed: Vec<Path> = match self
-            .store
-            .list(Some(&full))
-            .map_ok(|meta| meta.location)
-            .try_collect()
-            .await
-        {
-            Ok(listed) => listed,
-            Err(object_store::Error::NotFound { .. }) => Vec::new(),
-            Err(e) => return Err(self.error(relative, e)),
-        };
+        let listed = self.list_full(relative).await?;
         let count = listed.len();
         let mut deleted = self
             .store

@@ -15,6 +15,7 @@
 use crate::{
     decode, encode, key_group_for_key, KeyGroup, KeyGroupRange, MaxParallelism, StateError,
 };
+use hashbrown::hash_table::Entry;
 use hashbrown::HashTable;
 use rustc_hash::FxBuildHasher;
 use serde::{de::DeserializeOwned, Serialize};
@@ -269,19 +270,10 @@ impl<K: StateKey, V: StateValue> StateTable<K, V> {
     /// Like [`StateTable::get_or_insert_with`], also telling whether the entry is new.
     #[inline]
     pub fn get_or_insert_with_flag(&mut self, key: K, init: impl FnOnce() -> V) -> (&mut V, bool) {
-        self.grow();
-        let hash = hash_of(&key);
-        let shard = self.shard_index(hash);
-        let entries = Self::shard_mut(
-            &mut self.shards,
-            &mut self.generations,
-            &mut self.next_generation,
-            shard,
-        );
-        match entries.entry(hash, |(k, _)| *k == key, |(k, _)| hash_of(k)) {
-            hashbrown::hash_table::Entry::Occupied(occupied) => (&mut occupied.into_mut().1, false),
-            hashbrown::hash_table::Entry::Vacant(vacant) => {
-                self.len += 1;
+        match self.entry(&key) {
+            (Entry::Occupied(occupied), _) => (&mut occupied.into_mut().1, false),
+            (Entry::Vacant(vacant), len) => {
+                *len += 1;
                 (&mut vacant.insert((key, init())).into_mut().1, true)
             }
         }
@@ -289,8 +281,23 @@ impl<K: StateKey, V: StateValue> StateTable<K, V> {
 
     /// Sets the value of `key`, returning the previous one.
     pub fn insert(&mut self, key: K, value: V) -> Option<V> {
+        match self.entry(&key) {
+            (Entry::Occupied(mut occupied), _) => {
+                Some(std::mem::replace(&mut occupied.get_mut().1, value))
+            }
+            (Entry::Vacant(vacant), len) => {
+                *len += 1;
+                vacant.insert((key, value));
+                None
+            }
+        }
+    }
+
+    /// The entry of `key` for writing, and the count of keys to update.
+    #[inline(always)]
+    fn entry(&mut self, key: &K) -> (Entry<'_, (K, V)>, &mut usize) {
         self.grow();
-        let hash = hash_of(&key);
+        let hash = hash_of(key);
         let shard = self.shard_index(hash);
         let entries = Self::shard_mut(
             &mut self.shards,
@@ -298,16 +305,10 @@ impl<K: StateKey, V: StateValue> StateTable<K, V> {
             &mut self.next_generation,
             shard,
         );
-        match entries.entry(hash, |(k, _)| *k == key, |(k, _)| hash_of(k)) {
-            hashbrown::hash_table::Entry::Occupied(mut occupied) => {
-                Some(std::mem::replace(&mut occupied.get_mut().1, value))
-            }
-            hashbrown::hash_table::Entry::Vacant(vacant) => {
-                self.len += 1;
-                vacant.insert((key, value));
-                None
-            }
-        }
+        (
+            entries.entry(hash, |(k, _)| k == key, |(k, _)| hash_of(k)),
+            &mut self.len,
+        )
     }
 
     /// Removes `key`, returning its value.
