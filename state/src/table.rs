@@ -247,6 +247,14 @@ impl<K: StateKey, V: StateValue> StateTable<K, V> {
     /// The value of `key` for update, if any.
     #[inline]
     pub fn get_mut(&mut self, key: &K) -> Option<&mut V> {
+        let (hash, entries) = self.existing_mut(key)?;
+        entries.find_mut(hash, |(k, _)| k == key).map(|(_, v)| v)
+    }
+
+    /// The hash of `key` and its shard for writing, unless `key` is absent from a
+    /// frozen shard (which then stays frozen).
+    #[inline(always)]
+    fn existing_mut(&mut self, key: &K) -> Option<(u64, &mut Entries<K, V>)> {
         let hash = hash_of(key);
         let shard = self.shard_index(hash);
         if let Shard::Frozen(frozen) = &self.shards[shard] {
@@ -258,7 +266,7 @@ impl<K: StateKey, V: StateValue> StateTable<K, V> {
             &mut self.next_generation,
             shard,
         );
-        entries.find_mut(hash, |(k, _)| k == key).map(|(_, v)| v)
+        Some((hash, entries))
     }
 
     /// The value of `key` for update, inserting `init()` first if absent.
@@ -313,17 +321,7 @@ impl<K: StateKey, V: StateValue> StateTable<K, V> {
 
     /// Removes `key`, returning its value.
     pub fn remove(&mut self, key: &K) -> Option<V> {
-        let hash = hash_of(key);
-        let shard = self.shard_index(hash);
-        if let Shard::Frozen(frozen) = &self.shards[shard] {
-            frozen.find(hash, |(k, _)| k == key)?;
-        }
-        let entries = Self::shard_mut(
-            &mut self.shards,
-            &mut self.generations,
-            &mut self.next_generation,
-            shard,
-        );
+        let (hash, entries) = self.existing_mut(key)?;
         let occupied = entries.find_entry(hash, |(k, _)| k == key).ok()?;
         let ((_, value), _) = occupied.remove();
         self.len -= 1;
