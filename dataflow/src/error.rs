@@ -45,6 +45,14 @@ pub enum DataflowError {
         /// What is known about why.
         message: String,
     },
+    /// Checkpointing failed: storage, a savepoint, a restore.
+    #[error("{what}: {message}")]
+    Checkpoint {
+        /// What was being done or used (e.g. "checkpoint storage", "savepoint `<path>`").
+        what: String,
+        /// What went wrong.
+        message: String,
+    },
     /// The job was cancelled.
     #[error("the job was cancelled")]
     Cancelled,

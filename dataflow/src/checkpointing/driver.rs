@@ -41,9 +41,9 @@ pub struct CheckpointedJob {
 }
 
 fn storage_error(what: &str, e: impl std::fmt::Display) -> DataflowError {
-    DataflowError::TaskFailed {
-        task: "checkpoint driver".into(),
-        message: format!("{what}: {e}"),
+    DataflowError::Checkpoint {
+        what: what.to_string(),
+        message: e.to_string(),
     }
 }
 
