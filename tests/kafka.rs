@@ -277,3 +277,75 @@ fn a_missing_topic_and_an_unreachable_broker_are_clear_errors() {
         "{err}"
     );
 }
+
+/// Writes `count` records to partition 0 only, one every 100 ms of event time from
+/// `base` (the record timestamp).
+const PRODUCE_TIMED: &str = r#"
+import sys
+from confluent_kafka import Producer
+bootstrap, topic, base, count = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+producer = Producer({"bootstrap.servers": bootstrap})
+for i in range(count):
+    producer.produce(topic, value=b"x", partition=0, timestamp=base + i * 100)
+assert producer.flush(30) == 0, "records not delivered"
+"#;
+
+#[test]
+fn watermarks_follow_record_timestamps_per_partition_and_an_idle_partition_does_not_hold_them() {
+    use weir::dataflow::window::WindowAssigner;
+    use weir::dataflow::Timestamp;
+    use weir::state::Count;
+    let Some((bootstrap, py)) = broker() else {
+        return;
+    };
+    let topic = format!("weir-time-{}", std::process::id());
+    python(&py, CREATE_TOPIC, &[&bootstrap, &topic, "2"]);
+    let base: i64 = 1_700_000_000_000;
+    python(
+        &py,
+        PRODUCE_TIMED,
+        &[&bootstrap, &topic, &base.to_string(), "50"],
+    );
+    // Partition 1 stays empty: without idleness it would hold the watermark back and
+    // no window would ever fire.
+    let job = JobBuilder::new(JobConfig {
+        parallelism: 1,
+        ..JobConfig::default()
+    });
+    let (sink, collected) = weir::sinks::CollectSink::new();
+    job.source(
+        "kafka",
+        WatermarkStrategy::bounded_out_of_orderness(
+            Duration::ZERO,
+            |r: &weir::sources::KafkaRecord<Vec<u8>>| Timestamp(r.timestamp.unwrap_or(i64::MIN)),
+        )
+        .with_idleness(Duration::from_millis(200)),
+        KafkaSource::factory(
+            KafkaSourceConfig::new(&bootstrap, &topic, "weir-time"),
+            weir::sources::kafka::bytes(),
+        ),
+    )
+    .key_by(|_: &weir::sources::KafkaRecord<Vec<u8>>| 0u8)
+    .window(WindowAssigner::tumbling(Duration::from_secs(1)))
+    .aggregate(Count, move |_, window, count| (window.start - base, count))
+    .sink("collect", sink);
+    let handle = job.spawn().unwrap();
+    let started = Instant::now();
+    // Records span 0..4.9 s: the watermark (4.899 s) closes the windows up to 4 s.
+    while collected.len() < 4 {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "windows fired: {:?}",
+            collected.take()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    handle.cancel();
+    let _ = handle.wait();
+    let mut windows = collected.take();
+    windows.sort_unstable();
+    assert_eq!(
+        windows,
+        vec![(0, 10), (1_000, 10), (2_000, 10), (3_000, 10)]
+    );
+}
