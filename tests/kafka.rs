@@ -137,8 +137,13 @@ fn build(
 }
 
 fn expected(records: u64) -> Vec<(u32, u64)> {
+    expected_range(0, records)
+}
+
+/// The running counts of the records `from..to`.
+fn expected_range(from: u64, to: u64) -> Vec<(u32, u64)> {
     let mut per_key: BTreeMap<u32, u64> = BTreeMap::new();
-    for seq in 0..records {
+    for seq in from..to {
         *per_key.entry((seq % 13) as u32).or_default() += 1;
     }
     let mut out: Vec<(u32, u64)> = per_key
@@ -333,6 +338,9 @@ fn watermarks_follow_record_timestamps_per_partition_and_an_idle_partition_does_
     let started = Instant::now();
     // Records span 0..4.9 s: the watermark (4.899 s) closes the windows up to 4 s.
     while collected.len() < 4 {
+        if let Some(e) = handle.poll_failure() {
+            panic!("the job failed: {e}");
+        }
         assert!(
             started.elapsed() < Duration::from_secs(60),
             "windows fired: {:?}",
@@ -348,4 +356,62 @@ fn watermarks_follow_record_timestamps_per_partition_and_an_idle_partition_does_
         windows,
         vec![(0, 10), (1_000, 10), (2_000, 10), (3_000, 10)]
     );
+}
+
+/// Commits offset `offset` of every partition of a topic for a consumer group.
+const COMMIT_GROUP: &str = r#"
+import sys
+from confluent_kafka import Consumer, TopicPartition
+bootstrap, topic, group, partitions, offset = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
+consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False})
+consumer.commit(offsets=[TopicPartition(topic, p, offset) for p in range(partitions)], asynchronous=False)
+consumer.close()
+"#;
+
+#[test]
+fn a_group_committed_start_reads_from_the_committed_offsets_and_resumes_from_checkpoints() {
+    use weir::sources::StartPosition;
+    let Some((bootstrap, py)) = broker() else {
+        return;
+    };
+    let topic = format!("weir-group-{}", std::process::id());
+    let group = format!("weir-group-{}", std::process::id());
+    python(&py, CREATE_TOPIC, &[&bootstrap, &topic, "2"]);
+    // seq goes to partition seq % 2 at offset seq / 2: offsets 30.. are seq 60..
+    python(&py, PRODUCE, &[&bootstrap, &topic, "0", "100", "2"]);
+    python(&py, COMMIT_GROUP, &[&bootstrap, &topic, &group, "2", "30"]);
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    let mut source = KafkaSourceConfig::new(&bootstrap, &topic, &group);
+    source.start = StartPosition::GroupCommitted;
+    let job = CheckpointedJob::spawn(
+        job_config(2),
+        checkpointing(dir.path(), ResumeFrom::Nothing),
+        build(source.clone(), out.clone(), None),
+        Arc::new(NoListener),
+    )
+    .unwrap();
+    wait_for_output(&out, 40);
+    let savepoint = job.savepoint(true).unwrap();
+    job.wait().unwrap();
+    assert_eq!(
+        committed(&out),
+        expected_range(60, 100),
+        "from the committed offsets"
+    );
+    // Records written while it is stopped are read after resuming from the savepoint
+    // (its offsets, not the group's, decide where reading continues).
+    python(&py, PRODUCE, &[&bootstrap, &topic, "100", "150", "2"]);
+    let job = CheckpointedJob::spawn(
+        job_config(2),
+        checkpointing(dir.path(), ResumeFrom::Savepoint(savepoint)),
+        build(source, out.clone(), None),
+        Arc::new(NoListener),
+    )
+    .unwrap();
+    wait_for_output(&out, 90);
+    job.savepoint(true).unwrap();
+    job.wait().unwrap();
+    assert_eq!(committed(&out), expected_range(60, 150), "after the resume");
 }

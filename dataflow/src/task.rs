@@ -402,16 +402,20 @@ impl<S: Source> SourceHead<S> {
                 }
             }
         }
-        splits
-            .values()
-            .filter(|s| !s.idle)
-            .map(|s| {
-                s.max_timestamp
-                    .saturating_sub(self.strategy.out_of_orderness)
-                    .saturating_sub(Duration::from_millis(1))
-                    .max(Timestamp::MIN)
-            })
-            .min()
+        Self::split_watermarks(&self.strategy, splits.values().filter(|s| !s.idle)).min()
+    }
+
+    /// The watermark of each split: its max event time − the bound − 1 ms.
+    fn split_watermarks<'a>(
+        strategy: &'a WatermarkStrategy<S::Out>,
+        splits: impl Iterator<Item = &'a SplitWatermark> + 'a,
+    ) -> impl Iterator<Item = Timestamp> + 'a {
+        splits.map(|s| {
+            s.max_timestamp
+                .saturating_sub(strategy.out_of_orderness)
+                .saturating_sub(Duration::from_millis(1))
+                .max(Timestamp::MIN)
+        })
     }
 
     fn take_barrier(&mut self, env: &TaskEnv, barrier: Barrier) -> Result<()> {
@@ -487,6 +491,17 @@ impl<S: Source> TaskHead for SourceHead<S> {
                     }
                     Some(_) => {}
                     None if !splits.is_empty() && !idle_emitted => {
+                        // Every split went idle, possibly all in the same interval: the
+                        // data read so far is complete up to the most advanced split's
+                        // watermark (idle splits hold nothing back), so that watermark
+                        // goes out before the subtask declares itself idle.
+                        let all = Self::split_watermarks(&self.strategy, splits.values());
+                        if let Some(watermark) = all.max() {
+                            if watermark > emitted {
+                                emitted = watermark;
+                                self.stage.watermark(watermark)?;
+                            }
+                        }
                         idle_emitted = true;
                         self.stage.idle()?;
                     }

@@ -210,55 +210,103 @@ impl<T: Send + 'static> KafkaSource<T> {
         partition.rem_euclid(self.subtask.parallelism.max(1) as i32) == self.subtask.index as i32
     }
 
-    /// Assigns `partitions` (not yet owned), at their checkpointed offset or the
-    /// start position (`fresh` partitions, discovered while running, start at the
-    /// beginning).
+    /// The offset each of `partitions` without a checkpointed offset starts at,
+    /// resolved now to a concrete offset (so that a checkpoint taken before any of
+    /// its records arrive still pins where it starts). `fresh` partitions, found
+    /// while running, start at their beginning.
+    fn resolve_start(
+        &self,
+        consumer: &BaseConsumer,
+        partitions: &[i32],
+        fresh: bool,
+    ) -> Result<BTreeMap<i32, i64>> {
+        let timeout = self.config.connect_timeout;
+        let topic = self.config.topic.as_str();
+        let missing: Vec<i32> = partitions
+            .iter()
+            .copied()
+            .filter(|p| !self.offsets.contains_key(p))
+            .collect();
+        let watermarks = |partition: i32| {
+            consumer
+                .fetch_watermarks(topic, partition, timeout)
+                .map_err(|e| self.kafka_error("reading the offsets of", &e))
+        };
+        let mut resolved = BTreeMap::new();
+        let start = if fresh {
+            &StartPosition::Earliest
+        } else {
+            &self.config.start
+        };
+        match start {
+            StartPosition::Earliest => {
+                for &partition in &missing {
+                    resolved.insert(partition, watermarks(partition)?.0);
+                }
+            }
+            StartPosition::Latest => {
+                for &partition in &missing {
+                    resolved.insert(partition, watermarks(partition)?.1);
+                }
+            }
+            StartPosition::GroupCommitted | StartPosition::Timestamp(_) => {
+                let mut list = TopicPartitionList::new();
+                for &partition in &missing {
+                    let offset = match start {
+                        StartPosition::Timestamp(at) => Offset::Offset(*at),
+                        _ => Offset::Invalid,
+                    };
+                    list.add_partition_offset(topic, partition, offset)
+                        .map_err(|e| self.kafka_error("looking up offsets of", &e))?;
+                }
+                let found = if list.count() == 0 {
+                    Ok(TopicPartitionList::new())
+                } else if matches!(start, StartPosition::Timestamp(_)) {
+                    consumer.offsets_for_times(list, timeout)
+                } else {
+                    consumer.committed_offsets(list, timeout)
+                }
+                .map_err(|e| self.kafka_error("looking up offsets of", &e))?;
+                for element in found.elements() {
+                    let partition = element.partition();
+                    let offset = match element.offset() {
+                        Offset::Offset(n) => n,
+                        // No record at or after the time: start at the end; no
+                        // committed offset: start at the beginning.
+                        _ if matches!(start, StartPosition::Timestamp(_)) => {
+                            watermarks(partition)?.1
+                        }
+                        _ => watermarks(partition)?.0,
+                    };
+                    resolved.insert(partition, offset);
+                }
+            }
+        }
+        Ok(resolved)
+    }
+
+    /// Assigns `partitions` (not yet owned) at their checkpointed offset, or where
+    /// [`Self::resolve_start`] says.
     fn assign(&mut self, partitions: &[i32], fresh: bool) -> Result<()> {
         let Some(consumer) = self.consumer.as_ref() else {
             return Ok(());
         };
+        let resolved = self.resolve_start(consumer, partitions, fresh)?;
         let mut list = TopicPartitionList::new();
         for &partition in partitions {
-            let offset = match self.offsets.get(&partition) {
-                Some(&next) => Offset::Offset(next),
-                None if fresh => Offset::Beginning,
-                None => match &self.config.start {
-                    StartPosition::Earliest | StartPosition::Timestamp(_) => Offset::Beginning,
-                    StartPosition::Latest => Offset::End,
-                    StartPosition::GroupCommitted => Offset::Stored,
-                },
-            };
+            let next = self
+                .offsets
+                .get(&partition)
+                .or_else(|| resolved.get(&partition))
+                .copied();
+            let offset = next.map_or(Offset::Beginning, Offset::Offset);
             list.add_partition_offset(&self.config.topic, partition, offset)
                 .map_err(|e| self.kafka_error("assigning a partition of", &e))?;
-        }
-        if let StartPosition::Timestamp(at) = self.config.start {
-            if !fresh {
-                let mut by_time = TopicPartitionList::new();
-                for &partition in partitions {
-                    if !self.offsets.contains_key(&partition) {
-                        by_time
-                            .add_partition_offset(&self.config.topic, partition, Offset::Offset(at))
-                            .map_err(|e| self.kafka_error("looking up offsets of", &e))?;
-                    }
-                }
-                if by_time.count() > 0 {
-                    let found = consumer
-                        .offsets_for_times(by_time, self.config.connect_timeout)
-                        .map_err(|e| self.kafka_error("looking up offsets by time of", &e))?;
-                    for element in found.elements() {
-                        let offset = match element.offset() {
-                            Offset::Offset(n) => Offset::Offset(n),
-                            _ => Offset::End,
-                        };
-                        list.set_partition_offset(&self.config.topic, element.partition(), offset)
-                            .map_err(|e| self.kafka_error("assigning a partition of", &e))?;
-                    }
-                }
-            }
         }
         consumer
             .incremental_assign(&list)
             .map_err(|e| self.kafka_error("assigning partitions of", &e))?;
+        self.offsets.extend(resolved);
         self.owned.extend(partitions.iter().copied());
         self.announced = false;
         Ok(())
