@@ -1,6 +1,8 @@
 //! Checkpoints end to end on the local filesystem: exactly-once output across
 //! failures and restarts, savepoints with rescaling, corrupt checkpoints skipped.
 
+mod common;
+use common::RunningCount;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -10,44 +12,9 @@ use weir::checkpoint::{CoordinatorConfig, StorageConfig};
 use weir::dataflow::checkpointing::{
     CheckpointedJob, CheckpointingConfig, JobStatus, NoListener, RestartStrategy, ResumeFrom,
 };
-use weir::dataflow::process::{KeyedProcessFunction, KeyedStateStore, ProcessContext};
-use weir::dataflow::state::ValueState;
 use weir::dataflow::testing::CollectionSource;
-use weir::dataflow::{CheckpointId, JobBuilder, JobConfig, Result, WatermarkStrategy};
+use weir::dataflow::{CheckpointId, JobBuilder, JobConfig, WatermarkStrategy};
 use weir::sinks::{read_committed, EpochFileSink};
-
-/// Running count per key; fails once (the first time it sees `fail_at`) if asked.
-struct RunningCount {
-    counts: ValueState<u32, u64>,
-    fail_at: Option<(u64, Arc<AtomicBool>)>,
-}
-
-impl KeyedProcessFunction<u32, (u32, u64)> for RunningCount {
-    type Out = (u32, u64);
-    fn process(
-        &mut self,
-        value: (u32, u64),
-        cx: &mut ProcessContext<'_, u32, (u32, u64)>,
-    ) -> Result<()> {
-        if let Some((at, failed)) = &self.fail_at {
-            if value.1 == *at && !failed.swap(true, Ordering::SeqCst) {
-                return Err(weir::dataflow::DataflowError::operator(
-                    "running-count",
-                    0,
-                    "injected failure",
-                ));
-            }
-        }
-        let count = self.counts.get_or_insert_with(value.0, || 0);
-        *count += 1;
-        let count = *count;
-        cx.emit((value.0, count));
-        Ok(())
-    }
-    fn states(&mut self) -> Vec<&mut dyn KeyedStateStore> {
-        vec![&mut *self.counts]
-    }
-}
 
 const KEYS: u32 = 13;
 
@@ -104,10 +71,7 @@ fn build_with(
         )
         .uid("numbers")
         .key_by(|r: &(u32, u64)| r.0)
-        .process("running-count", move |_| RunningCount {
-            counts: ValueState::new("counts"),
-            fail_at: fail_at.clone(),
-        })
+        .process("running-count", move |_| RunningCount::new(fail_at.clone()))
         .uid("running-count")
         .sink(
             "epoch-sink",
@@ -555,10 +519,7 @@ fn restoring_state_the_job_cannot_take_is_a_clear_error_unless_allowed() {
         )
         .uid("numbers")
         .key_by(|r: &(u32, u64)| r.0)
-        .process("running-count", |_| RunningCount {
-            counts: ValueState::new("counts"),
-            fail_at: None,
-        })
+        .process("running-count", |_| RunningCount::new(None))
         .uid("renamed-count")
         .sink(
             "epoch-sink",

@@ -4,6 +4,8 @@
 //! failure, a stop-with-savepoint and a rescaled resume; a missing topic and an
 //! unreachable broker are clear errors.
 
+mod common;
+use common::RunningCount;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
@@ -14,9 +16,7 @@ use weir::checkpoint::{CoordinatorConfig, StorageConfig};
 use weir::dataflow::checkpointing::{
     CheckpointedJob, CheckpointingConfig, JobStatus, NoListener, RestartStrategy, ResumeFrom,
 };
-use weir::dataflow::process::{KeyedProcessFunction, KeyedStateStore, ProcessContext};
-use weir::dataflow::state::ValueState;
-use weir::dataflow::{JobBuilder, JobConfig, Result, WatermarkStrategy};
+use weir::dataflow::{JobBuilder, JobConfig, WatermarkStrategy};
 use weir::sinks::{read_committed, EpochFileSink};
 use weir::sources::kafka::{utf8, KafkaSource, KafkaSourceConfig};
 
@@ -75,39 +75,6 @@ for seq in range(start, end):
 assert producer.flush(30) == 0, "records not delivered"
 "#;
 
-/// Running count per key; fails once, the first time it sees `fail_at`.
-struct RunningCount {
-    counts: ValueState<u32, u64>,
-    fail_at: Option<(u64, Arc<AtomicBool>)>,
-}
-
-impl KeyedProcessFunction<u32, (u32, u64)> for RunningCount {
-    type Out = (u32, u64);
-    fn process(
-        &mut self,
-        value: (u32, u64),
-        cx: &mut ProcessContext<'_, u32, (u32, u64)>,
-    ) -> Result<()> {
-        if let Some((at, failed)) = &self.fail_at {
-            if value.1 == *at && !failed.swap(true, Ordering::SeqCst) {
-                return Err(weir::dataflow::DataflowError::operator(
-                    "running-count",
-                    0,
-                    "injected failure",
-                ));
-            }
-        }
-        let count = self.counts.get_or_insert_with(value.0, || 0);
-        *count += 1;
-        let count = *count;
-        cx.emit((value.0, count));
-        Ok(())
-    }
-    fn states(&mut self) -> Vec<&mut dyn KeyedStateStore> {
-        vec![&mut *self.counts]
-    }
-}
-
 fn build(
     source: KafkaSourceConfig,
     out: std::path::PathBuf,
@@ -126,10 +93,7 @@ fn build(
             Some((key.parse::<u32>().ok()?, seq.parse::<u64>().ok()?))
         })
         .key_by(|r: &(u32, u64)| r.0)
-        .process("running-count", move |_| RunningCount {
-            counts: ValueState::new("counts"),
-            fail_at: fail_at.clone(),
-        })
+        .process("running-count", move |_| RunningCount::new(fail_at.clone()))
         .uid("running-count")
         .sink("out", EpochFileSink::<(u32, u64)>::factory(out.clone()))
         .uid("out");

@@ -1,0 +1,51 @@
+//! What several end-to-end test files share.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use weir::dataflow::process::{KeyedProcessFunction, KeyedStateStore, ProcessContext};
+use weir::dataflow::state::ValueState;
+use weir::dataflow::Result;
+
+/// Running count per key of `(key, seq)` records, emitting `(key, count)`; fails once
+/// (the first time it sees `seq == fail_at`) if asked.
+pub struct RunningCount {
+    pub counts: ValueState<u32, u64>,
+    pub fail_at: Option<(u64, Arc<AtomicBool>)>,
+}
+
+impl RunningCount {
+    /// A fresh count, failing once at `fail_at` if given.
+    pub fn new(fail_at: Option<(u64, Arc<AtomicBool>)>) -> Self {
+        Self {
+            counts: ValueState::new("counts"),
+            fail_at,
+        }
+    }
+}
+
+impl KeyedProcessFunction<u32, (u32, u64)> for RunningCount {
+    type Out = (u32, u64);
+    fn process(
+        &mut self,
+        value: (u32, u64),
+        cx: &mut ProcessContext<'_, u32, (u32, u64)>,
+    ) -> Result<()> {
+        if let Some((at, failed)) = &self.fail_at {
+            if value.1 == *at && !failed.swap(true, Ordering::SeqCst) {
+                return Err(weir::dataflow::DataflowError::operator(
+                    "running-count",
+                    0,
+                    "injected failure",
+                ));
+            }
+        }
+        let count = self.counts.get_or_insert_with(value.0, || 0);
+        *count += 1;
+        let count = *count;
+        cx.emit((value.0, count));
+        Ok(())
+    }
+    fn states(&mut self) -> Vec<&mut dyn KeyedStateStore> {
+        vec![&mut *self.counts]
+    }
+}
