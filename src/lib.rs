@@ -28,6 +28,7 @@
 pub struct ReadmeDoctests;
 
 pub mod bench;
+pub mod inspect;
 pub mod nexmark;
 pub mod running_count;
 pub mod state_bench;

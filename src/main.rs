@@ -27,6 +27,9 @@ enum Command {
     /// Take a savepoint of a job running with checkpoints (embedded in another
     /// process): the request travels through the job's checkpoint storage.
     Savepoint(SavepointArgs),
+    /// Show the checkpoints and savepoints in a storage.
+    #[command(subcommand)]
+    Checkpoints(CheckpointsCommand),
     /// Jobs for the crash tests.
     #[command(subcommand, hide = true)]
     Testing(TestingCommand),
@@ -194,6 +197,22 @@ struct QueryArgs {
     allow_non_restored_state: bool,
 }
 
+#[derive(Subcommand)]
+enum CheckpointsCommand {
+    /// Every job under a checkpoint storage and its complete checkpoints.
+    List {
+        /// The checkpoint storage: a path, file:// or s3://bucket/prefix URL.
+        #[arg(default_value = "./weir-data/checkpoints")]
+        dir: String,
+    },
+    /// What one checkpoint (`<root>/<job>/chk-<n>`) or savepoint directory holds:
+    /// operators, uids, subtasks, key-group ranges, sizes.
+    Inspect {
+        /// The checkpoint or savepoint directory (path or URL).
+        path: String,
+    },
+}
+
 #[derive(Args)]
 struct SavepointArgs {
     /// The job's name (its directory under the checkpoint storage).
@@ -233,6 +252,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Bench(BenchCommand::State(args)) => bench_state(args),
         Command::Query(args) => query(args),
         Command::Savepoint(args) => savepoint(args),
+        Command::Checkpoints(command) => checkpoints(command),
         Command::Testing(TestingCommand::RunningCount(args)) => running_count(args),
     }
 }
@@ -317,6 +337,23 @@ fn bench_state(args: StateArgs) -> Result<()> {
     })
     .context("state benchmark failed")?;
     println!("{}", serde_json::to_string(&report)?);
+    Ok(())
+}
+
+fn checkpoints(command: CheckpointsCommand) -> Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("could not start the I/O runtime")?;
+    let text = match command {
+        CheckpointsCommand::List { dir } => runtime
+            .block_on(weir::inspect::list(&dir))
+            .with_context(|| format!("listing checkpoints under {dir}"))?,
+        CheckpointsCommand::Inspect { path } => runtime
+            .block_on(weir::inspect::inspect(&path))
+            .with_context(|| format!("inspecting {path}"))?,
+    };
+    print!("{text}");
     Ok(())
 }
 

@@ -816,6 +816,25 @@ fn savepoint_command_then_stop_and_resume_at_another_parallelism_is_exact() {
         tail(&job.log("first", "err"), 30)
     );
     assert!(stdout.contains(&stopped), "{stdout}");
+    // The savepoint and the checkpoints can be inspected.
+    let weir = |args: &[&str]| {
+        let run = Run::from(
+            Command::new(env!("CARGO_BIN_EXE_weir"))
+                .args(args)
+                .output()
+                .expect("start the weir binary"),
+        );
+        assert!(run.status.success(), "weir {args:?}: {}", run.stderr);
+        run.stdout
+    };
+    let described = weir(&["checkpoints", "inspect", &stopped]);
+    assert!(
+        described.starts_with("savepoint")
+            && described.contains("operator `running-count`: parallelism 2"),
+        "{described}"
+    );
+    let listed = weir(&["checkpoints", "list", &job.checkpoints]);
+    assert!(listed.contains("job `running-count`"), "{listed}");
     // Resume from the stop savepoint at parallelism 3.
     job.parallelism = 3;
     job.args.extend(["--from-savepoint".to_string(), stopped]);

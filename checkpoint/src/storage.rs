@@ -489,6 +489,28 @@ impl CheckpointStorage {
             .await
     }
 
+    /// The jobs with a directory under the root, by name, ascending.
+    ///
+    /// # Errors
+    /// [`CheckpointError::Io`] when listing fails.
+    pub async fn list_jobs(&self) -> Result<Vec<String>, CheckpointError> {
+        let root = Path::from("");
+        let listing = match self.store.list_with_delimiter(Some(&self.root)).await {
+            Ok(listing) => listing,
+            Err(object_store::Error::NotFound { .. }) => return Ok(Vec::new()),
+            Err(e) => return Err(self.error(&root, e)),
+        };
+        let mut jobs: Vec<String> = listing
+            .common_prefixes
+            .iter()
+            .filter_map(|p| p.filename())
+            .map(percent_decode)
+            .collect();
+        jobs.sort();
+        jobs.dedup();
+        Ok(jobs)
+    }
+
     /// The completed checkpoints of `job` (those whose `_metadata` exists), ascending.
     /// Whether they are restorable is [`latest_valid`](Self::latest_valid)'s question.
     ///
@@ -572,4 +594,41 @@ pub(crate) fn decode_in_place(
         )));
     }
     Ok(metadata)
+}
+
+/// Undoes the percent-encoding object_store applies to path segments.
+fn percent_decode(segment: &str) -> String {
+    let bytes = segment.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        match (
+            bytes[i],
+            bytes.get(i + 1).copied(),
+            bytes.get(i + 2).copied(),
+        ) {
+            (b'%', Some(h), Some(l)) if hex(h).is_some() && hex(l).is_some() => {
+                out.push((hex(h).unwrap_or(0) * 16 + hex(l).unwrap_or(0)) as u8);
+                i += 3;
+            }
+            (b, _, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod percent_tests {
+    use super::percent_decode;
+
+    #[test]
+    fn segments_decode_back_to_names() {
+        assert_eq!(percent_decode("plain-name"), "plain-name");
+        assert_eq!(percent_decode("a%2Fb%25c"), "a/b%c");
+        assert_eq!(percent_decode("trailing%2"), "trailing%2");
+    }
 }
