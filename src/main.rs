@@ -340,11 +340,16 @@ fn bench_state(args: StateArgs) -> Result<()> {
     Ok(())
 }
 
-fn checkpoints(command: CheckpointsCommand) -> Result<()> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
+/// A runtime for the storage I/O of one command.
+fn io_runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .context("could not start the I/O runtime")?;
+        .context("could not start the I/O runtime")
+}
+
+fn checkpoints(command: CheckpointsCommand) -> Result<()> {
+    let runtime = io_runtime()?;
     let text = match command {
         CheckpointsCommand::List { dir } => runtime
             .block_on(weir::inspect::list(&dir))
@@ -360,10 +365,7 @@ fn checkpoints(command: CheckpointsCommand) -> Result<()> {
 fn savepoint(args: SavepointArgs) -> Result<()> {
     use weir::checkpoint::control::{ControlReply, ControlRequest};
     use weir::checkpoint::{CheckpointStorage, StorageConfig};
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("could not start the I/O runtime")?;
+    let runtime = io_runtime()?;
     runtime.block_on(async {
         let storage = CheckpointStorage::open(&StorageConfig::new(args.checkpoint_dir.clone()))
             .await
@@ -441,11 +443,7 @@ fn query(args: QueryArgs) -> Result<()> {
                 interval: args.checkpoint_interval.unwrap_or(Duration::from_secs(1)),
                 ..CoordinatorConfig::default()
             },
-            resume: match (&args.from_savepoint, args.resume) {
-                (Some(path), _) => ResumeFrom::Savepoint(path.clone()),
-                (None, true) => ResumeFrom::LatestCheckpoint,
-                (None, false) => ResumeFrom::Nothing,
-            },
+            resume: ResumeFrom::choose(args.from_savepoint.clone(), args.resume),
             allow_non_restored_state: args.allow_non_restored_state,
             ..defaults
         };

@@ -117,11 +117,7 @@ impl RunningCountJob {
                 attempts: 3,
                 delay: Duration::from_millis(50),
             },
-            resume: match (&self.from_savepoint, self.resume) {
-                (Some(savepoint), _) => ResumeFrom::Savepoint(savepoint.clone()),
-                (None, true) => ResumeFrom::LatestCheckpoint,
-                (None, false) => ResumeFrom::Nothing,
-            },
+            resume: ResumeFrom::choose(self.from_savepoint.clone(), self.resume),
             savepoints: self.savepoints.clone().map_or_else(
                 || CheckpointingConfig::default().savepoints,
                 StorageConfig::new,

@@ -72,10 +72,6 @@ except urllib.error.HTTPError:
 EOF
 }
 
-running() {
-    [ -f "${PID_FILE}" ] && kill -0 "$(cat "${PID_FILE}")" 2>/dev/null
-}
-
 print_exports() {
     local port="$1"
     echo "export WEIR_TEST_S3_ENDPOINT=http://127.0.0.1:${port}"
@@ -117,8 +113,7 @@ print_kafka_exports() {
 
 start_kafka() {
     install_kafka
-    if [ -f "${KAFKA_PID_FILE}" ] && kill -0 "$(cat "${KAFKA_PID_FILE}")" 2>/dev/null \
-        && [ -f "${KAFKA_PORT_FILE}" ] && kafka_answers "$(cat "${KAFKA_PORT_FILE}")"; then
+    if already_up "${KAFKA_PID_FILE}" "${KAFKA_PORT_FILE}" kafka_answers; then
         log "tansu already running (pid $(cat "${KAFKA_PID_FILE}"))"
         print_kafka_exports "$(cat "${KAFKA_PORT_FILE}")"
         return 0
@@ -129,26 +124,42 @@ start_kafka() {
         --advertised-listener-url "tcp://127.0.0.1:${port}" \
         --storage-engine memory://tansu/ >"${KAFKA_LOG_FILE}" 2>&1 </dev/null &
     pid=$!
-    echo "${pid}" >"${KAFKA_PID_FILE}"
-    echo "${port}" >"${KAFKA_PORT_FILE}"
-    for _ in $(seq 1 60); do
-        if kafka_answers "${port}"; then
-            log "tansu listening on 127.0.0.1:${port} (pid ${pid}, log ${KAFKA_LOG_FILE})"
-            print_kafka_exports "${port}"
+    await_server tansu "${pid}" "${port}" "${KAFKA_PID_FILE}" "${KAFKA_PORT_FILE}" \
+        "${KAFKA_LOG_FILE}" kafka_answers print_kafka_exports 30
+}
+
+# Whether a server started earlier (pid file, port file) is alive and answers.
+# Usage: already_up PID_FILE PORT_FILE ANSWERS_FUNCTION
+already_up() {
+    [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null && [ -f "$2" ] && "$3" "$(cat "$2")"
+}
+
+# Records a server just started and waits until it answers, then prints its exports;
+# on failure shows its log and stops it.
+# Usage: await_server NAME PID PORT PID_FILE PORT_FILE LOG_FILE ANSWERS EXPORTS SECONDS
+await_server() {
+    local name="$1" pid="$2" port="$3" pid_file="$4" port_file="$5" log_file="$6"
+    local answers_fn="$7" exports_fn="$8" seconds="$9"
+    echo "${pid}" >"${pid_file}"
+    echo "${port}" >"${port_file}"
+    for _ in $(seq 1 $((seconds * 2))); do
+        if "${answers_fn}" "${port}"; then
+            log "${name} listening on 127.0.0.1:${port} (pid ${pid}, log ${log_file})"
+            "${exports_fn}" "${port}"
             return 0
         fi
         if ! kill -0 "${pid}" 2>/dev/null; then
-            log "tansu exited at start; its log:"
-            cat "${KAFKA_LOG_FILE}" >&2
-            rm -f "${KAFKA_PID_FILE}" "${KAFKA_PORT_FILE}"
+            log "${name} exited at start; its log:"
+            cat "${log_file}" >&2
+            rm -f "${pid_file}" "${port_file}"
             return 1
         fi
         sleep 0.5
     done
-    log "tansu did not answer on port ${port} within 30 s; its log:"
-    cat "${KAFKA_LOG_FILE}" >&2
-    stop_pid "${KAFKA_PID_FILE}" tansu
-    rm -f "${KAFKA_PORT_FILE}"
+    log "${name} did not answer on port ${port} within ${seconds} s; its log:"
+    cat "${log_file}" >&2
+    stop_pid "${pid_file}" "${name}"
+    rm -f "${port_file}"
     return 1
 }
 
@@ -171,7 +182,7 @@ stop_pid() {
 start() {
     install_moto
     start_kafka
-    if running && [ -f "${PORT_FILE}" ] && answers "$(cat "${PORT_FILE}")"; then
+    if already_up "${PID_FILE}" "${PORT_FILE}" answers; then
         log "moto already running (pid $(cat "${PID_FILE}"))"
         print_exports "$(cat "${PORT_FILE}")"
         return 0
@@ -182,26 +193,8 @@ start() {
     # process group; `stop` ends it by its pid.
     setsid "${VENV}/bin/moto_server" -H 127.0.0.1 -p "${port}" >"${LOG_FILE}" 2>&1 </dev/null &
     pid=$!
-    echo "${pid}" >"${PID_FILE}"
-    echo "${port}" >"${PORT_FILE}"
-    for _ in $(seq 1 120); do
-        if answers "${port}"; then
-            log "moto listening on 127.0.0.1:${port} (pid ${pid}, log ${LOG_FILE})"
-            print_exports "${port}"
-            return 0
-        fi
-        if ! kill -0 "${pid}" 2>/dev/null; then
-            log "moto exited at start; its log:"
-            cat "${LOG_FILE}" >&2
-            rm -f "${PID_FILE}" "${PORT_FILE}"
-            return 1
-        fi
-        sleep 0.5
-    done
-    log "moto did not answer on port ${port} within 60 s; its log:"
-    cat "${LOG_FILE}" >&2
-    stop
-    return 1
+    await_server moto "${pid}" "${port}" "${PID_FILE}" "${PORT_FILE}" "${LOG_FILE}" \
+        answers print_exports 60 || { stop; return 1; }
 }
 
 stop() {

@@ -685,6 +685,15 @@ impl JobHandle {
         let mut finished = 0;
         let mut acks = Vec::new();
         let mut encode_error = None;
+        // Acks are returned whole: frozen state is encoded into them here.
+        let mut keep_ack = |mut ack: SubtaskAck, frozen: crate::FrozenState| match frozen
+            .materialize_into(&mut ack)
+        {
+            Ok(()) => acks.push(ack),
+            Err(e) => {
+                encode_error.get_or_insert(e);
+            }
+        };
         let mut failed = false;
         while finished < self.tasks.len() {
             if self.failures.try_recv().is_ok() {
@@ -693,12 +702,7 @@ impl JobHandle {
             }
             match self.events.recv_timeout(Duration::from_millis(20)) {
                 Ok(JobEvent::Finished { .. }) => finished += 1,
-                Ok(JobEvent::Ack(mut ack, frozen)) => match frozen.materialize_into(&mut ack) {
-                    Ok(()) => acks.push(ack),
-                    Err(e) => {
-                        encode_error.get_or_insert(e);
-                    }
-                },
+                Ok(JobEvent::Ack(ack, frozen)) => keep_ack(ack, frozen),
                 Ok(JobEvent::BarrierDeclined { .. } | JobEvent::AwaitingFinalCheckpoint { .. }) => {
                 }
                 Err(RecvTimeoutError::Timeout) => {}
@@ -712,13 +716,8 @@ impl JobHandle {
         let elapsed = self.started.elapsed();
         let first_error = join_tasks(self.tasks, true);
         while let Ok(event) = self.events.try_recv() {
-            if let JobEvent::Ack(mut ack, frozen) = event {
-                match frozen.materialize_into(&mut ack) {
-                    Ok(()) => acks.push(ack),
-                    Err(e) => {
-                        encode_error.get_or_insert(e);
-                    }
-                }
+            if let JobEvent::Ack(ack, frozen) = event {
+                keep_ack(ack, frozen);
             }
         }
         match first_error.or(encode_error) {

@@ -397,7 +397,9 @@ impl<T: Send + 'static> Source for KafkaSource<T> {
         let Some(consumer) = self.consumer.as_ref() else {
             return Ok(SourcePoll::Idle(Duration::from_millis(10)));
         };
-        let mut current: Option<i32> = None;
+        // The partition of the current run of records and its next offset, recorded
+        // in `offsets` when the run ends (not per record).
+        let mut current: Option<(i32, i64)> = None;
         while out.len() < out.batch_size() {
             let message = match consumer.poll(Duration::ZERO) {
                 None => break,
@@ -420,11 +422,16 @@ impl<T: Send + 'static> Source for KafkaSource<T> {
                     self.config.topic
                 ))
             })?;
-            if current != Some(partition) {
-                out.switch_split(partition as u32);
-                current = Some(partition);
+            match &mut current {
+                Some((run, next)) if *run == partition => *next = message.offset() + 1,
+                _ => {
+                    if let Some((run, next)) = current {
+                        self.offsets.insert(run, next);
+                    }
+                    out.switch_split(partition as u32);
+                    current = Some((partition, message.offset() + 1));
+                }
             }
-            self.offsets.insert(partition, message.offset() + 1);
             out.push(KafkaRecord {
                 partition,
                 offset: message.offset(),
@@ -432,6 +439,9 @@ impl<T: Send + 'static> Source for KafkaSource<T> {
                 key: message.key().map(<[u8]>::to_vec),
                 value,
             });
+        }
+        if let Some((run, next)) = current {
+            self.offsets.insert(run, next);
         }
         Ok(if out.is_empty() {
             SourcePoll::Idle(Duration::from_millis(5))

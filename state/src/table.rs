@@ -74,19 +74,69 @@ pub fn is_chunk_of(name: &str, state: &str) -> bool {
 
 type Entries<K, V> = HashTable<(K, V)>;
 
-enum Shard<K, V> {
+enum Contents<K, V> {
     /// Written since the last snapshot (or never snapshotted): owned outright.
     Owned(Entries<K, V>),
     /// Unchanged since the last snapshot, which shares it.
     Frozen(Arc<Entries<K, V>>),
 }
 
-impl<K, V> Shard<K, V> {
+/// One shard of a table.
+struct Shard<K, V> {
+    contents: Contents<K, V>,
+    /// Changes whenever the shard is written after a snapshot.
+    generation: u64,
+}
+
+impl<K: Clone, V: Clone> Shard<K, V> {
+    fn new(entries: Entries<K, V>, generation: u64) -> Self {
+        Self {
+            contents: Contents::Owned(entries),
+            generation,
+        }
+    }
+
     #[inline]
     fn entries(&self) -> &Entries<K, V> {
-        match self {
-            Shard::Owned(entries) => entries,
-            Shard::Frozen(entries) => entries,
+        match &self.contents {
+            Contents::Owned(entries) => entries,
+            Contents::Frozen(entries) => entries,
+        }
+    }
+
+    /// The entries for writing: a frozen shard is taken back from the snapshot
+    /// (copied only if the snapshot still reads it) and gets a new generation.
+    #[inline(always)]
+    fn entries_mut(&mut self, next_generation: &mut u64) -> &mut Entries<K, V> {
+        if let Contents::Frozen(frozen) = &mut self.contents {
+            self.contents = Contents::Owned(thaw(std::mem::take(frozen)));
+            self.generation = *next_generation;
+            *next_generation += 1;
+        }
+        match &mut self.contents {
+            Contents::Owned(entries) => entries,
+            // Not reached: the shard was made owned above. Correct all the same.
+            Contents::Frozen(frozen) => Arc::make_mut(frozen),
+        }
+    }
+
+    /// Shares the entries with a snapshot: `(generation, entries)`.
+    fn freeze(&mut self) -> (u64, Arc<Entries<K, V>>) {
+        let frozen = match &mut self.contents {
+            Contents::Owned(entries) => {
+                let frozen = Arc::new(std::mem::take(entries));
+                self.contents = Contents::Frozen(frozen.clone());
+                frozen
+            }
+            Contents::Frozen(frozen) => frozen.clone(),
+        };
+        (self.generation, frozen)
+    }
+
+    fn into_entries(self) -> Entries<K, V> {
+        match self.contents {
+            Contents::Owned(entries) => entries,
+            Contents::Frozen(frozen) => thaw(frozen),
         }
     }
 }
@@ -118,8 +168,6 @@ pub struct StateTable<K, V> {
     shards: Vec<Shard<K, V>>,
     /// `shards.len() - 1`: 0 for a single shard, `SHARDS - 1` once split.
     mask: usize,
-    /// Per shard: changes whenever the shard is written after a snapshot.
-    generations: Vec<u64>,
     next_generation: u64,
     len: usize,
 }
@@ -143,10 +191,9 @@ impl<K: Clone, V: Clone> Clone for StateTable<K, V> {
             shards: self
                 .shards
                 .iter()
-                .map(|shard| Shard::Owned(shard.entries().clone()))
+                .map(|shard| Shard::new(shard.entries().clone(), 0))
                 .collect(),
             mask: self.mask,
-            generations: vec![0; self.shards.len()],
             next_generation: 1,
             len: self.len,
         }
@@ -159,9 +206,8 @@ impl<K: StateKey, V: StateValue> StateTable<K, V> {
         Self {
             name: name.into().into(),
             id: NEXT_TABLE_ID.fetch_add(1, Ordering::Relaxed),
-            shards: vec![Shard::Owned(HashTable::new())],
+            shards: vec![Shard::new(HashTable::new(), 0)],
             mask: 0,
-            generations: vec![0],
             next_generation: 1,
             len: 0,
         }
@@ -178,28 +224,6 @@ impl<K: StateKey, V: StateValue> StateTable<K, V> {
         shard_of(hash) & self.mask
     }
 
-    /// The shard `shard` for writing: a frozen shard is taken back from the snapshot
-    /// (copied only if the snapshot still reads it) and gets a new generation.
-    #[inline(always)]
-    fn shard_mut<'a>(
-        shards: &'a mut [Shard<K, V>],
-        generations: &mut [u64],
-        next_generation: &mut u64,
-        shard: usize,
-    ) -> &'a mut Entries<K, V> {
-        let slot = &mut shards[shard];
-        if let Shard::Frozen(frozen) = slot {
-            *slot = Shard::Owned(thaw(std::mem::take(frozen)));
-            generations[shard] = *next_generation;
-            *next_generation += 1;
-        }
-        match slot {
-            Shard::Owned(entries) => entries,
-            // Not reached: the slot was made owned above. Correct all the same.
-            Shard::Frozen(frozen) => Arc::make_mut(frozen),
-        }
-    }
-
     /// Before an insertion: splits a single-shard table that reached [`SPLIT_AT`].
     #[inline(always)]
     fn grow(&mut self) {
@@ -212,24 +236,17 @@ impl<K: StateKey, V: StateValue> StateTable<K, V> {
     #[inline(never)]
     fn split(&mut self) {
         let old = std::mem::take(&mut self.shards);
+        let first = self.next_generation;
         self.shards = (0..SHARDS)
-            .map(|_| Shard::Owned(HashTable::new()))
-            .collect();
-        self.mask = SHARDS - 1;
-        self.generations = (0..SHARDS)
-            .map(|i| self.next_generation + i as u64)
+            .map(|i| Shard::new(HashTable::new(), first + i as u64))
             .collect();
         self.next_generation += SHARDS as u64;
+        self.mask = SHARDS - 1;
         for shard in old {
-            let entries = match shard {
-                Shard::Owned(entries) => entries,
-                Shard::Frozen(frozen) => thaw(frozen),
-            };
-            for (key, value) in entries {
+            for (key, value) in shard.into_entries() {
                 let hash = hash_of(&key);
-                if let Shard::Owned(target) = &mut self.shards[shard_of(hash)] {
-                    target.insert_unique(hash, (key, value), |(k, _)| hash_of(k));
-                }
+                let target = self.shards[shard_of(hash)].entries_mut(&mut self.next_generation);
+                target.insert_unique(hash, (key, value), |(k, _)| hash_of(k));
             }
         }
     }
@@ -257,15 +274,10 @@ impl<K: StateKey, V: StateValue> StateTable<K, V> {
     fn existing_mut(&mut self, key: &K) -> Option<(u64, &mut Entries<K, V>)> {
         let hash = hash_of(key);
         let shard = self.shard_index(hash);
-        if let Shard::Frozen(frozen) = &self.shards[shard] {
+        if let Contents::Frozen(frozen) = &self.shards[shard].contents {
             frozen.find(hash, |(k, _)| k == key)?;
         }
-        let entries = Self::shard_mut(
-            &mut self.shards,
-            &mut self.generations,
-            &mut self.next_generation,
-            shard,
-        );
+        let entries = self.shards[shard].entries_mut(&mut self.next_generation);
         Some((hash, entries))
     }
 
@@ -307,12 +319,7 @@ impl<K: StateKey, V: StateValue> StateTable<K, V> {
         self.grow();
         let hash = hash_of(key);
         let shard = self.shard_index(hash);
-        let entries = Self::shard_mut(
-            &mut self.shards,
-            &mut self.generations,
-            &mut self.next_generation,
-            shard,
-        );
+        let entries = self.shards[shard].entries_mut(&mut self.next_generation);
         (
             entries.entry(hash, |(k, _)| k == key, |(k, _)| hash_of(k)),
             &mut self.len,
@@ -352,12 +359,7 @@ impl<K: StateKey, V: StateValue> StateTable<K, V> {
             if self.shards[shard].entries().is_empty() {
                 continue;
             }
-            let entries = Self::shard_mut(
-                &mut self.shards,
-                &mut self.generations,
-                &mut self.next_generation,
-                shard,
-            );
+            let entries = self.shards[shard].entries_mut(&mut self.next_generation);
             let before = entries.len();
             entries.retain(|(k, v)| keep(k, v));
             self.len -= before - entries.len();
@@ -368,22 +370,7 @@ impl<K: StateKey, V: StateValue> StateTable<K, V> {
     /// that later writes do not change. Costs one allocation per shard written since
     /// the previous call, whatever the number of keys.
     pub fn freeze(&mut self) -> FrozenTable<K, V> {
-        let shards = self
-            .shards
-            .iter_mut()
-            .zip(&self.generations)
-            .map(|(slot, generation)| {
-                let frozen = match slot {
-                    Shard::Owned(entries) => {
-                        let frozen = Arc::new(std::mem::take(entries));
-                        *slot = Shard::Frozen(frozen.clone());
-                        frozen
-                    }
-                    Shard::Frozen(frozen) => frozen.clone(),
-                };
-                (*generation, frozen)
-            })
-            .collect();
+        let shards = self.shards.iter_mut().map(Shard::freeze).collect();
         FrozenTable {
             name: self.name.clone(),
             id: self.id,

@@ -16,7 +16,9 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use weir_checkpoint::control::ControlReply;
-use weir_checkpoint::metadata::{CheckpointMetadata, KeyedStateHandle, SnapshotKind, SubtaskState};
+use weir_checkpoint::metadata::{
+    CheckpointMetadata, KeyedStateHandle, SnapshotKind, StateHandle, SubtaskState,
+};
 use weir_checkpoint::{
     Barrier, CheckpointId, CheckpointStorage, Command, Coordinator, Event, OperatorUid,
     StorageConfig, SubtaskAck,
@@ -206,6 +208,59 @@ struct InFlight {
     parallelism: BTreeMap<OperatorUid, usize>,
     stats: Vec<SubtaskCheckpointStats>,
     savepoint_reply: Option<Sender<Result<String>>>,
+}
+
+/// Writes the state objects of one subtask's snapshot, counting the bytes and
+/// passing the mid-upload failpoint after each object.
+struct StateWriter {
+    storage: CheckpointStorage,
+    job: String,
+    checkpoint: CheckpointId,
+    subtask: usize,
+    hits: Arc<AtomicU64>,
+    checkpointing: CheckpointingConfig,
+    /// Bytes written so far.
+    bytes: u64,
+}
+
+impl StateWriter {
+    /// `<job>/chk-<n>/<uid>/<subtask>/<name>`.
+    async fn private(
+        &mut self,
+        uid: &OperatorUid,
+        name: &str,
+        data: Vec<u8>,
+    ) -> std::result::Result<StateHandle, String> {
+        let size = data.len() as u64;
+        let handle = self
+            .storage
+            .write_state(&self.job, self.checkpoint, uid, self.subtask, name, data)
+            .await
+            .map_err(|e| e.to_string())?;
+        self.written(size);
+        Ok(handle)
+    }
+
+    /// `<job>/shared/<key>`.
+    async fn shared(
+        &mut self,
+        key: &str,
+        data: Vec<u8>,
+    ) -> std::result::Result<StateHandle, String> {
+        let size = data.len() as u64;
+        let handle = self
+            .storage
+            .write_shared(&self.job, key, data)
+            .await
+            .map_err(|e| e.to_string())?;
+        self.written(size);
+        Ok(handle)
+    }
+
+    fn written(&mut self, size: u64) {
+        self.bytes += size;
+        hit(&self.hits, &self.checkpointing, Failpoint::MidUpload);
+    }
 }
 
 /// Serves savepoint requests left in the checkpoint storage by `weir savepoint`
@@ -747,10 +802,6 @@ impl Driver {
         job: &str,
         done: Sender<Internal>,
     ) {
-        let storage = self.storage.clone();
-        let job = job.to_string();
-        let hits = self.failpoint_hits.clone();
-        let checkpointing = self.checkpointing.clone();
         let operators = std::mem::take(&mut ack.operators);
         let uploads = self.uploads.clone();
         let nonce = self.nonce;
@@ -760,31 +811,40 @@ impl Driver {
         for (uid, part) in frozen.parts {
             frozen_by_uid.entry(uid).or_default().push(part);
         }
+        let mut writer = StateWriter {
+            storage: self.storage.clone(),
+            job: job.to_string(),
+            checkpoint: barrier.id,
+            subtask: ack.subtask,
+            hits: self.failpoint_hits.clone(),
+            checkpointing: self.checkpointing.clone(),
+            bytes: 0,
+        };
         self.runtime.spawn(async move {
             let started = Instant::now();
             let mut states: BTreeMap<OperatorUid, SubtaskState> = BTreeMap::new();
-            let (mut bytes, mut state_bytes) = (0u64, 0u64);
+            let mut state_bytes = 0u64;
             let subtask = ack.subtask;
+            // Savepoints are self-contained: full, and private to their directory.
+            let incremental = writer.checkpointing.incremental && !barrier.is_savepoint();
             let result: std::result::Result<(), String> = async {
                 for (uid, snapshot) in operators {
                     let state = states.entry(uid.clone()).or_default();
-                    if !snapshot.keyed.is_empty() {
-                        let range = KeyGroupRange {
-                            start: snapshot.keyed.keys().next().copied().unwrap_or(0),
-                            end: snapshot.keyed.keys().next_back().copied().unwrap_or(0),
+                    if let (Some(first), Some(last)) = (
+                        snapshot.keyed.keys().next(),
+                        snapshot.keyed.keys().next_back(),
+                    ) {
+                        let key_groups = KeyGroupRange {
+                            start: *first,
+                            end: *last,
                         };
                         let blob: &KeyedBlob = &snapshot.keyed;
                         let encoded =
                             weir_state::encode("keyed", blob).map_err(|e| e.to_string())?;
-                        bytes += encoded.len() as u64;
                         state_bytes += encoded.len() as u64;
-                        let handle = storage
-                            .write_state(&job, barrier.id, &uid, subtask, "keyed", encoded)
-                            .await
-                            .map_err(|e| e.to_string())?;
-                        hit(&hits, &checkpointing, Failpoint::MidUpload);
+                        let handle = writer.private(&uid, "keyed", encoded).await?;
                         state.keyed.push(KeyedStateHandle {
-                            key_groups: range,
+                            key_groups,
                             handle,
                             chunks: Vec::new(),
                         });
@@ -792,21 +852,15 @@ impl Driver {
                     if !snapshot.operator.is_empty() {
                         let encoded = weir_state::encode("operator", &snapshot.operator)
                             .map_err(|e| e.to_string())?;
-                        bytes += encoded.len() as u64;
                         state_bytes += encoded.len() as u64;
-                        let handle = storage
-                            .write_state(&job, barrier.id, &uid, subtask, "operator", encoded)
-                            .await
-                            .map_err(|e| e.to_string())?;
-                        hit(&hits, &checkpointing, Failpoint::MidUpload);
-                        state.operator.push(handle);
+                        state
+                            .operator
+                            .push(writer.private(&uid, "operator", encoded).await?);
                     }
                 }
                 for (uid, parts) in frozen_by_uid {
-                    // Savepoints are self-contained: full, and private to their directory.
-                    let incremental = checkpointing.incremental && !barrier.is_savepoint();
                     let known = if incremental {
-                        uploads.reusable(&uid, subtask, checkpointing.full_snapshot_every)
+                        uploads.reusable(&uid, subtask, writer.checkpointing.full_snapshot_every)
                     } else {
                         Default::default()
                     };
@@ -821,18 +875,12 @@ impl Driver {
                     } else {
                         let data = weir_state::encode("keyed", &encoded.bundle)
                             .map_err(|e| e.to_string())?;
-                        bytes += data.len() as u64;
-                        let handle = if incremental {
+                        Some(if incremental {
                             let key = format!("{uid}.{subtask}.{nonce:016x}.{}", barrier.id.get());
-                            storage.write_shared(&job, &key, data).await
+                            writer.shared(&key, data).await?
                         } else {
-                            storage
-                                .write_state(&job, barrier.id, &uid, subtask, "keyed-tables", data)
-                                .await
-                        }
-                        .map_err(|e| e.to_string())?;
-                        hit(&hits, &checkpointing, Failpoint::MidUpload);
-                        Some(handle)
+                            writer.private(&uid, "keyed-tables", data).await?
+                        })
                     };
                     let (handles, remembered, referred) = encoded.finish(file);
                     state_bytes += referred;
@@ -844,6 +892,7 @@ impl Driver {
                 Ok(())
             }
             .await;
+            let bytes = writer.bytes;
             let message = match result {
                 Ok(()) => Internal::Uploaded {
                     ack,

@@ -35,6 +35,18 @@ pub enum ResumeFrom {
     Savepoint(String),
 }
 
+impl ResumeFrom {
+    /// From the usual command-line choices (`--from-savepoint PATH`, `--resume`): a
+    /// savepoint wins over the latest checkpoint.
+    pub fn choose(savepoint: Option<String>, latest_checkpoint: bool) -> Self {
+        match (savepoint, latest_checkpoint) {
+            (Some(savepoint), _) => Self::Savepoint(savepoint),
+            (None, true) => Self::LatestCheckpoint,
+            (None, false) => Self::Nothing,
+        }
+    }
+}
+
 /// How a failed job is restarted in-process from its newest complete checkpoint.
 #[derive(Clone, Debug, PartialEq)]
 pub enum RestartStrategy {
