@@ -37,8 +37,9 @@ enum Command {
 
 #[derive(Subcommand)]
 enum TestingCommand {
-    /// A keyed running count with exactly-once file output, checkpointed; set
-    /// WEIR_FAILPOINT=step:n to crash at a protocol step.
+    /// A keyed running count with exactly-once file (or Kafka) output, checkpointed;
+    /// set WEIR_FAILPOINT=step:n to crash at a protocol step and
+    /// WEIR_KAFKA_SINK_FAILPOINT=step:n inside a Kafka sink commit.
     RunningCount(RunningCountArgs),
 }
 
@@ -64,6 +65,15 @@ struct RunningCountArgs {
     savepoint_dir: Option<String>,
     #[arg(long)]
     from_savepoint: Option<String>,
+    /// Kafka brokers for --input-topic / --output-topic.
+    #[arg(long, default_value = "127.0.0.1:9092")]
+    kafka_bootstrap: String,
+    /// Read the numbers (one per record, as text) from this Kafka topic.
+    #[arg(long)]
+    input_topic: Option<String>,
+    /// Write the counts to this Kafka topic, exactly-once, instead of --output.
+    #[arg(long)]
+    output_topic: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -502,18 +512,32 @@ fn query(args: QueryArgs) -> Result<()> {
     Ok(())
 }
 
-fn running_count(args: RunningCountArgs) -> Result<()> {
-    let failpoint = match std::env::var("WEIR_FAILPOINT") {
-        Ok(spec) => {
-            let (step, nth) = spec.split_once(':').unwrap_or((spec.as_str(), "1"));
-            Some((
-                step.parse().map_err(anyhow::Error::msg)?,
-                nth.parse()
-                    .with_context(|| format!("WEIR_FAILPOINT `{spec}`: expected step:n"))?,
-            ))
-        }
-        Err(_) => None,
+/// A `step:n` failpoint from the environment variable `name` (`n` defaults to 1).
+fn failpoint_from_env<T>(name: &str) -> Result<Option<(T, u64)>>
+where
+    T: std::str::FromStr<Err = String>,
+{
+    let Ok(spec) = std::env::var(name) else {
+        return Ok(None);
     };
+    let (step, nth) = spec.split_once(':').unwrap_or((spec.as_str(), "1"));
+    Ok(Some((
+        step.parse().map_err(anyhow::Error::msg)?,
+        nth.parse()
+            .with_context(|| format!("{name} `{spec}`: expected step:n"))?,
+    )))
+}
+
+fn running_count(args: RunningCountArgs) -> Result<()> {
+    let failpoint = failpoint_from_env("WEIR_FAILPOINT")?;
+    let kafka = (args.input_topic.is_some() || args.output_topic.is_some()).then(|| {
+        Ok::<_, anyhow::Error>(weir::running_count::KafkaIo {
+            bootstrap: args.kafka_bootstrap.clone(),
+            input_topic: args.input_topic.clone(),
+            output_topic: args.output_topic.clone(),
+            sink_failpoint: failpoint_from_env("WEIR_KAFKA_SINK_FAILPOINT")?,
+        })
+    });
     let job = weir::running_count::RunningCountJob {
         events: args.events,
         keys: args.keys,
@@ -526,6 +550,7 @@ fn running_count(args: RunningCountArgs) -> Result<()> {
         savepoints: args.savepoint_dir,
         from_savepoint: args.from_savepoint,
         failpoint,
+        kafka: kafka.transpose()?,
     };
     let summary = job.run(std::sync::Arc::new(
         weir::dataflow::checkpointing::NoListener,

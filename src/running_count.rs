@@ -2,10 +2,13 @@
 //! crash tests kill and resume (`weir testing running-count`), and a small example of
 //! a checkpointed job.
 //!
-//! Input: the numbers `1..=events` from a rescalable sequence source; key = `n % keys`.
+//! Input: the numbers `1..=events` from a rescalable sequence source (or, with
+//! [`KafkaIo::input_topic`], the same numbers as text records of a Kafka topic);
+//! key = `n % keys`.
 //! Output: one `(key, count)` per input number, where `count` is how many numbers of
-//! that key came before it plus one, written by an [`EpochFileSink`]. Whatever the
-//! scheduling, the output is exactly `{(k, 1..=n_k)}`.
+//! that key came before it plus one, written by an [`EpochFileSink`] (or, with
+//! [`KafkaIo::output_topic`], as JSON `[key, count]` by an exactly-once
+//! [`KafkaSink`]). Whatever the scheduling, the output is exactly `{(k, 1..=n_k)}`.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -18,8 +21,23 @@ use weir_dataflow::checkpointing::{
 use weir_dataflow::process::{KeyedProcessFunction, KeyedStateStore, ProcessContext};
 use weir_dataflow::state::ValueState;
 use weir_dataflow::{DataflowError, JobBuilder, JobConfig, Result, WatermarkStrategy};
-use weir_sinks::EpochFileSink;
-use weir_sources::SequenceSource;
+use weir_sinks::kafka::{json_keyed, KafkaSinkFailpoint};
+use weir_sinks::{EpochFileSink, KafkaSink, KafkaSinkConfig};
+use weir_sources::kafka::{utf8, KafkaSource, KafkaSourceConfig};
+use weir_sources::{KafkaRecord, SequenceSource};
+
+/// Kafka input and output of the running-count job.
+#[derive(Clone, Debug, Default)]
+pub struct KafkaIo {
+    /// `bootstrap.servers`.
+    pub bootstrap: String,
+    /// Read the numbers from this topic (one decimal number per record).
+    pub input_topic: Option<String>,
+    /// Write `[key, count]` JSON records to this topic, exactly-once.
+    pub output_topic: Option<String>,
+    /// Crash the process inside a Kafka sink commit (tests).
+    pub sink_failpoint: Option<(KafkaSinkFailpoint, u64)>,
+}
 
 /// Settings of the running-count job.
 #[derive(Clone, Debug)]
@@ -46,6 +64,8 @@ pub struct RunningCountJob {
     pub from_savepoint: Option<String>,
     /// Crash the process at a protocol step (tests).
     pub failpoint: Option<(Failpoint, u64)>,
+    /// Kafka instead of the sequence source and/or the file sink.
+    pub kafka: Option<KafkaIo>,
 }
 
 /// Counts per key.
@@ -72,28 +92,62 @@ impl RunningCountJob {
     /// Adds the job's operators to `job`.
     pub fn build(&self, job: &JobBuilder) {
         let (keys, throttle) = (self.keys.max(1), self.throttle);
-        job.source(
-            "numbers",
-            WatermarkStrategy::none(),
-            SequenceSource::factory(1, self.events as i64),
-        )
-        .uid("numbers")
-        .map(move |n: i64| {
-            if !throttle.is_zero() && n % 100 == 0 {
-                std::thread::sleep(throttle);
+        let kafka = self.kafka.clone().unwrap_or_default();
+        let numbers = match &kafka.input_topic {
+            Some(topic) => job
+                .source(
+                    "numbers",
+                    WatermarkStrategy::none(),
+                    KafkaSource::factory(
+                        KafkaSourceConfig::new(&kafka.bootstrap, topic, "weir-running-count"),
+                        utf8(),
+                    ),
+                )
+                .uid("numbers")
+                .flat_map(|record: KafkaRecord<String>| record.value.trim().parse::<i64>().ok()),
+            None => job
+                .source(
+                    "numbers",
+                    WatermarkStrategy::none(),
+                    SequenceSource::factory(1, self.events as i64),
+                )
+                .uid("numbers"),
+        };
+        let counts = numbers
+            .map(move |n: i64| {
+                if !throttle.is_zero() && n % 100 == 0 {
+                    std::thread::sleep(throttle);
+                }
+                n
+            })
+            .key_by(move |n: &i64| n.unsigned_abs() % keys)
+            .process("running-count", |_| RunningCount {
+                counts: ValueState::new("counts"),
+            })
+            .uid("running-count");
+        match &kafka.output_topic {
+            Some(topic) => {
+                let mut config = KafkaSinkConfig::new(&kafka.bootstrap, topic);
+                config.failpoint = kafka.sink_failpoint;
+                counts
+                    .sink(
+                        "committed-kafka",
+                        KafkaSink::factory(
+                            config,
+                            json_keyed(|(key, _): &(u64, u64)| key.to_string().into_bytes()),
+                        ),
+                    )
+                    .uid("committed-kafka");
             }
-            n
-        })
-        .key_by(move |n: &i64| n.unsigned_abs() % keys)
-        .process("running-count", |_| RunningCount {
-            counts: ValueState::new("counts"),
-        })
-        .uid("running-count")
-        .sink(
-            "committed-files",
-            EpochFileSink::<(u64, u64)>::factory(self.output.clone()),
-        )
-        .uid("committed-files");
+            None => {
+                counts
+                    .sink(
+                        "committed-files",
+                        EpochFileSink::<(u64, u64)>::factory(self.output.clone()),
+                    )
+                    .uid("committed-files");
+            }
+        }
     }
 
     /// Runs the job to the end (or until the process is killed).

@@ -10,7 +10,8 @@
 # WEIR_TEST_S3_ENDPOINT, and fixed test credentials AWS_ACCESS_KEY_ID,
 # AWS_SECRET_ACCESS_KEY, AWS_REGION (moto accepts any); WEIR_TEST_KAFKA_BOOTSTRAP
 # (host:port of the broker) and WEIR_TEST_KAFKA_PYTHON (a Python with
-# `confluent-kafka`, the independent client the tests check with).
+# `confluent-kafka`, the independent client the tests check with); WEIR_TEST_TANSU
+# (the broker binary, for tests that start and stop a broker of their own).
 #
 # Everything lives under ${WEIR_SERVICES_DIR:-$HOME/.cache/weir-services}: the
 # virtualenvs (installed once), pid and log files.
@@ -109,6 +110,7 @@ EOF
 print_kafka_exports() {
     echo "export WEIR_TEST_KAFKA_BOOTSTRAP=127.0.0.1:$1"
     echo "export WEIR_TEST_KAFKA_PYTHON=${KAFKA_VENV}/bin/python"
+    echo "export WEIR_TEST_TANSU=$(tansu_bin)"
 }
 
 start_kafka() {

@@ -35,6 +35,9 @@ pub struct JobConfig {
     pub watermark_interval: Duration,
     /// Whether checkpoints will be taken (state tables then track changes).
     pub checkpointing: bool,
+    /// How long a checkpoint may take (set by the checkpointing driver); sinks that
+    /// commit after a checkpoint bound their commits by it.
+    pub checkpoint_timeout: Option<Duration>,
     /// State to restore, by operator uid.
     pub restore: Option<RestoreState>,
 }
@@ -50,6 +53,7 @@ impl Default for JobConfig {
             channel_capacity: 8,
             watermark_interval: Duration::from_millis(50),
             checkpointing: false,
+            checkpoint_timeout: None,
             restore: None,
         }
     }
@@ -237,6 +241,8 @@ fn context(
         key_groups,
     });
     cx.checkpointing = config.checkpointing;
+    cx.job.clone_from(&config.name);
+    cx.checkpoint_timeout = config.checkpoint_timeout;
     if let Some(restore) = config.restore.as_ref().and_then(|r| r.operators.get(&uid)) {
         for previous in restore {
             for (group, states) in &previous.keyed {

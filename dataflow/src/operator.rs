@@ -61,6 +61,10 @@ pub struct OperatorContext {
     pub restored_operator_all: Vec<BTreeMap<String, Vec<u8>>>,
     /// Whether checkpointing is on.
     pub checkpointing: bool,
+    /// The job's name.
+    pub job: String,
+    /// How long a checkpoint may take, when checkpointing is on.
+    pub checkpoint_timeout: Option<std::time::Duration>,
     /// This instance's counters.
     pub metrics: Arc<OperatorMetrics>,
 }
@@ -74,6 +78,8 @@ impl OperatorContext {
             restored_operator: BTreeMap::new(),
             restored_operator_all: Vec::new(),
             checkpointing: false,
+            job: String::new(),
+            checkpoint_timeout: None,
             metrics: Arc::new(OperatorMetrics::default()),
         }
     }

@@ -3,7 +3,10 @@
 //! - [`BlackholeSink`]: counts and drops records (benchmarks);
 //! - [`CollectSink`]: collects records in memory, read through [`Collected`] (tests);
 //! - [`StdoutJsonSink`]: one JSON line per record on standard output, built on
-//!   [`JsonLinesSink`], which writes to any [`std::io::Write`].
+//!   [`JsonLinesSink`], which writes to any [`std::io::Write`];
+//! - [`EpochFileSink`]: exactly-once JSON lines in a local directory;
+//! - [`KafkaSink`]: a Kafka topic, exactly-once (transactions committed when
+//!   checkpoints complete), at-least-once or without guarantee.
 //!
 //! ```text
 //!  source ─▶ … ─▶ stream.sink(name, factory) ─▶ BlackholeSink │ CollectSink │ StdoutJsonSink
@@ -36,8 +39,10 @@
 mod blackhole;
 mod epoch_file;
 mod json;
+pub mod kafka;
 
 pub use blackhole::BlackholeSink;
 pub use epoch_file::{read_committed, EpochFileSink};
 pub use json::{JsonLinesSink, StdoutJsonSink};
+pub use kafka::{DeliveryGuarantee, KafkaSink, KafkaSinkConfig, KafkaSinkMetrics};
 pub use weir_dataflow::testing::{CollectSink, Collected};

@@ -18,13 +18,14 @@
 //! periodically and read from their beginning.
 
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use rdkafka::{ClientContext, Statistics};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use weir_dataflow::state::{decode, encode};
 use weir_dataflow::{
@@ -65,7 +66,78 @@ pub struct KafkaSourceConfig {
     pub connect_timeout: Duration,
     /// Further librdkafka consumer properties (they override weir's).
     pub properties: BTreeMap<String, String>,
+    /// Consumer lag per partition, shared by the subtasks.
+    pub metrics: Arc<KafkaSourceMetrics>,
 }
+
+/// How far the source is behind each partition's end, readable while the job runs.
+#[derive(Debug, Default)]
+pub struct KafkaSourceMetrics {
+    partitions: Mutex<BTreeMap<i32, PartitionProgress>>,
+}
+
+/// The source's place in one partition.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PartitionProgress {
+    /// The next offset the source reads.
+    pub position: Option<i64>,
+    /// The partition's end as last reported by the brokers (the last stable offset:
+    /// records read_committed can see), refreshed every second.
+    pub end: Option<i64>,
+}
+
+impl KafkaSourceMetrics {
+    /// Progress per partition.
+    pub fn partitions(&self) -> BTreeMap<i32, PartitionProgress> {
+        self.partitions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Consumer lag per partition (records between the position and the end), for
+    /// partitions whose position and end are both known.
+    pub fn lag(&self) -> BTreeMap<i32, i64> {
+        self.partitions()
+            .into_iter()
+            .filter_map(|(p, progress)| Some((p, (progress.end? - progress.position?).max(0))))
+            .collect()
+    }
+
+    fn update(&self, f: impl FnOnce(&mut BTreeMap<i32, PartitionProgress>)) {
+        f(&mut self.partitions.lock().unwrap_or_else(|p| p.into_inner()));
+    }
+}
+
+/// Feeds librdkafka's statistics (partition ends) into [`KafkaSourceMetrics`].
+struct StatisticsContext {
+    topic: String,
+    metrics: Arc<KafkaSourceMetrics>,
+}
+
+impl ClientContext for StatisticsContext {
+    fn stats(&self, statistics: Statistics) {
+        let Some(topic) = statistics.topics.get(&self.topic) else {
+            return;
+        };
+        self.metrics.update(|partitions| {
+            for (&id, partition) in &topic.partitions {
+                let end = if partition.ls_offset >= 0 {
+                    partition.ls_offset
+                } else {
+                    partition.hi_offset
+                };
+                if id >= 0 && end >= 0 {
+                    partitions.entry(id).or_default().end = Some(end);
+                }
+            }
+        });
+    }
+}
+
+impl ConsumerContext for StatisticsContext {}
+
+type KafkaConsumer = BaseConsumer<StatisticsContext>;
 
 impl KafkaSourceConfig {
     /// Reads `topic` from `bootstrap_servers`, publishing progress as `group_id`.
@@ -82,6 +154,7 @@ impl KafkaSourceConfig {
             discovery_interval: Some(Duration::from_secs(10)),
             connect_timeout: Duration::from_secs(10),
             properties: BTreeMap::new(),
+            metrics: Arc::default(),
         }
     }
 }
@@ -139,7 +212,7 @@ pub struct KafkaSource<T> {
     config: KafkaSourceConfig,
     deserializer: Deserializer<T>,
     subtask: SubtaskInfo,
-    consumer: Option<BaseConsumer>,
+    consumer: Option<KafkaConsumer>,
     /// Next offset to read, per owned partition (known once a record was read or a
     /// checkpoint restored it).
     offsets: BTreeMap<i32, i64>,
@@ -182,7 +255,7 @@ impl<T: Send + 'static> KafkaSource<T> {
     }
 
     /// The topic's partitions, or an error naming the topic and the brokers.
-    fn partitions(&self, consumer: &BaseConsumer, timeout: Duration) -> Result<Vec<i32>> {
+    fn partitions(&self, consumer: &KafkaConsumer, timeout: Duration) -> Result<Vec<i32>> {
         let metadata = consumer
             .fetch_metadata(Some(&self.config.topic), timeout)
             .map_err(|e| {
@@ -216,7 +289,7 @@ impl<T: Send + 'static> KafkaSource<T> {
     /// while running, start at their beginning.
     fn resolve_start(
         &self,
-        consumer: &BaseConsumer,
+        consumer: &KafkaConsumer,
         partitions: &[i32],
         fresh: bool,
     ) -> Result<BTreeMap<i32, i64>> {
@@ -309,7 +382,17 @@ impl<T: Send + 'static> KafkaSource<T> {
         self.offsets.extend(resolved);
         self.owned.extend(partitions.iter().copied());
         self.announced = false;
+        self.publish_positions();
         Ok(())
+    }
+
+    /// Copies the positions of the owned partitions into the metrics.
+    fn publish_positions(&self) {
+        self.config.metrics.update(|partitions| {
+            for (&partition, &next) in &self.offsets {
+                partitions.entry(partition).or_default().position = Some(next);
+            }
+        });
     }
 
     fn discover(&mut self) -> Result<()> {
@@ -363,12 +446,17 @@ impl<T: Send + 'static> Source for KafkaSource<T> {
             .set("allow.auto.create.topics", "false")
             .set("isolation.level", "read_committed")
             .set("queued.max.messages.kbytes", "16384")
+            .set("statistics.interval.ms", "1000")
             .set("auto.offset.reset", "earliest");
         for (key, value) in &self.config.properties {
             client.set(key, value);
         }
-        let consumer: BaseConsumer = client
-            .create()
+        let context = StatisticsContext {
+            topic: self.config.topic.clone(),
+            metrics: Arc::clone(&self.config.metrics),
+        };
+        let consumer: KafkaConsumer = client
+            .create_with_context(context)
             .map_err(|e| self.kafka_error("creating a consumer for", &e))?;
         let partitions: Vec<i32> = self
             .partitions(&consumer, self.config.connect_timeout)?
@@ -442,6 +530,9 @@ impl<T: Send + 'static> Source for KafkaSource<T> {
         }
         if let Some((run, next)) = current {
             self.offsets.insert(run, next);
+        }
+        if !out.is_empty() {
+            self.publish_positions();
         }
         Ok(if out.is_empty() {
             SourcePoll::Idle(Duration::from_millis(5))

@@ -53,7 +53,7 @@ pub use bid::{
     bid, Bid, BidGenerator, BidGeneratorConfig, BidSource, BASE_TIME_MS, CHANNELS, EXTRA_TEXT,
     URL_TEXT,
 };
-pub use kafka::{KafkaRecord, KafkaSource, KafkaSourceConfig, StartPosition};
+pub use kafka::{KafkaRecord, KafkaSource, KafkaSourceConfig, KafkaSourceMetrics, StartPosition};
 pub use nexmark::{nexmark_event, Auction, Event, NexmarkConfig, NexmarkSource, Person};
 pub use sequence::SequenceSource;
 pub use weir_dataflow::testing::CollectionSource;

@@ -527,6 +527,7 @@ impl Driver {
     fn attempt(&self, restore: Option<RestoreState>, next_id: CheckpointId) -> Ended {
         let mut config = self.config.clone();
         config.checkpointing = true;
+        config.checkpoint_timeout = Some(self.checkpointing.coordinator.timeout);
         if let Some(restore) = &restore {
             if let Err(e) = self.check_restore_fits(restore) {
                 return Ended::Failed(e);

@@ -1,0 +1,787 @@
+//! [`KafkaSink`]: a Kafka topic as the end of a pipeline, exactly-once by default.
+//!
+//! ```text
+//! exactly_once (write-ahead epochs):
+//!  records of epoch n ──▶ memory; at barrier n they join the sink's checkpointed state
+//!  checkpoint n complete ──▶ one transaction: the epoch's records + marker (group `<txid>`, offset n) ──▶ commit
+//!  restore ──▶ pending epochs of the checkpoint: marker ≥ epoch? skip : produce again in a transaction
+//!
+//! at_least_once: records produced as they come (idempotent producer), flushed at every barrier
+//! none:          records produced as they come, flushed when the input ends
+//! ```
+//!
+//! librdkafka cannot resume a prepared transaction after the process dies, so a
+//! transaction that spans an epoch would be lost with the process. Instead the
+//! records of an epoch live in the checkpoint, and only a completed checkpoint's epochs
+//! are produced, each in one short transaction. Every transaction also commits a
+//! *marker*: the offset `n` of partition 0 of the output topic for the consumer group
+//! named after the transactional id. The marker becomes visible exactly when the
+//! epoch's records do, so a restore knows which pending epochs were committed before
+//! the crash and produces only the others.
+//!
+//! Fencing: the transactional id is `<prefix>-<subtask>` (prefix: `weir-<job>-<uid>`
+//! unless set), stable across restarts. Opening the sink re-initialises it, which
+//! aborts whatever a previous incarnation left open and fences any producer of that
+//! incarnation still alive. After rescaling, the pending epochs of old subtask `i`
+//! are committed by new subtask `i % parallelism` under old subtask `i`'s id and
+//! marker, so no two live producers share an id.
+//!
+//! Markers order epochs within one timeline of checkpoints: an epoch is skipped when
+//! the marker is at or past it. New epochs after a restore are always produced.
+//!
+//! Records are partitioned like Kafka's Java client: keyed records by the murmur2
+//! hash of the key ([`default_partition`]), unkeyed ones spread by librdkafka.
+
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::ClientContext;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use weir_dataflow::state::{decode, encode};
+use weir_dataflow::{
+    CheckpointId, DataflowError, OperatorContext, Result, Sink, SnapshotContext, SubtaskInfo,
+};
+
+const PENDING: &str = "kafka-sink-pending";
+
+/// What a [`KafkaSink`] promises about its output.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DeliveryGuarantee {
+    /// Each record is visible to `read_committed` consumers exactly once, after the
+    /// checkpoint that covers it completes (needs checkpointing).
+    #[default]
+    ExactlyOnce,
+    /// Records are produced as they arrive by an idempotent producer and flushed at
+    /// every checkpoint: none is lost, a restart may repeat some.
+    AtLeastOnce,
+    /// Records are produced as they arrive; a failure may lose or repeat some.
+    None,
+}
+
+/// A test-only crash point inside the commit of an epoch (the process aborts the
+/// `n`-th time it is reached).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KafkaSinkFailpoint {
+    /// Half of the epoch's records are produced in the open transaction.
+    MidCommit,
+    /// The records and the marker are in the transaction; the commit is not sent.
+    BeforeCommit,
+    /// The transaction is committed; the epoch is still in the sink's pending list.
+    AfterCommit,
+}
+
+impl std::str::FromStr for KafkaSinkFailpoint {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "mid-commit" => Ok(Self::MidCommit),
+            "before-commit" => Ok(Self::BeforeCommit),
+            "after-commit" => Ok(Self::AfterCommit),
+            other => Err(format!(
+                "unknown Kafka sink failpoint `{other}`: expected mid-commit, before-commit or after-commit"
+            )),
+        }
+    }
+}
+
+/// Counters of a Kafka sink, summed over its subtasks; readable while the job runs.
+#[derive(Debug, Default)]
+pub struct KafkaSinkMetrics {
+    /// Records received by the sink.
+    pub records_in: AtomicU64,
+    /// Records acknowledged by the brokers (exactly-once: committed).
+    pub records_out: AtomicU64,
+    /// Transactions committed.
+    pub transactions_committed: AtomicU64,
+    /// Transactions aborted after an error.
+    pub transactions_aborted: AtomicU64,
+    /// Restored epochs found already committed (their marker was there) and skipped.
+    pub epochs_skipped: AtomicU64,
+    /// Bytes of records waiting for their checkpoint to complete.
+    pub epoch_buffer_bytes: AtomicU64,
+}
+
+/// Settings of a Kafka sink.
+#[derive(Clone, Debug)]
+pub struct KafkaSinkConfig {
+    /// `bootstrap.servers`, e.g. `127.0.0.1:9092`.
+    pub bootstrap_servers: String,
+    /// The topic to write (it must exist).
+    pub topic: String,
+    /// Exactly-once (default), at-least-once or none.
+    pub guarantee: DeliveryGuarantee,
+    /// Prefix of the transactional ids (`<prefix>-<subtask>`); default
+    /// `weir-<job>-<uid>`. Two jobs writing with the same prefix fence each other.
+    pub transactional_id_prefix: Option<String>,
+    /// `transaction.timeout.ms`: at least the checkpoint timeout (an epoch's commit
+    /// may take that long) and at most the broker's `transaction.max.timeout.ms`.
+    pub transaction_timeout: Duration,
+    /// How long to wait for the brokers at start.
+    pub connect_timeout: Duration,
+    /// Further librdkafka producer properties (they override weir's).
+    pub properties: BTreeMap<String, String>,
+    /// Counters, shared by the subtasks.
+    pub metrics: Arc<KafkaSinkMetrics>,
+    /// Crash the process inside a commit: for the crash tests only.
+    pub failpoint: Option<(KafkaSinkFailpoint, u64)>,
+}
+
+impl KafkaSinkConfig {
+    /// Writes `topic` on `bootstrap_servers`, exactly-once.
+    pub fn new(bootstrap_servers: impl Into<String>, topic: impl Into<String>) -> Self {
+        Self {
+            bootstrap_servers: bootstrap_servers.into(),
+            topic: topic.into(),
+            guarantee: DeliveryGuarantee::default(),
+            transactional_id_prefix: None,
+            transaction_timeout: Duration::from_secs(300),
+            connect_timeout: Duration::from_secs(10),
+            properties: BTreeMap::new(),
+            metrics: Arc::default(),
+            failpoint: None,
+        }
+    }
+}
+
+/// A record as it goes to Kafka.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KafkaOutRecord {
+    /// The key (decides the partition); `None` for an unkeyed record.
+    pub key: Option<Vec<u8>>,
+    /// The value.
+    pub value: Vec<u8>,
+}
+
+/// Turns a `T` into a Kafka record; the error text says what went wrong.
+pub type Serializer<T> =
+    Arc<dyn Fn(&T) -> std::result::Result<KafkaOutRecord, String> + Send + Sync>;
+
+/// Unkeyed records whose value is the JSON of the record.
+pub fn json<T: Serialize + 'static>() -> Serializer<T> {
+    Arc::new(|record| {
+        Ok(KafkaOutRecord {
+            key: None,
+            value: serde_json::to_vec(record).map_err(|e| format!("not JSON: {e}"))?,
+        })
+    })
+}
+
+/// JSON values keyed by `key(record)`.
+pub fn json_keyed<T: Serialize + 'static>(
+    key: impl Fn(&T) -> Vec<u8> + Send + Sync + 'static,
+) -> Serializer<T> {
+    Arc::new(move |record| {
+        Ok(KafkaOutRecord {
+            key: Some(key(record)),
+            value: serde_json::to_vec(record).map_err(|e| format!("not JSON: {e}"))?,
+        })
+    })
+}
+
+/// Unkeyed UTF-8 text values.
+pub fn utf8() -> Serializer<String> {
+    Arc::new(|record| {
+        Ok(KafkaOutRecord {
+            key: None,
+            value: record.as_bytes().to_vec(),
+        })
+    })
+}
+
+/// Kafka's murmur2 hash (the Java client's `Utils.murmur2`).
+pub fn murmur2(data: &[u8]) -> i32 {
+    const SEED: u32 = 0x9747_b28c;
+    const M: u32 = 0x5bd1_e995;
+    const R: u32 = 24;
+    let length = data.len();
+    let mut h: u32 = SEED ^ (length as u32);
+    let mut chunks = data.chunks_exact(4);
+    for chunk in &mut chunks {
+        let mut k = u32::from_le_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]);
+        k = k.wrapping_mul(M);
+        k ^= k >> R;
+        k = k.wrapping_mul(M);
+        h = h.wrapping_mul(M);
+        h ^= k;
+    }
+    let rest = chunks.remainder();
+    if rest.len() >= 3 {
+        h ^= u32::from(rest[2]) << 16;
+    }
+    if rest.len() >= 2 {
+        h ^= u32::from(rest[1]) << 8;
+    }
+    if !rest.is_empty() {
+        h ^= u32::from(rest[0]);
+        h = h.wrapping_mul(M);
+    }
+    h ^= h >> 13;
+    h = h.wrapping_mul(M);
+    h ^= h >> 15;
+    h as i32
+}
+
+/// The partition Kafka's default partitioner gives a keyed record:
+/// `(murmur2(key) & 0x7fffffff) % partitions`.
+pub fn default_partition(key: &[u8], partitions: i32) -> i32 {
+    (murmur2(key) & 0x7fff_ffff) % partitions.max(1)
+}
+
+/// Pending epochs of one subtask: checkpoint id → records.
+type Pending = BTreeMap<u64, Vec<KafkaOutRecord>>;
+
+/// Reports deliveries: counts acknowledged records, keeps the first failure.
+struct Deliveries {
+    metrics: Arc<KafkaSinkMetrics>,
+    count: bool,
+    failure: Mutex<Option<String>>,
+}
+
+impl ClientContext for Deliveries {}
+
+impl ProducerContext for Deliveries {
+    type DeliveryOpaque = ();
+    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        match result {
+            Ok(_) if self.count => {
+                self.metrics.records_out.fetch_add(1, Ordering::Relaxed);
+            }
+            Ok(_) => {}
+            Err((e, _)) => {
+                let mut failure = self.failure.lock().unwrap_or_else(|p| p.into_inner());
+                failure.get_or_insert_with(|| e.to_string());
+            }
+        }
+    }
+}
+
+type KafkaProducer = ThreadedProducer<Deliveries>;
+
+/// One transactional id: its producer and the consumer-group handle of its marker.
+struct Transactions {
+    transactional_id: String,
+    producer: KafkaProducer,
+    marker_group: BaseConsumer,
+}
+
+/// Writes a pipeline's records to a Kafka topic; see the module documentation.
+pub struct KafkaSink<T> {
+    config: KafkaSinkConfig,
+    serializer: Serializer<T>,
+    subtask: SubtaskInfo,
+    prefix: String,
+    commit_timeout: Duration,
+    /// The producer of at-least-once and none.
+    producer: Option<KafkaProducer>,
+    /// This subtask's transactions (exactly-once).
+    transactions: Option<Transactions>,
+    current: Vec<KafkaOutRecord>,
+    current_bytes: u64,
+    pending: Pending,
+    pending_bytes: BTreeMap<u64, u64>,
+    failpoint_hits: u64,
+}
+
+impl<T: Send + 'static> KafkaSink<T> {
+    /// A sink factory for [`weir_dataflow::DataStream::sink`].
+    pub fn factory(
+        config: KafkaSinkConfig,
+        serializer: Serializer<T>,
+    ) -> impl Fn(&SubtaskInfo) -> Self + Send + Sync + 'static {
+        move |info| Self {
+            config: config.clone(),
+            serializer: serializer.clone(),
+            subtask: info.clone(),
+            prefix: String::new(),
+            commit_timeout: Duration::from_secs(60),
+            producer: None,
+            transactions: None,
+            current: Vec::new(),
+            current_bytes: 0,
+            pending: BTreeMap::new(),
+            pending_bytes: BTreeMap::new(),
+            failpoint_hits: 0,
+        }
+    }
+
+    fn error(&self, message: impl Into<String>) -> DataflowError {
+        DataflowError::operator(&self.subtask.operator, self.subtask.index, message)
+    }
+
+    fn kafka_error(&self, doing: &str, e: &KafkaError) -> DataflowError {
+        self.error(format!(
+            "{doing} topic `{}` on brokers `{}`: {e}",
+            self.config.topic, self.config.bootstrap_servers
+        ))
+    }
+
+    fn transactional_id(&self, subtask: usize) -> String {
+        format!("{}-{subtask}", self.prefix)
+    }
+
+    fn client_config(&self) -> ClientConfig {
+        let mut client = ClientConfig::new();
+        client
+            .set("bootstrap.servers", &self.config.bootstrap_servers)
+            .set("allow.auto.create.topics", "false")
+            .set("partitioner", "murmur2_random")
+            .set("linger.ms", "5")
+            .set("queue.buffering.max.kbytes", "65536");
+        client
+    }
+
+    fn producer(&self, transactional_id: Option<&str>, count: bool) -> Result<KafkaProducer> {
+        let mut client = self.client_config();
+        match (self.config.guarantee, transactional_id) {
+            (_, Some(id)) => {
+                client.set("transactional.id", id).set(
+                    "transaction.timeout.ms",
+                    self.config.transaction_timeout.as_millis().to_string(),
+                );
+            }
+            (DeliveryGuarantee::AtLeastOnce, None) => {
+                client.set("enable.idempotence", "true");
+            }
+            _ => {}
+        }
+        for (key, value) in &self.config.properties {
+            client.set(key, value);
+        }
+        let context = Deliveries {
+            metrics: Arc::clone(&self.config.metrics),
+            count,
+            failure: Mutex::new(None),
+        };
+        client
+            .create_with_context(context)
+            .map_err(|e| self.kafka_error("creating a producer for", &e))
+    }
+
+    /// Fails unless the topic exists and the brokers answer within the connect
+    /// timeout.
+    fn check_topic(&self, producer: &KafkaProducer) -> Result<()> {
+        let timeout = self.config.connect_timeout;
+        let metadata = producer
+            .client()
+            .fetch_metadata(Some(&self.config.topic), timeout)
+            .map_err(|e| {
+                self.error(format!(
+                    "could not reach the Kafka brokers `{}` within {timeout:?} to write topic `{}`: {e}",
+                    self.config.bootstrap_servers, self.config.topic
+                ))
+            })?;
+        let found = metadata
+            .topics()
+            .iter()
+            .find(|t| t.name() == self.config.topic)
+            .is_some_and(|t| t.error().is_none() && !t.partitions().is_empty());
+        if found {
+            Ok(())
+        } else {
+            Err(self.error(format!(
+                "topic `{}` does not exist on the Kafka brokers `{}` (expected an existing topic; weir does not create sink topics)",
+                self.config.topic, self.config.bootstrap_servers
+            )))
+        }
+    }
+
+    /// Opens transactional id `id`: initialising it aborts what an earlier producer
+    /// with the id left open and fences that producer.
+    fn open_transactions(&self, id: String) -> Result<Transactions> {
+        let producer = self.producer(Some(&id), false)?;
+        producer
+            .init_transactions(self.config.connect_timeout.max(self.commit_timeout))
+            .map_err(|e| match e {
+                KafkaError::Transaction(ref inner)
+                    if inner.code() == RDKafkaErrorCode::InvalidTransactionTimeout =>
+                {
+                    self.error(format!(
+                        "transaction timeout {} ms of transactional id `{id}` is refused by the brokers `{}`: it must not exceed their transaction.max.timeout.ms (set KafkaSinkConfig::transaction_timeout lower)",
+                        self.config.transaction_timeout.as_millis(),
+                        self.config.bootstrap_servers
+                    ))
+                }
+                e => self.kafka_error(&format!("initialising transactional id `{id}` for"), &e),
+            })?;
+        let mut group = ClientConfig::new();
+        group
+            .set("bootstrap.servers", &self.config.bootstrap_servers)
+            .set("group.id", &id)
+            .set("enable.auto.commit", "false")
+            .set("isolation.level", "read_committed");
+        let marker_group: BaseConsumer = group
+            .create()
+            .map_err(|e| self.kafka_error("creating the marker consumer for", &e))?;
+        Ok(Transactions {
+            transactional_id: id,
+            producer,
+            marker_group,
+        })
+    }
+
+    fn failpoint(&mut self, step: KafkaSinkFailpoint) {
+        if let Some((point, nth)) = self.config.failpoint {
+            if point == step {
+                self.failpoint_hits += 1;
+                if self.failpoint_hits >= nth {
+                    eprintln!("weir: Kafka sink failpoint {step:?} reached: aborting the process");
+                    std::process::abort();
+                }
+            }
+        }
+    }
+
+    /// Produces `record`, waiting while librdkafka's queue is full.
+    fn send(&self, producer: &KafkaProducer, record: &KafkaOutRecord) -> Result<()> {
+        loop {
+            let mut out = BaseRecord::<[u8], [u8]>::to(&self.config.topic).payload(&record.value);
+            if let Some(key) = &record.key {
+                out = out.key(key.as_slice());
+            }
+            match producer.send(out) {
+                Ok(()) => return Ok(()),
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                    producer.poll(Duration::from_millis(10));
+                }
+                Err((e, _)) => return Err(self.kafka_error("producing to", &e)),
+            }
+        }
+    }
+
+    /// The epoch the marker of `transactions` says was committed last, if any.
+    fn committed_marker(&self, transactions: &Transactions) -> Result<Option<u64>> {
+        let mut list = TopicPartitionList::new();
+        list.add_partition(&self.config.topic, 0);
+        let committed = transactions
+            .marker_group
+            .committed_offsets(list, self.commit_timeout)
+            .map_err(|e| {
+                self.kafka_error(
+                    &format!(
+                        "reading the commit marker of transactional id `{}` (consumer group of the same name) for",
+                        transactions.transactional_id
+                    ),
+                    &e,
+                )
+            })?;
+        Ok(committed.elements().first().and_then(|e| match e.offset() {
+            Offset::Offset(n) if n >= 0 => Some(n as u64),
+            _ => None,
+        }))
+    }
+
+    /// Produces `records` of `epoch` and its marker in one transaction.
+    fn commit_epoch(
+        &mut self,
+        transactions: &Transactions,
+        epoch: u64,
+        records: &[KafkaOutRecord],
+    ) -> Result<()> {
+        let id = &transactions.transactional_id;
+        let producer = &transactions.producer;
+        let doing = |what: &str| format!("{what} (transactional id `{id}`, epoch {epoch}) of");
+        producer
+            .begin_transaction()
+            .map_err(|e| self.kafka_error(&doing("beginning a transaction"), &e))?;
+        let result = (|| {
+            let half = records.len() / 2;
+            for (i, record) in records.iter().enumerate() {
+                if i == half {
+                    self.failpoint(KafkaSinkFailpoint::MidCommit);
+                }
+                self.send(producer, record)?;
+            }
+            let mut marker = TopicPartitionList::new();
+            marker
+                .add_partition_offset(&self.config.topic, 0, Offset::Offset(epoch as i64))
+                .map_err(|e| self.kafka_error(&doing("adding the marker"), &e))?;
+            let group = transactions
+                .marker_group
+                .group_metadata()
+                .ok_or_else(|| self.error(format!("no group metadata for marker group `{id}`")))?;
+            producer
+                .send_offsets_to_transaction(&marker, &group, self.commit_timeout)
+                .map_err(|e| self.kafka_error(&doing("adding the marker"), &e))?;
+            self.failpoint(KafkaSinkFailpoint::BeforeCommit);
+            producer
+                .commit_transaction(self.commit_timeout)
+                .map_err(|e| self.kafka_error(&doing("committing a transaction"), &e))
+        })();
+        match result {
+            Ok(()) => {
+                let metrics = &self.config.metrics;
+                metrics
+                    .transactions_committed
+                    .fetch_add(1, Ordering::Relaxed);
+                metrics
+                    .records_out
+                    .fetch_add(records.len() as u64, Ordering::Relaxed);
+                self.failpoint(KafkaSinkFailpoint::AfterCommit);
+                Ok(())
+            }
+            Err(e) => {
+                // Abort so the id is usable again; the job restarts from the last
+                // checkpoint, which still holds the epoch.
+                if producer.abort_transaction(self.commit_timeout).is_ok() {
+                    self.config
+                        .metrics
+                        .transactions_aborted
+                        .fetch_add(1, Ordering::Relaxed);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Commits the pending epochs of old subtask `old` restored from a completed
+    /// checkpoint, skipping those its marker shows as committed.
+    fn recover(&mut self, old: usize, pending: Pending) -> Result<()> {
+        let own = old == self.subtask.index;
+        let transactions = if own {
+            self.transactions.take()
+        } else {
+            Some(self.open_transactions(self.transactional_id(old))?)
+        };
+        let Some(transactions) = transactions else {
+            return Ok(());
+        };
+        let result = (|| {
+            let marker = self.committed_marker(&transactions)?;
+            for (epoch, records) in &pending {
+                if marker.is_some_and(|m| m >= *epoch) {
+                    self.config
+                        .metrics
+                        .epochs_skipped
+                        .fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
+                if !records.is_empty() {
+                    self.commit_epoch(&transactions, *epoch, records)?;
+                }
+            }
+            Ok(())
+        })();
+        if own {
+            self.transactions = Some(transactions);
+        }
+        result
+    }
+
+    /// Flushes the non-transactional producer and reports the first failed delivery.
+    fn flush(&self) -> Result<()> {
+        let Some(producer) = &self.producer else {
+            return Ok(());
+        };
+        producer
+            .flush(self.commit_timeout)
+            .map_err(|e| self.kafka_error("flushing records to", &e))?;
+        let failure = producer
+            .context()
+            .failure
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        match failure {
+            Some(reason) => Err(self.error(format!(
+                "records were not delivered to topic `{}` on brokers `{}`: {reason}",
+                self.config.topic, self.config.bootstrap_servers
+            ))),
+            None => Ok(()),
+        }
+    }
+}
+
+impl<T: Send + 'static> Sink for KafkaSink<T> {
+    type In = T;
+
+    fn open(&mut self, cx: &mut OperatorContext) -> Result<()> {
+        self.prefix = self
+            .config
+            .transactional_id_prefix
+            .clone()
+            .unwrap_or_else(|| format!("weir-{}-{}", cx.job, self.subtask.uid));
+        self.commit_timeout = cx.checkpoint_timeout.unwrap_or(Duration::from_secs(60));
+        if self.config.guarantee != DeliveryGuarantee::ExactlyOnce {
+            let producer = self.producer(None, true)?;
+            self.check_topic(&producer)?;
+            self.producer = Some(producer);
+            return Ok(());
+        }
+        if !cx.checkpointing {
+            return Err(self.error(format!(
+                "the exactly-once Kafka sink to topic `{}` commits when checkpoints complete, and this job takes none: enable checkpointing or choose at_least_once",
+                self.config.topic
+            )));
+        }
+        if self.config.transaction_timeout < self.commit_timeout {
+            return Err(self.error(format!(
+                "transaction timeout {} ms of the Kafka sink to topic `{}` is shorter than the checkpoint timeout {} ms: an epoch's transaction may stay open that long, so the brokers would abort it (set KafkaSinkConfig::transaction_timeout to at least the checkpoint timeout)",
+                self.config.transaction_timeout.as_millis(),
+                self.config.topic,
+                self.commit_timeout.as_millis()
+            )));
+        }
+        let transactions = self.open_transactions(self.transactional_id(self.subtask.index))?;
+        self.check_topic(&transactions.producer)?;
+        self.transactions = Some(transactions);
+        // Epochs in a restored checkpoint belong to a completed checkpoint. Old
+        // subtask i's are committed by new subtask i % parallelism under i's id.
+        let mut restored: Vec<(usize, Pending)> = Vec::new();
+        if cx.restored_operator_all.is_empty() {
+            if let Some(bytes) = cx.restored_operator.get(PENDING) {
+                restored.push((self.subtask.index, decode(PENDING, bytes)?));
+            }
+        } else {
+            let parallelism = self.subtask.parallelism.max(1);
+            for (old, state) in cx.restored_operator_all.iter().enumerate() {
+                if old % parallelism != self.subtask.index {
+                    continue;
+                }
+                if let Some(bytes) = state.get(PENDING) {
+                    restored.push((old, decode(PENDING, bytes)?));
+                }
+            }
+        }
+        for (old, pending) in restored {
+            self.recover(old, pending)?;
+        }
+        Ok(())
+    }
+
+    fn write_batch(&mut self, batch: &mut Vec<T>) -> Result<()> {
+        let metrics = Arc::clone(&self.config.metrics);
+        metrics
+            .records_in
+            .fetch_add(batch.len() as u64, Ordering::Relaxed);
+        let mut added = 0u64;
+        for record in batch.drain(..) {
+            let out = (self.serializer)(&record).map_err(|reason| {
+                self.error(format!(
+                    "a record for topic `{}` could not be serialised: {reason}",
+                    self.config.topic
+                ))
+            })?;
+            match &self.producer {
+                Some(producer) => self.send(producer, &out)?,
+                None => {
+                    added += (out.value.len() + out.key.as_ref().map_or(0, Vec::len)) as u64;
+                    self.current.push(out);
+                }
+            }
+        }
+        self.current_bytes += added;
+        metrics
+            .epoch_buffer_bytes
+            .fetch_add(added, Ordering::Relaxed);
+        Ok(())
+    }
+
+    fn snapshot(&mut self, cx: &mut SnapshotContext) -> Result<()> {
+        match self.config.guarantee {
+            DeliveryGuarantee::ExactlyOnce => {
+                if !self.current.is_empty() {
+                    let epoch = cx.checkpoint.get();
+                    self.pending
+                        .insert(epoch, std::mem::take(&mut self.current));
+                    self.pending_bytes
+                        .insert(epoch, std::mem::take(&mut self.current_bytes));
+                }
+                cx.put_operator(PENDING, encode(PENDING, &self.pending)?);
+                Ok(())
+            }
+            DeliveryGuarantee::AtLeastOnce => self.flush(),
+            DeliveryGuarantee::None => Ok(()),
+        }
+    }
+
+    fn on_checkpoint_complete(&mut self, id: CheckpointId) -> Result<()> {
+        let Some(transactions) = self.transactions.take() else {
+            return Ok(());
+        };
+        let mut result = Ok(());
+        while let Some(entry) = self.pending.first_entry() {
+            if *entry.key() > id.get() {
+                break;
+            }
+            let (epoch, records) = entry.remove_entry();
+            if let Err(e) = self.commit_epoch(&transactions, epoch, &records) {
+                self.pending.insert(epoch, records);
+                result = Err(e);
+                break;
+            }
+            let bytes = self.pending_bytes.remove(&epoch).unwrap_or(0);
+            self.config
+                .metrics
+                .epoch_buffer_bytes
+                .fetch_sub(bytes, Ordering::Relaxed);
+        }
+        self.transactions = Some(transactions);
+        result
+    }
+
+    fn finish(&mut self) -> Result<()> {
+        self.flush()
+    }
+}
+
+impl<T> Drop for KafkaSink<T> {
+    fn drop(&mut self) {
+        // What this subtask still buffers leaves the gauge with it.
+        let bytes = self.current_bytes + self.pending_bytes.values().sum::<u64>();
+        self.config
+            .metrics
+            .epoch_buffer_bytes
+            .fetch_sub(bytes, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The values Kafka's own `UtilsTest.testMurmur2` expects.
+    #[test]
+    fn murmur2_matches_the_java_client() {
+        let cases: [(&str, i32); 6] = [
+            ("21", -973_932_308),
+            ("foobar", -790_332_482),
+            ("a-little-bit-long-string", -985_981_536),
+            ("a-little-bit-longer-string", -1_486_304_829),
+            (
+                "lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8",
+                -58_897_971,
+            ),
+            ("abc", 479_470_107),
+        ];
+        for (input, expected) in cases {
+            assert_eq!(murmur2(input.as_bytes()), expected, "murmur2({input:?})");
+        }
+    }
+
+    #[test]
+    fn default_partition_is_non_negative_and_in_range() {
+        for key in 0..1000u32 {
+            let p = default_partition(&key.to_be_bytes(), 7);
+            assert!((0..7).contains(&p));
+        }
+    }
+
+    #[test]
+    fn failpoints_parse() {
+        assert_eq!(
+            "before-commit".parse::<KafkaSinkFailpoint>(),
+            Ok(KafkaSinkFailpoint::BeforeCommit)
+        );
+        assert!("later"
+            .parse::<KafkaSinkFailpoint>()
+            .unwrap_err()
+            .contains("mid-commit"));
+    }
+}
