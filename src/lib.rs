@@ -29,6 +29,7 @@ pub struct ReadmeDoctests;
 
 pub mod bench;
 pub mod inspect;
+pub mod kafka_bench;
 pub mod nexmark;
 pub mod running_count;
 pub mod state_bench;

@@ -84,6 +84,39 @@ enum BenchCommand {
     /// Checkpoint duration, task-thread pause and restore time for a given number of
     /// keys of heap state (a count per key), printed as JSON.
     State(StateArgs),
+    /// Kafka → Kafka through a pass-through job: records/s and produce-to-visible
+    /// latency (p50/p99) for one delivery guarantee, printed as JSON.
+    Kafka(KafkaBenchArgs),
+}
+
+#[derive(Args)]
+struct KafkaBenchArgs {
+    /// `bootstrap.servers` of the brokers.
+    #[arg(long, default_value = "127.0.0.1:9092")]
+    bootstrap: String,
+    /// exactly-once, at-least-once or none.
+    #[arg(long, default_value = "exactly-once")]
+    guarantee: String,
+    /// Records of the throughput phase.
+    #[arg(long, default_value_t = 200_000)]
+    records: u64,
+    /// Partitions of the topics the benchmark creates.
+    #[arg(long, default_value_t = 2)]
+    partitions: i32,
+    #[arg(short, long, default_value_t = 2)]
+    parallelism: usize,
+    /// Checkpoint interval (e.g. 200ms, 1s).
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    checkpoint_interval: Duration,
+    /// Records per second of the latency phase.
+    #[arg(long, default_value_t = 1000)]
+    latency_rate: u64,
+    /// Length of the latency phase (e.g. 10s).
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    latency_duration: Duration,
+    /// Where checkpoints go.
+    #[arg(long, default_value = "./weir-data/bench-checkpoints")]
+    checkpoint_dir: String,
 }
 
 #[derive(Args)]
@@ -260,6 +293,7 @@ fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Bench(BenchCommand::Nexmark(args)) => bench_nexmark(args),
         Command::Bench(BenchCommand::State(args)) => bench_state(args),
+        Command::Bench(BenchCommand::Kafka(args)) => bench_kafka(args),
         Command::Query(args) => query(args),
         Command::Savepoint(args) => savepoint(args),
         Command::Checkpoints(command) => checkpoints(command),
@@ -322,6 +356,31 @@ fn bench_nexmark(args: NexmarkArgs) -> Result<()> {
             );
         }
     }
+    Ok(())
+}
+
+fn bench_kafka(args: KafkaBenchArgs) -> Result<()> {
+    use weir::sinks::DeliveryGuarantee;
+    let guarantee = match args.guarantee.as_str() {
+        "exactly-once" => DeliveryGuarantee::ExactlyOnce,
+        "at-least-once" => DeliveryGuarantee::AtLeastOnce,
+        "none" => DeliveryGuarantee::None,
+        other => anyhow::bail!(
+            "unknown guarantee `{other}`: expected exactly-once, at-least-once or none"
+        ),
+    };
+    let report = weir::kafka_bench::run(&weir::kafka_bench::KafkaBenchOptions {
+        bootstrap: args.bootstrap,
+        records: args.records,
+        partitions: args.partitions,
+        parallelism: args.parallelism,
+        guarantee,
+        checkpoint_interval: args.checkpoint_interval,
+        latency_rate: args.latency_rate,
+        latency_duration: args.latency_duration,
+        checkpoint_dir: args.checkpoint_dir,
+    })?;
+    println!("{}", serde_json::to_string(&report)?);
     Ok(())
 }
 
