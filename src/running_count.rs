@@ -31,7 +31,8 @@ use weir_sources::{KafkaRecord, SequenceSource};
 pub struct KafkaIo {
     /// `bootstrap.servers`.
     pub bootstrap: String,
-    /// Read the numbers from this topic (one decimal number per record).
+    /// Read the numbers from this topic (one decimal number per record), up to the
+    /// end of its partitions (a bounded source, so the job finishes).
     pub input_topic: Option<String>,
     /// Write `[key, count]` JSON records to this topic, exactly-once.
     pub output_topic: Option<String>,
@@ -99,7 +100,10 @@ impl RunningCountJob {
                     "numbers",
                     WatermarkStrategy::none(),
                     KafkaSource::factory(
-                        KafkaSourceConfig::new(&kafka.bootstrap, topic, "weir-running-count"),
+                        KafkaSourceConfig {
+                            bounded: true,
+                            ..KafkaSourceConfig::new(&kafka.bootstrap, topic, "weir-running-count")
+                        },
                         utf8(),
                     ),
                 )

@@ -15,7 +15,8 @@
 //! (`queued.max.messages.kbytes`, 16 MiB by default here): when the job is
 //! backpressured the source stops polling and fetching stops once that queue is
 //! full, so memory stays bounded. New partitions of the topic are discovered
-//! periodically and read from their beginning.
+//! periodically and read from their beginning. A `bounded` source instead ends once
+//! it has read each of its partitions to the end it finds there.
 
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
@@ -68,6 +69,10 @@ pub struct KafkaSourceConfig {
     pub properties: BTreeMap<String, String>,
     /// Consumer lag per partition, shared by the subtasks.
     pub metrics: Arc<KafkaSourceMetrics>,
+    /// Bounded: each subtask ends once it has read every partition it owns up to the
+    /// partition's end (last stable offset) as it finds it; no partition discovery.
+    /// Unbounded (default): reads until cancelled.
+    pub bounded: bool,
 }
 
 /// How far the source is behind each partition's end, readable while the job runs.
@@ -116,6 +121,14 @@ struct StatisticsContext {
 }
 
 impl ClientContext for StatisticsContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        // The end of a partition is news for a bounded source, not an error.
+        match error {
+            KafkaError::PartitionEOF(_) => tracing::debug!("librdkafka: {reason}"),
+            error => tracing::error!("librdkafka: {error}: {reason}"),
+        }
+    }
+
     fn stats(&self, statistics: Statistics) {
         let Some(topic) = statistics.topics.get(&self.topic) else {
             return;
@@ -155,6 +168,7 @@ impl KafkaSourceConfig {
             connect_timeout: Duration::from_secs(10),
             properties: BTreeMap::new(),
             metrics: Arc::default(),
+            bounded: false,
         }
     }
 }
@@ -222,6 +236,8 @@ pub struct KafkaSource<T> {
     last_discovery: Instant,
     /// Offsets captured per checkpoint, committed to the group when it completes.
     pending_commits: BTreeMap<CheckpointId, BTreeMap<i32, i64>>,
+    /// Bounded source: partitions read to their end.
+    at_end: BTreeSet<i32>,
 }
 
 impl<T: Send + 'static> KafkaSource<T> {
@@ -240,6 +256,7 @@ impl<T: Send + 'static> KafkaSource<T> {
             announced: false,
             last_discovery: Instant::now(),
             pending_commits: BTreeMap::new(),
+            at_end: BTreeSet::new(),
         }
     }
 
@@ -442,11 +459,11 @@ impl<T: Send + 'static> Source for KafkaSource<T> {
             .set("group.id", &self.config.group_id)
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
-            .set("enable.partition.eof", "false")
             .set("allow.auto.create.topics", "false")
             .set("isolation.level", "read_committed")
             .set("queued.max.messages.kbytes", "16384")
             .set("statistics.interval.ms", "1000")
+            .set("enable.partition.eof", self.config.bounded.to_string())
             .set("auto.offset.reset", "earliest");
         for (key, value) in &self.config.properties {
             client.set(key, value);
@@ -476,7 +493,14 @@ impl<T: Send + 'static> Source for KafkaSource<T> {
             }
             self.announced = true;
         }
-        if let Some(interval) = self.config.discovery_interval {
+        if self.config.bounded && self.at_end.len() == self.owned.len() {
+            return Ok(SourcePoll::Finished);
+        }
+        if let Some(interval) = self
+            .config
+            .discovery_interval
+            .filter(|_| !self.config.bounded)
+        {
             if self.last_discovery.elapsed() >= interval {
                 self.last_discovery = Instant::now();
                 self.discover()?;
@@ -492,6 +516,12 @@ impl<T: Send + 'static> Source for KafkaSource<T> {
             let message = match consumer.poll(Duration::ZERO) {
                 None => break,
                 Some(Ok(message)) => message,
+                // Reaching a partition's end (only reported when bounded): the end
+                // only grows, so everything up to the end found at start is read.
+                Some(Err(KafkaError::PartitionEOF(partition))) => {
+                    self.at_end.insert(partition);
+                    continue;
+                }
                 Some(Err(e)) => {
                     // librdkafka retries transport errors itself; anything it reports
                     // here is logged, and only a fatal error stops the job.
