@@ -393,9 +393,11 @@ impl<T: Send + 'static> KafkaSink<T> {
     }
 
     /// Opens transactional id `id`: initialising it aborts what an earlier producer
-    /// with the id left open and fences that producer.
+    /// with the id left open and fences that producer. The topic is checked first, so
+    /// unreachable brokers fail within the connect timeout.
     fn open_transactions(&self, id: String) -> Result<Transactions> {
         let producer = self.producer(Some(&id), false)?;
+        self.check_topic(&producer)?;
         producer
             .init_transactions(self.config.connect_timeout.max(self.commit_timeout))
             .map_err(|e| match e {
@@ -629,7 +631,6 @@ impl<T: Send + 'static> Sink for KafkaSink<T> {
             )));
         }
         let transactions = self.open_transactions(self.transactional_id(self.subtask.index))?;
-        self.check_topic(&transactions.producer)?;
         self.transactions = Some(transactions);
         // Epochs in a restored checkpoint belong to a completed checkpoint. Old
         // subtask i's are committed by new subtask i % parallelism under i's id.
