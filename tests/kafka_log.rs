@@ -133,6 +133,10 @@ fn the_view_from_the_raw_log_holds_committed_and_plain_records_only() {
     assert_eq!(view.pending(), D, "records of the open transaction D");
 
     assert_eq!(view.partitions.len(), 2);
+    // Every offset was read: the records and one marker per transaction end (A, B, C)
+    // in each partition, although tansu reports a high watermark short of that.
+    let read: i64 = view.partitions.iter().map(|p| p.offsets.end).sum();
+    assert_eq!(read as usize, A + B + C + D + PLAIN + 3 * 2, "offsets read");
     for partition in &view.partitions {
         // A, B, C wrote to both partitions: each got two COMMITs and one ABORT.
         assert_eq!(
@@ -237,7 +241,7 @@ fn a_missing_topic_and_an_unreachable_broker_are_clear_errors() {
     let err = committed_view("127.0.0.1:1", "t").unwrap_err();
     println!("{err}");
     assert!(
-        err.contains("127.0.0.1:1") && err.contains("could not be reached"),
+        err.contains("127.0.0.1:1") && err.contains("could be reached"),
         "{err}"
     );
 }

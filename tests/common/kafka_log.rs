@@ -7,7 +7,7 @@
 //!
 //! ```text
 //! Metadata ──▶ partitions, leaders
-//! ListOffsets ──▶ [log start, high watermark) per partition
+//! ListOffsets ──▶ log start, high watermark per partition
 //! Fetch (read_uncommitted) ──▶ record batches, control batches included
 //!        │
 //!        ▼
@@ -35,6 +35,7 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, StrBytes};
 use kafka_protocol::records::{Record, RecordBatchDecoder};
+use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
 use std::io::{Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
@@ -64,6 +65,9 @@ const CONSUMER: i32 = -1;
 /// no complete batch, i.e. a batch is larger than what was asked for.
 const FETCH_BYTES: i32 = 1 << 20;
 const FETCH_BYTES_LIMIT: i32 = 64 << 20;
+/// How long a fetch at the end of the log waits for records (the last fetch of each
+/// partition finds none).
+const FETCH_WAIT_MS: i32 = 100;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const IO_TIMEOUT: Duration = Duration::from_secs(30);
 const CLIENT_ID: &str = "weir-kafka-log";
@@ -95,7 +99,7 @@ pub struct CommittedRecord {
 pub struct PartitionView {
     /// The partition.
     pub partition: i32,
-    /// The offsets read: from the log start offset to the high watermark.
+    /// The offsets read: from the log start offset to the end of the log.
     pub offsets: Range<i64>,
     /// The visible records, in offset order: non-transactional records and records
     /// of committed transactions.
@@ -146,9 +150,11 @@ impl CommittedView {
     }
 }
 
-/// Reads every partition of `topic` from its log start offset to its high watermark
-/// (read_uncommitted, control batches included) and applies each producer's commit
-/// and abort markers, as [`apply_markers`] describes.
+/// Reads every partition of `topic` from its log start offset to the end of its log
+/// (read_uncommitted, control batches included; at least to the high watermark, see
+/// `Connection::read_log`) and applies each producer's commit and abort markers, as
+/// [`apply_markers`] describes. Meant for a topic nobody writes to any more: records
+/// written while it reads may or may not be included.
 ///
 /// `bootstrap` is `host:port` (or a comma-separated list; the first that answers is
 /// used). Errors, as messages naming the broker, topic and partition: no bootstrap
@@ -166,12 +172,12 @@ pub fn committed_view(bootstrap: &str, topic: &str) -> Result<CommittedView, Str
             format!("topic {topic} partition {partition}: leader {leader} is not among the brokers {brokers:?}")
         })?;
         let connection = match connections.entry(leader) {
-            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
-            std::collections::hash_map::Entry::Vacant(e) => e.insert(Connection::open(address)?),
+            Entry::Occupied(e) => e.into_mut(),
+            Entry::Vacant(e) => e.insert(Connection::open(address)?),
         };
         let start = connection.list_offset(topic, partition, EARLIEST)?;
-        let end = connection.list_offset(topic, partition, LATEST)?;
-        let log = connection.read_log(topic, partition, start..end)?;
+        let high_watermark = connection.list_offset(topic, partition, LATEST)?;
+        let (log, end) = connection.read_log(topic, partition, start, high_watermark)?;
         let view = apply_markers(partition, start..end, log)
             .map_err(|e| format!("topic {topic} partition {partition}: {e}"))?;
         partitions.push(view);
@@ -266,17 +272,17 @@ fn committed(partition: i32, record: Record) -> CommittedRecord {
 }
 
 /// Splits a fetched `records` field into complete record batches and decodes them,
-/// keeping the records in `wanted` (a fetch may start with the batch that holds the
-/// fetch offset, and the log may go on past the high watermark read at the start).
-/// Returns the records and the offset after the last complete batch (`wanted.start`
-/// if there is none: a size-limited response can end with a partial batch).
-fn decode_batches(mut raw: Bytes, wanted: &Range<i64>) -> Result<(Vec<Record>, i64), String> {
+/// keeping the records from offset `from` on (a fetch may start with the batch that
+/// holds the fetch offset). Returns the records and the offset after the last
+/// complete batch (`from` if there is none: a size-limited response can end with a
+/// partial batch).
+fn decode_batches(mut raw: Bytes, from: i64) -> Result<(Vec<Record>, i64), String> {
     // Batch header: base offset (8), length (4), leader epoch (4), magic (1), crc (4),
     // attributes (2), last offset delta (4) at byte 23.
     const LENGTH_END: usize = 12;
     const HEADER_END: usize = 27;
     let mut records = Vec::new();
-    let mut next = wanted.start;
+    let mut next = from;
     while raw.len() >= LENGTH_END {
         let base = i64::from_be_bytes(raw[0..8].try_into().expect("8 bytes"));
         let length = i32::from_be_bytes(raw[8..12].try_into().expect("4 bytes"));
@@ -301,19 +307,16 @@ fn decode_batches(mut raw: Bytes, wanted: &Range<i64>) -> Result<(Vec<Record>, i
         let mut batch = raw.split_to(size);
         let set = RecordBatchDecoder::decode(&mut batch)
             .map_err(|e| format!("record batch at offset {base}: {e}"))?;
-        records.extend(
-            set.records
-                .into_iter()
-                .filter(|r| wanted.contains(&r.offset)),
-        );
+        records.extend(set.records.into_iter().filter(|r| r.offset >= from));
         next = next.max(base + i64::from(last_delta) + 1);
     }
     Ok((records, next))
 }
 
-/// Why a response's error code is an error, e.g. "UnknownTopicOrPartition (code 3)".
+/// A response's error code as an error, e.g. "UnknownTopicOrPartition (error code 3)";
+/// `None` for 0 (no error).
 fn error_name(code: i16) -> Option<String> {
-    ResponseError::try_from_code(code).map(|e| format!("{e:?} (code {code}): {e}"))
+    ResponseError::try_from_code(code).map(|e| format!("{e} (error code {code})"))
 }
 
 /// A request this module sends, with its response. (The crate's own `Request` trait
@@ -545,21 +548,27 @@ impl Connection {
         Ok(found.offset)
     }
 
-    /// Every record (control records included) with an offset in `offsets`, in
-    /// offset order.
+    /// Every record (control records included) from offset `start` to the end of the
+    /// log, in offset order, and the offset after the last one.
+    ///
+    /// The end of the log is where a fetch at or past the `high_watermark` (from
+    /// ListOffsets, raised by the fetch responses) returns no batch. Reading does not
+    /// stop at the high watermark itself because tansu reports the base offset of the
+    /// last batch plus one, so the rest of that batch lies beyond it.
     fn read_log(
         &mut self,
         topic: &str,
         partition: i32,
-        offsets: Range<i64>,
-    ) -> Result<Vec<Record>, String> {
+        start: i64,
+        mut high_watermark: i64,
+    ) -> Result<(Vec<Record>, i64), String> {
         let mut records = Vec::new();
-        let mut offset = offsets.start;
+        let mut offset = start;
         let mut max_bytes = FETCH_BYTES;
-        while offset < offsets.end {
+        loop {
             let request = FetchRequest::default()
                 .with_replica_id(BrokerId(CONSUMER))
-                .with_max_wait_ms(100)
+                .with_max_wait_ms(FETCH_WAIT_MS)
                 .with_min_bytes(1)
                 .with_max_bytes(max_bytes)
                 .with_isolation_level(READ_UNCOMMITTED)
@@ -574,32 +583,39 @@ impl Connection {
             if let Some(error) = error_name(response.error_code) {
                 return Err(format!("{where_}: Fetch: {error}"));
             }
-            let data = response
+            // A response without the partition (tansu's answer when nothing arrived
+            // within max_wait_ms) holds no records.
+            let raw = match response
                 .responses
                 .into_iter()
                 .filter(|t| t.topic.0.as_str() == topic)
                 .flat_map(|t| t.partitions)
                 .find(|p| p.partition_index == partition)
-                .ok_or_else(|| format!("{where_}: the Fetch response has no data for it"))?;
-            if let Some(error) = error_name(data.error_code) {
-                return Err(format!("{where_}: Fetch: {error}"));
-            }
-            let (batch, next) =
-                decode_batches(data.records.unwrap_or_default(), &(offset..offsets.end))
-                    .map_err(|e| format!("topic {topic} partition {partition}: {e}"))?;
+            {
+                Some(data) => {
+                    if let Some(error) = error_name(data.error_code) {
+                        return Err(format!("{where_}: Fetch: {error}"));
+                    }
+                    high_watermark = high_watermark.max(data.high_watermark);
+                    data.records.unwrap_or_default()
+                }
+                None => Bytes::new(),
+            };
+            let (batch, next) = decode_batches(raw, offset)
+                .map_err(|e| format!("topic {topic} partition {partition}: {e}"))?;
             records.extend(batch);
             if next > offset {
                 offset = next;
                 max_bytes = FETCH_BYTES;
+            } else if offset >= high_watermark {
+                return Ok((records, offset));
             } else if max_bytes < FETCH_BYTES_LIMIT {
                 max_bytes *= 2;
             } else {
                 return Err(format!(
-                    "{where_}: no complete record batch in {max_bytes} bytes, below the high watermark {}",
-                    offsets.end
+                    "{where_}: no complete record batch in {max_bytes} bytes, below the high watermark {high_watermark}"
                 ));
             }
         }
-        Ok(records)
     }
 }
