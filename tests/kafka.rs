@@ -5,10 +5,10 @@
 //! unreachable broker are clear errors.
 
 mod common;
+use common::kafka_services::{broker, python, CREATE_TOPIC};
 use common::RunningCount;
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -19,48 +19,6 @@ use weir::dataflow::checkpointing::{
 use weir::dataflow::{JobBuilder, JobConfig, WatermarkStrategy};
 use weir::sinks::{read_committed, EpochFileSink};
 use weir::sources::kafka::{utf8, KafkaSource, KafkaSourceConfig};
-
-/// The broker, or `None` (the test is skipped) when the services are not running.
-fn broker() -> Option<(String, String)> {
-    match (
-        std::env::var("WEIR_TEST_KAFKA_BOOTSTRAP"),
-        std::env::var("WEIR_TEST_KAFKA_PYTHON"),
-    ) {
-        (Ok(bootstrap), Ok(python)) => Some((bootstrap, python)),
-        _ => {
-            assert!(
-                std::env::var_os("WEIR_REQUIRE_SERVICES").is_none(),
-                "WEIR_TEST_KAFKA_BOOTSTRAP and WEIR_TEST_KAFKA_PYTHON must be set (tests/services.sh start)"
-            );
-            println!("skipped: no Kafka broker (run tests/services.sh start)");
-            None
-        }
-    }
-}
-
-/// Runs a Python script with `confluent-kafka`; panics with its output if it fails.
-fn python(python: &str, script: &str, args: &[&str]) {
-    let output = Command::new(python)
-        .arg("-c")
-        .arg(script)
-        .args(args)
-        .output()
-        .expect("run python");
-    assert!(
-        output.status.success(),
-        "python failed: {}\n{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
-
-const CREATE_TOPIC: &str = r#"
-import sys
-from confluent_kafka.admin import AdminClient, NewTopic
-admin = AdminClient({"bootstrap.servers": sys.argv[1]})
-for f in admin.create_topics([NewTopic(sys.argv[2], num_partitions=int(sys.argv[3]), replication_factor=1)]).values():
-    f.result(30)
-"#;
 
 /// Writes `key,seq` for seq in `from..to`, key = seq % 13, spread over partitions.
 const PRODUCE: &str = r#"

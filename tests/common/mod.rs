@@ -1,4 +1,10 @@
 //! What several end-to-end test files share.
+//!
+//! Each test file is a crate of its own that uses only some of these helpers.
+#![allow(dead_code)]
+
+pub mod kafka_log;
+pub mod kafka_services;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
