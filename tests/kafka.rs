@@ -5,7 +5,7 @@
 //! unreachable broker are clear errors.
 
 mod common;
-use common::kafka_services::{broker, python, CREATE_TOPIC};
+use common::kafka_services::{broker, python, CREATE_TOPIC, PRODUCE};
 use common::RunningCount;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -19,19 +19,6 @@ use weir::dataflow::checkpointing::{
 use weir::dataflow::{JobBuilder, JobConfig, WatermarkStrategy};
 use weir::sinks::{read_committed, EpochFileSink};
 use weir::sources::kafka::{utf8, KafkaSource, KafkaSourceConfig};
-
-/// Writes `key,seq` for seq in `from..to`, key = seq % 13, spread over partitions.
-const PRODUCE: &str = r#"
-import sys
-from confluent_kafka import Producer
-bootstrap, topic, start, end, partitions = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
-producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True})
-for seq in range(start, end):
-    producer.produce(topic, value=f"{seq % 13},{seq}".encode(), partition=seq % partitions)
-    if seq % 1000 == 0:
-        producer.flush(30)
-assert producer.flush(30) == 0, "records not delivered"
-"#;
 
 fn build(
     source: KafkaSourceConfig,

@@ -12,7 +12,9 @@
 
 mod common;
 use common::kafka_log::{apply_markers, committed_view, CommittedRecord};
-use common::kafka_services::{broker, python, strict_broker, CREATE_TOPIC};
+use common::kafka_services::{
+    broker, python, strict_broker, CREATE_TOPIC, READ_COMMITTED_CONSUMER,
+};
 use kafka_protocol::records::{Record, TimestampType};
 use std::collections::BTreeSet;
 
@@ -60,37 +62,6 @@ tx.begin_transaction()
 send(tx, "D", 0, 5)
 # Abandon D: no commit, no abort, no clean shutdown of the producer.
 os._exit(0)
-"#;
-
-/// Reads a topic with an ordinary librdkafka read_committed consumer (assigned
-/// partitions, no group join) until every partition reports its end, printing
-/// `partition offset value` lines.
-const READ_COMMITTED_CONSUMER: &str = r#"
-import sys, time
-from confluent_kafka import Consumer, KafkaError, TopicPartition, OFFSET_BEGINNING
-bootstrap, topic, partitions = sys.argv[1], sys.argv[2], int(sys.argv[3])
-consumer = Consumer({
-    "bootstrap.servers": bootstrap,
-    "group.id": "weir-kafka-log-check",
-    "isolation.level": "read_committed",
-    "enable.auto.commit": False,
-    "enable.partition.eof": True,
-})
-consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(partitions)])
-ended = set()
-deadline = time.time() + 60
-while len(ended) < partitions:
-    assert time.time() < deadline, f"partitions {sorted(ended)} of {partitions} ended after 60 s"
-    message = consumer.poll(0.5)
-    if message is None:
-        continue
-    if message.error():
-        if message.error().code() == KafkaError._PARTITION_EOF:
-            ended.add(message.partition())
-            continue
-        raise Exception(message.error())
-    print(message.partition(), message.offset(), message.value().decode())
-consumer.close()
 "#;
 
 const A: usize = 8;
