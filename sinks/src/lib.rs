@@ -3,7 +3,11 @@
 //! - [`BlackholeSink`]: counts and drops records (benchmarks);
 //! - [`CollectSink`]: collects records in memory, read through [`Collected`] (tests);
 //! - [`StdoutJsonSink`]: one JSON line per record on standard output, built on
-//!   [`JsonLinesSink`], which writes to any [`std::io::Write`].
+//!   [`JsonLinesSink`], which writes to any [`std::io::Write`];
+//! - [`EpochFileSink`]: exactly-once JSON lines in a local directory (epochs in memory);
+//! - [`ObjectFileSink`]: exactly-once JSON lines or CSV part files on a local directory
+//!   or S3, staged and moved to their final names when checkpoints complete; read back
+//!   with [`read_committed_objects`].
 //!
 //! ```text
 //!  source ─▶ … ─▶ stream.sink(name, factory) ─▶ BlackholeSink │ CollectSink │ StdoutJsonSink
@@ -36,8 +40,14 @@
 mod blackhole;
 mod epoch_file;
 mod json;
+mod object_files;
 
 pub use blackhole::BlackholeSink;
 pub use epoch_file::{read_committed, EpochFileSink};
 pub use json::{JsonLinesSink, StdoutJsonSink};
+pub use object_files::{
+    committed_parts, read_committed_objects, CommittedPart, FileSinkConfig, FileSinkMetrics,
+    ObjectFileSink,
+};
 pub use weir_dataflow::testing::{CollectSink, Collected};
+pub use weir_sources::FileFormat;
