@@ -52,8 +52,20 @@ struct RunningCountArgs {
     parallelism: usize,
     #[arg(long)]
     checkpoint_dir: String,
+    /// Output directory of the in-memory-epoch file sink (EpochFileSink).
+    #[arg(
+        long,
+        required_unless_present = "output_url",
+        conflicts_with = "output_url"
+    )]
+    output: Option<std::path::PathBuf>,
+    /// Output of the object-store file sink instead: a directory, file:// or s3:// URL
+    /// (S3 settings from the AWS environment).
     #[arg(long)]
-    output: std::path::PathBuf,
+    output_url: Option<String>,
+    /// Roll the object-store sink's part files at this many bytes.
+    #[arg(long, requires = "output_url")]
+    roll_bytes: Option<u64>,
     #[arg(long, default_value_t = 50)]
     interval_ms: u64,
     #[arg(long, default_value_t = 0)]
@@ -519,7 +531,17 @@ fn running_count(args: RunningCountArgs) -> Result<()> {
         keys: args.keys,
         parallelism: args.parallelism,
         checkpoints: args.checkpoint_dir,
-        output: args.output,
+        output: match (args.output_url, args.output) {
+            (Some(url), _) => {
+                let mut config = weir::sinks::FileSinkConfig::new(url);
+                if let Some(bytes) = args.roll_bytes {
+                    config.roll_size = bytes.max(1);
+                }
+                weir::running_count::RunningCountOutput::ObjectFiles(config)
+            }
+            (None, Some(dir)) => weir::running_count::RunningCountOutput::EpochFiles(dir),
+            (None, None) => bail!("--output DIR or --output-url URL is required"),
+        },
         interval: Duration::from_millis(args.interval_ms),
         throttle: Duration::from_micros(args.throttle_us),
         resume: args.resume,

@@ -4,8 +4,10 @@
 //!
 //! Input: the numbers `1..=events` from a rescalable sequence source; key = `n % keys`.
 //! Output: one `(key, count)` per input number, where `count` is how many numbers of
-//! that key came before it plus one, written by an [`EpochFileSink`]. Whatever the
-//! scheduling, the output is exactly `{(k, 1..=n_k)}`.
+//! that key came before it plus one, written by an exactly-once sink: an
+//! [`EpochFileSink`] (a local directory) or an [`ObjectFileSink`] (any object-store
+//! URL, see [`RunningCountOutput`]). Whatever the scheduling, the output is exactly
+//! `{(k, 1..=n_k)}`.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -18,8 +20,18 @@ use weir_dataflow::checkpointing::{
 use weir_dataflow::process::{KeyedProcessFunction, KeyedStateStore, ProcessContext};
 use weir_dataflow::state::ValueState;
 use weir_dataflow::{DataflowError, JobBuilder, JobConfig, Result, WatermarkStrategy};
-use weir_sinks::EpochFileSink;
+use weir_sinks::{EpochFileSink, FileSinkConfig, ObjectFileSink};
 use weir_sources::SequenceSource;
+
+/// Where the running-count job writes its output.
+#[derive(Clone, Debug)]
+pub enum RunningCountOutput {
+    /// A local directory, written by an [`EpochFileSink`].
+    EpochFiles(PathBuf),
+    /// A directory, `file://` or `s3://` URL, written by an [`ObjectFileSink`] (JSON
+    /// lines, S3 settings from the AWS environment).
+    ObjectFiles(FileSinkConfig),
+}
 
 /// Settings of the running-count job.
 #[derive(Clone, Debug)]
@@ -32,8 +44,8 @@ pub struct RunningCountJob {
     pub parallelism: usize,
     /// Checkpoint storage URL.
     pub checkpoints: String,
-    /// Output directory of the exactly-once sink.
-    pub output: PathBuf,
+    /// Where the exactly-once sink writes.
+    pub output: RunningCountOutput,
     /// Checkpoint interval.
     pub interval: Duration,
     /// Pause after every 100 numbers (so the job runs long enough to be killed).
@@ -72,28 +84,35 @@ impl RunningCountJob {
     /// Adds the job's operators to `job`.
     pub fn build(&self, job: &JobBuilder) {
         let (keys, throttle) = (self.keys.max(1), self.throttle);
-        job.source(
-            "numbers",
-            WatermarkStrategy::none(),
-            SequenceSource::factory(1, self.events as i64),
-        )
-        .uid("numbers")
-        .map(move |n: i64| {
-            if !throttle.is_zero() && n % 100 == 0 {
-                std::thread::sleep(throttle);
-            }
-            n
-        })
-        .key_by(move |n: &i64| n.unsigned_abs() % keys)
-        .process("running-count", |_| RunningCount {
-            counts: ValueState::new("counts"),
-        })
-        .uid("running-count")
-        .sink(
-            "committed-files",
-            EpochFileSink::<(u64, u64)>::factory(self.output.clone()),
-        )
-        .uid("committed-files");
+        let counts = job
+            .source(
+                "numbers",
+                WatermarkStrategy::none(),
+                SequenceSource::factory(1, self.events as i64),
+            )
+            .uid("numbers")
+            .map(move |n: i64| {
+                if !throttle.is_zero() && n % 100 == 0 {
+                    std::thread::sleep(throttle);
+                }
+                n
+            })
+            .key_by(move |n: &i64| n.unsigned_abs() % keys)
+            .process("running-count", |_| RunningCount {
+                counts: ValueState::new("counts"),
+            })
+            .uid("running-count");
+        let sink = match &self.output {
+            RunningCountOutput::EpochFiles(dir) => counts.sink(
+                "committed-files",
+                EpochFileSink::<(u64, u64)>::factory(dir.clone()),
+            ),
+            RunningCountOutput::ObjectFiles(config) => counts.sink(
+                "committed-files",
+                ObjectFileSink::<(u64, u64)>::factory(config.clone()).0,
+            ),
+        };
+        sink.uid("committed-files");
     }
 
     /// Runs the job to the end (or until the process is killed).

@@ -1,4 +1,7 @@
-//! What several end-to-end test files share.
+//! What several end-to-end test files share. Each test binary uses a part of it.
+#![allow(dead_code)]
+
+pub mod s3;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
