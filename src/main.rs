@@ -53,8 +53,20 @@ struct RunningCountArgs {
     parallelism: usize,
     #[arg(long)]
     checkpoint_dir: String,
-    #[arg(long)]
-    output: std::path::PathBuf,
+    /// Output directory of the in-memory-epoch file sink (EpochFileSink).
+    #[arg(
+        long,
+        required_unless_present_any = ["output_url", "output_topic"],
+        conflicts_with_all = ["output_url", "output_topic"]
+    )]
+    output: Option<std::path::PathBuf>,
+    /// Output of the object-store file sink instead: a directory, file:// or s3:// URL
+    /// (S3 settings from the AWS environment).
+    #[arg(long, conflicts_with = "output_topic")]
+    output_url: Option<String>,
+    /// Roll the object-store sink's part files at this many bytes.
+    #[arg(long, requires = "output_url")]
+    roll_bytes: Option<u64>,
     #[arg(long, default_value_t = 50)]
     interval_ms: u64,
     #[arg(long, default_value_t = 0)]
@@ -71,7 +83,7 @@ struct RunningCountArgs {
     /// Read the numbers (one per record, as text) from this Kafka topic.
     #[arg(long)]
     input_topic: Option<String>,
-    /// Write the counts to this Kafka topic, exactly-once, instead of --output.
+    /// Write the counts to this Kafka topic, exactly-once, instead of a file sink.
     #[arg(long)]
     output_topic: Option<String>,
 }
@@ -589,27 +601,41 @@ where
 
 fn running_count(args: RunningCountArgs) -> Result<()> {
     let failpoint = failpoint_from_env("WEIR_FAILPOINT")?;
-    let kafka = (args.input_topic.is_some() || args.output_topic.is_some()).then(|| {
-        Ok::<_, anyhow::Error>(weir::running_count::KafkaIo {
-            bootstrap: args.kafka_bootstrap.clone(),
-            input_topic: args.input_topic.clone(),
-            output_topic: args.output_topic.clone(),
-            sink_failpoint: failpoint_from_env("WEIR_KAFKA_SINK_FAILPOINT")?,
-        })
-    });
     let job = weir::running_count::RunningCountJob {
         events: args.events,
         keys: args.keys,
         parallelism: args.parallelism,
         checkpoints: args.checkpoint_dir,
-        output: args.output,
+        output: match (args.output_topic, args.output_url, args.output) {
+            (Some(topic), _, _) => weir::running_count::RunningCountOutput::Kafka {
+                bootstrap: args.kafka_bootstrap.clone(),
+                topic,
+                failpoint: failpoint_from_env("WEIR_KAFKA_SINK_FAILPOINT")?,
+            },
+            (None, Some(url), _) => {
+                let mut config = weir::sinks::FileSinkConfig::new(url);
+                if let Some(bytes) = args.roll_bytes {
+                    config.roll_size = bytes.max(1);
+                }
+                weir::running_count::RunningCountOutput::ObjectFiles(config)
+            }
+            (None, None, Some(dir)) => weir::running_count::RunningCountOutput::EpochFiles(dir),
+            (None, None, None) => {
+                bail!("--output DIR, --output-url URL or --output-topic TOPIC is required")
+            }
+        },
         interval: Duration::from_millis(args.interval_ms),
         throttle: Duration::from_micros(args.throttle_us),
         resume: args.resume,
         savepoints: args.savepoint_dir,
         from_savepoint: args.from_savepoint,
         failpoint,
-        kafka: kafka.transpose()?,
+        input: args
+            .input_topic
+            .map(|topic| weir::running_count::KafkaInput {
+                bootstrap: args.kafka_bootstrap,
+                topic,
+            }),
     };
     let summary = job.run(std::sync::Arc::new(
         weir::dataflow::checkpointing::NoListener,

@@ -3,12 +3,14 @@
 //! a checkpointed job.
 //!
 //! Input: the numbers `1..=events` from a rescalable sequence source (or, with
-//! [`KafkaIo::input_topic`], the same numbers as text records of a Kafka topic);
+//! [`RunningCountJob::input`], the same numbers as text records of a Kafka topic);
 //! key = `n % keys`.
 //! Output: one `(key, count)` per input number, where `count` is how many numbers of
-//! that key came before it plus one, written by an [`EpochFileSink`] (or, with
-//! [`KafkaIo::output_topic`], as JSON `[key, count]` by an exactly-once
-//! [`KafkaSink`]). Whatever the scheduling, the output is exactly `{(k, 1..=n_k)}`.
+//! that key came before it plus one, written by an exactly-once sink: an
+//! [`EpochFileSink`] (a local directory), an [`ObjectFileSink`] (any object-store
+//! URL) or a [`KafkaSink`] (JSON `[key, count]` records keyed by the key), see
+//! [`RunningCountOutput`]. Whatever the scheduling, the output is exactly
+//! `{(k, 1..=n_k)}`.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -22,22 +24,38 @@ use weir_dataflow::process::{KeyedProcessFunction, KeyedStateStore, ProcessConte
 use weir_dataflow::state::ValueState;
 use weir_dataflow::{DataflowError, JobBuilder, JobConfig, Result, WatermarkStrategy};
 use weir_sinks::kafka::{json_keyed, KafkaSinkFailpoint};
-use weir_sinks::{EpochFileSink, KafkaSink, KafkaSinkConfig};
+use weir_sinks::{EpochFileSink, FileSinkConfig, KafkaSink, KafkaSinkConfig, ObjectFileSink};
 use weir_sources::kafka::{utf8, KafkaSource, KafkaSourceConfig};
 use weir_sources::{KafkaRecord, SequenceSource};
 
-/// Kafka input and output of the running-count job.
-#[derive(Clone, Debug, Default)]
-pub struct KafkaIo {
+/// Where the running-count job writes its output.
+#[derive(Clone, Debug)]
+pub enum RunningCountOutput {
+    /// A local directory, written by an [`EpochFileSink`].
+    EpochFiles(PathBuf),
+    /// A directory, `file://` or `s3://` URL, written by an [`ObjectFileSink`] (JSON
+    /// lines, S3 settings from the AWS environment).
+    ObjectFiles(FileSinkConfig),
+    /// A Kafka topic, written exactly-once by a [`KafkaSink`].
+    Kafka {
+        /// `bootstrap.servers`.
+        bootstrap: String,
+        /// The topic.
+        topic: String,
+        /// Crash the process inside a commit (tests).
+        failpoint: Option<(KafkaSinkFailpoint, u64)>,
+    },
+}
+
+/// A Kafka topic the running-count job reads its numbers from (one decimal number
+/// per record), up to the end of its partitions (a bounded source, so the job
+/// finishes).
+#[derive(Clone, Debug)]
+pub struct KafkaInput {
     /// `bootstrap.servers`.
     pub bootstrap: String,
-    /// Read the numbers from this topic (one decimal number per record), up to the
-    /// end of its partitions (a bounded source, so the job finishes).
-    pub input_topic: Option<String>,
-    /// Write `[key, count]` JSON records to this topic, exactly-once.
-    pub output_topic: Option<String>,
-    /// Crash the process inside a Kafka sink commit (tests).
-    pub sink_failpoint: Option<(KafkaSinkFailpoint, u64)>,
+    /// The topic.
+    pub topic: String,
 }
 
 /// Settings of the running-count job.
@@ -51,8 +69,8 @@ pub struct RunningCountJob {
     pub parallelism: usize,
     /// Checkpoint storage URL.
     pub checkpoints: String,
-    /// Output directory of the exactly-once sink.
-    pub output: PathBuf,
+    /// Where the exactly-once sink writes.
+    pub output: RunningCountOutput,
     /// Checkpoint interval.
     pub interval: Duration,
     /// Pause after every 100 numbers (so the job runs long enough to be killed).
@@ -65,8 +83,8 @@ pub struct RunningCountJob {
     pub from_savepoint: Option<String>,
     /// Crash the process at a protocol step (tests).
     pub failpoint: Option<(Failpoint, u64)>,
-    /// Kafka instead of the sequence source and/or the file sink.
-    pub kafka: Option<KafkaIo>,
+    /// Read the numbers from Kafka instead of the sequence source.
+    pub input: Option<KafkaInput>,
 }
 
 /// Counts per key.
@@ -93,16 +111,19 @@ impl RunningCountJob {
     /// Adds the job's operators to `job`.
     pub fn build(&self, job: &JobBuilder) {
         let (keys, throttle) = (self.keys.max(1), self.throttle);
-        let kafka = self.kafka.clone().unwrap_or_default();
-        let numbers = match &kafka.input_topic {
-            Some(topic) => job
+        let numbers = match &self.input {
+            Some(input) => job
                 .source(
                     "numbers",
                     WatermarkStrategy::none(),
                     KafkaSource::factory(
                         KafkaSourceConfig {
                             bounded: true,
-                            ..KafkaSourceConfig::new(&kafka.bootstrap, topic, "weir-running-count")
+                            ..KafkaSourceConfig::new(
+                                &input.bootstrap,
+                                &input.topic,
+                                "weir-running-count",
+                            )
                         },
                         utf8(),
                     ),
@@ -129,29 +150,32 @@ impl RunningCountJob {
                 counts: ValueState::new("counts"),
             })
             .uid("running-count");
-        match &kafka.output_topic {
-            Some(topic) => {
-                let mut config = KafkaSinkConfig::new(&kafka.bootstrap, topic);
-                config.failpoint = kafka.sink_failpoint;
-                counts
-                    .sink(
-                        "committed-kafka",
-                        KafkaSink::factory(
-                            config,
-                            json_keyed(|(key, _): &(u64, u64)| key.to_string().into_bytes()),
-                        ),
-                    )
-                    .uid("committed-kafka");
+        let sink = match &self.output {
+            RunningCountOutput::EpochFiles(dir) => counts.sink(
+                "committed-files",
+                EpochFileSink::<(u64, u64)>::factory(dir.clone()),
+            ),
+            RunningCountOutput::ObjectFiles(config) => counts.sink(
+                "committed-files",
+                ObjectFileSink::<(u64, u64)>::factory(config.clone()).0,
+            ),
+            RunningCountOutput::Kafka {
+                bootstrap,
+                topic,
+                failpoint,
+            } => {
+                let mut config = KafkaSinkConfig::new(bootstrap, topic);
+                config.failpoint = *failpoint;
+                counts.sink(
+                    "committed-files",
+                    KafkaSink::factory(
+                        config,
+                        json_keyed(|(key, _): &(u64, u64)| key.to_string().into_bytes()),
+                    ),
+                )
             }
-            None => {
-                counts
-                    .sink(
-                        "committed-files",
-                        EpochFileSink::<(u64, u64)>::factory(self.output.clone()),
-                    )
-                    .uid("committed-files");
-            }
-        }
+        };
+        sink.uid("committed-files");
     }
 
     /// Runs the job to the end (or until the process is killed).

@@ -7,23 +7,42 @@
 //! The job counts the numbers `1..=N` per key `n % K`; whatever the crashes, its
 //! failure-free output is `{(k, c) : c in 1..=count_k}` (see `expected`).
 //!
+//! The same kills and failpoints run against both exactly-once file sinks: the
+//! in-memory-epoch `EpochFileSink` (`--output DIR`) and the object-store
+//! `ObjectFileSink` (`--output-url URL`, staged parts moved to their final names), the
+//! latter on the local filesystem and on S3.
+//!
 //! S3: when `WEIR_TEST_S3_ENDPOINT` is set (`tests/services.sh start`), the kill test
-//! also runs with `s3://` checkpoints on that server; the binary reaches it through
-//! the standard `AWS_ENDPOINT_URL` / `AWS_ALLOW_HTTP` environment.
+//! also runs with `s3://` checkpoints on that server, and the object-store sink runs
+//! with its output there too; the binary reaches it through the standard
+//! `AWS_ENDPOINT_URL` / `AWS_ALLOW_HTTP` environment.
 #![cfg(unix)]
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
+mod common;
+use common::s3;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};
+use weir::sinks::FileSinkConfig;
 
 const KEYS: u64 = 17;
 const PARALLELISM: u64 = 2;
 const JOB: &str = "running-count";
 
 type Record = (u64, u64);
+
+/// Which exactly-once sink the job writes with, and where.
+enum JobOutput {
+    /// `EpochFileSink` into a local directory (`--output DIR`).
+    EpochFiles(PathBuf),
+    /// `ObjectFileSink` (`--output-url URL`); the config reads the output back.
+    ObjectFiles(FileSinkConfig),
+}
+
+/// Part size of the object-store sink in these tests: small, so epochs roll into
+/// several parts and crashes land between rolls too.
+const ROLL_BYTES: u64 = 2_048;
 
 /// One configuration of the running-count job; every run of it shares the
 /// checkpoint storage and the output directory.
@@ -36,7 +55,7 @@ struct Job {
     throttle_us: u64,
     /// A directory or an `s3://bucket/prefix` URL.
     checkpoints: String,
-    output: PathBuf,
+    output: JobOutput,
     /// stdout/stderr of the runs that get killed.
     logs: PathBuf,
     env: Vec<(&'static str, String)>,
@@ -67,10 +86,50 @@ impl Job {
             interval_ms,
             throttle_us,
             checkpoints,
-            output: dir.path().join("output"),
+            output: JobOutput::EpochFiles(dir.path().join("output")),
             logs,
             env: Vec::new(),
             _dir: dir,
+        }
+    }
+
+    /// The same job writing with the object-store sink to `config`'s URL.
+    fn with_object_output(mut self, config: FileSinkConfig) -> Self {
+        self.output = JobOutput::ObjectFiles(config);
+        self
+    }
+
+    /// A job with local checkpoints and the object-store sink writing to a local
+    /// directory, both in a fresh temporary directory.
+    fn local_objects(events: u64, interval_ms: u64, throttle_us: u64) -> Self {
+        let job = Self::local(events, interval_ms, throttle_us);
+        let url = job._dir.path().join("objects").display().to_string();
+        job.with_object_output(FileSinkConfig::new(url))
+    }
+
+    /// A job with checkpoints and object-store output in a fresh bucket of the test S3
+    /// server; `None` when no server is configured (see `s3::endpoint`).
+    fn s3_objects(events: u64, interval_ms: u64, throttle_us: u64) -> Option<Self> {
+        let endpoint = s3::endpoint()?;
+        let bucket = s3::fresh_bucket(&endpoint, "weir-crash");
+        let mut job = Self::in_dir(
+            tempfile::tempdir().expect("temp dir"),
+            format!("s3://{bucket}/checkpoints"),
+            events,
+            interval_ms,
+            throttle_us,
+        );
+        let mut output = FileSinkConfig::new(format!("s3://{bucket}/output"));
+        output.storage.s3 = s3::options(&endpoint);
+        job.env = s3::env(&endpoint);
+        Some(job.with_object_output(output))
+    }
+
+    /// The output directory of the `EpochFileSink`.
+    fn epoch_dir(&self) -> &Path {
+        match &self.output {
+            JobOutput::EpochFiles(dir) => dir,
+            JobOutput::ObjectFiles(_) => panic!("this job writes with the object-store sink"),
         }
     }
 
@@ -88,14 +147,22 @@ impl Job {
             .args(["--parallelism", &self.parallelism.to_string()])
             .args(&self.args)
             .args(["--checkpoint-dir", &self.checkpoints])
-            .arg("--output")
-            .arg(&self.output)
             .args(["--interval-ms", &self.interval_ms.to_string()])
             .args(["--throttle-us", &self.throttle_us.to_string()])
             .env("RUST_LOG", "warn")
             .env_remove("WEIR_FAILPOINT")
             .env_remove("AWS_SESSION_TOKEN")
             .stdin(Stdio::null());
+        match &self.output {
+            JobOutput::EpochFiles(dir) => {
+                command.arg("--output").arg(dir);
+            }
+            JobOutput::ObjectFiles(config) => {
+                command
+                    .args(["--output-url", &config.storage.url])
+                    .args(["--roll-bytes", &ROLL_BYTES.to_string()]);
+            }
+        }
         if resume {
             command.arg("--resume");
         }
@@ -135,7 +202,11 @@ impl Job {
 
     /// Everything the sink has committed so far, sorted.
     fn committed(&self) -> Vec<Record> {
-        let mut records = match weir::sinks::read_committed::<Record>(&self.output) {
+        let read = match &self.output {
+            JobOutput::EpochFiles(dir) => weir::sinks::read_committed::<Record>(dir),
+            JobOutput::ObjectFiles(config) => weir::sinks::read_committed_objects::<Record>(config),
+        };
+        let mut records = match read {
             Ok(records) => records,
             // Killed before the sink created its directory.
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
@@ -428,12 +499,29 @@ fn sigkill_at_random_moments_loses_and_repeats_nothing() {
     kill_at_random_moments_then_recover(&job, kills);
 }
 
+/// About 1 s of work at 30 ms checkpoint intervals: dozens of checkpoints, so a
+/// failpoint is reached with the job in full flow.
+const FAILPOINT_JOB: (u64, u64, u64) = (100_000, 30, 2_000);
+
 /// Crashes the job the `nth` time it reaches `step` (a fresh run), then resumes it to
 /// the end and asserts the exact output; returns the checkpoint it resumed from.
 fn crash_at_failpoint_then_recover(step: &str, nth: u64, debug_name: &str) -> Option<u64> {
-    // About 1 s of work at 30 ms checkpoint intervals: dozens of checkpoints, so the
-    // failpoint is reached with the job in full flow.
-    let job = Job::local(100_000, 30, 2_000);
+    let (events, interval_ms, throttle_us) = FAILPOINT_JOB;
+    crash_job_at_failpoint_then_recover(
+        &Job::local(events, interval_ms, throttle_us),
+        step,
+        nth,
+        debug_name,
+    )
+}
+
+/// [`crash_at_failpoint_then_recover`] for a given (fresh) job.
+fn crash_job_at_failpoint_then_recover(
+    job: &Job,
+    step: &str,
+    nth: u64,
+    debug_name: &str,
+) -> Option<u64> {
     let expected = job.expected();
     let crashed = job.run(false, Some(&format!("{step}:{nth}")));
     assert!(
@@ -580,7 +668,7 @@ fn corrupt_newest_metadata_then_recover(corruption: Corruption) {
     loop {
         let newest = newest_complete_checkpoint(&job.job_dir());
         let committed_newest = newest.is_some_and(|n| {
-            committed_files(&job.output)
+            committed_files(job.epoch_dir())
                 .iter()
                 .any(|(epoch, _)| *epoch == n)
         });
@@ -604,7 +692,7 @@ fn corrupt_newest_metadata_then_recover(corruption: Corruption) {
     child.wait().expect("wait for the killed run");
 
     let newest = newest_complete_checkpoint(&job.job_dir()).expect("a complete checkpoint");
-    let before = committed_files(&job.output);
+    let before = committed_files(job.epoch_dir());
     let metadata = job
         .job_dir()
         .join(format!("chk-{newest}"))
@@ -687,52 +775,12 @@ fn bit_flipped_newest_metadata_falls_back_to_the_previous_checkpoint() {
     corrupt_newest_metadata_then_recover(Corruption::FlipBit);
 }
 
-/// Creates a bucket with a bare `PUT /<bucket>` (the test server needs no signature).
-fn create_bucket(endpoint: &str, bucket: &str) {
-    let address = endpoint
-        .strip_prefix("http://")
-        .unwrap_or_else(|| panic!("WEIR_TEST_S3_ENDPOINT `{endpoint}` is not http://host:port"))
-        .trim_end_matches('/');
-    let mut stream = TcpStream::connect(address)
-        .unwrap_or_else(|e| panic!("cannot connect to test S3 server {endpoint}: {e}"));
-    stream
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .expect("timeout");
-    write!(
-        stream,
-        "PUT /{bucket} HTTP/1.1\r\nHost: {address}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-    )
-    .expect("send bucket creation");
-    let mut response = String::new();
-    stream
-        .read_to_string(&mut response)
-        .expect("read bucket creation response");
-    let status = response.lines().next().unwrap_or_default();
-    assert!(
-        status.contains(" 200"),
-        "creating bucket {bucket} on {endpoint} failed: {status}"
-    );
-}
-
 #[test]
 fn sigkill_with_s3_checkpoints_loses_and_repeats_nothing() {
-    let endpoint = match std::env::var("WEIR_TEST_S3_ENDPOINT") {
-        Ok(endpoint) if !endpoint.is_empty() => endpoint,
-        _ => {
-            assert!(
-                std::env::var_os("WEIR_REQUIRE_SERVICES").is_none(),
-                "WEIR_TEST_S3_ENDPOINT is not set but WEIR_REQUIRE_SERVICES is: the test command must start the S3 server"
-            );
-            println!("skipped: WEIR_TEST_S3_ENDPOINT not set");
-            return;
-        }
+    let Some(endpoint) = s3::endpoint() else {
+        return;
     };
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    let bucket = format!("weir-crash-{}-{nanos}", std::process::id());
-    create_bucket(&endpoint, &bucket);
+    let bucket = s3::fresh_bucket(&endpoint, "weir-crash");
     // Fewer, later kills: a checkpoint on the S3 server takes longer to complete.
     let events = 100_000;
     let kills = Kills {
@@ -746,16 +794,75 @@ fn sigkill_with_s3_checkpoints_loses_and_repeats_nothing() {
         50,
         kills.throttle_us(events),
     );
-    // The binary has no S3 flags: it reads the standard AWS environment. Fixed test
-    // credentials, never the machine's.
-    job.env = vec![
-        ("AWS_ENDPOINT_URL", endpoint),
-        ("AWS_ALLOW_HTTP", "true".into()),
-        ("AWS_ACCESS_KEY_ID", "test".into()),
-        ("AWS_SECRET_ACCESS_KEY", "test".into()),
-        ("AWS_REGION", "us-east-1".into()),
-    ];
+    job.env = s3::env(&endpoint);
     kill_at_random_moments_then_recover(&job, kills);
+}
+
+#[test]
+fn object_sink_sigkill_at_random_moments_on_local_fs_loses_and_repeats_nothing() {
+    let events = 200_000;
+    let kills = Kills {
+        count: 20,
+        after_ms: (100, 700),
+    };
+    let job = Job::local_objects(events, 30, kills.throttle_us(events));
+    kill_at_random_moments_then_recover(&job, kills);
+}
+
+#[test]
+fn object_sink_sigkill_on_s3_loses_and_repeats_nothing() {
+    // Output and checkpoints on the S3 server: a checkpoint there takes longer, so the
+    // kills come later, over fewer events.
+    let events = 100_000;
+    let kills = Kills {
+        count: 20,
+        after_ms: (250, 900),
+    };
+    let Some(job) = Job::s3_objects(events, 50, kills.throttle_us(events)) else {
+        return;
+    };
+    kill_at_random_moments_then_recover(&job, kills);
+}
+
+/// Every checkpoint failpoint, each on a fresh job from `make`, with the same
+/// expectations as the `failpoint_*` tests of the `EpochFileSink`.
+fn every_failpoint_then_recovery_is_exact(make: impl Fn() -> Option<Job>) {
+    for (step, nth, debug_name) in [
+        ("after-barrier", 3, "AfterBarrierInjection"),
+        ("mid-upload", 15, "MidUpload"),
+        ("before-metadata", 3, "BeforeMetadata"),
+        ("after-metadata", 3, "AfterMetadataBeforeNotify"),
+    ] {
+        let Some(job) = make() else {
+            return;
+        };
+        let restored = crash_job_at_failpoint_then_recover(&job, step, nth, debug_name);
+        let expected = match step {
+            "after-barrier" | "before-metadata" => Some(2),
+            "after-metadata" => Some(3),
+            _ => restored.filter(|id| *id >= 1),
+        };
+        assert!(
+            restored.is_some() && restored == expected,
+            "{step}:{nth}: resumed from {restored:?}"
+        );
+    }
+}
+
+#[test]
+fn object_sink_failpoints_on_local_fs_then_recovery_is_exact() {
+    let (events, interval_ms, throttle_us) = FAILPOINT_JOB;
+    every_failpoint_then_recovery_is_exact(|| {
+        Some(Job::local_objects(events, interval_ms, throttle_us))
+    });
+}
+
+#[test]
+fn object_sink_failpoints_on_s3_then_recovery_is_exact() {
+    // Every checkpoint and every commit is a few requests to the S3 server on the task
+    // thread: fewer events and a longer interval keep the eight runs short, with
+    // enough checkpoints to reach every failpoint.
+    every_failpoint_then_recovery_is_exact(|| Job::s3_objects(40_000, 50, 2_000));
 }
 
 /// Runs `weir savepoint` against the running job; returns the savepoint's location.

@@ -51,6 +51,22 @@ impl StorageConfig {
         self
     }
 
+    /// The filesystem path `url` names, or `None` for an object-store URL
+    /// (`s3://...`); for tools that treat a single local file differently from a
+    /// directory.
+    ///
+    /// # Errors
+    /// [`CheckpointError::Misconfigured`] for a URL [`CheckpointStorage::open`]
+    /// would reject.
+    ///
+    /// [`CheckpointStorage::open`]: crate::CheckpointStorage::open
+    pub fn local_path(&self) -> Result<Option<PathBuf>, CheckpointError> {
+        Ok(match parse_target(&self.url)? {
+            Target::Local(path) => Some(path),
+            Target::S3 { .. } => None,
+        })
+    }
+
     /// The same settings for another URL (e.g. a savepoint directory on the same store).
     pub fn with_url(&self, url: impl Into<String>) -> Self {
         Self {

@@ -34,7 +34,9 @@ pub struct SourceOutput<T> {
 }
 
 impl<T> SourceOutput<T> {
-    pub(crate) fn new(batch_size: usize) -> Self {
+    /// An output asking for about `batch_size` records per poll: the runtime makes
+    /// one per source subtask; tests and tools drive a source by hand with it.
+    pub fn new(batch_size: usize) -> Self {
         Self {
             records: Vec::with_capacity(batch_size),
             segments: Vec::new(),
@@ -67,6 +69,13 @@ impl<T> SourceOutput<T> {
     /// How many records the runtime would like per poll.
     pub fn batch_size(&self) -> usize {
         self.batch_size
+    }
+
+    /// Removes and returns the records emitted so far (split tags are dropped).
+    pub fn take_records(&mut self) -> Vec<T> {
+        self.segments.clear();
+        self.announced.clear();
+        std::mem::take(&mut self.records)
     }
 
     /// Records emitted in this poll so far.

@@ -4,7 +4,10 @@
 //! - [`CollectSink`]: collects records in memory, read through [`Collected`] (tests);
 //! - [`StdoutJsonSink`]: one JSON line per record on standard output, built on
 //!   [`JsonLinesSink`], which writes to any [`std::io::Write`];
-//! - [`EpochFileSink`]: exactly-once JSON lines in a local directory;
+//! - [`EpochFileSink`]: exactly-once JSON lines in a local directory (epochs in memory);
+//! - [`ObjectFileSink`]: exactly-once JSON lines or CSV part files on a local directory
+//!   or S3, staged and moved to their final names when checkpoints complete; read back
+//!   with [`read_committed_objects`];
 //! - [`KafkaSink`]: a Kafka topic, exactly-once (transactions committed when
 //!   checkpoints complete), at-least-once or without guarantee.
 //!
@@ -40,9 +43,15 @@ mod blackhole;
 mod epoch_file;
 mod json;
 pub mod kafka;
+mod object_files;
 
 pub use blackhole::BlackholeSink;
 pub use epoch_file::{read_committed, EpochFileSink};
 pub use json::{JsonLinesSink, StdoutJsonSink};
 pub use kafka::{DeliveryGuarantee, KafkaSink, KafkaSinkConfig, KafkaSinkMetrics};
+pub use object_files::{
+    committed_parts, read_committed_objects, CommittedPart, FileSinkConfig, FileSinkMetrics,
+    ObjectFileSink,
+};
 pub use weir_dataflow::testing::{CollectSink, Collected};
+pub use weir_sources::FileFormat;

@@ -6,7 +6,9 @@
 //!   ([`Event`]);
 //! - [`SequenceSource`]: the numbers of an `i64` range;
 //! - [`CollectionSource`]: the records of a `Vec` (for tests);
-//! - [`kafka::KafkaSource`]: a Kafka topic, its offsets part of every checkpoint.
+//! - [`kafka::KafkaSource`]: a Kafka topic, its offsets part of every checkpoint;
+//! - [`FileSource`]: JSON lines or CSV rows from files or objects (local, S3), its
+//!   read positions part of every checkpoint.
 //!
 //! Each is a [`weir_dataflow::Source`] instantiated once per subtask by a factory;
 //! the generators emit pure functions of a sequence number and checkpoint which
@@ -44,6 +46,7 @@
 #![deny(missing_docs)]
 
 mod bid;
+pub mod file;
 pub mod kafka;
 pub mod nexmark;
 mod sequence;
@@ -53,6 +56,7 @@ pub use bid::{
     bid, Bid, BidGenerator, BidGeneratorConfig, BidSource, BASE_TIME_MS, CHANNELS, EXTRA_TEXT,
     URL_TEXT,
 };
+pub use file::{FileFormat, FileSource, FileSourceConfig};
 pub use kafka::{KafkaRecord, KafkaSource, KafkaSourceConfig, KafkaSourceMetrics, StartPosition};
 pub use nexmark::{nexmark_event, Auction, Event, NexmarkConfig, NexmarkSource, Person};
 pub use sequence::SequenceSource;

@@ -5,6 +5,7 @@
 
 pub mod kafka_log;
 pub mod kafka_services;
+pub mod s3;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;

@@ -1,0 +1,834 @@
+//! [`FileSource`]: JSON lines or CSV rows from one object or every object under a
+//! prefix, on the local filesystem or S3, with its read position in every checkpoint.
+//!
+//! ```text
+//!  URL ──open──▶ one object, or every object under the prefix (sorted by name;
+//!                names with a segment starting with `_` or `.` are skipped)
+//!  object i ──(i % parallelism == subtask)──▶ subtask ──line by line──▶ FileFormat::decode ─▶ T
+//!  snapshot: per object { byte offset, line, finished } + the listing ─▶ operator state `file-positions`
+//!  restore (any parallelism): each subtask takes the positions of the objects it now owns
+//! ```
+//!
+//! The listing is taken once, when the job first starts, and travels in the
+//! checkpoint: a restored job reads exactly the objects its first run listed, whatever
+//! was added since, so the assignment of objects to subtasks and every position stay
+//! valid. A listed object that has disappeared, or shrunk below its checkpointed
+//! position, is an error naming it. Objects are read sequentially, one chunk of at most
+//! [`FileSourceConfig::chunk_size`] bytes at a time, so memory stays bounded whatever
+//! their size. A subtask's objects are one watermark split (they are read one after
+//! the other, in name order).
+//!
+//! Lines are records: a JSON document per line (JSON lines), or a CSV row per line
+//! (quoted fields must not contain line breaks). Blank lines are skipped. A line that
+//! does not decode fails the job with an error naming the object, the line number and
+//! the expected type.
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::marker::PhantomData;
+use std::path::PathBuf;
+use weir_checkpoint::{CheckpointStorage, StorageConfig};
+use weir_dataflow::state::{decode, encode};
+use weir_dataflow::{
+    DataflowError, OperatorContext, Result, SnapshotContext, Source, SourceOutput, SourcePoll,
+    SubtaskInfo,
+};
+
+pub use object_store::path::Path as ObjectPath;
+use object_store::ObjectStoreExt;
+
+const POSITIONS: &str = "file-positions";
+
+/// How records are laid out in files.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FileFormat {
+    /// One JSON document per line (`.jsonl`).
+    #[default]
+    JsonLines,
+    /// One CSV row per line (`.csv`), fields in the order of the type's fields.
+    Csv {
+        /// Whether a file starts with a header row naming the fields: read by name
+        /// then, and written at the start of every part file by sinks.
+        header: bool,
+    },
+}
+
+impl FileFormat {
+    /// The file name extension: `jsonl` or `csv`.
+    pub fn extension(&self) -> &'static str {
+        match self {
+            Self::JsonLines => "jsonl",
+            Self::Csv { .. } => "csv",
+        }
+    }
+
+    /// Appends `records` to `part`, one line each. A CSV header row is written first
+    /// when the format has one and `part` is empty (the start of a file).
+    ///
+    /// # Errors
+    /// A record that cannot be represented (e.g. a map in CSV, a non-string map key in
+    /// JSON), described with the expected type; `part` may then hold part of the batch.
+    pub fn encode<T: Serialize>(
+        &self,
+        records: &[T],
+        part: &mut Vec<u8>,
+    ) -> std::result::Result<(), String> {
+        match self {
+            Self::JsonLines => {
+                for record in records {
+                    serde_json::to_writer(&mut *part, record).map_err(|e| {
+                        format!("a {} is not representable as JSON: {e}", type_name::<T>())
+                    })?;
+                    part.push(b'\n');
+                }
+                Ok(())
+            }
+            Self::Csv { header } => {
+                let mut writer = csv::WriterBuilder::new()
+                    .has_headers(*header && part.is_empty())
+                    .from_writer(&mut *part);
+                for record in records {
+                    writer.serialize(record).map_err(|e| {
+                        format!(
+                            "a {} is not representable as a CSV row: {e}",
+                            type_name::<T>()
+                        )
+                    })?;
+                }
+                writer
+                    .flush()
+                    .map_err(|e| format!("writing CSV rows to memory: {e}"))
+            }
+        }
+    }
+
+    /// Decodes every record of a whole file's contents. `object` names the file in
+    /// errors.
+    ///
+    /// # Errors
+    /// A line that is not a `T`: the message names `object`, the line number (from 1)
+    /// and the expected type.
+    pub fn decode_all<T: DeserializeOwned>(
+        &self,
+        object: &str,
+        bytes: &[u8],
+    ) -> std::result::Result<Vec<T>, String> {
+        let mut decoder = LineDecoder::new(*self);
+        let mut out = Vec::new();
+        for (index, line) in bytes.split(|b| *b == b'\n').enumerate() {
+            if let Some(record) = decoder
+                .decode(line)
+                .map_err(|e| format!("{object} line {}: {e}", index + 1))?
+            {
+                out.push(record);
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// The last segment of a type's name, for messages.
+fn type_name<T>() -> &'static str {
+    let full = std::any::type_name::<T>();
+    // `(u64, u64)` or `alloc::string::String`: keep tuples whole, paths short.
+    if full.starts_with('(') {
+        full
+    } else {
+        full.rsplit("::").next().unwrap_or(full)
+    }
+}
+
+/// Decodes lines of one file in order: knows whether the CSV header was seen.
+struct LineDecoder {
+    format: FileFormat,
+    /// The CSV header, once read (for headed CSV).
+    header: Option<csv::StringRecord>,
+}
+
+impl LineDecoder {
+    fn new(format: FileFormat) -> Self {
+        Self {
+            format,
+            header: None,
+        }
+    }
+
+    /// Whether the next non-blank line is a header rather than a record.
+    fn wants_header(&self) -> bool {
+        matches!(self.format, FileFormat::Csv { header: true }) && self.header.is_none()
+    }
+
+    /// Decodes one line (without its `\n`): `None` for a blank line or the header.
+    fn decode<T: DeserializeOwned>(
+        &mut self,
+        line: &[u8],
+    ) -> std::result::Result<Option<T>, String> {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.iter().all(u8::is_ascii_whitespace) {
+            return Ok(None);
+        }
+        match self.format {
+            FileFormat::JsonLines => serde_json::from_slice(line)
+                .map(Some)
+                .map_err(|e| format!("expected a JSON {}: {e}", type_name::<T>())),
+            FileFormat::Csv { .. } => {
+                let row = csv_row(line)?;
+                if self.wants_header() {
+                    self.header = Some(row);
+                    return Ok(None);
+                }
+                row.deserialize(self.header.as_ref())
+                    .map(Some)
+                    .map_err(|e| format!("expected a CSV row of {}: {e}", type_name::<T>()))
+            }
+        }
+    }
+}
+
+/// Parses one CSV line into its fields.
+fn csv_row(line: &[u8]) -> std::result::Result<csv::StringRecord, String> {
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .from_reader(line);
+    let mut row = csv::StringRecord::new();
+    match reader.read_record(&mut row) {
+        Ok(true) => Ok(row),
+        Ok(false) => Ok(csv::StringRecord::new()),
+        Err(e) => Err(format!("expected a CSV row: {e}")),
+    }
+}
+
+/// Settings of a [`FileSource`].
+#[derive(Clone, Debug)]
+pub struct FileSourceConfig {
+    /// What to read: a file, a directory, `file:///path`, `s3://bucket/key` or
+    /// `s3://bucket/prefix`, with S3 settings.
+    pub storage: StorageConfig,
+    /// How records are laid out.
+    pub format: FileFormat,
+    /// How many bytes one read request fetches (default 4 MiB).
+    pub chunk_size: u64,
+}
+
+impl FileSourceConfig {
+    /// Reads JSON lines from `url` with default S3 options (the AWS environment).
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            storage: StorageConfig::new(url),
+            format: FileFormat::JsonLines,
+            chunk_size: 4 << 20,
+        }
+    }
+
+    /// The same, reading `format`.
+    pub fn with_format(mut self, format: FileFormat) -> Self {
+        self.format = format;
+        self
+    }
+}
+
+/// How far one object has been read.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+struct FilePosition {
+    /// Bytes consumed (always at the start of a line).
+    offset: u64,
+    /// Lines consumed.
+    line: u64,
+    /// Whether the whole object was read.
+    finished: bool,
+}
+
+/// What a subtask checkpoints.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+struct SourceState {
+    /// Every object of the source (relative to the root, sorted), as first listed.
+    objects: Vec<String>,
+    /// Positions of the objects this subtask owns.
+    positions: BTreeMap<String, FilePosition>,
+}
+
+/// The object being read.
+struct Reading {
+    /// Index into `objects`.
+    index: usize,
+    path: ObjectPath,
+    size: u64,
+    /// Fetched bytes not consumed yet; `buffer[0]` is at `position.offset`.
+    buffer: Vec<u8>,
+    /// Where the next fetch starts.
+    fetched_to: u64,
+    decoder: LineDecoder,
+}
+
+/// Reads files; see the module documentation.
+pub struct FileSource<T> {
+    config: FileSourceConfig,
+    subtask: SubtaskInfo,
+    runtime: Option<tokio::runtime::Runtime>,
+    storage: Option<CheckpointStorage>,
+    state: SourceState,
+    reading: Option<Reading>,
+    _records: PhantomData<fn() -> T>,
+}
+
+impl<T: DeserializeOwned + Send + 'static> FileSource<T> {
+    /// A factory for [`weir_dataflow::JobBuilder::source`].
+    pub fn factory(
+        config: FileSourceConfig,
+    ) -> impl Fn(&SubtaskInfo) -> Self + Send + Sync + 'static {
+        move |info| Self {
+            config: config.clone(),
+            subtask: info.clone(),
+            runtime: None,
+            storage: None,
+            state: SourceState::default(),
+            reading: None,
+            _records: PhantomData,
+        }
+    }
+
+    fn error(&self, message: impl Into<String>) -> DataflowError {
+        DataflowError::operator(&self.subtask.operator, self.subtask.index, message)
+    }
+
+    fn io_error(&self, message: String) -> DataflowError {
+        DataflowError::Io {
+            operator: self.subtask.operator.clone(),
+            source: std::io::Error::other(message),
+        }
+    }
+
+    /// An object as users see it: a filesystem path or an `s3://` URL.
+    fn describe(&self, relative: &str) -> String {
+        let location = self.storage.as_ref().map_or_else(
+            || self.config.storage.url.clone(),
+            CheckpointStorage::location,
+        );
+        if relative.is_empty() {
+            location
+        } else {
+            format!("{location}/{relative}")
+        }
+    }
+
+    /// Opens the storage and lists the objects to read.
+    fn connect(&self) -> Result<(tokio::runtime::Runtime, CheckpointStorage, Vec<String>)> {
+        let runtime = io_runtime().map_err(|e| self.io_error(format!("starting I/O: {e}")))?;
+        let url = &self.config.storage.url;
+        let misconfigured =
+            |e: weir_checkpoint::CheckpointError| self.error(format!("file source `{url}`: {e}"));
+        let local = self.config.storage.local_path().map_err(misconfigured)?;
+        // A local single file: open its directory, read that one object.
+        let (storage_config, single) = match &local {
+            Some(path) => {
+                let meta = std::fs::metadata(path)
+                    .map_err(|e| self.io_error(format!("file source `{}`: {e}", path.display())))?;
+                if meta.is_file() {
+                    let dir = path
+                        .parent()
+                        .filter(|p| !p.as_os_str().is_empty())
+                        .map_or_else(|| PathBuf::from("."), PathBuf::from);
+                    let name = path
+                        .file_name()
+                        .map(|n| n.to_string_lossy().into_owned())
+                        .unwrap_or_default();
+                    (
+                        self.config.storage.with_url(dir.display().to_string()),
+                        Some(name),
+                    )
+                } else {
+                    (self.config.storage.clone(), None)
+                }
+            }
+            None => (self.config.storage.clone(), None),
+        };
+        let storage = runtime
+            .block_on(CheckpointStorage::open(&storage_config))
+            .map_err(|e| self.io_error(format!("file source `{url}`: {e}")))?;
+        let objects = match single {
+            Some(name) => vec![name],
+            None => runtime
+                .block_on(list_objects(&storage))
+                .map_err(|e| self.io_error(format!("listing file source `{url}`: {e}")))?,
+        };
+        Ok((runtime, storage, objects))
+    }
+
+    /// The store path of an object relative to the root (`""`: the root itself).
+    fn full_path(&self, relative: &str) -> Result<ObjectPath> {
+        let storage = self
+            .storage
+            .as_ref()
+            .ok_or_else(|| self.error("not open"))?;
+        if relative.is_empty() {
+            return Ok(storage.root().clone());
+        }
+        let relative = ObjectPath::parse(relative)
+            .map_err(|e| self.error(format!("object name `{relative}` in the checkpoint: {e}")))?;
+        Ok(storage.full_path(&relative))
+    }
+
+    /// The next object this subtask owns that is not finished, from index `from`.
+    fn next_object(&self, from: usize) -> Option<usize> {
+        let parallelism = self.subtask.parallelism.max(1);
+        (from..self.state.objects.len())
+            .filter(|i| i % parallelism == self.subtask.index)
+            .find(|i| {
+                !self
+                    .state
+                    .positions
+                    .get(&self.state.objects[*i])
+                    .is_some_and(|p| p.finished)
+            })
+    }
+
+    /// Starts reading object `index` at its position.
+    fn start(&mut self, index: usize) -> Result<Reading> {
+        let name = self.state.objects[index].clone();
+        let path = self.full_path(&name)?;
+        let position = self.state.positions.get(&name).copied().unwrap_or_default();
+        let (runtime, storage) = match (&self.runtime, &self.storage) {
+            (Some(r), Some(s)) => (r, s),
+            _ => return Err(self.error("not open")),
+        };
+        let size = match runtime.block_on(storage.object_store().head(&path)) {
+            Ok(meta) => meta.size,
+            Err(object_store::Error::NotFound { .. }) => {
+                return Err(self.error(format!(
+                    "{} was listed when the job started but does not exist any more",
+                    self.describe(&name)
+                )))
+            }
+            Err(e) => return Err(self.io_error(format!("{}: {e}", self.describe(&name)))),
+        };
+        if position.offset > size {
+            return Err(self.error(format!(
+                "{} has {size} bytes, but the checkpoint read it up to byte {}: it changed since",
+                self.describe(&name),
+                position.offset
+            )));
+        }
+        let mut decoder = LineDecoder::new(self.config.format);
+        if position.offset > 0 && decoder.wants_header() {
+            // Resuming inside a headed CSV file: read its header line again.
+            let mut header = Vec::new();
+            let mut at = 0;
+            while !header.contains(&b'\n') && at < size {
+                let end = (at + self.config.chunk_size.max(1)).min(size);
+                let chunk = runtime
+                    .block_on(storage.object_store().get_range(&path, at..end))
+                    .map_err(|e| self.io_error(format!("{}: {e}", self.describe(&name))))?;
+                header.extend_from_slice(&chunk);
+                at = end;
+            }
+            for line in header.split(|b| *b == b'\n') {
+                decoder
+                    .decode::<serde::de::IgnoredAny>(line)
+                    .map_err(|e| self.error(format!("{} header: {e}", self.describe(&name))))?;
+                if !decoder.wants_header() {
+                    break;
+                }
+            }
+        }
+        Ok(Reading {
+            index,
+            path,
+            size,
+            buffer: Vec::new(),
+            fetched_to: position.offset,
+            decoder,
+        })
+    }
+
+    /// The next line of the object being read (without `\n`), and whether the object
+    /// ended; `None` when it ended.
+    fn next_line(&mut self, reading: &mut Reading) -> Result<Option<Vec<u8>>> {
+        loop {
+            if let Some(end) = reading.buffer.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = reading.buffer.drain(..=end).collect();
+                return Ok(Some(line));
+            }
+            if reading.fetched_to >= reading.size {
+                if reading.buffer.is_empty() {
+                    return Ok(None);
+                }
+                // The last line has no `\n`.
+                return Ok(Some(std::mem::take(&mut reading.buffer)));
+            }
+            let end = (reading.fetched_to + self.config.chunk_size.max(1)).min(reading.size);
+            let (runtime, storage) = match (&self.runtime, &self.storage) {
+                (Some(r), Some(s)) => (r, s),
+                _ => return Err(self.error("not open")),
+            };
+            let chunk = runtime
+                .block_on(
+                    storage
+                        .object_store()
+                        .get_range(&reading.path, reading.fetched_to..end),
+                )
+                .map_err(|e| {
+                    self.io_error(format!(
+                        "{}: {e}",
+                        self.describe(&self.state.objects[reading.index])
+                    ))
+                })?;
+            reading.buffer.extend_from_slice(&chunk);
+            reading.fetched_to = end;
+        }
+    }
+}
+
+/// Every object under the storage's root, relative to it, sorted; names with a
+/// segment starting with `_` or `.` (staging areas, hidden files) are skipped.
+async fn list_objects(storage: &CheckpointStorage) -> std::result::Result<Vec<String>, String> {
+    use futures::TryStreamExt;
+    let root = storage.root();
+    let listed: Vec<object_store::ObjectMeta> = storage
+        .object_store()
+        .list((!root.is_root()).then_some(root))
+        .try_collect()
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut objects: Vec<String> = listed
+        .into_iter()
+        .filter_map(|meta| {
+            let relative: Vec<_> = meta.location.prefix_match(root)?.collect();
+            if relative
+                .iter()
+                .any(|part| part.as_ref().starts_with(['_', '.']))
+            {
+                return None;
+            }
+            Some(ObjectPath::from_iter(relative).to_string())
+        })
+        .collect();
+    objects.sort();
+    Ok(objects)
+}
+
+/// A runtime for a subtask's object-store requests, driven on its task thread.
+fn io_runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+}
+
+impl<T: DeserializeOwned + Send + 'static> Source for FileSource<T> {
+    type Out = T;
+
+    /// Opens the storage, then restores the positions of the objects this subtask owns
+    /// (from every previous subtask after a change of parallelism), or lists the
+    /// objects on a fresh start.
+    ///
+    /// # Errors
+    /// A bad URL; a missing local path; an unreachable store or bucket (named); a
+    /// corrupt checkpointed position.
+    fn open(&mut self, cx: &mut OperatorContext) -> Result<()> {
+        let mut restored: Vec<SourceState> = Vec::new();
+        if let Some(bytes) = cx.restored_operator.get(POSITIONS) {
+            restored.push(decode(POSITIONS, bytes)?);
+        }
+        for state in &cx.restored_operator_all {
+            if let Some(bytes) = state.get(POSITIONS) {
+                restored.push(decode(POSITIONS, bytes)?);
+            }
+        }
+        let (runtime, storage, listed) = self.connect()?;
+        self.runtime = Some(runtime);
+        self.storage = Some(storage);
+        let objects = restored
+            .iter()
+            .find(|s| !s.objects.is_empty())
+            .map_or(listed, |s| s.objects.clone());
+        let parallelism = self.subtask.parallelism.max(1);
+        let mine: std::collections::BTreeSet<&String> = objects
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| i % parallelism == self.subtask.index)
+            .map(|(_, name)| name)
+            .collect();
+        let mut positions = BTreeMap::new();
+        for state in &restored {
+            for (name, position) in &state.positions {
+                if mine.contains(name) {
+                    positions.insert(name.clone(), *position);
+                }
+            }
+        }
+        self.state = SourceState { objects, positions };
+        Ok(())
+    }
+
+    /// # Errors
+    /// A line that does not decode (naming the object, the line and the expected
+    /// type); a failed read (naming the object); an object that disappeared or shrank.
+    fn poll(&mut self, out: &mut SourceOutput<T>) -> Result<SourcePoll> {
+        let budget = out.batch_size().max(1);
+        while out.len() < budget {
+            let mut reading = match self.reading.take() {
+                Some(reading) => reading,
+                None => match self.next_object(0) {
+                    Some(index) => self.start(index)?,
+                    None => return Ok(SourcePoll::Finished),
+                },
+            };
+            let name = self.state.objects[reading.index].clone();
+            match self.next_line(&mut reading)? {
+                Some(line) => {
+                    let position = self.state.positions.entry(name.clone()).or_default();
+                    position.offset += line.len() as u64;
+                    position.line += 1;
+                    let number = position.line;
+                    let bare = line.strip_suffix(b"\n").unwrap_or(&line);
+                    match reading.decoder.decode(bare) {
+                        Ok(Some(record)) => out.push(record),
+                        Ok(None) => {}
+                        Err(e) => {
+                            return Err(
+                                self.error(format!("{} line {number}: {e}", self.describe(&name)))
+                            )
+                        }
+                    }
+                    self.reading = Some(reading);
+                }
+                None => {
+                    self.state.positions.entry(name).or_default().finished = true;
+                }
+            }
+        }
+        Ok(SourcePoll::Ready)
+    }
+
+    fn snapshot(&mut self, cx: &mut SnapshotContext) -> Result<()> {
+        cx.put_operator(POSITIONS, encode(POSITIONS, &self.state)?);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use weir_dataflow::testing::CollectSink;
+    use weir_dataflow::{JobBuilder, JobConfig, WatermarkStrategy};
+
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    struct Order {
+        id: u64,
+        item: String,
+    }
+
+    #[test]
+    fn formats_round_trip() {
+        let orders = vec![
+            Order {
+                id: 1,
+                item: "tea, green".into(),
+            },
+            Order {
+                id: 2,
+                item: "\"quoted\"".into(),
+            },
+        ];
+        for format in [
+            FileFormat::JsonLines,
+            FileFormat::Csv { header: false },
+            FileFormat::Csv { header: true },
+        ] {
+            let mut part = Vec::new();
+            format.encode(&orders[..1], &mut part).unwrap();
+            format.encode(&orders[1..], &mut part).unwrap();
+            let decoded: Vec<Order> = format.decode_all("x", &part).unwrap();
+            assert_eq!(decoded, orders, "{format:?}");
+        }
+        let mut part = Vec::new();
+        FileFormat::Csv { header: true }
+            .encode(&orders, &mut part)
+            .unwrap();
+        assert!(
+            part.starts_with(b"id,item\n"),
+            "{}",
+            String::from_utf8_lossy(&part)
+        );
+    }
+
+    #[test]
+    fn a_malformed_line_names_the_object_the_line_and_the_type() {
+        let err = FileFormat::JsonLines
+            .decode_all::<(u64, u64)>("out/part-0.jsonl", b"[1,2]\n\n[3,\"x\"]\n")
+            .unwrap_err();
+        assert!(
+            err.contains("out/part-0.jsonl line 3") && err.contains("expected a JSON (u64, u64)"),
+            "{err}"
+        );
+        let err = FileFormat::Csv { header: false }
+            .decode_all::<(u64, u64)>("a.csv", b"1,2\n3\n")
+            .unwrap_err();
+        assert!(
+            err.contains("a.csv line 2") && err.contains("CSV row"),
+            "{err}"
+        );
+    }
+
+    fn read_dir<T: DeserializeOwned + Send + Clone + 'static>(
+        url: &str,
+        format: FileFormat,
+        parallelism: usize,
+    ) -> Result<Vec<T>> {
+        let job = JobBuilder::new(JobConfig {
+            parallelism,
+            batch_size: 3,
+            ..JobConfig::default()
+        });
+        let (sink, collected) = CollectSink::new();
+        job.source(
+            "files",
+            WatermarkStrategy::none(),
+            FileSource::<T>::factory(FileSourceConfig::new(url).with_format(format)),
+        )
+        .sink("collect", sink);
+        job.execute()?;
+        Ok(collected.take())
+    }
+
+    #[test]
+    fn reads_a_directory_a_file_and_skips_staging_and_hidden_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let write = |name: &str, text: &str| {
+            let path = dir.path().join(name);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, text).unwrap();
+        };
+        write("a.jsonl", "1\n2\n");
+        write("b/c.jsonl", "3\n\n4"); // no final newline
+        write("d.jsonl", "5\n");
+        write("_staging/x.jsonl", "100\n");
+        write(".hidden", "200\n");
+        for parallelism in [1, 2, 3] {
+            let mut all: Vec<u64> = read_dir(
+                &dir.path().display().to_string(),
+                FileFormat::JsonLines,
+                parallelism,
+            )
+            .unwrap();
+            all.sort_unstable();
+            assert_eq!(all, vec![1, 2, 3, 4, 5], "parallelism {parallelism}");
+        }
+        let one: Vec<u64> = read_dir(
+            &dir.path().join("b/c.jsonl").display().to_string(),
+            FileFormat::JsonLines,
+            2,
+        )
+        .unwrap();
+        assert_eq!(one, vec![3, 4]);
+    }
+
+    #[test]
+    fn headed_csv_is_read_by_field_name() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("o.csv"), "item,id\r\ntea,1\r\ncake,2\r\n").unwrap();
+        let orders: Vec<Order> = read_dir(
+            &dir.path().display().to_string(),
+            FileFormat::Csv { header: true },
+            1,
+        )
+        .unwrap();
+        assert_eq!(
+            orders,
+            vec![
+                Order {
+                    id: 1,
+                    item: "tea".into()
+                },
+                Order {
+                    id: 2,
+                    item: "cake".into()
+                }
+            ]
+        );
+    }
+
+    #[test]
+    fn bad_input_is_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a.jsonl"), "[1,2]\n[1,2]\nnot json\n").unwrap();
+        let err =
+            read_dir::<(u64, u64)>(&dir.path().display().to_string(), FileFormat::JsonLines, 1)
+                .unwrap_err()
+                .to_string();
+        let object = dir.path().canonicalize().unwrap().join("a.jsonl");
+        assert!(
+            err.contains(&format!("{} line 3", object.display()))
+                && err.contains("expected a JSON (u64, u64)"),
+            "{err}"
+        );
+        let missing = dir.path().join("nothing-here");
+        let err = read_dir::<u64>(&missing.display().to_string(), FileFormat::JsonLines, 1)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("nothing-here"), "{err}");
+    }
+
+    /// Snapshot in the middle of a file, restore at another parallelism: every record
+    /// once.
+    #[test]
+    fn positions_restore_at_another_parallelism() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut expected = Vec::new();
+        for f in 0..5u64 {
+            let text: String = (0..10).map(|i| format!("{}\n", f * 100 + i)).collect();
+            expected.extend((0..10).map(|i| f * 100 + i));
+            std::fs::write(dir.path().join(format!("f{f}.jsonl")), text).unwrap();
+        }
+        let url = dir.path().display().to_string();
+        let info = |index, parallelism| SubtaskInfo {
+            operator: "files".into(),
+            uid: "files".into(),
+            index,
+            parallelism,
+            max_parallelism: weir_dataflow::state::MaxParallelism::DEFAULT,
+            key_groups: weir_dataflow::state::KeyGroupRange::for_subtask(
+                weir_dataflow::state::MaxParallelism::DEFAULT,
+                parallelism,
+                index,
+            ),
+        };
+        let mut config = FileSourceConfig::new(&url);
+        config.chunk_size = 7; // lines cross chunk boundaries
+        let factory = FileSource::<u64>::factory(config);
+        let mut seen = Vec::new();
+        let mut states = Vec::new();
+        for index in 0..2 {
+            let mut source = factory(&info(index, 2));
+            source
+                .open(&mut OperatorContext::fresh(info(index, 2)))
+                .unwrap();
+            let mut out = SourceOutput::new(4);
+            source.poll(&mut out).unwrap();
+            seen.append(&mut out.take_records());
+            let mut cx = SnapshotContext::new(
+                weir_dataflow::CheckpointId::new(1),
+                false,
+                weir_dataflow::state::MaxParallelism::DEFAULT,
+            );
+            source.snapshot(&mut cx).unwrap();
+            states.push(cx.into_snapshot().unwrap().operator);
+        }
+        for index in 0..3 {
+            let mut source = factory(&info(index, 3));
+            let mut cx = OperatorContext::fresh(info(index, 3));
+            cx.restored_operator_all = states.clone();
+            source.open(&mut cx).unwrap();
+            let mut out = SourceOutput::new(4);
+            loop {
+                let poll = source.poll(&mut out).unwrap();
+                seen.append(&mut out.take_records());
+                if poll == SourcePoll::Finished {
+                    break;
+                }
+            }
+        }
+        seen.sort_unstable();
+        assert_eq!(seen, expected);
+    }
+}
