@@ -124,7 +124,10 @@ impl ClientContext for StatisticsContext {
     fn error(&self, error: KafkaError, reason: &str) {
         // The end of a partition is news for a bounded source, not an error.
         match error {
-            KafkaError::PartitionEOF(_) => tracing::debug!("librdkafka: {reason}"),
+            KafkaError::PartitionEOF(_)
+            | KafkaError::Global(rdkafka::types::RDKafkaErrorCode::PartitionEOF) => {
+                tracing::debug!("librdkafka: {reason}")
+            }
             error => tracing::error!("librdkafka: {error}: {reason}"),
         }
     }

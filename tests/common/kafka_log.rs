@@ -175,9 +175,21 @@ pub fn committed_view(bootstrap: &str, topic: &str) -> Result<CommittedView, Str
             Entry::Occupied(e) => e.into_mut(),
             Entry::Vacant(e) => e.insert(Connection::open(address)?),
         };
-        let start = connection.list_offset(topic, partition, EARLIEST)?;
         let high_watermark = connection.list_offset(topic, partition, LATEST)?;
-        let (log, end) = connection.read_log(topic, partition, start, high_watermark)?;
+        // tansu's ListOffsets "earliest" can answer past the first record (98 for a
+        // log that starts at 0), so reading starts at offset 0 unless the broker says
+        // it is out of range (error code 1: the log start moved on).
+        let (start, (log, end)) = match connection.read_log(topic, partition, 0, high_watermark) {
+            Ok(read) => (0, read),
+            Err(e) if e.contains("(error code 1)") => {
+                let start = connection.list_offset(topic, partition, EARLIEST)?;
+                (
+                    start,
+                    connection.read_log(topic, partition, start, high_watermark)?,
+                )
+            }
+            Err(e) => return Err(e),
+        };
         let view = apply_markers(partition, start..end, log)
             .map_err(|e| format!("topic {topic} partition {partition}: {e}"))?;
         partitions.push(view);
