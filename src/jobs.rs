@@ -235,13 +235,11 @@ pub fn build(plan: &JobPlan, job: &JobBuilder) {
                     WindowShape::Hopping { size, slide } => WindowAssigner::sliding(size, slide),
                     WindowShape::Session { gap } => WindowAssigner::session(gap),
                 };
-                let mut windowed = keyed
+                let windowed = keyed
                     .window(assigner)
                     .allowed_lateness(window.allowed_lateness)
                     .name(name);
-                if let Some(uid) = &stream.node.uid {
-                    windowed = windowed.uid(uid);
-                }
+                let windowed = windowed.uid(stream.node.uid.as_deref().unwrap_or(name));
                 let aggregates = RowAggregates(Arc::new(window.aggregates.clone()));
                 let results = windowed.aggregate(aggregates, |key: &Row, w: Window, values| {
                     let mut fields = key.0.clone();
@@ -268,10 +266,10 @@ fn settings(
     planned: &PlannedStream,
     event_time: Option<usize>,
 ) -> Stream<Row> {
-    let mut stream = stream.name(&planned.node.name.value);
-    if let Some(uid) = &planned.node.uid {
-        stream = stream.uid(uid);
-    }
+    let name = &planned.node.name.value;
+    let mut stream = stream
+        .name(name)
+        .uid(planned.node.uid.as_deref().unwrap_or(name));
     if let Some(parallelism) = planned.node.parallelism {
         stream = stream.parallelism(parallelism);
     }
@@ -450,6 +448,10 @@ fn job_source(job: &JobBuilder, planned: &PlannedStream) -> Option<Stream<Row>> 
             node(source, planned).map(|r: KafkaRecord<Row>| r.value)
         }
     };
+    let rows = rows.uid(&format!(
+        "{}-rows",
+        planned.node.uid.as_deref().unwrap_or(name)
+    ));
     Some(match event_time {
         Some(i) => rows.with_timestamps(move |row: &Row| Timestamp(row.0[i].as_i64())),
         None => rows,
@@ -562,14 +564,28 @@ fn add_sink(input: &Stream<Row>, sink: &PlannedSink) {
     };
     let handle = match &sink.spec.kind {
         SinkKind::Blackhole => input.sink(name, BlackholeSink::<Row>::new().0),
-        SinkKind::Stdout => input.map(to_json).name(&format!("{name}-json")).sink(
-            name,
-            weir_sinks::StdoutJsonSink::<serde_json::Value>::factory(),
-        ),
-        SinkKind::File { path } => input.map(to_json).name(&format!("{name}-json")).sink(
-            name,
-            EpochFileSink::<serde_json::Value>::factory(path.clone()),
-        ),
+        SinkKind::Stdout => input
+            .map(to_json)
+            .name(&format!("{name}-json"))
+            .uid(&format!(
+                "{}-json",
+                sink.spec.node.uid.as_deref().unwrap_or(name)
+            ))
+            .sink(
+                name,
+                weir_sinks::StdoutJsonSink::<serde_json::Value>::factory(),
+            ),
+        SinkKind::File { path } => input
+            .map(to_json)
+            .name(&format!("{name}-json"))
+            .uid(&format!(
+                "{}-json",
+                sink.spec.node.uid.as_deref().unwrap_or(name)
+            ))
+            .sink(
+                name,
+                EpochFileSink::<serde_json::Value>::factory(path.clone()),
+            ),
         SinkKind::Kafka {
             bootstrap,
             topic,
@@ -599,6 +615,10 @@ fn add_sink(input: &Stream<Row>, sink: &PlannedSink) {
             input
                 .map(to_json)
                 .name(&format!("{name}-json"))
+                .uid(&format!(
+                    "{}-json",
+                    sink.spec.node.uid.as_deref().unwrap_or(name)
+                ))
                 .sink(name, KafkaSink::factory(config, serializer))
         }
     };

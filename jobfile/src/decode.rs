@@ -453,6 +453,9 @@ fn node_spec<'a>(
     let uid = f.read("uid", p, string);
     let parallelism = f.read("parallelism", p, positive);
     let name = name?;
+    if !path.starts_with("sinks") {
+        p.unusable.push(name.value.clone());
+    }
     let spec = NodeSpec {
         name,
         uid,

@@ -34,6 +34,9 @@ impl fmt::Display for Diagnostic {
 pub(crate) struct Problems {
     file: String,
     pub(crate) list: Vec<Diagnostic>,
+    /// Names of sources and operators whose entries have problems: defined, so
+    /// readers are not also told the stream is undefined.
+    pub(crate) unusable: Vec<String>,
 }
 
 impl Problems {
@@ -41,6 +44,7 @@ impl Problems {
         Self {
             file: file.to_string(),
             list: Vec::new(),
+            unusable: Vec::new(),
         }
     }
 

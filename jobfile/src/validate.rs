@@ -220,10 +220,21 @@ pub(crate) fn plan(spec: JobSpec, registry: &Registry, p: &mut Problems) -> JobP
             }
         }
     }
-    let defined = || entries.keys().copied().collect::<Vec<_>>().join(", ");
+    let unusable: std::collections::HashSet<String> = p.unusable.iter().cloned().collect();
+    let known = |name: &str| entries.contains_key(name) || unusable.contains(name);
+    let defined = || {
+        let mut names: Vec<&str> = entries
+            .keys()
+            .copied()
+            .chain(unusable.iter().map(String::as_str))
+            .collect();
+        names.sort_unstable();
+        names.dedup();
+        names.join(", ")
+    };
     for op in &spec.operators {
         for input in &op.inputs {
-            if !entries.contains_key(input.value.as_str()) {
+            if !known(&input.value) {
                 p.add(
                     input.at,
                     &input.path,
@@ -268,7 +279,7 @@ pub(crate) fn plan(spec: JobSpec, registry: &Registry, p: &mut Problems) -> JobP
                 ),
             );
         }
-        if !entries.contains_key(sink.input.value.as_str()) {
+        if !known(&sink.input.value) {
             p.add(
                 sink.input.at,
                 &sink.input.path,
@@ -325,6 +336,9 @@ pub(crate) fn plan(spec: JobSpec, registry: &Registry, p: &mut Problems) -> JobP
                 break;
             }
             current = next;
+        }
+        if path.len() < 2 || path.last() != path.first() {
+            continue; // downstream of a cycle, not on it
         }
         p.add(
             op.node.name.at,
