@@ -60,8 +60,7 @@ impl Problems {
 
     /// The problems in file order.
     pub(crate) fn sorted(mut self) -> Vec<Diagnostic> {
-        self.list
-            .sort_by(|a, b| (a.line, a.column).cmp(&(b.line, b.column)));
+        self.list.sort_by_key(|d| (d.line, d.column));
         self.list.dedup();
         self.list
     }

@@ -52,7 +52,7 @@ pub struct WindowPlan {
 /// What a [`PlannedStream`] computes.
 pub enum Step {
     /// Reads a source.
-    Source(SourceSpec),
+    Source(Box<SourceSpec>),
     /// Keeps rows where the bool expression holds.
     Filter(Expr),
     /// One expression per output field.
@@ -388,7 +388,7 @@ pub(crate) fn plan(spec: JobSpec, registry: &Registry, p: &mut Problems) -> JobP
         streams.push(PlannedStream {
             node: source.node.clone(),
             inputs: Vec::new(),
-            step: Step::Source(source.clone()),
+            step: Step::Source(Box::new(source.clone())),
             schema,
         });
     }
