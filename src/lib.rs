@@ -29,6 +29,7 @@ pub struct ReadmeDoctests;
 
 pub mod bench;
 pub mod inspect;
+pub mod jobs;
 pub mod kafka_bench;
 pub mod nexmark;
 pub mod running_count;
@@ -36,6 +37,7 @@ pub mod state_bench;
 
 pub use weir_checkpoint as checkpoint;
 pub use weir_dataflow as dataflow;
+pub use weir_jobfile as jobfile;
 pub use weir_sinks as sinks;
 pub use weir_sources as sources;
 pub use weir_state as state;

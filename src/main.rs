@@ -30,9 +30,42 @@ enum Command {
     /// Show the checkpoints and savepoints in a storage.
     #[command(subcommand)]
     Checkpoints(CheckpointsCommand),
+    /// Check a job file (YAML or JSON) and print every problem with its file, line,
+    /// column and field path; exits non-zero if there is any.
+    Validate(ValidateArgs),
+    /// Run a job file (YAML or JSON) embedded in this process, with checkpoints
+    /// (under ./weir-data by default), until its sources end.
+    Run(RunArgs),
     /// Jobs for the crash tests.
     #[command(subcommand, hide = true)]
     Testing(TestingCommand),
+}
+
+#[derive(Args)]
+struct ValidateArgs {
+    /// The job file (see docs/job-files.md).
+    file: std::path::PathBuf,
+}
+
+#[derive(Args)]
+struct RunArgs {
+    /// The job file (see docs/job-files.md).
+    file: std::path::PathBuf,
+    /// Resume from this savepoint (a directory path or URL).
+    #[arg(long)]
+    from_savepoint: Option<String>,
+    /// Resume from the newest complete checkpoint of the job.
+    #[arg(long, conflicts_with = "from_savepoint")]
+    resume: bool,
+    /// Default parallelism of the operators (overrides the file's `parallelism`).
+    #[arg(long, short)]
+    parallelism: Option<usize>,
+    /// Start even if the restored state has operators this job lacks.
+    #[arg(long)]
+    allow_non_restored_state: bool,
+    /// Where savepoints go (default ./weir-data/savepoints).
+    #[arg(long)]
+    savepoint_dir: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -310,6 +343,8 @@ fn run(cli: Cli) -> Result<()> {
         Command::Savepoint(args) => savepoint(args),
         Command::Checkpoints(command) => checkpoints(command),
         Command::Testing(TestingCommand::RunningCount(args)) => running_count(args),
+        Command::Validate(args) => validate_job_file(args),
+        Command::Run(args) => run_job_file(args),
     }
 }
 
@@ -649,6 +684,68 @@ fn running_count(args: RunningCountArgs) -> Result<()> {
         summary
             .savepoint
             .map_or(String::new(), |s| format!(" savepoint {s}"))
+    );
+    Ok(())
+}
+
+fn validate_job_file(args: ValidateArgs) -> Result<()> {
+    match weir::jobfile::load_file(&args.file, &weir::jobfile::Registry::default()) {
+        Ok(plan) => {
+            println!(
+                "ok: {}: job `{}` with {} streams and {} sinks",
+                args.file.display(),
+                plan.spec.name,
+                plan.streams.len(),
+                plan.sinks.len()
+            );
+            Ok(())
+        }
+        Err(e) => {
+            let problems = e.problems();
+            for problem in &problems {
+                eprintln!("{problem}");
+            }
+            bail!("{}: {} problem(s)", args.file.display(), problems.len())
+        }
+    }
+}
+
+fn run_job_file(args: RunArgs) -> Result<()> {
+    let plan = match weir::jobfile::load_file(&args.file, &weir::jobfile::Registry::default()) {
+        Ok(plan) => plan,
+        Err(e) => {
+            let problems = e.problems();
+            for problem in &problems {
+                eprintln!("{problem}");
+            }
+            bail!("{}: {} problem(s)", args.file.display(), problems.len())
+        }
+    };
+    let options = weir::jobs::RunOptions {
+        parallelism: args.parallelism,
+        from_savepoint: args.from_savepoint,
+        resume: args.resume,
+        allow_non_restored_state: args.allow_non_restored_state,
+        savepoints: args.savepoint_dir,
+    };
+    let name = plan.spec.name.clone();
+    let summary = match weir::jobs::run(plan, &options) {
+        Err(weir::dataflow::DataflowError::Io { source, .. })
+            if source.kind() == std::io::ErrorKind::BrokenPipe =>
+        {
+            return Ok(());
+        }
+        result => result.with_context(|| format!("job `{name}` failed"))?,
+    };
+    eprintln!(
+        "weir: job `{name}` {:?}; restored from {}; {} checkpoints completed, {} failed; {} restarts",
+        summary.status,
+        summary
+            .restored_from
+            .map_or("nothing".to_string(), |c| format!("checkpoint {}", c.get())),
+        summary.checkpoints.len(),
+        summary.failed_checkpoints,
+        summary.restarts,
     );
     Ok(())
 }

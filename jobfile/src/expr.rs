@@ -1,0 +1,829 @@
+//! The expression language of `filter` and `map`: literals, field references,
+//! arithmetic, comparisons, `and`/`or`/`not`, parentheses and a few functions,
+//! type-checked against the input schema when the job is validated.
+//!
+//! ```text
+//! expr    := or
+//! or      := and ("or" and)*
+//! and     := not ("and" not)*
+//! not     := "not" not | compare
+//! compare := sum (("=" | "==" | "!=" | "<>" | "<" | "<=" | ">" | ">=") sum)?
+//! sum     := product (("+" | "-") product)*
+//! product := unary (("*" | "/" | "%") unary)*
+//! unary   := "-" unary | primary
+//! primary := INT | FLOAT | STRING | "true" | "false" | FIELD
+//!          | FUNCTION "(" (expr ("," expr)*)? ")" | "(" expr ")"
+//! ```
+
+use crate::row::{FieldType, Row, Schema, Value};
+use std::fmt;
+use std::sync::Arc;
+
+/// A compiled, type-checked expression.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Expr {
+    kind: ExprKind,
+    ty: FieldType,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+enum ExprKind {
+    Literal(Value),
+    Field(usize),
+    Negate(Box<Expr>),
+    Not(Box<Expr>),
+    Binary(BinaryOp, Box<Expr>, Box<Expr>),
+    Call(Function, Vec<Expr>),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum BinaryOp {
+    Add,
+    Sub,
+    Mul,
+    Div,
+    Rem,
+    Eq,
+    Ne,
+    Lt,
+    Le,
+    Gt,
+    Ge,
+    And,
+    Or,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Function {
+    Lower,
+    Upper,
+    Concat,
+    Abs,
+    If,
+    Length,
+}
+
+/// A syntax or type error in an expression.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExprError {
+    /// Where in the expression, in characters from 0.
+    pub offset: usize,
+    /// What was expected.
+    pub message: String,
+}
+
+/// An error while evaluating an expression on a row (division by zero, overflow).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EvalError(pub String);
+
+impl fmt::Display for EvalError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl Expr {
+    /// Parses and type-checks `source` against `schema`.
+    ///
+    /// # Errors
+    /// The first syntax or type error, with its offset in `source`.
+    pub fn compile(source: &str, schema: &Schema) -> Result<Expr, ExprError> {
+        let tokens = lex(source)?;
+        let mut parser = ExprParser {
+            tokens,
+            next: 0,
+            schema,
+            depth: 0,
+            end: source.chars().count(),
+        };
+        let expr = parser.or()?;
+        match parser.peek() {
+            None => Ok(expr),
+            Some((at, token)) => Err(ExprError {
+                offset: at,
+                message: format!("unexpected {token} after a complete expression"),
+            }),
+        }
+    }
+
+    /// The type of the expression's values.
+    pub fn ty(&self) -> FieldType {
+        self.ty
+    }
+
+    /// The field this expression reads if it is a bare field reference.
+    pub fn as_field(&self) -> Option<usize> {
+        match self.kind {
+            ExprKind::Field(i) => Some(i),
+            _ => None,
+        }
+    }
+
+    /// Evaluates the expression on `row` (a row of the schema it was compiled for).
+    ///
+    /// # Errors
+    /// Integer division or remainder by zero and integer overflow.
+    pub fn eval(&self, row: &Row) -> Result<Value, EvalError> {
+        Ok(match &self.kind {
+            ExprKind::Literal(v) => v.clone(),
+            ExprKind::Field(i) => row
+                .0
+                .get(*i)
+                .cloned()
+                .ok_or_else(|| EvalError(format!("row has no field {i}")))?,
+            ExprKind::Negate(e) => match e.eval(row)? {
+                Value::Int(i) => Value::Int(
+                    i.checked_neg()
+                        .ok_or_else(|| EvalError("integer overflow in negation".into()))?,
+                ),
+                v => Value::Float(-v.as_f64()),
+            },
+            ExprKind::Not(e) => Value::Bool(!truthy(&e.eval(row)?)),
+            ExprKind::Binary(BinaryOp::And, a, b) => {
+                Value::Bool(truthy(&a.eval(row)?) && truthy(&b.eval(row)?))
+            }
+            ExprKind::Binary(BinaryOp::Or, a, b) => {
+                Value::Bool(truthy(&a.eval(row)?) || truthy(&b.eval(row)?))
+            }
+            ExprKind::Binary(op, a, b) => binary(*op, self.ty, a.eval(row)?, b.eval(row)?)?,
+            ExprKind::Call(Function::If, args) => {
+                let chosen = if truthy(&args[0].eval(row)?) {
+                    &args[1]
+                } else {
+                    &args[2]
+                };
+                coerce(chosen.eval(row)?, self.ty)
+            }
+            ExprKind::Call(function, args) => {
+                let values = args
+                    .iter()
+                    .map(|a| a.eval(row))
+                    .collect::<Result<Vec<_>, _>>()?;
+                call(*function, values)?
+            }
+        })
+    }
+}
+
+fn truthy(v: &Value) -> bool {
+    matches!(v, Value::Bool(true))
+}
+
+fn coerce(v: Value, ty: FieldType) -> Value {
+    match (ty, v) {
+        (FieldType::Float, Value::Int(i)) => Value::Float(i as f64),
+        (_, v) => v,
+    }
+}
+
+fn text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.to_string(),
+        Value::Int(i) | Value::Timestamp(i) => i.to_string(),
+        Value::Float(x) => x.to_string(),
+        Value::Bool(b) => b.to_string(),
+    }
+}
+
+fn call(function: Function, args: Vec<Value>) -> Result<Value, EvalError> {
+    let first = args.first().cloned().unwrap_or(Value::Int(0));
+    Ok(match function {
+        Function::Lower => Value::String(text(&first).to_lowercase().into()),
+        Function::Upper => Value::String(text(&first).to_uppercase().into()),
+        Function::Length => Value::Int(text(&first).chars().count() as i64),
+        Function::Concat => Value::String(args.iter().map(text).collect::<String>().into()),
+        Function::Abs => match first {
+            Value::Int(i) => Value::Int(
+                i.checked_abs()
+                    .ok_or_else(|| EvalError("integer overflow in abs".into()))?,
+            ),
+            v => Value::Float(v.as_f64().abs()),
+        },
+        Function::If => first,
+    })
+}
+
+fn overflow(op: BinaryOp) -> EvalError {
+    EvalError(format!("integer overflow in {}", op.symbol()))
+}
+
+fn binary(op: BinaryOp, ty: FieldType, a: Value, b: Value) -> Result<Value, EvalError> {
+    use BinaryOp::*;
+    if let Some(ordering) = matches!(op, Eq | Ne | Lt | Le | Gt | Ge).then(|| compare(&a, &b)) {
+        let ordering = ordering.unwrap_or(std::cmp::Ordering::Less);
+        return Ok(Value::Bool(match op {
+            Eq => ordering.is_eq(),
+            Ne => ordering.is_ne(),
+            Lt => ordering.is_lt(),
+            Le => ordering.is_le(),
+            Gt => ordering.is_gt(),
+            _ => ordering.is_ge(),
+        }));
+    }
+    if ty == FieldType::Float {
+        let (x, y) = (a.as_f64(), b.as_f64());
+        return Ok(Value::Float(match op {
+            Add => x + y,
+            Sub => x - y,
+            Mul => x * y,
+            Div => x / y,
+            _ => x % y,
+        }));
+    }
+    let (x, y) = (a.as_i64(), b.as_i64());
+    let result = match op {
+        Add => x.checked_add(y).ok_or_else(|| overflow(op))?,
+        Sub => x.checked_sub(y).ok_or_else(|| overflow(op))?,
+        Mul => x.checked_mul(y).ok_or_else(|| overflow(op))?,
+        Div | Rem if y == 0 => {
+            return Err(EvalError(format!(
+                "integer division by zero in {x} {} {y}",
+                op.symbol()
+            )))
+        }
+        Div => x.checked_div(y).ok_or_else(|| overflow(op))?,
+        _ => x.checked_rem(y).ok_or_else(|| overflow(op))?,
+    };
+    Ok(if ty == FieldType::Timestamp {
+        Value::Timestamp(result)
+    } else {
+        Value::Int(result)
+    })
+}
+
+fn compare(a: &Value, b: &Value) -> Option<std::cmp::Ordering> {
+    match (a, b) {
+        (Value::String(x), Value::String(y)) => Some(x.cmp(y)),
+        (Value::Bool(x), Value::Bool(y)) => Some(x.cmp(y)),
+        (Value::Float(_), _) | (_, Value::Float(_)) => a.as_f64().partial_cmp(&b.as_f64()),
+        _ => Some(a.as_i64().cmp(&b.as_i64())),
+    }
+}
+
+impl BinaryOp {
+    fn symbol(self) -> &'static str {
+        use BinaryOp::*;
+        match self {
+            Add => "+",
+            Sub => "-",
+            Mul => "*",
+            Div => "/",
+            Rem => "%",
+            Eq => "=",
+            Ne => "!=",
+            Lt => "<",
+            Le => "<=",
+            Gt => ">",
+            Ge => ">=",
+            And => "and",
+            Or => "or",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+enum Token {
+    Int(i64),
+    Float(f64),
+    Str(String),
+    Ident(String),
+    Op(&'static str),
+}
+
+impl fmt::Display for Token {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Token::Int(i) => write!(f, "number {i}"),
+            Token::Float(x) => write!(f, "number {x}"),
+            Token::Str(s) => write!(f, "string '{s}'"),
+            Token::Ident(s) => write!(f, "`{s}`"),
+            Token::Op(s) => write!(f, "`{s}`"),
+        }
+    }
+}
+
+const OPERATORS: [&str; 15] = [
+    "==", "!=", "<>", "<=", ">=", "+", "-", "*", "/", "%", "=", "<", ">", "(", ")",
+];
+
+fn lex(source: &str) -> Result<Vec<(usize, Token)>, ExprError> {
+    let chars: Vec<char> = source.chars().collect();
+    let mut tokens = Vec::new();
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        let start = i;
+        if c.is_whitespace() {
+            i += 1;
+            continue;
+        }
+        if c == ',' {
+            tokens.push((start, Token::Op(",")));
+            i += 1;
+        } else if c.is_ascii_digit() {
+            while i < chars.len()
+                && (chars[i].is_ascii_digit() || chars[i] == '.' || chars[i] == '_')
+            {
+                i += 1;
+            }
+            let text: String = chars[start..i].iter().filter(|&&c| c != '_').collect();
+            let token = if text.contains('.') {
+                text.parse().map(Token::Float).ok()
+            } else {
+                text.parse().map(Token::Int).ok()
+            };
+            tokens.push((
+                start,
+                token.ok_or_else(|| ExprError {
+                    offset: start,
+                    message: format!("bad number `{text}`"),
+                })?,
+            ));
+        } else if c.is_alphabetic() || c == '_' {
+            while i < chars.len() && (chars[i].is_alphanumeric() || chars[i] == '_') {
+                i += 1;
+            }
+            tokens.push((start, Token::Ident(chars[start..i].iter().collect())));
+        } else if c == '\'' || c == '"' {
+            i += 1;
+            let mut text = String::new();
+            loop {
+                match chars.get(i) {
+                    None => {
+                        return Err(ExprError {
+                            offset: start,
+                            message: format!("unterminated string: expected a closing {c}"),
+                        })
+                    }
+                    Some(&q) if q == c && chars.get(i + 1) == Some(&c) => {
+                        text.push(c);
+                        i += 2;
+                    }
+                    Some(&q) if q == c => {
+                        i += 1;
+                        break;
+                    }
+                    Some(&other) => {
+                        text.push(other);
+                        i += 1;
+                    }
+                }
+            }
+            tokens.push((start, Token::Str(text)));
+        } else {
+            let rest: String = chars[i..chars.len().min(i + 2)].iter().collect();
+            let op = OPERATORS
+                .iter()
+                .find(|op| rest.starts_with(**op))
+                .ok_or_else(|| ExprError {
+                    offset: start,
+                    message: format!("unexpected character `{c}`"),
+                })?;
+            i += op.chars().count();
+            tokens.push((start, Token::Op(op)));
+        }
+    }
+    Ok(tokens)
+}
+
+/// Parentheses and operators nested deeper than this are refused.
+const MAX_DEPTH: usize = 64;
+
+struct ExprParser<'s> {
+    tokens: Vec<(usize, Token)>,
+    next: usize,
+    schema: &'s Schema,
+    depth: usize,
+    end: usize,
+}
+
+fn error<T>(offset: usize, message: impl Into<String>) -> Result<T, ExprError> {
+    Err(ExprError {
+        offset,
+        message: message.into(),
+    })
+}
+
+impl ExprParser<'_> {
+    fn peek(&self) -> Option<(usize, &Token)> {
+        self.tokens.get(self.next).map(|(at, t)| (*at, t))
+    }
+
+    fn at(&self) -> usize {
+        self.peek().map_or(self.end, |(at, _)| at)
+    }
+
+    fn eat_op(&mut self, op: &str) -> bool {
+        let hit = matches!(self.peek(), Some((_, Token::Op(o))) if *o == op);
+        self.next += usize::from(hit);
+        hit
+    }
+
+    fn eat_word(&mut self, word: &str) -> bool {
+        let hit = matches!(self.peek(), Some((_, Token::Ident(w))) if w == word);
+        self.next += usize::from(hit);
+        hit
+    }
+
+    fn deeper(&mut self) -> Result<(), ExprError> {
+        self.depth += 1;
+        if self.depth > MAX_DEPTH {
+            return error(
+                self.at(),
+                format!("expression nested deeper than {MAX_DEPTH} levels"),
+            );
+        }
+        Ok(())
+    }
+
+    fn logical(&mut self, op: BinaryOp, word: &str) -> Result<Expr, ExprError> {
+        let operand = |p: &mut Self| {
+            if op == BinaryOp::Or {
+                p.logical(BinaryOp::And, "and")
+            } else {
+                p.not()
+            }
+        };
+        let at = self.at();
+        let mut left = operand(self)?;
+        while self.eat_word(word) {
+            let right_at = self.at();
+            let right = operand(self)?;
+            expect_bool(&left, at, word)?;
+            expect_bool(&right, right_at, word)?;
+            left = typed(
+                ExprKind::Binary(op, left.into(), right.into()),
+                FieldType::Bool,
+            );
+        }
+        Ok(left)
+    }
+
+    fn or(&mut self) -> Result<Expr, ExprError> {
+        self.deeper()?;
+        let expr = self.logical(BinaryOp::Or, "or");
+        self.depth -= 1;
+        expr
+    }
+
+    fn not(&mut self) -> Result<Expr, ExprError> {
+        let at = self.at();
+        if self.eat_word("not") {
+            self.deeper()?;
+            let operand_at = self.at();
+            let operand = self.not()?;
+            self.depth -= 1;
+            expect_bool(&operand, operand_at, "not")?;
+            let _ = at;
+            return Ok(typed(ExprKind::Not(operand.into()), FieldType::Bool));
+        }
+        self.compare()
+    }
+
+    fn compare(&mut self) -> Result<Expr, ExprError> {
+        let at = self.at();
+        let left = self.sum()?;
+        let op = match self.peek() {
+            Some((_, Token::Op("=" | "=="))) => BinaryOp::Eq,
+            Some((_, Token::Op("!=" | "<>"))) => BinaryOp::Ne,
+            Some((_, Token::Op("<"))) => BinaryOp::Lt,
+            Some((_, Token::Op("<="))) => BinaryOp::Le,
+            Some((_, Token::Op(">"))) => BinaryOp::Gt,
+            Some((_, Token::Op(">="))) => BinaryOp::Ge,
+            _ => return Ok(left),
+        };
+        let op_at = self.at();
+        self.next += 1;
+        let right = self.sum()?;
+        let comparable = (left.ty.is_numeric() || left.ty == FieldType::Timestamp)
+            && (right.ty.is_numeric() || right.ty == FieldType::Timestamp)
+            || left.ty == right.ty;
+        if !comparable {
+            return error(
+                op_at,
+                format!(
+                    "cannot compare {} with {} using `{}`: expected values of the same type (or two numbers)",
+                    left.ty,
+                    right.ty,
+                    op.symbol()
+                ),
+            );
+        }
+        let _ = at;
+        Ok(typed(
+            ExprKind::Binary(op, left.into(), right.into()),
+            FieldType::Bool,
+        ))
+    }
+
+    fn arithmetic(
+        &mut self,
+        ops: &[(&'static str, BinaryOp)],
+        operand: fn(&mut Self) -> Result<Expr, ExprError>,
+    ) -> Result<Expr, ExprError> {
+        let mut left = operand(self)?;
+        'outer: loop {
+            for &(symbol, op) in ops {
+                let op_at = self.at();
+                if self.eat_op(symbol) {
+                    let right = operand(self)?;
+                    let ty = arithmetic_type(op, left.ty, right.ty).ok_or_else(|| ExprError {
+                        offset: op_at,
+                        message: format!(
+                            "`{symbol}` cannot combine {} and {}: expected numbers (or a timestamp and an int for + and -)",
+                            left.ty, right.ty
+                        ),
+                    })?;
+                    left = typed(ExprKind::Binary(op, left.into(), right.into()), ty);
+                    continue 'outer;
+                }
+            }
+            return Ok(left);
+        }
+    }
+
+    fn sum(&mut self) -> Result<Expr, ExprError> {
+        self.arithmetic(&[("+", BinaryOp::Add), ("-", BinaryOp::Sub)], Self::product)
+    }
+
+    fn product(&mut self) -> Result<Expr, ExprError> {
+        self.arithmetic(
+            &[
+                ("*", BinaryOp::Mul),
+                ("/", BinaryOp::Div),
+                ("%", BinaryOp::Rem),
+            ],
+            Self::unary,
+        )
+    }
+
+    fn unary(&mut self) -> Result<Expr, ExprError> {
+        let at = self.at();
+        if self.eat_op("-") {
+            self.deeper()?;
+            let operand = self.unary()?;
+            self.depth -= 1;
+            if !operand.ty.is_numeric() {
+                return error(
+                    at,
+                    format!("cannot negate a {}: expected a number", operand.ty),
+                );
+            }
+            let ty = operand.ty;
+            return Ok(match operand.kind {
+                ExprKind::Literal(Value::Int(i)) if i.checked_neg().is_some() => {
+                    typed(ExprKind::Literal(Value::Int(-i)), ty)
+                }
+                kind => typed(ExprKind::Negate(typed(kind, ty).into()), ty),
+            });
+        }
+        self.primary()
+    }
+
+    fn primary(&mut self) -> Result<Expr, ExprError> {
+        let Some((at, token)) = self.peek() else {
+            return error(
+                self.end,
+                "expected a value, a field or `(`, found the end of the expression",
+            );
+        };
+        let token = token.clone();
+        self.next += 1;
+        Ok(match token {
+            Token::Int(i) => typed(ExprKind::Literal(Value::Int(i)), FieldType::Int),
+            Token::Float(x) => typed(ExprKind::Literal(Value::Float(x)), FieldType::Float),
+            Token::Str(s) => typed(
+                ExprKind::Literal(Value::String(Arc::from(s))),
+                FieldType::String,
+            ),
+            Token::Op("(") => {
+                let inner = self.or()?;
+                if !self.eat_op(")") {
+                    return error(
+                        self.at(),
+                        format!("expected `)` to close the `(` at column {}", at + 1),
+                    );
+                }
+                inner
+            }
+            Token::Ident(word) if word == "true" || word == "false" => typed(
+                ExprKind::Literal(Value::Bool(word == "true")),
+                FieldType::Bool,
+            ),
+            Token::Ident(word) if matches!(self.peek(), Some((_, Token::Op("(")))) => {
+                self.next += 1;
+                self.call(&word, at)?
+            }
+            Token::Ident(word) => match self.schema.index_of(&word) {
+                Some(i) => typed(ExprKind::Field(i), self.schema.fields[i].ty),
+                None => {
+                    return error(
+                        at,
+                        format!(
+                            "unknown field `{word}`: expected one of {}",
+                            self.schema.names()
+                        ),
+                    )
+                }
+            },
+            token => {
+                return error(
+                    at,
+                    format!("expected a value, a field or `(`, found {token}"),
+                )
+            }
+        })
+    }
+
+    fn call(&mut self, name: &str, at: usize) -> Result<Expr, ExprError> {
+        let function = match name {
+            "lower" => Function::Lower,
+            "upper" => Function::Upper,
+            "concat" => Function::Concat,
+            "abs" => Function::Abs,
+            "if" => Function::If,
+            "length" => Function::Length,
+            _ => {
+                return error(
+                    at,
+                    format!("unknown function `{name}`: expected one of lower, upper, concat, length, abs, if"),
+                )
+            }
+        };
+        let mut args = Vec::new();
+        let mut arg_at = Vec::new();
+        if !self.eat_op(")") {
+            loop {
+                arg_at.push(self.at());
+                args.push(self.or()?);
+                if self.eat_op(")") {
+                    break;
+                }
+                if !self.eat_op(",") {
+                    return error(
+                        self.at(),
+                        format!("expected `,` or `)` in the arguments of {name}"),
+                    );
+                }
+            }
+        }
+        let arity = match function {
+            Function::Concat => None,
+            Function::If => Some(3),
+            _ => Some(1),
+        };
+        if arity.is_some_and(|n| n != args.len()) || args.is_empty() {
+            return error(
+                at,
+                format!(
+                    "{name} takes {} argument(s), found {}",
+                    arity.unwrap_or(1),
+                    args.len()
+                ),
+            );
+        }
+        let ty = match function {
+            Function::Lower | Function::Upper | Function::Length => {
+                if args[0].ty != FieldType::String {
+                    return error(
+                        arg_at[0],
+                        format!("{name} expects a string, found {}", args[0].ty),
+                    );
+                }
+                if function == Function::Length {
+                    FieldType::Int
+                } else {
+                    FieldType::String
+                }
+            }
+            Function::Concat => FieldType::String,
+            Function::Abs => {
+                if !args[0].ty.is_numeric() {
+                    return error(
+                        arg_at[0],
+                        format!("abs expects a number, found {}", args[0].ty),
+                    );
+                }
+                args[0].ty
+            }
+            Function::If => {
+                expect_bool(&args[0], arg_at[0], "if")?;
+                let (a, b) = (args[1].ty, args[2].ty);
+                if a == b {
+                    a
+                } else if a.is_numeric() && b.is_numeric() {
+                    FieldType::Float
+                } else {
+                    return error(
+                        arg_at[2],
+                        format!("the branches of if have different types: {a} and {b}"),
+                    );
+                }
+            }
+        };
+        Ok(typed(ExprKind::Call(function, args), ty))
+    }
+}
+
+fn typed(kind: ExprKind, ty: FieldType) -> Expr {
+    Expr { kind, ty }
+}
+
+fn expect_bool(e: &Expr, at: usize, context: &str) -> Result<(), ExprError> {
+    if e.ty == FieldType::Bool {
+        Ok(())
+    } else {
+        error(at, format!("`{context}` expects a bool, found {}", e.ty))
+    }
+}
+
+fn arithmetic_type(op: BinaryOp, a: FieldType, b: FieldType) -> Option<FieldType> {
+    use FieldType::*;
+    match (op, a, b) {
+        (_, Int, Int) => Some(Int),
+        (_, Float, Int | Float) | (_, Int, Float) => Some(Float),
+        (BinaryOp::Add | BinaryOp::Sub, Timestamp, Int) | (BinaryOp::Add, Int, Timestamp) => {
+            Some(Timestamp)
+        }
+        (BinaryOp::Sub, Timestamp, Timestamp) => Some(Int),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn schema() -> Schema {
+        Schema::new([
+            ("price", FieldType::Int),
+            ("rate", FieldType::Float),
+            ("channel", FieldType::String),
+            ("t", FieldType::Timestamp),
+        ])
+    }
+
+    fn row() -> Row {
+        Row(vec![
+            Value::Int(250),
+            Value::Float(0.5),
+            Value::String("Apple".into()),
+            Value::Timestamp(1_000),
+        ])
+    }
+
+    fn eval(source: &str) -> Value {
+        Expr::compile(source, &schema())
+            .unwrap()
+            .eval(&row())
+            .unwrap()
+    }
+
+    #[test]
+    fn expressions_evaluate_with_precedence_and_types() {
+        assert_eq!(eval("price * 2 + 1"), Value::Int(501));
+        assert_eq!(eval("(price + 1) * 2"), Value::Int(502));
+        assert_eq!(eval("price % 7 - -3"), Value::Int(250 % 7 + 3));
+        assert_eq!(eval("price * rate"), Value::Float(125.0));
+        assert_eq!(eval("price > 100 and not channel = 'x'"), Value::Bool(true));
+        assert_eq!(
+            eval("price < 100 or lower(channel) == \"apple\""),
+            Value::Bool(true)
+        );
+        assert_eq!(
+            eval("upper(concat(channel, '-', price))"),
+            Value::String("APPLE-250".into())
+        );
+        assert_eq!(eval("if(price > 1000, 1, 2.5)"), Value::Float(2.5));
+        assert_eq!(eval("abs(-price)"), Value::Int(250));
+        assert_eq!(eval("t + 500"), Value::Timestamp(1_500));
+        assert_eq!(eval("length('it''s')"), Value::Int(4));
+    }
+
+    #[test]
+    fn errors_point_into_the_expression() {
+        let e = |s: &str| Expr::compile(s, &schema()).unwrap_err();
+        assert_eq!(e("price + nope").offset, 8);
+        assert!(e("price + nope").message.contains("unknown field `nope`"));
+        assert_eq!(e("price + channel").offset, 6);
+        assert_eq!(e("price and true").offset, 0);
+        assert_eq!(e("(price").offset, 6);
+        assert_eq!(e("price $ 1").offset, 6);
+        assert_eq!(e("frob(price)").offset, 0);
+        assert_eq!(e("lower(price)").offset, 6);
+        assert_eq!(e("'abc").offset, 0);
+        assert!(e(&"(".repeat(1000)).message.contains("nested"));
+    }
+
+    #[test]
+    fn division_by_zero_is_an_error_not_a_panic() {
+        let expr = Expr::compile("price / (price - 250)", &schema()).unwrap();
+        assert!(expr
+            .eval(&row())
+            .unwrap_err()
+            .0
+            .contains("division by zero"));
+        let expr = Expr::compile("-9223372036854775807 - 2", &schema()).unwrap();
+        assert!(expr.eval(&row()).is_err());
+    }
+}

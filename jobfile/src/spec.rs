@@ -1,0 +1,367 @@
+//! The typed contents of a job file, as read (before the graph is checked).
+
+use crate::row::FieldType;
+use crate::yaml::Pos;
+use std::time::Duration;
+
+/// A value and where the file spells it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Located<T> {
+    /// The value.
+    pub value: T,
+    /// Where it starts in the file.
+    pub at: Pos,
+    /// Its field path, e.g. `operators[2].input`.
+    pub path: String,
+}
+
+/// A whole job file.
+#[derive(Clone, Debug, PartialEq)]
+pub struct JobSpec {
+    /// The job's name (default: the file name without extension).
+    pub name: String,
+    /// Default parallelism of every operator (default 1).
+    pub parallelism: usize,
+    /// Checkpoint settings.
+    pub checkpoints: CheckpointSpec,
+    /// What to do when a task fails.
+    pub restart: RestartSpec,
+    /// Where keyed state lives.
+    pub state_backend: StateBackend,
+    /// The sources, each a named stream.
+    pub sources: Vec<SourceSpec>,
+    /// The operators, each a named stream.
+    pub operators: Vec<OperatorSpec>,
+    /// The sinks.
+    pub sinks: Vec<SinkSpec>,
+}
+
+/// `checkpoints:`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CheckpointSpec {
+    /// Time between checkpoint starts (default 10s).
+    pub interval: Duration,
+    /// A checkpoint not complete after this long is aborted (default 60s).
+    pub timeout: Duration,
+    /// Storage URL or directory (default `./weir-data/checkpoints`).
+    pub storage: String,
+    /// Completed checkpoints kept (default 3).
+    pub retention: usize,
+}
+
+impl Default for CheckpointSpec {
+    fn default() -> Self {
+        Self {
+            interval: Duration::from_secs(10),
+            timeout: Duration::from_secs(60),
+            storage: "./weir-data/checkpoints".into(),
+            retention: 3,
+        }
+    }
+}
+
+/// `restart:`.
+#[derive(Clone, Debug, PartialEq)]
+pub enum RestartSpec {
+    /// Fail at once.
+    None,
+    /// Up to `attempts` restarts, `delay` apart.
+    FixedDelay {
+        /// Maximum restarts.
+        attempts: u32,
+        /// Wait before each.
+        delay: Duration,
+    },
+    /// Up to `attempts` restarts, the wait doubling from `initial` to `max`.
+    ExponentialBackoff {
+        /// Maximum restarts.
+        attempts: u32,
+        /// First wait.
+        initial: Duration,
+        /// Longest wait.
+        max: Duration,
+    },
+}
+
+impl Default for RestartSpec {
+    fn default() -> Self {
+        Self::FixedDelay {
+            attempts: 3,
+            delay: Duration::from_secs(1),
+        }
+    }
+}
+
+/// `state_backend:`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum StateBackend {
+    /// In-memory hash tables, checkpointed to the checkpoint storage.
+    #[default]
+    Heap,
+}
+
+/// Settings every source, operator and sink shares.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NodeSpec {
+    /// The stream (or sink) name.
+    pub name: Located<String>,
+    /// Stable uid of its state (default: derived by the engine from the graph).
+    pub uid: Option<String>,
+    /// Its parallelism (default: the job's).
+    pub parallelism: Option<usize>,
+    /// Where the entry starts and its path, e.g. `sources[0]`.
+    pub at: Pos,
+    /// Its path, e.g. `sources[0]`.
+    pub path: String,
+}
+
+/// One entry of `sources:`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SourceSpec {
+    /// Name, uid, parallelism.
+    pub node: NodeSpec,
+    /// What it reads.
+    pub kind: SourceKind,
+    /// The event-time field.
+    pub timestamp: Option<Located<String>>,
+    /// Watermark settings (with `timestamp`).
+    pub watermark: Option<WatermarkSpec>,
+}
+
+/// `watermark:` of a source.
+#[derive(Clone, Debug, PartialEq)]
+pub struct WatermarkSpec {
+    /// Records up to this late are on time (default 0).
+    pub max_out_of_orderness: Duration,
+    /// A split silent for this long stops holding the watermark back.
+    pub idle_timeout: Option<Duration>,
+}
+
+/// Which Nexmark events a `nexmark` source emits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NexmarkEvent {
+    /// Bids.
+    Bid,
+    /// Auctions.
+    Auction,
+    /// Persons.
+    Person,
+}
+
+/// The data format of Kafka records.
+#[derive(Clone, Debug, PartialEq)]
+pub enum KafkaFormat {
+    /// UTF-8 text: one field `value`.
+    Text,
+    /// JSON objects with these fields.
+    Json(Vec<(String, FieldType)>),
+}
+
+/// What a source reads.
+#[derive(Clone, Debug, PartialEq)]
+pub enum SourceKind {
+    /// The deterministic bid generator.
+    Bids {
+        /// Bids `1..=events`.
+        events: u64,
+        /// Bids per millisecond of event time (default 10).
+        rate: i64,
+        /// `p` of the event-time formula (default 2).
+        source_parallelism: i64,
+    },
+    /// The Nexmark generator.
+    Nexmark {
+        /// Events generated (of all kinds).
+        events: u64,
+        /// Events per second of event time (default 10,000).
+        events_per_second: u64,
+        /// Random seed (default 0).
+        seed: u64,
+        /// Which events become rows.
+        event: NexmarkEvent,
+    },
+    /// The numbers `from..=to`.
+    Sequence {
+        /// First number.
+        from: i64,
+        /// Last number.
+        to: i64,
+    },
+    /// A Kafka topic.
+    Kafka {
+        /// `bootstrap.servers`.
+        bootstrap: String,
+        /// Topic.
+        topic: String,
+        /// Consumer group.
+        group: String,
+        /// Start at the earliest offsets (else the latest).
+        earliest: bool,
+        /// Stop at the partition ends found.
+        bounded: bool,
+        /// Record format.
+        format: KafkaFormat,
+    },
+}
+
+/// A window's shape.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WindowShape {
+    /// Fixed, non-overlapping windows.
+    Tumbling {
+        /// Length.
+        size: Duration,
+    },
+    /// Fixed windows starting every `slide`.
+    Hopping {
+        /// Length.
+        size: Duration,
+        /// Distance between starts.
+        slide: Duration,
+    },
+    /// Windows of activity closed by a gap.
+    Session {
+        /// Inactivity that closes a session.
+        gap: Duration,
+    },
+}
+
+/// A built-in aggregate function.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AggregateKind {
+    /// Number of rows.
+    Count,
+    /// Sum of a field.
+    Sum,
+    /// Minimum of a field.
+    Min,
+    /// Maximum of a field.
+    Max,
+    /// Mean of a field (a float).
+    Avg,
+}
+
+/// One entry of a window's `aggregates:`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AggregateSpec {
+    /// The output field.
+    pub output: String,
+    /// The function.
+    pub kind: AggregateKind,
+    /// Its argument field (none for `count`).
+    pub field: Option<String>,
+    /// Where it is spelled.
+    pub at: Pos,
+    /// Its path.
+    pub path: String,
+}
+
+/// An expression as written, with where it starts.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ExprSource {
+    /// The text.
+    pub text: String,
+    /// Where the first character of `text` is (for quoted scalars, after the quote).
+    pub at: Pos,
+    /// Whether the text sits on one line of the file, so columns inside it map to
+    /// file columns.
+    pub one_line: bool,
+    /// Its path.
+    pub path: String,
+}
+
+/// What an operator does.
+#[derive(Clone, Debug, PartialEq)]
+pub enum OperatorKind {
+    /// Keeps rows where `condition` is true.
+    Filter {
+        /// A bool expression.
+        condition: ExprSource,
+    },
+    /// Computes new rows, one expression per output field.
+    Map {
+        /// Output fields in order.
+        fields: Vec<(String, ExprSource)>,
+    },
+    /// Partitions by the given fields.
+    KeyBy {
+        /// Key fields.
+        keys: Vec<Located<String>>,
+    },
+    /// Aggregates windows of a keyed stream.
+    Window {
+        /// Window shape.
+        shape: WindowShape,
+        /// Where `window:` is.
+        shape_at: Located<()>,
+        /// Output aggregates in order.
+        aggregates: Vec<AggregateSpec>,
+        /// Keep windows open this long after they fire.
+        allowed_lateness: Duration,
+    },
+    /// Merges streams with equal schemas.
+    Union,
+    /// A user-defined row function registered by name.
+    Udf {
+        /// The registered name.
+        function: Located<String>,
+    },
+}
+
+/// One entry of `operators:`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct OperatorSpec {
+    /// Name, uid, parallelism.
+    pub node: NodeSpec,
+    /// Input stream names.
+    pub inputs: Vec<Located<String>>,
+    /// What it does.
+    pub kind: OperatorKind,
+}
+
+/// Delivery guarantee of a Kafka sink.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KafkaGuarantee {
+    /// Transactions committed with checkpoints.
+    ExactlyOnce,
+    /// Flushed at every checkpoint.
+    AtLeastOnce,
+    /// Fire and forget.
+    None,
+}
+
+/// Where a sink writes.
+#[derive(Clone, Debug, PartialEq)]
+pub enum SinkKind {
+    /// JSON lines on standard output.
+    Stdout,
+    /// Drops every row.
+    Blackhole,
+    /// A Kafka topic, one JSON object per row.
+    Kafka {
+        /// `bootstrap.servers`.
+        bootstrap: String,
+        /// Topic.
+        topic: String,
+        /// Delivery guarantee.
+        guarantee: KafkaGuarantee,
+        /// Record key field (its value as text).
+        key: Option<Located<String>>,
+    },
+    /// Exactly-once JSON-lines files in a local directory.
+    File {
+        /// The directory.
+        path: String,
+    },
+}
+
+/// One entry of `sinks:`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SinkSpec {
+    /// Name, uid, parallelism.
+    pub node: NodeSpec,
+    /// The stream written.
+    pub input: Located<String>,
+    /// Where.
+    pub kind: SinkKind,
+}

@@ -1,0 +1,748 @@
+//! Checks the graph of a [`JobSpec`]: stream references, cycles, schemas flowing
+//! from sources through operators to sinks, expressions and aggregates.
+
+use crate::aggregate::Aggregate;
+use crate::diagnostic::Problems;
+use crate::expr::Expr;
+use crate::registry::{Registry, RowFunction};
+use crate::row::{Field, FieldType, Schema};
+use crate::spec::*;
+use crate::yaml::Pos;
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::time::Duration;
+
+/// A validated job: streams in an order where every input comes first, each with
+/// its compiled step and output schema.
+#[derive(Debug)]
+pub struct JobPlan {
+    /// The job file as read.
+    pub spec: JobSpec,
+    /// Sources and operators, inputs before readers.
+    pub streams: Vec<PlannedStream>,
+    /// The sinks.
+    pub sinks: Vec<PlannedSink>,
+}
+
+/// One source or operator of a [`JobPlan`].
+#[derive(Debug)]
+pub struct PlannedStream {
+    /// Name, uid, parallelism.
+    pub node: NodeSpec,
+    /// Input stream names.
+    pub inputs: Vec<String>,
+    /// What it computes.
+    pub step: Step,
+    /// The schema of its rows.
+    pub schema: Schema,
+}
+
+/// A window of a [`JobPlan`].
+#[derive(Clone, Debug)]
+pub struct WindowPlan {
+    /// Its shape.
+    pub shape: WindowShape,
+    /// Allowed lateness.
+    pub allowed_lateness: Duration,
+    /// The aggregates, in output order (after the key fields, `window_start` and
+    /// `window_end`).
+    pub aggregates: Vec<Aggregate>,
+}
+
+/// What a [`PlannedStream`] computes.
+pub enum Step {
+    /// Reads a source.
+    Source(Box<SourceSpec>),
+    /// Keeps rows where the bool expression holds.
+    Filter(Expr),
+    /// One expression per output field.
+    Map(Vec<Expr>),
+    /// Keys by these input fields (read only by windows).
+    KeyBy(Vec<usize>),
+    /// Aggregates windows of its key_by input.
+    Window(WindowPlan),
+    /// Merges its inputs.
+    Union,
+    /// A user-defined function bound to the input schema.
+    Udf(RowFunction),
+}
+
+impl fmt::Debug for Step {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Step::Source(s) => f.debug_tuple("Source").field(&s.kind).finish(),
+            Step::Filter(e) => f.debug_tuple("Filter").field(e).finish(),
+            Step::Map(e) => f.debug_tuple("Map").field(e).finish(),
+            Step::KeyBy(k) => f.debug_tuple("KeyBy").field(k).finish(),
+            Step::Window(w) => f.debug_tuple("Window").field(w).finish(),
+            Step::Union => f.write_str("Union"),
+            Step::Udf(_) => f.write_str("Udf"),
+        }
+    }
+}
+
+/// One sink of a [`JobPlan`].
+#[derive(Debug)]
+pub struct PlannedSink {
+    /// The sink as read.
+    pub spec: SinkSpec,
+    /// The schema of the rows it writes.
+    pub schema: Schema,
+    /// The Kafka record key field, if any.
+    pub key: Option<usize>,
+}
+
+fn fields(list: &[(&str, FieldType)]) -> Schema {
+    Schema::new(list.iter().copied())
+}
+
+/// The fields of a source's rows (before event time is set).
+pub fn source_schema(kind: &SourceKind) -> Schema {
+    use FieldType::*;
+    let bid = [
+        ("auction", Int),
+        ("bidder", Int),
+        ("price", Int),
+        ("channel", String),
+        ("url", String),
+        ("date_time", Timestamp),
+        ("extra", String),
+    ];
+    match kind {
+        SourceKind::Bids { .. }
+        | SourceKind::Nexmark {
+            event: NexmarkEvent::Bid,
+            ..
+        } => fields(&bid),
+        SourceKind::Nexmark {
+            event: NexmarkEvent::Auction,
+            ..
+        } => fields(&[
+            ("id", Int),
+            ("item_name", String),
+            ("description", String),
+            ("initial_bid", Int),
+            ("reserve", Int),
+            ("date_time", Timestamp),
+            ("expires", Timestamp),
+            ("seller", Int),
+            ("category", Int),
+            ("extra", String),
+        ]),
+        SourceKind::Nexmark {
+            event: NexmarkEvent::Person,
+            ..
+        } => fields(&[
+            ("id", Int),
+            ("name", String),
+            ("email_address", String),
+            ("credit_card", String),
+            ("city", String),
+            ("state", String),
+            ("date_time", Timestamp),
+            ("extra", String),
+        ]),
+        SourceKind::Sequence { .. } => fields(&[("value", Int)]),
+        SourceKind::Kafka {
+            format: KafkaFormat::Text,
+            ..
+        } => fields(&[("value", String)]),
+        SourceKind::Kafka {
+            format: KafkaFormat::Json(list),
+            ..
+        } => Schema::new(list.iter().map(|(n, t)| (n.as_str(), *t))),
+    }
+}
+
+fn expr_error(p: &mut Problems, source: &ExprSource, offset: usize, message: &str) {
+    let at = if source.one_line {
+        source.at.right(offset)
+    } else {
+        source.at
+    };
+    p.add(
+        at,
+        &source.path,
+        format!(
+            "in expression `{}` at character {}: {message}",
+            source.text,
+            offset + 1
+        ),
+    );
+}
+
+fn compile(p: &mut Problems, source: &ExprSource, schema: &Schema) -> Option<Expr> {
+    match Expr::compile(&source.text, schema) {
+        Ok(e) => Some(e),
+        Err(e) => {
+            expr_error(p, source, e.offset, &e.message);
+            None
+        }
+    }
+}
+
+enum Entry<'a> {
+    Source(&'a SourceSpec),
+    Operator(&'a OperatorSpec),
+}
+
+impl<'a> Entry<'a> {
+    fn node(&self) -> &'a NodeSpec {
+        match self {
+            Entry::Source(s) => &s.node,
+            Entry::Operator(o) => &o.node,
+        }
+    }
+}
+
+/// Checks `spec`'s graph and derives every stream's schema.
+pub(crate) fn plan(spec: JobSpec, registry: &Registry, p: &mut Problems) -> JobPlan {
+    let mut entries: BTreeMap<&str, Entry<'_>> = BTreeMap::new();
+    let all = spec
+        .sources
+        .iter()
+        .map(Entry::Source)
+        .chain(spec.operators.iter().map(Entry::Operator));
+    for entry in all {
+        let name = &entry.node().name;
+        match entries.get(name.value.as_str()) {
+            Some(first) => p.add(
+                name.at,
+                &name.path,
+                format!(
+                    "stream `{}` is defined twice (first at line {}): expected unique names",
+                    name.value,
+                    first.node().name.at.line
+                ),
+            ),
+            None => {
+                entries.insert(&name.value, entry);
+            }
+        }
+    }
+    let unusable: std::collections::HashSet<String> = p.unusable.iter().cloned().collect();
+    let known = |name: &str| entries.contains_key(name) || unusable.contains(name);
+    let defined = || {
+        let mut names: Vec<&str> = entries
+            .keys()
+            .copied()
+            .chain(unusable.iter().map(String::as_str))
+            .collect();
+        names.sort_unstable();
+        names.dedup();
+        names.join(", ")
+    };
+    for op in &spec.operators {
+        for input in &op.inputs {
+            if !known(&input.value) {
+                p.add(
+                    input.at,
+                    &input.path,
+                    format!(
+                        "undefined stream `{}`: expected one of {}",
+                        input.value,
+                        defined()
+                    ),
+                );
+            }
+        }
+        let count = op.inputs.len();
+        match op.kind {
+            OperatorKind::Union if count < 2 => p.add(
+                op.node.at,
+                &op.node.path,
+                format!("a union needs at least two `inputs`, found {count}"),
+            ),
+            OperatorKind::Union => {}
+            _ if count > 1 => p.add(
+                op.inputs[1].at,
+                &op.inputs[1].path,
+                format!("this operator reads one input, found {count}: use a union first"),
+            ),
+            _ => {}
+        }
+        if matches!(op.kind, OperatorKind::KeyBy { .. })
+            && (op.node.uid.is_some() || op.node.parallelism.is_some())
+        {
+            p.add(op.node.at, &op.node.path, "key_by is not an operator of its own: expected `uid` and `parallelism` on the window that reads it");
+        }
+    }
+    let mut sinks_names: HashMap<&str, Pos> = HashMap::new();
+    for sink in &spec.sinks {
+        if let Some(first) = sinks_names.insert(&sink.node.name.value, sink.node.name.at) {
+            p.add(
+                sink.node.name.at,
+                &sink.node.name.path,
+                format!(
+                    "sink `{}` is defined twice (first at line {}): expected unique names",
+                    sink.node.name.value, first.line
+                ),
+            );
+        }
+        if !known(&sink.input.value) {
+            p.add(
+                sink.input.at,
+                &sink.input.path,
+                format!(
+                    "undefined stream `{}`: expected one of {}",
+                    sink.input.value,
+                    defined()
+                ),
+            );
+        }
+    }
+
+    // Order the operators so inputs come first; what cannot be ordered is a cycle.
+    let operator_inputs = |op: &OperatorSpec| -> Vec<String> {
+        op.inputs
+            .iter()
+            .filter(|i| matches!(entries.get(i.value.as_str()), Some(Entry::Operator(_))))
+            .map(|i| i.value.clone())
+            .collect()
+    };
+    let mut order: Vec<&OperatorSpec> = Vec::new();
+    let mut placed: std::collections::HashSet<String> = std::collections::HashSet::new();
+    let mut pending: Vec<&OperatorSpec> = spec
+        .operators
+        .iter()
+        .filter(|op| matches!(entries.get(op.node.name.value.as_str()), Some(Entry::Operator(o)) if std::ptr::eq(*o, *op)))
+        .collect();
+    loop {
+        let before = pending.len();
+        pending.retain(|op| {
+            if operator_inputs(op).iter().all(|i| placed.contains(i)) {
+                placed.insert(op.node.name.value.clone());
+                order.push(op);
+                false
+            } else {
+                true
+            }
+        });
+        if pending.is_empty() || pending.len() == before {
+            break;
+        }
+    }
+    for op in &pending {
+        let mut path = vec![op.node.name.value.clone()];
+        let mut current = *op;
+        while let Some(next) = operator_inputs(current)
+            .into_iter()
+            .find(|i| !placed.contains(i))
+            .and_then(|i| spec.operators.iter().find(|o| o.node.name.value == i))
+        {
+            let seen = path.contains(&next.node.name.value);
+            path.push(next.node.name.value.clone());
+            if seen || path.len() > spec.operators.len() + 1 {
+                break;
+            }
+            current = next;
+        }
+        if path.len() < 2 || path.last() != path.first() {
+            continue; // downstream of a cycle, not on it
+        }
+        p.add(
+            op.node.name.at,
+            &op.node.name.path,
+            format!(
+                "stream `{}` is part of a cycle ({}): expected the operators to form a DAG",
+                op.node.name.value,
+                path.join(" ← ")
+            ),
+        );
+    }
+
+    let mut schemas: HashMap<String, Schema> = HashMap::new();
+    let mut key_by: HashMap<String, Vec<usize>> = HashMap::new();
+    let mut streams = Vec::new();
+    for source in &spec.sources {
+        if !matches!(entries.get(source.node.name.value.as_str()), Some(Entry::Source(s)) if std::ptr::eq(*s, source))
+        {
+            continue;
+        }
+        let mut schema = source_schema(&source.kind);
+        if let Some(ts) = &source.timestamp {
+            match schema.index_of(&ts.value) {
+                Some(i) if matches!(schema.fields[i].ty, FieldType::Int | FieldType::Timestamp) => {
+                    schema.event_time = Some(i)
+                }
+                Some(i) => p.add(
+                    ts.at,
+                    &ts.path,
+                    format!(
+                        "event-time field `{}` is a {}: expected an int or timestamp field",
+                        ts.value, schema.fields[i].ty
+                    ),
+                ),
+                None => p.add(
+                    ts.at,
+                    &ts.path,
+                    format!(
+                        "unknown field `{}`: expected one of {}",
+                        ts.value,
+                        schema.names()
+                    ),
+                ),
+            }
+        }
+        schemas.insert(source.node.name.value.clone(), schema.clone());
+        streams.push(PlannedStream {
+            node: source.node.clone(),
+            inputs: Vec::new(),
+            step: Step::Source(Box::new(source.clone())),
+            schema,
+        });
+    }
+    for op in order {
+        let inputs: Vec<&Schema> = op
+            .inputs
+            .iter()
+            .filter_map(|i| schemas.get(&i.value))
+            .collect();
+        if inputs.len() != op.inputs.len() || inputs.is_empty() {
+            continue;
+        }
+        for input in &op.inputs {
+            if key_by.contains_key(&input.value) && !matches!(op.kind, OperatorKind::Window { .. })
+            {
+                p.add(
+                    input.at,
+                    &input.path,
+                    format!(
+                        "`{}` is a key_by: expected it to be read by a window",
+                        input.value
+                    ),
+                );
+            }
+        }
+        let input = inputs[0].clone();
+        let planned = match &op.kind {
+            OperatorKind::Filter { condition } => compile(p, condition, &input).and_then(|e| {
+                if e.ty() != FieldType::Bool {
+                    expr_error(
+                        p,
+                        condition,
+                        0,
+                        &format!("a filter condition must be a bool, found {}", e.ty()),
+                    );
+                    return None;
+                }
+                Some((Step::Filter(e), input.clone()))
+            }),
+            OperatorKind::Map { fields } => {
+                let compiled: Vec<Option<Expr>> =
+                    fields.iter().map(|(_, e)| compile(p, e, &input)).collect();
+                compiled
+                    .into_iter()
+                    .collect::<Option<Vec<_>>>()
+                    .map(|exprs| {
+                        let mut schema = Schema::new(
+                            fields
+                                .iter()
+                                .zip(&exprs)
+                                .map(|((n, _), e)| (n.as_str(), e.ty())),
+                        );
+                        schema.event_time = input.event_time.and_then(|t| {
+                            let name = &input.fields[t].name;
+                            fields
+                                .iter()
+                                .zip(&exprs)
+                                .position(|((n, _), e)| n == name && e.as_field() == Some(t))
+                        });
+                        (Step::Map(exprs), schema)
+                    })
+            }
+            OperatorKind::KeyBy { keys } => {
+                let indices: Vec<Option<usize>> = keys
+                    .iter()
+                    .map(|k| {
+                        let i = input.index_of(&k.value);
+                        if i.is_none() {
+                            p.add(
+                                k.at,
+                                &k.path,
+                                format!(
+                                    "unknown field `{}`: expected one of {}",
+                                    k.value,
+                                    input.names()
+                                ),
+                            );
+                        }
+                        i
+                    })
+                    .collect();
+                let indices: Option<Vec<usize>> = indices.into_iter().collect();
+                indices.map(|indices| {
+                    key_by.insert(op.node.name.value.clone(), indices.clone());
+                    (Step::KeyBy(indices), input.clone())
+                })
+            }
+            OperatorKind::Window {
+                shape,
+                shape_at,
+                aggregates,
+                allowed_lateness,
+            } => window(
+                p,
+                op,
+                &key_by,
+                &input,
+                *shape,
+                shape_at,
+                aggregates,
+                *allowed_lateness,
+            ),
+            OperatorKind::Union => {
+                let mismatch = op
+                    .inputs
+                    .iter()
+                    .zip(&inputs)
+                    .skip(1)
+                    .find(|(_, s)| s.fields != input.fields);
+                if let Some((name, schema)) = mismatch {
+                    let describe = |s: &Schema| {
+                        s.fields
+                            .iter()
+                            .map(|f| format!("{} {}", f.name, f.ty))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    };
+                    p.add(
+                        name.at,
+                        &name.path,
+                        format!(
+                            "union inputs must have the same fields: `{}` has ({}) but `{}` has ({})",
+                            op.inputs[0].value,
+                            describe(&input),
+                            name.value,
+                            describe(schema)
+                        ),
+                    );
+                    None
+                } else {
+                    let mut schema = input.clone();
+                    if inputs.iter().any(|s| s.event_time != input.event_time) {
+                        schema.event_time = None;
+                    }
+                    Some((Step::Union, schema))
+                }
+            }
+            OperatorKind::Udf { function } => match registry.get(&function.value) {
+                None => {
+                    let known = registry.names();
+                    p.add(
+                        function.at,
+                        &function.path,
+                        if known.is_empty() {
+                            format!("unknown function `{}`: no user-defined functions are registered in this program", function.value)
+                        } else {
+                            format!("unknown function `{}`: expected one of {known}", function.value)
+                        },
+                    );
+                    None
+                }
+                Some(udf) => match (udf.bind)(&input) {
+                    Err(message) => {
+                        p.add(
+                            function.at,
+                            &function.path,
+                            format!(
+                                "function `{}` cannot read this stream: {message}",
+                                function.value
+                            ),
+                        );
+                        None
+                    }
+                    Ok(f) => {
+                        let mut schema = Schema {
+                            fields: udf.output.clone(),
+                            event_time: None,
+                        };
+                        schema.event_time = input
+                            .event_time
+                            .and_then(|t| schema.index_of(&input.fields[t].name));
+                        Some((Step::Udf(f), schema))
+                    }
+                },
+            },
+        };
+        if let Some((step, schema)) = planned {
+            schemas.insert(op.node.name.value.clone(), schema.clone());
+            streams.push(PlannedStream {
+                node: op.node.clone(),
+                inputs: op.inputs.iter().map(|i| i.value.clone()).collect(),
+                step,
+                schema,
+            });
+        }
+    }
+    let mut sinks = Vec::new();
+    for sink in &spec.sinks {
+        let Some(schema) = schemas.get(&sink.input.value) else {
+            continue;
+        };
+        if key_by.contains_key(&sink.input.value) {
+            p.add(
+                sink.input.at,
+                &sink.input.path,
+                format!(
+                    "`{}` is a key_by: expected it to be read by a window",
+                    sink.input.value
+                ),
+            );
+        }
+        let key = match &sink.kind {
+            SinkKind::Kafka { key: Some(k), .. } => match schema.index_of(&k.value) {
+                Some(i) => Some(i),
+                None => {
+                    p.add(
+                        k.at,
+                        &k.path,
+                        format!(
+                            "unknown field `{}`: expected one of {}",
+                            k.value,
+                            schema.names()
+                        ),
+                    );
+                    None
+                }
+            },
+            _ => None,
+        };
+        sinks.push(PlannedSink {
+            spec: sink.clone(),
+            schema: schema.clone(),
+            key,
+        });
+    }
+    JobPlan {
+        spec,
+        streams,
+        sinks,
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn window(
+    p: &mut Problems,
+    op: &OperatorSpec,
+    key_by: &HashMap<String, Vec<usize>>,
+    input: &Schema,
+    shape: WindowShape,
+    shape_at: &Located<()>,
+    aggregates: &[AggregateSpec],
+    allowed_lateness: Duration,
+) -> Option<(Step, Schema)> {
+    let input_name = &op.inputs[0];
+    let Some(keys) = key_by.get(&input_name.value) else {
+        p.add(
+            input_name.at,
+            &input_name.path,
+            format!(
+                "a window reads a keyed stream: expected `{}` to be a key_by",
+                input_name.value
+            ),
+        );
+        return None;
+    };
+    if input.event_time.is_none() {
+        p.add(
+            shape_at.at,
+            &shape_at.path,
+            "windows need event time, but this stream has none: expected `timestamp:` on the source, kept through maps as `FIELD: FIELD`",
+        );
+    }
+    if let WindowShape::Hopping { size, slide } = shape {
+        if slide > size {
+            p.add(
+                shape_at.at,
+                &shape_at.path,
+                "a hopping window's `slide` must not exceed its `size`",
+            );
+        }
+    }
+    let mut fields: Vec<Field> = keys.iter().map(|&k| input.fields[k].clone()).collect();
+    fields.push(Field {
+        name: "window_start".into(),
+        ty: FieldType::Timestamp,
+    });
+    fields.push(Field {
+        name: "window_end".into(),
+        ty: FieldType::Timestamp,
+    });
+    let mut planned = Vec::new();
+    for agg in aggregates {
+        let (field, ty) = match &agg.field {
+            None => (None, FieldType::Int),
+            Some(name) => match input.index_of(name) {
+                None => {
+                    p.add(
+                        agg.at,
+                        &agg.path,
+                        format!("unknown field `{name}`: expected one of {}", input.names()),
+                    );
+                    continue;
+                }
+                Some(i) => (Some(i), input.fields[i].ty),
+            },
+        };
+        let fits = match agg.kind {
+            AggregateKind::Count => true,
+            AggregateKind::Sum | AggregateKind::Avg => ty.is_numeric(),
+            AggregateKind::Min | AggregateKind::Max => {
+                ty.is_numeric() || ty == FieldType::Timestamp
+            }
+        };
+        if !fits {
+            p.add(
+                agg.at,
+                &agg.path,
+                format!(
+                    "cannot aggregate a {ty} field with {:?}: expected a number{}",
+                    agg.kind,
+                    if matches!(agg.kind, AggregateKind::Min | AggregateKind::Max) {
+                        " or timestamp"
+                    } else {
+                        ""
+                    }
+                ),
+            );
+            continue;
+        }
+        if fields.iter().any(|f| f.name == agg.output) {
+            p.add(
+                agg.at,
+                &agg.path,
+                format!(
+                    "output field `{}` clashes with a key or window field: expected another name",
+                    agg.output
+                ),
+            );
+            continue;
+        }
+        let aggregate = Aggregate {
+            kind: agg.kind,
+            field,
+            input: ty,
+        };
+        fields.push(Field {
+            name: agg.output.clone(),
+            ty: aggregate.output_type(),
+        });
+        planned.push(aggregate);
+    }
+    if planned.len() != aggregates.len() || input.event_time.is_none() {
+        return None;
+    }
+    let window_end = keys.len() + 1;
+    Some((
+        Step::Window(WindowPlan {
+            shape,
+            allowed_lateness,
+            aggregates: planned,
+        }),
+        Schema {
+            fields,
+            event_time: Some(window_end),
+        },
+    ))
+}

@@ -1,0 +1,629 @@
+//! Runs declarative job files: turns a validated [`JobPlan`] (see `weir_jobfile`)
+//! into a checkpointed weir job — `weir run job.yaml`.
+//!
+//! ```text
+//!  JobPlan ─▶ build(): per stream, in dependency order
+//!    source  ─▶ job.source(generator or Kafka) ─map─▶ Stream<Row> (+ event time)
+//!    filter / map / udf ─▶ RowOperator (expression errors fail the job)
+//!    key_by ─▶ KeyedStream<Row, Row> ─window─▶ RowAggregates ─▶ Stream<Row>
+//!    union  ─▶ Stream::union
+//!    sinks  ─▶ rows as JSON objects ─▶ stdout │ blackhole │ file │ Kafka
+//!  run(): CheckpointedJob::spawn(JobConfig, CheckpointingConfig, build)
+//! ```
+//!
+//! ```
+//! use weir::jobs::{self, RunOptions};
+//! use weir_jobfile::Registry;
+//! let dir = tempfile::tempdir().unwrap();
+//! let text = format!("
+//! name: evens
+//! checkpoints: {{interval: 100ms, storage: {}}}
+//! sources: [{{name: numbers, kind: sequence, from: 1, to: 100}}]
+//! operators:
+//!   - {{name: evens, kind: filter, input: numbers, condition: value % 2 = 0}}
+//! sinks: [{{name: out, kind: blackhole, input: evens}}]
+//! ", dir.path().join("checkpoints").display());
+//! let plan = weir_jobfile::load("evens.yaml", &text, &Registry::default()).unwrap();
+//! let summary = jobs::run(plan, &RunOptions::default()).unwrap();
+//! let written: u64 = summary.metrics.iter().filter(|m| m.operator == "out").map(|m| m.records_in).sum();
+//! assert_eq!(written, 50);
+//! ```
+
+use std::collections::HashMap;
+use std::marker::PhantomData;
+use std::sync::Arc;
+use weir_checkpoint::{CoordinatorConfig, StorageConfig};
+use weir_dataflow::checkpointing::{
+    CheckpointedJob, CheckpointingConfig, JobListener, NoListener, RestartStrategy, ResumeFrom,
+    RunSummary,
+};
+use weir_dataflow::window::{Window, WindowAssigner};
+use weir_dataflow::{
+    Data, DataflowError, JobBuilder, JobConfig, KeyedStream, Operator, Output, Stream, SubtaskInfo,
+    Timestamp, WatermarkStrategy,
+};
+use weir_jobfile::{
+    Accumulator, Aggregate, EvalError, Expr, JobPlan, KafkaFormat, KafkaGuarantee, NexmarkEvent,
+    PlannedSink, PlannedStream, RestartSpec, Row, RowFunction, SinkKind, SourceKind, SourceSpec,
+    Step, Value, WindowShape,
+};
+use weir_sinks::kafka::{json, json_keyed};
+use weir_sinks::{BlackholeSink, DeliveryGuarantee, EpochFileSink, KafkaSink, KafkaSinkConfig};
+use weir_sources::kafka::Deserializer;
+use weir_sources::nexmark::{Auction, Event, Person};
+use weir_sources::{
+    Bid, BidGeneratorConfig, BidSource, KafkaRecord, KafkaSource, KafkaSourceConfig, NexmarkConfig,
+    NexmarkSource, SequenceSource, StartPosition,
+};
+use weir_state::AggregateFunction;
+
+/// Command-line overrides of a job file's settings.
+#[derive(Clone, Debug, Default)]
+pub struct RunOptions {
+    /// Default parallelism instead of the file's `parallelism`.
+    pub parallelism: Option<usize>,
+    /// Resume from this savepoint.
+    pub from_savepoint: Option<String>,
+    /// Resume from the newest complete checkpoint of the job.
+    pub resume: bool,
+    /// Start even if the restored state has operators the job lacks.
+    pub allow_non_restored_state: bool,
+    /// Where savepoints go (default `./weir-data/savepoints`).
+    pub savepoints: Option<String>,
+}
+
+/// The engine settings of `plan` with `options` applied.
+pub fn configs(plan: &JobPlan, options: &RunOptions) -> (JobConfig, CheckpointingConfig) {
+    let spec = &plan.spec;
+    let config = JobConfig {
+        name: spec.name.clone(),
+        parallelism: options.parallelism.unwrap_or(spec.parallelism),
+        ..JobConfig::default()
+    };
+    let defaults = CheckpointingConfig::default();
+    let checkpointing = CheckpointingConfig {
+        storage: StorageConfig::new(spec.checkpoints.storage.clone()),
+        coordinator: CoordinatorConfig {
+            interval: spec.checkpoints.interval,
+            timeout: spec.checkpoints.timeout,
+            retention: spec.checkpoints.retention,
+            ..CoordinatorConfig::default()
+        },
+        restart: match spec.restart {
+            RestartSpec::None => RestartStrategy::None,
+            RestartSpec::FixedDelay { attempts, delay } => {
+                RestartStrategy::FixedDelay { attempts, delay }
+            }
+            RestartSpec::ExponentialBackoff {
+                attempts,
+                initial,
+                max,
+            } => RestartStrategy::ExponentialBackoff {
+                attempts,
+                initial,
+                max,
+            },
+        },
+        resume: ResumeFrom::choose(options.from_savepoint.clone(), options.resume),
+        allow_non_restored_state: options.allow_non_restored_state,
+        savepoints: options
+            .savepoints
+            .clone()
+            .map_or(defaults.savepoints.clone(), StorageConfig::new),
+        ..defaults
+    };
+    (config, checkpointing)
+}
+
+/// Runs `plan` embedded, with checkpoints, until its sources end (or it fails).
+///
+/// # Errors
+/// The checkpoint storage cannot be opened, the restore fails, or the job fails
+/// after its restarts ran out (an expression error such as a division by zero,
+/// a Kafka record that does not match the declared schema, …).
+pub fn run(plan: JobPlan, options: &RunOptions) -> Result<RunSummary, DataflowError> {
+    run_with_listener(plan, options, Arc::new(NoListener))
+}
+
+/// [`run`], reporting progress to `listener`.
+///
+/// # Errors
+/// As [`run`].
+pub fn run_with_listener(
+    plan: JobPlan,
+    options: &RunOptions,
+    listener: Arc<dyn JobListener>,
+) -> Result<RunSummary, DataflowError> {
+    let (config, checkpointing) = configs(&plan, options);
+    let plan = Arc::new(plan);
+    CheckpointedJob::spawn(
+        config,
+        checkpointing,
+        move |job| build(&plan, job),
+        listener,
+    )?
+    .wait()
+}
+
+enum Built {
+    Rows(Stream<Row>),
+    Keyed(KeyedStream<Row, Row>),
+}
+
+/// Adds `plan`'s sources, operators and sinks to `job`.
+pub fn build(plan: &JobPlan, job: &JobBuilder) {
+    let mut built: HashMap<&str, Built> = HashMap::new();
+    for stream in &plan.streams {
+        let name = stream.node.name.value.as_str();
+        let rows = |n: &str| match built.get(n) {
+            Some(Built::Rows(s)) => Some(s.clone()),
+            Some(Built::Keyed(k)) => Some(k.stream().clone()),
+            None => None,
+        };
+        let input = if stream.inputs.is_empty() {
+            job_source(job, stream)
+        } else {
+            rows(&stream.inputs[0])
+        };
+        let Some(input) = input else {
+            continue;
+        };
+        let next = match &stream.step {
+            Step::Source(_) => Built::Rows(input),
+            Step::Filter(expr) => {
+                let expr = expr.clone();
+                Built::Rows(settings(
+                    input.transform(name, move |info: &SubtaskInfo| RowOperator {
+                        operator: info.operator.clone(),
+                        subtask: info.index,
+                        apply: RowApply::Filter(expr.clone()),
+                        _p: PhantomData,
+                    }),
+                    stream,
+                    stream.schema.event_time,
+                ))
+            }
+            Step::Map(exprs) => {
+                let exprs = exprs.clone();
+                Built::Rows(settings(
+                    input.transform(name, move |info: &SubtaskInfo| RowOperator {
+                        operator: info.operator.clone(),
+                        subtask: info.index,
+                        apply: RowApply::Map(exprs.clone()),
+                        _p: PhantomData,
+                    }),
+                    stream,
+                    stream.schema.event_time,
+                ))
+            }
+            Step::Udf(function) => {
+                let function = function.clone();
+                Built::Rows(settings(
+                    input.transform(name, move |info: &SubtaskInfo| RowOperator {
+                        operator: info.operator.clone(),
+                        subtask: info.index,
+                        apply: RowApply::Udf(function.clone()),
+                        _p: PhantomData,
+                    }),
+                    stream,
+                    stream.schema.event_time,
+                ))
+            }
+            Step::KeyBy(keys) => {
+                let keys = keys.clone();
+                Built::Keyed(
+                    input.key_by(move |row: &Row| {
+                        Row(keys.iter().map(|&k| row.0[k].clone()).collect())
+                    }),
+                )
+            }
+            Step::Union => {
+                let others: Vec<Stream<Row>> =
+                    stream.inputs[1..].iter().filter_map(|i| rows(i)).collect();
+                Built::Rows(settings(
+                    input.union(&others).name(name),
+                    stream,
+                    stream.schema.event_time,
+                ))
+            }
+            Step::Window(window) => {
+                let Some(Built::Keyed(keyed)) = built.get(stream.inputs[0].as_str()) else {
+                    continue;
+                };
+                let assigner = match window.shape {
+                    WindowShape::Tumbling { size } => WindowAssigner::tumbling(size),
+                    WindowShape::Hopping { size, slide } => WindowAssigner::sliding(size, slide),
+                    WindowShape::Session { gap } => WindowAssigner::session(gap),
+                };
+                let windowed = keyed
+                    .window(assigner)
+                    .allowed_lateness(window.allowed_lateness)
+                    .name(name);
+                let windowed = windowed.uid(stream.node.uid.as_deref().unwrap_or(name));
+                let aggregates = RowAggregates(Arc::new(window.aggregates.clone()));
+                let results = windowed.aggregate(aggregates, |key: &Row, w: Window, values| {
+                    let mut fields = key.0.clone();
+                    fields.push(Value::Timestamp(w.start));
+                    fields.push(Value::Timestamp(w.end));
+                    fields.extend(values);
+                    Row(fields)
+                });
+                Built::Rows(settings(results, stream, stream.schema.event_time))
+            }
+        };
+        built.insert(name, next);
+    }
+    for sink in &plan.sinks {
+        if let Some(Built::Rows(input)) = built.get(sink.spec.input.value.as_str()) {
+            add_sink(input, sink);
+        }
+    }
+}
+
+/// Applies the stream's uid and parallelism and its event time.
+fn settings(
+    stream: Stream<Row>,
+    planned: &PlannedStream,
+    event_time: Option<usize>,
+) -> Stream<Row> {
+    let name = &planned.node.name.value;
+    let mut stream = stream
+        .name(name)
+        .uid(planned.node.uid.as_deref().unwrap_or(name));
+    if let Some(parallelism) = planned.node.parallelism {
+        stream = stream.parallelism(parallelism);
+    }
+    match event_time {
+        Some(i) => stream.with_timestamps(move |row: &Row| Timestamp(row.0[i].as_i64())),
+        None => stream,
+    }
+}
+
+fn bid_row(b: Bid) -> Row {
+    Row(vec![
+        Value::Int(b.auction),
+        Value::Int(b.bidder),
+        Value::Int(b.price),
+        Value::String(b.channel.as_ref().into()),
+        Value::String(b.url.as_ref().into()),
+        Value::Timestamp(b.date_time),
+        Value::String(b.extra.as_ref().into()),
+    ])
+}
+
+fn auction_row(a: Auction) -> Row {
+    Row(vec![
+        Value::Int(a.id),
+        Value::String(a.item_name.into()),
+        Value::String(a.description.into()),
+        Value::Int(a.initial_bid),
+        Value::Int(a.reserve),
+        Value::Timestamp(a.date_time),
+        Value::Timestamp(a.expires),
+        Value::Int(a.seller),
+        Value::Int(a.category),
+        Value::String(a.extra.into()),
+    ])
+}
+
+fn person_row(p: Person) -> Row {
+    Row(vec![
+        Value::Int(p.id),
+        Value::String(p.name.into()),
+        Value::String(p.email_address.into()),
+        Value::String(p.credit_card.into()),
+        Value::String(p.city.into()),
+        Value::String(p.state.into()),
+        Value::Timestamp(p.date_time),
+        Value::String(p.extra.into()),
+    ])
+}
+
+/// A watermark strategy reading event time with `time`, or none.
+fn strategy<T: 'static>(
+    spec: &SourceSpec,
+    event_time: Option<usize>,
+    time: impl Fn(&T, usize) -> i64 + Send + Sync + 'static,
+) -> WatermarkStrategy<T> {
+    let Some(i) = event_time else {
+        return WatermarkStrategy::none();
+    };
+    let watermark = spec
+        .watermark
+        .clone()
+        .unwrap_or(weir_jobfile::WatermarkSpec {
+            max_out_of_orderness: std::time::Duration::ZERO,
+            idle_timeout: None,
+        });
+    let strategy = WatermarkStrategy::bounded_out_of_orderness(
+        watermark.max_out_of_orderness,
+        move |t: &T| Timestamp(time(t, i)),
+    );
+    match watermark.idle_timeout {
+        Some(timeout) => strategy.with_idleness(timeout),
+        None => strategy,
+    }
+}
+
+/// The source of a source stream as rows (`None` for other streams).
+fn job_source(job: &JobBuilder, planned: &PlannedStream) -> Option<Stream<Row>> {
+    let Step::Source(spec) = &planned.step else {
+        return None;
+    };
+    let name = planned.node.name.value.as_str();
+    let event_time = planned.schema.event_time;
+    let rows = match &spec.kind {
+        SourceKind::Bids {
+            events,
+            rate,
+            source_parallelism,
+        } => {
+            let config = BidGeneratorConfig {
+                events: *events,
+                rows_per_ms: *rate,
+                source_parallelism: *source_parallelism,
+            };
+            let time = |b: &Bid, i: usize| match i {
+                5 => b.date_time,
+                _ => bid_row(b.clone()).0[i].as_i64(),
+            };
+            let source = job.source(
+                name,
+                strategy(spec, event_time, time),
+                BidSource::factory(config),
+            );
+            node(source, planned).map(bid_row)
+        }
+        SourceKind::Nexmark {
+            events,
+            events_per_second,
+            seed,
+            event,
+        } => {
+            let config = NexmarkConfig {
+                events: *events,
+                events_per_second: *events_per_second,
+                seed: *seed,
+            };
+            let event = *event;
+            let to_row = move |e: Event| match (event, e) {
+                (NexmarkEvent::Bid, Event::Bid(b)) => Some(bid_row(b)),
+                (NexmarkEvent::Auction, Event::Auction(a)) => Some(auction_row(a)),
+                (NexmarkEvent::Person, Event::Person(p)) => Some(person_row(p)),
+                _ => None,
+            };
+            let time = move |e: &Event, i: usize| {
+                to_row(e.clone()).map_or_else(|| e.date_time(), |row| row.0[i].as_i64())
+            };
+            let source = job.source(
+                name,
+                strategy(spec, event_time, time),
+                NexmarkSource::factory(config),
+            );
+            node(source, planned).flat_map(to_row)
+        }
+        SourceKind::Sequence { from, to } => {
+            let time = |n: &i64, _: usize| *n;
+            let source = job.source(
+                name,
+                strategy(spec, event_time, time),
+                SequenceSource::factory(*from, *to),
+            );
+            node(source, planned).map(|n: i64| Row(vec![Value::Int(n)]))
+        }
+        SourceKind::Kafka {
+            bootstrap,
+            topic,
+            group,
+            earliest,
+            bounded,
+            format,
+        } => {
+            let mut config = KafkaSourceConfig::new(bootstrap, topic, group);
+            config.bounded = *bounded;
+            config.start = if *earliest {
+                StartPosition::Earliest
+            } else {
+                StartPosition::Latest
+            };
+            let schema = planned.schema.clone();
+            let deserializer: Deserializer<Row> = match format {
+                KafkaFormat::Text => Arc::new(|bytes: Option<&[u8]>| {
+                    std::str::from_utf8(bytes.unwrap_or_default())
+                        .map(|s| Row(vec![Value::String(s.into())]))
+                        .map_err(|e| format!("expected UTF-8 text: {e}"))
+                }),
+                KafkaFormat::Json(_) => Arc::new(move |bytes: Option<&[u8]>| {
+                    let json: serde_json::Value = serde_json::from_slice(bytes.unwrap_or_default())
+                        .map_err(|e| format!("expected a JSON object: {e}"))?;
+                    schema.row_from_json(&json)
+                }),
+            };
+            let time = |r: &KafkaRecord<Row>, i: usize| r.value.0[i].as_i64();
+            let source = job.source(
+                name,
+                strategy(spec, event_time, time),
+                KafkaSource::factory(config, deserializer),
+            );
+            node(source, planned).map(|r: KafkaRecord<Row>| r.value)
+        }
+    };
+    let rows = rows.uid(&format!(
+        "{}-rows",
+        planned.node.uid.as_deref().unwrap_or(name)
+    ));
+    Some(match event_time {
+        Some(i) => rows.with_timestamps(move |row: &Row| Timestamp(row.0[i].as_i64())),
+        None => rows,
+    })
+}
+
+/// Applies a source's uid and parallelism.
+fn node<T: Data>(stream: Stream<T>, planned: &PlannedStream) -> Stream<T> {
+    let stream = match &planned.node.uid {
+        Some(uid) => stream.uid(uid),
+        None => stream.uid(&planned.node.name.value),
+    };
+    match planned.node.parallelism {
+        Some(p) => stream.parallelism(p),
+        None => stream,
+    }
+}
+
+enum RowApply {
+    Filter(Expr),
+    Map(Vec<Expr>),
+    Udf(RowFunction),
+}
+
+/// Filter, map and user functions over rows; an expression error fails the job
+/// with the operator's name and the row.
+struct RowOperator {
+    operator: String,
+    subtask: usize,
+    apply: RowApply,
+    _p: PhantomData<fn()>,
+}
+
+impl RowOperator {
+    fn fail(&self, row: &Row, e: EvalError) -> DataflowError {
+        DataflowError::operator(
+            &self.operator,
+            self.subtask,
+            format!("{e} (row {:?})", row.0),
+        )
+    }
+}
+
+impl Operator for RowOperator {
+    type In = Row;
+    type Out = Row;
+    fn on_batch(
+        &mut self,
+        input: &mut Vec<Row>,
+        out: &mut Output<Row>,
+    ) -> weir_dataflow::Result<()> {
+        for row in input.drain(..) {
+            match &self.apply {
+                RowApply::Filter(condition) => match condition.eval(&row) {
+                    Ok(Value::Bool(true)) => out.push(row),
+                    Ok(_) => {}
+                    Err(e) => return Err(self.fail(&row, e)),
+                },
+                RowApply::Map(exprs) => {
+                    let values = exprs
+                        .iter()
+                        .map(|e| e.eval(&row))
+                        .collect::<Result<Vec<_>, _>>()
+                        .map_err(|e| self.fail(&row, e))?;
+                    out.push(Row(values));
+                }
+                RowApply::Udf(function) => function(&row).into_iter().for_each(|r| out.push(r)),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A window's built-in aggregates as one aggregate function.
+#[derive(Clone)]
+struct RowAggregates(Arc<Vec<Aggregate>>);
+
+impl AggregateFunction<Row> for RowAggregates {
+    type Acc = Vec<Accumulator>;
+    type Out = Vec<Value>;
+    fn create(&self) -> Vec<Accumulator> {
+        self.0.iter().map(Aggregate::create).collect()
+    }
+    fn add(&self, acc: &mut Vec<Accumulator>, row: &Row) {
+        for (aggregate, acc) in self.0.iter().zip(acc.iter_mut()) {
+            aggregate.add(acc, row);
+        }
+    }
+    fn merge(&self, acc: &mut Vec<Accumulator>, other: Vec<Accumulator>) {
+        for ((aggregate, acc), other) in self.0.iter().zip(acc.iter_mut()).zip(other) {
+            aggregate.merge(acc, other);
+        }
+    }
+    fn result(&self, acc: &Vec<Accumulator>) -> Vec<Value> {
+        self.0
+            .iter()
+            .zip(acc)
+            .map(|(a, acc)| a.result(acc))
+            .collect()
+    }
+}
+
+/// Writes `input` to the sink as JSON objects.
+fn add_sink(input: &Stream<Row>, sink: &PlannedSink) {
+    let name = sink.spec.node.name.value.as_str();
+    let schema = Arc::new(sink.schema.clone());
+    let to_json = {
+        let schema = schema.clone();
+        move |row: Row| schema.to_json(&row)
+    };
+    let handle = match &sink.spec.kind {
+        SinkKind::Blackhole => input.sink(name, BlackholeSink::<Row>::new().0),
+        SinkKind::Stdout => input
+            .map(to_json)
+            .name(&format!("{name}-json"))
+            .uid(&format!(
+                "{}-json",
+                sink.spec.node.uid.as_deref().unwrap_or(name)
+            ))
+            .sink(
+                name,
+                weir_sinks::StdoutJsonSink::<serde_json::Value>::factory(),
+            ),
+        SinkKind::File { path } => input
+            .map(to_json)
+            .name(&format!("{name}-json"))
+            .uid(&format!(
+                "{}-json",
+                sink.spec.node.uid.as_deref().unwrap_or(name)
+            ))
+            .sink(
+                name,
+                EpochFileSink::<serde_json::Value>::factory(path.clone()),
+            ),
+        SinkKind::Kafka {
+            bootstrap,
+            topic,
+            guarantee,
+            ..
+        } => {
+            let mut config = KafkaSinkConfig::new(bootstrap, topic);
+            config.guarantee = match guarantee {
+                KafkaGuarantee::ExactlyOnce => DeliveryGuarantee::ExactlyOnce,
+                KafkaGuarantee::AtLeastOnce => DeliveryGuarantee::AtLeastOnce,
+                KafkaGuarantee::None => DeliveryGuarantee::None,
+            };
+            let serializer = match sink.key {
+                Some(k) => {
+                    let field = sink.schema.fields[k].name.clone();
+                    json_keyed(move |json: &serde_json::Value| {
+                        let key = match json.get(&field) {
+                            Some(serde_json::Value::String(s)) => s.clone(),
+                            Some(other) => other.to_string(),
+                            None => String::new(),
+                        };
+                        key.into_bytes()
+                    })
+                }
+                None => json(),
+            };
+            input
+                .map(to_json)
+                .name(&format!("{name}-json"))
+                .uid(&format!(
+                    "{}-json",
+                    sink.spec.node.uid.as_deref().unwrap_or(name)
+                ))
+                .sink(name, KafkaSink::factory(config, serializer))
+        }
+    };
+    let handle = handle.uid(sink.spec.node.uid.as_deref().unwrap_or(name));
+    if let Some(p) = sink.spec.node.parallelism {
+        handle.parallelism(p);
+    }
+}
