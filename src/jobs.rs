@@ -168,47 +168,24 @@ pub fn build(plan: &JobPlan, job: &JobBuilder) {
         let Some(input) = input else {
             continue;
         };
+        // Filter, map and udf are one row operator each, differing in what it applies.
+        let row_step = |apply: RowApply| {
+            Built::Rows(settings(
+                input.transform(name, move |info: &SubtaskInfo| RowOperator {
+                    operator: info.operator.clone(),
+                    subtask: info.index,
+                    apply: apply.clone(),
+                    _p: PhantomData,
+                }),
+                stream,
+                stream.schema.event_time,
+            ))
+        };
         let next = match &stream.step {
             Step::Source(_) => Built::Rows(input),
-            Step::Filter(expr) => {
-                let expr = expr.clone();
-                Built::Rows(settings(
-                    input.transform(name, move |info: &SubtaskInfo| RowOperator {
-                        operator: info.operator.clone(),
-                        subtask: info.index,
-                        apply: RowApply::Filter(expr.clone()),
-                        _p: PhantomData,
-                    }),
-                    stream,
-                    stream.schema.event_time,
-                ))
-            }
-            Step::Map(exprs) => {
-                let exprs = exprs.clone();
-                Built::Rows(settings(
-                    input.transform(name, move |info: &SubtaskInfo| RowOperator {
-                        operator: info.operator.clone(),
-                        subtask: info.index,
-                        apply: RowApply::Map(exprs.clone()),
-                        _p: PhantomData,
-                    }),
-                    stream,
-                    stream.schema.event_time,
-                ))
-            }
-            Step::Udf(function) => {
-                let function = function.clone();
-                Built::Rows(settings(
-                    input.transform(name, move |info: &SubtaskInfo| RowOperator {
-                        operator: info.operator.clone(),
-                        subtask: info.index,
-                        apply: RowApply::Udf(function.clone()),
-                        _p: PhantomData,
-                    }),
-                    stream,
-                    stream.schema.event_time,
-                ))
-            }
+            Step::Filter(expr) => row_step(RowApply::Filter(expr.clone())),
+            Step::Map(exprs) => row_step(RowApply::Map(exprs.clone())),
+            Step::Udf(function) => row_step(RowApply::Udf(function.clone())),
             Step::KeyBy(keys) => {
                 let keys = keys.clone();
                 Built::Keyed(
@@ -470,6 +447,7 @@ fn node<T: Data>(stream: Stream<T>, planned: &PlannedStream) -> Stream<T> {
     }
 }
 
+#[derive(Clone)]
 enum RowApply {
     Filter(Expr),
     Map(Vec<Expr>),

@@ -13,9 +13,11 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use rdkafka::types::RDKafkaErrorCode;
 use serde::Serialize;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -123,15 +125,21 @@ fn producer(
         .create()?)
 }
 
-fn send(producer: &ThreadedProducer<DefaultProducerContext>, topic: &str, value: &[u8]) {
+/// Produces `value`, waiting while librdkafka's queue is full.
+fn send(
+    producer: &ThreadedProducer<DefaultProducerContext>,
+    topic: &str,
+    value: &[u8],
+) -> anyhow::Result<()> {
     let mut record = BaseRecord::<[u8], [u8]>::to(topic).payload(value);
     loop {
         match producer.send(record) {
-            Ok(()) => return,
-            Err((_, back)) => {
+            Ok(()) => return Ok(()),
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
                 record = back;
                 producer.poll(Duration::from_millis(5));
             }
+            Err((e, _)) => anyhow::bail!("producing to topic `{topic}`: {e}"),
         }
     }
 }
@@ -231,7 +239,7 @@ pub fn run(options: &KafkaBenchOptions) -> anyhow::Result<KafkaBenchReport> {
     create_topics(options, &[&input, &output])?;
     let preload = producer(options)?;
     for seq in 0..options.records {
-        send(&preload, &input, format!("{seq:016}").as_bytes());
+        send(&preload, &input, format!("{seq:016}").as_bytes())?;
     }
     preload.flush(Duration::from_secs(120))?;
     let name = format!("bench-kafka-{tag}");
@@ -273,9 +281,10 @@ pub fn run(options: &KafkaBenchOptions) -> anyhow::Result<KafkaBenchReport> {
             if let Some(wait) = due.checked_duration_since(Instant::now()) {
                 std::thread::sleep(wait);
             }
-            send(&writer, &input_topic, micros_now().to_string().as_bytes());
+            send(&writer, &input_topic, micros_now().to_string().as_bytes())?;
         }
-        let _ = writer.flush(Duration::from_secs(30));
+        writer.flush(Duration::from_secs(30))?;
+        Ok::<(), anyhow::Error>(())
     });
     let mut latencies: Vec<f64> = Vec::with_capacity(total as usize);
     let deadline = Instant::now() + options.latency_duration + Duration::from_secs(30);
@@ -291,9 +300,12 @@ pub fn run(options: &KafkaBenchOptions) -> anyhow::Result<KafkaBenchReport> {
             }
         }
     }
-    let _ = sender.join();
+    let sent = sender
+        .join()
+        .map_err(|_| anyhow::anyhow!("the latency producer panicked"))?;
     job.cancel();
     let _ = job.wait();
+    sent?;
     latencies.sort_by(f64::total_cmp);
     Ok(KafkaBenchReport {
         guarantee: guarantee_name(options.guarantee).into(),

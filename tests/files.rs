@@ -8,18 +8,18 @@
 //! `crash_recovery.rs`.
 
 mod common;
-use common::{s3, RunningCount};
+use common::{job_config, s3, RunningCount};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use weir::checkpoint::{CoordinatorConfig, StorageConfig};
+use weir::checkpoint::StorageConfig;
 use weir::dataflow::checkpointing::{
-    CheckpointedJob, CheckpointingConfig, JobStatus, NoListener, RestartStrategy, ResumeFrom,
+    CheckpointedJob, CheckpointingConfig, JobStatus, NoListener, ResumeFrom,
 };
 use weir::dataflow::testing::{CollectSink, CollectionSource};
-use weir::dataflow::{JobBuilder, JobConfig, WatermarkStrategy};
+use weir::dataflow::{JobBuilder, WatermarkStrategy};
 use weir::sinks::{
     committed_parts, read_committed_objects, FileFormat, FileSinkConfig, ObjectFileSink,
 };
@@ -74,29 +74,12 @@ impl Place {
     }
 
     fn checkpointing(&self, resume: ResumeFrom) -> CheckpointingConfig {
-        CheckpointingConfig {
-            storage: self.at("checkpoints"),
-            savepoints: self.at("savepoints"),
-            coordinator: CoordinatorConfig {
-                interval: Duration::from_millis(50),
-                ..CoordinatorConfig::default()
-            },
-            restart: RestartStrategy::FixedDelay {
-                attempts: 3,
-                delay: Duration::from_millis(50),
-            },
+        common::checkpointing(
+            self.at("checkpoints"),
+            self.at("savepoints"),
+            Duration::from_millis(50),
             resume,
-            ..CheckpointingConfig::default()
-        }
-    }
-}
-
-fn job_config(name: &str, parallelism: usize) -> JobConfig {
-    JobConfig {
-        name: name.into(),
-        parallelism,
-        batch_size: 64,
-        ..JobConfig::default()
+        )
     }
 }
 

@@ -6,16 +6,13 @@
 
 mod common;
 use common::kafka_services::{broker, python, CREATE_TOPIC, PRODUCE};
-use common::RunningCount;
+use common::{job_config, local_checkpointing, RunningCount};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use weir::checkpoint::{CoordinatorConfig, StorageConfig};
-use weir::dataflow::checkpointing::{
-    CheckpointedJob, CheckpointingConfig, JobStatus, NoListener, RestartStrategy, ResumeFrom,
-};
+use weir::dataflow::checkpointing::{CheckpointedJob, JobStatus, NoListener, ResumeFrom};
 use weir::dataflow::{JobBuilder, JobConfig, WatermarkStrategy};
 use weir::sinks::{read_committed, EpochFileSink};
 use weir::sources::kafka::{utf8, KafkaSource, KafkaSourceConfig};
@@ -83,32 +80,6 @@ fn wait_for_output(out: &Path, n: usize) {
     }
 }
 
-fn checkpointing(root: &Path, resume: ResumeFrom) -> CheckpointingConfig {
-    CheckpointingConfig {
-        storage: StorageConfig::new(root.join("checkpoints").display().to_string()),
-        savepoints: StorageConfig::new(root.join("savepoints").display().to_string()),
-        coordinator: CoordinatorConfig {
-            interval: Duration::from_millis(50),
-            ..CoordinatorConfig::default()
-        },
-        restart: RestartStrategy::FixedDelay {
-            attempts: 3,
-            delay: Duration::from_millis(50),
-        },
-        resume,
-        ..CheckpointingConfig::default()
-    }
-}
-
-fn job_config(parallelism: usize) -> JobConfig {
-    JobConfig {
-        name: "kafka-count".into(),
-        parallelism,
-        batch_size: 64,
-        ..JobConfig::default()
-    }
-}
-
 #[test]
 fn kafka_input_is_exactly_once_across_a_failure_a_savepoint_and_rescaling() {
     let Some((bootstrap, py)) = broker() else {
@@ -126,8 +97,8 @@ fn kafka_input_is_exactly_once_across_a_failure_a_savepoint_and_rescaling() {
     // offsets; then more records arrive while it runs; then stop with a savepoint.
     let failed = Arc::new(AtomicBool::new(false));
     let job = CheckpointedJob::spawn(
-        job_config(2),
-        checkpointing(dir.path(), ResumeFrom::Nothing),
+        job_config("kafka-count", 2),
+        local_checkpointing(dir.path(), Duration::from_millis(50), ResumeFrom::Nothing),
         build(source.clone(), out.clone(), Some((1_500, failed.clone()))),
         Arc::new(NoListener),
     )
@@ -145,8 +116,12 @@ fn kafka_input_is_exactly_once_across_a_failure_a_savepoint_and_rescaling() {
     // the savepoint at parallelism 3.
     python(&py, PRODUCE, &[&bootstrap, &topic, "5000", "8000", "3"]);
     let job = CheckpointedJob::spawn(
-        job_config(3),
-        checkpointing(dir.path(), ResumeFrom::Savepoint(savepoint)),
+        job_config("kafka-count", 3),
+        local_checkpointing(
+            dir.path(),
+            Duration::from_millis(50),
+            ResumeFrom::Savepoint(savepoint),
+        ),
         build(source, out.clone(), None),
         Arc::new(NoListener),
     )
@@ -295,8 +270,8 @@ fn a_group_committed_start_reads_from_the_committed_offsets_and_resumes_from_che
     let mut source = KafkaSourceConfig::new(&bootstrap, &topic, &group);
     source.start = StartPosition::GroupCommitted;
     let job = CheckpointedJob::spawn(
-        job_config(2),
-        checkpointing(dir.path(), ResumeFrom::Nothing),
+        job_config("kafka-count", 2),
+        local_checkpointing(dir.path(), Duration::from_millis(50), ResumeFrom::Nothing),
         build(source.clone(), out.clone(), None),
         Arc::new(NoListener),
     )
@@ -313,8 +288,12 @@ fn a_group_committed_start_reads_from_the_committed_offsets_and_resumes_from_che
     // (its offsets, not the group's, decide where reading continues).
     python(&py, PRODUCE, &[&bootstrap, &topic, "100", "150", "2"]);
     let job = CheckpointedJob::spawn(
-        job_config(2),
-        checkpointing(dir.path(), ResumeFrom::Savepoint(savepoint)),
+        job_config("kafka-count", 2),
+        local_checkpointing(
+            dir.path(),
+            Duration::from_millis(50),
+            ResumeFrom::Savepoint(savepoint),
+        ),
         build(source, out.clone(), None),
         Arc::new(NoListener),
     )

@@ -9,17 +9,15 @@
 
 mod common;
 use common::kafka_log::committed_view;
-use common::RunningCount;
+use common::{job_config, local_checkpointing, RunningCount};
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use weir::checkpoint::{CoordinatorConfig, StorageConfig};
 use weir::dataflow::checkpointing::{
-    CheckpointedJob, CheckpointingConfig, JobStatus, NoListener, RestartStrategy, ResumeFrom,
+    CheckpointedJob, JobStatus, NoListener, RestartStrategy, ResumeFrom,
 };
-use weir::dataflow::{JobBuilder, JobConfig, WatermarkStrategy};
+use weir::dataflow::{JobBuilder, WatermarkStrategy};
 use weir::sinks::kafka::{default_partition, json_keyed};
 use weir::sinks::{DeliveryGuarantee, KafkaSink, KafkaSinkConfig};
 use weir::sources::kafka::{utf8, KafkaSource, KafkaSourceConfig};
@@ -27,6 +25,9 @@ use weir::sources::kafka::{utf8, KafkaSource, KafkaSourceConfig};
 use common::kafka_services::{
     broker, python, strict_broker, AWAIT_BROKER, CREATE_TOPIC, PRODUCE, READ_COMMITTED_CONSUMER,
 };
+
+/// Checkpoint interval of these jobs.
+const INTERVAL: Duration = Duration::from_millis(100);
 
 /// A `(key, count)` as the sink writes it: key = the key's decimal text, value = JSON.
 type Count = (u32, u64);
@@ -112,32 +113,6 @@ fn wait_for_visible(bootstrap: &str, topic: &str, partitions: i32, n: usize) {
     }
 }
 
-fn checkpointing(root: &Path, resume: ResumeFrom) -> CheckpointingConfig {
-    CheckpointingConfig {
-        storage: StorageConfig::new(root.join("checkpoints").display().to_string()),
-        savepoints: StorageConfig::new(root.join("savepoints").display().to_string()),
-        coordinator: CoordinatorConfig {
-            interval: Duration::from_millis(100),
-            ..CoordinatorConfig::default()
-        },
-        restart: RestartStrategy::FixedDelay {
-            attempts: 3,
-            delay: Duration::from_millis(50),
-        },
-        resume,
-        ..CheckpointingConfig::default()
-    }
-}
-
-fn job_config(name: &str, parallelism: usize) -> JobConfig {
-    JobConfig {
-        name: name.into(),
-        parallelism,
-        batch_size: 64,
-        ..JobConfig::default()
-    }
-}
-
 /// A fresh input topic with `records` records over 3 partitions and an empty output
 /// topic with 3 partitions.
 fn topics(bootstrap: &str, py: &str, name: &str, records: u64) -> (String, String) {
@@ -172,7 +147,7 @@ fn kafka_to_kafka_is_exactly_once_across_a_failure_a_savepoint_and_rescaling() {
     let failed = Arc::new(AtomicBool::new(false));
     let job = CheckpointedJob::spawn(
         job_config("kafka-eos", 2),
-        checkpointing(dir.path(), ResumeFrom::Nothing),
+        local_checkpointing(dir.path(), INTERVAL, ResumeFrom::Nothing),
         build(source.clone(), sink.clone(), Some((1_500, failed.clone()))),
         Arc::new(NoListener),
     )
@@ -205,7 +180,7 @@ fn kafka_to_kafka_is_exactly_once_across_a_failure_a_savepoint_and_rescaling() {
     python(&py, PRODUCE, &[&bootstrap, &input, "5000", "8000", "3"]);
     let job = CheckpointedJob::spawn(
         job_config("kafka-eos", 3),
-        checkpointing(dir.path(), ResumeFrom::Savepoint(savepoint)),
+        local_checkpointing(dir.path(), INTERVAL, ResumeFrom::Savepoint(savepoint)),
         build(source, sink, None),
         Arc::new(NoListener),
     )
@@ -266,7 +241,7 @@ fn a_zombie_with_the_same_transactional_id_is_fenced_and_its_records_never_appea
 
     let job = CheckpointedJob::spawn(
         job_config("kafka-zombie", 1),
-        checkpointing(dir.path(), ResumeFrom::Nothing),
+        local_checkpointing(dir.path(), INTERVAL, ResumeFrom::Nothing),
         build(
             KafkaSourceConfig::new(&bootstrap, &input, "weir-zombie"),
             sink,
@@ -319,7 +294,7 @@ fn at_least_once_loses_nothing_across_a_failure_and_none_delivers_a_clean_run() 
         let fail_at = (guarantee == DeliveryGuarantee::AtLeastOnce).then_some((1_000, failed));
         let job = CheckpointedJob::spawn(
             job_config(&name, 2),
-            checkpointing(dir.path(), ResumeFrom::Nothing),
+            local_checkpointing(dir.path(), INTERVAL, ResumeFrom::Nothing),
             build(
                 KafkaSourceConfig::new(&bootstrap, &input, &name),
                 sink,
@@ -355,7 +330,7 @@ fn bad_sink_settings_are_clear_errors() {
         );
         if checkpointed {
             let dir = tempfile::tempdir().unwrap();
-            let mut config = checkpointing(dir.path(), ResumeFrom::Nothing);
+            let mut config = local_checkpointing(dir.path(), INTERVAL, ResumeFrom::Nothing);
             config.restart = RestartStrategy::None;
             CheckpointedJob::spawn(
                 job_config("kafka-bad", 1),
@@ -474,7 +449,7 @@ fn a_broker_down_for_30_seconds_mid_run_loses_and_repeats_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let job = CheckpointedJob::spawn(
         job_config("kafka-down", 2),
-        checkpointing(dir.path(), ResumeFrom::Nothing),
+        local_checkpointing(dir.path(), INTERVAL, ResumeFrom::Nothing),
         build(
             KafkaSourceConfig::new(&bootstrap, &input, "weir-down"),
             KafkaSinkConfig::new(&bootstrap, &output),

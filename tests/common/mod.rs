@@ -7,10 +7,15 @@ pub mod kafka_log;
 pub mod kafka_services;
 pub mod s3;
 
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
+use weir::checkpoint::{CoordinatorConfig, StorageConfig};
+use weir::dataflow::checkpointing::{CheckpointingConfig, RestartStrategy, ResumeFrom};
 use weir::dataflow::process::{KeyedProcessFunction, KeyedStateStore, ProcessContext};
 use weir::dataflow::state::ValueState;
+use weir::dataflow::JobConfig;
 use weir::dataflow::Result;
 
 /// Running count per key of `(key, seq)` records, emitting `(key, count)`; fails once
@@ -54,5 +59,49 @@ impl KeyedProcessFunction<u32, (u32, u64)> for RunningCount {
     }
     fn states(&mut self) -> Vec<&mut dyn KeyedStateStore> {
         vec![&mut *self.counts]
+    }
+}
+
+/// Checkpoints to `checkpoints` every `interval`, savepoints to `savepoints`, up to
+/// 3 restarts 50 ms apart, starting from `resume`.
+pub fn checkpointing(
+    checkpoints: StorageConfig,
+    savepoints: StorageConfig,
+    interval: Duration,
+    resume: ResumeFrom,
+) -> CheckpointingConfig {
+    CheckpointingConfig {
+        storage: checkpoints,
+        savepoints,
+        coordinator: CoordinatorConfig {
+            interval,
+            ..CoordinatorConfig::default()
+        },
+        restart: RestartStrategy::FixedDelay {
+            attempts: 3,
+            delay: Duration::from_millis(50),
+        },
+        resume,
+        ..CheckpointingConfig::default()
+    }
+}
+
+/// [`checkpointing`] into `<root>/checkpoints` and `<root>/savepoints`.
+pub fn local_checkpointing(
+    root: &Path,
+    interval: Duration,
+    resume: ResumeFrom,
+) -> CheckpointingConfig {
+    let at = |dir: &str| StorageConfig::new(root.join(dir).display().to_string());
+    checkpointing(at("checkpoints"), at("savepoints"), interval, resume)
+}
+
+/// Job `name` at `parallelism` with small batches (64 records).
+pub fn job_config(name: &str, parallelism: usize) -> JobConfig {
+    JobConfig {
+        name: name.into(),
+        parallelism,
+        batch_size: 64,
+        ..JobConfig::default()
     }
 }
