@@ -43,17 +43,17 @@ use weir_dataflow::{
     Timestamp, WatermarkStrategy,
 };
 use weir_jobfile::{
-    Accumulator, Aggregate, EvalError, Expr, JobPlan, KafkaFormat, KafkaGuarantee, NexmarkEvent,
-    PlannedSink, PlannedStream, RestartSpec, Row, RowFunction, SinkKind, SourceKind, SourceSpec,
-    Step, Value, WindowShape,
+    Accumulator, Aggregate, EvalError, Expr, FileRowFormat, JobPlan, KafkaFormat, KafkaGuarantee,
+    NexmarkEvent, PlannedSink, PlannedStream, RestartSpec, Row, RowFunction, SinkKind, SourceKind,
+    SourceSpec, Step, Value, WindowShape,
 };
 use weir_sinks::kafka::{json, json_keyed};
 use weir_sinks::{BlackholeSink, DeliveryGuarantee, EpochFileSink, KafkaSink, KafkaSinkConfig};
 use weir_sources::kafka::Deserializer;
 use weir_sources::nexmark::{Auction, Event, Person};
 use weir_sources::{
-    Bid, BidGeneratorConfig, BidSource, KafkaRecord, KafkaSource, KafkaSourceConfig, NexmarkConfig,
-    NexmarkSource, SequenceSource, StartPosition,
+    Bid, BidGeneratorConfig, BidSource, FileFormat, FileSource, FileSourceConfig, KafkaRecord,
+    KafkaSource, KafkaSourceConfig, NexmarkConfig, NexmarkSource, SequenceSource, StartPosition,
 };
 use weir_state::AggregateFunction;
 
@@ -424,6 +424,60 @@ fn job_source(job: &JobBuilder, planned: &PlannedStream) -> Option<Stream<Row>> 
             );
             node(source, planned).map(|r: KafkaRecord<Row>| r.value)
         }
+        SourceKind::File {
+            path,
+            format,
+            schema: _,
+        } => {
+            let schema = Arc::new(planned.schema.clone());
+            let config = FileSourceConfig::new(path.clone());
+            match *format {
+                FileRowFormat::JsonLines => {
+                    let convert = move |json: serde_json::Value| schema.row_from_json(&json);
+                    file_rows(job, spec, planned, event_time, config, convert)
+                }
+                FileRowFormat::Csv { header: true } => {
+                    let config = config.with_format(FileFormat::Csv { header: true });
+                    let convert = move |fields: HashMap<String, String>| {
+                        let values = schema.fields.iter().map(|field| {
+                            let text = fields.get(&field.name).ok_or_else(|| {
+                                format!("expected a column `{}` in the header", field.name)
+                            })?;
+                            Value::from_text(field.ty, text).ok_or_else(|| {
+                                format!(
+                                    "field `{}`: expected a {}, got `{text}`",
+                                    field.name, field.ty
+                                )
+                            })
+                        });
+                        values.collect::<Result<Vec<_>, String>>().map(Row)
+                    };
+                    file_rows(job, spec, planned, event_time, config, convert)
+                }
+                FileRowFormat::Csv { header: false } => {
+                    let config = config.with_format(FileFormat::Csv { header: false });
+                    let convert = move |fields: Vec<String>| {
+                        if fields.len() != schema.fields.len() {
+                            return Err(format!(
+                                "expected {} fields, got {}",
+                                schema.fields.len(),
+                                fields.len()
+                            ));
+                        }
+                        let values = schema.fields.iter().zip(&fields).map(|(field, text)| {
+                            Value::from_text(field.ty, text).ok_or_else(|| {
+                                format!(
+                                    "field `{}`: expected a {}, got `{text}`",
+                                    field.name, field.ty
+                                )
+                            })
+                        });
+                        values.collect::<Result<Vec<_>, String>>().map(Row)
+                    };
+                    file_rows(job, spec, planned, event_time, config, convert)
+                }
+            }
+        }
     };
     let rows = rows.name(&format!("{name}-rows")).uid(&format!(
         "{}-rows",
@@ -452,6 +506,63 @@ enum RowApply {
     Filter(Expr),
     Map(Vec<Expr>),
     Udf(RowFunction),
+}
+
+/// A file source whose records `convert` turns into rows; a record that does not
+/// fit the schema fails the job, naming the source and what was expected.
+fn file_rows<T: serde::de::DeserializeOwned + Data>(
+    job: &JobBuilder,
+    spec: &SourceSpec,
+    planned: &PlannedStream,
+    event_time: Option<usize>,
+    config: FileSourceConfig,
+    convert: impl Fn(T) -> Result<Row, String> + Send + Sync + 'static,
+) -> Stream<Row> {
+    let name = planned.node.name.value.as_str();
+    let convert = Arc::new(convert);
+    let time = {
+        let convert = convert.clone();
+        // A record that does not convert gets time 0 here; the conversion after the
+        // source reports it.
+        move |record: &T, i: usize| convert(record.clone()).map_or(0, |row| row.0[i].as_i64())
+    };
+    let source = job.source(
+        name,
+        strategy(spec, event_time, time),
+        FileSource::<T>::factory(config),
+    );
+    node(source, planned).transform(name, move |info: &SubtaskInfo| TryRows {
+        operator: info.operator.clone(),
+        subtask: info.index,
+        convert: convert.clone(),
+        _records: PhantomData,
+    })
+}
+
+/// Converts records to rows, failing the job on the first that does not convert.
+struct TryRows<T, F> {
+    operator: String,
+    subtask: usize,
+    convert: Arc<F>,
+    _records: PhantomData<fn(T)>,
+}
+
+impl<T: Data, F: Fn(T) -> Result<Row, String> + Send + Sync + 'static> Operator for TryRows<T, F> {
+    type In = T;
+    type Out = Row;
+    fn on_batch(&mut self, input: &mut Vec<T>, out: &mut Output<Row>) -> weir_dataflow::Result<()> {
+        for record in input.drain(..) {
+            let row = (self.convert)(record).map_err(|e| {
+                DataflowError::operator(
+                    &self.operator,
+                    self.subtask,
+                    format!("a record does not fit the source's schema: {e}"),
+                )
+            })?;
+            out.push(row);
+        }
+        Ok(())
+    }
 }
 
 /// Filter, map and user functions over rows; an expression error fails the job

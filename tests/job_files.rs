@@ -126,3 +126,102 @@ fn validate_prints_every_problem_and_fails() {
     );
     assert!(lines[3].contains("3 problem(s)"), "{stderr}");
 }
+
+/// A file source reading JSON lines and a headed CSV file, with event time from a
+/// field, windowed per key; a row that does not fit the schema fails the job with
+/// the source's name and what was expected.
+#[test]
+fn file_sources_read_json_lines_and_csv_into_typed_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("input");
+    std::fs::create_dir_all(input.join("json")).unwrap();
+    std::fs::create_dir_all(input.join("csv")).unwrap();
+    let mut json_lines = String::new();
+    let mut csv = String::from("ts,user,amount\n");
+    let mut expected: BTreeMap<(String, i64), (i64, f64)> = BTreeMap::new();
+    for i in 0..2_000i64 {
+        let (user, amount, ts) = (format!("u{}", i % 5), (i % 13) as f64 + 0.5, i * 7);
+        if i % 2 == 0 {
+            json_lines.push_str(&format!(
+                "{{\"user\":\"{user}\",\"amount\":{amount},\"ts\":{ts}}}\n"
+            ));
+        } else {
+            csv.push_str(&format!("{ts},{user},{amount}\n"));
+        }
+        let window = ts - ts % 1_000;
+        let e = expected.entry((user, window)).or_insert((0, 0.0));
+        e.0 += 1;
+        e.1 += amount;
+    }
+    std::fs::write(input.join("json/part-0.jsonl"), json_lines).unwrap();
+    std::fs::write(input.join("csv/part-0.csv"), csv).unwrap();
+    let job = format!(
+        "
+name: file-sources
+parallelism: 2
+checkpoints: {{interval: 100ms}}
+sources:
+  - name: from_json
+    kind: file
+    path: {json}
+    schema: {{user: string, amount: float, ts: timestamp}}
+    timestamp: ts
+  - name: from_csv
+    kind: file
+    path: {csv}
+    format: csv
+    schema: {{user: string, amount: float, ts: timestamp}}
+    timestamp: ts
+operators:
+  - {{name: all, kind: union, inputs: [from_json, from_csv]}}
+  - {{name: by_user, kind: key_by, input: all, key: user}}
+  - name: totals
+    kind: window
+    input: by_user
+    window: {{type: tumbling, size: 1s}}
+    aggregates: {{n: count, total: sum(amount)}}
+sinks: [{{name: out, kind: stdout, input: totals}}]
+",
+        json = input.join("json").display(),
+        csv = input.join("csv").display(),
+    );
+    std::fs::write(dir.path().join("job.yaml"), &job).unwrap();
+    let out = weir(dir.path(), &["run", "job.yaml"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let got: BTreeMap<(String, i64), (i64, f64)> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let row: Value = serde_json::from_str(l).unwrap();
+            (
+                (
+                    row["user"].as_str().unwrap().to_string(),
+                    row["window_start"].as_i64().unwrap(),
+                ),
+                (row["n"].as_i64().unwrap(), row["total"].as_f64().unwrap()),
+            )
+        })
+        .collect();
+    assert_eq!(got, expected);
+
+    // A CSV row whose amount is not a number.
+    std::fs::write(input.join("csv/part-1.csv"), "ts,user,amount\n5,u1,lots\n").unwrap();
+    let bad = job.replace(
+        "checkpoints: {interval: 100ms}",
+        "checkpoints: {interval: 100ms}\nrestart: {strategy: none}",
+    );
+    std::fs::write(dir.path().join("bad.yaml"), bad).unwrap();
+    std::fs::remove_dir_all(dir.path().join("weir-data")).ok();
+    let out = weir(dir.path(), &["run", "bad.yaml"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("from_csv")
+            && stderr.contains("field `amount`: expected a float, got `lots`"),
+        "{stderr}"
+    );
+}

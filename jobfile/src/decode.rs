@@ -625,8 +625,47 @@ fn source(node: &Node, path: &str, p: &mut Problems) -> Option<SourceSpec> {
             }
         }
         "file" => {
-            not_available(&kind, "source", p);
-            return None;
+            f.check(
+                &with_common(&["path", "format", "header", "schema"], &common),
+                "a file source",
+                p,
+            );
+            let path = f.read_required(
+                "path",
+                "a file, a directory, file:///path or s3://bucket/prefix",
+                p,
+                string,
+            );
+            let csv = f
+                .read("format", p, |n, path, p| {
+                    choice(n, path, &[("json", false), ("csv", true)], p)
+                })
+                .unwrap_or(false);
+            let header = f.read("header", p, boolean);
+            if let (Some(node), false) = (f.get("header"), csv) {
+                p.add(
+                    node.at,
+                    &f.path("header"),
+                    "`header` applies to CSV files: expected `format: csv` or no header",
+                );
+            }
+            let schema = f.read_required(
+                "schema",
+                "the fields of a row, e.g. {user: string, amount: float}",
+                p,
+                schema,
+            );
+            SourceKind::File {
+                path: path?,
+                format: if csv {
+                    FileRowFormat::Csv {
+                        header: header.unwrap_or(true),
+                    }
+                } else {
+                    FileRowFormat::JsonLines
+                },
+                schema: schema?,
+            }
         }
         _ => {
             unknown_kind(&kind, "source", SOURCE_KINDS, p);

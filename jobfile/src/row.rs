@@ -111,6 +111,19 @@ impl Value {
         }
     }
 
+    /// The value of type `ty` written as text (a CSV field; timestamps as integer
+    /// milliseconds), if it is one.
+    pub fn from_text(ty: FieldType, text: &str) -> Option<Self> {
+        let trimmed = text.trim();
+        Some(match ty {
+            FieldType::Int => Self::Int(trimmed.parse().ok()?),
+            FieldType::Float => Self::Float(trimmed.parse().ok()?),
+            FieldType::Bool => Self::Bool(trimmed.parse().ok()?),
+            FieldType::String => Self::String(text.into()),
+            FieldType::Timestamp => Self::Timestamp(trimmed.parse().ok()?),
+        })
+    }
+
     /// Reads a value of type `ty` from JSON (timestamps as integer milliseconds;
     /// integers are accepted for floats).
     pub fn from_json(ty: FieldType, json: &serde_json::Value) -> Option<Self> {

@@ -202,6 +202,28 @@ pub enum SourceKind {
         /// Record format.
         format: KafkaFormat,
     },
+    /// Files on the local filesystem or S3: one file, or every file under a
+    /// directory or prefix, checkpointed by position.
+    File {
+        /// A path, `file:///path`, `s3://bucket/key` or `s3://bucket/prefix`.
+        path: String,
+        /// How rows are laid out.
+        format: FileRowFormat,
+        /// The fields of a row.
+        schema: Vec<(String, FieldType)>,
+    },
+}
+
+/// How a file source's rows are laid out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FileRowFormat {
+    /// One JSON object per line with the schema's fields.
+    JsonLines,
+    /// One CSV row per line: by the header's names, or else in schema order.
+    Csv {
+        /// Whether every file starts with a header row.
+        header: bool,
+    },
 }
 
 /// A window's shape.

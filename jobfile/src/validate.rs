@@ -150,7 +150,10 @@ pub fn source_schema(kind: &SourceKind) -> Schema {
         SourceKind::Kafka {
             format: KafkaFormat::Json(list),
             ..
-        } => Schema::new(list.iter().map(|(n, t)| (n.as_str(), *t))),
+        }
+        | SourceKind::File { schema: list, .. } => {
+            Schema::new(list.iter().map(|(n, t)| (n.as_str(), *t)))
+        }
     }
 }
 
