@@ -43,9 +43,9 @@ use weir_dataflow::{
     Timestamp, WatermarkStrategy,
 };
 use weir_jobfile::{
-    Accumulator, Aggregate, EvalError, Expr, FileRowFormat, JobPlan, KafkaFormat, KafkaGuarantee,
-    NexmarkEvent, PlannedSink, PlannedStream, RestartSpec, Row, RowFunction, SinkKind, SourceKind,
-    SourceSpec, Step, Value, WindowShape,
+    Accumulator, Aggregate, EvalError, Expr, FileRowFormat, JobPlan, JoinKind, JoinPlan,
+    KafkaFormat, KafkaGuarantee, NexmarkEvent, PlannedSink, PlannedStream, RestartSpec, Row,
+    RowFunction, SinkKind, SourceKind, SourceSpec, Step, Value, WindowShape,
 };
 use weir_sinks::kafka::{json, json_keyed};
 use weir_sinks::{BlackholeSink, DeliveryGuarantee, EpochFileSink, KafkaSink, KafkaSinkConfig};
@@ -181,58 +181,117 @@ pub fn build(plan: &JobPlan, job: &JobBuilder) {
                 stream.schema.event_time,
             ))
         };
-        let next = match &stream.step {
-            Step::Source(_) => Built::Rows(input),
-            Step::Filter(expr) => row_step(RowApply::Filter(expr.clone())),
-            Step::Map(exprs) => row_step(RowApply::Map(exprs.clone())),
-            Step::Udf(function) => row_step(RowApply::Udf(function.clone())),
-            Step::KeyBy(keys) => {
-                let keys = keys.clone();
-                Built::Keyed(
-                    input.key_by(move |row: &Row| {
+        let next =
+            match &stream.step {
+                Step::Source(_) => Built::Rows(input),
+                Step::Filter(expr) => row_step(RowApply::Filter(expr.clone())),
+                Step::Map(exprs) => row_step(RowApply::Map(exprs.clone())),
+                Step::Udf(function) => row_step(RowApply::Udf(function.clone())),
+                Step::KeyBy(keys) => {
+                    let keys = keys.clone();
+                    Built::Keyed(input.key_by(move |row: &Row| {
                         Row(keys.iter().map(|&k| row.0[k].clone()).collect())
-                    }),
-                )
-            }
-            Step::Union => {
-                let others: Vec<Stream<Row>> =
-                    stream.inputs[1..].iter().filter_map(|i| rows(i)).collect();
-                Built::Rows(settings(
-                    input.union(&others).name(name),
-                    stream,
-                    stream.schema.event_time,
-                ))
-            }
-            Step::Window(window) => {
-                let Some(Built::Keyed(keyed)) = built.get(stream.inputs[0].as_str()) else {
-                    continue;
-                };
-                let assigner = match window.shape {
-                    WindowShape::Tumbling { size } => WindowAssigner::tumbling(size),
-                    WindowShape::Hopping { size, slide } => WindowAssigner::sliding(size, slide),
-                    WindowShape::Session { gap } => WindowAssigner::session(gap),
-                };
-                let windowed = keyed
-                    .window(assigner)
-                    .allowed_lateness(window.allowed_lateness)
-                    .name(name);
-                let windowed = windowed.uid(stream.node.uid.as_deref().unwrap_or(name));
-                let aggregates = RowAggregates(Arc::new(window.aggregates.clone()));
-                let results = windowed.aggregate(aggregates, |key: &Row, w: Window, values| {
-                    let mut fields = key.0.clone();
-                    fields.push(Value::Timestamp(w.start));
-                    fields.push(Value::Timestamp(w.end));
-                    fields.extend(values);
-                    Row(fields)
-                });
-                Built::Rows(settings(results, stream, stream.schema.event_time))
-            }
-        };
+                    }))
+                }
+                Step::Union => {
+                    let others: Vec<Stream<Row>> =
+                        stream.inputs[1..].iter().filter_map(|i| rows(i)).collect();
+                    Built::Rows(settings(
+                        input.union(&others).name(name),
+                        stream,
+                        stream.schema.event_time,
+                    ))
+                }
+                Step::Window(window) => {
+                    let Some(Built::Keyed(keyed)) = built.get(stream.inputs[0].as_str()) else {
+                        continue;
+                    };
+                    let windowed = keyed
+                        .window(assigner(window.shape))
+                        .allowed_lateness(window.allowed_lateness)
+                        .name(name);
+                    let windowed = windowed.uid(stream.node.uid.as_deref().unwrap_or(name));
+                    let aggregates = RowAggregates(Arc::new(window.aggregates.clone()));
+                    let results = windowed.aggregate(aggregates, |key: &Row, w: Window, values| {
+                        let mut fields = key.0.clone();
+                        fields.push(Value::Timestamp(w.start));
+                        fields.push(Value::Timestamp(w.end));
+                        fields.extend(values);
+                        Row(fields)
+                    });
+                    Built::Rows(settings(results, stream, stream.schema.event_time))
+                }
+                Step::Join(plan) => {
+                    let (Some(Built::Keyed(left)), Some(Built::Keyed(right))) = (
+                        built.get(stream.inputs[0].as_str()),
+                        built.get(stream.inputs[1].as_str()),
+                    ) else {
+                        continue;
+                    };
+                    Built::Rows(settings(
+                        join(left, right, plan),
+                        stream,
+                        stream.schema.event_time,
+                    ))
+                }
+            };
         built.insert(name, next);
     }
     for sink in &plan.sinks {
         if let Some(Built::Rows(input)) = built.get(sink.spec.input.value.as_str()) {
             add_sink(input, sink);
+        }
+    }
+}
+
+fn assigner(shape: WindowShape) -> WindowAssigner {
+    match shape {
+        WindowShape::Tumbling { size } => WindowAssigner::tumbling(size),
+        WindowShape::Hopping { size, slide } => WindowAssigner::sliding(size, slide),
+        WindowShape::Session { gap } => WindowAssigner::session(gap),
+    }
+}
+
+/// Joins two keyed row streams as `plan` says: key fields, (window bounds), the
+/// left row's other fields, the right row's other fields, (the later event time).
+fn join(
+    left: &KeyedStream<Row, Row>,
+    right: &KeyedStream<Row, Row>,
+    plan: &JoinPlan,
+) -> Stream<Row> {
+    let fields = Arc::new((plan.left_fields.clone(), plan.right_fields.clone()));
+    let rest = move |values: &mut Vec<Value>, l: &Row, r: &Row| {
+        values.extend(fields.0.iter().map(|&i| l.0[i].clone()));
+        values.extend(fields.1.iter().map(|&i| r.0[i].clone()));
+    };
+    match plan.kind {
+        JoinKind::Window(shape) => left.window_join(
+            right,
+            assigner(shape),
+            move |key: &Row, w: Window, lefts: &[Row], rights: &[Row], out: &mut Vec<Row>| {
+                for l in lefts {
+                    for r in rights {
+                        let mut values = key.0.clone();
+                        values.push(Value::Timestamp(w.start));
+                        values.push(Value::Timestamp(w.end));
+                        rest(&mut values, l, r);
+                        out.push(Row(values));
+                    }
+                }
+            },
+        ),
+        JoinKind::Interval { lower, upper } => {
+            let time =
+                |row: &Row, field: Option<usize>| field.map_or(i64::MIN, |i| row.0[i].as_i64());
+            let (left_time, right_time) = plan.event_time;
+            left.interval_join(right, lower, upper, move |key: &Row, l: &Row, r: &Row| {
+                let mut values = key.0.clone();
+                rest(&mut values, l, r);
+                values.push(Value::Timestamp(
+                    time(l, left_time).max(time(r, right_time)),
+                ));
+                Row(values)
+            })
         }
     }
 }

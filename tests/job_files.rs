@@ -225,3 +225,99 @@ sinks: [{{name: out, kind: stdout, input: totals}}]
         "{stderr}"
     );
 }
+
+/// A window join and an interval join of two file sources, every output row
+/// checked against the pairs computed here.
+#[test]
+fn window_and_interval_joins_pair_rows_of_equal_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let orders: Vec<(i64, i64, i64, i64)> = (0..300).map(|i| (i % 4, i, i * 3, i * 37)).collect();
+    let payments: Vec<(i64, i64, i64)> = (0..200).map(|j| (j % 4, j, j * 53 + 11)).collect();
+    let lines = |rows: Vec<String>| rows.join("\n") + "\n";
+    std::fs::write(
+        dir.path().join("orders.jsonl"),
+        lines(
+            orders
+                .iter()
+                .map(|(u, o, a, t)| {
+                    json!({"user": u, "order": o, "amount": a, "ts": t}).to_string()
+                })
+                .collect(),
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("payments.jsonl"),
+        lines(
+            payments
+                .iter()
+                .map(|(u, p, t)| json!({"user": u, "paid": p, "ts": t}).to_string())
+                .collect(),
+        ),
+    )
+    .unwrap();
+    let job = "
+name: joins
+parallelism: 2
+checkpoints: {interval: 100ms}
+restart: {strategy: none}
+sources:
+  - {name: orders, kind: file, path: orders.jsonl, timestamp: ts,
+     schema: {user: int, order: int, amount: int, ts: timestamp}}
+  - {name: payments, kind: file, path: payments.jsonl, timestamp: ts,
+     schema: {user: int, paid: int, ts: timestamp}}
+operators:
+  - {name: orders_by_user, kind: key_by, input: orders, key: user}
+  - {name: payments_by_user, kind: key_by, input: payments, key: user}
+  - name: same_second
+    kind: window_join
+    inputs: [orders_by_user, payments_by_user]
+    window: {type: tumbling, size: 1s}
+  - name: near
+    kind: interval_join
+    inputs: [orders_by_user, payments_by_user]
+    between: [-300ms, 300ms]
+sinks:
+  - {name: windowed, kind: stdout, input: same_second}
+  - {name: interval, kind: stdout, input: near}
+";
+    std::fs::write(dir.path().join("joins.yaml"), job).unwrap();
+    let out = weir(dir.path(), &["run", "joins.yaml"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows: Vec<Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let (windowed, interval): (Vec<Value>, Vec<Value>) = rows
+        .into_iter()
+        .partition(|r| r.get("window_start").is_some());
+
+    let mut want_windowed = Vec::new();
+    let mut want_interval = Vec::new();
+    for &(user, order, amount, ts) in &orders {
+        for &(u, paid, pts) in &payments {
+            if u != user {
+                continue;
+            }
+            if ts / 1000 == pts / 1000 {
+                let start = ts - ts % 1000;
+                want_windowed.push(json!({"user": user, "window_start": start,
+                    "window_end": start + 1000, "order": order, "amount": amount, "ts": ts,
+                    "paid": paid, "payments_by_user_ts": pts}));
+            }
+            if (ts - 300..=ts + 300).contains(&pts) {
+                want_interval.push(json!({"user": user, "order": order, "amount": amount,
+                    "ts": ts, "paid": paid, "payments_by_user_ts": pts,
+                    "event_time": ts.max(pts)}));
+            }
+        }
+    }
+    assert!(!want_windowed.is_empty() && !want_interval.is_empty());
+    assert_eq!(sorted(windowed), sorted(want_windowed), "window join");
+    assert_eq!(sorted(interval), sorted(want_interval), "interval join");
+}

@@ -239,6 +239,24 @@ fn duration(node: &Node, path: &str, p: &mut Problems) -> Option<Duration> {
     parsed
 }
 
+/// A duration that may be negative, e.g. `-5s`, in milliseconds.
+fn signed_duration(node: &Node, path: &str, p: &mut Problems) -> Option<i64> {
+    let (text, _) = scalar(node, path, "a duration", p)?;
+    let (sign, magnitude) = match text.strip_prefix('-') {
+        Some(rest) => (-1, rest),
+        None => (1, text.strip_prefix('+').unwrap_or(text)),
+    };
+    let parsed = parse_duration(magnitude).and_then(|d| i64::try_from(d.as_millis()).ok());
+    if parsed.is_none() {
+        p.add(
+            node.at,
+            path,
+            format!("bad duration `{text}`: expected an optional sign, a whole number and a unit (ms, s, m, h, d), e.g. -5s, 10s"),
+        );
+    }
+    parsed.map(|ms| sign * ms)
+}
+
 fn choice<T: Copy>(node: &Node, path: &str, options: &[(&str, T)], p: &mut Problems) -> Option<T> {
     let text = string(node, path, p)?;
     let found = options
@@ -483,17 +501,6 @@ fn unknown_kind(kind: &Located<String>, what: &str, known: &[&str], p: &mut Prob
             "unknown {what} kind `{}`: expected one of {}",
             kind.value,
             known.join(", ")
-        ),
-    );
-}
-
-fn not_available(kind: &Located<String>, what: &str, p: &mut Problems) {
-    p.add(
-        kind.at,
-        &kind.path,
-        format!(
-            "{what} kind `{}` is not available in this build",
-            kind.value
         ),
     );
 }
@@ -882,9 +889,58 @@ fn operator(node: &Node, path: &str, p: &mut Problems) -> Option<OperatorSpec> {
                 )?,
             }
         }
-        "window_join" | "interval_join" => {
-            not_available(&kind, "operator", p);
-            return None;
+        "window_join" => {
+            f.check(&with_common(&["window"], &common), "a window_join", p);
+            let shape_node = f.required(
+                "window",
+                "{type: tumbling|hopping|session, size/slide/gap}",
+                p,
+            )?;
+            OperatorKind::WindowJoin {
+                shape: window_shape(shape_node, &f.path("window"), p)?,
+            }
+        }
+        "interval_join" => {
+            f.check(&with_common(&["between"], &common), "an interval_join", p);
+            let between = f.required(
+                "between",
+                "[LOWER, UPPER]: signed durations bounding right time - left time, e.g. [-5s, 10s]",
+                p,
+            )?;
+            let path = f.path("between");
+            let bounds: Vec<Option<i64>> = list(between, &path, p)
+                .iter()
+                .enumerate()
+                .map(|(i, n)| signed_duration(n, &format!("{path}[{i}]"), p))
+                .collect();
+            let [Some(lower), Some(upper)] = bounds[..] else {
+                if bounds.len() != 2 {
+                    p.add(
+                        between.at,
+                        &path,
+                        format!("expected two bounds [LOWER, UPPER], got {}", bounds.len()),
+                    );
+                }
+                return None;
+            };
+            if lower > upper {
+                p.add(
+                    between.at,
+                    &path,
+                    format!(
+                        "the lower bound ({lower} ms) must not exceed the upper bound ({upper} ms)"
+                    ),
+                );
+            }
+            OperatorKind::IntervalJoin {
+                lower,
+                upper,
+                between_at: Located {
+                    value: (),
+                    at: between.at,
+                    path,
+                },
+            }
         }
         _ => {
             unknown_kind(&kind, "operator", OPERATOR_KINDS, p);

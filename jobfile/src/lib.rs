@@ -61,7 +61,9 @@ pub use expr::{EvalError, Expr, ExprError};
 pub use registry::{Binder, Registry, RowFunction, Udf};
 pub use row::{Field, FieldType, Row, Schema, Value};
 pub use spec::*;
-pub use validate::{source_schema, JobPlan, PlannedSink, PlannedStream, Step, WindowPlan};
+pub use validate::{
+    source_schema, JobPlan, JoinKind, JoinPlan, PlannedSink, PlannedStream, Step, WindowPlan,
+};
 
 use diagnostic::Problems;
 use std::path::Path;

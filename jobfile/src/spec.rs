@@ -328,6 +328,22 @@ pub enum OperatorKind {
         /// The registered name.
         function: Located<String>,
     },
+    /// Joins two keyed streams per key and window: every pair of a left and a right
+    /// row with equal keys in the same window.
+    WindowJoin {
+        /// Window shape.
+        shape: WindowShape,
+    },
+    /// Joins two keyed streams: every left row `l` with the right rows `r` of equal
+    /// key and `l.time + lower <= r.time <= l.time + upper`.
+    IntervalJoin {
+        /// Lower bound, ms (may be negative).
+        lower: i64,
+        /// Upper bound, ms.
+        upper: i64,
+        /// Where `between:` is.
+        between_at: Located<()>,
+    },
 }
 
 /// One entry of `operators:`.

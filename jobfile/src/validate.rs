@@ -65,6 +65,37 @@ pub enum Step {
     Union,
     /// A user-defined function bound to the input schema.
     Udf(RowFunction),
+    /// Joins its two key_by inputs.
+    Join(JoinPlan),
+}
+
+/// A join of a [`JobPlan`]: output rows are the key fields, `window_start` and
+/// `window_end` (window joins), the left row's other fields, the right row's other
+/// fields, and `event_time` (interval joins: the later of the two rows' times).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct JoinPlan {
+    /// Window or interval.
+    pub kind: JoinKind,
+    /// The left input's fields after its keys, in output order.
+    pub left_fields: Vec<usize>,
+    /// The right input's fields after its keys, in output order.
+    pub right_fields: Vec<usize>,
+    /// The event-time field of the left and the right input.
+    pub event_time: (Option<usize>, Option<usize>),
+}
+
+/// How a join pairs rows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum JoinKind {
+    /// Rows of equal key in the same window.
+    Window(WindowShape),
+    /// Right rows within `[left time + lower, left time + upper]` (ms).
+    Interval {
+        /// Lower bound, ms.
+        lower: i64,
+        /// Upper bound, ms.
+        upper: i64,
+    },
 }
 
 impl fmt::Debug for Step {
@@ -77,6 +108,7 @@ impl fmt::Debug for Step {
             Step::Window(w) => f.debug_tuple("Window").field(w).finish(),
             Step::Union => f.write_str("Union"),
             Step::Udf(_) => f.write_str("Udf"),
+            Step::Join(j) => f.debug_tuple("Join").field(j).finish(),
         }
     }
 }
@@ -257,6 +289,14 @@ pub(crate) fn plan(spec: JobSpec, registry: &Registry, p: &mut Problems) -> JobP
                 format!("a union needs at least two `inputs`, found {count}"),
             ),
             OperatorKind::Union => {}
+            OperatorKind::WindowJoin { .. } | OperatorKind::IntervalJoin { .. } if count != 2 => {
+                p.add(
+                    op.node.at,
+                    &op.node.path,
+                    format!("a join reads two keyed streams: expected `inputs: [LEFT, RIGHT]`, found {count}"),
+                )
+            }
+            OperatorKind::WindowJoin { .. } | OperatorKind::IntervalJoin { .. } => {}
             _ if count > 1 => p.add(
                 op.inputs[1].at,
                 &op.inputs[1].path,
@@ -404,9 +444,14 @@ pub(crate) fn plan(spec: JobSpec, registry: &Registry, p: &mut Problems) -> JobP
         if inputs.len() != op.inputs.len() || inputs.is_empty() {
             continue;
         }
+        let reads_keyed = matches!(
+            op.kind,
+            OperatorKind::Window { .. }
+                | OperatorKind::WindowJoin { .. }
+                | OperatorKind::IntervalJoin { .. }
+        );
         for input in &op.inputs {
-            if key_by.contains_key(&input.value) && !matches!(op.kind, OperatorKind::Window { .. })
-            {
+            if key_by.contains_key(&input.value) && !reads_keyed {
                 p.add(
                     input.at,
                     &input.path,
@@ -529,6 +574,32 @@ pub(crate) fn plan(spec: JobSpec, registry: &Registry, p: &mut Problems) -> JobP
                     Some((Step::Union, schema))
                 }
             }
+            OperatorKind::WindowJoin { shape } => {
+                join(p, op, &key_by, &inputs, JoinKind::Window(*shape))
+            }
+            OperatorKind::IntervalJoin {
+                lower,
+                upper,
+                between_at,
+            } => {
+                if inputs.iter().any(|s| s.event_time.is_none()) {
+                    p.add(
+                        between_at.at,
+                        &between_at.path,
+                        "an interval join needs event time on both inputs: expected `timestamp:` on their sources, kept through maps as `FIELD: FIELD`",
+                    );
+                }
+                join(
+                    p,
+                    op,
+                    &key_by,
+                    &inputs,
+                    JoinKind::Interval {
+                        lower: *lower,
+                        upper: *upper,
+                    },
+                )
+            }
             OperatorKind::Udf { function } => match registry.get(&function.value) {
                 None => {
                     let known = registry.names();
@@ -625,6 +696,118 @@ pub(crate) fn plan(spec: JobSpec, registry: &Registry, p: &mut Problems) -> JobP
 }
 
 #[allow(clippy::too_many_arguments)]
+/// Plans a join of `op`'s two key_by inputs with equal key types.
+fn join(
+    p: &mut Problems,
+    op: &OperatorSpec,
+    key_by: &HashMap<String, Vec<usize>>,
+    inputs: &[&Schema],
+    kind: JoinKind,
+) -> Option<(Step, Schema)> {
+    let mut keys = Vec::new();
+    for input in &op.inputs {
+        match key_by.get(&input.value) {
+            Some(k) => keys.push(k),
+            None => p.add(
+                input.at,
+                &input.path,
+                format!(
+                    "a join reads keyed streams: expected `{}` to be a key_by",
+                    input.value
+                ),
+            ),
+        }
+    }
+    let ([left_keys, right_keys], [left, right]) = (keys.as_slice(), inputs) else {
+        return None;
+    };
+    let type_list = |schema: &Schema, keys: &[usize]| {
+        keys.iter()
+            .map(|&k| format!("{} {}", schema.fields[k].name, schema.fields[k].ty))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let left_types: Vec<FieldType> = left_keys.iter().map(|&k| left.fields[k].ty).collect();
+    let right_types: Vec<FieldType> = right_keys.iter().map(|&k| right.fields[k].ty).collect();
+    if left_types != right_types {
+        p.add(
+            op.inputs[1].at,
+            &op.inputs[1].path,
+            format!(
+                "join keys must have the same types: `{}` is keyed by ({}) but `{}` by ({})",
+                op.inputs[0].value,
+                type_list(left, left_keys),
+                op.inputs[1].value,
+                type_list(right, right_keys)
+            ),
+        );
+        return None;
+    }
+    let mut fields: Vec<Field> = left_keys.iter().map(|&k| left.fields[k].clone()).collect();
+    if matches!(kind, JoinKind::Window(_)) {
+        if left.event_time.is_none() || right.event_time.is_none() {
+            p.add(
+                op.node.at,
+                &op.node.path,
+                "a window join needs event time on both inputs: expected `timestamp:` on their sources, kept through maps as `FIELD: FIELD`",
+            );
+        }
+        for name in ["window_start", "window_end"] {
+            fields.push(Field {
+                name: name.into(),
+                ty: FieldType::Timestamp,
+            });
+        }
+    }
+    let rest = |keys: &[usize], schema: &Schema| -> Vec<usize> {
+        (0..schema.fields.len())
+            .filter(|i| !keys.contains(i))
+            .collect()
+    };
+    let (left_fields, right_fields) = (rest(left_keys, left), rest(right_keys, right));
+    fields.extend(left_fields.iter().map(|&i| left.fields[i].clone()));
+    for &i in &right_fields {
+        let field = &right.fields[i];
+        let name = if fields.iter().any(|f| f.name == field.name) {
+            format!("{}_{}", op.inputs[1].value, field.name)
+        } else {
+            field.name.clone()
+        };
+        fields.push(Field { name, ty: field.ty });
+    }
+    let event_time = match kind {
+        JoinKind::Window(_) => Some(left_keys.len() + 1),
+        JoinKind::Interval { .. } => {
+            fields.push(Field {
+                name: "event_time".into(),
+                ty: FieldType::Timestamp,
+            });
+            Some(fields.len() - 1)
+        }
+    };
+    let mut seen = std::collections::HashSet::new();
+    if let Some(dup) = fields.iter().find(|f| !seen.insert(f.name.as_str())) {
+        p.add(
+            op.node.at,
+            &op.node.path,
+            format!(
+                "the joined rows would have two fields named `{}`: rename one with a map before the join",
+                dup.name
+            ),
+        );
+        return None;
+    }
+    Some((
+        Step::Join(JoinPlan {
+            kind,
+            left_fields,
+            right_fields,
+            event_time: (left.event_time, right.event_time),
+        }),
+        Schema { fields, event_time },
+    ))
+}
+
 fn window(
     p: &mut Problems,
     op: &OperatorSpec,

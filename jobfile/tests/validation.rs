@@ -177,19 +177,78 @@ fn not_available_kinds_and_backends() {
         "job.yaml:2:16: state_backend: ",
         "`rocksdb` is not available yet",
     );
-    let text = VALID.replace("kind: filter", "kind: window_join");
-    one(
-        &text,
-        "job.yaml:11:11: operators[0].kind: ",
-        "not available in this build",
+}
+
+const JOINED: &str = "\
+name: joined
+sources:
+  - {name: bids, kind: bids, events: 1000}
+  - {name: auctions, kind: nexmark, events: 1000, event: auction}
+operators:
+  - {name: bids_by_auction, kind: key_by, input: bids, key: auction}
+  - {name: auctions_by_id, kind: key_by, input: auctions, key: id}
+  - name: pairs
+    kind: window_join
+    inputs: [bids_by_auction, auctions_by_id]
+    window: {type: tumbling, size: 10s}
+  - name: near
+    kind: interval_join
+    inputs: [bids_by_auction, auctions_by_id]
+    between: [-2s, 1s]
+sinks:
+  - {name: out, kind: stdout, input: pairs}
+  - {name: out2, kind: stdout, input: near}
+";
+
+#[test]
+fn joins_plan_their_output_fields_and_check_their_inputs() {
+    let plan = load("job.yaml", JOINED, &Registry::default()).unwrap();
+    let pairs = &plan.streams[4].schema;
+    assert_eq!(
+        pairs.names(),
+        "auction, window_start, window_end, bidder, price, channel, url, date_time, extra, \
+         item_name, description, initial_bid, reserve, auctions_by_id_date_time, expires, \
+         seller, category, auctions_by_id_extra"
     );
-    let text = VALID.replace("kind: bids", "kind: file");
-    let found = problems(&text);
+    assert_eq!(pairs.event_time, Some(2));
+    let near = &plan.streams[5].schema;
+    assert!(near.names().ends_with("auctions_by_id_extra, event_time"));
+    assert_eq!(near.event_time, Some(near.fields.len() - 1));
+
+    let mismatch = "join keys must have the same types: `bids_by_auction` is keyed by (auction int) but `auctions_by_id` by (item_name string)";
+    assert_eq!(
+        problems(&JOINED.replace("key: id", "key: item_name")),
+        vec![
+            format!("job.yaml:10:31: operators[2].inputs[1]: {mismatch}"),
+            format!("job.yaml:14:31: operators[3].inputs[1]: {mismatch}"),
+        ]
+    );
+    let found = problems(&JOINED.replace(
+        "inputs: [bids_by_auction, auctions_by_id]\n    window",
+        "inputs: [bids, auctions_by_id]\n    window",
+    ));
+    assert_eq!(found.len(), 1, "{found:#?}");
     assert!(
-        found[0].starts_with(
-            "job.yaml:6:11: sources[0].kind: source kind `file` is not available in this build"
-        ),
+        found[0].starts_with("job.yaml:10:14: operators[2].inputs[0]: a join reads keyed streams: expected `bids` to be a key_by"),
         "{found:#?}"
+    );
+    one(
+        &JOINED.replace("between: [-2s, 1s]", "between: [2s, -1s]"),
+        "job.yaml:15:14: operators[3].between: ",
+        "the lower bound (2000 ms) must not exceed the upper bound (-1000 ms)",
+    );
+    one(
+        &JOINED.replace("between: [-2s, 1s]", "between: [-2x, 1s]"),
+        "job.yaml:15:15: operators[3].between[0]: ",
+        "bad duration `-2x`",
+    );
+    one(
+        &JOINED.replace(
+            "inputs: [bids_by_auction, auctions_by_id]\n    between",
+            "input: bids_by_auction\n    between",
+        ),
+        "job.yaml:12:5: operators[3]: ",
+        "a join reads two keyed streams: expected `inputs: [LEFT, RIGHT]`, found 1",
     );
 }
 
