@@ -321,3 +321,28 @@ sinks:
     assert_eq!(sorted(windowed), sorted(want_windowed), "window join");
     assert_eq!(sorted(interval), sorted(want_interval), "interval join");
 }
+
+/// `weir run job.yaml | head -1`: the reader going away ends the job quietly at
+/// once; no restart can bring the reader back.
+#[test]
+fn a_closed_output_pipe_ends_the_run_without_restarts() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(["run", &example("bids-with-auctions.yaml")])
+        .current_dir(dir.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    assert!(first.starts_with('{'), "{first}");
+    // The reader closes the pipe here.
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(!stderr.contains("restart"), "{stderr}");
+}

@@ -72,6 +72,18 @@ impl DataflowError {
         }
     }
 
+    /// Whether restarting the job could get past this error. An invalid job stays
+    /// invalid, and output whose reader has gone (a broken pipe: `weir run … | head`)
+    /// stays gone; everything else (a broker or bucket that is down, a crashed task)
+    /// may succeed on a restart.
+    pub fn is_recoverable(&self) -> bool {
+        match self {
+            Self::InvalidJob { .. } => false,
+            Self::Io { source, .. } => source.kind() != std::io::ErrorKind::BrokenPipe,
+            _ => true,
+        }
+    }
+
     /// An invalid-job error naming the operator.
     pub fn invalid(operator: impl Into<String>, message: impl Into<String>) -> Self {
         Self::InvalidJob {

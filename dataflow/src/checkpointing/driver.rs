@@ -432,6 +432,10 @@ impl Driver {
                 }
                 Ended::Failed(error) => {
                     self.status(JobStatus::Failing);
+                    if !error.is_recoverable() {
+                        tracing::info!(job = %self.config.name, "job failed ({error}); a restart cannot help");
+                        return Err(error);
+                    }
                     restarts += 1;
                     self.live.restarted();
                     let Some(delay) = self.checkpointing.restart.delay(restarts) else {
