@@ -695,7 +695,6 @@ pub(crate) fn plan(spec: JobSpec, registry: &Registry, p: &mut Problems) -> JobP
     }
 }
 
-#[allow(clippy::too_many_arguments)]
 /// Plans a join of `op`'s two key_by inputs with equal key types.
 fn join(
     p: &mut Problems,
@@ -808,6 +807,7 @@ fn join(
     ))
 }
 
+#[allow(clippy::too_many_arguments)]
 fn window(
     p: &mut Problems,
     op: &OperatorSpec,
