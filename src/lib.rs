@@ -33,6 +33,7 @@ pub mod jobs;
 pub mod kafka_bench;
 pub mod nexmark;
 pub mod running_count;
+pub mod server;
 pub mod state_bench;
 
 pub use weir_checkpoint as checkpoint;
