@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-const ELEMENT: &str = "element-6066-11e4-a52e-4f735a6a0f8e";
+const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 
 fn find_program(names: &[&str]) -> Option<String> {
     let path = std::env::var("PATH").unwrap_or_default();
@@ -52,9 +52,10 @@ impl Browser {
         let url = format!("http://127.0.0.1:{port}");
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            let ready =
-                std::panic::catch_unwind(|| http("GET", &format!("{url}/status"), None, None));
-            if matches!(&ready, Ok((200, status)) if status["value"]["ready"] == true) {
+            let listening = std::net::TcpStream::connect(("127.0.0.1", port)).is_ok();
+            if listening
+                && http("GET", &format!("{url}/status"), None, None).1["value"]["ready"] == true
+            {
                 break;
             }
             assert!(
@@ -124,7 +125,10 @@ impl Browser {
             "/element",
             json!({"using": "css selector", "value": css}),
         );
-        let id = element[ELEMENT].as_str().unwrap().to_string();
+        let id = element[ELEMENT]
+            .as_str()
+            .unwrap_or_else(|| panic!("no element {css}: {element}"))
+            .to_string();
         self.session("POST", &format!("/element/{id}/click"), json!({}));
     }
 }

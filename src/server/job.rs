@@ -321,7 +321,8 @@ impl ServerJob {
 
     /// The job graph with the latest rates.
     pub fn graph(&self) -> GraphJson {
-        let mut graph = view::plan_graph(&self.plan);
+        let parallelism = lock(&self.record).options.parallelism;
+        let mut graph = view::plan_graph(&self.plan, parallelism);
         lock(&self.rates).apply(&mut graph);
         graph
     }

@@ -81,10 +81,11 @@ fn vertex(
     }
 }
 
-/// The graph a job file declares: a vertex per source, operator and sink; a `key_by`
-/// is not a vertex but the `hash` edge into its readers.
-pub fn plan_graph(plan: &JobPlan) -> GraphJson {
-    let default_parallelism = plan.spec.parallelism;
+/// The graph a job file declares (run at `parallelism` where the file does not set
+/// one per operator): a vertex per source, operator and sink; a `key_by` is not a
+/// vertex but the `hash` edge into its readers.
+pub fn plan_graph(plan: &JobPlan, parallelism: Option<usize>) -> GraphJson {
+    let default_parallelism = parallelism.unwrap_or(plan.spec.parallelism);
     let mut vertices = Vec::new();
     let mut ids: HashMap<&str, usize> = HashMap::new();
     // A key_by stream stands for its input, with a hash edge.
@@ -326,7 +327,7 @@ operators:
 sinks: [{name: out, kind: blackhole, input: m}]
 ";
         let plan = weir_jobfile::load("g.yaml", text, &weir_jobfile::Registry::default()).unwrap();
-        let graph = plan_graph(&plan);
+        let graph = plan_graph(&plan, None);
         let names: Vec<(&str, &str, usize)> = graph
             .vertices
             .iter()
