@@ -110,7 +110,7 @@ function layout(graph) {
     const d = depth.get(v.id);
     (columns[d] = columns[d] || []).push(v);
   }
-  const W = 190, H = 78, GX = 70, GY = 22, PAD = 12;
+  const W = 172, H = 78, GX = 56, GY = 22, PAD = 12;
   const place = new Map();
   const tallest = Math.max(...columns.map((c) => (c ? c.length : 0)), 1);
   columns.forEach((column, c) => {
@@ -131,8 +131,10 @@ function renderGraph(graph) {
   const root = $("graph");
   root.replaceChildren();
   const { place, W, H, width, height } = layout(graph);
-  root.setAttribute("width", Math.max(width, 300));
-  root.setAttribute("height", Math.max(height, 60));
+  const w = Math.max(width, 300), h = Math.max(height, 60);
+  root.setAttribute("width", w);
+  root.setAttribute("height", h);
+  root.setAttribute("viewBox", `0 0 ${w} ${h}`);
   const defs = svg("defs", {}, root);
   const marker = svg("marker", { id: "arrow", viewBox: "0 0 10 10", refX: 10, refY: 5, markerWidth: 7, markerHeight: 7, orient: "auto-start-reverse" }, defs);
   svg("path", { d: "M 0 0 L 10 5 L 0 10 z", fill: "#8a96a3" }, marker);
