@@ -431,7 +431,7 @@ fn job_source(job: &JobBuilder, planned: &PlannedStream) -> Option<Stream<Row>> 
             node(source, planned).map(|r: KafkaRecord<Row>| r.value)
         }
     };
-    let rows = rows.uid(&format!(
+    let rows = rows.name(&format!("{name}-rows")).uid(&format!(
         "{}-rows",
         planned.node.uid.as_deref().unwrap_or(name)
     ));

@@ -31,6 +31,7 @@ pub mod bench;
 pub mod inspect;
 pub mod jobs;
 pub mod kafka_bench;
+pub mod metrics;
 pub mod nexmark;
 pub mod running_count;
 pub mod server;

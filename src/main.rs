@@ -395,15 +395,18 @@ struct SavepointArgs {
 
 fn main() {
     // Warnings (skipped corrupt checkpoints, aborted checkpoints, restarts) go to stderr;
-    // RUST_LOG=weir=info (or debug) shows more.
-    tracing_subscriber::fmt()
+    // RUST_LOG=weir=info (or debug) shows more; WEIR_LOG_FORMAT=json writes one JSON
+    // object per event (timestamp, level, target, fields) for log collectors.
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let logs = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .init();
+        .with_env_filter(filter);
+    if std::env::var("WEIR_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json")) {
+        logs.json().init();
+    } else {
+        logs.with_ansi(std::io::stderr().is_terminal()).init();
+    }
     if let Err(e) = run(Cli::parse()) {
         eprintln!("error: {e:#}");
         std::process::exit(1);

@@ -2,8 +2,9 @@
 //! task, partitioning records and batching them (flush on size or after a linger).
 
 use crate::stage::{ChainSnapshots, Stage};
+use crate::OperatorMetrics;
 use crate::{DataflowError, Message, Result, Timestamp};
-use crossbeam_channel::Sender;
+use crossbeam_channel::{Sender, TrySendError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use weir_checkpoint::{Barrier, CheckpointId};
@@ -59,6 +60,8 @@ pub(crate) struct ExchangeWriter<T, U, C> {
     /// End of input was sent: later barriers (checkpoints of a finished task) are not
     /// forwarded, the receivers treat the ended channel as aligned.
     pub(crate) ended: bool,
+    /// The sending operator subtask's counters (time blocked on a full channel).
+    pub(crate) metrics: Arc<OperatorMetrics>,
 }
 
 impl<T, U, C> ExchangeWriter<T, U, C>
@@ -67,12 +70,22 @@ where
     C: Fn(T) -> U + Send,
 {
     fn send(&self, target: usize, message: Message<U>) -> Result<()> {
-        self.senders[target]
-            .send(message)
-            .map_err(|_| DataflowError::TaskFailed {
-                task: self.task.clone(),
-                message: "a downstream task stopped receiving".into(),
-            })
+        let stopped = || DataflowError::TaskFailed {
+            task: self.task.clone(),
+            message: "a downstream task stopped receiving".into(),
+        };
+        match self.senders[target].try_send(message) {
+            Ok(()) => Ok(()),
+            Err(TrySendError::Full(message)) => {
+                // Backpressure: the receiver is behind. Time the wait.
+                let blocked = Instant::now();
+                let sent = self.senders[target].send(message).map_err(|_| stopped());
+                let waited = u64::try_from(blocked.elapsed().as_nanos()).unwrap_or(u64::MAX);
+                OperatorMetrics::add(&self.metrics.backpressure_ns, waited);
+                sent
+            }
+            Err(TrySendError::Disconnected(_)) => Err(stopped()),
+        }
     }
 
     #[inline]

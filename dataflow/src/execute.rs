@@ -2,7 +2,7 @@
 //! each chain, bounded channels between them.
 
 use crate::graph::{Erased, GraphSpec, NodeKind, WireSettings};
-use crate::operator::{OperatorContext, OperatorMetrics, SubtaskInfo};
+use crate::operator::{Gauge, OperatorContext, OperatorMetrics, SubtaskInfo};
 use crate::stream::JobBuilder;
 use crate::task::{JobEvent, TaskCommand, TaskEnv, TaskHead};
 use crate::{DataflowError, Result};
@@ -84,6 +84,77 @@ pub struct SubtaskMetrics {
     pub records_out: u64,
     /// Records too late for their window.
     pub late_records: u64,
+    /// The operator's vertex in [`GraphView::vertices`].
+    pub vertex: usize,
+    /// Milliseconds spent waiting for room in a full channel downstream, since start.
+    pub backpressure_ms: u64,
+    /// The last watermark the operator passed on (ms since the epoch; `i64::MAX` once
+    /// its input ended), `None` before the first.
+    pub watermark_ms: Option<i64>,
+    /// Operator-specific readings (Kafka lag per partition, …).
+    pub gauges: Vec<Gauge>,
+}
+
+/// The shape of a running job: its operators and the edges between them, for
+/// display (`weir serve`'s graph) and metrics.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct GraphView {
+    /// Operators, in the order they were added; `VertexView::id` is the index.
+    pub vertices: Vec<VertexView>,
+    /// Data edges.
+    pub edges: Vec<EdgeView>,
+}
+
+/// One operator of a [`GraphView`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VertexView {
+    /// Index in [`GraphView::vertices`].
+    pub id: usize,
+    /// The operator's name.
+    pub name: String,
+    /// Its uid (explicit or derived from its position).
+    pub uid: String,
+    /// Its parallelism.
+    pub parallelism: usize,
+    /// Source, operator or sink.
+    pub role: VertexRole,
+    /// The task (chain of operators in one thread per subtask) it runs in.
+    pub task: String,
+}
+
+/// What a vertex does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum VertexRole {
+    /// Reads input.
+    Source,
+    /// Transforms records.
+    Operator,
+    /// Writes output.
+    Sink,
+}
+
+impl VertexRole {
+    /// `source`, `operator` or `sink`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Source => "source",
+            Self::Operator => "operator",
+            Self::Sink => "sink",
+        }
+    }
+}
+
+/// One edge of a [`GraphView`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EdgeView {
+    /// Upstream vertex id.
+    pub from: usize,
+    /// Downstream vertex id.
+    pub to: usize,
+    /// `forward`, `hash`, `rebalance` or `broadcast`.
+    pub kind: &'static str,
+    /// Whether both ends run in the same thread (no channel in between).
+    pub chained: bool,
 }
 
 /// What a finished job reports.
@@ -112,11 +183,18 @@ pub struct JobHandle {
     events: Receiver<JobEvent>,
     failures: Receiver<String>,
     metrics: MetricsView,
+    graph: Arc<GraphView>,
     started: Instant,
 }
 
 /// The live counters of one operator subtask, with its identity.
-type CounterEntry = (String, String, usize, Arc<OperatorMetrics>);
+struct CounterEntry {
+    operator: String,
+    uid: String,
+    vertex: usize,
+    subtask: usize,
+    metrics: Arc<OperatorMetrics>,
+}
 
 /// A cloneable, thread-safe view of a running job's counters.
 #[derive(Clone)]
@@ -129,13 +207,21 @@ impl MetricsView {
     pub fn snapshot(&self) -> Vec<SubtaskMetrics> {
         self.subtasks
             .iter()
-            .map(|(operator, uid, subtask, m)| SubtaskMetrics {
-                operator: operator.clone(),
-                uid: uid.clone(),
-                subtask: *subtask,
-                records_in: m.records_in.load(Ordering::Relaxed),
-                records_out: m.records_out.load(Ordering::Relaxed),
-                late_records: m.late_records.load(Ordering::Relaxed),
+            .map(|entry| {
+                let m = &entry.metrics;
+                let watermark = m.watermark.load(Ordering::Relaxed);
+                SubtaskMetrics {
+                    operator: entry.operator.clone(),
+                    uid: entry.uid.clone(),
+                    subtask: entry.subtask,
+                    records_in: m.records_in.load(Ordering::Relaxed),
+                    records_out: m.records_out.load(Ordering::Relaxed),
+                    late_records: m.late_records.load(Ordering::Relaxed),
+                    vertex: entry.vertex,
+                    backpressure_ms: m.backpressure_ns.load(Ordering::Relaxed) / 1_000_000,
+                    watermark_ms: (watermark != i64::MIN).then_some(watermark),
+                    gauges: m.gauges(),
+                }
             })
             .collect()
     }
@@ -269,6 +355,9 @@ struct Wiring<'a> {
     consumers: Vec<Vec<(usize, usize)>>,
     writers: BTreeMap<(usize, usize), Vec<Option<Erased>>>,
     readers: BTreeMap<(usize, usize), Vec<Option<Erased>>>,
+    /// The counters of every subtask of every node, made before the channels so the
+    /// exchange writers can count backpressure into them.
+    counters: Vec<Vec<Arc<OperatorMetrics>>>,
     metrics: Vec<CounterEntry>,
 }
 
@@ -284,6 +373,27 @@ impl Wiring<'_> {
             .ok_or_else(|| {
                 DataflowError::invalid("job", "internal wiring error: a channel end is missing")
             })
+    }
+
+    /// The context of `node`'s subtask `index`, its counters registered.
+    fn context(&mut self, node: usize, index: usize) -> OperatorContext {
+        let mut cx = context(
+            self.graph,
+            node,
+            index,
+            self.parallelism[node],
+            self.max,
+            self.config,
+        );
+        cx.metrics = self.counters[node][index].clone();
+        self.metrics.push(CounterEntry {
+            operator: self.graph.nodes[node].name.clone(),
+            uid: cx.subtask.uid.clone(),
+            vertex: node,
+            subtask: index,
+            metrics: cx.metrics.clone(),
+        });
+        cx
     }
 
     /// The stage of `node` at subtask `index`, with everything chained after it.
@@ -302,20 +412,7 @@ impl Wiring<'_> {
             (Some(output), _) => Some(output.tee(branches)?),
             (None, _) => None,
         };
-        let cx = context(
-            self.graph,
-            node,
-            index,
-            self.parallelism[node],
-            self.max,
-            self.config,
-        );
-        self.metrics.push((
-            spec.name.clone(),
-            cx.subtask.uid.clone(),
-            index,
-            cx.metrics.clone(),
-        ));
+        let cx = self.context(node, index);
         match (&spec.kind, next) {
             (NodeKind::Operator(build), Some(next)) => build.build(cx, next),
             (NodeKind::Sink(build), None) => build.build(cx),
@@ -348,20 +445,7 @@ impl Wiring<'_> {
             } else {
                 output.tee(branches)?
             };
-            let cx = context(
-                self.graph,
-                root,
-                index,
-                self.parallelism[root],
-                self.max,
-                self.config,
-            );
-            self.metrics.push((
-                spec.name.clone(),
-                cx.subtask.uid.clone(),
-                index,
-                cx.metrics.clone(),
-            ));
+            let cx = self.context(root, index);
             return build.build(cx, next, self.config.batch_size);
         }
         let stage = self.stage(root, index)?;
@@ -445,6 +529,10 @@ fn spawn(graph: GraphSpec, config: JobConfig) -> Result<JobHandle> {
         consumers,
         writers: BTreeMap::new(),
         readers: BTreeMap::new(),
+        counters: parallelism
+            .iter()
+            .map(|&p| (0..p).map(|_| Arc::default()).collect())
+            .collect(),
         metrics: Vec::new(),
     };
     for (index, node) in graph.nodes.iter().enumerate() {
@@ -456,6 +544,7 @@ fn spawn(graph: GraphSpec, config: JobConfig) -> Result<JobHandle> {
                     parallelism[index],
                     &settings,
                     &task,
+                    &wiring.counters[edge.from],
                 );
                 wiring
                     .writers
@@ -479,6 +568,7 @@ fn spawn(graph: GraphSpec, config: JobConfig) -> Result<JobHandle> {
         }
     }
     let metrics = std::mem::take(&mut wiring.metrics);
+    let graph_view = Arc::new(graph_view(&graph, &parallelism, &wiring));
     let (events_tx, events) = unbounded();
     let (failures_tx, failures) = unbounded();
     let mut tasks = Vec::new();
@@ -537,8 +627,53 @@ fn spawn(graph: GraphSpec, config: JobConfig) -> Result<JobHandle> {
         metrics: MetricsView {
             subtasks: Arc::new(metrics),
         },
+        graph: graph_view,
         started,
     })
+}
+
+fn graph_view(graph: &GraphSpec, parallelism: &[usize], wiring: &Wiring<'_>) -> GraphView {
+    let mut task_of = vec![String::new(); graph.nodes.len()];
+    let mut view = GraphView::default();
+    for (id, node) in graph.nodes.iter().enumerate() {
+        // The task is named after the root of the chain the node belongs to.
+        let mut root = id;
+        while let [edge] = graph.nodes[root].inputs.as_slice() {
+            if !wiring.chained[root][0] {
+                break;
+            }
+            root = edge.from;
+        }
+        if task_of[root].is_empty() {
+            task_of[root] = wiring.task_name(root);
+        }
+        view.vertices.push(VertexView {
+            id,
+            name: node.name.clone(),
+            uid: graph.uid_of(id),
+            parallelism: parallelism[id],
+            role: match node.kind {
+                NodeKind::Source(_) => VertexRole::Source,
+                NodeKind::Operator(_) => VertexRole::Operator,
+                NodeKind::Sink(_) => VertexRole::Sink,
+            },
+            task: task_of[root].clone(),
+        });
+        for (index, edge) in node.inputs.iter().enumerate() {
+            view.edges.push(EdgeView {
+                from: edge.from,
+                to: id,
+                kind: match edge.kind {
+                    crate::EdgeKind::Forward => "forward",
+                    crate::EdgeKind::Hash => "hash",
+                    crate::EdgeKind::Rebalance => "rebalance",
+                    crate::EdgeKind::Broadcast => "broadcast",
+                },
+                chained: wiring.chained[id][index],
+            });
+        }
+    }
+    view
 }
 
 /// Closes the control channels, joins every task thread and returns the root cause
@@ -625,6 +760,11 @@ impl JobHandle {
     /// The current counters of every operator subtask.
     pub fn metrics(&self) -> Vec<SubtaskMetrics> {
         self.metrics.snapshot()
+    }
+
+    /// The job's operators and edges.
+    pub fn graph(&self) -> Arc<GraphView> {
+        self.graph.clone()
     }
 
     /// A view of the counters that can be read from another thread while

@@ -3,7 +3,7 @@
 //! the typed API ([`crate::Stream`]), expanded into tasks by [`crate::execute`].
 
 use crate::exchange::{ExchangeWriter, Partitioner};
-use crate::operator::{Operator, OperatorContext};
+use crate::operator::{Operator, OperatorContext, OperatorMetrics};
 use crate::sink::Sink;
 use crate::source::{Source, WatermarkStrategy};
 use crate::stage::{OperatorStage, SinkStage, Stage, Tee};
@@ -56,6 +56,7 @@ pub(crate) trait EdgeBuild: Send + Sync {
         down: usize,
         settings: &WireSettings,
         task: &str,
+        metrics: &[Arc<OperatorMetrics>],
     ) -> (Vec<Erased>, Vec<Erased>);
 }
 
@@ -103,6 +104,7 @@ impl<T: Data, U: Data, C: Fn(T) -> U + Clone + Send + Sync + 'static> EdgeBuild
         down: usize,
         settings: &WireSettings,
         task: &str,
+        metrics: &[Arc<OperatorMetrics>],
     ) -> (Vec<Erased>, Vec<Erased>) {
         let mut senders = vec![Vec::with_capacity(down); up];
         let mut receivers: Vec<Vec<Receiver<Message<U>>>> = vec![Vec::with_capacity(up); down];
@@ -140,6 +142,7 @@ impl<T: Data, U: Data, C: Fn(T) -> U + Clone + Send + Sync + 'static> EdgeBuild
                     own_index: index,
                     pointwise: up == down,
                     ended: false,
+                    metrics: metrics.get(index).cloned().unwrap_or_default(),
                 });
                 Box::new(writer) as Erased
             })

@@ -47,11 +47,15 @@ pub mod window;
 
 pub use align::{AlignmentStep, BarrierAligner};
 pub use error::{DataflowError, Result};
-pub use execute::{JobConfig, JobHandle, JobResult, MetricsView, RestoreState, SubtaskMetrics};
+pub use execute::{
+    EdgeView, GraphView, JobConfig, JobHandle, JobResult, MetricsView, RestoreState,
+    SubtaskMetrics, VertexRole, VertexView,
+};
 pub use graph::{Data, EdgeKind};
 pub use message::Message;
 pub use operator::{
-    FrozenState, Operator, OperatorContext, OperatorMetrics, Output, SnapshotContext, SubtaskInfo,
+    FrozenState, Gauge, GaugeFn, Operator, OperatorContext, OperatorMetrics, Output,
+    SnapshotContext, SubtaskInfo,
 };
 pub use ops::{Filter, FlatMap, Identity, Map};
 pub use sink::Sink;

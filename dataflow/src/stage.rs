@@ -98,6 +98,7 @@ impl<O: Operator> Stage<O::In> for OperatorStage<O> {
             return Err(self.context(e));
         }
         self.emit()?;
+        self.metrics.set_watermark(watermark);
         self.next.watermark(watermark)
     }
 
@@ -188,7 +189,8 @@ impl<S: Sink> Stage<S::In> for SinkStage<S> {
         Ok(())
     }
 
-    fn watermark(&mut self, _: Timestamp) -> Result<()> {
+    fn watermark(&mut self, watermark: Timestamp) -> Result<()> {
+        self.metrics.set_watermark(watermark);
         Ok(())
     }
 

@@ -487,6 +487,7 @@ impl<S: Source> TaskHead for SourceHead<S> {
                 match self.watermark(&mut splits, now) {
                     Some(watermark) if watermark > emitted => {
                         emitted = watermark;
+                        self.metrics.set_watermark(watermark);
                         self.stage.watermark(watermark)?;
                     }
                     Some(_) => {}
@@ -499,6 +500,7 @@ impl<S: Source> TaskHead for SourceHead<S> {
                         if let Some(watermark) = all.max() {
                             if watermark > emitted {
                                 emitted = watermark;
+                                self.metrics.set_watermark(watermark);
                                 self.stage.watermark(watermark)?;
                             }
                         }
@@ -528,6 +530,7 @@ impl<S: Source> TaskHead for SourceHead<S> {
                 }
             }
         }
+        self.metrics.set_watermark(Timestamp::MAX);
         self.stage.watermark(Timestamp::MAX)?;
         if env.final_checkpoint {
             self.await_final_checkpoint(&env)?;

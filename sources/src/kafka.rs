@@ -30,8 +30,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use weir_dataflow::state::{decode, encode};
 use weir_dataflow::{
-    CheckpointId, DataflowError, OperatorContext, Result, SnapshotContext, Source, SourceOutput,
-    SourcePoll, SubtaskInfo,
+    CheckpointId, DataflowError, Gauge, OperatorContext, Result, SnapshotContext, Source,
+    SourceOutput, SourcePoll, SubtaskInfo,
 };
 
 const OFFSETS: &str = "kafka-offsets";
@@ -112,6 +112,11 @@ impl KafkaSourceMetrics {
     fn update(&self, f: impl FnOnce(&mut BTreeMap<i32, PartitionProgress>)) {
         f(&mut self.partitions.lock().unwrap_or_else(|p| p.into_inner()));
     }
+}
+
+/// Whether `subtask` reads `partition`: partitions are spread round-robin.
+fn owns(subtask: &SubtaskInfo, partition: i32) -> bool {
+    partition.rem_euclid(subtask.parallelism.max(1) as i32) == subtask.index as i32
 }
 
 /// Feeds librdkafka's statistics (partition ends) into [`KafkaSourceMetrics`].
@@ -300,7 +305,7 @@ impl<T: Send + 'static> KafkaSource<T> {
     }
 
     fn owns(&self, partition: i32) -> bool {
-        partition.rem_euclid(self.subtask.parallelism.max(1) as i32) == self.subtask.index as i32
+        owns(&self.subtask, partition)
     }
 
     /// The offset each of `partitions` without a checkpointed offset starts at,
@@ -486,6 +491,21 @@ impl<T: Send + 'static> Source for KafkaSource<T> {
         self.consumer = Some(consumer);
         self.assign(&partitions, false)?;
         self.last_discovery = Instant::now();
+        // Lag of the partitions this subtask owns, for `/metrics` and the web UI.
+        let (metrics, topic) = (Arc::clone(&self.config.metrics), self.config.topic.clone());
+        let subtask = self.subtask.clone();
+        cx.metrics.register_gauges(move || {
+            metrics
+                .lag()
+                .into_iter()
+                .filter(|(p, _)| owns(&subtask, *p))
+                .map(|(p, lag)| {
+                    Gauge::new("kafka_consumer_lag", lag as f64)
+                        .label("topic", topic.clone())
+                        .label("partition", p.to_string())
+                })
+                .collect()
+        });
         Ok(())
     }
 

@@ -1,6 +1,7 @@
 //! The driver: runs attempts of a job, feeds the coordinator, executes its commands.
 
 use super::incremental::{self, UploadCache};
+use super::live::{Both, LiveJob};
 use super::restore::{load_checkpoint, KeyedBlob, Reader};
 use super::{
     CheckpointHistory, CheckpointStats, CheckpointingConfig, Failpoint, JobListener, JobStatus,
@@ -39,6 +40,7 @@ enum Request {
 pub struct CheckpointedJob {
     requests: Sender<Request>,
     history: CheckpointHistory,
+    live: LiveJob,
     thread: JoinHandle<Result<RunSummary>>,
 }
 
@@ -72,11 +74,13 @@ impl CheckpointedJob {
             .map_err(|e| storage_error("checkpoint storage", e))?;
         let (requests, requests_rx) = unbounded();
         let history = CheckpointHistory::default();
+        let live = LiveJob::with_history(history.clone());
         let driver = Driver {
             config,
             checkpointing,
             build: Arc::new(build),
-            listener,
+            listener: Arc::new(Both(live.clone(), listener)),
+            live: live.clone(),
             runtime,
             storage,
             requests: requests_rx,
@@ -86,7 +90,6 @@ impl CheckpointedJob {
             failpoint_hits: Arc::new(AtomicU64::new(0)),
             uploads: UploadCache::default(),
             retention: std::sync::Mutex::new(Vec::new()),
-            failed_checkpoints: AtomicU64::new(0),
             nonce: {
                 use std::hash::{BuildHasher, Hasher};
                 let mut h = std::collections::hash_map::RandomState::new().build_hasher();
@@ -107,6 +110,7 @@ impl CheckpointedJob {
         Ok(Self {
             requests,
             history,
+            live,
             thread,
         })
     }
@@ -134,6 +138,12 @@ impl CheckpointedJob {
     /// Whether the job has ended (call [`CheckpointedJob::wait`] for the outcome).
     pub fn is_finished(&self) -> bool {
         self.thread.is_finished()
+    }
+
+    /// A live view of the job (status, graph, counters, checkpoints) for other
+    /// threads; it stays valid after the job ends.
+    pub fn live(&self) -> LiveJob {
+        self.live.clone()
     }
 
     /// The last 100 completed checkpoints.
@@ -170,8 +180,8 @@ struct Driver {
     requests_tx: Sender<Request>,
     /// Tasks writing the replies to those requests.
     replies: Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>,
-    /// Checkpoints aborted so far.
-    failed_checkpoints: AtomicU64,
+    /// What the job is doing, for readers on other threads.
+    live: LiveJob,
     /// Retention runs in the background; it is finished before the job ends.
     retention: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
@@ -330,6 +340,7 @@ fn hit(driver_hits: &AtomicU64, config: &CheckpointingConfig, step: Failpoint) {
 
 impl Driver {
     fn status(&self, status: JobStatus) {
+        tracing::info!(job = %self.config.name, status = ?status, "job status");
         self.listener.on_status(&self.config.name, status);
     }
 
@@ -422,6 +433,7 @@ impl Driver {
                 Ended::Failed(error) => {
                     self.status(JobStatus::Failing);
                     restarts += 1;
+                    self.live.restarted();
                     let Some(delay) = self.checkpointing.restart.delay(restarts) else {
                         return Err(error);
                     };
@@ -454,7 +466,7 @@ impl Driver {
             restored_from,
             savepoint,
             checkpoints: self.history.snapshot(),
-            failed_checkpoints: self.failed_checkpoints.load(Ordering::Relaxed),
+            failed_checkpoints: self.live.failed_checkpoints(),
             metrics,
             elapsed: started.elapsed(),
         }
@@ -544,6 +556,8 @@ impl Driver {
             Ok(handle) => handle,
             Err(e) => return Ended::Failed(e),
         };
+        self.live
+            .attempt_started(handle.graph(), handle.metrics_view());
         self.status(JobStatus::Running);
         self.drive(handle, next_id)
     }
@@ -734,6 +748,15 @@ impl Driver {
                                     state_bytes: flight.stats.iter().map(|s| s.state_bytes).sum(),
                                     subtasks: flight.stats,
                                 };
+                                tracing::info!(
+                                    job = %job,
+                                    checkpoint = id.get(),
+                                    savepoint = stats.savepoint,
+                                    duration_ms = stats.duration_ms,
+                                    bytes = stats.bytes,
+                                    state_bytes = stats.state_bytes,
+                                    "checkpoint completed"
+                                );
                                 self.listener.on_checkpoint(&job, &stats);
                                 self.history.push(stats);
                             }
@@ -752,7 +775,7 @@ impl Driver {
                             retention.push(task);
                         }
                         Command::Abort { checkpoint, reason } => {
-                            self.failed_checkpoints.fetch_add(1, Ordering::Relaxed);
+                            self.live.checkpoint_failed();
                             tracing::warn!(
                                 "checkpoint {checkpoint} of job `{job}` aborted: {reason}"
                             );

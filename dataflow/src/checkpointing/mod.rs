@@ -11,9 +11,11 @@
 
 mod driver;
 mod incremental;
+mod live;
 mod restore;
 
 pub use driver::CheckpointedJob;
+pub use live::{LiveJob, RestoreProgress};
 pub use restore::RestoreError;
 
 use std::collections::VecDeque;
