@@ -30,6 +30,7 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         .route("/jobs/{id}/checkpoints", get(checkpoints))
         .route("/jobs/{id}/savepoints", post(savepoint))
         .route("/jobs/{id}/stop", post(stop))
+        .route("/metrics", get(metrics))
         .layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()
         .route("/", get(ui::index))
@@ -461,6 +462,24 @@ async fn cancel(
         Ok(Json(json!({ "id": job.id, "status": job.status() })))
     })
     .await
+}
+
+/// `GET /metrics`: every job's live figures in the Prometheus text format.
+async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
+    let live: Vec<(String, weir_dataflow::checkpointing::LiveJob)> = state
+        .all()
+        .iter()
+        .filter_map(|job| job.live().map(|live| (job.id.clone(), live)))
+        .collect();
+    let jobs: Vec<(&str, &weir_dataflow::checkpointing::LiveJob)> =
+        live.iter().map(|(id, live)| (id.as_str(), live)).collect();
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        crate::metrics::render(&jobs),
+    )
 }
 
 #[cfg(test)]

@@ -11,13 +11,13 @@
 //! disk): the HTTP handlers call them on the blocking pool.
 
 use super::registry::{JobRecord, RecordedState, Registry, SavepointRecord};
-use super::view::{self, GraphJson, Rates};
+use super::view::{self, GraphJson, Rates, VertexSample};
 use crate::jobs::{self, RunOptions};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use weir_checkpoint::StorageConfig;
 use weir_dataflow::checkpointing::{
-    CheckpointStats, CheckpointedJob, JobListener, JobStatus, ResumeFrom,
+    CheckpointStats, CheckpointedJob, JobStatus, LiveJob, NoListener, ResumeFrom,
 };
 use weir_dataflow::DataflowError;
 use weir_jobfile::JobPlan;
@@ -63,26 +63,6 @@ pub enum JobError {
     },
 }
 
-/// Status and restarts as the engine reports them.
-#[derive(Debug)]
-struct Live {
-    status: Option<JobStatus>,
-    restarts: u32,
-}
-
-struct StatusListener(Arc<Mutex<Live>>);
-
-impl JobListener for StatusListener {
-    fn on_status(&self, job: &str, status: JobStatus) {
-        tracing::info!("job `{job}`: {status:?}");
-        let mut live = lock(&self.0);
-        if status == JobStatus::Restarting {
-            live.restarts += 1;
-        }
-        live.status = Some(status);
-    }
-}
-
 /// A job of the server.
 pub struct ServerJob {
     /// The server's id of the job.
@@ -91,10 +71,8 @@ pub struct ServerJob {
     registry: Registry,
     plan: Arc<JobPlan>,
     running: Mutex<Option<Arc<CheckpointedJob>>>,
-    live: Arc<Mutex<Live>>,
-    /// Checkpoints of runs that ended (the running job keeps its own).
-    ended_history: Mutex<Vec<CheckpointStats>>,
-    failed_checkpoints: Mutex<Option<u64>>,
+    /// The engine's live view of the current (or last) run.
+    live: Mutex<Option<LiveJob>>,
     rates: Mutex<Rates>,
 }
 
@@ -107,12 +85,7 @@ impl ServerJob {
             registry,
             plan: Arc::new(plan),
             running: Mutex::new(None),
-            live: Arc::new(Mutex::new(Live {
-                status: None,
-                restarts: 0,
-            })),
-            ended_history: Mutex::new(Vec::new()),
-            failed_checkpoints: Mutex::new(None),
+            live: Mutex::new(None),
             rates: Mutex::new(Rates::default()),
         })
     }
@@ -150,7 +123,6 @@ impl ServerJob {
         checkpointing.storage = StorageConfig::new(record.checkpoint_storage.clone());
         checkpointing.resume = resume;
         let plan = self.plan.clone();
-        let listener = Arc::new(StatusListener(self.live.clone()));
         let engine = |source| JobError::Engine {
             id: self.id.clone(),
             source,
@@ -159,9 +131,11 @@ impl ServerJob {
             config,
             checkpointing,
             move |builder| jobs::build(&plan, builder),
-            listener,
+            Arc::new(NoListener),
         )
         .map_err(engine)?;
+        *lock(&self.live) = Some(job.live());
+        *lock(&self.rates) = Rates::default();
         *lock(&self.running) = Some(Arc::new(job));
         let this = self.clone();
         std::thread::Builder::new()
@@ -200,8 +174,6 @@ impl ServerJob {
         };
         let saved = match outcome {
             Ok(summary) => {
-                *lock(&self.ended_history) = summary.checkpoints.clone();
-                *lock(&self.failed_checkpoints) = Some(summary.failed_checkpoints);
                 let state = match summary.status {
                     JobStatus::Cancelled => RecordedState::Cancelled,
                     JobStatus::Suspended => RecordedState::Suspended,
@@ -289,50 +261,78 @@ impl ServerJob {
         }
     }
 
+    /// The engine's live view of the current (or last) run, once started.
+    pub fn live(&self) -> Option<LiveJob> {
+        lock(&self.live).clone()
+    }
+
     /// The job's status: the engine's while it runs, else how it ended.
     pub fn status(&self) -> String {
         let state = lock(&self.record).state;
-        match state {
-            RecordedState::Running => match lock(&self.live).status {
-                Some(status) => view::status_name(status).to_string(),
-                None => "created".into(),
-            },
-            ended => view::state_name(ended).to_string(),
+        match (state, self.live()) {
+            (RecordedState::Running, Some(live)) => {
+                crate::metrics::status_name(live.status()).to_string()
+            }
+            (RecordedState::Running, None) => {
+                crate::metrics::status_name(JobStatus::Created).to_string()
+            }
+            (ended, _) => view::state_name(ended).to_string(),
         }
     }
 
     /// Restarts after failures in the current run.
     pub fn restarts(&self) -> u32 {
-        lock(&self.live).restarts
+        self.live().map_or(0, |live| live.restarts())
     }
 
-    /// Completed checkpoints, oldest first (the current run's, or the last run's).
+    /// Completed checkpoints, oldest first (the last 100 of the current or last run).
     pub fn checkpoints(&self) -> Vec<CheckpointStats> {
-        match lock(&self.running).as_ref() {
-            Some(job) => job.checkpoints(),
-            None => lock(&self.ended_history).clone(),
-        }
+        self.live().map_or_else(Vec::new, |live| live.checkpoints())
     }
 
-    /// Checkpoints that failed, where known.
-    pub fn failed_checkpoints(&self) -> Option<u64> {
-        *lock(&self.failed_checkpoints)
+    /// Checkpoints that failed in the current or last run.
+    pub fn failed_checkpoints(&self) -> u64 {
+        self.live().map_or(0, |live| live.failed_checkpoints())
     }
 
-    /// The job graph with the latest rates.
+    /// The job graph with the latest rates: the engine's graph of the current run
+    /// (with chained operators), or the job file's until the run has built it.
     pub fn graph(&self) -> GraphJson {
-        let parallelism = lock(&self.record).options.parallelism;
-        let mut graph = view::plan_graph(&self.plan, parallelism);
+        let engine_graph = self.live().and_then(|live| live.graph());
+        let mut graph = match engine_graph {
+            Some(graph) => view::engine_graph(&graph),
+            None => view::plan_graph(&self.plan, lock(&self.record).options.parallelism),
+        };
         lock(&self.rates).apply(&mut graph);
         graph
     }
 
-    /// Samples the job's counters for the records/s figures (called every second).
+    /// Samples the running job's counters for the records/s figures (called every
+    /// second).
     pub fn sample(&self) {
-        let running = lock(&self.running).is_some();
-        if running {
-            lock(&self.rates).sample(Vec::new());
+        if lock(&self.running).is_none() {
+            return;
         }
+        let Some(live) = self.live() else {
+            return;
+        };
+        let mut per_vertex: std::collections::BTreeMap<usize, VertexSample> =
+            std::collections::BTreeMap::new();
+        for subtask in live.metrics() {
+            let sample = per_vertex.entry(subtask.vertex).or_insert(VertexSample {
+                vertex: subtask.vertex,
+                ..VertexSample::default()
+            });
+            sample.records_in += subtask.records_in;
+            sample.records_out += subtask.records_out;
+            sample.backpressure_ms += subtask.backpressure_ms;
+            sample.subtasks += 1;
+            sample.watermark_ms = match (sample.watermark_ms, subtask.watermark_ms) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+        }
+        lock(&self.rates).sample(per_vertex.into_values().collect());
     }
 }
 

@@ -6,7 +6,8 @@ use super::registry::RecordedState;
 use serde::Serialize;
 use std::collections::HashMap;
 use std::time::Instant;
-use weir_dataflow::checkpointing::{CheckpointStats, JobStatus};
+use weir_dataflow::checkpointing::CheckpointStats;
+use weir_dataflow::GraphView;
 use weir_jobfile::{JobPlan, Step};
 
 /// A vertex of the job graph.
@@ -47,6 +48,8 @@ pub struct EdgeJson {
     pub to: usize,
     /// `forward`, `hash`, `rebalance` or `broadcast`.
     pub kind: String,
+    /// Whether both ends run in one thread (no channel between them).
+    pub chained: bool,
 }
 
 /// The job graph.
@@ -129,6 +132,7 @@ pub fn plan_graph(plan: &JobPlan, parallelism: Option<usize>) -> GraphJson {
                 from,
                 to,
                 kind: kind.into(),
+                chained: false,
             });
         }
     };
@@ -151,6 +155,27 @@ pub fn plan_graph(plan: &JobPlan, parallelism: Option<usize>) -> GraphJson {
         edge(&sink.spec.input.value, to, &vertices);
     }
     GraphJson { vertices, edges }
+}
+
+/// The engine's graph of a running job.
+pub fn engine_graph(graph: &GraphView) -> GraphJson {
+    GraphJson {
+        vertices: graph
+            .vertices
+            .iter()
+            .map(|v| vertex(v.id, &v.name, Some(&v.uid), v.parallelism, v.role.as_str()))
+            .collect(),
+        edges: graph
+            .edges
+            .iter()
+            .map(|e| EdgeJson {
+                from: e.from,
+                to: e.to,
+                kind: e.kind.to_string(),
+                chained: e.chained,
+            })
+            .collect(),
+    }
 }
 
 /// The counters of one vertex, summed over its subtasks, at one moment.
@@ -232,19 +257,6 @@ impl Rates {
     }
 }
 
-/// The API's name of an engine status.
-pub fn status_name(status: JobStatus) -> &'static str {
-    match status {
-        JobStatus::Created => "created",
-        JobStatus::Running => "running",
-        JobStatus::Failing => "failing",
-        JobStatus::Restarting => "restarting",
-        JobStatus::Cancelled => "cancelled",
-        JobStatus::Finished => "finished",
-        JobStatus::Suspended => "suspended",
-    }
-}
-
 /// The API's name of a recorded end.
 pub fn state_name(state: RecordedState) -> &'static str {
     match state {
@@ -322,7 +334,7 @@ parallelism: 2
 sources: [{name: n, kind: sequence, from: 1, to: 10, timestamp: value}]
 operators:
   - {name: k, kind: key_by, input: n, key: value}
-  - {name: w, kind: window, input: k, window: {kind: tumbling, size: 1s}, aggregates: {c: count()}}
+  - {name: w, kind: window, input: k, window: {type: tumbling, size: 1s}, aggregates: {c: count}}
   - {name: m, kind: map, input: w, parallelism: 1, fields: {c: c}}
 sinks: [{name: out, kind: blackhole, input: m}]
 ";

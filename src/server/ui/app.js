@@ -143,8 +143,10 @@ function renderGraph(graph) {
     if (!a || !b) continue;
     const g = svg("g", { class: "edge" }, root);
     const x1 = a.x + W, y1 = a.y + H / 2, x2 = b.x, y2 = b.y + H / 2, mx = (x1 + x2) / 2;
-    svg("path", { d: `M ${x1} ${y1} C ${mx} ${y1}, ${mx} ${y2}, ${x2} ${y2}`, "marker-end": "url(#arrow)" }, g);
-    text(g, mx, (y1 + y2) / 2 - 5, e.kind, { "text-anchor": "middle" });
+    const line = { d: `M ${x1} ${y1} C ${mx} ${y1}, ${mx} ${y2}, ${x2} ${y2}`, "marker-end": "url(#arrow)" };
+    if (e.chained) line["stroke-dasharray"] = "4 3";
+    svg("path", line, g);
+    text(g, mx, (y1 + y2) / 2 - 5, e.chained ? "chained" : e.kind, { "text-anchor": "middle" });
   }
   for (const v of graph.vertices) {
     const p = place.get(v.id);
