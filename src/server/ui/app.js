@@ -54,6 +54,8 @@ function bytes(n) {
 
 function duration(ms) {
   if (ms === null || ms === undefined) return "–";
+  if (Math.abs(ms) >= 86400000) return Math.round(ms / 86400000) + " d";
+  if (Math.abs(ms) >= 3600000) return (ms / 3600000).toFixed(1) + " h";
   if (Math.abs(ms) >= 60000) return (ms / 60000).toFixed(1) + " min";
   if (Math.abs(ms) >= 1000) return (ms / 1000).toFixed(1) + " s";
   return Math.round(ms) + " ms";
@@ -110,7 +112,7 @@ function layout(graph) {
     const d = depth.get(v.id);
     (columns[d] = columns[d] || []).push(v);
   }
-  const W = 172, H = 78, GX = 56, GY = 22, PAD = 12;
+  const W = 148, H = 84, GX = 36, GY = 22, PAD = 12;
   const place = new Map();
   const tallest = Math.max(...columns.map((c) => (c ? c.length : 0)), 1);
   columns.forEach((column, c) => {
@@ -146,19 +148,21 @@ function renderGraph(graph) {
     const line = { d: `M ${x1} ${y1} C ${mx} ${y1}, ${mx} ${y2}, ${x2} ${y2}`, "marker-end": "url(#arrow)" };
     if (e.chained) line["stroke-dasharray"] = "4 3";
     svg("path", line, g);
-    text(g, mx, (y1 + y2) / 2 - 5, e.chained ? "chained" : e.kind, { "text-anchor": "middle" });
+    if (!e.chained) text(g, mx, (y1 + y2) / 2 - 5, e.kind, { "text-anchor": "middle" });
   }
   for (const v of graph.vertices) {
     const p = place.get(v.id);
     const g = svg("g", { class: "vertex", "data-name": v.name, transform: `translate(${p.x},${p.y})` }, root);
     svg("rect", { width: W, height: H, rx: 8, stroke: pressureColour(v.backpressure) }, g);
-    text(g, 10, 18, v.name, { class: "name" });
-    text(g, W - 10, 18, `${v.role} ×${v.parallelism}`, { class: "figure", "text-anchor": "end" });
+    const title = svg("title", {}, g);
+    title.textContent = `${v.name} (uid ${v.uid}): ${v.role}, parallelism ${v.parallelism}; records in ${count(v.records_in)}, out ${count(v.records_out)}`;
+    text(g, 9, 17, v.name.length > 18 ? v.name.slice(0, 17) + "…" : v.name, { class: "name" });
+    text(g, 9, 32, `${v.role} ×${v.parallelism}`, { class: "figure" });
     const rate = v.records_per_second === null || v.records_per_second === undefined ? "–" : count(v.records_per_second);
-    text(g, 10, 38, `${rate} records/s`, { class: "figure rate" });
+    text(g, 9, 47, `${rate} records/s`, { class: "figure rate" });
     const pressure = v.backpressure === null || v.backpressure === undefined ? "–" : Math.round(v.backpressure * 100) + " %";
-    text(g, 10, 54, `backpressure ${pressure}`, { class: "figure" });
-    text(g, 10, 70, `watermark lag ${duration(v.watermark_lag_ms)}`, { class: "figure" });
+    text(g, 9, 62, `backpressure ${pressure}`, { class: "figure" });
+    text(g, 9, 77, `watermark lag ${duration(v.watermark_lag_ms)}`, { class: "figure" });
   }
 }
 
