@@ -358,3 +358,34 @@ fn every_route_of_the_openapi_document_is_served() {
         .unwrap()
         .starts_with("no route GET /nothing"));
 }
+
+#[test]
+fn a_recorded_job_whose_file_no_longer_validates_is_listed_as_failed() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut server = Server::start(dir.path(), &data, &[]);
+    let job = numbers_job("broken", 1_000_000, 100, &dir.path().join("out"));
+    let (code, answer) = server.call("POST", "/jobs", Some(&json!({"job": job})));
+    assert_eq!(code, 201, "{answer}");
+    let id = answer["id"].as_str().unwrap().to_string();
+    server.kill();
+
+    // The record is edited behind the server's back.
+    let path = data.join("jobs").join(&id).join("job.json");
+    let mut record: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    record["text"] = json!("sources: [{name: n, kind: nope}]\n");
+    std::fs::write(&path, serde_json::to_vec(&record).unwrap()).unwrap();
+
+    let server = Server::start(dir.path(), &data, &[]);
+    let (_, job) = server.call("GET", &format!("/jobs/{id}"), None);
+    assert_eq!(job["status"], "failed", "{job}");
+    assert!(
+        job["error"]
+            .as_str()
+            .unwrap()
+            .contains("its job file no longer validates"),
+        "{job}"
+    );
+    let (code, _) = server.call("POST", &format!("/jobs/{id}/savepoints"), None);
+    assert_eq!(code, 409);
+}

@@ -344,7 +344,7 @@ async fn submit(
                 format!("could not write the job's record: {e}"),
             )
         })?;
-        let job = ServerJob::new(record, plan, registry.clone());
+        let job = ServerJob::new(record, Some(plan), registry.clone());
         if let Err(e) = job.start(ResumeFrom::choose(submission.from_savepoint, false)) {
             let _ = registry.remove(&job.id);
             return Err(ApiError::new(

@@ -69,7 +69,8 @@ pub struct ServerJob {
     pub id: String,
     record: Mutex<JobRecord>,
     registry: Registry,
-    plan: Arc<JobPlan>,
+    /// The validated job file (`None` if a recorded file no longer validates).
+    plan: Option<Arc<JobPlan>>,
     running: Mutex<Option<Arc<CheckpointedJob>>>,
     /// The engine's live view of the current (or last) run.
     live: Mutex<Option<LiveJob>>,
@@ -77,13 +78,14 @@ pub struct ServerJob {
 }
 
 impl ServerJob {
-    /// A job for `record` (already validated into `plan`), not started.
-    pub fn new(record: JobRecord, plan: JobPlan, registry: Registry) -> Arc<Self> {
+    /// A job for `record` (validated into `plan`, or `None` for a recorded job whose
+    /// file no longer validates: it is listed, and cannot start), not started.
+    pub fn new(record: JobRecord, plan: Option<JobPlan>, registry: Registry) -> Arc<Self> {
         Arc::new(Self {
             id: record.id.clone(),
             record: Mutex::new(record),
             registry,
-            plan: Arc::new(plan),
+            plan: plan.map(Arc::new),
             running: Mutex::new(None),
             live: Mutex::new(None),
             rates: Mutex::new(Rates::default()),
@@ -119,10 +121,18 @@ impl ServerJob {
             savepoints: Some(record.savepoint_storage.clone()),
             ..RunOptions::default()
         };
-        let (config, mut checkpointing) = jobs::configs(&self.plan, &options);
+        let Some(plan) = self.plan.clone() else {
+            return Err(JobError::Engine {
+                id: self.id.clone(),
+                source: DataflowError::Checkpoint {
+                    what: "its job file".into(),
+                    message: "it no longer validates".into(),
+                },
+            });
+        };
+        let (config, mut checkpointing) = jobs::configs(&plan, &options);
         checkpointing.storage = StorageConfig::new(record.checkpoint_storage.clone());
         checkpointing.resume = resume;
-        let plan = self.plan.clone();
         let engine = |source| JobError::Engine {
             id: self.id.clone(),
             source,
@@ -301,7 +311,13 @@ impl ServerJob {
         let engine_graph = self.live().and_then(|live| live.graph());
         let mut graph = match engine_graph {
             Some(graph) => view::engine_graph(&graph),
-            None => view::plan_graph(&self.plan, lock(&self.record).options.parallelism),
+            None => match &self.plan {
+                Some(plan) => view::plan_graph(plan, lock(&self.record).options.parallelism),
+                None => GraphJson {
+                    vertices: Vec::new(),
+                    edges: Vec::new(),
+                },
+            },
         };
         lock(&self.rates).apply(&mut graph);
         graph

@@ -219,17 +219,27 @@ async fn resume_jobs(state: &Arc<AppState>) {
             }
         };
         let plan = match weir_jobfile::load(&record.file, &record.text, &api::registry()) {
-            Ok(plan) => plan,
+            Ok(plan) => Some(plan),
             Err(e) => {
+                // Listed as failed (with every problem) rather than dropped unseen.
                 tracing::error!("job `{}` no longer validates: {e}", record.id);
-                continue;
+                if record.state == RecordedState::Running {
+                    record.state = RecordedState::Failed;
+                    record.error = Some(format!("its job file no longer validates: {e}"));
+                    record.ended_at_ms = Some(job::now_ms());
+                    if let Err(e) = state.registry.save(&record) {
+                        tracing::error!("job `{}`: could not write its record: {e}", record.id);
+                    }
+                }
+                None
             }
         };
-        let resume = if record.state == RecordedState::Running {
-            record.server_restarts += 1;
-            Some(resume_point(&record, &plan.spec.name).await)
-        } else {
-            None
+        let resume = match &plan {
+            Some(plan) if record.state == RecordedState::Running => {
+                record.server_restarts += 1;
+                Some(resume_point(&record, &plan.spec.name).await)
+            }
+            _ => None,
         };
         let job = ServerJob::new(record, plan, state.registry.clone());
         state
