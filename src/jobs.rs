@@ -438,13 +438,19 @@ fn job_source(job: &JobBuilder, planned: &PlannedStream) -> Option<Stream<Row>> 
             );
             node(source, planned).flat_map(to_row)
         }
-        SourceKind::Sequence { from, to } => {
+        SourceKind::Sequence {
+            from,
+            to,
+            rows_per_second,
+        } => {
             let time = |n: &i64, _: usize| *n;
-            let source = job.source(
-                name,
-                strategy(spec, event_time, time),
-                SequenceSource::factory(*from, *to),
-            );
+            let strategy = strategy(spec, event_time, time);
+            let source = match rows_per_second {
+                Some(rate) => {
+                    job.source(name, strategy, SequenceSource::throttled(*from, *to, *rate))
+                }
+                None => job.source(name, strategy, SequenceSource::factory(*from, *to)),
+            };
             node(source, planned).map(|n: i64| Row(vec![Value::Int(n)]))
         }
         SourceKind::Kafka {
@@ -702,13 +708,43 @@ impl AggregateFunction<Row> for RowAggregates {
     }
 }
 
+/// A row as a JSON object. Sinks write it as that object; checkpoints (a binary
+/// format, which cannot hold an untyped `serde_json::Value`) keep it as its JSON
+/// text, so that a sink's pending epochs restore.
+#[derive(Clone, Debug, PartialEq)]
+pub struct JsonRow(pub serde_json::Value);
+
+impl serde::Serialize for JsonRow {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        if serializer.is_human_readable() {
+            serde::Serialize::serialize(&self.0, serializer)
+        } else {
+            serializer.serialize_str(&self.0.to_string())
+        }
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for JsonRow {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        if deserializer.is_human_readable() {
+            <serde_json::Value as serde::Deserialize>::deserialize(deserializer).map(JsonRow)
+        } else {
+            let text = <String as serde::Deserialize>::deserialize(deserializer)?;
+            serde_json::from_str(&text)
+                .map(JsonRow)
+                .map_err(D::Error::custom)
+        }
+    }
+}
+
 /// Writes `input` to the sink as JSON objects.
 fn add_sink(input: &Stream<Row>, sink: &PlannedSink) {
     let name = sink.spec.node.name.value.as_str();
     let schema = Arc::new(sink.schema.clone());
     let to_json = {
         let schema = schema.clone();
-        move |row: Row| schema.to_json(&row)
+        move |row: Row| JsonRow(schema.to_json(&row))
     };
     let handle = match &sink.spec.kind {
         SinkKind::Blackhole => input.sink(name, BlackholeSink::<Row>::new().0),
@@ -719,10 +755,7 @@ fn add_sink(input: &Stream<Row>, sink: &PlannedSink) {
                 "{}-json",
                 sink.spec.node.uid.as_deref().unwrap_or(name)
             ))
-            .sink(
-                name,
-                weir_sinks::StdoutJsonSink::<serde_json::Value>::factory(),
-            ),
+            .sink(name, weir_sinks::StdoutJsonSink::<JsonRow>::factory()),
         SinkKind::File { path } => input
             .map(to_json)
             .name(&format!("{name}-json"))
@@ -730,10 +763,7 @@ fn add_sink(input: &Stream<Row>, sink: &PlannedSink) {
                 "{}-json",
                 sink.spec.node.uid.as_deref().unwrap_or(name)
             ))
-            .sink(
-                name,
-                EpochFileSink::<serde_json::Value>::factory(path.clone()),
-            ),
+            .sink(name, EpochFileSink::<JsonRow>::factory(path.clone())),
         SinkKind::Kafka {
             bootstrap,
             topic,
@@ -749,8 +779,8 @@ fn add_sink(input: &Stream<Row>, sink: &PlannedSink) {
             let serializer = match sink.key {
                 Some(k) => {
                     let field = sink.schema.fields[k].name.clone();
-                    json_keyed(move |json: &serde_json::Value| {
-                        let key = match json.get(&field) {
+                    json_keyed(move |json: &JsonRow| {
+                        let key = match json.0.get(&field) {
                             Some(serde_json::Value::String(s)) => s.clone(),
                             Some(other) => other.to_string(),
                             None => String::new(),
@@ -773,5 +803,21 @@ fn add_sink(input: &Stream<Row>, sink: &PlannedSink) {
     let handle = handle.uid(sink.spec.node.uid.as_deref().unwrap_or(name));
     if let Some(p) = sink.spec.node.parallelism {
         handle.parallelism(p);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::JsonRow;
+
+    #[test]
+    fn json_rows_round_trip_through_json_and_the_checkpoint_codec() {
+        let row = JsonRow(serde_json::json!({"n": 1, "name": "a", "mean": 2.5, "t": null}));
+        assert_eq!(serde_json::to_string(&row).unwrap(), row.0.to_string());
+        let config = bincode::config::standard();
+        let bytes = bincode::serde::encode_to_vec(&row, config).unwrap();
+        let (back, _): (JsonRow, usize) =
+            bincode::serde::decode_from_slice(&bytes, config).unwrap();
+        assert_eq!(back, row);
     }
 }

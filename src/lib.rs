@@ -34,6 +34,7 @@ pub mod kafka_bench;
 pub mod metrics;
 pub mod nexmark;
 pub mod running_count;
+pub mod server;
 pub mod state_bench;
 
 pub use weir_checkpoint as checkpoint;

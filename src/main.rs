@@ -24,9 +24,25 @@ enum Command {
     /// Run a Nexmark query over the deterministic generator and print its result rows
     /// (optionally with checkpoints, resuming from a checkpoint or a savepoint).
     Query(QueryArgs),
-    /// Take a savepoint of a job running with checkpoints (embedded in another
-    /// process): the request travels through the job's checkpoint storage.
+    /// Take a savepoint of a job: `weir savepoint ID` asks a job server (see
+    /// `weir serve`); `weir savepoint --job NAME` asks a job running embedded in
+    /// another process, through the job's checkpoint storage.
     Savepoint(SavepointArgs),
+    /// Run the job server: a REST API (described at /openapi.json) and a web UI (at
+    /// /) for submitting job files and watching, savepointing, stopping and
+    /// cancelling them. Jobs that were running resume from their newest checkpoint
+    /// when the server starts again.
+    Serve(ServeArgs),
+    /// Submit a job file to a job server and print the new job's id.
+    Submit(SubmitArgs),
+    /// List the jobs of a job server.
+    List(ServerArgs),
+    /// Show a job of a job server (status, graph with rates, checkpoints) as JSON.
+    Status(JobIdArgs),
+    /// Stop a job of a job server with a savepoint and print the savepoint's location.
+    Stop(JobIdArgs),
+    /// Cancel a job of a job server (without a savepoint).
+    Cancel(JobIdArgs),
     /// Show the checkpoints and savepoints in a storage.
     #[command(subcommand)]
     Checkpoints(CheckpointsCommand),
@@ -302,13 +318,73 @@ enum CheckpointsCommand {
 }
 
 #[derive(Args)]
-struct SavepointArgs {
-    /// The job's name (its directory under the checkpoint storage).
+struct ServerArgs {
+    /// The job server's URL.
+    #[arg(long, env = "WEIR_SERVER", default_value = "http://127.0.0.1:8081")]
+    server: String,
+    /// The server's access token, if it has one.
+    #[arg(long, env = "WEIR_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+}
+
+#[derive(Args)]
+struct JobIdArgs {
+    /// The job's id (as `weir submit` printed it; `weir list` shows them).
+    id: String,
+    #[command(flatten)]
+    server: ServerArgs,
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    /// Address to listen on (host:port; port 0 picks a free one). A non-loopback
+    /// address needs --token.
+    #[arg(long, default_value = "127.0.0.1:8081")]
+    bind: String,
+    /// Where the job registry and the jobs' checkpoints and savepoints go.
+    #[arg(long, default_value = "./weir-data/server")]
+    data: std::path::PathBuf,
+    /// Require `Authorization: Bearer TOKEN` on every API request.
+    #[arg(long, env = "WEIR_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+}
+
+#[derive(Args)]
+struct SubmitArgs {
+    /// The job file (YAML or JSON; see docs/job-files.md).
+    file: std::path::PathBuf,
+    /// Start from this savepoint (a directory path or URL the server can read).
     #[arg(long)]
-    job: String,
-    /// The checkpoint storage the job runs with.
-    #[arg(long, default_value = "./weir-data/checkpoints")]
-    checkpoint_dir: String,
+    from_savepoint: Option<String>,
+    /// Default parallelism of the operators (overrides the file's `parallelism`).
+    #[arg(long, short)]
+    parallelism: Option<usize>,
+    /// Start even if the savepoint has state of operators this job lacks.
+    #[arg(long)]
+    allow_non_restored_state: bool,
+    #[command(flatten)]
+    server: ServerArgs,
+}
+
+#[derive(Args)]
+struct SavepointArgs {
+    /// The job's id on a job server (`weir list` shows them).
+    #[arg(required_unless_present = "job", conflicts_with_all = ["job", "checkpoint_dir"])]
+    id: Option<String>,
+    /// The job server's URL (with ID).
+    #[arg(long, env = "WEIR_SERVER", default_value = "http://127.0.0.1:8081")]
+    server: String,
+    /// The server's access token, if it has one (with ID).
+    #[arg(long, env = "WEIR_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Instead of ID: the name of a job running embedded in another process (its
+    /// directory under the checkpoint storage).
+    #[arg(long)]
+    job: Option<String>,
+    /// With --job: the checkpoint storage the job runs with (default
+    /// ./weir-data/checkpoints).
+    #[arg(long)]
+    checkpoint_dir: Option<String>,
     /// Stop the job after the savepoint (stop-with-savepoint).
     #[arg(long)]
     stop: bool,
@@ -348,6 +424,12 @@ fn run(cli: Cli) -> Result<()> {
         Command::Testing(TestingCommand::RunningCount(args)) => running_count(args),
         Command::Validate(args) => validate_job_file(args),
         Command::Run(args) => run_job_file(args),
+        Command::Serve(args) => serve(args),
+        Command::Submit(args) => submit(args),
+        Command::List(args) => list_jobs(args),
+        Command::Status(args) => job_status(args),
+        Command::Stop(args) => stop_job(args),
+        Command::Cancel(args) => cancel_job(args),
     }
 }
 
@@ -484,11 +566,28 @@ fn checkpoints(command: CheckpointsCommand) -> Result<()> {
 fn savepoint(args: SavepointArgs) -> Result<()> {
     use weir::checkpoint::control::{ControlReply, ControlRequest};
     use weir::checkpoint::{CheckpointStorage, StorageConfig};
+    if let Some(id) = &args.id {
+        let verb = if args.stop { "stop" } else { "savepoints" };
+        let answer = server_call(&args.server, args.token.clone(), |client| async move {
+            client
+                .post(&format!("/jobs/{id}/{verb}"), &serde_json::json!({}))
+                .await
+        })?;
+        println!("{}", answer["location"].as_str().unwrap_or_default());
+        return Ok(());
+    }
+    let Some(job) = args.job.clone() else {
+        bail!("give a job server's job ID, or --job NAME of an embedded job");
+    };
+    let checkpoint_dir = args
+        .checkpoint_dir
+        .clone()
+        .unwrap_or_else(|| "./weir-data/checkpoints".into());
     let runtime = io_runtime()?;
     runtime.block_on(async {
-        let storage = CheckpointStorage::open(&StorageConfig::new(args.checkpoint_dir.clone()))
+        let storage = CheckpointStorage::open(&StorageConfig::new(checkpoint_dir.clone()))
             .await
-            .with_context(|| format!("checkpoint storage {}", args.checkpoint_dir))?;
+            .with_context(|| format!("checkpoint storage {checkpoint_dir}"))?;
         let id = format!(
             "{:x}-{:x}",
             std::process::id(),
@@ -502,27 +601,27 @@ fn savepoint(args: SavepointArgs) -> Result<()> {
             stop: args.stop,
         };
         storage
-            .put_control_request(&args.job, &request)
+            .put_control_request(&job, &request)
             .await
             .context("could not leave the savepoint request")?;
         let deadline = std::time::Instant::now() + args.timeout;
         loop {
-            if let Some(reply) = storage.take_control_reply(&args.job, &id).await? {
+            if let Some(reply) = storage.take_control_reply(&job, &id).await? {
                 return match reply {
                     ControlReply::Savepoint { location } => {
                         println!("{location}");
                         Ok(())
                     }
                     ControlReply::Failed { reason } => {
-                        bail!("job `{}` could not take the savepoint: {reason}", args.job)
+                        bail!("job `{}` could not take the savepoint: {reason}", job)
                     }
                 };
             }
             if std::time::Instant::now() >= deadline {
-                let _ = storage.withdraw_control_request(&args.job, &id).await;
+                let _ = storage.withdraw_control_request(&job, &id).await;
                 bail!(
                     "no job `{}` running with checkpoint storage {} answered within {:?}: is it running, with this --job name and --checkpoint-dir?",
-                    args.job,
+                    job,
                     storage.location(),
                     args.timeout
                 );
@@ -749,6 +848,134 @@ fn run_job_file(args: RunArgs) -> Result<()> {
         summary.checkpoints.len(),
         summary.failed_checkpoints,
         summary.restarts,
+    );
+    Ok(())
+}
+
+/// Runs one request (or a few) against a job server.
+fn server_call<F, Fut>(server: &str, token: Option<String>, call: F) -> Result<serde_json::Value>
+where
+    F: FnOnce(weir::server::client::ServerClient) -> Fut,
+    Fut: std::future::Future<
+        Output = std::result::Result<serde_json::Value, weir::server::client::ClientError>,
+    >,
+{
+    let client = weir::server::client::ServerClient::new(server, token)?;
+    Ok(io_runtime()?.block_on(call(client))?)
+}
+
+fn serve(args: ServeArgs) -> Result<()> {
+    let config = weir::server::ServerConfig {
+        bind: args.bind,
+        data: args.data,
+        token: args.token,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .thread_name("weir-server")
+        .build()
+        .context("could not start the server runtime")?;
+    runtime.block_on(weir::server::serve(config, |addr| {
+        // Scripts and tests read this line for the address (with port 0, the port).
+        println!("weir serve: listening on http://{addr}");
+        use std::io::Write;
+        let _ = std::io::stdout().flush();
+    }))?;
+    Ok(())
+}
+
+fn submit(args: SubmitArgs) -> Result<()> {
+    let text = std::fs::read_to_string(&args.file)
+        .with_context(|| format!("cannot read job file {}", args.file.display()))?;
+    let mut body = serde_json::json!({
+        "job": text,
+        "file": args.file.display().to_string(),
+        "allow_non_restored_state": args.allow_non_restored_state,
+    });
+    if let Some(p) = args.parallelism {
+        body["parallelism"] = p.into();
+    }
+    if let Some(savepoint) = args.from_savepoint {
+        body["from_savepoint"] = savepoint.into();
+    }
+    let answer = server_call(
+        &args.server.server,
+        args.server.token,
+        |client| async move { client.post("/jobs", &body).await },
+    )?;
+    println!("{}", answer["id"].as_str().unwrap_or_default());
+    Ok(())
+}
+
+fn list_jobs(args: ServerArgs) -> Result<()> {
+    let answer = server_call(&args.server, args.token, |client| async move {
+        client.get("/jobs").await
+    })?;
+    let jobs = answer["jobs"].as_array().cloned().unwrap_or_default();
+    let width = jobs
+        .iter()
+        .filter_map(|j| j["id"].as_str().map(str::len))
+        .max()
+        .unwrap_or(2)
+        .max(2);
+    println!(
+        "{:<width$}  {:<11}  {:>8}  NAME",
+        "ID", "STATUS", "RESTARTS"
+    );
+    for job in jobs {
+        println!(
+            "{:<width$}  {:<11}  {:>8}  {}",
+            job["id"].as_str().unwrap_or_default(),
+            job["status"].as_str().unwrap_or_default(),
+            job["restarts"].as_u64().unwrap_or(0),
+            job["name"].as_str().unwrap_or_default(),
+        );
+    }
+    Ok(())
+}
+
+fn job_status(args: JobIdArgs) -> Result<()> {
+    let id = args.id;
+    let answer = server_call(
+        &args.server.server,
+        args.server.token,
+        |client| async move {
+            let mut job = client.get(&format!("/jobs/{id}")).await?;
+            job["checkpoints"] = client.get(&format!("/jobs/{id}/checkpoints")).await?;
+            Ok(job)
+        },
+    )?;
+    println!("{}", serde_json::to_string_pretty(&answer)?);
+    Ok(())
+}
+
+fn stop_job(args: JobIdArgs) -> Result<()> {
+    let id = args.id;
+    let answer = server_call(
+        &args.server.server,
+        args.server.token,
+        |client| async move {
+            client
+                .post(&format!("/jobs/{id}/stop"), &serde_json::json!({}))
+                .await
+        },
+    )?;
+    println!("{}", answer["location"].as_str().unwrap_or_default());
+    Ok(())
+}
+
+fn cancel_job(args: JobIdArgs) -> Result<()> {
+    let id = args.id;
+    let answer = server_call(
+        &args.server.server,
+        args.server.token,
+        |client| async move { client.delete(&format!("/jobs/{id}")).await },
+    )?;
+    println!(
+        "{} {}",
+        answer["id"].as_str().unwrap_or_default(),
+        answer["status"].as_str().unwrap_or_default()
     );
     Ok(())
 }

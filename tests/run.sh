@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite: formatting, lints, unit, property, doc and end-to-end tests.
 # Installs (once, from PyPI) and starts the servers the tests need on 127.0.0.1 — the
-# S3-compatible moto server — and stops them afterwards. Usage: tests/run.sh
+# S3-compatible moto server — and stops them afterwards; installs headless Chromium and
+# chromedriver (Debian packages) for the web UI test when they are missing and this runs
+# as root or under CI. Usage: tests/run.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,6 +19,19 @@ cargo fmt --all -- --check
 
 step "cargo clippy (all targets, warnings are errors)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "browser for the web UI test (Debian chromium, chromium-driver)"
+if command -v chromedriver >/dev/null 2>&1 && command -v chromium >/dev/null 2>&1; then
+    echo "chromium and chromedriver present"
+elif [ "$(id -u)" = 0 ]; then
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
+elif [ "${CI:-}" = "true" ] && command -v sudo >/dev/null 2>&1; then
+    sudo apt-get update -qq
+    sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
+else
+    echo "chromium or chromedriver is missing and this is neither root nor CI: the web UI test will fail (apt-get install chromium chromium-driver)" >&2
+fi
 
 step "starting test servers (tests/services.sh)"
 eval "$(tests/services.sh start)"

@@ -556,15 +556,17 @@ fn source(node: &Node, path: &str, p: &mut Problems) -> Option<SourceSpec> {
         }
         "sequence" => {
             f.check(
-                &with_common(&["from", "to"], &common),
+                &with_common(&["from", "to", "rows_per_second"], &common),
                 "a sequence source",
                 p,
             );
             let from = f.read_required("from", "the first number", p, integer);
             let to = f.read_required("to", "the last number", p, integer);
+            let rows_per_second = f.read("rows_per_second", p, positive).map(|n| n as u64);
             SourceKind::Sequence {
                 from: from?,
                 to: to?,
+                rows_per_second,
             }
         }
         "kafka" => {

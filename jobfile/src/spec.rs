@@ -186,6 +186,8 @@ pub enum SourceKind {
         from: i64,
         /// Last number.
         to: i64,
+        /// Numbers per second of the whole source (default: as fast as possible).
+        rows_per_second: Option<u64>,
     },
     /// A Kafka topic.
     Kafka {

@@ -344,3 +344,25 @@ proptest! {
         let _ = load("fuzz.yaml", &text, &Registry::default());
     }
 }
+
+#[test]
+fn a_sequence_rate_is_a_positive_integer() {
+    let text = "sources: [{name: n, kind: sequence, from: 1, to: 9, rows_per_second: 0}]\nsinks: [{name: o, kind: blackhole, input: n}]\n";
+    one(
+        text,
+        "job.yaml:1:70: sources[0].rows_per_second: ",
+        "expected a positive integer, found 0",
+    );
+    let plan = load(
+        "job.yaml",
+        &text.replace("rows_per_second: 0", "rows_per_second: 50"),
+        &Registry::default(),
+    )
+    .unwrap();
+    match &plan.spec.sources[0].kind {
+        weir_jobfile::SourceKind::Sequence {
+            rows_per_second, ..
+        } => assert_eq!(*rows_per_second, Some(50)),
+        other => panic!("{other:?}"),
+    }
+}

@@ -234,3 +234,19 @@ fn collection_source_is_reexported() {
     out.sort_unstable();
     assert_eq!(out, vec![1, 2, 3]);
 }
+
+#[test]
+fn a_throttled_sequence_emits_the_same_numbers() {
+    let job = job(2);
+    let (sink, collected) = CollectSink::new();
+    job.source(
+        "seq",
+        WatermarkStrategy::none(),
+        SequenceSource::throttled(1, 300, 3_000),
+    )
+    .sink("collect", sink);
+    job.execute().unwrap();
+    let mut out = collected.take();
+    out.sort_unstable();
+    assert_eq!(out, (1..=300).collect::<Vec<_>>());
+}

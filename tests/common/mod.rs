@@ -6,6 +6,7 @@
 pub mod kafka_log;
 pub mod kafka_services;
 pub mod s3;
+pub mod server;
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};

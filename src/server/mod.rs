@@ -1,0 +1,292 @@
+//! `weir serve`: a job server with a REST API and a web UI. Jobs are job files
+//! (see `docs/job-files.md`) submitted over HTTP and run in this process with
+//! checkpoints; the server keeps a registry of them on disk and, when it starts
+//! again after a crash or a restart, resumes every job that was running from its
+//! newest checkpoint.
+//!
+//! ```text
+//!  weir submit / curl / web UI ──HTTP──▶ axum router ──auth──▶ api handlers
+//!                                                              │ (blocking pool)
+//!                                  registry (<data>/jobs/<id>/job.json)
+//!                                                              │
+//!                                  ServerJob ─▶ CheckpointedJob (driver, tasks)
+//! ```
+//!
+//! ```no_run
+//! use weir::server::{serve, ServerConfig};
+//! let config = ServerConfig {
+//!     bind: "127.0.0.1:8081".into(),
+//!     data: "./weir-data/server".into(),
+//!     token: None,
+//! };
+//! let runtime = tokio::runtime::Runtime::new().unwrap();
+//! runtime.block_on(serve(config, |addr| println!("listening on http://{addr}"))).unwrap();
+//! ```
+
+mod api;
+pub mod client;
+mod job;
+mod openapi;
+pub mod registry;
+mod ui;
+pub mod view;
+
+pub use job::{JobError, ServerJob};
+
+use registry::{RecordedState, Registry};
+use std::collections::BTreeMap;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+use weir_checkpoint::{CheckpointStorage, StorageConfig};
+use weir_dataflow::checkpointing::ResumeFrom;
+
+/// Settings of `weir serve`.
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    /// `host:port` to listen on (`127.0.0.1:8081` by default; port 0 picks one).
+    pub bind: String,
+    /// Where the job registry and the jobs' default checkpoint storage live.
+    pub data: PathBuf,
+    /// Bearer token every API request must carry; required for a non-loopback bind.
+    pub token: Option<String>,
+}
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServerError {
+    /// `--bind` is not an address.
+    #[error("cannot listen on `{bind}`: {message}: expected host:port, e.g. 127.0.0.1:8081")]
+    BadAddress {
+        /// As given.
+        bind: String,
+        /// Why it does not resolve.
+        message: String,
+    },
+    /// A non-loopback address without a token.
+    #[error("refusing to listen on {bind} without an access token: it is reachable from other machines; set --token (or WEIR_TOKEN), or bind a loopback address such as 127.0.0.1:8081")]
+    TokenRequired {
+        /// As given.
+        bind: String,
+    },
+    /// An empty token.
+    #[error("the access token is empty: expected a non-empty --token or WEIR_TOKEN")]
+    EmptyToken,
+    /// Binding or serving failed.
+    #[error("listening on {bind}: {source}")]
+    Listen {
+        /// As given.
+        bind: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The registry directory is unusable.
+    #[error("job registry under {path}: {source}")]
+    Registry {
+        /// The data directory.
+        path: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+}
+
+/// The addresses `bind` resolves to, refused if any is not loopback and there is no
+/// token.
+///
+/// # Errors
+/// [`ServerError::BadAddress`], [`ServerError::TokenRequired`], [`ServerError::EmptyToken`].
+pub fn check_bind(bind: &str, token: Option<&str>) -> Result<Vec<SocketAddr>, ServerError> {
+    if token.is_some_and(str::is_empty) {
+        return Err(ServerError::EmptyToken);
+    }
+    let addrs: Vec<SocketAddr> = bind
+        .to_socket_addrs()
+        .map_err(|e| ServerError::BadAddress {
+            bind: bind.into(),
+            message: e.to_string(),
+        })?
+        .collect();
+    if addrs.is_empty() {
+        return Err(ServerError::BadAddress {
+            bind: bind.into(),
+            message: "it resolves to no address".into(),
+        });
+    }
+    if token.is_none() && addrs.iter().any(|a| !a.ip().is_loopback()) {
+        return Err(ServerError::TokenRequired { bind: bind.into() });
+    }
+    Ok(addrs)
+}
+
+/// What the handlers share.
+pub(crate) struct AppState {
+    pub(crate) registry: Registry,
+    pub(crate) token: Option<String>,
+    pub(crate) jobs: RwLock<BTreeMap<String, Arc<ServerJob>>>,
+}
+
+impl AppState {
+    pub(crate) fn job(&self, id: &str) -> Option<Arc<ServerJob>> {
+        self.jobs
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(id)
+            .cloned()
+    }
+
+    pub(crate) fn all(&self) -> Vec<Arc<ServerJob>> {
+        self.jobs
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect()
+    }
+}
+
+/// Runs the server until the process ends: resumes the registry's running jobs,
+/// binds, calls `on_listening` with the bound address, then serves.
+///
+/// # Errors
+/// [`ServerError`]: a refused or unusable address, an unusable data directory.
+pub async fn serve(
+    config: ServerConfig,
+    on_listening: impl FnOnce(SocketAddr),
+) -> Result<(), ServerError> {
+    let addrs = check_bind(&config.bind, config.token.as_deref())?;
+    let mut config = config;
+    // Jobs' checkpoint paths are recorded absolute, so they do not depend on where
+    // the next server starts.
+    config.data = std::path::absolute(&config.data).map_err(|source| ServerError::Registry {
+        path: config.data.display().to_string(),
+        source,
+    })?;
+    let registry = Registry::open(&config.data).map_err(|source| ServerError::Registry {
+        path: config.data.display().to_string(),
+        source,
+    })?;
+    let state = Arc::new(AppState {
+        registry,
+        token: config.token.clone(),
+        jobs: RwLock::default(),
+    });
+    resume_jobs(&state).await;
+    let listener = tokio::net::TcpListener::bind(addrs.as_slice())
+        .await
+        .map_err(|source| ServerError::Listen {
+            bind: config.bind.clone(),
+            source,
+        })?;
+    let local = listener
+        .local_addr()
+        .map_err(|source| ServerError::Listen {
+            bind: config.bind.clone(),
+            source,
+        })?;
+    tokio::spawn(sample_rates(state.clone()));
+    on_listening(local);
+    axum::serve(listener, api::router(state))
+        .await
+        .map_err(|source| ServerError::Listen {
+            bind: config.bind,
+            source,
+        })
+}
+
+/// Loads the registry and starts every job recorded as running, from its newest
+/// checkpoint (or, if it has none yet, from what it was submitted with). A job that
+/// cannot be loaded or started is recorded as failed, with the reason.
+async fn resume_jobs(state: &Arc<AppState>) {
+    let registry = state.registry.clone();
+    let records = match tokio::task::spawn_blocking(move || registry.load_all()).await {
+        Ok(Ok(records)) => records,
+        Ok(Err(e)) => {
+            tracing::error!("cannot list the job registry: {e}");
+            return;
+        }
+        Err(e) => {
+            tracing::error!("cannot list the job registry: {e}");
+            return;
+        }
+    };
+    for record in records {
+        let mut record = match record {
+            Ok(record) => record,
+            Err(e) => {
+                tracing::error!("{e}; skipped");
+                continue;
+            }
+        };
+        let plan = match weir_jobfile::load(&record.file, &record.text, &api::registry()) {
+            Ok(plan) => Some(plan),
+            Err(e) => {
+                // Listed as failed (with every problem) rather than dropped unseen.
+                tracing::error!("job `{}` no longer validates: {e}", record.id);
+                if record.state == RecordedState::Running {
+                    record.state = RecordedState::Failed;
+                    record.error = Some(format!("its job file no longer validates: {e}"));
+                    record.ended_at_ms = Some(job::now_ms());
+                    if let Err(e) = state.registry.save(&record) {
+                        tracing::error!("job `{}`: could not write its record: {e}", record.id);
+                    }
+                }
+                None
+            }
+        };
+        let resume = match &plan {
+            Some(plan) if record.state == RecordedState::Running => {
+                record.server_restarts += 1;
+                Some(resume_point(&record, &plan.spec.name).await)
+            }
+            _ => None,
+        };
+        let job = ServerJob::new(record, plan, state.registry.clone());
+        state
+            .jobs
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(job.id.clone(), job.clone());
+        if let Some(resume) = resume {
+            tracing::info!("resuming job `{}` from {resume:?}", job.id);
+            let started = job.clone();
+            let outcome = tokio::task::spawn_blocking(move || started.start(resume)).await;
+            let error = match outcome {
+                Ok(Ok(())) => None,
+                Ok(Err(e)) => Some(e.to_string()),
+                Err(e) => Some(e.to_string()),
+            };
+            let result = tokio::task::spawn_blocking(move || job.after_resume(error)).await;
+            if let Ok(Err(e)) = result {
+                tracing::error!("{e}");
+            }
+        }
+    }
+}
+
+/// The newest checkpoint of the job if it has one, else what it was submitted with.
+async fn resume_point(record: &registry::JobRecord, name: &str) -> ResumeFrom {
+    let config = StorageConfig::new(record.checkpoint_storage.clone());
+    let has_checkpoint = match CheckpointStorage::open(&config).await {
+        Ok(storage) => storage
+            .list_checkpoints(name)
+            .await
+            .is_ok_and(|list| !list.is_empty()),
+        Err(_) => false,
+    };
+    if has_checkpoint {
+        ResumeFrom::LatestCheckpoint
+    } else {
+        ResumeFrom::choose(record.options.from_savepoint.clone(), false)
+    }
+}
+
+/// Samples every running job's counters once a second (for records/s).
+async fn sample_rates(state: Arc<AppState>) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        let jobs = state.all();
+        let _ = tokio::task::spawn_blocking(move || jobs.iter().for_each(|j| j.sample())).await;
+    }
+}

@@ -1,0 +1,391 @@
+//! The job server end to end, through the `weir` binary on loopback: the REST API
+//! (submit, status, savepoint, stop with a savepoint, resume from it at another
+//! parallelism, cancel), the CLI verbs that call it, bad submissions, a server
+//! killed with SIGKILL and started again, access tokens, and the OpenAPI document.
+
+mod common;
+
+use common::server::{http, numbers_job, numbers_rows, sorted, Server};
+use serde_json::{json, Value};
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+fn weir(cwd: &Path, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(args)
+        .current_dir(cwd)
+        .env_remove("WEIR_TOKEN")
+        .env_remove("WEIR_SERVER")
+        .output()
+        .expect("weir runs")
+}
+
+fn stdout_of(out: &std::process::Output) -> String {
+    assert!(
+        out.status.success(),
+        "stdout: {}\nstderr: {}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+fn committed(dir: &Path) -> Vec<Value> {
+    sorted(weir::sinks::read_committed(dir).unwrap())
+}
+
+#[test]
+fn submit_savepoint_stop_resume_at_another_parallelism_and_cancel() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &dir.path().join("data"), &[]);
+    let out = dir.path().join("out");
+    let file = dir.path().join("numbers.yaml");
+    std::fs::write(&file, numbers_job("numbers", 4000, 400, &out)).unwrap();
+
+    // Submit through the CLI; it prints the id.
+    let id = stdout_of(&weir(
+        dir.path(),
+        &["submit", file.to_str().unwrap(), "--server", &server.url],
+    ));
+    assert!(id.starts_with("numbers-"), "{id}");
+    let listed = stdout_of(&weir(dir.path(), &["list", "--server", &server.url]));
+    assert!(
+        listed.contains(&id) && listed.contains("numbers"),
+        "{listed}"
+    );
+
+    // Running, with its graph and a checkpoint.
+    let job = server.wait_for(&format!("/jobs/{id}"), Duration::from_secs(60), |j| {
+        j["status"] == "running"
+    });
+    let names: Vec<&str> = job["graph"]["vertices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["name"].as_str().unwrap())
+        .collect();
+    // The engine's graph: the file's streams and the conversions it adds, in a line.
+    for name in ["numbers", "doubled", "out"] {
+        assert!(names.contains(&name), "{names:?}");
+    }
+    assert_eq!(
+        job["graph"]["edges"].as_array().unwrap().len(),
+        names.len() - 1
+    );
+    server.wait_for(
+        &format!("/jobs/{id}/checkpoints"),
+        Duration::from_secs(60),
+        |c| c["counts"]["completed"].as_u64() >= Some(1),
+    );
+    // Rates appear after two samples; the Prometheus endpoint names the job.
+    let job = server.wait_for(&format!("/jobs/{id}"), Duration::from_secs(60), |j| {
+        j["graph"]["vertices"]
+            .as_array()
+            .is_some_and(|v| v.iter().all(|v| v["records_per_second"].is_number()))
+    });
+    assert!(
+        job["graph"]["vertices"][0]["records_out"].as_u64() > Some(0),
+        "{job}"
+    );
+    let metrics = http("GET", &format!("{}/metrics", server.url), None, None);
+    assert_eq!(metrics.0, 200);
+    let status = stdout_of(&weir(dir.path(), &["status", &id, "--server", &server.url]));
+    let status: Value = serde_json::from_str(&status).unwrap();
+    assert_eq!(status["id"], id.as_str());
+    assert!(status["checkpoints"]["history"].as_array().is_some());
+
+    // A savepoint through the CLI; the job goes on and lists it.
+    let savepoint = stdout_of(&weir(
+        dir.path(),
+        &["savepoint", &id, "--server", &server.url],
+    ));
+    assert!(
+        Path::new(&savepoint).join("_metadata").exists(),
+        "{savepoint}"
+    );
+    let (code, checkpoints) = server.call("GET", &format!("/jobs/{id}/checkpoints"), None);
+    assert_eq!(code, 200);
+    assert_eq!(checkpoints["savepoints"][0]["location"], savepoint.as_str());
+    assert_eq!(checkpoints["counts"]["savepoints"], 1);
+
+    // Stop with a savepoint through the REST API.
+    let (code, stopped) = server.call("POST", &format!("/jobs/{id}/stop"), None);
+    assert_eq!(code, 200, "{stopped}");
+    assert_eq!(stopped["status"], "suspended");
+    let location = stopped["location"].as_str().unwrap().to_string();
+    let (code, answer) = server.call("POST", &format!("/jobs/{id}/savepoints"), None);
+    assert_eq!(code, 409, "{answer}");
+    assert!(
+        answer["error"].as_str().unwrap().contains("not running"),
+        "{answer}"
+    );
+
+    // Resume from it at parallelism 3 (faster now) and let it finish.
+    let (code, resumed) = server.call(
+        "POST",
+        "/jobs",
+        Some(&json!({
+            "job": numbers_job("numbers", 4000, 20_000, &out),
+            "file": "numbers.yaml",
+            "from_savepoint": location,
+            "parallelism": 3,
+        })),
+    );
+    assert_eq!(code, 201, "{resumed}");
+    let resumed_id = resumed["id"].as_str().unwrap();
+    assert_ne!(resumed_id, id);
+    assert_eq!(server.wait_ended(resumed_id), "finished");
+    let job = server.call("GET", &format!("/jobs/{resumed_id}"), None).1;
+    assert_eq!(job["options"]["parallelism"], 3);
+    let doubled = job["graph"]["vertices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == "doubled")
+        .unwrap();
+    assert_eq!(doubled["parallelism"], 3);
+    // Every number exactly once across the two runs.
+    assert_eq!(committed(&out), numbers_rows(4000));
+
+    // Cancel a long job through the CLI; cancelling again is refused.
+    let long = dir.path().join("long.yaml");
+    std::fs::write(
+        &long,
+        numbers_job("long", 1_000_000, 100, &dir.path().join("long-out")),
+    )
+    .unwrap();
+    let long_id = stdout_of(&weir(
+        dir.path(),
+        &["submit", long.to_str().unwrap(), "--server", &server.url],
+    ));
+    let cancelled = stdout_of(&weir(
+        dir.path(),
+        &["cancel", &long_id, "--server", &server.url],
+    ));
+    assert_eq!(cancelled, format!("{long_id} cancelled"));
+    let (code, answer) = server.call("DELETE", &format!("/jobs/{long_id}"), None);
+    assert_eq!(code, 409, "{answer}");
+
+    // Unknown ids are named.
+    for (method, path) in [
+        ("GET", "/jobs/nope"),
+        ("GET", "/jobs/nope/checkpoints"),
+        ("POST", "/jobs/nope/savepoints"),
+        ("POST", "/jobs/nope/stop"),
+        ("DELETE", "/jobs/nope"),
+    ] {
+        let (code, answer) = server.call(method, path, None);
+        assert_eq!(code, 404, "{method} {path}: {answer}");
+        assert!(
+            answer["error"].as_str().unwrap().contains("`nope`"),
+            "{answer}"
+        );
+    }
+    let out = weir(dir.path(), &["status", "nope", "--server", &server.url]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no job `nope`"));
+}
+
+#[test]
+fn a_bad_submission_gets_400_with_every_problem_and_creates_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let server = Server::start(dir.path(), &data, &[]);
+    let bad = "sources:\n  - {name: n, kind: sequence, from: 1, to: ten}\noperators:\n  - {name: m, kind: mapp, input: n}\nsinks:\n  - {name: o, kind: stdout, input: x}\n";
+    let (code, answer) = server.call(
+        "POST",
+        "/jobs",
+        Some(&json!({"job": bad, "file": "bad.yaml", "parallelism": 0})),
+    );
+    assert_eq!(code, 400, "{answer}");
+    let problems: Vec<&str> = answer["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_str().unwrap())
+        .collect();
+    assert_eq!(
+        problems,
+        [
+            "parallelism: expected at least 1, found 0",
+            "bad.yaml:2:44: sources[0].to: expected an integer, found a string",
+            "bad.yaml:4:21: operators[0].kind: unknown operator kind `mapp`: expected one of filter, map, key_by, window, union, udf, window_join, interval_join",
+            "bad.yaml:6:36: sinks[0].input: undefined stream `x`: expected one of m, n",
+        ]
+    );
+    // The CLI prints the same problems.
+    std::fs::write(dir.path().join("bad.yaml"), bad).unwrap();
+    let out = weir(dir.path(), &["submit", "bad.yaml", "--server", &server.url]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("400"), "{stderr}");
+    assert!(
+        stderr.contains("bad.yaml:6:36: sinks[0].input: undefined stream `x`"),
+        "{stderr}"
+    );
+
+    // Not a submission at all; an unknown option; a savepoint that does not exist.
+    let (code, answer) = server.call("POST", "/jobs", Some(&json!({"text": "x"})));
+    assert_eq!(code, 400);
+    assert!(
+        answer["error"]
+            .as_str()
+            .unwrap()
+            .contains("expected a JSON object"),
+        "{answer}"
+    );
+    let good = numbers_job("fine", 10, 100, &dir.path().join("o"));
+    let (code, answer) = server.call(
+        "POST",
+        "/jobs",
+        Some(
+            &json!({"job": good, "from_savepoint": dir.path().join("none").display().to_string()}),
+        ),
+    );
+    assert_eq!(code, 400, "{answer}");
+    assert!(
+        answer["problems"][0]
+            .as_str()
+            .unwrap()
+            .contains("no savepoint at"),
+        "{answer}"
+    );
+
+    assert_eq!(server.call("GET", "/jobs", None).1, json!({"jobs": []}));
+    let entries = std::fs::read_dir(data.join("jobs")).unwrap().count();
+    assert_eq!(entries, 0, "a rejected submission left files behind");
+}
+
+#[test]
+fn a_killed_server_resumes_its_running_jobs_from_their_checkpoints() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let out = dir.path().join("out");
+    let mut server = Server::start(dir.path(), &data, &[]);
+    let (code, job) = server.call(
+        "POST",
+        "/jobs",
+        Some(&json!({"job": numbers_job("survivor", 3000, 500, &out)})),
+    );
+    assert_eq!(code, 201, "{job}");
+    let id = job["id"].as_str().unwrap().to_string();
+    server.wait_for(
+        &format!("/jobs/{id}/checkpoints"),
+        Duration::from_secs(60),
+        |c| c["counts"]["completed"].as_u64() >= Some(2),
+    );
+    server.kill();
+
+    let server = Server::start(dir.path(), &data, &[]);
+    assert_eq!(server.wait_ended(&id), "finished");
+    let job = server.call("GET", &format!("/jobs/{id}"), None).1;
+    assert_eq!(job["server_restarts"], 1);
+    assert_eq!(committed(&out), numbers_rows(3000));
+}
+
+#[test]
+fn a_token_is_required_off_loopback_and_then_on_every_api_call() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = weir(
+        dir.path(),
+        &["serve", "--bind", "0.0.0.0:0", "--data", "data"],
+    );
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("refusing to listen on 0.0.0.0:0 without an access token"),
+        "{stderr}"
+    );
+
+    let server = Server::start(dir.path(), &dir.path().join("data"), &["--token", "s3cret"]);
+    let url = format!("{}/jobs", server.url);
+    let (code, answer) = http("GET", &url, None, None);
+    assert_eq!(code, 401);
+    assert!(
+        answer["error"]
+            .as_str()
+            .unwrap()
+            .contains("Authorization: Bearer"),
+        "{answer}"
+    );
+    assert_eq!(http("GET", &url, Some("wrong"), None).0, 401);
+    assert_eq!(http("POST", &url, None, Some(&json!({"job": "x"}))).0, 401);
+    assert_eq!(http("GET", &url, Some("s3cret"), None).0, 200);
+    // The page and the API description are public; they hold no job data.
+    assert_eq!(
+        http("GET", &format!("{}/openapi.json", server.url), None, None).0,
+        200
+    );
+    let out = weir(dir.path(), &["list", "--server", &server.url]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("401"));
+    let listed = stdout_of(&weir(
+        dir.path(),
+        &["list", "--server", &server.url, "--token", "s3cret"],
+    ));
+    assert!(listed.starts_with("ID"), "{listed}");
+}
+
+#[test]
+fn every_route_of_the_openapi_document_is_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &dir.path().join("data"), &[]);
+    let (code, document) = server.call("GET", "/openapi.json", None);
+    assert_eq!(code, 200);
+    let paths = document["paths"].as_object().unwrap();
+    assert_eq!(paths.len(), 6);
+    for (path, item) in paths {
+        for method in item
+            .as_object()
+            .unwrap()
+            .keys()
+            .filter(|m| *m != "parameters")
+        {
+            let concrete = path.replace("{id}", "nope");
+            let method = method.to_uppercase();
+            let body = (method == "POST" && concrete == "/jobs").then(|| json!({}));
+            let (code, answer) = server.call(&method, &concrete, body.as_ref());
+            assert_ne!(code, 405, "{method} {path}");
+            let error = answer["error"].as_str().unwrap_or_default();
+            assert!(!error.starts_with("no route"), "{method} {path}: {answer}");
+        }
+    }
+    let (code, answer) = server.call("GET", "/nothing", None);
+    assert_eq!(code, 404);
+    assert!(answer["error"]
+        .as_str()
+        .unwrap()
+        .starts_with("no route GET /nothing"));
+}
+
+#[test]
+fn a_recorded_job_whose_file_no_longer_validates_is_listed_as_failed() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut server = Server::start(dir.path(), &data, &[]);
+    let job = numbers_job("broken", 1_000_000, 100, &dir.path().join("out"));
+    let (code, answer) = server.call("POST", "/jobs", Some(&json!({"job": job})));
+    assert_eq!(code, 201, "{answer}");
+    let id = answer["id"].as_str().unwrap().to_string();
+    server.kill();
+
+    // The record is edited behind the server's back.
+    let path = data.join("jobs").join(&id).join("job.json");
+    let mut record: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    record["text"] = json!("sources: [{name: n, kind: nope}]\n");
+    std::fs::write(&path, serde_json::to_vec(&record).unwrap()).unwrap();
+
+    let server = Server::start(dir.path(), &data, &[]);
+    let (_, job) = server.call("GET", &format!("/jobs/{id}"), None);
+    assert_eq!(job["status"], "failed", "{job}");
+    assert!(
+        job["error"]
+            .as_str()
+            .unwrap()
+            .contains("its job file no longer validates"),
+        "{job}"
+    );
+    let (code, _) = server.call("POST", &format!("/jobs/{id}/savepoints"), None);
+    assert_eq!(code, 409);
+}
