@@ -48,7 +48,10 @@ use weir_jobfile::{
     RowFunction, SinkKind, SourceKind, SourceSpec, Step, Value, WindowShape,
 };
 use weir_sinks::kafka::{json, json_keyed};
-use weir_sinks::{BlackholeSink, DeliveryGuarantee, EpochFileSink, KafkaSink, KafkaSinkConfig};
+use weir_sinks::{
+    BlackholeSink, DeliveryGuarantee, EpochFileSink, FileSinkConfig, KafkaSink, KafkaSinkConfig,
+    ObjectFileSink,
+};
 use weir_sources::kafka::Deserializer;
 use weir_sources::nexmark::{Auction, Event, Person};
 use weir_sources::{
@@ -756,14 +759,23 @@ fn add_sink(input: &Stream<Row>, sink: &PlannedSink) {
                 sink.spec.node.uid.as_deref().unwrap_or(name)
             ))
             .sink(name, weir_sinks::StdoutJsonSink::<JsonRow>::factory()),
-        SinkKind::File { path } => input
-            .map(to_json)
-            .name(&format!("{name}-json"))
-            .uid(&format!(
-                "{}-json",
-                sink.spec.node.uid.as_deref().unwrap_or(name)
-            ))
-            .sink(name, EpochFileSink::<JsonRow>::factory(path.clone())),
+        SinkKind::File { path } => {
+            let json = input
+                .map(to_json)
+                .name(&format!("{name}-json"))
+                .uid(&format!(
+                    "{}-json",
+                    sink.spec.node.uid.as_deref().unwrap_or(name)
+                ));
+            if path.contains("://") {
+                // An object store (s3://bucket/prefix, file:///dir): rolling part
+                // files, each committed with a checkpoint.
+                let (factory, _) = ObjectFileSink::<JsonRow>::factory(FileSinkConfig::new(path));
+                json.sink(name, factory)
+            } else {
+                json.sink(name, EpochFileSink::<JsonRow>::factory(path.clone()))
+            }
+        }
         SinkKind::Kafka {
             bootstrap,
             topic,

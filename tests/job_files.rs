@@ -1,6 +1,9 @@
 //! The example job files run through the `weir` binary, their output checked against
 //! the same computation done here; `weir validate` on a bad file.
 
+mod common;
+
+use common::s3;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -345,4 +348,46 @@ fn a_closed_output_pipe_ends_the_run_without_restarts() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     assert!(!stderr.contains("restart"), "{stderr}");
+}
+
+/// A file sink writing to S3 (the test server): part files committed with
+/// checkpoints, every row exactly once.
+#[test]
+fn a_file_sink_writes_exactly_once_part_files_to_s3() {
+    let Some(endpoint) = s3::endpoint() else {
+        return;
+    };
+    let bucket = s3::fresh_bucket(&endpoint, "jobfile-sink");
+    let dir = tempfile::tempdir().unwrap();
+    let job = format!(
+        "
+name: evens-to-s3
+parallelism: 2
+checkpoints: {{interval: 50ms}}
+sources: [{{name: numbers, kind: sequence, from: 1, to: 20000}}]
+operators:
+  - {{name: evens, kind: filter, input: numbers, condition: value % 2 = 0}}
+sinks: [{{name: out, kind: file, input: evens, path: 's3://{bucket}/evens'}}]
+"
+    );
+    std::fs::write(dir.path().join("job.yaml"), job).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(["run", "job.yaml"])
+        .current_dir(dir.path())
+        .envs(s3::env(&endpoint))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let config = weir::sinks::FileSinkConfig::new(format!("s3://{bucket}/evens"));
+    let config = weir::sinks::FileSinkConfig {
+        storage: config.storage.with_s3(s3::options(&endpoint)),
+        ..config
+    };
+    let rows: Vec<Value> = weir::sinks::read_committed_objects(&config).unwrap();
+    let expected: Vec<Value> = (1..=10_000).map(|n: i64| json!({"value": 2 * n})).collect();
+    assert_eq!(sorted(rows), sorted(expected));
 }
