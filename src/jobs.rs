@@ -511,12 +511,7 @@ fn job_source(job: &JobBuilder, planned: &PlannedStream) -> Option<Stream<Row>> 
                             let text = fields.get(&field.name).ok_or_else(|| {
                                 format!("expected a column `{}` in the header", field.name)
                             })?;
-                            Value::from_text(field.ty, text).ok_or_else(|| {
-                                format!(
-                                    "field `{}`: expected a {}, got `{text}`",
-                                    field.name, field.ty
-                                )
-                            })
+                            field_value(field, text)
                         });
                         values.collect::<Result<Vec<_>, String>>().map(Row)
                     };
@@ -532,14 +527,11 @@ fn job_source(job: &JobBuilder, planned: &PlannedStream) -> Option<Stream<Row>> 
                                 fields.len()
                             ));
                         }
-                        let values = schema.fields.iter().zip(&fields).map(|(field, text)| {
-                            Value::from_text(field.ty, text).ok_or_else(|| {
-                                format!(
-                                    "field `{}`: expected a {}, got `{text}`",
-                                    field.name, field.ty
-                                )
-                            })
-                        });
+                        let values = schema
+                            .fields
+                            .iter()
+                            .zip(&fields)
+                            .map(|(field, text)| field_value(field, text));
                         values.collect::<Result<Vec<_>, String>>().map(Row)
                     };
                     file_rows(job, spec, planned, event_time, config, convert)
@@ -574,6 +566,16 @@ enum RowApply {
     Filter(Expr),
     Map(Vec<Expr>),
     Udf(RowFunction),
+}
+
+/// The value of `field` written as `text` in a CSV row.
+fn field_value(field: &weir_jobfile::Field, text: &str) -> Result<Value, String> {
+    Value::from_text(field.ty, text).ok_or_else(|| {
+        format!(
+            "field `{}`: expected a {}, got `{text}`",
+            field.name, field.ty
+        )
+    })
 }
 
 /// A file source whose records `convert` turns into rows; a record that does not
