@@ -12,6 +12,14 @@ fi
 
 step() { printf '\n==> %s\n' "$*"; }
 
+# The bundled RocksDB (weir-state's RocksDB backend) is built through bindgen, which
+# needs libclang. A fresh Debian machine lacks it: install it when apt can.
+if command -v apt-get >/dev/null && ! dpkg -s libclang-dev >/dev/null 2>&1; then
+    step "installing libclang-dev (bindgen, for the bundled RocksDB)"
+    if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
+    $SUDO apt-get update -qq && $SUDO apt-get install -y -qq libclang-dev
+fi
+
 step "cargo fmt --check"
 cargo fmt --all -- --check
 
