@@ -23,6 +23,8 @@ pub struct BenchOptions {
     pub checkpoint_interval: Option<Duration>,
     /// Where checkpoints go (any object-store URL).
     pub checkpoint_dir: String,
+    /// Where keyed state lives (heap or RocksDB).
+    pub state_backend: weir_state::StateBackend,
 }
 
 /// The figures of one benchmark run.
@@ -30,6 +32,8 @@ pub struct BenchOptions {
 pub struct BenchReport {
     /// The query's name.
     pub query: String,
+    /// The state backend (`heap` or `rocksdb`).
+    pub state_backend: String,
     /// Input events.
     pub events: u64,
     /// Parallelism.
@@ -112,6 +116,7 @@ pub fn run(
         name: format!("nexmark-{}", options.query),
         parallelism: options.parallelism,
         batch_size: options.batch_size,
+        state_backend: options.state_backend.clone(),
         ..JobConfig::default()
     });
     let mut output = BlackholeOutput::default();
@@ -138,6 +143,7 @@ pub fn run(
     let secs = result.elapsed.as_secs_f64();
     Ok(BenchReport {
         query: options.query.to_string(),
+        state_backend: options.state_backend.name().to_string(),
         events: options.events,
         parallelism: options.parallelism,
         elapsed_s: secs,
@@ -166,6 +172,7 @@ fn run_checkpointed(
         name: format!("bench-nexmark-{}-{}", options.query, std::process::id()),
         parallelism: options.parallelism,
         batch_size: options.batch_size,
+        state_backend: options.state_backend.clone(),
         ..JobConfig::default()
     };
     let checkpointing = CheckpointingConfig {
@@ -214,6 +221,7 @@ fn run_checkpointed(
         .sum();
     Ok(BenchReport {
         query: options.query.to_string(),
+        state_backend: options.state_backend.name().to_string(),
         events: options.events,
         parallelism: options.parallelism,
         elapsed_s: secs,

@@ -81,6 +81,12 @@ pub fn configs(plan: &JobPlan, options: &RunOptions) -> (JobConfig, Checkpointin
     let config = JobConfig {
         name: spec.name.clone(),
         parallelism: options.parallelism.unwrap_or(spec.parallelism),
+        state_backend: match spec.state_backend {
+            weir_jobfile::StateBackend::Heap => weir_state::StateBackend::Heap,
+            weir_jobfile::StateBackend::RocksDb => {
+                weir_state::StateBackend::RocksDb(weir_state::RocksDbConfig::default())
+            }
+        },
         ..JobConfig::default()
     };
     let defaults = CheckpointingConfig::default();

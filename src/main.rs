@@ -135,6 +135,12 @@ struct RunningCountArgs {
     /// Write the counts to this Kafka topic, exactly-once, instead of a file sink.
     #[arg(long)]
     output_topic: Option<String>,
+    /// Keep the counts on the heap or in RocksDB (under --state-dir).
+    #[arg(long, value_enum, default_value_t = BackendArg::Heap)]
+    state_backend: BackendArg,
+    /// The RocksDB backend's state directory.
+    #[arg(long, default_value = "./weir-data/state")]
+    state_dir: std::path::PathBuf,
 }
 
 #[derive(Subcommand)]
@@ -203,6 +209,12 @@ struct StateArgs {
     /// After every key has been created, update only this many of them (default: all).
     #[arg(long)]
     hot_keys: Option<u64>,
+    /// Where keyed state lives: heap (in memory) or rocksdb (on local disk).
+    #[arg(long, value_enum, default_value_t = BackendArg::Heap)]
+    state_backend: BackendArg,
+    /// The RocksDB backend's state directory.
+    #[arg(long, default_value = "./weir-data/state")]
+    state_dir: std::path::PathBuf,
 }
 
 #[derive(Args)]
@@ -231,6 +243,30 @@ struct NexmarkArgs {
     /// Where checkpoints go: a path, file:// or s3://bucket/prefix URL.
     #[arg(long, default_value = "./weir-data/checkpoints")]
     checkpoint_dir: String,
+    /// Where keyed state lives: heap (in memory) or rocksdb (on local disk).
+    #[arg(long, value_enum, default_value_t = BackendArg::Heap)]
+    state_backend: BackendArg,
+    /// The RocksDB backend's state directory.
+    #[arg(long, default_value = "./weir-data/state")]
+    state_dir: std::path::PathBuf,
+}
+
+/// `--state-backend`.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum BackendArg {
+    /// Hash maps in memory (the default).
+    Heap,
+    /// RocksDB on local disk, with a write-back record cache in front.
+    Rocksdb,
+}
+
+impl BackendArg {
+    fn backend(self, dir: &std::path::Path) -> weir::state::StateBackend {
+        match self {
+            Self::Heap => weir::state::StateBackend::Heap,
+            Self::Rocksdb => weir::state::StateBackend::rocksdb(dir),
+        }
+    }
 }
 
 fn parse_duration(text: &str) -> std::result::Result<Duration, String> {
@@ -445,6 +481,7 @@ fn bench_nexmark(args: NexmarkArgs) -> Result<()> {
         rows_per_ms: args.rows_per_ms,
         checkpoint_interval: args.checkpoint_interval,
         checkpoint_dir: args.checkpoint_dir.clone(),
+        state_backend: args.state_backend.backend(&args.state_dir),
     };
     let bar = (!args.json && args.checkpoint_interval.is_none() && std::io::stderr().is_terminal()).then(|| {
         let bar = ProgressBar::new(args.events);
@@ -468,8 +505,9 @@ fn bench_nexmark(args: NexmarkArgs) -> Result<()> {
         println!("{}", serde_json::to_string(&report)?);
     } else {
         println!(
-            "query {}  events {}  parallelism {}  elapsed {:.3} s  {:.2} M events/s  output {} records  peak memory {:.0} MiB",
+            "query {}  state {}  events {}  parallelism {}  elapsed {:.3} s  {:.2} M events/s  output {} records  peak memory {:.0} MiB",
             report.query,
+            report.state_backend,
             report.events,
             report.parallelism,
             report.elapsed_s,
@@ -535,6 +573,7 @@ fn bench_state(args: StateArgs) -> Result<()> {
         checkpoint_dir: args.checkpoint_dir,
         incremental: !args.full,
         hot_keys: args.hot_keys.unwrap_or(args.keys),
+        state_backend: args.state_backend.backend(&args.state_dir),
     })
     .context("state benchmark failed")?;
     println!("{}", serde_json::to_string(&report)?);
@@ -767,6 +806,7 @@ fn running_count(args: RunningCountArgs) -> Result<()> {
         savepoints: args.savepoint_dir,
         from_savepoint: args.from_savepoint,
         failpoint,
+        state_backend: args.state_backend.backend(&args.state_dir),
         input: args
             .input_topic
             .map(|topic| weir::running_count::KafkaInput {

@@ -85,6 +85,8 @@ pub struct RunningCountJob {
     pub failpoint: Option<(Failpoint, u64)>,
     /// Read the numbers from Kafka instead of the sequence source.
     pub input: Option<KafkaInput>,
+    /// Where the counts live (heap or RocksDB).
+    pub state_backend: weir_state::StateBackend,
 }
 
 /// Counts per key.
@@ -96,7 +98,7 @@ impl KeyedProcessFunction<u64, i64> for RunningCount {
     type Out = (u64, u64);
     fn process(&mut self, _: i64, cx: &mut ProcessContext<'_, u64, (u64, u64)>) -> Result<()> {
         let key = *cx.key();
-        let count = self.counts.get_or_insert_with(key, || 0);
+        let count = self.counts.get_or_insert_with(key, || 0)?;
         *count += 1;
         let count = *count;
         cx.emit((key, count));
@@ -187,6 +189,7 @@ impl RunningCountJob {
             name: "running-count".into(),
             parallelism: self.parallelism,
             batch_size: 64,
+            state_backend: self.state_backend.clone(),
             ..JobConfig::default()
         };
         let checkpointing = CheckpointingConfig {

@@ -43,6 +43,8 @@ pub struct StateBenchOptions {
     /// After the first `keys` numbers, only keys `0..hot_keys` are updated (default:
     /// all keys): how incremental checkpoints fare when few keys change.
     pub hot_keys: u64,
+    /// Where keyed state lives (heap or RocksDB).
+    pub state_backend: weir_state::StateBackend,
 }
 
 /// One checkpoint of the run.
@@ -112,6 +114,7 @@ impl Operator for CountPerKey {
     type Out = u64;
 
     fn open(&mut self, cx: &mut OperatorContext) -> Result<()> {
+        self.counts = StateTable::in_backend(&cx.state_backend, STATE, Vec::new())?;
         let chunks = cx.restored_chunks(STATE);
         let restored = self.counts.restore_chunks(
             chunks,
@@ -126,13 +129,13 @@ impl Operator for CountPerKey {
 
     fn on_batch(&mut self, input: &mut Vec<u64>, _: &mut Output<u64>) -> Result<()> {
         for key in input.drain(..) {
-            *self.counts.get_or_insert_with(key, || 0) += 1;
+            *self.counts.get_or_insert_with(key, || 0)? += 1;
         }
         Ok(())
     }
 
     fn snapshot(&mut self, cx: &mut SnapshotContext) -> Result<()> {
-        cx.put_frozen(self.counts.freeze());
+        cx.put_frozen(self.counts.freeze()?);
         Ok(())
     }
 }
@@ -165,6 +168,7 @@ pub fn run(options: &StateBenchOptions) -> Result<StateBenchReport, DataflowErro
     let config = JobConfig {
         name: name.clone(),
         parallelism: options.parallelism,
+        state_backend: options.state_backend.clone(),
         ..JobConfig::default()
     };
     let checkpointing = |resume| CheckpointingConfig {

@@ -15,6 +15,7 @@ use weir::dataflow::checkpointing::{
 use weir::dataflow::testing::CollectionSource;
 use weir::dataflow::{CheckpointId, JobBuilder, JobConfig, WatermarkStrategy};
 use weir::sinks::{read_committed, EpochFileSink};
+use weir::state::{RocksDbConfig, StateBackend};
 
 const KEYS: u32 = 13;
 
@@ -127,6 +128,31 @@ fn job_config(name: &str, parallelism: usize) -> JobConfig {
     }
 }
 
+/// Which backend a test runs on.
+#[derive(Clone, Copy, Debug)]
+enum Backend {
+    Heap,
+    RocksDb,
+}
+
+/// [`job_config`] on `backend` (RocksDB under `<root>/state`).
+fn job_config_on(name: &str, parallelism: usize, backend: Backend, root: &Path) -> JobConfig {
+    JobConfig {
+        state_backend: match backend {
+            Backend::Heap => StateBackend::Heap,
+            Backend::RocksDb => StateBackend::RocksDb(RocksDbConfig {
+                dir: root.join("state"),
+                block_cache_bytes: 64 << 20,
+                write_buffer_bytes: 16 << 20,
+                // Small, so the record cache is emptied many times per run.
+                record_cache_entries: 256,
+                background_jobs: 1,
+            }),
+        },
+        ..job_config(name, parallelism)
+    }
+}
+
 #[test]
 fn bounded_job_with_checkpoints_commits_everything_exactly_once() {
     let dir = tempfile::tempdir().unwrap();
@@ -148,13 +174,22 @@ fn bounded_job_with_checkpoints_commits_everything_exactly_once() {
 
 #[test]
 fn a_failed_task_restarts_from_the_last_checkpoint_without_loss_or_duplicates() {
+    restart_from_the_last_checkpoint(Backend::Heap);
+}
+
+#[test]
+fn rocksdb_a_failed_task_restarts_from_the_last_checkpoint_without_loss_or_duplicates() {
+    restart_from_the_last_checkpoint(Backend::RocksDb);
+}
+
+fn restart_from_the_last_checkpoint(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
     std::fs::create_dir_all(&out).unwrap();
     let n = 20_000;
     let failed = Arc::new(AtomicBool::new(false));
     let job = CheckpointedJob::spawn(
-        job_config("restart", 2),
+        job_config_on("restart", 2, backend, dir.path()),
         settings(dir.path(), 10),
         build(n, out.clone(), Some((15_000, failed.clone())), 20),
         Arc::new(NoListener),
@@ -198,6 +233,17 @@ fn shared_files_and_references(root: &Path, job: &str) -> (Vec<String>, Vec<Stri
 
 #[test]
 fn incremental_checkpoints_upload_what_changed_and_restore_exactly() {
+    incremental_checkpoints(Backend::Heap);
+}
+
+/// In RocksDB a key group is re-encoded only when written since the previous
+/// checkpoint; retention keeps exactly the files retained checkpoints refer to.
+#[test]
+fn rocksdb_incremental_checkpoints_upload_what_changed_and_restore_exactly() {
+    incremental_checkpoints(Backend::RocksDb);
+}
+
+fn incremental_checkpoints(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
     std::fs::create_dir_all(&out).unwrap();
@@ -209,7 +255,7 @@ fn incremental_checkpoints_upload_what_changed_and_restore_exactly() {
     let want = expected_of(&records);
     let failed = Arc::new(AtomicBool::new(false));
     let job = CheckpointedJob::spawn(
-        job_config("incremental", 2),
+        job_config_on("incremental", 2, backend, dir.path()),
         settings(dir.path(), 15),
         build_with(records, out.clone(), Some((65_000, failed.clone())), 40),
         Arc::new(NoListener),
@@ -290,13 +336,28 @@ fn a_storage_outage_fails_checkpoints_without_stopping_the_job_or_losing_data() 
 
 #[test]
 fn stop_with_savepoint_then_resume_at_other_parallelism_equals_an_uninterrupted_run() {
-    for (before, after) in [(2, 1), (2, 3)] {
+    savepoint_then_resume([(2, 1), (2, 3)].map(|(a, b)| (a, Backend::Heap, b, Backend::Heap)));
+}
+
+/// Savepoints are canonical: one taken on either backend resumes on the other (and
+/// rescaled), with the output of an uninterrupted run.
+#[test]
+fn savepoints_resume_across_backends_and_rescaled() {
+    savepoint_then_resume([
+        (2, Backend::Heap, 3, Backend::RocksDb),
+        (2, Backend::RocksDb, 1, Backend::Heap),
+        (3, Backend::RocksDb, 2, Backend::RocksDb),
+    ]);
+}
+
+fn savepoint_then_resume<const N: usize>(runs: [(usize, Backend, usize, Backend); N]) {
+    for (before, backend_before, after, backend_after) in runs {
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path().join("out");
         std::fs::create_dir_all(&out).unwrap();
         let n = 30_000;
         let job = CheckpointedJob::spawn(
-            job_config("rescale", before),
+            job_config_on("rescale", before, backend_before, dir.path()),
             settings(dir.path(), 50),
             build(n, out.clone(), None, 5),
             Arc::new(NoListener),
@@ -313,7 +374,7 @@ fn stop_with_savepoint_then_resume_at_other_parallelism_equals_an_uninterrupted_
         let mut config = settings(dir.path(), 50);
         config.resume = ResumeFrom::Savepoint(savepoint.clone());
         let resumed = CheckpointedJob::spawn(
-            job_config("rescale-2", after),
+            job_config_on("rescale-2", after, backend_after, dir.path()),
             config,
             build(n, out.clone(), None, 50),
             Arc::new(NoListener),
@@ -324,7 +385,9 @@ fn stop_with_savepoint_then_resume_at_other_parallelism_equals_an_uninterrupted_
         assert_same(
             read_output(&out),
             expected(n),
-            &format!("{before} -> {after} via {savepoint}"),
+            &format!(
+                "{before} ({backend_before:?}) -> {after} ({backend_after:?}) via {savepoint}"
+            ),
         );
     }
 }

@@ -121,6 +121,18 @@ impl Job {
         }
     }
 
+    /// The same job keeping its counts in RocksDB (in its temporary directory).
+    fn with_rocksdb(mut self) -> Self {
+        let state = self._dir.path().join("state").display().to_string();
+        self.args.extend([
+            "--state-backend".into(),
+            "rocksdb".into(),
+            "--state-dir".into(),
+            state,
+        ]);
+        self
+    }
+
     /// The same job writing with the object-store sink to `config`'s URL.
     fn with_object_output(mut self, config: FileSinkConfig) -> Self {
         self.output = JobOutput::ObjectFiles(config);
@@ -591,6 +603,27 @@ fn sigkill_at_random_moments_loses_and_repeats_nothing() {
     };
     let job = Job::local(events, 30, kills.throttle_us(events));
     kill_at_random_moments_then_recover(&job, kills);
+}
+
+/// SIGKILL leaves RocksDB's state directory with the lock file of a dead process: the
+/// next run takes it over, starts from the checkpoint, and the output is exact.
+#[test]
+fn rocksdb_sigkill_at_random_moments_loses_and_repeats_nothing() {
+    let events = 100_000;
+    let kills = Kills {
+        count: 8,
+        after_ms: (100, 700),
+    };
+    let job = Job::local(events, 30, kills.throttle_us(events)).with_rocksdb();
+    kill_at_random_moments_then_recover(&job, kills);
+}
+
+#[test]
+fn rocksdb_failpoints_then_recovery_is_exact() {
+    let (events, interval_ms, throttle_us) = FAILPOINT_JOB;
+    every_failpoint_then_recovery_is_exact(|| {
+        Some(Job::local(events, interval_ms, throttle_us).with_rocksdb())
+    });
 }
 
 /// About 1 s of work at 30 ms checkpoint intervals: dozens of checkpoints, so a

@@ -14,12 +14,20 @@ use weir::nexmark::{
     self, Q1Row, Q2Row, Q3Row, Q5Row, Q7Row, Q8Row, QsRow, Query, QwRow, WATERMARK_DELAY,
 };
 use weir::sources::{nexmark_event, Auction, Bid, Event, NexmarkConfig, NexmarkSource, Person};
+use weir::state::StateBackend;
 
 const WINDOW_MS: i64 = 10_000;
 const SLIDE_MS: i64 = 2_000;
 
+thread_local! {
+    /// The state backend of the jobs `run` starts on this thread (tests run on
+    /// threads of their own).
+    static BACKEND: std::cell::RefCell<StateBackend> = const { std::cell::RefCell::new(StateBackend::Heap) };
+}
+
 fn config(parallelism: usize) -> JobConfig {
     JobConfig {
+        state_backend: BACKEND.with(|b| b.borrow().clone()),
         name: format!("nexmark-test-p{parallelism}"),
         parallelism,
         // Small batches and a watermark after every poll: many interleavings of
@@ -289,6 +297,33 @@ fn bid_queries_on_the_generator_at_parallelism_2() {
 #[test]
 fn bid_queries_on_the_generator_at_parallelism_3() {
     check_generated(3, 60_000, 2);
+}
+
+/// Window contents, session state and join state in RocksDB (with a record cache
+/// small enough to be emptied often) give the rows of the reference.
+#[test]
+fn bid_and_event_queries_on_rocksdb() {
+    let dir = tempfile::tempdir().unwrap();
+    BACKEND.with(|b| {
+        *b.borrow_mut() = StateBackend::RocksDb(weir::state::RocksDbConfig {
+            dir: dir.path().to_path_buf(),
+            block_cache_bytes: 64 << 20,
+            write_buffer_bytes: 16 << 20,
+            record_cache_entries: 100,
+            background_jobs: 1,
+        })
+    });
+    check_generated(2, 30_000, 1);
+    let config = NexmarkConfig {
+        events: 10_000,
+        events_per_second: 200,
+        seed: 7,
+    };
+    let events: Vec<Event> = (0..config.events)
+        .map(|n| nexmark_event(n, &config))
+        .collect();
+    check_event_queries(2, &events, || Box::new(generator_events(config)));
+    BACKEND.with(|b| *b.borrow_mut() = StateBackend::Heap);
 }
 
 #[test]

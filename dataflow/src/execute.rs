@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use weir_checkpoint::{Barrier, CheckpointId, OperatorSnapshot, SubtaskAck};
-use weir_state::{KeyGroupRange, MaxParallelism};
+use weir_state::{KeyGroupRange, KeyedBackend, MaxParallelism, RocksDbResources, StateBackend};
 
 /// Settings of a job.
 #[derive(Clone, Debug)]
@@ -40,6 +40,9 @@ pub struct JobConfig {
     pub checkpoint_timeout: Option<Duration>,
     /// State to restore, by operator uid.
     pub restore: Option<RestoreState>,
+    /// Where keyed state lives: on the heap (the default) or in RocksDB, one
+    /// instance per operator subtask under `<dir>/<job>/<operator uid>/<subtask>`.
+    pub state_backend: StateBackend,
 }
 
 impl Default for JobConfig {
@@ -55,6 +58,7 @@ impl Default for JobConfig {
             checkpointing: false,
             checkpoint_timeout: None,
             restore: None,
+            state_backend: StateBackend::Heap,
         }
     }
 }
@@ -315,9 +319,22 @@ fn context(
     parallelism: usize,
     max: MaxParallelism,
     config: &JobConfig,
+    rocksdb: Option<&Arc<RocksDbResources>>,
 ) -> OperatorContext {
     let uid = graph.uid_of(node);
     let key_groups = KeyGroupRange::for_subtask(max, parallelism, index);
+    let state_backend = match rocksdb {
+        None => KeyedBackend::heap(max, key_groups),
+        Some(resources) => {
+            let dir = resources
+                .config()
+                .dir
+                .join(path_segment(&config.name))
+                .join(path_segment(&uid))
+                .join(index.to_string());
+            KeyedBackend::rocksdb(resources.clone(), dir, max, key_groups)
+        }
+    };
     let mut cx = OperatorContext::fresh(SubtaskInfo {
         operator: graph.nodes[node].name.clone(),
         uid: uid.clone(),
@@ -326,6 +343,7 @@ fn context(
         max_parallelism: max,
         key_groups,
     });
+    cx.state_backend = state_backend;
     cx.checkpointing = config.checkpointing;
     cx.job.clone_from(&config.name);
     cx.checkpoint_timeout = config.checkpoint_timeout;
@@ -346,9 +364,29 @@ fn context(
     cx
 }
 
+/// A name made safe as one directory name: anything but letters, digits, `-`, `_`
+/// and `.` becomes `_`.
+fn path_segment(name: &str) -> String {
+    let safe: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    match safe.as_str() {
+        "" | "." | ".." => format!("_{safe}"),
+        _ => safe,
+    }
+}
+
 struct Wiring<'a> {
     graph: &'a GraphSpec,
     config: &'a JobConfig,
+    rocksdb: Option<Arc<RocksDbResources>>,
     max: MaxParallelism,
     parallelism: &'a [usize],
     chained: Vec<Vec<bool>>,
@@ -384,6 +422,7 @@ impl Wiring<'_> {
             self.parallelism[node],
             self.max,
             self.config,
+            self.rocksdb.as_ref(),
         );
         cx.metrics = self.counters[node][index].clone();
         self.metrics.push(CounterEntry {
@@ -520,9 +559,17 @@ fn spawn(graph: GraphSpec, config: JobConfig) -> Result<JobHandle> {
         channel_capacity: config.channel_capacity,
         max_parallelism: max,
     };
+    let rocksdb = match &config.state_backend {
+        StateBackend::Heap => None,
+        StateBackend::RocksDb(rocks) => Some(
+            RocksDbResources::new(rocks.clone())
+                .map_err(|e| DataflowError::invalid(config.name.clone(), e.to_string()))?,
+        ),
+    };
     let mut wiring = Wiring {
         graph: &graph,
         config: &config,
+        rocksdb,
         max,
         parallelism: &parallelism,
         chained,

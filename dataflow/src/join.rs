@@ -229,6 +229,8 @@ where
     fn open(&mut self, cx: &mut OperatorContext) -> Result<()> {
         self.metrics = cx.metrics.clone();
         self.max_parallelism = cx.subtask.max_parallelism;
+        self.left = StateTable::in_backend(&cx.state_backend, "interval-left", Vec::new())?;
+        self.right = StateTable::in_backend(&cx.state_backend, "interval-right", Vec::new())?;
         let (range, max) = (cx.subtask.key_groups, cx.subtask.max_parallelism);
         self.left
             .restore_chunks(cx.restored_chunks("interval-left"), range, max)?;
@@ -241,12 +243,8 @@ where
         }) {
             self.watermark = weir_state::decode(WATERMARK, bytes)?;
         }
-        let keys: Vec<K> = self
-            .left
-            .iter()
-            .map(|(k, _)| k.clone())
-            .chain(self.right.iter().map(|(k, _)| k.clone()))
-            .collect();
+        let mut keys = self.left.keys()?;
+        keys.extend(self.right.keys()?);
         for key in keys {
             self.cleanup.entry(i64::MIN).or_default().push(key);
         }
@@ -263,7 +261,7 @@ where
                         OperatorMetrics::add(&self.metrics.late_records, 1);
                         continue;
                     }
-                    for (tb, b) in self.right.get(&key).map(Vec::as_slice).unwrap_or(&[]) {
+                    for (tb, b) in self.right.get(&key)?.map(Vec::as_slice).unwrap_or(&[]) {
                         if ts.saturating_add(self.lower) <= *tb
                             && *tb <= ts.saturating_add(self.upper)
                         {
@@ -274,7 +272,7 @@ where
                         .entry(ts.saturating_add(self.upper.max(0)))
                         .or_default()
                         .push(key.clone());
-                    self.left.get_or_insert_with(key, Vec::new).push((ts, a));
+                    self.left.get_or_insert_with(key, Vec::new)?.push((ts, a));
                 }
                 Either::Right(b) => {
                     let ts = (self.right_ts)(&b).0;
@@ -282,7 +280,7 @@ where
                         OperatorMetrics::add(&self.metrics.late_records, 1);
                         continue;
                     }
-                    for (ta, a) in self.left.get(&key).map(Vec::as_slice).unwrap_or(&[]) {
+                    for (ta, a) in self.left.get(&key)?.map(Vec::as_slice).unwrap_or(&[]) {
                         if ta.saturating_add(self.lower) <= ts
                             && ts <= ta.saturating_add(self.upper)
                         {
@@ -293,7 +291,7 @@ where
                         .entry(ts.saturating_sub(self.lower.min(0)))
                         .or_default()
                         .push(key.clone());
-                    self.right.get_or_insert_with(key, Vec::new).push((ts, b));
+                    self.right.get_or_insert_with(key, Vec::new)?.push((ts, b));
                 }
             }
         }
@@ -311,16 +309,16 @@ where
             for key in entry.remove() {
                 // A left element can still match future right elements (ts > wm) while
                 // ta + upper > wm; a right element while tb - lower > wm.
-                if let Some(list) = self.left.get_mut(&key) {
+                if let Some(list) = self.left.get_mut(&key)? {
                     list.retain(|(ta, _)| ta.saturating_add(upper) > wm);
                     if list.is_empty() {
-                        self.left.remove(&key);
+                        self.left.remove(&key)?;
                     }
                 }
-                if let Some(list) = self.right.get_mut(&key) {
+                if let Some(list) = self.right.get_mut(&key)? {
                     list.retain(|(tb, _)| tb.saturating_sub(lower) > wm);
                     if list.is_empty() {
-                        self.right.remove(&key);
+                        self.right.remove(&key)?;
                     }
                 }
             }
@@ -330,8 +328,10 @@ where
 
     fn snapshot(&mut self, cx: &mut SnapshotContext) -> Result<()> {
         cx.put_operator(WATERMARK, weir_state::encode(WATERMARK, &self.watermark)?);
-        cx.put_frozen(self.left.freeze());
-        cx.put_frozen(self.right.freeze());
+        self.left.flush()?;
+        self.right.flush()?;
+        cx.put_frozen(self.left.freeze()?);
+        cx.put_frozen(self.right.freeze()?);
         Ok(())
     }
 }

@@ -6,7 +6,9 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use weir_checkpoint::{CheckpointId, OperatorSnapshot, OperatorUid, SubtaskAck};
-use weir_state::{FrozenKeyed, KeyGroup, KeyGroupRange, KeyedSnapshot, MaxParallelism};
+use weir_state::{
+    FrozenKeyed, KeyGroup, KeyGroupRange, KeyedBackend, KeyedSnapshot, MaxParallelism,
+};
 
 /// Where an operator instance runs: its subtask and the key groups it owns.
 #[derive(Clone, Debug)]
@@ -155,12 +157,17 @@ pub struct OperatorContext {
     pub checkpoint_timeout: Option<std::time::Duration>,
     /// This instance's counters.
     pub metrics: Arc<OperatorMetrics>,
+    /// Where this instance keeps keyed state: make tables with
+    /// [`weir_state::StateTable::in_backend`] (or the states' `in_backend`).
+    pub state_backend: KeyedBackend,
 }
 
 impl OperatorContext {
     /// A context for a fresh (not restored) instance; used by tests and by the runtime.
     pub fn fresh(subtask: SubtaskInfo) -> Self {
+        let state_backend = KeyedBackend::heap(subtask.max_parallelism, subtask.key_groups);
         Self {
+            state_backend,
             subtask,
             restored_keyed: BTreeMap::new(),
             restored_operator: BTreeMap::new(),

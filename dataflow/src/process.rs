@@ -147,8 +147,23 @@ impl<K: StateKey, O> ProcessContext<'_, K, O> {
 pub trait KeyedStateStore {
     /// The state's name.
     fn state_name(&self) -> String;
-    /// The synchronous part of a snapshot: freezes the state copy-on-write.
-    fn freeze_state(&mut self) -> Box<dyn weir_state::FrozenKeyed>;
+    /// Moves the (still empty) state into the subtask's backend; called before
+    /// restore.
+    ///
+    /// # Errors
+    /// The backend cannot be opened.
+    fn open_state(&mut self, backend: &weir_state::KeyedBackend) -> weir_state::Result<()>;
+    /// Writes pending changes to the backend (RocksDB's record cache).
+    ///
+    /// # Errors
+    /// A RocksDB write that fails.
+    fn flush_state(&mut self) -> weir_state::Result<()>;
+    /// The synchronous part of a snapshot: freezes the state copy-on-write (heap) or
+    /// takes a RocksDB checkpoint.
+    ///
+    /// # Errors
+    /// A RocksDB write or checkpoint that fails.
+    fn freeze_state(&mut self) -> weir_state::Result<Box<dyn weir_state::FrozenKeyed>>;
     /// Restores the key groups of `range` from the chunks of a snapshot.
     fn restore_state(
         &mut self,
@@ -162,8 +177,17 @@ impl<K: StateKey, V: weir_state::StateValue> KeyedStateStore for StateTable<K, V
     fn state_name(&self) -> String {
         self.name().to_string()
     }
-    fn freeze_state(&mut self) -> Box<dyn weir_state::FrozenKeyed> {
-        Box::new(self.freeze())
+    fn open_state(&mut self, backend: &weir_state::KeyedBackend) -> weir_state::Result<()> {
+        if backend.is_rocksdb() {
+            *self = StateTable::in_backend(backend, self.name().to_string(), Vec::new())?;
+        }
+        Ok(())
+    }
+    fn flush_state(&mut self) -> weir_state::Result<()> {
+        self.flush()
+    }
+    fn freeze_state(&mut self) -> weir_state::Result<Box<dyn weir_state::FrozenKeyed>> {
+        Ok(Box::new(self.freeze()?))
     }
     fn restore_state(
         &mut self,
@@ -224,6 +248,7 @@ where
     fn open(&mut self, cx: &mut OperatorContext) -> Result<()> {
         self.max_parallelism = cx.subtask.max_parallelism;
         for state in self.function.states() {
+            state.open_state(&cx.state_backend)?;
             let name = state.state_name();
             let restored = cx.restored_chunks(&name);
             state.restore_state(&restored, cx.subtask.key_groups, cx.subtask.max_parallelism)?;
@@ -289,7 +314,10 @@ where
     fn snapshot(&mut self, cx: &mut SnapshotContext) -> Result<()> {
         let max = self.max_parallelism;
         for state in self.function.states() {
-            cx.put_frozen_boxed(state.freeze_state());
+            state.flush_state()?;
+        }
+        for state in self.function.states() {
+            cx.put_frozen_boxed(state.freeze_state()?);
         }
         let entries = self.timers.entries();
         let mut by_group: BTreeMap<weir_state::KeyGroup, Vec<(K, i64, TimeDomain)>> =

@@ -125,7 +125,7 @@ impl weir_dataflow::process::KeyedProcessFunction<u8, weir_dataflow::join::Eithe
         cx: &mut weir_dataflow::process::ProcessContext<'_, u8, (u8, u64, u64)>,
     ) -> weir_dataflow::Result<()> {
         let key = *cx.key();
-        let sums = self.sums.get_or_insert_with(key, || (0, 0));
+        let sums = self.sums.get_or_insert_with(key, || (0, 0))?;
         match value {
             weir_dataflow::join::Either::Left(_) => sums.0 += 1,
             weir_dataflow::join::Either::Right(_) => sums.1 += 1,

@@ -202,7 +202,7 @@ impl KeyedProcessFunction<u8, Event> for RunningSum {
         value: Event,
         cx: &mut ProcessContext<'_, u8, (u8, i64)>,
     ) -> weir_dataflow::Result<()> {
-        *self.sums.get_or_insert_with(value.0, || 0) += value.2;
+        *self.sums.get_or_insert_with(value.0, || 0)? += value.2;
         cx.register_event_time_timer(Timestamp(i64::MAX - 1));
         Ok(())
     }
@@ -213,7 +213,7 @@ impl KeyedProcessFunction<u8, Event> for RunningSum {
         cx: &mut ProcessContext<'_, u8, (u8, i64)>,
     ) -> weir_dataflow::Result<()> {
         let key = *cx.key();
-        let sum = self.sums.get(&key).copied().unwrap_or(0);
+        let sum = self.sums.get(&key)?.copied().unwrap_or(0);
         cx.emit((key, sum));
         Ok(())
     }

@@ -312,20 +312,17 @@ pub(crate) fn job(root: &Node, default_name: &str, p: &mut Problems) -> Option<J
     let parallelism = top.read("parallelism", p, positive).unwrap_or(1);
     let checkpoints = top.read("checkpoints", p, checkpoints).unwrap_or_default();
     let restart = top.read("restart", p, restart).unwrap_or_default();
+    let mut state_backend = StateBackend::Heap;
     if let Some(node) = top.get("state_backend") {
         let path = top.path("state_backend");
         if let Some(text) = string(node, &path, p) {
             match text.as_str() {
                 "heap" => {}
-                "rocksdb" => p.add(
-                    node.at,
-                    &path,
-                    "state backend `rocksdb` is not available yet: expected `heap`",
-                ),
+                "rocksdb" => state_backend = StateBackend::RocksDb,
                 other => p.add(
                     node.at,
                     &path,
-                    format!("unknown state backend `{other}`: expected `heap`"),
+                    format!("unknown state backend `{other}`: expected `heap` or `rocksdb`"),
                 ),
             }
         }
@@ -335,7 +332,7 @@ pub(crate) fn job(root: &Node, default_name: &str, p: &mut Problems) -> Option<J
         parallelism,
         checkpoints,
         restart,
-        state_backend: StateBackend::Heap,
+        state_backend,
         sources: Vec::new(),
         operators: Vec::new(),
         sinks: Vec::new(),

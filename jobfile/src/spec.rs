@@ -98,6 +98,8 @@ pub enum StateBackend {
     /// In-memory hash tables, checkpointed to the checkpoint storage.
     #[default]
     Heap,
+    /// RocksDB on local disk (under `./weir-data/state`): state larger than memory.
+    RocksDb,
 }
 
 /// Settings every source, operator and sink shares.

@@ -171,11 +171,11 @@ fn expression_errors_point_into_the_expression() {
 
 #[test]
 fn not_available_kinds_and_backends() {
-    let text = VALID.replace("name: demo", "name: demo\nstate_backend: rocksdb");
+    let text = VALID.replace("name: demo", "name: demo\nstate_backend: rocks");
     one(
         &text,
         "job.yaml:2:16: state_backend: ",
-        "`rocksdb` is not available yet",
+        "unknown state backend `rocks`: expected `heap` or `rocksdb`",
     );
 }
 

@@ -106,16 +106,16 @@ impl KeyedProcessFunction<i64, SellerOrAuction> for SellerJoin {
         let key = *cx.key();
         match value {
             SellerOrAuction::Seller { seller, .. } => {
-                for &auction_id in self.auctions.get(&key).into_iter().flatten() {
+                for &auction_id in self.auctions.get(&key)?.into_iter().flatten() {
                     cx.emit(q3_row(&seller, auction_id));
                 }
-                self.sellers.get_or_insert_with(key, Vec::new).push(seller);
+                self.sellers.get_or_insert_with(key, Vec::new)?.push(seller);
             }
             SellerOrAuction::Auction { id, .. } => {
-                for seller in self.sellers.get(&key).into_iter().flatten() {
+                for seller in self.sellers.get(&key)?.into_iter().flatten() {
                     cx.emit(q3_row(seller, id));
                 }
-                self.auctions.get_or_insert_with(key, Vec::new).push(id);
+                self.auctions.get_or_insert_with(key, Vec::new)?.push(id);
             }
         }
         Ok(())

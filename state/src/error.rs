@@ -20,6 +20,12 @@ pub enum StateError {
         /// What the encoder reported.
         reason: String,
     },
+    /// Local state storage failed (RocksDB or the state directory).
+    #[error("state storage: {0}")]
+    Io(String),
+    /// The state directory is in use by another process or subtask.
+    #[error("{0}")]
+    Locked(String),
     /// A configuration value is out of range.
     #[error("invalid state configuration: {0}")]
     Config(String),

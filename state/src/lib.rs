@@ -8,8 +8,12 @@
 //!
 //! Keys are hashed with [`StableHasher`] (stable across processes, versions and
 //! machines) into one of `max_parallelism` key groups; a subtask owns a contiguous
-//! [`KeyGroupRange`]. State lives in [`StateTable`]s on the heap; [`ValueState`],
-//! [`ListState`], [`MapState`] and [`AggregatingState`] are typed views over one.
+//! [`KeyGroupRange`]. State lives in [`StateTable`]s, on the heap ([`HeapTable`], the
+//! default) or in RocksDB ([`StateBackend::RocksDb`]: one instance per operator
+//! subtask, a column family per state, a write-back record cache in front);
+//! [`ValueState`], [`ListState`], [`MapState`] and [`AggregatingState`] are typed
+//! views over one. Both backends snapshot to the same key-group-partitioned form, so
+//! a snapshot of either restores into the other.
 //!
 //! A snapshot of a table is copy-on-write ([`StateTable::freeze`]): the part taken on
 //! the task thread costs one small allocation per shard written since the previous
@@ -22,32 +26,49 @@
 //! let group = key_group_for_key(&"alice", max);
 //! assert!(group.get() < 128);
 //! let mut counts: ValueState<u64, u64> = ValueState::new("count");
-//! *counts.get_or_insert_with(17, || 0) += 1;
-//! assert_eq!(counts.get(&17), Some(&1));
+//! *counts.get_or_insert_with(17, || 0)? += 1;
+//! assert_eq!(counts.get(&17)?, Some(&1));
 //! assert!(KeyGroupRange::for_subtask(max, 2, 0).contains(KeyGroup::new(0)));
 //! # use weir_state::KeyGroup;
+//! # Ok::<(), weir_state::StateError>(())
 //! ```
 #![deny(missing_docs)]
 
 mod aggregate;
+mod backend;
 mod codec;
 mod error;
 mod hash;
 mod key_group;
+mod keyed;
+#[cfg(feature = "rocksdb")]
+mod rocks;
+#[cfg(not(feature = "rocksdb"))]
+#[path = "rocks_stub.rs"]
+mod rocks;
+#[cfg(feature = "rocksdb")]
+mod rocks_table;
+#[cfg(not(feature = "rocksdb"))]
+#[path = "rocks_table_stub.rs"]
+mod rocks_table;
 mod states;
 mod table;
 
 pub use aggregate::{AggregateFunction, Avg, AvgAcc, Count, Max, Min, Sum};
+pub use backend::{KeyedBackend, RocksDbConfig, StateBackend, LOCK_FILE};
 pub use codec::{decode, encode};
 pub use error::StateError;
 pub use hash::{stable_hash, StableHasher};
 pub use key_group::{
     key_group_for_hash, key_group_for_key, KeyGroup, KeyGroupRange, MaxParallelism,
 };
+pub use keyed::{Frozen, StateTable};
+pub use rocks::{RocksDbResources, SubtaskStore};
+pub use rocks_table::RocksFrozen;
 pub use states::{AggregatingState, ListState, MapState, ValueState};
 pub use table::{
-    check_group, chunk_name, encode_frozen, is_chunk_of, FrozenKeyed, FrozenTable, KeyedSnapshot,
-    StateKey, StateTable, StateValue, SHARDS,
+    check_group, chunk_name, encode_frozen, is_chunk_of, FrozenKeyed, FrozenTable, HeapTable,
+    KeyedSnapshot, StateKey, StateValue, SHARDS,
 };
 
 /// The result type of this crate.

@@ -1,9 +1,10 @@
 //! Typed keyed state over [`StateTable`]: value, list, map and aggregating state.
 //!
 //! Each is scoped per key (every call names its key) and partitioned per key group
-//! in snapshots; each exposes its table for snapshot and restore.
+//! in snapshots; each exposes its table for snapshot and restore. `new` makes a
+//! state on the heap; `in_backend` in the subtask's backend (RocksDB or heap).
 
-use crate::{AggregateFunction, StateKey, StateTable, StateValue};
+use crate::{AggregateFunction, KeyedBackend, StateError, StateKey, StateTable, StateValue};
 use rustc_hash::FxHashMap;
 use std::hash::Hash;
 use std::ops::{Deref, DerefMut};
@@ -21,7 +22,7 @@ macro_rules! table_access {
 }
 
 /// One value per key.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct ValueState<K, V> {
     table: StateTable<K, V>,
 }
@@ -34,20 +35,37 @@ impl<K: StateKey, V: StateValue> ValueState<K, V> {
         }
     }
 
+    /// An empty state named `name` in `backend`.
+    ///
+    /// # Errors
+    /// As [`StateTable::in_backend`].
+    pub fn in_backend(backend: &KeyedBackend, name: impl Into<String>) -> Result<Self, StateError> {
+        Ok(Self {
+            table: StateTable::in_backend(backend, name, Vec::new())?,
+        })
+    }
+
     /// Sets the value of `key`.
-    pub fn update(&mut self, key: K, value: V) {
-        self.table.insert(key, value);
+    ///
+    /// # Errors
+    /// As [`StateTable::insert`].
+    pub fn update(&mut self, key: K, value: V) -> Result<(), StateError> {
+        self.table.insert(key, value)?;
+        Ok(())
     }
 
     /// Clears the value of `key`.
-    pub fn clear(&mut self, key: &K) -> Option<V> {
+    ///
+    /// # Errors
+    /// As [`StateTable::remove`].
+    pub fn clear(&mut self, key: &K) -> Result<Option<V>, StateError> {
         self.table.remove(key)
     }
 }
 table_access!(ValueState<K, V>, V);
 
 /// A list of values per key.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct ListState<K, V> {
     table: StateTable<K, Vec<V>>,
 }
@@ -60,25 +78,45 @@ impl<K: StateKey, V: StateValue> ListState<K, V> {
         }
     }
 
+    /// An empty state named `name` in `backend`.
+    ///
+    /// # Errors
+    /// As [`StateTable::in_backend`].
+    pub fn in_backend(backend: &KeyedBackend, name: impl Into<String>) -> Result<Self, StateError> {
+        Ok(Self {
+            table: StateTable::in_backend(backend, name, Vec::new())?,
+        })
+    }
+
     /// Appends `value` to the list of `key`.
-    pub fn add(&mut self, key: K, value: V) {
-        self.table.get_or_insert_with(key, Vec::new).push(value);
+    ///
+    /// # Errors
+    /// As [`StateTable::get_or_insert_with`].
+    pub fn add(&mut self, key: K, value: V) -> Result<(), StateError> {
+        self.table.get_or_insert_with(key, Vec::new)?.push(value);
+        Ok(())
     }
 
     /// The list of `key` (empty if none).
-    pub fn list(&self, key: &K) -> &[V] {
-        self.table.get(key).map(Vec::as_slice).unwrap_or(&[])
+    ///
+    /// # Errors
+    /// As [`StateTable::get`].
+    pub fn list(&mut self, key: &K) -> Result<&[V], StateError> {
+        Ok(self.table.get(key)?.map(Vec::as_slice).unwrap_or(&[]))
     }
 
     /// Removes and returns the list of `key`.
-    pub fn take(&mut self, key: &K) -> Vec<V> {
-        self.table.remove(key).unwrap_or_default()
+    ///
+    /// # Errors
+    /// As [`StateTable::remove`].
+    pub fn take(&mut self, key: &K) -> Result<Vec<V>, StateError> {
+        Ok(self.table.remove(key)?.unwrap_or_default())
     }
 }
 table_access!(ListState<K, V>, Vec<V>);
 
 /// A map of user keys to values per key.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct MapState<K, UK, V>
 where
     UK: Hash + Eq,
@@ -94,26 +132,48 @@ impl<K: StateKey, UK: StateKey, V: StateValue> MapState<K, UK, V> {
         }
     }
 
+    /// An empty state named `name` in `backend`.
+    ///
+    /// # Errors
+    /// As [`StateTable::in_backend`].
+    pub fn in_backend(backend: &KeyedBackend, name: impl Into<String>) -> Result<Self, StateError> {
+        Ok(Self {
+            table: StateTable::in_backend(backend, name, Vec::new())?,
+        })
+    }
+
     /// Sets `user_key` to `value` in the map of `key`.
-    pub fn put(&mut self, key: K, user_key: UK, value: V) -> Option<V> {
-        self.table
-            .get_or_insert_with(key, FxHashMap::default)
-            .insert(user_key, value)
+    ///
+    /// # Errors
+    /// As [`StateTable::get_or_insert_with`].
+    pub fn put(&mut self, key: K, user_key: UK, value: V) -> Result<Option<V>, StateError> {
+        Ok(self
+            .table
+            .get_or_insert_with(key, FxHashMap::default)?
+            .insert(user_key, value))
     }
 
     /// The value of `user_key` in the map of `key`.
-    pub fn get_entry(&self, key: &K, user_key: &UK) -> Option<&V> {
-        self.table.get(key)?.get(user_key)
+    ///
+    /// # Errors
+    /// As [`StateTable::get`].
+    pub fn get_entry(&mut self, key: &K, user_key: &UK) -> Result<Option<&V>, StateError> {
+        Ok(self.table.get(key)?.and_then(|map| map.get(user_key)))
     }
 
     /// Removes `user_key` from the map of `key` (and the map, once empty).
-    pub fn remove_entry(&mut self, key: &K, user_key: &UK) -> Option<V> {
-        let map = self.table.get_mut(key)?;
+    ///
+    /// # Errors
+    /// As [`StateTable::get_mut`].
+    pub fn remove_entry(&mut self, key: &K, user_key: &UK) -> Result<Option<V>, StateError> {
+        let Some(map) = self.table.get_mut(key)? else {
+            return Ok(None);
+        };
         let removed = map.remove(user_key);
         if map.is_empty() {
-            self.table.remove(key);
+            self.table.remove(key)?;
         }
-        removed
+        Ok(removed)
     }
 }
 
@@ -130,7 +190,7 @@ impl<K: StateKey, UK: StateKey, V: StateValue> DerefMut for MapState<K, UK, V> {
 }
 
 /// An incrementally aggregated value per key.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct AggregatingState<K, In, A: AggregateFunction<In>> {
     table: StateTable<K, A::Acc>,
     function: A,
@@ -147,17 +207,40 @@ impl<K: StateKey, In, A: AggregateFunction<In>> AggregatingState<K, In, A> {
         }
     }
 
+    /// An empty state named `name` in `backend`, aggregating with `function`.
+    ///
+    /// # Errors
+    /// As [`StateTable::in_backend`].
+    pub fn in_backend(
+        backend: &KeyedBackend,
+        name: impl Into<String>,
+        function: A,
+    ) -> Result<Self, StateError> {
+        Ok(Self {
+            table: StateTable::in_backend(backend, name, Vec::new())?,
+            function,
+            _in: std::marker::PhantomData,
+        })
+    }
+
     /// Folds `value` into the accumulator of `key`.
+    ///
+    /// # Errors
+    /// As [`StateTable::get_or_insert_with`].
     #[inline]
-    pub fn add(&mut self, key: K, value: &In) {
+    pub fn add(&mut self, key: K, value: &In) -> Result<(), StateError> {
         let function = &self.function;
-        let acc = self.table.get_or_insert_with(key, || function.create());
+        let acc = self.table.get_or_insert_with(key, || function.create())?;
         function.add(acc, value);
+        Ok(())
     }
 
     /// The current result for `key`, if it has seen any element.
-    pub fn result(&self, key: &K) -> Option<A::Out> {
-        self.table.get(key).map(|acc| self.function.result(acc))
+    ///
+    /// # Errors
+    /// As [`StateTable::get`].
+    pub fn result(&mut self, key: &K) -> Result<Option<A::Out>, StateError> {
+        Ok(self.table.get(key)?.map(|acc| self.function.result(acc)))
     }
 
     /// The underlying table.
@@ -177,23 +260,24 @@ mod tests {
     use crate::{Count, Max};
 
     #[test]
-    fn typed_states() {
+    fn typed_states() -> Result<(), StateError> {
         let mut list: ListState<u32, String> = ListState::new("l");
-        list.add(1, "a".into());
-        list.add(1, "b".into());
-        assert_eq!(list.list(&1), ["a", "b"]);
-        assert_eq!(list.take(&1).len(), 2);
-        assert!(list.list(&1).is_empty());
+        list.add(1, "a".into())?;
+        list.add(1, "b".into())?;
+        assert_eq!(list.list(&1)?, ["a", "b"]);
+        assert_eq!(list.take(&1)?.len(), 2);
+        assert!(list.list(&1)?.is_empty());
 
         let mut map: MapState<u32, String, i64> = MapState::new("m");
-        map.put(7, "x".into(), 1);
-        assert_eq!(map.get_entry(&7, &"x".to_string()), Some(&1));
-        map.remove_entry(&7, &"x".to_string());
+        map.put(7, "x".into(), 1)?;
+        assert_eq!(map.get_entry(&7, &"x".to_string())?, Some(&1));
+        map.remove_entry(&7, &"x".to_string())?;
         assert!(map.is_empty());
 
         let mut agg = AggregatingState::new("a", (Count, Max(|v: &i64| *v)));
-        agg.add(3u8, &10);
-        agg.add(3u8, &4);
-        assert_eq!(agg.result(&3), Some((2, Some(10))));
+        agg.add(3u8, &10)?;
+        agg.add(3u8, &4)?;
+        assert_eq!(agg.result(&3)?, Some((2, Some(10))));
+        Ok(())
     }
 }

@@ -1,9 +1,9 @@
-//! [`StateTable`]: the heap backend's keyed map, with copy-on-write snapshots.
+//! [`HeapTable`]: the heap backend's keyed map, with copy-on-write snapshots.
 //!
 //! A table of more than [`SPLIT_AT`] keys is split into [`SHARDS`] hash tables by a
 //! mix of the key's hash (a smaller one is a single shard, as compact as a plain hash
 //! map, and cheap to copy). Taking a
-//! snapshot ([`StateTable::freeze`]) moves every shard into an `Arc` and hands the
+//! snapshot ([`HeapTable::freeze`]) moves every shard into an `Arc` and hands the
 //! snapshot clones of those `Arc`s: it costs one small allocation per shard written
 //! since the previous snapshot, never anything in proportion to the number of keys.
 //! The first write to a frozen shard takes it back: without copying when the
@@ -50,6 +50,11 @@ pub type KeyedSnapshot = BTreeMap<KeyGroup, Vec<u8>>;
 /// Tables get process-unique ids, so a snapshot's shards are never mistaken for
 /// another table's.
 static NEXT_TABLE_ID: AtomicU64 = AtomicU64::new(1);
+
+/// A process-unique table id.
+pub(crate) fn next_table_id() -> u64 {
+    NEXT_TABLE_ID.fetch_add(1, Ordering::Relaxed)
+}
 
 /// The separator between a state's name and a chunk suffix in snapshot names.
 const CHUNK_SEPARATOR: char = '\u{1e}';
@@ -162,7 +167,7 @@ fn thaw<K: Clone, V: Clone>(frozen: Arc<Entries<K, V>>) -> Entries<K, V> {
 }
 
 /// A keyed table on the heap: the storage behind every kind of keyed state.
-pub struct StateTable<K, V> {
+pub struct HeapTable<K, V> {
     name: Arc<str>,
     id: u64,
     shards: Vec<Shard<K, V>>,
@@ -172,9 +177,9 @@ pub struct StateTable<K, V> {
     len: usize,
 }
 
-impl<K, V> fmt::Debug for StateTable<K, V> {
+impl<K, V> fmt::Debug for HeapTable<K, V> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("StateTable")
+        f.debug_struct("HeapTable")
             .field("name", &self.name)
             .field("id", &self.id)
             .field("len", &self.len)
@@ -182,7 +187,7 @@ impl<K, V> fmt::Debug for StateTable<K, V> {
     }
 }
 
-impl<K: Clone, V: Clone> Clone for StateTable<K, V> {
+impl<K: Clone, V: Clone> Clone for HeapTable<K, V> {
     /// A deep copy with its own identity.
     fn clone(&self) -> Self {
         Self {
@@ -200,7 +205,7 @@ impl<K: Clone, V: Clone> Clone for StateTable<K, V> {
     }
 }
 
-impl<K: StateKey, V: StateValue> StateTable<K, V> {
+impl<K: StateKey, V: StateValue> HeapTable<K, V> {
     /// An empty table; `name` identifies it in snapshots and errors.
     pub fn new(name: impl Into<String>) -> Self {
         Self {
@@ -287,7 +292,7 @@ impl<K: StateKey, V: StateValue> StateTable<K, V> {
         self.get_or_insert_with_flag(key, init).0
     }
 
-    /// Like [`StateTable::get_or_insert_with`], also telling whether the entry is new.
+    /// Like [`HeapTable::get_or_insert_with`], also telling whether the entry is new.
     #[inline]
     pub fn get_or_insert_with_flag(&mut self, key: K, init: impl FnOnce() -> V) -> (&mut V, bool) {
         match self.entry(&key) {
@@ -401,7 +406,7 @@ impl<K: StateKey, V: StateValue> StateTable<K, V> {
     }
 
     /// Encodes the whole table by key group, on the calling thread. Costs O(size);
-    /// checkpoints use [`StateTable::freeze`] instead.
+    /// checkpoints use [`HeapTable::freeze`] instead.
     ///
     /// # Errors
     /// [`StateError::Encode`] if a key or value cannot be serialised.
@@ -430,10 +435,10 @@ impl<K: StateKey, V: StateValue> StateTable<K, V> {
         )
     }
 
-    /// Like [`StateTable::restore`], from chunks: a key group may come in several.
+    /// Like [`HeapTable::restore`], from chunks: a key group may come in several.
     ///
     /// # Errors
-    /// As [`StateTable::restore`].
+    /// As [`HeapTable::restore`].
     pub fn restore_chunks<'a>(
         &mut self,
         chunks: impl IntoIterator<Item = (KeyGroup, &'a [u8])>,
@@ -501,7 +506,7 @@ where
         .collect()
 }
 
-/// An immutable snapshot of a [`StateTable`], made by [`StateTable::freeze`]: its
+/// An immutable snapshot of a [`HeapTable`], made by [`HeapTable::freeze`]: its
 /// shards, each with its generation. Encoding it (the expensive part) happens off
 /// the task thread, through [`FrozenKeyed`].
 pub struct FrozenTable<K, V, H = ()> {
@@ -629,7 +634,7 @@ mod tests {
     }
 
     fn apply(
-        table: &mut StateTable<u16, i64>,
+        table: &mut HeapTable<u16, i64>,
         model: &mut BTreeMap<u16, i64>,
         frozen: &mut Vec<(FrozenTable<u16, i64>, BTreeMap<u16, i64>)>,
         op: &Op,
@@ -670,11 +675,11 @@ mod tests {
         #[test]
         fn snapshot_restore_round_trips(ops in proptest::collection::vec(op(), 0..300)) {
             let max = MaxParallelism::DEFAULT;
-            let mut table = StateTable::new("t");
+            let mut table = HeapTable::new("t");
             let (mut model, mut frozen) = (BTreeMap::new(), Vec::new());
             for op in &ops { apply(&mut table, &mut model, &mut frozen, op); }
             let snapshot = table.snapshot(max).unwrap();
-            let mut restored = StateTable::<u16, i64>::new("t");
+            let mut restored = HeapTable::<u16, i64>::new("t");
             let all = KeyGroupRange { start: 0, end: 127 };
             restored.restore(&snapshot, all, max).unwrap();
             let mut a = table.to_entries(); a.sort();
@@ -689,7 +694,7 @@ mod tests {
         #[test]
         fn frozen_snapshots_do_not_move(ops in proptest::collection::vec(op(), 0..300)) {
             let max = MaxParallelism::DEFAULT;
-            let mut table = StateTable::new("t");
+            let mut table = HeapTable::new("t");
             let (mut model, mut frozen) = (BTreeMap::new(), Vec::new());
             for op in &ops { apply(&mut table, &mut model, &mut frozen, op); }
             let last = table.freeze();
@@ -710,7 +715,7 @@ mod tests {
 
     #[test]
     fn writes_after_a_freeze_copy_only_while_the_snapshot_is_held() {
-        let mut table = StateTable::<u64, u64>::new("t");
+        let mut table = HeapTable::<u64, u64>::new("t");
         for k in 0..10_000 {
             table.insert(k, k);
         }
@@ -730,7 +735,7 @@ mod tests {
     #[test]
     fn a_table_splits_into_shards_without_disturbing_snapshots() {
         let max = MaxParallelism::DEFAULT;
-        let mut table = StateTable::<u64, u64>::new("t");
+        let mut table = HeapTable::<u64, u64>::new("t");
         let mut model = BTreeMap::new();
         let mut snapshots = Vec::new();
         for k in 0..(3 * SPLIT_AT as u64) {
@@ -773,7 +778,7 @@ mod tests {
     fn corrupt_bytes_are_reported() {
         let mut snapshot = KeyedSnapshot::new();
         snapshot.insert(KeyGroup::new(3), vec![0xff, 0xff, 0xff]);
-        let mut table = StateTable::<u16, i64>::new("counts");
+        let mut table = HeapTable::<u16, i64>::new("counts");
         let err = table
             .restore(
                 &snapshot,

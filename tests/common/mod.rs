@@ -52,7 +52,7 @@ impl KeyedProcessFunction<u32, (u32, u64)> for RunningCount {
                 ));
             }
         }
-        let count = self.counts.get_or_insert_with(value.0, || 0);
+        let count = self.counts.get_or_insert_with(value.0, || 0)?;
         *count += 1;
         let count = *count;
         cx.emit((value.0, count));

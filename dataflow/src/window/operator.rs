@@ -11,7 +11,9 @@ use crate::{KeySelector, Operator, Result, Timestamp, TimestampAssigner};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use weir_state::{check_group, decode, encode, AggregateFunction, StateKey, StateTable};
+use weir_state::{
+    check_group, decode, encode, AggregateFunction, KeyedBackend, StateError, StateKey, StateTable,
+};
 
 const WATERMARK: &str = "window-watermark";
 const CONTENTS: &str = "window-contents";
@@ -74,28 +76,40 @@ pub struct WindowAggregate<K, T, A: AggregateFunction<T>, O> {
     watermark: i64,
     metrics: Arc<OperatorMetrics>,
     max_parallelism: weir_state::MaxParallelism,
+    /// Where window contents live (one namespace per window).
+    backend: KeyedBackend,
 }
 
 impl<K: StateKey, T, A: AggregateFunction<T>, O> WindowAggregate<K, T, A, O> {
     /// A window operator for one subtask.
     pub fn new(spec: WindowSpec<K, T, A, O>) -> Self {
+        let max = weir_state::MaxParallelism::DEFAULT;
         Self {
             spec,
             windows: BTreeMap::new(),
             watermark: i64::MIN,
             metrics: Arc::default(),
-            max_parallelism: weir_state::MaxParallelism::DEFAULT,
+            max_parallelism: max,
+            backend: KeyedBackend::heap(max, weir_state::KeyGroupRange::for_subtask(max, 1, 0)),
         }
     }
 
-    fn table(
-        windows: &mut BTreeMap<i64, WindowTable<K, A::Acc>>,
+    fn table<'a>(
+        windows: &'a mut BTreeMap<i64, WindowTable<K, A::Acc>>,
+        backend: &KeyedBackend,
         window: Window,
-    ) -> &mut WindowTable<K, A::Acc> {
-        windows.entry(window.start).or_insert_with(|| WindowTable {
-            window,
-            fired: false,
-            entries: StateTable::new(CONTENTS),
+    ) -> Result<&'a mut WindowTable<K, A::Acc>, StateError> {
+        Ok(match windows.entry(window.start) {
+            std::collections::btree_map::Entry::Occupied(table) => table.into_mut(),
+            std::collections::btree_map::Entry::Vacant(vacant) => vacant.insert(WindowTable {
+                window,
+                fired: false,
+                entries: StateTable::in_backend(
+                    backend,
+                    CONTENTS,
+                    window.start.to_be_bytes().to_vec(),
+                )?,
+            }),
         })
     }
 }
@@ -113,6 +127,7 @@ where
     fn open(&mut self, cx: &mut OperatorContext) -> Result<()> {
         self.metrics = cx.metrics.clone();
         self.max_parallelism = cx.subtask.max_parallelism;
+        self.backend = cx.state_backend.clone();
         if let Some(bytes) = cx.restored_operator.get(WATERMARK).or_else(|| {
             cx.restored_operator_all
                 .iter()
@@ -125,11 +140,11 @@ where
                 continue;
             }
             let (window, entries): (Window, Vec<(K, A::Acc)>) = decode(CONTENTS, bytes)?;
-            let table = Self::table(&mut self.windows, window);
+            let table = Self::table(&mut self.windows, &self.backend, window)?;
             table.fired = window.end - 1 <= self.watermark;
             for (key, acc) in entries {
                 check_group(CONTENTS, &key, group, self.max_parallelism)?;
-                table.entries.insert(key, acc);
+                table.entries.insert(key, acc)?;
             }
         }
         Ok(())
@@ -140,6 +155,8 @@ where
         let (watermark, lateness) = (self.watermark, self.spec.lateness);
         let spec = &self.spec;
         let windows = &mut self.windows;
+        let backend = &self.backend;
+        let mut failed = None;
         for element in input.drain(..) {
             let ts = (spec.timestamp)(&element).0;
             let key = (spec.key)(&element);
@@ -149,15 +166,23 @@ where
                     return;
                 }
                 assigned = true;
-                let table = Self::table(windows, window);
-                let acc = table
-                    .entries
-                    .get_or_insert_with(key.clone(), || spec.aggregate.create());
-                spec.aggregate.add(acc, &element);
-                if table.fired {
-                    (spec.result)(&key, window, spec.aggregate.result(acc), out);
+                let added = Self::table(windows, backend, window).and_then(|table| {
+                    let acc = table
+                        .entries
+                        .get_or_insert_with(key.clone(), || spec.aggregate.create())?;
+                    spec.aggregate.add(acc, &element);
+                    if table.fired {
+                        (spec.result)(&key, window, spec.aggregate.result(acc), out);
+                    }
+                    Ok(())
+                });
+                if let Err(e) = added {
+                    failed.get_or_insert(e);
                 }
             });
+            if let Some(e) = failed.take() {
+                return Err(e.into());
+            }
             if !assigned {
                 OperatorMetrics::add(&self.metrics.late_records, 1);
                 if let Some(late) = &spec.late {
@@ -179,20 +204,32 @@ where
             if !table.fired {
                 table.fired = true;
                 let window = table.window;
-                for (key, acc) in table.entries.iter() {
+                table.entries.for_each(|key, acc| {
                     (spec.result)(key, window, spec.aggregate.result(acc), out);
-                }
+                })?;
             }
         }
-        self.windows
-            .retain(|_, table| (table.window.end - 1).saturating_add(lateness) > wm);
+        while let Some(entry) = self.windows.first_entry() {
+            if (entry.get().window.end - 1).saturating_add(lateness) > wm {
+                break;
+            }
+            let mut expired = entry.remove();
+            if expired.entries.is_rocksdb() {
+                // On the heap, dropping the table is enough.
+                expired.entries.clear()?;
+            }
+        }
         Ok(())
     }
 
     fn snapshot(&mut self, cx: &mut SnapshotContext) -> Result<()> {
         cx.put_operator(WATERMARK, encode(WATERMARK, &self.watermark)?);
+        // Flushed first, the tables of all windows share one RocksDB checkpoint.
         for table in self.windows.values_mut() {
-            cx.put_frozen(table.entries.freeze().with_header(table.window));
+            table.entries.flush()?;
+        }
+        for table in self.windows.values_mut() {
+            cx.put_frozen(table.entries.freeze()?.with_header(table.window));
         }
         Ok(())
     }
@@ -274,6 +311,7 @@ where
     fn open(&mut self, cx: &mut OperatorContext) -> Result<()> {
         self.metrics = cx.metrics.clone();
         self.max_parallelism = cx.subtask.max_parallelism;
+        self.sessions = StateTable::in_backend(&cx.state_backend, SESSIONS, Vec::new())?;
         if let Some(bytes) = cx.restored_operator.get(WATERMARK).or_else(|| {
             cx.restored_operator_all
                 .iter()
@@ -289,9 +327,9 @@ where
                 cx.subtask.max_parallelism,
             )?;
             let lateness = self.spec.lateness;
-            let keys: Vec<K> = self.sessions.iter().map(|(k, _)| k.clone()).collect();
+            let keys = self.sessions.keys()?;
             for key in keys {
-                if let Some(state) = self.sessions.get_mut(&key) {
+                if let Some(state) = self.sessions.get_mut(&key)? {
                     if let Some(due) = state.sessions.iter().map(|e| e.due(lateness)).min() {
                         state.timer = Some(due);
                         self.timers.entry(due).or_default().push(key);
@@ -324,7 +362,7 @@ where
                 .get_or_insert_with(key.clone(), || KeySessions {
                     sessions: Vec::new(),
                     timer: None,
-                });
+                })?;
             let list = &mut state.sessions;
             // Fast path: the element falls into (or extends) a session of the key.
             let mut merged_into = None;
@@ -397,11 +435,14 @@ where
             }
             let (at, keys) = entry.remove_entry();
             for key in keys {
-                let Some(state) = self.sessions.get_mut(&key) else {
+                let Some(state) = self.sessions.get_mut(&key)? else {
                     continue;
                 };
-                if state.timer != Some(at) {
-                    continue; // superseded by an earlier timer of the key
+                // Superseded by an earlier timer of the key. A state read back from
+                // RocksDB has lost its timer (not stored): it is handled, which is
+                // harmless (firing is idempotent) and registers its next timer.
+                if state.timer.is_some_and(|timer| timer != at) {
+                    continue;
                 }
                 for session in state.sessions.iter_mut() {
                     if !session.fired && session.window.end - 1 <= wm {
@@ -423,7 +464,7 @@ where
                         self.timers.entry(due).or_default().push(key);
                     }
                     None => {
-                        self.sessions.remove(&key);
+                        self.sessions.remove(&key)?;
                     }
                 }
             }
@@ -433,7 +474,7 @@ where
 
     fn snapshot(&mut self, cx: &mut SnapshotContext) -> Result<()> {
         cx.put_operator(WATERMARK, encode(WATERMARK, &self.watermark)?);
-        cx.put_frozen(self.sessions.freeze());
+        cx.put_frozen(self.sessions.freeze()?);
         Ok(())
     }
 }

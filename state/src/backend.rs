@@ -1,0 +1,204 @@
+//! Choosing where keyed state lives: [`StateBackend`] per job, [`KeyedBackend`] per
+//! operator subtask (the heap, or a RocksDB instance opened on first use).
+
+use crate::rocks::{RocksDbResources, SubtaskStore};
+use crate::{KeyGroupRange, MaxParallelism, StateError};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+/// The name of the lock file in a subtask's state directory.
+pub const LOCK_FILE: &str = "LOCK.weir";
+
+/// Settings of the RocksDB backend. Memory is bounded per process: every subtask's
+/// instance shares one block cache and one write-buffer budget.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RocksDbConfig {
+    /// Where subtasks keep their instances: `<dir>/<job>/<operator uid>/<subtask>`.
+    pub dir: PathBuf,
+    /// Bytes of the block cache shared by all instances of the process.
+    pub block_cache_bytes: usize,
+    /// Bytes of memtables (write buffers) of all instances of the process; charged
+    /// to the block cache, so `block_cache_bytes` bounds both.
+    pub write_buffer_bytes: usize,
+    /// Entries per state table held by the write-back record cache in front of
+    /// RocksDB: repeated updates of a key between flushes cost one write.
+    pub record_cache_entries: usize,
+    /// Background flush and compaction threads per instance.
+    pub background_jobs: u32,
+}
+
+impl Default for RocksDbConfig {
+    /// Defaults for a 2-core, 24 GiB machine: 1 GiB block cache (of which at most
+    /// 256 MiB memtables), 64k cached records per table, 2 background jobs.
+    fn default() -> Self {
+        Self {
+            dir: PathBuf::from("weir-data/state"),
+            block_cache_bytes: 1 << 30,
+            write_buffer_bytes: 256 << 20,
+            record_cache_entries: 65_536,
+            background_jobs: 2,
+        }
+    }
+}
+
+impl RocksDbConfig {
+    /// Checks the settings.
+    ///
+    /// # Errors
+    /// [`StateError::Config`] naming the field that is out of range.
+    pub fn validate(&self) -> Result<(), StateError> {
+        if self.block_cache_bytes < (8 << 20) {
+            return Err(StateError::Config(format!(
+                "rocksdb block_cache_bytes is {}: expected at least 8 MiB",
+                self.block_cache_bytes
+            )));
+        }
+        if self.write_buffer_bytes == 0 || self.write_buffer_bytes > self.block_cache_bytes {
+            return Err(StateError::Config(format!(
+                "rocksdb write_buffer_bytes is {}: expected more than 0 and at most block_cache_bytes ({})",
+                self.write_buffer_bytes, self.block_cache_bytes
+            )));
+        }
+        if self.record_cache_entries == 0 {
+            return Err(StateError::Config(
+                "rocksdb record_cache_entries is 0: expected at least 1".into(),
+            ));
+        }
+        if self.background_jobs == 0 {
+            return Err(StateError::Config(
+                "rocksdb background_jobs is 0: expected at least 1".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Which backend keeps keyed state.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum StateBackend {
+    /// Hash maps on the heap (the default): fastest, bounded by memory.
+    #[default]
+    Heap,
+    /// RocksDB on local disk: state larger than memory.
+    RocksDb(RocksDbConfig),
+}
+
+impl StateBackend {
+    /// The RocksDB backend with default settings under `dir`.
+    pub fn rocksdb(dir: impl Into<PathBuf>) -> Self {
+        Self::RocksDb(RocksDbConfig {
+            dir: dir.into(),
+            ..RocksDbConfig::default()
+        })
+    }
+
+    /// The backend's name as written on command lines and in job files.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Heap => "heap",
+            Self::RocksDb(_) => "rocksdb",
+        }
+    }
+}
+
+/// Where one operator subtask keeps its RocksDB state, opened on first use.
+#[derive(Clone)]
+pub struct KeyedBackend {
+    kind: BackendKind,
+    max_parallelism: MaxParallelism,
+    key_groups: KeyGroupRange,
+}
+
+#[derive(Clone)]
+enum BackendKind {
+    Heap,
+    RocksDb {
+        resources: Arc<RocksDbResources>,
+        dir: PathBuf,
+        store: Arc<Mutex<Option<Arc<SubtaskStore>>>>,
+    },
+}
+
+impl std::fmt::Debug for KeyedBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut s = f.debug_struct("KeyedBackend");
+        match &self.kind {
+            BackendKind::Heap => s.field("kind", &"heap"),
+            BackendKind::RocksDb { dir, .. } => s.field("rocksdb", dir),
+        };
+        s.field("key_groups", &self.key_groups).finish()
+    }
+}
+
+impl KeyedBackend {
+    /// The heap backend for a subtask owning `key_groups`.
+    pub fn heap(max_parallelism: MaxParallelism, key_groups: KeyGroupRange) -> Self {
+        Self {
+            kind: BackendKind::Heap,
+            max_parallelism,
+            key_groups,
+        }
+    }
+
+    /// The RocksDB backend for a subtask owning `key_groups`, kept under `dir`
+    /// (opened, and locked, when the first table is made).
+    pub fn rocksdb(
+        resources: Arc<RocksDbResources>,
+        dir: PathBuf,
+        max_parallelism: MaxParallelism,
+        key_groups: KeyGroupRange,
+    ) -> Self {
+        Self {
+            kind: BackendKind::RocksDb {
+                resources,
+                dir,
+                store: Arc::default(),
+            },
+            max_parallelism,
+            key_groups,
+        }
+    }
+
+    /// Whether state lives in RocksDB.
+    pub fn is_rocksdb(&self) -> bool {
+        matches!(self.kind, BackendKind::RocksDb { .. })
+    }
+
+    /// The subtask's key groups.
+    pub fn key_groups(&self) -> KeyGroupRange {
+        self.key_groups
+    }
+
+    /// The job's max parallelism.
+    pub fn max_parallelism(&self) -> MaxParallelism {
+        self.max_parallelism
+    }
+
+    /// The subtask's store, opened (and locked) on first use; `None` for the heap.
+    pub(crate) fn store(&self) -> Result<Option<Arc<SubtaskStore>>, StateError> {
+        match &self.kind {
+            BackendKind::Heap => Ok(None),
+            BackendKind::RocksDb {
+                resources,
+                dir,
+                store,
+            } => {
+                let mut store = store.lock().unwrap_or_else(|p| p.into_inner());
+                if let Some(open) = &*store {
+                    return Ok(Some(open.clone()));
+                }
+                let open = Arc::new(SubtaskStore::open(resources.clone(), dir)?);
+                *store = Some(open.clone());
+                Ok(Some(open))
+            }
+        }
+    }
+
+    /// The record cache size of RocksDB tables.
+    pub(crate) fn record_cache_entries(&self) -> usize {
+        match &self.kind {
+            BackendKind::Heap => 0,
+            BackendKind::RocksDb { resources, .. } => resources.config().record_cache_entries,
+        }
+    }
+}

@@ -1,0 +1,359 @@
+//! The RocksDB backend's storage: one RocksDB instance per operator subtask, one
+//! column family per declared state, memory shared by every instance of a process.
+//!
+//! ```text
+//!  RocksDbBackend (per process: block cache + write buffer manager, config)
+//!     └─ SubtaskStore  <state_dir>/<job>/<operator uid>/<subtask>/   (LOCK.weir, db/)
+//!           ├─ column family "counts"    [key group: u16 BE][namespace][key] → value
+//!           └─ column family "contents"  …
+//! ```
+//!
+//! Keys start with their key group (two bytes, big-endian), so the state of a range
+//! of key groups is one contiguous range of keys. A subtask's directory holds a lock
+//! file naming the process that uses it: a second process opening it fails with an
+//! error that says so. The store starts empty on every open (state is restored from
+//! the checkpoint's canonical, key-group-partitioned form), so stale files left by a
+//! crashed process never leak into a new run.
+
+use crate::LOCK_FILE;
+use crate::{RocksDbConfig, StateError};
+use rocksdb::{
+    BlockBasedOptions, Cache, ColumnFamilyDescriptor, DBCompressionType, MultiThreaded, Options,
+    WriteBufferManager,
+};
+use std::collections::HashSet;
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+
+pub(crate) type Db = rocksdb::DBWithThreadMode<MultiThreaded>;
+
+/// The resources of the RocksDB backend shared by every subtask of a process.
+pub struct RocksDbResources {
+    config: RocksDbConfig,
+    cache: Cache,
+    write_buffers: WriteBufferManager,
+}
+
+impl std::fmt::Debug for RocksDbResources {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RocksDbResources")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RocksDbResources {
+    /// The shared block cache and write-buffer budget for `config`.
+    ///
+    /// # Errors
+    /// [`StateError::Config`] if the settings are out of range.
+    pub fn new(config: RocksDbConfig) -> Result<Arc<Self>, StateError> {
+        config.validate()?;
+        let cache = Cache::new_lru_cache(config.block_cache_bytes);
+        let write_buffers = WriteBufferManager::new_write_buffer_manager_with_cache(
+            config.write_buffer_bytes,
+            false,
+            cache.clone(),
+        );
+        Ok(Arc::new(Self {
+            config,
+            cache,
+            write_buffers,
+        }))
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &RocksDbConfig {
+        &self.config
+    }
+
+    fn options(&self) -> Options {
+        let mut table = BlockBasedOptions::default();
+        table.set_block_cache(&self.cache);
+        table.set_cache_index_and_filter_blocks(true);
+        table.set_bloom_filter(10.0, false);
+        let mut options = Options::default();
+        options.create_if_missing(true);
+        options.create_missing_column_families(true);
+        options.set_block_based_table_factory(&table);
+        options.set_write_buffer_manager(&self.write_buffers);
+        options.set_write_buffer_size((self.config.write_buffer_bytes / 4).max(1 << 20));
+        options.set_max_background_jobs(self.config.background_jobs as i32);
+        options.set_compression_type(DBCompressionType::Lz4);
+        options.set_max_open_files(256);
+        options
+    }
+}
+
+/// Directories open in this process: a second open of one fails like a second
+/// process would.
+fn open_dirs() -> &'static Mutex<HashSet<PathBuf>> {
+    static OPEN: OnceLock<Mutex<HashSet<PathBuf>>> = OnceLock::new();
+    OPEN.get_or_init(Mutex::default)
+}
+
+/// The lock on a subtask's state directory: a file naming the process that holds it.
+#[derive(Debug)]
+struct DirLock {
+    dir: PathBuf,
+    file: PathBuf,
+}
+
+impl DirLock {
+    fn acquire(dir: &Path) -> Result<Self, StateError> {
+        let io = |what: &str, path: &Path, e: std::io::Error| {
+            StateError::Io(format!("{what} {}: {e}", path.display()))
+        };
+        fs::create_dir_all(dir).map_err(|e| io("cannot create state directory", dir, e))?;
+        let dir = dir
+            .canonicalize()
+            .map_err(|e| io("cannot resolve state directory", dir, e))?;
+        let file = dir.join(LOCK_FILE);
+        let in_process = {
+            let mut open = open_dirs().lock().unwrap_or_else(|p| p.into_inner());
+            !open.insert(dir.clone())
+        };
+        if in_process {
+            return Err(StateError::Locked(format!(
+                "state directory {} is locked by this process (process {}, lock file {}): another subtask is using it",
+                dir.display(),
+                std::process::id(),
+                file.display()
+            )));
+        }
+        match take_file(&dir, &file) {
+            Ok(()) => Ok(Self { dir, file }),
+            Err(e) => {
+                // Not ours: leave the file to its holder.
+                open_dirs()
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(&dir);
+                Err(e)
+            }
+        }
+    }
+}
+
+/// Creates the lock file `file` of `dir`, or takes over one whose process is gone.
+fn take_file(dir: &Path, file: &Path) -> Result<(), StateError> {
+    for _ in 0..2 {
+        match fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(file)
+        {
+            Ok(mut f) => {
+                return write!(f, "{}", std::process::id()).map_err(|e| {
+                    StateError::Io(format!("cannot write lock file {}: {e}", file.display()))
+                });
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                let holder = fs::read_to_string(file).unwrap_or_default();
+                let pid = holder.trim().parse::<u32>().ok();
+                let alive = pid.is_some_and(|pid| {
+                    pid != std::process::id() && Path::new(&format!("/proc/{pid}")).exists()
+                });
+                if alive {
+                    return Err(StateError::Locked(format!(
+                            "state directory {} is locked by process {} (lock file {}): another weir process is using it",
+                            dir.display(),
+                            holder.trim(),
+                            file.display()
+                        )));
+                }
+                // Left by a process that is gone: take it over.
+                fs::remove_file(file).map_err(|e| {
+                    StateError::Io(format!(
+                        "cannot remove stale lock file {}: {e}",
+                        file.display()
+                    ))
+                })?;
+            }
+            Err(e) => {
+                return Err(StateError::Io(format!(
+                    "cannot create lock file {}: {e}",
+                    file.display()
+                )))
+            }
+        }
+    }
+    Err(StateError::Locked(format!(
+        "state directory {}: lock file {} keeps reappearing: another weir process is using it",
+        dir.display(),
+        file.display()
+    )))
+}
+
+impl Drop for DirLock {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.file);
+        open_dirs()
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.dir);
+    }
+}
+
+/// One subtask's RocksDB instance.
+pub struct SubtaskStore {
+    // Field order matters: the database closes before the lock is released.
+    db: Db,
+    resources: Arc<RocksDbResources>,
+    path: PathBuf,
+    /// Set by every write, cleared by a checkpoint.
+    written: AtomicBool,
+    last_checkpoint: Mutex<Weak<StoreCheckpoint>>,
+    next_checkpoint: AtomicU64,
+    _lock: DirLock,
+}
+
+impl std::fmt::Debug for SubtaskStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SubtaskStore")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+pub(crate) fn rocks_error(what: impl std::fmt::Display, e: rocksdb::Error) -> StateError {
+    StateError::Io(format!("{what}: {e}"))
+}
+
+impl SubtaskStore {
+    /// Locks `dir` and opens an empty instance in it (whatever an earlier process
+    /// left there is removed).
+    pub(crate) fn open(resources: Arc<RocksDbResources>, dir: &Path) -> Result<Self, StateError> {
+        let lock = DirLock::acquire(dir)?;
+        let path = lock.dir.join("db");
+        let checkpoints = lock.dir.join("checkpoints");
+        for stale in [&path, &checkpoints] {
+            if stale.exists() {
+                fs::remove_dir_all(stale).map_err(|e| {
+                    StateError::Io(format!("cannot clear {}: {e}", stale.display()))
+                })?;
+            }
+        }
+        let db = Db::open(&resources.options(), &path)
+            .map_err(|e| rocks_error(format!("cannot open RocksDB at {}", path.display()), e))?;
+        Ok(Self {
+            db,
+            resources,
+            path,
+            written: AtomicBool::new(false),
+            last_checkpoint: Mutex::new(Weak::new()),
+            next_checkpoint: AtomicU64::new(1),
+            _lock: lock,
+        })
+    }
+
+    pub(crate) fn db(&self) -> &Db {
+        &self.db
+    }
+
+    /// The column family `name`, created if absent.
+    pub(crate) fn ensure_cf(&self, name: &str) -> Result<(), StateError> {
+        if self.db.cf_handle(name).is_none() {
+            self.db
+                .create_cf(name, &self.resources.options())
+                .map_err(|e| rocks_error(format!("cannot create column family `{name}`"), e))?;
+        }
+        Ok(())
+    }
+
+    pub(crate) fn note_write(&self) {
+        self.written.store(true, Ordering::Relaxed);
+    }
+
+    /// A RocksDB checkpoint (memtables flushed, SST files hard-linked) of the
+    /// instance as it is now; the last one again if nothing was written since.
+    pub(crate) fn checkpoint(&self) -> Result<Arc<StoreCheckpoint>, StateError> {
+        let mut last = self
+            .last_checkpoint
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if !self.written.load(Ordering::Relaxed) {
+            if let Some(live) = last.upgrade() {
+                return Ok(live);
+            }
+        }
+        let n = self.next_checkpoint.fetch_add(1, Ordering::Relaxed);
+        let root = self.path.with_file_name("checkpoints");
+        fs::create_dir_all(&root)
+            .map_err(|e| StateError::Io(format!("cannot create {}: {e}", root.display())))?;
+        let path = root.join(format!("chk-{n}"));
+        if path.exists() {
+            fs::remove_dir_all(&path)
+                .map_err(|e| StateError::Io(format!("cannot clear {}: {e}", path.display())))?;
+        }
+        rocksdb::checkpoint::Checkpoint::new(&self.db)
+            .and_then(|c| c.create_checkpoint(&path))
+            .map_err(|e| {
+                rocks_error(
+                    format!("cannot create RocksDB checkpoint {}", path.display()),
+                    e,
+                )
+            })?;
+        self.written.store(false, Ordering::Relaxed);
+        let checkpoint = Arc::new(StoreCheckpoint {
+            path,
+            resources: self.resources.clone(),
+            db: OnceLock::new(),
+        });
+        *last = Arc::downgrade(&checkpoint);
+        Ok(checkpoint)
+    }
+
+    /// An estimate of the bytes of live SST files.
+    pub fn live_sst_bytes(&self) -> u64 {
+        self.db
+            .property_int_value("rocksdb.live-sst-files-size")
+            .ok()
+            .flatten()
+            .unwrap_or(0)
+    }
+}
+
+/// A RocksDB checkpoint of a subtask's instance: a consistent, read-only copy that
+/// later writes do not change. Opened on first read; removed when dropped.
+pub struct StoreCheckpoint {
+    path: PathBuf,
+    /// Reads go through the process's shared block cache.
+    resources: Arc<RocksDbResources>,
+    db: OnceLock<Result<Db, String>>,
+}
+
+impl StoreCheckpoint {
+    /// The checkpoint, opened read-only.
+    pub(crate) fn db(&self) -> Result<&Db, StateError> {
+        self.db
+            .get_or_init(|| {
+                let options = self.resources.options();
+                let names = Db::list_cf(&options, &self.path).map_err(|e| e.to_string())?;
+                let descriptors = names
+                    .into_iter()
+                    .map(|name| ColumnFamilyDescriptor::new(name, self.resources.options()));
+                Db::open_cf_descriptors_read_only(&options, &self.path, descriptors, false)
+                    .map_err(|e| e.to_string())
+            })
+            .as_ref()
+            .map_err(|e| {
+                StateError::Io(format!(
+                    "cannot open RocksDB checkpoint {}: {e}",
+                    self.path.display()
+                ))
+            })
+    }
+}
+
+impl Drop for StoreCheckpoint {
+    fn drop(&mut self) {
+        if let Some(Ok(db)) = self.db.take() {
+            drop(db);
+        }
+        let _ = fs::remove_dir_all(&self.path);
+    }
+}

@@ -1,0 +1,52 @@
+//! The RocksDB backend when weir-state is built without its `rocksdb` feature: the
+//! types exist, but [`RocksDbResources::new`] reports that RocksDB is not built in.
+
+use crate::{RocksDbConfig, StateError};
+use std::path::Path;
+use std::sync::Arc;
+
+/// An uninhabited type: no value of the stubs below can exist.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Never {}
+
+/// The resources of the RocksDB backend (not built in: cannot be created).
+#[derive(Debug)]
+pub struct RocksDbResources {
+    pub(crate) never: Never,
+}
+
+impl RocksDbResources {
+    /// Always fails: this build has no RocksDB.
+    ///
+    /// # Errors
+    /// [`StateError::Config`] saying so.
+    pub fn new(config: RocksDbConfig) -> Result<Arc<Self>, StateError> {
+        config.validate()?;
+        Err(StateError::Config(
+            "state backend `rocksdb` is not built in: build weir-state with its `rocksdb` feature"
+                .into(),
+        ))
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &RocksDbConfig {
+        match self.never {}
+    }
+}
+
+/// One subtask's RocksDB instance (not built in).
+#[derive(Debug)]
+pub struct SubtaskStore {
+    pub(crate) never: Never,
+}
+
+impl SubtaskStore {
+    pub(crate) fn open(resources: Arc<RocksDbResources>, _: &Path) -> Result<Self, StateError> {
+        match resources.never {}
+    }
+
+    /// An estimate of the bytes of live SST files.
+    pub fn live_sst_bytes(&self) -> u64 {
+        match self.never {}
+    }
+}

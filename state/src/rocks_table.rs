@@ -1,0 +1,589 @@
+//! A keyed table in RocksDB with a write-back record cache in front.
+//!
+//! The cache holds the records read or written since it was last emptied; repeated
+//! updates of a key between flushes cost one RocksDB write (as Kafka Streams' record
+//! cache does). It is flushed before every snapshot and emptied whenever it reaches
+//! its size. Every key group has a generation that moves when a flush writes to it,
+//! so an incremental checkpoint re-encodes only the key groups written since the
+//! previous one; the rest refer to what an earlier checkpoint uploaded.
+//!
+//! Stored key: `[key group: u16 big-endian][namespace][bincode(key)]`, in the column
+//! family named after the state; value: `bincode(value)`.
+
+use crate::rocks::{rocks_error, StoreCheckpoint, SubtaskStore};
+use crate::{
+    decode, encode, key_group_for_key, KeyGroup, KeyGroupRange, KeyedSnapshot, MaxParallelism,
+    StateError, StateKey, StateValue,
+};
+use hashbrown::HashTable;
+use rocksdb::{ReadOptions, WriteBatch};
+use rustc_hash::FxBuildHasher;
+use serde::Serialize;
+use std::hash::BuildHasher;
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+/// Entries in all and per owned key group (index `group - range.start`).
+struct Counts {
+    len: usize,
+    per_group: Vec<u64>,
+}
+
+impl Counts {
+    fn add(&mut self, index: u16, delta: i64) {
+        let n = &mut self.per_group[usize::from(index)];
+        *n = n.saturating_add_signed(delta);
+        self.len = self.len.saturating_add_signed(delta as isize);
+    }
+}
+
+fn foreign_group(name: &str, group: u16, range: KeyGroupRange) -> StateError {
+    StateError::Corrupt {
+        state: name.to_string(),
+        reason: format!(
+            "a key of key group {group} reached a subtask owning key groups {}..={}",
+            range.start, range.end
+        ),
+    }
+}
+
+/// `[group][namespace][bincode(key)]` in `buf`.
+fn stored_key<'b, K: Serialize>(
+    name: &str,
+    buf: &'b mut Vec<u8>,
+    group: u16,
+    namespace: &[u8],
+    key: &K,
+) -> Result<&'b [u8], StateError> {
+    buf.clear();
+    buf.extend_from_slice(&group.to_be_bytes());
+    buf.extend_from_slice(namespace);
+    bincode::serde::encode_into_std_write(key, buf, bincode::config::standard()).map_err(|e| {
+        StateError::Encode {
+            state: name.to_string(),
+            reason: e.to_string(),
+        }
+    })?;
+    Ok(buf)
+}
+
+struct Slot<K, V> {
+    key: K,
+    group: u16,
+    /// `None`: absent (never stored, or removed).
+    value: Option<V>,
+    dirty: bool,
+}
+
+fn hash_of<K: std::hash::Hash>(key: &K) -> u64 {
+    FxBuildHasher.hash_one(key)
+}
+
+/// The first key of `group` in `namespace`.
+fn prefix(group: u16, namespace: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(2 + namespace.len() + 16);
+    out.extend_from_slice(&group.to_be_bytes());
+    out.extend_from_slice(namespace);
+    out
+}
+
+/// The first key after every key starting with `prefix`, if any.
+fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < u8::MAX {
+            end.push(last + 1);
+            return Some(end);
+        }
+    }
+    None
+}
+
+pub(crate) struct RocksTable<K, V> {
+    name: Arc<str>,
+    id: u64,
+    store: Arc<SubtaskStore>,
+    namespace: Vec<u8>,
+    max: MaxParallelism,
+    range: KeyGroupRange,
+    cache: HashTable<Slot<K, V>>,
+    capacity: usize,
+    counts: Counts,
+    /// Per owned key group (index `group - range.start`): its generation.
+    group_generation: Vec<u64>,
+    /// The generation writes get until the next snapshot.
+    epoch: u64,
+    key_buf: Vec<u8>,
+}
+
+impl<K: StateKey, V: StateValue> RocksTable<K, V> {
+    pub(crate) fn new(
+        store: Arc<SubtaskStore>,
+        name: Arc<str>,
+        id: u64,
+        namespace: Vec<u8>,
+        max: MaxParallelism,
+        range: KeyGroupRange,
+        capacity: usize,
+    ) -> Result<Self, StateError> {
+        store.ensure_cf(&name)?;
+        let groups = usize::from(range.end - range.start) + 1;
+        Ok(Self {
+            name,
+            id,
+            store,
+            namespace,
+            max,
+            range,
+            cache: HashTable::new(),
+            capacity: capacity.max(1),
+            counts: Counts {
+                len: 0,
+                per_group: vec![0; groups],
+            },
+            group_generation: vec![0; groups],
+            epoch: 1,
+            key_buf: Vec::new(),
+        })
+    }
+
+    pub(crate) fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The cached slot of `key` (read from RocksDB on a miss), and the counters.
+    fn slot(&mut self, key: &K) -> Result<(&mut Slot<K, V>, &mut Counts), StateError> {
+        if self.cache.len() >= self.capacity {
+            self.flush()?;
+            self.cache.clear();
+        }
+        let hash = hash_of(key);
+        let slot = match self.cache.find_entry(hash, |s| &s.key == key) {
+            Ok(found) => found.into_mut(),
+            Err(absent) => {
+                let group = key_group_for_key(key, self.max).get();
+                if !self.range.contains(KeyGroup::new(group)) {
+                    return Err(foreign_group(&self.name, group, self.range));
+                }
+                let stored =
+                    stored_key(&self.name, &mut self.key_buf, group, &self.namespace, key)?;
+                let db = self.store.db();
+                let cf = db
+                    .cf_handle(&self.name)
+                    .ok_or_else(|| missing_cf(&self.name))?;
+                let value = match db
+                    .get_pinned_cf(&cf, stored)
+                    .map_err(|e| rocks_error(format!("cannot read state `{}`", self.name), e))?
+                {
+                    Some(bytes) => Some(decode::<V>(&self.name, &bytes)?),
+                    None => None,
+                };
+                absent
+                    .into_table()
+                    .insert_unique(
+                        hash,
+                        Slot {
+                            key: key.clone(),
+                            group,
+                            value,
+                            dirty: false,
+                        },
+                        |s| hash_of(&s.key),
+                    )
+                    .into_mut()
+            }
+        };
+        Ok((slot, &mut self.counts))
+    }
+
+    pub(crate) fn get(&mut self, key: &K) -> Result<Option<&V>, StateError> {
+        Ok(self.slot(key)?.0.value.as_ref())
+    }
+
+    pub(crate) fn get_mut(&mut self, key: &K) -> Result<Option<&mut V>, StateError> {
+        let (slot, _) = self.slot(key)?;
+        if slot.value.is_some() {
+            slot.dirty = true;
+        }
+        Ok(slot.value.as_mut())
+    }
+
+    pub(crate) fn get_or_insert_with_flag(
+        &mut self,
+        key: K,
+        init: impl FnOnce() -> V,
+    ) -> Result<(&mut V, bool), StateError> {
+        let start = self.range.start;
+        let (slot, counts) = self.slot(&key)?;
+        slot.dirty = true;
+        let new = slot.value.is_none();
+        if new {
+            counts.add(slot.group - start, 1);
+        }
+        Ok((slot.value.get_or_insert_with(init), new))
+    }
+
+    pub(crate) fn insert(&mut self, key: K, value: V) -> Result<Option<V>, StateError> {
+        let start = self.range.start;
+        let (slot, counts) = self.slot(&key)?;
+        slot.dirty = true;
+        let old = slot.value.replace(value);
+        if old.is_none() {
+            counts.add(slot.group - start, 1);
+        }
+        Ok(old)
+    }
+
+    pub(crate) fn remove(&mut self, key: &K) -> Result<Option<V>, StateError> {
+        let start = self.range.start;
+        let (slot, counts) = self.slot(key)?;
+        let old = slot.value.take();
+        if old.is_some() {
+            slot.dirty = true;
+            counts.add(slot.group - start, -1);
+        }
+        Ok(old)
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.counts.len
+    }
+
+    /// Writes every changed record to RocksDB (one write batch).
+    pub(crate) fn flush(&mut self) -> Result<(), StateError> {
+        let db = self.store.db();
+        let cf = db
+            .cf_handle(&self.name)
+            .ok_or_else(|| missing_cf(&self.name))?;
+        let mut batch = WriteBatch::default();
+        let mut key_buf = std::mem::take(&mut self.key_buf);
+        for slot in self.cache.iter_mut().filter(|s| s.dirty) {
+            key_buf.clear();
+            key_buf.extend_from_slice(&slot.group.to_be_bytes());
+            key_buf.extend_from_slice(&self.namespace);
+            bincode::serde::encode_into_std_write(
+                &slot.key,
+                &mut key_buf,
+                bincode::config::standard(),
+            )
+            .map_err(|e| StateError::Encode {
+                state: self.name.to_string(),
+                reason: e.to_string(),
+            })?;
+            match &slot.value {
+                Some(value) => batch.put_cf(&cf, &key_buf, encode(&self.name, value)?),
+                None => batch.delete_cf(&cf, &key_buf),
+            }
+            slot.dirty = false;
+            self.group_generation[usize::from(slot.group - self.range.start)] = self.epoch;
+        }
+        self.key_buf = key_buf;
+        if !batch.is_empty() {
+            db.write(batch)
+                .map_err(|e| rocks_error(format!("cannot write state `{}`", self.name), e))?;
+            self.store.note_write();
+        }
+        Ok(())
+    }
+
+    /// Calls `f` with every entry of the owned key groups, in key-group order.
+    pub(crate) fn for_each(&mut self, mut f: impl FnMut(&K, &V)) -> Result<(), StateError> {
+        self.flush()?;
+        let store = self.store.clone();
+        scan(
+            store.db(),
+            &self.name,
+            &self.namespace,
+            self.range,
+            |_, key, value| {
+                let key: K = decode(&self.name, key)?;
+                let value: V = decode(&self.name, value)?;
+                f(&key, &value);
+                Ok(())
+            },
+        )
+    }
+
+    pub(crate) fn retain(
+        &mut self,
+        mut keep: impl FnMut(&K, &mut V) -> bool,
+    ) -> Result<(), StateError> {
+        self.flush()?;
+        self.cache.clear();
+        let store = self.store.clone();
+        let db = store.db();
+        let cf = db
+            .cf_handle(&self.name)
+            .ok_or_else(|| missing_cf(&self.name))?;
+        let mut batch = WriteBatch::default();
+        let mut removed = Vec::new();
+        let name = self.name.clone();
+        let namespace = &self.namespace;
+        scan(
+            db,
+            &name,
+            namespace,
+            self.range,
+            |group, key_bytes, value| {
+                let key: K = decode(&name, key_bytes)?;
+                let mut value: V = decode(&name, value)?;
+                let stored = [&prefix(group, namespace)[..], key_bytes].concat();
+                if keep(&key, &mut value) {
+                    batch.put_cf(&cf, stored, encode(&name, &value)?);
+                } else {
+                    batch.delete_cf(&cf, stored);
+                    removed.push(group);
+                }
+                Ok(())
+            },
+        )?;
+        for group in removed {
+            self.counts.add(group - self.range.start, -1);
+        }
+        for generation in &mut self.group_generation {
+            *generation = self.epoch;
+        }
+        db.write(batch)
+            .map_err(|e| rocks_error(format!("cannot write state `{}`", self.name), e))?;
+        self.store.note_write();
+        Ok(())
+    }
+
+    /// Removes every entry of the table.
+    pub(crate) fn clear(&mut self) -> Result<(), StateError> {
+        self.cache.clear();
+        let db = self.store.db();
+        let cf = db
+            .cf_handle(&self.name)
+            .ok_or_else(|| missing_cf(&self.name))?;
+        let mut batch = WriteBatch::default();
+        for group in self.range.start..=self.range.end {
+            let index = usize::from(group - self.range.start);
+            if self.counts.per_group[index] == 0 && self.group_generation[index] == 0 {
+                continue;
+            }
+            let start = prefix(group, &self.namespace);
+            match prefix_end(&start) {
+                Some(end) => batch.delete_range_cf(&cf, &start, &end),
+                None => batch.delete_range_cf(&cf, &start, &vec![0xffu8; 64]),
+            }
+            self.counts.per_group[index] = 0;
+            self.group_generation[index] = self.epoch;
+        }
+        self.counts.len = 0;
+        if !batch.is_empty() {
+            db.write(batch)
+                .map_err(|e| rocks_error(format!("cannot clear state `{}`", self.name), e))?;
+            self.store.note_write();
+        }
+        Ok(())
+    }
+
+    /// Flushes the cache and captures a RocksDB checkpoint of the subtask's store.
+    pub(crate) fn freeze(&mut self) -> Result<RocksFrozen<K, V>, StateError> {
+        self.flush()?;
+        let checkpoint = self.store.checkpoint()?;
+        let frozen = RocksFrozen {
+            name: self.name.clone(),
+            column_family: self.name.clone(),
+            id: self.id,
+            header: (),
+            checkpoint,
+            namespace: self.namespace.clone(),
+            range: self.range,
+            group_len: self.counts.per_group.clone(),
+            group_generation: self.group_generation.clone(),
+            _types: PhantomData,
+        };
+        self.epoch += 1;
+        Ok(frozen)
+    }
+
+    /// Writes restored entries straight to RocksDB.
+    pub(crate) fn restore_entries(
+        &mut self,
+        group: KeyGroup,
+        entries: Vec<(K, V)>,
+    ) -> Result<usize, StateError> {
+        self.flush()?;
+        self.cache.clear();
+        if !self.range.contains(group) {
+            return Err(foreign_group(&self.name, group.get(), self.range));
+        }
+        let index = usize::from(group.get() - self.range.start);
+        let store = self.store.clone();
+        let db = store.db();
+        let cf = db
+            .cf_handle(&self.name)
+            .ok_or_else(|| missing_cf(&self.name))?;
+        let mut batch = WriteBatch::default();
+        let mut restored = 0;
+        for (key, value) in entries {
+            crate::check_group(&self.name, &key, group, self.max)?;
+            let stored = stored_key(
+                &self.name,
+                &mut self.key_buf,
+                group.get(),
+                &self.namespace,
+                &key,
+            )?;
+            let existed = self.counts.len > 0
+                && db
+                    .get_pinned_cf(&cf, stored)
+                    .map_err(|e| rocks_error(format!("cannot read state `{}`", self.name), e))?
+                    .is_some();
+            batch.put_cf(&cf, stored, encode(&self.name, &value)?);
+            if !existed {
+                self.counts.add(group.get() - self.range.start, 1);
+            }
+            restored += 1;
+        }
+        self.group_generation[index] = self.epoch;
+        db.write(batch)
+            .map_err(|e| rocks_error(format!("cannot restore state `{}`", self.name), e))?;
+        self.store.note_write();
+        Ok(restored)
+    }
+}
+
+fn missing_cf(name: &str) -> StateError {
+    StateError::Io(format!("RocksDB column family `{name}` is missing"))
+}
+
+/// Calls `f(group, key bytes, value bytes)` for every entry of `namespace` in the key
+/// groups of `range`.
+fn scan(
+    db: &crate::rocks::Db,
+    column_family: &str,
+    namespace: &[u8],
+    range: KeyGroupRange,
+    mut f: impl FnMut(u16, &[u8], &[u8]) -> Result<(), StateError>,
+) -> Result<(), StateError> {
+    let cf = db
+        .cf_handle(column_family)
+        .ok_or_else(|| missing_cf(column_family))?;
+    for group in range.start..=range.end {
+        let start = prefix(group, namespace);
+        let mut options = ReadOptions::default();
+        if let Some(end) = prefix_end(&start) {
+            options.set_iterate_upper_bound(end);
+        }
+        let mut iter = db.raw_iterator_cf_opt(&cf, options);
+        iter.seek(&start);
+        while iter.valid() {
+            match (iter.key(), iter.value()) {
+                (Some(key), Some(value)) if key.starts_with(&start) => {
+                    f(group, &key[start.len()..], value)?;
+                }
+                _ => break,
+            }
+            iter.next();
+        }
+        iter.status()
+            .map_err(|e| rocks_error(format!("cannot scan state `{column_family}`"), e))?;
+    }
+    Ok(())
+}
+
+/// A snapshot of a RocksDB table: a RocksDB checkpoint of its store, read (and
+/// encoded by key group, the canonical form) off the task thread.
+pub struct RocksFrozen<K, V, H = ()> {
+    name: Arc<str>,
+    column_family: Arc<str>,
+    id: u64,
+    header: H,
+    checkpoint: Arc<StoreCheckpoint>,
+    namespace: Vec<u8>,
+    range: KeyGroupRange,
+    group_len: Vec<u64>,
+    group_generation: Vec<u64>,
+    _types: PhantomData<fn() -> (K, V)>,
+}
+
+impl<K, V, H> RocksFrozen<K, V, H> {
+    pub(crate) fn with_header<H2>(self, header: H2) -> RocksFrozen<K, V, H2> {
+        RocksFrozen {
+            name: self.name,
+            column_family: self.column_family,
+            id: self.id,
+            header,
+            checkpoint: self.checkpoint,
+            namespace: self.namespace,
+            range: self.range,
+            group_len: self.group_len,
+            group_generation: self.group_generation,
+            _types: PhantomData,
+        }
+    }
+
+    pub(crate) fn named(mut self, name: &str) -> Self {
+        self.name = name.into();
+        self
+    }
+
+    fn owned(&self, shard: usize) -> Option<usize> {
+        let group = u16::try_from(shard).ok()?;
+        self.range
+            .contains(KeyGroup::new(group))
+            .then(|| usize::from(group - self.range.start))
+    }
+
+    pub(crate) fn state_name(&self) -> &str {
+        &self.name
+    }
+    pub(crate) fn table_id(&self) -> u64 {
+        self.id
+    }
+    pub(crate) fn shard_count(&self) -> usize {
+        usize::from(self.range.end) + 1
+    }
+    pub(crate) fn shard_generation(&self, shard: usize) -> u64 {
+        self.owned(shard).map_or(0, |i| self.group_generation[i])
+    }
+    pub(crate) fn shard_len(&self, shard: usize) -> usize {
+        self.owned(shard).map_or(0, |i| self.group_len[i] as usize)
+    }
+
+    /// Encodes key group `shard` as `(header, Vec<(K, V)>)` without decoding: the
+    /// stored key and value bytes are already the bincode of each.
+    pub(crate) fn encode_shard(&self, shard: usize) -> Result<KeyedSnapshot, StateError>
+    where
+        H: Serialize,
+    {
+        let mut out = KeyedSnapshot::new();
+        let Some(index) = self.owned(shard) else {
+            return Ok(out);
+        };
+        if self.group_len[index] == 0 {
+            return Ok(out);
+        }
+        let group = shard as u16;
+        let db = self.checkpoint.db()?;
+        let mut body = Vec::new();
+        let mut count = 0u64;
+        let single = KeyGroupRange {
+            start: group,
+            end: group,
+        };
+        scan(
+            db,
+            &self.column_family,
+            &self.namespace,
+            single,
+            |_, key, value| {
+                body.extend_from_slice(key);
+                body.extend_from_slice(value);
+                count += 1;
+                Ok(())
+            },
+        )?;
+        if count == 0 {
+            return Ok(out);
+        }
+        let mut bytes = encode(&self.name, &self.header)?;
+        bytes.extend(encode(&self.name, &count)?);
+        bytes.extend(body);
+        out.insert(KeyGroup::new(group), bytes);
+        Ok(out)
+    }
+}

@@ -1,0 +1,235 @@
+#![cfg(feature = "rocksdb")]
+//! The RocksDB backend against the heap backend: same answers, same canonical
+//! snapshots, snapshots that restore across backends, and a locked state directory.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use weir_state::{
+    decode, encode_frozen, FrozenKeyed, KeyGroupRange, KeyedBackend, MaxParallelism, RocksDbConfig,
+    RocksDbResources, StateError, StateTable, LOCK_FILE,
+};
+
+fn resources(dir: &std::path::Path, record_cache_entries: usize) -> Arc<RocksDbResources> {
+    RocksDbResources::new(RocksDbConfig {
+        dir: dir.to_path_buf(),
+        block_cache_bytes: 32 << 20,
+        write_buffer_bytes: 8 << 20,
+        record_cache_entries,
+        background_jobs: 1,
+    })
+    .unwrap()
+}
+
+const ALL: KeyGroupRange = KeyGroupRange { start: 0, end: 127 };
+
+fn rocks_backend(dir: &std::path::Path, cache: usize, range: KeyGroupRange) -> KeyedBackend {
+    KeyedBackend::rocksdb(
+        resources(dir, cache),
+        dir.join("subtask"),
+        MaxParallelism::DEFAULT,
+        range,
+    )
+}
+
+/// Every entry of a frozen snapshot, decoded.
+fn decode_all(frozen: &dyn FrozenKeyed) -> BTreeMap<u32, i64> {
+    let mut out = BTreeMap::new();
+    for chunks in encode_frozen(frozen, MaxParallelism::DEFAULT)
+        .unwrap()
+        .values()
+    {
+        for bytes in chunks.values() {
+            let entries: Vec<(u32, i64)> = decode("t", bytes).unwrap();
+            for (k, v) in entries {
+                assert!(out.insert(k, v).is_none(), "key {k} in two chunks");
+            }
+        }
+    }
+    out
+}
+
+/// A deterministic mix of inserts, updates, removals and snapshots, applied to a
+/// RocksDB table (with a record cache small enough to be emptied often) and to a
+/// model: every answer and every snapshot agree.
+#[test]
+fn rocksdb_table_behaves_like_the_model() -> Result<(), StateError> {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = rocks_backend(dir.path(), 64, ALL);
+    let mut table: StateTable<u32, i64> = StateTable::in_backend(&backend, "t", Vec::new())?;
+    assert!(table.is_rocksdb());
+    let mut model = BTreeMap::new();
+    let mut snapshots = Vec::new();
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    for step in 0..20_000u32 {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let key = (seed % 700) as u32;
+        match seed % 10 {
+            0..=4 => {
+                *table.get_or_insert_with(key, || 0)? += 1;
+                *model.entry(key).or_insert(0) += 1;
+            }
+            5 | 6 => assert_eq!(
+                table.insert(key, i64::from(step))?,
+                model.insert(key, i64::from(step))
+            ),
+            7 => assert_eq!(table.remove(&key)?, model.remove(&key)),
+            8 => assert_eq!(table.get(&key)?.copied(), model.get(&key).copied()),
+            _ => {
+                if step % 97 == 0 {
+                    snapshots.push((table.freeze()?, model.clone()));
+                }
+            }
+        }
+        assert_eq!(table.len(), model.len());
+    }
+    for (frozen, expected) in &snapshots {
+        assert_eq!(&decode_all(frozen), expected);
+    }
+    let mut entries = table.entries()?;
+    entries.sort_unstable();
+    assert_eq!(entries, model.clone().into_iter().collect::<Vec<_>>());
+    Ok(())
+}
+
+/// A key group's generation stays put while nothing of it is written, so an
+/// incremental checkpoint re-encodes only the key groups written since the last.
+#[test]
+fn unchanged_key_groups_keep_their_generation() -> Result<(), StateError> {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = rocks_backend(dir.path(), 1024, ALL);
+    let mut table: StateTable<u32, i64> = StateTable::in_backend(&backend, "t", Vec::new())?;
+    for key in 0..1000 {
+        table.insert(key, 1)?;
+    }
+    let first = table.freeze()?;
+    *table.get_mut(&7)?.unwrap() += 1;
+    let second = table.freeze()?;
+    let group = weir_state::key_group_for_key(&7u32, MaxParallelism::DEFAULT).get() as usize;
+    let mut moved = Vec::new();
+    for shard in 0..second.shard_count() {
+        if first.shard_generation(shard) != second.shard_generation(shard) {
+            moved.push(shard);
+        }
+    }
+    assert_eq!(moved, vec![group]);
+    assert_eq!(decode_all(&first).get(&7), Some(&1));
+    assert_eq!(decode_all(&second).get(&7), Some(&2));
+    Ok(())
+}
+
+/// A snapshot of either backend restores into the other, to the same entries; a
+/// restore keeps only the key groups of the restoring subtask.
+#[test]
+fn snapshots_restore_across_backends() -> Result<(), StateError> {
+    let max = MaxParallelism::DEFAULT;
+    let dir = tempfile::tempdir().unwrap();
+    let mut heap: StateTable<u32, i64> = StateTable::new("t");
+    for key in 0..5000 {
+        heap.insert(key, i64::from(key) * 3)?;
+    }
+    let snapshot = heap.snapshot(max)?;
+
+    let backend = rocks_backend(dir.path(), 100, ALL);
+    let mut rocks: StateTable<u32, i64> = StateTable::in_backend(&backend, "t", Vec::new())?;
+    assert_eq!(rocks.restore(&snapshot, ALL, max)?, 5000);
+    assert_eq!(rocks.len(), 5000);
+    assert_eq!(rocks.get(&4999)?, Some(&14997));
+    // The same key groups, holding the same entries (in another order).
+    let decoded = |snapshot: &weir_state::KeyedSnapshot| -> BTreeMap<u16, Vec<(u32, i64)>> {
+        snapshot
+            .iter()
+            .map(|(group, bytes)| {
+                let mut entries: Vec<(u32, i64)> = decode("t", bytes).unwrap();
+                entries.sort_unstable();
+                (group.get(), entries)
+            })
+            .collect()
+    };
+    assert_eq!(decoded(&rocks.snapshot(max)?), decoded(&snapshot));
+
+    let mut back: StateTable<u32, i64> = StateTable::new("t");
+    back.restore(&rocks.snapshot(max)?, ALL, max)?;
+    let (mut a, mut b) = (heap.entries()?, back.entries()?);
+    a.sort_unstable();
+    b.sort_unstable();
+    assert_eq!(a, b);
+
+    // Rescaled: the second of two subtasks keeps only its key groups.
+    let half = KeyGroupRange::for_subtask(max, 2, 1);
+    let other = tempfile::tempdir().unwrap();
+    let backend = rocks_backend(other.path(), 100, half);
+    let mut part: StateTable<u32, i64> = StateTable::in_backend(&backend, "t", Vec::new())?;
+    part.restore(&snapshot, half, max)?;
+    let expected = (0..5000u32)
+        .filter(|k| half.contains(weir_state::key_group_for_key(k, max)))
+        .count();
+    assert_eq!(part.len(), expected);
+    assert_eq!(part.entries()?.len(), expected);
+    Ok(())
+}
+
+/// Tables of one state side by side under different namespaces (windows) do not
+/// see each other; clearing one leaves the other.
+#[test]
+fn namespaces_separate_tables_of_one_state() -> Result<(), StateError> {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = rocks_backend(dir.path(), 16, ALL);
+    let mut a: StateTable<u32, i64> =
+        StateTable::in_backend(&backend, "w", 1i64.to_be_bytes().to_vec())?;
+    let mut b: StateTable<u32, i64> =
+        StateTable::in_backend(&backend, "w", 2i64.to_be_bytes().to_vec())?;
+    for key in 0..100 {
+        a.insert(key, 1)?;
+        b.insert(key, 2)?;
+    }
+    a.clear()?;
+    assert!(a.entries()?.is_empty());
+    assert_eq!(b.entries()?.len(), 100);
+    assert_eq!(b.get(&5)?, Some(&2));
+    assert_eq!(a.get(&5)?, None);
+    Ok(())
+}
+
+/// A state directory in use cannot be opened again, by this process or another.
+#[test]
+fn a_locked_state_directory_is_refused_with_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = rocks_backend(dir.path(), 16, ALL);
+    let _open: StateTable<u32, i64> = StateTable::in_backend(&first, "t", Vec::new()).unwrap();
+    let second = rocks_backend(dir.path(), 16, ALL);
+    let err = StateTable::<u32, i64>::in_backend(&second, "t", Vec::new()).unwrap_err();
+    let text = err.to_string();
+    assert!(matches!(err, StateError::Locked(_)), "{text}");
+    assert!(text.contains("is locked by this process"), "{text}");
+    assert!(text.contains(LOCK_FILE), "{text}");
+}
+
+/// Another live process holding the lock file: the open fails naming it. A lock
+/// file left by a process that is gone is taken over.
+#[test]
+fn a_state_directory_locked_by_another_process_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let subtask = dir.path().join("subtask");
+    std::fs::create_dir_all(&subtask).unwrap();
+    let mut other = std::process::Command::new("sleep")
+        .arg("30")
+        .spawn()
+        .unwrap();
+    std::fs::write(subtask.join(LOCK_FILE), other.id().to_string()).unwrap();
+    let backend = rocks_backend(dir.path(), 16, ALL);
+    let err = StateTable::<u32, i64>::in_backend(&backend, "t", Vec::new()).unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains(&format!("is locked by process {}", other.id()))
+            && text.contains("another weir process is using it"),
+        "{text}"
+    );
+    other.kill().unwrap();
+    other.wait().unwrap();
+    // The holder is gone: its lock file is stale and taken over.
+    let backend = rocks_backend(dir.path(), 16, ALL);
+    let table = StateTable::<u32, i64>::in_backend(&backend, "t", Vec::new());
+    assert!(table.is_ok(), "{:?}", table.err());
+}
