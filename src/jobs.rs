@@ -507,11 +507,22 @@ fn job_source(job: &JobBuilder, planned: &PlannedStream) -> Option<Stream<Row>> 
             let config = FileSourceConfig::new(path.clone());
             match *format {
                 FileRowFormat::JsonLines => {
+                    let fields = schema.clone();
+                    let time = move |json: &serde_json::Value, i: usize| {
+                        json.get(&fields.fields[i].name)
+                            .and_then(serde_json::Value::as_i64)
+                    };
                     let convert = move |json: serde_json::Value| schema.row_from_json(&json);
-                    file_rows(job, spec, planned, event_time, config, convert)
+                    file_rows(job, spec, planned, event_time, config, time, convert)
                 }
                 FileRowFormat::Csv { header: true } => {
                     let config = config.with_format(FileFormat::Csv { header: true });
+                    let names = schema.clone();
+                    let time = move |fields: &HashMap<String, String>, i: usize| {
+                        let field = &names.fields[i];
+                        let text = fields.get(&field.name)?;
+                        field_value(field, text).ok().map(|v| v.as_i64())
+                    };
                     let convert = move |fields: HashMap<String, String>| {
                         let values = schema.fields.iter().map(|field| {
                             let text = fields.get(&field.name).ok_or_else(|| {
@@ -521,10 +532,15 @@ fn job_source(job: &JobBuilder, planned: &PlannedStream) -> Option<Stream<Row>> 
                         });
                         values.collect::<Result<Vec<_>, String>>().map(Row)
                     };
-                    file_rows(job, spec, planned, event_time, config, convert)
+                    file_rows(job, spec, planned, event_time, config, time, convert)
                 }
                 FileRowFormat::Csv { header: false } => {
                     let config = config.with_format(FileFormat::Csv { header: false });
+                    let names = schema.clone();
+                    let time = move |fields: &Vec<String>, i: usize| {
+                        let text = fields.get(i)?;
+                        field_value(&names.fields[i], text).ok().map(|v| v.as_i64())
+                    };
                     let convert = move |fields: Vec<String>| {
                         if fields.len() != schema.fields.len() {
                             return Err(format!(
@@ -540,7 +556,7 @@ fn job_source(job: &JobBuilder, planned: &PlannedStream) -> Option<Stream<Row>> 
                             .map(|(field, text)| field_value(field, text));
                         values.collect::<Result<Vec<_>, String>>().map(Row)
                     };
-                    file_rows(job, spec, planned, event_time, config, convert)
+                    file_rows(job, spec, planned, event_time, config, time, convert)
                 }
             }
         }
@@ -592,16 +608,14 @@ fn file_rows<T: serde::de::DeserializeOwned + Data>(
     planned: &PlannedStream,
     event_time: Option<usize>,
     config: FileSourceConfig,
+    time: impl Fn(&T, usize) -> Option<i64> + Send + Sync + 'static,
     convert: impl Fn(T) -> Result<Row, String> + Send + Sync + 'static,
 ) -> Stream<Row> {
     let name = planned.node.name.value.as_str();
     let convert = Arc::new(convert);
-    let time = {
-        let convert = convert.clone();
-        // A record that does not convert gets time 0 here; the conversion after the
-        // source reports it.
-        move |record: &T, i: usize| convert(record.clone()).map_or(0, |row| row.0[i].as_i64())
-    };
+    // Only the event-time field is read at the source; a record whose field does not
+    // parse gets time 0 here and fails the job in the conversion after the source.
+    let time = move |record: &T, i: usize| time(record, i).unwrap_or(0);
     let source = job.source(
         name,
         strategy(spec, event_time, time),
