@@ -94,23 +94,39 @@ impl<K: StateKey, T, A: AggregateFunction<T>, O> WindowAggregate<K, T, A, O> {
         }
     }
 
+    /// The table of `window`, opened if new.
+    #[inline]
     fn table<'a>(
         windows: &'a mut BTreeMap<i64, WindowTable<K, A::Acc>>,
         backend: &KeyedBackend,
         window: Window,
     ) -> Result<&'a mut WindowTable<K, A::Acc>, StateError> {
-        Ok(match windows.entry(window.start) {
-            std::collections::btree_map::Entry::Occupied(table) => table.into_mut(),
-            std::collections::btree_map::Entry::Vacant(vacant) => vacant.insert(WindowTable {
-                window,
-                fired: false,
-                entries: StateTable::in_backend(
-                    backend,
-                    CONTENTS,
-                    window.start.to_be_bytes().to_vec(),
-                )?,
-            }),
-        })
+        match windows.entry(window.start) {
+            std::collections::btree_map::Entry::Occupied(table) => Ok(table.into_mut()),
+            std::collections::btree_map::Entry::Vacant(vacant) => {
+                Self::open_table(vacant, backend, window)
+            }
+        }
+    }
+
+    /// Opens the table of a window seen for the first time (rare: kept out of the
+    /// per-element path).
+    #[cold]
+    #[inline(never)]
+    fn open_table<'a>(
+        vacant: std::collections::btree_map::VacantEntry<'a, i64, WindowTable<K, A::Acc>>,
+        backend: &KeyedBackend,
+        window: Window,
+    ) -> Result<&'a mut WindowTable<K, A::Acc>, StateError> {
+        Ok(vacant.insert(WindowTable {
+            window,
+            fired: false,
+            entries: StateTable::in_backend(
+                backend,
+                CONTENTS,
+                window.start.to_be_bytes().to_vec(),
+            )?,
+        }))
     }
 }
 
