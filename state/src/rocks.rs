@@ -208,6 +208,11 @@ pub struct SubtaskStore {
     written: AtomicBool,
     last_checkpoint: Mutex<Weak<StoreCheckpoint>>,
     next_checkpoint: AtomicU64,
+    /// Whether the instance was opened empty: then a (column family, namespace) no
+    /// table has used yet holds nothing, and its table need not read what it misses.
+    started_empty: bool,
+    /// The (column family, namespace) pairs tables have used since the open.
+    claimed: Mutex<HashSet<(String, Vec<u8>)>>,
     _lock: DirLock,
 }
 
@@ -246,6 +251,8 @@ impl SubtaskStore {
             written: AtomicBool::new(false),
             last_checkpoint: Mutex::new(Weak::new()),
             next_checkpoint: AtomicU64::new(1),
+            started_empty: true,
+            claimed: Mutex::default(),
             _lock: lock,
         })
     }
@@ -262,6 +269,18 @@ impl SubtaskStore {
                 .map_err(|e| rocks_error(format!("cannot create column family `{name}`"), e))?;
         }
         Ok(())
+    }
+
+    /// Records that a table uses `namespace` of `column_family`; true if the instance
+    /// certainly holds no entry there (it started empty and no table used them
+    /// before), so the table can treat a key it has not seen as absent without a read.
+    pub(crate) fn claim_namespace(&self, column_family: &str, namespace: &[u8]) -> bool {
+        let first = self
+            .claimed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert((column_family.to_string(), namespace.to_vec()));
+        first && self.started_empty
     }
 
     pub(crate) fn note_write(&self) {

@@ -114,6 +114,9 @@ pub(crate) struct RocksTable<K, V> {
     /// The generation writes get until the next snapshot.
     epoch: u64,
     key_buf: Vec<u8>,
+    /// RocksDB certainly holds no entry of this table (it is new, or was cleared, and
+    /// nothing was written since): a cache miss is an absent key, without a read.
+    unstored: bool,
 }
 
 impl<K: StateKey, V: StateValue> RocksTable<K, V> {
@@ -127,6 +130,7 @@ impl<K: StateKey, V: StateValue> RocksTable<K, V> {
         capacity: usize,
     ) -> Result<Self, StateError> {
         store.ensure_cf(&name)?;
+        let unstored = store.claim_namespace(&name, &namespace);
         let groups = usize::from(range.end - range.start) + 1;
         Ok(Self {
             name,
@@ -144,6 +148,7 @@ impl<K: StateKey, V: StateValue> RocksTable<K, V> {
             group_generation: vec![0; groups],
             epoch: 1,
             key_buf: Vec::new(),
+            unstored,
         })
     }
 
@@ -165,18 +170,17 @@ impl<K: StateKey, V: StateValue> RocksTable<K, V> {
                 if !self.range.contains(KeyGroup::new(group)) {
                     return Err(foreign_group(&self.name, group, self.range));
                 }
-                let stored =
-                    stored_key(&self.name, &mut self.key_buf, group, &self.namespace, key)?;
-                let db = self.store.db();
-                let cf = db
-                    .cf_handle(&self.name)
-                    .ok_or_else(|| missing_cf(&self.name))?;
-                let value = match db
-                    .get_pinned_cf(&cf, stored)
-                    .map_err(|e| rocks_error(format!("cannot read state `{}`", self.name), e))?
-                {
-                    Some(bytes) => Some(decode::<V>(&self.name, &bytes)?),
-                    None => None,
+                let value = if self.unstored {
+                    None
+                } else {
+                    read_stored(
+                        &self.store,
+                        &self.name,
+                        &self.namespace,
+                        &mut self.key_buf,
+                        group,
+                        key,
+                    )?
                 };
                 absent
                     .into_table()
@@ -282,6 +286,7 @@ impl<K: StateKey, V: StateValue> RocksTable<K, V> {
             db.write(batch)
                 .map_err(|e| rocks_error(format!("cannot write state `{}`", self.name), e))?;
             self.store.note_write();
+            self.unstored = false;
         }
         Ok(())
     }
@@ -346,6 +351,7 @@ impl<K: StateKey, V: StateValue> RocksTable<K, V> {
         db.write(batch)
             .map_err(|e| rocks_error(format!("cannot write state `{}`", self.name), e))?;
         self.store.note_write();
+        self.unstored = false;
         Ok(())
     }
 
@@ -376,6 +382,7 @@ impl<K: StateKey, V: StateValue> RocksTable<K, V> {
                 .map_err(|e| rocks_error(format!("cannot clear state `{}`", self.name), e))?;
             self.store.note_write();
         }
+        self.unstored = true;
         Ok(())
     }
 
@@ -442,7 +449,30 @@ impl<K: StateKey, V: StateValue> RocksTable<K, V> {
         db.write(batch)
             .map_err(|e| rocks_error(format!("cannot restore state `{}`", self.name), e))?;
         self.store.note_write();
+        self.unstored = false;
         Ok(restored)
+    }
+}
+
+/// The stored value of `key` (of key group `group`) in `namespace` of the column
+/// family `name`, read from RocksDB.
+fn read_stored<K: Serialize, V: StateValue>(
+    store: &SubtaskStore,
+    name: &str,
+    namespace: &[u8],
+    key_buf: &mut Vec<u8>,
+    group: u16,
+    key: &K,
+) -> Result<Option<V>, StateError> {
+    let stored = stored_key(name, key_buf, group, namespace, key)?;
+    let db = store.db();
+    let cf = db.cf_handle(name).ok_or_else(|| missing_cf(name))?;
+    match db
+        .get_pinned_cf(&cf, stored)
+        .map_err(|e| rocks_error(format!("cannot read state `{name}`"), e))?
+    {
+        Some(bytes) => Ok(Some(decode::<V>(name, &bytes)?)),
+        None => Ok(None),
     }
 }
 
