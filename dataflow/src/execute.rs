@@ -312,6 +312,24 @@ fn validate(graph: &GraphSpec, config: &JobConfig) -> Result<(MaxParallelism, Ve
     }
 }
 
+/// The gauges of a subtask's RocksDB instance (`backend="rocksdb"`).
+fn state_gauges(stats: &weir_state::BackendStats) -> Vec<crate::operator::Gauge> {
+    [
+        ("state_gets_total", stats.gets),
+        ("state_puts_total", stats.puts),
+        ("state_deletes_total", stats.deletes),
+        ("state_read_bytes_total", stats.bytes_read),
+        ("state_written_bytes_total", stats.bytes_written),
+        ("state_live_data_bytes", stats.live_data_bytes),
+        ("state_sst_files", stats.sst_files),
+        ("state_sst_bytes", stats.sst_bytes),
+        ("state_local_disk_bytes", stats.disk_bytes),
+    ]
+    .into_iter()
+    .map(|(name, value)| Gauge::new(name, value as f64).label("backend", "rocksdb"))
+    .collect()
+}
+
 fn context(
     graph: &GraphSpec,
     node: usize,
@@ -425,6 +443,13 @@ impl Wiring<'_> {
             self.rocksdb.as_ref(),
         );
         cx.metrics = self.counters[node][index].clone();
+        if let Some(probe) = cx.state_backend.stats_probe() {
+            cx.metrics.register_gauges(move || {
+                probe
+                    .read()
+                    .map_or_else(Vec::new, |stats| state_gauges(&stats))
+            });
+        }
         self.metrics.push(CounterEntry {
             operator: self.graph.nodes[node].name.clone(),
             uid: cx.subtask.uid.clone(),

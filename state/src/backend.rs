@@ -4,7 +4,7 @@
 use crate::rocks::{RocksDbResources, SubtaskStore};
 use crate::{KeyGroupRange, MaxParallelism, StateError};
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 
 /// The name of the lock file in a subtask's state directory.
 pub const LOCK_FILE: &str = "LOCK.weir";
@@ -70,6 +70,46 @@ impl RocksDbConfig {
             ));
         }
         Ok(())
+    }
+}
+
+/// What one subtask's RocksDB instance did and holds, for metrics.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BackendStats {
+    /// Point reads that went to RocksDB (record-cache misses).
+    pub gets: u64,
+    /// Entries written (puts, including restored entries).
+    pub puts: u64,
+    /// Entries deleted (point deletions, and one per range deletion).
+    pub deletes: u64,
+    /// Bytes of keys and values read from RocksDB (point reads and scans).
+    pub bytes_read: u64,
+    /// Bytes of keys and values written to RocksDB.
+    pub bytes_written: u64,
+    /// RocksDB's estimate of the live data size, all column families.
+    pub live_data_bytes: u64,
+    /// Live SST files, all column families.
+    pub sst_files: u64,
+    /// Bytes of the live SST files.
+    pub sst_bytes: u64,
+    /// Bytes on local disk under the subtask's state directory (database, local
+    /// checkpoints), hard-linked files counted once.
+    pub disk_bytes: u64,
+}
+
+/// Reads a subtask's [`BackendStats`] without keeping its instance open: once the
+/// subtask's tables are gone (the job attempt ended) it reads nothing.
+#[derive(Clone, Debug)]
+pub struct StatsProbe {
+    store: Weak<Mutex<Option<Arc<SubtaskStore>>>>,
+}
+
+impl StatsProbe {
+    /// The statistics, if the instance is open.
+    pub fn read(&self) -> Option<BackendStats> {
+        let cell = self.store.upgrade()?;
+        let store = cell.lock().unwrap_or_else(|p| p.into_inner()).clone()?;
+        Some(store.stats())
     }
 }
 
@@ -191,6 +231,16 @@ impl KeyedBackend {
                 *store = Some(open.clone());
                 Ok(Some(open))
             }
+        }
+    }
+
+    /// A probe of the subtask's RocksDB statistics; `None` on the heap.
+    pub fn stats_probe(&self) -> Option<StatsProbe> {
+        match &self.kind {
+            BackendKind::Heap => None,
+            BackendKind::RocksDb { store, .. } => Some(StatsProbe {
+                store: Arc::downgrade(store),
+            }),
         }
     }
 

@@ -55,7 +55,7 @@ mod states;
 mod table;
 
 pub use aggregate::{AggregateFunction, Avg, AvgAcc, Count, Max, Min, Sum};
-pub use backend::{KeyedBackend, RocksDbConfig, StateBackend, LOCK_FILE};
+pub use backend::{BackendStats, KeyedBackend, RocksDbConfig, StateBackend, StatsProbe, LOCK_FILE};
 pub use codec::{decode, encode};
 pub use error::StateError;
 pub use hash::{stable_hash, StableHasher};

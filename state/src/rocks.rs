@@ -16,7 +16,7 @@
 //! crashed process never leak into a new run.
 
 use crate::LOCK_FILE;
-use crate::{RocksDbConfig, StateError};
+use crate::{BackendStats, RocksDbConfig, StateError};
 use rocksdb::{
     BlockBasedOptions, Cache, ColumnFamilyDescriptor, DBCompressionType, MultiThreaded, Options,
     WriteBufferManager,
@@ -213,7 +213,63 @@ pub struct SubtaskStore {
     started_empty: bool,
     /// The (column family, namespace) pairs tables have used since the open.
     claimed: Mutex<HashSet<(String, Vec<u8>)>>,
+    /// Column families created since the open.
+    column_families: Mutex<Vec<String>>,
+    pub(crate) counters: StoreCounters,
     _lock: DirLock,
+}
+
+/// What the tables of one instance read and wrote (relaxed counters, for metrics).
+#[derive(Debug, Default)]
+pub(crate) struct StoreCounters {
+    gets: AtomicU64,
+    puts: AtomicU64,
+    deletes: AtomicU64,
+    bytes_read: AtomicU64,
+    bytes_written: AtomicU64,
+}
+
+impl StoreCounters {
+    /// A point read that found `bytes` (0 when absent).
+    pub(crate) fn get(&self, bytes: usize) {
+        self.gets.fetch_add(1, Ordering::Relaxed);
+        self.bytes_read.fetch_add(bytes as u64, Ordering::Relaxed);
+    }
+
+    /// Bytes read by a scan.
+    pub(crate) fn scanned(&self, bytes: usize) {
+        self.bytes_read.fetch_add(bytes as u64, Ordering::Relaxed);
+    }
+
+    /// A write of `puts` entries and `deletes` deletions, `bytes` in all.
+    pub(crate) fn wrote(&self, puts: u64, deletes: u64, bytes: usize) {
+        self.puts.fetch_add(puts, Ordering::Relaxed);
+        self.deletes.fetch_add(deletes, Ordering::Relaxed);
+        self.bytes_written
+            .fetch_add(bytes as u64, Ordering::Relaxed);
+    }
+}
+
+/// Bytes of the files under `dir`, each inode once (checkpoints hard-link SSTs).
+fn disk_usage(dir: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let mut seen = HashSet::new();
+    let mut total = 0;
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        let Ok(entries) = fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let Ok(meta) = entry.metadata() else { continue };
+            if meta.is_dir() {
+                pending.push(entry.path());
+            } else if seen.insert((meta.dev(), meta.ino())) {
+                total += meta.len();
+            }
+        }
+    }
+    total
 }
 
 impl std::fmt::Debug for SubtaskStore {
@@ -253,6 +309,8 @@ impl SubtaskStore {
             next_checkpoint: AtomicU64::new(1),
             started_empty: true,
             claimed: Mutex::default(),
+            column_families: Mutex::new(vec!["default".to_string()]),
+            counters: StoreCounters::default(),
             _lock: lock,
         })
     }
@@ -267,6 +325,10 @@ impl SubtaskStore {
             self.db
                 .create_cf(name, &self.resources.options())
                 .map_err(|e| rocks_error(format!("cannot create column family `{name}`"), e))?;
+            self.column_families
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(name.to_string());
         }
         Ok(())
     }
@@ -324,6 +386,45 @@ impl SubtaskStore {
         });
         *last = Arc::downgrade(&checkpoint);
         Ok(checkpoint)
+    }
+
+    /// What the instance did and holds: counters of its tables' reads and writes,
+    /// RocksDB's size properties summed over column families, and local disk use.
+    pub fn stats(&self) -> BackendStats {
+        let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let c = &self.counters;
+        let mut stats = BackendStats {
+            gets: load(&c.gets),
+            puts: load(&c.puts),
+            deletes: load(&c.deletes),
+            bytes_read: load(&c.bytes_read),
+            bytes_written: load(&c.bytes_written),
+            disk_bytes: self.path.parent().map_or(0, disk_usage),
+            ..BackendStats::default()
+        };
+        let names = self
+            .column_families
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        for name in names {
+            let Some(cf) = self.db.cf_handle(&name) else {
+                continue;
+            };
+            let int = |property: &str| {
+                self.db
+                    .property_int_value_cf(&cf, property)
+                    .ok()
+                    .flatten()
+                    .unwrap_or(0)
+            };
+            stats.live_data_bytes += int("rocksdb.estimate-live-data-size");
+            stats.sst_bytes += int("rocksdb.live-sst-files-size");
+            stats.sst_files += (0..7)
+                .map(|level| int(&format!("rocksdb.num-files-at-level{level}")))
+                .sum::<u64>();
+        }
+        stats
     }
 
     /// An estimate of the bytes of live SST files.

@@ -49,4 +49,9 @@ impl SubtaskStore {
     pub fn live_sst_bytes(&self) -> u64 {
         match self.never {}
     }
+
+    /// What the instance did and holds.
+    pub fn stats(&self) -> crate::BackendStats {
+        match self.never {}
+    }
 }

@@ -260,6 +260,7 @@ impl<K: StateKey, V: StateValue> RocksTable<K, V> {
             .cf_handle(&self.name)
             .ok_or_else(|| missing_cf(&self.name))?;
         let mut batch = WriteBatch::default();
+        let mut deletes = 0;
         let mut key_buf = std::mem::take(&mut self.key_buf);
         for slot in self.cache.iter_mut().filter(|s| s.dirty) {
             key_buf.clear();
@@ -276,16 +277,21 @@ impl<K: StateKey, V: StateValue> RocksTable<K, V> {
             })?;
             match &slot.value {
                 Some(value) => batch.put_cf(&cf, &key_buf, encode(&self.name, value)?),
-                None => batch.delete_cf(&cf, &key_buf),
+                None => {
+                    batch.delete_cf(&cf, &key_buf);
+                    deletes += 1;
+                }
             }
             slot.dirty = false;
             self.group_generation[usize::from(slot.group - self.range.start)] = self.epoch;
         }
         self.key_buf = key_buf;
         if !batch.is_empty() {
+            let (entries, bytes) = (batch.len() as u64, batch.size_in_bytes());
             db.write(batch)
                 .map_err(|e| rocks_error(format!("cannot write state `{}`", self.name), e))?;
             self.store.note_write();
+            self.store.counters.wrote(entries - deletes, deletes, bytes);
             self.unstored = false;
         }
         Ok(())
@@ -295,18 +301,22 @@ impl<K: StateKey, V: StateValue> RocksTable<K, V> {
     pub(crate) fn for_each(&mut self, mut f: impl FnMut(&K, &V)) -> Result<(), StateError> {
         self.flush()?;
         let store = self.store.clone();
-        scan(
+        let mut read = 0;
+        let scanned = scan(
             store.db(),
             &self.name,
             &self.namespace,
             self.range,
             |_, key, value| {
+                read += key.len() + value.len();
                 let key: K = decode(&self.name, key)?;
                 let value: V = decode(&self.name, value)?;
                 f(&key, &value);
                 Ok(())
             },
-        )
+        );
+        store.counters.scanned(read);
+        scanned
     }
 
     pub(crate) fn retain(
@@ -322,6 +332,7 @@ impl<K: StateKey, V: StateValue> RocksTable<K, V> {
             .ok_or_else(|| missing_cf(&self.name))?;
         let mut batch = WriteBatch::default();
         let mut removed = Vec::new();
+        let mut read = 0;
         let name = self.name.clone();
         let namespace = &self.namespace;
         scan(
@@ -330,6 +341,7 @@ impl<K: StateKey, V: StateValue> RocksTable<K, V> {
             namespace,
             self.range,
             |group, key_bytes, value| {
+                read += key_bytes.len() + value.len();
                 let key: K = decode(&name, key_bytes)?;
                 let mut value: V = decode(&name, value)?;
                 let stored = [&prefix(group, namespace)[..], key_bytes].concat();
@@ -342,15 +354,19 @@ impl<K: StateKey, V: StateValue> RocksTable<K, V> {
                 Ok(())
             },
         )?;
+        let deletes = removed.len() as u64;
         for group in removed {
             self.counts.add(group - self.range.start, -1);
         }
         for generation in &mut self.group_generation {
             *generation = self.epoch;
         }
+        let (entries, bytes) = (batch.len() as u64, batch.size_in_bytes());
+        self.store.counters.scanned(read);
         db.write(batch)
             .map_err(|e| rocks_error(format!("cannot write state `{}`", self.name), e))?;
         self.store.note_write();
+        self.store.counters.wrote(entries - deletes, deletes, bytes);
         self.unstored = false;
         Ok(())
     }
@@ -378,9 +394,11 @@ impl<K: StateKey, V: StateValue> RocksTable<K, V> {
         }
         self.counts.len = 0;
         if !batch.is_empty() {
+            let (entries, bytes) = (batch.len() as u64, batch.size_in_bytes());
             db.write(batch)
                 .map_err(|e| rocks_error(format!("cannot clear state `{}`", self.name), e))?;
             self.store.note_write();
+            self.store.counters.wrote(0, entries, bytes);
         }
         self.unstored = true;
         Ok(())
@@ -446,9 +464,11 @@ impl<K: StateKey, V: StateValue> RocksTable<K, V> {
             restored += 1;
         }
         self.group_generation[index] = self.epoch;
+        let (entries, bytes) = (batch.len() as u64, batch.size_in_bytes());
         db.write(batch)
             .map_err(|e| rocks_error(format!("cannot restore state `{}`", self.name), e))?;
         self.store.note_write();
+        self.store.counters.wrote(entries, 0, bytes);
         self.unstored = false;
         Ok(restored)
     }
@@ -471,8 +491,14 @@ fn read_stored<K: Serialize, V: StateValue>(
         .get_pinned_cf(&cf, stored)
         .map_err(|e| rocks_error(format!("cannot read state `{name}`"), e))?
     {
-        Some(bytes) => Ok(Some(decode::<V>(name, &bytes)?)),
-        None => Ok(None),
+        Some(bytes) => {
+            store.counters.get(bytes.len());
+            Ok(Some(decode::<V>(name, &bytes)?))
+        }
+        None => {
+            store.counters.get(0);
+            Ok(None)
+        }
     }
 }
 
