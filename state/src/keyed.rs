@@ -69,6 +69,26 @@ impl<K: StateKey, V: StateValue> StateTable<K, V> {
         Ok(Self { backing })
     }
 
+    /// Like [`StateTable::in_backend`], for a state whose values are [`Expiring`]:
+    /// in RocksDB its column family gets a compaction filter that drops expired
+    /// entries.
+    ///
+    /// # Errors
+    /// As [`StateTable::in_backend`].
+    ///
+    /// [`Expiring`]: crate::Expiring
+    pub(crate) fn in_backend_with_ttl(
+        backend: &KeyedBackend,
+        name: impl Into<String>,
+        namespace: Vec<u8>,
+    ) -> Result<Self, StateError> {
+        let name: String = name.into();
+        if let Some(store) = backend.store()? {
+            store.ensure_ttl_cf(&name)?;
+        }
+        Self::in_backend(backend, name, namespace)
+    }
+
     /// The table's name.
     pub fn name(&self) -> &str {
         match &self.backing {
@@ -240,6 +260,19 @@ impl<K: StateKey, V: StateValue> StateTable<K, V> {
                 Ok(())
             }
             Backing::Rocks(rocks) => rocks.clear(),
+        }
+    }
+
+    /// Compacts the table's RocksDB column family, after flushing the record cache
+    /// (nothing to do on the heap). Compaction is when RocksDB drops expired entries
+    /// of a state with a time-to-live; it also runs by itself in the background.
+    ///
+    /// # Errors
+    /// A RocksDB write that fails.
+    pub fn compact(&mut self) -> Result<(), StateError> {
+        match &mut self.backing {
+            Backing::Heap(_) => Ok(()),
+            Backing::Rocks(rocks) => rocks.compact(),
         }
     }
 

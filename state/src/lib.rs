@@ -53,6 +53,7 @@ mod rocks_table;
 mod rocks_table;
 mod states;
 mod table;
+mod ttl;
 
 pub use aggregate::{AggregateFunction, Avg, AvgAcc, Count, Max, Min, Sum};
 pub use backend::{BackendStats, KeyedBackend, RocksDbConfig, StateBackend, StatsProbe, LOCK_FILE};
@@ -70,6 +71,7 @@ pub use table::{
     check_group, chunk_name, encode_frozen, is_chunk_of, FrozenKeyed, FrozenTable, HeapTable,
     KeyedSnapshot, StateKey, StateValue, SHARDS,
 };
+pub use ttl::{Expiring, TtlValueState};
 
 /// The result type of this crate.
 pub type Result<T, E = StateError> = std::result::Result<T, E>;

@@ -215,6 +215,10 @@ pub struct SubtaskStore {
     claimed: Mutex<HashSet<(String, Vec<u8>)>>,
     /// Column families created since the open.
     column_families: Mutex<Vec<String>>,
+    /// Options of TTL column families: their compaction filter lives in them, and
+    /// RocksDB only borrows it, so they are kept until the database has closed
+    /// (fields drop in order: `db` first).
+    ttl_options: Mutex<Vec<Options>>,
     pub(crate) counters: StoreCounters,
     _lock: DirLock,
 }
@@ -311,6 +315,7 @@ impl SubtaskStore {
             claimed: Mutex::default(),
             column_families: Mutex::new(vec!["default".to_string()]),
             counters: StoreCounters::default(),
+            ttl_options: Mutex::default(),
             _lock: lock,
         })
     }
@@ -343,6 +348,35 @@ impl SubtaskStore {
             .unwrap_or_else(|p| p.into_inner())
             .insert((column_family.to_string(), namespace.to_vec()));
         first && self.started_empty
+    }
+
+    /// The column family `name` of a state with a time-to-live, created if absent
+    /// with a compaction filter that drops entries whose expiry (the leading field of
+    /// [`crate::Expiring`]) has passed, so expired state leaves disk without scans.
+    pub(crate) fn ensure_ttl_cf(&self, name: &str) -> Result<(), StateError> {
+        if self.db.cf_handle(name).is_some() {
+            return Ok(());
+        }
+        let mut options = self.resources.options();
+        options.set_compaction_filter("weir-ttl", |_level, _key, value| {
+            if crate::ttl::expired_encoding(value, crate::ttl::now_ms()) {
+                rocksdb::compaction_filter::Decision::Remove
+            } else {
+                rocksdb::compaction_filter::Decision::Keep
+            }
+        });
+        self.db
+            .create_cf(name, &options)
+            .map_err(|e| rocks_error(format!("cannot create column family `{name}`"), e))?;
+        self.ttl_options
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(options);
+        self.column_families
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(name.to_string());
+        Ok(())
     }
 
     pub(crate) fn note_write(&self) {

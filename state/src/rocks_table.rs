@@ -297,6 +297,19 @@ impl<K: StateKey, V: StateValue> RocksTable<K, V> {
         Ok(())
     }
 
+    /// Flushes the cache and compacts the table's column family (a TTL state's
+    /// compaction drops expired entries).
+    pub(crate) fn compact(&mut self) -> Result<(), StateError> {
+        self.flush()?;
+        self.cache.clear();
+        let db = self.store.db();
+        let cf = db
+            .cf_handle(&self.name)
+            .ok_or_else(|| missing_cf(&self.name))?;
+        db.compact_range_cf(&cf, None::<&[u8]>, None::<&[u8]>);
+        Ok(())
+    }
+
     /// Calls `f` with every entry of the owned key groups, in key-group order.
     pub(crate) fn for_each(&mut self, mut f: impl FnMut(&K, &V)) -> Result<(), StateError> {
         self.flush()?;

@@ -51,6 +51,9 @@ impl<K, V> RocksTable<K, V> {
     pub(crate) fn flush(&mut self) -> Result<(), StateError> {
         match self.never {}
     }
+    pub(crate) fn compact(&mut self) -> Result<(), StateError> {
+        match self.never {}
+    }
     pub(crate) fn for_each(&mut self, _: impl FnMut(&K, &V)) -> Result<(), StateError> {
         match self.never {}
     }

@@ -233,3 +233,91 @@ fn a_state_directory_locked_by_another_process_is_refused() {
     let table = StateTable::<u32, i64>::in_backend(&backend, "t", Vec::new());
     assert!(table.is_ok(), "{:?}", table.err());
 }
+
+/// A state with a time-to-live behaves the same on both backends: values are
+/// visible until they expire, never after, an update extends the life, and the
+/// expiry survives a snapshot restored into the other backend.
+#[test]
+fn ttl_state_expires_values_alike_on_both_backends() -> Result<(), StateError> {
+    use std::time::Duration;
+    use weir_state::TtlValueState;
+    let max = MaxParallelism::DEFAULT;
+    let dir = tempfile::tempdir().unwrap();
+    let backend = rocks_backend(dir.path(), 16, ALL);
+    let ttl = Duration::from_millis(100);
+    let heap: TtlValueState<u32, String> = TtlValueState::new("ttl", ttl);
+    let rocks: TtlValueState<u32, String> = TtlValueState::in_backend(&backend, "ttl", ttl)?;
+    for mut state in [heap, rocks] {
+        // Written at 0..100: key k expires at k + 100.
+        for key in 0..100u32 {
+            state.update(key, format!("v{key}"), i64::from(key))?;
+        }
+        // Key 10 is written again at 50: it lives until 150.
+        state.update(10, "again".into(), 50)?;
+        assert_eq!(state.value(&5, 104)?, Some(&"v5".to_string()));
+        assert_eq!(state.value(&5, 105)?, None, "expired at 105");
+        assert_eq!(state.value(&5, 0)?, None, "an expired value was removed");
+        assert_eq!(state.value(&10, 149)?, Some(&"again".to_string()));
+        assert_eq!(
+            state.clear(&11, 111)?,
+            None,
+            "expired values are not returned"
+        );
+        // At 159 every key but 60..100 has expired (key 10 too, at 150).
+        assert_eq!(state.cleanup(159)? + 2, 100 - 40);
+        assert_eq!(state.len(), 40);
+
+        // The snapshot carries the expiry times into the other backend.
+        let snapshot = state.snapshot(max)?;
+        let other_dir = tempfile::tempdir().unwrap();
+        let other_backend = rocks_backend(other_dir.path(), 16, ALL);
+        let mut other: TtlValueState<u32, String> = if state.is_rocksdb() {
+            TtlValueState::new("ttl", ttl)
+        } else {
+            TtlValueState::in_backend(&other_backend, "ttl", ttl)?
+        };
+        assert_eq!(other.restore(&snapshot, ALL, max)?, 40);
+        assert_eq!(other.value(&70, 169)?, Some(&"v70".to_string()));
+        assert_eq!(other.value(&70, 170)?, None);
+        assert_eq!(other.cleanup(1_000)?, 39);
+        assert!(other.is_empty());
+    }
+    Ok(())
+}
+
+/// In RocksDB expired values leave disk when their column family compacts, with no
+/// read or scan by the job (the compaction filter checks the wall clock).
+#[test]
+fn rocksdb_compaction_drops_expired_ttl_values() -> Result<(), StateError> {
+    use std::time::Duration;
+    use weir_state::TtlValueState;
+    let dir = tempfile::tempdir().unwrap();
+    let backend = rocks_backend(dir.path(), 1000, ALL);
+    let mut state: TtlValueState<u32, u64> =
+        TtlValueState::in_backend(&backend, "sessions", Duration::from_secs(3600))?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    // Half written two hours ago (expired an hour ago), half now (live an hour).
+    for key in 0..10_000u32 {
+        let written = if key % 2 == 0 { now - 7_200_000 } else { now };
+        state.update(key, u64::from(key), written)?;
+    }
+    state.flush()?;
+    let mut stored = 0;
+    state.for_each(|_, _| stored += 1)?;
+    assert_eq!(stored, 10_000, "nothing is dropped before compaction");
+    state.compact()?;
+    let mut kept = Vec::new();
+    state.for_each(|key, entry| kept.push((*key, entry.value)))?;
+    kept.sort_unstable();
+    assert_eq!(
+        kept,
+        (0..10_000u32)
+            .filter(|k| k % 2 == 1)
+            .map(|k| (k, u64::from(k)))
+            .collect::<Vec<_>>()
+    );
+    Ok(())
+}
