@@ -215,6 +215,10 @@ struct StateArgs {
     /// The RocksDB backend's state directory.
     #[arg(long, default_value = "./weir-data/state")]
     state_dir: std::path::PathBuf,
+    /// The RocksDB backend's memory budget in MiB: the block cache, which also
+    /// carries the memtables (a quarter of it). Default: 1024.
+    #[arg(long)]
+    rocksdb_memory_mib: Option<usize>,
 }
 
 #[derive(Args)]
@@ -249,6 +253,10 @@ struct NexmarkArgs {
     /// The RocksDB backend's state directory.
     #[arg(long, default_value = "./weir-data/state")]
     state_dir: std::path::PathBuf,
+    /// The RocksDB backend's memory budget in MiB: the block cache, which also
+    /// carries the memtables (a quarter of it). Default: 1024.
+    #[arg(long)]
+    rocksdb_memory_mib: Option<usize>,
 }
 
 /// `--state-backend`.
@@ -262,9 +270,25 @@ enum BackendArg {
 
 impl BackendArg {
     fn backend(self, dir: &std::path::Path) -> weir::state::StateBackend {
-        match self {
-            Self::Heap => weir::state::StateBackend::Heap,
-            Self::Rocksdb => weir::state::StateBackend::rocksdb(dir),
+        self.with_memory(dir, None)
+    }
+
+    /// The backend, with RocksDB's memory budget set when `memory_mib` is.
+    fn with_memory(
+        self,
+        dir: &std::path::Path,
+        memory_mib: Option<usize>,
+    ) -> weir::state::StateBackend {
+        match (self, weir::state::StateBackend::rocksdb(dir)) {
+            (Self::Heap, _) => weir::state::StateBackend::Heap,
+            (Self::Rocksdb, weir::state::StateBackend::RocksDb(mut config)) => {
+                if let Some(mib) = memory_mib {
+                    config.block_cache_bytes = mib << 20;
+                    config.write_buffer_bytes = (mib << 20) / 4;
+                }
+                weir::state::StateBackend::RocksDb(config)
+            }
+            (Self::Rocksdb, other) => other,
         }
     }
 }
@@ -481,7 +505,9 @@ fn bench_nexmark(args: NexmarkArgs) -> Result<()> {
         rows_per_ms: args.rows_per_ms,
         checkpoint_interval: args.checkpoint_interval,
         checkpoint_dir: args.checkpoint_dir.clone(),
-        state_backend: args.state_backend.backend(&args.state_dir),
+        state_backend: args
+            .state_backend
+            .with_memory(&args.state_dir, args.rocksdb_memory_mib),
     };
     let bar = (!args.json && args.checkpoint_interval.is_none() && std::io::stderr().is_terminal()).then(|| {
         let bar = ProgressBar::new(args.events);
@@ -573,7 +599,9 @@ fn bench_state(args: StateArgs) -> Result<()> {
         checkpoint_dir: args.checkpoint_dir,
         incremental: !args.full,
         hot_keys: args.hot_keys.unwrap_or(args.keys),
-        state_backend: args.state_backend.backend(&args.state_dir),
+        state_backend: args
+            .state_backend
+            .with_memory(&args.state_dir, args.rocksdb_memory_mib),
     })
     .context("state benchmark failed")?;
     println!("{}", serde_json::to_string(&report)?);
