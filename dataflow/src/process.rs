@@ -232,6 +232,36 @@ impl<K: StateKey, V: weir_state::StateValue> KeyedStateStore for weir_state::Ttl
     }
 }
 
+impl<K: StateKey, V: weir_state::StateValue> KeyedStateStore for weir_state::LruValueState<K, V> {
+    fn state_name(&self) -> String {
+        self.table().name().to_string()
+    }
+    fn open_state(&mut self, backend: &weir_state::KeyedBackend) -> weir_state::Result<()> {
+        if backend.is_rocksdb() {
+            *self = weir_state::LruValueState::in_backend(
+                backend,
+                self.table().name().to_string(),
+                self.max_entries(),
+            )?;
+        }
+        Ok(())
+    }
+    fn flush_state(&mut self) -> weir_state::Result<()> {
+        self.flush()
+    }
+    fn freeze_state(&mut self) -> weir_state::Result<Box<dyn weir_state::FrozenKeyed>> {
+        Ok(Box::new(self.freeze()?))
+    }
+    fn restore_state(
+        &mut self,
+        chunks: &[(weir_state::KeyGroup, &[u8])],
+        range: weir_state::KeyGroupRange,
+        max: weir_state::MaxParallelism,
+    ) -> weir_state::Result<usize> {
+        self.restore_chunks(chunks.iter().copied(), range, max)
+    }
+}
+
 /// Per-key logic with state and timers.
 pub trait KeyedProcessFunction<K, In>: Send + 'static {
     /// Output record type.

@@ -41,6 +41,7 @@ mod error;
 mod hash;
 mod key_group;
 mod keyed;
+mod lru;
 #[cfg(feature = "rocksdb")]
 mod rocks;
 #[cfg(not(feature = "rocksdb"))]
@@ -64,6 +65,7 @@ pub use key_group::{
     key_group_for_hash, key_group_for_key, KeyGroup, KeyGroupRange, MaxParallelism,
 };
 pub use keyed::{Frozen, StateTable};
+pub use lru::LruValueState;
 pub use rocks::{RocksDbResources, SubtaskStore};
 pub use rocks_table::RocksFrozen;
 pub use states::{AggregatingState, ListState, MapState, ValueState};

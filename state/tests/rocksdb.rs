@@ -321,3 +321,34 @@ fn rocksdb_compaction_drops_expired_ttl_values() -> Result<(), StateError> {
     );
     Ok(())
 }
+
+/// The LRU-bounded store evicts the same keys in RocksDB as on the heap, and an
+/// eviction is a deletion: the snapshot no longer holds the key.
+#[test]
+fn lru_bounded_store_evicts_alike_on_both_backends() -> Result<(), StateError> {
+    use weir_state::LruValueState;
+    let dir = tempfile::tempdir().unwrap();
+    let backend = rocks_backend(dir.path(), 64, ALL);
+    let mut heap: LruValueState<u32, i64> = LruValueState::new("t", 500);
+    let mut rocks: LruValueState<u32, i64> = LruValueState::in_backend(&backend, "t", 500)?;
+    for state in [&mut heap, &mut rocks] {
+        for step in 0..5_000u32 {
+            let key = step.wrapping_mul(2_654_435_761) % 2_000;
+            if step % 3 == 0 {
+                state.get(&key)?;
+            } else {
+                state.put(key, i64::from(step))?;
+            }
+        }
+        assert_eq!(state.len(), 500);
+    }
+    assert_eq!(heap.evictions(), rocks.evictions());
+    let snapshot_of = |state: &mut LruValueState<u32, i64>| -> Result<_, StateError> {
+        state.flush()?;
+        Ok(decode_all(&state.freeze()?))
+    };
+    let (h, r) = (snapshot_of(&mut heap)?, snapshot_of(&mut rocks)?);
+    assert_eq!(h.len(), 500);
+    assert_eq!(h, r);
+    Ok(())
+}
