@@ -41,6 +41,7 @@ mod error;
 mod hash;
 mod key_group;
 mod keyed;
+mod native;
 #[cfg(feature = "rocksdb")]
 mod rocks;
 #[cfg(not(feature = "rocksdb"))]
@@ -63,7 +64,8 @@ pub use key_group::{
     key_group_for_hash, key_group_for_key, KeyGroup, KeyGroupRange, MaxParallelism,
 };
 pub use keyed::{Frozen, StateTable};
-pub use rocks::{RocksDbResources, SubtaskStore};
+pub use native::{NativeSnapshot, NativeTable};
+pub use rocks::{read_native_checkpoint, RocksDbResources, StoreCheckpoint, SubtaskStore};
 pub use rocks_table::RocksFrozen;
 pub use states::{AggregatingState, ListState, MapState, ValueState};
 pub use table::{
