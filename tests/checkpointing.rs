@@ -247,8 +247,8 @@ fn incremental_checkpoints_upload_what_changed_and_restore_exactly() {
     incremental_checkpoints(Backend::Heap);
 }
 
-/// In RocksDB a key group is re-encoded only when written since the previous
-/// checkpoint; retention keeps exactly the files retained checkpoints refer to.
+/// On RocksDB checkpoints are native: only SST files no earlier checkpoint uploaded
+/// are uploaded; retention keeps exactly the files retained checkpoints refer to.
 #[test]
 fn rocksdb_incremental_checkpoints_upload_what_changed_and_restore_exactly() {
     incremental_checkpoints(Backend::RocksDb);
