@@ -493,7 +493,8 @@ fn rocksdb_a_damaged_local_copy_falls_back_to_download() {
         let local = dir
             .path()
             .join("state/native-restore/running-count/0/local")
-            .join(format!("chk-{newest}"));
+            .join(format!("chk-{newest}"))
+            .join("0");
         let sst = std::fs::read_dir(&local)
             .unwrap()
             .map(|e| e.unwrap().path())

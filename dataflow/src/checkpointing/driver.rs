@@ -961,12 +961,15 @@ impl Driver {
                             }
                         }
                         parts = heap;
-                        if let Some(key_groups) = tables.first().map(|t| t.key_groups) {
+                        for (index, tables) in native::by_checkpoint(tables).into_iter().enumerate()
+                        {
+                            let key_groups = tables[0].key_groups;
                             let (handle, referred) = native::upload(
                                 &mut writer,
                                 &native_uploads,
                                 &uid,
                                 key_groups,
+                                index,
                                 tables,
                             )
                             .await?;

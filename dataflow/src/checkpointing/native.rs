@@ -4,8 +4,8 @@
 //!  task thread: flush record cache, RocksDB checkpoint (hard links) ─▶ <subtask>/checkpoints/chk-i
 //!  tokio:   SST and OPTIONS-* files not uploaded before ─▶ <job>/shared/<uid>.<subtask>.<instance>.<file>
 //!           MANIFEST-*, CURRENT, WAL ─▶ <job>/chk-<n>/<uid>/<subtask>/native-<file>
-//!           every file hard-linked         ─▶ <subtask>/local/chk-<n>   (local recovery)
-//!  restore: <subtask>/local/chk-<n> if every file is there with its size, else download
+//!           every file hard-linked         ─▶ <subtask>/local/chk-<n>/<i>   (local recovery)
+//!  restore: <subtask>/local/chk-<n>/<i> if every file is there with its size, else download
 //!           ─▶ temporary directory ─▶ read back in the canonical form (any backend, any range)
 //! ```
 //!
@@ -77,6 +77,11 @@ impl NativeUploads {
     ) {
         let mut inner = self.lock();
         let files = inner.entry((uid.clone(), subtask)).or_default();
+        if files.last == Some(checkpoint) && files.instance == instance {
+            // Another handle of the same checkpoint.
+            files.ssts.extend(ssts);
+            return;
+        }
         if files.last.is_some_and(|last| last >= checkpoint) {
             return;
         }
@@ -101,11 +106,13 @@ fn is_checkpoint_file(name: &str) -> bool {
     !(name.starts_with("LOG") || name == "LOCK")
 }
 
-/// The local copy of checkpoint `checkpoint` in a subtask's state directory.
-pub(crate) fn local_copy(subtask_dir: &Path, checkpoint: CheckpointId) -> PathBuf {
+/// The local copy of native handle `index` of checkpoint `checkpoint` in a
+/// subtask's state directory: `<subtask>/local/chk-<n>/<index>`.
+pub(crate) fn local_copy(subtask_dir: &Path, checkpoint: CheckpointId, index: usize) -> PathBuf {
     subtask_dir
         .join(LOCAL_DIR)
         .join(weir_checkpoint::layout::checkpoint_dir_name(checkpoint))
+        .join(index.to_string())
 }
 
 /// Uploads the native checkpoint of one operator subtask: the SST and OPTIONS files
@@ -113,7 +120,8 @@ pub(crate) fn local_copy(subtask_dir: &Path, checkpoint: CheckpointId) -> PathBu
 /// keeps a local copy (hard links) for local recovery. Returns the handle and the
 /// bytes of state it refers to.
 ///
-/// Every table of `tables` must come from one RocksDB checkpoint (one instance).
+/// Every table of `tables` must come from one RocksDB checkpoint (see
+/// [`by_checkpoint`]); `index` numbers the handles of one subtask's checkpoint.
 ///
 /// # Errors
 /// A file that cannot be read or uploaded, naming it.
@@ -125,6 +133,7 @@ pub(crate) async fn upload(
     uploads: &NativeUploads,
     uid: &OperatorUid,
     key_groups: KeyGroupRange,
+    index: usize,
     tables: Vec<NativeSnapshot>,
 ) -> Result<(NativeKeyedHandle, u64), String> {
     let Some(first) = tables.first() else {
@@ -137,7 +146,7 @@ pub(crate) async fn upload(
         .find(|t| !Arc::ptr_eq(&t.checkpoint, &checkpoint))
     {
         return Err(format!(
-            "operator `{uid}`: tables `{}` and `{}` were frozen in different RocksDB checkpoints ({} and {})",
+            "operator `{uid}`: tables `{}` and `{}` were frozen in different RocksDB checkpoints ({} and {}): upload them as separate native handles",
             first.table.state,
             other.table.state,
             dir.display(),
@@ -190,7 +199,7 @@ pub(crate) async fn upload(
     }
     uploads.record(uid, subtask, writer.checkpoint, instance, ssts);
     if let Some(subtask_dir) = dir.parent().and_then(Path::parent) {
-        let local = local_copy(subtask_dir, writer.checkpoint);
+        let local = local_copy(subtask_dir, writer.checkpoint, index);
         let names: Vec<String> = files.iter().map(|f| f.name.clone()).collect();
         let linked = tokio::task::spawn_blocking(move || link_all(&dir, &local, &names)).await;
         match linked {
@@ -205,6 +214,23 @@ pub(crate) async fn upload(
         tables: tables.into_iter().map(|t| t.table).collect(),
     };
     Ok((handle, state_bytes))
+}
+
+/// Groups frozen tables by the RocksDB checkpoint they were frozen in: operators
+/// that flush every table before freezing them share one; otherwise each group
+/// becomes a handle of its own.
+pub(crate) fn by_checkpoint(tables: Vec<NativeSnapshot>) -> Vec<Vec<NativeSnapshot>> {
+    let mut groups: Vec<Vec<NativeSnapshot>> = Vec::new();
+    for table in tables {
+        match groups
+            .iter_mut()
+            .find(|g| Arc::ptr_eq(&g[0].checkpoint, &table.checkpoint))
+        {
+            Some(group) => group.push(table),
+            None => groups.push(vec![table]),
+        }
+    }
+    groups
 }
 
 /// Hard-links (or, across file systems, copies) the files `names` of `from` into a

@@ -75,12 +75,15 @@ pub(crate) struct NativeRestore {
 }
 
 /// Reads the native checkpoint `handle` of subtask `subtask` of `uid` into
-/// `snapshot` in the canonical form. Returns whether the local copy was used.
+/// `snapshot` in the canonical form (`index`: the handle's place among the
+/// subtask's native handles). Returns whether the local copy was used.
+#[allow(clippy::too_many_arguments)]
 async fn load_native(
     reader: &Reader<'_>,
     metadata: &CheckpointMetadata,
     uid: &str,
     subtask: usize,
+    index: usize,
     handle: &weir_checkpoint::metadata::NativeKeyedHandle,
     native: &NativeRestore,
     snapshot: &mut OperatorSnapshot,
@@ -91,12 +94,12 @@ async fn load_native(
                 .join(crate::execute::path_segment(uid))
                 .join(subtask.to_string()),
             metadata.checkpoint,
+            index,
         )
     });
     let scratch = native.scratch.join(format!(
-        "{}.{subtask}.{}",
-        crate::execute::path_segment(uid),
-        handle.key_groups.start
+        "{}.{subtask}.{index}",
+        crate::execute::path_segment(uid)
     ));
     let source = super::native::materialize(reader, handle, local.as_deref(), &scratch).await;
     let result = source.and_then(|source| {
@@ -222,12 +225,13 @@ pub(crate) async fn load_checkpoint(
                     },
                 );
             }
-            for handle in &subtask_state.native {
+            for (index, handle) in subtask_state.native.iter().enumerate() {
                 let local = load_native(
                     reader,
                     metadata,
                     uid.as_str(),
                     subtask,
+                    index,
                     handle,
                     native,
                     snapshot,
