@@ -357,3 +357,53 @@ pub(crate) async fn materialize(
     }
     Ok(Source::Download)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn handle(name: &str) -> StateHandle {
+        StateHandle {
+            path: format!("job/shared/{name}"),
+            size: 1,
+        }
+    }
+
+    fn files(names: &[&str]) -> HashMap<String, StateHandle> {
+        names.iter().map(|n| (n.to_string(), handle(n))).collect()
+    }
+
+    /// Files are reused within one instance only, from the newest checkpoint
+    /// recorded; a late record of an older checkpoint changes nothing; two handles
+    /// of one checkpoint add up.
+    #[test]
+    fn uploads_are_reused_per_instance_in_checkpoint_order() {
+        let uploads = NativeUploads::default();
+        let uid = OperatorUid::new("count");
+        uploads.record(&uid, 0, CheckpointId::new(2), 7, files(&["1.sst", "2.sst"]));
+        uploads.record(&uid, 0, CheckpointId::new(2), 7, files(&["3.sst"]));
+        assert_eq!(uploads.reusable(&uid, 0, 7).len(), 3);
+        assert!(uploads.reusable(&uid, 0, 8).is_empty(), "another instance");
+        assert!(uploads.reusable(&uid, 1, 7).is_empty(), "another subtask");
+        uploads.record(&uid, 0, CheckpointId::new(1), 7, files(&["0.sst"]));
+        assert!(!uploads.reusable(&uid, 0, 7).contains_key("0.sst"));
+        uploads.record(&uid, 0, CheckpointId::new(3), 7, files(&["3.sst", "4.sst"]));
+        let mut names: Vec<String> = uploads.reusable(&uid, 0, 7).into_keys().collect();
+        names.sort();
+        assert_eq!(names, ["3.sst", "4.sst"]);
+        uploads.clear();
+        assert!(uploads.reusable(&uid, 0, 7).is_empty());
+    }
+
+    #[test]
+    fn only_sst_and_options_files_are_shared() {
+        assert!(is_immutable("000012.sst"));
+        assert!(is_immutable("OPTIONS-000009"));
+        assert!(!is_immutable("MANIFEST-000005"));
+        assert!(!is_immutable("CURRENT"));
+        assert!(!is_immutable("000013.log"));
+        assert!(!is_checkpoint_file("LOG"));
+        assert!(!is_checkpoint_file("LOG.old.1"));
+        assert!(is_checkpoint_file("CURRENT"));
+    }
+}
