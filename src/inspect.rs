@@ -156,16 +156,33 @@ pub fn describe(m: &CheckpointMetadata) -> String {
                     format_bytes(bytes)
                 );
             }
+            for native in &state.native {
+                let ssts = native
+                    .files
+                    .iter()
+                    .filter(|f| f.name.ends_with(".sst"))
+                    .count();
+                let _ = write!(
+                    line,
+                    "{} native RocksDB checkpoint, key groups {}-{}, {} files ({ssts} SST), {} tables, {}",
+                    if line.ends_with(':') { "" } else { ";" },
+                    native.key_groups.start,
+                    native.key_groups.end,
+                    native.files.len(),
+                    native.tables.len(),
+                    format_bytes(native.size())
+                );
+            }
             if !state.operator.is_empty() {
                 let bytes: u64 = state.operator.iter().map(|h| h.size).sum();
                 let _ = write!(
                     line,
                     "{} operator state {}",
-                    if state.keyed.is_empty() { "" } else { ";" },
+                    if line.ends_with(':') { "" } else { ";" },
                     format_bytes(bytes)
                 );
             }
-            if state.keyed.is_empty() && state.operator.is_empty() {
+            if state.keyed.is_empty() && state.operator.is_empty() && state.native.is_empty() {
                 line.push_str(" no state");
             }
             let _ = writeln!(out, "{line}");

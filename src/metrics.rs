@@ -152,6 +152,20 @@ pub fn render(jobs: &[(&str, &LiveJob)]) -> String {
             &[("job", job)],
             restore.bytes_read as f64,
         );
+        f.add(
+            "weir_restore_local_bytes",
+            "gauge",
+            "Bytes of state the current attempt restored from local copies of native RocksDB checkpoints (local recovery).",
+            &[("job", job)],
+            restore.bytes_local as f64,
+        );
+        f.add(
+            "weir_restore_downloaded_bytes",
+            "gauge",
+            "Bytes of state the current attempt downloaded from checkpoint or savepoint storage.",
+            &[("job", job)],
+            restore.bytes_downloaded as f64,
+        );
         checkpoint_metrics(&mut f, job, live);
         for m in live.metrics() {
             let subtask = m.subtask.to_string();

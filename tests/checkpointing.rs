@@ -195,7 +195,18 @@ fn restart_from_the_last_checkpoint(backend: Backend) {
         Arc::new(NoListener),
     )
     .unwrap();
+    let live = job.live();
     let summary = job.wait().unwrap();
+    let restore = live.restore();
+    if let Backend::RocksDb = backend {
+        // Local recovery: the restarted subtasks read their local copies of the
+        // native RocksDB checkpoint; only operator state is downloaded.
+        assert!(restore.bytes_local > 0, "{restore:?}");
+        assert!(
+            restore.bytes_downloaded < restore.bytes_local,
+            "{restore:?}"
+        );
+    }
     assert!(failed.load(Ordering::SeqCst), "the failure was injected");
     assert_eq!(summary.restarts, 1);
     assert!(
@@ -236,8 +247,8 @@ fn incremental_checkpoints_upload_what_changed_and_restore_exactly() {
     incremental_checkpoints(Backend::Heap);
 }
 
-/// In RocksDB a key group is re-encoded only when written since the previous
-/// checkpoint; retention keeps exactly the files retained checkpoints refer to.
+/// On RocksDB checkpoints are native: only SST files no earlier checkpoint uploaded
+/// are uploaded; retention keeps exactly the files retained checkpoints refer to.
 #[test]
 fn rocksdb_incremental_checkpoints_upload_what_changed_and_restore_exactly() {
     incremental_checkpoints(Backend::RocksDb);
@@ -289,6 +300,240 @@ fn incremental_checkpoints(backend: Backend) {
         shared_files_and_references(&dir.path().join("checkpoints"), "incremental");
     assert!(!referenced.is_empty());
     assert_eq!(files, referenced);
+}
+
+/// Native RocksDB checkpoints upload each SST file once; over many checkpoints,
+/// retention keeps exactly the shared files the retained checkpoints refer to.
+#[test]
+fn rocksdb_native_checkpoints_upload_sst_files_once_and_retention_keeps_what_is_referred_to() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    // 100000 keys once, then a long tail touching two keys.
+    let mut records: Vec<(u32, u64)> = (0..100_000).map(|k| (k, u64::from(k))).collect();
+    records.extend((100_000..140_000u64).map(|i| ((i % 2) as u32, i)));
+    let want = expected_of(&records);
+    let mut config = settings(dir.path(), 5);
+    config.coordinator.retention = 4;
+    let job = CheckpointedJob::spawn(
+        job_config_on("native", 2, Backend::RocksDb, dir.path()),
+        config,
+        build_with(records, out.clone(), None, 10),
+        Arc::new(NoListener),
+    )
+    .unwrap();
+    let summary = job.wait().unwrap();
+    assert_eq!(summary.status, JobStatus::Finished);
+    assert_same(read_output(&out), want, "output");
+    let checkpoints: Vec<_> = summary
+        .checkpoints
+        .iter()
+        .filter(|c| !c.savepoint)
+        .collect();
+    assert!(
+        checkpoints.len() >= 50,
+        "only {} checkpoints completed",
+        checkpoints.len()
+    );
+    // Once the keys are in SST files, a checkpoint uploads only the new ones (and
+    // the MANIFEST); when RocksDB compacts, the rewritten files are uploaded again.
+    let last = checkpoints.last().unwrap();
+    let small = checkpoints
+        .iter()
+        .filter(|c| c.bytes * 10 < last.state_bytes)
+        .count();
+    assert!(
+        small * 2 > checkpoints.len(),
+        "most checkpoints should upload under a tenth of the state: {:?}",
+        checkpoints
+            .iter()
+            .map(|c| (c.bytes, c.state_bytes))
+            .collect::<Vec<_>>()
+    );
+    let root = dir.path().join("checkpoints");
+    let (files, referenced) = shared_files_and_references(&root, "native");
+    assert!(
+        referenced.iter().any(|f| f.ends_with(".sst")),
+        "SST files are shared: {referenced:?}"
+    );
+    assert_eq!(files, referenced);
+    // The newest checkpoint refers to native RocksDB state, and only the newest
+    // completed checkpoint keeps a local copy.
+    let newest = checkpoints.last().unwrap().checkpoint;
+    let metadata = std::fs::read(
+        root.join("native")
+            .join(format!("chk-{}", newest.get()))
+            .join("_metadata"),
+    )
+    .unwrap();
+    let metadata = weir::checkpoint::CheckpointMetadata::decode(&metadata).unwrap();
+    let native: usize = metadata
+        .operators
+        .values()
+        .flat_map(|o| o.subtasks.values())
+        .map(|s| s.native.len())
+        .sum();
+    assert_eq!(native, 2, "one native handle per subtask of the counter");
+    for subtask in 0..2 {
+        let local = dir
+            .path()
+            .join("state/native/running-count")
+            .join(subtask.to_string())
+            .join("local");
+        let copies: Vec<String> = std::fs::read_dir(&local)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(
+            copies,
+            vec![format!("chk-{}", newest.get())],
+            "{}",
+            local.display()
+        );
+    }
+}
+
+/// Runs the counter on RocksDB with `before` subtasks until a few checkpoints
+/// completed, cancels it, and returns the directory, the output directory and the
+/// newest completed checkpoint.
+fn run_and_cancel_on_rocksdb(before: usize, n: u64) -> (tempfile::TempDir, PathBuf, u64) {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    let job = CheckpointedJob::spawn(
+        job_config_on("native-restore", before, Backend::RocksDb, dir.path()),
+        settings(dir.path(), 20),
+        build(n, out.clone(), None, 5),
+        Arc::new(NoListener),
+    )
+    .unwrap();
+    while job.checkpoints().iter().filter(|c| !c.savepoint).count() < 3 {
+        if job.is_finished() {
+            panic!("the job ended early: {:?}", job.wait().map(|s| s.status));
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    job.cancel();
+    let summary = job.wait().unwrap();
+    assert_eq!(summary.status, JobStatus::Cancelled);
+    let newest = summary
+        .checkpoints
+        .iter()
+        .map(|c| c.checkpoint.get())
+        .max()
+        .unwrap();
+    (dir, out, newest)
+}
+
+/// Resumes the job of [`run_and_cancel_on_rocksdb`] from its newest checkpoint with
+/// `after` subtasks on `backend`; checks the output and returns the restore progress.
+fn resume_latest(
+    dir: &Path,
+    out: &Path,
+    n: u64,
+    after: usize,
+    backend: Backend,
+    what: &str,
+) -> weir::dataflow::checkpointing::RestoreProgress {
+    let mut config = settings(dir, 20);
+    config.resume = ResumeFrom::LatestCheckpoint;
+    let resumed = CheckpointedJob::spawn(
+        job_config_on("native-restore", after, backend, dir),
+        config,
+        build(n, out.to_path_buf(), None, 50),
+        Arc::new(NoListener),
+    )
+    .unwrap();
+    let live = resumed.live();
+    let summary = resumed.wait().unwrap();
+    assert_eq!(summary.status, JobStatus::Finished);
+    assert!(summary.restored_from.is_some(), "{what}: restored");
+    assert_same(read_output(out), expected(n), what);
+    live.restore()
+}
+
+/// A native RocksDB checkpoint restores at the same parallelism (from the local
+/// copies), rescaled up and down (read back by key-group range), and into the heap.
+#[test]
+fn rocksdb_native_checkpoints_restore_locally_rescaled_and_into_the_heap() {
+    let n = 30_000;
+    for (before, after, backend) in [
+        (2, 2, Backend::RocksDb),
+        (2, 3, Backend::RocksDb),
+        (3, 1, Backend::RocksDb),
+        (2, 2, Backend::Heap),
+    ] {
+        let (dir, out, newest) = run_and_cancel_on_rocksdb(before, n);
+        let what = format!("{before} -> {after} ({backend:?}) from chk-{newest}");
+        let restore = resume_latest(dir.path(), &out, n, after, backend, &what);
+        assert!(restore.finished, "{what}: {restore:?}");
+        if before == after && matches!(backend, Backend::RocksDb) {
+            // Same subtasks, same machine: the local copies are used (operator
+            // state is downloaded).
+            assert!(restore.bytes_local > 0, "{what}: {restore:?}");
+            assert!(
+                restore.bytes_downloaded < restore.bytes_local,
+                "{what}: {restore:?}"
+            );
+        } else {
+            // Other key-group ranges: the local copies are still found by subtask
+            // index, and read back only for the new range.
+            assert!(restore.bytes_read > 0, "{what}: {restore:?}");
+        }
+    }
+}
+
+/// A local copy that lost or changed a file is not used: the checkpoint is
+/// downloaded, with the same output.
+#[test]
+fn rocksdb_a_damaged_local_copy_falls_back_to_download() {
+    let n = 30_000;
+    for damage in ["delete", "truncate"] {
+        let (dir, out, newest) = run_and_cancel_on_rocksdb(2, n);
+        let local = dir
+            .path()
+            .join("state/native-restore/running-count/0/local")
+            .join(format!("chk-{newest}"))
+            .join("0");
+        let sst = std::fs::read_dir(&local)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| p.extension().is_some_and(|e| e == "sst"))
+            .unwrap_or_else(|| panic!("no SST file in {}", local.display()));
+        match damage {
+            "delete" => std::fs::remove_file(&sst).unwrap(),
+            _ => {
+                let len = std::fs::metadata(&sst).unwrap().len();
+                // A new file: the copy is a hard link to the RocksDB files.
+                std::fs::remove_file(&sst).unwrap();
+                let bytes = vec![0u8; (len / 2) as usize];
+                std::fs::write(&sst, bytes).unwrap();
+            }
+        }
+        let metadata = dir
+            .path()
+            .join("checkpoints/native-restore")
+            .join(format!("chk-{newest}/_metadata"));
+        let metadata =
+            weir::checkpoint::CheckpointMetadata::decode(&std::fs::read(metadata).unwrap())
+                .unwrap();
+        let native_of = |subtask: usize| -> u64 {
+            metadata.operators[&weir::checkpoint::OperatorUid::new("running-count")].subtasks
+                [&subtask]
+                .native
+                .iter()
+                .map(|n| n.size())
+                .sum()
+        };
+        let what = format!("{damage} {}", sst.display());
+        let restore = resume_latest(dir.path(), &out, n, 2, Backend::RocksDb, &what);
+        // Subtask 0 downloads its checkpoint; subtask 1 uses its local copy.
+        assert_eq!(restore.bytes_local, native_of(1), "{what}: {restore:?}");
+        assert!(
+            restore.bytes_downloaded >= native_of(0),
+            "{what}: {restore:?}"
+        );
+    }
 }
 
 #[test]

@@ -138,6 +138,8 @@ sinks: [{{name: out, kind: blackhole, input: evens}}]
         "weir_checkpoint_last_duration_seconds",
         "weir_state_size_bytes",
         "weir_restore_bytes",
+        "weir_restore_local_bytes",
+        "weir_restore_downloaded_bytes",
     ] {
         assert_eq!(
             text.matches(&format!("# TYPE {family} ")).count(),

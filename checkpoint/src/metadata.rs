@@ -1,12 +1,12 @@
 //! Checkpoint and savepoint metadata: what a completed snapshot consists of, and its
 //! self-checking binary encoding.
 //!
-//! # Encoding (format version 2)
+//! # Encoding (format version 3; version 2, without native keyed state, is read too)
 //!
 //! ```text
 //! offset  size  field
 //! 0       8     magic            b"WEIRCHK\0"
-//! 8       4     format version   u32, little endian (2)
+//! 8       4     format version   u32, little endian (3)
 //! 12      8     payload length   u64, little endian
 //! 20      n     payload          bincode 2, serde, `bincode::config::standard()`
 //! 20+n    4     payload CRC32    u32, little endian (IEEE polynomial, crc32fast)
@@ -28,7 +28,10 @@ use weir_state::{KeyGroupRange, MaxParallelism};
 pub const MAGIC: [u8; 8] = *b"WEIRCHK\0";
 
 /// The metadata format version this build writes and reads.
-pub const FORMAT_VERSION: u32 = 2;
+pub const FORMAT_VERSION: u32 = 3;
+
+/// The previous format version, still read: [`SubtaskState`] had no `native` field.
+pub const FORMAT_VERSION_2: u32 = 2;
 
 /// Header: magic, version, payload length.
 const HEADER_LEN: usize = 8 + 4 + 8;
@@ -73,6 +76,36 @@ pub struct KeyedStateHandle {
     pub chunks: Vec<String>,
 }
 
+/// One file of a native RocksDB checkpoint: its name in the checkpoint directory
+/// and the stored object holding it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NativeFile {
+    /// The file's name in the RocksDB checkpoint directory (`000012.sst`, `CURRENT`).
+    pub name: String,
+    /// The stored object: a shared file for SST files (uploaded once, referred to by
+    /// every later checkpoint that still holds it), a private one for the rest.
+    pub handle: StateHandle,
+}
+
+/// Keyed state of one subtask kept as a native RocksDB checkpoint: the files of the
+/// checkpoint directory and the tables to read from it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NativeKeyedHandle {
+    /// The key groups the subtask owned.
+    pub key_groups: KeyGroupRange,
+    /// Every file of the RocksDB checkpoint.
+    pub files: Vec<NativeFile>,
+    /// The tables (state, column family, namespace, header) it holds.
+    pub tables: Vec<weir_state::NativeTable>,
+}
+
+impl NativeKeyedHandle {
+    /// Total size of the files.
+    pub fn size(&self) -> u64 {
+        self.files.iter().map(|f| f.handle.size).sum()
+    }
+}
+
 /// What one subtask of one operator stored for a snapshot.
 ///
 /// Source positions and pending sink commits are operator state: they travel inside
@@ -83,6 +116,73 @@ pub struct SubtaskState {
     pub keyed: Vec<KeyedStateHandle>,
     /// Operator (non-keyed) state objects.
     pub operator: Vec<StateHandle>,
+    /// Keyed state kept as native RocksDB checkpoints (periodic checkpoints of the
+    /// RocksDB backend; savepoints are always canonical).
+    pub native: Vec<NativeKeyedHandle>,
+}
+
+/// The metadata types of format version 2, decoded and converted.
+mod v2 {
+    use super::*;
+
+    #[derive(Deserialize)]
+    pub(super) struct SubtaskState {
+        keyed: Vec<KeyedStateHandle>,
+        operator: Vec<StateHandle>,
+    }
+
+    #[derive(Deserialize)]
+    pub(super) struct OperatorState {
+        parallelism: usize,
+        subtasks: BTreeMap<usize, SubtaskState>,
+    }
+
+    #[derive(Deserialize)]
+    pub(super) struct CheckpointMetadata {
+        job: String,
+        checkpoint: CheckpointId,
+        kind: SnapshotKind,
+        timestamp_ms: i64,
+        max_parallelism: MaxParallelism,
+        operators: BTreeMap<OperatorUid, OperatorState>,
+        properties: BTreeMap<String, Vec<u8>>,
+    }
+
+    impl From<CheckpointMetadata> for super::CheckpointMetadata {
+        fn from(m: CheckpointMetadata) -> Self {
+            Self {
+                job: m.job,
+                checkpoint: m.checkpoint,
+                kind: m.kind,
+                timestamp_ms: m.timestamp_ms,
+                max_parallelism: m.max_parallelism,
+                operators: m
+                    .operators
+                    .into_iter()
+                    .map(|(uid, op)| {
+                        let subtasks = op
+                            .subtasks
+                            .into_iter()
+                            .map(|(i, st)| {
+                                let state = super::SubtaskState {
+                                    keyed: st.keyed,
+                                    operator: st.operator,
+                                    native: Vec::new(),
+                                };
+                                (i, state)
+                            })
+                            .collect();
+                        let state = super::OperatorState {
+                            parallelism: op.parallelism,
+                            subtasks,
+                        };
+                        (uid, state)
+                    })
+                    .collect(),
+                properties: m.properties,
+            }
+        }
+    }
 }
 
 /// What every subtask of one operator stored for a snapshot.
@@ -142,13 +242,24 @@ impl CheckpointMetadata {
         operator.subtasks.entry(subtask).or_default()
     }
 
-    /// Every state handle the metadata refers to (keyed and operator state of all
-    /// operators and subtasks), in a deterministic order; may repeat a shared handle.
+    /// Every state handle the metadata refers to (keyed, operator and native keyed
+    /// state of all operators and subtasks, every file of a native checkpoint
+    /// included), in a deterministic order; may repeat a shared handle.
     pub fn handles(&self) -> impl Iterator<Item = &StateHandle> {
         self.operators
             .values()
             .flat_map(|op| op.subtasks.values())
-            .flat_map(|st| st.keyed.iter().map(|k| &k.handle).chain(st.operator.iter()))
+            .flat_map(|st| {
+                st.keyed
+                    .iter()
+                    .map(|k| &k.handle)
+                    .chain(st.operator.iter())
+                    .chain(
+                        st.native
+                            .iter()
+                            .flat_map(|n| n.files.iter().map(|f| &f.handle)),
+                    )
+            })
     }
 
     /// Mutable access to every state handle, in the order of [`handles`](Self::handles).
@@ -161,6 +272,11 @@ impl CheckpointMetadata {
                     .iter_mut()
                     .map(|k| &mut k.handle)
                     .chain(st.operator.iter_mut())
+                    .chain(
+                        st.native
+                            .iter_mut()
+                            .flat_map(|n| n.files.iter_mut().map(|f| &mut f.handle)),
+                    )
             })
     }
 
@@ -212,7 +328,7 @@ impl CheckpointMetadata {
                 .try_into()
                 .expect("slice of 4"),
         );
-        if version != FORMAT_VERSION {
+        if version != FORMAT_VERSION && version != FORMAT_VERSION_2 {
             return Err(CorruptReason::UnsupportedVersion {
                 found: version,
                 supported: FORMAT_VERSION,
@@ -239,9 +355,15 @@ impl CheckpointMetadata {
         if stored != computed {
             return Err(CorruptReason::ChecksumMismatch { stored, computed });
         }
-        let (metadata, used): (Self, usize) =
+        let (metadata, used): (Self, usize) = if version == FORMAT_VERSION_2 {
+            let (old, used): (v2::CheckpointMetadata, usize) =
+                bincode::serde::decode_from_slice(payload, bincode::config::standard())
+                    .map_err(|e| CorruptReason::Undecodable(e.to_string()))?;
+            (old.into(), used)
+        } else {
             bincode::serde::decode_from_slice(payload, bincode::config::standard())
-                .map_err(|e| CorruptReason::Undecodable(e.to_string()))?;
+                .map_err(|e| CorruptReason::Undecodable(e.to_string()))?
+        };
         if used != payload.len() {
             return Err(CorruptReason::Undecodable(format!(
                 "{} of {} payload bytes left over",
@@ -275,7 +397,11 @@ mod tests {
             prop::collection::vec(keyed, 0..4),
             prop::collection::vec(handle(), 0..3),
         )
-            .prop_map(|(keyed, operator)| SubtaskState { keyed, operator })
+            .prop_map(|(keyed, operator)| SubtaskState {
+                keyed,
+                operator,
+                native: Vec::new(),
+            })
     }
 
     fn operator_state() -> impl Strategy<Value = OperatorState> {
@@ -420,6 +546,76 @@ mod tests {
             CheckpointMetadata::decode(&bytes),
             Err(CorruptReason::ChecksumMismatch { .. })
         ));
+    }
+
+    #[test]
+    fn native_files_are_handles() {
+        let mut m = sample();
+        let uid = OperatorUid::new("window-agg");
+        m.subtask_mut(&uid, 0).native.push(NativeKeyedHandle {
+            key_groups: KeyGroupRange { start: 0, end: 63 },
+            files: vec![
+                NativeFile {
+                    name: "000009.sst".into(),
+                    handle: StateHandle {
+                        path: "job/shared/window-agg.0.00000000000000ab.000009.sst".into(),
+                        size: 1000,
+                    },
+                },
+                NativeFile {
+                    name: "CURRENT".into(),
+                    handle: StateHandle {
+                        path: "job/chk-42/window-agg/0/native-CURRENT".into(),
+                        size: 16,
+                    },
+                },
+            ],
+            tables: vec![weir_state::NativeTable {
+                state: "counts".into(),
+                column_family: "counts".into(),
+                namespace: Vec::new(),
+                header: Vec::new(),
+            }],
+        });
+        assert_eq!(m.handles().count(), 6);
+        assert_eq!(m.handles_mut().count(), 6);
+        assert_eq!(m.state_size(), 2 * 4096 + 2 * 17 + 1016);
+        assert_eq!(CheckpointMetadata::decode(&m.encode()), Ok(m));
+    }
+
+    /// Metadata of format version 2 (no native keyed state) is still read.
+    #[test]
+    fn version_2_metadata_is_read() {
+        let m = sample();
+        type SubtaskV2 = (Vec<KeyedStateHandle>, Vec<StateHandle>);
+        let operators: BTreeMap<OperatorUid, (usize, BTreeMap<usize, SubtaskV2>)> = m
+            .operators
+            .iter()
+            .map(|(uid, op)| {
+                let subtasks = op
+                    .subtasks
+                    .iter()
+                    .map(|(i, st)| (*i, (st.keyed.clone(), st.operator.clone())))
+                    .collect();
+                (uid.clone(), (op.parallelism, subtasks))
+            })
+            .collect();
+        let v2 = (
+            &m.job,
+            m.checkpoint,
+            m.kind,
+            m.timestamp_ms,
+            m.max_parallelism,
+            operators,
+            &m.properties,
+        );
+        let payload = bincode::serde::encode_to_vec(&v2, bincode::config::standard()).unwrap();
+        let mut bytes = MAGIC.to_vec();
+        bytes.extend_from_slice(&FORMAT_VERSION_2.to_le_bytes());
+        bytes.extend_from_slice(&(payload.len() as u64).to_le_bytes());
+        bytes.extend_from_slice(&payload);
+        bytes.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
+        assert_eq!(CheckpointMetadata::decode(&bytes), Ok(m));
     }
 
     #[test]

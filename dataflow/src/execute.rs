@@ -384,7 +384,7 @@ fn context(
 
 /// A name made safe as one directory name: anything but letters, digits, `-`, `_`
 /// and `.` becomes `_`.
-fn path_segment(name: &str) -> String {
+pub(crate) fn path_segment(name: &str) -> String {
     let safe: String = name
         .chars()
         .map(|c| {

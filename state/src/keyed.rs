@@ -445,4 +445,10 @@ impl<K: StateKey, V: StateValue, H: Serialize + Send + Sync> FrozenKeyed for Fro
             Self::Rocks(rocks) => rocks.encode_shard(shard),
         }
     }
+    fn native(&self) -> Result<Option<crate::NativeSnapshot>, StateError> {
+        match self {
+            Self::Heap(_) => Ok(None),
+            Self::Rocks(rocks) => rocks.native().map(Some),
+        }
+    }
 }

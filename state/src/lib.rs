@@ -42,6 +42,7 @@ mod hash;
 mod key_group;
 mod keyed;
 mod lru;
+mod native;
 #[cfg(feature = "rocksdb")]
 mod rocks;
 #[cfg(not(feature = "rocksdb"))]
@@ -66,7 +67,8 @@ pub use key_group::{
 };
 pub use keyed::{Frozen, StateTable};
 pub use lru::LruValueState;
-pub use rocks::{RocksDbResources, SubtaskStore};
+pub use native::{NativeSnapshot, NativeTable};
+pub use rocks::{read_native_checkpoint, RocksDbResources, StoreCheckpoint, SubtaskStore};
 pub use rocks_table::RocksFrozen;
 pub use states::{AggregatingState, ListState, MapState, ValueState};
 pub use table::{

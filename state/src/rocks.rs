@@ -12,8 +12,10 @@
 //! of key groups is one contiguous range of keys. A subtask's directory holds a lock
 //! file naming the process that uses it: a second process opening it fails with an
 //! error that says so. The store starts empty on every open (state is restored from
-//! the checkpoint's canonical, key-group-partitioned form), so stale files left by a
-//! crashed process never leak into a new run.
+//! the checkpoint's canonical, key-group-partitioned form, or from a native checkpoint
+//! read back into it with [`read_native_checkpoint`]), so stale files left by a
+//! crashed process never leak into a new run. Local copies of native checkpoints
+//! (`<subtask>/local/`, kept by the checkpoint driver) are left alone.
 
 use crate::LOCK_FILE;
 use crate::{BackendStats, RocksDbConfig, StateError};
@@ -84,6 +86,11 @@ impl RocksDbResources {
         options.set_max_background_jobs(self.config.background_jobs as i32);
         options.set_compression_type(DBCompressionType::Lz4);
         options.set_max_open_files(256);
+        // Every native checkpoint uploads the MANIFEST whole: roll it over when it
+        // passes 16 KiB (RocksDB raises the threshold with the size of a compacted
+        // manifest, `max_manifest_space_amp_pct`, so large instances do not roll it
+        // over on every change).
+        options.set_max_manifest_file_size(16 << 10);
         options
     }
 }
@@ -220,6 +227,9 @@ pub struct SubtaskStore {
     /// (fields drop in order: `db` first).
     ttl_options: Mutex<Vec<Options>>,
     pub(crate) counters: StoreCounters,
+    /// Unique per open: SST file names repeat across instances, so uploads are named
+    /// after it too.
+    instance: u64,
     _lock: DirLock,
 }
 
@@ -316,6 +326,7 @@ impl SubtaskStore {
             column_families: Mutex::new(vec!["default".to_string()]),
             counters: StoreCounters::default(),
             ttl_options: Mutex::default(),
+            instance: instance_id(),
             _lock: lock,
         })
     }
@@ -415,6 +426,7 @@ impl SubtaskStore {
         self.written.store(false, Ordering::Relaxed);
         let checkpoint = Arc::new(StoreCheckpoint {
             path,
+            instance: self.instance,
             resources: self.resources.clone(),
             db: OnceLock::new(),
         });
@@ -471,16 +483,55 @@ impl SubtaskStore {
     }
 }
 
+/// An id for a newly opened instance, unique across processes and opens.
+fn instance_id() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    static OPENS: AtomicU64 = AtomicU64::new(0);
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos(),
+    );
+    h.write_u32(std::process::id());
+    h.write_u64(OPENS.fetch_add(1, Ordering::Relaxed));
+    h.finish()
+}
+
 /// A RocksDB checkpoint of a subtask's instance: a consistent, read-only copy that
 /// later writes do not change. Opened on first read; removed when dropped.
 pub struct StoreCheckpoint {
     path: PathBuf,
+    instance: u64,
     /// Reads go through the process's shared block cache.
     resources: Arc<RocksDbResources>,
     db: OnceLock<Result<Db, String>>,
 }
 
+impl std::fmt::Debug for StoreCheckpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoreCheckpoint")
+            .field("path", &self.path)
+            .field("instance", &self.instance)
+            .finish_non_exhaustive()
+    }
+}
+
 impl StoreCheckpoint {
+    /// The directory holding the checkpoint's files (SST files hard-linked from the
+    /// instance, `MANIFEST-*`, `CURRENT`, `OPTIONS-*`). It is removed when the last
+    /// reference to the checkpoint is dropped.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The id of the instance the checkpoint was taken of: SST file names are unique
+    /// within one instance only.
+    pub fn instance(&self) -> u64 {
+        self.instance
+    }
+
     /// The checkpoint, opened read-only.
     pub(crate) fn db(&self) -> Result<&Db, StateError> {
         self.db
@@ -510,4 +561,66 @@ impl Drop for StoreCheckpoint {
         }
         let _ = fs::remove_dir_all(&self.path);
     }
+}
+
+/// Reads the tables `tables` of the RocksDB checkpoint in `dir` (a native checkpoint
+/// materialized locally) for the key groups of `range`, calling `f(group, table,
+/// bytes)` with each non-empty key group of each table in the canonical form
+/// (`bincode((header, Vec<(K, V)>))`, as [`crate::FrozenKeyed::encode_shard`]
+/// writes it). The checkpoint is opened read-only with every column family it has.
+///
+/// # Errors
+/// [`StateError::Io`] naming the directory or column family when RocksDB cannot open
+/// or scan it; [`StateError::Encode`] if a header cannot be re-encoded.
+pub fn read_native_checkpoint(
+    dir: &Path,
+    tables: &[crate::NativeTable],
+    range: crate::KeyGroupRange,
+    mut f: impl FnMut(crate::KeyGroup, usize, Vec<u8>) -> Result<(), StateError>,
+) -> Result<(), StateError> {
+    let options = Options::default();
+    let names = Db::list_cf(&options, dir).map_err(|e| {
+        rocks_error(
+            format!("cannot list the column families of {}", dir.display()),
+            e,
+        )
+    })?;
+    let descriptors = names
+        .into_iter()
+        .map(|name| ColumnFamilyDescriptor::new(name, Options::default()));
+    let db = Db::open_cf_descriptors_read_only(&options, dir, descriptors, false).map_err(|e| {
+        rocks_error(
+            format!("cannot open RocksDB checkpoint {}", dir.display()),
+            e,
+        )
+    })?;
+    for (index, table) in tables.iter().enumerate() {
+        for group in range.start..=range.end {
+            let mut body = Vec::new();
+            let mut count = 0u64;
+            crate::rocks_table::scan(
+                &db,
+                &table.column_family,
+                &table.namespace,
+                crate::KeyGroupRange {
+                    start: group,
+                    end: group,
+                },
+                |_, key, value| {
+                    body.extend_from_slice(key);
+                    body.extend_from_slice(value);
+                    count += 1;
+                    Ok(())
+                },
+            )?;
+            if count == 0 {
+                continue;
+            }
+            let mut bytes = table.header.clone();
+            bytes.extend(crate::encode(&table.state, &count)?);
+            bytes.extend(body);
+            f(crate::KeyGroup::new(group), index, bytes)?;
+        }
+    }
+    Ok(())
 }

@@ -59,3 +59,37 @@ impl SubtaskStore {
         match self.never {}
     }
 }
+
+/// A RocksDB checkpoint of a subtask's instance (not built in).
+#[derive(Debug)]
+pub struct StoreCheckpoint {
+    pub(crate) never: Never,
+}
+
+impl StoreCheckpoint {
+    /// The directory holding the checkpoint's files.
+    pub fn path(&self) -> &Path {
+        match self.never {}
+    }
+
+    /// The id of the instance the checkpoint was taken of.
+    pub fn instance(&self) -> u64 {
+        match self.never {}
+    }
+}
+
+/// Always fails: this build has no RocksDB to read a native checkpoint with.
+///
+/// # Errors
+/// [`StateError::Config`] saying so.
+pub fn read_native_checkpoint(
+    dir: &Path,
+    _: &[crate::NativeTable],
+    _: crate::KeyGroupRange,
+    _: impl FnMut(crate::KeyGroup, usize, Vec<u8>) -> Result<(), StateError>,
+) -> Result<(), StateError> {
+    Err(StateError::Config(format!(
+        "the native RocksDB checkpoint at {} cannot be read: build weir-state with its `rocksdb` feature",
+        dir.display()
+    )))
+}

@@ -3,9 +3,10 @@
 //! The cache holds the records read or written since it was last emptied; repeated
 //! updates of a key between flushes cost one RocksDB write (as Kafka Streams' record
 //! cache does). It is flushed before every snapshot and emptied whenever it reaches
-//! its size. Every key group has a generation that moves when a flush writes to it,
-//! so an incremental checkpoint re-encodes only the key groups written since the
-//! previous one; the rest refer to what an earlier checkpoint uploaded.
+//! its size. A snapshot is a RocksDB checkpoint: periodic checkpoints upload its SST
+//! files (native: `RocksFrozen::native`); savepoints encode it in the canonical
+//! form, by key group. Every key group has a generation that moves when a flush
+//! writes to it, for uploads in the canonical form that are incremental.
 //!
 //! Stored key: `[key group: u16 big-endian][namespace][bincode(key)]`, in the column
 //! family named after the state; value: `bincode(value)`.
@@ -13,7 +14,7 @@
 use crate::rocks::{rocks_error, StoreCheckpoint, SubtaskStore};
 use crate::{
     decode, encode, key_group_for_key, KeyGroup, KeyGroupRange, KeyedSnapshot, MaxParallelism,
-    StateError, StateKey, StateValue,
+    NativeSnapshot, NativeTable, StateError, StateKey, StateValue,
 };
 use hashbrown::HashTable;
 use rocksdb::{ReadOptions, WriteBatch};
@@ -521,7 +522,7 @@ fn missing_cf(name: &str) -> StateError {
 
 /// Calls `f(group, key bytes, value bytes)` for every entry of `namespace` in the key
 /// groups of `range`.
-fn scan(
+pub(crate) fn scan(
     db: &crate::rocks::Db,
     column_family: &str,
     namespace: &[u8],
@@ -600,6 +601,24 @@ impl<K, V, H> RocksFrozen<K, V, H> {
     pub(crate) fn state_name(&self) -> &str {
         &self.name
     }
+
+    /// The RocksDB checkpoint holding the table, and where in it the table lives.
+    pub(crate) fn native(&self) -> Result<NativeSnapshot, StateError>
+    where
+        H: Serialize,
+    {
+        Ok(NativeSnapshot {
+            checkpoint: self.checkpoint.clone(),
+            table: NativeTable {
+                state: self.name.to_string(),
+                column_family: self.column_family.to_string(),
+                namespace: self.namespace.clone(),
+                header: encode(&self.name, &self.header)?,
+            },
+            key_groups: self.range,
+        })
+    }
+
     pub(crate) fn table_id(&self) -> u64 {
         self.id
     }

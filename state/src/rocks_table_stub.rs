@@ -106,4 +106,7 @@ impl<K, V, H> RocksFrozen<K, V, H> {
     pub(crate) fn encode_shard(&self, _: usize) -> Result<KeyedSnapshot, StateError> {
         match self.never {}
     }
+    pub(crate) fn native(&self) -> Result<crate::NativeSnapshot, StateError> {
+        match self.never {}
+    }
 }

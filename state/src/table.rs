@@ -554,6 +554,14 @@ pub trait FrozenKeyed: Send + Sync {
     /// # Errors
     /// [`StateError::Encode`] if a key or value cannot be serialised.
     fn encode_shard(&self, shard: usize, max: MaxParallelism) -> Result<KeyedSnapshot, StateError>;
+    /// The table as part of a native RocksDB checkpoint; `None` (the default) for
+    /// state that is not in RocksDB.
+    ///
+    /// # Errors
+    /// [`StateError::Encode`] if the table's header cannot be serialised.
+    fn native(&self) -> Result<Option<crate::NativeSnapshot>, StateError> {
+        Ok(None)
+    }
 }
 
 impl<K: StateKey, V: StateValue, H: Serialize + Send + Sync> FrozenKeyed for FrozenTable<K, V, H> {

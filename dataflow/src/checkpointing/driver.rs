@@ -2,7 +2,8 @@
 
 use super::incremental::{self, UploadCache};
 use super::live::{Both, LiveJob};
-use super::restore::{load_checkpoint, KeyedBlob, Reader};
+use super::native::{self, NativeUploads};
+use super::restore::{load_checkpoint, KeyedBlob, NativeRestore, Reader};
 use super::{
     CheckpointHistory, CheckpointStats, CheckpointingConfig, Failpoint, JobListener, JobStatus,
     ResumeFrom, RunSummary, SubtaskCheckpointStats,
@@ -89,6 +90,7 @@ impl CheckpointedJob {
             history: history.clone(),
             failpoint_hits: Arc::new(AtomicU64::new(0)),
             uploads: UploadCache::default(),
+            native_uploads: NativeUploads::default(),
             retention: std::sync::Mutex::new(Vec::new()),
             nonce: {
                 use std::hash::{BuildHasher, Hasher};
@@ -174,6 +176,8 @@ struct Driver {
     failpoint_hits: Arc<AtomicU64>,
     /// What incremental checkpoints of the current attempt can refer to again.
     uploads: UploadCache,
+    /// The SST files native RocksDB checkpoints of the current attempt uploaded.
+    native_uploads: NativeUploads,
     /// Makes this process's shared file names unique.
     nonce: u64,
     /// For requests that arrive through the checkpoint storage (`weir savepoint`).
@@ -222,11 +226,11 @@ struct InFlight {
 
 /// Writes the state objects of one subtask's snapshot, counting the bytes and
 /// passing the mid-upload failpoint after each object.
-struct StateWriter {
+pub(super) struct StateWriter {
     storage: CheckpointStorage,
     job: String,
-    checkpoint: CheckpointId,
-    subtask: usize,
+    pub(super) checkpoint: CheckpointId,
+    pub(super) subtask: usize,
     hits: Arc<AtomicU64>,
     checkpointing: CheckpointingConfig,
     /// Bytes written so far.
@@ -235,7 +239,7 @@ struct StateWriter {
 
 impl StateWriter {
     /// `<job>/chk-<n>/<uid>/<subtask>/<name>`.
-    async fn private(
+    pub(super) async fn private(
         &mut self,
         uid: &OperatorUid,
         name: &str,
@@ -252,7 +256,7 @@ impl StateWriter {
     }
 
     /// `<job>/shared/<key>`.
-    async fn shared(
+    pub(super) async fn shared(
         &mut self,
         key: &str,
         data: Vec<u8>,
@@ -325,6 +329,15 @@ async fn poll_control(
             let mut replies = replies.lock().unwrap_or_else(|p| p.into_inner());
             replies.retain(|t| !t.is_finished());
             replies.push(task);
+        }
+    }
+}
+
+/// Removes the temporary copies a restore left.
+fn remove_scratch(native: &NativeRestore) {
+    if native.scratch.exists() {
+        if let Err(e) = std::fs::remove_dir_all(&native.scratch) {
+            tracing::warn!("cannot remove {}: {e}", native.scratch.display());
         }
     }
 }
@@ -495,7 +508,10 @@ impl Driver {
     fn load(&self, resume: &ResumeFrom) -> Result<(Option<RestoreState>, Option<CheckpointId>)> {
         let listener = self.listener.as_ref();
         match resume {
-            ResumeFrom::Nothing => Ok((None, None)),
+            ResumeFrom::Nothing => {
+                self.forget_local_copies();
+                Ok((None, None))
+            }
             ResumeFrom::LatestCheckpoint => {
                 let scan = self
                     .runtime
@@ -511,15 +527,18 @@ impl Driver {
                     );
                 }
                 let Some(metadata) = scan.latest else {
+                    self.forget_local_copies();
                     return Ok((None, None));
                 };
                 let reader = Reader::Checkpoint(&self.storage);
+                let native = self.native_restore();
                 let state = self
                     .runtime
-                    .block_on(load_checkpoint(&reader, &metadata, listener))
-                    .map_err(|e| {
-                        storage_error(&format!("restoring checkpoint {}", metadata.checkpoint), e)
-                    })?;
+                    .block_on(load_checkpoint(&reader, &metadata, listener, &native));
+                remove_scratch(&native);
+                let state = state.map_err(|e| {
+                    storage_error(&format!("restoring checkpoint {}", metadata.checkpoint), e)
+                })?;
                 Ok((Some(state), Some(metadata.checkpoint)))
             }
             ResumeFrom::Savepoint(url) => {
@@ -531,12 +550,51 @@ impl Driver {
                     .map_err(|e| storage_error(&format!("savepoint `{url}`"), e))?;
                 let metadata = savepoint.metadata().clone();
                 let reader = Reader::Savepoint(&savepoint);
+                let native = self.native_restore();
                 let state = self
                     .runtime
-                    .block_on(load_checkpoint(&reader, &metadata, listener))
-                    .map_err(|e| storage_error(&format!("restoring savepoint `{url}`"), e))?;
+                    .block_on(load_checkpoint(&reader, &metadata, listener, &native));
+                remove_scratch(&native);
+                let state =
+                    state.map_err(|e| storage_error(&format!("restoring savepoint `{url}`"), e))?;
                 Ok((Some(state), Some(metadata.checkpoint)))
             }
+        }
+    }
+
+    /// `<rocksdb dir>/<job>` when the job keeps its state in RocksDB.
+    fn rocksdb_job_dir(&self) -> Option<std::path::PathBuf> {
+        match &self.config.state_backend {
+            weir_state::StateBackend::Heap => None,
+            weir_state::StateBackend::RocksDb(rocks) => Some(
+                rocks
+                    .dir
+                    .join(crate::execute::path_segment(&self.config.name)),
+            ),
+        }
+    }
+
+    /// Removes every local copy of a native checkpoint of the job: a fresh start
+    /// must not find copies of an earlier run under checkpoint ids it reuses.
+    fn forget_local_copies(&self) {
+        if let Some(dir) = self.rocksdb_job_dir() {
+            native::prune_local(&dir, CheckpointId::new(u64::MAX));
+        }
+    }
+
+    /// Where native RocksDB checkpoints are read back: local copies under the job's
+    /// RocksDB directory, temporary copies beside them (or, on the heap backend, in
+    /// the system's temporary directory).
+    fn native_restore(&self) -> NativeRestore {
+        let local_root = self.rocksdb_job_dir();
+        let scratch_name = format!("restore-{}-{:016x}", std::process::id(), self.nonce);
+        let scratch = match &local_root {
+            Some(root) => root.join(format!(".{scratch_name}")),
+            None => std::env::temp_dir().join(format!("weir-{scratch_name}")),
+        };
+        NativeRestore {
+            local_root,
+            scratch,
         }
     }
 
@@ -551,6 +609,7 @@ impl Driver {
         }
         config.restore = restore;
         self.uploads.clear();
+        self.native_uploads.clear();
         let job = JobBuilder::new(config);
         (self.build)(&job);
         for uid in job.operators_without_uid() {
@@ -743,6 +802,9 @@ impl Driver {
                         }
                         Command::NotifyComplete(id) => {
                             handle.notify_checkpoint_complete(id);
+                            if let Some(dir) = self.rocksdb_job_dir() {
+                                native::prune_local(&dir, id);
+                            }
                             if let Some(flight) = in_flight.remove(&id) {
                                 let stats = CheckpointStats {
                                     checkpoint: id,
@@ -832,6 +894,7 @@ impl Driver {
     ) {
         let operators = std::mem::take(&mut ack.operators);
         let uploads = self.uploads.clone();
+        let native_uploads = self.native_uploads.clone();
         let nonce = self.nonce;
         let max = frozen.max_parallelism;
         let mut frozen_by_uid: BTreeMap<OperatorUid, Vec<Arc<dyn weir_state::FrozenKeyed>>> =
@@ -886,7 +949,34 @@ impl Driver {
                             .push(writer.private(&uid, "operator", encoded).await?);
                     }
                 }
-                for (uid, parts) in frozen_by_uid {
+                for (uid, mut parts) in frozen_by_uid {
+                    if incremental {
+                        // RocksDB tables: their SST files, not the canonical form.
+                        let mut tables = Vec::new();
+                        let mut heap = Vec::with_capacity(parts.len());
+                        for part in parts {
+                            match part.native().map_err(|e| e.to_string())? {
+                                Some(table) => tables.push(table),
+                                None => heap.push(part),
+                            }
+                        }
+                        parts = heap;
+                        for (index, tables) in native::by_checkpoint(tables).into_iter().enumerate()
+                        {
+                            let key_groups = tables[0].key_groups;
+                            let (handle, referred) = native::upload(
+                                &mut writer,
+                                &native_uploads,
+                                &uid,
+                                key_groups,
+                                index,
+                                tables,
+                            )
+                            .await?;
+                            state_bytes += referred;
+                            states.entry(uid.clone()).or_default().native.push(handle);
+                        }
+                    }
                     let known = if incremental {
                         uploads.reusable(&uid, subtask, writer.checkpointing.full_snapshot_every)
                     } else {

@@ -49,6 +49,11 @@ pub struct RestoreProgress {
     pub bytes_total: u64,
     /// Bytes read so far.
     pub bytes_read: u64,
+    /// Of those, bytes of native RocksDB checkpoints taken from the subtasks' local
+    /// copies (local recovery).
+    pub bytes_local: u64,
+    /// Of those, bytes downloaded from the checkpoint or savepoint storage.
+    pub bytes_downloaded: u64,
     /// Whether everything was read.
     pub finished: bool,
 }
@@ -150,7 +155,14 @@ impl JobListener for LiveJob {
         let progress = &mut state.restore;
         match event {
             RestoreEvent::Started { bytes, .. } => progress.bytes_total += bytes,
-            RestoreEvent::BatchRestored { bytes, .. } => progress.bytes_read += bytes,
+            RestoreEvent::BatchRestored { bytes, local, .. } => {
+                progress.bytes_read += bytes;
+                if *local {
+                    progress.bytes_local += bytes;
+                } else {
+                    progress.bytes_downloaded += bytes;
+                }
+            }
             RestoreEvent::Finished { checkpoint, bytes } => {
                 progress.checkpoint = Some(*checkpoint);
                 progress.bytes_total = *bytes;

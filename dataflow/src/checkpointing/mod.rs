@@ -12,6 +12,7 @@
 mod driver;
 mod incremental;
 mod live;
+mod native;
 mod restore;
 
 pub use driver::CheckpointedJob;
@@ -207,6 +208,9 @@ pub enum RestoreEvent {
         subtask: usize,
         /// Bytes read.
         bytes: u64,
+        /// Whether they were read from the subtask's local copy of a native RocksDB
+        /// checkpoint (local recovery) rather than downloaded.
+        local: bool,
     },
     /// Everything was read.
     Finished {

@@ -2,7 +2,6 @@
 
 use super::{JobListener, RestoreEvent};
 use crate::RestoreState;
-use bytes_compat::read_handle;
 use std::collections::BTreeMap;
 use thiserror::Error;
 use weir_checkpoint::metadata::CheckpointMetadata;
@@ -16,6 +15,15 @@ pub enum RestoreError {
     /// Storage failed or the state is missing or corrupt.
     #[error(transparent)]
     Storage(#[from] CheckpointError),
+    /// A local directory for a native RocksDB checkpoint could not be written.
+    #[error("restoring a native RocksDB checkpoint: {path}: {source}")]
+    Local {
+        /// The file or directory.
+        path: String,
+        /// The file system's report.
+        #[source]
+        source: std::io::Error,
+    },
     /// A state object did not decode.
     #[error("state object `{object}` is corrupt: {source}")]
     Corrupt {
@@ -54,7 +62,94 @@ mod bytes_compat {
     }
 }
 
-pub(crate) use bytes_compat::Reader;
+pub(crate) use bytes_compat::{read_handle, Reader};
+
+/// Where native RocksDB checkpoints are put while they are read back.
+#[derive(Clone, Debug)]
+pub(crate) struct NativeRestore {
+    /// `<rocksdb dir>/<job>` when the job runs on RocksDB: local copies of
+    /// checkpoints are looked for under `<uid>/<subtask>/local/chk-<n>` there.
+    pub(crate) local_root: Option<std::path::PathBuf>,
+    /// A directory of this process for temporary copies (removed after use).
+    pub(crate) scratch: std::path::PathBuf,
+}
+
+/// Reads the native checkpoint `handle` of subtask `subtask` of `uid` into
+/// `snapshot` in the canonical form (`index`: the handle's place among the
+/// subtask's native handles). Returns whether the local copy was used.
+#[allow(clippy::too_many_arguments)]
+async fn load_native(
+    reader: &Reader<'_>,
+    metadata: &CheckpointMetadata,
+    uid: &str,
+    subtask: usize,
+    index: usize,
+    handle: &weir_checkpoint::metadata::NativeKeyedHandle,
+    native: &NativeRestore,
+    snapshot: &mut OperatorSnapshot,
+) -> Result<bool, RestoreError> {
+    let local = native.local_root.as_ref().map(|root| {
+        super::native::local_copy(
+            &root
+                .join(crate::execute::path_segment(uid))
+                .join(subtask.to_string()),
+            metadata.checkpoint,
+            index,
+        )
+    });
+    let scratch = native.scratch.join(format!(
+        "{}.{subtask}.{index}",
+        crate::execute::path_segment(uid)
+    ));
+    let source = super::native::materialize(reader, handle, local.as_deref(), &scratch).await;
+    let result = source.and_then(|source| {
+        let tables = &handle.tables;
+        weir_state::read_native_checkpoint(
+            &scratch,
+            tables,
+            handle.key_groups,
+            |group, t, bytes| {
+                let name =
+                    weir_state::chunk_name(&tables[t].state, t as u64, usize::from(group.get()));
+                snapshot
+                    .keyed
+                    .entry(group.get())
+                    .or_default()
+                    .insert(name, bytes);
+                Ok(())
+            },
+        )
+        .map_err(|source| RestoreError::Corrupt {
+            object: format!(
+                "native RocksDB checkpoint of subtask {subtask} of `{uid}` (checkpoint {})",
+                metadata.checkpoint
+            ),
+            source,
+        })?;
+        Ok(source)
+    });
+    if scratch.exists() {
+        if let Err(e) = std::fs::remove_dir_all(&scratch) {
+            tracing::warn!("cannot remove {}: {e}", scratch.display());
+        }
+    }
+    let source = result?;
+    let local = source == super::native::Source::Local;
+    tracing::info!(
+        uid,
+        subtask,
+        checkpoint = metadata.checkpoint.get(),
+        bytes = handle.size(),
+        local,
+        "native RocksDB checkpoint restored from {}",
+        if local {
+            "the local copy"
+        } else {
+            "the checkpoint storage"
+        }
+    );
+    Ok(local)
+}
 
 /// Reads every state object `metadata` refers to, reporting progress to `listener`.
 ///
@@ -67,6 +162,7 @@ pub(crate) async fn load_checkpoint(
     reader: &Reader<'_>,
     metadata: &CheckpointMetadata,
     listener: &dyn JobListener,
+    native: &NativeRestore,
 ) -> Result<RestoreState, RestoreError> {
     let mut operators = BTreeMap::new();
     let mut total = 0u64;
@@ -81,13 +177,18 @@ pub(crate) async fn load_checkpoint(
                 .iter()
                 .map(|k| k.handle.size)
                 .sum::<u64>()
-                + subtask_state.operator.iter().map(|h| h.size).sum::<u64>();
+                + subtask_state.operator.iter().map(|h| h.size).sum::<u64>()
+                + subtask_state.native.iter().map(|n| n.size()).sum::<u64>();
             listener.on_restore(
                 &metadata.job,
                 &RestoreEvent::Started {
                     uid: uid.to_string(),
                     subtask,
-                    key_groups: subtask_state.keyed.first().map(|k| k.key_groups),
+                    key_groups: subtask_state
+                        .keyed
+                        .first()
+                        .map(|k| k.key_groups)
+                        .or_else(|| subtask_state.native.first().map(|n| n.key_groups)),
                     bytes,
                 },
             );
@@ -120,6 +221,29 @@ pub(crate) async fn load_checkpoint(
                         uid: uid.to_string(),
                         subtask,
                         bytes: keyed.handle.size,
+                        local: false,
+                    },
+                );
+            }
+            for (index, handle) in subtask_state.native.iter().enumerate() {
+                let local = load_native(
+                    reader,
+                    metadata,
+                    uid.as_str(),
+                    subtask,
+                    index,
+                    handle,
+                    native,
+                    snapshot,
+                )
+                .await?;
+                listener.on_restore(
+                    &metadata.job,
+                    &RestoreEvent::BatchRestored {
+                        uid: uid.to_string(),
+                        subtask,
+                        bytes: handle.size(),
+                        local,
                     },
                 );
             }
@@ -139,6 +263,7 @@ pub(crate) async fn load_checkpoint(
                         uid: uid.to_string(),
                         subtask,
                         bytes: handle.size,
+                        local: false,
                     },
                 );
             }

@@ -1,0 +1,409 @@
+//! Native incremental checkpoints of RocksDB state, and local recovery.
+//!
+//! ```text
+//!  task thread: flush record cache, RocksDB checkpoint (hard links) ─▶ <subtask>/checkpoints/chk-i
+//!  tokio:   SST and OPTIONS-* files not uploaded before ─▶ <job>/shared/<uid>.<subtask>.<instance>.<file>
+//!           MANIFEST-*, CURRENT, WAL ─▶ <job>/chk-<n>/<uid>/<subtask>/native-<file>
+//!           every file hard-linked         ─▶ <subtask>/local/chk-<n>/<i>   (local recovery)
+//!  restore: <subtask>/local/chk-<n>/<i> if every file is there with its size, else download
+//!           ─▶ temporary directory ─▶ read back in the canonical form (any backend, any range)
+//! ```
+//!
+//! An SST (or OPTIONS) file never changes once written and its name is unique within
+//! one RocksDB instance, so a file uploaded once is referred to by every later checkpoint of the
+//! same instance that still holds it. Safety of reuse as for canonical chunks: a
+//! file live at checkpoint n+1 and uploaded at k ≤ n was live at every checkpoint
+//! in between, so the newest completed checkpoint (which retention always keeps)
+//! refers to it. Updates of the cache are applied in checkpoint order.
+
+use super::driver::StateWriter;
+use super::restore::{read_handle, Reader, RestoreError};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use weir_checkpoint::metadata::{NativeFile, NativeKeyedHandle, StateHandle};
+use weir_checkpoint::{CheckpointId, OperatorUid};
+use weir_state::{KeyGroupRange, NativeSnapshot};
+
+/// The directory of a subtask's local copies of its native checkpoints.
+const LOCAL_DIR: &str = "local";
+
+#[derive(Default)]
+struct SubtaskFiles {
+    last: Option<CheckpointId>,
+    instance: u64,
+    /// SST (and OPTIONS) file name → where it was uploaded.
+    ssts: HashMap<String, StateHandle>,
+}
+
+/// The SST files the native checkpoints of one job attempt uploaded, per operator
+/// subtask, for later checkpoints to refer to.
+#[derive(Clone, Default)]
+pub(crate) struct NativeUploads {
+    inner: Arc<Mutex<HashMap<(OperatorUid, usize), SubtaskFiles>>>,
+}
+
+impl NativeUploads {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(OperatorUid, usize), SubtaskFiles>> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Forgets everything (a new attempt opens new instances).
+    pub(crate) fn clear(&self) {
+        self.lock().clear();
+    }
+
+    /// The SST files of instance `instance` a subtask uploaded before.
+    fn reusable(
+        &self,
+        uid: &OperatorUid,
+        subtask: usize,
+        instance: u64,
+    ) -> HashMap<String, StateHandle> {
+        match self.lock().get(&(uid.clone(), subtask)) {
+            Some(files) if files.instance == instance => files.ssts.clone(),
+            _ => HashMap::new(),
+        }
+    }
+
+    /// Records the SST files checkpoint `checkpoint` of a subtask refers to.
+    fn record(
+        &self,
+        uid: &OperatorUid,
+        subtask: usize,
+        checkpoint: CheckpointId,
+        instance: u64,
+        ssts: HashMap<String, StateHandle>,
+    ) {
+        let mut inner = self.lock();
+        let files = inner.entry((uid.clone(), subtask)).or_default();
+        if files.last == Some(checkpoint) && files.instance == instance {
+            // Another handle of the same checkpoint.
+            files.ssts.extend(ssts);
+            return;
+        }
+        if files.last.is_some_and(|last| last >= checkpoint) {
+            return;
+        }
+        *files = SubtaskFiles {
+            last: Some(checkpoint),
+            instance,
+            ssts,
+        };
+    }
+}
+
+/// Whether a file of a RocksDB checkpoint never changes under its name within one
+/// instance (SST and OPTIONS files), so it is uploaded once and shared; the MANIFEST
+/// grows and `CURRENT` moves, so they are uploaded with every checkpoint.
+fn is_immutable(name: &str) -> bool {
+    name.ends_with(".sst") || name.starts_with("OPTIONS-")
+}
+
+/// Whether a file of a RocksDB checkpoint directory belongs to the checkpoint (not
+/// the info log or a lock that opening it may leave).
+fn is_checkpoint_file(name: &str) -> bool {
+    !(name.starts_with("LOG") || name == "LOCK")
+}
+
+/// The local copy of native handle `index` of checkpoint `checkpoint` in a
+/// subtask's state directory: `<subtask>/local/chk-<n>/<index>`.
+pub(crate) fn local_copy(subtask_dir: &Path, checkpoint: CheckpointId, index: usize) -> PathBuf {
+    subtask_dir
+        .join(LOCAL_DIR)
+        .join(weir_checkpoint::layout::checkpoint_dir_name(checkpoint))
+        .join(index.to_string())
+}
+
+/// Uploads the native checkpoint of one operator subtask: the SST and OPTIONS files
+/// `uploads` does not know yet as shared files, the rest as private files of the checkpoint;
+/// keeps a local copy (hard links) for local recovery. Returns the handle and the
+/// bytes of state it refers to.
+///
+/// Every table of `tables` must come from one RocksDB checkpoint (see
+/// [`by_checkpoint`]); `index` numbers the handles of one subtask's checkpoint.
+///
+/// # Errors
+/// A file that cannot be read or uploaded, naming it.
+///
+/// # Cancel safety
+/// Cancel-safe: uploads are create-if-absent or private to the checkpoint.
+pub(crate) async fn upload(
+    writer: &mut StateWriter,
+    uploads: &NativeUploads,
+    uid: &OperatorUid,
+    key_groups: KeyGroupRange,
+    index: usize,
+    tables: Vec<NativeSnapshot>,
+) -> Result<(NativeKeyedHandle, u64), String> {
+    let Some(first) = tables.first() else {
+        return Err(format!("operator `{uid}`: no table to checkpoint natively"));
+    };
+    let checkpoint = first.checkpoint.clone();
+    let dir = checkpoint.path().to_path_buf();
+    if let Some(other) = tables
+        .iter()
+        .find(|t| !Arc::ptr_eq(&t.checkpoint, &checkpoint))
+    {
+        return Err(format!(
+            "operator `{uid}`: tables `{}` and `{}` were frozen in different RocksDB checkpoints ({} and {}): upload them as separate native handles",
+            first.table.state,
+            other.table.state,
+            dir.display(),
+            other.checkpoint.path().display()
+        ));
+    }
+    let subtask = writer.subtask;
+    let instance = checkpoint.instance();
+    let known = uploads.reusable(uid, subtask, instance);
+    let mut names = Vec::new();
+    let mut entries = tokio::fs::read_dir(&dir)
+        .await
+        .map_err(|e| format!("cannot list RocksDB checkpoint {}: {e}", dir.display()))?;
+    while let Some(entry) = entries
+        .next_entry()
+        .await
+        .map_err(|e| format!("cannot list RocksDB checkpoint {}: {e}", dir.display()))?
+    {
+        if let Some(name) = entry.file_name().to_str() {
+            if is_checkpoint_file(name) {
+                names.push(name.to_string());
+            }
+        }
+    }
+    names.sort();
+    let mut files = Vec::with_capacity(names.len());
+    let mut ssts = HashMap::new();
+    let mut state_bytes = 0;
+    for name in names {
+        let handle = match known.get(&name) {
+            Some(handle) if is_immutable(&name) => handle.clone(),
+            _ => {
+                let path = dir.join(&name);
+                let data = tokio::fs::read(&path)
+                    .await
+                    .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+                if is_immutable(&name) {
+                    let key = format!("{uid}.{subtask}.{instance:016x}.{name}");
+                    writer.shared(&key, data).await?
+                } else {
+                    writer.private(uid, &format!("native-{name}"), data).await?
+                }
+            }
+        };
+        state_bytes += handle.size;
+        if is_immutable(&name) {
+            ssts.insert(name.clone(), handle.clone());
+        }
+        files.push(NativeFile { name, handle });
+    }
+    uploads.record(uid, subtask, writer.checkpoint, instance, ssts);
+    if let Some(subtask_dir) = dir.parent().and_then(Path::parent) {
+        let local = local_copy(subtask_dir, writer.checkpoint, index);
+        let names: Vec<String> = files.iter().map(|f| f.name.clone()).collect();
+        let linked = tokio::task::spawn_blocking(move || link_all(&dir, &local, &names)).await;
+        match linked {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!("no local copy of the checkpoint for local recovery: {e}"),
+            Err(e) => tracing::warn!("no local copy of the checkpoint for local recovery: {e}"),
+        }
+    }
+    let handle = NativeKeyedHandle {
+        key_groups,
+        files,
+        tables: tables.into_iter().map(|t| t.table).collect(),
+    };
+    Ok((handle, state_bytes))
+}
+
+/// Groups frozen tables by the RocksDB checkpoint they were frozen in: operators
+/// that flush every table before freezing them share one; otherwise each group
+/// becomes a handle of its own.
+pub(crate) fn by_checkpoint(tables: Vec<NativeSnapshot>) -> Vec<Vec<NativeSnapshot>> {
+    let mut groups: Vec<Vec<NativeSnapshot>> = Vec::new();
+    for table in tables {
+        match groups
+            .iter_mut()
+            .find(|g| Arc::ptr_eq(&g[0].checkpoint, &table.checkpoint))
+        {
+            Some(group) => group.push(table),
+            None => groups.push(vec![table]),
+        }
+    }
+    groups
+}
+
+/// Hard-links (or, across file systems, copies) the files `names` of `from` into a
+/// fresh directory `to`.
+fn link_all(from: &Path, to: &Path, names: &[String]) -> Result<(), String> {
+    if to.exists() {
+        std::fs::remove_dir_all(to).map_err(|e| format!("cannot clear {}: {e}", to.display()))?;
+    }
+    std::fs::create_dir_all(to).map_err(|e| format!("cannot create {}: {e}", to.display()))?;
+    for name in names {
+        let (src, dst) = (from.join(name), to.join(name));
+        if std::fs::hard_link(&src, &dst).is_err() {
+            std::fs::copy(&src, &dst)
+                .map_err(|e| format!("cannot copy {} to {}: {e}", src.display(), dst.display()))?;
+        }
+    }
+    Ok(())
+}
+
+/// Removes the local copies of checkpoints older than `newest` (the newest
+/// completed checkpoint, whose copy is kept for local recovery) under every subtask
+/// directory of `job_dir` (`<job_dir>/<uid>/<subtask>/local/chk-<n>`).
+pub(crate) fn prune_local(job_dir: &Path, newest: CheckpointId) {
+    let Ok(operators) = std::fs::read_dir(job_dir) else {
+        return;
+    };
+    for operator in operators.flatten() {
+        let Ok(subtasks) = std::fs::read_dir(operator.path()) else {
+            continue;
+        };
+        for subtask in subtasks.flatten() {
+            let Ok(copies) = std::fs::read_dir(subtask.path().join(LOCAL_DIR)) else {
+                continue;
+            };
+            for copy in copies.flatten() {
+                let old = copy
+                    .file_name()
+                    .to_str()
+                    .and_then(weir_checkpoint::layout::parse_checkpoint_dir)
+                    .is_some_and(|id| id < newest);
+                if old {
+                    if let Err(e) = std::fs::remove_dir_all(copy.path()) {
+                        tracing::warn!(
+                            "cannot remove old local checkpoint copy {}: {e}",
+                            copy.path().display()
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Whether `local` holds every file of `handle` with its recorded size.
+fn local_copy_matches(local: &Path, handle: &NativeKeyedHandle) -> Result<(), String> {
+    for file in &handle.files {
+        let path = local.join(&file.name);
+        match std::fs::metadata(&path) {
+            Ok(meta) if meta.len() == file.handle.size => {}
+            Ok(meta) => {
+                return Err(format!(
+                    "{} has {} bytes, the checkpoint recorded {}",
+                    path.display(),
+                    meta.len(),
+                    file.handle.size
+                ))
+            }
+            Err(e) => return Err(format!("{}: {e}", path.display())),
+        }
+    }
+    Ok(())
+}
+
+/// Where a native checkpoint was materialized from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Source {
+    /// The subtask's local copy.
+    Local,
+    /// The checkpoint storage.
+    Download,
+}
+
+/// Puts the files of `handle` into the fresh directory `into`: hard links to the
+/// local copy `local` when it holds every file with its recorded size, otherwise
+/// downloaded. Returns where they came from.
+///
+/// # Errors
+/// A file that cannot be downloaded or written, naming it.
+pub(crate) async fn materialize(
+    reader: &Reader<'_>,
+    handle: &NativeKeyedHandle,
+    local: Option<&Path>,
+    into: &Path,
+) -> Result<Source, RestoreError> {
+    let io = |what: String, source: std::io::Error| RestoreError::Local { path: what, source };
+    if let Some(local) = local {
+        match local_copy_matches(local, handle) {
+            Ok(()) => {
+                let names: Vec<String> = handle.files.iter().map(|f| f.name.clone()).collect();
+                match link_all(local, into, &names) {
+                    Ok(()) => return Ok(Source::Local),
+                    Err(e) => tracing::warn!(
+                        "local copy {} unusable ({e}): downloading the checkpoint",
+                        local.display()
+                    ),
+                }
+            }
+            Err(reason) => tracing::info!(
+                "local copy {} does not match the checkpoint ({reason}): downloading it",
+                local.display()
+            ),
+        }
+    }
+    if into.exists() {
+        std::fs::remove_dir_all(into).map_err(|e| io(into.display().to_string(), e))?;
+    }
+    std::fs::create_dir_all(into).map_err(|e| io(into.display().to_string(), e))?;
+    for file in &handle.files {
+        let data = read_handle(reader, &file.handle).await?;
+        let path = into.join(&file.name);
+        tokio::fs::write(&path, data)
+            .await
+            .map_err(|e| io(path.display().to_string(), e))?;
+    }
+    Ok(Source::Download)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn handle(name: &str) -> StateHandle {
+        StateHandle {
+            path: format!("job/shared/{name}"),
+            size: 1,
+        }
+    }
+
+    fn files(names: &[&str]) -> HashMap<String, StateHandle> {
+        names.iter().map(|n| (n.to_string(), handle(n))).collect()
+    }
+
+    /// Files are reused within one instance only, from the newest checkpoint
+    /// recorded; a late record of an older checkpoint changes nothing; two handles
+    /// of one checkpoint add up.
+    #[test]
+    fn uploads_are_reused_per_instance_in_checkpoint_order() {
+        let uploads = NativeUploads::default();
+        let uid = OperatorUid::new("count");
+        uploads.record(&uid, 0, CheckpointId::new(2), 7, files(&["1.sst", "2.sst"]));
+        uploads.record(&uid, 0, CheckpointId::new(2), 7, files(&["3.sst"]));
+        assert_eq!(uploads.reusable(&uid, 0, 7).len(), 3);
+        assert!(uploads.reusable(&uid, 0, 8).is_empty(), "another instance");
+        assert!(uploads.reusable(&uid, 1, 7).is_empty(), "another subtask");
+        uploads.record(&uid, 0, CheckpointId::new(1), 7, files(&["0.sst"]));
+        assert!(!uploads.reusable(&uid, 0, 7).contains_key("0.sst"));
+        uploads.record(&uid, 0, CheckpointId::new(3), 7, files(&["3.sst", "4.sst"]));
+        let mut names: Vec<String> = uploads.reusable(&uid, 0, 7).into_keys().collect();
+        names.sort();
+        assert_eq!(names, ["3.sst", "4.sst"]);
+        uploads.clear();
+        assert!(uploads.reusable(&uid, 0, 7).is_empty());
+    }
+
+    #[test]
+    fn only_sst_and_options_files_are_shared() {
+        assert!(is_immutable("000012.sst"));
+        assert!(is_immutable("OPTIONS-000009"));
+        assert!(!is_immutable("MANIFEST-000005"));
+        assert!(!is_immutable("CURRENT"));
+        assert!(!is_immutable("000013.log"));
+        assert!(!is_checkpoint_file("LOG"));
+        assert!(!is_checkpoint_file("LOG.old.1"));
+        assert!(is_checkpoint_file("CURRENT"));
+    }
+}
