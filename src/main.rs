@@ -209,6 +209,10 @@ struct StateArgs {
     /// After every key has been created, update only this many of them (default: all).
     #[arg(long)]
     hot_keys: Option<u64>,
+    /// RocksDB: restore by downloading every file from checkpoint storage (the local
+    /// copies of the checkpoint are deleted first) instead of recovering locally.
+    #[arg(long)]
+    restore_from_storage: bool,
     /// Where keyed state lives: heap (in memory) or rocksdb (on local disk).
     #[arg(long, value_enum, default_value_t = BackendArg::Heap)]
     state_backend: BackendArg,
@@ -602,6 +606,7 @@ fn bench_state(args: StateArgs) -> Result<()> {
         state_backend: args
             .state_backend
             .with_memory(&args.state_dir, args.rocksdb_memory_mib),
+        discard_local_copies: args.restore_from_storage,
     })
     .context("state benchmark failed")?;
     println!("{}", serde_json::to_string(&report)?);

@@ -45,6 +45,10 @@ pub struct StateBenchOptions {
     pub hot_keys: u64,
     /// Where keyed state lives (heap or RocksDB).
     pub state_backend: weir_state::StateBackend,
+    /// Before the restore, delete RocksDB's local copies of the checkpoint, so the
+    /// restore downloads every file from checkpoint storage instead of recovering
+    /// locally.
+    pub discard_local_copies: bool,
 }
 
 /// One checkpoint of the run.
@@ -159,6 +163,27 @@ fn median<T: Copy + PartialOrd>(mut values: Vec<T>) -> Option<T> {
     values.get(values.len() / 2).copied()
 }
 
+/// Deletes every `local` directory (RocksDB's local checkpoint copies) under `dir`.
+fn discard_local_copies(dir: &std::path::Path) -> std::io::Result<()> {
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries {
+            let entry = entry?;
+            if entry.file_type()?.is_dir() {
+                if entry.file_name() == "local" {
+                    std::fs::remove_dir_all(entry.path())?;
+                } else {
+                    pending.push(entry.path());
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Runs the benchmark: a checkpointed run, then a restore of its newest checkpoint.
 ///
 /// # Errors
@@ -228,6 +253,13 @@ pub fn run(options: &StateBenchOptions) -> Result<StateBenchReport, DataflowErro
         .collect();
 
     opened.lock().map(|mut o| o.clear()).ok();
+    if options.discard_local_copies {
+        if let weir_state::StateBackend::RocksDb(rocks) = &options.state_backend {
+            discard_local_copies(&rocks.dir.join(&name)).map_err(|e| {
+                DataflowError::invalid(&name, format!("cannot delete local checkpoint copies: {e}"))
+            })?;
+        }
+    }
     let listener = Arc::new(ReadListener(Mutex::new(None)));
     let started = Instant::now();
     CheckpointedJob::spawn(
