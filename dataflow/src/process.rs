@@ -199,9 +199,11 @@ impl<K: StateKey, V: weir_state::StateValue> KeyedStateStore for StateTable<K, V
     }
 }
 
+/// A TTL state is its table of expiring values for the runtime, but opens in the
+/// backend with its time-to-live and drops expired values before snapshots.
 impl<K: StateKey, V: weir_state::StateValue> KeyedStateStore for weir_state::TtlValueState<K, V> {
     fn state_name(&self) -> String {
-        self.name().to_string()
+        (**self).state_name()
     }
     fn open_state(&mut self, backend: &weir_state::KeyedBackend) -> weir_state::Result<()> {
         if backend.is_rocksdb() {
@@ -217,10 +219,10 @@ impl<K: StateKey, V: weir_state::StateValue> KeyedStateStore for weir_state::Ttl
         // On the heap, expired values are dropped before every snapshot; RocksDB's
         // compaction filter drops them there.
         self.cleanup_before_snapshot()?;
-        self.flush()
+        (**self).flush_state()
     }
     fn freeze_state(&mut self) -> weir_state::Result<Box<dyn weir_state::FrozenKeyed>> {
-        Ok(Box::new(self.freeze()?))
+        (**self).freeze_state()
     }
     fn restore_state(
         &mut self,
@@ -228,7 +230,7 @@ impl<K: StateKey, V: weir_state::StateValue> KeyedStateStore for weir_state::Ttl
         range: weir_state::KeyGroupRange,
         max: weir_state::MaxParallelism,
     ) -> weir_state::Result<usize> {
-        self.restore_chunks(chunks.iter().copied(), range, max)
+        (**self).restore_state(chunks, range, max)
     }
 }
 

@@ -129,6 +129,25 @@ pub fn stable_hash<K: Hash + ?Sized>(key: &K) -> u64 {
     hasher.finish()
 }
 
+/// An id unique across processes and calls (with overwhelming probability): for
+/// names that must never collide, such as a RocksDB instance's uploads or a
+/// restore's scratch directory.
+pub fn unique_id() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static CALLS: AtomicU64 = AtomicU64::new(0);
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos(),
+    );
+    h.write_u32(std::process::id());
+    h.write_u64(CALLS.fetch_add(1, Ordering::Relaxed));
+    h.finish()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

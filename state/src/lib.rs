@@ -61,7 +61,7 @@ pub use aggregate::{AggregateFunction, Avg, AvgAcc, Count, Max, Min, Sum};
 pub use backend::{BackendStats, KeyedBackend, RocksDbConfig, StateBackend, StatsProbe, LOCK_FILE};
 pub use codec::{decode, encode};
 pub use error::StateError;
-pub use hash::{stable_hash, StableHasher};
+pub use hash::{stable_hash, unique_id, StableHasher};
 pub use key_group::{
     key_group_for_hash, key_group_for_key, KeyGroup, KeyGroupRange, MaxParallelism,
 };

@@ -326,7 +326,7 @@ impl SubtaskStore {
             column_families: Mutex::new(vec!["default".to_string()]),
             counters: StoreCounters::default(),
             ttl_options: Mutex::default(),
-            instance: instance_id(),
+            instance: crate::unique_id(),
             _lock: lock,
         })
     }
@@ -481,22 +481,6 @@ impl SubtaskStore {
             .flatten()
             .unwrap_or(0)
     }
-}
-
-/// An id for a newly opened instance, unique across processes and opens.
-fn instance_id() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    static OPENS: AtomicU64 = AtomicU64::new(0);
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_nanos(),
-    );
-    h.write_u32(std::process::id());
-    h.write_u64(OPENS.fetch_add(1, Ordering::Relaxed));
-    h.finish()
 }
 
 /// A RocksDB checkpoint of a subtask's instance: a consistent, read-only copy that

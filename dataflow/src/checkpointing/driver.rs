@@ -92,18 +92,7 @@ impl CheckpointedJob {
             uploads: UploadCache::default(),
             native_uploads: NativeUploads::default(),
             retention: std::sync::Mutex::new(Vec::new()),
-            nonce: {
-                use std::hash::{BuildHasher, Hasher};
-                let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-                h.write_u128(
-                    std::time::SystemTime::now()
-                        .duration_since(std::time::UNIX_EPOCH)
-                        .unwrap_or_default()
-                        .as_nanos(),
-                );
-                h.write_u32(std::process::id());
-                h.finish()
-            },
+            nonce: weir_state::unique_id(),
         };
         let thread = std::thread::Builder::new()
             .name("weir-checkpoint-driver".into())
