@@ -884,3 +884,181 @@ fn restoring_state_the_job_cannot_take_is_a_clear_error_unless_allowed() {
         "{err}"
     );
 }
+
+/// Keys of the timer job.
+const TIMER_KEYS: u64 = 1000;
+/// How far after its record's time a timer fires.
+const TIMER_DELAY: u64 = 300;
+
+/// Registers an event-time timer `TIMER_DELAY` after each record and emits `(key,
+/// time)` when it fires. Every fourth record also registers a timer one later,
+/// which the first timer deletes: it must never fire.
+struct DelayedEcho {
+    fail_at: Option<(u64, Arc<AtomicBool>)>,
+}
+
+impl weir::dataflow::process::KeyedProcessFunction<u32, (u32, u64)> for DelayedEcho {
+    type Out = (u32, u64);
+    fn process(
+        &mut self,
+        value: (u32, u64),
+        cx: &mut weir::dataflow::process::ProcessContext<'_, u32, (u32, u64)>,
+    ) -> weir::dataflow::Result<()> {
+        if let Some((at, failed)) = &self.fail_at {
+            if value.1 == *at && !failed.swap(true, Ordering::SeqCst) {
+                return Err(weir::dataflow::DataflowError::operator(
+                    "delayed-echo",
+                    0,
+                    "injected failure",
+                ));
+            }
+        }
+        let due = value.1 + TIMER_DELAY;
+        cx.register_event_time_timer(weir::dataflow::Timestamp(due as i64));
+        if value.1 % 4 == 0 {
+            cx.register_event_time_timer(weir::dataflow::Timestamp(due as i64 + 1));
+        }
+        Ok(())
+    }
+
+    fn on_timer(
+        &mut self,
+        time: weir::dataflow::Timestamp,
+        domain: weir::dataflow::process::TimeDomain,
+        cx: &mut weir::dataflow::process::ProcessContext<'_, u32, (u32, u64)>,
+    ) -> weir::dataflow::Result<()> {
+        assert_eq!(domain, weir::dataflow::process::TimeDomain::EventTime);
+        let at = time.0 as u64;
+        if (at - TIMER_DELAY) % 4 == 0 {
+            cx.delete_timer(domain, weir::dataflow::Timestamp(time.0 + 1));
+        }
+        cx.emit((*cx.key(), at));
+        Ok(())
+    }
+}
+
+fn timer_input(n: u64) -> Vec<(u32, u64)> {
+    (0..n)
+        .map(|i| ((i * 7919 % TIMER_KEYS) as u32, i))
+        .collect()
+}
+
+fn timer_expected(n: u64) -> Vec<(u32, u64)> {
+    let mut out: Vec<(u32, u64)> = timer_input(n)
+        .into_iter()
+        .map(|(key, i)| (key, i + TIMER_DELAY))
+        .collect();
+    out.sort();
+    out
+}
+
+fn build_timers(
+    n: u64,
+    out: PathBuf,
+    fail_at: Option<(u64, Arc<AtomicBool>)>,
+    per_poll: usize,
+) -> impl Fn(&JobBuilder) + Send + Sync {
+    move |job: &JobBuilder| {
+        let fail_at = fail_at.clone();
+        job.source(
+            "numbers",
+            WatermarkStrategy::bounded_out_of_orderness(Duration::ZERO, |r: &(u32, u64)| {
+                weir::dataflow::Timestamp(r.1 as i64)
+            }),
+            CollectionSource::factory_throttled(
+                timer_input(n),
+                per_poll,
+                Some(Duration::from_millis(1)),
+            ),
+        )
+        .uid("numbers")
+        .key_by(|r: &(u32, u64)| r.0)
+        .process("delayed-echo", move |_| DelayedEcho {
+            fail_at: fail_at.clone(),
+        })
+        .uid("delayed-echo")
+        .sink(
+            "epoch-sink",
+            EpochFileSink::<(u32, u64)>::factory(out.clone()),
+        )
+        .uid("epoch-sink");
+    }
+}
+
+/// Event-time timers are keyed state on either backend: pending timers survive a
+/// failure (restored from the last checkpoint), and a savepoint or checkpoint
+/// resumes them on the other backend and at another parallelism; deleted timers
+/// never fire, and every other timer fires exactly once.
+#[test]
+fn timers_survive_failures_and_resume_across_backends_and_parallelism() {
+    let n = 20_000;
+    for (before, backend_before, after, backend_after, via_savepoint) in [
+        (2, Backend::RocksDb, 2, Backend::RocksDb, false),
+        (2, Backend::RocksDb, 3, Backend::RocksDb, false),
+        (2, Backend::Heap, 3, Backend::RocksDb, true),
+        (3, Backend::RocksDb, 1, Backend::Heap, true),
+        (2, Backend::Heap, 1, Backend::Heap, false),
+    ] {
+        let what = format!(
+            "{before} ({backend_before:?}) -> {after} ({backend_after:?}) via {}",
+            if via_savepoint {
+                "a savepoint"
+            } else {
+                "the latest checkpoint"
+            }
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out");
+        std::fs::create_dir_all(&out).unwrap();
+        let failed = Arc::new(AtomicBool::new(false));
+        let job = CheckpointedJob::spawn(
+            job_config_on("timers", before, backend_before, dir.path()),
+            settings(dir.path(), 20),
+            build_timers(n, out.clone(), Some((3_000, failed.clone())), 5),
+            Arc::new(NoListener),
+        )
+        .unwrap();
+        // A failure, then a few checkpoints after the restart.
+        let checkpoints = || job.checkpoints().iter().filter(|c| !c.savepoint).count();
+        let mut after_failure = None;
+        while after_failure.is_none_or(|at| checkpoints() < at + 3) {
+            if after_failure.is_none() && failed.load(Ordering::SeqCst) {
+                after_failure = Some(checkpoints());
+            }
+            if job.is_finished() {
+                panic!(
+                    "{what}: the job ended early: {:?}",
+                    job.wait().map(|s| s.status)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let mut config = settings(dir.path(), 20);
+        let summary = if via_savepoint {
+            config.resume = ResumeFrom::Savepoint(job.savepoint(true).unwrap());
+            let summary = job.wait().unwrap();
+            assert_eq!(summary.status, JobStatus::Suspended, "{what}");
+            summary
+        } else {
+            config.resume = ResumeFrom::LatestCheckpoint;
+            job.cancel();
+            let summary = job.wait().unwrap();
+            assert_eq!(summary.status, JobStatus::Cancelled, "{what}");
+            summary
+        };
+        assert_eq!(summary.restarts, 1, "{what}");
+        let partial = read_output(&out).len();
+        assert!(partial < n as usize, "{what}: stopped before the end");
+        let resumed = CheckpointedJob::spawn(
+            job_config_on("timers", after, backend_after, dir.path()),
+            config,
+            build_timers(n, out.clone(), None, 200),
+            Arc::new(NoListener),
+        )
+        .unwrap();
+        let summary = resumed.wait().unwrap();
+        assert_eq!(summary.status, JobStatus::Finished, "{what}");
+        assert!(summary.restored_from.is_some(), "{what}: restored");
+        assert_same(read_output(&out), timer_expected(n), &what);
+    }
+}

@@ -6,92 +6,64 @@ use crate::operator::{OperatorContext, Output, SnapshotContext};
 use crate::{
     KeySelector, KeyedStream, Operator, Result, Stream, SubtaskInfo, Timestamp, TimestampAssigner,
 };
-use rustc_hash::FxHashSet;
-use std::collections::BTreeMap;
-use weir_state::{decode, encode, StateKey, StateTable};
+use weir_state::{decode, StateKey, StateTable};
 
-/// Which clock a timer follows.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
-pub enum TimeDomain {
-    /// Fires when the watermark reaches the timer.
-    EventTime,
-    /// Fires when the wall clock reaches the timer.
-    ProcessingTime,
-}
+pub use weir_state::TimeDomain;
 
-/// Timers of one subtask, per key, deduplicated (one timer per key, time and domain).
+/// Timers of one subtask, per key, deduplicated (one timer per key, time and domain),
+/// on the heap or in RocksDB (with the subtask's keyed state).
 pub struct TimerService<K> {
-    event: BTreeMap<i64, FxHashSet<K>>,
-    processing: BTreeMap<i64, FxHashSet<K>>,
+    timers: weir_state::Timers<K>,
+    /// The first failure of a registration or deletion, reported when the function
+    /// that made it returns.
+    failure: Option<weir_state::StateError>,
 }
 
 impl<K: StateKey> Default for TimerService<K> {
     fn default() -> Self {
         Self {
-            event: BTreeMap::new(),
-            processing: BTreeMap::new(),
+            timers: weir_state::Timers::new(TIMERS),
+            failure: None,
         }
     }
 }
 
 impl<K: StateKey> TimerService<K> {
-    fn queue(&mut self, domain: TimeDomain) -> &mut BTreeMap<i64, FxHashSet<K>> {
-        match domain {
-            TimeDomain::EventTime => &mut self.event,
-            TimeDomain::ProcessingTime => &mut self.processing,
-        }
-    }
-
     /// Registers a timer for `key` at `time`.
     pub fn register(&mut self, domain: TimeDomain, key: K, time: Timestamp) {
-        self.queue(domain).entry(time.0).or_default().insert(key);
+        if let Err(e) = self.timers.register(domain, key, time.0) {
+            self.failure.get_or_insert(e);
+        }
     }
 
     /// Deletes a timer, if registered.
     pub fn delete(&mut self, domain: TimeDomain, key: &K, time: Timestamp) {
-        let queue = self.queue(domain);
-        if let Some(keys) = queue.get_mut(&time.0) {
-            keys.remove(key);
-            if keys.is_empty() {
-                queue.remove(&time.0);
-            }
+        if let Err(e) = self.timers.delete(domain, key, time.0) {
+            self.failure.get_or_insert(e);
         }
     }
 
     /// Removes and returns the earliest timer due at `now`.
-    pub fn pop_due(&mut self, domain: TimeDomain, now: Timestamp) -> Option<(K, Timestamp)> {
-        let queue = self.queue(domain);
-        let mut entry = queue.first_entry()?;
-        if *entry.key() > now.0 {
-            return None;
-        }
-        let time = *entry.key();
-        let key = entry.get().iter().next().cloned();
-        match key {
-            Some(key) => {
-                entry.get_mut().remove(&key);
-                if entry.get().is_empty() {
-                    entry.remove();
-                }
-                Some((key, Timestamp(time)))
-            }
-            None => {
-                entry.remove();
-                None
-            }
-        }
+    ///
+    /// # Errors
+    /// A RocksDB read or write that fails.
+    pub fn pop_due(
+        &mut self,
+        domain: TimeDomain,
+        now: Timestamp,
+    ) -> Result<Option<(K, Timestamp)>> {
+        Ok(self
+            .timers
+            .pop_due(domain, now.0)?
+            .map(|(key, time)| (key, Timestamp(time))))
     }
 
-    fn entries(&self) -> Vec<(K, i64, TimeDomain)> {
-        let event = self.event.iter().flat_map(|(t, keys)| {
-            keys.iter()
-                .map(move |k| (k.clone(), *t, TimeDomain::EventTime))
-        });
-        let processing = self.processing.iter().flat_map(|(t, keys)| {
-            keys.iter()
-                .map(move |k| (k.clone(), *t, TimeDomain::ProcessingTime))
-        });
-        event.chain(processing).collect()
+    /// The first failure of a registration or deletion since the last call.
+    fn take_failure(&mut self) -> Result<()> {
+        match self.failure.take() {
+            Some(e) => Err(e.into()),
+            None => Ok(()),
+        }
     }
 }
 
@@ -289,7 +261,11 @@ pub trait KeyedProcessFunction<K, In>: Send + 'static {
     }
 }
 
-const TIMERS: &str = "process-timers";
+/// The timers' state name (canonical form: [`weir_state::TimerEntry`] by key group).
+const TIMERS: &str = "process-timers.ordered";
+/// The timers' state name in snapshots of earlier versions (`Vec<(K, i64,
+/// TimeDomain)>` by key group), still restored.
+const LEGACY_TIMERS: &str = "process-timers";
 
 /// The operator running a [`KeyedProcessFunction`].
 pub struct KeyedProcess<K, T, P> {
@@ -318,11 +294,18 @@ where
             let restored = cx.restored_chunks(&name);
             state.restore_state(&restored, cx.subtask.key_groups, cx.subtask.max_parallelism)?;
         }
+        self.timers.timers = weir_state::Timers::in_backend(&cx.state_backend, TIMERS)?;
+        let restored = cx.restored_chunks(TIMERS);
+        self.timers.timers.restore_chunks(
+            restored,
+            cx.subtask.key_groups,
+            cx.subtask.max_parallelism,
+        )?;
         for states in cx.restored_keyed.values() {
-            if let Some(bytes) = states.get(TIMERS) {
-                let timers: Vec<(K, i64, TimeDomain)> = decode(TIMERS, bytes)?;
+            if let Some(bytes) = states.get(LEGACY_TIMERS) {
+                let timers: Vec<(K, i64, TimeDomain)> = decode(LEGACY_TIMERS, bytes)?;
                 for (key, time, domain) in timers {
-                    self.timers.register(domain, key, Timestamp(time));
+                    self.timers.timers.register(domain, key, time)?;
                 }
             }
         }
@@ -341,13 +324,14 @@ where
                 out,
             };
             self.function.process(value, &mut cx)?;
+            self.timers.take_failure()?;
         }
         Ok(())
     }
 
     fn on_watermark(&mut self, watermark: Timestamp, out: &mut Output<P::Out>) -> Result<()> {
         self.watermark = watermark;
-        while let Some((key, time)) = self.timers.pop_due(TimeDomain::EventTime, watermark) {
+        while let Some((key, time)) = self.timers.pop_due(TimeDomain::EventTime, watermark)? {
             let mut cx = ProcessContext {
                 key: &key,
                 timestamp: Some(time),
@@ -357,12 +341,13 @@ where
             };
             self.function
                 .on_timer(time, TimeDomain::EventTime, &mut cx)?;
+            self.timers.take_failure()?;
         }
         Ok(())
     }
 
     fn on_processing_time(&mut self, now: Timestamp, out: &mut Output<P::Out>) -> Result<()> {
-        while let Some((key, time)) = self.timers.pop_due(TimeDomain::ProcessingTime, now) {
+        while let Some((key, time)) = self.timers.pop_due(TimeDomain::ProcessingTime, now)? {
             let mut cx = ProcessContext {
                 key: &key,
                 timestamp: Some(time),
@@ -372,6 +357,7 @@ where
             };
             self.function
                 .on_timer(time, TimeDomain::ProcessingTime, &mut cx)?;
+            self.timers.take_failure()?;
         }
         Ok(())
     }
@@ -381,23 +367,16 @@ where
         for state in self.function.states() {
             state.flush_state()?;
         }
+        // Every write in RocksDB before the first freeze: one RocksDB checkpoint for
+        // all of them.
+        self.timers.timers.flush()?;
         for state in self.function.states() {
             cx.put_frozen_boxed(state.freeze_state()?);
         }
-        let entries = self.timers.entries();
-        let mut by_group: BTreeMap<weir_state::KeyGroup, Vec<(K, i64, TimeDomain)>> =
-            BTreeMap::new();
-        for entry in entries {
-            by_group
-                .entry(weir_state::key_group_for_key(&entry.0, max))
-                .or_default()
-                .push(entry);
+        match self.timers.timers.snapshot(max)? {
+            weir_state::TimersSnapshot::Encoded(encoded) => cx.put_keyed(TIMERS, encoded),
+            weir_state::TimersSnapshot::Frozen(frozen) => cx.put_frozen_boxed(frozen),
         }
-        let mut encoded = weir_state::KeyedSnapshot::new();
-        for (group, entries) in by_group {
-            encoded.insert(group, encode(TIMERS, &entries)?);
-        }
-        cx.put_keyed(TIMERS, encoded);
         Ok(())
     }
 }

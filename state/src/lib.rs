@@ -53,8 +53,14 @@ mod rocks_table;
 #[cfg(not(feature = "rocksdb"))]
 #[path = "rocks_table_stub.rs"]
 mod rocks_table;
+#[cfg(feature = "rocksdb")]
+mod rocks_timers;
+#[cfg(not(feature = "rocksdb"))]
+#[path = "rocks_timers_stub.rs"]
+mod rocks_timers;
 mod states;
 mod table;
+mod timers;
 mod ttl;
 
 pub use aggregate::{AggregateFunction, Avg, AvgAcc, Count, Max, Min, Sum};
@@ -75,6 +81,7 @@ pub use table::{
     check_group, chunk_name, encode_frozen, is_chunk_of, FrozenKeyed, FrozenTable, HeapTable,
     KeyedSnapshot, StateKey, StateValue, SHARDS,
 };
+pub use timers::{TimeDomain, TimerEntry, Timers, TimersSnapshot};
 pub use ttl::{Expiring, TtlValueState};
 
 /// The result type of this crate.

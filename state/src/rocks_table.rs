@@ -422,18 +422,15 @@ impl<K: StateKey, V: StateValue> RocksTable<K, V> {
     pub(crate) fn freeze(&mut self) -> Result<RocksFrozen<K, V>, StateError> {
         self.flush()?;
         let checkpoint = self.store.checkpoint()?;
-        let frozen = RocksFrozen {
-            name: self.name.clone(),
-            column_family: self.name.clone(),
-            id: self.id,
-            header: (),
+        let frozen = RocksFrozen::of_parts(
+            self.name.clone(),
+            self.id,
             checkpoint,
-            namespace: self.namespace.clone(),
-            range: self.range,
-            group_len: self.counts.per_group.clone(),
-            group_generation: self.group_generation.clone(),
-            _types: PhantomData,
-        };
+            self.namespace.clone(),
+            self.range,
+            self.counts.per_group.clone(),
+            self.group_generation.clone(),
+        );
         self.epoch += 1;
         Ok(frozen)
     }
@@ -516,7 +513,7 @@ fn read_stored<K: Serialize, V: StateValue>(
     }
 }
 
-fn missing_cf(name: &str) -> StateError {
+pub(crate) fn missing_cf(name: &str) -> StateError {
     StateError::Io(format!("RocksDB column family `{name}` is missing"))
 }
 
@@ -568,6 +565,32 @@ pub struct RocksFrozen<K, V, H = ()> {
     group_len: Vec<u64>,
     group_generation: Vec<u64>,
     _types: PhantomData<fn() -> (K, V)>,
+}
+
+impl<K, V> RocksFrozen<K, V> {
+    /// A snapshot of the table `name` (its column family too) in `checkpoint`.
+    pub(crate) fn of_parts(
+        name: Arc<str>,
+        id: u64,
+        checkpoint: Arc<StoreCheckpoint>,
+        namespace: Vec<u8>,
+        range: KeyGroupRange,
+        group_len: Vec<u64>,
+        group_generation: Vec<u64>,
+    ) -> Self {
+        Self {
+            column_family: name.clone(),
+            name,
+            id,
+            header: (),
+            checkpoint,
+            namespace,
+            range,
+            group_len,
+            group_generation,
+            _types: PhantomData,
+        }
+    }
 }
 
 impl<K, V, H> RocksFrozen<K, V, H> {

@@ -405,3 +405,189 @@ fn native_checkpoints_read_back_in_the_canonical_form() -> Result<(), StateError
     }
     Ok(())
 }
+
+/// Drains every timer of `domain` due at `now`, sorted (timers due at the same time
+/// may fire in any order).
+fn drain(
+    timers: &mut weir_state::Timers<u32>,
+    domain: weir_state::TimeDomain,
+    now: i64,
+) -> Result<Vec<(i64, u32)>, StateError> {
+    let mut fired = Vec::new();
+    let mut last = i64::MIN;
+    while let Some((key, time)) = timers.pop_due(domain, now)? {
+        assert!(time >= last, "timer {time} fired after one at {last}");
+        assert!(time <= now);
+        last = time;
+        fired.push((time, key));
+    }
+    fired.sort_unstable();
+    Ok(fired)
+}
+
+/// The canonical form of a timers snapshot: every timer, sorted.
+fn timers_of(
+    snapshot: weir_state::TimersSnapshot,
+) -> Result<(weir_state::KeyedSnapshot, Vec<(u8, i64, u32)>), StateError> {
+    let max = MaxParallelism::DEFAULT;
+    let encoded = match snapshot {
+        weir_state::TimersSnapshot::Encoded(encoded) => encoded,
+        weir_state::TimersSnapshot::Frozen(frozen) => {
+            let mut encoded = weir_state::KeyedSnapshot::new();
+            for (group, chunks) in encode_frozen(frozen.as_ref(), max)? {
+                assert_eq!(chunks.len(), 1, "timers are one table");
+                for bytes in chunks.into_values() {
+                    encoded.insert(group, bytes);
+                }
+            }
+            encoded
+        }
+    };
+    let mut all = Vec::new();
+    for (group, bytes) in encoded.iter() {
+        let entries: Vec<(weir_state::TimerEntry<u32>, ())> = decode("timers", bytes)?;
+        for (entry, ()) in entries {
+            assert_eq!(weir_state::key_group_for_key(entry.key(), max), *group);
+            let domain = match entry.domain() {
+                weir_state::TimeDomain::EventTime => 0,
+                weir_state::TimeDomain::ProcessingTime => 1,
+            };
+            all.push((domain, entry.time(), *entry.key()));
+        }
+    }
+    all.sort_unstable();
+    Ok((encoded, all))
+}
+
+/// Timers in RocksDB against timers on the heap: a deterministic mix of
+/// registrations (duplicates included), deletions, firings and snapshots gives the
+/// same timers firing at the same times, and the same canonical snapshots.
+#[test]
+fn rocksdb_timers_behave_like_heap_timers() -> Result<(), StateError> {
+    use weir_state::{TimeDomain, Timers};
+    let max = MaxParallelism::DEFAULT;
+    let dir = tempfile::tempdir().unwrap();
+    let backend = rocks_backend(dir.path(), 64, ALL);
+    let mut rocks: Timers<u32> = Timers::in_backend(&backend, "timers")?;
+    assert!(rocks.is_rocksdb());
+    let mut heap: Timers<u32> = Timers::new("timers");
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    let (mut watermark, mut clock) = (0i64, 0i64);
+    for step in 0..30_000u32 {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let key = (seed % 900) as u32;
+        let domain = if seed % 3 == 0 {
+            TimeDomain::ProcessingTime
+        } else {
+            TimeDomain::EventTime
+        };
+        let now = match domain {
+            TimeDomain::EventTime => watermark,
+            TimeDomain::ProcessingTime => clock,
+        };
+        // Times around and behind the clocks, negative ones included.
+        let time = now - 50 + ((seed >> 20) % 400) as i64;
+        match (seed >> 40) % 16 {
+            0..=9 => {
+                rocks.register(domain, key, time)?;
+                heap.register(domain, key, time)?;
+            }
+            10 | 11 => {
+                rocks.delete(domain, &key, time)?;
+                heap.delete(domain, &key, time)?;
+            }
+            12 | 13 => {
+                watermark += ((seed >> 24) % 40) as i64;
+                assert_eq!(
+                    drain(&mut rocks, TimeDomain::EventTime, watermark)?,
+                    drain(&mut heap, TimeDomain::EventTime, watermark)?,
+                    "event-time timers due at {watermark}, step {step}"
+                );
+            }
+            14 => {
+                clock += ((seed >> 24) % 40) as i64;
+                assert_eq!(
+                    drain(&mut rocks, TimeDomain::ProcessingTime, clock)?,
+                    drain(&mut heap, TimeDomain::ProcessingTime, clock)?,
+                    "processing-time timers due at {clock}, step {step}"
+                );
+            }
+            _ if step % 7 == 0 => {
+                let (_, a) = timers_of(rocks.snapshot(max)?)?;
+                let (_, b) = timers_of(heap.snapshot(max)?)?;
+                assert_eq!(a, b, "snapshots at step {step}");
+            }
+            _ => {}
+        }
+    }
+    let (_, a) = timers_of(rocks.snapshot(max)?)?;
+    let (_, b) = timers_of(heap.snapshot(max)?)?;
+    assert!(!a.is_empty());
+    assert_eq!(a, b);
+    for domain in [TimeDomain::EventTime, TimeDomain::ProcessingTime] {
+        assert_eq!(
+            drain(&mut rocks, domain, i64::MAX)?,
+            drain(&mut heap, domain, i64::MAX)?
+        );
+    }
+    assert!(timers_of(rocks.snapshot(max)?)?.1.is_empty());
+    Ok(())
+}
+
+/// A timers snapshot of either backend restores into the other, and into a narrower
+/// key-group range (rescaling) as exactly the timers of that range.
+#[test]
+fn timer_snapshots_restore_across_backends_and_ranges() -> Result<(), StateError> {
+    use weir_state::{TimeDomain, Timers};
+    let max = MaxParallelism::DEFAULT;
+    let dir = tempfile::tempdir().unwrap();
+    let mut heap: Timers<u32> = Timers::new("timers");
+    for key in 0..4000u32 {
+        heap.register(TimeDomain::EventTime, key, i64::from(key % 97) - 10)?;
+        if key % 5 == 0 {
+            heap.register(TimeDomain::ProcessingTime, key, i64::from(key))?;
+        }
+    }
+    let (snapshot, all) = timers_of(heap.snapshot(max)?)?;
+    assert_eq!(all.len(), 4800);
+    let chunks = || {
+        snapshot
+            .iter()
+            .map(|(group, bytes)| (*group, bytes.as_slice()))
+    };
+
+    let backend = rocks_backend(dir.path(), 64, ALL);
+    let mut rocks: Timers<u32> = Timers::in_backend(&backend, "timers")?;
+    assert_eq!(rocks.restore_chunks(chunks(), ALL, max)?, 4800);
+    let (from_rocks, restored) = timers_of(rocks.snapshot(max)?)?;
+    assert_eq!(restored, all);
+
+    let mut back: Timers<u32> = Timers::new("timers");
+    let from_rocks_chunks = from_rocks.iter().map(|(g, b)| (*g, b.as_slice()));
+    assert_eq!(back.restore_chunks(from_rocks_chunks, ALL, max)?, 4800);
+    assert_eq!(timers_of(back.snapshot(max)?)?.1, all);
+
+    let half = KeyGroupRange::for_subtask(max, 2, 1);
+    let other = tempfile::tempdir().unwrap();
+    let backend = rocks_backend(other.path(), 64, half);
+    let mut part: Timers<u32> = Timers::in_backend(&backend, "timers")?;
+    let expected: Vec<_> = all
+        .iter()
+        .filter(|(_, _, key)| half.contains(weir_state::key_group_for_key(key, max)))
+        .copied()
+        .collect();
+    assert_eq!(part.restore_chunks(chunks(), half, max)?, expected.len());
+    assert_eq!(timers_of(part.snapshot(max)?)?.1, expected);
+    // The earliest timers fire first after a restore too.
+    let fired = drain(&mut part, TimeDomain::EventTime, -5)?;
+    let due: Vec<_> = expected
+        .iter()
+        .filter(|(domain, time, _)| *domain == 0 && *time <= -5)
+        .map(|(_, time, key)| (*time, *key))
+        .collect();
+    assert!(!due.is_empty());
+    assert_eq!(fired, due);
+    Ok(())
+}

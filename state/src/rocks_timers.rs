@@ -1,0 +1,314 @@
+//! Timers in RocksDB: one column family, stored key
+//! `[key group: u16 big-endian][domain: u8][time: 8 order-preserving bytes][bincode(key)]`
+//! and an empty value, so the timers of a key group and domain are a contiguous scan
+//! in time order.
+//!
+//! In memory the subtask keeps, per domain, a lower bound of the earliest timer of
+//! every key group that may hold timers, ordered; the earliest due timer is found by
+//! seeking the key group with the lowest bound. Writes are batched and applied before
+//! every read and every snapshot.
+
+use crate::rocks::{rocks_error, SubtaskStore};
+use crate::rocks_table::{missing_cf, RocksFrozen};
+use crate::timers::{ordered_time, time_of, TimeDomain, TimerEntry};
+use crate::{
+    decode, key_group_for_key, KeyGroup, KeyGroupRange, MaxParallelism, StateError, StateKey,
+};
+use rocksdb::{ReadOptions, WriteBatch};
+use std::collections::BTreeSet;
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+/// Pending writes are applied once there are this many.
+const PENDING_WRITES: usize = 4096;
+
+/// Bytes of a stored key before the timer's key: group, domain and time.
+const HEADER: usize = 2 + 1 + 8;
+
+/// The domain's byte in stored keys (its bincode encoding too).
+fn byte(domain: TimeDomain) -> u8 {
+    match domain {
+        TimeDomain::EventTime => 0,
+        TimeDomain::ProcessingTime => 1,
+    }
+}
+
+/// The timers of one domain: per owned key group (index `group - range.start`), a
+/// lower bound of its earliest timer, and the same bounds ordered.
+struct Queue {
+    head_of: Vec<Option<i64>>,
+    heads: BTreeSet<(i64, u16)>,
+}
+
+impl Queue {
+    fn lower_to(&mut self, index: usize, group: u16, time: i64) {
+        match self.head_of[index] {
+            Some(head) if head <= time => {}
+            Some(head) => {
+                self.heads.remove(&(head, group));
+                self.heads.insert((time, group));
+                self.head_of[index] = Some(time);
+            }
+            None => {
+                self.heads.insert((time, group));
+                self.head_of[index] = Some(time);
+            }
+        }
+    }
+
+    fn set(&mut self, index: usize, group: u16, head: Option<i64>) {
+        if let Some(old) = self.head_of[index].take() {
+            self.heads.remove(&(old, group));
+        }
+        if let Some(time) = head {
+            self.heads.insert((time, group));
+        }
+        self.head_of[index] = head;
+    }
+}
+
+pub(crate) struct RocksTimers<K> {
+    name: Arc<str>,
+    id: u64,
+    store: Arc<SubtaskStore>,
+    max: MaxParallelism,
+    range: KeyGroupRange,
+    queues: [Queue; 2],
+    /// Per owned key group: registrations since it was last seen without timers (not
+    /// zero while it may hold timers).
+    upper: Vec<u64>,
+    /// Per owned key group: its generation (moves when a write reaches it).
+    group_generation: Vec<u64>,
+    epoch: u64,
+    /// Writes not yet applied: the stored key, and whether it is a put.
+    pending: Vec<(Vec<u8>, bool)>,
+    _key: PhantomData<fn() -> K>,
+}
+
+impl<K: StateKey> RocksTimers<K> {
+    pub(crate) fn new(
+        store: Arc<SubtaskStore>,
+        name: Arc<str>,
+        max: MaxParallelism,
+        range: KeyGroupRange,
+    ) -> Result<Self, StateError> {
+        store.ensure_cf(&name)?;
+        let groups = if range.end < range.start {
+            0
+        } else {
+            usize::from(range.end - range.start) + 1
+        };
+        let queue = || Queue {
+            head_of: vec![None; groups],
+            heads: BTreeSet::new(),
+        };
+        let mut timers = Self {
+            name,
+            id: crate::table::next_table_id(),
+            store,
+            max,
+            range,
+            queues: [queue(), queue()],
+            upper: vec![0; groups],
+            group_generation: vec![0; groups],
+            epoch: 1,
+            pending: Vec::new(),
+            _key: PhantomData,
+        };
+        if !timers.store.claim_namespace(&timers.name, &[]) {
+            timers.find_heads()?;
+        }
+        Ok(timers)
+    }
+
+    /// Reads the earliest timer of every owned key group and domain (timers already
+    /// in the instance, such as a reopened one's).
+    fn find_heads(&mut self) -> Result<(), StateError> {
+        for group in self.range.start..=self.range.end {
+            for domain in [TimeDomain::EventTime, TimeDomain::ProcessingTime] {
+                if let Some((time, _)) = self.first(group, domain)? {
+                    let index = usize::from(group - self.range.start);
+                    self.queues[usize::from(byte(domain))].set(index, group, Some(time));
+                    self.upper[index] = self.upper[index].max(1);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn index_of(&self, key: &K) -> Result<(u16, usize), StateError> {
+        let group = key_group_for_key(key, self.max).get();
+        if !self.range.contains(KeyGroup::new(group)) {
+            return Err(StateError::Corrupt {
+                state: self.name.to_string(),
+                reason: format!(
+                    "a timer of key group {group} reached a subtask owning key groups {}..={}",
+                    self.range.start, self.range.end
+                ),
+            });
+        }
+        Ok((group, usize::from(group - self.range.start)))
+    }
+
+    fn stored_key(
+        &self,
+        group: u16,
+        domain: TimeDomain,
+        time: i64,
+        key: &K,
+    ) -> Result<Vec<u8>, StateError> {
+        let mut stored = Vec::with_capacity(HEADER + 16);
+        stored.extend_from_slice(&group.to_be_bytes());
+        stored.push(byte(domain));
+        stored.extend_from_slice(&ordered_time(time));
+        bincode::serde::encode_into_std_write(key, &mut stored, bincode::config::standard())
+            .map_err(|e| StateError::Encode {
+                state: self.name.to_string(),
+                reason: e.to_string(),
+            })?;
+        Ok(stored)
+    }
+
+    fn write(&mut self, index: usize, stored: Vec<u8>, put: bool) -> Result<(), StateError> {
+        self.group_generation[index] = self.epoch;
+        self.pending.push((stored, put));
+        if self.pending.len() >= PENDING_WRITES {
+            self.apply_pending()?;
+        }
+        Ok(())
+    }
+
+    pub(crate) fn apply_pending(&mut self) -> Result<(), StateError> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let db = self.store.db();
+        let cf = db
+            .cf_handle(&self.name)
+            .ok_or_else(|| missing_cf(&self.name))?;
+        let mut batch = WriteBatch::default();
+        let mut deletes = 0;
+        for (stored, put) in self.pending.drain(..) {
+            if put {
+                batch.put_cf(&cf, &stored, []);
+            } else {
+                batch.delete_cf(&cf, &stored);
+                deletes += 1;
+            }
+        }
+        let (entries, bytes) = (batch.len() as u64, batch.size_in_bytes());
+        db.write(batch)
+            .map_err(|e| rocks_error(format!("cannot write timers `{}`", self.name), e))?;
+        self.store.note_write();
+        self.store.counters.wrote(entries - deletes, deletes, bytes);
+        Ok(())
+    }
+
+    pub(crate) fn register(
+        &mut self,
+        domain: TimeDomain,
+        key: &K,
+        time: i64,
+    ) -> Result<(), StateError> {
+        let (group, index) = self.index_of(key)?;
+        let stored = self.stored_key(group, domain, time, key)?;
+        self.write(index, stored, true)?;
+        self.queues[usize::from(byte(domain))].lower_to(index, group, time);
+        self.upper[index] = self.upper[index].saturating_add(1);
+        Ok(())
+    }
+
+    pub(crate) fn delete(
+        &mut self,
+        domain: TimeDomain,
+        key: &K,
+        time: i64,
+    ) -> Result<(), StateError> {
+        let (group, index) = self.index_of(key)?;
+        let stored = self.stored_key(group, domain, time, key)?;
+        self.write(index, stored, false)
+    }
+
+    /// The earliest timer of `group` in `domain` in RocksDB: its time and stored key.
+    fn first(&self, group: u16, domain: TimeDomain) -> Result<Option<(i64, Vec<u8>)>, StateError> {
+        let db = self.store.db();
+        let cf = db
+            .cf_handle(&self.name)
+            .ok_or_else(|| missing_cf(&self.name))?;
+        let mut start = group.to_be_bytes().to_vec();
+        start.push(byte(domain));
+        let mut end = start.clone();
+        // The domain byte is 0 or 1, so it never overflows.
+        if let Some(last) = end.last_mut() {
+            *last += 1;
+        }
+        let mut options = ReadOptions::default();
+        options.set_iterate_upper_bound(end);
+        let mut iter = db.raw_iterator_cf_opt(&cf, options);
+        iter.seek(&start);
+        let found = match iter.key() {
+            Some(stored) if iter.valid() && stored.len() >= HEADER => {
+                let mut time = [0u8; 8];
+                time.copy_from_slice(&stored[3..HEADER]);
+                self.store.counters.get(stored.len());
+                Some((time_of(time), stored.to_vec()))
+            }
+            _ => None,
+        };
+        iter.status()
+            .map_err(|e| rocks_error(format!("cannot read timers `{}`", self.name), e))?;
+        Ok(found)
+    }
+
+    pub(crate) fn pop_due(
+        &mut self,
+        domain: TimeDomain,
+        now: i64,
+    ) -> Result<Option<(K, i64)>, StateError> {
+        let d = usize::from(byte(domain));
+        loop {
+            let Some(&(head, group)) = self.queues[d].heads.first() else {
+                return Ok(None);
+            };
+            if head > now {
+                return Ok(None);
+            }
+            self.apply_pending()?;
+            let index = usize::from(group - self.range.start);
+            match self.first(group, domain)? {
+                None => {
+                    self.queues[d].set(index, group, None);
+                    let other = &self.queues[1 - d];
+                    if other.head_of[index].is_none() {
+                        self.upper[index] = 0;
+                    }
+                }
+                Some((time, _)) if time != head => {
+                    self.queues[d].set(index, group, Some(time));
+                }
+                Some((time, stored)) => {
+                    let key: K = decode(&self.name, &stored[HEADER..])?;
+                    self.write(index, stored, false)?;
+                    return Ok(Some((key, time)));
+                }
+            }
+        }
+    }
+
+    /// Applies pending writes and captures a RocksDB checkpoint of the store.
+    pub(crate) fn freeze(&mut self) -> Result<RocksFrozen<TimerEntry<K>, ()>, StateError> {
+        self.apply_pending()?;
+        let checkpoint = self.store.checkpoint()?;
+        let frozen = RocksFrozen::of_parts(
+            self.name.clone(),
+            self.id,
+            checkpoint,
+            Vec::new(),
+            self.range,
+            self.upper.clone(),
+            self.group_generation.clone(),
+        );
+        self.epoch += 1;
+        Ok(frozen)
+    }
+}
