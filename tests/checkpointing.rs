@@ -469,16 +469,21 @@ fn rocksdb_native_checkpoints_restore_locally_rescaled_and_into_the_heap() {
         assert!(restore.finished, "{what}: {restore:?}");
         if before == after && matches!(backend, Backend::RocksDb) {
             // Same subtasks, same machine: the local copies are used (operator
-            // state is downloaded).
+            // state is downloaded) and opened as the subtasks' instances.
             assert!(restore.bytes_local > 0, "{what}: {restore:?}");
             assert!(
                 restore.bytes_downloaded < restore.bytes_local,
+                "{what}: {restore:?}"
+            );
+            assert_eq!(
+                restore.bytes_opened, restore.bytes_local,
                 "{what}: {restore:?}"
             );
         } else {
             // Other key-group ranges: the local copies are still found by subtask
             // index, and read back only for the new range.
             assert!(restore.bytes_read > 0, "{what}: {restore:?}");
+            assert_eq!(restore.bytes_opened, 0, "{what}: {restore:?}");
         }
     }
 }
@@ -527,11 +532,136 @@ fn rocksdb_a_damaged_local_copy_falls_back_to_download() {
         };
         let what = format!("{damage} {}", sst.display());
         let restore = resume_latest(dir.path(), &out, n, 2, Backend::RocksDb, &what);
-        // Subtask 0 downloads its checkpoint; subtask 1 uses its local copy.
+        // Subtask 0 downloads its checkpoint; subtask 1 uses its local copy; both
+        // open theirs as their instances.
         assert_eq!(restore.bytes_local, native_of(1), "{what}: {restore:?}");
         assert!(
             restore.bytes_downloaded >= native_of(0),
             "{what}: {restore:?}"
+        );
+        assert_eq!(
+            restore.bytes_opened,
+            native_of(0) + native_of(1),
+            "{what}: {restore:?}"
+        );
+    }
+}
+
+/// The shared files (SST, OPTIONS) the native checkpoint `checkpoint` of job `job`
+/// refers to.
+fn native_shared_files(root: &Path, job: &str, checkpoint: u64) -> Vec<String> {
+    let path = root
+        .join(job)
+        .join(format!("chk-{checkpoint}"))
+        .join("_metadata");
+    let metadata =
+        weir::checkpoint::CheckpointMetadata::decode(&std::fs::read(path).unwrap()).unwrap();
+    let mut shared: Vec<String> = metadata
+        .operators
+        .values()
+        .flat_map(|op| op.subtasks.values())
+        .flat_map(|st| &st.native)
+        .flat_map(|n| &n.files)
+        .filter(|f| f.handle.path.starts_with(&format!("{job}/shared/")))
+        .map(|f| f.handle.path.clone())
+        .collect();
+    shared.sort();
+    shared
+}
+
+/// A restore at the same parallelism on RocksDB opens each subtask's native
+/// checkpoint as its instance, from the local copy or, without one, downloaded:
+/// the keys are not written again, and the first checkpoint after the restore
+/// refers to the restored SST files instead of uploading them again. The job's
+/// state is written in one RocksDB flush (no checkpoint before the final one), so
+/// no compaction replaces the restored files.
+#[test]
+fn rocksdb_a_restore_of_the_same_key_groups_opens_the_checkpoint_and_refers_to_its_files() {
+    let records: Vec<(u32, u64)> = (0..60_000u64).map(|i| ((i % 20_000) as u32, i)).collect();
+    for source in ["local copy", "download"] {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out");
+        std::fs::create_dir_all(&out).unwrap();
+        let run = |resume: ResumeFrom| {
+            let mut config = settings(dir.path(), 600_000);
+            config.resume = resume;
+            let job = CheckpointedJob::spawn(
+                job_config_on("opened", 2, Backend::RocksDb, dir.path()),
+                config,
+                build_with(records.clone(), out.clone(), None, 5_000),
+                Arc::new(NoListener),
+            )
+            .unwrap();
+            let live = job.live();
+            let summary = job.wait().unwrap();
+            assert_eq!(summary.status, JobStatus::Finished, "{source}");
+            (summary, live.restore())
+        };
+        let (first, _) = run(ResumeFrom::Nothing);
+        assert_same(read_output(&out), expected_of(&records), source);
+        let restored = first
+            .checkpoints
+            .iter()
+            .map(|c| c.checkpoint.get())
+            .max()
+            .unwrap();
+        let root = dir.path().join("checkpoints");
+        let restored_files = native_shared_files(&root, "opened", restored);
+        assert!(!restored_files.is_empty());
+        let native_bytes: u64 = {
+            let path = root.join(format!("opened/chk-{restored}/_metadata"));
+            let metadata =
+                weir::checkpoint::CheckpointMetadata::decode(&std::fs::read(path).unwrap())
+                    .unwrap();
+            metadata
+                .operators
+                .values()
+                .flat_map(|op| op.subtasks.values())
+                .flat_map(|st| &st.native)
+                .map(|n| n.size())
+                .sum()
+        };
+        if source == "download" {
+            std::fs::remove_dir_all(dir.path().join("state/opened/running-count/0/local")).unwrap();
+            std::fs::remove_dir_all(dir.path().join("state/opened/running-count/1/local")).unwrap();
+        }
+        // The input is consumed: the resumed job restores, takes its final
+        // checkpoint and ends, with the output unchanged (nothing emitted twice).
+        let (second, restore) = run(ResumeFrom::LatestCheckpoint);
+        assert_eq!(second.restored_from, Some(CheckpointId::new(restored)));
+        assert_same(read_output(&out), expected_of(&records), source);
+        assert_eq!(restore.bytes_opened, native_bytes, "{source}: {restore:?}");
+        if source == "download" {
+            assert_eq!(restore.bytes_local, 0, "{source}: {restore:?}");
+        } else {
+            assert_eq!(restore.bytes_local, native_bytes, "{source}: {restore:?}");
+        }
+        let next = second
+            .checkpoints
+            .iter()
+            .min_by_key(|c| c.checkpoint)
+            .expect("a checkpoint after the restore");
+        assert!(
+            next.bytes * 4 < next.state_bytes,
+            "{source}: the first checkpoint after the restore uploaded {} of {} bytes",
+            next.bytes,
+            next.state_bytes
+        );
+        let files = native_shared_files(&root, "opened", next.checkpoint.get());
+        let new: Vec<&String> = files
+            .iter()
+            .filter(|f| f.ends_with(".sst") && !restored_files.contains(f))
+            .collect();
+        assert!(
+            new.is_empty(),
+            "{source}: SST files uploaded again: {new:?}"
+        );
+        assert!(
+            restored_files
+                .iter()
+                .filter(|f| f.ends_with(".sst"))
+                .all(|f| files.contains(f)),
+            "{source}: {restored_files:?} vs {files:?}"
         );
     }
 }

@@ -11,19 +11,21 @@
 //! Keys start with their key group (two bytes, big-endian), so the state of a range
 //! of key groups is one contiguous range of keys. A subtask's directory holds a lock
 //! file naming the process that uses it: a second process opening it fails with an
-//! error that says so. The store starts empty on every open (state is restored from
-//! the checkpoint's canonical, key-group-partitioned form, or from a native checkpoint
-//! read back into it with [`read_native_checkpoint`]), so stale files left by a
-//! crashed process never leak into a new run. Local copies of native checkpoints
-//! (`<subtask>/local/`, kept by the checkpoint driver) are left alone.
+//! error that says so. A store starts empty ([`SubtaskStore::open`]: state is then
+//! restored from the checkpoint's canonical, key-group-partitioned form, or from a
+//! native checkpoint read back into it with [`read_native_checkpoint`]) or from the
+//! files of a native checkpoint of the same key groups ([`SubtaskStore::open_restored`]:
+//! nothing is rewritten); either way stale files left by a crashed process never leak
+//! into a new run. Local copies of native checkpoints (`<subtask>/local/`, kept by the
+//! checkpoint driver) are left alone.
 
 use crate::LOCK_FILE;
-use crate::{BackendStats, RocksDbConfig, StateError};
+use crate::{BackendStats, RestoredInstance, RocksDbConfig, StateError};
 use rocksdb::{
     BlockBasedOptions, Cache, ColumnFamilyDescriptor, DBCompressionType, MultiThreaded, Options,
-    WriteBufferManager,
+    WriteBatch, WriteBufferManager,
 };
-use std::collections::HashSet;
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -215,11 +217,15 @@ pub struct SubtaskStore {
     written: AtomicBool,
     last_checkpoint: Mutex<Weak<StoreCheckpoint>>,
     next_checkpoint: AtomicU64,
-    /// Whether the instance was opened empty: then a (column family, namespace) no
-    /// table has used yet holds nothing, and its table need not read what it misses.
-    started_empty: bool,
     /// The (column family, namespace) pairs tables have used since the open.
     claimed: Mutex<HashSet<(String, Vec<u8>)>>,
+    /// The tables an instance opened from a native checkpoint holds, by (column
+    /// family, namespace): entries per key group. The instance holds nothing
+    /// anywhere else.
+    restored: Mutex<HashMap<(String, Vec<u8>), Vec<u64>>>,
+    /// Column families opened from a native checkpoint: their TTL compaction filter,
+    /// off until a state with a time-to-live claims the column family.
+    ttl_switches: Mutex<HashMap<String, Arc<AtomicBool>>>,
     /// Column families created since the open.
     column_families: Mutex<Vec<String>>,
     /// Options of TTL column families: their compaction filter lives in them, and
@@ -304,31 +310,168 @@ impl SubtaskStore {
     pub(crate) fn open(resources: Arc<RocksDbResources>, dir: &Path) -> Result<Self, StateError> {
         let lock = DirLock::acquire(dir)?;
         let path = lock.dir.join("db");
-        let checkpoints = lock.dir.join("checkpoints");
-        for stale in [&path, &checkpoints] {
-            if stale.exists() {
-                fs::remove_dir_all(stale).map_err(|e| {
-                    StateError::Io(format!("cannot clear {}: {e}", stale.display()))
-                })?;
-            }
-        }
+        clear_stale(&[
+            &path,
+            &lock.dir.join("checkpoints"),
+            &RestoredInstance::staging_dir(&lock.dir),
+        ])?;
         let db = Db::open(&resources.options(), &path)
             .map_err(|e| rocks_error(format!("cannot open RocksDB at {}", path.display()), e))?;
-        Ok(Self {
+        Ok(Self::new(
+            db,
+            resources,
+            path,
+            lock,
+            crate::unique_id(),
+            vec!["default".to_string()],
+        ))
+    }
+
+    fn new(
+        db: Db,
+        resources: Arc<RocksDbResources>,
+        path: PathBuf,
+        lock: DirLock,
+        instance: u64,
+        column_families: Vec<String>,
+    ) -> Self {
+        Self {
             db,
             resources,
             path,
             written: AtomicBool::new(false),
             last_checkpoint: Mutex::new(Weak::new()),
             next_checkpoint: AtomicU64::new(1),
-            started_empty: true,
             claimed: Mutex::default(),
-            column_families: Mutex::new(vec!["default".to_string()]),
+            restored: Mutex::default(),
+            ttl_switches: Mutex::default(),
+            column_families: Mutex::new(column_families),
             counters: StoreCounters::default(),
             ttl_options: Mutex::default(),
-            instance: crate::unique_id(),
+            instance,
             _lock: lock,
-        })
+        }
+    }
+
+    /// Locks `dir` and opens the native checkpoint `restored` as its instance: the
+    /// checkpoint's files (`restored.dir`, in the subtask's directory) become the
+    /// instance's, and every entry outside the checkpoint's tables' non-empty key
+    /// groups is deleted, so the tables' entry counts (from the checkpoint's
+    /// metadata) are the instance's and a namespace no table restored holds nothing.
+    /// Every column family gets a TTL compaction filter, switched on when a state
+    /// with a time-to-live claims it ([`SubtaskStore::ensure_ttl_cf`]).
+    ///
+    /// # Errors
+    /// [`StateError::Io`] naming the directory when the files cannot be moved, RocksDB
+    /// cannot open them or a table's column family is missing from them;
+    /// [`StateError::Locked`] as for [`SubtaskStore::open`].
+    pub(crate) fn open_restored(
+        resources: Arc<RocksDbResources>,
+        dir: &Path,
+        restored: &RestoredInstance,
+    ) -> Result<Self, StateError> {
+        let lock = DirLock::acquire(dir)?;
+        let path = lock.dir.join("db");
+        clear_stale(&[&path, &lock.dir.join("checkpoints")])?;
+        fs::rename(&restored.dir, &path).map_err(|e| {
+            StateError::Io(format!(
+                "cannot move the restored RocksDB checkpoint {} to {}: {e}",
+                restored.dir.display(),
+                path.display()
+            ))
+        })?;
+        let mut options = resources.options();
+        options.create_if_missing(false);
+        let names = Db::list_cf(&options, &path).map_err(|e| {
+            rocks_error(
+                format!(
+                    "cannot list the column families of the restored RocksDB checkpoint {}",
+                    path.display()
+                ),
+                e,
+            )
+        })?;
+        for table in &restored.tables {
+            if !names.contains(&table.column_family) {
+                return Err(StateError::Io(format!(
+                    "the restored RocksDB checkpoint {} has no column family `{}` (state `{}`)",
+                    path.display(),
+                    table.column_family,
+                    table.state
+                )));
+            }
+        }
+        let mut switches = HashMap::new();
+        let descriptors: Vec<ColumnFamilyDescriptor> = names
+            .iter()
+            .map(|name| {
+                let mut cf_options = resources.options();
+                let on = Arc::new(AtomicBool::new(false));
+                switches.insert(name.clone(), on.clone());
+                cf_options.set_compaction_filter("weir-ttl", move |_level, _key, value| {
+                    if on.load(Ordering::Relaxed)
+                        && crate::ttl::expired_encoding(value, crate::ttl::now_ms())
+                    {
+                        rocksdb::compaction_filter::Decision::Remove
+                    } else {
+                        rocksdb::compaction_filter::Decision::Keep
+                    }
+                });
+                ColumnFamilyDescriptor::new(name, cf_options)
+            })
+            .collect();
+        let db = Db::open_cf_descriptors(&options, &path, descriptors).map_err(|e| {
+            rocks_error(
+                format!(
+                    "cannot open the restored RocksDB checkpoint {}",
+                    path.display()
+                ),
+                e,
+            )
+        })?;
+        let mut known: BTreeMap<&str, BTreeSet<Vec<u8>>> = BTreeMap::new();
+        let mut counts = HashMap::new();
+        for table in &restored.tables {
+            let prefixes = known.entry(table.column_family.as_str()).or_default();
+            for (group, n) in
+                (restored.key_groups.start..=restored.key_groups.end).zip(&table.entries)
+            {
+                if *n > 0 {
+                    prefixes.insert(crate::rocks_table::prefix(group, &table.namespace));
+                }
+            }
+            counts.insert(
+                (table.column_family.clone(), table.namespace.clone()),
+                table.entries.clone(),
+            );
+        }
+        let empty = BTreeSet::new();
+        let mut batch = WriteBatch::default();
+        for name in &names {
+            delete_outside(
+                &db,
+                name,
+                known.get(name.as_str()).unwrap_or(&empty),
+                &mut batch,
+            )?;
+        }
+        let strays = batch.len();
+        let store = Self::new(db, resources, path, lock, restored.instance, names);
+        if strays > 0 {
+            store.db.write(batch).map_err(|e| {
+                rocks_error(
+                    format!(
+                        "cannot delete stray entries of the restored RocksDB checkpoint {}",
+                        store.path.display()
+                    ),
+                    e,
+                )
+            })?;
+            store.note_write();
+        }
+        *store.restored.lock().unwrap_or_else(|p| p.into_inner()) = counts;
+        *store.ttl_switches.lock().unwrap_or_else(|p| p.into_inner()) = switches;
+        Ok(store)
     }
 
     pub(crate) fn db(&self) -> &Db {
@@ -349,16 +492,27 @@ impl SubtaskStore {
         Ok(())
     }
 
-    /// Records that a table uses `namespace` of `column_family`; true if the instance
-    /// certainly holds no entry there (it started empty and no table used them
-    /// before), so the table can treat a key it has not seen as absent without a read.
-    pub(crate) fn claim_namespace(&self, column_family: &str, namespace: &[u8]) -> bool {
+    /// Records that a table uses `namespace` of `column_family`, and tells it what
+    /// the instance holds there.
+    pub(crate) fn claim_namespace(&self, column_family: &str, namespace: &[u8]) -> Claim {
+        let place = (column_family.to_string(), namespace.to_vec());
         let first = self
             .claimed
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .insert((column_family.to_string(), namespace.to_vec()));
-        first && self.started_empty
+            .insert(place.clone());
+        if !first {
+            return Claim::Used;
+        }
+        match self
+            .restored
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&place)
+        {
+            Some(entries) => Claim::Restored(entries),
+            None => Claim::Empty,
+        }
     }
 
     /// The column family `name` of a state with a time-to-live, created if absent
@@ -366,6 +520,14 @@ impl SubtaskStore {
     /// [`crate::Expiring`]) has passed, so expired state leaves disk without scans.
     pub(crate) fn ensure_ttl_cf(&self, name: &str) -> Result<(), StateError> {
         if self.db.cf_handle(name).is_some() {
+            if let Some(on) = self
+                .ttl_switches
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(name)
+            {
+                on.store(true, Ordering::Relaxed);
+            }
             return Ok(());
         }
         let mut options = self.resources.options();
@@ -481,6 +643,74 @@ impl SubtaskStore {
             .flatten()
             .unwrap_or(0)
     }
+}
+
+/// What the instance holds in a (column family, namespace) when a table claims it.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Claim {
+    /// Nothing (the instance opened empty, or from a checkpoint without entries
+    /// there, and no table used it since): a key the table has not seen is absent.
+    Empty,
+    /// The entries of a table of the native checkpoint the instance was opened
+    /// from, this many per key group.
+    Restored(Vec<u64>),
+    /// Whatever an earlier table there left.
+    Used,
+}
+
+/// Removes the directories `stale` if present.
+fn clear_stale(stale: &[&Path]) -> Result<(), StateError> {
+    for dir in stale {
+        if dir.exists() {
+            fs::remove_dir_all(dir)
+                .map_err(|e| StateError::Io(format!("cannot clear {}: {e}", dir.display())))?;
+        }
+    }
+    Ok(())
+}
+
+/// Adds to `batch` a range deletion of every entry of column family `name` outside
+/// the key prefixes `known` (all of one length): one seek per non-empty known
+/// prefix, not one step per entry.
+fn delete_outside(
+    db: &Db,
+    name: &str,
+    known: &BTreeSet<Vec<u8>>,
+    batch: &mut WriteBatch,
+) -> Result<(), StateError> {
+    // Keys start with a key group below 2^15: nothing sorts after this.
+    const END: [u8; 64] = [0xff; 64];
+    let cf = db
+        .cf_handle(name)
+        .ok_or_else(|| StateError::Io(format!("RocksDB column family `{name}` is missing")))?;
+    let mut iter = db.raw_iterator_cf(&cf);
+    iter.seek_to_first();
+    while let Some(key) = iter.key().map(<[u8]>::to_vec) {
+        let inside = known
+            .range(..=key.clone())
+            .next_back()
+            .filter(|p| key.starts_with(p));
+        match inside {
+            Some(prefix) => match crate::rocks_table::prefix_end(prefix) {
+                Some(end) => iter.seek(&end),
+                None => break,
+            },
+            None => match known.range(key.clone()..).next() {
+                Some(next) => {
+                    batch.delete_range_cf(&cf, key.as_slice(), next.as_slice());
+                    iter.seek(next);
+                }
+                None => {
+                    if key.as_slice() < END.as_slice() {
+                        batch.delete_range_cf(&cf, key.as_slice(), &END[..]);
+                    }
+                    break;
+                }
+            },
+        }
+    }
+    iter.status()
+        .map_err(|e| rocks_error(format!("cannot scan column family `{name}`"), e))
 }
 
 /// A RocksDB checkpoint of a subtask's instance: a consistent, read-only copy that

@@ -6,7 +6,8 @@
 //!           MANIFEST-*, CURRENT, WAL ─▶ <job>/chk-<n>/<uid>/<subtask>/native-<file>
 //!           every file hard-linked         ─▶ <subtask>/local/chk-<n>/<i>   (local recovery)
 //!  restore: <subtask>/local/chk-<n>/<i> if every file is there with its size, else download
-//!           ─▶ temporary directory ─▶ read back in the canonical form (any backend, any range)
+//!           same key groups, on RocksDB ─▶ <subtask>/restore ─▶ opened as the subtask's instance
+//!           otherwise ─▶ temporary directory ─▶ read back in the canonical form (any backend, any range)
 //! ```
 //!
 //! An SST (or OPTIONS) file never changes once written and its name is unique within
@@ -14,7 +15,9 @@
 //! same instance that still holds it. Safety of reuse as for canonical chunks: a
 //! file live at checkpoint n+1 and uploaded at k ≤ n was live at every checkpoint
 //! in between, so the newest completed checkpoint (which retention always keeps)
-//! refers to it. Updates of the cache are applied in checkpoint order.
+//! refers to it. Updates of the cache are applied in checkpoint order. An instance
+//! opened from a checkpoint starts with that checkpoint's shared files in the cache
+//! ([`NativeUploads::opened`]): the restored checkpoint refers to them.
 
 use super::driver::StateWriter;
 use super::restore::{read_handle, Reader, RestoreError};
@@ -51,6 +54,27 @@ impl NativeUploads {
     /// Forgets everything (a new attempt opens new instances).
     pub(crate) fn clear(&self) {
         self.lock().clear();
+    }
+
+    /// Records that a subtask opened `opened` as its instance: its shared files
+    /// (SST, OPTIONS) are already uploaded, and the instance's first checkpoint
+    /// refers to those it still holds. They stay safe to refer to as for files of
+    /// the instance's own checkpoints: the restored checkpoint refers to them, and
+    /// retention keeps it until a newer checkpoint completes.
+    pub(crate) fn opened(&self, uid: &OperatorUid, subtask: usize, opened: &crate::OpenedInstance) {
+        let ssts = opened
+            .files
+            .iter()
+            .filter(|f| is_immutable(&f.name))
+            .map(|f| (f.name.clone(), f.handle.clone()))
+            .collect();
+        self.record(
+            uid,
+            subtask,
+            opened.checkpoint,
+            opened.instance.instance,
+            ssts,
+        );
     }
 
     /// The SST files of instance `instance` a subtask uploaded before.
