@@ -585,6 +585,9 @@ fn rocksdb_a_restore_of_the_same_key_groups_opens_the_checkpoint_and_refers_to_i
         let run = |resume: ResumeFrom| {
             let mut config = settings(dir.path(), 600_000);
             config.resume = resume;
+            // Only the newest checkpoint is kept: the restored one goes once the
+            // next completes, and the files both refer to must stay.
+            config.coordinator.retention = 1;
             let job = CheckpointedJob::spawn(
                 job_config_on("opened", 2, Backend::RocksDb, dir.path()),
                 config,
@@ -663,6 +666,17 @@ fn rocksdb_a_restore_of_the_same_key_groups_opens_the_checkpoint_and_refers_to_i
                 .all(|f| files.contains(f)),
             "{source}: {restored_files:?} vs {files:?}"
         );
+        let (stored, referenced) = shared_files_and_references(&root, "opened");
+        assert_eq!(stored, referenced, "{source}: retention");
+        assert!(
+            !root.join(format!("opened/chk-{restored}")).exists(),
+            "{source}: the restored checkpoint is no longer retained"
+        );
+        // The checkpoint after the restore restores in turn.
+        let (third, restore) = run(ResumeFrom::LatestCheckpoint);
+        assert_eq!(third.restored_from, Some(next.checkpoint));
+        assert!(restore.bytes_opened > 0, "{source}: {restore:?}");
+        assert_same(read_output(&out), expected_of(&records), source);
     }
 }
 

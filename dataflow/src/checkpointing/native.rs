@@ -419,6 +419,58 @@ mod tests {
         assert!(uploads.reusable(&uid, 0, 7).is_empty());
     }
 
+    /// An instance opened from a checkpoint starts with the checkpoint's shared
+    /// files (not its private MANIFEST or CURRENT) as already uploaded; its own
+    /// checkpoints then replace them as usual.
+    #[test]
+    fn an_opened_instance_refers_to_the_shared_files_of_its_checkpoint() {
+        let uid = OperatorUid::new("count");
+        let file = |name: &str, path: &str| NativeFile {
+            name: name.into(),
+            handle: StateHandle {
+                path: path.into(),
+                size: 10,
+            },
+        };
+        let opened = crate::OpenedInstance {
+            instance: weir_state::RestoredInstance {
+                dir: PathBuf::from("restore"),
+                key_groups: KeyGroupRange { start: 0, end: 63 },
+                tables: Vec::new(),
+                instance: 9,
+            },
+            checkpoint: CheckpointId::new(4),
+            files: vec![
+                file(
+                    "000007.sst",
+                    "job/shared/count.0.0000000000000003.000007.sst",
+                ),
+                file(
+                    "OPTIONS-000005",
+                    "job/shared/count.0.0000000000000003.OPTIONS-000005",
+                ),
+                file(
+                    "MANIFEST-000006",
+                    "job/chk-4/count/0/native-MANIFEST-000006",
+                ),
+                file("CURRENT", "job/chk-4/count/0/native-CURRENT"),
+            ],
+        };
+        let uploads = NativeUploads::default();
+        uploads.opened(&uid, 0, &opened);
+        let known = uploads.reusable(&uid, 0, 9);
+        let mut names: Vec<&String> = known.keys().collect();
+        names.sort();
+        assert_eq!(names, ["000007.sst", "OPTIONS-000005"]);
+        assert_eq!(
+            known["000007.sst"].path,
+            "job/shared/count.0.0000000000000003.000007.sst"
+        );
+        assert!(uploads.reusable(&uid, 0, 3).is_empty(), "the old instance");
+        uploads.record(&uid, 0, CheckpointId::new(5), 9, files(&["000008.sst"]));
+        assert_eq!(uploads.reusable(&uid, 0, 9).len(), 1);
+    }
+
     #[test]
     fn only_sst_and_options_files_are_shared() {
         assert!(is_immutable("000012.sst"));

@@ -110,7 +110,6 @@ impl NativeRestore {
 /// links to the local copy when it matches, downloaded otherwise; adds a header
 /// chunk of each non-empty table to `snapshot`, so operators still learn their
 /// tables' headers. Returns whether the local copy was used, and the instance.
-#[allow(clippy::too_many_arguments)]
 async fn stage_native(
     reader: &Reader<'_>,
     metadata: &CheckpointMetadata,
@@ -158,7 +157,7 @@ async fn stage_native(
         checkpoint = metadata.checkpoint.get(),
         bytes = handle.size(),
         local,
-        "native RocksDB checkpoint from {} opened as the subtask's instance ({})",
+        "native RocksDB checkpoint from {} put in {} for the subtask to open as its instance",
         if local {
             "the local copy"
         } else {
