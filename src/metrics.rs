@@ -166,6 +166,13 @@ pub fn render(jobs: &[(&str, &LiveJob)]) -> String {
             &[("job", job)],
             restore.bytes_downloaded as f64,
         );
+        f.add(
+            "weir_restore_opened_bytes",
+            "gauge",
+            "Bytes of native RocksDB checkpoints the current attempt's subtasks open as their instances as they are (same key groups: no key written again).",
+            &[("job", job)],
+            restore.bytes_opened as f64,
+        );
         checkpoint_metrics(&mut f, job, live);
         for m in live.metrics() {
             let subtask = m.subtask.to_string();

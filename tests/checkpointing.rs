@@ -469,16 +469,21 @@ fn rocksdb_native_checkpoints_restore_locally_rescaled_and_into_the_heap() {
         assert!(restore.finished, "{what}: {restore:?}");
         if before == after && matches!(backend, Backend::RocksDb) {
             // Same subtasks, same machine: the local copies are used (operator
-            // state is downloaded).
+            // state is downloaded) and opened as the subtasks' instances.
             assert!(restore.bytes_local > 0, "{what}: {restore:?}");
             assert!(
                 restore.bytes_downloaded < restore.bytes_local,
+                "{what}: {restore:?}"
+            );
+            assert_eq!(
+                restore.bytes_opened, restore.bytes_local,
                 "{what}: {restore:?}"
             );
         } else {
             // Other key-group ranges: the local copies are still found by subtask
             // index, and read back only for the new range.
             assert!(restore.bytes_read > 0, "{what}: {restore:?}");
+            assert_eq!(restore.bytes_opened, 0, "{what}: {restore:?}");
         }
     }
 }
@@ -527,13 +532,336 @@ fn rocksdb_a_damaged_local_copy_falls_back_to_download() {
         };
         let what = format!("{damage} {}", sst.display());
         let restore = resume_latest(dir.path(), &out, n, 2, Backend::RocksDb, &what);
-        // Subtask 0 downloads its checkpoint; subtask 1 uses its local copy.
+        // Subtask 0 downloads its checkpoint; subtask 1 uses its local copy; both
+        // open theirs as their instances.
         assert_eq!(restore.bytes_local, native_of(1), "{what}: {restore:?}");
         assert!(
             restore.bytes_downloaded >= native_of(0),
             "{what}: {restore:?}"
         );
+        assert_eq!(
+            restore.bytes_opened,
+            native_of(0) + native_of(1),
+            "{what}: {restore:?}"
+        );
     }
+}
+
+/// The shared files (SST, OPTIONS) the native checkpoint `checkpoint` of job `job`
+/// refers to.
+fn native_shared_files(root: &Path, job: &str, checkpoint: u64) -> Vec<String> {
+    let path = root
+        .join(job)
+        .join(format!("chk-{checkpoint}"))
+        .join("_metadata");
+    let metadata =
+        weir::checkpoint::CheckpointMetadata::decode(&std::fs::read(path).unwrap()).unwrap();
+    let mut shared: Vec<String> = metadata
+        .operators
+        .values()
+        .flat_map(|op| op.subtasks.values())
+        .flat_map(|st| &st.native)
+        .flat_map(|n| &n.files)
+        .filter(|f| f.handle.path.starts_with(&format!("{job}/shared/")))
+        .map(|f| f.handle.path.clone())
+        .collect();
+    shared.sort();
+    shared
+}
+
+/// A restore at the same parallelism on RocksDB opens each subtask's native
+/// checkpoint as its instance, from the local copy or, without one, downloaded:
+/// the keys are not written again, and the first checkpoint after the restore
+/// refers to the restored SST files instead of uploading them again. The job's
+/// state is written in one RocksDB flush (no checkpoint before the final one), so
+/// no compaction replaces the restored files.
+#[test]
+fn rocksdb_a_restore_of_the_same_key_groups_opens_the_checkpoint_and_refers_to_its_files() {
+    let records: Vec<(u32, u64)> = (0..60_000u64).map(|i| ((i % 20_000) as u32, i)).collect();
+    for source in ["local copy", "download"] {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out");
+        std::fs::create_dir_all(&out).unwrap();
+        let run = |resume: ResumeFrom| {
+            let mut config = settings(dir.path(), 600_000);
+            config.resume = resume;
+            // Only the newest checkpoint is kept: the restored one goes once the
+            // next completes, and the files both refer to must stay.
+            config.coordinator.retention = 1;
+            let job = CheckpointedJob::spawn(
+                job_config_on("opened", 2, Backend::RocksDb, dir.path()),
+                config,
+                build_with(records.clone(), out.clone(), None, 5_000),
+                Arc::new(NoListener),
+            )
+            .unwrap();
+            let live = job.live();
+            let summary = job.wait().unwrap();
+            assert_eq!(summary.status, JobStatus::Finished, "{source}");
+            (summary, live.restore())
+        };
+        let (first, _) = run(ResumeFrom::Nothing);
+        assert_same(read_output(&out), expected_of(&records), source);
+        let restored = first
+            .checkpoints
+            .iter()
+            .map(|c| c.checkpoint.get())
+            .max()
+            .unwrap();
+        let root = dir.path().join("checkpoints");
+        let restored_files = native_shared_files(&root, "opened", restored);
+        assert!(!restored_files.is_empty());
+        let native_bytes: u64 = {
+            let path = root.join(format!("opened/chk-{restored}/_metadata"));
+            let metadata =
+                weir::checkpoint::CheckpointMetadata::decode(&std::fs::read(path).unwrap())
+                    .unwrap();
+            metadata
+                .operators
+                .values()
+                .flat_map(|op| op.subtasks.values())
+                .flat_map(|st| &st.native)
+                .map(|n| n.size())
+                .sum()
+        };
+        if source == "download" {
+            std::fs::remove_dir_all(dir.path().join("state/opened/running-count/0/local")).unwrap();
+            std::fs::remove_dir_all(dir.path().join("state/opened/running-count/1/local")).unwrap();
+        }
+        // The input is consumed: the resumed job restores, takes its final
+        // checkpoint and ends, with the output unchanged (nothing emitted twice).
+        let (second, restore) = run(ResumeFrom::LatestCheckpoint);
+        assert_eq!(second.restored_from, Some(CheckpointId::new(restored)));
+        assert_same(read_output(&out), expected_of(&records), source);
+        assert_eq!(restore.bytes_opened, native_bytes, "{source}: {restore:?}");
+        if source == "download" {
+            assert_eq!(restore.bytes_local, 0, "{source}: {restore:?}");
+        } else {
+            assert_eq!(restore.bytes_local, native_bytes, "{source}: {restore:?}");
+        }
+        let next = second
+            .checkpoints
+            .iter()
+            .min_by_key(|c| c.checkpoint)
+            .expect("a checkpoint after the restore");
+        assert!(
+            next.bytes * 4 < next.state_bytes,
+            "{source}: the first checkpoint after the restore uploaded {} of {} bytes",
+            next.bytes,
+            next.state_bytes
+        );
+        let files = native_shared_files(&root, "opened", next.checkpoint.get());
+        let new: Vec<&String> = files
+            .iter()
+            .filter(|f| f.ends_with(".sst") && !restored_files.contains(f))
+            .collect();
+        assert!(
+            new.is_empty(),
+            "{source}: SST files uploaded again: {new:?}"
+        );
+        assert!(
+            restored_files
+                .iter()
+                .filter(|f| f.ends_with(".sst"))
+                .all(|f| files.contains(f)),
+            "{source}: {restored_files:?} vs {files:?}"
+        );
+        let (stored, referenced) = shared_files_and_references(&root, "opened");
+        assert_eq!(stored, referenced, "{source}: retention");
+        assert!(
+            !root.join(format!("opened/chk-{restored}")).exists(),
+            "{source}: the restored checkpoint is no longer retained"
+        );
+        // The checkpoint after the restore restores in turn.
+        let (third, restore) = run(ResumeFrom::LatestCheckpoint);
+        assert_eq!(third.restored_from, Some(next.checkpoint));
+        assert!(restore.bytes_opened > 0, "{source}: {restore:?}");
+        assert_same(read_output(&out), expected_of(&records), source);
+    }
+}
+
+/// Emits its records in order (checkpointing how many), then, if `hold`, stays idle
+/// without finishing: the watermark stops at the last record's.
+struct HeldSource {
+    records: Arc<Vec<(u32, i64)>>,
+    next: usize,
+    hold: bool,
+}
+
+const HELD_POSITION: &str = "held-position";
+
+impl weir::dataflow::Source for HeldSource {
+    type Out = (u32, i64);
+
+    fn open(&mut self, cx: &mut weir::dataflow::OperatorContext) -> weir::dataflow::Result<()> {
+        if let Some(bytes) = cx.restored_operator.get(HELD_POSITION) {
+            self.next = weir::state::decode(HELD_POSITION, bytes)?;
+        }
+        Ok(())
+    }
+
+    fn poll(
+        &mut self,
+        out: &mut weir::dataflow::SourceOutput<(u32, i64)>,
+    ) -> weir::dataflow::Result<weir::dataflow::SourcePoll> {
+        use weir::dataflow::SourcePoll;
+        let end = self.records.len().min(self.next + 500);
+        for record in &self.records[self.next..end] {
+            out.push(*record);
+        }
+        self.next = end;
+        Ok(match self.next < self.records.len() {
+            true => SourcePoll::Idle(Duration::from_millis(1)),
+            false if self.hold => SourcePoll::Idle(Duration::from_millis(5)),
+            false => SourcePoll::Finished,
+        })
+    }
+
+    fn snapshot(&mut self, cx: &mut weir::dataflow::SnapshotContext) -> weir::dataflow::Result<()> {
+        cx.put_operator(
+            HELD_POSITION,
+            weir::state::encode(HELD_POSITION, &self.next)?,
+        );
+        Ok(())
+    }
+}
+
+/// Sliding-window and session counts over `(key, ts)` records (one source
+/// subtask), into `out`.
+fn build_windows(
+    records: Vec<(u32, i64)>,
+    hold: bool,
+    out: PathBuf,
+) -> impl Fn(&JobBuilder) + Send + Sync {
+    use weir::dataflow::window::WindowAssigner;
+    use weir::dataflow::Timestamp;
+    use weir::state::Count;
+    let records = Arc::new(records);
+    move |job: &JobBuilder| {
+        let records = records.clone();
+        let keyed = job
+            .source(
+                "events",
+                WatermarkStrategy::bounded_out_of_orderness(
+                    Duration::from_millis(5),
+                    |e: &(u32, i64)| Timestamp(e.1),
+                ),
+                move |_: &weir::dataflow::SubtaskInfo| HeldSource {
+                    records: records.clone(),
+                    next: 0,
+                    hold,
+                },
+            )
+            .uid("events")
+            .parallelism(1)
+            .key_by(|e: &(u32, i64)| e.0);
+        let sliding = keyed
+            .window(WindowAssigner::sliding(
+                Duration::from_millis(400),
+                Duration::from_millis(100),
+            ))
+            .uid("sliding")
+            .aggregate(Count, |k, w, c| (*k, w.start, c));
+        let sessions = keyed
+            .window(WindowAssigner::session(Duration::from_millis(100)))
+            .uid("sessions")
+            .aggregate(Count, |k, w, c| (*k + 1_000, w.start, c));
+        sliding
+            .union(&[sessions])
+            .sink(
+                "epoch-sink",
+                EpochFileSink::<(u32, i64, u64)>::factory(out.clone()),
+            )
+            .uid("epoch-sink");
+    }
+}
+
+/// Window state restored by opening the native checkpoints: the restored windows
+/// and sessions receive no element after the restore, so only the tables' headers
+/// tell the operators they exist (and sessions their timers); the output equals
+/// that of a run without interruption.
+#[test]
+fn rocksdb_windows_restored_by_opening_native_checkpoints_fire_exactly() {
+    // Phase 1: keys 0..40 up to ts 2000; phase 2, after the restore: one late key.
+    let mut records: Vec<(u32, i64)> = (0..2_000i64).map(|i| ((i % 40) as u32, i)).collect();
+    let phase_1 = records.len();
+    records.push((500, 10_000));
+    let run = |backend, records: Vec<(u32, i64)>, hold, resume, out: &Path, dir: &Path| {
+        let mut config = settings(dir, 20);
+        config.resume = resume;
+        let job = CheckpointedJob::spawn(
+            job_config_on("windows", 2, backend, dir),
+            config,
+            build_windows(records, hold, out.to_path_buf()),
+            Arc::new(NoListener),
+        )
+        .unwrap();
+        let live = job.live();
+        if hold {
+            // Every record in, then a few checkpoints of the held state.
+            while job.checkpoints().len() < 5 {
+                assert!(!job.is_finished(), "the job ended early");
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            job.cancel();
+        }
+        (job.wait().unwrap(), live.restore())
+    };
+    let expected = {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out");
+        std::fs::create_dir_all(&out).unwrap();
+        let (summary, _) = run(
+            Backend::Heap,
+            records.clone(),
+            false,
+            ResumeFrom::Nothing,
+            &out,
+            dir.path(),
+        );
+        assert_eq!(summary.status, JobStatus::Finished);
+        let mut rows = read_committed::<(u32, i64, u64)>(&out).unwrap();
+        rows.sort();
+        rows
+    };
+    assert!(expected.iter().any(|r| r.0 >= 1_000), "sessions fired");
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    let (held, _) = run(
+        Backend::RocksDb,
+        records[..phase_1].to_vec(),
+        true,
+        ResumeFrom::Nothing,
+        &out,
+        dir.path(),
+    );
+    assert_eq!(held.status, JobStatus::Cancelled);
+    let (resumed, restore) = run(
+        Backend::RocksDb,
+        records,
+        false,
+        ResumeFrom::LatestCheckpoint,
+        &out,
+        dir.path(),
+    );
+    assert_eq!(resumed.status, JobStatus::Finished);
+    assert!(resumed.restored_from.is_some());
+    assert!(restore.bytes_opened > 0, "{restore:?}");
+    let mut rows = read_committed::<(u32, i64, u64)>(&out).unwrap();
+    rows.sort();
+    assert_same_rows(&rows, &expected);
+}
+
+fn assert_same_rows(got: &[(u32, i64, u64)], want: &[(u32, i64, u64)]) {
+    let missing: Vec<_> = want.iter().filter(|r| !got.contains(r)).take(5).collect();
+    let extra: Vec<_> = got.iter().filter(|r| !want.contains(r)).take(5).collect();
+    assert!(
+        got == want,
+        "{} rows, expected {}; missing {missing:?}, unexpected {extra:?}",
+        got.len(),
+        want.len()
+    );
 }
 
 #[test]
@@ -1056,9 +1384,22 @@ fn timers_survive_failures_and_resume_across_backends_and_parallelism() {
             Arc::new(NoListener),
         )
         .unwrap();
+        let live = resumed.live();
         let summary = resumed.wait().unwrap();
         assert_eq!(summary.status, JobStatus::Finished, "{what}");
         assert!(summary.restored_from.is_some(), "{what}: restored");
+        let restore = live.restore();
+        if let (false, Backend::RocksDb, Backend::RocksDb) =
+            (via_savepoint, backend_before, backend_after)
+        {
+            // The same key groups open their checkpoint, timers included; others
+            // read it back by key-group range.
+            assert_eq!(
+                restore.bytes_opened > 0,
+                before == after,
+                "{what}: {restore:?}"
+            );
+        }
         assert_same(read_output(&out), timer_expected(n), &what);
     }
 }

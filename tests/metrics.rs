@@ -140,6 +140,7 @@ sinks: [{{name: out, kind: blackhole, input: evens}}]
         "weir_restore_bytes",
         "weir_restore_local_bytes",
         "weir_restore_downloaded_bytes",
+        "weir_restore_opened_bytes",
     ] {
         assert_eq!(
             text.matches(&format!("# TYPE {family} ")).count(),

@@ -1,12 +1,12 @@
 //! Checkpoint and savepoint metadata: what a completed snapshot consists of, and its
 //! self-checking binary encoding.
 //!
-//! # Encoding (format version 3; version 2, without native keyed state, is read too)
+//! # Encoding (format version 4; versions 3, without entry counts of native tables, and 2, without native keyed state, are read too)
 //!
 //! ```text
 //! offset  size  field
 //! 0       8     magic            b"WEIRCHK\0"
-//! 8       4     format version   u32, little endian (3)
+//! 8       4     format version   u32, little endian (4)
 //! 12      8     payload length   u64, little endian
 //! 20      n     payload          bincode 2, serde, `bincode::config::standard()`
 //! 20+n    4     payload CRC32    u32, little endian (IEEE polynomial, crc32fast)
@@ -28,7 +28,11 @@ use weir_state::{KeyGroupRange, MaxParallelism};
 pub const MAGIC: [u8; 8] = *b"WEIRCHK\0";
 
 /// The metadata format version this build writes and reads.
-pub const FORMAT_VERSION: u32 = 3;
+pub const FORMAT_VERSION: u32 = 4;
+
+/// The previous format version, still read: [`weir_state::NativeTable`] had no
+/// `entries` (native checkpoints of it are read back, never opened directly).
+pub const FORMAT_VERSION_3: u32 = 3;
 
 /// The previous format version, still read: [`SubtaskState`] had no `native` field.
 pub const FORMAT_VERSION_2: u32 = 2;
@@ -121,69 +125,8 @@ pub struct SubtaskState {
     pub native: Vec<NativeKeyedHandle>,
 }
 
-/// The metadata types of format version 2, decoded and converted.
-mod v2 {
-    use super::*;
-
-    #[derive(Deserialize)]
-    pub(super) struct SubtaskState {
-        keyed: Vec<KeyedStateHandle>,
-        operator: Vec<StateHandle>,
-    }
-
-    #[derive(Deserialize)]
-    pub(super) struct OperatorState {
-        parallelism: usize,
-        subtasks: BTreeMap<usize, SubtaskState>,
-    }
-
-    #[derive(Deserialize)]
-    pub(super) struct CheckpointMetadata {
-        job: String,
-        checkpoint: CheckpointId,
-        kind: SnapshotKind,
-        timestamp_ms: i64,
-        max_parallelism: MaxParallelism,
-        operators: BTreeMap<OperatorUid, OperatorState>,
-        properties: BTreeMap<String, Vec<u8>>,
-    }
-
-    impl From<CheckpointMetadata> for super::CheckpointMetadata {
-        fn from(m: CheckpointMetadata) -> Self {
-            Self {
-                job: m.job,
-                checkpoint: m.checkpoint,
-                kind: m.kind,
-                timestamp_ms: m.timestamp_ms,
-                max_parallelism: m.max_parallelism,
-                operators: m
-                    .operators
-                    .into_iter()
-                    .map(|(uid, op)| {
-                        let subtasks = op
-                            .subtasks
-                            .into_iter()
-                            .map(|(i, st)| {
-                                let state = super::SubtaskState {
-                                    keyed: st.keyed,
-                                    operator: st.operator,
-                                    native: Vec::new(),
-                                };
-                                (i, state)
-                            })
-                            .collect();
-                        let state = super::OperatorState {
-                            parallelism: op.parallelism,
-                            subtasks,
-                        };
-                        (uid, state)
-                    })
-                    .collect(),
-                properties: m.properties,
-            }
-        }
-    }
-}
+mod v2;
+mod v3;
 
 /// What every subtask of one operator stored for a snapshot.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -328,7 +271,7 @@ impl CheckpointMetadata {
                 .try_into()
                 .expect("slice of 4"),
         );
-        if version != FORMAT_VERSION && version != FORMAT_VERSION_2 {
+        if ![FORMAT_VERSION, FORMAT_VERSION_3, FORMAT_VERSION_2].contains(&version) {
             return Err(CorruptReason::UnsupportedVersion {
                 found: version,
                 supported: FORMAT_VERSION,
@@ -357,6 +300,11 @@ impl CheckpointMetadata {
         }
         let (metadata, used): (Self, usize) = if version == FORMAT_VERSION_2 {
             let (old, used): (v2::CheckpointMetadata, usize) =
+                bincode::serde::decode_from_slice(payload, bincode::config::standard())
+                    .map_err(|e| CorruptReason::Undecodable(e.to_string()))?;
+            (old.into(), used)
+        } else if version == FORMAT_VERSION_3 {
+            let (old, used): (v3::CheckpointMetadata, usize) =
                 bincode::serde::decode_from_slice(payload, bincode::config::standard())
                     .map_err(|e| CorruptReason::Undecodable(e.to_string()))?;
             (old.into(), used)
@@ -575,12 +523,89 @@ mod tests {
                 column_family: "counts".into(),
                 namespace: Vec::new(),
                 header: Vec::new(),
+                entries: vec![3; 64],
             }],
         });
         assert_eq!(m.handles().count(), 6);
         assert_eq!(m.handles_mut().count(), 6);
         assert_eq!(m.state_size(), 2 * 4096 + 2 * 17 + 1016);
         assert_eq!(CheckpointMetadata::decode(&m.encode()), Ok(m));
+    }
+
+    /// Metadata of format version 3 (native tables without entry counts) is still
+    /// read, its tables' entries unknown.
+    #[test]
+    fn version_3_metadata_is_read() {
+        let mut m = sample();
+        let uid = OperatorUid::new("window-agg");
+        m.subtask_mut(&uid, 1).native.push(NativeKeyedHandle {
+            key_groups: KeyGroupRange {
+                start: 64,
+                end: 127,
+            },
+            files: vec![NativeFile {
+                name: "000009.sst".into(),
+                handle: StateHandle {
+                    path: "job/shared/window-agg.1.00000000000000ab.000009.sst".into(),
+                    size: 1000,
+                },
+            }],
+            tables: vec![weir_state::NativeTable {
+                state: "contents".into(),
+                column_family: "contents".into(),
+                namespace: vec![1, 2],
+                header: vec![7],
+                entries: Vec::new(),
+            }],
+        });
+        type TableV3 = (String, String, Vec<u8>, Vec<u8>);
+        type NativeV3 = (KeyGroupRange, Vec<NativeFile>, Vec<TableV3>);
+        type SubtaskV3 = (Vec<KeyedStateHandle>, Vec<StateHandle>, Vec<NativeV3>);
+        let operators: BTreeMap<OperatorUid, (usize, BTreeMap<usize, SubtaskV3>)> = m
+            .operators
+            .iter()
+            .map(|(uid, op)| {
+                let subtasks = op
+                    .subtasks
+                    .iter()
+                    .map(|(i, st)| {
+                        let native = st
+                            .native
+                            .iter()
+                            .map(|n| {
+                                let tables = n
+                                    .tables
+                                    .iter()
+                                    .map(|t| {
+                                        let t = t.clone();
+                                        (t.state, t.column_family, t.namespace, t.header)
+                                    })
+                                    .collect();
+                                (n.key_groups, n.files.clone(), tables)
+                            })
+                            .collect();
+                        (*i, (st.keyed.clone(), st.operator.clone(), native))
+                    })
+                    .collect();
+                (uid.clone(), (op.parallelism, subtasks))
+            })
+            .collect();
+        let v3 = (
+            &m.job,
+            m.checkpoint,
+            m.kind,
+            m.timestamp_ms,
+            m.max_parallelism,
+            operators,
+            &m.properties,
+        );
+        let payload = bincode::serde::encode_to_vec(&v3, bincode::config::standard()).unwrap();
+        let mut bytes = MAGIC.to_vec();
+        bytes.extend_from_slice(&FORMAT_VERSION_3.to_le_bytes());
+        bytes.extend_from_slice(&(payload.len() as u64).to_le_bytes());
+        bytes.extend_from_slice(&payload);
+        bytes.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
+        assert_eq!(CheckpointMetadata::decode(&bytes), Ok(m));
     }
 
     /// Metadata of format version 2 (no native keyed state) is still read.

@@ -71,6 +71,22 @@ pub struct RestoreState {
     pub operators: BTreeMap<String, Vec<OperatorSnapshot>>,
     /// The max parallelism the state was written with.
     pub max_parallelism: usize,
+    /// Keyed state that subtasks on RocksDB open as their instances from native
+    /// checkpoints of their own key groups, by uid then subtask; their snapshots in
+    /// `operators` hold only the tables' headers ([`weir_state::NativeTable::header_chunk`]).
+    pub opened: BTreeMap<String, BTreeMap<usize, OpenedInstance>>,
+}
+
+/// A native RocksDB checkpoint a subtask opens as its instance, as it is.
+#[derive(Clone, Debug)]
+pub struct OpenedInstance {
+    /// The checkpoint's files (materialized locally) and tables.
+    pub instance: weir_state::RestoredInstance,
+    /// The checkpoint it belongs to.
+    pub checkpoint: CheckpointId,
+    /// Its files in the checkpoint storage: the instance's first checkpoint refers
+    /// to the shared ones (SST, OPTIONS) instead of uploading them again.
+    pub files: Vec<weir_checkpoint::metadata::NativeFile>,
 }
 
 /// Counters of one operator subtask.
@@ -338,7 +354,7 @@ fn context(
     max: MaxParallelism,
     config: &JobConfig,
     rocksdb: Option<&Arc<RocksDbResources>>,
-) -> OperatorContext {
+) -> Result<OperatorContext> {
     let uid = graph.uid_of(node);
     let key_groups = KeyGroupRange::for_subtask(max, parallelism, index);
     let state_backend = match rocksdb {
@@ -350,7 +366,31 @@ fn context(
                 .join(path_segment(&config.name))
                 .join(path_segment(&uid))
                 .join(index.to_string());
-            KeyedBackend::rocksdb(resources.clone(), dir, max, key_groups)
+            let backend = KeyedBackend::rocksdb(resources.clone(), dir, max, key_groups);
+            let opened = config
+                .restore
+                .as_ref()
+                .and_then(|r| r.opened.get(&uid))
+                .and_then(|subtasks| subtasks.get(&index));
+            match opened {
+                None => backend,
+                Some(opened) => match backend.restoring(opened.instance.clone()) {
+                    (backend, true) => backend,
+                    (_, false) => {
+                        return Err(DataflowError::invalid(
+                            config.name.clone(),
+                            format!(
+                                "subtask {index} of `{uid}` owns key groups {}..={}: it cannot open the native RocksDB checkpoint of key groups {}..={} at {}",
+                                key_groups.start,
+                                key_groups.end,
+                                opened.instance.key_groups.start,
+                                opened.instance.key_groups.end,
+                                opened.instance.dir.display()
+                            ),
+                        ))
+                    }
+                },
+            }
         }
     };
     let mut cx = OperatorContext::fresh(SubtaskInfo {
@@ -379,7 +419,7 @@ fn context(
             cx.restored_operator_all = restore.iter().map(|s| s.operator.clone()).collect();
         }
     }
-    cx
+    Ok(cx)
 }
 
 /// A name made safe as one directory name: anything but letters, digits, `-`, `_`
@@ -432,7 +472,7 @@ impl Wiring<'_> {
     }
 
     /// The context of `node`'s subtask `index`, its counters registered.
-    fn context(&mut self, node: usize, index: usize) -> OperatorContext {
+    fn context(&mut self, node: usize, index: usize) -> Result<OperatorContext> {
         let mut cx = context(
             self.graph,
             node,
@@ -441,7 +481,7 @@ impl Wiring<'_> {
             self.max,
             self.config,
             self.rocksdb.as_ref(),
-        );
+        )?;
         cx.metrics = self.counters[node][index].clone();
         if let Some(probe) = cx.state_backend.stats_probe() {
             cx.metrics.register_gauges(move || {
@@ -457,7 +497,7 @@ impl Wiring<'_> {
             subtask: index,
             metrics: cx.metrics.clone(),
         });
-        cx
+        Ok(cx)
     }
 
     /// The stage of `node` at subtask `index`, with everything chained after it.
@@ -476,7 +516,7 @@ impl Wiring<'_> {
             (Some(output), _) => Some(output.tee(branches)?),
             (None, _) => None,
         };
-        let cx = self.context(node, index);
+        let cx = self.context(node, index)?;
         match (&spec.kind, next) {
             (NodeKind::Operator(build), Some(next)) => build.build(cx, next),
             (NodeKind::Sink(build), None) => build.build(cx),
@@ -509,7 +549,7 @@ impl Wiring<'_> {
             } else {
                 output.tee(branches)?
             };
-            let cx = self.context(root, index);
+            let cx = self.context(root, index)?;
             return build.build(cx, next, self.config.batch_size);
         }
         let stage = self.stage(root, index)?;

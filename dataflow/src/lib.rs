@@ -48,8 +48,8 @@ pub mod window;
 pub use align::{AlignmentStep, BarrierAligner};
 pub use error::{DataflowError, Result};
 pub use execute::{
-    EdgeView, GraphView, JobConfig, JobHandle, JobResult, MetricsView, RestoreState,
-    SubtaskMetrics, VertexRole, VertexView,
+    EdgeView, GraphView, JobConfig, JobHandle, JobResult, MetricsView, OpenedInstance,
+    RestoreState, SubtaskMetrics, VertexRole, VertexView,
 };
 pub use graph::{Data, EdgeKind};
 pub use message::Message;

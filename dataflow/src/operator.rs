@@ -141,7 +141,10 @@ pub struct OperatorContext {
     /// Where this instance runs.
     pub subtask: SubtaskInfo,
     /// Keyed state restored for the key groups this subtask owns (empty on a fresh
-    /// start), by key group then state name.
+    /// start), by key group then state name. When the subtask's RocksDB instance is
+    /// opened from a native checkpoint of its key groups, a table of it comes as one
+    /// chunk with its header and no entries (the entries are in the instance; a
+    /// table made in the backend with the same name and namespace finds them).
     pub restored_keyed: BTreeMap<u16, BTreeMap<String, Vec<u8>>>,
     /// Operator state restored for this subtask (empty on a fresh start). After
     /// rescaling, the operator states of all previous subtasks are offered in

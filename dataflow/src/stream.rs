@@ -42,6 +42,19 @@ impl JobBuilder {
         (0..graph.nodes.len()).map(|i| graph.uid_of(i)).collect()
     }
 
+    /// The parallelism of every operator of the graph built so far, by uid.
+    pub(crate) fn operator_parallelism(&self) -> std::collections::BTreeMap<String, usize> {
+        let graph = self.graph.borrow();
+        (0..graph.nodes.len())
+            .map(|i| {
+                let p = graph.nodes[i]
+                    .parallelism
+                    .unwrap_or(self.config.parallelism);
+                (graph.uid_of(i), p)
+            })
+            .collect()
+    }
+
     /// The derived uids of operators that have no explicit uid.
     pub fn operators_without_uid(&self) -> Vec<String> {
         let graph = self.graph.borrow();

@@ -66,6 +66,7 @@ fn checkpoint_running_job(
     let restore = RestoreState {
         operators: BTreeMap::from([(UID.to_string(), snapshots.into_values().collect())]),
         max_parallelism: JobConfig::default().max_parallelism,
+        opened: BTreeMap::new(),
     };
     (restore, collected.take())
 }

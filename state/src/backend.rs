@@ -2,7 +2,7 @@
 //! operator subtask (the heap, or a RocksDB instance opened on first use).
 
 use crate::rocks::{RocksDbResources, SubtaskStore};
-use crate::{KeyGroupRange, MaxParallelism, StateError};
+use crate::{KeyGroupRange, MaxParallelism, RestoredInstance, StateError};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, Weak};
 
@@ -156,6 +156,8 @@ enum BackendKind {
         resources: Arc<RocksDbResources>,
         dir: PathBuf,
         store: Arc<Mutex<Option<Arc<SubtaskStore>>>>,
+        /// A native checkpoint the instance opens from instead of starting empty.
+        restored: Option<Arc<RestoredInstance>>,
     },
 }
 
@@ -193,9 +195,26 @@ impl KeyedBackend {
                 resources,
                 dir,
                 store: Arc::default(),
+                restored: None,
             },
             max_parallelism,
             key_groups,
+        }
+    }
+
+    /// The RocksDB backend opening its instance from the native checkpoint
+    /// `restored` (see [`RestoredInstance`]) rather than empty, when `restored`
+    /// covers exactly the subtask's key groups and records every table's entries;
+    /// otherwise, and on the heap, the backend unchanged (`false`: the checkpoint
+    /// must be restored the canonical way).
+    pub fn restoring(mut self, instance: RestoredInstance) -> (Self, bool) {
+        let fits = RestoredInstance::fits(self.key_groups, instance.key_groups, &instance.tables);
+        match &mut self.kind {
+            BackendKind::RocksDb { restored, .. } if fits => {
+                *restored = Some(Arc::new(instance));
+                (self, true)
+            }
+            _ => (self, false),
         }
     }
 
@@ -222,12 +241,18 @@ impl KeyedBackend {
                 resources,
                 dir,
                 store,
+                restored,
             } => {
                 let mut store = store.lock().unwrap_or_else(|p| p.into_inner());
                 if let Some(open) = &*store {
                     return Ok(Some(open.clone()));
                 }
-                let open = Arc::new(SubtaskStore::open(resources.clone(), dir)?);
+                let open = Arc::new(match restored {
+                    Some(restored) => {
+                        SubtaskStore::open_restored(resources.clone(), dir, restored)?
+                    }
+                    None => SubtaskStore::open(resources.clone(), dir)?,
+                });
                 *store = Some(open.clone());
                 Ok(Some(open))
             }

@@ -73,7 +73,7 @@ pub use key_group::{
 };
 pub use keyed::{Frozen, StateTable};
 pub use lru::LruValueState;
-pub use native::{NativeSnapshot, NativeTable};
+pub use native::{NativeSnapshot, NativeTable, RestoredInstance};
 pub use rocks::{read_native_checkpoint, RocksDbResources, StoreCheckpoint, SubtaskStore};
 pub use rocks_table::RocksFrozen;
 pub use states::{AggregatingState, ListState, MapState, ValueState};

@@ -4,18 +4,24 @@
 //! ```text
 //!  RocksFrozen ──native()──▶ NativeSnapshot { checkpoint dir (SST, MANIFEST, …), NativeTable }
 //!                                   │ upload SST files once, refer to them afterwards
-//!  restore: files ──▶ local dir ──read_native_checkpoint(tables, range)──▶ canonical chunks
+//!  restore, same key groups:  files ──▶ <subtask>/restore ──RestoredInstance──▶ opened as the instance
+//!  restore, other key groups: files ──▶ local dir ──read_native_checkpoint(tables, range)──▶ canonical chunks
 //! ```
 //!
-//! Restoring reads the tables back into the canonical, key-group-partitioned form,
-//! so a native checkpoint restores into either backend at any parallelism.
+//! A subtask that owns exactly the key groups of the checkpoint, on RocksDB, opens
+//! the checkpoint's files as its instance ([`RestoredInstance`]): nothing is
+//! rewritten, and the tables take their entry counts from [`NativeTable::entries`].
+//! Otherwise the tables are read back into the canonical, key-group-partitioned
+//! form, so a native checkpoint restores into either backend at any parallelism.
 
 use crate::rocks::StoreCheckpoint;
+use crate::{KeyGroupRange, StateError};
 use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 /// Where one frozen table lives in a RocksDB checkpoint: enough to read it back in
-/// the canonical form.
+/// the canonical form, or to take it over as it is.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NativeTable {
     /// The state's name (restored chunks are named after it).
@@ -26,6 +32,30 @@ pub struct NativeTable {
     pub namespace: Vec<u8>,
     /// The encoded header stored in front of every restored chunk's entries.
     pub header: Vec<u8>,
+    /// Entries per key group of the checkpoint's range (index `group - start`);
+    /// empty when not recorded (metadata format 3), and then the checkpoint is
+    /// always read back instead of opened.
+    pub entries: Vec<u64>,
+}
+
+impl NativeTable {
+    /// The table's header with no entries, in the canonical chunk form
+    /// (`bincode((header, Vec<(K, V)>::new()))`): what an operator restores for a
+    /// table whose entries are already in an instance opened from the checkpoint,
+    /// so it still learns the table's header (a window, say).
+    ///
+    /// # Errors
+    /// [`StateError::Encode`] never in practice (an integer is encoded).
+    pub fn header_chunk(&self) -> Result<Vec<u8>, StateError> {
+        let mut bytes = self.header.clone();
+        bytes.extend(crate::encode(&self.state, &0u64)?);
+        Ok(bytes)
+    }
+
+    /// Entries in all, when recorded.
+    pub fn total_entries(&self) -> u64 {
+        self.entries.iter().sum()
+    }
 }
 
 /// A frozen RocksDB table as a native checkpoint sees it: the RocksDB checkpoint
@@ -38,4 +68,55 @@ pub struct NativeSnapshot {
     pub table: NativeTable,
     /// The key groups the subtask owns.
     pub key_groups: crate::KeyGroupRange,
+}
+
+/// A native checkpoint to open as a subtask's RocksDB instance instead of starting
+/// empty (see [`crate::KeyedBackend::restoring`]): its files, materialized in
+/// [`RestoredInstance::staging_dir`] of the subtask's directory, are moved into the
+/// instance's directory when the store opens, and its tables take their entry counts
+/// from the checkpoint's metadata.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RestoredInstance {
+    /// The directory holding the checkpoint's files (moved, not copied, on open).
+    pub dir: PathBuf,
+    /// The key groups of the checkpoint: those of the subtask.
+    pub key_groups: KeyGroupRange,
+    /// Every table of the checkpoint, with its entries per key group.
+    pub tables: Vec<NativeTable>,
+    /// The id of the opened instance (SST uploads are named after it): new, so files
+    /// the instance writes never take the name of a file an earlier instance wrote.
+    pub instance: u64,
+}
+
+impl RestoredInstance {
+    /// Where a checkpoint to open is put in a subtask's state directory
+    /// (`<subtask>/restore`); a store that opens empty removes what is left there.
+    pub fn staging_dir(subtask_dir: &std::path::Path) -> PathBuf {
+        subtask_dir.join("restore")
+    }
+
+    /// Whether the checkpoint can be opened as the instance of a subtask owning
+    /// `key_groups`: the same range, every table's entries recorded for it, no two
+    /// tables in one place and the namespaces of one column family of one length
+    /// (what [`crate::StateTable::in_backend`] asks of them).
+    pub fn fits(
+        key_groups: KeyGroupRange,
+        checkpoint_range: KeyGroupRange,
+        tables: &[NativeTable],
+    ) -> bool {
+        if key_groups != checkpoint_range || key_groups.start > key_groups.end {
+            return false;
+        }
+        let groups = usize::from(key_groups.end - key_groups.start) + 1;
+        let mut places = std::collections::HashSet::new();
+        let mut namespace_len = std::collections::HashMap::new();
+        tables.iter().all(|t| {
+            t.entries.len() == groups
+                && places.insert((t.column_family.as_str(), t.namespace.as_slice()))
+                && *namespace_len
+                    .entry(t.column_family.as_str())
+                    .or_insert(t.namespace.len())
+                    == t.namespace.len()
+        })
+    }
 }

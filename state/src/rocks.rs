@@ -11,19 +11,21 @@
 //! Keys start with their key group (two bytes, big-endian), so the state of a range
 //! of key groups is one contiguous range of keys. A subtask's directory holds a lock
 //! file naming the process that uses it: a second process opening it fails with an
-//! error that says so. The store starts empty on every open (state is restored from
-//! the checkpoint's canonical, key-group-partitioned form, or from a native checkpoint
-//! read back into it with [`read_native_checkpoint`]), so stale files left by a
-//! crashed process never leak into a new run. Local copies of native checkpoints
-//! (`<subtask>/local/`, kept by the checkpoint driver) are left alone.
+//! error that says so. A store starts empty ([`SubtaskStore::open`]: state is then
+//! restored from the checkpoint's canonical, key-group-partitioned form, or from a
+//! native checkpoint read back into it with [`read_native_checkpoint`]) or from the
+//! files of a native checkpoint of the same key groups ([`SubtaskStore::open_restored`]:
+//! nothing is rewritten); either way stale files left by a crashed process never leak
+//! into a new run. Local copies of native checkpoints (`<subtask>/local/`, kept by the
+//! checkpoint driver) are left alone.
 
 use crate::LOCK_FILE;
-use crate::{BackendStats, RocksDbConfig, StateError};
+use crate::{BackendStats, RestoredInstance, RocksDbConfig, StateError};
 use rocksdb::{
     BlockBasedOptions, Cache, ColumnFamilyDescriptor, DBCompressionType, MultiThreaded, Options,
     WriteBufferManager,
 };
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -31,6 +33,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 pub(crate) type Db = rocksdb::DBWithThreadMode<MultiThreaded>;
+
+mod opened;
 
 /// The resources of the RocksDB backend shared by every subtask of a process.
 pub struct RocksDbResources {
@@ -215,11 +219,15 @@ pub struct SubtaskStore {
     written: AtomicBool,
     last_checkpoint: Mutex<Weak<StoreCheckpoint>>,
     next_checkpoint: AtomicU64,
-    /// Whether the instance was opened empty: then a (column family, namespace) no
-    /// table has used yet holds nothing, and its table need not read what it misses.
-    started_empty: bool,
     /// The (column family, namespace) pairs tables have used since the open.
     claimed: Mutex<HashSet<(String, Vec<u8>)>>,
+    /// The tables an instance opened from a native checkpoint holds, by (column
+    /// family, namespace): entries per key group. The instance holds nothing
+    /// anywhere else.
+    restored: Mutex<HashMap<(String, Vec<u8>), Vec<u64>>>,
+    /// Column families opened from a native checkpoint: their TTL compaction filter,
+    /// off until a state with a time-to-live claims the column family.
+    ttl_switches: Mutex<HashMap<String, Arc<AtomicBool>>>,
     /// Column families created since the open.
     column_families: Mutex<Vec<String>>,
     /// Options of TTL column families: their compaction filter lives in them, and
@@ -304,31 +312,47 @@ impl SubtaskStore {
     pub(crate) fn open(resources: Arc<RocksDbResources>, dir: &Path) -> Result<Self, StateError> {
         let lock = DirLock::acquire(dir)?;
         let path = lock.dir.join("db");
-        let checkpoints = lock.dir.join("checkpoints");
-        for stale in [&path, &checkpoints] {
-            if stale.exists() {
-                fs::remove_dir_all(stale).map_err(|e| {
-                    StateError::Io(format!("cannot clear {}: {e}", stale.display()))
-                })?;
-            }
-        }
+        clear_stale(&[
+            &path,
+            &lock.dir.join("checkpoints"),
+            &RestoredInstance::staging_dir(&lock.dir),
+        ])?;
         let db = Db::open(&resources.options(), &path)
             .map_err(|e| rocks_error(format!("cannot open RocksDB at {}", path.display()), e))?;
-        Ok(Self {
+        Ok(Self::new(
+            db,
+            resources,
+            path,
+            lock,
+            crate::unique_id(),
+            vec!["default".to_string()],
+        ))
+    }
+
+    fn new(
+        db: Db,
+        resources: Arc<RocksDbResources>,
+        path: PathBuf,
+        lock: DirLock,
+        instance: u64,
+        column_families: Vec<String>,
+    ) -> Self {
+        Self {
             db,
             resources,
             path,
             written: AtomicBool::new(false),
             last_checkpoint: Mutex::new(Weak::new()),
             next_checkpoint: AtomicU64::new(1),
-            started_empty: true,
             claimed: Mutex::default(),
-            column_families: Mutex::new(vec!["default".to_string()]),
+            restored: Mutex::default(),
+            ttl_switches: Mutex::default(),
+            column_families: Mutex::new(column_families),
             counters: StoreCounters::default(),
             ttl_options: Mutex::default(),
-            instance: crate::unique_id(),
+            instance,
             _lock: lock,
-        })
+        }
     }
 
     pub(crate) fn db(&self) -> &Db {
@@ -349,16 +373,27 @@ impl SubtaskStore {
         Ok(())
     }
 
-    /// Records that a table uses `namespace` of `column_family`; true if the instance
-    /// certainly holds no entry there (it started empty and no table used them
-    /// before), so the table can treat a key it has not seen as absent without a read.
-    pub(crate) fn claim_namespace(&self, column_family: &str, namespace: &[u8]) -> bool {
+    /// Records that a table uses `namespace` of `column_family`, and tells it what
+    /// the instance holds there.
+    pub(crate) fn claim_namespace(&self, column_family: &str, namespace: &[u8]) -> Claim {
+        let place = (column_family.to_string(), namespace.to_vec());
         let first = self
             .claimed
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .insert((column_family.to_string(), namespace.to_vec()));
-        first && self.started_empty
+            .insert(place.clone());
+        if !first {
+            return Claim::Used;
+        }
+        match self
+            .restored
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&place)
+        {
+            Some(entries) => Claim::Restored(entries),
+            None => Claim::Empty,
+        }
     }
 
     /// The column family `name` of a state with a time-to-live, created if absent
@@ -366,6 +401,14 @@ impl SubtaskStore {
     /// [`crate::Expiring`]) has passed, so expired state leaves disk without scans.
     pub(crate) fn ensure_ttl_cf(&self, name: &str) -> Result<(), StateError> {
         if self.db.cf_handle(name).is_some() {
+            if let Some(on) = self
+                .ttl_switches
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(name)
+            {
+                on.store(true, Ordering::Relaxed);
+            }
             return Ok(());
         }
         let mut options = self.resources.options();
@@ -481,6 +524,30 @@ impl SubtaskStore {
             .flatten()
             .unwrap_or(0)
     }
+}
+
+/// What the instance holds in a (column family, namespace) when a table claims it.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Claim {
+    /// Nothing (the instance opened empty, or from a checkpoint without entries
+    /// there, and no table used it since): a key the table has not seen is absent.
+    Empty,
+    /// The entries of a table of the native checkpoint the instance was opened
+    /// from, this many per key group.
+    Restored(Vec<u64>),
+    /// Whatever an earlier table there left.
+    Used,
+}
+
+/// Removes the directories `stale` if present.
+fn clear_stale(stale: &[&Path]) -> Result<(), StateError> {
+    for dir in stale {
+        if dir.exists() {
+            fs::remove_dir_all(dir)
+                .map_err(|e| StateError::Io(format!("cannot clear {}: {e}", dir.display())))?;
+        }
+    }
+    Ok(())
 }
 
 /// A RocksDB checkpoint of a subtask's instance: a consistent, read-only copy that

@@ -45,6 +45,14 @@ impl SubtaskStore {
         match resources.never {}
     }
 
+    pub(crate) fn open_restored(
+        resources: Arc<RocksDbResources>,
+        _: &Path,
+        _: &crate::RestoredInstance,
+    ) -> Result<Self, StateError> {
+        match resources.never {}
+    }
+
     /// An estimate of the bytes of live SST files.
     pub fn live_sst_bytes(&self) -> u64 {
         match self.never {}

@@ -11,7 +11,7 @@
 //! Stored key: `[key group: u16 big-endian][namespace][bincode(key)]`, in the column
 //! family named after the state; value: `bincode(value)`.
 
-use crate::rocks::{rocks_error, StoreCheckpoint, SubtaskStore};
+use crate::rocks::{rocks_error, Claim, StoreCheckpoint, SubtaskStore};
 use crate::{
     decode, encode, key_group_for_key, KeyGroup, KeyGroupRange, KeyedSnapshot, MaxParallelism,
     NativeSnapshot, NativeTable, StateError, StateKey, StateValue,
@@ -81,7 +81,7 @@ fn hash_of<K: std::hash::Hash>(key: &K) -> u64 {
 }
 
 /// The first key of `group` in `namespace`.
-fn prefix(group: u16, namespace: &[u8]) -> Vec<u8> {
+pub(crate) fn prefix(group: u16, namespace: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(2 + namespace.len() + 16);
     out.extend_from_slice(&group.to_be_bytes());
     out.extend_from_slice(namespace);
@@ -89,7 +89,7 @@ fn prefix(group: u16, namespace: &[u8]) -> Vec<u8> {
 }
 
 /// The first key after every key starting with `prefix`, if any.
-fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
+pub(crate) fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
     let mut end = prefix.to_vec();
     while let Some(last) = end.pop() {
         if last < u8::MAX {
@@ -131,8 +131,24 @@ impl<K: StateKey, V: StateValue> RocksTable<K, V> {
         capacity: usize,
     ) -> Result<Self, StateError> {
         store.ensure_cf(&name)?;
-        let unstored = store.claim_namespace(&name, &namespace);
         let groups = usize::from(range.end - range.start) + 1;
+        let (unstored, per_group) = match store.claim_namespace(&name, &namespace) {
+            Claim::Empty => (true, vec![0; groups]),
+            Claim::Used => (false, vec![0; groups]),
+            Claim::Restored(entries) if entries.len() == groups => (false, entries),
+            Claim::Restored(entries) => {
+                return Err(StateError::Corrupt {
+                    state: name.to_string(),
+                    reason: format!(
+                        "the restored RocksDB instance counts entries of {} key groups, the subtask owns {groups} ({}..={})",
+                        entries.len(),
+                        range.start,
+                        range.end
+                    ),
+                })
+            }
+        };
+        let len = per_group.iter().sum::<u64>() as usize;
         Ok(Self {
             name,
             id,
@@ -142,10 +158,7 @@ impl<K: StateKey, V: StateValue> RocksTable<K, V> {
             range,
             cache: HashTable::new(),
             capacity: capacity.max(1),
-            counts: Counts {
-                len: 0,
-                per_group: vec![0; groups],
-            },
+            counts: Counts { len, per_group },
             group_generation: vec![0; groups],
             epoch: 1,
             key_buf: Vec::new(),
@@ -446,6 +459,10 @@ impl<K: StateKey, V: StateValue> RocksTable<K, V> {
         if !self.range.contains(group) {
             return Err(foreign_group(&self.name, group.get(), self.range));
         }
+        if entries.is_empty() {
+            // A header chunk: the entries are in the instance already.
+            return Ok(0);
+        }
         let index = usize::from(group.get() - self.range.start);
         let store = self.store.clone();
         let db = store.db();
@@ -637,6 +654,7 @@ impl<K, V, H> RocksFrozen<K, V, H> {
                 column_family: self.column_family.to_string(),
                 namespace: self.namespace.clone(),
                 header: encode(&self.name, &self.header)?,
+                entries: self.group_len.clone(),
             },
             key_groups: self.range,
         })

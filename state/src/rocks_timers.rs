@@ -8,7 +8,7 @@
 //! seeking the key group with the lowest bound. Writes are batched and applied before
 //! every read and every snapshot.
 
-use crate::rocks::{rocks_error, SubtaskStore};
+use crate::rocks::{rocks_error, Claim, SubtaskStore};
 use crate::rocks_table::{missing_cf, RocksFrozen};
 use crate::timers::{ordered_time, time_of, TimeDomain, TimerEntry};
 use crate::{
@@ -115,16 +115,39 @@ impl<K: StateKey> RocksTimers<K> {
             pending: Vec::new(),
             _key: PhantomData,
         };
-        if !timers.store.claim_namespace(&timers.name, &[]) {
-            timers.find_heads()?;
+        match timers.store.claim_namespace(&timers.name, &[]) {
+            Claim::Empty => {}
+            Claim::Used => timers.find_heads(|_| true)?,
+            // Opened from a native checkpoint: its counts (upper bounds) say which
+            // key groups may hold timers.
+            Claim::Restored(entries) if entries.len() == groups => {
+                timers.upper = entries;
+                let upper = timers.upper.clone();
+                timers.find_heads(|index| upper[index] > 0)?;
+            }
+            Claim::Restored(entries) => {
+                return Err(StateError::Corrupt {
+                    state: timers.name.to_string(),
+                    reason: format!(
+                        "the restored RocksDB instance counts timers of {} key groups, the subtask owns {groups} ({}..={})",
+                        entries.len(),
+                        range.start,
+                        range.end
+                    ),
+                })
+            }
         }
         Ok(timers)
     }
 
-    /// Reads the earliest timer of every owned key group and domain (timers already
-    /// in the instance, such as a reopened one's).
-    fn find_heads(&mut self) -> Result<(), StateError> {
+    /// Reads the earliest timer of each owned key group (index `group -
+    /// range.start`) that `may_hold` and domain: timers already in the instance,
+    /// such as one opened from a checkpoint.
+    fn find_heads(&mut self, may_hold: impl Fn(usize) -> bool) -> Result<(), StateError> {
         for group in self.range.start..=self.range.end {
+            if !may_hold(usize::from(group - self.range.start)) {
+                continue;
+            }
             for domain in [TimeDomain::EventTime, TimeDomain::ProcessingTime] {
                 if let Some((time, _)) = self.first(group, domain)? {
                     let index = usize::from(group - self.range.start);

@@ -591,3 +591,168 @@ fn timer_snapshots_restore_across_backends_and_ranges() -> Result<(), StateError
     assert_eq!(fired, due);
     Ok(())
 }
+
+/// Copies the files of a RocksDB checkpoint into `to` (a restore downloads or links
+/// them there).
+fn copy_checkpoint(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+    }
+}
+
+/// A native checkpoint opens as the instance of a subtask owning its key groups:
+/// every entry is there without one being written again, the tables' counts match
+/// what they hold, keys they miss are read from RocksDB, and what the checkpoint's
+/// tables do not cover (a namespace or a column family nobody froze) is gone, so
+/// a new table there starts empty.
+#[test]
+fn a_native_checkpoint_opens_as_the_instance_of_its_key_groups() -> Result<(), StateError> {
+    use weir_state::{key_group_for_key, RestoredInstance};
+    let dir = tempfile::tempdir().unwrap();
+    let range = KeyGroupRange { start: 0, end: 63 };
+    let backend = rocks_backend(dir.path(), 64, range);
+    let ours = |key: &u32| range.contains(key_group_for_key(key, MaxParallelism::DEFAULT));
+    let mut a: StateTable<u32, i64> = StateTable::in_backend(&backend, "w", vec![0, 1])?;
+    let mut b: StateTable<u32, i64> = StateTable::in_backend(&backend, "w", vec![0, 2])?;
+    let mut unfrozen: StateTable<u32, i64> = StateTable::in_backend(&backend, "w", vec![0, 3])?;
+    let mut other: StateTable<u32, i64> = StateTable::in_backend(&backend, "other", Vec::new())?;
+    for key in (0..6000u32).filter(ours) {
+        a.insert(key, i64::from(key))?;
+        unfrozen.insert(key, 1)?;
+        other.insert(key, 2)?;
+        if key % 3 == 0 {
+            b.insert(key, -i64::from(key))?;
+        }
+    }
+    for key in (0..6000u32).filter(|k| ours(k) && k % 7 == 0) {
+        a.remove(&key)?;
+    }
+    for table in [&mut a, &mut b, &mut unfrozen, &mut other] {
+        table.flush()?;
+    }
+    let (a_len, b_len) = (a.len(), b.len());
+    let frozen = [a.freeze()?, b.freeze()?];
+    let expected: Vec<BTreeMap<u32, i64>> = frozen.iter().map(|f| decode_all(f)).collect();
+    let natives: Vec<_> = frozen
+        .iter()
+        .map(|f| f.native().unwrap().unwrap())
+        .collect();
+    let subtask = dir.path().join("restored");
+    let staging = RestoredInstance::staging_dir(&subtask);
+    copy_checkpoint(natives[0].checkpoint.path(), &staging);
+    let restored = RestoredInstance {
+        dir: staging.clone(),
+        key_groups: range,
+        tables: natives.iter().map(|n| n.table.clone()).collect(),
+        instance: 7,
+    };
+    let fresh = |range| {
+        KeyedBackend::rocksdb(
+            resources(dir.path(), 64),
+            subtask.clone(),
+            MaxParallelism::DEFAULT,
+            range,
+        )
+    };
+    assert!(
+        !fresh(ALL).restoring(restored.clone()).1,
+        "other key groups"
+    );
+    let mut unrecorded = restored.clone();
+    unrecorded.tables[0].entries.clear();
+    assert!(
+        !fresh(range).restoring(unrecorded).1,
+        "entries not recorded"
+    );
+    let (backend, opened) = fresh(range).restoring(restored);
+    assert!(opened);
+    let mut a: StateTable<u32, i64> = StateTable::in_backend(&backend, "w", vec![0, 1])?;
+    let mut b: StateTable<u32, i64> = StateTable::in_backend(&backend, "w", vec![0, 2])?;
+    assert!(
+        !staging.exists(),
+        "the checkpoint's files moved into the instance"
+    );
+    assert_eq!((a.len(), b.len()), (a_len, b_len));
+    let removed = (0..6000u32).find(|k| ours(k) && k % 7 == 0).unwrap();
+    assert_eq!(a.get(&removed)?, None);
+    let present = (0..6000u32).find(|k| ours(k) && k % 7 != 0).unwrap();
+    assert_eq!(a.get(&present)?, Some(&i64::from(present)));
+    let stats = backend.stats_probe().unwrap().read().unwrap();
+    assert_eq!(stats.puts, 0, "nothing written again: {stats:?}");
+    assert!(stats.gets > 0, "a miss reads RocksDB: {stats:?}");
+    let mut unfrozen: StateTable<u32, i64> = StateTable::in_backend(&backend, "w", vec![0, 3])?;
+    let mut other: StateTable<u32, i64> = StateTable::in_backend(&backend, "other", Vec::new())?;
+    assert!(unfrozen.keys()?.is_empty() && other.keys()?.is_empty());
+    assert_eq!(unfrozen.get(&present)?, None);
+    // The restored tables snapshot as they were, and keep counting.
+    a.insert(present, 0)?;
+    a.insert(removed, 7)?;
+    assert_eq!(a.len(), a_len + 1);
+    a.remove(&removed)?;
+    let again = [a.freeze()?, b.freeze()?];
+    let mut want = expected.clone();
+    want[0].insert(present, 0);
+    for (index, frozen) in again.iter().enumerate() {
+        assert_eq!(decode_all(frozen), want[index], "table {index}");
+        let groups: usize = (0..128).map(|g| frozen.shard_len(g)).sum();
+        assert_eq!(
+            groups,
+            want[index].len(),
+            "table {index}: entries per key group"
+        );
+    }
+    Ok(())
+}
+
+/// A state with a time-to-live in an instance opened from a native checkpoint gets
+/// its compaction filter back when it claims its column family.
+#[test]
+fn an_opened_instance_drops_expired_ttl_values_in_compaction() -> Result<(), StateError> {
+    use std::time::Duration;
+    use weir_state::{RestoredInstance, TtlValueState};
+    let dir = tempfile::tempdir().unwrap();
+    let backend = rocks_backend(dir.path(), 1000, ALL);
+    let ttl = Duration::from_secs(3600);
+    let mut state: TtlValueState<u32, u64> = TtlValueState::in_backend(&backend, "sessions", ttl)?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    for key in 0..10_000u32 {
+        let written = if key % 2 == 0 { now - 7_200_000 } else { now };
+        state.update(key, u64::from(key), written)?;
+    }
+    state.flush()?;
+    let frozen = state.freeze()?;
+    let native = frozen.native()?.unwrap();
+    let subtask = dir.path().join("restored");
+    let staging = RestoredInstance::staging_dir(&subtask);
+    copy_checkpoint(native.checkpoint.path(), &staging);
+    let (backend, opened) = KeyedBackend::rocksdb(
+        resources(dir.path(), 1000),
+        subtask,
+        MaxParallelism::DEFAULT,
+        ALL,
+    )
+    .restoring(RestoredInstance {
+        dir: staging,
+        key_groups: ALL,
+        tables: vec![native.table],
+        instance: 8,
+    });
+    assert!(opened);
+    let mut state: TtlValueState<u32, u64> = TtlValueState::in_backend(&backend, "sessions", ttl)?;
+    let mut stored = 0;
+    state.for_each(|_, _| stored += 1)?;
+    assert_eq!(stored, 10_000);
+    state.compact()?;
+    let mut kept = 0;
+    state.for_each(|key, _| {
+        assert_eq!(key % 2, 1);
+        kept += 1;
+    })?;
+    assert_eq!(kept, 5_000);
+    Ok(())
+}

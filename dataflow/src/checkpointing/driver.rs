@@ -581,9 +581,16 @@ impl Driver {
             Some(root) => root.join(format!(".{scratch_name}")),
             None => std::env::temp_dir().join(format!("weir-{scratch_name}")),
         };
+        let new_job = local_root.is_some().then(|| {
+            let job = JobBuilder::new(self.config.clone());
+            (self.build)(&job);
+            let max = MaxParallelism::new(self.config.max_parallelism).unwrap_or_default();
+            (max, job.operator_parallelism())
+        });
         NativeRestore {
             local_root,
             scratch,
+            new_job,
         }
     }
 
@@ -596,9 +603,15 @@ impl Driver {
                 return Ended::Failed(e);
             }
         }
-        config.restore = restore;
         self.uploads.clear();
         self.native_uploads.clear();
+        for (uid, subtasks) in restore.iter().flat_map(|r| &r.opened) {
+            let uid = OperatorUid::new(uid.as_str());
+            for (&subtask, opened) in subtasks {
+                self.native_uploads.opened(&uid, subtask, opened);
+            }
+        }
+        config.restore = restore;
         let job = JobBuilder::new(config);
         (self.build)(&job);
         for uid in job.operators_without_uid() {

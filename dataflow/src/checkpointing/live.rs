@@ -54,6 +54,10 @@ pub struct RestoreProgress {
     pub bytes_local: u64,
     /// Of those, bytes downloaded from the checkpoint or savepoint storage.
     pub bytes_downloaded: u64,
+    /// Of those, bytes of native RocksDB checkpoints the subtasks open as their
+    /// instances as they are (same key groups: no key is written again), local or
+    /// downloaded.
+    pub bytes_opened: u64,
     /// Whether everything was read.
     pub finished: bool,
 }
@@ -155,8 +159,16 @@ impl JobListener for LiveJob {
         let progress = &mut state.restore;
         match event {
             RestoreEvent::Started { bytes, .. } => progress.bytes_total += bytes,
-            RestoreEvent::BatchRestored { bytes, local, .. } => {
+            RestoreEvent::BatchRestored {
+                bytes,
+                local,
+                opened,
+                ..
+            } => {
                 progress.bytes_read += bytes;
+                if *opened {
+                    progress.bytes_opened += bytes;
+                }
                 if *local {
                     progress.bytes_local += bytes;
                 } else {

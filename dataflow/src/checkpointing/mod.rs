@@ -211,6 +211,10 @@ pub enum RestoreEvent {
         /// Whether they were read from the subtask's local copy of a native RocksDB
         /// checkpoint (local recovery) rather than downloaded.
         local: bool,
+        /// Whether they are a native RocksDB checkpoint the subtask opens as its
+        /// instance as it is (same key groups), rather than reads back and writes
+        /// again key by key.
+        opened: bool,
     },
     /// Everything was read.
     Finished {

@@ -6,7 +6,8 @@
 //!           MANIFEST-*, CURRENT, WAL ─▶ <job>/chk-<n>/<uid>/<subtask>/native-<file>
 //!           every file hard-linked         ─▶ <subtask>/local/chk-<n>/<i>   (local recovery)
 //!  restore: <subtask>/local/chk-<n>/<i> if every file is there with its size, else download
-//!           ─▶ temporary directory ─▶ read back in the canonical form (any backend, any range)
+//!           same key groups, on RocksDB ─▶ <subtask>/restore ─▶ opened as the subtask's instance
+//!           otherwise ─▶ temporary directory ─▶ read back in the canonical form (any backend, any range)
 //! ```
 //!
 //! An SST (or OPTIONS) file never changes once written and its name is unique within
@@ -14,7 +15,9 @@
 //! same instance that still holds it. Safety of reuse as for canonical chunks: a
 //! file live at checkpoint n+1 and uploaded at k ≤ n was live at every checkpoint
 //! in between, so the newest completed checkpoint (which retention always keeps)
-//! refers to it. Updates of the cache are applied in checkpoint order.
+//! refers to it. Updates of the cache are applied in checkpoint order. An instance
+//! opened from a checkpoint starts with that checkpoint's shared files in the cache
+//! ([`NativeUploads::opened`]): the restored checkpoint refers to them.
 
 use super::driver::StateWriter;
 use super::restore::{read_handle, Reader, RestoreError};
@@ -51,6 +54,27 @@ impl NativeUploads {
     /// Forgets everything (a new attempt opens new instances).
     pub(crate) fn clear(&self) {
         self.lock().clear();
+    }
+
+    /// Records that a subtask opened `opened` as its instance: its shared files
+    /// (SST, OPTIONS) are already uploaded, and the instance's first checkpoint
+    /// refers to those it still holds. They stay safe to refer to as for files of
+    /// the instance's own checkpoints: the restored checkpoint refers to them, and
+    /// retention keeps it until a newer checkpoint completes.
+    pub(crate) fn opened(&self, uid: &OperatorUid, subtask: usize, opened: &crate::OpenedInstance) {
+        let ssts = opened
+            .files
+            .iter()
+            .filter(|f| is_immutable(&f.name))
+            .map(|f| (f.name.clone(), f.handle.clone()))
+            .collect();
+        self.record(
+            uid,
+            subtask,
+            opened.checkpoint,
+            opened.instance.instance,
+            ssts,
+        );
     }
 
     /// The SST files of instance `instance` a subtask uploaded before.
@@ -393,6 +417,58 @@ mod tests {
         assert_eq!(names, ["3.sst", "4.sst"]);
         uploads.clear();
         assert!(uploads.reusable(&uid, 0, 7).is_empty());
+    }
+
+    /// An instance opened from a checkpoint starts with the checkpoint's shared
+    /// files (not its private MANIFEST or CURRENT) as already uploaded; its own
+    /// checkpoints then replace them as usual.
+    #[test]
+    fn an_opened_instance_refers_to_the_shared_files_of_its_checkpoint() {
+        let uid = OperatorUid::new("count");
+        let file = |name: &str, path: &str| NativeFile {
+            name: name.into(),
+            handle: StateHandle {
+                path: path.into(),
+                size: 10,
+            },
+        };
+        let opened = crate::OpenedInstance {
+            instance: weir_state::RestoredInstance {
+                dir: PathBuf::from("restore"),
+                key_groups: KeyGroupRange { start: 0, end: 63 },
+                tables: Vec::new(),
+                instance: 9,
+            },
+            checkpoint: CheckpointId::new(4),
+            files: vec![
+                file(
+                    "000007.sst",
+                    "job/shared/count.0.0000000000000003.000007.sst",
+                ),
+                file(
+                    "OPTIONS-000005",
+                    "job/shared/count.0.0000000000000003.OPTIONS-000005",
+                ),
+                file(
+                    "MANIFEST-000006",
+                    "job/chk-4/count/0/native-MANIFEST-000006",
+                ),
+                file("CURRENT", "job/chk-4/count/0/native-CURRENT"),
+            ],
+        };
+        let uploads = NativeUploads::default();
+        uploads.opened(&uid, 0, &opened);
+        let known = uploads.reusable(&uid, 0, 9);
+        let mut names: Vec<&String> = known.keys().collect();
+        names.sort();
+        assert_eq!(names, ["000007.sst", "OPTIONS-000005"]);
+        assert_eq!(
+            known["000007.sst"].path,
+            "job/shared/count.0.0000000000000003.000007.sst"
+        );
+        assert!(uploads.reusable(&uid, 0, 3).is_empty(), "the old instance");
+        uploads.record(&uid, 0, CheckpointId::new(5), 9, files(&["000008.sst"]));
+        assert_eq!(uploads.reusable(&uid, 0, 9).len(), 1);
     }
 
     #[test]

@@ -1,12 +1,12 @@
 //! Reading a checkpoint or savepoint back into a [`RestoreState`].
 
 use super::{JobListener, RestoreEvent};
-use crate::RestoreState;
+use crate::{OpenedInstance, RestoreState};
 use std::collections::BTreeMap;
 use thiserror::Error;
-use weir_checkpoint::metadata::CheckpointMetadata;
+use weir_checkpoint::metadata::{CheckpointMetadata, NativeKeyedHandle};
 use weir_checkpoint::{CheckpointError, OperatorSnapshot};
-use weir_state::StateError;
+use weir_state::{KeyGroupRange, MaxParallelism, RestoredInstance, StateError};
 
 /// Why a checkpoint could not be restored.
 #[derive(Debug, Error)]
@@ -72,6 +72,110 @@ pub(crate) struct NativeRestore {
     pub(crate) local_root: Option<std::path::PathBuf>,
     /// A directory of this process for temporary copies (removed after use).
     pub(crate) scratch: std::path::PathBuf,
+    /// When the job runs on RocksDB: its max parallelism and the parallelism of
+    /// each of its operators, by uid, to find the subtasks that own the key groups
+    /// of their native checkpoint (and open it as their instance).
+    pub(crate) new_job: Option<(MaxParallelism, BTreeMap<String, usize>)>,
+}
+
+impl NativeRestore {
+    /// The directory of subtask `subtask` of `uid` in the job's RocksDB directory.
+    fn subtask_dir(&self, uid: &str, subtask: usize) -> Option<std::path::PathBuf> {
+        self.local_root.as_ref().map(|root| {
+            root.join(crate::execute::path_segment(uid))
+                .join(subtask.to_string())
+        })
+    }
+
+    /// Whether subtask `subtask` of `uid` opens its native checkpoint `handle` as its
+    /// RocksDB instance: it is the subtask's only one, the job runs on RocksDB, the
+    /// subtask owns exactly the checkpoint's key groups, and the metadata records
+    /// every table's entries (format 4).
+    fn opens(&self, uid: &str, subtask: usize, native: &[NativeKeyedHandle]) -> bool {
+        let ([handle], Some((max, parallelism))) = (native, &self.new_job) else {
+            return false;
+        };
+        match parallelism.get(uid) {
+            Some(&p) if subtask < p && p <= max.get() => {
+                let range = KeyGroupRange::for_subtask(*max, p, subtask);
+                RestoredInstance::fits(range, handle.key_groups, &handle.tables)
+            }
+            _ => false,
+        }
+    }
+}
+
+/// Puts the native checkpoint `handle` of subtask `subtask` of `uid` where the
+/// subtask's RocksDB instance opens it ([`RestoredInstance::staging_dir`]): hard
+/// links to the local copy when it matches, downloaded otherwise; adds a header
+/// chunk of each non-empty table to `snapshot`, so operators still learn their
+/// tables' headers. Returns whether the local copy was used, and the instance.
+async fn stage_native(
+    reader: &Reader<'_>,
+    metadata: &CheckpointMetadata,
+    uid: &str,
+    subtask: usize,
+    handle: &NativeKeyedHandle,
+    native: &NativeRestore,
+    snapshot: &mut OperatorSnapshot,
+) -> Result<(bool, OpenedInstance), RestoreError> {
+    let object = || {
+        format!(
+            "native RocksDB checkpoint of subtask {subtask} of `{uid}` (checkpoint {})",
+            metadata.checkpoint
+        )
+    };
+    let Some(subtask_dir) = native.subtask_dir(uid, subtask) else {
+        return Err(RestoreError::Corrupt {
+            object: object(),
+            source: StateError::Config("the job does not keep its state in RocksDB".into()),
+        });
+    };
+    let local = super::native::local_copy(&subtask_dir, metadata.checkpoint, 0);
+    let staging = RestoredInstance::staging_dir(&subtask_dir);
+    let source = super::native::materialize(reader, handle, Some(&local), &staging).await?;
+    for (t, table) in handle.tables.iter().enumerate() {
+        let Some(offset) = table.entries.iter().position(|&n| n > 0) else {
+            continue;
+        };
+        let group = handle.key_groups.start + offset as u16;
+        let chunk = table
+            .header_chunk()
+            .map_err(|source| RestoreError::Corrupt {
+                object: object(),
+                source,
+            })?;
+        snapshot.keyed.entry(group).or_default().insert(
+            weir_state::chunk_name(&table.state, t as u64, usize::from(group)),
+            chunk,
+        );
+    }
+    let local = source == super::native::Source::Local;
+    tracing::info!(
+        uid,
+        subtask,
+        checkpoint = metadata.checkpoint.get(),
+        bytes = handle.size(),
+        local,
+        "native RocksDB checkpoint from {} put in {} for the subtask to open as its instance",
+        if local {
+            "the local copy"
+        } else {
+            "the checkpoint storage"
+        },
+        staging.display()
+    );
+    let opened = OpenedInstance {
+        instance: RestoredInstance {
+            dir: staging,
+            key_groups: handle.key_groups,
+            tables: handle.tables.clone(),
+            instance: weir_state::unique_id(),
+        },
+        checkpoint: metadata.checkpoint,
+        files: handle.files.clone(),
+    };
+    Ok((local, opened))
 }
 
 /// Reads the native checkpoint `handle` of subtask `subtask` of `uid` into
@@ -84,19 +188,13 @@ async fn load_native(
     uid: &str,
     subtask: usize,
     index: usize,
-    handle: &weir_checkpoint::metadata::NativeKeyedHandle,
+    handle: &NativeKeyedHandle,
     native: &NativeRestore,
     snapshot: &mut OperatorSnapshot,
 ) -> Result<bool, RestoreError> {
-    let local = native.local_root.as_ref().map(|root| {
-        super::native::local_copy(
-            &root
-                .join(crate::execute::path_segment(uid))
-                .join(subtask.to_string()),
-            metadata.checkpoint,
-            index,
-        )
-    });
+    let local = native
+        .subtask_dir(uid, subtask)
+        .map(|dir| super::native::local_copy(&dir, metadata.checkpoint, index));
     let scratch = native.scratch.join(format!(
         "{}.{subtask}.{index}",
         crate::execute::path_segment(uid)
@@ -165,6 +263,7 @@ pub(crate) async fn load_checkpoint(
     native: &NativeRestore,
 ) -> Result<RestoreState, RestoreError> {
     let mut operators = BTreeMap::new();
+    let mut opened = BTreeMap::new();
     let mut total = 0u64;
     for (uid, state) in &metadata.operators {
         let mut snapshots = vec![OperatorSnapshot::default(); state.parallelism];
@@ -222,21 +321,44 @@ pub(crate) async fn load_checkpoint(
                         subtask,
                         bytes: keyed.handle.size,
                         local: false,
+                        opened: false,
                     },
                 );
             }
+            // Savepoints are canonical; a checkpoint of the subtask's own key groups
+            // is opened as its instance, any other read back key by key.
+            let opens = matches!(reader, Reader::Checkpoint(_))
+                && native.opens(uid.as_str(), subtask, &subtask_state.native);
             for (index, handle) in subtask_state.native.iter().enumerate() {
-                let local = load_native(
-                    reader,
-                    metadata,
-                    uid.as_str(),
-                    subtask,
-                    index,
-                    handle,
-                    native,
-                    snapshot,
-                )
-                .await?;
+                let local = if opens {
+                    let (local, instance) = stage_native(
+                        reader,
+                        metadata,
+                        uid.as_str(),
+                        subtask,
+                        handle,
+                        native,
+                        snapshot,
+                    )
+                    .await?;
+                    opened
+                        .entry(uid.to_string())
+                        .or_insert_with(BTreeMap::new)
+                        .insert(subtask, instance);
+                    local
+                } else {
+                    load_native(
+                        reader,
+                        metadata,
+                        uid.as_str(),
+                        subtask,
+                        index,
+                        handle,
+                        native,
+                        snapshot,
+                    )
+                    .await?
+                };
                 listener.on_restore(
                     &metadata.job,
                     &RestoreEvent::BatchRestored {
@@ -244,6 +366,7 @@ pub(crate) async fn load_checkpoint(
                         subtask,
                         bytes: handle.size(),
                         local,
+                        opened: opens,
                     },
                 );
             }
@@ -264,6 +387,7 @@ pub(crate) async fn load_checkpoint(
                         subtask,
                         bytes: handle.size,
                         local: false,
+                        opened: false,
                     },
                 );
             }
@@ -281,5 +405,6 @@ pub(crate) async fn load_checkpoint(
     Ok(RestoreState {
         operators,
         max_parallelism: metadata.max_parallelism.get(),
+        opened,
     })
 }
