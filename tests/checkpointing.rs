@@ -129,7 +129,7 @@ fn job_config(name: &str, parallelism: usize) -> JobConfig {
 }
 
 /// Which backend a test runs on.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 enum Backend {
     Heap,
     RocksDb,
@@ -779,40 +779,43 @@ fn build_windows(
 /// Window state restored by opening the native checkpoints: the restored windows
 /// and sessions receive no element after the restore, so only the tables' headers
 /// tell the operators they exist (and sessions their timers); the output equals
-/// that of a run without interruption.
+/// that of a run without interruption. The same checkpoints read back at another
+/// parallelism (session timers restored from their table) and into the heap
+/// (session timers rebuilt from the sessions) give the same output.
 #[test]
 fn rocksdb_windows_restored_by_opening_native_checkpoints_fire_exactly() {
     // Phase 1: keys 0..40 up to ts 2000; phase 2, after the restore: one late key.
     let mut records: Vec<(u32, i64)> = (0..2_000i64).map(|i| ((i % 40) as u32, i)).collect();
     let phase_1 = records.len();
     records.push((500, 10_000));
-    let run = |backend, records: Vec<(u32, i64)>, hold, resume, out: &Path, dir: &Path| {
-        let mut config = settings(dir, 20);
-        config.resume = resume;
-        let job = CheckpointedJob::spawn(
-            job_config_on("windows", 2, backend, dir),
-            config,
-            build_windows(records, hold, out.to_path_buf()),
-            Arc::new(NoListener),
-        )
-        .unwrap();
-        let live = job.live();
-        if hold {
-            // Every record in, then a few checkpoints of the held state.
-            while job.checkpoints().len() < 5 {
-                assert!(!job.is_finished(), "the job ended early");
-                std::thread::sleep(Duration::from_millis(5));
+    let run =
+        |(parallelism, backend), records: Vec<(u32, i64)>, hold, resume, out: &Path, dir: &Path| {
+            let mut config = settings(dir, 20);
+            config.resume = resume;
+            let job = CheckpointedJob::spawn(
+                job_config_on("windows", parallelism, backend, dir),
+                config,
+                build_windows(records, hold, out.to_path_buf()),
+                Arc::new(NoListener),
+            )
+            .unwrap();
+            let live = job.live();
+            if hold {
+                // Every record in, then a few checkpoints of the held state.
+                while job.checkpoints().len() < 5 {
+                    assert!(!job.is_finished(), "the job ended early");
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                job.cancel();
             }
-            job.cancel();
-        }
-        (job.wait().unwrap(), live.restore())
-    };
+            (job.wait().unwrap(), live.restore())
+        };
     let expected = {
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path().join("out");
         std::fs::create_dir_all(&out).unwrap();
         let (summary, _) = run(
-            Backend::Heap,
+            (2, Backend::Heap),
             records.clone(),
             false,
             ResumeFrom::Nothing,
@@ -825,32 +828,42 @@ fn rocksdb_windows_restored_by_opening_native_checkpoints_fire_exactly() {
         rows
     };
     assert!(expected.iter().any(|r| r.0 >= 1_000), "sessions fired");
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("out");
-    std::fs::create_dir_all(&out).unwrap();
-    let (held, _) = run(
-        Backend::RocksDb,
-        records[..phase_1].to_vec(),
-        true,
-        ResumeFrom::Nothing,
-        &out,
-        dir.path(),
-    );
-    assert_eq!(held.status, JobStatus::Cancelled);
-    let (resumed, restore) = run(
-        Backend::RocksDb,
-        records,
-        false,
-        ResumeFrom::LatestCheckpoint,
-        &out,
-        dir.path(),
-    );
-    assert_eq!(resumed.status, JobStatus::Finished);
-    assert!(resumed.restored_from.is_some());
-    assert!(restore.bytes_opened > 0, "{restore:?}");
-    let mut rows = read_committed::<(u32, i64, u64)>(&out).unwrap();
-    rows.sort();
-    assert_same_rows(&rows, &expected);
+    for after in [
+        (2, Backend::RocksDb),
+        (3, Backend::RocksDb),
+        (2, Backend::Heap),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out");
+        std::fs::create_dir_all(&out).unwrap();
+        let (held, _) = run(
+            (2, Backend::RocksDb),
+            records[..phase_1].to_vec(),
+            true,
+            ResumeFrom::Nothing,
+            &out,
+            dir.path(),
+        );
+        assert_eq!(held.status, JobStatus::Cancelled);
+        let (resumed, restore) = run(
+            after,
+            records.clone(),
+            false,
+            ResumeFrom::LatestCheckpoint,
+            &out,
+            dir.path(),
+        );
+        assert_eq!(resumed.status, JobStatus::Finished, "{after:?}");
+        assert!(resumed.restored_from.is_some(), "{after:?}");
+        assert_eq!(
+            restore.bytes_opened > 0,
+            after == (2, Backend::RocksDb),
+            "{after:?}: {restore:?}"
+        );
+        let mut rows = read_committed::<(u32, i64, u64)>(&out).unwrap();
+        rows.sort();
+        assert_same_rows(&rows, &expected);
+    }
 }
 
 fn assert_same_rows(got: &[(u32, i64, u64)], want: &[(u32, i64, u64)]) {

@@ -18,6 +18,9 @@ use weir_state::{
 const WATERMARK: &str = "window-watermark";
 const CONTENTS: &str = "window-contents";
 const SESSIONS: &str = "window-sessions";
+/// The session timers of the RocksDB backend (canonical form: [`weir_state::TimerEntry`]
+/// by key group). On the heap they are not snapshotted but rebuilt from the sessions.
+const SESSION_TIMERS: &str = "window-session-timers";
 
 /// Emits the output records of a fired window from its key, the window and the
 /// aggregate's result.
@@ -285,10 +288,13 @@ pub struct KeySessions<Acc> {
 /// Each key has at most one timer, at or before its earliest session's end; a timer
 /// that fires early (the session was extended) is moved, so an element costs one hash
 /// lookup and, only when it makes a session end earlier, one timer insertion.
+///
+/// On the heap the timers are an ordered map; on RocksDB they live in RocksDB with
+/// the sessions ([`weir_state::Timers`]), so memory does not grow with the keys.
 pub struct SessionAggregate<K, T, A: AggregateFunction<T>, O> {
     spec: WindowSpec<K, T, A, O>,
     sessions: StateTable<K, KeySessions<A::Acc>>,
-    timers: BTreeMap<i64, Vec<K>>,
+    timers: SessionTimers<K>,
     watermark: i64,
     gap: i64,
     metrics: Arc<OperatorMetrics>,
@@ -305,7 +311,7 @@ impl<K: StateKey, T, A: AggregateFunction<T>, O> SessionAggregate<K, T, A, O> {
         Self {
             spec,
             sessions: StateTable::new(SESSIONS),
-            timers: BTreeMap::new(),
+            timers: SessionTimers::Heap(BTreeMap::new()),
             watermark: i64::MIN,
             gap,
             metrics: Arc::default(),
@@ -335,20 +341,36 @@ where
         }) {
             self.watermark = decode(WATERMARK, bytes)?;
         }
+        if cx.state_backend.is_rocksdb() {
+            self.timers = SessionTimers::Rocks(weir_state::Timers::in_backend(
+                &cx.state_backend,
+                SESSION_TIMERS,
+            )?);
+        }
+        let (range, max) = (cx.subtask.key_groups, cx.subtask.max_parallelism);
         let restored = cx.restored_chunks(SESSIONS);
         if !restored.is_empty() {
-            self.sessions.restore_chunks(
-                restored,
-                cx.subtask.key_groups,
-                cx.subtask.max_parallelism,
-            )?;
-            let lateness = self.spec.lateness;
-            let keys = self.sessions.keys()?;
-            for key in keys {
-                if let Some(state) = self.sessions.get_mut(&key)? {
-                    if let Some(due) = state.sessions.iter().map(|e| e.due(lateness)).min() {
-                        state.timer = Some(due);
-                        self.timers.entry(due).or_default().push(key);
+            self.sessions.restore_chunks(restored, range, max)?;
+            let timers = cx.restored_chunks(SESSION_TIMERS);
+            match &mut self.timers {
+                // Restored with the sessions (or opened with them from a native
+                // checkpoint, where the chunks are only headers).
+                SessionTimers::Rocks(rocks) if !timers.is_empty() => {
+                    rocks.restore_chunks(timers, range, max)?;
+                }
+                // A snapshot without timers (of the heap, or of an earlier version):
+                // every key's earliest due time.
+                _ => {
+                    let lateness = self.spec.lateness;
+                    let keys = self.sessions.keys()?;
+                    for key in keys {
+                        if let Some(state) = self.sessions.get_mut(&key)? {
+                            let due = state.sessions.iter().map(|e| e.due(lateness)).min();
+                            if let Some(due) = due {
+                                state.timer = Some(due);
+                                self.timers.register(key, due)?;
+                            }
+                        }
                     }
                 }
             }
@@ -436,7 +458,7 @@ where
             let due = session.due(lateness);
             if state.timer.is_none_or(|t| due < t) {
                 state.timer = Some(due);
-                self.timers.entry(due).or_default().push(key);
+                self.timers.register(key, due)?;
             }
         }
         Ok(())
@@ -445,43 +467,37 @@ where
     fn on_watermark(&mut self, watermark: Timestamp, out: &mut Output<O>) -> Result<()> {
         self.watermark = self.watermark.max(watermark.0);
         let (wm, lateness) = (self.watermark, self.spec.lateness);
-        while let Some(entry) = self.timers.first_entry() {
-            if *entry.key() > wm {
-                break;
+        while let Some((key, at)) = self.timers.pop_due(wm)? {
+            let Some(state) = self.sessions.get_mut(&key)? else {
+                continue;
+            };
+            // Superseded by an earlier timer of the key. A state read back from
+            // RocksDB has lost its timer (not stored): it is handled, which is
+            // harmless (firing is idempotent) and registers its next timer.
+            if state.timer.is_some_and(|timer| timer != at) {
+                continue;
             }
-            let (at, keys) = entry.remove_entry();
-            for key in keys {
-                let Some(state) = self.sessions.get_mut(&key)? else {
-                    continue;
-                };
-                // Superseded by an earlier timer of the key. A state read back from
-                // RocksDB has lost its timer (not stored): it is handled, which is
-                // harmless (firing is idempotent) and registers its next timer.
-                if state.timer.is_some_and(|timer| timer != at) {
-                    continue;
+            for session in state.sessions.iter_mut() {
+                if !session.fired && session.window.end - 1 <= wm {
+                    (self.spec.result)(
+                        &key,
+                        session.window,
+                        self.spec.aggregate.result(&session.acc),
+                        out,
+                    );
+                    session.fired = true;
                 }
-                for session in state.sessions.iter_mut() {
-                    if !session.fired && session.window.end - 1 <= wm {
-                        (self.spec.result)(
-                            &key,
-                            session.window,
-                            self.spec.aggregate.result(&session.acc),
-                            out,
-                        );
-                        session.fired = true;
-                    }
+            }
+            state
+                .sessions
+                .retain(|s| !(s.fired && (s.window.end - 1).saturating_add(lateness) <= wm));
+            match state.sessions.iter().map(|s| s.due(lateness)).min() {
+                Some(due) => {
+                    state.timer = Some(due);
+                    self.timers.register(key, due)?;
                 }
-                state
-                    .sessions
-                    .retain(|s| !(s.fired && (s.window.end - 1).saturating_add(lateness) <= wm));
-                match state.sessions.iter().map(|s| s.due(lateness)).min() {
-                    Some(due) => {
-                        state.timer = Some(due);
-                        self.timers.entry(due).or_default().push(key);
-                    }
-                    None => {
-                        self.sessions.remove(&key)?;
-                    }
+                None => {
+                    self.sessions.remove(&key)?;
                 }
             }
         }
@@ -490,7 +506,60 @@ where
 
     fn snapshot(&mut self, cx: &mut SnapshotContext) -> Result<()> {
         cx.put_operator(WATERMARK, encode(WATERMARK, &self.watermark)?);
-        cx.put_frozen(self.sessions.freeze()?);
+        if let SessionTimers::Rocks(timers) = &mut self.timers {
+            // Before the sessions freeze: one RocksDB checkpoint holds both.
+            timers.flush()?;
+            cx.put_frozen(self.sessions.freeze()?);
+            match timers.snapshot(self.max_parallelism)? {
+                weir_state::TimersSnapshot::Encoded(encoded) => {
+                    cx.put_keyed(SESSION_TIMERS, encoded)
+                }
+                weir_state::TimersSnapshot::Frozen(frozen) => cx.put_frozen_boxed(frozen),
+            }
+        } else {
+            cx.put_frozen(self.sessions.freeze()?);
+        }
         Ok(())
+    }
+}
+
+/// The session timers of a subtask: at most one per key and time that matters (a
+/// superseded one fires and is ignored).
+enum SessionTimers<K> {
+    /// By time, the keys.
+    Heap(BTreeMap<i64, Vec<K>>),
+    /// In the subtask's RocksDB instance.
+    Rocks(weir_state::Timers<K>),
+}
+
+impl<K: StateKey> SessionTimers<K> {
+    fn register(&mut self, key: K, due: i64) -> Result<()> {
+        match self {
+            Self::Heap(heap) => heap.entry(due).or_default().push(key),
+            Self::Rocks(rocks) => rocks.register(weir_state::TimeDomain::EventTime, key, due)?,
+        }
+        Ok(())
+    }
+
+    /// Removes and returns a timer due at `watermark`, earliest first.
+    fn pop_due(&mut self, watermark: i64) -> Result<Option<(K, i64)>> {
+        match self {
+            Self::Heap(heap) => loop {
+                let Some(mut entry) = heap.first_entry() else {
+                    return Ok(None);
+                };
+                let at = *entry.key();
+                if at > watermark {
+                    return Ok(None);
+                }
+                match entry.get_mut().pop() {
+                    Some(key) => return Ok(Some((key, at))),
+                    None => {
+                        entry.remove();
+                    }
+                }
+            },
+            Self::Rocks(rocks) => Ok(rocks.pop_due(weir_state::TimeDomain::EventTime, watermark)?),
+        }
     }
 }
