@@ -213,6 +213,10 @@ struct StateArgs {
     /// copies of the checkpoint are deleted first) instead of recovering locally.
     #[arg(long)]
     restore_from_storage: bool,
+    /// RocksDB: after the restore, delete the local copies and restore again from
+    /// checkpoint storage, timing both in one run (`storage_restore_*` in the report).
+    #[arg(long)]
+    restore_again_from_storage: bool,
     /// Where keyed state lives: heap (in memory) or rocksdb (on local disk).
     #[arg(long, value_enum, default_value_t = BackendArg::Heap)]
     state_backend: BackendArg,
@@ -607,6 +611,7 @@ fn bench_state(args: StateArgs) -> Result<()> {
             .state_backend
             .with_memory(&args.state_dir, args.rocksdb_memory_mib),
         discard_local_copies: args.restore_from_storage,
+        restore_again_from_storage: args.restore_again_from_storage,
     })
     .context("state benchmark failed")?;
     println!("{}", serde_json::to_string(&report)?);

@@ -49,6 +49,10 @@ pub struct StateBenchOptions {
     /// restore downloads every file from checkpoint storage instead of recovering
     /// locally.
     pub discard_local_copies: bool,
+    /// After the restore, delete the local copies and restore again (from the
+    /// restored run's final checkpoint, which refers to the same files), so one run
+    /// times both a local recovery and a download.
+    pub restore_again_from_storage: bool,
 }
 
 /// One checkpoint of the run.
@@ -106,6 +110,11 @@ pub struct StateBenchReport {
     pub restored_first_checkpoint_bytes: Option<u64>,
     /// Bytes of state that checkpoint refers to.
     pub restored_first_checkpoint_state_bytes: Option<u64>,
+    /// With `restore_again_from_storage`: the second restore's `restore_read_s` and
+    /// `restore_s`, from checkpoint storage.
+    pub storage_restore_read_s: Option<f64>,
+    /// See `storage_restore_read_s`.
+    pub storage_restore_s: Option<f64>,
     /// Peak resident memory of the process, MiB.
     pub peak_memory_mib: f64,
 }
@@ -147,6 +156,16 @@ impl Operator for CountPerKey {
         cx.put_frozen(self.counts.freeze()?);
         Ok(())
     }
+}
+
+/// What one restore took.
+struct Restored {
+    read_s: f64,
+    restored_s: f64,
+    keys: u64,
+    /// Bytes uploaded by, and state referred to by, the restored run's first
+    /// checkpoint.
+    first_checkpoint: Option<(u64, u64)>,
 }
 
 /// Reports when the state files have been read.
@@ -257,35 +276,50 @@ pub fn run(options: &StateBenchOptions) -> Result<StateBenchReport, DataflowErro
         .filter(|f| f.state_bytes * 10 >= state_bytes * 9)
         .collect();
 
-    opened.lock().map(|mut o| o.clear()).ok();
-    if options.discard_local_copies {
-        if let weir_state::StateBackend::RocksDb(rocks) = &options.state_backend {
-            discard_local_copies(&rocks.dir.join(&name)).map_err(|e| {
-                DataflowError::invalid(&name, format!("cannot delete local checkpoint copies: {e}"))
-            })?;
+    let restore = |discard: bool| -> Result<Restored, DataflowError> {
+        opened.lock().map(|mut o| o.clear()).ok();
+        if discard {
+            if let weir_state::StateBackend::RocksDb(rocks) = &options.state_backend {
+                discard_local_copies(&rocks.dir.join(&name)).map_err(|e| {
+                    DataflowError::invalid(
+                        &name,
+                        format!("cannot delete local checkpoint copies: {e}"),
+                    )
+                })?;
+            }
         }
-    }
-    let listener = Arc::new(ReadListener(Mutex::new(None)));
-    let started = Instant::now();
-    let restored = CheckpointedJob::spawn(
-        config,
-        checkpointing(ResumeFrom::LatestCheckpoint),
-        build,
-        listener.clone(),
-    )?
-    .wait()?;
-    let first_after_restore = restored.checkpoints.iter().min_by_key(|c| c.checkpoint);
-    let opened = opened.lock().map(|o| o.clone()).unwrap_or_default();
-    let restore_s = opened
-        .iter()
-        .map(|(at, _)| at.duration_since(started).as_secs_f64())
-        .fold(0.0, f64::max);
-    let restore_read_s = listener
-        .0
-        .lock()
-        .ok()
-        .and_then(|r| *r)
-        .map_or(0.0, |at| at.duration_since(started).as_secs_f64());
+        let listener = Arc::new(ReadListener(Mutex::new(None)));
+        let started = Instant::now();
+        let restored = CheckpointedJob::spawn(
+            config.clone(),
+            checkpointing(ResumeFrom::LatestCheckpoint),
+            build.clone(),
+            listener.clone(),
+        )?
+        .wait()?;
+        let first = restored.checkpoints.iter().min_by_key(|c| c.checkpoint);
+        let opened = opened.lock().map(|o| o.clone()).unwrap_or_default();
+        Ok(Restored {
+            read_s: listener
+                .0
+                .lock()
+                .ok()
+                .and_then(|r| *r)
+                .map_or(0.0, |at| at.duration_since(started).as_secs_f64()),
+            restored_s: opened
+                .iter()
+                .map(|(at, _)| at.duration_since(started).as_secs_f64())
+                .fold(0.0, f64::max),
+            keys: opened.iter().map(|(_, n)| n).sum(),
+            first_checkpoint: first.map(|c| (c.bytes, c.state_bytes)),
+        })
+    };
+    let first = restore(options.discard_local_copies)?;
+    let again = if options.restore_again_from_storage {
+        Some(restore(true)?)
+    } else {
+        None
+    };
     Ok(StateBenchReport {
         keys: options.keys,
         events: options.events,
@@ -300,11 +334,13 @@ pub fn run(options: &StateBenchOptions) -> Result<StateBenchReport, DataflowErro
         full_state_bytes_p50: median(full.iter().map(|f| f.bytes).collect()),
         checkpoints: figures,
         state_bytes,
-        restore_read_s,
-        restore_s,
-        restored_keys: opened.iter().map(|(_, n)| n).sum(),
-        restored_first_checkpoint_bytes: first_after_restore.map(|c| c.bytes),
-        restored_first_checkpoint_state_bytes: first_after_restore.map(|c| c.state_bytes),
+        restore_read_s: first.read_s,
+        restore_s: first.restored_s,
+        restored_keys: first.keys,
+        restored_first_checkpoint_bytes: first.first_checkpoint.map(|c| c.0),
+        restored_first_checkpoint_state_bytes: first.first_checkpoint.map(|c| c.1),
+        storage_restore_read_s: again.as_ref().map(|r| r.read_s),
+        storage_restore_s: again.as_ref().map(|r| r.restored_s),
         peak_memory_mib: crate::bench::peak_memory_mib(),
     })
 }

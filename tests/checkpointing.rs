@@ -1416,3 +1416,105 @@ fn timers_survive_failures_and_resume_across_backends_and_parallelism() {
         assert_same(read_output(&out), timer_expected(n), &what);
     }
 }
+
+/// The process's peak resident memory (VmHWM), in MiB.
+fn peak_rss_mib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap();
+    kib / 1024
+}
+
+/// Distinct keys of [`run_distinct_keys`].
+const DISTINCT_KEYS: u64 = 3_000_000;
+
+/// Counts `DISTINCT_KEYS` distinct keys (generated, not held in memory) on
+/// `backend` with checkpoints; returns the status, the output directory and the
+/// process's peak memory before the output is read.
+fn run_distinct_keys(backend: StateBackend, dir: &Path) -> (JobStatus, PathBuf, u64) {
+    let out = dir.join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    let config = JobConfig {
+        state_backend: backend,
+        ..job_config("distinct", 2)
+    };
+    let job = CheckpointedJob::spawn(
+        config,
+        settings(dir, 500),
+        move |job: &JobBuilder| {
+            job.source(
+                "numbers",
+                WatermarkStrategy::none(),
+                weir::sources::SequenceSource::factory(0, DISTINCT_KEYS as i64 - 1),
+            )
+            .uid("numbers")
+            .map(|n: i64| (n as u32, n as u64))
+            .uid("pairs")
+            .key_by(|r: &(u32, u64)| r.0)
+            .process("running-count", |_| RunningCount::new(None))
+            .uid("running-count")
+            .sink(
+                "epoch-sink",
+                EpochFileSink::<(u32, u64)>::factory(out.clone()),
+            )
+            .uid("epoch-sink");
+        },
+        Arc::new(NoListener),
+    )
+    .unwrap();
+    let summary = job.wait().unwrap();
+    (summary.status, dir.join("out"), peak_rss_mib())
+}
+
+/// State larger than RocksDB's memory budget: 3M distinct keys (on the heap they
+/// take well over 100 MiB) under a 16 MiB block cache (memtables included); the
+/// process's peak memory stays within a fixed allowance over the budget, and every
+/// key is counted once.
+#[test]
+fn rocksdb_state_beyond_its_memory_budget_keeps_memory_bounded() {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = StateBackend::RocksDb(RocksDbConfig {
+        dir: dir.path().join("state"),
+        block_cache_bytes: 16 << 20,
+        write_buffer_bytes: 4 << 20,
+        record_cache_entries: 10_000,
+        background_jobs: 1,
+    });
+    let (status, out, peak) = run_distinct_keys(backend, dir.path());
+    assert_eq!(status, JobStatus::Finished);
+    println!("peak resident memory: {peak} MiB");
+    assert!(
+        peak < MEMORY_ALLOWANCE_MIB,
+        "peak resident memory {peak} MiB with a 16 MiB RocksDB budget"
+    );
+    let output = read_committed::<(u32, u64)>(&out).unwrap();
+    assert_eq!(output.len() as u64, DISTINCT_KEYS);
+    assert!(output.iter().all(|&(_, count)| count == 1));
+}
+
+/// What the process may take beyond RocksDB's budget: the runtime, channels and
+/// batches, the record caches, RocksDB's own allocations outside the block cache
+/// and the allocator's slack. The heap backend holding the same keys exceeds it.
+const MEMORY_ALLOWANCE_MIB: u64 = 150;
+
+/// The same job on the heap, to show the bound above means something: its peak
+/// memory exceeds the allowance.
+#[test]
+fn heap_state_of_the_same_keys_exceeds_the_rocksdb_allowance() {
+    let dir = tempfile::tempdir().unwrap();
+    let (status, out, peak) = run_distinct_keys(StateBackend::Heap, dir.path());
+    assert_eq!(status, JobStatus::Finished);
+    println!("peak resident memory: {peak} MiB");
+    assert!(
+        peak > MEMORY_ALLOWANCE_MIB,
+        "peak resident memory {peak} MiB on the heap"
+    );
+    assert_eq!(
+        read_committed::<(u32, u64)>(&out).unwrap().len() as u64,
+        DISTINCT_KEYS
+    );
+}

@@ -70,7 +70,7 @@ pub use recovery::{RecoveryScan, SkipReason, SkippedCheckpoint};
 pub use retention::{plan_retention, RetentionCandidate, RetentionPlan};
 pub use savepoint::Savepoint;
 pub use snapshot::{OperatorSnapshot, OperatorUid, SubtaskAck};
-pub use storage::CheckpointStorage;
+pub use storage::{CheckpointStorage, STREAMED_PART};
 
 use serde::{Deserialize, Serialize};
 use std::fmt;

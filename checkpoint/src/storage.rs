@@ -31,6 +31,10 @@ enum Display {
     S3(String),
 }
 
+/// Shared files larger than this are uploaded in parts of this size
+/// ([`CheckpointStorage::write_shared_file`]); S3 needs parts of at least 5 MiB.
+pub const STREAMED_PART: usize = 8 << 20;
+
 /// Checkpoint storage rooted at one directory or bucket prefix.
 ///
 /// Cheap to clone (the store is shared). All operations are async and need a tokio
@@ -376,6 +380,94 @@ impl CheckpointStorage {
                 ),
             })
         }
+    }
+
+    /// Uploads the local file `file` as the shared file `content_key` of job `job`,
+    /// as [`CheckpointStorage::write_shared`] does with bytes in memory; a file larger
+    /// than [`STREAMED_PART`] is streamed in parts of that size (a multipart upload,
+    /// at most two parts in flight), so an upload holds a few parts in memory, not the
+    /// file.
+    ///
+    /// # Errors
+    /// [`CheckpointError::Io`] when the file cannot be read or the storage fails;
+    /// [`CheckpointError::AlreadyExists`] when the shared file exists with another
+    /// size.
+    ///
+    /// # Cancel safety
+    /// Cancel-safe: a multipart upload makes the object visible only when complete.
+    pub async fn write_shared_file(
+        &self,
+        job: &str,
+        content_key: &str,
+        file: &std::path::Path,
+    ) -> Result<StateHandle, CheckpointError> {
+        use tokio::io::AsyncReadExt;
+        let unreadable = |e: std::io::Error| CheckpointError::Io {
+            object: file.display().to_string(),
+            source: object_store::Error::Generic {
+                store: "local file",
+                source: Box::new(e),
+            },
+        };
+        let size = tokio::fs::metadata(file).await.map_err(unreadable)?.len();
+        if size <= STREAMED_PART as u64 {
+            let bytes = tokio::fs::read(file).await.map_err(unreadable)?;
+            return self.write_shared(job, content_key, bytes).await;
+        }
+        let path = layout::shared_path(job, content_key)?;
+        let handle = StateHandle {
+            path: path.to_string(),
+            size,
+        };
+        if let Some(existing) = self.size_of(&path).await? {
+            return if existing == size {
+                Ok(handle)
+            } else {
+                Err(CheckpointError::AlreadyExists {
+                    object: format!(
+                        "{} (holds {existing} bytes, this content has {size}: one key, two contents)",
+                        self.describe(&path)
+                    ),
+                })
+            };
+        }
+        let upload = self
+            .store
+            .put_multipart(&self.full_path(&path))
+            .await
+            .map_err(|e| self.error(&path, e))?;
+        let mut writer = object_store::WriteMultipart::new_with_chunk_size(upload, STREAMED_PART);
+        let mut reader = tokio::fs::File::open(file).await.map_err(unreadable)?;
+        let mut buffer = vec![0u8; STREAMED_PART];
+        let mut sent = 0u64;
+        let streamed: Result<(), CheckpointError> = async {
+            loop {
+                let n = reader.read(&mut buffer).await.map_err(unreadable)?;
+                if n == 0 {
+                    break;
+                }
+                writer
+                    .wait_for_capacity(2)
+                    .await
+                    .map_err(|e| self.error(&path, e))?;
+                writer.write(&buffer[..n]);
+                sent += n as u64;
+            }
+            Ok(())
+        }
+        .await;
+        if let Err(e) = streamed {
+            writer.abort().await.ok();
+            return Err(e);
+        }
+        if sent != size {
+            writer.abort().await.ok();
+            return Err(unreadable(std::io::Error::other(format!(
+                "read {sent} bytes, the file had {size} when the upload began"
+            ))));
+        }
+        writer.finish().await.map_err(|e| self.error(&path, e))?;
+        Ok(handle)
     }
 
     /// Reads the object a state handle refers to, and checks its size.

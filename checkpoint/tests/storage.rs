@@ -134,6 +134,7 @@ on_both_backends!(
     retention_keeps_exactly_the_referenced_shared_files,
     abort_and_cleanup_incomplete,
     shared_files_are_written_once,
+    large_shared_files_are_streamed_in_parts,
     savepoints_are_self_contained,
     missing_savepoint_is_a_clear_error,
 );
@@ -428,6 +429,42 @@ async fn shared_files_are_written_once(t: TestStore) {
         s.write_shared(JOB, "", vec![]).await,
         Err(CheckpointError::InvalidName { .. })
     ));
+}
+
+/// A shared file larger than one part is uploaded from disk in parts (multipart)
+/// and reads back byte for byte; uploading it again changes nothing, and another
+/// content of another size under its key is refused. A small file takes one put.
+async fn large_shared_files_are_streamed_in_parts(t: TestStore) {
+    let s = &t.storage;
+    let dir = tempfile::tempdir().unwrap();
+    let size = 2 * weir_checkpoint::STREAMED_PART + 12_345;
+    let content: Vec<u8> = (0..size).map(|i| (i * 7 % 251) as u8).collect();
+    let file = dir.path().join("000012.sst");
+    std::fs::write(&file, &content).unwrap();
+    let handle = s.write_shared_file(JOB, "big.sst", &file).await.unwrap();
+    assert_eq!(handle.path, "orders/shared/big.sst");
+    assert_eq!(handle.size, size as u64);
+    assert!(s.read(&handle).await.unwrap()[..] == content[..]);
+    assert_eq!(
+        s.write_shared_file(JOB, "big.sst", &file).await.unwrap(),
+        handle
+    );
+    let other = dir.path().join("other.sst");
+    std::fs::write(&other, &content[..size - 1]).unwrap();
+    assert!(matches!(
+        s.write_shared_file(JOB, "big.sst", &other).await,
+        Err(CheckpointError::AlreadyExists { .. })
+    ));
+    let small = dir.path().join("small.sst");
+    std::fs::write(&small, [5u8; 10]).unwrap();
+    let handle = s.write_shared_file(JOB, "small.sst", &small).await.unwrap();
+    assert_eq!(&s.read(&handle).await.unwrap()[..], &[5u8; 10]);
+    // A file that is not there is an I/O error naming it.
+    let missing = dir.path().join("gone.sst");
+    match s.write_shared_file(JOB, "gone.sst", &missing).await {
+        Err(e @ CheckpointError::Io { .. }) => assert!(e.to_string().contains("gone.sst"), "{e}"),
+        other => panic!("expected an I/O error, got {other:?}"),
+    }
 }
 
 async fn savepoints_are_self_contained(t: TestStore) {

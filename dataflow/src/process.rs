@@ -171,40 +171,48 @@ impl<K: StateKey, V: weir_state::StateValue> KeyedStateStore for StateTable<K, V
     }
 }
 
-/// A TTL state is its table of expiring values for the runtime, but opens in the
-/// backend with its time-to-live and drops expired values before snapshots.
-impl<K: StateKey, V: weir_state::StateValue> KeyedStateStore for weir_state::TtlValueState<K, V> {
-    fn state_name(&self) -> String {
-        (**self).state_name()
-    }
-    fn open_state(&mut self, backend: &weir_state::KeyedBackend) -> weir_state::Result<()> {
-        if backend.is_rocksdb() {
-            *self = weir_state::TtlValueState::in_backend(
-                backend,
-                self.name().to_string(),
-                self.ttl(),
-            )?;
+/// A state with a time-to-live is its table of expiring values for the runtime, but
+/// opens in the backend with its time-to-live and drops expired values before
+/// snapshots.
+macro_rules! ttl_state_store {
+    ([$($generics:tt)*] $state:ident $(< $($param:ident),+ >)?) => {
+        impl<$($generics)*> KeyedStateStore for weir_state::$state$(<$($param),+>)? {
+            fn state_name(&self) -> String {
+                (**self).state_name()
+            }
+            fn open_state(&mut self, backend: &weir_state::KeyedBackend) -> weir_state::Result<()> {
+                if backend.is_rocksdb() {
+                    *self = weir_state::$state::in_backend(
+                        backend,
+                        self.name().to_string(),
+                        self.ttl(),
+                    )?;
+                }
+                Ok(())
+            }
+            fn flush_state(&mut self) -> weir_state::Result<()> {
+                // On the heap, expired values are dropped before every snapshot;
+                // RocksDB's compaction filter drops them there.
+                self.cleanup_before_snapshot()?;
+                (**self).flush_state()
+            }
+            fn freeze_state(&mut self) -> weir_state::Result<Box<dyn weir_state::FrozenKeyed>> {
+                (**self).freeze_state()
+            }
+            fn restore_state(
+                &mut self,
+                chunks: &[(weir_state::KeyGroup, &[u8])],
+                range: weir_state::KeyGroupRange,
+                max: weir_state::MaxParallelism,
+            ) -> weir_state::Result<usize> {
+                (**self).restore_state(chunks, range, max)
+            }
         }
-        Ok(())
-    }
-    fn flush_state(&mut self) -> weir_state::Result<()> {
-        // On the heap, expired values are dropped before every snapshot; RocksDB's
-        // compaction filter drops them there.
-        self.cleanup_before_snapshot()?;
-        (**self).flush_state()
-    }
-    fn freeze_state(&mut self) -> weir_state::Result<Box<dyn weir_state::FrozenKeyed>> {
-        (**self).freeze_state()
-    }
-    fn restore_state(
-        &mut self,
-        chunks: &[(weir_state::KeyGroup, &[u8])],
-        range: weir_state::KeyGroupRange,
-        max: weir_state::MaxParallelism,
-    ) -> weir_state::Result<usize> {
-        (**self).restore_state(chunks, range, max)
-    }
+    };
 }
+ttl_state_store!([K: StateKey, V: weir_state::StateValue] TtlValueState<K, V>);
+ttl_state_store!([K: StateKey, V: weir_state::StateValue] TtlListState<K, V>);
+ttl_state_store!([K: StateKey, UK: StateKey, V: weir_state::StateValue] TtlMapState<K, UK, V>);
 
 impl<K: StateKey, V: weir_state::StateValue> KeyedStateStore for weir_state::LruValueState<K, V> {
     fn state_name(&self) -> String {

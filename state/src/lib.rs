@@ -82,7 +82,7 @@ pub use table::{
     KeyedSnapshot, StateKey, StateValue, SHARDS,
 };
 pub use timers::{TimeDomain, TimerEntry, Timers, TimersSnapshot};
-pub use ttl::{Expiring, TtlValueState};
+pub use ttl::{Expiring, TtlListState, TtlMapState, TtlValueState};
 
 /// The result type of this crate.
 pub type Result<T, E = StateError> = std::result::Result<T, E>;

@@ -79,7 +79,20 @@ impl RocksDbResources {
     fn options(&self) -> Options {
         let mut table = BlockBasedOptions::default();
         table.set_block_cache(&self.cache);
+        // Index and filter blocks are charged to the cache, so memory stays within
+        // the budget whatever the number of keys. They are partitioned (as Flink
+        // does for bounded memory): a point read loads a 4 KiB partition, not an SST
+        // file's whole filter, which for state beyond the cache would be read and
+        // checksummed again on every miss. The top level of each is pinned, and
+        // they are cached with high priority.
         table.set_cache_index_and_filter_blocks(true);
+        table.set_cache_index_and_filter_blocks_with_high_priority(true);
+        table.set_pin_l0_filter_and_index_blocks_in_cache(true);
+        table.set_index_type(rocksdb::BlockBasedIndexType::TwoLevelIndexSearch);
+        table.set_partition_filters(true);
+        table.set_metadata_block_size(4096);
+        table.set_pin_top_level_index_and_filter(true);
+        table.set_optimize_filters_for_memory(true);
         table.set_bloom_filter(10.0, false);
         let mut options = Options::default();
         options.create_if_missing(true);

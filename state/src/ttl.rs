@@ -1,4 +1,5 @@
-//! State with a time-to-live ([`TtlValueState`]), as Flink's `StateTtlConfig` and
+//! State with a time-to-live ([`TtlValueState`], [`TtlListState`] per element,
+//! [`TtlMapState`] per entry), as Flink's `StateTtlConfig` and
 //! Kafka Streams' retention offer: a value expires a fixed time after it was last
 //! written (processing time), is never returned once expired, and leaves storage
 //! without a job having to delete it.
@@ -14,6 +15,7 @@
 //! rescaling and a change of backend: a restored value expires when it would have.
 
 use crate::{KeyedBackend, StateError, StateKey, StateTable, StateValue};
+use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 use std::ops::{Deref, DerefMut};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -176,22 +178,380 @@ impl<K: StateKey, V: StateValue> TtlValueState<K, V> {
     }
 }
 
+/// Elements (of a list, or entries of a map) that each expire `ttl` after they were
+/// written, stored under one key: the outer expiry is the latest of the elements',
+/// so RocksDB's compaction filter drops the key once every element has expired.
+type ExpiringElements<C> = Expiring<C>;
+
+/// The latest expiry among `expiries` (`i64::MIN` if none).
+fn latest(expiries: impl Iterator<Item = i64>) -> i64 {
+    expiries.max().unwrap_or(i64::MIN)
+}
+
+/// A list per key whose elements each expire `ttl` after they were added (Flink's
+/// list state with a TTL: per element, `OnCreateAndWrite`, `NeverReturnExpired`).
+///
+/// Expired elements are never returned and are dropped when their key is read; on
+/// the heap every snapshot drops them, in RocksDB compaction drops a list whose
+/// elements have all expired. Through [`Deref`] the state is its underlying table.
+///
+/// ```
+/// use std::time::Duration;
+/// use weir_state::TtlListState;
+/// let mut clicks: TtlListState<u64, u32> =
+///     TtlListState::new("clicks", Duration::from_secs(60));
+/// clicks.add(7, 100, 1_000)?;
+/// clicks.add(7, 200, 30_000)?;
+/// assert_eq!(clicks.list(&7, 45_000)?, vec![&100, &200]);
+/// assert_eq!(clicks.list(&7, 61_000)?, vec![&200]); // the first one expired
+/// assert!(clicks.list(&7, 90_000)?.is_empty());
+/// assert!(clicks.is_empty());
+/// # Ok::<(), weir_state::StateError>(())
+/// ```
+#[derive(Debug)]
+pub struct TtlListState<K, V> {
+    table: StateTable<K, ExpiringElements<Vec<Expiring<V>>>>,
+    ttl_ms: i64,
+}
+
+impl<K: StateKey, V: StateValue> TtlListState<K, V> {
+    /// An empty state named `name` on the heap whose elements live `ttl`.
+    pub fn new(name: impl Into<String>, ttl: Duration) -> Self {
+        Self {
+            table: StateTable::new(name),
+            ttl_ms: ttl_millis(ttl),
+        }
+    }
+
+    /// An empty state named `name` in `backend` whose elements live `ttl`.
+    ///
+    /// # Errors
+    /// As [`StateTable::in_backend`].
+    pub fn in_backend(
+        backend: &KeyedBackend,
+        name: impl Into<String>,
+        ttl: Duration,
+    ) -> Result<Self, StateError> {
+        Ok(Self {
+            table: StateTable::in_backend_with_ttl(backend, name, Vec::new())?,
+            ttl_ms: ttl_millis(ttl),
+        })
+    }
+
+    /// The time-to-live.
+    pub fn ttl(&self) -> Duration {
+        Duration::from_millis(self.ttl_ms.unsigned_abs())
+    }
+
+    /// Appends `value` to the list of `key`, to expire `ttl` after `now_ms`.
+    ///
+    /// # Errors
+    /// As [`StateTable::get_or_insert_with`].
+    pub fn add(&mut self, key: K, value: V, now_ms: i64) -> Result<(), StateError> {
+        let expires_at_ms = now_ms.saturating_add(self.ttl_ms);
+        let list = self.table.get_or_insert_with(key, || Expiring {
+            expires_at_ms,
+            value: Vec::new(),
+        })?;
+        list.value.retain(|element| !element.is_expired(now_ms));
+        list.value.push(Expiring {
+            expires_at_ms,
+            value,
+        });
+        list.expires_at_ms = list.expires_at_ms.max(expires_at_ms);
+        Ok(())
+    }
+
+    /// The elements of `key`'s list not expired at `now_ms`, oldest first; expired
+    /// ones are removed (the key too, once none is left).
+    ///
+    /// # Errors
+    /// As [`StateTable::get_mut`].
+    pub fn list(&mut self, key: &K, now_ms: i64) -> Result<Vec<&V>, StateError> {
+        if self.prune(key, now_ms)? {
+            return Ok(Vec::new());
+        }
+        Ok(self
+            .table
+            .get(key)?
+            .map(|list| list.value.iter().map(|element| &element.value).collect())
+            .unwrap_or_default())
+    }
+
+    /// Removes the list of `key`, returning its elements not expired at `now_ms`.
+    ///
+    /// # Errors
+    /// As [`StateTable::remove`].
+    pub fn take(&mut self, key: &K, now_ms: i64) -> Result<Vec<V>, StateError> {
+        Ok(self
+            .table
+            .remove(key)?
+            .map(|list| {
+                list.value
+                    .into_iter()
+                    .filter(|element| !element.is_expired(now_ms))
+                    .map(|element| element.value)
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+
+    /// Drops the expired elements of `key`; true if its list is gone.
+    fn prune(&mut self, key: &K, now_ms: i64) -> Result<bool, StateError> {
+        let Some(list) = self.table.get_mut(key)? else {
+            return Ok(true);
+        };
+        if list.is_expired(now_ms) {
+            self.table.remove(key)?;
+            return Ok(true);
+        }
+        if list.value.first().is_some_and(|e| e.is_expired(now_ms)) {
+            list.value.retain(|element| !element.is_expired(now_ms));
+        }
+        Ok(false)
+    }
+
+    /// Removes every element expired at `now_ms`, and the lists left empty (a full
+    /// pass). Returns how many lists were removed.
+    ///
+    /// # Errors
+    /// As [`StateTable::retain`].
+    pub fn cleanup(&mut self, now_ms: i64) -> Result<usize, StateError> {
+        let before = self.table.len();
+        self.table.retain(|_, list| {
+            list.value.retain(|element| !element.is_expired(now_ms));
+            list.expires_at_ms = latest(list.value.iter().map(|e| e.expires_at_ms));
+            !list.value.is_empty()
+        })?;
+        Ok(before.saturating_sub(self.table.len()))
+    }
+
+    /// As [`TtlValueState::cleanup_before_snapshot`].
+    ///
+    /// # Errors
+    /// As [`StateTable::retain`].
+    pub fn cleanup_before_snapshot(&mut self) -> Result<usize, StateError> {
+        if self.table.is_rocksdb() {
+            return Ok(0);
+        }
+        self.cleanup(now_ms())
+    }
+}
+
+/// A map of user keys to values per key whose entries each expire `ttl` after they
+/// were written (Flink's map state with a TTL: per entry, `OnCreateAndWrite`,
+/// `NeverReturnExpired`).
+///
+/// Expired entries are never returned and are dropped when read; on the heap every
+/// snapshot drops them, in RocksDB compaction drops a map whose entries have all
+/// expired. Through [`Deref`] the state is its underlying table.
+///
+/// ```
+/// use std::time::Duration;
+/// use weir_state::TtlMapState;
+/// let mut carts: TtlMapState<u64, String, u32> =
+///     TtlMapState::new("carts", Duration::from_secs(60));
+/// carts.put(7, "apples".into(), 3, 1_000)?;
+/// carts.put(7, "pears".into(), 1, 40_000)?;
+/// assert_eq!(carts.get_entry(&7, &"apples".into(), 60_999)?, Some(&3));
+/// assert_eq!(carts.get_entry(&7, &"apples".into(), 61_000)?, None);
+/// assert_eq!(carts.get_entry(&7, &"pears".into(), 61_000)?, Some(&1));
+/// # Ok::<(), weir_state::StateError>(())
+/// ```
+#[derive(Debug)]
+pub struct TtlMapState<K, UK, V>
+where
+    UK: std::hash::Hash + Eq,
+{
+    table: StateTable<K, ExpiringElements<FxHashMap<UK, Expiring<V>>>>,
+    ttl_ms: i64,
+}
+
+impl<K: StateKey, UK: StateKey, V: StateValue> TtlMapState<K, UK, V> {
+    /// An empty state named `name` on the heap whose entries live `ttl`.
+    pub fn new(name: impl Into<String>, ttl: Duration) -> Self {
+        Self {
+            table: StateTable::new(name),
+            ttl_ms: ttl_millis(ttl),
+        }
+    }
+
+    /// An empty state named `name` in `backend` whose entries live `ttl`.
+    ///
+    /// # Errors
+    /// As [`StateTable::in_backend`].
+    pub fn in_backend(
+        backend: &KeyedBackend,
+        name: impl Into<String>,
+        ttl: Duration,
+    ) -> Result<Self, StateError> {
+        Ok(Self {
+            table: StateTable::in_backend_with_ttl(backend, name, Vec::new())?,
+            ttl_ms: ttl_millis(ttl),
+        })
+    }
+
+    /// The time-to-live.
+    pub fn ttl(&self) -> Duration {
+        Duration::from_millis(self.ttl_ms.unsigned_abs())
+    }
+
+    /// Sets `user_key` to `value` in the map of `key`, to expire `ttl` after
+    /// `now_ms`; returns the previous value unless it had expired.
+    ///
+    /// # Errors
+    /// As [`StateTable::get_or_insert_with`].
+    pub fn put(
+        &mut self,
+        key: K,
+        user_key: UK,
+        value: V,
+        now_ms: i64,
+    ) -> Result<Option<V>, StateError> {
+        let expires_at_ms = now_ms.saturating_add(self.ttl_ms);
+        let map = self.table.get_or_insert_with(key, || Expiring {
+            expires_at_ms,
+            value: FxHashMap::default(),
+        })?;
+        map.expires_at_ms = map.expires_at_ms.max(expires_at_ms);
+        Ok(map
+            .value
+            .insert(
+                user_key,
+                Expiring {
+                    expires_at_ms,
+                    value,
+                },
+            )
+            .filter(|old| !old.is_expired(now_ms))
+            .map(|old| old.value))
+    }
+
+    /// The value of `user_key` in the map of `key` unless it has expired at
+    /// `now_ms`; an expired entry is removed (the map too, once empty).
+    ///
+    /// # Errors
+    /// As [`StateTable::get_mut`].
+    pub fn get_entry(
+        &mut self,
+        key: &K,
+        user_key: &UK,
+        now_ms: i64,
+    ) -> Result<Option<&V>, StateError> {
+        let expired = match self.table.get(key)?.and_then(|map| map.value.get(user_key)) {
+            None => return Ok(None),
+            Some(entry) => entry.is_expired(now_ms),
+        };
+        if expired {
+            self.remove_entry(key, user_key, now_ms)?;
+            return Ok(None);
+        }
+        Ok(self
+            .table
+            .get(key)?
+            .and_then(|map| map.value.get(user_key))
+            .map(|entry| &entry.value))
+    }
+
+    /// Removes `user_key` from the map of `key` (and the map, once empty),
+    /// returning its value unless it had expired at `now_ms`.
+    ///
+    /// # Errors
+    /// As [`StateTable::get_mut`].
+    pub fn remove_entry(
+        &mut self,
+        key: &K,
+        user_key: &UK,
+        now_ms: i64,
+    ) -> Result<Option<V>, StateError> {
+        let Some(map) = self.table.get_mut(key)? else {
+            return Ok(None);
+        };
+        let removed = map.value.remove(user_key);
+        if map.value.is_empty() {
+            self.table.remove(key)?;
+        }
+        Ok(removed
+            .filter(|entry| !entry.is_expired(now_ms))
+            .map(|entry| entry.value))
+    }
+
+    /// The entries of `key`'s map not expired at `now_ms` (in no particular order);
+    /// expired ones are removed.
+    ///
+    /// # Errors
+    /// As [`StateTable::get_mut`].
+    pub fn entries_of(&mut self, key: &K, now_ms: i64) -> Result<Vec<(&UK, &V)>, StateError> {
+        let Some(map) = self.table.get_mut(key)? else {
+            return Ok(Vec::new());
+        };
+        if map.value.values().any(|entry| entry.is_expired(now_ms)) {
+            map.value.retain(|_, entry| !entry.is_expired(now_ms));
+            if map.value.is_empty() {
+                self.table.remove(key)?;
+                return Ok(Vec::new());
+            }
+        }
+        Ok(self
+            .table
+            .get(key)?
+            .map(|map| map.value.iter().map(|(k, e)| (k, &e.value)).collect())
+            .unwrap_or_default())
+    }
+
+    /// Removes every entry expired at `now_ms`, and the maps left empty (a full
+    /// pass). Returns how many maps were removed.
+    ///
+    /// # Errors
+    /// As [`StateTable::retain`].
+    pub fn cleanup(&mut self, now_ms: i64) -> Result<usize, StateError> {
+        let before = self.table.len();
+        self.table.retain(|_, map| {
+            map.value.retain(|_, entry| !entry.is_expired(now_ms));
+            map.expires_at_ms = latest(map.value.values().map(|e| e.expires_at_ms));
+            !map.value.is_empty()
+        })?;
+        Ok(before.saturating_sub(self.table.len()))
+    }
+
+    /// As [`TtlValueState::cleanup_before_snapshot`].
+    ///
+    /// # Errors
+    /// As [`StateTable::retain`].
+    pub fn cleanup_before_snapshot(&mut self) -> Result<usize, StateError> {
+        if self.table.is_rocksdb() {
+            return Ok(0);
+        }
+        self.cleanup(now_ms())
+    }
+}
+
 fn ttl_millis(ttl: Duration) -> i64 {
     i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX)
 }
 
-impl<K: StateKey, V: StateValue> Deref for TtlValueState<K, V> {
-    type Target = StateTable<K, Expiring<V>>;
-    fn deref(&self) -> &Self::Target {
-        &self.table
-    }
+/// [`Deref`] and [`DerefMut`] to the state's table.
+macro_rules! deref_to_table {
+    ([$($generics:tt)*] $state:ty => $value:ty) => {
+        impl<$($generics)*> Deref for $state {
+            type Target = StateTable<K, $value>;
+            fn deref(&self) -> &Self::Target {
+                &self.table
+            }
+        }
+        impl<$($generics)*> DerefMut for $state {
+            fn deref_mut(&mut self) -> &mut Self::Target {
+                &mut self.table
+            }
+        }
+    };
 }
-
-impl<K: StateKey, V: StateValue> DerefMut for TtlValueState<K, V> {
-    fn deref_mut(&mut self) -> &mut Self::Target {
-        &mut self.table
-    }
-}
+deref_to_table!([K: StateKey, V: StateValue] TtlValueState<K, V> => Expiring<V>);
+deref_to_table!([K: StateKey, V: StateValue] TtlListState<K, V> => Expiring<Vec<Expiring<V>>>);
+deref_to_table!(
+    [K: StateKey, UK: StateKey, V: StateValue] TtlMapState<K, UK, V>
+        => Expiring<FxHashMap<UK, Expiring<V>>>
+);
 
 #[cfg(test)]
 mod tests {

@@ -322,6 +322,124 @@ fn rocksdb_compaction_drops_expired_ttl_values() -> Result<(), StateError> {
     Ok(())
 }
 
+/// Lists and maps with a time-to-live expire element by element alike on both
+/// backends, carry their expiry times through a snapshot into the other backend,
+/// and in RocksDB compaction drops a list whose elements have all expired.
+#[test]
+fn ttl_lists_and_maps_expire_per_element_alike_on_both_backends() -> Result<(), StateError> {
+    use std::time::Duration;
+    use weir_state::{TtlListState, TtlMapState};
+    let max = MaxParallelism::DEFAULT;
+    let ttl = Duration::from_millis(100);
+    let dir = tempfile::tempdir().unwrap();
+    let backend = rocks_backend(dir.path(), 16, ALL);
+    let lists = [
+        TtlListState::<u32, u32>::new("lists", ttl),
+        TtlListState::in_backend(&backend, "lists", ttl)?,
+    ];
+    let maps = [
+        TtlMapState::<u32, u32, String>::new("maps", ttl),
+        TtlMapState::in_backend(&backend, "maps", ttl)?,
+    ];
+    for (mut list, mut map) in lists.into_iter().zip(maps) {
+        // Key k gets element/entry i at time 10 * i, for i in 0..5: element i expires
+        // at 10 * i + 100.
+        for key in 0..200u32 {
+            for i in 0..5u32 {
+                let at = i64::from(10 * i);
+                list.add(key, i, at)?;
+                assert_eq!(map.put(key, i, format!("{key}.{i}"), at)?, None);
+            }
+        }
+        assert_eq!(list.list(&3, 99)?, vec![&0, &1, &2, &3, &4]);
+        assert_eq!(list.list(&3, 121)?, vec![&3, &4], "0..=2 expired");
+        assert_eq!(
+            list.list(&3, 0)?,
+            vec![&3, &4],
+            "expired elements were dropped"
+        );
+        assert_eq!(map.get_entry(&3, &1, 109)?, Some(&"3.1".to_string()));
+        assert_eq!(map.get_entry(&3, &1, 110)?, None);
+        assert_eq!(
+            map.get_entry(&3, &1, 0)?,
+            None,
+            "an expired entry was removed"
+        );
+        // Writing again extends an entry's life.
+        assert_eq!(map.put(3, 2, "again".into(), 100)?, Some("3.2".to_string()));
+        assert_eq!(map.get_entry(&3, &2, 199)?, Some(&"again".to_string()));
+        let mut entries = map.entries_of(&4, 125)?;
+        entries.sort();
+        assert_eq!(entries.len(), 2, "{entries:?}");
+        assert_eq!(list.take(&5, 135)?, vec![4]);
+        assert!(list.list(&5, 0)?.is_empty(), "taken");
+        // At 131 only elements 4 (expiring at 140) are left: no list is empty.
+        assert_eq!(list.cleanup(131)?, 0);
+        assert_eq!(list.len(), 199);
+        assert_eq!(list.list(&7, 131)?, vec![&4]);
+        assert_eq!(map.cleanup(131)?, 0);
+        assert_eq!(map.len(), 200);
+        assert_eq!(map.entries_of(&3, 131)?.len(), 2, "entries 2 (again) and 4");
+
+        // Through a snapshot into the other backend, with the expiry times.
+        let other_dir = tempfile::tempdir().unwrap();
+        let other_backend = rocks_backend(other_dir.path(), 16, ALL);
+        let rocks = list.is_rocksdb();
+        let (mut other_list, mut other_map): (
+            TtlListState<u32, u32>,
+            TtlMapState<u32, u32, String>,
+        ) = if rocks {
+            (
+                TtlListState::new("lists", ttl),
+                TtlMapState::new("maps", ttl),
+            )
+        } else {
+            (
+                TtlListState::in_backend(&other_backend, "lists", ttl)?,
+                TtlMapState::in_backend(&other_backend, "maps", ttl)?,
+            )
+        };
+        other_list.restore(&list.snapshot(max)?, ALL, max)?;
+        other_map.restore(&map.snapshot(max)?, ALL, max)?;
+        assert_eq!(other_list.list(&9, 139)?, vec![&4]);
+        assert!(other_list.list(&9, 140)?.is_empty());
+        assert_eq!(
+            other_map.get_entry(&3, &2, 199)?,
+            Some(&"again".to_string())
+        );
+        assert_eq!(other_map.get_entry(&9, &4, 140)?, None);
+        // Once everything has expired, a cleanup removes every list and map.
+        assert_eq!(list.cleanup(1_000)?, 199);
+        assert_eq!(map.cleanup(1_000)?, 200);
+        assert!(list.is_empty() && map.is_empty());
+    }
+
+    // RocksDB compaction drops a list once all its elements have expired (by the
+    // wall clock), keeping lists with one live element.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let mut lists: TtlListState<u32, u32> =
+        TtlListState::in_backend(&backend, "aging", Duration::from_secs(3600))?;
+    for key in 0..1000u32 {
+        lists.add(key, 1, now - 7_200_000)?;
+        if key % 2 == 1 {
+            lists.add(key, 2, now)?;
+        }
+    }
+    lists.flush()?;
+    lists.compact()?;
+    let mut kept = Vec::new();
+    lists.for_each(|key, _| kept.push(*key))?;
+    kept.sort_unstable();
+    assert_eq!(
+        kept,
+        (0..1000u32).filter(|k| k % 2 == 1).collect::<Vec<_>>()
+    );
+    Ok(())
+}
+
 /// The LRU-bounded store evicts the same keys in RocksDB as on the heap, and an
 /// eviction is a deletion: the snapshot no longer holds the key.
 #[test]

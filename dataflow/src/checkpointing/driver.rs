@@ -260,6 +260,21 @@ impl StateWriter {
         Ok(handle)
     }
 
+    /// Uploads the local file `file` as shared file `key`, streamed when large.
+    pub(super) async fn shared_file(
+        &mut self,
+        key: &str,
+        file: &std::path::Path,
+    ) -> std::result::Result<StateHandle, String> {
+        let handle = self
+            .storage
+            .write_shared_file(&self.job, key, file)
+            .await
+            .map_err(|e| e.to_string())?;
+        self.written(handle.size);
+        Ok(handle)
+    }
+
     fn written(&mut self, size: u64) {
         self.bytes += size;
         hit(&self.hits, &self.checkpointing, Failpoint::MidUpload);

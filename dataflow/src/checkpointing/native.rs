@@ -204,13 +204,13 @@ pub(crate) async fn upload(
             Some(handle) if is_immutable(&name) => handle.clone(),
             _ => {
                 let path = dir.join(&name);
-                let data = tokio::fs::read(&path)
-                    .await
-                    .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
                 if is_immutable(&name) {
                     let key = format!("{uid}.{subtask}.{instance:016x}.{name}");
-                    writer.shared(&key, data).await?
+                    writer.shared_file(&key, &path).await?
                 } else {
+                    let data = tokio::fs::read(&path)
+                        .await
+                        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
                     writer.private(uid, &format!("native-{name}"), data).await?
                 }
             }
