@@ -370,13 +370,25 @@ impl CheckpointStorage {
                 Err(e) => return Err(e),
             },
         };
-        if existing == size {
+        self.existing_shared(&path, handle, existing)
+    }
+
+    /// `handle` when the shared file at `path`, already there with `existing` bytes,
+    /// is its content (same size); otherwise the error of one key with two contents.
+    fn existing_shared(
+        &self,
+        path: &Path,
+        handle: StateHandle,
+        existing: u64,
+    ) -> Result<StateHandle, CheckpointError> {
+        if existing == handle.size {
             Ok(handle)
         } else {
             Err(CheckpointError::AlreadyExists {
                 object: format!(
-                    "{} (holds {existing} bytes, this content has {size}: one key, two contents)",
-                    self.describe(&path)
+                    "{} (holds {existing} bytes, this content has {}: one key, two contents)",
+                    self.describe(path),
+                    handle.size
                 ),
             })
         }
@@ -420,16 +432,7 @@ impl CheckpointStorage {
             size,
         };
         if let Some(existing) = self.size_of(&path).await? {
-            return if existing == size {
-                Ok(handle)
-            } else {
-                Err(CheckpointError::AlreadyExists {
-                    object: format!(
-                        "{} (holds {existing} bytes, this content has {size}: one key, two contents)",
-                        self.describe(&path)
-                    ),
-                })
-            };
+            return self.existing_shared(&path, handle, existing);
         }
         let upload = self
             .store

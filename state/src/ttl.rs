@@ -78,35 +78,6 @@ pub struct TtlValueState<K, V> {
 }
 
 impl<K: StateKey, V: StateValue> TtlValueState<K, V> {
-    /// An empty state named `name` on the heap whose values live `ttl`.
-    pub fn new(name: impl Into<String>, ttl: Duration) -> Self {
-        Self {
-            table: StateTable::new(name),
-            ttl_ms: ttl_millis(ttl),
-        }
-    }
-
-    /// An empty state named `name` in `backend` whose values live `ttl`; in RocksDB
-    /// its column family drops expired entries when it compacts.
-    ///
-    /// # Errors
-    /// As [`StateTable::in_backend`].
-    pub fn in_backend(
-        backend: &KeyedBackend,
-        name: impl Into<String>,
-        ttl: Duration,
-    ) -> Result<Self, StateError> {
-        Ok(Self {
-            table: StateTable::in_backend_with_ttl(backend, name, Vec::new())?,
-            ttl_ms: ttl_millis(ttl),
-        })
-    }
-
-    /// The time-to-live.
-    pub fn ttl(&self) -> Duration {
-        Duration::from_millis(self.ttl_ms.unsigned_abs())
-    }
-
     /// The value of `key` unless it has expired at `now_ms`; an expired value is
     /// removed.
     ///
@@ -162,20 +133,6 @@ impl<K: StateKey, V: StateValue> TtlValueState<K, V> {
         self.table.retain(|_, entry| !entry.is_expired(now_ms))?;
         Ok(before.saturating_sub(self.table.len()))
     }
-
-    /// Removes expired values where that is the backend's way: a full pass on the
-    /// heap, nothing in RocksDB (its compaction filter does it). The runtime calls
-    /// this before every snapshot, so snapshots of heap state carry no value that
-    /// had expired when they were taken.
-    ///
-    /// # Errors
-    /// As [`StateTable::retain`].
-    pub fn cleanup_before_snapshot(&mut self) -> Result<usize, StateError> {
-        if self.table.is_rocksdb() {
-            return Ok(0);
-        }
-        self.cleanup(now_ms())
-    }
 }
 
 /// Elements (of a list, or entries of a map) that each expire `ttl` after they were
@@ -215,34 +172,6 @@ pub struct TtlListState<K, V> {
 }
 
 impl<K: StateKey, V: StateValue> TtlListState<K, V> {
-    /// An empty state named `name` on the heap whose elements live `ttl`.
-    pub fn new(name: impl Into<String>, ttl: Duration) -> Self {
-        Self {
-            table: StateTable::new(name),
-            ttl_ms: ttl_millis(ttl),
-        }
-    }
-
-    /// An empty state named `name` in `backend` whose elements live `ttl`.
-    ///
-    /// # Errors
-    /// As [`StateTable::in_backend`].
-    pub fn in_backend(
-        backend: &KeyedBackend,
-        name: impl Into<String>,
-        ttl: Duration,
-    ) -> Result<Self, StateError> {
-        Ok(Self {
-            table: StateTable::in_backend_with_ttl(backend, name, Vec::new())?,
-            ttl_ms: ttl_millis(ttl),
-        })
-    }
-
-    /// The time-to-live.
-    pub fn ttl(&self) -> Duration {
-        Duration::from_millis(self.ttl_ms.unsigned_abs())
-    }
-
     /// Appends `value` to the list of `key`, to expire `ttl` after `now_ms`.
     ///
     /// # Errors
@@ -325,17 +254,6 @@ impl<K: StateKey, V: StateValue> TtlListState<K, V> {
         })?;
         Ok(before.saturating_sub(self.table.len()))
     }
-
-    /// As [`TtlValueState::cleanup_before_snapshot`].
-    ///
-    /// # Errors
-    /// As [`StateTable::retain`].
-    pub fn cleanup_before_snapshot(&mut self) -> Result<usize, StateError> {
-        if self.table.is_rocksdb() {
-            return Ok(0);
-        }
-        self.cleanup(now_ms())
-    }
 }
 
 /// A map of user keys to values per key whose entries each expire `ttl` after they
@@ -368,34 +286,6 @@ where
 }
 
 impl<K: StateKey, UK: StateKey, V: StateValue> TtlMapState<K, UK, V> {
-    /// An empty state named `name` on the heap whose entries live `ttl`.
-    pub fn new(name: impl Into<String>, ttl: Duration) -> Self {
-        Self {
-            table: StateTable::new(name),
-            ttl_ms: ttl_millis(ttl),
-        }
-    }
-
-    /// An empty state named `name` in `backend` whose entries live `ttl`.
-    ///
-    /// # Errors
-    /// As [`StateTable::in_backend`].
-    pub fn in_backend(
-        backend: &KeyedBackend,
-        name: impl Into<String>,
-        ttl: Duration,
-    ) -> Result<Self, StateError> {
-        Ok(Self {
-            table: StateTable::in_backend_with_ttl(backend, name, Vec::new())?,
-            ttl_ms: ttl_millis(ttl),
-        })
-    }
-
-    /// The time-to-live.
-    pub fn ttl(&self) -> Duration {
-        Duration::from_millis(self.ttl_ms.unsigned_abs())
-    }
-
     /// Sets `user_key` to `value` in the map of `key`, to expire `ttl` after
     /// `now_ms`; returns the previous value unless it had expired.
     ///
@@ -513,32 +403,69 @@ impl<K: StateKey, UK: StateKey, V: StateValue> TtlMapState<K, UK, V> {
         })?;
         Ok(before.saturating_sub(self.table.len()))
     }
-
-    /// As [`TtlValueState::cleanup_before_snapshot`].
-    ///
-    /// # Errors
-    /// As [`StateTable::retain`].
-    pub fn cleanup_before_snapshot(&mut self) -> Result<usize, StateError> {
-        if self.table.is_rocksdb() {
-            return Ok(0);
-        }
-        self.cleanup(now_ms())
-    }
 }
 
 fn ttl_millis(ttl: Duration) -> i64 {
     i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX)
 }
 
-/// [`Deref`] and [`DerefMut`] to the state's table.
-macro_rules! deref_to_table {
-    ([$($generics:tt)*] $state:ty => $value:ty) => {
+/// What every state with a time-to-live has: constructors, its time-to-live, the
+/// cleanup the runtime calls before snapshots, and [`Deref`] / [`DerefMut`] to its
+/// table (for snapshots and restores).
+macro_rules! ttl_state {
+    ([$($generics:tt)*] $state:ty => $value:ty, $what:literal) => {
+        impl<$($generics)*> $state {
+            #[doc = concat!("An empty state named `name` on the heap whose ", $what, " live `ttl`.")]
+            pub fn new(name: impl Into<String>, ttl: Duration) -> Self {
+                Self {
+                    table: StateTable::new(name),
+                    ttl_ms: ttl_millis(ttl),
+                }
+            }
+
+            #[doc = concat!("An empty state named `name` in `backend` whose ", $what, " live `ttl`; in")]
+            /// RocksDB its column family drops expired entries when it compacts.
+            ///
+            /// # Errors
+            /// As [`StateTable::in_backend`].
+            pub fn in_backend(
+                backend: &KeyedBackend,
+                name: impl Into<String>,
+                ttl: Duration,
+            ) -> Result<Self, StateError> {
+                Ok(Self {
+                    table: StateTable::in_backend_with_ttl(backend, name, Vec::new())?,
+                    ttl_ms: ttl_millis(ttl),
+                })
+            }
+
+            /// The time-to-live.
+            pub fn ttl(&self) -> Duration {
+                Duration::from_millis(self.ttl_ms.unsigned_abs())
+            }
+
+            /// Removes expired values where that is the backend's way: a full pass on
+            /// the heap (`cleanup`), nothing in RocksDB (its compaction filter does
+            /// it). The runtime calls this before every snapshot, so snapshots of heap
+            /// state carry nothing that had expired when they were taken.
+            ///
+            /// # Errors
+            /// As [`StateTable::retain`].
+            pub fn cleanup_before_snapshot(&mut self) -> Result<usize, StateError> {
+                if self.table.is_rocksdb() {
+                    return Ok(0);
+                }
+                self.cleanup(now_ms())
+            }
+        }
+
         impl<$($generics)*> Deref for $state {
             type Target = StateTable<K, $value>;
             fn deref(&self) -> &Self::Target {
                 &self.table
             }
         }
+
         impl<$($generics)*> DerefMut for $state {
             fn deref_mut(&mut self) -> &mut Self::Target {
                 &mut self.table
@@ -546,11 +473,15 @@ macro_rules! deref_to_table {
         }
     };
 }
-deref_to_table!([K: StateKey, V: StateValue] TtlValueState<K, V> => Expiring<V>);
-deref_to_table!([K: StateKey, V: StateValue] TtlListState<K, V> => Expiring<Vec<Expiring<V>>>);
-deref_to_table!(
+ttl_state!([K: StateKey, V: StateValue] TtlValueState<K, V> => Expiring<V>, "values");
+ttl_state!(
+    [K: StateKey, V: StateValue] TtlListState<K, V> => Expiring<Vec<Expiring<V>>>,
+    "elements"
+);
+ttl_state!(
     [K: StateKey, UK: StateKey, V: StateValue] TtlMapState<K, UK, V>
-        => Expiring<FxHashMap<UK, Expiring<V>>>
+        => Expiring<FxHashMap<UK, Expiring<V>>>,
+    "entries"
 );
 
 #[cfg(test)]
