@@ -270,9 +270,7 @@ impl<K: StateKey, V: StateValue> RocksTable<K, V> {
     /// Writes every changed record to RocksDB (one write batch).
     pub(crate) fn flush(&mut self) -> Result<(), StateError> {
         let db = self.store.db();
-        let cf = db
-            .cf_handle(&self.name)
-            .ok_or_else(|| missing_cf(&self.name))?;
+        let cf = column_family(db, &self.name)?;
         let mut batch = WriteBatch::default();
         let mut deletes = 0;
         let mut key_buf = std::mem::take(&mut self.key_buf);
@@ -317,9 +315,7 @@ impl<K: StateKey, V: StateValue> RocksTable<K, V> {
         self.flush()?;
         self.cache.clear();
         let db = self.store.db();
-        let cf = db
-            .cf_handle(&self.name)
-            .ok_or_else(|| missing_cf(&self.name))?;
+        let cf = column_family(db, &self.name)?;
         db.compact_range_cf(&cf, None::<&[u8]>, None::<&[u8]>);
         Ok(())
     }
@@ -354,9 +350,7 @@ impl<K: StateKey, V: StateValue> RocksTable<K, V> {
         self.cache.clear();
         let store = self.store.clone();
         let db = store.db();
-        let cf = db
-            .cf_handle(&self.name)
-            .ok_or_else(|| missing_cf(&self.name))?;
+        let cf = column_family(db, &self.name)?;
         let mut batch = WriteBatch::default();
         let mut removed = Vec::new();
         let mut read = 0;
@@ -402,9 +396,7 @@ impl<K: StateKey, V: StateValue> RocksTable<K, V> {
     pub(crate) fn clear(&mut self) -> Result<(), StateError> {
         self.cache.clear();
         let db = self.store.db();
-        let cf = db
-            .cf_handle(&self.name)
-            .ok_or_else(|| missing_cf(&self.name))?;
+        let cf = column_family(db, &self.name)?;
         let mut batch = WriteBatch::default();
         for group in self.range.start..=self.range.end {
             let index = usize::from(group - self.range.start);
@@ -466,9 +458,7 @@ impl<K: StateKey, V: StateValue> RocksTable<K, V> {
         let index = usize::from(group.get() - self.range.start);
         let store = self.store.clone();
         let db = store.db();
-        let cf = db
-            .cf_handle(&self.name)
-            .ok_or_else(|| missing_cf(&self.name))?;
+        let cf = column_family(db, &self.name)?;
         let mut batch = WriteBatch::default();
         let mut restored = 0;
         for (key, value) in entries {
@@ -532,6 +522,14 @@ fn read_stored<K: Serialize, V: StateValue>(
 
 pub(crate) fn missing_cf(name: &str) -> StateError {
     StateError::Io(format!("RocksDB column family `{name}` is missing"))
+}
+
+/// The column family `name` of `db`, which must exist.
+pub(crate) fn column_family<'a>(
+    db: &'a crate::rocks::Db,
+    name: &str,
+) -> Result<Arc<rocksdb::BoundColumnFamily<'a>>, StateError> {
+    db.cf_handle(name).ok_or_else(|| missing_cf(name))
 }
 
 /// Calls `f(group, key bytes, value bytes)` for every entry of `namespace` in the key

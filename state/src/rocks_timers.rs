@@ -9,7 +9,7 @@
 //! every read and every snapshot.
 
 use crate::rocks::{rocks_error, Claim, SubtaskStore};
-use crate::rocks_table::{missing_cf, RocksFrozen};
+use crate::rocks_table::{column_family, RocksFrozen};
 use crate::timers::{ordered_time, time_of, TimeDomain, TimerEntry};
 use crate::{
     decode, key_group_for_key, KeyGroup, KeyGroupRange, MaxParallelism, StateError, StateKey,
@@ -173,13 +173,15 @@ impl<K: StateKey> RocksTimers<K> {
         Ok((group, usize::from(group - self.range.start)))
     }
 
+    /// The key group of `key`, its index among the owned ones, and the stored key
+    /// of its timer at `time` in `domain`.
     fn stored_key(
         &self,
-        group: u16,
         domain: TimeDomain,
         time: i64,
         key: &K,
-    ) -> Result<Vec<u8>, StateError> {
+    ) -> Result<(u16, usize, Vec<u8>), StateError> {
+        let (group, index) = self.index_of(key)?;
         let mut stored = Vec::with_capacity(HEADER + 16);
         stored.extend_from_slice(&group.to_be_bytes());
         stored.push(byte(domain));
@@ -189,7 +191,7 @@ impl<K: StateKey> RocksTimers<K> {
                 state: self.name.to_string(),
                 reason: e.to_string(),
             })?;
-        Ok(stored)
+        Ok((group, index, stored))
     }
 
     fn write(&mut self, index: usize, stored: Vec<u8>, put: bool) -> Result<(), StateError> {
@@ -206,9 +208,7 @@ impl<K: StateKey> RocksTimers<K> {
             return Ok(());
         }
         let db = self.store.db();
-        let cf = db
-            .cf_handle(&self.name)
-            .ok_or_else(|| missing_cf(&self.name))?;
+        let cf = column_family(db, &self.name)?;
         let mut batch = WriteBatch::default();
         let mut deletes = 0;
         for (stored, put) in self.pending.drain(..) {
@@ -233,8 +233,7 @@ impl<K: StateKey> RocksTimers<K> {
         key: &K,
         time: i64,
     ) -> Result<(), StateError> {
-        let (group, index) = self.index_of(key)?;
-        let stored = self.stored_key(group, domain, time, key)?;
+        let (group, index, stored) = self.stored_key(domain, time, key)?;
         self.write(index, stored, true)?;
         self.queues[usize::from(byte(domain))].lower_to(index, group, time);
         self.upper[index] = self.upper[index].saturating_add(1);
@@ -247,17 +246,14 @@ impl<K: StateKey> RocksTimers<K> {
         key: &K,
         time: i64,
     ) -> Result<(), StateError> {
-        let (group, index) = self.index_of(key)?;
-        let stored = self.stored_key(group, domain, time, key)?;
+        let (_, index, stored) = self.stored_key(domain, time, key)?;
         self.write(index, stored, false)
     }
 
     /// The earliest timer of `group` in `domain` in RocksDB: its time and stored key.
     fn first(&self, group: u16, domain: TimeDomain) -> Result<Option<(i64, Vec<u8>)>, StateError> {
         let db = self.store.db();
-        let cf = db
-            .cf_handle(&self.name)
-            .ok_or_else(|| missing_cf(&self.name))?;
+        let cf = column_family(db, &self.name)?;
         let mut start = group.to_be_bytes().to_vec();
         start.push(byte(domain));
         let mut end = start.clone();
