@@ -136,13 +136,64 @@ impl<K: StateKey, V: StateValue> TtlValueState<K, V> {
 }
 
 /// Elements (of a list, or entries of a map) that each expire `ttl` after they were
-/// written, stored under one key: the outer expiry is the latest of the elements',
-/// so RocksDB's compaction filter drops the key once every element has expired.
-type ExpiringElements<C> = Expiring<C>;
+/// written. They are stored under one key, in an [`Expiring`] whose expiry is the
+/// latest of the elements', so RocksDB's compaction filter drops the key once every
+/// element has expired.
+trait Elements {
+    /// Drops the elements expired at `now_ms`.
+    fn drop_expired(&mut self, now_ms: i64);
+    /// The latest expiry among the elements (`i64::MIN` if none).
+    fn latest_expiry(&self) -> i64;
+    /// Whether no element is left.
+    fn is_empty(&self) -> bool;
+}
 
-/// The latest expiry among `expiries` (`i64::MIN` if none).
-fn latest(expiries: impl Iterator<Item = i64>) -> i64 {
-    expiries.max().unwrap_or(i64::MIN)
+impl<V> Elements for Vec<Expiring<V>> {
+    fn drop_expired(&mut self, now_ms: i64) {
+        self.retain(|element| !element.is_expired(now_ms));
+    }
+    fn latest_expiry(&self) -> i64 {
+        self.iter()
+            .map(|e| e.expires_at_ms)
+            .max()
+            .unwrap_or(i64::MIN)
+    }
+    fn is_empty(&self) -> bool {
+        Vec::is_empty(self)
+    }
+}
+
+impl<UK: std::hash::Hash + Eq, V> Elements for FxHashMap<UK, Expiring<V>> {
+    fn drop_expired(&mut self, now_ms: i64) {
+        self.retain(|_, entry| !entry.is_expired(now_ms));
+    }
+    fn latest_expiry(&self) -> i64 {
+        self.values()
+            .map(|e| e.expires_at_ms)
+            .max()
+            .unwrap_or(i64::MIN)
+    }
+    fn is_empty(&self) -> bool {
+        FxHashMap::is_empty(self)
+    }
+}
+
+/// Removes every element of `table` expired at `now_ms`, and the keys left with
+/// none (a full pass). Returns how many keys were removed.
+fn cleanup_elements<K: StateKey, C: Elements>(
+    table: &mut StateTable<K, Expiring<C>>,
+    now_ms: i64,
+) -> Result<usize, StateError>
+where
+    Expiring<C>: StateValue,
+{
+    let before = table.len();
+    table.retain(|_, elements| {
+        elements.value.drop_expired(now_ms);
+        elements.expires_at_ms = elements.value.latest_expiry();
+        !elements.value.is_empty()
+    })?;
+    Ok(before.saturating_sub(table.len()))
 }
 
 /// A list per key whose elements each expire `ttl` after they were added (Flink's
@@ -167,7 +218,7 @@ fn latest(expiries: impl Iterator<Item = i64>) -> i64 {
 /// ```
 #[derive(Debug)]
 pub struct TtlListState<K, V> {
-    table: StateTable<K, ExpiringElements<Vec<Expiring<V>>>>,
+    table: StateTable<K, Expiring<Vec<Expiring<V>>>>,
     ttl_ms: i64,
 }
 
@@ -182,7 +233,7 @@ impl<K: StateKey, V: StateValue> TtlListState<K, V> {
             expires_at_ms,
             value: Vec::new(),
         })?;
-        list.value.retain(|element| !element.is_expired(now_ms));
+        list.value.drop_expired(now_ms);
         list.value.push(Expiring {
             expires_at_ms,
             value,
@@ -235,7 +286,7 @@ impl<K: StateKey, V: StateValue> TtlListState<K, V> {
             return Ok(true);
         }
         if list.value.first().is_some_and(|e| e.is_expired(now_ms)) {
-            list.value.retain(|element| !element.is_expired(now_ms));
+            list.value.drop_expired(now_ms);
         }
         Ok(false)
     }
@@ -246,13 +297,7 @@ impl<K: StateKey, V: StateValue> TtlListState<K, V> {
     /// # Errors
     /// As [`StateTable::retain`].
     pub fn cleanup(&mut self, now_ms: i64) -> Result<usize, StateError> {
-        let before = self.table.len();
-        self.table.retain(|_, list| {
-            list.value.retain(|element| !element.is_expired(now_ms));
-            list.expires_at_ms = latest(list.value.iter().map(|e| e.expires_at_ms));
-            !list.value.is_empty()
-        })?;
-        Ok(before.saturating_sub(self.table.len()))
+        cleanup_elements(&mut self.table, now_ms)
     }
 }
 
@@ -281,7 +326,7 @@ pub struct TtlMapState<K, UK, V>
 where
     UK: std::hash::Hash + Eq,
 {
-    table: StateTable<K, ExpiringElements<FxHashMap<UK, Expiring<V>>>>,
+    table: StateTable<K, Expiring<FxHashMap<UK, Expiring<V>>>>,
     ttl_ms: i64,
 }
 
@@ -376,7 +421,7 @@ impl<K: StateKey, UK: StateKey, V: StateValue> TtlMapState<K, UK, V> {
             return Ok(Vec::new());
         };
         if map.value.values().any(|entry| entry.is_expired(now_ms)) {
-            map.value.retain(|_, entry| !entry.is_expired(now_ms));
+            map.value.drop_expired(now_ms);
             if map.value.is_empty() {
                 self.table.remove(key)?;
                 return Ok(Vec::new());
@@ -395,13 +440,7 @@ impl<K: StateKey, UK: StateKey, V: StateValue> TtlMapState<K, UK, V> {
     /// # Errors
     /// As [`StateTable::retain`].
     pub fn cleanup(&mut self, now_ms: i64) -> Result<usize, StateError> {
-        let before = self.table.len();
-        self.table.retain(|_, map| {
-            map.value.retain(|_, entry| !entry.is_expired(now_ms));
-            map.expires_at_ms = latest(map.value.values().map(|e| e.expires_at_ms));
-            !map.value.is_empty()
-        })?;
-        Ok(before.saturating_sub(self.table.len()))
+        cleanup_elements(&mut self.table, now_ms)
     }
 }
 
