@@ -272,7 +272,8 @@ struct NexmarkArgs {
 enum BackendArg {
     /// Hash maps in memory (the default).
     Heap,
-    /// RocksDB on local disk, with a write-back record cache in front.
+    /// RocksDB on local disk, with a write-back record cache in front (in builds
+    /// with `--features rocksdb`).
     Rocksdb,
 }
 

@@ -178,6 +178,7 @@ fn a_failed_task_restarts_from_the_last_checkpoint_without_loss_or_duplicates() 
 }
 
 #[test]
+#[cfg_attr(not(feature = "rocksdb"), ignore = "needs the `rocksdb` feature")]
 fn rocksdb_a_failed_task_restarts_from_the_last_checkpoint_without_loss_or_duplicates() {
     restart_from_the_last_checkpoint(Backend::RocksDb);
 }
@@ -250,6 +251,7 @@ fn incremental_checkpoints_upload_what_changed_and_restore_exactly() {
 /// On RocksDB checkpoints are native: only SST files no earlier checkpoint uploaded
 /// are uploaded; retention keeps exactly the files retained checkpoints refer to.
 #[test]
+#[cfg_attr(not(feature = "rocksdb"), ignore = "needs the `rocksdb` feature")]
 fn rocksdb_incremental_checkpoints_upload_what_changed_and_restore_exactly() {
     incremental_checkpoints(Backend::RocksDb);
 }
@@ -305,6 +307,7 @@ fn incremental_checkpoints(backend: Backend) {
 /// Native RocksDB checkpoints upload each SST file once; over many checkpoints,
 /// retention keeps exactly the shared files the retained checkpoints refer to.
 #[test]
+#[cfg_attr(not(feature = "rocksdb"), ignore = "needs the `rocksdb` feature")]
 fn rocksdb_native_checkpoints_upload_sst_files_once_and_retention_keeps_what_is_referred_to() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
@@ -455,6 +458,7 @@ fn resume_latest(
 /// A native RocksDB checkpoint restores at the same parallelism (from the local
 /// copies), rescaled up and down (read back by key-group range), and into the heap.
 #[test]
+#[cfg_attr(not(feature = "rocksdb"), ignore = "needs the `rocksdb` feature")]
 fn rocksdb_native_checkpoints_restore_locally_rescaled_and_into_the_heap() {
     let n = 30_000;
     for (before, after, backend) in [
@@ -491,6 +495,7 @@ fn rocksdb_native_checkpoints_restore_locally_rescaled_and_into_the_heap() {
 /// A local copy that lost or changed a file is not used: the checkpoint is
 /// downloaded, with the same output.
 #[test]
+#[cfg_attr(not(feature = "rocksdb"), ignore = "needs the `rocksdb` feature")]
 fn rocksdb_a_damaged_local_copy_falls_back_to_download() {
     let n = 30_000;
     for damage in ["delete", "truncate"] {
@@ -576,6 +581,7 @@ fn native_shared_files(root: &Path, job: &str, checkpoint: u64) -> Vec<String> {
 /// state is written in one RocksDB flush (no checkpoint before the final one), so
 /// no compaction replaces the restored files.
 #[test]
+#[cfg_attr(not(feature = "rocksdb"), ignore = "needs the `rocksdb` feature")]
 fn rocksdb_a_restore_of_the_same_key_groups_opens_the_checkpoint_and_refers_to_its_files() {
     let records: Vec<(u32, u64)> = (0..60_000u64).map(|i| ((i % 20_000) as u32, i)).collect();
     for source in ["local copy", "download"] {
@@ -783,6 +789,7 @@ fn build_windows(
 /// parallelism (session timers restored from their table) and into the heap
 /// (session timers rebuilt from the sessions) give the same output.
 #[test]
+#[cfg_attr(not(feature = "rocksdb"), ignore = "needs the `rocksdb` feature")]
 fn rocksdb_windows_restored_by_opening_native_checkpoints_fire_exactly() {
     // Phase 1: keys 0..40 up to ts 2000; phase 2, after the restore: one late key.
     let mut records: Vec<(u32, i64)> = (0..2_000i64).map(|i| ((i % 40) as u32, i)).collect();
@@ -928,6 +935,7 @@ fn stop_with_savepoint_then_resume_at_other_parallelism_equals_an_uninterrupted_
 /// Savepoints are canonical: one taken on either backend resumes on the other (and
 /// rescaled), with the output of an uninterrupted run.
 #[test]
+#[cfg_attr(not(feature = "rocksdb"), ignore = "needs the `rocksdb` feature")]
 fn savepoints_resume_across_backends_and_rescaled() {
     savepoint_then_resume([
         (2, Backend::Heap, 3, Backend::RocksDb),
@@ -1331,6 +1339,7 @@ fn build_timers(
 /// resumes them on the other backend and at another parallelism; deleted timers
 /// never fire, and every other timer fires exactly once.
 #[test]
+#[cfg_attr(not(feature = "rocksdb"), ignore = "needs the `rocksdb` feature")]
 fn timers_survive_failures_and_resume_across_backends_and_parallelism() {
     let n = 20_000;
     for (before, backend_before, after, backend_after, via_savepoint) in [
@@ -1475,6 +1484,7 @@ fn run_distinct_keys(backend: StateBackend, dir: &Path) -> (JobStatus, PathBuf, 
 /// process's peak memory stays within a fixed allowance over the budget, and every
 /// key is counted once.
 #[test]
+#[cfg_attr(not(feature = "rocksdb"), ignore = "needs the `rocksdb` feature")]
 fn rocksdb_state_beyond_its_memory_budget_keeps_memory_bounded() {
     let dir = tempfile::tempdir().unwrap();
     let backend = StateBackend::RocksDb(RocksDbConfig {

@@ -608,6 +608,7 @@ fn sigkill_at_random_moments_loses_and_repeats_nothing() {
 /// SIGKILL leaves RocksDB's state directory with the lock file of a dead process: the
 /// next run takes it over, starts from the checkpoint, and the output is exact.
 #[test]
+#[cfg_attr(not(feature = "rocksdb"), ignore = "needs the `rocksdb` feature")]
 fn rocksdb_sigkill_at_random_moments_loses_and_repeats_nothing() {
     let events = 100_000;
     let kills = Kills {
@@ -619,6 +620,7 @@ fn rocksdb_sigkill_at_random_moments_loses_and_repeats_nothing() {
 }
 
 #[test]
+#[cfg_attr(not(feature = "rocksdb"), ignore = "needs the `rocksdb` feature")]
 fn rocksdb_failpoints_then_recovery_is_exact() {
     let (events, interval_ms, throttle_us) = FAILPOINT_JOB;
     every_failpoint_then_recovery_is_exact(|| {

@@ -161,6 +161,7 @@ fn sum_of(text: &str, family: &str, label: &str) -> Option<f64> {
 }
 
 #[test]
+#[cfg_attr(not(feature = "rocksdb"), ignore = "needs the `rocksdb` feature")]
 fn rocksdb_state_reports_its_reads_writes_and_sizes_per_subtask() {
     let dir = tempfile::tempdir().unwrap();
     let text = format!(

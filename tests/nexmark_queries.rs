@@ -302,6 +302,7 @@ fn bid_queries_on_the_generator_at_parallelism_3() {
 /// Window contents, session state and join state in RocksDB (with a record cache
 /// small enough to be emptied often) give the rows of the reference.
 #[test]
+#[cfg_attr(not(feature = "rocksdb"), ignore = "needs the `rocksdb` feature")]
 fn bid_and_event_queries_on_rocksdb() {
     let dir = tempfile::tempdir().unwrap();
     BACKEND.with(|b| {

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use weir_checkpoint::{Barrier, CheckpointId, OperatorSnapshot, SubtaskAck};
-use weir_state::{KeyGroupRange, KeyedBackend, MaxParallelism, RocksDbResources, StateBackend};
+use weir_state::{KeyGroupRange, MaxParallelism, SharedBackend, StateBackend};
 
 /// Settings of a job.
 #[derive(Clone, Debug)]
@@ -353,45 +353,43 @@ fn context(
     parallelism: usize,
     max: MaxParallelism,
     config: &JobConfig,
-    rocksdb: Option<&Arc<RocksDbResources>>,
+    shared_backend: &SharedBackend,
 ) -> Result<OperatorContext> {
     let uid = graph.uid_of(node);
     let key_groups = KeyGroupRange::for_subtask(max, parallelism, index);
-    let state_backend = match rocksdb {
-        None => KeyedBackend::heap(max, key_groups),
-        Some(resources) => {
-            let dir = resources
-                .config()
-                .dir
-                .join(path_segment(&config.name))
-                .join(path_segment(&uid))
-                .join(index.to_string());
-            let backend = KeyedBackend::rocksdb(resources.clone(), dir, max, key_groups);
-            let opened = config
-                .restore
-                .as_ref()
-                .and_then(|r| r.opened.get(&uid))
-                .and_then(|subtasks| subtasks.get(&index));
-            match opened {
-                None => backend,
-                Some(opened) => match backend.restoring(opened.instance.clone()) {
-                    (backend, true) => backend,
-                    (_, false) => {
-                        return Err(DataflowError::invalid(
-                            config.name.clone(),
-                            format!(
-                                "subtask {index} of `{uid}` owns key groups {}..={}: it cannot open the native RocksDB checkpoint of key groups {}..={} at {}",
-                                key_groups.start,
-                                key_groups.end,
-                                opened.instance.key_groups.start,
-                                opened.instance.key_groups.end,
-                                opened.instance.dir.display()
-                            ),
-                        ))
-                    }
-                },
+    let backend = shared_backend.subtask(
+        [
+            path_segment(&config.name),
+            path_segment(&uid),
+            index.to_string(),
+        ],
+        max,
+        key_groups,
+    );
+    let opened = config
+        .restore
+        .as_ref()
+        .and_then(|r| r.opened.get(&uid))
+        .and_then(|subtasks| subtasks.get(&index))
+        .filter(|_| backend.is_rocksdb());
+    let state_backend = match opened {
+        None => backend,
+        Some(opened) => match backend.restoring(opened.instance.clone()) {
+            (backend, true) => backend,
+            (_, false) => {
+                return Err(DataflowError::invalid(
+                    config.name.clone(),
+                    format!(
+                        "subtask {index} of `{uid}` owns key groups {}..={}: it cannot open the native RocksDB checkpoint of key groups {}..={} at {}",
+                        key_groups.start,
+                        key_groups.end,
+                        opened.instance.key_groups.start,
+                        opened.instance.key_groups.end,
+                        opened.instance.dir.display()
+                    ),
+                ))
             }
-        }
+        },
     };
     let mut cx = OperatorContext::fresh(SubtaskInfo {
         operator: graph.nodes[node].name.clone(),
@@ -444,7 +442,7 @@ pub(crate) fn path_segment(name: &str) -> String {
 struct Wiring<'a> {
     graph: &'a GraphSpec,
     config: &'a JobConfig,
-    rocksdb: Option<Arc<RocksDbResources>>,
+    shared_backend: SharedBackend,
     max: MaxParallelism,
     parallelism: &'a [usize],
     chained: Vec<Vec<bool>>,
@@ -480,7 +478,7 @@ impl Wiring<'_> {
             self.parallelism[node],
             self.max,
             self.config,
-            self.rocksdb.as_ref(),
+            &self.shared_backend,
         )?;
         cx.metrics = self.counters[node][index].clone();
         if let Some(probe) = cx.state_backend.stats_probe() {
@@ -624,17 +622,14 @@ fn spawn(graph: GraphSpec, config: JobConfig) -> Result<JobHandle> {
         channel_capacity: config.channel_capacity,
         max_parallelism: max,
     };
-    let rocksdb = match &config.state_backend {
-        StateBackend::Heap => None,
-        StateBackend::RocksDb(rocks) => Some(
-            RocksDbResources::new(rocks.clone())
-                .map_err(|e| DataflowError::invalid(config.name.clone(), e.to_string()))?,
-        ),
-    };
+    let shared_backend = config
+        .state_backend
+        .open_shared()
+        .map_err(|e| DataflowError::invalid(config.name.clone(), e.to_string()))?;
     let mut wiring = Wiring {
         graph: &graph,
         config: &config,
-        rocksdb,
+        shared_backend,
         max,
         parallelism: &parallelism,
         chained,

@@ -1,10 +1,18 @@
 //! Choosing where keyed state lives: [`StateBackend`] per job, [`KeyedBackend`] per
 //! operator subtask (the heap, or a RocksDB instance opened on first use).
 
+#[cfg(feature = "rocksdb")]
 use crate::rocks::{RocksDbResources, SubtaskStore};
 use crate::{KeyGroupRange, MaxParallelism, RestoredInstance, StateError};
 use std::path::PathBuf;
+#[cfg(feature = "rocksdb")]
 use std::sync::{Arc, Mutex, Weak};
+
+/// Whether this build has the RocksDB backend (the `rocksdb` cargo feature).
+pub const HAS_ROCKSDB: bool = cfg!(feature = "rocksdb");
+
+/// What a build without the `rocksdb` feature answers when asked for RocksDB.
+pub const NO_ROCKSDB: &str = "this build has no RocksDB backend (build with --features rocksdb)";
 
 /// The name of the lock file in a subtask's state directory.
 pub const LOCK_FILE: &str = "LOCK.weir";
@@ -101,15 +109,21 @@ pub struct BackendStats {
 /// subtask's tables are gone (the job attempt ended) it reads nothing.
 #[derive(Clone, Debug)]
 pub struct StatsProbe {
+    #[cfg(feature = "rocksdb")]
     store: Weak<Mutex<Option<Arc<SubtaskStore>>>>,
 }
 
 impl StatsProbe {
     /// The statistics, if the instance is open.
     pub fn read(&self) -> Option<BackendStats> {
-        let cell = self.store.upgrade()?;
-        let store = cell.lock().unwrap_or_else(|p| p.into_inner()).clone()?;
-        Some(store.stats())
+        #[cfg(feature = "rocksdb")]
+        {
+            let cell = self.store.upgrade()?;
+            let store = cell.lock().unwrap_or_else(|p| p.into_inner()).clone()?;
+            Some(store.stats())
+        }
+        #[cfg(not(feature = "rocksdb"))]
+        None
     }
 }
 
@@ -139,6 +153,72 @@ impl StateBackend {
             Self::RocksDb(_) => "rocksdb",
         }
     }
+
+    /// Checks the settings, and that this build has the backend.
+    ///
+    /// # Errors
+    /// [`StateError::Config`] naming the setting that is out of range, or
+    /// [`NO_ROCKSDB`] for RocksDB in a build without it.
+    pub fn validate(&self) -> Result<(), StateError> {
+        match self {
+            Self::Heap => Ok(()),
+            Self::RocksDb(config) if HAS_ROCKSDB => config.validate(),
+            Self::RocksDb(_) => Err(StateError::Config(NO_ROCKSDB.into())),
+        }
+    }
+
+    /// Opens what every subtask of a job shares of the backend.
+    ///
+    /// # Errors
+    /// As [`StateBackend::validate`].
+    pub fn open_shared(&self) -> Result<SharedBackend, StateError> {
+        self.validate()?;
+        match self {
+            Self::Heap => Ok(SharedBackend::Heap),
+            #[cfg(feature = "rocksdb")]
+            Self::RocksDb(config) => Ok(SharedBackend::RocksDb(RocksDbResources::new(
+                config.clone(),
+            )?)),
+            #[cfg(not(feature = "rocksdb"))]
+            Self::RocksDb(_) => Err(StateError::Config(NO_ROCKSDB.into())),
+        }
+    }
+}
+
+/// What every subtask of a job shares of its state backend, opened once per job
+/// ([`StateBackend::open_shared`]): nothing on the heap; the block cache and the
+/// write-buffer budget of RocksDB.
+#[derive(Clone, Debug)]
+pub enum SharedBackend {
+    /// Hash maps on the heap.
+    Heap,
+    /// RocksDB's process-wide resources.
+    #[cfg(feature = "rocksdb")]
+    RocksDb(Arc<RocksDbResources>),
+}
+
+impl SharedBackend {
+    /// The backend of one operator subtask owning `key_groups`. In RocksDB its
+    /// instance lives under `<dir>/<path segments…>` of the backend's directory.
+    pub fn subtask<S: AsRef<std::path::Path>>(
+        &self,
+        segments: impl IntoIterator<Item = S>,
+        max_parallelism: MaxParallelism,
+        key_groups: KeyGroupRange,
+    ) -> KeyedBackend {
+        match self {
+            Self::Heap => {
+                let _ = segments;
+                KeyedBackend::heap(max_parallelism, key_groups)
+            }
+            #[cfg(feature = "rocksdb")]
+            Self::RocksDb(resources) => {
+                let mut dir = resources.config().dir.clone();
+                dir.extend(segments);
+                KeyedBackend::rocksdb(resources.clone(), dir, max_parallelism, key_groups)
+            }
+        }
+    }
 }
 
 /// Where one operator subtask keeps its RocksDB state, opened on first use.
@@ -152,6 +232,7 @@ pub struct KeyedBackend {
 #[derive(Clone)]
 enum BackendKind {
     Heap,
+    #[cfg(feature = "rocksdb")]
     RocksDb {
         resources: Arc<RocksDbResources>,
         dir: PathBuf,
@@ -166,6 +247,7 @@ impl std::fmt::Debug for KeyedBackend {
         let mut s = f.debug_struct("KeyedBackend");
         match &self.kind {
             BackendKind::Heap => s.field("kind", &"heap"),
+            #[cfg(feature = "rocksdb")]
             BackendKind::RocksDb { dir, .. } => s.field("rocksdb", dir),
         };
         s.field("key_groups", &self.key_groups).finish()
@@ -184,6 +266,7 @@ impl KeyedBackend {
 
     /// The RocksDB backend for a subtask owning `key_groups`, kept under `dir`
     /// (opened, and locked, when the first table is made).
+    #[cfg(feature = "rocksdb")]
     pub fn rocksdb(
         resources: Arc<RocksDbResources>,
         dir: PathBuf,
@@ -207,20 +290,23 @@ impl KeyedBackend {
     /// covers exactly the subtask's key groups and records every table's entries;
     /// otherwise, and on the heap, the backend unchanged (`false`: the checkpoint
     /// must be restored the canonical way).
-    pub fn restoring(mut self, instance: RestoredInstance) -> (Self, bool) {
-        let fits = RestoredInstance::fits(self.key_groups, instance.key_groups, &instance.tables);
-        match &mut self.kind {
-            BackendKind::RocksDb { restored, .. } if fits => {
+    pub fn restoring(self, instance: RestoredInstance) -> (Self, bool) {
+        #[cfg(feature = "rocksdb")]
+        if RestoredInstance::fits(self.key_groups, instance.key_groups, &instance.tables) {
+            let mut backend = self;
+            if let BackendKind::RocksDb { restored, .. } = &mut backend.kind {
                 *restored = Some(Arc::new(instance));
-                (self, true)
+                return (backend, true);
             }
-            _ => (self, false),
+            return (backend, false);
         }
+        let _ = instance;
+        (self, false)
     }
 
     /// Whether state lives in RocksDB.
     pub fn is_rocksdb(&self) -> bool {
-        matches!(self.kind, BackendKind::RocksDb { .. })
+        !matches!(self.kind, BackendKind::Heap)
     }
 
     /// The subtask's key groups.
@@ -234,6 +320,7 @@ impl KeyedBackend {
     }
 
     /// The subtask's store, opened (and locked) on first use; `None` for the heap.
+    #[cfg(feature = "rocksdb")]
     pub(crate) fn store(&self) -> Result<Option<Arc<SubtaskStore>>, StateError> {
         match &self.kind {
             BackendKind::Heap => Ok(None),
@@ -263,6 +350,7 @@ impl KeyedBackend {
     pub fn stats_probe(&self) -> Option<StatsProbe> {
         match &self.kind {
             BackendKind::Heap => None,
+            #[cfg(feature = "rocksdb")]
             BackendKind::RocksDb { store, .. } => Some(StatsProbe {
                 store: Arc::downgrade(store),
             }),
@@ -270,6 +358,7 @@ impl KeyedBackend {
     }
 
     /// The record cache size of RocksDB tables.
+    #[cfg(feature = "rocksdb")]
     pub(crate) fn record_cache_entries(&self) -> usize {
         match &self.kind {
             BackendKind::Heap => 0,

@@ -5,16 +5,18 @@
 //! snapshot of one restores into the other. Every method that may read or write
 //! RocksDB returns a `Result`; on the heap it is always `Ok`.
 
+#[cfg(feature = "rocksdb")]
 use crate::rocks_table::{RocksFrozen, RocksTable};
 use crate::{
-    decode, FrozenKeyed, FrozenTable, HeapTable, KeyGroup, KeyGroupRange, KeyedBackend,
-    KeyedSnapshot, MaxParallelism, StateError, StateKey, StateValue,
+    FrozenKeyed, FrozenTable, HeapTable, KeyGroup, KeyGroupRange, KeyedBackend, KeyedSnapshot,
+    MaxParallelism, StateError, StateKey, StateValue,
 };
 use serde::Serialize;
 use std::fmt;
 
 enum Backing<K, V> {
     Heap(HeapTable<K, V>),
+    #[cfg(feature = "rocksdb")]
     Rocks(Box<RocksTable<K, V>>),
 }
 
@@ -27,6 +29,7 @@ impl<K, V> fmt::Debug for StateTable<K, V> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.backing {
             Backing::Heap(heap) => heap.fmt(f),
+            #[cfg(feature = "rocksdb")]
             Backing::Rocks(_) => f.write_str("StateTable(rocksdb)"),
         }
     }
@@ -54,9 +57,9 @@ impl<K: StateKey, V: StateValue> StateTable<K, V> {
         namespace: Vec<u8>,
     ) -> Result<Self, StateError> {
         let name: String = name.into();
-        let backing = match backend.store()? {
-            None => Backing::Heap(HeapTable::new(name)),
-            Some(store) => Backing::Rocks(Box::new(RocksTable::new(
+        #[cfg(feature = "rocksdb")]
+        if let Some(store) = backend.store()? {
+            let table = RocksTable::new(
                 store,
                 name.into(),
                 crate::table::next_table_id(),
@@ -64,9 +67,15 @@ impl<K: StateKey, V: StateValue> StateTable<K, V> {
                 backend.max_parallelism(),
                 backend.key_groups(),
                 backend.record_cache_entries(),
-            )?)),
-        };
-        Ok(Self { backing })
+            )?;
+            return Ok(Self {
+                backing: Backing::Rocks(Box::new(table)),
+            });
+        }
+        let _ = (backend, namespace);
+        Ok(Self {
+            backing: Backing::Heap(HeapTable::new(name)),
+        })
     }
 
     /// Like [`StateTable::in_backend`], for a state whose values are [`Expiring`]:
@@ -83,6 +92,7 @@ impl<K: StateKey, V: StateValue> StateTable<K, V> {
         namespace: Vec<u8>,
     ) -> Result<Self, StateError> {
         let name: String = name.into();
+        #[cfg(feature = "rocksdb")]
         if let Some(store) = backend.store()? {
             store.ensure_ttl_cf(&name)?;
         }
@@ -93,19 +103,21 @@ impl<K: StateKey, V: StateValue> StateTable<K, V> {
     pub fn name(&self) -> &str {
         match &self.backing {
             Backing::Heap(heap) => heap.name(),
+            #[cfg(feature = "rocksdb")]
             Backing::Rocks(rocks) => rocks.name(),
         }
     }
 
     /// Whether the table lives in RocksDB.
     pub fn is_rocksdb(&self) -> bool {
-        matches!(self.backing, Backing::Rocks(_))
+        !matches!(self.backing, Backing::Heap(_))
     }
 
     /// The heap table, when the table is on the heap.
     pub fn as_heap(&self) -> Option<&HeapTable<K, V>> {
         match &self.backing {
             Backing::Heap(heap) => Some(heap),
+            #[cfg(feature = "rocksdb")]
             Backing::Rocks(_) => None,
         }
     }
@@ -118,6 +130,7 @@ impl<K: StateKey, V: StateValue> StateTable<K, V> {
     pub fn get(&mut self, key: &K) -> Result<Option<&V>, StateError> {
         match &mut self.backing {
             Backing::Heap(heap) => Ok(heap.get(key)),
+            #[cfg(feature = "rocksdb")]
             Backing::Rocks(rocks) => rocks.get(key),
         }
     }
@@ -130,6 +143,7 @@ impl<K: StateKey, V: StateValue> StateTable<K, V> {
     pub fn get_mut(&mut self, key: &K) -> Result<Option<&mut V>, StateError> {
         match &mut self.backing {
             Backing::Heap(heap) => Ok(heap.get_mut(key)),
+            #[cfg(feature = "rocksdb")]
             Backing::Rocks(rocks) => rocks.get_mut(key),
         }
     }
@@ -146,6 +160,7 @@ impl<K: StateKey, V: StateValue> StateTable<K, V> {
     ) -> Result<&mut V, StateError> {
         match &mut self.backing {
             Backing::Heap(heap) => Ok(heap.get_or_insert_with(key, init)),
+            #[cfg(feature = "rocksdb")]
             Backing::Rocks(rocks) => Ok(rocks.get_or_insert_with_flag(key, init)?.0),
         }
     }
@@ -162,6 +177,7 @@ impl<K: StateKey, V: StateValue> StateTable<K, V> {
     ) -> Result<(&mut V, bool), StateError> {
         match &mut self.backing {
             Backing::Heap(heap) => Ok(heap.get_or_insert_with_flag(key, init)),
+            #[cfg(feature = "rocksdb")]
             Backing::Rocks(rocks) => rocks.get_or_insert_with_flag(key, init),
         }
     }
@@ -173,6 +189,7 @@ impl<K: StateKey, V: StateValue> StateTable<K, V> {
     pub fn insert(&mut self, key: K, value: V) -> Result<Option<V>, StateError> {
         match &mut self.backing {
             Backing::Heap(heap) => Ok(heap.insert(key, value)),
+            #[cfg(feature = "rocksdb")]
             Backing::Rocks(rocks) => rocks.insert(key, value),
         }
     }
@@ -184,6 +201,7 @@ impl<K: StateKey, V: StateValue> StateTable<K, V> {
     pub fn remove(&mut self, key: &K) -> Result<Option<V>, StateError> {
         match &mut self.backing {
             Backing::Heap(heap) => Ok(heap.remove(key)),
+            #[cfg(feature = "rocksdb")]
             Backing::Rocks(rocks) => rocks.remove(key),
         }
     }
@@ -192,6 +210,7 @@ impl<K: StateKey, V: StateValue> StateTable<K, V> {
     pub fn len(&self) -> usize {
         match &self.backing {
             Backing::Heap(heap) => heap.len(),
+            #[cfg(feature = "rocksdb")]
             Backing::Rocks(rocks) => rocks.len(),
         }
     }
@@ -211,6 +230,7 @@ impl<K: StateKey, V: StateValue> StateTable<K, V> {
                 heap.iter().for_each(|(k, v)| f(k, v));
                 Ok(())
             }
+            #[cfg(feature = "rocksdb")]
             Backing::Rocks(rocks) => rocks.for_each(f),
         }
     }
@@ -245,6 +265,7 @@ impl<K: StateKey, V: StateValue> StateTable<K, V> {
                 heap.retain(keep);
                 Ok(())
             }
+            #[cfg(feature = "rocksdb")]
             Backing::Rocks(rocks) => rocks.retain(keep),
         }
     }
@@ -259,6 +280,7 @@ impl<K: StateKey, V: StateValue> StateTable<K, V> {
                 heap.retain(|_, _| false);
                 Ok(())
             }
+            #[cfg(feature = "rocksdb")]
             Backing::Rocks(rocks) => rocks.clear(),
         }
     }
@@ -272,6 +294,7 @@ impl<K: StateKey, V: StateValue> StateTable<K, V> {
     pub fn compact(&mut self) -> Result<(), StateError> {
         match &mut self.backing {
             Backing::Heap(_) => Ok(()),
+            #[cfg(feature = "rocksdb")]
             Backing::Rocks(rocks) => rocks.compact(),
         }
     }
@@ -285,6 +308,7 @@ impl<K: StateKey, V: StateValue> StateTable<K, V> {
     pub fn flush(&mut self) -> Result<(), StateError> {
         match &mut self.backing {
             Backing::Heap(_) => Ok(()),
+            #[cfg(feature = "rocksdb")]
             Backing::Rocks(rocks) => rocks.flush(),
         }
     }
@@ -299,6 +323,7 @@ impl<K: StateKey, V: StateValue> StateTable<K, V> {
     pub fn freeze(&mut self) -> Result<Frozen<K, V>, StateError> {
         match &mut self.backing {
             Backing::Heap(heap) => Ok(Frozen::Heap(heap.freeze())),
+            #[cfg(feature = "rocksdb")]
             Backing::Rocks(rocks) => Ok(Frozen::Rocks(rocks.freeze()?)),
         }
     }
@@ -309,11 +334,18 @@ impl<K: StateKey, V: StateValue> StateTable<K, V> {
     /// As [`StateTable::for_each`]; [`StateError::Encode`] if an entry cannot be
     /// serialised.
     pub fn snapshot(&mut self, max: MaxParallelism) -> Result<KeyedSnapshot, StateError> {
-        if let Backing::Heap(heap) = &self.backing {
-            return heap.snapshot(max);
+        match &self.backing {
+            Backing::Heap(heap) => heap.snapshot(max),
+            #[cfg(feature = "rocksdb")]
+            Backing::Rocks(_) => {
+                let entries = self.entries()?;
+                HeapTable::encode_by_key_group(
+                    self.name(),
+                    entries.iter().map(|(k, v)| (k, v)),
+                    max,
+                )
+            }
         }
-        let entries = self.entries()?;
-        HeapTable::encode_by_key_group(self.name(), entries.iter().map(|(k, v)| (k, v)), max)
     }
 
     /// Encodes `entries` by key group: the canonical, rescalable form of keyed state.
@@ -365,13 +397,14 @@ impl<K: StateKey, V: StateValue> StateTable<K, V> {
     ) -> Result<usize, StateError> {
         match &mut self.backing {
             Backing::Heap(heap) => heap.restore_chunks(chunks, range, max),
+            #[cfg(feature = "rocksdb")]
             Backing::Rocks(rocks) => {
                 let mut restored = 0;
                 for (group, bytes) in chunks {
                     if !range.contains(group) {
                         continue;
                     }
-                    let entries: Vec<(K, V)> = decode(rocks.name(), bytes)?;
+                    let entries: Vec<(K, V)> = crate::decode(rocks.name(), bytes)?;
                     restored += rocks.restore_entries(group, entries)?;
                 }
                 Ok(restored)
@@ -386,6 +419,7 @@ pub enum Frozen<K, V, H = ()> {
     /// Copy-on-write shards of a heap table.
     Heap(FrozenTable<K, V, H>),
     /// A RocksDB checkpoint of the table's store.
+    #[cfg(feature = "rocksdb")]
     Rocks(RocksFrozen<K, V, H>),
 }
 
@@ -395,6 +429,7 @@ impl<K, V, H> Frozen<K, V, H> {
     pub fn with_header<H2>(self, header: H2) -> Frozen<K, V, H2> {
         match self {
             Self::Heap(heap) => Frozen::Heap(heap.with_header(header)),
+            #[cfg(feature = "rocksdb")]
             Self::Rocks(rocks) => Frozen::Rocks(rocks.with_header(header)),
         }
     }
@@ -403,6 +438,7 @@ impl<K, V, H> Frozen<K, V, H> {
     pub fn named(self, name: &str) -> Self {
         match self {
             Self::Heap(heap) => Self::Heap(heap.named(name)),
+            #[cfg(feature = "rocksdb")]
             Self::Rocks(rocks) => Self::Rocks(rocks.named(name)),
         }
     }
@@ -412,42 +448,49 @@ impl<K: StateKey, V: StateValue, H: Serialize + Send + Sync> FrozenKeyed for Fro
     fn state_name(&self) -> &str {
         match self {
             Self::Heap(heap) => heap.state_name(),
+            #[cfg(feature = "rocksdb")]
             Self::Rocks(rocks) => rocks.state_name(),
         }
     }
     fn table_id(&self) -> u64 {
         match self {
             Self::Heap(heap) => heap.table_id(),
+            #[cfg(feature = "rocksdb")]
             Self::Rocks(rocks) => rocks.table_id(),
         }
     }
     fn shard_count(&self) -> usize {
         match self {
             Self::Heap(heap) => heap.shard_count(),
+            #[cfg(feature = "rocksdb")]
             Self::Rocks(rocks) => rocks.shard_count(),
         }
     }
     fn shard_generation(&self, shard: usize) -> u64 {
         match self {
             Self::Heap(heap) => heap.shard_generation(shard),
+            #[cfg(feature = "rocksdb")]
             Self::Rocks(rocks) => rocks.shard_generation(shard),
         }
     }
     fn shard_len(&self, shard: usize) -> usize {
         match self {
             Self::Heap(heap) => heap.shard_len(shard),
+            #[cfg(feature = "rocksdb")]
             Self::Rocks(rocks) => rocks.shard_len(shard),
         }
     }
     fn encode_shard(&self, shard: usize, max: MaxParallelism) -> Result<KeyedSnapshot, StateError> {
         match self {
             Self::Heap(heap) => heap.encode_shard(shard, max),
+            #[cfg(feature = "rocksdb")]
             Self::Rocks(rocks) => rocks.encode_shard(shard),
         }
     }
     fn native(&self) -> Result<Option<crate::NativeSnapshot>, StateError> {
         match self {
             Self::Heap(_) => Ok(None),
+            #[cfg(feature = "rocksdb")]
             Self::Rocks(rocks) => rocks.native().map(Some),
         }
     }

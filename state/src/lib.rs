@@ -45,18 +45,9 @@ mod lru;
 mod native;
 #[cfg(feature = "rocksdb")]
 mod rocks;
-#[cfg(not(feature = "rocksdb"))]
-#[path = "rocks_stub.rs"]
-mod rocks;
 #[cfg(feature = "rocksdb")]
 mod rocks_table;
-#[cfg(not(feature = "rocksdb"))]
-#[path = "rocks_table_stub.rs"]
-mod rocks_table;
 #[cfg(feature = "rocksdb")]
-mod rocks_timers;
-#[cfg(not(feature = "rocksdb"))]
-#[path = "rocks_timers_stub.rs"]
 mod rocks_timers;
 mod states;
 mod table;
@@ -64,7 +55,10 @@ mod timers;
 mod ttl;
 
 pub use aggregate::{AggregateFunction, Avg, AvgAcc, Count, Max, Min, Sum};
-pub use backend::{BackendStats, KeyedBackend, RocksDbConfig, StateBackend, StatsProbe, LOCK_FILE};
+pub use backend::{
+    BackendStats, KeyedBackend, RocksDbConfig, SharedBackend, StateBackend, StatsProbe,
+    HAS_ROCKSDB, LOCK_FILE, NO_ROCKSDB,
+};
 pub use codec::{decode, encode};
 pub use error::StateError;
 pub use hash::{stable_hash, unique_id, StableHasher};
@@ -73,8 +67,12 @@ pub use key_group::{
 };
 pub use keyed::{Frozen, StateTable};
 pub use lru::LruValueState;
-pub use native::{NativeSnapshot, NativeTable, RestoredInstance};
-pub use rocks::{read_native_checkpoint, RocksDbResources, StoreCheckpoint, SubtaskStore};
+pub use native::{
+    read_native_checkpoint, NativeSnapshot, NativeTable, RestoredInstance, StoreCheckpoint,
+};
+#[cfg(feature = "rocksdb")]
+pub use rocks::{RocksDbResources, SubtaskStore};
+#[cfg(feature = "rocksdb")]
 pub use rocks_table::RocksFrozen;
 pub use states::{AggregatingState, ListState, MapState, ValueState};
 pub use table::{

@@ -14,11 +14,99 @@
 //! Otherwise the tables are read back into the canonical, key-group-partitioned
 //! form, so a native checkpoint restores into either backend at any parallelism.
 
-use crate::rocks::StoreCheckpoint;
 use crate::{KeyGroupRange, StateError};
 use serde::{Deserialize, Serialize};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+
+/// A RocksDB checkpoint of a subtask's instance: a consistent, read-only copy that
+/// later writes do not change. Opened on first read; removed when dropped.
+pub struct StoreCheckpoint {
+    path: PathBuf,
+    instance: u64,
+    #[cfg(feature = "rocksdb")]
+    reader: crate::rocks::CheckpointReader,
+}
+
+impl std::fmt::Debug for StoreCheckpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoreCheckpoint")
+            .field("path", &self.path)
+            .field("instance", &self.instance)
+            .finish_non_exhaustive()
+    }
+}
+
+impl StoreCheckpoint {
+    #[cfg(feature = "rocksdb")]
+    pub(crate) fn new(
+        path: PathBuf,
+        instance: u64,
+        reader: crate::rocks::CheckpointReader,
+    ) -> Self {
+        Self {
+            path,
+            instance,
+            reader,
+        }
+    }
+
+    /// The directory holding the checkpoint's files (SST files hard-linked from the
+    /// instance, `MANIFEST-*`, `CURRENT`, `OPTIONS-*`). It is removed when the last
+    /// reference to the checkpoint is dropped.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The id of the instance the checkpoint was taken of: SST file names are unique
+    /// within one instance only.
+    pub fn instance(&self) -> u64 {
+        self.instance
+    }
+
+    /// The checkpoint, opened read-only.
+    #[cfg(feature = "rocksdb")]
+    pub(crate) fn db(&self) -> Result<&crate::rocks::Db, StateError> {
+        self.reader.db(&self.path)
+    }
+}
+
+impl Drop for StoreCheckpoint {
+    fn drop(&mut self) {
+        #[cfg(feature = "rocksdb")]
+        self.reader.close();
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
+
+/// Reads the tables `tables` of the RocksDB checkpoint in `dir` (a native checkpoint
+/// materialized locally) for the key groups of `range`, calling `f(group, table,
+/// bytes)` with each non-empty key group of each table in the canonical form
+/// (`bincode((header, Vec<(K, V)>))`, as [`crate::FrozenKeyed::encode_shard`]
+/// writes it).
+///
+/// # Errors
+/// [`StateError::Io`] naming the directory or column family when RocksDB cannot open
+/// or scan it; [`StateError::Encode`] if a header cannot be re-encoded;
+/// [`StateError::Config`] ([`crate::NO_ROCKSDB`]) in a build without RocksDB.
+pub fn read_native_checkpoint(
+    dir: &Path,
+    tables: &[NativeTable],
+    range: KeyGroupRange,
+    f: impl FnMut(crate::KeyGroup, usize, Vec<u8>) -> Result<(), StateError>,
+) -> Result<(), StateError> {
+    #[cfg(feature = "rocksdb")]
+    return crate::rocks::read_native_checkpoint(dir, tables, range, f);
+    #[cfg(not(feature = "rocksdb"))]
+    {
+        let _ = (tables, range, f);
+        Err(StateError::Config(format!(
+            "cannot read the native RocksDB checkpoint at {}: {}",
+            dir.display(),
+            crate::NO_ROCKSDB
+        )))
+    }
+}
 
 /// Where one frozen table lives in a RocksDB checkpoint: enough to read it back in
 /// the canonical form, or to take it over as it is.

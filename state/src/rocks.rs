@@ -20,7 +20,7 @@
 //! checkpoint driver) are left alone.
 
 use crate::LOCK_FILE;
-use crate::{BackendStats, RestoredInstance, RocksDbConfig, StateError};
+use crate::{BackendStats, RestoredInstance, RocksDbConfig, StateError, StoreCheckpoint};
 use rocksdb::{
     BlockBasedOptions, Cache, ColumnFamilyDescriptor, DBCompressionType, MultiThreaded, Options,
     WriteBufferManager,
@@ -480,12 +480,14 @@ impl SubtaskStore {
                 )
             })?;
         self.written.store(false, Ordering::Relaxed);
-        let checkpoint = Arc::new(StoreCheckpoint {
+        let checkpoint = Arc::new(StoreCheckpoint::new(
             path,
-            instance: self.instance,
-            resources: self.resources.clone(),
-            db: OnceLock::new(),
-        });
+            self.instance,
+            CheckpointReader {
+                resources: self.resources.clone(),
+                db: OnceLock::new(),
+            },
+        ));
         *last = Arc::downgrade(&checkpoint);
         Ok(checkpoint)
     }
@@ -563,80 +565,45 @@ fn clear_stale(stale: &[&Path]) -> Result<(), StateError> {
     Ok(())
 }
 
-/// A RocksDB checkpoint of a subtask's instance: a consistent, read-only copy that
-/// later writes do not change. Opened on first read; removed when dropped.
-pub struct StoreCheckpoint {
-    path: PathBuf,
-    instance: u64,
-    /// Reads go through the process's shared block cache.
+/// How a [`StoreCheckpoint`] is read: opened read-only on first read, through the
+/// process's shared block cache.
+pub(crate) struct CheckpointReader {
     resources: Arc<RocksDbResources>,
     db: OnceLock<Result<Db, String>>,
 }
 
-impl std::fmt::Debug for StoreCheckpoint {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("StoreCheckpoint")
-            .field("path", &self.path)
-            .field("instance", &self.instance)
-            .finish_non_exhaustive()
-    }
-}
-
-impl StoreCheckpoint {
-    /// The directory holding the checkpoint's files (SST files hard-linked from the
-    /// instance, `MANIFEST-*`, `CURRENT`, `OPTIONS-*`). It is removed when the last
-    /// reference to the checkpoint is dropped.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    /// The id of the instance the checkpoint was taken of: SST file names are unique
-    /// within one instance only.
-    pub fn instance(&self) -> u64 {
-        self.instance
-    }
-
-    /// The checkpoint, opened read-only.
-    pub(crate) fn db(&self) -> Result<&Db, StateError> {
+impl CheckpointReader {
+    /// The checkpoint in `path`, opened read-only.
+    pub(crate) fn db(&self, path: &Path) -> Result<&Db, StateError> {
         self.db
             .get_or_init(|| {
                 let options = self.resources.options();
-                let names = Db::list_cf(&options, &self.path).map_err(|e| e.to_string())?;
+                let names = Db::list_cf(&options, path).map_err(|e| e.to_string())?;
                 let descriptors = names
                     .into_iter()
                     .map(|name| ColumnFamilyDescriptor::new(name, self.resources.options()));
-                Db::open_cf_descriptors_read_only(&options, &self.path, descriptors, false)
+                Db::open_cf_descriptors_read_only(&options, path, descriptors, false)
                     .map_err(|e| e.to_string())
             })
             .as_ref()
             .map_err(|e| {
                 StateError::Io(format!(
                     "cannot open RocksDB checkpoint {}: {e}",
-                    self.path.display()
+                    path.display()
                 ))
             })
     }
-}
 
-impl Drop for StoreCheckpoint {
-    fn drop(&mut self) {
+    /// Closes the checkpoint if it was opened (before its directory is removed).
+    pub(crate) fn close(&mut self) {
         if let Some(Ok(db)) = self.db.take() {
             drop(db);
         }
-        let _ = fs::remove_dir_all(&self.path);
     }
 }
 
-/// Reads the tables `tables` of the RocksDB checkpoint in `dir` (a native checkpoint
-/// materialized locally) for the key groups of `range`, calling `f(group, table,
-/// bytes)` with each non-empty key group of each table in the canonical form
-/// (`bincode((header, Vec<(K, V)>))`, as [`crate::FrozenKeyed::encode_shard`]
-/// writes it). The checkpoint is opened read-only with every column family it has.
-///
-/// # Errors
-/// [`StateError::Io`] naming the directory or column family when RocksDB cannot open
-/// or scan it; [`StateError::Encode`] if a header cannot be re-encoded.
-pub fn read_native_checkpoint(
+/// See [`crate::read_native_checkpoint`].
+pub(crate) fn read_native_checkpoint(
     dir: &Path,
     tables: &[crate::NativeTable],
     range: crate::KeyGroupRange,

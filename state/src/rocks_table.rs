@@ -11,7 +11,8 @@
 //! Stored key: `[key group: u16 big-endian][namespace][bincode(key)]`, in the column
 //! family named after the state; value: `bincode(value)`.
 
-use crate::rocks::{rocks_error, Claim, StoreCheckpoint, SubtaskStore};
+use crate::rocks::{rocks_error, Claim, SubtaskStore};
+use crate::StoreCheckpoint;
 use crate::{
     decode, encode, key_group_for_key, KeyGroup, KeyGroupRange, KeyedSnapshot, MaxParallelism,
     NativeSnapshot, NativeTable, StateError, StateKey, StateValue,

@@ -192,7 +192,7 @@ impl<K: Clone, V: Clone> Clone for HeapTable<K, V> {
     fn clone(&self) -> Self {
         Self {
             name: self.name.clone(),
-            id: NEXT_TABLE_ID.fetch_add(1, Ordering::Relaxed),
+            id: next_table_id(),
             shards: self
                 .shards
                 .iter()
@@ -210,7 +210,7 @@ impl<K: StateKey, V: StateValue> HeapTable<K, V> {
     pub fn new(name: impl Into<String>) -> Self {
         Self {
             name: name.into().into(),
-            id: NEXT_TABLE_ID.fetch_add(1, Ordering::Relaxed),
+            id: next_table_id(),
             shards: vec![Shard::new(HashTable::new(), 0)],
             mask: 0,
             next_generation: 1,

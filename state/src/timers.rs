@@ -149,6 +149,7 @@ impl<K: StateKey> HeapTimers<K> {
 
 enum Backing<K> {
     Heap(HeapTimers<K>),
+    #[cfg(feature = "rocksdb")]
     Rocks(Box<crate::rocks_timers::RocksTimers<K>>),
 }
 
@@ -187,16 +188,21 @@ impl<K: StateKey> Timers<K> {
     /// opened.
     pub fn in_backend(backend: &KeyedBackend, name: impl Into<String>) -> Result<Self, StateError> {
         let name: String = name.into();
-        let backing = match backend.store()? {
-            None => return Ok(Self::new(name)),
-            Some(store) => Backing::Rocks(Box::new(crate::rocks_timers::RocksTimers::new(
+        #[cfg(feature = "rocksdb")]
+        if let Some(store) = backend.store()? {
+            let timers = crate::rocks_timers::RocksTimers::new(
                 store,
                 name.as_str().into(),
                 backend.max_parallelism(),
                 backend.key_groups(),
-            )?)),
-        };
-        Ok(Self { name, backing })
+            )?;
+            return Ok(Self {
+                name,
+                backing: Backing::Rocks(Box::new(timers)),
+            });
+        }
+        let _ = backend;
+        Ok(Self::new(name))
     }
 
     /// The timers' name.
@@ -206,7 +212,7 @@ impl<K: StateKey> Timers<K> {
 
     /// Whether the timers live in RocksDB.
     pub fn is_rocksdb(&self) -> bool {
-        matches!(self.backing, Backing::Rocks(_))
+        !matches!(self.backing, Backing::Heap(_))
     }
 
     /// Registers a timer of `key` at `time` (once: registering it again changes
@@ -221,6 +227,7 @@ impl<K: StateKey> Timers<K> {
                 heap.register(domain, key, time);
                 Ok(())
             }
+            #[cfg(feature = "rocksdb")]
             Backing::Rocks(rocks) => rocks.register(domain, &key, time),
         }
     }
@@ -235,6 +242,7 @@ impl<K: StateKey> Timers<K> {
                 heap.delete(domain, key, time);
                 Ok(())
             }
+            #[cfg(feature = "rocksdb")]
             Backing::Rocks(rocks) => rocks.delete(domain, key, time),
         }
     }
@@ -251,6 +259,7 @@ impl<K: StateKey> Timers<K> {
     ) -> Result<Option<(K, i64)>, StateError> {
         match &mut self.backing {
             Backing::Heap(heap) => Ok(heap.pop_due(domain, now)),
+            #[cfg(feature = "rocksdb")]
             Backing::Rocks(rocks) => rocks.pop_due(domain, now),
         }
     }
@@ -263,6 +272,7 @@ impl<K: StateKey> Timers<K> {
     pub fn flush(&mut self) -> Result<(), StateError> {
         match &mut self.backing {
             Backing::Heap(_) => Ok(()),
+            #[cfg(feature = "rocksdb")]
             Backing::Rocks(rocks) => rocks.apply_pending(),
         }
     }
@@ -284,6 +294,7 @@ impl<K: StateKey> Timers<K> {
                 )?;
                 Ok(TimersSnapshot::Encoded(encoded))
             }
+            #[cfg(feature = "rocksdb")]
             Backing::Rocks(rocks) => Ok(TimersSnapshot::Frozen(Box::new(crate::Frozen::Rocks(
                 rocks.freeze()?,
             )))),
