@@ -178,12 +178,21 @@ pub(crate) fn parse_target(url: &str) -> Result<Target, CheckpointError> {
     }
 }
 
+/// Makes ring the process's TLS crypto provider for HTTPS to S3, unless the
+/// application installed one first. weir builds rustls with ring alone (see the
+/// workspace's Cargo.toml), and reqwest asks for the process default.
+fn install_tls_provider() {
+    // An `Err` means a provider is installed already: that one is kept.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 /// Builds the S3 client for `bucket`: the AWS environment, overridden by `options`.
 pub(crate) fn build_s3(
     url: &str,
     bucket: &str,
     options: &S3Options,
 ) -> Result<object_store::aws::AmazonS3, CheckpointError> {
+    install_tls_provider();
     let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket);
     if let Some(endpoint) = &options.endpoint {
         builder = builder
