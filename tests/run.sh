@@ -1,9 +1,15 @@
 #!/usr/bin/env bash
-# The whole test suite: formatting, lints, unit, property, doc and end-to-end tests.
+# The whole test suite: formatting, lints (with and without RocksDB), docs, unit,
+# property, doc and end-to-end tests, then the README's quick start itself.
 # Installs (once, from PyPI) and starts the servers the tests need on 127.0.0.1 — the
-# S3-compatible moto server — and stops them afterwards; installs headless Chromium and
-# chromedriver (Debian packages) for the web UI test when they are missing and this runs
-# as root or under CI. Usage: tests/run.sh
+# S3-compatible moto server and the Kafka-protocol broker tansu — and stops them
+# afterwards; installs libclang (bindgen, for the bundled RocksDB) and headless
+# Chromium with chromedriver (the web UI test) when they are missing and this runs as
+# root or under CI. Usage: tests/run.sh
+#
+# Build cost: RocksDB's bundled C++ (~15 min on 2 cores) is compiled once, by the
+# first step that needs it; every later step that builds with RocksDB uses the test
+# profile too, so they share that build. See BENCHMARKS.md, "Build".
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,35 +18,58 @@ if [ "${CI:-}" = "true" ] && [ -z "${CARGO_TARGET_DIR:-}" ]; then
     export CARGO_TARGET_DIR="${HOME}/.cache/weir-target"
 fi
 
-step() { printf '\n==> %s\n' "$*"; }
+started=$SECONDS
+step_started=$SECONDS
+step() {
+    printf '\n==> %s   [previous step %ds, %ds in all]\n' "$*" \
+        $((SECONDS - step_started)) $((SECONDS - started))
+    step_started=$SECONDS
+}
 
-# The bundled RocksDB (weir-state's RocksDB backend) is built through bindgen, which
-# needs libclang. A fresh Debian machine lacks it: install it when apt can.
-if command -v apt-get >/dev/null && ! dpkg -s libclang-dev >/dev/null 2>&1; then
+if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
+apt_install() {
+    if ! command -v apt-get >/dev/null; then
+        echo "missing Debian packages $*, and no apt-get to install them" >&2
+        return 1
+    fi
+    if [ -n "$SUDO" ] && [ "${CI:-}" != "true" ]; then
+        echo "missing Debian packages $*: install them (apt-get install $*) or run as root" >&2
+        return 1
+    fi
+    $SUDO apt-get update -qq
+    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+
+# The bundled RocksDB is built through bindgen, which needs libclang.
+if command -v dpkg >/dev/null && ! dpkg -s libclang-dev >/dev/null 2>&1; then
     step "installing libclang-dev (bindgen, for the bundled RocksDB)"
-    if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
-    $SUDO apt-get update -qq && $SUDO apt-get install -y -qq libclang-dev
+    apt_install libclang-dev
 fi
 
 step "cargo fmt --check"
 cargo fmt --all -- --check
 
-step "cargo clippy (all targets, warnings are errors)"
-# The test profile, so that the lint build and the test build share their dependencies
-# (RocksDB's bundled C++ alone is ~14 min on 2 cores) instead of building them twice.
+# Every cargo command below that builds with RocksDB uses the test profile, with the
+# same features: the lint step runs RocksDB's build script (its C++ compile) once and
+# the test build reuses it.
+FEATURES=(--features rocksdb)
+
+step "cargo clippy with RocksDB (all targets, warnings are errors)"
+cargo clippy --profile test --workspace --all-targets --locked "${FEATURES[@]}" -- -D warnings
+
+step "cargo clippy without RocksDB: the quick start's build (all targets, warnings are errors)"
 cargo clippy --profile test --workspace --all-targets --locked -- -D warnings
+cargo check --profile test -p weir-state --no-default-features --locked
+
+step "cargo doc (warnings are errors)"
+RUSTDOCFLAGS="-D warnings" cargo doc --profile test --workspace --no-deps --locked "${FEATURES[@]}"
 
 step "browser for the web UI test (Debian chromium, chromium-driver)"
 if command -v chromedriver >/dev/null 2>&1 && command -v chromium >/dev/null 2>&1; then
     echo "chromium and chromedriver present"
-elif [ "$(id -u)" = 0 ]; then
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
-elif [ "${CI:-}" = "true" ] && command -v sudo >/dev/null 2>&1; then
-    sudo apt-get update -qq
-    sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
 else
-    echo "chromium or chromedriver is missing and this is neither root nor CI: the web UI test will fail (apt-get install chromium chromium-driver)" >&2
+    apt_install chromium chromium-driver ||
+        echo "chromium or chromedriver is missing: the web UI test will fail" >&2
 fi
 
 step "starting test servers (tests/services.sh)"
@@ -51,12 +80,15 @@ export WEIR_REQUIRE_SERVICES=1
 
 step "unit, property and end-to-end tests"
 if cargo nextest --version >/dev/null 2>&1; then
-    cargo nextest run --workspace --locked --no-fail-fast
+    cargo nextest run --workspace --locked --no-fail-fast "${FEATURES[@]}"
 else
-    cargo test --workspace --locked --no-fail-fast --lib --bins --tests
+    cargo test --workspace --locked --no-fail-fast --lib --bins --tests "${FEATURES[@]}"
 fi
 
 step "doc tests"
-cargo test --workspace --locked --doc
+cargo test --workspace --locked --doc "${FEATURES[@]}"
+
+step "the README's quick start, as a new user runs it"
+cargo run --release -- bench nexmark --query qw --events 10000000
 
 step "all tests passed"
