@@ -1,5 +1,6 @@
 //! Checkpoints end to end on the local filesystem: exactly-once output across
 //! failures and restarts, savepoints with rescaling, corrupt checkpoints skipped.
+#![allow(clippy::unwrap_used)] // tests may unwrap (see clippy.toml)
 
 mod common;
 use common::RunningCount;

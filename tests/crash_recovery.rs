@@ -21,6 +21,7 @@
 //! with its output there too; the binary reaches it through the standard
 //! `AWS_ENDPOINT_URL` / `AWS_ALLOW_HTTP` environment.
 #![cfg(unix)]
+#![allow(clippy::unwrap_used)] // tests may unwrap (see clippy.toml)
 
 mod common;
 use common::kafka_log::committed_view;

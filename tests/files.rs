@@ -6,6 +6,7 @@
 //!
 //! SIGKILLs and checkpoint failpoints with the object-store sink are in
 //! `crash_recovery.rs`.
+#![allow(clippy::unwrap_used)] // tests may unwrap (see clippy.toml)
 
 mod common;
 use common::{job_config, s3, RunningCount};

@@ -1,5 +1,6 @@
 //! The example job files run through the `weir` binary, their output checked against
 //! the same computation done here; `weir validate` on a bad file.
+#![allow(clippy::unwrap_used)] // tests may unwrap (see clippy.toml)
 
 mod common;
 

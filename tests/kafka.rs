@@ -3,6 +3,7 @@
 //! `confluent-kafka`): offsets in checkpoints give exactly-once input across a
 //! failure, a stop-with-savepoint and a rescaled resume; a missing topic and an
 //! unreachable broker are clear errors.
+#![allow(clippy::unwrap_used)] // tests may unwrap (see clippy.toml)
 
 mod common;
 use common::kafka_services::{broker, python, CREATE_TOPIC, PRODUCE};

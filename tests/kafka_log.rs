@@ -9,6 +9,7 @@
 //! on tansu it also sees B (the known broker gap, printed); on a conforming broker
 //! (`WEIR_STRICT_KAFKA=1`) it must see exactly the view. The marker logic itself is
 //! checked without a broker.
+#![allow(clippy::unwrap_used)] // tests may unwrap (see clippy.toml)
 
 mod common;
 use common::kafka_log::{apply_markers, committed_view, CommittedRecord};

@@ -6,6 +6,7 @@
 //! What a consumer sees is computed from the topic's raw log (control batches
 //! included) by `common::kafka_log`, because tansu shows records of aborted
 //! transactions to `read_committed` consumers.
+#![allow(clippy::unwrap_used)] // tests may unwrap (see clippy.toml)
 
 mod common;
 use common::kafka_log::committed_view;

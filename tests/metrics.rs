@@ -1,6 +1,7 @@
 //! A checkpointed job's live view and its Prometheus rendering (`weir serve`'s
 //! `/metrics`): counters agree with each other, checkpoints and savepoints are
 //! counted, the status follows the job.
+#![allow(clippy::unwrap_used)] // tests may unwrap (see clippy.toml)
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -2,6 +2,7 @@
 //! generators and on random out-of-order inputs, at several parallelisms, equal (as
 //! multisets) those of a plain single-threaded reference written straight from the
 //! SQL.
+#![allow(clippy::unwrap_used)] // tests may unwrap (see clippy.toml)
 
 use proptest::prelude::*;
 use std::borrow::Cow;

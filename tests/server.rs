@@ -2,6 +2,7 @@
 //! (submit, status, savepoint, stop with a savepoint, resume from it at another
 //! parallelism, cancel), the CLI verbs that call it, bad submissions, a server
 //! killed with SIGKILL and started again, access tokens, and the OpenAPI document.
+#![allow(clippy::unwrap_used)] // tests may unwrap (see clippy.toml)
 
 mod common;
 

@@ -5,6 +5,7 @@
 //! Needs the Debian packages `chromium` and `chromium-driver` (tests/run.sh installs
 //! them). Without them the test is skipped, unless WEIR_REQUIRE_SERVICES=1, when it
 //! fails.
+#![allow(clippy::unwrap_used)] // tests may unwrap (see clippy.toml)
 
 mod common;
 

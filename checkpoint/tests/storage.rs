@@ -2,6 +2,7 @@
 //!
 //! The `s3` variants need `WEIR_TEST_S3_ENDPOINT` (see `tests/services.sh`); without it
 //! they print "skipped: WEIR_TEST_S3_ENDPOINT not set" and pass.
+#![allow(clippy::unwrap_used)] // tests may unwrap (see clippy.toml)
 
 #[macro_use]
 mod common;

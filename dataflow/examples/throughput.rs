@@ -59,7 +59,7 @@ impl Sink for DropRec {
     }
 }
 
-fn main() {
+fn main() -> Result<()> {
     let n: i64 = std::env::args()
         .nth(1)
         .and_then(|s| s.parse().ok())
@@ -84,7 +84,7 @@ fn main() {
     job.source("gen", strategy(), source)
         .sink("drop", |_| DropRec);
     let t = Instant::now();
-    job.execute().unwrap();
+    job.execute()?;
     println!(
         "pass-through: {:.1} M/s",
         n as f64 / t.elapsed().as_secs_f64() / 1e6
@@ -102,9 +102,10 @@ fn main() {
         })
         .sink("drop", |_| Drop0);
     let t = Instant::now();
-    job.execute().unwrap();
+    job.execute()?;
     println!(
         "keyed tumbling count/max: {:.1} M/s",
         n as f64 / t.elapsed().as_secs_f64() / 1e6
     );
+    Ok(())
 }

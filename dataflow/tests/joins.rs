@@ -1,4 +1,5 @@
 //! Window joins and interval joins against brute-force references on random input.
+#![allow(clippy::unwrap_used)] // tests may unwrap (see clippy.toml)
 
 use proptest::prelude::*;
 use std::time::Duration;

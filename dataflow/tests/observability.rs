@@ -1,5 +1,6 @@
 //! What a running job reports about itself: its graph, per-subtask counters,
 //! watermarks, backpressure and operator gauges.
+#![allow(clippy::unwrap_used)] // tests may unwrap (see clippy.toml)
 
 use std::time::Duration;
 use weir_dataflow::state::Count;

@@ -1,6 +1,7 @@
 //! Property tests of the runtime: windows equal a brute-force reference, barrier
 //! alignment does not depend on input interleaving, keyed aggregation does not
 //! depend on scheduling, and invalid settings are typed errors.
+#![allow(clippy::unwrap_used)] // tests may unwrap (see clippy.toml)
 
 use proptest::prelude::*;
 use std::collections::BTreeMap;

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used)] // tests may unwrap (see clippy.toml)
 use std::time::Duration;
 use weir_dataflow::state::{Count, Max};
 use weir_dataflow::testing::{CollectSink, CollectionSource};

@@ -1,5 +1,6 @@
 //! Each kind of bad input gives `file:line:column: path: expectation`, and a file
 //! with several problems reports all of them.
+#![allow(clippy::unwrap_used)] // tests may unwrap (see clippy.toml)
 
 use proptest::prelude::*;
 use weir_jobfile::{load, Registry};

@@ -1,4 +1,5 @@
 //! The sinks at the end of real jobs.
+#![allow(clippy::unwrap_used)] // tests may unwrap (see clippy.toml)
 
 use serde::Serialize;
 use std::io::{Read, Write};

@@ -1,5 +1,6 @@
 //! The generator sources run in real jobs: every record exactly once, at any
 //! parallelism, equal to the pure generator functions.
+#![allow(clippy::unwrap_used)] // tests may unwrap (see clippy.toml)
 
 use std::collections::HashMap;
 use std::hash::Hash;

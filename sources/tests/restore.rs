@@ -1,6 +1,7 @@
 //! Checkpointed positions: a job restored from a checkpoint of a running job, at the
 //! same or another parallelism, emits exactly the records the checkpointed job had
 //! not emitted.
+#![allow(clippy::unwrap_used)] // tests may unwrap (see clippy.toml)
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;

@@ -1,6 +1,7 @@
 #![cfg(feature = "rocksdb")]
 //! The RocksDB backend against the heap backend: same answers, same canonical
 //! snapshots, snapshots that restore across backends, and a locked state directory.
+#![allow(clippy::unwrap_used)] // tests may unwrap (see clippy.toml)
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
