@@ -1079,41 +1079,13 @@ fn a_corrupt_newest_checkpoint_is_skipped_for_the_previous_one() {
     }
 }
 
-/// Creates a bucket on the test S3 server with a raw HTTP request.
-fn create_bucket(endpoint: &str, bucket: &str) {
-    use std::io::{Read, Write};
-    let address = endpoint.trim_start_matches("http://").trim_end_matches('/');
-    let mut stream = std::net::TcpStream::connect(address)
-        .unwrap_or_else(|e| panic!("S3 server {endpoint}: {e}"));
-    write!(stream, "PUT /{bucket} HTTP/1.1\r\nHost: {address}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    assert!(
-        response.starts_with("HTTP/1.1 200"),
-        "creating bucket {bucket}: {response}"
-    );
-}
-
 #[test]
 fn checkpoints_restarts_and_savepoints_on_s3() {
-    let Ok(endpoint) = std::env::var("WEIR_TEST_S3_ENDPOINT") else {
-        assert!(
-            std::env::var_os("WEIR_REQUIRE_SERVICES").is_none(),
-            "WEIR_TEST_S3_ENDPOINT must be set"
-        );
-        println!("skipped: WEIR_TEST_S3_ENDPOINT not set");
+    let Some(endpoint) = common::s3::endpoint() else {
         return;
     };
-    let bucket = format!("weir-dataflow-{}", std::process::id());
-    create_bucket(&endpoint, &bucket);
-    let s3 = weir::checkpoint::S3Options {
-        endpoint: Some(endpoint.clone()),
-        region: Some("us-east-1".into()),
-        access_key_id: Some("test".into()),
-        secret_access_key: Some("test".into()),
-        allow_http: true,
-        ..weir::checkpoint::S3Options::default()
-    };
+    let bucket = common::s3::fresh_bucket(&endpoint, "weir-dataflow");
+    let s3 = common::s3::options(&endpoint);
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
     std::fs::create_dir_all(&out).unwrap();

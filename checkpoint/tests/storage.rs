@@ -630,10 +630,10 @@ async fn unreachable_endpoint_names_the_bucket() {
 
 #[tokio::test]
 async fn missing_bucket_on_a_live_server_names_the_bucket() {
-    let Some(endpoint) = common::s3_endpoint() else {
+    let Some(endpoint) = weir_testkit::s3::endpoint() else {
         return;
     };
-    let bucket = common::fresh_bucket_name();
+    let bucket = weir_testkit::s3::fresh_bucket_name("weir-test");
     let config = StorageConfig::new(format!("s3://{bucket}/checkpoints"))
         .with_s3(common::s3_options(&endpoint));
     let err = CheckpointStorage::open(&config).await.unwrap_err();

@@ -4,9 +4,11 @@
 #![allow(dead_code)]
 
 pub mod kafka_log;
-pub mod kafka_services;
 pub mod s3;
 pub mod server;
+
+#[allow(unused_imports)]
+pub use weir_testkit::kafka as kafka_services;
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -1,5 +1,6 @@
-//! The Kafka-protocol broker the tests talk to (started by `tests/services.sh`) and
-//! the independent client they check with (Python `confluent-kafka`).
+//! The Kafka-protocol broker the tests talk to (tansu, started by
+//! `tests/services.sh start`) and the independent client they check with (Python
+//! `confluent-kafka`).
 
 use std::process::Command;
 
