@@ -144,8 +144,8 @@ impl CheckpointStorage {
     /// Reads the savepoint at `path.url` (the directory holding its `_metadata`).
     ///
     /// # Errors
-    /// [`CheckpointError::NoSavepoint`] ("no savepoint at <path>: expected
-    /// <path>/_metadata") when there is none; [`CheckpointError::CorruptMetadata`]
+    /// [`CheckpointError::NoSavepoint`] ("no savepoint at `<path>`: expected
+    /// `<path>/_metadata`") when there is none; [`CheckpointError::CorruptMetadata`]
     /// when its metadata does not decode or is a checkpoint's, not a savepoint's;
     /// errors of [`open`](Self::open) for the URL.
     ///

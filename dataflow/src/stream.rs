@@ -16,7 +16,7 @@ use std::sync::Arc;
 use weir_state::{stable_hash, StateKey};
 
 /// Builds a job: add sources, transform the streams, add sinks, then
-/// [`JobBuilder::execute`] (see [`crate::execute`]).
+/// [`JobBuilder::execute`] (or [`JobBuilder::spawn`] for a handle to the running job).
 pub struct JobBuilder {
     pub(crate) graph: Rc<RefCell<GraphSpec>>,
     pub(crate) config: JobConfig,

@@ -294,7 +294,7 @@ pub struct KafkaSink<T> {
 }
 
 impl<T: Send + 'static> KafkaSink<T> {
-    /// A sink factory for [`weir_dataflow::DataStream::sink`].
+    /// A sink factory for [`weir_dataflow::Stream::sink`].
     pub fn factory(
         config: KafkaSinkConfig,
         serializer: Serializer<T>,
