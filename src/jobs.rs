@@ -53,10 +53,12 @@ use weir_sinks::{
     ObjectFileSink,
 };
 use weir_sources::kafka::Deserializer;
-use weir_sources::nexmark::{Auction, Event, Person};
+use weir_nexmark::{
+    Auction, Bid, BidGeneratorConfig, BidSource, Event, NexmarkConfig, NexmarkSource, Person,
+};
 use weir_sources::{
-    Bid, BidGeneratorConfig, BidSource, FileFormat, FileSource, FileSourceConfig, KafkaRecord,
-    KafkaSource, KafkaSourceConfig, NexmarkConfig, NexmarkSource, SequenceSource, StartPosition,
+    FileFormat, FileSource, FileSourceConfig, KafkaRecord, KafkaSource, KafkaSourceConfig,
+    SequenceSource, StartPosition,
 };
 use weir_state::AggregateFunction;
 

@@ -1,12 +1,13 @@
 //! weir: a stream-processing engine in the style of Apache Flink.
 //!
-//! This package ties the workspace together: it re-exports the crates, holds the
-//! Nexmark queries as typed jobs and the benchmark runner behind `weir bench`, and
-//! builds the `weir` binary.
+//! This package ties the workspace together: it re-exports the crates (the Nexmark
+//! generators, queries and benchmark runner as `weir::nexmark`), holds the job
+//! server, the job-file runner and the state and Kafka benchmarks, and builds the
+//! `weir` binary.
 //!
 //! ```text
 //!   weir-state ──┐
-//!                ├─▶ weir-dataflow ─▶ weir-sources / weir-sinks ─▶ weir (queries, CLI)
+//!                ├─▶ weir-dataflow ─▶ weir-sources / weir-sinks ─▶ weir-nexmark ─▶ weir (CLI)
 //!   weir-checkpoint ┘
 //! ```
 //!
@@ -27,12 +28,10 @@
 #[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;
 
-pub mod bench;
 pub mod inspect;
 pub mod jobs;
 pub mod kafka_bench;
 pub mod metrics;
-pub mod nexmark;
 pub mod running_count;
 pub mod server;
 pub mod state_bench;
@@ -40,6 +39,7 @@ pub mod state_bench;
 pub use weir_checkpoint as checkpoint;
 pub use weir_dataflow as dataflow;
 pub use weir_jobfile as jobfile;
+pub use weir_nexmark as nexmark;
 pub use weir_sinks as sinks;
 pub use weir_sources as sources;
 pub use weir_state as state;

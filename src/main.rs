@@ -5,7 +5,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::io::IsTerminal;
 use std::time::Duration;
-use weir::bench::{self, BenchOptions};
+use weir::nexmark::bench::{self, BenchOptions};
 use weir::nexmark::Query;
 
 /// weir: a stream-processing engine in the style of Apache Flink.
