@@ -3,7 +3,7 @@
 //! This package ties the workspace together: it re-exports the crates (so
 //! `weir::dataflow`, `weir::nexmark`, `weir::server`, … are one dependency away),
 //! holds the state and Kafka benchmark runners and the crash-test job, and builds
-//! the `weir` binary.
+//! the `weir` binary (a thin command line, one module per subcommand in `src/cli/`).
 //!
 //! ```text
 //!   weir-state ──────┐
