@@ -1,13 +1,14 @@
 //! weir: a stream-processing engine in the style of Apache Flink.
 //!
-//! This package ties the workspace together: it re-exports the crates, holds the
-//! Nexmark queries as typed jobs and the benchmark runner behind `weir bench`, and
-//! builds the `weir` binary.
+//! This package ties the workspace together: it re-exports the crates (so
+//! `weir::dataflow`, `weir::nexmark`, `weir::server`, … are one dependency away),
+//! holds the state and Kafka benchmark runners and the crash-test job, and builds
+//! the `weir` binary (a thin command line, one module per subcommand in `src/cli/`).
 //!
 //! ```text
-//!   weir-state ──┐
-//!                ├─▶ weir-dataflow ─▶ weir-sources / weir-sinks ─▶ weir (queries, CLI)
-//!   weir-checkpoint ┘
+//!   weir-state ──────┐
+//!                    ├─▶ weir-dataflow ─▶ weir-sources, weir-sinks ─▶ weir-nexmark ─┐
+//!   weir-checkpoint ─┘                    weir-jobfile ──────────────▶ weir-server ──┴─▶ weir (CLI)
 //! ```
 //!
 //! ```
@@ -27,19 +28,17 @@
 #[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;
 
-pub mod bench;
 pub mod inspect;
-pub mod jobs;
 pub mod kafka_bench;
-pub mod metrics;
-pub mod nexmark;
 pub mod running_count;
-pub mod server;
 pub mod state_bench;
 
 pub use weir_checkpoint as checkpoint;
 pub use weir_dataflow as dataflow;
 pub use weir_jobfile as jobfile;
+pub use weir_nexmark as nexmark;
+pub use weir_server as server;
+pub use weir_server::{jobs, metrics};
 pub use weir_sinks as sinks;
 pub use weir_sources as sources;
 pub use weir_state as state;

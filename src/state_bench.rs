@@ -341,7 +341,7 @@ pub fn run(options: &StateBenchOptions) -> Result<StateBenchReport, DataflowErro
         restored_first_checkpoint_state_bytes: first.first_checkpoint.map(|c| c.1),
         storage_restore_read_s: again.as_ref().map(|r| r.read_s),
         storage_restore_s: again.as_ref().map(|r| r.restored_s),
-        peak_memory_mib: crate::bench::peak_memory_mib(),
+        peak_memory_mib: weir_nexmark::bench::peak_memory_mib(),
     })
 }
 

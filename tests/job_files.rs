@@ -46,7 +46,7 @@ fn bids_per_auction_counts_every_window() {
     // filter auction % 100 = 7 and price > 1000; tumbling 10 s windows per auction.
     let mut windows: BTreeMap<(i64, i64), (i64, i64, i64)> = BTreeMap::new();
     for i in 1..=100_000 {
-        let bid = weir::sources::bid(i, 100_000, 2, 10);
+        let bid = weir::nexmark::bid(i, 100_000, 2, 10);
         if bid.auction % 100 != 7 || bid.price <= 1000 {
             continue;
         }

@@ -12,9 +12,9 @@ use std::time::Duration;
 use weir::dataflow::testing::{CollectSink, CollectionSource};
 use weir::dataflow::{JobBuilder, JobConfig, Stream, Timestamp, WatermarkStrategy};
 use weir::nexmark::{
-    self, Q1Row, Q2Row, Q3Row, Q5Row, Q7Row, Q8Row, QsRow, Query, QwRow, WATERMARK_DELAY,
+    self, nexmark_event, Auction, Bid, Event, NexmarkConfig, NexmarkSource, Person, Q1Row, Q2Row,
+    Q3Row, Q5Row, Q7Row, Q8Row, QsRow, Query, QwRow, WATERMARK_DELAY,
 };
-use weir::sources::{nexmark_event, Auction, Bid, Event, NexmarkConfig, NexmarkSource, Person};
 use weir::state::StateBackend;
 
 const WINDOW_MS: i64 = 10_000;
@@ -60,7 +60,7 @@ fn run<I, T: Send + Clone + 'static>(
 fn generated_bids(events: u64, rows_per_ms: i64, parallelism: usize) -> Vec<Bid> {
     let p = parallelism as i64;
     (1..=events as i64)
-        .map(|i| weir::sources::bid(i, events as i64, p, rows_per_ms))
+        .map(|i| weir::nexmark::bid(i, events as i64, p, rows_per_ms))
         .collect()
 }
 

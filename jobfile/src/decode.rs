@@ -1112,3 +1112,29 @@ fn sink(node: &Node, path: &str, p: &mut Problems) -> Option<SinkSpec> {
         kind: sink_kind,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::parse_duration;
+    use std::time::Duration;
+
+    #[test]
+    fn durations_are_a_whole_number_and_a_unit() {
+        // The forms the README and `weir --help` show for job files and CLI flags.
+        assert_eq!(parse_duration("200ms"), Some(Duration::from_millis(200)));
+        assert_eq!(parse_duration("1s"), Some(Duration::from_secs(1)));
+        assert_eq!(parse_duration("2m"), Some(Duration::from_secs(120)));
+        assert_eq!(parse_duration("10min"), Some(Duration::from_secs(600)));
+        assert_eq!(parse_duration("2h"), Some(Duration::from_secs(7_200)));
+        assert_eq!(parse_duration("1d"), Some(Duration::from_secs(86_400)));
+        assert_eq!(parse_duration("1_000ms"), Some(Duration::from_secs(1)));
+        assert_eq!(parse_duration("0s"), Some(Duration::ZERO));
+    }
+
+    #[test]
+    fn other_durations_are_refused() {
+        for text in ["", "200", "s", "1.5s", "-1s", "5x", "99999999999999999999d"] {
+            assert_eq!(parse_duration(text), None, "{text}");
+        }
+    }
+}

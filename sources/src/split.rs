@@ -1,11 +1,11 @@
 //! Which sequence numbers a source subtask still has to emit, and how that position
 //! is checkpointed and redistributed when the parallelism changes.
 //!
-//! Every generator source in this crate (bids, Nexmark events, sequences) emits a
-//! pure function of a sequence number, so its whole position is the set of numbers
-//! not yet emitted. That set is kept as a short list of arithmetic progressions
-//! ([`Stride`]): a contiguous range is a progression of step 1, the numbers
-//! `k, k + P, k + 2P, …` one of step `P`.
+//! Every generator source (the sequences of this crate, the bids and Nexmark events
+//! of `weir-nexmark`) emits a pure function of a sequence number, so its whole
+//! position is the set of numbers not yet emitted. That set is kept as a short list
+//! of arithmetic progressions (strides): a contiguous range is a progression of
+//! step 1, the numbers `k, k + P, k + 2P, …` one of step `P`.
 //!
 //! ```text
 //!  fresh start:  subtask k of P ──▶ [Stride]            (one range or one progression)
@@ -32,18 +32,18 @@ pub(crate) struct Stride {
 /// A run of numbers taken from the position: `first, first + step, …`, `count` of
 /// them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Run {
+pub struct Run {
     /// The first number.
-    pub(crate) first: u64,
+    pub first: u64,
     /// The distance between consecutive numbers.
-    pub(crate) step: u64,
+    pub step: u64,
     /// How many numbers (at least 1).
-    pub(crate) count: u64,
+    pub count: u64,
 }
 
 /// The numbers a source subtask still has to emit.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub(crate) struct Position {
+pub struct Position {
     /// Pending strides; the first one is emitted first.
     strides: Vec<Stride>,
 }
@@ -54,7 +54,7 @@ impl Position {
     /// does: every range has `count / parallelism` numbers, the first
     /// `count % parallelism` ranges one more. Empty if `first > last` or there are
     /// fewer numbers than subtasks and this one gets none.
-    pub(crate) fn contiguous(first: u64, last: u64, index: usize, parallelism: usize) -> Self {
+    pub fn contiguous(first: u64, last: u64, index: usize, parallelism: usize) -> Self {
         let mut position = Self::default();
         if first > last || parallelism == 0 || index >= parallelism {
             return position;
@@ -82,7 +82,7 @@ impl Position {
 
     /// Subtask `index` of `parallelism` owns `first + index, first + index +
     /// parallelism, …` up to `last`.
-    pub(crate) fn interleaved(first: u64, last: u64, index: usize, parallelism: usize) -> Self {
+    pub fn interleaved(first: u64, last: u64, index: usize, parallelism: usize) -> Self {
         let mut position = Self::default();
         if first > last || parallelism == 0 || index >= parallelism {
             return position;
@@ -98,13 +98,13 @@ impl Position {
     }
 
     /// Whether every number has been taken.
-    pub(crate) fn is_finished(&self) -> bool {
+    pub fn is_finished(&self) -> bool {
         self.strides.is_empty()
     }
 
     /// Takes up to `max` numbers of the current stride (fewer at the end of a stride;
     /// `None` when finished or `max` is 0).
-    pub(crate) fn take(&mut self, max: u64) -> Option<Run> {
+    pub fn take(&mut self, max: u64) -> Option<Run> {
         let stride = self.strides.first_mut()?;
         if max == 0 {
             return None;
@@ -131,7 +131,7 @@ impl Position {
     ///
     /// # Errors
     /// [`weir_dataflow::DataflowError::State`] if a restored position is corrupt.
-    pub(crate) fn restore(&mut self, name: &str, cx: &OperatorContext) -> Result<()> {
+    pub fn restore(&mut self, name: &str, cx: &OperatorContext) -> Result<()> {
         if let Some(bytes) = cx.restored_operator.get(name) {
             self.strides = decode_strides(name, bytes)?;
             return Ok(());
@@ -161,7 +161,7 @@ impl Position {
     ///
     /// # Errors
     /// [`weir_dataflow::DataflowError::State`] if encoding fails.
-    pub(crate) fn snapshot(&self, name: &str, cx: &mut SnapshotContext) -> Result<()> {
+    pub fn snapshot(&self, name: &str, cx: &mut SnapshotContext) -> Result<()> {
         cx.put_operator(name, encode(name, &self.strides)?);
         Ok(())
     }

@@ -11,7 +11,7 @@
 //!
 //! ```
 //! use weir_dataflow::checkpointing::LiveJob;
-//! let text = weir::metrics::render(&[("job-1", &LiveJob::default())]);
+//! let text = weir_server::metrics::render(&[("job-1", &LiveJob::default())]);
 //! assert!(text.contains("weir_job_status{job=\"job-1\",status=\"created\"} 1"));
 //! ```
 

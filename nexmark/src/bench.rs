@@ -1,7 +1,7 @@
 //! The benchmark runner behind `weir bench nexmark`: runs a Nexmark query over the
 //! deterministic generator into a blackhole sink and reports throughput.
 
-use crate::nexmark::{self, BlackholeOutput, Query};
+use crate::{BlackholeOutput, Query, BID_SOURCE, EVENT_SOURCE};
 use serde::Serialize;
 use std::time::Duration;
 use weir_dataflow::{DataflowError, JobBuilder, JobConfig, MetricsView};
@@ -95,7 +95,7 @@ pub fn events_read(metrics: &MetricsView) -> u64 {
     metrics
         .snapshot()
         .iter()
-        .filter(|m| m.operator == nexmark::BID_SOURCE || m.operator == nexmark::EVENT_SOURCE)
+        .filter(|m| m.operator == BID_SOURCE || m.operator == EVENT_SOURCE)
         .map(|m| m.records_out)
         .sum()
 }
@@ -120,7 +120,7 @@ pub fn run(
         ..JobConfig::default()
     });
     let mut output = BlackholeOutput::default();
-    nexmark::build_query(
+    crate::build_query(
         &job,
         options.query,
         options.events,
@@ -189,7 +189,7 @@ fn run_checkpointed(
         config,
         checkpointing,
         move |job| {
-            nexmark::build_query(
+            crate::build_query(
                 job,
                 query,
                 events,

@@ -12,7 +12,7 @@ use thiserror::Error;
 /// full Nexmark event stream (persons, auctions and bids).
 ///
 /// ```
-/// use weir::nexmark::Query;
+/// use weir_nexmark::Query;
 /// let q: Query = "qw".parse().unwrap();
 /// assert_eq!(q, Query::Qw);
 /// assert_eq!(q.to_string(), "qw");

@@ -8,13 +8,13 @@
 //!
 //! Generation never allocates: strings are borrowed slices of static texts.
 
-use crate::split::Position;
 use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
 use weir_dataflow::{
     DataflowError, OperatorContext, Result, SnapshotContext, Source, SourceOutput, SourcePoll,
     SubtaskInfo,
 };
+use weir_sources::split::Position;
 
 /// Event time of the first bid, milliseconds since the epoch (2023-11-14T22:13:20Z).
 pub const BASE_TIME_MS: i64 = 1_700_000_000_000;

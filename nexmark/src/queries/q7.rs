@@ -13,12 +13,12 @@
 //! fires once every partial result of its window has arrived.
 
 use super::windows::WINDOW;
+use crate::Bid;
 use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
 use weir_dataflow::state::AggregateFunction;
 use weir_dataflow::window::WindowAssigner;
 use weir_dataflow::{Stream, Timestamp};
-use weir_sources::Bid;
 
 /// Stage one of q7 keeps one partial maximum per window and bucket of auctions
 /// (`auction % Q7_BUCKETS`): enough keys to spread the work over subtasks, few enough

@@ -10,12 +10,12 @@
 //! Window results carry the window's last millisecond (`window_end - 1`) as event
 //! time, so later windows can group them.
 
+use crate::Bid;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 use weir_dataflow::state::{AggregateFunction, Count, Max};
 use weir_dataflow::window::WindowAssigner;
 use weir_dataflow::{Stream, Timestamp};
-use weir_sources::Bid;
 
 /// Size of the tumbling windows of qw and q7, the hopping windows of q5 and the
 /// session gap of qs.

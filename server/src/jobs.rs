@@ -12,7 +12,7 @@
 //! ```
 //!
 //! ```
-//! use weir::jobs::{self, RunOptions};
+//! use weir_server::jobs::{self, RunOptions};
 //! use weir_jobfile::Registry;
 //! let dir = tempfile::tempdir().unwrap();
 //! let text = format!("
@@ -47,16 +47,18 @@ use weir_jobfile::{
     KafkaFormat, KafkaGuarantee, NexmarkEvent, PlannedSink, PlannedStream, RestartSpec, Row,
     RowFunction, SinkKind, SourceKind, SourceSpec, Step, Value, WindowShape,
 };
+use weir_nexmark::{
+    Auction, Bid, BidGeneratorConfig, BidSource, Event, NexmarkConfig, NexmarkSource, Person,
+};
 use weir_sinks::kafka::{json, json_keyed};
 use weir_sinks::{
     BlackholeSink, DeliveryGuarantee, EpochFileSink, FileSinkConfig, KafkaSink, KafkaSinkConfig,
     ObjectFileSink,
 };
 use weir_sources::kafka::Deserializer;
-use weir_sources::nexmark::{Auction, Event, Person};
 use weir_sources::{
-    Bid, BidGeneratorConfig, BidSource, FileFormat, FileSource, FileSourceConfig, KafkaRecord,
-    KafkaSource, KafkaSourceConfig, NexmarkConfig, NexmarkSource, SequenceSource, StartPosition,
+    FileFormat, FileSource, FileSourceConfig, KafkaRecord, KafkaSource, KafkaSourceConfig,
+    SequenceSource, StartPosition,
 };
 use weir_state::AggregateFunction;
 

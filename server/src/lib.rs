@@ -1,19 +1,28 @@
-//! `weir serve`: a job server with a REST API and a web UI. Jobs are job files
-//! (see `docs/job-files.md`) submitted over HTTP and run in this process with
-//! checkpoints; the server keeps a registry of them on disk and, when it starts
-//! again after a crash or a restart, resumes every job that was running from its
-//! newest checkpoint.
+//! weir-server: the job server of weir (`weir serve`), with a REST API and a web UI,
+//! and what it runs: the job-file runner ([`jobs`]) and the Prometheus metrics of
+//! running jobs ([`metrics`]). Jobs are job files (see `docs/job-files.md`)
+//! submitted over HTTP and run in this process with checkpoints; the server keeps a
+//! registry of them on disk and, when it starts again after a crash or a restart,
+//! resumes every job that was running from its newest checkpoint. [`client`] is the
+//! HTTP client of `weir submit`, `weir list`, ….
 //!
 //! ```text
+//!  weir-jobfile (JobPlan) ─┐
+//!  weir-sources, weir-sinks ┼─▶ jobs::run ─▶ weir-dataflow CheckpointedJob
+//!  weir-nexmark ───────────┘        ▲
+//!                                   │ weir-server ─▶ weir (CLI: `weir run`, `weir serve`, `weir submit`, …)
+//!
 //!  weir submit / curl / web UI ──HTTP──▶ axum router ──auth──▶ api handlers
 //!                                                              │ (blocking pool)
 //!                                  registry (<data>/jobs/<id>/job.json)
 //!                                                              │
 //!                                  ServerJob ─▶ CheckpointedJob (driver, tasks)
+//!                                                              │
+//!                                  GET /metrics ◀── metrics::render(LiveJob)
 //! ```
 //!
 //! ```no_run
-//! use weir::server::{serve, ServerConfig};
+//! use weir_server::{serve, ServerConfig};
 //! let config = ServerConfig {
 //!     bind: "127.0.0.1:8081".into(),
 //!     data: "./weir-data/server".into(),
@@ -22,10 +31,13 @@
 //! let runtime = tokio::runtime::Runtime::new().unwrap();
 //! runtime.block_on(serve(config, |addr| println!("listening on http://{addr}"))).unwrap();
 //! ```
+#![deny(missing_docs)]
 
 mod api;
 pub mod client;
 mod job;
+pub mod jobs;
+pub mod metrics;
 mod openapi;
 pub mod registry;
 mod ui;

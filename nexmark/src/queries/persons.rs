@@ -7,12 +7,12 @@
 //! ```
 
 use super::windows::WINDOW;
+use crate::Event;
 use serde::{Deserialize, Serialize};
 use weir_dataflow::process::{KeyedProcessFunction, KeyedStateStore, ProcessContext};
 use weir_dataflow::state::{AggregateFunction, StateTable};
 use weir_dataflow::window::WindowAssigner;
 use weir_dataflow::{duration_ms, Result, Stream, Timestamp};
-use weir_sources::Event;
 
 /// The auction category q3 selects.
 pub const Q3_CATEGORY: i64 = 10;

@@ -1,9 +1,9 @@
 //! The stateless bid queries: q0 (pass-through), q1 (projection) and q2 (filter).
 
+use crate::Bid;
 use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
 use weir_dataflow::{Stream, Timestamp};
-use weir_sources::Bid;
 
 /// The conversion rate of q1 (dollars to euros in the Nexmark benchmark).
 pub const Q1_RATE: f64 = 0.908;

@@ -1,8 +1,7 @@
 //! Running a query end to end: generator ─▶ query ─▶ blackhole or stdout.
 
-use super::{
-    bid_stream, event_stream, q0, q1, q2, q3, q5, q7, q8, qs, qw, Query, DEFAULT_ROWS_PER_MS,
-};
+use super::{q0, q1, q2, q3, q5, q7, q8, qs, qw, Query};
+use crate::{bid_stream, event_stream, DEFAULT_ROWS_PER_MS};
 use serde::Serialize;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -84,7 +83,7 @@ impl QueryOutput for StdoutJson {
 }
 
 /// Runs `query` over `events` generated events (bids at
-/// [`DEFAULT_ROWS_PER_MS`](super::DEFAULT_ROWS_PER_MS)) into a sink that drops the
+/// [`DEFAULT_ROWS_PER_MS`](crate::DEFAULT_ROWS_PER_MS)) into a sink that drops the
 /// rows, and counts them.
 ///
 /// # Errors
@@ -106,7 +105,7 @@ pub fn run_blackhole(
 }
 
 /// Runs `query` over `events` generated events (bids at
-/// [`DEFAULT_ROWS_PER_MS`](super::DEFAULT_ROWS_PER_MS)) and prints every result row
+/// [`DEFAULT_ROWS_PER_MS`](crate::DEFAULT_ROWS_PER_MS)) and prints every result row
 /// to stdout as one JSON object per line.
 ///
 /// # Errors

@@ -1,10 +1,10 @@
 //! [`NexmarkSource`]: the Nexmark generator as a checkpointed source.
 
 use super::{nexmark_event, Event, NexmarkConfig};
-use crate::split::Position;
 use weir_dataflow::{
     OperatorContext, Result, SnapshotContext, Source, SourceOutput, SourcePoll, SubtaskInfo,
 };
+use weir_sources::split::Position;
 
 const POSITION: &str = "nexmark-position";
 

@@ -2,8 +2,8 @@
 //! status`, `weir savepoint`, `weir stop` and `weir cancel`.
 //!
 //! ```no_run
-//! # async fn example() -> Result<(), weir::server::client::ClientError> {
-//! use weir::server::client::ServerClient;
+//! # async fn example() -> Result<(), weir_server::client::ClientError> {
+//! use weir_server::client::ServerClient;
 //! let client = ServerClient::new("http://127.0.0.1:8081", None)?;
 //! let jobs = client.get("/jobs").await?;
 //! println!("{jobs}");
