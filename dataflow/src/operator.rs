@@ -183,14 +183,14 @@ impl OperatorContext {
     }
 
     /// The restored keyed state named `name`, by key group: every chunk of it (see
-    /// [`weir_state::chunk_name`]); a key group may come in several chunks.
+    /// [`weir_state::format::chunk_name`]); a key group may come in several chunks.
     pub fn restored_chunks<'a>(&'a self, name: &'a str) -> Vec<(KeyGroup, &'a [u8])> {
         self.restored_keyed
             .iter()
             .flat_map(|(group, states)| {
                 states
                     .iter()
-                    .filter(|(state, _)| weir_state::is_chunk_of(state, name))
+                    .filter(|(state, _)| weir_state::format::is_chunk_of(state, name))
                     .map(|(_, bytes)| (KeyGroup::new(*group), bytes.as_slice()))
             })
             .collect()
@@ -269,7 +269,7 @@ fn add_chunks(
     frozen: &dyn FrozenKeyed,
     max: MaxParallelism,
 ) -> Result<()> {
-    for (group, chunks) in weir_state::encode_frozen(frozen, max)? {
+    for (group, chunks) in weir_state::format::encode_frozen(frozen, max)? {
         snapshot
             .keyed
             .entry(group.get())

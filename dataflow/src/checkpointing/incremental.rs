@@ -20,7 +20,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use weir_checkpoint::metadata::{KeyedStateHandle, StateHandle};
 use weir_checkpoint::{CheckpointId, OperatorUid};
-use weir_state::{chunk_name, FrozenKeyed, KeyGroupRange, MaxParallelism, StateError};
+use weir_state::format::chunk_name;
+use weir_state::{FrozenKeyed, KeyGroupRange, MaxParallelism, StateError};
 
 /// One shard of one table: (table id, shard).
 type ChunkKey = (u64, usize);

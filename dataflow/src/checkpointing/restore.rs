@@ -146,7 +146,7 @@ async fn stage_native(
                 source,
             })?;
         snapshot.keyed.entry(group).or_default().insert(
-            weir_state::chunk_name(&table.state, t as u64, usize::from(group)),
+            weir_state::format::chunk_name(&table.state, t as u64, usize::from(group)),
             chunk,
         );
     }
@@ -207,8 +207,11 @@ async fn load_native(
             tables,
             handle.key_groups,
             |group, t, bytes| {
-                let name =
-                    weir_state::chunk_name(&tables[t].state, t as u64, usize::from(group.get()));
+                let name = weir_state::format::chunk_name(
+                    &tables[t].state,
+                    t as u64,
+                    usize::from(group.get()),
+                );
                 snapshot
                     .keyed
                     .entry(group.get())
