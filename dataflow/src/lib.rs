@@ -48,8 +48,8 @@ pub mod window;
 pub use align::{AlignmentStep, BarrierAligner};
 pub use error::{DataflowError, Result};
 pub use execute::{
-    EdgeView, GraphView, JobConfig, JobHandle, JobResult, MetricsView, OpenedInstance,
-    RestoreState, SubtaskMetrics, VertexRole, VertexView,
+    EdgeView, GraphView, JobConfig, JobHandle, JobResult, MetricsView, SubtaskMetrics, VertexRole,
+    VertexView,
 };
 pub use graph::{Data, EdgeKind};
 pub use message::Message;
@@ -64,6 +64,7 @@ pub use stream::{JobBuilder, KeySelector, KeyedStream, SinkHandle, Stream};
 pub use task::{JobEvent, TaskCommand};
 pub use time::{duration_ms, Timestamp};
 pub use weir_checkpoint::{
-    Barrier, BarrierKind, CheckpointId, OperatorSnapshot, OperatorUid, SubtaskAck,
+    Barrier, BarrierKind, CheckpointId, OpenedInstance, OperatorSnapshot, OperatorUid,
+    RestoreState, SubtaskAck,
 };
 pub use weir_state as state;
