@@ -6,6 +6,9 @@
 //!       │
 //!   execute(): graph ─▶ chains (forward edges, equal parallelism) ─▶ one thread per subtask
 //!              channels: bounded, batched Message<T> (Batch | Watermark | Idle | Barrier | EndOfInput)
+//!   per task:  BarrierAligner (align.rs) and WatermarkValve (watermark.rs), pure logic
+//!   checkpointing: the driver around weir-checkpoint's Coordinator; state files are
+//!              written and read back by weir-checkpoint (incremental, native, restore)
 //! ```
 //!
 //! ```
@@ -43,6 +46,7 @@ mod stream;
 mod task;
 pub mod testing;
 mod time;
+mod watermark;
 pub mod window;
 
 pub use align::{AlignmentStep, BarrierAligner};
@@ -63,6 +67,7 @@ pub use source::{Source, SourceOutput, SourcePoll, SplitId, TimestampAssigner, W
 pub use stream::{JobBuilder, KeySelector, KeyedStream, SinkHandle, Stream};
 pub use task::{JobEvent, TaskCommand};
 pub use time::{duration_ms, Timestamp};
+pub use watermark::{InputWatermark, InputWatermarks, WatermarkStep, WatermarkValve};
 pub use weir_checkpoint::{
     Barrier, BarrierKind, CheckpointId, OpenedInstance, OperatorSnapshot, OperatorUid,
     RestoreState, SubtaskAck,
