@@ -2,7 +2,8 @@
 //! each chain, bounded channels between them.
 
 use crate::graph::{Erased, GraphSpec, NodeKind, WireSettings};
-use crate::operator::{Gauge, OperatorContext, OperatorMetrics, SubtaskInfo};
+use crate::metrics::{Gauge, OperatorMetrics};
+use crate::operator::{OperatorContext, SubtaskInfo};
 use crate::stream::JobBuilder;
 use crate::task::{JobEvent, TaskCommand, TaskEnv, TaskHead};
 use crate::{DataflowError, Result};
@@ -305,7 +306,7 @@ fn validate(graph: &GraphSpec, config: &JobConfig) -> Result<(MaxParallelism, Ve
 }
 
 /// The gauges of a subtask's RocksDB instance (`backend="rocksdb"`).
-fn state_gauges(stats: &weir_state::BackendStats) -> Vec<crate::operator::Gauge> {
+fn state_gauges(stats: &weir_state::BackendStats) -> Vec<Gauge> {
     [
         ("state_gets_total", stats.gets),
         ("state_puts_total", stats.puts),

@@ -36,6 +36,7 @@ mod execute;
 mod graph;
 pub mod join;
 mod message;
+mod metrics;
 mod operator;
 mod ops;
 pub mod process;
@@ -57,10 +58,8 @@ pub use execute::{
 };
 pub use graph::{Data, EdgeKind};
 pub use message::Message;
-pub use operator::{
-    FrozenState, Gauge, GaugeFn, Operator, OperatorContext, OperatorMetrics, Output,
-    SnapshotContext, SubtaskInfo,
-};
+pub use metrics::{Gauge, GaugeFn, OperatorMetrics};
+pub use operator::{FrozenState, Operator, OperatorContext, Output, SnapshotContext, SubtaskInfo};
 pub use ops::{Filter, FlatMap, Identity, Map};
 pub use sink::Sink;
 pub use source::{Source, SourceOutput, SourcePoll, SplitId, TimestampAssigner, WatermarkStrategy};

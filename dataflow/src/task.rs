@@ -2,7 +2,8 @@
 //! input channels (with barrier alignment and watermark merging).
 
 use crate::align::{AlignmentStep, BarrierAligner};
-use crate::operator::{FrozenState, OperatorContext, OperatorMetrics, SnapshotContext};
+use crate::metrics::OperatorMetrics;
+use crate::operator::{FrozenState, OperatorContext, SnapshotContext};
 use crate::source::{Source, SourceOutput, SourcePoll, SplitId, WatermarkStrategy};
 use crate::stage::{ChainSnapshots, Stage};
 use crate::watermark::{InputWatermark, InputWatermarks, WatermarkStep, WatermarkValve};
