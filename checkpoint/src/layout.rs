@@ -185,9 +185,47 @@ pub fn savepoint_relative(job_dir: &Path, checkpoint_dir: &Path, path: &Path) ->
     (!rest.is_root()).then_some(rest)
 }
 
+/// A name made safe as one local directory name (the RocksDB directories of a job
+/// and of its operator subtasks, `<rocksdb dir>/<job>/<uid>/<subtask>`): anything
+/// but letters, digits, `-`, `_` and `.` becomes `_`, and the names `""`, `.` and
+/// `..` get a leading `_`.
+///
+/// ```
+/// use weir_checkpoint::layout::path_segment;
+/// assert_eq!(path_segment("orders/eu"), "orders_eu");
+/// assert_eq!(path_segment(".."), "_..");
+/// ```
+pub fn path_segment(name: &str) -> String {
+    let safe: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    match safe.as_str() {
+        "" | "." | ".." => format!("_{safe}"),
+        _ => safe,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn local_directory_names_stay_one_segment() {
+        assert_eq!(path_segment("count-1_a.b"), "count-1_a.b");
+        assert_eq!(path_segment("a/b\\c d"), "a_b_c_d");
+        assert_eq!(path_segment("Zähler"), "Z_hler");
+        assert_eq!(path_segment(""), "_");
+        assert_eq!(path_segment("."), "_.");
+        assert_eq!(path_segment(".."), "_..");
+        assert_eq!(path_segment("..."), "...");
+    }
 
     #[test]
     fn checkpoint_dirs_parse_only_canonical_numbers() {

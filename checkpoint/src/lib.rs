@@ -1,14 +1,25 @@
 //! weir-checkpoint: checkpoint identities, barriers, the description of what a
-//! snapshot holds, and checkpoint storage on an object store.
+//! snapshot holds, the pure coordinator, and checkpoint storage on an object store:
+//! writing the state files of a snapshot and reading them back on restore.
 //!
 //! ```text
 //!  source ──Barrier(n)──▶ task ──Barrier(n)──▶ task ──▶ sink
 //!     │                    │                    │
 //!     └──── snapshot ──────┴──── snapshot ──────┴──▶ acknowledgements (this crate's types)
+//!
+//!  runtime (weir-dataflow)                       this crate
+//!  driver ── events ─────────────────────────▶ Coordinator (pure) ── commands ──▶ driver
+//!  driver ── frozen state of a subtask ──────▶ incremental::encode / native::upload
+//!                                               └─ StateWriter ─▶ CheckpointStorage
+//!  driver ── commit ─────────────────────────▶ CheckpointStorage::commit_metadata (last)
+//!  driver ── resume ─────────────────────────▶ latest_valid / read_savepoint
+//!                                               └─ restore::load_checkpoint ─▶ RestoreState
 //! ```
 //!
-//! This crate knows nothing of the dataflow: it defines the vocabulary that the
-//! runtime (weir-dataflow) and the checkpoint storage and coordinator speak.
+//! This crate knows nothing of the dataflow (it depends on weir-state only): it
+//! defines the vocabulary that the runtime (weir-dataflow) and the checkpoint storage
+//! and coordinator speak, and does the storage I/O of checkpoints, so all of it is
+//! tested without a running job.
 //!
 //! Storage ([`CheckpointStorage`]) keeps checkpoints on the local filesystem or S3 in
 //! the layout of [`layout`]: state files first, `_metadata` ([`CheckpointMetadata`])
@@ -16,6 +27,13 @@
 //! Recovery takes the newest checkpoint that is intact ([`CheckpointStorage::latest_valid`]),
 //! retention keeps the newest N ([`CheckpointStorage::retain`]), savepoints are
 //! self-contained copies ([`CheckpointStorage::write_savepoint`]).
+//!
+//! The state files of a subtask's snapshot are written through a [`StateWriter`]:
+//! heap state incrementally ([`incremental`]: only the shards written since the
+//! previous checkpoint, referring to earlier files for the rest), RocksDB state as
+//! native checkpoints ([`native`]: SST files uploaded once, a local copy kept for
+//! local recovery). [`restore::load_checkpoint`] reads them all back into a
+//! [`RestoreState`].
 //!
 //! ```
 //! use weir_checkpoint::{Barrier, CheckpointId};
@@ -46,19 +64,51 @@
 //! # Ok(())
 //! # }
 //! ```
+//!
+//! Writing a subtask's state through a [`StateWriter`] and restoring it:
+//!
+//! ```
+//! use std::collections::BTreeMap;
+//! use std::sync::Arc;
+//! use weir_checkpoint::restore::{load_checkpoint, NativeRestore, OperatorBlob, Reader};
+//! use weir_checkpoint::*;
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # let dir = std::env::temp_dir().join(format!("weir-doc-restore-{}", std::process::id()));
+//! let storage = CheckpointStorage::open_url(&dir.display().to_string()).await?;
+//! let (job, chk, uid) = ("orders", CheckpointId::new(1), OperatorUid::new("source"));
+//! let mut writer = StateWriter::new(storage.clone(), job, chk, 0, Arc::new(|| {}));
+//! let blob: OperatorBlob = BTreeMap::from([("offset".to_string(), b"42".to_vec())]);
+//! let handle = writer.private(&uid, "operator", weir_state::encode("operator", &blob)?).await?;
+//! let mut metadata = CheckpointMetadata::new(job, chk, SnapshotKind::Checkpoint, 0, Default::default());
+//! metadata.subtask_mut(&uid, 0).operator.push(handle);
+//! storage.commit_metadata(&metadata).await?;
+//!
+//! let native = NativeRestore { local_root: None, scratch: dir.join("scratch"), new_job: None };
+//! let on_restore = |event: &RestoreEvent| println!("{event:?}");
+//! let restored = load_checkpoint(&Reader::Checkpoint(&storage), &metadata, &on_restore, &native).await?;
+//! assert_eq!(restored.operators["source"][0].operator["offset"], b"42");
+//! # std::fs::remove_dir_all(dir).ok();
+//! # Ok(())
+//! # }
+//! ```
 #![deny(missing_docs)]
 
 mod config;
 pub mod control;
 pub mod coordinator;
 mod error;
+pub mod incremental;
 pub mod layout;
 pub mod metadata;
+pub mod native;
 mod recovery;
+pub mod restore;
 mod retention;
 mod savepoint;
 mod snapshot;
 mod storage;
+mod writer;
 
 pub use config::{S3Options, StorageConfig, DEFAULT_ROOT};
 pub use coordinator::{Command, Coordinator, CoordinatorConfig, Event};
@@ -67,10 +117,12 @@ pub use metadata::{
     CheckpointMetadata, KeyedStateHandle, OperatorState, SnapshotKind, StateHandle, SubtaskState,
 };
 pub use recovery::{RecoveryScan, SkipReason, SkippedCheckpoint};
+pub use restore::{load_checkpoint, OpenedInstance, RestoreError, RestoreEvent, RestoreState};
 pub use retention::{plan_retention, RetentionCandidate, RetentionPlan};
 pub use savepoint::Savepoint;
 pub use snapshot::{OperatorSnapshot, OperatorUid, SubtaskAck};
 pub use storage::{CheckpointStorage, STREAMED_PART};
+pub use writer::{AfterWrite, StateWriter};
 
 use serde::{Deserialize, Serialize};
 use std::fmt;

@@ -75,7 +75,7 @@ pub struct KeyedStateHandle {
     /// Where the state is.
     pub handle: StateHandle,
     /// The chunks of the object that belong to this snapshot, by name (see
-    /// `weir_state::chunk_name`); empty means all of them. An incremental checkpoint
+    /// `weir_state::format::chunk_name`); empty means all of them. An incremental checkpoint
     /// refers to the chunks of an older object that are still current. Sorted.
     pub chunks: Vec<String>,
 }

@@ -2,7 +2,8 @@
 //! each chain, bounded channels between them.
 
 use crate::graph::{Erased, GraphSpec, NodeKind, WireSettings};
-use crate::operator::{Gauge, OperatorContext, OperatorMetrics, SubtaskInfo};
+use crate::metrics::{Gauge, OperatorMetrics};
+use crate::operator::{OperatorContext, SubtaskInfo};
 use crate::stream::JobBuilder;
 use crate::task::{JobEvent, TaskCommand, TaskEnv, TaskHead};
 use crate::{DataflowError, Result};
@@ -13,7 +14,9 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
-use weir_checkpoint::{Barrier, CheckpointId, OperatorSnapshot, SubtaskAck};
+use weir_checkpoint::layout::path_segment;
+use weir_checkpoint::restore::RestoreState;
+use weir_checkpoint::{Barrier, CheckpointId, SubtaskAck};
 use weir_state::{KeyGroupRange, MaxParallelism, SharedBackend, StateBackend};
 
 /// Settings of a job.
@@ -61,32 +64,6 @@ impl Default for JobConfig {
             state_backend: StateBackend::Heap,
         }
     }
-}
-
-/// State to restore a job from: the operator snapshots of every subtask of a
-/// completed checkpoint or savepoint, by operator uid.
-#[derive(Clone, Debug, Default)]
-pub struct RestoreState {
-    /// For each uid, the snapshots of its previous subtasks (index = old subtask).
-    pub operators: BTreeMap<String, Vec<OperatorSnapshot>>,
-    /// The max parallelism the state was written with.
-    pub max_parallelism: usize,
-    /// Keyed state that subtasks on RocksDB open as their instances from native
-    /// checkpoints of their own key groups, by uid then subtask; their snapshots in
-    /// `operators` hold only the tables' headers ([`weir_state::NativeTable::header_chunk`]).
-    pub opened: BTreeMap<String, BTreeMap<usize, OpenedInstance>>,
-}
-
-/// A native RocksDB checkpoint a subtask opens as its instance, as it is.
-#[derive(Clone, Debug)]
-pub struct OpenedInstance {
-    /// The checkpoint's files (materialized locally) and tables.
-    pub instance: weir_state::RestoredInstance,
-    /// The checkpoint it belongs to.
-    pub checkpoint: CheckpointId,
-    /// Its files in the checkpoint storage: the instance's first checkpoint refers
-    /// to the shared ones (SST, OPTIONS) instead of uploading them again.
-    pub files: Vec<weir_checkpoint::metadata::NativeFile>,
 }
 
 /// Counters of one operator subtask.
@@ -329,7 +306,7 @@ fn validate(graph: &GraphSpec, config: &JobConfig) -> Result<(MaxParallelism, Ve
 }
 
 /// The gauges of a subtask's RocksDB instance (`backend="rocksdb"`).
-fn state_gauges(stats: &weir_state::BackendStats) -> Vec<crate::operator::Gauge> {
+fn state_gauges(stats: &weir_state::BackendStats) -> Vec<Gauge> {
     [
         ("state_gets_total", stats.gets),
         ("state_puts_total", stats.puts),
@@ -418,25 +395,6 @@ fn context(
         }
     }
     Ok(cx)
-}
-
-/// A name made safe as one directory name: anything but letters, digits, `-`, `_`
-/// and `.` becomes `_`.
-pub(crate) fn path_segment(name: &str) -> String {
-    let safe: String = name
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    match safe.as_str() {
-        "" | "." | ".." => format!("_{safe}"),
-        _ => safe,
-    }
 }
 
 struct Wiring<'a> {

@@ -3,7 +3,8 @@
 //! the typed API ([`crate::Stream`]), expanded into tasks by [`crate::execute`].
 
 use crate::exchange::{ExchangeWriter, Partitioner};
-use crate::operator::{Operator, OperatorContext, OperatorMetrics};
+use crate::metrics::OperatorMetrics;
+use crate::operator::{Operator, OperatorContext};
 use crate::sink::Sink;
 use crate::source::{Source, WatermarkStrategy};
 use crate::stage::{OperatorStage, SinkStage, Stage, Tee};

@@ -3,7 +3,8 @@
 //! input is [`Either`] of the two record types.
 
 use crate::graph::{Data, EdgeSpec, PartitionSpec, TypedEdge};
-use crate::operator::{OperatorContext, OperatorMetrics, Output, SnapshotContext};
+use crate::metrics::OperatorMetrics;
+use crate::operator::{OperatorContext, Output, SnapshotContext};
 use crate::window::{Window, WindowAssigner};
 use crate::{
     duration_ms, KeyedStream, Operator, Result, Stream, SubtaskInfo, Timestamp, TimestampAssigner,

@@ -6,6 +6,9 @@
 //!       │
 //!   execute(): graph ─▶ chains (forward edges, equal parallelism) ─▶ one thread per subtask
 //!              channels: bounded, batched Message<T> (Batch | Watermark | Idle | Barrier | EndOfInput)
+//!   per task:  BarrierAligner (align.rs) and WatermarkValve (watermark.rs), pure logic
+//!   checkpointing: the driver around weir-checkpoint's Coordinator; state files are
+//!              written and read back by weir-checkpoint (incremental, native, restore)
 //! ```
 //!
 //! ```
@@ -33,6 +36,7 @@ mod execute;
 mod graph;
 pub mod join;
 mod message;
+mod metrics;
 mod operator;
 mod ops;
 pub mod process;
@@ -43,27 +47,28 @@ mod stream;
 mod task;
 pub mod testing;
 mod time;
+mod watermark;
 pub mod window;
 
 pub use align::{AlignmentStep, BarrierAligner};
 pub use error::{DataflowError, Result};
 pub use execute::{
-    EdgeView, GraphView, JobConfig, JobHandle, JobResult, MetricsView, OpenedInstance,
-    RestoreState, SubtaskMetrics, VertexRole, VertexView,
+    EdgeView, GraphView, JobConfig, JobHandle, JobResult, MetricsView, SubtaskMetrics, VertexRole,
+    VertexView,
 };
 pub use graph::{Data, EdgeKind};
 pub use message::Message;
-pub use operator::{
-    FrozenState, Gauge, GaugeFn, Operator, OperatorContext, OperatorMetrics, Output,
-    SnapshotContext, SubtaskInfo,
-};
+pub use metrics::{Gauge, GaugeFn, OperatorMetrics};
+pub use operator::{FrozenState, Operator, OperatorContext, Output, SnapshotContext, SubtaskInfo};
 pub use ops::{Filter, FlatMap, Identity, Map};
 pub use sink::Sink;
 pub use source::{Source, SourceOutput, SourcePoll, SplitId, TimestampAssigner, WatermarkStrategy};
 pub use stream::{JobBuilder, KeySelector, KeyedStream, SinkHandle, Stream};
 pub use task::{JobEvent, TaskCommand};
 pub use time::{duration_ms, Timestamp};
+pub use watermark::{InputWatermark, InputWatermarks, WatermarkStep, WatermarkValve};
 pub use weir_checkpoint::{
-    Barrier, BarrierKind, CheckpointId, OperatorSnapshot, OperatorUid, SubtaskAck,
+    Barrier, BarrierKind, CheckpointId, OpenedInstance, OperatorSnapshot, OperatorUid,
+    RestoreState, SubtaskAck,
 };
 pub use weir_state as state;

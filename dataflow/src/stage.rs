@@ -2,7 +2,8 @@
 //! operator by plain function calls on batches; the last stage writes to channels
 //! (an exchange) or is a sink.
 
-use crate::operator::{Operator, OperatorContext, OperatorMetrics, Output, SnapshotContext};
+use crate::metrics::OperatorMetrics;
+use crate::operator::{Operator, OperatorContext, Output, SnapshotContext};
 use crate::sink::Sink;
 use crate::{DataflowError, Result, Timestamp};
 use std::sync::Arc;

@@ -2,9 +2,11 @@
 //! input channels (with barrier alignment and watermark merging).
 
 use crate::align::{AlignmentStep, BarrierAligner};
-use crate::operator::{FrozenState, OperatorContext, OperatorMetrics, SnapshotContext};
+use crate::metrics::OperatorMetrics;
+use crate::operator::{FrozenState, OperatorContext, SnapshotContext};
 use crate::source::{Source, SourceOutput, SourcePoll, SplitId, WatermarkStrategy};
 use crate::stage::{ChainSnapshots, Stage};
+use crate::watermark::{InputWatermark, InputWatermarks, WatermarkStep, WatermarkValve};
 use crate::{DataflowError, Message, Result, Timestamp};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Select, Sender, TryRecvError};
 use rustc_hash::FxHashMap;
@@ -100,36 +102,25 @@ pub(crate) struct GateHead<T> {
     pub(crate) stage: Box<dyn Stage<T>>,
 }
 
-struct InputState {
-    watermark: Timestamp,
-    idle: bool,
-    ended: bool,
-}
-
-impl<T: Send> GateHead<T> {
-    fn combined_watermark(inputs: &[InputState]) -> Option<Timestamp> {
-        inputs
-            .iter()
-            .filter(|i| !i.idle && !i.ended)
-            .map(|i| i.watermark)
-            .min()
+/// Passes on what a [`WatermarkStep`] emits: its watermark (if any), then `Idle`.
+fn emit_watermark<T>(stage: &mut dyn Stage<T>, step: WatermarkStep) -> Result<()> {
+    if let Some(watermark) = step.watermark() {
+        stage.watermark(watermark)?;
     }
+    if step.goes_idle() {
+        stage.idle()?;
+    }
+    Ok(())
 }
 
 impl<T: Send> TaskHead for GateHead<T> {
     fn run(mut self: Box<Self>, env: TaskEnv) -> Result<()> {
         self.stage.open()?;
         let n = self.inputs.len();
-        let mut state: Vec<InputState> = (0..n)
-            .map(|_| InputState {
-                watermark: Timestamp::MIN,
-                idle: false,
-                ended: false,
-            })
-            .collect();
+        // Whether each input channel disconnected or delivered its end.
+        let mut ended = vec![false; n];
+        let mut watermarks = InputWatermarks::new(n);
         let mut aligner = BarrierAligner::new(n);
-        let mut emitted = Timestamp::MIN;
-        let mut idle_emitted = false;
         let mut alignment_started: Option<Instant> = None;
         let mut last_tick = Instant::now();
         let mut open_inputs = n;
@@ -147,14 +138,14 @@ impl<T: Send> TaskHead for GateHead<T> {
                 last_tick = Instant::now();
             }
             readable.clear();
-            readable.extend((0..n).filter(|&i| !state[i].ended && !aligner.is_blocked(i)));
+            readable.extend((0..n).filter(|&i| !ended[i] && !aligner.is_blocked(i)));
             let received = if readable.len() == 1 {
                 let i = readable[0];
                 match self.inputs[i].recv_timeout(env.tick) {
                     Ok(message) => Some((i, message)),
                     Err(RecvTimeoutError::Timeout) => None,
                     Err(RecvTimeoutError::Disconnected) => {
-                        state[i].ended = true;
+                        ended[i] = true;
                         None
                     }
                 }
@@ -169,7 +160,7 @@ impl<T: Send> TaskHead for GateHead<T> {
                         match op.recv(&self.inputs[i]) {
                             Ok(message) => Some((i, message)),
                             Err(_) => {
-                                state[i].ended = true;
+                                ended[i] = true;
                                 None
                             }
                         }
@@ -177,7 +168,7 @@ impl<T: Send> TaskHead for GateHead<T> {
                     Err(_) => None,
                 }
             };
-            if readable.iter().any(|&i| state[i].ended) {
+            if readable.iter().any(|&i| ended[i]) {
                 return Err(DataflowError::TaskFailed {
                     task: env.name.clone(),
                     message: "an upstream task ended without finishing its output".into(),
@@ -188,46 +179,17 @@ impl<T: Send> TaskHead for GateHead<T> {
             };
             match message {
                 Message::Batch(mut batch) => {
-                    if state[input].idle {
-                        state[input].idle = false;
-                    }
-                    idle_emitted = false;
+                    watermarks.on_batch(input);
                     self.stage.batch(&mut batch)?;
                 }
                 Message::Watermark(watermark) => {
-                    let input_state = &mut state[input];
-                    input_state.idle = false;
-                    input_state.watermark = input_state.watermark.max(watermark);
-                    idle_emitted = false;
-                    if let Some(combined) = Self::combined_watermark(&state) {
-                        if combined > emitted {
-                            emitted = combined;
-                            self.stage.watermark(combined)?;
-                        }
-                    }
+                    let step = watermarks.on_watermark(input, watermark);
+                    emit_watermark(self.stage.as_mut(), step)?;
                 }
                 Message::Idle => {
-                    state[input].idle = true;
-                    match Self::combined_watermark(&state) {
-                        Some(combined) if combined > emitted => {
-                            emitted = combined;
-                            self.stage.watermark(combined)?;
-                        }
-                        Some(_) => {}
-                        None if !idle_emitted => {
-                            // Every input is idle: advance to the largest watermark any
-                            // of them reached (as Flink's watermark valve does), then
-                            // go idle downstream.
-                            let max = state.iter().filter(|i| !i.ended).map(|i| i.watermark).max();
-                            if let Some(max) = max.filter(|m| *m > emitted) {
-                                emitted = max;
-                                self.stage.watermark(max)?;
-                            }
-                            idle_emitted = true;
-                            self.stage.idle()?;
-                        }
-                        None => {}
-                    }
+                    // Every input idle: the largest watermark any reached, then Idle.
+                    let step = watermarks.on_idle(input);
+                    emit_watermark(self.stage.as_mut(), step)?;
                 }
                 Message::Barrier(barrier) => {
                     alignment_started.get_or_insert_with(Instant::now);
@@ -240,7 +202,7 @@ impl<T: Send> TaskHead for GateHead<T> {
                     }
                 }
                 Message::EndOfInput => {
-                    state[input].ended = true;
+                    ended[input] = true;
                     open_inputs -= 1;
                     if let AlignmentStep::Aligned(barrier) = aligner.on_end(input) {
                         let alignment = alignment_started
@@ -249,16 +211,12 @@ impl<T: Send> TaskHead for GateHead<T> {
                             .unwrap_or_default();
                         self.snapshot(&env, barrier, alignment)?;
                     }
-                    if let Some(combined) = Self::combined_watermark(&state) {
-                        if combined > emitted {
-                            emitted = combined;
-                            self.stage.watermark(combined)?;
-                        }
-                    }
+                    let step = watermarks.on_end(input);
+                    emit_watermark(self.stage.as_mut(), step)?;
                 }
             }
         }
-        if emitted < Timestamp::MAX {
+        if watermarks.emitted() < Timestamp::MAX {
             self.stage.watermark(Timestamp::MAX)?;
         }
         self.stage.end()?;
@@ -389,12 +347,14 @@ impl<S: Source> SourceHead<S> {
         }
     }
 
-    /// The subtask's watermark: min over active splits; `None` if all are idle.
-    fn watermark(
-        &self,
-        splits: &mut FxHashMap<SplitId, SplitWatermark>,
+    /// The watermark and idleness of each split, after marking the splits idle that
+    /// were inactive for the idle timeout. A split's watermark is its max event time
+    /// − the bound − 1 ms.
+    fn split_watermarks<'a>(
+        &'a self,
+        splits: &'a mut FxHashMap<SplitId, SplitWatermark>,
         now: Instant,
-    ) -> Option<Timestamp> {
+    ) -> impl Iterator<Item = InputWatermark> + Clone + 'a {
         if let Some(timeout) = self.strategy.idle_timeout {
             for split in splits.values_mut() {
                 if now.duration_since(split.last_active) >= timeout {
@@ -402,19 +362,14 @@ impl<S: Source> SourceHead<S> {
                 }
             }
         }
-        Self::split_watermarks(&self.strategy, splits.values().filter(|s| !s.idle)).min()
-    }
-
-    /// The watermark of each split: its max event time − the bound − 1 ms.
-    fn split_watermarks<'a>(
-        strategy: &'a WatermarkStrategy<S::Out>,
-        splits: impl Iterator<Item = &'a SplitWatermark> + 'a,
-    ) -> impl Iterator<Item = Timestamp> + 'a {
-        splits.map(|s| {
-            s.max_timestamp
-                .saturating_sub(strategy.out_of_orderness)
+        let out_of_orderness = self.strategy.out_of_orderness;
+        splits.values().map(move |s| InputWatermark {
+            watermark: s
+                .max_timestamp
+                .saturating_sub(out_of_orderness)
                 .saturating_sub(Duration::from_millis(1))
-                .max(Timestamp::MIN)
+                .max(Timestamp::MIN),
+            idle: s.idle,
         })
     }
 
@@ -449,8 +404,7 @@ impl<S: Source> TaskHead for SourceHead<S> {
                 idle: false,
             },
         );
-        let mut emitted = Timestamp::MIN;
-        let mut idle_emitted = false;
+        let mut valve = WatermarkValve::new();
         let mut last_tick = Instant::now();
         let mut last_watermark = Instant::now();
         let event_time = self.strategy.assigner.is_some();
@@ -476,7 +430,7 @@ impl<S: Source> TaskHead for SourceHead<S> {
             self.observe(&out, &mut splits, now, &mut implicit_split);
             if !out.records.is_empty() {
                 OperatorMetrics::add(&self.metrics.records_out, out.records.len() as u64);
-                idle_emitted = false;
+                valve.on_activity();
                 self.stage.batch(&mut out.records)?;
             }
             if poll == SourcePoll::Finished {
@@ -484,31 +438,15 @@ impl<S: Source> TaskHead for SourceHead<S> {
             }
             if event_time && now.duration_since(last_watermark) >= env.watermark_interval {
                 last_watermark = now;
-                match self.watermark(&mut splits, now) {
-                    Some(watermark) if watermark > emitted => {
-                        emitted = watermark;
-                        self.metrics.set_watermark(watermark);
-                        self.stage.watermark(watermark)?;
-                    }
-                    Some(_) => {}
-                    None if !splits.is_empty() && !idle_emitted => {
-                        // Every split went idle, possibly all in the same interval: the
-                        // data read so far is complete up to the most advanced split's
-                        // watermark (idle splits hold nothing back), so that watermark
-                        // goes out before the subtask declares itself idle.
-                        let all = Self::split_watermarks(&self.strategy, splits.values());
-                        if let Some(watermark) = all.max() {
-                            if watermark > emitted {
-                                emitted = watermark;
-                                self.metrics.set_watermark(watermark);
-                                self.stage.watermark(watermark)?;
-                            }
-                        }
-                        idle_emitted = true;
-                        self.stage.idle()?;
-                    }
-                    None => {}
+                // Every split went idle, possibly all in the same interval: the data
+                // read so far is complete up to the most advanced split's watermark
+                // (idle splits hold nothing back), so that watermark goes out before
+                // the subtask declares itself idle.
+                let step = valve.update(self.split_watermarks(&mut splits, now), true);
+                if let Some(watermark) = step.watermark() {
+                    self.metrics.set_watermark(watermark);
                 }
+                emit_watermark(self.stage.as_mut(), step)?;
             }
             if now.duration_since(last_tick) >= env.tick {
                 last_tick = now;

@@ -38,6 +38,7 @@ mod aggregate;
 mod backend;
 mod codec;
 mod error;
+pub mod format;
 mod hash;
 mod key_group;
 mod keyed;
@@ -76,8 +77,7 @@ pub use rocks::{RocksDbResources, SubtaskStore};
 pub use rocks_table::RocksFrozen;
 pub use states::{AggregatingState, ListState, MapState, ValueState};
 pub use table::{
-    check_group, chunk_name, encode_frozen, is_chunk_of, FrozenKeyed, FrozenTable, HeapTable,
-    KeyedSnapshot, StateKey, StateValue, SHARDS,
+    check_group, FrozenKeyed, FrozenTable, HeapTable, KeyedSnapshot, StateKey, StateValue,
 };
 pub use timers::{TimeDomain, TimerEntry, Timers, TimersSnapshot};
 pub use ttl::{Expiring, TtlListState, TtlMapState, TtlValueState};

@@ -5,8 +5,9 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use weir_state::format::encode_frozen;
 use weir_state::{
-    decode, encode_frozen, FrozenKeyed, KeyGroupRange, KeyedBackend, MaxParallelism, RocksDbConfig,
+    decode, FrozenKeyed, KeyGroupRange, KeyedBackend, MaxParallelism, RocksDbConfig,
     RocksDbResources, StateError, StateTable, LOCK_FILE,
 };
 

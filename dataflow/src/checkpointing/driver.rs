@@ -1,9 +1,6 @@
 //! The driver: runs attempts of a job, feeds the coordinator, executes its commands.
 
-use super::incremental::{self, UploadCache};
 use super::live::{Both, LiveJob};
-use super::native::{self, NativeUploads};
-use super::restore::{load_checkpoint, KeyedBlob, NativeRestore, Reader};
 use super::{
     CheckpointHistory, CheckpointStats, CheckpointingConfig, Failpoint, JobListener, JobStatus,
     ResumeFrom, RunSummary, SubtaskCheckpointStats,
@@ -18,12 +15,13 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use weir_checkpoint::control::ControlReply;
-use weir_checkpoint::metadata::{
-    CheckpointMetadata, KeyedStateHandle, SnapshotKind, StateHandle, SubtaskState,
-};
+use weir_checkpoint::incremental::{self, UploadCache};
+use weir_checkpoint::metadata::{CheckpointMetadata, KeyedStateHandle, SnapshotKind, SubtaskState};
+use weir_checkpoint::native::{self, NativeUploads};
+use weir_checkpoint::restore::{load_checkpoint, KeyedBlob, NativeRestore, Reader};
 use weir_checkpoint::{
     Barrier, CheckpointId, CheckpointStorage, Command, Coordinator, Event, OperatorUid,
-    StorageConfig, SubtaskAck,
+    RestoreEvent, StateWriter, StorageConfig, SubtaskAck,
 };
 use weir_state::{KeyGroupRange, MaxParallelism};
 
@@ -211,74 +209,6 @@ struct InFlight {
     parallelism: BTreeMap<OperatorUid, usize>,
     stats: Vec<SubtaskCheckpointStats>,
     savepoint_reply: Option<Sender<Result<String>>>,
-}
-
-/// Writes the state objects of one subtask's snapshot, counting the bytes and
-/// passing the mid-upload failpoint after each object.
-pub(super) struct StateWriter {
-    storage: CheckpointStorage,
-    job: String,
-    pub(super) checkpoint: CheckpointId,
-    pub(super) subtask: usize,
-    hits: Arc<AtomicU64>,
-    checkpointing: CheckpointingConfig,
-    /// Bytes written so far.
-    bytes: u64,
-}
-
-impl StateWriter {
-    /// `<job>/chk-<n>/<uid>/<subtask>/<name>`.
-    pub(super) async fn private(
-        &mut self,
-        uid: &OperatorUid,
-        name: &str,
-        data: Vec<u8>,
-    ) -> std::result::Result<StateHandle, String> {
-        let size = data.len() as u64;
-        let handle = self
-            .storage
-            .write_state(&self.job, self.checkpoint, uid, self.subtask, name, data)
-            .await
-            .map_err(|e| e.to_string())?;
-        self.written(size);
-        Ok(handle)
-    }
-
-    /// `<job>/shared/<key>`.
-    pub(super) async fn shared(
-        &mut self,
-        key: &str,
-        data: Vec<u8>,
-    ) -> std::result::Result<StateHandle, String> {
-        let size = data.len() as u64;
-        let handle = self
-            .storage
-            .write_shared(&self.job, key, data)
-            .await
-            .map_err(|e| e.to_string())?;
-        self.written(size);
-        Ok(handle)
-    }
-
-    /// Uploads the local file `file` as shared file `key`, streamed when large.
-    pub(super) async fn shared_file(
-        &mut self,
-        key: &str,
-        file: &std::path::Path,
-    ) -> std::result::Result<StateHandle, String> {
-        let handle = self
-            .storage
-            .write_shared_file(&self.job, key, file)
-            .await
-            .map_err(|e| e.to_string())?;
-        self.written(handle.size);
-        Ok(handle)
-    }
-
-    fn written(&mut self, size: u64) {
-        self.bytes += size;
-        hit(&self.hits, &self.checkpointing, Failpoint::MidUpload);
-    }
 }
 
 /// Serves savepoint requests left in the checkpoint storage by `weir savepoint`
@@ -536,9 +466,13 @@ impl Driver {
                 };
                 let reader = Reader::Checkpoint(&self.storage);
                 let native = self.native_restore();
-                let state = self
-                    .runtime
-                    .block_on(load_checkpoint(&reader, &metadata, listener, &native));
+                let on_restore = |event: &RestoreEvent| listener.on_restore(&metadata.job, event);
+                let state = self.runtime.block_on(load_checkpoint(
+                    &reader,
+                    &metadata,
+                    &on_restore,
+                    &native,
+                ));
                 remove_scratch(&native);
                 let state = state.map_err(|e| {
                     storage_error(&format!("restoring checkpoint {}", metadata.checkpoint), e)
@@ -555,9 +489,13 @@ impl Driver {
                 let metadata = savepoint.metadata().clone();
                 let reader = Reader::Savepoint(&savepoint);
                 let native = self.native_restore();
-                let state = self
-                    .runtime
-                    .block_on(load_checkpoint(&reader, &metadata, listener, &native));
+                let on_restore = |event: &RestoreEvent| listener.on_restore(&metadata.job, event);
+                let state = self.runtime.block_on(load_checkpoint(
+                    &reader,
+                    &metadata,
+                    &on_restore,
+                    &native,
+                ));
                 remove_scratch(&native);
                 let state =
                     state.map_err(|e| storage_error(&format!("restoring savepoint `{url}`"), e))?;
@@ -573,7 +511,7 @@ impl Driver {
             weir_state::StateBackend::RocksDb(rocks) => Some(
                 rocks
                     .dir
-                    .join(crate::execute::path_segment(&self.config.name)),
+                    .join(weir_checkpoint::layout::path_segment(&self.config.name)),
             ),
         }
     }
@@ -919,22 +857,25 @@ impl Driver {
         for (uid, part) in frozen.parts {
             frozen_by_uid.entry(uid).or_default().push(part);
         }
-        let mut writer = StateWriter {
-            storage: self.storage.clone(),
-            job: job.to_string(),
-            checkpoint: barrier.id,
-            subtask: ack.subtask,
-            hits: self.failpoint_hits.clone(),
-            checkpointing: self.checkpointing.clone(),
-            bytes: 0,
-        };
+        let (hits, checkpointing) = (self.failpoint_hits.clone(), self.checkpointing.clone());
+        let mut writer = StateWriter::new(
+            self.storage.clone(),
+            job,
+            barrier.id,
+            ack.subtask,
+            Arc::new(move || hit(&hits, &checkpointing, Failpoint::MidUpload)),
+        );
+        let (incremental_enabled, full_snapshot_every) = (
+            self.checkpointing.incremental,
+            self.checkpointing.full_snapshot_every,
+        );
         self.runtime.spawn(async move {
             let started = Instant::now();
             let mut states: BTreeMap<OperatorUid, SubtaskState> = BTreeMap::new();
             let mut state_bytes = 0u64;
             let subtask = ack.subtask;
             // Savepoints are self-contained: full, and private to their directory.
-            let incremental = writer.checkpointing.incremental && !barrier.is_savepoint();
+            let incremental = incremental_enabled && !barrier.is_savepoint();
             let result: std::result::Result<(), String> = async {
                 for (uid, snapshot) in operators {
                     let state = states.entry(uid.clone()).or_default();
@@ -995,7 +936,7 @@ impl Driver {
                         }
                     }
                     let known = if incremental {
-                        uploads.reusable(&uid, subtask, writer.checkpointing.full_snapshot_every)
+                        uploads.reusable(&uid, subtask, full_snapshot_every)
                     } else {
                         Default::default()
                     };
@@ -1027,7 +968,7 @@ impl Driver {
                 Ok(())
             }
             .await;
-            let bytes = writer.bytes;
+            let bytes = writer.bytes();
             let message = match result {
                 Ok(()) => Internal::Uploaded {
                     ack,

@@ -1,29 +1,30 @@
 //! Running a job with checkpoints: the driver around the pure
-//! [`weir_checkpoint::Coordinator`], uploads on tokio, recovery from the newest
-//! complete checkpoint, restart strategies, savepoints, listeners and statistics.
+//! [`weir_checkpoint::Coordinator`], recovery from the newest complete checkpoint,
+//! restart strategies, savepoints, listeners and statistics. This is the runtime
+//! side; the storage I/O of checkpoints (encoding and uploading state files,
+//! incremental and native RocksDB checkpoints, local recovery, reading a checkpoint
+//! back into a [`crate::RestoreState`]) lives in weir-checkpoint, which the driver
+//! calls on tokio.
 //!
 //! ```text
 //!  driver thread ── Tick ─▶ Coordinator ─▶ InjectBarrier ─▶ sources ─▶ … tasks snapshot (sync)
-//!        ▲                                                              │ Ack(bytes)
-//!        └── Uploaded(handles) ◀── tokio: upload state ◀────────────────┘
+//!        ▲                                                              │ Ack(frozen state)
+//!        └── Uploaded(handles) ◀── tokio: weir_checkpoint::{incremental, native} upload ◀──┘
 //!        Coordinator ─▶ WriteMetadata (tokio, create-if-absent) ─▶ NotifyComplete ─▶ tasks/sinks
+//!  resume: weir_checkpoint::restore::load_checkpoint ─▶ RestoreState ─▶ the job's subtasks
 //! ```
 
 mod driver;
-mod incremental;
 mod live;
-mod native;
-mod restore;
 
 pub use driver::CheckpointedJob;
 pub use live::{LiveJob, RestoreProgress};
-pub use restore::RestoreError;
+pub use weir_checkpoint::{RestoreError, RestoreEvent};
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use weir_checkpoint::{CheckpointId, CoordinatorConfig, StorageConfig};
-use weir_state::KeyGroupRange;
 
 /// Where a job starts from.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -184,45 +185,6 @@ pub enum JobStatus {
     Finished,
     /// Stopped with a savepoint.
     Suspended,
-}
-
-/// Progress of a restore, as reported to [`JobListener::on_restore`].
-#[derive(Clone, Debug, PartialEq)]
-pub enum RestoreEvent {
-    /// Restoring one operator subtask's state of the old job begins.
-    Started {
-        /// The operator's uid.
-        uid: String,
-        /// The old subtask whose state is read.
-        subtask: usize,
-        /// The key groups its keyed state covers.
-        key_groups: Option<KeyGroupRange>,
-        /// Bytes to read.
-        bytes: u64,
-    },
-    /// One state object was read.
-    BatchRestored {
-        /// The operator's uid.
-        uid: String,
-        /// The old subtask.
-        subtask: usize,
-        /// Bytes read.
-        bytes: u64,
-        /// Whether they were read from the subtask's local copy of a native RocksDB
-        /// checkpoint (local recovery) rather than downloaded.
-        local: bool,
-        /// Whether they are a native RocksDB checkpoint the subtask opens as its
-        /// instance as it is (same key groups), rather than reads back and writes
-        /// again key by key.
-        opened: bool,
-    },
-    /// Everything was read.
-    Finished {
-        /// The checkpoint or savepoint restored.
-        checkpoint: CheckpointId,
-        /// Total bytes read.
-        bytes: u64,
-    },
 }
 
 /// Statistics of one subtask's part of a checkpoint.

@@ -6,7 +6,8 @@
 
 use super::Window;
 use super::WindowAssigner;
-use crate::operator::{OperatorContext, OperatorMetrics, Output, SnapshotContext};
+use crate::metrics::OperatorMetrics;
+use crate::operator::{OperatorContext, Output, SnapshotContext};
 use crate::{KeySelector, Operator, Result, Timestamp, TimestampAssigner};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;

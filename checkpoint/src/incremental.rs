@@ -16,18 +16,19 @@
 //! to. Updates are applied in checkpoint order, so a late upload of an aborted
 //! checkpoint cannot bring back references a newer checkpoint dropped.
 
+use crate::metadata::{KeyedStateHandle, StateHandle};
+use crate::{CheckpointId, OperatorUid};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
-use weir_checkpoint::metadata::{KeyedStateHandle, StateHandle};
-use weir_checkpoint::{CheckpointId, OperatorUid};
-use weir_state::{chunk_name, FrozenKeyed, KeyGroupRange, MaxParallelism, StateError};
+use weir_state::format::chunk_name;
+use weir_state::{FrozenKeyed, KeyGroupRange, MaxParallelism, StateError};
 
 /// One shard of one table: (table id, shard).
-type ChunkKey = (u64, usize);
+pub type ChunkKey = (u64, usize);
 
 /// A chunk uploaded by an earlier checkpoint.
 #[derive(Clone, Debug)]
-pub(crate) struct Chunk {
+pub struct Chunk {
     generation: u64,
     name: String,
     groups: KeyGroupRange,
@@ -45,7 +46,7 @@ struct SubtaskUploads {
 
 /// What the uploads of one job attempt can refer to again, per operator subtask.
 #[derive(Clone, Default)]
-pub(crate) struct UploadCache {
+pub struct UploadCache {
     inner: Arc<Mutex<HashMap<(OperatorUid, usize), SubtaskUploads>>>,
 }
 
@@ -55,13 +56,13 @@ impl UploadCache {
     }
 
     /// Forgets everything (a new attempt has new tables).
-    pub(crate) fn clear(&self) {
+    pub fn clear(&self) {
         self.lock().clear();
     }
 
     /// The chunks the next upload of a subtask may refer to: none when it is due
     /// for a full upload.
-    pub(crate) fn reusable(
+    pub fn reusable(
         &self,
         uid: &OperatorUid,
         subtask: usize,
@@ -77,7 +78,7 @@ impl UploadCache {
     }
 
     /// Records what checkpoint `checkpoint` of a subtask refers to.
-    pub(crate) fn record(
+    pub fn record(
         &self,
         uid: &OperatorUid,
         subtask: usize,
@@ -97,9 +98,9 @@ impl UploadCache {
 
 /// The frozen state of one operator subtask, encoded: new chunks to upload in one
 /// file, and earlier chunks to refer to.
-pub(crate) struct Encoded {
+pub struct Encoded {
     /// New chunks: key group → chunk name → bytes.
-    pub(crate) bundle: BTreeMap<u16, BTreeMap<String, Vec<u8>>>,
+    pub bundle: BTreeMap<u16, BTreeMap<String, Vec<u8>>>,
     new: Vec<(ChunkKey, Chunk)>,
     reused: Vec<(ChunkKey, Chunk)>,
 }
@@ -110,7 +111,7 @@ pub(crate) struct Encoded {
 ///
 /// # Errors
 /// A state that cannot be encoded.
-pub(crate) fn encode(
+pub fn encode(
     parts: Vec<Arc<dyn FrozenKeyed>>,
     known: &HashMap<ChunkKey, Chunk>,
     max: MaxParallelism,
@@ -171,7 +172,7 @@ impl Encoded {
     /// The state handles of this upload, given the file the new chunks went to, and
     /// the chunks to remember for the next checkpoint. Also returns the bytes of
     /// state referred to.
-    pub(crate) fn finish(
+    pub fn finish(
         self,
         file: Option<StateHandle>,
     ) -> (Vec<KeyedStateHandle>, HashMap<ChunkKey, Chunk>, u64) {
@@ -222,5 +223,101 @@ impl Encoded {
             });
         }
         (handles, remembered, state_bytes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(path: &str) -> StateHandle {
+        StateHandle {
+            path: path.into(),
+            size: 100,
+        }
+    }
+
+    fn chunk(name: &str, groups: (u16, u16), file: Option<StateHandle>) -> Chunk {
+        Chunk {
+            generation: 1,
+            name: name.into(),
+            groups: KeyGroupRange {
+                start: groups.0,
+                end: groups.1,
+            },
+            bytes: 10,
+            file,
+        }
+    }
+
+    /// Every `full_every`-th upload of a subtask refers to nothing earlier; a late
+    /// record of an older checkpoint changes nothing; subtasks are apart.
+    #[test]
+    fn every_nth_upload_is_full_and_records_apply_in_checkpoint_order() {
+        let cache = UploadCache::default();
+        let uid = OperatorUid::new("count");
+        let chunks = HashMap::from([((1, 0), chunk("a", (0, 3), Some(file("f1"))))]);
+        assert!(
+            cache.reusable(&uid, 0, 3).is_empty(),
+            "nothing uploaded yet"
+        );
+        cache.record(&uid, 0, CheckpointId::new(1), chunks.clone());
+        assert_eq!(cache.reusable(&uid, 0, 3).len(), 1);
+        cache.record(&uid, 0, CheckpointId::new(2), chunks.clone());
+        assert_eq!(cache.reusable(&uid, 0, 3).len(), 1);
+        cache.record(&uid, 0, CheckpointId::new(3), chunks.clone());
+        assert!(
+            cache.reusable(&uid, 0, 3).is_empty(),
+            "the 4th upload is full"
+        );
+        cache.record(&uid, 0, CheckpointId::new(2), HashMap::new());
+        assert!(cache.reusable(&uid, 0, 3).is_empty(), "late record ignored");
+        cache.record(&uid, 0, CheckpointId::new(4), chunks.clone());
+        assert_eq!(cache.reusable(&uid, 0, 3).len(), 1);
+        assert!(cache.reusable(&uid, 1, 3).is_empty(), "another subtask");
+        assert!(cache.reusable(&uid, 0, 0).is_empty(), "0: always full");
+        cache.clear();
+        assert!(cache.reusable(&uid, 0, 3).is_empty());
+    }
+
+    /// New chunks go to the new file, with one handle over their key groups; reused
+    /// chunks are referred to per older file, by name, over their joint key groups.
+    #[test]
+    fn finish_refers_to_new_and_reused_chunks_by_file() {
+        let encoded = Encoded {
+            bundle: BTreeMap::from([
+                (4, BTreeMap::from([("n".to_string(), vec![1])])),
+                (9, BTreeMap::from([("n".to_string(), vec![2])])),
+            ]),
+            new: vec![((1, 0), chunk("n", (4, 9), None))],
+            reused: vec![
+                ((2, 0), chunk("b", (10, 12), Some(file("old")))),
+                ((2, 1), chunk("a", (0, 3), Some(file("old")))),
+                ((3, 0), chunk("c", (5, 5), Some(file("older")))),
+            ],
+        };
+        let (handles, remembered, state_bytes) = encoded.finish(Some(file("new")));
+        assert_eq!(state_bytes, 40);
+        assert_eq!(remembered.len(), 4);
+        assert_eq!(remembered[&(1, 0)].file, Some(file("new")));
+        let summary: Vec<(&str, u16, u16, Vec<&str>)> = handles
+            .iter()
+            .map(|h| {
+                (
+                    h.handle.path.as_str(),
+                    h.key_groups.start,
+                    h.key_groups.end,
+                    h.chunks.iter().map(String::as_str).collect(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                ("new", 4, 9, vec![]),
+                ("old", 0, 12, vec!["a", "b"]),
+                ("older", 5, 5, vec!["c"]),
+            ]
+        );
     }
 }

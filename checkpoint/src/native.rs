@@ -19,13 +19,12 @@
 //! opened from a checkpoint starts with that checkpoint's shared files in the cache
 //! ([`NativeUploads::opened`]): the restored checkpoint refers to them.
 
-use super::driver::StateWriter;
-use super::restore::{read_handle, Reader, RestoreError};
+use crate::metadata::{NativeFile, NativeKeyedHandle, StateHandle};
+use crate::restore::{read_handle, OpenedInstance, Reader, RestoreError};
+use crate::{CheckpointId, OperatorUid, StateWriter};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use weir_checkpoint::metadata::{NativeFile, NativeKeyedHandle, StateHandle};
-use weir_checkpoint::{CheckpointId, OperatorUid};
 use weir_state::{KeyGroupRange, NativeSnapshot};
 
 /// The directory of a subtask's local copies of its native checkpoints.
@@ -42,7 +41,7 @@ struct SubtaskFiles {
 /// The SST files the native checkpoints of one job attempt uploaded, per operator
 /// subtask, for later checkpoints to refer to.
 #[derive(Clone, Default)]
-pub(crate) struct NativeUploads {
+pub struct NativeUploads {
     inner: Arc<Mutex<HashMap<(OperatorUid, usize), SubtaskFiles>>>,
 }
 
@@ -52,7 +51,7 @@ impl NativeUploads {
     }
 
     /// Forgets everything (a new attempt opens new instances).
-    pub(crate) fn clear(&self) {
+    pub fn clear(&self) {
         self.lock().clear();
     }
 
@@ -61,7 +60,7 @@ impl NativeUploads {
     /// refers to those it still holds. They stay safe to refer to as for files of
     /// the instance's own checkpoints: the restored checkpoint refers to them, and
     /// retention keeps it until a newer checkpoint completes.
-    pub(crate) fn opened(&self, uid: &OperatorUid, subtask: usize, opened: &crate::OpenedInstance) {
+    pub fn opened(&self, uid: &OperatorUid, subtask: usize, opened: &OpenedInstance) {
         let ssts = opened
             .files
             .iter()
@@ -135,7 +134,7 @@ fn is_checkpoint_file(name: &str) -> bool {
 pub(crate) fn local_copy(subtask_dir: &Path, checkpoint: CheckpointId, index: usize) -> PathBuf {
     subtask_dir
         .join(LOCAL_DIR)
-        .join(weir_checkpoint::layout::checkpoint_dir_name(checkpoint))
+        .join(crate::layout::checkpoint_dir_name(checkpoint))
         .join(index.to_string())
 }
 
@@ -152,7 +151,7 @@ pub(crate) fn local_copy(subtask_dir: &Path, checkpoint: CheckpointId, index: us
 ///
 /// # Cancel safety
 /// Cancel-safe: uploads are create-if-absent or private to the checkpoint.
-pub(crate) async fn upload(
+pub async fn upload(
     writer: &mut StateWriter,
     uploads: &NativeUploads,
     uid: &OperatorUid,
@@ -177,7 +176,7 @@ pub(crate) async fn upload(
             other.checkpoint.path().display()
         ));
     }
-    let subtask = writer.subtask;
+    let subtask = writer.subtask();
     let instance = checkpoint.instance();
     let known = uploads.reusable(uid, subtask, instance);
     let mut names = Vec::new();
@@ -221,9 +220,9 @@ pub(crate) async fn upload(
         }
         files.push(NativeFile { name, handle });
     }
-    uploads.record(uid, subtask, writer.checkpoint, instance, ssts);
+    uploads.record(uid, subtask, writer.checkpoint(), instance, ssts);
     if let Some(subtask_dir) = dir.parent().and_then(Path::parent) {
-        let local = local_copy(subtask_dir, writer.checkpoint, index);
+        let local = local_copy(subtask_dir, writer.checkpoint(), index);
         let names: Vec<String> = files.iter().map(|f| f.name.clone()).collect();
         let linked = tokio::task::spawn_blocking(move || link_all(&dir, &local, &names)).await;
         match linked {
@@ -243,7 +242,7 @@ pub(crate) async fn upload(
 /// Groups frozen tables by the RocksDB checkpoint they were frozen in: operators
 /// that flush every table before freezing them share one; otherwise each group
 /// becomes a handle of its own.
-pub(crate) fn by_checkpoint(tables: Vec<NativeSnapshot>) -> Vec<Vec<NativeSnapshot>> {
+pub fn by_checkpoint(tables: Vec<NativeSnapshot>) -> Vec<Vec<NativeSnapshot>> {
     let mut groups: Vec<Vec<NativeSnapshot>> = Vec::new();
     for table in tables {
         match groups
@@ -277,7 +276,7 @@ fn link_all(from: &Path, to: &Path, names: &[String]) -> Result<(), String> {
 /// Removes the local copies of checkpoints older than `newest` (the newest
 /// completed checkpoint, whose copy is kept for local recovery) under every subtask
 /// directory of `job_dir` (`<job_dir>/<uid>/<subtask>/local/chk-<n>`).
-pub(crate) fn prune_local(job_dir: &Path, newest: CheckpointId) {
+pub fn prune_local(job_dir: &Path, newest: CheckpointId) {
     let Ok(operators) = std::fs::read_dir(job_dir) else {
         return;
     };
@@ -293,7 +292,7 @@ pub(crate) fn prune_local(job_dir: &Path, newest: CheckpointId) {
                 let old = copy
                     .file_name()
                     .to_str()
-                    .and_then(weir_checkpoint::layout::parse_checkpoint_dir)
+                    .and_then(crate::layout::parse_checkpoint_dir)
                     .is_some_and(|id| id < newest);
                 if old {
                     if let Err(e) = std::fs::remove_dir_all(copy.path()) {
@@ -432,7 +431,7 @@ mod tests {
                 size: 10,
             },
         };
-        let opened = crate::OpenedInstance {
+        let opened = OpenedInstance {
             instance: weir_state::RestoredInstance {
                 dir: PathBuf::from("restore"),
                 key_groups: KeyGroupRange { start: 0, end: 63 },

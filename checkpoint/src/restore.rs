@@ -1,12 +1,88 @@
-//! Reading a checkpoint or savepoint back into a [`RestoreState`].
+//! Reading a checkpoint or savepoint back into a [`RestoreState`]: every state
+//! object its metadata refers to, keyed state by key group, native RocksDB
+//! checkpoints either staged for the subtask that opens them as its instance or read
+//! back in the canonical form (see [`crate::native`]).
+//!
+//! ```text
+//!  _metadata ─▶ per operator, per old subtask:
+//!      keyed files (whole, or only the chunks still current) ─▶ OperatorSnapshot.keyed
+//!      native RocksDB checkpoints ─▶ staged to be opened as they are | read back key by key
+//!      operator state files ─▶ OperatorSnapshot.operator
+//!  ─▶ RestoreState (operators by uid, instances to open), RestoreEvents along the way
+//! ```
 
-use super::{JobListener, RestoreEvent};
-use crate::{OpenedInstance, RestoreState};
+use crate::metadata::{CheckpointMetadata, NativeFile, NativeKeyedHandle};
+use crate::{CheckpointError, CheckpointId, OperatorSnapshot};
 use std::collections::BTreeMap;
 use thiserror::Error;
-use weir_checkpoint::metadata::{CheckpointMetadata, NativeKeyedHandle};
-use weir_checkpoint::{CheckpointError, OperatorSnapshot};
+use weir_state::format::chunk_name;
 use weir_state::{KeyGroupRange, MaxParallelism, RestoredInstance, StateError};
+
+/// State to restore a job from: the operator snapshots of every subtask of a
+/// completed checkpoint or savepoint, by operator uid.
+#[derive(Clone, Debug, Default)]
+pub struct RestoreState {
+    /// For each uid, the snapshots of its previous subtasks (index = old subtask).
+    pub operators: BTreeMap<String, Vec<OperatorSnapshot>>,
+    /// The max parallelism the state was written with.
+    pub max_parallelism: usize,
+    /// Keyed state that subtasks on RocksDB open as their instances from native
+    /// checkpoints of their own key groups, by uid then subtask; their snapshots in
+    /// `operators` hold only the tables' headers ([`weir_state::NativeTable::header_chunk`]).
+    pub opened: BTreeMap<String, BTreeMap<usize, OpenedInstance>>,
+}
+
+/// A native RocksDB checkpoint a subtask opens as its instance, as it is.
+#[derive(Clone, Debug)]
+pub struct OpenedInstance {
+    /// The checkpoint's files (materialized locally) and tables.
+    pub instance: weir_state::RestoredInstance,
+    /// The checkpoint it belongs to.
+    pub checkpoint: CheckpointId,
+    /// Its files in the checkpoint storage: the instance's first checkpoint refers
+    /// to the shared ones (SST, OPTIONS) instead of uploading them again.
+    pub files: Vec<NativeFile>,
+}
+
+/// Progress of a restore, as reported by [`load_checkpoint`] (the runtime passes it
+/// on to its job listeners).
+#[derive(Clone, Debug, PartialEq)]
+pub enum RestoreEvent {
+    /// Restoring one operator subtask's state of the old job begins.
+    Started {
+        /// The operator's uid.
+        uid: String,
+        /// The old subtask whose state is read.
+        subtask: usize,
+        /// The key groups its keyed state covers.
+        key_groups: Option<KeyGroupRange>,
+        /// Bytes to read.
+        bytes: u64,
+    },
+    /// One state object was read.
+    BatchRestored {
+        /// The operator's uid.
+        uid: String,
+        /// The old subtask.
+        subtask: usize,
+        /// Bytes read.
+        bytes: u64,
+        /// Whether they were read from the subtask's local copy of a native RocksDB
+        /// checkpoint (local recovery) rather than downloaded.
+        local: bool,
+        /// Whether they are a native RocksDB checkpoint the subtask opens as its
+        /// instance as it is (same key groups), rather than reads back and writes
+        /// again key by key.
+        opened: bool,
+    },
+    /// Everything was read.
+    Finished {
+        /// The checkpoint or savepoint restored.
+        checkpoint: CheckpointId,
+        /// Total bytes read.
+        bytes: u64,
+    },
+}
 
 /// Why a checkpoint could not be restored.
 #[derive(Debug, Error)]
@@ -36,20 +112,29 @@ pub enum RestoreError {
 }
 
 /// Keyed state of one operator subtask as stored: per key group, per state name.
-pub(crate) type KeyedBlob = BTreeMap<u16, BTreeMap<String, Vec<u8>>>;
+pub type KeyedBlob = BTreeMap<u16, BTreeMap<String, Vec<u8>>>;
 /// Operator state of one operator subtask as stored: per state name.
-pub(crate) type OperatorBlob = BTreeMap<String, Vec<u8>>;
+pub type OperatorBlob = BTreeMap<String, Vec<u8>>;
 
 mod bytes_compat {
-    use weir_checkpoint::metadata::StateHandle;
-    use weir_checkpoint::{CheckpointError, CheckpointStorage, Savepoint};
+    use crate::metadata::StateHandle;
+    use crate::{CheckpointError, CheckpointStorage, Savepoint};
 
     /// Where state objects are read from.
-    pub(crate) enum Reader<'a> {
+    pub enum Reader<'a> {
+        /// A job's checkpoint storage.
         Checkpoint(&'a CheckpointStorage),
+        /// A savepoint (self-contained).
         Savepoint(&'a Savepoint),
     }
 
+    /// Reads the state object `handle` from `reader`.
+    ///
+    /// # Errors
+    /// Storage failed or the object is missing.
+    ///
+    /// # Cancel safety
+    /// Cancel-safe: it only reads.
     pub(crate) async fn read_handle(
         reader: &Reader<'_>,
         handle: &StateHandle,
@@ -62,27 +147,28 @@ mod bytes_compat {
     }
 }
 
-pub(crate) use bytes_compat::{read_handle, Reader};
+pub(crate) use bytes_compat::read_handle;
+pub use bytes_compat::Reader;
 
 /// Where native RocksDB checkpoints are put while they are read back.
 #[derive(Clone, Debug)]
-pub(crate) struct NativeRestore {
+pub struct NativeRestore {
     /// `<rocksdb dir>/<job>` when the job runs on RocksDB: local copies of
     /// checkpoints are looked for under `<uid>/<subtask>/local/chk-<n>` there.
-    pub(crate) local_root: Option<std::path::PathBuf>,
+    pub local_root: Option<std::path::PathBuf>,
     /// A directory of this process for temporary copies (removed after use).
-    pub(crate) scratch: std::path::PathBuf,
+    pub scratch: std::path::PathBuf,
     /// When the job runs on RocksDB: its max parallelism and the parallelism of
     /// each of its operators, by uid, to find the subtasks that own the key groups
     /// of their native checkpoint (and open it as their instance).
-    pub(crate) new_job: Option<(MaxParallelism, BTreeMap<String, usize>)>,
+    pub new_job: Option<(MaxParallelism, BTreeMap<String, usize>)>,
 }
 
 impl NativeRestore {
     /// The directory of subtask `subtask` of `uid` in the job's RocksDB directory.
     fn subtask_dir(&self, uid: &str, subtask: usize) -> Option<std::path::PathBuf> {
         self.local_root.as_ref().map(|root| {
-            root.join(crate::execute::path_segment(uid))
+            root.join(crate::layout::path_segment(uid))
                 .join(subtask.to_string())
         })
     }
@@ -131,9 +217,9 @@ async fn stage_native(
             source: StateError::Config("the job does not keep its state in RocksDB".into()),
         });
     };
-    let local = super::native::local_copy(&subtask_dir, metadata.checkpoint, 0);
+    let local = crate::native::local_copy(&subtask_dir, metadata.checkpoint, 0);
     let staging = RestoredInstance::staging_dir(&subtask_dir);
-    let source = super::native::materialize(reader, handle, Some(&local), &staging).await?;
+    let source = crate::native::materialize(reader, handle, Some(&local), &staging).await?;
     for (t, table) in handle.tables.iter().enumerate() {
         let Some(offset) = table.entries.iter().position(|&n| n > 0) else {
             continue;
@@ -146,11 +232,11 @@ async fn stage_native(
                 source,
             })?;
         snapshot.keyed.entry(group).or_default().insert(
-            weir_state::chunk_name(&table.state, t as u64, usize::from(group)),
+            chunk_name(&table.state, t as u64, usize::from(group)),
             chunk,
         );
     }
-    let local = source == super::native::Source::Local;
+    let local = source == crate::native::Source::Local;
     tracing::info!(
         uid,
         subtask,
@@ -194,12 +280,12 @@ async fn load_native(
 ) -> Result<bool, RestoreError> {
     let local = native
         .subtask_dir(uid, subtask)
-        .map(|dir| super::native::local_copy(&dir, metadata.checkpoint, index));
+        .map(|dir| crate::native::local_copy(&dir, metadata.checkpoint, index));
     let scratch = native.scratch.join(format!(
         "{}.{subtask}.{index}",
-        crate::execute::path_segment(uid)
+        crate::layout::path_segment(uid)
     ));
-    let source = super::native::materialize(reader, handle, local.as_deref(), &scratch).await;
+    let source = crate::native::materialize(reader, handle, local.as_deref(), &scratch).await;
     let result = source.and_then(|source| {
         let tables = &handle.tables;
         weir_state::read_native_checkpoint(
@@ -207,8 +293,7 @@ async fn load_native(
             tables,
             handle.key_groups,
             |group, t, bytes| {
-                let name =
-                    weir_state::chunk_name(&tables[t].state, t as u64, usize::from(group.get()));
+                let name = chunk_name(&tables[t].state, t as u64, usize::from(group.get()));
                 snapshot
                     .keyed
                     .entry(group.get())
@@ -232,7 +317,7 @@ async fn load_native(
         }
     }
     let source = result?;
-    let local = source == super::native::Source::Local;
+    let local = source == crate::native::Source::Local;
     tracing::info!(
         uid,
         subtask,
@@ -249,17 +334,17 @@ async fn load_native(
     Ok(local)
 }
 
-/// Reads every state object `metadata` refers to, reporting progress to `listener`.
+/// Reads every state object `metadata` refers to, reporting progress to `on_restore`.
 ///
 /// # Errors
 /// [`RestoreError`] naming the object that is missing or corrupt.
 ///
 /// # Cancel safety
 /// Cancel-safe: it only reads.
-pub(crate) async fn load_checkpoint(
+pub async fn load_checkpoint(
     reader: &Reader<'_>,
     metadata: &CheckpointMetadata,
-    listener: &dyn JobListener,
+    on_restore: &(dyn Fn(&RestoreEvent) + Sync),
     native: &NativeRestore,
 ) -> Result<RestoreState, RestoreError> {
     let mut operators = BTreeMap::new();
@@ -278,19 +363,16 @@ pub(crate) async fn load_checkpoint(
                 .sum::<u64>()
                 + subtask_state.operator.iter().map(|h| h.size).sum::<u64>()
                 + subtask_state.native.iter().map(|n| n.size()).sum::<u64>();
-            listener.on_restore(
-                &metadata.job,
-                &RestoreEvent::Started {
-                    uid: uid.to_string(),
-                    subtask,
-                    key_groups: subtask_state
-                        .keyed
-                        .first()
-                        .map(|k| k.key_groups)
-                        .or_else(|| subtask_state.native.first().map(|n| n.key_groups)),
-                    bytes,
-                },
-            );
+            on_restore(&RestoreEvent::Started {
+                uid: uid.to_string(),
+                subtask,
+                key_groups: subtask_state
+                    .keyed
+                    .first()
+                    .map(|k| k.key_groups)
+                    .or_else(|| subtask_state.native.first().map(|n| n.key_groups)),
+                bytes,
+            });
             let snapshot = &mut snapshots[subtask];
             for keyed in &subtask_state.keyed {
                 let raw = read_handle(reader, &keyed.handle).await?;
@@ -314,16 +396,13 @@ pub(crate) async fn load_checkpoint(
                         );
                     }
                 }
-                listener.on_restore(
-                    &metadata.job,
-                    &RestoreEvent::BatchRestored {
-                        uid: uid.to_string(),
-                        subtask,
-                        bytes: keyed.handle.size,
-                        local: false,
-                        opened: false,
-                    },
-                );
+                on_restore(&RestoreEvent::BatchRestored {
+                    uid: uid.to_string(),
+                    subtask,
+                    bytes: keyed.handle.size,
+                    local: false,
+                    opened: false,
+                });
             }
             // Savepoints are canonical; a checkpoint of the subtask's own key groups
             // is opened as its instance, any other read back key by key.
@@ -359,16 +438,13 @@ pub(crate) async fn load_checkpoint(
                     )
                     .await?
                 };
-                listener.on_restore(
-                    &metadata.job,
-                    &RestoreEvent::BatchRestored {
-                        uid: uid.to_string(),
-                        subtask,
-                        bytes: handle.size(),
-                        local,
-                        opened: opens,
-                    },
-                );
+                on_restore(&RestoreEvent::BatchRestored {
+                    uid: uid.to_string(),
+                    subtask,
+                    bytes: handle.size(),
+                    local,
+                    opened: opens,
+                });
             }
             for handle in &subtask_state.operator {
                 let raw = read_handle(reader, handle).await?;
@@ -380,31 +456,106 @@ pub(crate) async fn load_checkpoint(
                         }
                     })?;
                 snapshot.operator.extend(blob);
-                listener.on_restore(
-                    &metadata.job,
-                    &RestoreEvent::BatchRestored {
-                        uid: uid.to_string(),
-                        subtask,
-                        bytes: handle.size,
-                        local: false,
-                        opened: false,
-                    },
-                );
+                on_restore(&RestoreEvent::BatchRestored {
+                    uid: uid.to_string(),
+                    subtask,
+                    bytes: handle.size,
+                    local: false,
+                    opened: false,
+                });
             }
             total += bytes;
         }
         operators.insert(uid.to_string(), snapshots);
     }
-    listener.on_restore(
-        &metadata.job,
-        &RestoreEvent::Finished {
-            checkpoint: metadata.checkpoint,
-            bytes: total,
-        },
-    );
+    on_restore(&RestoreEvent::Finished {
+        checkpoint: metadata.checkpoint,
+        bytes: total,
+    });
     Ok(RestoreState {
         operators,
         max_parallelism: metadata.max_parallelism.get(),
         opened,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use weir_state::NativeTable;
+
+    fn handle(key_groups: KeyGroupRange) -> NativeKeyedHandle {
+        let groups = usize::from(key_groups.end - key_groups.start) + 1;
+        NativeKeyedHandle {
+            key_groups,
+            files: Vec::new(),
+            tables: vec![NativeTable {
+                state: "count".into(),
+                column_family: "count".into(),
+                namespace: Vec::new(),
+                header: Vec::new(),
+                entries: vec![1; groups],
+            }],
+        }
+    }
+
+    fn on_rocksdb(parallelism: usize) -> NativeRestore {
+        NativeRestore {
+            local_root: Some("rocksdb/job".into()),
+            scratch: "scratch".into(),
+            new_job: Some((
+                MaxParallelism::DEFAULT,
+                BTreeMap::from([("count".to_string(), parallelism)]),
+            )),
+        }
+    }
+
+    /// A subtask opens a native checkpoint as its instance exactly when the new job
+    /// gives it the same key groups the old subtask owned; otherwise (rescaled, heap
+    /// backend, an operator the job lacks, several handles) it is read back.
+    #[test]
+    fn a_subtask_opens_the_native_checkpoint_of_exactly_its_key_groups() {
+        let max = MaxParallelism::DEFAULT;
+        let old = |subtask| KeyGroupRange::for_subtask(max, 2, subtask);
+        let native = on_rocksdb(2);
+        assert!(native.opens("count", 0, &[handle(old(0))]));
+        assert!(native.opens("count", 1, &[handle(old(1))]));
+        assert!(!native.opens("count", 0, &[handle(old(1))]), "other groups");
+        assert!(
+            !native.opens("count", 2, &[handle(old(1))]),
+            "no such subtask"
+        );
+        assert!(!native.opens("other", 0, &[handle(old(0))]), "unknown uid");
+        assert!(
+            !native.opens("count", 0, &[handle(old(0)), handle(old(0))]),
+            "several handles"
+        );
+        assert!(!native.opens("count", 0, &[]), "nothing native");
+        assert!(
+            !on_rocksdb(4).opens("count", 0, &[handle(old(0))]),
+            "rescaled"
+        );
+        let heap = NativeRestore {
+            local_root: None,
+            new_job: None,
+            ..on_rocksdb(2)
+        };
+        assert!(!heap.opens("count", 0, &[handle(old(0))]), "heap backend");
+        let mut unrecorded = handle(old(0));
+        unrecorded.tables[0].entries.clear();
+        assert!(!native.opens("count", 0, &[unrecorded]), "format 3");
+    }
+
+    #[test]
+    fn native_checkpoints_are_staged_under_the_subtask_directory() {
+        assert_eq!(
+            on_rocksdb(2).subtask_dir("a/b", 3),
+            Some(std::path::PathBuf::from("rocksdb/job/a_b/3"))
+        );
+        let heap = NativeRestore {
+            local_root: None,
+            ..on_rocksdb(2)
+        };
+        assert_eq!(heap.subtask_dir("count", 0), None);
+    }
 }

@@ -1,0 +1,123 @@
+//! Writing the state objects of one subtask's part of a checkpoint.
+
+use crate::metadata::StateHandle;
+use crate::{CheckpointId, CheckpointStorage, OperatorUid};
+use std::sync::Arc;
+
+/// Called after each state object written (the runtime passes a failpoint there).
+pub type AfterWrite = Arc<dyn Fn() + Send + Sync>;
+
+/// Writes the state objects of one subtask's snapshot for checkpoint `checkpoint`,
+/// counting the bytes and calling a hook after each object.
+pub struct StateWriter {
+    storage: CheckpointStorage,
+    job: String,
+    checkpoint: CheckpointId,
+    subtask: usize,
+    after_write: AfterWrite,
+    /// Bytes written so far.
+    bytes: u64,
+}
+
+impl StateWriter {
+    /// A writer of subtask `subtask`'s state objects of checkpoint `checkpoint` of
+    /// job `job`; `after_write` is called after each object written.
+    pub fn new(
+        storage: CheckpointStorage,
+        job: impl Into<String>,
+        checkpoint: CheckpointId,
+        subtask: usize,
+        after_write: AfterWrite,
+    ) -> Self {
+        Self {
+            storage,
+            job: job.into(),
+            checkpoint,
+            subtask,
+            after_write,
+            bytes: 0,
+        }
+    }
+
+    /// The checkpoint written.
+    pub fn checkpoint(&self) -> CheckpointId {
+        self.checkpoint
+    }
+
+    /// The subtask whose state is written.
+    pub fn subtask(&self) -> usize {
+        self.subtask
+    }
+
+    /// Bytes written so far.
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    /// Writes `<job>/chk-<n>/<uid>/<subtask>/<name>`.
+    ///
+    /// # Errors
+    /// The storage's report, as text.
+    ///
+    /// # Cancel safety
+    /// Cancel-safe: the object is private to the checkpoint.
+    pub async fn private(
+        &mut self,
+        uid: &OperatorUid,
+        name: &str,
+        data: Vec<u8>,
+    ) -> Result<StateHandle, String> {
+        let size = data.len() as u64;
+        let handle = self
+            .storage
+            .write_state(&self.job, self.checkpoint, uid, self.subtask, name, data)
+            .await
+            .map_err(|e| e.to_string())?;
+        self.written(size);
+        Ok(handle)
+    }
+
+    /// Writes `<job>/shared/<key>`.
+    ///
+    /// # Errors
+    /// The storage's report, as text.
+    ///
+    /// # Cancel safety
+    /// Cancel-safe: shared objects are created if absent.
+    pub async fn shared(&mut self, key: &str, data: Vec<u8>) -> Result<StateHandle, String> {
+        let size = data.len() as u64;
+        let handle = self
+            .storage
+            .write_shared(&self.job, key, data)
+            .await
+            .map_err(|e| e.to_string())?;
+        self.written(size);
+        Ok(handle)
+    }
+
+    /// Uploads the local file `file` as shared file `key`, streamed when large.
+    ///
+    /// # Errors
+    /// The storage's report, as text.
+    ///
+    /// # Cancel safety
+    /// Cancel-safe: shared objects are created if absent.
+    pub async fn shared_file(
+        &mut self,
+        key: &str,
+        file: &std::path::Path,
+    ) -> Result<StateHandle, String> {
+        let handle = self
+            .storage
+            .write_shared_file(&self.job, key, file)
+            .await
+            .map_err(|e| e.to_string())?;
+        self.written(handle.size);
+        Ok(handle)
+    }
+
+    fn written(&mut self, size: u64) {
+        self.bytes += size;
+        (self.after_write)();
+    }
+}
