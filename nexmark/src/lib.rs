@@ -12,7 +12,7 @@
 //! - the queries ([`Query`]: q0 q1 q2 qw q5 q7 qs over bids, q3 q8 over events, see
 //!   [`queries`]), each a function from a stream to a stream, and [`build_query`],
 //!   [`run_blackhole`], [`run_stdout`], [`run_checkpointed`] to run one end to end;
-//! - [`bench`]: a query over a generator into a blackhole sink, with its throughput.
+//! - [`mod@bench`]: a query over a generator into a blackhole sink, with its throughput.
 //!
 //! ```text
 //!  weir-dataflow ─▶ weir-sources (split::Position) ─┐
