@@ -54,4 +54,4 @@ pub use object_files::{
     ObjectFileSink,
 };
 pub use weir_dataflow::testing::{CollectSink, Collected};
-pub use weir_sources::FileFormat;
+pub use weir_objects::FileFormat;

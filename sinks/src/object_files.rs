@@ -43,8 +43,6 @@
 //!
 //! Committed output is read back by [`read_committed_objects`].
 
-use object_store::path::Path;
-use object_store::{ObjectStoreExt, PutPayload};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
@@ -53,12 +51,11 @@ use std::marker::PhantomData;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use weir_checkpoint::{CheckpointStorage, StorageConfig};
 use weir_dataflow::state::{decode, encode};
 use weir_dataflow::{
     CheckpointId, DataflowError, OperatorContext, Result, Sink, SnapshotContext, SubtaskInfo,
 };
-use weir_sources::FileFormat;
+use weir_objects::{BlockingObjectStore, FileFormat, ObjectsError, StorageConfig};
 
 const PENDING: &str = "file-sink-pending";
 const STAGING: &str = "_staging";
@@ -164,18 +161,13 @@ struct StagedPart {
 /// Pending epochs of one subtask: checkpoint id → its staged parts.
 type Pending = BTreeMap<u64, Vec<StagedPart>>;
 
-/// The object store and the runtime that drives its requests on the task thread.
-struct Io {
-    runtime: tokio::runtime::Runtime,
-    storage: CheckpointStorage,
-}
-
 /// Writes part files exactly once; see the module documentation.
 pub struct ObjectFileSink<T> {
     config: FileSinkConfig,
     subtask: SubtaskInfo,
     metrics: FileSinkMetrics,
-    io: Option<Io>,
+    /// The output store, once open.
+    store: Option<BlockingObjectStore>,
     checkpointing: bool,
     /// A random nonce of this attempt, in staging names.
     attempt: String,
@@ -207,7 +199,7 @@ impl<T: Serialize + Send + 'static> ObjectFileSink<T> {
             config: config.clone(),
             subtask: info.clone(),
             metrics: shared.clone(),
-            io: None,
+            store: None,
             checkpointing: false,
             attempt: nonce(),
             staged: 0,
@@ -225,31 +217,23 @@ impl<T: Serialize + Send + 'static> ObjectFileSink<T> {
         DataflowError::operator(&self.subtask.operator, self.subtask.index, message)
     }
 
-    fn io_error(&self, message: String) -> DataflowError {
-        DataflowError::Io {
-            operator: self.subtask.operator.clone(),
-            source: std::io::Error::other(message),
-        }
+    /// A failure of the store, as the subtask's failure.
+    fn store_error(&self, e: ObjectsError) -> DataflowError {
+        e.into_dataflow(&self.subtask, None)
     }
 
-    fn io(&self) -> Result<&Io> {
-        self.io
+    fn store(&self) -> Result<&BlockingObjectStore> {
+        self.store
             .as_ref()
             .ok_or_else(|| self.error("the file sink was used before `open`"))
     }
 
     /// An object as users see it.
     fn describe(&self, relative: &str) -> String {
-        match &self.io {
-            Some(io) => format!("{}/{relative}", io.storage.location()),
+        match &self.store {
+            Some(store) => store.describe(relative),
             None => format!("{}/{relative}", self.config.storage.url),
         }
-    }
-
-    fn full_path(&self, relative: &str) -> Result<Path> {
-        let parsed = Path::parse(relative)
-            .map_err(|e| self.error(format!("object name `{relative}`: {e}")))?;
-        Ok(self.io()?.storage.full_path(&parsed))
     }
 
     /// Uploads the in-progress part: to staging (checkpointing), or straight to its
@@ -272,15 +256,9 @@ impl<T: Serialize + Send + 'static> ObjectFileSink<T> {
         let bytes = std::mem::take(&mut self.part);
         self.part_started = None;
         let size = bytes.len() as u64;
-        let path = self.full_path(&relative)?;
-        let io = self.io()?;
-        io.runtime
-            .block_on(
-                io.storage
-                    .object_store()
-                    .put(&path, PutPayload::from(bytes)),
-            )
-            .map_err(|e| self.io_error(format!("uploading {}: {e}", self.describe(&relative))))?;
+        self.store()?
+            .put(&relative, bytes)
+            .map_err(|e| self.store_error(e))?;
         if self.checkpointing {
             self.epoch.push((relative, size));
             FileSinkMetrics::add(&self.metrics.0.pending_bytes, size);
@@ -308,64 +286,46 @@ impl<T: Serialize + Send + 'static> ObjectFileSink<T> {
 
     /// Moves one staged part; `false` when its final object was already there.
     fn commit_part(&self, checkpoint: u64, part: &StagedPart) -> Result<bool> {
-        let io = self.io()?;
-        let store = io.storage.object_store();
-        let (staging, target) = (
-            self.full_path(&part.staging)?,
-            self.full_path(&part.target)?,
-        );
-        let exists = |path: &Path, relative: &str| -> Result<bool> {
-            match io.runtime.block_on(store.head(path)) {
-                Ok(_) => Ok(true),
-                Err(object_store::Error::NotFound { .. }) => Ok(false),
-                Err(e) => Err(self.io_error(format!("{}: {e}", self.describe(relative)))),
-            }
+        let store = self.store()?;
+        let exists = |relative: &str| -> Result<bool> {
+            Ok(store
+                .size(relative)
+                .map_err(|e| self.store_error(e))?
+                .is_some())
         };
-        if exists(&target, &part.target)? {
+        if exists(&part.target)? {
             // Committed before (a crash came before the staged copy was deleted, or
             // after): drop the staged copy if it is still there.
-            return match io.runtime.block_on(store.delete(&staging)) {
-                Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(false),
-                Err(e) => {
-                    Err(self.io_error(format!("deleting {}: {e}", self.describe(&part.staging))))
-                }
-            };
+            store
+                .delete(&part.staging)
+                .map_err(|e| self.store_error(e))?;
+            return Ok(false);
         }
-        match io.runtime.block_on(store.rename(&staging, &target)) {
-            Ok(()) => Ok(true),
-            Err(object_store::Error::NotFound { .. }) if exists(&target, &part.target)? => {
-                Ok(false)
-            }
-            Err(object_store::Error::NotFound { .. }) => Err(self.error(format!(
-                "the staged part {} of checkpoint {checkpoint} is missing, and its final object {} does not exist: its {} bytes of output cannot be committed (was the staging directory cleaned up, or does another job write to this output?)",
-                self.describe(&part.staging),
-                self.describe(&part.target),
-                part.bytes
-            ))),
-            Err(e) => Err(self.io_error(format!(
-                "moving {} to {}: {e}",
-                self.describe(&part.staging),
-                self.describe(&part.target)
-            ))),
+        if store
+            .rename(&part.staging, &part.target)
+            .map_err(|e| self.store_error(e))?
+        {
+            return Ok(true);
         }
+        if exists(&part.target)? {
+            return Ok(false);
+        }
+        Err(self.error(format!(
+            "the staged part {} of checkpoint {checkpoint} is missing, and its final object {} does not exist: its {} bytes of output cannot be committed (was the staging directory cleaned up, or does another job write to this output?)",
+            self.describe(&part.staging),
+            self.describe(&part.target),
+            part.bytes
+        )))
     }
 
     /// Deletes staging objects of crashed attempts: those of this subtask index (and,
     /// for subtask 0, of indices beyond the parallelism) not in `referenced`.
     fn clean_staging(&self, referenced: &BTreeSet<String>) -> Result<()> {
-        use futures::TryStreamExt;
-        let io = self.io()?;
-        let store = io.storage.object_store();
-        let staging_dir = self.full_path(STAGING)?;
-        let listed: Vec<object_store::ObjectMeta> = io
-            .runtime
-            .block_on(store.list(Some(&staging_dir)).try_collect())
-            .map_err(|e| self.io_error(format!("listing {}: {e}", self.describe(STAGING))))?;
-        for meta in listed {
-            let Some(name) = meta.location.filename() else {
-                continue;
-            };
-            let relative = format!("{STAGING}/{name}");
+        let store = self.store()?;
+        let listed = store.list(STAGING).map_err(|e| self.store_error(e))?;
+        for object in listed {
+            let relative = object.name;
+            let name = relative.rsplit('/').next().unwrap_or(&relative);
             let Some(writer) = name
                 .strip_prefix("part-")
                 .and_then(|rest| rest.split('-').next())
@@ -378,12 +338,7 @@ impl<T: Serialize + Send + 'static> ObjectFileSink<T> {
             if !ours || referenced.contains(&relative) {
                 continue;
             }
-            match io.runtime.block_on(store.delete(&meta.location)) {
-                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-                Err(e) => {
-                    return Err(self.io_error(format!("deleting {}: {e}", self.describe(&relative))))
-                }
-            }
+            store.delete(&relative).map_err(|e| self.store_error(e))?;
         }
         Ok(())
     }
@@ -428,15 +383,10 @@ impl<T: Serialize + Send + 'static> Sink for ObjectFileSink<T> {
     /// part missing together with its final object (naming both); a failed move.
     fn open(&mut self, cx: &mut OperatorContext) -> Result<()> {
         self.checkpointing = cx.checkpointing;
-        let url = self.config.storage.url.clone();
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| self.io_error(format!("starting I/O for file sink `{url}`: {e}")))?;
-        let storage = runtime
-            .block_on(CheckpointStorage::open(&self.config.storage))
-            .map_err(|e| self.io_error(format!("file sink output `{url}`: {e}")))?;
-        self.io = Some(Io { runtime, storage });
+        let context = format!("file sink output `{}`", self.config.storage.url);
+        let store = BlockingObjectStore::open(&self.config.storage)
+            .map_err(|e| e.into_dataflow(&self.subtask, Some(&context)))?;
+        self.store = Some(store);
 
         let mut restored: Vec<Pending> = Vec::new();
         let mut referenced = BTreeSet::new();
@@ -578,28 +528,15 @@ impl CommittedPart {
     }
 }
 
-fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-}
-
-async fn committed_parts_in(
-    storage: &CheckpointStorage,
+/// The committed parts in `store`, sorted.
+fn committed_parts_in(
+    store: &BlockingObjectStore,
     format: FileFormat,
 ) -> std::io::Result<Vec<CommittedPart>> {
-    let root = storage.root();
-    let listing = storage
-        .object_store()
-        .list_with_delimiter((!root.is_root()).then_some(root))
-        .await
-        .map_err(|e| std::io::Error::other(format!("listing {}: {e}", storage.location())))?;
-    let mut parts: Vec<CommittedPart> = listing
-        .objects
-        .iter()
-        .filter_map(|meta| {
-            CommittedPart::parse(meta.location.filename()?, format.extension(), meta.size)
-        })
+    let listed = store.list_top_level().map_err(std::io::Error::other)?;
+    let mut parts: Vec<CommittedPart> = listed
+        .into_iter()
+        .filter_map(|object| CommittedPart::parse(&object.name, format.extension(), object.size))
         .collect();
     parts.sort_by_key(|a| (a.subtask, a.checkpoint, a.seq));
     Ok(parts)
@@ -611,13 +548,8 @@ async fn committed_parts_in(
 /// # Errors
 /// The store cannot be opened or listed (the message names it).
 pub fn committed_parts(config: &FileSinkConfig) -> std::io::Result<Vec<CommittedPart>> {
-    let runtime = runtime()?;
-    runtime.block_on(async {
-        let storage = CheckpointStorage::open(&config.storage)
-            .await
-            .map_err(std::io::Error::other)?;
-        committed_parts_in(&storage, config.format).await
-    })
+    let store = BlockingObjectStore::open(&config.storage).map_err(std::io::Error::other)?;
+    committed_parts_in(&store, config.format)
 }
 
 /// Every committed record of the output `config` names, part by part in the order of
@@ -629,34 +561,18 @@ pub fn committed_parts(config: &FileSinkConfig) -> std::io::Result<Vec<Committed
 pub fn read_committed_objects<T: DeserializeOwned>(
     config: &FileSinkConfig,
 ) -> std::io::Result<Vec<T>> {
-    let runtime = runtime()?;
-    runtime.block_on(async {
-        let storage = CheckpointStorage::open(&config.storage)
-            .await
-            .map_err(std::io::Error::other)?;
-        let mut records = Vec::new();
-        for part in committed_parts_in(&storage, config.format).await? {
-            let relative = Path::from(part.name.as_str());
-            let object = format!("{}/{}", storage.location(), part.name);
-            let bytes = async {
-                storage
-                    .object_store()
-                    .get(&storage.full_path(&relative))
-                    .await?
-                    .bytes()
-                    .await
-            }
-            .await
-            .map_err(|e| std::io::Error::other(format!("reading {object}: {e}")))?;
-            records.extend(
-                config
-                    .format
-                    .decode_all::<T>(&object, &bytes)
-                    .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?,
-            );
-        }
-        Ok(records)
-    })
+    let store = BlockingObjectStore::open(&config.storage).map_err(std::io::Error::other)?;
+    let mut records = Vec::new();
+    for part in committed_parts_in(&store, config.format)? {
+        let bytes = store.get(&part.name).map_err(std::io::Error::other)?;
+        records.extend(
+            config
+                .format
+                .decode_all::<T>(&store.describe(&part.name), &bytes)
+                .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?,
+        );
+    }
+    Ok(records)
 }
 
 #[cfg(test)]
@@ -854,7 +770,7 @@ mod tests {
     #[test]
     fn an_unreachable_bucket_is_a_clear_error() {
         let mut config = FileSinkConfig::new("s3://no-such-bucket/out");
-        config.storage.s3 = weir_checkpoint::S3Options {
+        config.storage.s3 = weir_objects::S3Options {
             endpoint: Some("http://127.0.0.1:1".into()),
             allow_http: true,
             access_key_id: Some("test".into()),

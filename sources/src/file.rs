@@ -28,176 +28,16 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::marker::PhantomData;
 use std::path::PathBuf;
-use weir_checkpoint::{CheckpointStorage, StorageConfig};
 use weir_dataflow::state::{decode, encode};
 use weir_dataflow::{
     DataflowError, OperatorContext, Result, SnapshotContext, Source, SourceOutput, SourcePoll,
     SubtaskInfo,
 };
-
-pub use object_store::path::Path as ObjectPath;
-use object_store::ObjectStoreExt;
+use weir_objects::{
+    is_hidden, BlockingObjectStore, FileFormat, LineDecoder, ObjectsError, StorageConfig,
+};
 
 const POSITIONS: &str = "file-positions";
-
-/// How records are laid out in files.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub enum FileFormat {
-    /// One JSON document per line (`.jsonl`).
-    #[default]
-    JsonLines,
-    /// One CSV row per line (`.csv`), fields in the order of the type's fields.
-    Csv {
-        /// Whether a file starts with a header row naming the fields: read by name
-        /// then, and written at the start of every part file by sinks.
-        header: bool,
-    },
-}
-
-impl FileFormat {
-    /// The file name extension: `jsonl` or `csv`.
-    pub fn extension(&self) -> &'static str {
-        match self {
-            Self::JsonLines => "jsonl",
-            Self::Csv { .. } => "csv",
-        }
-    }
-
-    /// Appends `records` to `part`, one line each. A CSV header row is written first
-    /// when the format has one and `part` is empty (the start of a file).
-    ///
-    /// # Errors
-    /// A record that cannot be represented (e.g. a map in CSV, a non-string map key in
-    /// JSON), described with the expected type; `part` may then hold part of the batch.
-    pub fn encode<T: Serialize>(
-        &self,
-        records: &[T],
-        part: &mut Vec<u8>,
-    ) -> std::result::Result<(), String> {
-        match self {
-            Self::JsonLines => {
-                for record in records {
-                    serde_json::to_writer(&mut *part, record).map_err(|e| {
-                        format!("a {} is not representable as JSON: {e}", type_name::<T>())
-                    })?;
-                    part.push(b'\n');
-                }
-                Ok(())
-            }
-            Self::Csv { header } => {
-                let mut writer = csv::WriterBuilder::new()
-                    .has_headers(*header && part.is_empty())
-                    .from_writer(&mut *part);
-                for record in records {
-                    writer.serialize(record).map_err(|e| {
-                        format!(
-                            "a {} is not representable as a CSV row: {e}",
-                            type_name::<T>()
-                        )
-                    })?;
-                }
-                writer
-                    .flush()
-                    .map_err(|e| format!("writing CSV rows to memory: {e}"))
-            }
-        }
-    }
-
-    /// Decodes every record of a whole file's contents. `object` names the file in
-    /// errors.
-    ///
-    /// # Errors
-    /// A line that is not a `T`: the message names `object`, the line number (from 1)
-    /// and the expected type.
-    pub fn decode_all<T: DeserializeOwned>(
-        &self,
-        object: &str,
-        bytes: &[u8],
-    ) -> std::result::Result<Vec<T>, String> {
-        let mut decoder = LineDecoder::new(*self);
-        let mut out = Vec::new();
-        for (index, line) in bytes.split(|b| *b == b'\n').enumerate() {
-            if let Some(record) = decoder
-                .decode(line)
-                .map_err(|e| format!("{object} line {}: {e}", index + 1))?
-            {
-                out.push(record);
-            }
-        }
-        Ok(out)
-    }
-}
-
-/// The last segment of a type's name, for messages.
-fn type_name<T>() -> &'static str {
-    let full = std::any::type_name::<T>();
-    // `(u64, u64)` or `alloc::string::String`: keep tuples whole, paths short.
-    if full.starts_with('(') {
-        full
-    } else {
-        full.rsplit("::").next().unwrap_or(full)
-    }
-}
-
-/// Decodes lines of one file in order: knows whether the CSV header was seen.
-struct LineDecoder {
-    format: FileFormat,
-    /// The CSV header, once read (for headed CSV).
-    header: Option<csv::StringRecord>,
-}
-
-impl LineDecoder {
-    fn new(format: FileFormat) -> Self {
-        Self {
-            format,
-            header: None,
-        }
-    }
-
-    /// Whether the next non-blank line is a header rather than a record.
-    fn wants_header(&self) -> bool {
-        matches!(self.format, FileFormat::Csv { header: true }) && self.header.is_none()
-    }
-
-    /// Decodes one line (without its `\n`): `None` for a blank line or the header.
-    fn decode<T: DeserializeOwned>(
-        &mut self,
-        line: &[u8],
-    ) -> std::result::Result<Option<T>, String> {
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
-        if line.iter().all(u8::is_ascii_whitespace) {
-            return Ok(None);
-        }
-        match self.format {
-            FileFormat::JsonLines => serde_json::from_slice(line)
-                .map(Some)
-                .map_err(|e| format!("expected a JSON {}: {e}", type_name::<T>())),
-            FileFormat::Csv { .. } => {
-                let row = csv_row(line)?;
-                if self.wants_header() {
-                    self.header = Some(row);
-                    return Ok(None);
-                }
-                row.deserialize(self.header.as_ref())
-                    .map(Some)
-                    .map_err(|e| format!("expected a CSV row of {}: {e}", type_name::<T>()))
-            }
-        }
-    }
-}
-
-/// Parses one CSV line into its fields.
-fn csv_row(line: &[u8]) -> std::result::Result<csv::StringRecord, String> {
-    let mut reader = csv::ReaderBuilder::new()
-        .has_headers(false)
-        .from_reader(line);
-    let mut row = csv::StringRecord::new();
-    match reader.read_record(&mut row) {
-        Ok(true) => Ok(row),
-        Ok(false) => Ok(csv::StringRecord::new()),
-        Err(e) => Err(format!("expected a CSV row: {e}")),
-    }
-}
 
 /// Settings of a [`FileSource`].
 #[derive(Clone, Debug)]
@@ -252,7 +92,6 @@ struct SourceState {
 struct Reading {
     /// Index into `objects`.
     index: usize,
-    path: ObjectPath,
     size: u64,
     /// Fetched bytes not consumed yet; `buffer[0]` is at `position.offset`.
     buffer: Vec<u8>,
@@ -265,8 +104,7 @@ struct Reading {
 pub struct FileSource<T> {
     config: FileSourceConfig,
     subtask: SubtaskInfo,
-    runtime: Option<tokio::runtime::Runtime>,
-    storage: Option<CheckpointStorage>,
+    store: Option<BlockingObjectStore>,
     state: SourceState,
     reading: Option<Reading>,
     _records: PhantomData<fn() -> T>,
@@ -280,8 +118,7 @@ impl<T: DeserializeOwned + Send + 'static> FileSource<T> {
         move |info| Self {
             config: config.clone(),
             subtask: info.clone(),
-            runtime: None,
-            storage: None,
+            store: None,
             state: SourceState::default(),
             reading: None,
             _records: PhantomData,
@@ -292,38 +129,45 @@ impl<T: DeserializeOwned + Send + 'static> FileSource<T> {
         DataflowError::operator(&self.subtask.operator, self.subtask.index, message)
     }
 
-    fn io_error(&self, message: String) -> DataflowError {
-        DataflowError::Io {
-            operator: self.subtask.operator.clone(),
-            source: std::io::Error::other(message),
-        }
+    /// A failure of the store, its message prefixed by `context` when given.
+    fn store_error(
+        &self,
+        context: Option<&str>,
+    ) -> impl FnOnce(ObjectsError) -> DataflowError + '_ {
+        let context = context.map(str::to_owned);
+        move |e| e.into_dataflow(&self.subtask, context.as_deref())
+    }
+
+    fn store(&self) -> Result<&BlockingObjectStore> {
+        self.store.as_ref().ok_or_else(|| self.error("not open"))
     }
 
     /// An object as users see it: a filesystem path or an `s3://` URL.
     fn describe(&self, relative: &str) -> String {
-        let location = self.storage.as_ref().map_or_else(
-            || self.config.storage.url.clone(),
-            CheckpointStorage::location,
-        );
-        if relative.is_empty() {
-            location
-        } else {
-            format!("{location}/{relative}")
+        match &self.store {
+            Some(store) => store.describe(relative),
+            None if relative.is_empty() => self.config.storage.url.clone(),
+            None => format!("{}/{relative}", self.config.storage.url),
         }
     }
 
-    /// Opens the storage and lists the objects to read.
-    fn connect(&self) -> Result<(tokio::runtime::Runtime, CheckpointStorage, Vec<String>)> {
-        let runtime = io_runtime().map_err(|e| self.io_error(format!("starting I/O: {e}")))?;
+    /// Opens the storage and lists the objects to read: every object under the root,
+    /// sorted, but for names with a segment starting with `_` or `.` (staging areas,
+    /// hidden files).
+    fn connect(&self) -> Result<(BlockingObjectStore, Vec<String>)> {
         let url = &self.config.storage.url;
-        let misconfigured =
-            |e: weir_checkpoint::CheckpointError| self.error(format!("file source `{url}`: {e}"));
-        let local = self.config.storage.local_path().map_err(misconfigured)?;
+        let local = self
+            .config
+            .storage
+            .local_path()
+            .map_err(|e| self.error(format!("file source `{url}`: {e}")))?;
         // A local single file: open its directory, read that one object.
         let (storage_config, single) = match &local {
             Some(path) => {
-                let meta = std::fs::metadata(path)
-                    .map_err(|e| self.io_error(format!("file source `{}`: {e}", path.display())))?;
+                let meta = std::fs::metadata(path).map_err(|e| DataflowError::Io {
+                    operator: self.subtask.operator.clone(),
+                    source: std::io::Error::other(format!("file source `{}`: {e}", path.display())),
+                })?;
                 if meta.is_file() {
                     let dir = path
                         .parent()
@@ -343,30 +187,20 @@ impl<T: DeserializeOwned + Send + 'static> FileSource<T> {
             }
             None => (self.config.storage.clone(), None),
         };
-        let storage = runtime
-            .block_on(CheckpointStorage::open(&storage_config))
-            .map_err(|e| self.io_error(format!("file source `{url}`: {e}")))?;
+        let context = format!("file source `{url}`");
+        let store =
+            BlockingObjectStore::open(&storage_config).map_err(self.store_error(Some(&context)))?;
         let objects = match single {
             Some(name) => vec![name],
-            None => runtime
-                .block_on(list_objects(&storage))
-                .map_err(|e| self.io_error(format!("listing file source `{url}`: {e}")))?,
+            None => store
+                .list("")
+                .map_err(self.store_error(Some(&context)))?
+                .into_iter()
+                .map(|object| object.name)
+                .filter(|name| !is_hidden(name))
+                .collect(),
         };
-        Ok((runtime, storage, objects))
-    }
-
-    /// The store path of an object relative to the root (`""`: the root itself).
-    fn full_path(&self, relative: &str) -> Result<ObjectPath> {
-        let storage = self
-            .storage
-            .as_ref()
-            .ok_or_else(|| self.error("not open"))?;
-        if relative.is_empty() {
-            return Ok(storage.root().clone());
-        }
-        let relative = ObjectPath::parse(relative)
-            .map_err(|e| self.error(format!("object name `{relative}` in the checkpoint: {e}")))?;
-        Ok(storage.full_path(&relative))
+        Ok((store, objects))
     }
 
     /// The next object this subtask owns that is not finished, from index `from`.
@@ -386,21 +220,13 @@ impl<T: DeserializeOwned + Send + 'static> FileSource<T> {
     /// Starts reading object `index` at its position.
     fn start(&mut self, index: usize) -> Result<Reading> {
         let name = self.state.objects[index].clone();
-        let path = self.full_path(&name)?;
         let position = self.state.positions.get(&name).copied().unwrap_or_default();
-        let (runtime, storage) = match (&self.runtime, &self.storage) {
-            (Some(r), Some(s)) => (r, s),
-            _ => return Err(self.error("not open")),
-        };
-        let size = match runtime.block_on(storage.object_store().head(&path)) {
-            Ok(meta) => meta.size,
-            Err(object_store::Error::NotFound { .. }) => {
-                return Err(self.error(format!(
-                    "{} was listed when the job started but does not exist any more",
-                    self.describe(&name)
-                )))
-            }
-            Err(e) => return Err(self.io_error(format!("{}: {e}", self.describe(&name)))),
+        let store = self.store()?;
+        let Some(size) = store.size(&name).map_err(self.store_error(None))? else {
+            return Err(self.error(format!(
+                "{} was listed when the job started but does not exist any more",
+                self.describe(&name)
+            )));
         };
         if position.offset > size {
             return Err(self.error(format!(
@@ -416,9 +242,9 @@ impl<T: DeserializeOwned + Send + 'static> FileSource<T> {
             let mut at = 0;
             while !header.contains(&b'\n') && at < size {
                 let end = (at + self.config.chunk_size.max(1)).min(size);
-                let chunk = runtime
-                    .block_on(storage.object_store().get_range(&path, at..end))
-                    .map_err(|e| self.io_error(format!("{}: {e}", self.describe(&name))))?;
+                let chunk = store
+                    .get_range(&name, at..end)
+                    .map_err(self.store_error(None))?;
                 header.extend_from_slice(&chunk);
                 at = end;
             }
@@ -433,7 +259,6 @@ impl<T: DeserializeOwned + Send + 'static> FileSource<T> {
         }
         Ok(Reading {
             index,
-            path,
             size,
             buffer: Vec::new(),
             fetched_to: position.offset,
@@ -457,61 +282,14 @@ impl<T: DeserializeOwned + Send + 'static> FileSource<T> {
                 return Ok(Some(std::mem::take(&mut reading.buffer)));
             }
             let end = (reading.fetched_to + self.config.chunk_size.max(1)).min(reading.size);
-            let (runtime, storage) = match (&self.runtime, &self.storage) {
-                (Some(r), Some(s)) => (r, s),
-                _ => return Err(self.error("not open")),
-            };
-            let chunk = runtime
-                .block_on(
-                    storage
-                        .object_store()
-                        .get_range(&reading.path, reading.fetched_to..end),
-                )
-                .map_err(|e| {
-                    self.io_error(format!(
-                        "{}: {e}",
-                        self.describe(&self.state.objects[reading.index])
-                    ))
-                })?;
+            let chunk = self
+                .store()?
+                .get_range(&self.state.objects[reading.index], reading.fetched_to..end)
+                .map_err(self.store_error(None))?;
             reading.buffer.extend_from_slice(&chunk);
             reading.fetched_to = end;
         }
     }
-}
-
-/// Every object under the storage's root, relative to it, sorted; names with a
-/// segment starting with `_` or `.` (staging areas, hidden files) are skipped.
-async fn list_objects(storage: &CheckpointStorage) -> std::result::Result<Vec<String>, String> {
-    use futures::TryStreamExt;
-    let root = storage.root();
-    let listed: Vec<object_store::ObjectMeta> = storage
-        .object_store()
-        .list((!root.is_root()).then_some(root))
-        .try_collect()
-        .await
-        .map_err(|e| e.to_string())?;
-    let mut objects: Vec<String> = listed
-        .into_iter()
-        .filter_map(|meta| {
-            let relative: Vec<_> = meta.location.prefix_match(root)?.collect();
-            if relative
-                .iter()
-                .any(|part| part.as_ref().starts_with(['_', '.']))
-            {
-                return None;
-            }
-            Some(ObjectPath::from_iter(relative).to_string())
-        })
-        .collect();
-    objects.sort();
-    Ok(objects)
-}
-
-/// A runtime for a subtask's object-store requests, driven on its task thread.
-fn io_runtime() -> std::io::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
 }
 
 impl<T: DeserializeOwned + Send + 'static> Source for FileSource<T> {
@@ -534,9 +312,8 @@ impl<T: DeserializeOwned + Send + 'static> Source for FileSource<T> {
                 restored.push(decode(POSITIONS, bytes)?);
             }
         }
-        let (runtime, storage, listed) = self.connect()?;
-        self.runtime = Some(runtime);
-        self.storage = Some(storage);
+        let (store, listed) = self.connect()?;
+        self.store = Some(store);
         let objects = restored
             .iter()
             .find(|s| !s.objects.is_empty())
@@ -616,58 +393,6 @@ mod tests {
     struct Order {
         id: u64,
         item: String,
-    }
-
-    #[test]
-    fn formats_round_trip() {
-        let orders = vec![
-            Order {
-                id: 1,
-                item: "tea, green".into(),
-            },
-            Order {
-                id: 2,
-                item: "\"quoted\"".into(),
-            },
-        ];
-        for format in [
-            FileFormat::JsonLines,
-            FileFormat::Csv { header: false },
-            FileFormat::Csv { header: true },
-        ] {
-            let mut part = Vec::new();
-            format.encode(&orders[..1], &mut part).unwrap();
-            format.encode(&orders[1..], &mut part).unwrap();
-            let decoded: Vec<Order> = format.decode_all("x", &part).unwrap();
-            assert_eq!(decoded, orders, "{format:?}");
-        }
-        let mut part = Vec::new();
-        FileFormat::Csv { header: true }
-            .encode(&orders, &mut part)
-            .unwrap();
-        assert!(
-            part.starts_with(b"id,item\n"),
-            "{}",
-            String::from_utf8_lossy(&part)
-        );
-    }
-
-    #[test]
-    fn a_malformed_line_names_the_object_the_line_and_the_type() {
-        let err = FileFormat::JsonLines
-            .decode_all::<(u64, u64)>("out/part-0.jsonl", b"[1,2]\n\n[3,\"x\"]\n")
-            .unwrap_err();
-        assert!(
-            err.contains("out/part-0.jsonl line 3") && err.contains("expected a JSON (u64, u64)"),
-            "{err}"
-        );
-        let err = FileFormat::Csv { header: false }
-            .decode_all::<(u64, u64)>("a.csv", b"1,2\n3\n")
-            .unwrap_err();
-        assert!(
-            err.contains("a.csv line 2") && err.contains("CSV row"),
-            "{err}"
-        );
     }
 
     fn read_dir<T: DeserializeOwned + Send + Clone + 'static>(
