@@ -178,10 +178,11 @@ pub(crate) fn parse_target(url: &str) -> Result<Target, CheckpointError> {
     }
 }
 
-/// Makes ring the process's TLS crypto provider for HTTPS to S3, unless the
-/// application installed one first. weir builds rustls with ring alone (see the
-/// workspace's Cargo.toml), and reqwest asks for the process default.
-fn install_tls_provider() {
+/// Makes ring the process's TLS crypto provider, unless the application installed
+/// one first. weir builds rustls with ring alone (see the workspace's Cargo.toml) and
+/// without a provider of reqwest's own, so every HTTP client (reqwest) — S3 here, the
+/// job server's client — needs one installed before it is built; this is idempotent.
+pub fn install_tls_provider() {
     // An `Err` means a provider is installed already: that one is kept.
     let _ = rustls::crypto::ring::default_provider().install_default();
 }

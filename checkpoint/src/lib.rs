@@ -110,7 +110,7 @@ mod snapshot;
 mod storage;
 mod writer;
 
-pub use config::{S3Options, StorageConfig, DEFAULT_ROOT};
+pub use config::{install_tls_provider, S3Options, StorageConfig, DEFAULT_ROOT};
 pub use coordinator::{Command, Coordinator, CoordinatorConfig, Event};
 pub use error::{CheckpointError, CorruptReason};
 pub use metadata::{

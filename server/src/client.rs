@@ -80,7 +80,10 @@ impl ServerClient {
         Ok(Self {
             base: base.trim_end_matches('/').to_string(),
             token,
-            http: reqwest::Client::new(),
+            http: {
+                weir_checkpoint::install_tls_provider();
+                reqwest::Client::new()
+            },
         })
     }
 

@@ -94,6 +94,7 @@ pub fn http(method: &str, url: &str, token: Option<&str>, body: Option<&Value>) 
         .build()
         .unwrap();
     runtime.block_on(async {
+        weir::checkpoint::install_tls_provider();
         let client = reqwest::Client::new();
         let mut request = client.request(method.parse().unwrap(), url);
         if let Some(token) = token {
