@@ -1,6 +1,6 @@
 //! The job graph: vertices are operators (with a name, a stable uid and a
 //! parallelism), edges say how records are partitioned between them. Built through
-//! the typed API ([`crate::Stream`]), expanded into tasks by [`crate::execute`].
+//! the typed API ([`crate::Stream`]), expanded into tasks by `job/` ([`crate::JobBuilder::spawn`]).
 
 use crate::exchange::{ExchangeWriter, Partitioner};
 use crate::metrics::OperatorMetrics;

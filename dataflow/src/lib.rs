@@ -32,8 +32,8 @@ mod align;
 pub mod checkpointing;
 mod error;
 mod exchange;
-mod execute;
 mod graph;
+mod job;
 pub mod join;
 mod message;
 mod metrics;
@@ -52,11 +52,11 @@ pub mod window;
 
 pub use align::{AlignmentStep, BarrierAligner};
 pub use error::{DataflowError, Result};
-pub use execute::{
+pub use graph::{Data, EdgeKind};
+pub use job::{
     EdgeView, GraphView, JobConfig, JobHandle, JobResult, MetricsView, SubtaskMetrics, VertexRole,
     VertexView,
 };
-pub use graph::{Data, EdgeKind};
 pub use message::Message;
 pub use metrics::{Gauge, GaugeFn, OperatorMetrics};
 pub use operator::{FrozenState, Operator, OperatorContext, Output, SnapshotContext, SubtaskInfo};

@@ -20,4 +20,5 @@
 //! assert!(!is_chunk_of(&name, "coun"));
 //! ```
 
-pub use crate::table::{chunk_name, encode_frozen, is_chunk_of, SHARDS};
+pub use crate::heap_table::SHARDS;
+pub use crate::snapshot::{chunk_name, encode_frozen, is_chunk_of};

@@ -40,8 +40,8 @@ mod codec;
 mod error;
 pub mod format;
 mod hash;
+mod heap_table;
 mod key_group;
-mod keyed;
 mod lru;
 mod native;
 #[cfg(feature = "rocksdb")]
@@ -50,8 +50,9 @@ mod rocks;
 mod rocks_table;
 #[cfg(feature = "rocksdb")]
 mod rocks_timers;
+mod snapshot;
+mod state_table;
 mod states;
-mod table;
 mod timers;
 mod ttl;
 
@@ -63,10 +64,10 @@ pub use backend::{
 pub use codec::{decode, encode};
 pub use error::StateError;
 pub use hash::{stable_hash, unique_id, StableHasher};
+pub use heap_table::{FrozenTable, HeapTable};
 pub use key_group::{
     key_group_for_hash, key_group_for_key, KeyGroup, KeyGroupRange, MaxParallelism,
 };
-pub use keyed::{Frozen, StateTable};
 pub use lru::LruValueState;
 pub use native::{
     read_native_checkpoint, NativeSnapshot, NativeTable, RestoredInstance, StoreCheckpoint,
@@ -75,10 +76,9 @@ pub use native::{
 pub use rocks::{RocksDbResources, SubtaskStore};
 #[cfg(feature = "rocksdb")]
 pub use rocks_table::RocksFrozen;
+pub use snapshot::{check_group, FrozenKeyed, KeyedSnapshot};
+pub use state_table::{Frozen, StateKey, StateTable, StateValue};
 pub use states::{AggregatingState, ListState, MapState, ValueState};
-pub use table::{
-    check_group, FrozenKeyed, FrozenTable, HeapTable, KeyedSnapshot, StateKey, StateValue,
-};
 pub use timers::{TimeDomain, TimerEntry, Timers, TimersSnapshot};
 pub use ttl::{Expiring, TtlListState, TtlMapState, TtlValueState};
 

@@ -104,7 +104,7 @@ impl<K: StateKey> RocksTimers<K> {
         };
         let mut timers = Self {
             name,
-            id: crate::table::next_table_id(),
+            id: crate::snapshot::next_table_id(),
             store,
             max,
             range,

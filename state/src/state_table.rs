@@ -1,18 +1,34 @@
 //! [`StateTable`]: the keyed map behind every kind of keyed state, on the heap
 //! ([`HeapTable`]) or in RocksDB (with a write-back record cache in front).
 //!
-//! Both backends snapshot to the same canonical form (entries by key group), so a
-//! snapshot of one restores into the other. Every method that may read or write
+//! Both backends snapshot to the same canonical form (entries by key group, see
+//! `snapshot.rs`), so a snapshot of one restores into the other; [`Frozen`] is a
+//! frozen table of either backend. [`StateKey`] and [`StateValue`] say what a
+//! table's keys and values must be. Every method that may read or write
 //! RocksDB returns a `Result`; on the heap it is always `Ok`.
 
 #[cfg(feature = "rocksdb")]
 use crate::rocks_table::{RocksFrozen, RocksTable};
 use crate::{
     FrozenKeyed, FrozenTable, HeapTable, KeyGroup, KeyGroupRange, KeyedBackend, KeyedSnapshot,
-    MaxParallelism, StateError, StateKey, StateValue,
+    MaxParallelism, StateError,
 };
-use serde::Serialize;
+use serde::{de::DeserializeOwned, Serialize};
 use std::fmt;
+use std::hash::Hash;
+
+/// What a state key must be: hashable, comparable, cloneable, serialisable, and
+/// shareable with the thread that uploads snapshots.
+pub trait StateKey:
+    Hash + Eq + Clone + Serialize + DeserializeOwned + Send + Sync + 'static
+{
+}
+impl<T: Hash + Eq + Clone + Serialize + DeserializeOwned + Send + Sync + 'static> StateKey for T {}
+
+/// What a state value must be: cloneable, serialisable, and shareable with the thread
+/// that uploads snapshots.
+pub trait StateValue: Clone + Serialize + DeserializeOwned + Send + Sync + 'static {}
+impl<T: Clone + Serialize + DeserializeOwned + Send + Sync + 'static> StateValue for T {}
 
 enum Backing<K, V> {
     Heap(HeapTable<K, V>),
@@ -62,7 +78,7 @@ impl<K: StateKey, V: StateValue> StateTable<K, V> {
             let table = RocksTable::new(
                 store,
                 name.into(),
-                crate::table::next_table_id(),
+                crate::snapshot::next_table_id(),
                 namespace,
                 backend.max_parallelism(),
                 backend.key_groups(),

@@ -12,70 +12,24 @@
 //! it is written after a snapshot, so an incremental checkpoint can reuse what it
 //! uploaded for a shard whose generation has not moved.
 
+use crate::snapshot::{encode_groups, next_table_id};
 use crate::{
-    decode, encode, key_group_for_key, KeyGroup, KeyGroupRange, MaxParallelism, StateError,
+    check_group, decode, FrozenKeyed, KeyGroup, KeyGroupRange, KeyedSnapshot, MaxParallelism,
+    StateError, StateKey, StateValue,
 };
 use hashbrown::hash_table::Entry;
 use hashbrown::HashTable;
 use rustc_hash::FxBuildHasher;
-use serde::{de::DeserializeOwned, Serialize};
-use std::collections::BTreeMap;
+use serde::Serialize;
 use std::fmt;
 use std::hash::{BuildHasher, Hash};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-
-/// What a state key must be: hashable, comparable, cloneable, serialisable, and
-/// shareable with the thread that uploads snapshots.
-pub trait StateKey:
-    Hash + Eq + Clone + Serialize + DeserializeOwned + Send + Sync + 'static
-{
-}
-impl<T: Hash + Eq + Clone + Serialize + DeserializeOwned + Send + Sync + 'static> StateKey for T {}
-
-/// What a state value must be: cloneable, serialisable, and shareable with the thread
-/// that uploads snapshots.
-pub trait StateValue: Clone + Serialize + DeserializeOwned + Send + Sync + 'static {}
-impl<T: Clone + Serialize + DeserializeOwned + Send + Sync + 'static> StateValue for T {}
 
 /// The number of shards of a large table.
 pub const SHARDS: usize = 64;
 
 /// A table with this many keys is split into [`SHARDS`] shards.
 pub const SPLIT_AT: usize = 8192;
-
-/// The keyed state of one table captured by a snapshot: entries by key group.
-pub type KeyedSnapshot = BTreeMap<KeyGroup, Vec<u8>>;
-
-/// Tables get process-unique ids, so a snapshot's shards are never mistaken for
-/// another table's.
-static NEXT_TABLE_ID: AtomicU64 = AtomicU64::new(1);
-
-/// A process-unique table id.
-pub(crate) fn next_table_id() -> u64 {
-    NEXT_TABLE_ID.fetch_add(1, Ordering::Relaxed)
-}
-
-/// The separator between a state's name and a chunk suffix in snapshot names.
-const CHUNK_SEPARATOR: char = '\u{1e}';
-
-/// The name under which one shard of one table is stored: `<state>␞<table>.<shard>`.
-///
-/// The keyed state of a key group may be split over several such chunks (one per
-/// shard that holds keys of the group); [`is_chunk_of`] recognises them.
-pub fn chunk_name(state: &str, table: u64, shard: usize) -> String {
-    format!("{state}{CHUNK_SEPARATOR}{table}.{shard}")
-}
-
-/// Whether a stored name holds (part of) the state `state`: the name itself, or a
-/// chunk of it made by [`chunk_name`].
-pub fn is_chunk_of(name: &str, state: &str) -> bool {
-    match name.strip_prefix(state) {
-        Some("") => true,
-        Some(rest) => rest.starts_with(CHUNK_SEPARATOR),
-        None => false,
-    }
-}
 
 type Entries<K, V> = HashTable<(K, V)>;
 
@@ -461,51 +415,6 @@ impl<K: StateKey, V: StateValue> HeapTable<K, V> {
     }
 }
 
-/// Checks that `key` belongs to the key group it was stored under.
-///
-/// # Errors
-/// [`StateError::Corrupt`] naming `state` when it does not.
-pub fn check_group<K: Hash>(
-    state: &str,
-    key: &K,
-    group: KeyGroup,
-    max: MaxParallelism,
-) -> Result<(), StateError> {
-    if key_group_for_key(key, max) == group {
-        Ok(())
-    } else {
-        Err(StateError::Corrupt {
-            state: state.to_string(),
-            reason: format!("a key stored under {group} hashes to another key group"),
-        })
-    }
-}
-
-/// Encodes `(header, entries of the group)` per key group.
-fn encode_groups<'a, K, V, H>(
-    name: &str,
-    header: &H,
-    entries: impl IntoIterator<Item = (&'a K, &'a V)>,
-    max: MaxParallelism,
-) -> Result<KeyedSnapshot, StateError>
-where
-    K: StateKey,
-    V: StateValue,
-    H: Serialize,
-{
-    let mut groups: BTreeMap<KeyGroup, Vec<(&K, &V)>> = BTreeMap::new();
-    for (key, value) in entries {
-        groups
-            .entry(key_group_for_key(key, max))
-            .or_default()
-            .push((key, value));
-    }
-    groups
-        .into_iter()
-        .map(|(group, entries)| Ok((group, encode(name, &(header, &entries))?)))
-        .collect()
-}
-
 /// An immutable snapshot of a [`HeapTable`], made by [`HeapTable::freeze`]: its
 /// shards, each with its generation. Encoding it (the expensive part) happens off
 /// the task thread, through [`FrozenKeyed`].
@@ -533,34 +442,6 @@ impl<K, V, H> FrozenTable<K, V, H> {
     pub fn named(mut self, name: &str) -> Self {
         self.name = name.into();
         self
-    }
-}
-
-/// A frozen snapshot of keyed state, type-erased for the uploader.
-pub trait FrozenKeyed: Send + Sync {
-    /// The state's name (chunks are named after it, see [`chunk_name`]).
-    fn state_name(&self) -> &str;
-    /// The table's process-unique id.
-    fn table_id(&self) -> u64;
-    /// The number of shards.
-    fn shard_count(&self) -> usize;
-    /// The generation of shard `shard`: equal generations of one table mean equal
-    /// contents.
-    fn shard_generation(&self, shard: usize) -> u64;
-    /// The number of entries of shard `shard`.
-    fn shard_len(&self, shard: usize) -> usize;
-    /// Encodes shard `shard` by key group.
-    ///
-    /// # Errors
-    /// [`StateError::Encode`] if a key or value cannot be serialised.
-    fn encode_shard(&self, shard: usize, max: MaxParallelism) -> Result<KeyedSnapshot, StateError>;
-    /// The table as part of a native RocksDB checkpoint; `None` (the default) for
-    /// state that is not in RocksDB.
-    ///
-    /// # Errors
-    /// [`StateError::Encode`] if the table's header cannot be serialised.
-    fn native(&self) -> Result<Option<crate::NativeSnapshot>, StateError> {
-        Ok(None)
     }
 }
 
@@ -597,32 +478,13 @@ impl<K: StateKey, V: StateValue, H: Serialize + Send + Sync> FrozenKeyed for Fro
     }
 }
 
-/// Encodes every shard of `frozen` by key group, each shard a chunk: the whole
-/// snapshot, as a map from key group to chunk name to bytes.
-///
-/// # Errors
-/// [`StateError::Encode`] if a key or value cannot be serialised.
-pub fn encode_frozen(
-    frozen: &dyn FrozenKeyed,
-    max: MaxParallelism,
-) -> Result<BTreeMap<KeyGroup, BTreeMap<String, Vec<u8>>>, StateError> {
-    let mut out: BTreeMap<KeyGroup, BTreeMap<String, Vec<u8>>> = BTreeMap::new();
-    for shard in 0..frozen.shard_count() {
-        if frozen.shard_len(shard) == 0 {
-            continue;
-        }
-        let name = chunk_name(frozen.state_name(), frozen.table_id(), shard);
-        for (group, bytes) in frozen.encode_shard(shard, max)? {
-            out.entry(group).or_default().insert(name.clone(), bytes);
-        }
-    }
-    Ok(out)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::format::encode_frozen;
+    use crate::key_group_for_key;
     use proptest::prelude::*;
+    use std::collections::BTreeMap;
 
     #[derive(Debug, Clone)]
     enum Op {
@@ -771,15 +633,6 @@ mod tests {
         let mut entries = table.to_entries();
         entries.sort();
         assert_eq!(entries, model.into_iter().collect::<Vec<_>>());
-    }
-
-    #[test]
-    fn chunk_names_belong_to_their_state() {
-        let name = chunk_name("counts", 7, 3);
-        assert!(is_chunk_of(&name, "counts"));
-        assert!(is_chunk_of("counts", "counts"));
-        assert!(!is_chunk_of(&name, "count"));
-        assert!(!is_chunk_of("counts-2", "counts"));
     }
 
     #[test]
