@@ -20,7 +20,7 @@ pub struct SubtaskMetrics {
     pub records_out: u64,
     /// Records too late for their window.
     pub late_records: u64,
-    /// The operator's vertex in [`GraphView::vertices`].
+    /// The operator's vertex in [`GraphView::vertices`](crate::GraphView::vertices).
     pub vertex: usize,
     /// Milliseconds spent waiting for room in a full channel downstream, since start.
     pub backpressure_ms: u64,
