@@ -1,6 +1,8 @@
 //! A bounded source over a collection and a sink that collects into memory: the
 //! building blocks of tests (re-exported by weir-sources and weir-sinks).
 
+pub mod restore;
+
 use crate::operator::{OperatorContext, SnapshotContext};
 use crate::source::{Source, SourceOutput, SourcePoll};
 use crate::{Result, Sink, SubtaskInfo};
