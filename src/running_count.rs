@@ -20,9 +20,11 @@ use weir_dataflow::checkpointing::{
     CheckpointedJob, CheckpointingConfig, Failpoint, JobListener, RestartStrategy, ResumeFrom,
     RunSummary,
 };
-use weir_dataflow::process::{KeyedProcessFunction, KeyedStateStore, ProcessContext};
+use weir_dataflow::process::{KeyedProcessFunction, ProcessContext};
 use weir_dataflow::state::ValueState;
-use weir_dataflow::{DataflowError, JobBuilder, JobConfig, Result, WatermarkStrategy};
+use weir_dataflow::{
+    DataflowError, JobBuilder, JobConfig, KeyedStateHandle, Result, WatermarkStrategy,
+};
 use weir_sinks::kafka::{json_keyed, KafkaSinkFailpoint};
 use weir_sinks::{EpochFileSink, FileSinkConfig, KafkaSink, KafkaSinkConfig, ObjectFileSink};
 use weir_sources::kafka::{utf8, KafkaSource, KafkaSourceConfig};
@@ -91,21 +93,19 @@ pub struct RunningCountJob {
 
 /// Counts per key.
 struct RunningCount {
-    counts: ValueState<u64, u64>,
+    counts: KeyedStateHandle<ValueState<u64, u64>>,
 }
 
 impl KeyedProcessFunction<u64, i64> for RunningCount {
     type Out = (u64, u64);
     fn process(&mut self, _: i64, cx: &mut ProcessContext<'_, u64, (u64, u64)>) -> Result<()> {
         let key = *cx.key();
-        let count = self.counts.get_or_insert_with(key, || 0)?;
+        let mut counts = self.counts.lock()?;
+        let count = counts.get_or_insert_with(key, || 0)?;
         *count += 1;
         let count = *count;
         cx.emit((key, count));
         Ok(())
-    }
-    fn states(&mut self) -> Vec<&mut dyn KeyedStateStore> {
-        vec![&mut *self.counts]
     }
 }
 
@@ -148,8 +148,10 @@ impl RunningCountJob {
                 n
             })
             .key_by(move |n: &i64| n.unsigned_abs() % keys)
-            .process("running-count", |_| RunningCount {
-                counts: ValueState::new("counts"),
+            .process("running-count", |cx| {
+                Ok(RunningCount {
+                    counts: cx.keyed_state(|backend| ValueState::in_backend(backend, "counts"))?,
+                })
             })
             .uid("running-count");
         let sink = match &self.output {

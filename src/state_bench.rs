@@ -19,7 +19,7 @@ use weir_dataflow::checkpointing::{
 };
 use weir_dataflow::state::StateTable;
 use weir_dataflow::{
-    DataflowError, JobConfig, Operator, OperatorContext, Output, Result, SnapshotContext,
+    DataflowError, JobConfig, KeyedStateHandle, Operator, OperatorContext, Output, Result,
     WatermarkStrategy,
 };
 use weir_sinks::BlackholeSink;
@@ -123,7 +123,8 @@ const STATE: &str = "counts";
 
 /// Counts per key; records when its state is back after a restore.
 struct CountPerKey {
-    counts: StateTable<u64, u64>,
+    /// Registered in `open`.
+    counts: Option<KeyedStateHandle<StateTable<u64, u64>>>,
     opened: Arc<Mutex<Vec<(Instant, u64)>>>,
 }
 
@@ -132,13 +133,11 @@ impl Operator for CountPerKey {
     type Out = u64;
 
     fn open(&mut self, cx: &mut OperatorContext) -> Result<()> {
-        self.counts = StateTable::in_backend(&cx.state_backend, STATE, Vec::new())?;
-        let chunks = cx.restored_chunks(STATE);
-        self.counts
-            .restore_chunks(chunks, cx.subtask.key_groups, cx.subtask.max_parallelism)?;
+        let counts = cx.keyed_state(|b| StateTable::in_backend(b, STATE, Vec::new()))?;
         // The keys the table holds: a RocksDB instance opened from a native
         // checkpoint restores them without writing them again.
-        let restored = self.counts.len() as u64;
+        let restored = counts.lock()?.len() as u64;
+        self.counts = Some(counts);
         if let Ok(mut opened) = self.opened.lock() {
             opened.push((Instant::now(), restored));
         }
@@ -146,14 +145,13 @@ impl Operator for CountPerKey {
     }
 
     fn on_batch(&mut self, input: &mut Vec<u64>, _: &mut Output<u64>) -> Result<()> {
+        let mut counts = match &self.counts {
+            Some(counts) => counts.lock()?,
+            None => return Err(DataflowError::invalid("count-per-key", "used before open")),
+        };
         for key in input.drain(..) {
-            *self.counts.get_or_insert_with(key, || 0)? += 1;
+            *counts.get_or_insert_with(key, || 0)? += 1;
         }
-        Ok(())
-    }
-
-    fn snapshot(&mut self, cx: &mut SnapshotContext) -> Result<()> {
-        cx.put_frozen(self.counts.freeze()?);
         Ok(())
     }
 }
@@ -253,7 +251,7 @@ pub fn run(options: &StateBenchOptions) -> Result<StateBenchReport, DataflowErro
             })
             .key_by(|k: &u64| *k)
             .transform("count-per-key", move |_| CountPerKey {
-                counts: StateTable::new(STATE),
+                counts: None,
                 opened: opened.clone(),
             })
             .uid("count-per-key")

@@ -73,7 +73,9 @@ fn build_with(
         )
         .uid("numbers")
         .key_by(|r: &(u32, u64)| r.0)
-        .process("running-count", move |_| RunningCount::new(fail_at.clone()))
+        .process("running-count", move |cx| {
+            RunningCount::open(cx, fail_at.clone())
+        })
         .uid("running-count")
         .sink(
             "epoch-sink",
@@ -1149,7 +1151,7 @@ fn restoring_state_the_job_cannot_take_is_a_clear_error_unless_allowed() {
         )
         .uid("numbers")
         .key_by(|r: &(u32, u64)| r.0)
-        .process("running-count", |_| RunningCount::new(None))
+        .process("running-count", |cx| RunningCount::open(cx, None))
         .uid("renamed-count")
         .sink(
             "epoch-sink",
@@ -1295,8 +1297,10 @@ fn build_timers(
         )
         .uid("numbers")
         .key_by(|r: &(u32, u64)| r.0)
-        .process("delayed-echo", move |_| DelayedEcho {
-            fail_at: fail_at.clone(),
+        .process("delayed-echo", move |_| {
+            Ok(DelayedEcho {
+                fail_at: fail_at.clone(),
+            })
         })
         .uid("delayed-echo")
         .sink(
@@ -1437,7 +1441,7 @@ fn run_distinct_keys(backend: StateBackend, dir: &Path) -> (JobStatus, PathBuf, 
             .map(|n: i64| (n as u32, n as u64))
             .uid("pairs")
             .key_by(|r: &(u32, u64)| r.0)
-            .process("running-count", |_| RunningCount::new(None))
+            .process("running-count", |cx| RunningCount::open(cx, None))
             .uid("running-count")
             .sink(
                 "epoch-sink",

@@ -249,8 +249,8 @@ fn exactly_once_across_a_failure(place: &Place) {
             )
             .uid("files")
             .key_by(|r: &(u32, u64)| r.0)
-            .process("running-count", move |_| {
-                RunningCount::new(Some((12_345, fail.clone())))
+            .process("running-count", move |cx| {
+                RunningCount::open(cx, Some((12_345, fail.clone())))
             })
             .uid("running-count")
             .sink(

@@ -36,7 +36,9 @@ fn build(
             Some((key.parse::<u32>().ok()?, seq.parse::<u64>().ok()?))
         })
         .key_by(|r: &(u32, u64)| r.0)
-        .process("running-count", move |_| RunningCount::new(fail_at.clone()))
+        .process("running-count", move |cx| {
+            RunningCount::open(cx, fail_at.clone())
+        })
         .uid("running-count")
         .sink("out", EpochFileSink::<(u32, u64)>::factory(out.clone()))
         .uid("out");

@@ -51,7 +51,9 @@ fn build(
             Some((key.parse::<u32>().ok()?, seq.parse::<u64>().ok()?))
         })
         .key_by(|r: &Count| r.0)
-        .process("running-count", move |_| RunningCount::new(fail_at.clone()))
+        .process("running-count", move |cx| {
+            RunningCount::open(cx, fail_at.clone())
+        })
         .uid("running-count")
         .sink(
             "kafka-out",

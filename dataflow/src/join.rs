@@ -3,6 +3,7 @@
 //! input is [`Either`] of the two record types.
 
 use crate::graph::{Data, EdgeSpec, PartitionSpec, TypedEdge};
+use crate::keyed_state::{opened, KeyedStateHandle};
 use crate::metrics::OperatorMetrics;
 use crate::operator::{OperatorContext, Output, SnapshotContext};
 use crate::window::{Window, WindowAssigner};
@@ -156,12 +157,11 @@ impl<K: StateKey, T: Data> KeyedStream<K, T> {
             lower,
             upper,
             f: f.clone(),
-            left: StateTable::new("interval-left"),
-            right: StateTable::new("interval-right"),
+            left: None,
+            right: None,
             cleanup: BTreeMap::new(),
             watermark: i64::MIN,
             metrics: Arc::default(),
-            max_parallelism: weir_state::MaxParallelism::DEFAULT,
         })
     }
 }
@@ -206,13 +206,14 @@ struct IntervalJoin<K, A, B, R> {
     lower: i64,
     upper: i64,
     f: JoinFn<K, A, B, R>,
-    left: StateTable<K, Vec<(i64, A)>>,
-    right: StateTable<K, Vec<(i64, B)>>,
+    /// Registered with the runtime in `open`.
+    left: Option<KeyedStateHandle<StateTable<K, Vec<(i64, A)>>>>,
+    /// Registered with the runtime in `open`.
+    right: Option<KeyedStateHandle<StateTable<K, Vec<(i64, B)>>>>,
     /// Keys to clean up, by watermark.
     cleanup: BTreeMap<i64, Vec<K>>,
     watermark: i64,
     metrics: Arc<OperatorMetrics>,
-    max_parallelism: weir_state::MaxParallelism,
 }
 
 const WATERMARK: &str = "interval-watermark";
@@ -229,14 +230,8 @@ where
 
     fn open(&mut self, cx: &mut OperatorContext) -> Result<()> {
         self.metrics = cx.metrics.clone();
-        self.max_parallelism = cx.subtask.max_parallelism;
-        self.left = StateTable::in_backend(&cx.state_backend, "interval-left", Vec::new())?;
-        self.right = StateTable::in_backend(&cx.state_backend, "interval-right", Vec::new())?;
-        let (range, max) = (cx.subtask.key_groups, cx.subtask.max_parallelism);
-        self.left
-            .restore_chunks(cx.restored_chunks("interval-left"), range, max)?;
-        self.right
-            .restore_chunks(cx.restored_chunks("interval-right"), range, max)?;
+        let left = cx.keyed_state(|b| StateTable::in_backend(b, "interval-left", Vec::new()))?;
+        let right = cx.keyed_state(|b| StateTable::in_backend(b, "interval-right", Vec::new()))?;
         if let Some(bytes) = cx.restored_operator.get(WATERMARK).or_else(|| {
             cx.restored_operator_all
                 .iter()
@@ -244,15 +239,17 @@ where
         }) {
             self.watermark = weir_state::decode(WATERMARK, bytes)?;
         }
-        let mut keys = self.left.keys()?;
-        keys.extend(self.right.keys()?);
+        let mut keys = left.lock()?.keys()?;
+        keys.extend(right.lock()?.keys()?);
         for key in keys {
             self.cleanup.entry(i64::MIN).or_default().push(key);
         }
+        (self.left, self.right) = (Some(left), Some(right));
         Ok(())
     }
 
     fn on_batch(&mut self, input: &mut Vec<Either<A, B>>, out: &mut Output<R>) -> Result<()> {
+        let (mut left, mut right) = (opened(&self.left)?, opened(&self.right)?);
         for element in input.drain(..) {
             let key = (self.key)(&element);
             match element {
@@ -262,7 +259,7 @@ where
                         OperatorMetrics::add(&self.metrics.late_records, 1);
                         continue;
                     }
-                    for (tb, b) in self.right.get(&key)?.map(Vec::as_slice).unwrap_or(&[]) {
+                    for (tb, b) in right.get(&key)?.map(Vec::as_slice).unwrap_or(&[]) {
                         if ts.saturating_add(self.lower) <= *tb
                             && *tb <= ts.saturating_add(self.upper)
                         {
@@ -273,7 +270,7 @@ where
                         .entry(ts.saturating_add(self.upper.max(0)))
                         .or_default()
                         .push(key.clone());
-                    self.left.get_or_insert_with(key, Vec::new)?.push((ts, a));
+                    left.get_or_insert_with(key, Vec::new)?.push((ts, a));
                 }
                 Either::Right(b) => {
                     let ts = (self.right_ts)(&b).0;
@@ -281,7 +278,7 @@ where
                         OperatorMetrics::add(&self.metrics.late_records, 1);
                         continue;
                     }
-                    for (ta, a) in self.left.get(&key)?.map(Vec::as_slice).unwrap_or(&[]) {
+                    for (ta, a) in left.get(&key)?.map(Vec::as_slice).unwrap_or(&[]) {
                         if ta.saturating_add(self.lower) <= ts
                             && ts <= ta.saturating_add(self.upper)
                         {
@@ -292,7 +289,7 @@ where
                         .entry(ts.saturating_sub(self.lower.min(0)))
                         .or_default()
                         .push(key.clone());
-                    self.right.get_or_insert_with(key, Vec::new)?.push((ts, b));
+                    right.get_or_insert_with(key, Vec::new)?.push((ts, b));
                 }
             }
         }
@@ -303,6 +300,7 @@ where
         self.watermark = self.watermark.max(watermark.0);
         let wm = self.watermark;
         let (lower, upper) = (self.lower, self.upper);
+        let (mut left, mut right) = (opened(&self.left)?, opened(&self.right)?);
         while let Some(entry) = self.cleanup.first_entry() {
             if *entry.key() > wm {
                 break;
@@ -310,16 +308,16 @@ where
             for key in entry.remove() {
                 // A left element can still match future right elements (ts > wm) while
                 // ta + upper > wm; a right element while tb - lower > wm.
-                if let Some(list) = self.left.get_mut(&key)? {
+                if let Some(list) = left.get_mut(&key)? {
                     list.retain(|(ta, _)| ta.saturating_add(upper) > wm);
                     if list.is_empty() {
-                        self.left.remove(&key)?;
+                        left.remove(&key)?;
                     }
                 }
-                if let Some(list) = self.right.get_mut(&key)? {
+                if let Some(list) = right.get_mut(&key)? {
                     list.retain(|(tb, _)| tb.saturating_sub(lower) > wm);
                     if list.is_empty() {
-                        self.right.remove(&key)?;
+                        right.remove(&key)?;
                     }
                 }
             }
@@ -328,11 +326,8 @@ where
     }
 
     fn snapshot(&mut self, cx: &mut SnapshotContext) -> Result<()> {
+        // Both sides are the runtime's to flush and freeze.
         cx.put_operator(WATERMARK, weir_state::encode(WATERMARK, &self.watermark)?);
-        self.left.flush()?;
-        self.right.flush()?;
-        cx.put_frozen(self.left.freeze()?);
-        cx.put_frozen(self.right.freeze()?);
         Ok(())
     }
 }

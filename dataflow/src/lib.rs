@@ -35,6 +35,7 @@ mod exchange;
 mod graph;
 mod job;
 pub mod join;
+mod keyed_state;
 mod message;
 mod metrics;
 mod operator;
@@ -57,6 +58,7 @@ pub use job::{
     EdgeView, GraphView, JobConfig, JobHandle, JobResult, MetricsView, SubtaskMetrics, VertexRole,
     VertexView,
 };
+pub use keyed_state::{KeyedStateHandle, KeyedStateStore};
 pub use message::Message;
 pub use metrics::{Gauge, GaugeFn, OperatorMetrics};
 pub use operator::{FrozenState, Operator, OperatorContext, Output, SnapshotContext, SubtaskInfo};

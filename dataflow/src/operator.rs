@@ -1,6 +1,7 @@
 //! The operator contract: a few synchronous methods the runtime calls. Operators
 //! never see channels, barriers or alignment.
 
+use crate::keyed_state::{KeyedStateHandle, KeyedStateStore, StateRegistry};
 use crate::metrics::OperatorMetrics;
 use crate::{Result, Timestamp};
 use std::collections::BTreeMap;
@@ -52,9 +53,11 @@ pub struct OperatorContext {
     pub checkpoint_timeout: Option<std::time::Duration>,
     /// This instance's counters.
     pub metrics: Arc<OperatorMetrics>,
-    /// Where this instance keeps keyed state: make tables with
-    /// [`weir_state::StateTable::in_backend`] (or the states' `in_backend`).
+    /// Where this instance keeps keyed state. Ask for states with
+    /// [`OperatorContext::keyed_state`], which also restores and registers them.
     pub state_backend: KeyedBackend,
+    /// The keyed states registered so far; the operator's stage snapshots them.
+    pub(crate) states: StateRegistry,
 }
 
 impl OperatorContext {
@@ -71,7 +74,31 @@ impl OperatorContext {
             job: String::new(),
             checkpoint_timeout: None,
             metrics: Arc::new(OperatorMetrics::default()),
+            states: StateRegistry::default(),
         }
+    }
+
+    /// A keyed state the runtime owns: `make` creates it (empty) in this subtask's
+    /// backend, e.g. `|backend| ValueState::in_backend(backend, "count")`; the
+    /// runtime restores the key groups this subtask owns, and flushes and freezes
+    /// the state at every checkpoint. Call it from `open`.
+    ///
+    /// # Errors
+    /// The backend cannot make the state; the restored chunks are corrupt; a state
+    /// of the same name is already registered by this operator.
+    pub fn keyed_state<S: KeyedStateStore>(
+        &mut self,
+        make: impl FnOnce(&KeyedBackend) -> weir_state::Result<S>,
+    ) -> Result<KeyedStateHandle<S>> {
+        let mut state = make(&self.state_backend)?;
+        let name = state.state_name();
+        let chunks = self.restored_chunks(&name);
+        state.restore_state(
+            &chunks,
+            self.subtask.key_groups,
+            self.subtask.max_parallelism,
+        )?;
+        self.states.register(&self.subtask.operator, state)
     }
 
     /// The restored keyed state named `name`, by key group: every chunk of it (see

@@ -4,9 +4,11 @@
 use crate::graph::Data;
 use crate::operator::{OperatorContext, Output, SnapshotContext};
 use crate::{
-    KeySelector, KeyedStream, Operator, Result, Stream, SubtaskInfo, Timestamp, TimestampAssigner,
+    DataflowError, KeySelector, KeyedStream, Operator, Result, Stream, SubtaskInfo, Timestamp,
+    TimestampAssigner,
 };
-use weir_state::{decode, StateKey, StateTable};
+use std::sync::Arc;
+use weir_state::{decode, StateKey};
 
 pub use weir_state::TimeDomain;
 
@@ -115,136 +117,9 @@ impl<K: StateKey, O> ProcessContext<'_, K, O> {
     }
 }
 
-/// Object-safe access to a keyed state table for the runtime (snapshot, restore).
-pub trait KeyedStateStore {
-    /// The state's name.
-    fn state_name(&self) -> String;
-    /// Moves the (still empty) state into the subtask's backend; called before
-    /// restore.
-    ///
-    /// # Errors
-    /// The backend cannot be opened.
-    fn open_state(&mut self, backend: &weir_state::KeyedBackend) -> weir_state::Result<()>;
-    /// Writes pending changes to the backend (RocksDB's record cache).
-    ///
-    /// # Errors
-    /// A RocksDB write that fails.
-    fn flush_state(&mut self) -> weir_state::Result<()>;
-    /// The synchronous part of a snapshot: freezes the state copy-on-write (heap) or
-    /// takes a RocksDB checkpoint.
-    ///
-    /// # Errors
-    /// A RocksDB write or checkpoint that fails.
-    fn freeze_state(&mut self) -> weir_state::Result<Box<dyn weir_state::FrozenKeyed>>;
-    /// Restores the key groups of `range` from the chunks of a snapshot.
-    fn restore_state(
-        &mut self,
-        chunks: &[(weir_state::KeyGroup, &[u8])],
-        range: weir_state::KeyGroupRange,
-        max: weir_state::MaxParallelism,
-    ) -> weir_state::Result<usize>;
-}
-
-impl<K: StateKey, V: weir_state::StateValue> KeyedStateStore for StateTable<K, V> {
-    fn state_name(&self) -> String {
-        self.name().to_string()
-    }
-    fn open_state(&mut self, backend: &weir_state::KeyedBackend) -> weir_state::Result<()> {
-        if backend.is_rocksdb() {
-            *self = StateTable::in_backend(backend, self.name().to_string(), Vec::new())?;
-        }
-        Ok(())
-    }
-    fn flush_state(&mut self) -> weir_state::Result<()> {
-        self.flush()
-    }
-    fn freeze_state(&mut self) -> weir_state::Result<Box<dyn weir_state::FrozenKeyed>> {
-        Ok(Box::new(self.freeze()?))
-    }
-    fn restore_state(
-        &mut self,
-        chunks: &[(weir_state::KeyGroup, &[u8])],
-        range: weir_state::KeyGroupRange,
-        max: weir_state::MaxParallelism,
-    ) -> weir_state::Result<usize> {
-        self.restore_chunks(chunks.iter().copied(), range, max)
-    }
-}
-
-/// A state with a time-to-live is its table of expiring values for the runtime, but
-/// opens in the backend with its time-to-live and drops expired values before
-/// snapshots.
-macro_rules! ttl_state_store {
-    ([$($generics:tt)*] $state:ident $(< $($param:ident),+ >)?) => {
-        impl<$($generics)*> KeyedStateStore for weir_state::$state$(<$($param),+>)? {
-            fn state_name(&self) -> String {
-                (**self).state_name()
-            }
-            fn open_state(&mut self, backend: &weir_state::KeyedBackend) -> weir_state::Result<()> {
-                if backend.is_rocksdb() {
-                    *self = weir_state::$state::in_backend(
-                        backend,
-                        self.name().to_string(),
-                        self.ttl(),
-                    )?;
-                }
-                Ok(())
-            }
-            fn flush_state(&mut self) -> weir_state::Result<()> {
-                // On the heap, expired values are dropped before every snapshot;
-                // RocksDB's compaction filter drops them there.
-                self.cleanup_before_snapshot()?;
-                (**self).flush_state()
-            }
-            fn freeze_state(&mut self) -> weir_state::Result<Box<dyn weir_state::FrozenKeyed>> {
-                (**self).freeze_state()
-            }
-            fn restore_state(
-                &mut self,
-                chunks: &[(weir_state::KeyGroup, &[u8])],
-                range: weir_state::KeyGroupRange,
-                max: weir_state::MaxParallelism,
-            ) -> weir_state::Result<usize> {
-                (**self).restore_state(chunks, range, max)
-            }
-        }
-    };
-}
-ttl_state_store!([K: StateKey, V: weir_state::StateValue] TtlValueState<K, V>);
-ttl_state_store!([K: StateKey, V: weir_state::StateValue] TtlListState<K, V>);
-ttl_state_store!([K: StateKey, UK: StateKey, V: weir_state::StateValue] TtlMapState<K, UK, V>);
-
-impl<K: StateKey, V: weir_state::StateValue> KeyedStateStore for weir_state::LruValueState<K, V> {
-    fn state_name(&self) -> String {
-        self.table().name().to_string()
-    }
-    fn open_state(&mut self, backend: &weir_state::KeyedBackend) -> weir_state::Result<()> {
-        if backend.is_rocksdb() {
-            *self = weir_state::LruValueState::in_backend(
-                backend,
-                self.table().name().to_string(),
-                self.max_entries(),
-            )?;
-        }
-        Ok(())
-    }
-    fn flush_state(&mut self) -> weir_state::Result<()> {
-        self.flush()
-    }
-    fn freeze_state(&mut self) -> weir_state::Result<Box<dyn weir_state::FrozenKeyed>> {
-        Ok(Box::new(self.freeze()?))
-    }
-    fn restore_state(
-        &mut self,
-        chunks: &[(weir_state::KeyGroup, &[u8])],
-        range: weir_state::KeyGroupRange,
-        max: weir_state::MaxParallelism,
-    ) -> weir_state::Result<usize> {
-        self.restore_chunks(chunks.iter().copied(), range, max)
-    }
-}
-
-/// Per-key logic with state and timers.
+/// Per-key logic with state and timers. Its keyed states are handles the function
+/// asked for when it was made ([`KeyedStream::process`]): the runtime restores,
+/// flushes and snapshots them.
 pub trait KeyedProcessFunction<K, In>: Send + 'static {
     /// Output record type.
     type Out: Data;
@@ -262,11 +137,18 @@ pub trait KeyedProcessFunction<K, In>: Send + 'static {
         let _ = (time, domain, cx);
         Ok(())
     }
+}
 
-    /// The function's keyed state tables, snapshotted and restored by the runtime.
-    fn states(&mut self) -> Vec<&mut dyn KeyedStateStore> {
-        Vec::new()
-    }
+/// Makes a subtask's process function when it opens.
+type ProcessFactory<P> = Arc<dyn Fn(&mut OperatorContext) -> Result<P> + Send + Sync>;
+
+/// The process function, once the operator is open.
+#[inline]
+fn opened<P>(function: &mut Option<P>) -> Result<&mut P> {
+    function.as_mut().ok_or_else(|| DataflowError::TaskFailed {
+        task: "keyed process".to_string(),
+        message: "the process function was called before its operator was opened".to_string(),
+    })
 }
 
 /// The timers' state name (canonical form: [`weir_state::TimerEntry`] by key group).
@@ -277,7 +159,9 @@ const LEGACY_TIMERS: &str = "process-timers";
 
 /// The operator running a [`KeyedProcessFunction`].
 pub struct KeyedProcess<K, T, P> {
-    function: P,
+    /// Made in `open`, where its keyed states are registered.
+    function: Option<P>,
+    make: ProcessFactory<P>,
     key: KeySelector<T, K>,
     timestamp: Option<TimestampAssigner<T>>,
     timers: TimerService<K>,
@@ -296,12 +180,7 @@ where
 
     fn open(&mut self, cx: &mut OperatorContext) -> Result<()> {
         self.max_parallelism = cx.subtask.max_parallelism;
-        for state in self.function.states() {
-            state.open_state(&cx.state_backend)?;
-            let name = state.state_name();
-            let restored = cx.restored_chunks(&name);
-            state.restore_state(&restored, cx.subtask.key_groups, cx.subtask.max_parallelism)?;
-        }
+        self.function = Some((self.make)(cx)?);
         self.timers.timers = weir_state::Timers::in_backend(&cx.state_backend, TIMERS)?;
         let restored = cx.restored_chunks(TIMERS);
         self.timers.timers.restore_chunks(
@@ -321,6 +200,7 @@ where
     }
 
     fn on_batch(&mut self, input: &mut Vec<T>, out: &mut Output<P::Out>) -> Result<()> {
+        let function = opened(&mut self.function)?;
         for value in input.drain(..) {
             let key = (self.key)(&value);
             let timestamp = self.timestamp.as_ref().map(|ts| ts(&value));
@@ -331,7 +211,7 @@ where
                 timers: &mut self.timers,
                 out,
             };
-            self.function.process(value, &mut cx)?;
+            function.process(value, &mut cx)?;
             self.timers.take_failure()?;
         }
         Ok(())
@@ -339,6 +219,7 @@ where
 
     fn on_watermark(&mut self, watermark: Timestamp, out: &mut Output<P::Out>) -> Result<()> {
         self.watermark = watermark;
+        let function = opened(&mut self.function)?;
         while let Some((key, time)) = self.timers.pop_due(TimeDomain::EventTime, watermark)? {
             let mut cx = ProcessContext {
                 key: &key,
@@ -347,14 +228,14 @@ where
                 timers: &mut self.timers,
                 out,
             };
-            self.function
-                .on_timer(time, TimeDomain::EventTime, &mut cx)?;
+            function.on_timer(time, TimeDomain::EventTime, &mut cx)?;
             self.timers.take_failure()?;
         }
         Ok(())
     }
 
     fn on_processing_time(&mut self, now: Timestamp, out: &mut Output<P::Out>) -> Result<()> {
+        let function = opened(&mut self.function)?;
         while let Some((key, time)) = self.timers.pop_due(TimeDomain::ProcessingTime, now)? {
             let mut cx = ProcessContext {
                 key: &key,
@@ -363,8 +244,7 @@ where
                 timers: &mut self.timers,
                 out,
             };
-            self.function
-                .on_timer(time, TimeDomain::ProcessingTime, &mut cx)?;
+            function.on_timer(time, TimeDomain::ProcessingTime, &mut cx)?;
             self.timers.take_failure()?;
         }
         Ok(())
@@ -372,15 +252,9 @@ where
 
     fn snapshot(&mut self, cx: &mut SnapshotContext) -> Result<()> {
         let max = self.max_parallelism;
-        for state in self.function.states() {
-            state.flush_state()?;
-        }
-        // Every write in RocksDB before the first freeze: one RocksDB checkpoint for
-        // all of them.
+        // The function's states are flushed before this and frozen after it by the
+        // runtime: one RocksDB checkpoint covers them and the timers.
         self.timers.timers.flush()?;
-        for state in self.function.states() {
-            cx.put_frozen_boxed(state.freeze_state()?);
-        }
         match self.timers.timers.snapshot(max)? {
             weir_state::TimersSnapshot::Encoded(encoded) => cx.put_keyed(TIMERS, encoded),
             weir_state::TimersSnapshot::Frozen(frozen) => cx.put_frozen_boxed(frozen),
@@ -390,16 +264,23 @@ where
 }
 
 impl<K: StateKey, T: Data> KeyedStream<K, T> {
-    /// Runs a keyed process function; `factory` creates each subtask's instance.
+    /// Runs a keyed process function. `factory` makes each subtask's instance when
+    /// the subtask opens, and asks the context for the function's keyed states
+    /// ([`OperatorContext::keyed_state`]); `cx.subtask` says where it runs.
+    ///
+    /// # Errors
+    /// The job fails with the factory's error.
     pub fn process<P, F>(&self, name: &str, factory: F) -> Stream<P::Out>
     where
         P: KeyedProcessFunction<K, T>,
-        F: Fn(&SubtaskInfo) -> P + Send + Sync + 'static,
+        F: Fn(&mut OperatorContext) -> Result<P> + Send + Sync + 'static,
     {
         let key = self.key_selector();
         let timestamp = self.stream().timestamps();
+        let make: ProcessFactory<P> = Arc::new(factory);
         self.transform(name, move |info: &SubtaskInfo| KeyedProcess {
-            function: factory(info),
+            function: None,
+            make: make.clone(),
             key: key.clone(),
             timestamp: timestamp.clone(),
             timers: TimerService::default(),

@@ -2,6 +2,7 @@
 //! operator by plain function calls on batches; the last stage writes to channels
 //! (an exchange) or is a sink.
 
+use crate::keyed_state::StateRegistry;
 use crate::metrics::OperatorMetrics;
 use crate::operator::{Operator, OperatorContext, Output, SnapshotContext};
 use crate::sink::Sink;
@@ -37,6 +38,8 @@ pub(crate) struct OperatorStage<O: Operator> {
     pub(crate) out: Output<O::Out>,
     pub(crate) next: Box<dyn Stage<O::Out>>,
     pub(crate) cx: Option<OperatorContext>,
+    /// The keyed states the operator registered in `open`.
+    pub(crate) states: StateRegistry,
     pub(crate) uid: OperatorUid,
     pub(crate) name: String,
     pub(crate) subtask: usize,
@@ -56,6 +59,7 @@ impl<O: Operator> OperatorStage<O> {
             metrics: cx.metrics.clone(),
             max_parallelism: cx.subtask.max_parallelism,
             cx: Some(cx),
+            states: StateRegistry::default(),
         }
     }
 
@@ -80,6 +84,7 @@ impl<O: Operator> Stage<O::In> for OperatorStage<O> {
     fn open(&mut self) -> Result<()> {
         if let Some(mut cx) = self.cx.take() {
             self.operator.open(&mut cx).map_err(|e| self.context(e))?;
+            self.states = std::mem::take(&mut cx.states);
         }
         self.next.open()
     }
@@ -117,9 +122,8 @@ impl<O: Operator> Stage<O::In> for OperatorStage<O> {
 
     fn barrier(&mut self, barrier: Barrier, snapshots: &mut ChainSnapshots) -> Result<()> {
         let mut cx = SnapshotContext::new(barrier.id, barrier.is_savepoint(), self.max_parallelism);
-        if let Err(e) = self.operator.snapshot(&mut cx) {
-            return Err(self.context(e));
-        }
+        snapshot(&self.states, &mut cx, |cx| self.operator.snapshot(cx))
+            .map_err(|e| self.context(e))?;
         snapshots.push(self.uid.clone(), cx);
         self.next.barrier(barrier, snapshots)
     }
@@ -144,6 +148,8 @@ impl<O: Operator> Stage<O::In> for OperatorStage<O> {
 pub(crate) struct SinkStage<S: Sink> {
     pub(crate) sink: S,
     pub(crate) cx: Option<OperatorContext>,
+    /// The keyed states the sink registered in `open`.
+    pub(crate) states: StateRegistry,
     pub(crate) uid: OperatorUid,
     pub(crate) name: String,
     pub(crate) subtask: usize,
@@ -161,6 +167,7 @@ impl<S: Sink> SinkStage<S> {
             metrics: cx.metrics.clone(),
             max_parallelism: cx.subtask.max_parallelism,
             cx: Some(cx),
+            states: StateRegistry::default(),
         }
     }
 
@@ -176,6 +183,7 @@ impl<S: Sink> Stage<S::In> for SinkStage<S> {
     fn open(&mut self) -> Result<()> {
         if let Some(mut cx) = self.cx.take() {
             self.sink.open(&mut cx).map_err(|e| self.context(e))?;
+            self.states = std::mem::take(&mut cx.states);
         }
         Ok(())
     }
@@ -205,9 +213,8 @@ impl<S: Sink> Stage<S::In> for SinkStage<S> {
 
     fn barrier(&mut self, barrier: Barrier, snapshots: &mut ChainSnapshots) -> Result<()> {
         let mut cx = SnapshotContext::new(barrier.id, barrier.is_savepoint(), self.max_parallelism);
-        if let Err(e) = self.sink.snapshot(&mut cx) {
-            return Err(self.context(e));
-        }
+        snapshot(&self.states, &mut cx, |cx| self.sink.snapshot(cx))
+            .map_err(|e| self.context(e))?;
         snapshots.push(self.uid.clone(), cx);
         Ok(())
     }
@@ -221,6 +228,25 @@ impl<S: Sink> Stage<S::In> for SinkStage<S> {
     fn end(&mut self) -> Result<()> {
         self.sink.finish().map_err(|e| self.context(e))
     }
+}
+
+/// The synchronous part of one operator's snapshot: its registered keyed states are
+/// flushed first (so that one RocksDB checkpoint covers them and whatever the
+/// operator flushes itself), then the operator captures its own state, then the
+/// registered states are frozen.
+fn snapshot(
+    states: &StateRegistry,
+    cx: &mut SnapshotContext,
+    operator: impl FnOnce(&mut SnapshotContext) -> Result<()>,
+) -> Result<()> {
+    states.flush()?;
+    operator(cx)?;
+    let mut frozen = Vec::new();
+    states.freeze(&mut frozen)?;
+    for part in frozen {
+        cx.put_frozen_boxed(part);
+    }
+    Ok(())
 }
 
 /// Hands every batch to several stages (a stream with several consumers).

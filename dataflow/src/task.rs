@@ -389,6 +389,13 @@ impl<S: Source> TaskHead for SourceHead<S> {
     fn run(mut self: Box<Self>, env: TaskEnv) -> Result<()> {
         if let Some(mut cx) = self.cx.take() {
             self.source.open(&mut cx)?;
+            if !cx.states.is_empty() {
+                return Err(DataflowError::invalid(
+                    &cx.subtask.operator,
+                    "a source has no keyed state: keep its positions in operator state \
+                     (SnapshotContext::put_operator)",
+                ));
+            }
         }
         self.stage.open()?;
         let mut out = SourceOutput::new(self.batch_size);

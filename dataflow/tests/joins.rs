@@ -113,7 +113,7 @@ proptest! {
 
 /// Sums both sides per key with one keyed process function over a connected stream.
 struct SumBoth {
-    sums: weir_dataflow::state::ValueState<u8, (u64, u64)>,
+    sums: weir_dataflow::KeyedStateHandle<weir_dataflow::state::ValueState<u8, (u64, u64)>>,
 }
 
 impl weir_dataflow::process::KeyedProcessFunction<u8, weir_dataflow::join::Either<Row, Row>>
@@ -126,7 +126,8 @@ impl weir_dataflow::process::KeyedProcessFunction<u8, weir_dataflow::join::Eithe
         cx: &mut weir_dataflow::process::ProcessContext<'_, u8, (u8, u64, u64)>,
     ) -> weir_dataflow::Result<()> {
         let key = *cx.key();
-        let sums = self.sums.get_or_insert_with(key, || (0, 0))?;
+        let mut sums = self.sums.lock()?;
+        let sums = sums.get_or_insert_with(key, || (0, 0))?;
         match value {
             weir_dataflow::join::Either::Left(_) => sums.0 += 1,
             weir_dataflow::join::Either::Right(_) => sums.1 += 1,
@@ -146,8 +147,11 @@ fn connected_streams_meet_per_key_in_one_process_function() {
     let l = source(&job, "left", left).key_by(|r: &Row| r.0);
     let r = source(&job, "right", right).key_by(|r: &Row| r.0);
     l.connect(&r)
-        .process("sum-both", |_| SumBoth {
-            sums: weir_dataflow::state::ValueState::new("sums"),
+        .process("sum-both", |cx| {
+            Ok(SumBoth {
+                sums: cx
+                    .keyed_state(|b| weir_dataflow::state::ValueState::in_backend(b, "sums"))?,
+            })
         })
         .sink("collect", sink);
     job.execute().unwrap();

@@ -6,7 +6,7 @@
 use proptest::prelude::*;
 use std::collections::BTreeMap;
 use std::time::Duration;
-use weir_dataflow::process::{KeyedProcessFunction, KeyedStateStore, ProcessContext};
+use weir_dataflow::process::{KeyedProcessFunction, ProcessContext};
 use weir_dataflow::state::{Count, Sum, ValueState};
 use weir_dataflow::testing::{CollectSink, CollectionSource};
 use weir_dataflow::window::WindowAssigner;
@@ -193,7 +193,7 @@ proptest! {
 
 /// A running sum per key, emitting the final sum at end of input via an event-time timer.
 struct RunningSum {
-    sums: ValueState<u8, i64>,
+    sums: weir_dataflow::KeyedStateHandle<ValueState<u8, i64>>,
 }
 
 impl KeyedProcessFunction<u8, Event> for RunningSum {
@@ -203,7 +203,7 @@ impl KeyedProcessFunction<u8, Event> for RunningSum {
         value: Event,
         cx: &mut ProcessContext<'_, u8, (u8, i64)>,
     ) -> weir_dataflow::Result<()> {
-        *self.sums.get_or_insert_with(value.0, || 0)? += value.2;
+        *self.sums.lock()?.get_or_insert_with(value.0, || 0)? += value.2;
         cx.register_event_time_timer(Timestamp(i64::MAX - 1));
         Ok(())
     }
@@ -214,12 +214,9 @@ impl KeyedProcessFunction<u8, Event> for RunningSum {
         cx: &mut ProcessContext<'_, u8, (u8, i64)>,
     ) -> weir_dataflow::Result<()> {
         let key = *cx.key();
-        let sum = self.sums.get(&key)?.copied().unwrap_or(0);
+        let sum = self.sums.lock()?.get(&key)?.copied().unwrap_or(0);
         cx.emit((key, sum));
         Ok(())
-    }
-    fn states(&mut self) -> Vec<&mut dyn KeyedStateStore> {
-        vec![&mut *self.sums]
     }
 }
 
@@ -244,7 +241,7 @@ proptest! {
         )
         .rebalance()
         .key_by(|e: &Event| e.0)
-        .process("running-sum", |_| RunningSum { sums: ValueState::new("sums") })
+        .process("running-sum", |cx| Ok(RunningSum { sums: cx.keyed_state(|b| ValueState::in_backend(b, "sums"))? }))
         .sink("collect", sink);
         job.execute().unwrap();
         let mut got = out.take();

@@ -16,25 +16,26 @@ use std::sync::Arc;
 use std::time::Duration;
 use weir::checkpoint::{CoordinatorConfig, StorageConfig};
 use weir::dataflow::checkpointing::{CheckpointingConfig, RestartStrategy, ResumeFrom};
-use weir::dataflow::process::{KeyedProcessFunction, KeyedStateStore, ProcessContext};
+use weir::dataflow::process::{KeyedProcessFunction, ProcessContext};
 use weir::dataflow::state::ValueState;
-use weir::dataflow::JobConfig;
 use weir::dataflow::Result;
+use weir::dataflow::{JobConfig, KeyedStateHandle, OperatorContext};
 
 /// Running count per key of `(key, seq)` records, emitting `(key, count)`; fails once
 /// (the first time it sees `seq == fail_at`) if asked.
 pub struct RunningCount {
-    pub counts: ValueState<u32, u64>,
+    pub counts: KeyedStateHandle<ValueState<u32, u64>>,
     pub fail_at: Option<(u64, Arc<AtomicBool>)>,
 }
 
 impl RunningCount {
-    /// A fresh count, failing once at `fail_at` if given.
-    pub fn new(fail_at: Option<(u64, Arc<AtomicBool>)>) -> Self {
-        Self {
-            counts: ValueState::new("counts"),
+    /// The count of a subtask (restored, if the job is), failing once at `fail_at`
+    /// if given.
+    pub fn open(cx: &mut OperatorContext, fail_at: Option<(u64, Arc<AtomicBool>)>) -> Result<Self> {
+        Ok(Self {
+            counts: cx.keyed_state(|backend| ValueState::in_backend(backend, "counts"))?,
             fail_at,
-        }
+        })
     }
 }
 
@@ -54,14 +55,12 @@ impl KeyedProcessFunction<u32, (u32, u64)> for RunningCount {
                 ));
             }
         }
-        let count = self.counts.get_or_insert_with(value.0, || 0)?;
+        let mut counts = self.counts.lock()?;
+        let count = counts.get_or_insert_with(value.0, || 0)?;
         *count += 1;
         let count = *count;
         cx.emit((value.0, count));
         Ok(())
-    }
-    fn states(&mut self) -> Vec<&mut dyn KeyedStateStore> {
-        vec![&mut *self.counts]
     }
 }
 

@@ -6,6 +6,7 @@
 
 use super::Window;
 use super::WindowAssigner;
+use crate::keyed_state::{opened, KeyedStateHandle, KeyedStateStore};
 use crate::metrics::OperatorMetrics;
 use crate::operator::{OperatorContext, Output, SnapshotContext};
 use crate::{KeySelector, Operator, Result, Timestamp, TimestampAssigner};
@@ -13,7 +14,8 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use weir_state::{
-    check_group, decode, encode, AggregateFunction, KeyedBackend, StateError, StateKey, StateTable,
+    check_group, decode, encode, AggregateFunction, FrozenKeyed, KeyGroup, KeyGroupRange,
+    KeyedBackend, MaxParallelism, StateError, StateKey, StateTable, StateValue,
 };
 
 const WATERMARK: &str = "window-watermark";
@@ -75,36 +77,32 @@ struct WindowTable<K, Acc> {
 /// plus one hash lookup per window it belongs to.
 pub struct WindowAggregate<K, T, A: AggregateFunction<T>, O> {
     spec: WindowSpec<K, T, A, O>,
-    /// Open windows by start (for fixed-size windows start order is end order).
-    windows: BTreeMap<i64, WindowTable<K, A::Acc>>,
+    /// The open windows' contents, registered with the runtime in `open`.
+    contents: Option<KeyedStateHandle<WindowContents<K, A::Acc>>>,
     watermark: i64,
     metrics: Arc<OperatorMetrics>,
-    max_parallelism: weir_state::MaxParallelism,
-    /// Where window contents live (one namespace per window).
-    backend: KeyedBackend,
 }
 
-impl<K: StateKey, T, A: AggregateFunction<T>, O> WindowAggregate<K, T, A, O> {
-    /// A window operator for one subtask.
-    pub fn new(spec: WindowSpec<K, T, A, O>) -> Self {
-        let max = weir_state::MaxParallelism::DEFAULT;
-        Self {
-            spec,
-            windows: BTreeMap::new(),
-            watermark: i64::MIN,
-            metrics: Arc::default(),
-            max_parallelism: max,
-            backend: KeyedBackend::heap(max, weir_state::KeyGroupRange::for_subtask(max, 1, 0)),
-        }
-    }
+/// The contents of a subtask's open windows: one table of accumulators per window, by
+/// start (for fixed-size windows start order is end order), each in its own namespace
+/// of the backend. The runtime flushes, freezes and restores them as one state.
+struct WindowContents<K, Acc> {
+    windows: BTreeMap<i64, WindowTable<K, Acc>>,
+    /// Where window contents live (one namespace per window).
+    backend: KeyedBackend,
+    /// The watermark restored with them: a restored window that ended before it has
+    /// fired.
+    watermark: i64,
+}
 
+impl<K: StateKey, Acc: StateValue> WindowContents<K, Acc> {
     /// The table of `window`, opened if new.
     #[inline]
     fn table<'a>(
-        windows: &'a mut BTreeMap<i64, WindowTable<K, A::Acc>>,
+        windows: &'a mut BTreeMap<i64, WindowTable<K, Acc>>,
         backend: &KeyedBackend,
         window: Window,
-    ) -> Result<&'a mut WindowTable<K, A::Acc>, StateError> {
+    ) -> Result<&'a mut WindowTable<K, Acc>, StateError> {
         match windows.entry(window.start) {
             std::collections::btree_map::Entry::Occupied(table) => Ok(table.into_mut()),
             std::collections::btree_map::Entry::Vacant(vacant) => {
@@ -118,10 +116,10 @@ impl<K: StateKey, T, A: AggregateFunction<T>, O> WindowAggregate<K, T, A, O> {
     #[cold]
     #[inline(never)]
     fn open_table<'a>(
-        vacant: std::collections::btree_map::VacantEntry<'a, i64, WindowTable<K, A::Acc>>,
+        vacant: std::collections::btree_map::VacantEntry<'a, i64, WindowTable<K, Acc>>,
         backend: &KeyedBackend,
         window: Window,
-    ) -> Result<&'a mut WindowTable<K, A::Acc>, StateError> {
+    ) -> Result<&'a mut WindowTable<K, Acc>, StateError> {
         Ok(vacant.insert(WindowTable {
             window,
             fired: false,
@@ -131,6 +129,62 @@ impl<K: StateKey, T, A: AggregateFunction<T>, O> WindowAggregate<K, T, A, O> {
                 window.start.to_be_bytes().to_vec(),
             )?,
         }))
+    }
+}
+
+impl<K: StateKey, Acc: StateValue> KeyedStateStore for WindowContents<K, Acc> {
+    fn state_name(&self) -> String {
+        CONTENTS.to_string()
+    }
+
+    fn flush_state(&mut self) -> weir_state::Result<()> {
+        // Flushed first, the tables of all windows share one RocksDB checkpoint.
+        for table in self.windows.values_mut() {
+            table.entries.flush()?;
+        }
+        Ok(())
+    }
+
+    fn freeze_state(&mut self, frozen: &mut Vec<Box<dyn FrozenKeyed>>) -> weir_state::Result<()> {
+        for table in self.windows.values_mut() {
+            frozen.push(Box::new(table.entries.freeze()?.with_header(table.window)));
+        }
+        Ok(())
+    }
+
+    fn restore_state(
+        &mut self,
+        chunks: &[(KeyGroup, &[u8])],
+        range: KeyGroupRange,
+        max: MaxParallelism,
+    ) -> weir_state::Result<usize> {
+        let mut restored = 0;
+        for &(group, bytes) in chunks {
+            if !range.contains(group) {
+                continue;
+            }
+            let (window, entries): (Window, Vec<(K, Acc)>) = decode(CONTENTS, bytes)?;
+            let table = Self::table(&mut self.windows, &self.backend, window)?;
+            table.fired = window.end - 1 <= self.watermark;
+            for (key, acc) in entries {
+                check_group(CONTENTS, &key, group, max)?;
+                table.entries.insert(key, acc)?;
+                restored += 1;
+            }
+        }
+        Ok(restored)
+    }
+}
+
+impl<K: StateKey, T, A: AggregateFunction<T>, O> WindowAggregate<K, T, A, O> {
+    /// A window operator for one subtask.
+    pub fn new(spec: WindowSpec<K, T, A, O>) -> Self {
+        Self {
+            spec,
+            contents: None,
+            watermark: i64::MIN,
+            metrics: Arc::default(),
+        }
     }
 }
 
@@ -146,8 +200,6 @@ where
 
     fn open(&mut self, cx: &mut OperatorContext) -> Result<()> {
         self.metrics = cx.metrics.clone();
-        self.max_parallelism = cx.subtask.max_parallelism;
-        self.backend = cx.state_backend.clone();
         if let Some(bytes) = cx.restored_operator.get(WATERMARK).or_else(|| {
             cx.restored_operator_all
                 .iter()
@@ -155,18 +207,14 @@ where
         }) {
             self.watermark = decode(WATERMARK, bytes)?;
         }
-        for (group, bytes) in cx.restored_chunks(CONTENTS) {
-            if !cx.subtask.key_groups.contains(group) {
-                continue;
-            }
-            let (window, entries): (Window, Vec<(K, A::Acc)>) = decode(CONTENTS, bytes)?;
-            let table = Self::table(&mut self.windows, &self.backend, window)?;
-            table.fired = window.end - 1 <= self.watermark;
-            for (key, acc) in entries {
-                check_group(CONTENTS, &key, group, self.max_parallelism)?;
-                table.entries.insert(key, acc)?;
-            }
-        }
+        let watermark = self.watermark;
+        self.contents = Some(cx.keyed_state(|backend| {
+            Ok(WindowContents {
+                windows: BTreeMap::new(),
+                backend: backend.clone(),
+                watermark,
+            })
+        })?);
         Ok(())
     }
 
@@ -174,8 +222,10 @@ where
     fn on_batch(&mut self, input: &mut Vec<T>, out: &mut Output<O>) -> Result<()> {
         let (watermark, lateness) = (self.watermark, self.spec.lateness);
         let spec = &self.spec;
-        let windows = &mut self.windows;
-        let backend = &self.backend;
+        let mut contents = opened(&self.contents)?;
+        let WindowContents {
+            windows, backend, ..
+        } = &mut *contents;
         let mut failed = None;
         for element in input.drain(..) {
             let ts = (spec.timestamp)(&element).0;
@@ -186,7 +236,7 @@ where
                     return;
                 }
                 assigned = true;
-                let added = Self::table(windows, backend, window).and_then(|table| {
+                let added = WindowContents::table(windows, backend, window).and_then(|table| {
                     let acc = table
                         .entries
                         .get_or_insert_with(key.clone(), || spec.aggregate.create())?;
@@ -217,7 +267,9 @@ where
         self.watermark = self.watermark.max(watermark.0);
         let (wm, lateness) = (self.watermark, self.spec.lateness);
         let spec = &self.spec;
-        for table in self.windows.values_mut() {
+        let mut contents = opened(&self.contents)?;
+        let windows = &mut contents.windows;
+        for table in windows.values_mut() {
             if table.window.end - 1 > wm {
                 break;
             }
@@ -229,7 +281,7 @@ where
                 })?;
             }
         }
-        while let Some(entry) = self.windows.first_entry() {
+        while let Some(entry) = windows.first_entry() {
             if (entry.get().window.end - 1).saturating_add(lateness) > wm {
                 break;
             }
@@ -243,14 +295,8 @@ where
     }
 
     fn snapshot(&mut self, cx: &mut SnapshotContext) -> Result<()> {
+        // The window contents are the runtime's to flush and freeze.
         cx.put_operator(WATERMARK, encode(WATERMARK, &self.watermark)?);
-        // Flushed first, the tables of all windows share one RocksDB checkpoint.
-        for table in self.windows.values_mut() {
-            table.entries.flush()?;
-        }
-        for table in self.windows.values_mut() {
-            cx.put_frozen(table.entries.freeze()?.with_header(table.window));
-        }
         Ok(())
     }
 }
@@ -294,7 +340,8 @@ pub struct KeySessions<Acc> {
 /// the sessions ([`weir_state::Timers`]), so memory does not grow with the keys.
 pub struct SessionAggregate<K, T, A: AggregateFunction<T>, O> {
     spec: WindowSpec<K, T, A, O>,
-    sessions: StateTable<K, KeySessions<A::Acc>>,
+    /// Registered with the runtime in `open`.
+    sessions: Option<KeyedStateHandle<StateTable<K, KeySessions<A::Acc>>>>,
     timers: SessionTimers<K>,
     watermark: i64,
     gap: i64,
@@ -311,7 +358,7 @@ impl<K: StateKey, T, A: AggregateFunction<T>, O> SessionAggregate<K, T, A, O> {
         };
         Self {
             spec,
-            sessions: StateTable::new(SESSIONS),
+            sessions: None,
             timers: SessionTimers::Heap(BTreeMap::new()),
             watermark: i64::MIN,
             gap,
@@ -334,7 +381,6 @@ where
     fn open(&mut self, cx: &mut OperatorContext) -> Result<()> {
         self.metrics = cx.metrics.clone();
         self.max_parallelism = cx.subtask.max_parallelism;
-        self.sessions = StateTable::in_backend(&cx.state_backend, SESSIONS, Vec::new())?;
         if let Some(bytes) = cx.restored_operator.get(WATERMARK).or_else(|| {
             cx.restored_operator_all
                 .iter()
@@ -349,9 +395,11 @@ where
             )?);
         }
         let (range, max) = (cx.subtask.key_groups, cx.subtask.max_parallelism);
-        let restored = cx.restored_chunks(SESSIONS);
-        if !restored.is_empty() {
-            self.sessions.restore_chunks(restored, range, max)?;
+        let restored = !cx.restored_chunks(SESSIONS).is_empty();
+        let handle: KeyedStateHandle<StateTable<K, KeySessions<A::Acc>>> =
+            cx.keyed_state(|backend| StateTable::in_backend(backend, SESSIONS, Vec::new()))?;
+        let mut sessions = handle.lock()?;
+        if restored {
             let timers = cx.restored_chunks(SESSION_TIMERS);
             match &mut self.timers {
                 // Restored with the sessions (or opened with them from a native
@@ -363,9 +411,9 @@ where
                 // every key's earliest due time.
                 _ => {
                     let lateness = self.spec.lateness;
-                    let keys = self.sessions.keys()?;
+                    let keys = sessions.keys()?;
                     for key in keys {
-                        if let Some(state) = self.sessions.get_mut(&key)? {
+                        if let Some(state) = sessions.get_mut(&key)? {
                             let due = state.sessions.iter().map(|e| e.due(lateness)).min();
                             if let Some(due) = due {
                                 state.timer = Some(due);
@@ -376,11 +424,14 @@ where
                 }
             }
         }
+        drop(sessions);
+        self.sessions = Some(handle);
         Ok(())
     }
 
     fn on_batch(&mut self, input: &mut Vec<T>, out: &mut Output<O>) -> Result<()> {
         let (watermark, lateness, gap) = (self.watermark, self.spec.lateness, self.gap);
+        let mut sessions = opened(&self.sessions)?;
         for element in input.drain(..) {
             let ts = (self.spec.timestamp)(&element).0;
             let own = Window {
@@ -396,12 +447,10 @@ where
             }
             let key = (self.spec.key)(&element);
             let spec = &self.spec;
-            let state = self
-                .sessions
-                .get_or_insert_with(key.clone(), || KeySessions {
-                    sessions: Vec::new(),
-                    timer: None,
-                })?;
+            let state = sessions.get_or_insert_with(key.clone(), || KeySessions {
+                sessions: Vec::new(),
+                timer: None,
+            })?;
             let list = &mut state.sessions;
             // Fast path: the element falls into (or extends) a session of the key.
             let mut merged_into = None;
@@ -468,8 +517,9 @@ where
     fn on_watermark(&mut self, watermark: Timestamp, out: &mut Output<O>) -> Result<()> {
         self.watermark = self.watermark.max(watermark.0);
         let (wm, lateness) = (self.watermark, self.spec.lateness);
+        let mut sessions = opened(&self.sessions)?;
         while let Some((key, at)) = self.timers.pop_due(wm)? {
-            let Some(state) = self.sessions.get_mut(&key)? else {
+            let Some(state) = sessions.get_mut(&key)? else {
                 continue;
             };
             // Superseded by an earlier timer of the key. A state read back from
@@ -498,7 +548,7 @@ where
                     self.timers.register(key, due)?;
                 }
                 None => {
-                    self.sessions.remove(&key)?;
+                    sessions.remove(&key)?;
                 }
             }
         }
@@ -506,19 +556,17 @@ where
     }
 
     fn snapshot(&mut self, cx: &mut SnapshotContext) -> Result<()> {
+        // The sessions are the runtime's to flush (before this) and freeze (after
+        // it): one RocksDB checkpoint holds them and the timers.
         cx.put_operator(WATERMARK, encode(WATERMARK, &self.watermark)?);
         if let SessionTimers::Rocks(timers) = &mut self.timers {
-            // Before the sessions freeze: one RocksDB checkpoint holds both.
             timers.flush()?;
-            cx.put_frozen(self.sessions.freeze()?);
             match timers.snapshot(self.max_parallelism)? {
                 weir_state::TimersSnapshot::Encoded(encoded) => {
                     cx.put_keyed(SESSION_TIMERS, encoded)
                 }
                 weir_state::TimersSnapshot::Frozen(frozen) => cx.put_frozen_boxed(frozen),
             }
-        } else {
-            cx.put_frozen(self.sessions.freeze()?);
         }
         Ok(())
     }

@@ -9,10 +9,10 @@
 use super::windows::WINDOW;
 use crate::Event;
 use serde::{Deserialize, Serialize};
-use weir_dataflow::process::{KeyedProcessFunction, KeyedStateStore, ProcessContext};
+use weir_dataflow::process::{KeyedProcessFunction, ProcessContext};
 use weir_dataflow::state::{AggregateFunction, StateTable};
 use weir_dataflow::window::WindowAssigner;
-use weir_dataflow::{duration_ms, Result, Stream, Timestamp};
+use weir_dataflow::{duration_ms, KeyedStateHandle, OperatorContext, Result, Stream, Timestamp};
 
 /// The auction category q3 selects.
 pub const Q3_CATEGORY: i64 = 10;
@@ -73,16 +73,16 @@ impl SellerOrAuction {
 /// side is kept for good, and each arriving record is joined with the other side's
 /// records of its key.
 struct SellerJoin {
-    sellers: StateTable<i64, Vec<Seller>>,
-    auctions: StateTable<i64, Vec<i64>>,
+    sellers: KeyedStateHandle<StateTable<i64, Vec<Seller>>>,
+    auctions: KeyedStateHandle<StateTable<i64, Vec<i64>>>,
 }
 
 impl SellerJoin {
-    fn new() -> Self {
-        Self {
-            sellers: StateTable::new("q3-sellers"),
-            auctions: StateTable::new("q3-auctions"),
-        }
+    fn open(cx: &mut OperatorContext) -> Result<Self> {
+        Ok(Self {
+            sellers: cx.keyed_state(|b| StateTable::in_backend(b, "q3-sellers", Vec::new()))?,
+            auctions: cx.keyed_state(|b| StateTable::in_backend(b, "q3-auctions", Vec::new()))?,
+        })
     }
 }
 
@@ -104,25 +104,22 @@ impl KeyedProcessFunction<i64, SellerOrAuction> for SellerJoin {
         cx: &mut ProcessContext<'_, i64, Q3Row>,
     ) -> Result<()> {
         let key = *cx.key();
+        let (mut sellers, mut auctions) = (self.sellers.lock()?, self.auctions.lock()?);
         match value {
             SellerOrAuction::Seller { seller, .. } => {
-                for &auction_id in self.auctions.get(&key)?.into_iter().flatten() {
+                for &auction_id in auctions.get(&key)?.into_iter().flatten() {
                     cx.emit(q3_row(&seller, auction_id));
                 }
-                self.sellers.get_or_insert_with(key, Vec::new)?.push(seller);
+                sellers.get_or_insert_with(key, Vec::new)?.push(seller);
             }
             SellerOrAuction::Auction { id, .. } => {
-                for seller in self.sellers.get(&key)?.into_iter().flatten() {
+                for seller in sellers.get(&key)?.into_iter().flatten() {
                     cx.emit(q3_row(seller, id));
                 }
-                self.auctions.get_or_insert_with(key, Vec::new)?.push(id);
+                auctions.get_or_insert_with(key, Vec::new)?.push(id);
             }
         }
         Ok(())
-    }
-
-    fn states(&mut self) -> Vec<&mut dyn KeyedStateStore> {
-        vec![&mut self.sellers, &mut self.auctions]
     }
 }
 
@@ -150,7 +147,7 @@ pub fn q3(events: &Stream<Event>) -> Stream<Q3Row> {
         .name("q3-select")
         .uid("q3-select")
         .key_by(SellerOrAuction::person_id)
-        .process("q3-join", |_| SellerJoin::new())
+        .process("q3-join", SellerJoin::open)
         .uid("q3-join")
 }
 
