@@ -68,10 +68,11 @@ impl<O: Operator> OperatorStage<O> {
         Ok(())
     }
 
-    fn context(&self, e: DataflowError) -> DataflowError {
+    /// `e` naming this operator and what it was `doing`, kept as the cause.
+    fn context(&self, doing: &str, e: DataflowError) -> DataflowError {
         match e {
             DataflowError::Operator { .. } | DataflowError::TaskFailed { .. } => e,
-            other => DataflowError::operator(&self.name, self.subtask, other.to_string()),
+            other => DataflowError::operator_caused(&self.name, self.subtask, doing, other),
         }
     }
 }
@@ -79,7 +80,9 @@ impl<O: Operator> OperatorStage<O> {
 impl<O: Operator> Stage<O::In> for OperatorStage<O> {
     fn open(&mut self) -> Result<()> {
         if let Some(mut cx) = self.cx.take() {
-            self.operator.open(&mut cx).map_err(|e| self.context(e))?;
+            self.operator
+                .open(&mut cx)
+                .map_err(|e| self.context("while opening", e))?;
         }
         self.next.open()
     }
@@ -88,7 +91,7 @@ impl<O: Operator> Stage<O::In> for OperatorStage<O> {
     fn batch(&mut self, batch: &mut Vec<O::In>) -> Result<()> {
         OperatorMetrics::add(&self.metrics.records_in, batch.len() as u64);
         if let Err(e) = self.operator.on_batch(batch, &mut self.out) {
-            return Err(self.context(e));
+            return Err(self.context("while processing a batch", e));
         }
         batch.clear();
         self.emit()
@@ -96,7 +99,7 @@ impl<O: Operator> Stage<O::In> for OperatorStage<O> {
 
     fn watermark(&mut self, watermark: Timestamp) -> Result<()> {
         if let Err(e) = self.operator.on_watermark(watermark, &mut self.out) {
-            return Err(self.context(e));
+            return Err(self.context("while advancing the watermark", e));
         }
         self.emit()?;
         self.metrics.set_watermark(watermark);
@@ -109,7 +112,7 @@ impl<O: Operator> Stage<O::In> for OperatorStage<O> {
 
     fn tick(&mut self, now: Timestamp) -> Result<()> {
         if let Err(e) = self.operator.on_processing_time(now, &mut self.out) {
-            return Err(self.context(e));
+            return Err(self.context("while advancing processing time", e));
         }
         self.emit()?;
         self.next.tick(now)
@@ -118,7 +121,7 @@ impl<O: Operator> Stage<O::In> for OperatorStage<O> {
     fn barrier(&mut self, barrier: Barrier, snapshots: &mut ChainSnapshots) -> Result<()> {
         let mut cx = SnapshotContext::new(barrier.id, barrier.is_savepoint(), self.max_parallelism);
         if let Err(e) = self.operator.snapshot(&mut cx) {
-            return Err(self.context(e));
+            return Err(self.context("while taking a snapshot", e));
         }
         snapshots.push(self.uid.clone(), cx);
         self.next.barrier(barrier, snapshots)
@@ -126,14 +129,14 @@ impl<O: Operator> Stage<O::In> for OperatorStage<O> {
 
     fn checkpoint_complete(&mut self, id: CheckpointId) -> Result<()> {
         if let Err(e) = self.operator.on_checkpoint_complete(id) {
-            return Err(self.context(e));
+            return Err(self.context("after a checkpoint completed", e));
         }
         self.next.checkpoint_complete(id)
     }
 
     fn end(&mut self) -> Result<()> {
         if let Err(e) = self.operator.on_end(&mut self.out) {
-            return Err(self.context(e));
+            return Err(self.context("at the end of its input", e));
         }
         self.emit()?;
         self.next.end()
@@ -164,10 +167,11 @@ impl<S: Sink> SinkStage<S> {
         }
     }
 
-    fn context(&self, e: DataflowError) -> DataflowError {
+    /// `e` naming this sink and what it was `doing`, kept as the cause.
+    fn context(&self, doing: &str, e: DataflowError) -> DataflowError {
         match e {
             DataflowError::Operator { .. } | DataflowError::Io { .. } => e,
-            other => DataflowError::operator(&self.name, self.subtask, other.to_string()),
+            other => DataflowError::operator_caused(&self.name, self.subtask, doing, other),
         }
     }
 }
@@ -175,7 +179,9 @@ impl<S: Sink> SinkStage<S> {
 impl<S: Sink> Stage<S::In> for SinkStage<S> {
     fn open(&mut self) -> Result<()> {
         if let Some(mut cx) = self.cx.take() {
-            self.sink.open(&mut cx).map_err(|e| self.context(e))?;
+            self.sink
+                .open(&mut cx)
+                .map_err(|e| self.context("while opening", e))?;
         }
         Ok(())
     }
@@ -184,7 +190,7 @@ impl<S: Sink> Stage<S::In> for SinkStage<S> {
     fn batch(&mut self, batch: &mut Vec<S::In>) -> Result<()> {
         OperatorMetrics::add(&self.metrics.records_in, batch.len() as u64);
         if let Err(e) = self.sink.write_batch(batch) {
-            return Err(self.context(e));
+            return Err(self.context("while writing a batch", e));
         }
         batch.clear();
         Ok(())
@@ -206,7 +212,7 @@ impl<S: Sink> Stage<S::In> for SinkStage<S> {
     fn barrier(&mut self, barrier: Barrier, snapshots: &mut ChainSnapshots) -> Result<()> {
         let mut cx = SnapshotContext::new(barrier.id, barrier.is_savepoint(), self.max_parallelism);
         if let Err(e) = self.sink.snapshot(&mut cx) {
-            return Err(self.context(e));
+            return Err(self.context("while taking a snapshot", e));
         }
         snapshots.push(self.uid.clone(), cx);
         Ok(())
@@ -215,11 +221,13 @@ impl<S: Sink> Stage<S::In> for SinkStage<S> {
     fn checkpoint_complete(&mut self, id: CheckpointId) -> Result<()> {
         self.sink
             .on_checkpoint_complete(id)
-            .map_err(|e| self.context(e))
+            .map_err(|e| self.context("after a checkpoint completed", e))
     }
 
     fn end(&mut self) -> Result<()> {
-        self.sink.finish().map_err(|e| self.context(e))
+        self.sink
+            .finish()
+            .map_err(|e| self.context("while finishing its output", e))
     }
 }
 

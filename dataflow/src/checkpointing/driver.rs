@@ -43,13 +43,6 @@ pub struct CheckpointedJob {
     thread: JoinHandle<Result<RunSummary>>,
 }
 
-fn storage_error(what: &str, e: impl std::fmt::Display) -> DataflowError {
-    DataflowError::Checkpoint {
-        what: what.to_string(),
-        message: e.to_string(),
-    }
-}
-
 impl CheckpointedJob {
     /// Starts the job: `build` adds the sources, operators and sinks to a fresh
     /// [`JobBuilder`] for every attempt (first start and each restart).
@@ -67,10 +60,10 @@ impl CheckpointedJob {
             .enable_all()
             .thread_name("weir-io")
             .build()
-            .map_err(|e| storage_error("could not start the I/O runtime", e))?;
+            .map_err(|e| DataflowError::checkpoint_caused("could not start the I/O runtime", e))?;
         let storage = runtime
             .block_on(CheckpointStorage::open(&checkpointing.storage))
-            .map_err(|e| storage_error("checkpoint storage", e))?;
+            .map_err(|e| DataflowError::checkpoint_caused("checkpoint storage", e))?;
         let (requests, requests_rx) = unbounded();
         let history = CheckpointHistory::default();
         let live = LiveJob::with_history(history.clone());
@@ -95,7 +88,9 @@ impl CheckpointedJob {
         let thread = std::thread::Builder::new()
             .name("weir-checkpoint-driver".into())
             .spawn(move || driver.run())
-            .map_err(|e| storage_error("could not start the driver thread", e))?;
+            .map_err(|e| {
+                DataflowError::checkpoint_caused("could not start the driver thread", e)
+            })?;
         Ok(Self {
             requests,
             history,
@@ -113,9 +108,9 @@ impl CheckpointedJob {
         let (reply, answer) = bounded(1);
         self.requests
             .send(Request::Savepoint { stop, reply })
-            .map_err(|_| storage_error("savepoint", "the job is not running"))?;
+            .map_err(|_| DataflowError::checkpoint("savepoint", "the job is not running"))?;
         answer.recv().map_err(|_| {
-            storage_error("savepoint", "the job ended before the savepoint completed")
+            DataflowError::checkpoint("savepoint", "the job ended before the savepoint completed")
         })?
     }
 
@@ -145,9 +140,12 @@ impl CheckpointedJob {
     /// # Errors
     /// The job failed and no restart was left.
     pub fn wait(self) -> Result<RunSummary> {
-        self.thread
-            .join()
-            .unwrap_or_else(|_| Err(storage_error("driver", "the driver thread panicked")))
+        self.thread.join().unwrap_or_else(|_| {
+            Err(DataflowError::checkpoint(
+                "driver",
+                "the driver thread panicked",
+            ))
+        })
     }
 }
 
@@ -450,7 +448,7 @@ impl Driver {
                 let scan = self
                     .runtime
                     .block_on(self.storage.latest_valid(&self.config.name))
-                    .map_err(|e| storage_error("reading the checkpoints", e))?;
+                    .map_err(|e| DataflowError::checkpoint_caused("reading the checkpoints", e))?;
                 for skipped in &scan.skipped {
                     tracing::warn!(
                         "skipping checkpoint {} of job `{}`: {} ({:?})",
@@ -475,7 +473,10 @@ impl Driver {
                 ));
                 remove_scratch(&native);
                 let state = state.map_err(|e| {
-                    storage_error(&format!("restoring checkpoint {}", metadata.checkpoint), e)
+                    DataflowError::checkpoint_caused(
+                        format!("restoring checkpoint {}", metadata.checkpoint),
+                        e,
+                    )
                 })?;
                 Ok((Some(state), Some(metadata.checkpoint)))
             }
@@ -485,7 +486,9 @@ impl Driver {
                     .block_on(CheckpointStorage::read_savepoint(
                         &self.checkpointing.savepoints.with_url(url.clone()),
                     ))
-                    .map_err(|e| storage_error(&format!("savepoint `{url}`"), e))?;
+                    .map_err(|e| {
+                        DataflowError::checkpoint_caused(format!("savepoint `{url}`"), e)
+                    })?;
                 let metadata = savepoint.metadata().clone();
                 let reader = Reader::Savepoint(&savepoint);
                 let native = self.native_restore();
@@ -497,8 +500,9 @@ impl Driver {
                     &native,
                 ));
                 remove_scratch(&native);
-                let state =
-                    state.map_err(|e| storage_error(&format!("restoring savepoint `{url}`"), e))?;
+                let state = state.map_err(|e| {
+                    DataflowError::checkpoint_caused(format!("restoring savepoint `{url}`"), e)
+                })?;
                 Ok((Some(state), Some(metadata.checkpoint)))
             }
         }
@@ -622,12 +626,15 @@ impl Driver {
             if handle.poll_failure().is_some() {
                 for (_, flight) in std::mem::take(&mut in_flight) {
                     if let Some(reply) = flight.savepoint_reply {
-                        let _ = reply.send(Err(storage_error("savepoint", "the job failed")));
+                        let _ = reply.send(Err(DataflowError::checkpoint(
+                            "savepoint",
+                            "the job failed",
+                        )));
                     }
                 }
                 return match handle.shutdown() {
                     Err(e) => Ended::Failed(e),
-                    Ok(_) => Ended::Failed(storage_error("job", "a task failed")),
+                    Ok(_) => Ended::Failed(DataflowError::checkpoint("job", "a task failed")),
                 };
             }
             let mut events = Vec::new();
@@ -802,8 +809,10 @@ impl Driver {
                             );
                             if let Some(flight) = in_flight.remove(&checkpoint) {
                                 if let Some(reply) = flight.savepoint_reply {
-                                    let _ =
-                                        reply.send(Err(storage_error("savepoint", reason.clone())));
+                                    let _ = reply.send(Err(DataflowError::checkpoint(
+                                        "savepoint",
+                                        reason.clone(),
+                                    )));
                                 }
                             }
                             let storage = self.storage.clone();
@@ -818,7 +827,10 @@ impl Driver {
                         }
                         Command::FailJob { reason } => {
                             let _ = handle.shutdown();
-                            return Ended::Failed(storage_error("checkpointing", reason));
+                            return Ended::Failed(DataflowError::checkpoint(
+                                "checkpointing",
+                                reason,
+                            ));
                         }
                         Command::StopJob(_) => {
                             let metrics = handle.metrics();
