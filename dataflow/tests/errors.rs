@@ -5,6 +5,7 @@
 
 use std::error::Error as _;
 use std::io::ErrorKind;
+use weir_dataflow::state::StateError;
 use weir_dataflow::testing::{CollectSink, CollectionSource};
 use weir_dataflow::{
     DataflowError, JobBuilder, JobConfig, Operator, Output, Result, Sink, WatermarkStrategy,
@@ -37,6 +38,13 @@ fn broken_pipe() -> DataflowError {
         operator: "fail".into(),
         source: std::io::Error::from(ErrorKind::BrokenPipe),
     }
+}
+
+fn state_storage() -> DataflowError {
+    DataflowError::State(StateError::Io {
+        what: "cannot create lock file /state/x/LOCK".into(),
+        source: Box::new(std::io::Error::from(ErrorKind::PermissionDenied)),
+    })
 }
 
 fn invalid() -> DataflowError {
@@ -118,4 +126,20 @@ fn a_broken_pipe_a_sink_reports_is_not_recoverable() {
         "{e:?}"
     );
     assert!(!e.is_recoverable(), "{e}");
+}
+
+#[test]
+fn a_state_storage_failure_stays_the_cause_and_a_restart_may_help() {
+    let e = through_operator(state_storage);
+    assert_eq!(
+        io_cause(&e).map(std::io::Error::kind),
+        Some(ErrorKind::PermissionDenied),
+        "{e:?}"
+    );
+    assert!(e.is_recoverable(), "{e}");
+    assert_eq!(
+        e.to_string(),
+        "operator `fail` (subtask 0) failed: while processing a batch: state storage: \
+         cannot create lock file /state/x/LOCK: permission denied"
+    );
 }
