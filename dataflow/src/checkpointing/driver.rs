@@ -20,8 +20,8 @@ use weir_checkpoint::metadata::{CheckpointMetadata, KeyedStateHandle, SnapshotKi
 use weir_checkpoint::native::{self, NativeUploads};
 use weir_checkpoint::restore::{load_checkpoint, KeyedBlob, NativeRestore, Reader};
 use weir_checkpoint::{
-    Barrier, CheckpointId, CheckpointStorage, Command, Coordinator, Event, OperatorUid,
-    RestoreEvent, StateWriter, StorageConfig, SubtaskAck,
+    Barrier, CheckpointError, CheckpointId, CheckpointStorage, Command, Coordinator, Event,
+    OperatorUid, RestoreEvent, StateWriter, StorageConfig, SubtaskAck, UploadError,
 };
 use weir_state::{KeyGroupRange, MaxParallelism};
 
@@ -196,7 +196,7 @@ enum Internal {
     },
     MetadataDone {
         checkpoint: CheckpointId,
-        result: std::result::Result<Option<String>, String>,
+        result: std::result::Result<Option<String>, CheckpointError>,
     },
 }
 
@@ -697,7 +697,7 @@ impl Driver {
                             }
                             events.push(Event::MetadataWritten { now: now(), checkpoint });
                         }
-                        Err(reason) => events.push(Event::MetadataFailed { now: now(), checkpoint, reason }),
+                        Err(e) => events.push(Event::MetadataFailed { now: now(), checkpoint, reason: e.to_string() }),
                     },
                     Err(_) => {}
                 },
@@ -888,7 +888,7 @@ impl Driver {
             let subtask = ack.subtask;
             // Savepoints are self-contained: full, and private to their directory.
             let incremental = incremental_enabled && !barrier.is_savepoint();
-            let result: std::result::Result<(), String> = async {
+            let result: std::result::Result<(), UploadError> = async {
                 for (uid, snapshot) in operators {
                     let state = states.entry(uid.clone()).or_default();
                     if let (Some(first), Some(last)) = (
@@ -900,8 +900,7 @@ impl Driver {
                             end: *last,
                         };
                         let blob: &KeyedBlob = &snapshot.keyed;
-                        let encoded =
-                            weir_state::encode("keyed", blob).map_err(|e| e.to_string())?;
+                        let encoded = weir_state::encode("keyed", blob)?;
                         state_bytes += encoded.len() as u64;
                         let handle = writer.private(&uid, "keyed", encoded).await?;
                         state.keyed.push(KeyedStateHandle {
@@ -911,8 +910,7 @@ impl Driver {
                         });
                     }
                     if !snapshot.operator.is_empty() {
-                        let encoded = weir_state::encode("operator", &snapshot.operator)
-                            .map_err(|e| e.to_string())?;
+                        let encoded = weir_state::encode("operator", &snapshot.operator)?;
                         state_bytes += encoded.len() as u64;
                         state
                             .operator
@@ -925,7 +923,7 @@ impl Driver {
                         let mut tables = Vec::new();
                         let mut heap = Vec::with_capacity(parts.len());
                         for part in parts {
-                            match part.native().map_err(|e| e.to_string())? {
+                            match part.native()? {
                                 Some(table) => tables.push(table),
                                 None => heap.push(part),
                             }
@@ -956,13 +954,11 @@ impl Driver {
                         incremental::encode(parts, &known, max)
                     })
                     .await
-                    .map_err(|e| format!("encoding state failed: {e}"))?
-                    .map_err(|e| e.to_string())?;
+                    .map_err(UploadError::Interrupted)??;
                     let file = if encoded.bundle.is_empty() {
                         None
                     } else {
-                        let data = weir_state::encode("keyed", &encoded.bundle)
-                            .map_err(|e| e.to_string())?;
+                        let data = weir_state::encode("keyed", &encoded.bundle)?;
                         Some(if incremental {
                             let key = format!("{uid}.{subtask}.{nonce:016x}.{}", barrier.id.get());
                             writer.shared(&key, data).await?
@@ -989,9 +985,9 @@ impl Driver {
                     state_bytes,
                     async_us: started.elapsed().as_micros() as u64,
                 },
-                Err(reason) => Internal::UploadFailed {
+                Err(e) => Internal::UploadFailed {
                     checkpoint: barrier.id,
-                    reason: format!("upload failed: {reason}"),
+                    reason: format!("upload failed: {e}"),
                 },
             };
             let _ = done.send(message);
@@ -1029,18 +1025,12 @@ impl Driver {
             .then(|| self.checkpointing.savepoints.clone());
         let job = job.to_string();
         self.runtime.spawn(async move {
-            let result = async {
-                storage
-                    .commit_metadata(&metadata)
-                    .await
-                    .map_err(|e| e.to_string())?;
+            let result: std::result::Result<_, CheckpointError> = async {
+                storage.commit_metadata(&metadata).await?;
                 match savepoints {
                     Some(dir) => {
                         let name = format!("savepoint-{}-{}", job, barrier.id.get());
-                        let savepoint = storage
-                            .write_savepoint(&dir, &name, &metadata)
-                            .await
-                            .map_err(|e| e.to_string())?;
+                        let savepoint = storage.write_savepoint(&dir, &name, &metadata).await?;
                         Ok(Some(savepoint.location()))
                     }
                     None => Ok(None),
