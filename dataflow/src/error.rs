@@ -107,6 +107,26 @@ impl DataflowError {
         }
     }
 
+    /// An I/O failure of a source or sink `operator` while doing `context` (e.g.
+    /// ``file source `/data/in` ``), caused by `source`. The [`Io`](Self::Io) error
+    /// has the kind of `source` when that is an `std::io::Error` (a broken pipe stays
+    /// one), `Other` otherwise, and keeps `source` as its cause.
+    pub fn io(
+        operator: impl Into<String>,
+        context: impl Into<String>,
+        source: impl Into<Box<dyn Error + Send + Sync>>,
+    ) -> Self {
+        let source = source.into();
+        let kind = source
+            .downcast_ref::<std::io::Error>()
+            .map_or(std::io::ErrorKind::Other, std::io::Error::kind);
+        let context = context.into();
+        Self::Io {
+            operator: operator.into(),
+            source: std::io::Error::new(kind, InContext { context, source }),
+        }
+    }
+
     /// A checkpointing failure of `what` (e.g. "savepoint") that `message` describes.
     pub fn checkpoint(what: impl Into<String>, message: impl Into<String>) -> Self {
         Self::Checkpoint {
@@ -170,6 +190,16 @@ impl fmt::Display for Detail<'_> {
             (message, Some(cause)) => write!(f, "{message}: {cause}"),
         }
     }
+}
+
+/// A cause with what was being done when it happened: what the `std::io::Error` of
+/// [`DataflowError::io`] wraps.
+#[derive(Debug, Error)]
+#[error("{context}: {source}")]
+struct InContext {
+    context: String,
+    #[source]
+    source: Cause,
 }
 
 /// `error` and its causes, outermost first.
@@ -237,6 +267,34 @@ mod tests {
             std::io::Error::from(ErrorKind::ConnectionRefused),
         );
         assert!(other.is_recoverable());
+    }
+
+    #[test]
+    fn an_io_error_in_context_keeps_its_kind_and_cause() {
+        let pipe = DataflowError::io(
+            "out",
+            "file sink `/out`",
+            std::io::Error::from(ErrorKind::BrokenPipe),
+        );
+        assert_eq!(
+            pipe.to_string(),
+            "I/O failed in `out`: file sink `/out`: broken pipe"
+        );
+        assert!(!pipe.is_recoverable());
+        let client = DataflowError::io("out", "file sink `s3://b/out`", Client(pipe_error()));
+        let DataflowError::Io { source, .. } = &client else {
+            panic!("{client:?}")
+        };
+        assert_eq!(source.kind(), ErrorKind::Other);
+        assert!(client.is_recoverable());
+        assert_eq!(
+            client.to_string(),
+            "I/O failed in `out`: file sink `s3://b/out`: sending the request failed"
+        );
+    }
+
+    fn pipe_error() -> std::io::Error {
+        std::io::Error::from(ErrorKind::BrokenPipe)
     }
 
     #[test]
