@@ -79,9 +79,24 @@ fn main() {
         logs.with_ansi(std::io::stderr().is_terminal()).init();
     }
     if let Err(e) = run(Cli::parse()) {
-        eprintln!("error: {e:#}");
+        eprintln!("error: {}", report(&e));
         std::process::exit(1);
     }
+}
+
+/// `e` and each of its causes once, joined by ": ". weir's errors end their message
+/// with their cause's (so that logs and API responses carry it): a cause the text
+/// already ends with is not repeated, where `{e:#}` would print it twice.
+fn report(e: &anyhow::Error) -> String {
+    let mut text = e.to_string();
+    for cause in e.chain().skip(1) {
+        let cause = cause.to_string();
+        if !text.ends_with(&cause) {
+            text.push_str(": ");
+            text.push_str(&cause);
+        }
+    }
+    text
 }
 
 fn run(cli: Cli) -> Result<()> {
@@ -99,5 +114,28 @@ fn run(cli: Cli) -> Result<()> {
         Command::Status(args) => cli::client::job_status(args),
         Command::Stop(args) => cli::client::stop_job(args),
         Command::Cancel(args) => cli::client::cancel_job(args),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::report;
+    use anyhow::Context;
+    use std::io::ErrorKind;
+    use weir::dataflow::DataflowError;
+
+    #[test]
+    fn each_cause_is_printed_once() {
+        let pipe = DataflowError::Io {
+            operator: "stdout".into(),
+            source: std::io::Error::from(ErrorKind::BrokenPipe),
+        };
+        let wrapped = DataflowError::operator_caused("count", 1, "while writing a batch", pipe);
+        let e = Err::<(), _>(wrapped).context("job `q5`").unwrap_err();
+        assert_eq!(
+            report(&e),
+            "job `q5`: operator `count` (subtask 1) failed: while writing a batch: \
+             I/O failed in `stdout`: broken pipe"
+        );
     }
 }

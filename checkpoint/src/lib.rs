@@ -122,7 +122,7 @@ pub use retention::{plan_retention, RetentionCandidate, RetentionPlan};
 pub use savepoint::Savepoint;
 pub use snapshot::{OperatorSnapshot, OperatorUid, SubtaskAck};
 pub use storage::{CheckpointStorage, STREAMED_PART};
-pub use writer::{AfterWrite, StateWriter};
+pub use writer::{AfterWrite, StateWriter, UploadError};
 
 use serde::{Deserialize, Serialize};
 use std::fmt;

@@ -21,7 +21,7 @@
 
 use crate::metadata::{NativeFile, NativeKeyedHandle, StateHandle};
 use crate::restore::{read_handle, OpenedInstance, Reader, RestoreError};
-use crate::{CheckpointId, OperatorUid, StateWriter};
+use crate::{CheckpointId, OperatorUid, StateWriter, UploadError};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -147,7 +147,9 @@ pub(crate) fn local_copy(subtask_dir: &Path, checkpoint: CheckpointId, index: us
 /// [`by_checkpoint`]); `index` numbers the handles of one subtask's checkpoint.
 ///
 /// # Errors
-/// A file that cannot be read or uploaded, naming it.
+/// [`UploadError::Local`] or [`UploadError::Storage`] for a file that cannot be
+/// listed, read or uploaded, naming it; [`UploadError::Tables`] if `tables` is empty
+/// or comes from several RocksDB checkpoints.
 ///
 /// # Cancel safety
 /// Cancel-safe: uploads are create-if-absent or private to the checkpoint.
@@ -158,9 +160,12 @@ pub async fn upload(
     key_groups: KeyGroupRange,
     index: usize,
     tables: Vec<NativeSnapshot>,
-) -> Result<(NativeKeyedHandle, u64), String> {
+) -> Result<(NativeKeyedHandle, u64), UploadError> {
     let Some(first) = tables.first() else {
-        return Err(format!("operator `{uid}`: no table to checkpoint natively"));
+        return Err(UploadError::Tables {
+            uid: uid.clone(),
+            reason: "no table to checkpoint natively".into(),
+        });
     };
     let checkpoint = first.checkpoint.clone();
     let dir = checkpoint.path().to_path_buf();
@@ -168,26 +173,27 @@ pub async fn upload(
         .iter()
         .find(|t| !Arc::ptr_eq(&t.checkpoint, &checkpoint))
     {
-        return Err(format!(
-            "operator `{uid}`: tables `{}` and `{}` were frozen in different RocksDB checkpoints ({} and {}): upload them as separate native handles",
-            first.table.state,
-            other.table.state,
-            dir.display(),
-            other.checkpoint.path().display()
-        ));
+        return Err(UploadError::Tables {
+            uid: uid.clone(),
+            reason: format!(
+                "tables `{}` and `{}` were frozen in different RocksDB checkpoints ({} and {}): upload them as separate native handles",
+                first.table.state,
+                other.table.state,
+                dir.display(),
+                other.checkpoint.path().display()
+            ),
+        });
     }
     let subtask = writer.subtask();
     let instance = checkpoint.instance();
     let known = uploads.reusable(uid, subtask, instance);
     let mut names = Vec::new();
-    let mut entries = tokio::fs::read_dir(&dir)
-        .await
-        .map_err(|e| format!("cannot list RocksDB checkpoint {}: {e}", dir.display()))?;
-    while let Some(entry) = entries
-        .next_entry()
-        .await
-        .map_err(|e| format!("cannot list RocksDB checkpoint {}: {e}", dir.display()))?
-    {
+    let listing = |source| UploadError::Local {
+        what: format!("cannot list RocksDB checkpoint {}", dir.display()),
+        source,
+    };
+    let mut entries = tokio::fs::read_dir(&dir).await.map_err(listing)?;
+    while let Some(entry) = entries.next_entry().await.map_err(listing)? {
         if let Some(name) = entry.file_name().to_str() {
             if is_checkpoint_file(name) {
                 names.push(name.to_string());
@@ -207,9 +213,11 @@ pub async fn upload(
                     let key = format!("{uid}.{subtask}.{instance:016x}.{name}");
                     writer.shared_file(&key, &path).await?
                 } else {
-                    let data = tokio::fs::read(&path)
-                        .await
-                        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+                    let reading = |source| UploadError::Local {
+                        what: format!("cannot read {}", path.display()),
+                        source,
+                    };
+                    let data = tokio::fs::read(&path).await.map_err(reading)?;
                     writer.private(uid, &format!("native-{name}"), data).await?
                 }
             }
@@ -258,16 +266,24 @@ pub fn by_checkpoint(tables: Vec<NativeSnapshot>) -> Vec<Vec<NativeSnapshot>> {
 
 /// Hard-links (or, across file systems, copies) the files `names` of `from` into a
 /// fresh directory `to`.
-fn link_all(from: &Path, to: &Path, names: &[String]) -> Result<(), String> {
+///
+/// # Errors
+/// [`UploadError::Local`] naming the directory or file that cannot be cleared,
+/// created or copied.
+fn link_all(from: &Path, to: &Path, names: &[String]) -> Result<(), UploadError> {
+    let local = |what: String| move |source| UploadError::Local { what, source };
     if to.exists() {
-        std::fs::remove_dir_all(to).map_err(|e| format!("cannot clear {}: {e}", to.display()))?;
+        std::fs::remove_dir_all(to).map_err(local(format!("cannot clear {}", to.display())))?;
     }
-    std::fs::create_dir_all(to).map_err(|e| format!("cannot create {}: {e}", to.display()))?;
+    std::fs::create_dir_all(to).map_err(local(format!("cannot create {}", to.display())))?;
     for name in names {
         let (src, dst) = (from.join(name), to.join(name));
         if std::fs::hard_link(&src, &dst).is_err() {
-            std::fs::copy(&src, &dst)
-                .map_err(|e| format!("cannot copy {} to {}: {e}", src.display(), dst.display()))?;
+            std::fs::copy(&src, &dst).map_err(local(format!(
+                "cannot copy {} to {}",
+                src.display(),
+                dst.display()
+            )))?;
         }
     }
     Ok(())
@@ -307,24 +323,22 @@ pub fn prune_local(job_dir: &Path, newest: CheckpointId) {
     }
 }
 
-/// Whether `local` holds every file of `handle` with its recorded size.
-fn local_copy_matches(local: &Path, handle: &NativeKeyedHandle) -> Result<(), String> {
-    for file in &handle.files {
+/// Why `local` cannot stand in for `handle`'s files: the first file that is missing
+/// or has another size than recorded. `None` when it holds every file.
+fn local_copy_mismatch(local: &Path, handle: &NativeKeyedHandle) -> Option<String> {
+    handle.files.iter().find_map(|file| {
         let path = local.join(&file.name);
         match std::fs::metadata(&path) {
-            Ok(meta) if meta.len() == file.handle.size => {}
-            Ok(meta) => {
-                return Err(format!(
-                    "{} has {} bytes, the checkpoint recorded {}",
-                    path.display(),
-                    meta.len(),
-                    file.handle.size
-                ))
-            }
-            Err(e) => return Err(format!("{}: {e}", path.display())),
+            Ok(meta) if meta.len() == file.handle.size => None,
+            Ok(meta) => Some(format!(
+                "{} has {} bytes, the checkpoint recorded {}",
+                path.display(),
+                meta.len(),
+                file.handle.size
+            )),
+            Err(e) => Some(format!("{}: {e}", path.display())),
         }
-    }
-    Ok(())
+    })
 }
 
 /// Where a native checkpoint was materialized from.
@@ -350,8 +364,8 @@ pub(crate) async fn materialize(
 ) -> Result<Source, RestoreError> {
     let io = |what: String, source: std::io::Error| RestoreError::Local { path: what, source };
     if let Some(local) = local {
-        match local_copy_matches(local, handle) {
-            Ok(()) => {
+        match local_copy_mismatch(local, handle) {
+            None => {
                 let names: Vec<String> = handle.files.iter().map(|f| f.name.clone()).collect();
                 match link_all(local, into, &names) {
                     Ok(()) => return Ok(Source::Local),
@@ -361,7 +375,7 @@ pub(crate) async fn materialize(
                     ),
                 }
             }
-            Err(reason) => tracing::info!(
+            Some(reason) => tracing::info!(
                 "local copy {} does not match the checkpoint ({reason}): downloading it",
                 local.display()
             ),

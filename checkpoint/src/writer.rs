@@ -1,8 +1,45 @@
 //! Writing the state objects of one subtask's part of a checkpoint.
 
 use crate::metadata::StateHandle;
-use crate::{CheckpointId, CheckpointStorage, OperatorUid};
+use crate::{CheckpointError, CheckpointId, CheckpointStorage, OperatorUid};
 use std::sync::Arc;
+use weir_state::StateError;
+
+/// Why a subtask's state could not be written to checkpoint storage. The checkpoint
+/// it belongs to is declined; a later one may succeed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum UploadError {
+    /// Writing a state object failed; names the object.
+    #[error(transparent)]
+    Storage(#[from] CheckpointError),
+    /// State could not be encoded; names the state.
+    #[error(transparent)]
+    State(#[from] StateError),
+    /// A local file of a native RocksDB checkpoint (or of its local copy) could not
+    /// be listed, read, linked or copied.
+    #[error("{what}: {source}")]
+    Local {
+        /// What was being done, naming the file or directory.
+        what: String,
+        /// The file system's report.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Tables that cannot be uploaded as one native handle (the caller grouped them
+    /// wrongly, see [`crate::native::by_checkpoint`]).
+    #[error("operator `{uid}`: {reason}")]
+    Tables {
+        /// The operator.
+        uid: OperatorUid,
+        /// What is wrong with the tables.
+        reason: String,
+    },
+    /// Encoding state on a blocking thread did not finish: it panicked, or the
+    /// runtime is shutting down.
+    #[error("encoding state failed: {0}")]
+    Interrupted(#[source] tokio::task::JoinError),
+}
 
 /// Called after each state object written (the runtime passes a failpoint there).
 pub type AfterWrite = Arc<dyn Fn() + Send + Sync>;
@@ -57,7 +94,7 @@ impl StateWriter {
     /// Writes `<job>/chk-<n>/<uid>/<subtask>/<name>`.
     ///
     /// # Errors
-    /// The storage's report, as text.
+    /// The storage's report ([`CheckpointError`]), naming the object.
     ///
     /// # Cancel safety
     /// Cancel-safe: the object is private to the checkpoint.
@@ -66,13 +103,12 @@ impl StateWriter {
         uid: &OperatorUid,
         name: &str,
         data: Vec<u8>,
-    ) -> Result<StateHandle, String> {
+    ) -> Result<StateHandle, CheckpointError> {
         let size = data.len() as u64;
         let handle = self
             .storage
             .write_state(&self.job, self.checkpoint, uid, self.subtask, name, data)
-            .await
-            .map_err(|e| e.to_string())?;
+            .await?;
         self.written(size);
         Ok(handle)
     }
@@ -80,17 +116,17 @@ impl StateWriter {
     /// Writes `<job>/shared/<key>`.
     ///
     /// # Errors
-    /// The storage's report, as text.
+    /// The storage's report ([`CheckpointError`]), naming the object.
     ///
     /// # Cancel safety
     /// Cancel-safe: shared objects are created if absent.
-    pub async fn shared(&mut self, key: &str, data: Vec<u8>) -> Result<StateHandle, String> {
+    pub async fn shared(
+        &mut self,
+        key: &str,
+        data: Vec<u8>,
+    ) -> Result<StateHandle, CheckpointError> {
         let size = data.len() as u64;
-        let handle = self
-            .storage
-            .write_shared(&self.job, key, data)
-            .await
-            .map_err(|e| e.to_string())?;
+        let handle = self.storage.write_shared(&self.job, key, data).await?;
         self.written(size);
         Ok(handle)
     }
@@ -98,7 +134,7 @@ impl StateWriter {
     /// Uploads the local file `file` as shared file `key`, streamed when large.
     ///
     /// # Errors
-    /// The storage's report, as text.
+    /// The storage's report ([`CheckpointError`]), naming the object.
     ///
     /// # Cancel safety
     /// Cancel-safe: shared objects are created if absent.
@@ -106,12 +142,8 @@ impl StateWriter {
         &mut self,
         key: &str,
         file: &std::path::Path,
-    ) -> Result<StateHandle, String> {
-        let handle = self
-            .storage
-            .write_shared_file(&self.job, key, file)
-            .await
-            .map_err(|e| e.to_string())?;
+    ) -> Result<StateHandle, CheckpointError> {
+        let handle = self.storage.write_shared_file(&self.job, key, file).await?;
         self.written(handle.size);
         Ok(handle)
     }

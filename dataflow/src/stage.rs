@@ -72,10 +72,11 @@ impl<O: Operator> OperatorStage<O> {
         Ok(())
     }
 
-    fn context(&self, e: DataflowError) -> DataflowError {
+    /// `e` naming this operator and what it was `doing`, kept as the cause.
+    fn context(&self, doing: &str, e: DataflowError) -> DataflowError {
         match e {
             DataflowError::Operator { .. } | DataflowError::TaskFailed { .. } => e,
-            other => DataflowError::operator(&self.name, self.subtask, other.to_string()),
+            other => DataflowError::operator_caused(&self.name, self.subtask, doing, other),
         }
     }
 }
@@ -83,7 +84,9 @@ impl<O: Operator> OperatorStage<O> {
 impl<O: Operator> Stage<O::In> for OperatorStage<O> {
     fn open(&mut self) -> Result<()> {
         if let Some(mut cx) = self.cx.take() {
-            self.operator.open(&mut cx).map_err(|e| self.context(e))?;
+            self.operator
+                .open(&mut cx)
+                .map_err(|e| self.context("while opening", e))?;
             self.states = std::mem::take(&mut cx.states);
         }
         self.next.open()
@@ -93,7 +96,7 @@ impl<O: Operator> Stage<O::In> for OperatorStage<O> {
     fn batch(&mut self, batch: &mut Vec<O::In>) -> Result<()> {
         OperatorMetrics::add(&self.metrics.records_in, batch.len() as u64);
         if let Err(e) = self.operator.on_batch(batch, &mut self.out) {
-            return Err(self.context(e));
+            return Err(self.context("while processing a batch", e));
         }
         batch.clear();
         self.emit()
@@ -101,7 +104,7 @@ impl<O: Operator> Stage<O::In> for OperatorStage<O> {
 
     fn watermark(&mut self, watermark: Timestamp) -> Result<()> {
         if let Err(e) = self.operator.on_watermark(watermark, &mut self.out) {
-            return Err(self.context(e));
+            return Err(self.context("while advancing the watermark", e));
         }
         self.emit()?;
         self.metrics.set_watermark(watermark);
@@ -114,7 +117,7 @@ impl<O: Operator> Stage<O::In> for OperatorStage<O> {
 
     fn tick(&mut self, now: Timestamp) -> Result<()> {
         if let Err(e) = self.operator.on_processing_time(now, &mut self.out) {
-            return Err(self.context(e));
+            return Err(self.context("while advancing processing time", e));
         }
         self.emit()?;
         self.next.tick(now)
@@ -123,21 +126,21 @@ impl<O: Operator> Stage<O::In> for OperatorStage<O> {
     fn barrier(&mut self, barrier: Barrier, snapshots: &mut ChainSnapshots) -> Result<()> {
         let mut cx = SnapshotContext::new(barrier.id, barrier.is_savepoint(), self.max_parallelism);
         snapshot(&self.states, &mut cx, |cx| self.operator.snapshot(cx))
-            .map_err(|e| self.context(e))?;
+            .map_err(|e| self.context("while taking a snapshot", e))?;
         snapshots.push(self.uid.clone(), cx);
         self.next.barrier(barrier, snapshots)
     }
 
     fn checkpoint_complete(&mut self, id: CheckpointId) -> Result<()> {
         if let Err(e) = self.operator.on_checkpoint_complete(id) {
-            return Err(self.context(e));
+            return Err(self.context("after a checkpoint completed", e));
         }
         self.next.checkpoint_complete(id)
     }
 
     fn end(&mut self) -> Result<()> {
         if let Err(e) = self.operator.on_end(&mut self.out) {
-            return Err(self.context(e));
+            return Err(self.context("at the end of its input", e));
         }
         self.emit()?;
         self.next.end()
@@ -171,10 +174,11 @@ impl<S: Sink> SinkStage<S> {
         }
     }
 
-    fn context(&self, e: DataflowError) -> DataflowError {
+    /// `e` naming this sink and what it was `doing`, kept as the cause.
+    fn context(&self, doing: &str, e: DataflowError) -> DataflowError {
         match e {
             DataflowError::Operator { .. } | DataflowError::Io { .. } => e,
-            other => DataflowError::operator(&self.name, self.subtask, other.to_string()),
+            other => DataflowError::operator_caused(&self.name, self.subtask, doing, other),
         }
     }
 }
@@ -182,7 +186,9 @@ impl<S: Sink> SinkStage<S> {
 impl<S: Sink> Stage<S::In> for SinkStage<S> {
     fn open(&mut self) -> Result<()> {
         if let Some(mut cx) = self.cx.take() {
-            self.sink.open(&mut cx).map_err(|e| self.context(e))?;
+            self.sink
+                .open(&mut cx)
+                .map_err(|e| self.context("while opening", e))?;
             self.states = std::mem::take(&mut cx.states);
         }
         Ok(())
@@ -192,7 +198,7 @@ impl<S: Sink> Stage<S::In> for SinkStage<S> {
     fn batch(&mut self, batch: &mut Vec<S::In>) -> Result<()> {
         OperatorMetrics::add(&self.metrics.records_in, batch.len() as u64);
         if let Err(e) = self.sink.write_batch(batch) {
-            return Err(self.context(e));
+            return Err(self.context("while writing a batch", e));
         }
         batch.clear();
         Ok(())
@@ -214,7 +220,7 @@ impl<S: Sink> Stage<S::In> for SinkStage<S> {
     fn barrier(&mut self, barrier: Barrier, snapshots: &mut ChainSnapshots) -> Result<()> {
         let mut cx = SnapshotContext::new(barrier.id, barrier.is_savepoint(), self.max_parallelism);
         snapshot(&self.states, &mut cx, |cx| self.sink.snapshot(cx))
-            .map_err(|e| self.context(e))?;
+            .map_err(|e| self.context("while taking a snapshot", e))?;
         snapshots.push(self.uid.clone(), cx);
         Ok(())
     }
@@ -222,11 +228,13 @@ impl<S: Sink> Stage<S::In> for SinkStage<S> {
     fn checkpoint_complete(&mut self, id: CheckpointId) -> Result<()> {
         self.sink
             .on_checkpoint_complete(id)
-            .map_err(|e| self.context(e))
+            .map_err(|e| self.context("after a checkpoint completed", e))
     }
 
     fn end(&mut self) -> Result<()> {
-        self.sink.finish().map_err(|e| self.context(e))
+        self.sink
+            .finish()
+            .map_err(|e| self.context("while finishing its output", e))
     }
 }
 

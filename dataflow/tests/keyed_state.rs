@@ -204,4 +204,5 @@ fn two_states_of_one_operator_under_one_name_are_an_invalid_job_naming_both() {
         message.contains("same-name") && message.contains("`count` is registered twice"),
         "{message}"
     );
+    assert!(!err.is_recoverable(), "{err:?}");
 }

@@ -75,21 +75,23 @@ impl ObjectsError {
     }
 
     /// This error as the failure of a connector's subtask, its message prefixed by
-    /// `context` (e.g. ``file source `s3://b/in` ``) when given: an operator error
-    /// when the configuration is wrong, an I/O error (the job may recover by restarting)
-    /// otherwise.
+    /// `context` (e.g. ``file source `s3://b/in` ``) when given, and kept as its cause:
+    /// an operator error when the configuration is wrong, an I/O error (the job may
+    /// recover by restarting) otherwise.
     pub fn into_dataflow(self, subtask: &SubtaskInfo, context: Option<&str>) -> DataflowError {
-        let message = match context {
-            Some(context) => format!("{context}: {self}"),
-            None => self.to_string(),
-        };
-        if self.is_misconfigured() {
-            DataflowError::operator(&subtask.operator, subtask.index, message)
-        } else {
-            DataflowError::Io {
-                operator: subtask.operator.clone(),
-                source: std::io::Error::other(message),
-            }
+        let operator = &subtask.operator;
+        match context {
+            _ if self.is_misconfigured() => DataflowError::operator_caused(
+                operator,
+                subtask.index,
+                context.unwrap_or_default(),
+                self,
+            ),
+            Some(context) => DataflowError::io(operator, context, self),
+            None => DataflowError::Io {
+                operator: operator.clone(),
+                source: std::io::Error::other(self),
+            },
         }
     }
 }

@@ -124,10 +124,7 @@ impl ServerJob {
         let Some(plan) = self.plan.clone() else {
             return Err(JobError::Engine {
                 id: self.id.clone(),
-                source: DataflowError::Checkpoint {
-                    what: "its job file".into(),
-                    message: "it no longer validates".into(),
-                },
+                source: DataflowError::checkpoint("its job file", "it no longer validates"),
             });
         };
         let (config, mut checkpointing) = jobs::configs(&plan, &options);
@@ -152,10 +149,10 @@ impl ServerJob {
             .name(format!("weir-server-{}", self.id))
             .spawn(move || this.supervise())
             .map_err(|e| {
-                engine(DataflowError::Checkpoint {
-                    what: "could not start the job's supervisor thread".into(),
-                    message: e.to_string(),
-                })
+                engine(DataflowError::checkpoint_caused(
+                    "could not start the job's supervisor thread",
+                    e,
+                ))
             })?;
         Ok(())
     }

@@ -51,10 +51,7 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> EpochFileSink<T> {
     }
 
     fn io(&self, path: &Path, e: std::io::Error) -> DataflowError {
-        DataflowError::Io {
-            operator: self.name.clone(),
-            source: std::io::Error::new(e.kind(), format!("{}: {e}", path.display())),
-        }
+        DataflowError::io(&self.name, path.display().to_string(), e)
     }
 
     /// Writes every pending epoch up to `up_to` of subtask `subtask`, skipping those
@@ -71,10 +68,11 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> EpochFileSink<T> {
             let mut text = Vec::new();
             for record in &records {
                 serde_json::to_writer(&mut text, record).map_err(|e| {
-                    DataflowError::operator(
+                    DataflowError::operator_caused(
                         &self.name,
                         self.subtask,
-                        format!("a record is not JSON: {e}"),
+                        "a record is not JSON",
+                        e,
                     )
                 })?;
                 text.push(b'\n');

@@ -73,17 +73,14 @@ impl<W: Write + Send + 'static, T: Serialize + Send + 'static> JsonLinesSink<W, 
     }
 
     fn io_error(&self, error: io::Error) -> DataflowError {
-        let source = if error.kind() == io::ErrorKind::BrokenPipe {
-            io::Error::new(
-                io::ErrorKind::BrokenPipe,
-                format!("the output was closed by its reader (broken pipe): {error}"),
-            )
+        if error.kind() == io::ErrorKind::BrokenPipe {
+            let context = "the output was closed by its reader (broken pipe)";
+            DataflowError::io(self.operator.as_str(), context, error)
         } else {
-            error
-        };
-        DataflowError::Io {
-            operator: self.operator.clone(),
-            source,
+            DataflowError::Io {
+                operator: self.operator.clone(),
+                source: error,
+            }
         }
     }
 }
@@ -100,10 +97,11 @@ impl<W: Write + Send + 'static, T: Serialize + Send + 'static> Sink for JsonLine
             let line_start = self.buffer.len();
             if let Err(e) = serde_json::to_writer(&mut self.buffer, &record) {
                 self.buffer.truncate(line_start);
-                return Err(DataflowError::operator(
+                return Err(DataflowError::operator_caused(
                     self.operator.as_str(),
                     self.subtask,
-                    format!("cannot write a record as JSON: {e}"),
+                    "cannot write a record as JSON",
+                    e,
                 ));
             }
             self.buffer.push(b'\n');

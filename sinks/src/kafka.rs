@@ -245,7 +245,7 @@ type Pending = BTreeMap<u64, Vec<KafkaOutRecord>>;
 struct Deliveries {
     metrics: Arc<KafkaSinkMetrics>,
     count: bool,
-    failure: Mutex<Option<String>>,
+    failure: Mutex<Option<KafkaError>>,
 }
 
 impl ClientContext for Deliveries {}
@@ -260,7 +260,7 @@ impl ProducerContext for Deliveries {
             Ok(_) => {}
             Err((e, _)) => {
                 let mut failure = self.failure.lock().unwrap_or_else(|p| p.into_inner());
-                failure.get_or_insert_with(|| e.to_string());
+                failure.get_or_insert_with(|| e.clone());
             }
         }
     }
@@ -319,18 +319,25 @@ impl<T: Send + 'static> KafkaSink<T> {
         DataflowError::operator(&self.subtask.operator, self.subtask.index, message)
     }
 
-    fn kafka_error(&self, doing: &str, e: &KafkaError) -> DataflowError {
-        let fenced = matches!(e, KafkaError::Transaction(inner)
+    /// The client's error `e` while `doing` something to the topic, kept as the cause;
+    /// a fenced producer is explained.
+    fn kafka_error(&self, doing: &str, e: KafkaError) -> DataflowError {
+        let fenced = matches!(&e, KafkaError::Transaction(inner)
             if matches!(inner.code(), RDKafkaErrorCode::ProducerFenced | RDKafkaErrorCode::InvalidProducerEpoch));
         let hint = if fenced {
             " (another producer initialised the same transactional id: a newer instance of this job, or another sink with the same transactional_id_prefix)"
         } else {
             ""
         };
-        self.error(format!(
-            "{doing} topic `{}` on brokers `{}`: {e}{hint}",
-            self.config.topic, self.config.bootstrap_servers
-        ))
+        DataflowError::operator_caused(
+            &self.subtask.operator,
+            self.subtask.index,
+            format!(
+                "{doing} topic `{}` on brokers `{}`{hint}",
+                self.config.topic, self.config.bootstrap_servers
+            ),
+            e,
+        )
     }
 
     fn transactional_id(&self, subtask: usize) -> String {
@@ -372,7 +379,7 @@ impl<T: Send + 'static> KafkaSink<T> {
         };
         client
             .create_with_context(context)
-            .map_err(|e| self.kafka_error("creating a producer for", &e))
+            .map_err(|e| self.kafka_error("creating a producer for", e))
     }
 
     /// Fails unless the topic exists and the brokers answer within the connect
@@ -383,10 +390,15 @@ impl<T: Send + 'static> KafkaSink<T> {
             .client()
             .fetch_metadata(Some(&self.config.topic), timeout)
             .map_err(|e| {
-                self.error(format!(
-                    "could not reach the Kafka brokers `{}` within {timeout:?} to write topic `{}`: {e}",
-                    self.config.bootstrap_servers, self.config.topic
-                ))
+                DataflowError::operator_caused(
+                    &self.subtask.operator,
+                    self.subtask.index,
+                    format!(
+                        "could not reach the Kafka brokers `{}` within {timeout:?} to write topic `{}`",
+                        self.config.bootstrap_servers, self.config.topic
+                    ),
+                    e,
+                )
             })?;
         let found = metadata
             .topics()
@@ -421,7 +433,7 @@ impl<T: Send + 'static> KafkaSink<T> {
                         self.config.bootstrap_servers
                     ))
                 }
-                e => self.kafka_error(&format!("initialising transactional id `{id}` for"), &e),
+                e => self.kafka_error(&format!("initialising transactional id `{id}` for"), e),
             })?;
         let mut group = ClientConfig::new();
         group
@@ -431,7 +443,7 @@ impl<T: Send + 'static> KafkaSink<T> {
             .set("isolation.level", "read_committed");
         let marker_group: BaseConsumer = group
             .create()
-            .map_err(|e| self.kafka_error("creating the marker consumer for", &e))?;
+            .map_err(|e| self.kafka_error("creating the marker consumer for", e))?;
         Ok(Transactions {
             transactional_id: id,
             producer,
@@ -463,7 +475,7 @@ impl<T: Send + 'static> KafkaSink<T> {
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
                     producer.poll(Duration::from_millis(10));
                 }
-                Err((e, _)) => return Err(self.kafka_error("producing to", &e)),
+                Err((e, _)) => return Err(self.kafka_error("producing to", e)),
             }
         }
     }
@@ -481,7 +493,7 @@ impl<T: Send + 'static> KafkaSink<T> {
                         "reading the commit marker of transactional id `{}` (consumer group of the same name) for",
                         transactions.transactional_id
                     ),
-                    &e,
+                    e,
                 )
             })?;
         Ok(committed.elements().first().and_then(|e| match e.offset() {
@@ -526,7 +538,7 @@ impl<T: Send + 'static> KafkaSink<T> {
         let doing = |what: &str| format!("{what} (transactional id `{id}`, epoch {epoch}) of");
         producer
             .begin_transaction()
-            .map_err(|e| self.kafka_error(&doing("beginning a transaction"), &e))?;
+            .map_err(|e| self.kafka_error(&doing("beginning a transaction"), e))?;
         let result = (|| {
             let half = records.len() / 2;
             for (i, record) in records.iter().enumerate() {
@@ -538,18 +550,18 @@ impl<T: Send + 'static> KafkaSink<T> {
             let mut marker = TopicPartitionList::new();
             marker
                 .add_partition_offset(&self.config.topic, 0, Offset::Offset(epoch as i64))
-                .map_err(|e| self.kafka_error(&doing("adding the marker"), &e))?;
+                .map_err(|e| self.kafka_error(&doing("adding the marker"), e))?;
             let group = transactions
                 .marker_group
                 .group_metadata()
                 .ok_or_else(|| self.error(format!("no group metadata for marker group `{id}`")))?;
             producer
                 .send_offsets_to_transaction(&marker, &group, self.commit_timeout)
-                .map_err(|e| self.kafka_error(&doing("adding the marker"), &e))?;
+                .map_err(|e| self.kafka_error(&doing("adding the marker"), e))?;
             self.failpoint(KafkaSinkFailpoint::BeforeCommit);
             producer
                 .commit_transaction(self.commit_timeout)
-                .map_err(|e| self.kafka_error(&doing("committing a transaction"), &e))
+                .map_err(|e| self.kafka_error(&doing("committing a transaction"), e))
         })();
         match result {
             Ok(()) => {
@@ -619,7 +631,7 @@ impl<T: Send + 'static> KafkaSink<T> {
         };
         producer
             .flush(self.commit_timeout)
-            .map_err(|e| self.kafka_error("flushing records to", &e))?;
+            .map_err(|e| self.kafka_error("flushing records to", e))?;
         let failure = producer
             .context()
             .failure
@@ -627,10 +639,15 @@ impl<T: Send + 'static> KafkaSink<T> {
             .unwrap_or_else(|p| p.into_inner())
             .take();
         match failure {
-            Some(reason) => Err(self.error(format!(
-                "records were not delivered to topic `{}` on brokers `{}`: {reason}",
-                self.config.topic, self.config.bootstrap_servers
-            ))),
+            Some(e) => Err(DataflowError::operator_caused(
+                &self.subtask.operator,
+                self.subtask.index,
+                format!(
+                    "records were not delivered to topic `{}` on brokers `{}`",
+                    self.config.topic, self.config.bootstrap_servers
+                ),
+                e,
+            )),
             None => Ok(()),
         }
     }

@@ -156,17 +156,20 @@ impl<T: DeserializeOwned + Send + 'static> FileSource<T> {
     /// hidden files).
     fn connect(&self) -> Result<(BlockingObjectStore, Vec<String>)> {
         let url = &self.config.storage.url;
-        let local = self
-            .config
-            .storage
-            .local_path()
-            .map_err(|e| self.error(format!("file source `{url}`: {e}")))?;
+        let local = self.config.storage.local_path().map_err(|e| {
+            DataflowError::operator_caused(
+                &self.subtask.operator,
+                self.subtask.index,
+                format!("file source `{url}`"),
+                e,
+            )
+        })?;
         // A local single file: open its directory, read that one object.
         let (storage_config, single) = match &local {
             Some(path) => {
-                let meta = std::fs::metadata(path).map_err(|e| DataflowError::Io {
-                    operator: self.subtask.operator.clone(),
-                    source: std::io::Error::other(format!("file source `{}`: {e}", path.display())),
+                let meta = std::fs::metadata(path).map_err(|e| {
+                    let context = format!("file source `{}`", path.display());
+                    DataflowError::io(&self.subtask.operator, context, e)
                 })?;
                 if meta.is_file() {
                     let dir = path

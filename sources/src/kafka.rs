@@ -272,11 +272,17 @@ impl<T: Send + 'static> KafkaSource<T> {
         DataflowError::operator(&self.subtask.operator, self.subtask.index, message)
     }
 
-    fn kafka_error(&self, doing: &str, e: &KafkaError) -> DataflowError {
-        self.error(format!(
-            "{doing} topic `{}` on brokers `{}`: {e}",
-            self.config.topic, self.config.bootstrap_servers
-        ))
+    /// The client's error `e` while `doing` something to the topic, kept as the cause.
+    fn kafka_error(&self, doing: &str, e: KafkaError) -> DataflowError {
+        DataflowError::operator_caused(
+            &self.subtask.operator,
+            self.subtask.index,
+            format!(
+                "{doing} topic `{}` on brokers `{}`",
+                self.config.topic, self.config.bootstrap_servers
+            ),
+            e,
+        )
     }
 
     /// The topic's partitions, or an error naming the topic and the brokers.
@@ -284,10 +290,15 @@ impl<T: Send + 'static> KafkaSource<T> {
         let metadata = consumer
             .fetch_metadata(Some(&self.config.topic), timeout)
             .map_err(|e| {
-                self.error(format!(
-                    "could not reach the Kafka brokers `{}` within {timeout:?} to read topic `{}`: {e}",
-                    self.config.bootstrap_servers, self.config.topic
-                ))
+                DataflowError::operator_caused(
+                    &self.subtask.operator,
+                    self.subtask.index,
+                    format!(
+                        "could not reach the Kafka brokers `{}` within {timeout:?} to read topic `{}`",
+                        self.config.bootstrap_servers, self.config.topic
+                    ),
+                    e,
+                )
             })?;
         let topic = metadata
             .topics()
@@ -328,7 +339,7 @@ impl<T: Send + 'static> KafkaSource<T> {
         let watermarks = |partition: i32| {
             consumer
                 .fetch_watermarks(topic, partition, timeout)
-                .map_err(|e| self.kafka_error("reading the offsets of", &e))
+                .map_err(|e| self.kafka_error("reading the offsets of", e))
         };
         let mut resolved = BTreeMap::new();
         let start = if fresh {
@@ -355,7 +366,7 @@ impl<T: Send + 'static> KafkaSource<T> {
                         _ => Offset::Invalid,
                     };
                     list.add_partition_offset(topic, partition, offset)
-                        .map_err(|e| self.kafka_error("looking up offsets of", &e))?;
+                        .map_err(|e| self.kafka_error("looking up offsets of", e))?;
                 }
                 let found = if list.count() == 0 {
                     Ok(TopicPartitionList::new())
@@ -364,7 +375,7 @@ impl<T: Send + 'static> KafkaSource<T> {
                 } else {
                     consumer.committed_offsets(list, timeout)
                 }
-                .map_err(|e| self.kafka_error("looking up offsets of", &e))?;
+                .map_err(|e| self.kafka_error("looking up offsets of", e))?;
                 for element in found.elements() {
                     let partition = element.partition();
                     let offset = match element.offset() {
@@ -399,11 +410,11 @@ impl<T: Send + 'static> KafkaSource<T> {
                 .copied();
             let offset = next.map_or(Offset::Beginning, Offset::Offset);
             list.add_partition_offset(&self.config.topic, partition, offset)
-                .map_err(|e| self.kafka_error("assigning a partition of", &e))?;
+                .map_err(|e| self.kafka_error("assigning a partition of", e))?;
         }
         consumer
             .incremental_assign(&list)
-            .map_err(|e| self.kafka_error("assigning partitions of", &e))?;
+            .map_err(|e| self.kafka_error("assigning partitions of", e))?;
         self.offsets.extend(resolved);
         self.owned.extend(partitions.iter().copied());
         self.announced = false;
@@ -482,7 +493,7 @@ impl<T: Send + 'static> Source for KafkaSource<T> {
         };
         let consumer: KafkaConsumer = client
             .create_with_context(context)
-            .map_err(|e| self.kafka_error("creating a consumer for", &e))?;
+            .map_err(|e| self.kafka_error("creating a consumer for", e))?;
         let partitions: Vec<i32> = self
             .partitions(&consumer, self.config.connect_timeout)?
             .into_iter()
@@ -549,7 +560,7 @@ impl<T: Send + 'static> Source for KafkaSource<T> {
                     // librdkafka retries transport errors itself; anything it reports
                     // here is logged, and only a fatal error stops the job.
                     if let KafkaError::MessageConsumptionFatal(_) = e {
-                        return Err(self.kafka_error("reading", &e));
+                        return Err(self.kafka_error("reading", e));
                     }
                     tracing::warn!("reading topic `{}`: {e}", self.config.topic);
                     break;

@@ -87,7 +87,8 @@ impl Drop for StoreCheckpoint {
 ///
 /// # Errors
 /// [`StateError::Io`] naming the directory or column family when RocksDB cannot open
-/// or scan it; [`StateError::Encode`] if a header cannot be re-encoded;
+/// or scan it; [`StateError::Corrupt`] naming a column family the checkpoint lacks;
+/// [`StateError::Encode`] if a header cannot be re-encoded;
 /// [`StateError::Config`] ([`crate::NO_ROCKSDB`]) in a build without RocksDB.
 pub fn read_native_checkpoint(
     dir: &Path,

@@ -129,7 +129,7 @@ struct DirLock {
 impl DirLock {
     fn acquire(dir: &Path) -> Result<Self, StateError> {
         let io = |what: &str, path: &Path, e: std::io::Error| {
-            StateError::Io(format!("{what} {}: {e}", path.display()))
+            StateError::io(format!("{what} {}", path.display()), e)
         };
         fs::create_dir_all(dir).map_err(|e| io("cannot create state directory", dir, e))?;
         let dir = dir
@@ -172,7 +172,7 @@ fn take_file(dir: &Path, file: &Path) -> Result<(), StateError> {
         {
             Ok(mut f) => {
                 return write!(f, "{}", std::process::id()).map_err(|e| {
-                    StateError::Io(format!("cannot write lock file {}: {e}", file.display()))
+                    StateError::io(format!("cannot write lock file {}", file.display()), e)
                 });
             }
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
@@ -191,17 +191,17 @@ fn take_file(dir: &Path, file: &Path) -> Result<(), StateError> {
                 }
                 // Left by a process that is gone: take it over.
                 fs::remove_file(file).map_err(|e| {
-                    StateError::Io(format!(
-                        "cannot remove stale lock file {}: {e}",
-                        file.display()
-                    ))
+                    StateError::io(
+                        format!("cannot remove stale lock file {}", file.display()),
+                        e,
+                    )
                 })?;
             }
             Err(e) => {
-                return Err(StateError::Io(format!(
-                    "cannot create lock file {}: {e}",
-                    file.display()
-                )))
+                return Err(StateError::io(
+                    format!("cannot create lock file {}", file.display()),
+                    e,
+                ))
             }
         }
     }
@@ -316,7 +316,7 @@ impl std::fmt::Debug for SubtaskStore {
 }
 
 pub(crate) fn rocks_error(what: impl std::fmt::Display, e: rocksdb::Error) -> StateError {
-    StateError::Io(format!("{what}: {e}"))
+    StateError::io(what.to_string(), e)
 }
 
 impl SubtaskStore {
@@ -465,11 +465,11 @@ impl SubtaskStore {
         let n = self.next_checkpoint.fetch_add(1, Ordering::Relaxed);
         let root = self.path.with_file_name("checkpoints");
         fs::create_dir_all(&root)
-            .map_err(|e| StateError::Io(format!("cannot create {}: {e}", root.display())))?;
+            .map_err(|e| StateError::io(format!("cannot create {}", root.display()), e))?;
         let path = root.join(format!("chk-{n}"));
         if path.exists() {
             fs::remove_dir_all(&path)
-                .map_err(|e| StateError::Io(format!("cannot clear {}: {e}", path.display())))?;
+                .map_err(|e| StateError::io(format!("cannot clear {}", path.display()), e))?;
         }
         rocksdb::checkpoint::Checkpoint::new(&self.db)
             .and_then(|c| c.create_checkpoint(&path))
@@ -559,7 +559,7 @@ fn clear_stale(stale: &[&Path]) -> Result<(), StateError> {
     for dir in stale {
         if dir.exists() {
             fs::remove_dir_all(dir)
-                .map_err(|e| StateError::Io(format!("cannot clear {}: {e}", dir.display())))?;
+                .map_err(|e| StateError::io(format!("cannot clear {}", dir.display()), e))?;
         }
     }
     Ok(())
@@ -569,7 +569,7 @@ fn clear_stale(stale: &[&Path]) -> Result<(), StateError> {
 /// process's shared block cache.
 pub(crate) struct CheckpointReader {
     resources: Arc<RocksDbResources>,
-    db: OnceLock<Result<Db, String>>,
+    db: OnceLock<Result<Db, rocksdb::Error>>,
 }
 
 impl CheckpointReader {
@@ -578,19 +578,18 @@ impl CheckpointReader {
         self.db
             .get_or_init(|| {
                 let options = self.resources.options();
-                let names = Db::list_cf(&options, path).map_err(|e| e.to_string())?;
+                let names = Db::list_cf(&options, path)?;
                 let descriptors = names
                     .into_iter()
                     .map(|name| ColumnFamilyDescriptor::new(name, self.resources.options()));
                 Db::open_cf_descriptors_read_only(&options, path, descriptors, false)
-                    .map_err(|e| e.to_string())
             })
             .as_ref()
             .map_err(|e| {
-                StateError::Io(format!(
-                    "cannot open RocksDB checkpoint {}: {e}",
-                    path.display()
-                ))
+                rocks_error(
+                    format!("cannot open RocksDB checkpoint {}", path.display()),
+                    e.clone(),
+                )
             })
     }
 

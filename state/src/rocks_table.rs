@@ -521,8 +521,13 @@ fn read_stored<K: Serialize, V: StateValue>(
     }
 }
 
+/// The error for column family `name` (created for the state of that name) missing
+/// from the instance: the store does not hold state it should.
 pub(crate) fn missing_cf(name: &str) -> StateError {
-    StateError::Io(format!("RocksDB column family `{name}` is missing"))
+    StateError::Corrupt {
+        state: name.to_owned(),
+        reason: format!("RocksDB column family `{name}` is missing"),
+    }
 }
 
 /// The column family `name` of `db`, which must exist.

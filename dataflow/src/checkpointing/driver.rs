@@ -20,8 +20,8 @@ use weir_checkpoint::metadata::{CheckpointMetadata, KeyedStateHandle, SnapshotKi
 use weir_checkpoint::native::{self, NativeUploads};
 use weir_checkpoint::restore::{load_checkpoint, KeyedBlob, NativeRestore, Reader};
 use weir_checkpoint::{
-    Barrier, CheckpointId, CheckpointStorage, Command, Coordinator, Event, OperatorUid,
-    RestoreEvent, StateWriter, StorageConfig, SubtaskAck,
+    Barrier, CheckpointError, CheckpointId, CheckpointStorage, Command, Coordinator, Event,
+    OperatorUid, RestoreEvent, StateWriter, StorageConfig, SubtaskAck, UploadError,
 };
 use weir_state::{KeyGroupRange, MaxParallelism};
 
@@ -43,13 +43,6 @@ pub struct CheckpointedJob {
     thread: JoinHandle<Result<RunSummary>>,
 }
 
-fn storage_error(what: &str, e: impl std::fmt::Display) -> DataflowError {
-    DataflowError::Checkpoint {
-        what: what.to_string(),
-        message: e.to_string(),
-    }
-}
-
 impl CheckpointedJob {
     /// Starts the job: `build` adds the sources, operators and sinks to a fresh
     /// [`JobBuilder`] for every attempt (first start and each restart).
@@ -67,10 +60,10 @@ impl CheckpointedJob {
             .enable_all()
             .thread_name("weir-io")
             .build()
-            .map_err(|e| storage_error("could not start the I/O runtime", e))?;
+            .map_err(|e| DataflowError::checkpoint_caused("could not start the I/O runtime", e))?;
         let storage = runtime
             .block_on(CheckpointStorage::open(&checkpointing.storage))
-            .map_err(|e| storage_error("checkpoint storage", e))?;
+            .map_err(|e| DataflowError::checkpoint_caused("checkpoint storage", e))?;
         let (requests, requests_rx) = unbounded();
         let history = CheckpointHistory::default();
         let live = LiveJob::with_history(history.clone());
@@ -95,7 +88,9 @@ impl CheckpointedJob {
         let thread = std::thread::Builder::new()
             .name("weir-checkpoint-driver".into())
             .spawn(move || driver.run())
-            .map_err(|e| storage_error("could not start the driver thread", e))?;
+            .map_err(|e| {
+                DataflowError::checkpoint_caused("could not start the driver thread", e)
+            })?;
         Ok(Self {
             requests,
             history,
@@ -113,9 +108,9 @@ impl CheckpointedJob {
         let (reply, answer) = bounded(1);
         self.requests
             .send(Request::Savepoint { stop, reply })
-            .map_err(|_| storage_error("savepoint", "the job is not running"))?;
+            .map_err(|_| DataflowError::checkpoint("savepoint", "the job is not running"))?;
         answer.recv().map_err(|_| {
-            storage_error("savepoint", "the job ended before the savepoint completed")
+            DataflowError::checkpoint("savepoint", "the job ended before the savepoint completed")
         })?
     }
 
@@ -145,9 +140,12 @@ impl CheckpointedJob {
     /// # Errors
     /// The job failed and no restart was left.
     pub fn wait(self) -> Result<RunSummary> {
-        self.thread
-            .join()
-            .unwrap_or_else(|_| Err(storage_error("driver", "the driver thread panicked")))
+        self.thread.join().unwrap_or_else(|_| {
+            Err(DataflowError::checkpoint(
+                "driver",
+                "the driver thread panicked",
+            ))
+        })
     }
 }
 
@@ -198,7 +196,7 @@ enum Internal {
     },
     MetadataDone {
         checkpoint: CheckpointId,
-        result: std::result::Result<Option<String>, String>,
+        result: std::result::Result<Option<String>, CheckpointError>,
     },
 }
 
@@ -450,7 +448,7 @@ impl Driver {
                 let scan = self
                     .runtime
                     .block_on(self.storage.latest_valid(&self.config.name))
-                    .map_err(|e| storage_error("reading the checkpoints", e))?;
+                    .map_err(|e| DataflowError::checkpoint_caused("reading the checkpoints", e))?;
                 for skipped in &scan.skipped {
                     tracing::warn!(
                         "skipping checkpoint {} of job `{}`: {} ({:?})",
@@ -475,7 +473,10 @@ impl Driver {
                 ));
                 remove_scratch(&native);
                 let state = state.map_err(|e| {
-                    storage_error(&format!("restoring checkpoint {}", metadata.checkpoint), e)
+                    DataflowError::checkpoint_caused(
+                        format!("restoring checkpoint {}", metadata.checkpoint),
+                        e,
+                    )
                 })?;
                 Ok((Some(state), Some(metadata.checkpoint)))
             }
@@ -485,7 +486,9 @@ impl Driver {
                     .block_on(CheckpointStorage::read_savepoint(
                         &self.checkpointing.savepoints.with_url(url.clone()),
                     ))
-                    .map_err(|e| storage_error(&format!("savepoint `{url}`"), e))?;
+                    .map_err(|e| {
+                        DataflowError::checkpoint_caused(format!("savepoint `{url}`"), e)
+                    })?;
                 let metadata = savepoint.metadata().clone();
                 let reader = Reader::Savepoint(&savepoint);
                 let native = self.native_restore();
@@ -497,8 +500,9 @@ impl Driver {
                     &native,
                 ));
                 remove_scratch(&native);
-                let state =
-                    state.map_err(|e| storage_error(&format!("restoring savepoint `{url}`"), e))?;
+                let state = state.map_err(|e| {
+                    DataflowError::checkpoint_caused(format!("restoring savepoint `{url}`"), e)
+                })?;
                 Ok((Some(state), Some(metadata.checkpoint)))
             }
         }
@@ -622,12 +626,15 @@ impl Driver {
             if handle.poll_failure().is_some() {
                 for (_, flight) in std::mem::take(&mut in_flight) {
                     if let Some(reply) = flight.savepoint_reply {
-                        let _ = reply.send(Err(storage_error("savepoint", "the job failed")));
+                        let _ = reply.send(Err(DataflowError::checkpoint(
+                            "savepoint",
+                            "the job failed",
+                        )));
                     }
                 }
                 return match handle.shutdown() {
                     Err(e) => Ended::Failed(e),
-                    Ok(_) => Ended::Failed(storage_error("job", "a task failed")),
+                    Ok(_) => Ended::Failed(DataflowError::checkpoint("job", "a task failed")),
                 };
             }
             let mut events = Vec::new();
@@ -690,7 +697,7 @@ impl Driver {
                             }
                             events.push(Event::MetadataWritten { now: now(), checkpoint });
                         }
-                        Err(reason) => events.push(Event::MetadataFailed { now: now(), checkpoint, reason }),
+                        Err(e) => events.push(Event::MetadataFailed { now: now(), checkpoint, reason: e.to_string() }),
                     },
                     Err(_) => {}
                 },
@@ -802,8 +809,10 @@ impl Driver {
                             );
                             if let Some(flight) = in_flight.remove(&checkpoint) {
                                 if let Some(reply) = flight.savepoint_reply {
-                                    let _ =
-                                        reply.send(Err(storage_error("savepoint", reason.clone())));
+                                    let _ = reply.send(Err(DataflowError::checkpoint(
+                                        "savepoint",
+                                        reason.clone(),
+                                    )));
                                 }
                             }
                             let storage = self.storage.clone();
@@ -818,7 +827,10 @@ impl Driver {
                         }
                         Command::FailJob { reason } => {
                             let _ = handle.shutdown();
-                            return Ended::Failed(storage_error("checkpointing", reason));
+                            return Ended::Failed(DataflowError::checkpoint(
+                                "checkpointing",
+                                reason,
+                            ));
                         }
                         Command::StopJob(_) => {
                             let metrics = handle.metrics();
@@ -876,7 +888,7 @@ impl Driver {
             let subtask = ack.subtask;
             // Savepoints are self-contained: full, and private to their directory.
             let incremental = incremental_enabled && !barrier.is_savepoint();
-            let result: std::result::Result<(), String> = async {
+            let result: std::result::Result<(), UploadError> = async {
                 for (uid, snapshot) in operators {
                     let state = states.entry(uid.clone()).or_default();
                     if let (Some(first), Some(last)) = (
@@ -888,8 +900,7 @@ impl Driver {
                             end: *last,
                         };
                         let blob: &KeyedBlob = &snapshot.keyed;
-                        let encoded =
-                            weir_state::encode("keyed", blob).map_err(|e| e.to_string())?;
+                        let encoded = weir_state::encode("keyed", blob)?;
                         state_bytes += encoded.len() as u64;
                         let handle = writer.private(&uid, "keyed", encoded).await?;
                         state.keyed.push(KeyedStateHandle {
@@ -899,8 +910,7 @@ impl Driver {
                         });
                     }
                     if !snapshot.operator.is_empty() {
-                        let encoded = weir_state::encode("operator", &snapshot.operator)
-                            .map_err(|e| e.to_string())?;
+                        let encoded = weir_state::encode("operator", &snapshot.operator)?;
                         state_bytes += encoded.len() as u64;
                         state
                             .operator
@@ -913,7 +923,7 @@ impl Driver {
                         let mut tables = Vec::new();
                         let mut heap = Vec::with_capacity(parts.len());
                         for part in parts {
-                            match part.native().map_err(|e| e.to_string())? {
+                            match part.native()? {
                                 Some(table) => tables.push(table),
                                 None => heap.push(part),
                             }
@@ -944,13 +954,11 @@ impl Driver {
                         incremental::encode(parts, &known, max)
                     })
                     .await
-                    .map_err(|e| format!("encoding state failed: {e}"))?
-                    .map_err(|e| e.to_string())?;
+                    .map_err(UploadError::Interrupted)??;
                     let file = if encoded.bundle.is_empty() {
                         None
                     } else {
-                        let data = weir_state::encode("keyed", &encoded.bundle)
-                            .map_err(|e| e.to_string())?;
+                        let data = weir_state::encode("keyed", &encoded.bundle)?;
                         Some(if incremental {
                             let key = format!("{uid}.{subtask}.{nonce:016x}.{}", barrier.id.get());
                             writer.shared(&key, data).await?
@@ -977,9 +985,9 @@ impl Driver {
                     state_bytes,
                     async_us: started.elapsed().as_micros() as u64,
                 },
-                Err(reason) => Internal::UploadFailed {
+                Err(e) => Internal::UploadFailed {
                     checkpoint: barrier.id,
-                    reason: format!("upload failed: {reason}"),
+                    reason: format!("upload failed: {e}"),
                 },
             };
             let _ = done.send(message);
@@ -1017,18 +1025,12 @@ impl Driver {
             .then(|| self.checkpointing.savepoints.clone());
         let job = job.to_string();
         self.runtime.spawn(async move {
-            let result = async {
-                storage
-                    .commit_metadata(&metadata)
-                    .await
-                    .map_err(|e| e.to_string())?;
+            let result: std::result::Result<_, CheckpointError> = async {
+                storage.commit_metadata(&metadata).await?;
                 match savepoints {
                     Some(dir) => {
                         let name = format!("savepoint-{}-{}", job, barrier.id.get());
-                        let savepoint = storage
-                            .write_savepoint(&dir, &name, &metadata)
-                            .await
-                            .map_err(|e| e.to_string())?;
+                        let savepoint = storage.write_savepoint(&dir, &name, &metadata).await?;
                         Ok(Some(savepoint.location()))
                     }
                     None => Ok(None),

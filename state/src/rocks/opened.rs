@@ -26,9 +26,10 @@ impl SubtaskStore {
     /// with a time-to-live claims it ([`SubtaskStore::ensure_ttl_cf`]).
     ///
     /// # Errors
-    /// [`StateError::Io`] naming the directory when the files cannot be moved, RocksDB
-    /// cannot open them or a table's column family is missing from them;
-    /// [`StateError::Locked`] as for [`SubtaskStore::open`].
+    /// [`StateError::Io`] naming the directory when the files cannot be moved or
+    /// RocksDB cannot open them; [`StateError::Corrupt`] naming the state whose
+    /// column family is missing from them; [`StateError::Locked`] as for
+    /// [`SubtaskStore::open`].
     pub(crate) fn open_restored(
         resources: Arc<RocksDbResources>,
         dir: &Path,
@@ -38,11 +39,14 @@ impl SubtaskStore {
         let path = lock.dir.join("db");
         clear_stale(&[&path, &lock.dir.join("checkpoints")])?;
         fs::rename(&restored.dir, &path).map_err(|e| {
-            StateError::Io(format!(
-                "cannot move the restored RocksDB checkpoint {} to {}: {e}",
-                restored.dir.display(),
-                path.display()
-            ))
+            StateError::io(
+                format!(
+                    "cannot move the restored RocksDB checkpoint {} to {}",
+                    restored.dir.display(),
+                    path.display()
+                ),
+                e,
+            )
         })?;
         let mut options = resources.options();
         options.create_if_missing(false);
@@ -57,12 +61,14 @@ impl SubtaskStore {
         })?;
         for table in &restored.tables {
             if !names.contains(&table.column_family) {
-                return Err(StateError::Io(format!(
-                    "the restored RocksDB checkpoint {} has no column family `{}` (state `{}`)",
-                    path.display(),
-                    table.column_family,
-                    table.state
-                )));
+                return Err(StateError::Corrupt {
+                    state: table.state.clone(),
+                    reason: format!(
+                        "the restored RocksDB checkpoint {} has no column family `{}`",
+                        path.display(),
+                        table.column_family
+                    ),
+                });
             }
         }
         let mut switches = HashMap::new();
@@ -152,7 +158,7 @@ fn delete_outside(
     const END: [u8; 64] = [0xff; 64];
     let cf = db
         .cf_handle(name)
-        .ok_or_else(|| StateError::Io(format!("RocksDB column family `{name}` is missing")))?;
+        .ok_or_else(|| crate::rocks_table::missing_cf(name))?;
     let mut iter = db.raw_iterator_cf(&cf);
     iter.seek_to_first();
     while let Some(key) = iter.key().map(<[u8]>::to_vec) {
