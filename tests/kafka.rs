@@ -306,3 +306,57 @@ fn a_group_committed_start_reads_from_the_committed_offsets_and_resumes_from_che
     job.wait().unwrap();
     assert_eq!(committed(&out), expected_range(60, 150), "after the resume");
 }
+
+/// A partition the restored checkpoint has no offset for was created after it: it is
+/// read from its beginning, whatever the configured start. (The test broker cannot
+/// add partitions to a topic, so the checkpoint is one that knows only partition 0.)
+#[test]
+fn a_partition_unknown_to_the_restored_checkpoint_is_read_from_its_beginning() {
+    use weir::dataflow::testing::CollectSink;
+    use weir::dataflow::{OperatorSnapshot, RestoreState};
+    use weir::sources::StartPosition;
+    let Some((bootstrap, py)) = broker() else {
+        return;
+    };
+    let topic = format!("weir-new-partition-{}", std::process::id());
+    python(&py, CREATE_TOPIC, &[&bootstrap, &topic, "2"]);
+    // seq goes to partition seq % 2 at offset seq / 2.
+    python(&py, PRODUCE, &[&bootstrap, &topic, "0", "100", "2"]);
+    let offsets: BTreeMap<i32, i64> = BTreeMap::from([(0, 25)]);
+    let snapshot = OperatorSnapshot {
+        operator: BTreeMap::from([(
+            "kafka-offsets".to_string(),
+            weir::state::encode("kafka-offsets", &offsets).unwrap(),
+        )]),
+        ..OperatorSnapshot::default()
+    };
+    let job = JobBuilder::new(JobConfig {
+        parallelism: 1,
+        restore: Some(RestoreState {
+            operators: BTreeMap::from([("kafka".to_string(), vec![snapshot])]),
+            max_parallelism: JobConfig::default().max_parallelism,
+            opened: BTreeMap::new(),
+        }),
+        ..JobConfig::default()
+    });
+    let mut source = KafkaSourceConfig::new(&bootstrap, &topic, "weir-new-partition");
+    source.start = StartPosition::Latest;
+    source.bounded = true;
+    let (sink, collected) = CollectSink::new();
+    job.source(
+        "kafka",
+        WatermarkStrategy::none(),
+        KafkaSource::factory(source, utf8()),
+    )
+    .uid("kafka")
+    .flat_map(|record: weir::sources::KafkaRecord<String>| {
+        record.value.split_once(',')?.1.parse::<u64>().ok()
+    })
+    .sink("collect", sink);
+    job.execute().unwrap();
+    let mut seqs = collected.take();
+    seqs.sort_unstable();
+    // Partition 0 from its checkpointed offset 25 (seq 50 on), all of partition 1.
+    let expected: Vec<u64> = (0..100).filter(|s| s % 2 == 1 || *s >= 50).collect();
+    assert_eq!(seqs, expected);
+}

@@ -115,6 +115,19 @@ impl KafkaSourceMetrics {
 }
 
 /// Whether `subtask` reads `partition`: partitions are spread round-robin.
+/// Where a partition that no checkpointed offset covers starts. The configured start
+/// applies to the partitions a job finds when it first starts. A partition found
+/// later is read from its beginning, so that none of its records is skipped: one
+/// found while running, and one that the checkpoint a job resumes from does not know
+/// (`found_later`), since it was created after that checkpoint.
+fn start_of_uncovered(configured: &StartPosition, found_later: bool) -> &StartPosition {
+    if found_later {
+        &StartPosition::Earliest
+    } else {
+        configured
+    }
+}
+
 fn owns(subtask: &SubtaskInfo, partition: i32) -> bool {
     partition.rem_euclid(subtask.parallelism.max(1) as i32) == subtask.index as i32
 }
@@ -321,13 +334,13 @@ impl<T: Send + 'static> KafkaSource<T> {
 
     /// The offset each of `partitions` without a checkpointed offset starts at,
     /// resolved now to a concrete offset (so that a checkpoint taken before any of
-    /// its records arrive still pins where it starts). `fresh` partitions, found
-    /// while running, start at their beginning.
+    /// its records arrive still pins where it starts). Partitions `found_later` than
+    /// the job's first start begin at their beginning ([`start_of_uncovered`]).
     fn resolve_start(
         &self,
         consumer: &KafkaConsumer,
         partitions: &[i32],
-        fresh: bool,
+        found_later: bool,
     ) -> Result<BTreeMap<i32, i64>> {
         let timeout = self.config.connect_timeout;
         let topic = self.config.topic.as_str();
@@ -342,11 +355,7 @@ impl<T: Send + 'static> KafkaSource<T> {
                 .map_err(|e| self.kafka_error("reading the offsets of", e))
         };
         let mut resolved = BTreeMap::new();
-        let start = if fresh {
-            &StartPosition::Earliest
-        } else {
-            &self.config.start
-        };
+        let start = start_of_uncovered(&self.config.start, found_later);
         match start {
             StartPosition::Earliest => {
                 for &partition in &missing {
@@ -396,11 +405,11 @@ impl<T: Send + 'static> KafkaSource<T> {
 
     /// Assigns `partitions` (not yet owned) at their checkpointed offset, or where
     /// [`Self::resolve_start`] says.
-    fn assign(&mut self, partitions: &[i32], fresh: bool) -> Result<()> {
+    fn assign(&mut self, partitions: &[i32], found_later: bool) -> Result<()> {
         let Some(consumer) = self.consumer.as_ref() else {
             return Ok(());
         };
-        let resolved = self.resolve_start(consumer, partitions, fresh)?;
+        let resolved = self.resolve_start(consumer, partitions, found_later)?;
         let mut list = TopicPartitionList::new();
         for &partition in partitions {
             let next = self
@@ -464,7 +473,10 @@ impl<T: Send + 'static> Source for KafkaSource<T> {
         let restored = std::iter::once(&cx.restored_operator)
             .chain(cx.restored_operator_all.iter())
             .filter_map(|state| state.get(OFFSETS));
+        // Restored from a checkpoint: a partition it has no offset for is new since.
+        let mut resumed = false;
         for bytes in restored {
+            resumed = true;
             let offsets: BTreeMap<i32, i64> = decode(OFFSETS, bytes)?;
             for (partition, next) in offsets {
                 if self.owns(partition) {
@@ -500,7 +512,7 @@ impl<T: Send + 'static> Source for KafkaSource<T> {
             .filter(|p| self.owns(*p))
             .collect();
         self.consumer = Some(consumer);
-        self.assign(&partitions, false)?;
+        self.assign(&partitions, resumed)?;
         self.last_discovery = Instant::now();
         // Lag of the partitions this subtask owns, for `/metrics` and the web UI.
         let (metrics, topic) = (Arc::clone(&self.config.metrics), self.config.topic.clone());
@@ -634,5 +646,30 @@ impl<T: Send + 'static> Source for KafkaSource<T> {
             tracing::debug!("committing offsets of topic `{}`: {e}", self.config.topic);
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A partition created after the checkpoint a job resumes from is read from its
+    /// beginning whatever the configured start; with `latest` its records written
+    /// before the resume were skipped.
+    #[test]
+    fn partitions_found_after_the_first_start_begin_at_the_earliest_offset() {
+        for configured in [
+            StartPosition::Earliest,
+            StartPosition::Latest,
+            StartPosition::GroupCommitted,
+            StartPosition::Timestamp(1_700_000_000_000),
+        ] {
+            assert_eq!(start_of_uncovered(&configured, false), &configured);
+            assert_eq!(
+                start_of_uncovered(&configured, true),
+                &StartPosition::Earliest,
+                "{configured:?}"
+            );
+        }
     }
 }
