@@ -79,6 +79,9 @@ pub struct RunningCountJob {
     pub throttle: Duration,
     /// Resume from the newest complete checkpoint.
     pub resume: bool,
+    /// With `resume`, fall back past a newest complete checkpoint that cannot be
+    /// restored (its output is then written twice).
+    pub fallback_past_corrupt: bool,
     /// Where savepoints go (default `./weir-data/savepoints`).
     pub savepoints: Option<String>,
     /// Resume from this savepoint (takes precedence over `resume`).
@@ -205,6 +208,7 @@ impl RunningCountJob {
                 delay: Duration::from_millis(50),
             },
             resume: ResumeFrom::choose(self.from_savepoint.clone(), self.resume),
+            fallback_past_corrupt: self.fallback_past_corrupt,
             savepoints: self.savepoints.clone().map_or_else(
                 || CheckpointingConfig::default().savepoints,
                 StorageConfig::new,

@@ -14,7 +14,9 @@ use weir::dataflow::checkpointing::{
     CheckpointedJob, CheckpointingConfig, JobStatus, NoListener, RestartStrategy, ResumeFrom,
 };
 use weir::dataflow::testing::CollectionSource;
-use weir::dataflow::{CheckpointId, JobBuilder, JobConfig, WatermarkStrategy};
+use weir::dataflow::{
+    CheckpointId, JobBuilder, JobConfig, Operator, Output, Result, WatermarkStrategy,
+};
 use weir::sinks::{read_committed, EpochFileSink};
 use weir::state::{RocksDbConfig, StateBackend};
 
@@ -173,6 +175,69 @@ fn bounded_job_with_checkpoints_commits_everything_exactly_once() {
     assert_eq!(summary.status, JobStatus::Finished);
     assert!(!summary.checkpoints.is_empty());
     assert_same(read_output(&out), expected(n), "output");
+}
+
+/// Counts the records of its subtask and emits the count only when its input ends.
+struct CountAtEnd {
+    seen: u64,
+}
+
+impl Operator for CountAtEnd {
+    type In = (u32, u64);
+    type Out = (u32, u64);
+
+    fn on_batch(&mut self, input: &mut Vec<(u32, u64)>, _: &mut Output<(u32, u64)>) -> Result<()> {
+        self.seen += input.len() as u64;
+        input.clear();
+        Ok(())
+    }
+
+    fn on_end(&mut self, out: &mut Output<(u32, u64)>) -> Result<()> {
+        out.push((u32::MAX, self.seen));
+        Ok(())
+    }
+}
+
+/// What operators emit in `on_end` is committed: the job's final checkpoint is taken
+/// after every operator ran `on_end` (before, it was taken before the end of input
+/// reached them, and their output was left in an epoch no checkpoint committed).
+#[test]
+fn what_operators_emit_at_the_end_of_a_bounded_job_is_committed() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    let n = 5_000;
+    let build = {
+        let out = out.clone();
+        move |job: &JobBuilder| {
+            job.source(
+                "numbers",
+                WatermarkStrategy::none(),
+                CollectionSource::factory_with_poll_size(input(n), 50),
+            )
+            .uid("numbers")
+            .rebalance()
+            .transform("count-at-end", |_| CountAtEnd { seen: 0 })
+            .uid("count-at-end")
+            .sink(
+                "epoch-sink",
+                EpochFileSink::<(u32, u64)>::factory(out.clone()),
+            )
+            .uid("epoch-sink");
+        }
+    };
+    let job = CheckpointedJob::spawn(
+        job_config("count-at-end", 2),
+        settings(dir.path(), 10),
+        build,
+        Arc::new(NoListener),
+    )
+    .unwrap();
+    let summary = job.wait().unwrap();
+    assert_eq!(summary.status, JobStatus::Finished);
+    let counts = read_output(&out);
+    assert_eq!(counts.len(), 2, "one count per subtask: {counts:?}");
+    assert_eq!(counts.iter().map(|c| c.1).sum::<u64>(), n, "{counts:?}");
 }
 
 #[test]
@@ -1004,7 +1069,7 @@ impl weir::dataflow::checkpointing::JobListener for RestoreRecorder {
 }
 
 #[test]
-fn a_corrupt_newest_checkpoint_is_skipped_for_the_previous_one() {
+fn a_corrupt_newest_checkpoint_is_refused_unless_falling_back_past_it_is_asked_for() {
     for corruption in ["truncate", "bit-flip"] {
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path().join("out");
@@ -1051,8 +1116,34 @@ fn a_corrupt_newest_checkpoint_is_skipped_for_the_previous_one() {
             }
         }
         std::fs::write(&metadata, bytes).unwrap();
-        let recorder = Arc::new(RestoreRecorder::default());
+        // By default the resume is refused: checkpoint `newest` is complete, so its
+        // output is committed, and a restore from an older one would repeat it.
         config.resume = ResumeFrom::LatestCheckpoint;
+        let committed = read_output(&out);
+        let refused = CheckpointedJob::spawn(
+            job_config("corrupt", 2),
+            config.clone(),
+            build(n, out.clone(), None, 500),
+            Arc::new(NoListener),
+        )
+        .unwrap()
+        .wait()
+        .expect_err("a resume past a corrupt complete checkpoint is refused");
+        let message = refused.to_string();
+        assert!(
+            message.contains(&format!("chk-{newest}"))
+                && message.contains("committed")
+                && message.contains("--fallback-past-corrupt"),
+            "{corruption}: {message}"
+        );
+        assert_eq!(
+            read_output(&out),
+            committed,
+            "{corruption}: refused, wrote nothing"
+        );
+        // With the flag it falls back, and the summary says which it passed over.
+        config.fallback_past_corrupt = true;
+        let recorder = Arc::new(RestoreRecorder::default());
         let resumed = CheckpointedJob::spawn(
             job_config("corrupt", 2),
             config,
@@ -1062,6 +1153,7 @@ fn a_corrupt_newest_checkpoint_is_skipped_for_the_previous_one() {
         .unwrap();
         let summary = resumed.wait().unwrap();
         assert_eq!(summary.status, JobStatus::Finished);
+        assert_eq!(summary.passed_over_corrupt, [CheckpointId::new(newest)]);
         let previous = complete[complete.len() - 2];
         assert_eq!(
             *recorder.restored.lock().unwrap(),

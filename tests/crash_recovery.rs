@@ -788,11 +788,13 @@ enum Corruption {
 }
 
 /// Runs the job until at least three checkpoints are complete and the sink committed
-/// the newest one's epoch, SIGKILLs it, corrupts the newest `_metadata`, resumes, and
-/// checks the run fell back to an older checkpoint, said which object it skipped, and
-/// committed exactly the expected output plus the replayed epochs.
+/// the newest one's epoch, SIGKILLs it, corrupts the newest `_metadata`, and resumes:
+/// the resume is refused, naming the object, and commits nothing; with
+/// `--fallback-past-corrupt` the run falls back to an older checkpoint, says which
+/// object it passed over, and commits exactly the expected output plus the replayed
+/// epochs.
 fn corrupt_newest_metadata_then_recover(corruption: Corruption) {
-    let job = Job::local(100_000, 30, 2_000);
+    let mut job = Job::local(100_000, 30, 2_000);
     let mut child = job.spawn(false, "first");
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
@@ -844,6 +846,25 @@ fn corrupt_newest_metadata_then_recover(corruption: Corruption) {
 
     // (Before the run: retention may delete the corrupted checkpoint once newer ones exist.)
     let canonical = metadata.canonicalize().expect("the corrupted _metadata");
+    let named = |stderr: &str, path: &Path| stderr.contains(&path.display().to_string());
+    // By default the resume is refused, naming the checkpoint, and writes nothing:
+    // epoch `newest` is committed, and replaying from an older checkpoint repeats it.
+    let refused = job.run(true, None);
+    assert!(
+        !refused.status.success()
+            && (named(&refused.stderr, &metadata) || named(&refused.stderr, &canonical))
+            && refused.stderr.contains("--fallback-past-corrupt"),
+        "the resume past the corrupt checkpoint {newest} was not refused ({}):\n{}",
+        refused.status,
+        tail(&refused.stderr, 30)
+    );
+    assert_eq!(
+        committed_files(job.epoch_dir()),
+        before,
+        "the refused resume committed output"
+    );
+    // Asked for, it falls back to the previous checkpoint.
+    job.args.push("--fallback-past-corrupt".to_string());
     let run = job.run(true, None);
     let restored = run
         .finished()
@@ -854,9 +875,9 @@ fn corrupt_newest_metadata_then_recover(corruption: Corruption) {
         "resumed from checkpoint {restored}, but checkpoint {newest} is corrupt"
     );
     // The warning names the object by its full path (tracing to stderr, `warn` level).
-    let named = |path: &Path| run.stderr.contains(&path.display().to_string());
     assert!(
-        run.stderr.contains("skipping checkpoint") && (named(&metadata) || named(&canonical)),
+        run.stderr.contains("passing over checkpoint")
+            && (named(&run.stderr, &metadata) || named(&run.stderr, &canonical)),
         "no warning naming the skipped object {}:\n{}",
         metadata.display(),
         tail(&run.stderr, 30)
@@ -896,12 +917,12 @@ fn corrupt_newest_metadata_then_recover(corruption: Corruption) {
 }
 
 #[test]
-fn corrupt_newest_metadata_falls_back_to_the_previous_checkpoint() {
+fn corrupt_newest_metadata_is_refused_then_falls_back_when_asked() {
     corrupt_newest_metadata_then_recover(Corruption::Truncate);
 }
 
 #[test]
-fn bit_flipped_newest_metadata_falls_back_to_the_previous_checkpoint() {
+fn bit_flipped_newest_metadata_is_refused_then_falls_back_when_asked() {
     corrupt_newest_metadata_then_recover(Corruption::FlipBit);
 }
 

@@ -9,7 +9,16 @@
 //!  Ack(n, subtask) × all ──▶ WriteMetadata(n)
 //!  MetadataWritten(n) ──▶ NotifyComplete(n), Retain
 //!  Tick past timeout / Declined / Failed ──▶ Abort(n) (+ FailJob after too many in a row)
+//!  SubtaskFinished × all ──▶ InjectBarrier(f), the final checkpoint
+//!  MetadataWritten(f) ──▶ NotifyComplete(f), FinishJob(f)
 //! ```
+//!
+//! A bounded job ends as Flink's FLIP-147 has it: a subtask that processed all its
+//! input and ran its operators' `on_end` reports `SubtaskFinished` and keeps taking
+//! part in checkpoints with its final state. Once every subtask has, the coordinator
+//! takes one more checkpoint, which therefore covers everything any operator emitted,
+//! and the job ends only when that checkpoint is complete and notified: exactly-once
+//! sinks commit the last of the output then.
 
 use crate::{Barrier, CheckpointId, SubtaskAck};
 use std::collections::{BTreeMap, BTreeSet};
@@ -93,6 +102,14 @@ pub enum Event {
         /// The checkpoint.
         checkpoint: CheckpointId,
     },
+    /// A subtask processed all its input and ran `on_end`; it acknowledges further
+    /// checkpoints with its final state.
+    SubtaskFinished {
+        /// Now.
+        now: MonotonicMs,
+        /// The subtask.
+        subtask: SubtaskKey,
+    },
     /// Writing the metadata failed.
     MetadataFailed {
         /// Now.
@@ -138,6 +155,18 @@ pub enum Command {
     },
     /// A stop-with-savepoint completed: shut the job down.
     StopJob(CheckpointId),
+    /// Send the barrier of the checkpoint in flight to a subtask that finished
+    /// without acknowledging it: its input may have ended before the barrier reached
+    /// it. (A subtask ignores a barrier it already took.)
+    InjectBarrierOn {
+        /// The barrier in flight.
+        barrier: Barrier,
+        /// The finished subtask.
+        subtask: SubtaskKey,
+    },
+    /// Every subtask finished and the final checkpoint, which covers all they
+    /// emitted, is complete and notified: end the job.
+    FinishJob(CheckpointId),
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -167,6 +196,10 @@ pub struct Coordinator {
     queued: Option<Queued>,
     completed: Vec<CheckpointId>,
     wall_clock_ms: i64,
+    /// Subtasks that finished their input.
+    finished: BTreeSet<SubtaskKey>,
+    /// The checkpoint started after every subtask finished.
+    final_checkpoint: Option<CheckpointId>,
 }
 
 impl Coordinator {
@@ -188,6 +221,8 @@ impl Coordinator {
             queued: None,
             completed: Vec::new(),
             wall_clock_ms: 0,
+            finished: BTreeSet::new(),
+            final_checkpoint: None,
         }
     }
 
@@ -212,9 +247,9 @@ impl Coordinator {
         self.consecutive_failures
     }
 
-    /// A subtask will take part in no further checkpoint (it finished).
-    pub fn subtask_finished(&mut self, subtask: &SubtaskKey) {
-        self.subtasks.remove(subtask);
+    /// Whether every subtask finished its input.
+    pub fn all_finished(&self) -> bool {
+        self.subtasks.iter().all(|k| self.finished.contains(k))
     }
 
     /// Handles one event.
@@ -270,6 +305,21 @@ impl Coordinator {
                     self.fail_pending(now, reason, &mut commands);
                 }
             }
+            Event::SubtaskFinished { now, subtask } => {
+                if let Some(p) = &self.pending {
+                    if !p.writing_metadata
+                        && !p.acks.contains_key(&subtask)
+                        && self.subtasks.contains(&subtask)
+                    {
+                        commands.push(Command::InjectBarrierOn {
+                            barrier: p.barrier,
+                            subtask: subtask.clone(),
+                        });
+                    }
+                }
+                self.finished.insert(subtask);
+                self.maybe_start(now, &mut commands);
+            }
             Event::MetadataWritten { now, checkpoint } => {
                 if let Some(p) = self.pending.take_if(|p| p.barrier.id == checkpoint) {
                     self.last_end = Some(now);
@@ -281,7 +331,9 @@ impl Coordinator {
                             keep: self.config.retention,
                         });
                     }
-                    if p.barrier.stops_job() {
+                    if self.final_checkpoint == Some(checkpoint) {
+                        commands.push(Command::FinishJob(checkpoint));
+                    } else if p.barrier.stops_job() {
                         commands.push(Command::StopJob(checkpoint));
                     }
                 }
@@ -308,6 +360,10 @@ impl Coordinator {
         let Some(pending) = self.pending.take() else {
             return;
         };
+        if self.final_checkpoint == Some(pending.barrier.id) {
+            // The next tick takes another final checkpoint.
+            self.final_checkpoint = None;
+        }
         self.last_end = Some(now);
         commands.push(Command::Abort {
             checkpoint: pending.barrier.id,
@@ -333,7 +389,8 @@ impl Coordinator {
             return;
         }
         let queued = self.queued;
-        if queued.is_none() {
+        let finishing = self.final_checkpoint.is_none() && self.all_finished();
+        if queued.is_none() && !finishing {
             let interval_due = self
                 .last_start
                 .is_none_or(|t| now.saturating_sub(t) >= self.config.interval.as_millis() as u64);
@@ -353,6 +410,9 @@ impl Coordinator {
             Some(Queued::Checkpoint) | None => Barrier::checkpoint(id, self.wall_clock_ms),
         };
         self.queued = None;
+        if finishing {
+            self.final_checkpoint = Some(id);
+        }
         self.last_start = Some(now);
         self.pending = Some(Pending {
             barrier,
@@ -526,5 +586,115 @@ mod tests {
             matches!(&commands[..], [Command::Abort { reason, .. }] if reason == "upload failed")
         );
         assert_eq!(c.in_flight(), None);
+    }
+
+    fn finished(c: &mut Coordinator, now: MonotonicMs, subtask: usize) -> Vec<Command> {
+        c.on_event(Event::SubtaskFinished {
+            now,
+            subtask: ("a".to_string(), subtask),
+        })
+    }
+
+    fn complete(c: &mut Coordinator, now: MonotonicMs, id: u64) -> Vec<Command> {
+        for subtask in 0..2 {
+            c.on_event(Event::Acknowledged {
+                now,
+                ack: ack(id, "a", subtask),
+            });
+        }
+        c.on_event(Event::MetadataWritten {
+            now,
+            checkpoint: CheckpointId::new(id),
+        })
+    }
+
+    /// What operators emit in `on_end` reaches the sinks after every periodic
+    /// checkpoint the job took while running; only a checkpoint taken after every
+    /// subtask finished commits it, and the job must not end before that one.
+    #[test]
+    fn a_bounded_job_ends_only_after_a_checkpoint_taken_once_every_subtask_finished() {
+        let mut c = coordinator(CoordinatorConfig::default());
+        c.on_event(Event::Tick { now: 1000 });
+        // Subtask 1 finishes while checkpoint 1 is in flight, without having taken
+        // its barrier: it gets the barrier directly.
+        assert_eq!(
+            finished(&mut c, 1001, 1),
+            [Command::InjectBarrierOn {
+                barrier: Barrier::checkpoint(CheckpointId::new(1), 0),
+                subtask: ("a".to_string(), 1),
+            }]
+        );
+        let commands = complete(&mut c, 1002, 1);
+        assert!(
+            !commands.iter().any(|c| matches!(c, Command::FinishJob(_))),
+            "checkpoint 1 was started before every subtask finished: {commands:?}"
+        );
+        // The last subtask finishes long before the next interval: the final
+        // checkpoint starts at once.
+        assert_eq!(
+            finished(&mut c, 1003, 0),
+            [Command::InjectBarrier(Barrier::checkpoint(
+                CheckpointId::new(2),
+                0
+            ))]
+        );
+        assert_eq!(
+            complete(&mut c, 1004, 2),
+            [
+                Command::NotifyComplete(CheckpointId::new(2)),
+                Command::Retain { keep: 3 },
+                Command::FinishJob(CheckpointId::new(2)),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_finished_subtask_that_acknowledged_gets_no_second_barrier() {
+        let mut c = coordinator(CoordinatorConfig::default());
+        c.on_event(Event::Tick { now: 1000 });
+        c.on_event(Event::Acknowledged {
+            now: 1001,
+            ack: ack(1, "a", 0),
+        });
+        assert!(finished(&mut c, 1002, 0).is_empty());
+    }
+
+    #[test]
+    fn a_failed_final_checkpoint_is_taken_again_and_a_running_one_is_awaited() {
+        let mut c = coordinator(CoordinatorConfig::default());
+        c.on_event(Event::Tick { now: 1000 });
+        // Every subtask finishes while checkpoint 1 is in flight: the final one
+        // waits for it.
+        for subtask in 0..2 {
+            let commands = finished(&mut c, 1001, subtask);
+            assert!(
+                commands
+                    .iter()
+                    .all(|c| matches!(c, Command::InjectBarrierOn { .. })),
+                "{commands:?}"
+            );
+        }
+        let commands = complete(&mut c, 1002, 1);
+        assert!(!commands.contains(&Command::FinishJob(CheckpointId::new(1))));
+        assert_eq!(
+            c.on_event(Event::Tick { now: 1003 }),
+            [Command::InjectBarrier(Barrier::checkpoint(
+                CheckpointId::new(2),
+                0
+            ))]
+        );
+        c.on_event(Event::Declined {
+            now: 1004,
+            checkpoint: CheckpointId::new(2),
+            reason: "upload failed".into(),
+        });
+        assert_eq!(
+            c.on_event(Event::Tick { now: 1005 }),
+            [Command::InjectBarrier(Barrier::checkpoint(
+                CheckpointId::new(3),
+                0
+            ))]
+        );
+        assert!(complete(&mut c, 1006, 3).contains(&Command::FinishJob(CheckpointId::new(3))));
     }
 }

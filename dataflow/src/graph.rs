@@ -203,7 +203,11 @@ impl<T: Data> InputOps for TypedOps<T> {
             inputs.extend(downcast::<Vec<Receiver<Message<T>>>>(r, "gate")?);
         }
         let stage = downcast::<Box<dyn Stage<T>>>(stage, "gate")?;
-        Ok(Box::new(GateHead { inputs, stage }))
+        Ok(Box::new(GateHead {
+            inputs,
+            stage,
+            last_barrier: None,
+        }))
     }
 }
 
@@ -271,6 +275,7 @@ where
             max_parallelism: cx.subtask.max_parallelism,
             batch_size,
             cx: Some(cx),
+            last_barrier: None,
         }))
     }
 }

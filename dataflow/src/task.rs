@@ -32,15 +32,8 @@ pub enum JobEvent {
     /// A subtask acknowledged a checkpoint with its chain's snapshots: what is
     /// encoded already, and keyed state frozen copy-on-write, still to be encoded.
     Ack(SubtaskAck, FrozenState),
-    /// A source subtask read all its input (its final watermark is out) and waits for
-    /// a checkpoint that covers everything before it ends (checkpointing on).
-    AwaitingFinalCheckpoint {
-        /// The task.
-        task: String,
-        /// The subtask.
-        subtask: usize,
-    },
-    /// A subtask processed all its input and flushed its output.
+    /// A subtask processed all its input and ran its operators' `on_end`; it takes part
+    /// in further checkpoints with its final state until the job ends.
     Finished {
         /// The task.
         task: String,
@@ -66,8 +59,6 @@ pub(crate) struct TaskEnv {
     pub(crate) events: Sender<JobEvent>,
     pub(crate) tick: Duration,
     pub(crate) watermark_interval: Duration,
-    /// Whether a bounded source waits for a final checkpoint before it ends.
-    pub(crate) final_checkpoint: bool,
 }
 
 impl TaskEnv {
@@ -100,6 +91,8 @@ pub(crate) trait TaskHead: Send {
 pub(crate) struct GateHead<T> {
     pub(crate) inputs: Vec<Receiver<Message<T>>>,
     pub(crate) stage: Box<dyn Stage<T>>,
+    /// The newest barrier the chain snapshotted.
+    pub(crate) last_barrier: Option<CheckpointId>,
 }
 
 /// Passes on what a [`WatermarkStep`] emits: its watermark (if any), then `Idle`.
@@ -220,7 +213,13 @@ impl<T: Send> TaskHead for GateHead<T> {
             self.stage.watermark(Timestamp::MAX)?;
         }
         self.stage.end()?;
-        drain_completions(&env, self.stage.as_mut(), |_| Ok(None), |_| Ok(()))
+        drain_completions(
+            &env,
+            self.stage.as_mut(),
+            self.last_barrier,
+            |_| Ok(None),
+            |_| Ok(()),
+        )
     }
 }
 
@@ -230,16 +229,24 @@ impl<T: Send> GateHead<T> {
         let mut snapshots = ChainSnapshots::default();
         self.stage.barrier(barrier, &mut snapshots)?;
         env.ack(barrier, snapshots, alignment, started.elapsed());
+        self.last_barrier = Some(barrier.id);
         Ok(())
     }
 }
 
-/// After the input ended, keep taking part in checkpoints with the chain's final
-/// state (so a restore never replays a finished input) and deliver completions (a
-/// sink's last epoch commits then), until the job closes the control channel.
+/// After the input ended and every operator of the chain ran `on_end`: keep taking
+/// part in checkpoints with the chain's final state (so a restore never replays a
+/// finished input) and deliver completions (a sink's last epoch commits then), until
+/// the job closes the control channel. The job takes its final checkpoint once every
+/// subtask is here, so it covers everything `on_end` emitted (as Flink's FLIP-147).
+///
+/// The job may send a barrier this chain has already snapshotted (`last_barrier` or
+/// older) when it cannot know whether the barrier reached it before its input ended:
+/// such a barrier is ignored, since its snapshot is already acknowledged.
 fn drain_completions<T>(
     env: &TaskEnv,
     stage: &mut dyn Stage<T>,
+    mut last_barrier: Option<CheckpointId>,
     mut head_snapshot: impl FnMut(Barrier) -> Result<Option<(OperatorUid, SnapshotContext)>>,
     mut on_complete: impl FnMut(CheckpointId) -> Result<()>,
 ) -> Result<()> {
@@ -255,6 +262,9 @@ fn drain_completions<T>(
             }
             Ok(TaskCommand::Cancel) | Err(_) => return Ok(()),
             Ok(TaskCommand::TriggerBarrier(barrier)) => {
+                if last_barrier.is_some_and(|last| barrier.id <= last) {
+                    continue;
+                }
                 let started = Instant::now();
                 let mut snapshots = ChainSnapshots::default();
                 if let Some((uid, cx)) = head_snapshot(barrier)? {
@@ -262,6 +272,7 @@ fn drain_completions<T>(
                 }
                 stage.barrier(barrier, &mut snapshots)?;
                 env.ack(barrier, snapshots, Duration::ZERO, started.elapsed());
+                last_barrier = Some(barrier.id);
             }
         }
     }
@@ -283,6 +294,8 @@ pub(crate) struct SourceHead<S: Source> {
     pub(crate) metrics: Arc<OperatorMetrics>,
     pub(crate) batch_size: usize,
     pub(crate) max_parallelism: weir_state::MaxParallelism,
+    /// The newest barrier the source took.
+    pub(crate) last_barrier: Option<CheckpointId>,
 }
 
 impl<S: Source> SourceHead<S> {
@@ -381,6 +394,7 @@ impl<S: Source> SourceHead<S> {
         snapshots.push(self.uid.clone(), cx);
         self.stage.barrier(barrier, &mut snapshots)?;
         env.ack(barrier, snapshots, Duration::ZERO, started.elapsed());
+        self.last_barrier = Some(barrier.id);
         Ok(())
     }
 }
@@ -477,10 +491,8 @@ impl<S: Source> TaskHead for SourceHead<S> {
         }
         self.metrics.set_watermark(Timestamp::MAX);
         self.stage.watermark(Timestamp::MAX)?;
-        if env.final_checkpoint {
-            self.await_final_checkpoint(&env)?;
-        }
         self.stage.end()?;
+        let last_barrier = self.last_barrier;
         let (source, stage) = (&mut self.source, self.stage.as_mut());
         let max_parallelism = self.max_parallelism;
         let uid = self.uid.clone();
@@ -488,6 +500,7 @@ impl<S: Source> TaskHead for SourceHead<S> {
         drain_completions(
             &env,
             stage,
+            last_barrier,
             |barrier| {
                 let mut cx =
                     SnapshotContext::new(barrier.id, barrier.is_savepoint(), max_parallelism);
@@ -503,32 +516,6 @@ impl<S: Source> SourceHead<S> {
     fn complete(&mut self, id: CheckpointId) -> Result<()> {
         self.source.on_checkpoint_complete(id)?;
         self.stage.checkpoint_complete(id)
-    }
-
-    /// After the input ended: take barriers until one of them completes, so the
-    /// output of the whole input is covered by a checkpoint (exactly-once sinks
-    /// commit on it) before the end of input travels downstream.
-    fn await_final_checkpoint(&mut self, env: &TaskEnv) -> Result<()> {
-        let _ = env.events.send(JobEvent::AwaitingFinalCheckpoint {
-            task: env.name.clone(),
-            subtask: env.subtask,
-        });
-        let mut injected: Option<CheckpointId> = None;
-        loop {
-            match env.control.recv() {
-                Ok(TaskCommand::TriggerBarrier(barrier)) => {
-                    self.take_barrier(env, barrier)?;
-                    injected = Some(barrier.id);
-                }
-                Ok(TaskCommand::CheckpointComplete(id)) => {
-                    self.complete(id)?;
-                    if injected.is_some_and(|i| id >= i) {
-                        return Ok(());
-                    }
-                }
-                Ok(TaskCommand::Cancel) | Err(_) => return Err(DataflowError::Cancelled),
-            }
-        }
     }
 
     /// After a stop-with-savepoint barrier: emit nothing more, deliver completions,

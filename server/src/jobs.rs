@@ -73,6 +73,9 @@ pub struct RunOptions {
     pub resume: bool,
     /// Start even if the restored state has operators the job lacks.
     pub allow_non_restored_state: bool,
+    /// Resume from an older checkpoint when the newest complete one cannot be
+    /// restored (see `CheckpointingConfig::fallback_past_corrupt`).
+    pub fallback_past_corrupt: bool,
     /// Where savepoints go (default `./weir-data/savepoints`).
     pub savepoints: Option<String>,
 }
@@ -117,6 +120,7 @@ pub fn configs(plan: &JobPlan, options: &RunOptions) -> (JobConfig, Checkpointin
         },
         resume: ResumeFrom::choose(options.from_savepoint.clone(), options.resume),
         allow_non_restored_state: options.allow_non_restored_state,
+        fallback_past_corrupt: options.fallback_past_corrupt,
         savepoints: options
             .savepoints
             .clone()

@@ -28,6 +28,10 @@ pub(crate) struct RunArgs {
     /// Start even if the restored state has operators this job lacks.
     #[arg(long)]
     allow_non_restored_state: bool,
+    /// With --resume: when the newest complete checkpoint cannot be restored, resume
+    /// from an older one anyway (its output may be written twice; refused otherwise).
+    #[arg(long)]
+    fallback_past_corrupt: bool,
     /// Where savepoints go (default ./weir-data/savepoints).
     #[arg(long)]
     savepoint_dir: Option<String>,
@@ -54,6 +58,7 @@ pub(crate) fn run(args: RunArgs) -> Result<()> {
         from_savepoint: args.from_savepoint,
         resume: args.resume,
         allow_non_restored_state: args.allow_non_restored_state,
+        fallback_past_corrupt: args.fallback_past_corrupt,
         savepoints: args.savepoint_dir,
     };
     let name = plan.spec.name.clone();
@@ -75,6 +80,17 @@ pub(crate) fn run(args: RunArgs) -> Result<()> {
         summary.failed_checkpoints,
         summary.restarts,
     );
+    if !summary.passed_over_corrupt.is_empty() {
+        eprintln!(
+            "weir: job `{name}` passed over the unrestorable checkpoints {:?} \
+             (--fallback-past-corrupt): output they committed was written again",
+            summary
+                .passed_over_corrupt
+                .iter()
+                .map(|c| c.get())
+                .collect::<Vec<_>>()
+        );
+    }
     Ok(())
 }
 

@@ -49,6 +49,10 @@ pub(crate) struct QueryArgs {
     /// Start even if the restored state has operators this job lacks.
     #[arg(long)]
     allow_non_restored_state: bool,
+    /// With --resume: when the newest complete checkpoint cannot be restored, resume
+    /// from an older one anyway (its output may be written twice; refused otherwise).
+    #[arg(long)]
+    fallback_past_corrupt: bool,
 }
 
 pub(crate) fn query(args: QueryArgs) -> Result<()> {
@@ -83,6 +87,7 @@ pub(crate) fn query(args: QueryArgs) -> Result<()> {
             },
             resume: ResumeFrom::choose(args.from_savepoint.clone(), args.resume),
             allow_non_restored_state: args.allow_non_restored_state,
+            fallback_past_corrupt: args.fallback_past_corrupt,
             ..defaults
         };
         let count_only = matches!(args.output, OutputFormat::Count);

@@ -43,6 +43,9 @@ pub(crate) struct RunningCountArgs {
     throttle_us: u64,
     #[arg(long)]
     resume: bool,
+    /// With --resume, fall back past a newest complete checkpoint that cannot be restored.
+    #[arg(long)]
+    fallback_past_corrupt: bool,
     #[arg(long)]
     savepoint_dir: Option<String>,
     #[arg(long)]
@@ -115,6 +118,7 @@ fn running_count(args: RunningCountArgs) -> Result<()> {
         interval: Duration::from_millis(args.interval_ms),
         throttle: Duration::from_micros(args.throttle_us),
         resume: args.resume,
+        fallback_past_corrupt: args.fallback_past_corrupt,
         savepoints: args.savepoint_dir,
         from_savepoint: args.from_savepoint,
         failpoint,

@@ -21,7 +21,8 @@ use weir_checkpoint::native::{self, NativeUploads};
 use weir_checkpoint::restore::{load_checkpoint, KeyedBlob, NativeRestore, Reader};
 use weir_checkpoint::{
     Barrier, CheckpointError, CheckpointId, CheckpointStorage, Command, Coordinator, Event,
-    OperatorUid, RestoreEvent, StateWriter, StorageConfig, SubtaskAck, UploadError,
+    OperatorUid, RestoreEvent, SkippedCheckpoint, StateWriter, StorageConfig, SubtaskAck,
+    UploadError,
 };
 use weir_state::{KeyGroupRange, MaxParallelism};
 
@@ -83,6 +84,7 @@ impl CheckpointedJob {
             uploads: UploadCache::default(),
             native_uploads: NativeUploads::default(),
             retention: std::sync::Mutex::new(Vec::new()),
+            passed_over: std::sync::Mutex::new(Vec::new()),
             nonce: weir_state::unique_id(),
         };
         let thread = std::thread::Builder::new()
@@ -173,6 +175,9 @@ struct Driver {
     live: LiveJob,
     /// Retention runs in the background; it is finished before the job ends.
     retention: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    /// Complete checkpoints that could not be restored and that a resume passed
+    /// over (only with `fallback_past_corrupt`).
+    passed_over: std::sync::Mutex<Vec<CheckpointId>>,
 }
 
 enum Ended {
@@ -281,6 +286,23 @@ fn hit(driver_hits: &AtomicU64, config: &CheckpointingConfig, step: Failpoint) {
             std::process::abort();
         }
     }
+}
+
+/// Why a resume does not fall back past `newest`, a complete checkpoint that cannot
+/// be restored: its output may be committed, and a restore from `older` (or from
+/// nothing) would write that output again.
+fn refuse_fallback(newest: &SkippedCheckpoint, older: Option<CheckpointId>) -> String {
+    let fallback = match older {
+        Some(older) => format!("checkpoint {older}"),
+        None => "the start (no older checkpoint can be restored)".to_string(),
+    };
+    format!(
+        "the newest complete checkpoint, {}, cannot be restored ({}: {}); the sinks may \
+         already have committed the output it covers, so resuming from {fallback} would \
+         write that output again. Repair or remove checkpoint {}, or resume with \
+         --fallback-past-corrupt to accept the duplicates",
+        newest.checkpoint, newest.object, newest.reason, newest.checkpoint
+    )
 }
 
 impl Driver {
@@ -416,6 +438,11 @@ impl Driver {
             savepoint,
             checkpoints: self.history.snapshot(),
             failed_checkpoints: self.live.failed_checkpoints(),
+            passed_over_corrupt: self
+                .passed_over
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone(),
             metrics,
             elapsed: started.elapsed(),
         }
@@ -449,14 +476,28 @@ impl Driver {
                     .runtime
                     .block_on(self.storage.latest_valid(&self.config.name))
                     .map_err(|e| DataflowError::checkpoint_caused("reading the checkpoints", e))?;
-                for skipped in &scan.skipped {
-                    tracing::warn!(
-                        "skipping checkpoint {} of job `{}`: {} ({:?})",
-                        skipped.checkpoint,
-                        self.config.name,
-                        skipped.object,
-                        skipped.reason
-                    );
+                if let Some(newest) = scan.skipped.first() {
+                    let older = scan.latest.as_ref().map(|m| m.checkpoint);
+                    if !self.checkpointing.fallback_past_corrupt {
+                        return Err(DataflowError::checkpoint(
+                            format!("resuming job `{}`", self.config.name),
+                            refuse_fallback(newest, older),
+                        ));
+                    }
+                    for skipped in &scan.skipped {
+                        tracing::warn!(
+                            "passing over checkpoint {} of job `{}` (--fallback-past-corrupt): {}: {}; \
+                             output it committed will be written again",
+                            skipped.checkpoint,
+                            self.config.name,
+                            skipped.object,
+                            skipped.reason
+                        );
+                    }
+                    self.passed_over
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .extend(scan.skipped.iter().map(|s| s.checkpoint));
                 }
                 let Some(metadata) = scan.latest else {
                     self.forget_local_copies();
@@ -609,7 +650,6 @@ impl Driver {
         let job = self.config.name.clone();
         let max = MaxParallelism::new(self.config.max_parallelism).unwrap_or_default();
         let subtasks = handle.subtasks();
-        let total = subtasks.len();
         let sources: BTreeSet<(String, usize)> = handle.source_subtasks().into_iter().collect();
         let mut coordinator =
             Coordinator::new(self.checkpointing.coordinator.clone(), subtasks, next_id);
@@ -617,7 +657,6 @@ impl Driver {
         let clock = Instant::now();
         let now = || clock.elapsed().as_millis() as u64;
         let mut in_flight: BTreeMap<CheckpointId, InFlight> = BTreeMap::new();
-        let mut awaiting_final: BTreeSet<(String, usize)> = BTreeSet::new();
         let mut finished: BTreeSet<(String, usize)> = BTreeSet::new();
         let mut savepoint_waiters: Vec<Sender<Result<String>>> = Vec::new();
         let mut stop_location: Option<String> = None;
@@ -650,13 +689,11 @@ impl Driver {
                         checkpoint,
                         reason: format!("subtask {subtask} of `{task}` declined (it had finished)"),
                     }),
-                    Ok(JobEvent::AwaitingFinalCheckpoint { task, subtask }) => {
-                        awaiting_final.insert((task, subtask));
-                    }
                     Ok(JobEvent::Finished { task, subtask }) => {
                         // A finished task keeps acknowledging checkpoints with its final
                         // state until the job ends, so it stays in the coordinator's set.
-                        finished.insert((task, subtask));
+                        finished.insert((task.clone(), subtask));
+                        events.push(Event::SubtaskFinished { now: now(), subtask: (task, subtask) });
                     }
                     Err(_) => {}
                 },
@@ -717,13 +754,6 @@ impl Driver {
             }
             coordinator.set_wall_clock(crate::Timestamp::now().0);
             events.push(Event::Tick { now: now() });
-            let live_sources = sources.difference(&finished).count();
-            if live_sources > 0
-                && awaiting_final.len() >= live_sources
-                && coordinator.in_flight().is_none()
-            {
-                events.push(Event::CheckpointRequested { now: now() });
-            }
             for event in events {
                 for command in coordinator.on_event(event) {
                     match command {
@@ -832,6 +862,21 @@ impl Driver {
                                 reason,
                             ));
                         }
+                        Command::InjectBarrierOn { barrier, subtask } => {
+                            handle.trigger_barrier_on_subtask(barrier, &subtask);
+                        }
+                        Command::FinishJob(_) => {
+                            for reply in savepoint_waiters.drain(..) {
+                                let _ = reply.send(Err(DataflowError::checkpoint(
+                                    "savepoint",
+                                    "the job finished its input before the savepoint was taken",
+                                )));
+                            }
+                            return match handle.shutdown() {
+                                Ok(result) => Ended::Finished(result),
+                                Err(e) => Ended::Failed(e),
+                            };
+                        }
                         Command::StopJob(_) => {
                             let metrics = handle.metrics();
                             let _ = handle.shutdown();
@@ -839,12 +884,6 @@ impl Driver {
                         }
                     }
                 }
-            }
-            if finished.len() == total {
-                return match handle.shutdown() {
-                    Ok(result) => Ended::Finished(result),
-                    Err(e) => Ended::Failed(e),
-                };
             }
         }
     }

@@ -136,6 +136,11 @@ pub struct CheckpointingConfig {
     pub resume: ResumeFrom,
     /// Start even if the restored state has operators the job lacks.
     pub allow_non_restored_state: bool,
+    /// Resume from an older checkpoint when a newer complete one cannot be restored
+    /// (a corrupt `_metadata`, a missing state file). Off by default, and then such a
+    /// resume is refused: the sinks may have committed the newer checkpoint's output,
+    /// and replaying from the older one writes it again.
+    pub fallback_past_corrupt: bool,
     /// Where savepoints go (default `./weir-data/savepoints`).
     pub savepoints: StorageConfig,
     /// Crash the process (abort) the `n`-th time this step is reached: for tests.
@@ -160,6 +165,7 @@ impl Default for CheckpointingConfig {
             },
             resume: ResumeFrom::Nothing,
             allow_non_restored_state: false,
+            fallback_past_corrupt: false,
             savepoints: StorageConfig::new("./weir-data/savepoints"),
             failpoint: None,
             incremental: true,
@@ -290,6 +296,10 @@ pub struct RunSummary {
     pub checkpoints: Vec<CheckpointStats>,
     /// Checkpoints that failed or timed out and were aborted (all attempts).
     pub failed_checkpoints: u64,
+    /// Complete checkpoints that could not be restored and that a resume passed over
+    /// for an older one (only with `fallback_past_corrupt`): their output may have
+    /// been written twice.
+    pub passed_over_corrupt: Vec<CheckpointId>,
     /// Counters of the last attempt.
     pub metrics: Vec<crate::SubtaskMetrics>,
     /// Wall time of the run.

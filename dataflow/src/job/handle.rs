@@ -96,6 +96,15 @@ impl JobHandle {
         }
     }
 
+    /// Sends `barrier` to one (finished) subtask, which ignores it if it took it already.
+    pub fn trigger_barrier_on_subtask(&self, barrier: Barrier, subtask: &(String, usize)) {
+        for task in &self.tasks {
+            if task.task == subtask.0 && task.subtask == subtask.1 {
+                let _ = task.control.send(TaskCommand::TriggerBarrier(barrier));
+            }
+        }
+    }
+
     /// Tells every task that checkpoint `id` is complete.
     pub fn notify_checkpoint_complete(&self, id: CheckpointId) {
         for task in &self.tasks {
@@ -210,8 +219,7 @@ impl JobHandle {
             match self.events.recv_timeout(Duration::from_millis(20)) {
                 Ok(JobEvent::Finished { .. }) => finished += 1,
                 Ok(JobEvent::Ack(ack, frozen)) => keep_ack(ack, frozen),
-                Ok(JobEvent::BarrierDeclined { .. } | JobEvent::AwaitingFinalCheckpoint { .. }) => {
-                }
+                Ok(JobEvent::BarrierDeclined { .. }) => {}
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => break,
             }

@@ -158,7 +158,6 @@ fn spawn(graph: GraphSpec, config: JobConfig) -> Result<JobHandle> {
             events: events_tx.clone(),
             tick: Duration::from_millis(1),
             watermark_interval: config.watermark_interval,
-            final_checkpoint: config.checkpointing,
         };
         let failures_tx = failures_tx.clone();
         let thread_name = format!("{} ({}/{})", name, index + 1, p);
