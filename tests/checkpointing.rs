@@ -240,6 +240,145 @@ fn what_operators_emit_at_the_end_of_a_bounded_job_is_committed() {
     assert_eq!(counts.iter().map(|c| c.1).sum::<u64>(), n, "{counts:?}");
 }
 
+/// Two unchained operators with the same name are two tasks: the checkpoints wait for
+/// both and the job finishes (by name they were one task, and the job never ended).
+#[test]
+fn unchained_operators_with_the_same_name_checkpoint_and_finish() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    let n = 2_000;
+    let build = {
+        let out = out.clone();
+        move |job: &JobBuilder| {
+            job.source(
+                "numbers",
+                WatermarkStrategy::none(),
+                CollectionSource::factory_with_poll_size(input(n), 20),
+            )
+            .uid("numbers")
+            .rebalance()
+            .map(|r: (u32, u64)| r)
+            .name("same")
+            .rebalance()
+            .map(|r: (u32, u64)| r)
+            .name("same")
+            .rebalance()
+            .sink(
+                "epoch-sink",
+                EpochFileSink::<(u32, u64)>::factory(out.clone()),
+            )
+            .uid("epoch-sink");
+        }
+    };
+    let job = CheckpointedJob::spawn(
+        job_config("same-names", 2),
+        settings(dir.path(), 10),
+        build,
+        Arc::new(NoListener),
+    )
+    .unwrap();
+    let summary = job.wait().unwrap();
+    assert_eq!(summary.status, JobStatus::Finished);
+    let mut want = input(n);
+    want.sort();
+    assert_same(read_output(&out), want, "output");
+}
+
+/// A fresh run (no --resume) of a job whose directory holds an earlier run's
+/// checkpoints fails before its own first checkpoint: the restart starts from nothing
+/// again, not from the earlier run's state and offsets.
+#[test]
+fn a_restart_before_the_first_checkpoint_of_a_fresh_run_starts_from_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let n = 3_000;
+    let earlier = dir.path().join("earlier");
+    std::fs::create_dir_all(&earlier).unwrap();
+    let summary = CheckpointedJob::spawn(
+        job_config("timelines", 2),
+        settings(dir.path(), 10),
+        build(n, earlier, None, 50),
+        Arc::new(NoListener),
+    )
+    .unwrap()
+    .wait()
+    .unwrap();
+    assert!(!summary.checkpoints.is_empty());
+
+    let out = dir.path().join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    let failed = Arc::new(AtomicBool::new(false));
+    // No periodic checkpoint before the failure: only the final one.
+    let summary = CheckpointedJob::spawn(
+        job_config("timelines", 2),
+        settings(dir.path(), 600_000),
+        build(n, out.clone(), Some((100, failed.clone())), 50),
+        Arc::new(NoListener),
+    )
+    .unwrap()
+    .wait()
+    .unwrap();
+    assert!(failed.load(Ordering::SeqCst), "the failure was injected");
+    assert_eq!(summary.restarts, 1);
+    assert_eq!(
+        summary.restored_from, None,
+        "restored the earlier run's state"
+    );
+    assert_same(read_output(&out), expected(n), "the fresh run's output");
+}
+
+/// A run started from a savepoint, with newer checkpoints of other runs in the
+/// directory, fails before its own first checkpoint: the restart restores the
+/// savepoint again (the rollback holds), and the output equals a run that did not fail.
+#[test]
+fn a_restart_of_a_run_from_a_savepoint_restores_the_savepoint_not_newer_checkpoints() {
+    let dir = tempfile::tempdir().unwrap();
+    let n = 3_000;
+    let first = dir.path().join("first");
+    std::fs::create_dir_all(&first).unwrap();
+    let job = CheckpointedJob::spawn(
+        job_config("rollback", 2),
+        settings(dir.path(), 10),
+        build(n, first.clone(), None, 5),
+        Arc::new(NoListener),
+    )
+    .unwrap();
+    while read_output(&first).is_empty() {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let savepoint = job.savepoint(false).unwrap();
+    // The run goes on past the savepoint and leaves newer checkpoints behind.
+    job.wait().unwrap();
+
+    let from_savepoint = |out: &Path, fail_at: Option<(u64, Arc<AtomicBool>)>| {
+        std::fs::create_dir_all(out).unwrap();
+        let mut config = settings(dir.path(), 600_000);
+        config.resume = ResumeFrom::Savepoint(savepoint.clone());
+        CheckpointedJob::spawn(
+            job_config("rollback", 2),
+            config,
+            build(n, out.to_path_buf(), fail_at, 50),
+            Arc::new(NoListener),
+        )
+        .unwrap()
+        .wait()
+        .unwrap()
+    };
+    let reference = dir.path().join("reference");
+    from_savepoint(&reference, None);
+    let out = dir.path().join("out");
+    let failed = Arc::new(AtomicBool::new(false));
+    // The last record comes after the savepoint's position.
+    let summary = from_savepoint(&out, Some((n - 1, failed.clone())));
+    assert!(failed.load(Ordering::SeqCst), "the failure was injected");
+    assert_eq!(summary.restarts, 1);
+    assert_same(
+        read_output(&out),
+        read_output(&reference),
+        "the output after a restart of a run from a savepoint",
+    );
+}
+
 #[test]
 fn a_failed_task_restarts_from_the_last_checkpoint_without_loss_or_duplicates() {
     restart_from_the_last_checkpoint(Backend::Heap);

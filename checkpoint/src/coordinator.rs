@@ -20,7 +20,7 @@
 //! and the job ends only when that checkpoint is complete and notified: exactly-once
 //! sinks commit the last of the output then.
 
-use crate::{Barrier, CheckpointId, SubtaskAck};
+use crate::{Barrier, CheckpointId, SubtaskAck, SubtaskId};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
@@ -53,9 +53,6 @@ impl Default for CoordinatorConfig {
 
 /// Milliseconds of a monotonic clock owned by the driver.
 pub type MonotonicMs = u64;
-
-/// Identifies one subtask of one task.
-pub type SubtaskKey = (String, usize);
 
 /// What happened.
 #[derive(Clone, Debug)]
@@ -108,7 +105,7 @@ pub enum Event {
         /// Now.
         now: MonotonicMs,
         /// The subtask.
-        subtask: SubtaskKey,
+        subtask: SubtaskId,
     },
     /// Writing the metadata failed.
     MetadataFailed {
@@ -162,7 +159,7 @@ pub enum Command {
         /// The barrier in flight.
         barrier: Barrier,
         /// The finished subtask.
-        subtask: SubtaskKey,
+        subtask: SubtaskId,
     },
     /// Every subtask finished and the final checkpoint, which covers all they
     /// emitted, is complete and notified: end the job.
@@ -179,7 +176,7 @@ enum Queued {
 struct Pending {
     barrier: Barrier,
     started: MonotonicMs,
-    acks: BTreeMap<SubtaskKey, SubtaskAck>,
+    acks: BTreeMap<SubtaskId, SubtaskAck>,
     writing_metadata: bool,
 }
 
@@ -187,7 +184,7 @@ struct Pending {
 #[derive(Clone, Debug)]
 pub struct Coordinator {
     config: CoordinatorConfig,
-    subtasks: BTreeSet<SubtaskKey>,
+    subtasks: BTreeSet<SubtaskId>,
     next_id: CheckpointId,
     pending: Option<Pending>,
     last_start: Option<MonotonicMs>,
@@ -197,7 +194,7 @@ pub struct Coordinator {
     completed: Vec<CheckpointId>,
     wall_clock_ms: i64,
     /// Subtasks that finished their input.
-    finished: BTreeSet<SubtaskKey>,
+    finished: BTreeSet<SubtaskId>,
     /// The checkpoint started after every subtask finished.
     final_checkpoint: Option<CheckpointId>,
 }
@@ -207,7 +204,7 @@ impl Coordinator {
     /// gets `next_id` (one past the checkpoint the job was restored from).
     pub fn new(
         config: CoordinatorConfig,
-        subtasks: impl IntoIterator<Item = SubtaskKey>,
+        subtasks: impl IntoIterator<Item = SubtaskId>,
         next_id: CheckpointId,
     ) -> Self {
         Self {
@@ -271,7 +268,7 @@ impl Coordinator {
                 self.maybe_start(now, &mut commands);
             }
             Event::Acknowledged { now, ack } => {
-                let key = (ack.task.clone(), ack.subtask);
+                let key = ack.id;
                 match &mut self.pending {
                     Some(p)
                         if p.barrier.id == ack.checkpoint
@@ -313,7 +310,7 @@ impl Coordinator {
                     {
                         commands.push(Command::InjectBarrierOn {
                             barrier: p.barrier,
-                            subtask: subtask.clone(),
+                            subtask,
                         });
                     }
                 }
@@ -428,9 +425,11 @@ impl Coordinator {
 mod tests {
     use super::*;
 
+    /// Subtask `subtask` of task 0, named `task`, acknowledges checkpoint `id`.
     fn ack(id: u64, task: &str, subtask: usize) -> SubtaskAck {
         SubtaskAck {
             checkpoint: CheckpointId::new(id),
+            id: SubtaskId::new(0, subtask),
             task: task.into(),
             subtask,
             operators: BTreeMap::new(),
@@ -442,7 +441,7 @@ mod tests {
     fn coordinator(config: CoordinatorConfig) -> Coordinator {
         Coordinator::new(
             config,
-            [("a".to_string(), 0), ("a".to_string(), 1)],
+            [SubtaskId::new(0, 0), SubtaskId::new(0, 1)],
             CheckpointId::new(1),
         )
     }
@@ -591,7 +590,7 @@ mod tests {
     fn finished(c: &mut Coordinator, now: MonotonicMs, subtask: usize) -> Vec<Command> {
         c.on_event(Event::SubtaskFinished {
             now,
-            subtask: ("a".to_string(), subtask),
+            subtask: SubtaskId::new(0, subtask),
         })
     }
 
@@ -621,7 +620,7 @@ mod tests {
             finished(&mut c, 1001, 1),
             [Command::InjectBarrierOn {
                 barrier: Barrier::checkpoint(CheckpointId::new(1), 0),
-                subtask: ("a".to_string(), 1),
+                subtask: SubtaskId::new(0, 1),
             }]
         );
         let commands = complete(&mut c, 1002, 1);
@@ -696,5 +695,37 @@ mod tests {
             ))]
         );
         assert!(complete(&mut c, 1006, 3).contains(&Command::FinishJob(CheckpointId::new(3))));
+    }
+
+    /// Two tasks whose operators have the same name are two tasks: a checkpoint waits
+    /// for both (by name they were one, and the second's acknowledgement replaced the
+    /// first's, so the checkpoint completed without it and the job never finished).
+    #[test]
+    fn tasks_with_the_same_name_are_told_apart_by_their_ids() {
+        let (first, second) = (SubtaskId::new(1, 0), SubtaskId::new(2, 0));
+        let mut c = Coordinator::new(
+            CoordinatorConfig::default(),
+            [first, second],
+            CheckpointId::new(1),
+        );
+        c.on_event(Event::Tick { now: 1000 });
+        let named = |id: SubtaskId| SubtaskAck {
+            id,
+            ..ack(1, "double", 0)
+        };
+        assert!(c
+            .on_event(Event::Acknowledged {
+                now: 1001,
+                ack: named(first),
+            })
+            .is_empty());
+        assert!(matches!(
+            c.on_event(Event::Acknowledged {
+                now: 1002,
+                ack: named(second),
+            })
+            .as_slice(),
+            [Command::WriteMetadata { acks, .. }] if acks.len() == 2
+        ));
     }
 }

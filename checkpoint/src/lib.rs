@@ -120,7 +120,7 @@ pub use recovery::{RecoveryScan, SkipReason, SkippedCheckpoint};
 pub use restore::{load_checkpoint, OpenedInstance, RestoreError, RestoreEvent, RestoreState};
 pub use retention::{plan_retention, RetentionCandidate, RetentionPlan};
 pub use savepoint::Savepoint;
-pub use snapshot::{OperatorSnapshot, OperatorUid, SubtaskAck};
+pub use snapshot::{OperatorSnapshot, OperatorUid, SubtaskAck, SubtaskId};
 pub use storage::{CheckpointStorage, STREAMED_PART};
 pub use writer::{AfterWrite, StateWriter, UploadError};
 

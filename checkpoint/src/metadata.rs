@@ -157,7 +157,24 @@ pub struct CheckpointMetadata {
     pub properties: BTreeMap<String, Vec<u8>>,
 }
 
+/// The property that records a checkpoint's timeline.
+const TIMELINE: &str = "timeline";
+
 impl CheckpointMetadata {
+    /// The timeline (run) that wrote this checkpoint, if it recorded one. Every start
+    /// of a job is a new timeline; a restart after a failure restores only checkpoints
+    /// of its own timeline, or what the run started from.
+    pub fn timeline(&self) -> Option<u64> {
+        let bytes: [u8; 8] = self.properties.get(TIMELINE)?.as_slice().try_into().ok()?;
+        Some(u64::from_le_bytes(bytes))
+    }
+
+    /// Records the timeline (run) that writes this checkpoint.
+    pub fn set_timeline(&mut self, timeline: u64) {
+        self.properties
+            .insert(TIMELINE.to_string(), timeline.to_le_bytes().to_vec());
+    }
+
     /// Metadata with no operators and no properties yet.
     pub fn new(
         job: impl Into<String>,

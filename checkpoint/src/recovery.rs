@@ -92,6 +92,23 @@ impl CheckpointStorage {
     /// # Cancel safety
     /// Cancel-safe: it only reads.
     pub async fn latest_valid(&self, job: &str) -> Result<RecoveryScan, CheckpointError> {
+        self.latest_valid_of(job, None).await
+    }
+
+    /// Like [`Self::latest_valid`], among the checkpoints of one `timeline` only
+    /// ([`CheckpointMetadata::timeline`]; all when `None`). Checkpoints of other
+    /// timelines are passed over silently: they are not this run's.
+    ///
+    /// # Errors
+    /// As [`Self::latest_valid`].
+    ///
+    /// # Cancel safety
+    /// Cancel-safe: it only reads.
+    pub async fn latest_valid_of(
+        &self,
+        job: &str,
+        timeline: Option<u64>,
+    ) -> Result<RecoveryScan, CheckpointError> {
         let mut skipped = Vec::new();
         for id in self.list_checkpoints(job).await?.into_iter().rev() {
             let metadata_path = layout::metadata_path(job, id)?;
@@ -105,6 +122,9 @@ impl CheckpointStorage {
                         self.describe(&metadata_path),
                         SkipReason::CorruptMetadata(reason),
                     )),
+                    Ok(metadata) if timeline.is_some_and(|t| metadata.timeline() != Some(t)) => {
+                        continue
+                    }
                     Ok(metadata) => match self.check_state(&metadata).await? {
                         None => {
                             return Ok(RecoveryScan {

@@ -29,6 +29,34 @@ impl fmt::Display for OperatorUid {
     }
 }
 
+/// One subtask of a running job: its task (the chain, by the index of the chain's
+/// first operator in the job graph, unique in a job even where operator names repeat)
+/// and its index among the task's subtasks. Names are for people; this is what the
+/// protocol counts acknowledgements and finished subtasks by.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct SubtaskId {
+    /// The task: the job-graph index of the chain's first operator.
+    pub task: u32,
+    /// The subtask's index, `0..parallelism`.
+    pub index: u32,
+}
+
+impl SubtaskId {
+    /// Subtask `index` of task `task`.
+    pub fn new(task: usize, index: usize) -> Self {
+        Self {
+            task: task as u32,
+            index: index as u32,
+        }
+    }
+}
+
+impl fmt::Display for SubtaskId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "task {} subtask {}", self.task, self.index)
+    }
+}
+
 /// The state one operator of one subtask captured for one checkpoint.
 ///
 /// Keyed state is partitioned by key group (so it can be redistributed when the
@@ -65,6 +93,8 @@ impl OperatorSnapshot {
 pub struct SubtaskAck {
     /// The checkpoint acknowledged.
     pub checkpoint: CheckpointId,
+    /// The subtask that acknowledged.
+    pub id: SubtaskId,
     /// The task (chain) name, for reporting.
     pub task: String,
     /// The subtask index.

@@ -12,7 +12,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Select, Sender, TryRecvError
 use rustc_hash::FxHashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use weir_checkpoint::{Barrier, CheckpointId, OperatorUid, SubtaskAck};
+use weir_checkpoint::{Barrier, CheckpointId, OperatorUid, SubtaskAck, SubtaskId};
 
 /// Commands the job sends to a running task.
 #[derive(Clone, Copy, Debug)]
@@ -35,18 +35,20 @@ pub enum JobEvent {
     /// A subtask processed all its input and ran its operators' `on_end`; it takes part
     /// in further checkpoints with its final state until the job ends.
     Finished {
-        /// The task.
-        task: String,
         /// The subtask.
+        id: SubtaskId,
+        /// The task's name, for reporting.
+        task: String,
+        /// The subtask's index.
         subtask: usize,
     },
     /// A source could not take a barrier (it had already finished).
     BarrierDeclined {
         /// The checkpoint.
         checkpoint: CheckpointId,
-        /// The task.
+        /// The task's name, for reporting.
         task: String,
-        /// The subtask.
+        /// The subtask's index.
         subtask: usize,
     },
 }
@@ -59,6 +61,8 @@ pub(crate) struct TaskEnv {
     pub(crate) events: Sender<JobEvent>,
     pub(crate) tick: Duration,
     pub(crate) watermark_interval: Duration,
+    /// The subtask's identity in the protocol (the name is for people).
+    pub(crate) id: SubtaskId,
 }
 
 impl TaskEnv {
@@ -71,6 +75,7 @@ impl TaskEnv {
     ) {
         let ack = SubtaskAck {
             checkpoint: barrier.id,
+            id: self.id,
             task: self.name.clone(),
             subtask: self.subtask,
             operators: snapshots.operators.into_iter().collect(),
@@ -251,6 +256,7 @@ fn drain_completions<T>(
     mut on_complete: impl FnMut(CheckpointId) -> Result<()>,
 ) -> Result<()> {
     let _ = env.events.send(JobEvent::Finished {
+        id: env.id,
         task: env.name.clone(),
         subtask: env.subtask,
     });

@@ -22,7 +22,7 @@ use weir_checkpoint::restore::{load_checkpoint, KeyedBlob, NativeRestore, Reader
 use weir_checkpoint::{
     Barrier, CheckpointError, CheckpointId, CheckpointStorage, Command, Coordinator, Event,
     OperatorUid, RestoreEvent, SkippedCheckpoint, StateWriter, StorageConfig, SubtaskAck,
-    UploadError,
+    SubtaskId, UploadError,
 };
 use weir_state::{KeyGroupRange, MaxParallelism};
 
@@ -86,6 +86,7 @@ impl CheckpointedJob {
             retention: std::sync::Mutex::new(Vec::new()),
             passed_over: std::sync::Mutex::new(Vec::new()),
             nonce: weir_state::unique_id(),
+            timeline: weir_state::unique_id(),
         };
         let thread = std::thread::Builder::new()
             .name("weir-checkpoint-driver".into())
@@ -167,6 +168,10 @@ struct Driver {
     native_uploads: NativeUploads,
     /// Makes this process's shared file names unique.
     nonce: u64,
+    /// This start of the job: recorded in every checkpoint it writes, so that a
+    /// restart restores only checkpoints of its own timeline (or what it started
+    /// from), never those of an earlier run or of a timeline a rollback left.
+    timeline: u64,
     /// For requests that arrive through the checkpoint storage (`weir savepoint`).
     requests_tx: Sender<Request>,
     /// Tasks writing the replies to those requests.
@@ -288,6 +293,29 @@ fn hit(driver_hits: &AtomicU64, config: &CheckpointingConfig, step: Failpoint) {
     }
 }
 
+/// The restored state and the checkpoint it came from.
+type Loaded = (Option<RestoreState>, Option<CheckpointId>);
+
+/// Where a run starts: a resolved [`ResumeFrom`]. After the first attempt a
+/// `LatestCheckpoint` becomes the `Checkpoint` it found (or `Nothing`).
+#[derive(Clone, Debug)]
+enum Origin {
+    Nothing,
+    LatestCheckpoint,
+    Checkpoint(CheckpointId),
+    Savepoint(String),
+}
+
+impl From<&ResumeFrom> for Origin {
+    fn from(resume: &ResumeFrom) -> Self {
+        match resume {
+            ResumeFrom::Nothing => Self::Nothing,
+            ResumeFrom::LatestCheckpoint => Self::LatestCheckpoint,
+            ResumeFrom::Savepoint(url) => Self::Savepoint(url.clone()),
+        }
+    }
+}
+
 /// Why a resume does not fall back past `newest`, a complete checkpoint that cannot
 /// be restored: its output may be committed, and a restore from `older` (or from
 /// nothing) would write that output again.
@@ -355,10 +383,22 @@ impl Driver {
         let started = Instant::now();
         self.status(JobStatus::Created);
         self.collect_garbage();
-        let mut resume = self.checkpointing.resume.clone();
+        let mut origin = Origin::from(&self.checkpointing.resume);
         let mut restarts = 0;
         loop {
-            let (restore, restored_from) = self.load(&resume)?;
+            let (restore, restored_from) = if restarts == 0 {
+                let loaded = self.load(&origin)?;
+                // What this run started from, exactly, for restarts before its own
+                // first checkpoint: not "the latest" again, which may be newer by then.
+                if let (Origin::LatestCheckpoint, Some(id)) = (&origin, loaded.1) {
+                    origin = Origin::Checkpoint(id);
+                } else if matches!(origin, Origin::LatestCheckpoint) {
+                    origin = Origin::Nothing;
+                }
+                loaded
+            } else {
+                self.load_restart(&origin)?
+            };
             let next_id = restored_from.map_or(CheckpointId::new(1), |id| id.next());
             let next_id = self.next_checkpoint_id().max(next_id);
             let ended = self.attempt(restore, next_id);
@@ -414,9 +454,6 @@ impl Driver {
                     );
                     self.status(JobStatus::Restarting);
                     std::thread::sleep(delay);
-                    if self.latest_checkpoint_exists() {
-                        resume = ResumeFrom::LatestCheckpoint;
-                    }
                 }
             }
         }
@@ -448,12 +485,6 @@ impl Driver {
         }
     }
 
-    fn latest_checkpoint_exists(&self) -> bool {
-        self.runtime
-            .block_on(self.storage.list_checkpoints(&self.config.name))
-            .is_ok_and(|ids| !ids.is_empty())
-    }
-
     /// One past the newest checkpoint id ever used under the job directory, so a new
     /// attempt never reuses an id whose files (or metadata) may still exist.
     fn next_checkpoint_id(&self) -> CheckpointId {
@@ -464,64 +495,105 @@ impl Driver {
             .map_or(CheckpointId::new(1), |id| id.next())
     }
 
-    fn load(&self, resume: &ResumeFrom) -> Result<(Option<RestoreState>, Option<CheckpointId>)> {
+    /// The state to restart from after a failure: the newest restorable checkpoint
+    /// of this run's timeline, or else exactly what the run started from.
+    fn load_restart(&self, origin: &Origin) -> Result<Loaded> {
+        let scan = self
+            .runtime
+            .block_on(
+                self.storage
+                    .latest_valid_of(&self.config.name, Some(self.timeline)),
+            )
+            .map_err(|e| DataflowError::checkpoint_caused("reading the checkpoints", e))?;
+        self.check_passed_over(&scan)?;
+        match scan.latest {
+            Some(metadata) => self.load_checkpoint(metadata),
+            None => self.load(origin),
+        }
+    }
+
+    /// Refuses to pass over a complete checkpoint that cannot be restored unless
+    /// `fallback_past_corrupt` allows it (then records it for the summary).
+    fn check_passed_over(&self, scan: &weir_checkpoint::RecoveryScan) -> Result<()> {
+        let Some(newest) = scan.skipped.first() else {
+            return Ok(());
+        };
+        let older = scan.latest.as_ref().map(|m| m.checkpoint);
+        if !self.checkpointing.fallback_past_corrupt {
+            return Err(DataflowError::checkpoint(
+                format!("resuming job `{}`", self.config.name),
+                refuse_fallback(newest, older),
+            ));
+        }
+        for skipped in &scan.skipped {
+            tracing::warn!(
+                "passing over checkpoint {} of job `{}` (--fallback-past-corrupt): {}: {}; \
+                 output it committed will be written again",
+                skipped.checkpoint,
+                self.config.name,
+                skipped.object,
+                skipped.reason
+            );
+        }
+        self.passed_over
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend(scan.skipped.iter().map(|s| s.checkpoint));
+        Ok(())
+    }
+
+    fn load_checkpoint(&self, metadata: CheckpointMetadata) -> Result<Loaded> {
         let listener = self.listener.as_ref();
-        match resume {
-            ResumeFrom::Nothing => {
+        let reader = Reader::Checkpoint(&self.storage);
+        let native = self.native_restore();
+        let on_restore = |event: &RestoreEvent| listener.on_restore(&metadata.job, event);
+        let state =
+            self.runtime
+                .block_on(load_checkpoint(&reader, &metadata, &on_restore, &native));
+        remove_scratch(&native);
+        let state = state.map_err(|e| {
+            DataflowError::checkpoint_caused(
+                format!("restoring checkpoint {}", metadata.checkpoint),
+                e,
+            )
+        })?;
+        Ok((Some(state), Some(metadata.checkpoint)))
+    }
+
+    fn load(&self, origin: &Origin) -> Result<Loaded> {
+        let listener = self.listener.as_ref();
+        match origin {
+            Origin::Nothing => {
                 self.forget_local_copies();
                 Ok((None, None))
             }
-            ResumeFrom::LatestCheckpoint => {
+            Origin::LatestCheckpoint => {
                 let scan = self
                     .runtime
                     .block_on(self.storage.latest_valid(&self.config.name))
                     .map_err(|e| DataflowError::checkpoint_caused("reading the checkpoints", e))?;
-                if let Some(newest) = scan.skipped.first() {
-                    let older = scan.latest.as_ref().map(|m| m.checkpoint);
-                    if !self.checkpointing.fallback_past_corrupt {
-                        return Err(DataflowError::checkpoint(
-                            format!("resuming job `{}`", self.config.name),
-                            refuse_fallback(newest, older),
-                        ));
+                self.check_passed_over(&scan)?;
+                match scan.latest {
+                    Some(metadata) => self.load_checkpoint(metadata),
+                    None => {
+                        self.forget_local_copies();
+                        Ok((None, None))
                     }
-                    for skipped in &scan.skipped {
-                        tracing::warn!(
-                            "passing over checkpoint {} of job `{}` (--fallback-past-corrupt): {}: {}; \
-                             output it committed will be written again",
-                            skipped.checkpoint,
-                            self.config.name,
-                            skipped.object,
-                            skipped.reason
-                        );
-                    }
-                    self.passed_over
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .extend(scan.skipped.iter().map(|s| s.checkpoint));
                 }
-                let Some(metadata) = scan.latest else {
-                    self.forget_local_copies();
-                    return Ok((None, None));
-                };
-                let reader = Reader::Checkpoint(&self.storage);
-                let native = self.native_restore();
-                let on_restore = |event: &RestoreEvent| listener.on_restore(&metadata.job, event);
-                let state = self.runtime.block_on(load_checkpoint(
-                    &reader,
-                    &metadata,
-                    &on_restore,
-                    &native,
-                ));
-                remove_scratch(&native);
-                let state = state.map_err(|e| {
-                    DataflowError::checkpoint_caused(
-                        format!("restoring checkpoint {}", metadata.checkpoint),
-                        e,
-                    )
-                })?;
-                Ok((Some(state), Some(metadata.checkpoint)))
             }
-            ResumeFrom::Savepoint(url) => {
+            Origin::Checkpoint(id) => {
+                let metadata = self
+                    .runtime
+                    .block_on(self.storage.read_metadata(&self.config.name, *id))
+                    .map_err(|e| {
+                        DataflowError::checkpoint_caused(
+                            format!("reading checkpoint {id}, which this run started from"),
+                            e,
+                        )
+                    })?;
+                self.load_checkpoint(metadata)
+            }
+            Origin::Savepoint(url) => {
                 let savepoint = self
                     .runtime
                     .block_on(CheckpointStorage::read_savepoint(
@@ -650,14 +722,14 @@ impl Driver {
         let job = self.config.name.clone();
         let max = MaxParallelism::new(self.config.max_parallelism).unwrap_or_default();
         let subtasks = handle.subtasks();
-        let sources: BTreeSet<(String, usize)> = handle.source_subtasks().into_iter().collect();
+        let sources: BTreeSet<SubtaskId> = handle.source_subtasks().into_iter().collect();
         let mut coordinator =
             Coordinator::new(self.checkpointing.coordinator.clone(), subtasks, next_id);
         let (internal_tx, internal) = unbounded::<Internal>();
         let clock = Instant::now();
         let now = || clock.elapsed().as_millis() as u64;
         let mut in_flight: BTreeMap<CheckpointId, InFlight> = BTreeMap::new();
-        let mut finished: BTreeSet<(String, usize)> = BTreeSet::new();
+        let mut finished: BTreeSet<SubtaskId> = BTreeSet::new();
         let mut savepoint_waiters: Vec<Sender<Result<String>>> = Vec::new();
         let mut stop_location: Option<String> = None;
         let ticker = crossbeam_channel::tick(Duration::from_millis(5));
@@ -689,11 +761,11 @@ impl Driver {
                         checkpoint,
                         reason: format!("subtask {subtask} of `{task}` declined (it had finished)"),
                     }),
-                    Ok(JobEvent::Finished { task, subtask }) => {
+                    Ok(JobEvent::Finished { id, .. }) => {
                         // A finished task keeps acknowledging checkpoints with its final
                         // state until the job ends, so it stays in the coordinator's set.
-                        finished.insert((task.clone(), subtask));
-                        events.push(Event::SubtaskFinished { now: now(), subtask: (task, subtask) });
+                        finished.insert(id);
+                        events.push(Event::SubtaskFinished { now: now(), subtask: id });
                     }
                     Err(_) => {}
                 },
@@ -773,7 +845,7 @@ impl Driver {
                                     },
                                 },
                             );
-                            let finished_tasks: BTreeSet<(String, usize)> =
+                            let finished_tasks: BTreeSet<SubtaskId> =
                                 finished.difference(&sources).cloned().collect();
                             handle.trigger_barrier_on(barrier, &finished_tasks);
                             hit(
@@ -863,7 +935,7 @@ impl Driver {
                             ));
                         }
                         Command::InjectBarrierOn { barrier, subtask } => {
-                            handle.trigger_barrier_on_subtask(barrier, &subtask);
+                            handle.trigger_barrier_on_subtask(barrier, subtask);
                         }
                         Command::FinishJob(_) => {
                             for reply in savepoint_waiters.drain(..) {
@@ -1048,6 +1120,7 @@ impl Driver {
             barrier.triggered_at_ms,
             max,
         );
+        metadata.set_timeline(self.timeline);
         for (uid, states) in &flight.states {
             for (subtask, state) in states {
                 *metadata.subtask_mut(uid, *subtask) = state.clone();

@@ -9,7 +9,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
-use weir_checkpoint::{Barrier, CheckpointId, SubtaskAck};
+use weir_checkpoint::{Barrier, CheckpointId, SubtaskAck, SubtaskId};
 
 /// What a finished job reports.
 #[derive(Debug)]
@@ -23,9 +23,8 @@ pub struct JobResult {
 }
 
 pub(super) struct RunningTask {
+    pub(super) id: SubtaskId,
     pub(super) name: String,
-    pub(super) task: String,
-    pub(super) subtask: usize,
     pub(super) is_source: bool,
     pub(super) control: Sender<TaskCommand>,
     pub(super) thread: JoinHandle<Result<()>>,
@@ -87,19 +86,19 @@ impl JobHandle {
     pub fn trigger_barrier_on(
         &self,
         barrier: Barrier,
-        also: &std::collections::BTreeSet<(String, usize)>,
+        also: &std::collections::BTreeSet<SubtaskId>,
     ) {
         for task in &self.tasks {
-            if task.is_source || also.contains(&(task.task.clone(), task.subtask)) {
+            if task.is_source || also.contains(&task.id) {
                 let _ = task.control.send(TaskCommand::TriggerBarrier(barrier));
             }
         }
     }
 
     /// Sends `barrier` to one (finished) subtask, which ignores it if it took it already.
-    pub fn trigger_barrier_on_subtask(&self, barrier: Barrier, subtask: &(String, usize)) {
+    pub fn trigger_barrier_on_subtask(&self, barrier: Barrier, subtask: SubtaskId) {
         for task in &self.tasks {
-            if task.task == subtask.0 && task.subtask == subtask.1 {
+            if task.id == subtask {
                 let _ = task.control.send(TaskCommand::TriggerBarrier(barrier));
             }
         }
@@ -143,20 +142,17 @@ impl JobHandle {
         self.metrics.clone()
     }
 
-    /// Every subtask, as `(task name, subtask index)` (the identity in acknowledgements).
-    pub fn subtasks(&self) -> Vec<(String, usize)> {
-        self.tasks
-            .iter()
-            .map(|t| (t.task.clone(), t.subtask))
-            .collect()
+    /// Every subtask (the identity in acknowledgements).
+    pub fn subtasks(&self) -> Vec<SubtaskId> {
+        self.tasks.iter().map(|t| t.id).collect()
     }
 
-    /// The source subtasks, as `(task name, subtask index)`.
-    pub fn source_subtasks(&self) -> Vec<(String, usize)> {
+    /// The source subtasks.
+    pub fn source_subtasks(&self) -> Vec<SubtaskId> {
         self.tasks
             .iter()
             .filter(|t| t.is_source)
-            .map(|t| (t.task.clone(), t.subtask))
+            .map(|t| t.id)
             .collect()
     }
 

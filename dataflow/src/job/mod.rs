@@ -32,6 +32,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use validate::validate;
 use view::graph_view;
+use weir_checkpoint::SubtaskId;
 use wiring::Wiring;
 
 impl JobBuilder {
@@ -140,7 +141,8 @@ fn spawn(graph: GraphSpec, config: JobConfig) -> Result<JobHandle> {
         for index in 0..parallelism[root] {
             let head = wiring.head(root, index)?;
             let is_source = matches!(graph.nodes[root].kind, NodeKind::Source(_));
-            heads.push((name.clone(), index, parallelism[root], is_source, head));
+            let id = SubtaskId::new(root, index);
+            heads.push((id, name.clone(), index, parallelism[root], is_source, head));
         }
     }
     let metrics = std::mem::take(&mut wiring.metrics);
@@ -149,7 +151,7 @@ fn spawn(graph: GraphSpec, config: JobConfig) -> Result<JobHandle> {
     let (failures_tx, failures) = unbounded();
     let mut tasks = Vec::new();
     let started = Instant::now();
-    for (name, index, p, is_source, head) in heads {
+    for (id, name, index, p, is_source, head) in heads {
         let (control_tx, control) = unbounded();
         let env = TaskEnv {
             name: name.clone(),
@@ -158,6 +160,7 @@ fn spawn(graph: GraphSpec, config: JobConfig) -> Result<JobHandle> {
             events: events_tx.clone(),
             tick: Duration::from_millis(1),
             watermark_interval: config.watermark_interval,
+            id,
         };
         let failures_tx = failures_tx.clone();
         let thread_name = format!("{} ({}/{})", name, index + 1, p);
@@ -187,9 +190,8 @@ fn spawn(graph: GraphSpec, config: JobConfig) -> Result<JobHandle> {
                 message: format!("could not start a thread: {e}"),
             })?;
         tasks.push(RunningTask {
+            id,
             name: thread_name,
-            task: name.clone(),
-            subtask: index,
             is_source,
             control: control_tx,
             thread,
