@@ -2,18 +2,22 @@
 //! prefix, on the local filesystem or S3, with its read position in every checkpoint.
 //!
 //! ```text
-//!  URL ──open──▶ one object, or every object under the prefix (sorted by name;
-//!                names with a segment starting with `_` or `.` are skipped)
+//!  URL ──first subtask to open lists, once per job start──▶ one object, or every object
+//!      under the prefix (sorted by name; names with a segment starting with `_` or `.`
+//!      are skipped) ──shared through the factory──▶ every subtask
 //!  object i ──(i % parallelism == subtask)──▶ subtask ──line by line──▶ FileFormat::decode ─▶ T
 //!  snapshot: per object { byte offset, line, finished } + the listing ─▶ operator state `file-positions`
 //!  restore (any parallelism): each subtask takes the positions of the objects it now owns
 //! ```
 //!
-//! The listing is taken once, when the job first starts, and travels in the
-//! checkpoint: a restored job reads exactly the objects its first run listed, whatever
-//! was added since, so the assignment of objects to subtasks and every position stay
-//! valid. A listed object that has disappeared, or shrunk below its checkpointed
-//! position, is an error naming it. Objects are read sequentially, one chunk of at most
+//! The listing is taken once, in one place, when the job first starts: the subtasks a
+//! factory builds share it (Flink's split enumerator), so an object a concurrent writer
+//! adds while they open is read by none of them rather than shifting the assignment
+//! under some (an object read twice, another never). It travels in the checkpoint: a
+//! restored job reads exactly the objects its first run listed, whatever was added
+//! since, so the assignment of objects to subtasks and every position stay valid. A
+//! listed object that has disappeared, or shrunk below its checkpointed position, is
+//! an error naming it. Objects are read sequentially, one chunk of at most
 //! [`FileSourceConfig::chunk_size`] bytes at a time, so memory stays bounded whatever
 //! their size. A subtask's objects are one watermark split (they are read one after
 //! the other, in name order).
@@ -25,9 +29,10 @@
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::marker::PhantomData;
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 use weir_dataflow::state::{decode, encode};
 use weir_dataflow::{
     DataflowError, OperatorContext, Result, SnapshotContext, Source, SourceOutput, SourcePoll,
@@ -68,6 +73,60 @@ impl FileSourceConfig {
     }
 }
 
+/// The listing of one job start, taken by the first of its subtasks that needs it and
+/// handed to the others.
+#[derive(Default)]
+struct JobStartListing(Mutex<Option<Vec<String>>>);
+
+impl JobStartListing {
+    /// The listing of this job start: `list`'s result if no subtask listed before
+    /// (kept for the others), else the names listed then.
+    ///
+    /// # Errors
+    /// `list`'s error; nothing is kept, so the next subtask lists again (the job fails
+    /// anyway).
+    fn get_or_list(&self, list: impl FnOnce() -> Result<Vec<String>>) -> Result<Vec<String>> {
+        let mut listing = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(objects) = listing.as_ref() {
+            return Ok(objects.clone());
+        }
+        let objects = list()?;
+        *listing = Some(objects.clone());
+        Ok(objects)
+    }
+}
+
+/// Which [`JobStartListing`] each subtask a factory builds shares: one per job start.
+///
+/// A job start builds each subtask once, so a subtask built a second time (or at
+/// another parallelism) means the job started again with the same factory; that start
+/// gets a fresh listing.
+#[derive(Default)]
+struct ObjectEnumerator(Mutex<EnumeratorRound>);
+
+#[derive(Default)]
+struct EnumeratorRound {
+    parallelism: usize,
+    /// Subtasks built for this job start.
+    built: BTreeSet<usize>,
+    listing: Arc<JobStartListing>,
+}
+
+impl ObjectEnumerator {
+    /// The listing `subtask` shares with the other subtasks of its job start.
+    fn join(&self, subtask: &SubtaskInfo) -> Arc<JobStartListing> {
+        let mut round = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if round.parallelism != subtask.parallelism || !round.built.insert(subtask.index) {
+            *round = EnumeratorRound {
+                parallelism: subtask.parallelism,
+                built: BTreeSet::from([subtask.index]),
+                listing: Arc::default(),
+            };
+        }
+        round.listing.clone()
+    }
+}
+
 /// How far one object has been read.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 struct FilePosition {
@@ -104,6 +163,8 @@ struct Reading {
 pub struct FileSource<T> {
     config: FileSourceConfig,
     subtask: SubtaskInfo,
+    /// The listing shared with the other subtasks of this job start.
+    listing: Arc<JobStartListing>,
     store: Option<BlockingObjectStore>,
     state: SourceState,
     reading: Option<Reading>,
@@ -111,13 +172,16 @@ pub struct FileSource<T> {
 }
 
 impl<T: DeserializeOwned + Send + 'static> FileSource<T> {
-    /// A factory for [`weir_dataflow::JobBuilder::source`].
+    /// A factory for [`weir_dataflow::JobBuilder::source`]. The subtasks it builds for
+    /// one job start share one listing of the objects to read.
     pub fn factory(
         config: FileSourceConfig,
     ) -> impl Fn(&SubtaskInfo) -> Self + Send + Sync + 'static {
+        let enumerator = ObjectEnumerator::default();
         move |info| Self {
             config: config.clone(),
             subtask: info.clone(),
+            listing: enumerator.join(info),
             store: None,
             state: SourceState::default(),
             reading: None,
@@ -151,10 +215,9 @@ impl<T: DeserializeOwned + Send + 'static> FileSource<T> {
         }
     }
 
-    /// Opens the storage and lists the objects to read: every object under the root,
-    /// sorted, but for names with a segment starting with `_` or `.` (staging areas,
-    /// hidden files).
-    fn connect(&self) -> Result<(BlockingObjectStore, Vec<String>)> {
+    /// Opens the storage at the root object names are relative to, and names the one
+    /// object to read when the URL is a local file.
+    fn connect(&self) -> Result<(BlockingObjectStore, Option<String>)> {
         let url = &self.config.storage.url;
         let local = self.config.storage.local_path().map_err(|e| {
             DataflowError::operator_caused(
@@ -193,17 +256,23 @@ impl<T: DeserializeOwned + Send + 'static> FileSource<T> {
         let context = format!("file source `{url}`");
         let store =
             BlockingObjectStore::open(&storage_config).map_err(self.store_error(Some(&context)))?;
-        let objects = match single {
-            Some(name) => vec![name],
-            None => store
-                .list("")
-                .map_err(self.store_error(Some(&context)))?
-                .into_iter()
-                .map(|object| object.name)
-                .filter(|name| !is_hidden(name))
-                .collect(),
-        };
-        Ok((store, objects))
+        Ok((store, single))
+    }
+
+    /// The objects to read: `single`, or every object under the root, sorted, but for
+    /// names with a segment starting with `_` or `.` (staging areas, hidden files).
+    fn list(&self, store: &BlockingObjectStore, single: Option<String>) -> Result<Vec<String>> {
+        if let Some(name) = single {
+            return Ok(vec![name]);
+        }
+        let context = format!("file source `{}`", self.config.storage.url);
+        Ok(store
+            .list("")
+            .map_err(self.store_error(Some(&context)))?
+            .into_iter()
+            .map(|object| object.name)
+            .filter(|name| !is_hidden(name))
+            .collect())
     }
 
     /// The next object this subtask owns that is not finished, from index `from`.
@@ -299,8 +368,9 @@ impl<T: DeserializeOwned + Send + 'static> Source for FileSource<T> {
     type Out = T;
 
     /// Opens the storage, then restores the positions of the objects this subtask owns
-    /// (from every previous subtask after a change of parallelism), or lists the
-    /// objects on a fresh start.
+    /// (from every previous subtask after a change of parallelism), or, on a fresh
+    /// start, takes the listing of this job start (listing the objects if it is the
+    /// first subtask to open).
     ///
     /// # Errors
     /// A bad URL; a missing local path; an unreachable store or bucket (named); a
@@ -315,14 +385,14 @@ impl<T: DeserializeOwned + Send + 'static> Source for FileSource<T> {
                 restored.push(decode(POSITIONS, bytes)?);
             }
         }
-        let (store, listed) = self.connect()?;
+        let (store, single) = self.connect()?;
+        let objects = match restored.iter().find(|s| !s.objects.is_empty()) {
+            Some(state) => state.objects.clone(),
+            None => self.listing.get_or_list(|| self.list(&store, single))?,
+        };
         self.store = Some(store);
-        let objects = restored
-            .iter()
-            .find(|s| !s.objects.is_empty())
-            .map_or(listed, |s| s.objects.clone());
         let parallelism = self.subtask.parallelism.max(1);
-        let mine: std::collections::BTreeSet<&String> = objects
+        let mine: BTreeSet<&String> = objects
             .iter()
             .enumerate()
             .filter(|(i, _)| i % parallelism == self.subtask.index)
@@ -419,6 +489,85 @@ mod tests {
         Ok(collected.take())
     }
 
+    fn info(index: usize, parallelism: usize) -> SubtaskInfo {
+        SubtaskInfo {
+            operator: "files".into(),
+            uid: "files".into(),
+            index,
+            parallelism,
+            max_parallelism: weir_dataflow::state::MaxParallelism::DEFAULT,
+            key_groups: weir_dataflow::state::KeyGroupRange::for_subtask(
+                weir_dataflow::state::MaxParallelism::DEFAULT,
+                parallelism,
+                index,
+            ),
+        }
+    }
+
+    /// Every record `source` emits until it finishes.
+    fn drain(source: &mut FileSource<u64>) -> Vec<u64> {
+        let mut seen = Vec::new();
+        let mut out = SourceOutput::new(4);
+        loop {
+            let poll = source.poll(&mut out).unwrap();
+            seen.append(&mut out.take_records());
+            if poll == SourcePoll::Finished {
+                return seen;
+            }
+        }
+    }
+
+    /// A writer adds a file (sorting first, so it shifts every index) after subtask 0
+    /// opened and before subtask 1 does: both still split the one listing of this job
+    /// start, so each listed file is read exactly once and the late file by nobody.
+    #[test]
+    fn a_file_written_between_subtask_opens_does_not_make_subtasks_disagree() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("b.jsonl"), "1\n2\n").unwrap();
+        std::fs::write(dir.path().join("d.jsonl"), "3\n4\n").unwrap();
+        let factory =
+            FileSource::<u64>::factory(FileSourceConfig::new(dir.path().display().to_string()));
+        let mut first = factory(&info(0, 2));
+        first.open(&mut OperatorContext::fresh(info(0, 2))).unwrap();
+        std::fs::write(dir.path().join("a.jsonl"), "100\n").unwrap();
+        let mut second = factory(&info(1, 2));
+        second
+            .open(&mut OperatorContext::fresh(info(1, 2)))
+            .unwrap();
+        let mut seen = drain(&mut first);
+        seen.extend(drain(&mut second));
+        seen.sort_unstable();
+        assert_eq!(seen, vec![1, 2, 3, 4]);
+    }
+
+    /// A job that starts again with the same factory (it builds subtask 0 again) lists
+    /// afresh: a file written since the first start is read, and every file once.
+    #[test]
+    fn a_job_started_again_with_the_same_factory_lists_afresh() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("b.jsonl"), "1\n2\n").unwrap();
+        std::fs::write(dir.path().join("d.jsonl"), "3\n4\n").unwrap();
+        let factory =
+            FileSource::<u64>::factory(FileSourceConfig::new(dir.path().display().to_string()));
+        for index in 0..2 {
+            let mut source = factory(&info(index, 2));
+            source
+                .open(&mut OperatorContext::fresh(info(index, 2)))
+                .unwrap();
+        }
+        std::fs::write(dir.path().join("a.jsonl"), "100\n").unwrap();
+        let mut seen = Vec::new();
+        for index in 0..2 {
+            let mut source = factory(&info(index, 2));
+            source
+                .open(&mut OperatorContext::fresh(info(index, 2)))
+                .unwrap();
+            seen.extend(drain(&mut source));
+        }
+        seen.sort_unstable();
+        assert_eq!(seen, vec![1, 2, 3, 4, 100]);
+    }
+
     #[test]
     fn reads_a_directory_a_file_and_skips_staging_and_hidden_names() {
         let dir = tempfile::tempdir().unwrap();
@@ -509,18 +658,6 @@ mod tests {
             std::fs::write(dir.path().join(format!("f{f}.jsonl")), text).unwrap();
         }
         let url = dir.path().display().to_string();
-        let info = |index, parallelism| SubtaskInfo {
-            operator: "files".into(),
-            uid: "files".into(),
-            index,
-            parallelism,
-            max_parallelism: weir_dataflow::state::MaxParallelism::DEFAULT,
-            key_groups: weir_dataflow::state::KeyGroupRange::for_subtask(
-                weir_dataflow::state::MaxParallelism::DEFAULT,
-                parallelism,
-                index,
-            ),
-        };
         let mut config = FileSourceConfig::new(&url);
         config.chunk_size = 7; // lines cross chunk boundaries
         let factory = FileSource::<u64>::factory(config);
