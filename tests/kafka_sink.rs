@@ -196,6 +196,70 @@ fn kafka_to_kafka_is_exactly_once_across_a_failure_a_savepoint_and_rescaling() {
     assert_eq!(visible(&bootstrap, &output, 3), expected(8_000));
 }
 
+/// Issue 16, defect 4: the pending epochs of a savepoint are recovered under the
+/// transactional ids they were written with, so resuming it as another job (another
+/// name, so another default prefix) with another `transactional_id_prefix` at another
+/// parallelism finds their markers and commits nothing twice.
+#[test]
+fn a_savepoint_resumed_under_another_job_name_and_prefix_commits_each_epoch_once() {
+    let Some((bootstrap, py)) = broker() else {
+        return;
+    };
+    let (input, output) = topics(&bootstrap, &py, "weir-txnid", 2000);
+    let dir = tempfile::tempdir().unwrap();
+    let source = KafkaSourceConfig::new(&bootstrap, &input, "weir-txnid");
+
+    // Job A takes no periodic checkpoint: all its records are in the epoch of the
+    // stop-with-savepoint, which A commits when the savepoint completes, so the
+    // savepoint holds that epoch as pending and its markers say it is committed.
+    let sink_a = KafkaSinkConfig::new(&bootstrap, &output);
+    let received = Arc::clone(&sink_a.metrics);
+    let job = CheckpointedJob::spawn(
+        job_config("kafka-txnid-a", 2),
+        local_checkpointing(dir.path(), Duration::from_secs(3600), ResumeFrom::Nothing),
+        build(source.clone(), sink_a, None),
+        Arc::new(NoListener),
+    )
+    .unwrap();
+    let started = Instant::now();
+    while received.records_in.load(Ordering::Relaxed) < 2000 {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the sink received {} of 2000 records",
+            received.records_in.load(Ordering::Relaxed)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let savepoint = job.savepoint(true).unwrap();
+    job.wait().unwrap();
+    assert_eq!(received.transactions_committed.load(Ordering::Relaxed), 2);
+    assert_eq!(visible(&bootstrap, &output, 3), expected(2000));
+
+    // Job B: another name, an explicit prefix, parallelism 3, more input.
+    python(&py, PRODUCE, &[&bootstrap, &input, "2000", "3000", "3"]);
+    let mut sink_b = KafkaSinkConfig::new(&bootstrap, &output);
+    sink_b.transactional_id_prefix = Some(format!("weir-txnid-b-{}", std::process::id()));
+    let resumed = Arc::clone(&sink_b.metrics);
+    let job = CheckpointedJob::spawn(
+        job_config("kafka-txnid-b", 3),
+        local_checkpointing(dir.path(), INTERVAL, ResumeFrom::Savepoint(savepoint)),
+        build(source, sink_b, None),
+        Arc::new(NoListener),
+    )
+    .unwrap();
+    wait_for_visible(&bootstrap, &output, 3, 3000);
+    job.savepoint(true).unwrap();
+    job.wait().unwrap();
+    let view = committed_view(&bootstrap, &output).unwrap();
+    assert_eq!(view.pending(), 0, "no transaction is left open");
+    assert_eq!(visible(&bootstrap, &output, 3), expected(3000));
+    assert_eq!(
+        resumed.epochs_skipped.load(Ordering::Relaxed),
+        2,
+        "both of job A's committed epochs are recognised"
+    );
+}
+
 /// A transactional producer that writes `zombie` records in an open transaction,
 /// says `ready`, waits for a line on stdin, then tries to commit and prints the
 /// outcome (`committed`, or `refused:` and the error: a conforming broker answers

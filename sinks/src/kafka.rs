@@ -24,9 +24,19 @@
 //! every job, sink and topic: two sinks sharing an id would fence each other and
 //! confuse each other's markers. Opening the sink re-initialises it, which
 //! aborts whatever a previous incarnation left open and fences any producer of that
-//! incarnation still alive. After rescaling, the pending epochs of old subtask `i`
-//! are committed by new subtask `i % parallelism` under old subtask `i`'s id and
-//! marker, so no two live producers share an id.
+//! incarnation still alive.
+//!
+//! The checkpointed state keeps, with each subtask's pending epochs, the
+//! transactional id and marker group they were written under. A restore recovers
+//! them under those ids, not under ids recomputed from the current job name, prefix
+//! and subtask: a savepoint resumed as another job, or with another
+//! `transactional_id_prefix`, still finds the markers of the epochs it committed and
+//! aborts what it left open. New epochs use the new ids. After rescaling, the pending
+//! epochs of old subtask `i` are recovered by new subtask `i % parallelism`, so each
+//! is recovered once. Recovering opens the old ids, which fences a job still running
+//! under them (it fails over and finds the epochs committed). A checkpoint written
+//! before the ids were kept (state `kafka-sink-pending`) is recovered under the
+//! recomputed ids, as before.
 //!
 //! Markers order epochs within one timeline of checkpoints: an epoch is skipped when
 //! the marker is at or past it. New epochs after a restore are always produced.
@@ -42,6 +52,7 @@ use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::ClientContext;
 use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -51,7 +62,11 @@ use weir_dataflow::{
     CheckpointId, DataflowError, OperatorContext, Result, Sink, SnapshotContext, SubtaskInfo,
 };
 
-const PENDING: &str = "kafka-sink-pending";
+/// Operator state: a subtask's [`PendingState`].
+const PENDING: &str = "kafka-sink-pending-v2";
+/// Operator state of checkpoints written before the ids were kept: a bare
+/// [`Pending`], recovered under the id recomputed for its subtask.
+const PENDING_WITHOUT_IDS: &str = "kafka-sink-pending";
 
 /// What a [`KafkaSink`] promises about its output.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -122,7 +137,9 @@ pub struct KafkaSinkConfig {
     pub guarantee: DeliveryGuarantee,
     /// Prefix of the transactional ids (`<prefix>-<subtask>`); default
     /// `weir-<job>-<uid>-<topic>`. Two sinks running with the same prefix fence each
-    /// other: give every concurrently running sink its own.
+    /// other: give every concurrently running sink its own. Changing it (or the job
+    /// name) between a savepoint and its resume is safe: the savepoint's pending
+    /// epochs are recovered under the ids they were written with.
     pub transactional_id_prefix: Option<String>,
     /// `transaction.timeout.ms`: at least the checkpoint timeout (an epoch's commit
     /// may take that long) and at most the broker's `transaction.max.timeout.ms`.
@@ -241,6 +258,76 @@ pub fn default_partition(key: &[u8], partitions: i32) -> i32 {
 /// Pending epochs of one subtask: checkpoint id → records.
 type Pending = BTreeMap<u64, Vec<KafkaOutRecord>>;
 
+/// The checkpointed pending epochs of one subtask, with the identity that commits
+/// them: a restore recovers them under these, whatever the job is called now.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+struct PendingState<'a> {
+    /// The transactional id the epochs are committed with.
+    transactional_id: Cow<'a, str>,
+    /// The consumer group whose committed offset is the epochs' marker.
+    marker_group: Cow<'a, str>,
+    /// The epochs.
+    epochs: Cow<'a, Pending>,
+}
+
+impl PendingState<'static> {
+    /// The pending state of one previous subtask in `state`, if any; a state written
+    /// before the ids were kept gets `recomputed_id` as its id and marker group.
+    ///
+    /// # Errors
+    /// A state that does not decode (named in the error).
+    fn restored(
+        state: &BTreeMap<String, Vec<u8>>,
+        recomputed_id: impl FnOnce() -> String,
+    ) -> Result<Option<Self>> {
+        if let Some(bytes) = state.get(PENDING) {
+            return Ok(Some(decode(PENDING, bytes)?));
+        }
+        let Some(bytes) = state.get(PENDING_WITHOUT_IDS) else {
+            return Ok(None);
+        };
+        let epochs: Pending = decode(PENDING_WITHOUT_IDS, bytes)?;
+        let id = recomputed_id();
+        Ok(Some(Self {
+            transactional_id: Cow::Owned(id.clone()),
+            marker_group: Cow::Owned(id),
+            epochs: Cow::Owned(epochs),
+        }))
+    }
+}
+
+/// The pending states new subtask `index` of `parallelism` recovers from a restored
+/// checkpoint: its own previous state (`restored`), or after rescaling those of
+/// every previous subtask `i` with `i % parallelism == index` (`restored_all`).
+/// `recomputed_id(i)` names old subtask `i`'s id when its state does not.
+///
+/// # Errors
+/// A state that does not decode.
+fn restored_pending(
+    index: usize,
+    parallelism: usize,
+    restored: &BTreeMap<String, Vec<u8>>,
+    restored_all: &[BTreeMap<String, Vec<u8>>],
+    recomputed_id: impl Fn(usize) -> String,
+) -> Result<Vec<PendingState<'static>>> {
+    if restored_all.is_empty() {
+        return Ok(PendingState::restored(restored, || recomputed_id(index))?
+            .into_iter()
+            .collect());
+    }
+    let parallelism = parallelism.max(1);
+    let mut out = Vec::new();
+    for (old, state) in restored_all.iter().enumerate() {
+        if old % parallelism != index {
+            continue;
+        }
+        if let Some(pending) = PendingState::restored(state, || recomputed_id(old))? {
+            out.push(pending);
+        }
+    }
+    Ok(out)
+}
+
 /// Reports deliveries: counts acknowledged records, keeps the first failure.
 struct Deliveries {
     metrics: Arc<KafkaSinkMetrics>,
@@ -272,7 +359,9 @@ type KafkaProducer = ThreadedProducer<Deliveries>;
 struct Transactions {
     transactional_id: String,
     producer: KafkaProducer,
-    marker_group: BaseConsumer,
+    /// The consumer group whose committed offset is the marker.
+    marker_group: String,
+    marker_consumer: BaseConsumer,
 }
 
 /// Writes a pipeline's records to a Kafka topic; see the module documentation.
@@ -415,10 +504,11 @@ impl<T: Send + 'static> KafkaSink<T> {
         }
     }
 
-    /// Opens transactional id `id`: initialising it aborts what an earlier producer
-    /// with the id left open and fences that producer. The topic is checked first, so
-    /// unreachable brokers fail within the connect timeout.
-    fn open_transactions(&self, id: String) -> Result<Transactions> {
+    /// Opens transactional id `id` with its marker in consumer group `marker_group`:
+    /// initialising the id aborts what an earlier producer with the id left open and
+    /// fences that producer. The topic is checked first, so unreachable brokers fail
+    /// within the connect timeout.
+    fn open_transactions(&self, id: String, marker_group: String) -> Result<Transactions> {
         let producer = self.producer(Some(&id), false)?;
         self.check_topic(&producer)?;
         producer
@@ -438,16 +528,20 @@ impl<T: Send + 'static> KafkaSink<T> {
         let mut group = ClientConfig::new();
         group
             .set("bootstrap.servers", &self.config.bootstrap_servers)
-            .set("group.id", &id)
+            .set("group.id", &marker_group)
             .set("enable.auto.commit", "false")
             .set("isolation.level", "read_committed");
-        let marker_group: BaseConsumer = group
-            .create()
-            .map_err(|e| self.kafka_error("creating the marker consumer for", e))?;
+        let marker_consumer: BaseConsumer = group.create().map_err(|e| {
+            self.kafka_error(
+                &format!("creating the consumer of marker group `{marker_group}` for"),
+                e,
+            )
+        })?;
         Ok(Transactions {
             transactional_id: id,
             producer,
             marker_group,
+            marker_consumer,
         })
     }
 
@@ -485,13 +579,13 @@ impl<T: Send + 'static> KafkaSink<T> {
         let mut list = TopicPartitionList::new();
         list.add_partition(&self.config.topic, 0);
         let committed = transactions
-            .marker_group
+            .marker_consumer
             .committed_offsets(list, self.commit_timeout)
             .map_err(|e| {
                 self.kafka_error(
                     &format!(
-                        "reading the commit marker of transactional id `{}` (consumer group of the same name) for",
-                        transactions.transactional_id
+                        "reading the commit marker of transactional id `{}` (consumer group `{}`) for",
+                        transactions.transactional_id, transactions.marker_group
                     ),
                     e,
                 )
@@ -552,9 +646,14 @@ impl<T: Send + 'static> KafkaSink<T> {
                 .add_partition_offset(&self.config.topic, 0, Offset::Offset(epoch as i64))
                 .map_err(|e| self.kafka_error(&doing("adding the marker"), e))?;
             let group = transactions
-                .marker_group
+                .marker_consumer
                 .group_metadata()
-                .ok_or_else(|| self.error(format!("no group metadata for marker group `{id}`")))?;
+                .ok_or_else(|| {
+                    self.error(format!(
+                        "no group metadata for marker group `{}`",
+                        transactions.marker_group
+                    ))
+                })?;
             producer
                 .send_offsets_to_transaction(&marker, &group, self.commit_timeout)
                 .map_err(|e| self.kafka_error(&doing("adding the marker"), e))?;
@@ -590,21 +689,27 @@ impl<T: Send + 'static> KafkaSink<T> {
         }
     }
 
-    /// Commits the pending epochs of old subtask `old` restored from a completed
-    /// checkpoint, skipping those its marker shows as committed.
-    fn recover(&mut self, old: usize, pending: Pending) -> Result<()> {
-        let own = old == self.subtask.index;
+    /// Commits the pending epochs of a previous subtask restored from a completed
+    /// checkpoint under the transactional id and marker they were written with,
+    /// skipping those the marker shows as committed.
+    fn recover(&mut self, pending: PendingState<'_>) -> Result<()> {
+        let own = self.transactions.as_ref().is_some_and(|t| {
+            t.transactional_id == pending.transactional_id && t.marker_group == pending.marker_group
+        });
         let transactions = if own {
             self.transactions.take()
         } else {
-            Some(self.open_transactions(self.transactional_id(old))?)
+            Some(self.open_transactions(
+                pending.transactional_id.clone().into_owned(),
+                pending.marker_group.clone().into_owned(),
+            )?)
         };
         let Some(transactions) = transactions else {
             return Ok(());
         };
         let result = (|| {
             let marker = self.committed_marker(&transactions)?;
-            for (epoch, records) in &pending {
+            for (epoch, records) in pending.epochs.iter() {
                 if marker.is_some_and(|m| m >= *epoch) {
                     self.config
                         .metrics
@@ -685,28 +790,21 @@ impl<T: Send + 'static> Sink for KafkaSink<T> {
                 self.commit_timeout.as_millis()
             )));
         }
-        let transactions = self.open_transactions(self.transactional_id(self.subtask.index))?;
+        let id = self.transactional_id(self.subtask.index);
+        let transactions = self.open_transactions(id.clone(), id)?;
         self.transactions = Some(transactions);
         // Epochs in a restored checkpoint belong to a completed checkpoint. Old
-        // subtask i's are committed by new subtask i % parallelism under i's id.
-        let mut restored: Vec<(usize, Pending)> = Vec::new();
-        if cx.restored_operator_all.is_empty() {
-            if let Some(bytes) = cx.restored_operator.get(PENDING) {
-                restored.push((self.subtask.index, decode(PENDING, bytes)?));
-            }
-        } else {
-            let parallelism = self.subtask.parallelism.max(1);
-            for (old, state) in cx.restored_operator_all.iter().enumerate() {
-                if old % parallelism != self.subtask.index {
-                    continue;
-                }
-                if let Some(bytes) = state.get(PENDING) {
-                    restored.push((old, decode(PENDING, bytes)?));
-                }
-            }
-        }
-        for (old, pending) in restored {
-            self.recover(old, pending)?;
+        // subtask i's are committed by new subtask i % parallelism under the id they
+        // were written with.
+        let restored = restored_pending(
+            self.subtask.index,
+            self.subtask.parallelism,
+            &cx.restored_operator,
+            &cx.restored_operator_all,
+            |old| self.transactional_id(old),
+        )?;
+        for pending in restored {
+            self.recover(pending)?;
         }
         Ok(())
     }
@@ -749,7 +847,17 @@ impl<T: Send + 'static> Sink for KafkaSink<T> {
                     self.pending_bytes
                         .insert(epoch, std::mem::take(&mut self.current_bytes));
                 }
-                cx.put_operator(PENDING, encode(PENDING, &self.pending)?);
+                let Some(transactions) = &self.transactions else {
+                    return Err(self.error(
+                        "the exactly-once Kafka sink was snapshotted before it was opened",
+                    ));
+                };
+                let state = PendingState {
+                    transactional_id: Cow::Borrowed(&transactions.transactional_id),
+                    marker_group: Cow::Borrowed(&transactions.marker_group),
+                    epochs: Cow::Borrowed(&self.pending),
+                };
+                cx.put_operator(PENDING, encode(PENDING, &state)?);
                 Ok(())
             }
             DeliveryGuarantee::AtLeastOnce => self.flush(),
@@ -827,6 +935,99 @@ mod tests {
             let p = default_partition(&key.to_be_bytes(), 7);
             assert!((0..7).contains(&p));
         }
+    }
+
+    fn epochs(epoch: u64, value: &str) -> Pending {
+        BTreeMap::from([(
+            epoch,
+            vec![KafkaOutRecord {
+                key: None,
+                value: value.as_bytes().to_vec(),
+            }],
+        )])
+    }
+
+    fn state_with_ids(id: &str, pending: &Pending) -> BTreeMap<String, Vec<u8>> {
+        let state = PendingState {
+            transactional_id: Cow::Borrowed(id),
+            marker_group: Cow::Borrowed(id),
+            epochs: Cow::Borrowed(pending),
+        };
+        BTreeMap::from([(PENDING.to_string(), encode(PENDING, &state).unwrap())])
+    }
+
+    fn ids(states: &[PendingState<'_>]) -> Vec<(String, String, Vec<u64>)> {
+        states
+            .iter()
+            .map(|s| {
+                (
+                    s.transactional_id.to_string(),
+                    s.marker_group.to_string(),
+                    s.epochs.keys().copied().collect(),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn restored_epochs_keep_the_ids_they_were_written_with() {
+        let now = |old: usize| format!("new-{old}");
+        let own = state_with_ids("old-1", &epochs(7, "a"));
+        let restored = restored_pending(1, 2, &own, &[], now).unwrap();
+        assert_eq!(
+            ids(&restored),
+            [("old-1".into(), "old-1".into(), vec![7])],
+            "the stored id, not the recomputed `new-1`"
+        );
+        assert_eq!(restored[0].epochs.as_ref(), &epochs(7, "a"));
+
+        // Rescaled from 3 to 2: new subtask 0 recovers old 0 and 2, new 1 old 1.
+        let all: Vec<_> = (0..3)
+            .map(|i| state_with_ids(&format!("old-{i}"), &epochs(5, "b")))
+            .collect();
+        let empty = BTreeMap::new();
+        let zero = restored_pending(0, 2, &empty, &all, now).unwrap();
+        assert_eq!(
+            ids(&zero),
+            [
+                ("old-0".into(), "old-0".into(), vec![5]),
+                ("old-2".into(), "old-2".into(), vec![5])
+            ]
+        );
+        let one = restored_pending(1, 2, &empty, &all, now).unwrap();
+        assert_eq!(ids(&one), [("old-1".into(), "old-1".into(), vec![5])]);
+        assert!(restored_pending(0, 1, &empty, &[], now).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_state_written_without_ids_is_recovered_under_the_recomputed_ids() {
+        let now = |old: usize| format!("new-{old}");
+        let legacy = |pending: &Pending| {
+            BTreeMap::from([(
+                PENDING_WITHOUT_IDS.to_string(),
+                encode(PENDING_WITHOUT_IDS, pending).unwrap(),
+            )])
+        };
+        let restored = restored_pending(0, 1, &legacy(&epochs(3, "c")), &[], now).unwrap();
+        assert_eq!(ids(&restored), [("new-0".into(), "new-0".into(), vec![3])]);
+        let all = [legacy(&epochs(3, "c")), legacy(&epochs(4, "d"))];
+        let restored = restored_pending(0, 1, &BTreeMap::new(), &all, now).unwrap();
+        assert_eq!(
+            ids(&restored),
+            [
+                ("new-0".into(), "new-0".into(), vec![3]),
+                ("new-1".into(), "new-1".into(), vec![4])
+            ]
+        );
+    }
+
+    #[test]
+    fn a_corrupt_pending_state_is_an_error_naming_it() {
+        let bad = BTreeMap::from([(PENDING.to_string(), vec![0xff, 0xff, 0xff])]);
+        let err = restored_pending(0, 1, &bad, &[], |i| i.to_string())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(PENDING), "{err}");
     }
 
     #[test]
