@@ -15,7 +15,7 @@ use weir::dataflow::checkpointing::{
 };
 use weir::dataflow::testing::CollectionSource;
 use weir::dataflow::{
-    CheckpointId, JobBuilder, JobConfig, Operator, Output, Result, WatermarkStrategy,
+    CheckpointId, JobBuilder, JobConfig, Operator, Output, Result, Stream, WatermarkStrategy,
 };
 use weir::sinks::{read_committed, EpochFileSink};
 use weir::state::{RocksDbConfig, StateBackend};
@@ -177,6 +177,45 @@ fn bounded_job_with_checkpoints_commits_everything_exactly_once() {
     assert_same(read_output(&out), expected(n), "output");
 }
 
+/// Runs a job with checkpoints to its end; its summary.
+fn run_to_end(
+    config: JobConfig,
+    checkpointing: CheckpointingConfig,
+    build: impl Fn(&JobBuilder) + Send + Sync + 'static,
+) -> weir::dataflow::checkpointing::RunSummary {
+    let summary = CheckpointedJob::spawn(config, checkpointing, build, Arc::new(NoListener))
+        .unwrap()
+        .wait()
+        .unwrap();
+    assert_eq!(summary.status, JobStatus::Finished);
+    summary
+}
+
+/// `numbers` (`input(n)`, `per_poll` records a poll) → `middle` → the epoch-file sink
+/// into `out`.
+fn numbers_to_epoch_files(
+    n: u64,
+    per_poll: usize,
+    out: PathBuf,
+    middle: impl Fn(Stream<(u32, u64)>) -> Stream<(u32, u64)> + Send + Sync + 'static,
+) -> impl Fn(&JobBuilder) + Send + Sync + 'static {
+    move |job: &JobBuilder| {
+        let numbers = job
+            .source(
+                "numbers",
+                WatermarkStrategy::none(),
+                CollectionSource::factory_with_poll_size(input(n), per_poll),
+            )
+            .uid("numbers");
+        middle(numbers)
+            .sink(
+                "epoch-sink",
+                EpochFileSink::<(u32, u64)>::factory(out.clone()),
+            )
+            .uid("epoch-sink");
+    }
+}
+
 /// Counts the records of its subtask and emits the count only when its input ends.
 struct CountAtEnd {
     seen: u64,
@@ -207,34 +246,17 @@ fn what_operators_emit_at_the_end_of_a_bounded_job_is_committed() {
     let out = dir.path().join("out");
     std::fs::create_dir_all(&out).unwrap();
     let n = 5_000;
-    let build = {
-        let out = out.clone();
-        move |job: &JobBuilder| {
-            job.source(
-                "numbers",
-                WatermarkStrategy::none(),
-                CollectionSource::factory_with_poll_size(input(n), 50),
-            )
-            .uid("numbers")
+    let build = numbers_to_epoch_files(n, 50, out.clone(), |numbers| {
+        numbers
             .rebalance()
             .transform("count-at-end", |_| CountAtEnd { seen: 0 })
             .uid("count-at-end")
-            .sink(
-                "epoch-sink",
-                EpochFileSink::<(u32, u64)>::factory(out.clone()),
-            )
-            .uid("epoch-sink");
-        }
-    };
-    let job = CheckpointedJob::spawn(
+    });
+    run_to_end(
         job_config("count-at-end", 2),
         settings(dir.path(), 10),
         build,
-        Arc::new(NoListener),
-    )
-    .unwrap();
-    let summary = job.wait().unwrap();
-    assert_eq!(summary.status, JobStatus::Finished);
+    );
     let counts = read_output(&out);
     assert_eq!(counts.len(), 2, "one count per subtask: {counts:?}");
     assert_eq!(counts.iter().map(|c| c.1).sum::<u64>(), n, "{counts:?}");
@@ -248,15 +270,8 @@ fn unchained_operators_with_the_same_name_checkpoint_and_finish() {
     let out = dir.path().join("out");
     std::fs::create_dir_all(&out).unwrap();
     let n = 2_000;
-    let build = {
-        let out = out.clone();
-        move |job: &JobBuilder| {
-            job.source(
-                "numbers",
-                WatermarkStrategy::none(),
-                CollectionSource::factory_with_poll_size(input(n), 20),
-            )
-            .uid("numbers")
+    let build = numbers_to_epoch_files(n, 20, out.clone(), |numbers| {
+        numbers
             .rebalance()
             .map(|r: (u32, u64)| r)
             .name("same")
@@ -264,22 +279,8 @@ fn unchained_operators_with_the_same_name_checkpoint_and_finish() {
             .map(|r: (u32, u64)| r)
             .name("same")
             .rebalance()
-            .sink(
-                "epoch-sink",
-                EpochFileSink::<(u32, u64)>::factory(out.clone()),
-            )
-            .uid("epoch-sink");
-        }
-    };
-    let job = CheckpointedJob::spawn(
-        job_config("same-names", 2),
-        settings(dir.path(), 10),
-        build,
-        Arc::new(NoListener),
-    )
-    .unwrap();
-    let summary = job.wait().unwrap();
-    assert_eq!(summary.status, JobStatus::Finished);
+    });
+    run_to_end(job_config("same-names", 2), settings(dir.path(), 10), build);
     let mut want = input(n);
     want.sort();
     assert_same(read_output(&out), want, "output");
@@ -294,30 +295,22 @@ fn a_restart_before_the_first_checkpoint_of_a_fresh_run_starts_from_nothing() {
     let n = 3_000;
     let earlier = dir.path().join("earlier");
     std::fs::create_dir_all(&earlier).unwrap();
-    let summary = CheckpointedJob::spawn(
+    let summary = run_to_end(
         job_config("timelines", 2),
         settings(dir.path(), 10),
         build(n, earlier, None, 50),
-        Arc::new(NoListener),
-    )
-    .unwrap()
-    .wait()
-    .unwrap();
+    );
     assert!(!summary.checkpoints.is_empty());
 
     let out = dir.path().join("out");
     std::fs::create_dir_all(&out).unwrap();
     let failed = Arc::new(AtomicBool::new(false));
     // No periodic checkpoint before the failure: only the final one.
-    let summary = CheckpointedJob::spawn(
+    let summary = run_to_end(
         job_config("timelines", 2),
         settings(dir.path(), 600_000),
         build(n, out.clone(), Some((100, failed.clone())), 50),
-        Arc::new(NoListener),
-    )
-    .unwrap()
-    .wait()
-    .unwrap();
+    );
     assert!(failed.load(Ordering::SeqCst), "the failure was injected");
     assert_eq!(summary.restarts, 1);
     assert_eq!(
@@ -350,26 +343,24 @@ fn a_restart_of_a_run_from_a_savepoint_restores_the_savepoint_not_newer_checkpoi
     // The run goes on past the savepoint and leaves newer checkpoints behind.
     job.wait().unwrap();
 
-    let from_savepoint = |out: &Path, fail_at: Option<(u64, Arc<AtomicBool>)>| {
+    let from_savepoint = |root: &Path, out: &Path, fail_at: Option<(u64, Arc<AtomicBool>)>| {
         std::fs::create_dir_all(out).unwrap();
-        let mut config = settings(dir.path(), 600_000);
+        let mut config = settings(root, 600_000);
         config.resume = ResumeFrom::Savepoint(savepoint.clone());
-        CheckpointedJob::spawn(
+        run_to_end(
             job_config("rollback", 2),
             config,
             build(n, out.to_path_buf(), fail_at, 50),
-            Arc::new(NoListener),
         )
-        .unwrap()
-        .wait()
-        .unwrap()
     };
+    // The reference run keeps its checkpoints apart: its single (final) checkpoint
+    // holds all its output, so restoring it would pass for right.
     let reference = dir.path().join("reference");
-    from_savepoint(&reference, None);
+    from_savepoint(&dir.path().join("apart"), &reference, None);
     let out = dir.path().join("out");
     let failed = Arc::new(AtomicBool::new(false));
     // The last record comes after the savepoint's position.
-    let summary = from_savepoint(&out, Some((n - 1, failed.clone())));
+    let summary = from_savepoint(dir.path(), &out, Some((n - 1, failed.clone())));
     assert!(failed.load(Ordering::SeqCst), "the failure was injected");
     assert_eq!(summary.restarts, 1);
     assert_same(
@@ -377,6 +368,28 @@ fn a_restart_of_a_run_from_a_savepoint_restores_the_savepoint_not_newer_checkpoi
         read_output(&reference),
         "the output after a restart of a run from a savepoint",
     );
+}
+
+/// Two runs write into the same output directory with checkpoint ids that repeat
+/// (each its own checkpoint directory): the second run's epochs are committed beside
+/// the first's, not taken for already committed and dropped.
+#[test]
+fn a_run_whose_checkpoint_ids_repeat_commits_its_own_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    let n = 3_000;
+    for run in ["first", "second"] {
+        run_to_end(
+            job_config("repeated-ids", 2),
+            settings(&dir.path().join(run), 10),
+            build(n, out.clone(), None, 50),
+        );
+    }
+    let mut want = expected(n);
+    want.extend(expected(n));
+    want.sort();
+    assert_same(read_output(&out), want, "both runs' output");
 }
 
 #[test]

@@ -757,12 +757,12 @@ fn committed_files(output: &Path) -> Vec<(u64, PathBuf)> {
         .filter_map(|entry| {
             let path = entry.ok()?.path();
             let name = path.file_name()?.to_str()?;
-            // part-<subtask>-<epoch>.jsonl
+            // part-<subtask>-<epoch>-<timeline>.jsonl
             let epoch = name
                 .strip_prefix("part-")?
                 .strip_suffix(".jsonl")?
-                .rsplit('-')
-                .next()?
+                .split('-')
+                .nth(1)?
                 .parse()
                 .ok()?;
             Some((epoch, path))

@@ -68,12 +68,15 @@ pub enum Event {
         /// Now.
         now: MonotonicMs,
     },
-    /// A savepoint was requested (stop: the job ends after it).
+    /// A savepoint was requested (stop: the job ends after it). Every request gets
+    /// its own answer: [`Command::SavepointDone`] or [`Command::SavepointFailed`].
     SavepointRequested {
         /// Now.
         now: MonotonicMs,
         /// Whether the job stops after the savepoint.
         stop: bool,
+        /// The request's id, unique within the job, to answer it by.
+        request: u64,
     },
     /// A subtask acknowledged (its state is uploaded).
     Acknowledged {
@@ -164,12 +167,20 @@ pub enum Command {
     /// Every subtask finished and the final checkpoint, which covers all they
     /// emitted, is complete and notified: end the job.
     FinishJob(CheckpointId),
-}
-
-#[derive(Clone, Copy, Debug)]
-enum Queued {
-    Checkpoint,
-    Savepoint { stop: bool },
+    /// A savepoint is complete: answer these requests with its location.
+    SavepointDone {
+        /// The requests it answers.
+        requests: Vec<u64>,
+        /// The savepoint's checkpoint id.
+        checkpoint: CheckpointId,
+    },
+    /// These savepoint requests cannot be served.
+    SavepointFailed {
+        /// The requests.
+        requests: Vec<u64>,
+        /// Why.
+        reason: String,
+    },
 }
 
 #[derive(Clone, Debug)]
@@ -178,6 +189,8 @@ struct Pending {
     started: MonotonicMs,
     acks: BTreeMap<SubtaskId, SubtaskAck>,
     writing_metadata: bool,
+    /// The savepoint requests this barrier serves.
+    requests: Vec<u64>,
 }
 
 /// The coordinator state machine of one job.
@@ -190,7 +203,11 @@ pub struct Coordinator {
     last_start: Option<MonotonicMs>,
     last_end: Option<MonotonicMs>,
     consecutive_failures: u32,
-    queued: Option<Queued>,
+    /// A checkpoint requested regardless of the interval.
+    checkpoint_requested: bool,
+    /// Savepoint requests not yet served, oldest first, with their stop flags: the
+    /// next savepoint serves all of them, and stops the job if any asked to.
+    savepoint_requests: Vec<(u64, bool)>,
     completed: Vec<CheckpointId>,
     wall_clock_ms: i64,
     /// Subtasks that finished their input.
@@ -215,7 +232,8 @@ impl Coordinator {
             last_start: None,
             last_end: None,
             consecutive_failures: 0,
-            queued: None,
+            checkpoint_requested: false,
+            savepoint_requests: Vec::new(),
             completed: Vec::new(),
             wall_clock_ms: 0,
             finished: BTreeSet::new(),
@@ -258,14 +276,23 @@ impl Coordinator {
                 self.maybe_start(now, &mut commands);
             }
             Event::CheckpointRequested { now } => {
-                if self.queued.is_none() {
-                    self.queued = Some(Queued::Checkpoint);
-                }
+                self.checkpoint_requested = true;
                 self.maybe_start(now, &mut commands);
             }
-            Event::SavepointRequested { now, stop } => {
-                self.queued = Some(Queued::Savepoint { stop });
-                self.maybe_start(now, &mut commands);
+            Event::SavepointRequested { now, stop, request } => {
+                if self
+                    .final_checkpoint
+                    .is_some_and(|f| self.in_flight() != Some(f))
+                {
+                    commands.push(Command::SavepointFailed {
+                        requests: vec![request],
+                        reason: "the job finished its input before the savepoint was taken"
+                            .to_string(),
+                    });
+                } else {
+                    self.savepoint_requests.push((request, stop));
+                    self.maybe_start(now, &mut commands);
+                }
             }
             Event::Acknowledged { now, ack } => {
                 let key = ack.id;
@@ -328,7 +355,20 @@ impl Coordinator {
                             keep: self.config.retention,
                         });
                     }
+                    if !p.requests.is_empty() {
+                        commands.push(Command::SavepointDone {
+                            requests: p.requests,
+                            checkpoint,
+                        });
+                    }
                     if self.final_checkpoint == Some(checkpoint) {
+                        if !self.savepoint_requests.is_empty() {
+                            commands.push(Command::SavepointFailed {
+                                requests: self.savepoint_requests.drain(..).map(|r| r.0).collect(),
+                                reason: "the job finished its input before the savepoint was taken"
+                                    .to_string(),
+                            });
+                        }
                         commands.push(Command::FinishJob(checkpoint));
                     } else if p.barrier.stops_job() {
                         commands.push(Command::StopJob(checkpoint));
@@ -366,6 +406,23 @@ impl Coordinator {
             checkpoint: pending.barrier.id,
             reason: reason.clone(),
         });
+        if !pending.requests.is_empty() {
+            commands.push(Command::SavepointFailed {
+                requests: pending.requests,
+                reason: reason.clone(),
+            });
+        }
+        if pending.barrier.stops_job() {
+            // The sources stopped at the barrier and emit nothing more: the job fails
+            // over, and the restart resumes from the newest checkpoint.
+            commands.push(Command::FailJob {
+                reason: format!(
+                    "stop-with-savepoint {} failed: {reason}",
+                    pending.barrier.id
+                ),
+            });
+            return;
+        }
         if pending.barrier.is_savepoint() {
             // A failed savepoint does not count against periodic checkpoints.
             return;
@@ -385,9 +442,9 @@ impl Coordinator {
         if self.pending.is_some() || self.subtasks.is_empty() {
             return;
         }
-        let queued = self.queued;
+        let savepoint = !self.savepoint_requests.is_empty();
         let finishing = self.final_checkpoint.is_none() && self.all_finished();
-        if queued.is_none() && !finishing {
+        if !savepoint && !self.checkpoint_requested && !finishing {
             let interval_due = self
                 .last_start
                 .is_none_or(|t| now.saturating_sub(t) >= self.config.interval.as_millis() as u64);
@@ -402,11 +459,14 @@ impl Coordinator {
         }
         let id = self.next_id;
         self.next_id = id.next();
-        let barrier = match queued {
-            Some(Queued::Savepoint { stop }) => Barrier::savepoint(id, stop, self.wall_clock_ms),
-            Some(Queued::Checkpoint) | None => Barrier::checkpoint(id, self.wall_clock_ms),
+        let requests: Vec<(u64, bool)> = std::mem::take(&mut self.savepoint_requests);
+        let barrier = if savepoint {
+            let stop = requests.iter().any(|&(_, stop)| stop) && !finishing;
+            Barrier::savepoint(id, stop, self.wall_clock_ms)
+        } else {
+            Barrier::checkpoint(id, self.wall_clock_ms)
         };
-        self.queued = None;
+        self.checkpoint_requested = false;
         if finishing {
             self.final_checkpoint = Some(id);
         }
@@ -416,6 +476,7 @@ impl Coordinator {
             started: now,
             acks: BTreeMap::new(),
             writing_metadata: false,
+            requests: requests.into_iter().map(|(request, _)| request).collect(),
         });
         commands.push(Command::InjectBarrier(barrier));
     }
@@ -545,6 +606,7 @@ mod tests {
         let commands = c.on_event(Event::SavepointRequested {
             now: 10,
             stop: true,
+            request: 7,
         });
         let barrier = match commands[..] {
             [Command::InjectBarrier(b)] => b,
@@ -567,6 +629,10 @@ mod tests {
             commands,
             vec![
                 Command::NotifyComplete(CheckpointId::new(1)),
+                Command::SavepointDone {
+                    requests: vec![7],
+                    checkpoint: CheckpointId::new(1)
+                },
                 Command::StopJob(CheckpointId::new(1))
             ]
         );
@@ -727,5 +793,68 @@ mod tests {
             .as_slice(),
             [Command::WriteMetadata { acks, .. }] if acks.len() == 2
         ));
+    }
+
+    /// Two savepoint requests made while a checkpoint is in flight: both are served
+    /// by the next savepoint, the stop of either is kept, and each is answered (before,
+    /// the second replaced the first: its stop flag was lost and one waiter was never
+    /// answered).
+    #[test]
+    fn savepoint_requests_during_a_checkpoint_are_each_answered_and_keep_their_stop() {
+        let mut c = coordinator(CoordinatorConfig::default());
+        c.on_event(Event::Tick { now: 1000 });
+        for (request, stop) in [(1, true), (2, false)] {
+            assert!(c
+                .on_event(Event::SavepointRequested {
+                    now: 1001,
+                    stop,
+                    request,
+                })
+                .is_empty());
+        }
+        c.on_event(Event::Acknowledged {
+            now: 1002,
+            ack: ack(1, "a", 0),
+        });
+        c.on_event(Event::Acknowledged {
+            now: 1002,
+            ack: ack(1, "a", 1),
+        });
+        assert_eq!(
+            c.on_event(Event::MetadataWritten {
+                now: 1003,
+                checkpoint: CheckpointId::new(1),
+            }),
+            [
+                Command::NotifyComplete(CheckpointId::new(1)),
+                Command::Retain { keep: 3 },
+            ]
+        );
+        let barrier = match c.on_event(Event::Tick { now: 1004 })[..] {
+            [Command::InjectBarrier(b)] => b,
+            ref other => panic!("{other:?}"),
+        };
+        assert!(barrier.is_savepoint() && barrier.stops_job(), "{barrier:?}");
+        // It fails: both requests are answered, and the stopped sources fail over.
+        assert_eq!(
+            c.on_event(Event::Declined {
+                now: 1005,
+                checkpoint: barrier.id,
+                reason: "upload failed".into(),
+            }),
+            [
+                Command::Abort {
+                    checkpoint: barrier.id,
+                    reason: "upload failed".into()
+                },
+                Command::SavepointFailed {
+                    requests: vec![1, 2],
+                    reason: "upload failed".into()
+                },
+                Command::FailJob {
+                    reason: format!("stop-with-savepoint {} failed: upload failed", barrier.id)
+                },
+            ]
+        );
     }
 }

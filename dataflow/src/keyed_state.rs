@@ -190,14 +190,17 @@ impl<K: StateKey, V: StateValue> KeyedStateStore for weir_state::StateTable<K, V
     }
 }
 
-/// The typed states of `weir_state` are their table for the runtime.
-macro_rules! typed_state_store {
-    ([$($generics:tt)*] $state:ident < $($param:ident),+ >) => {
+/// The typed states of `weir_state` are their table for the runtime. A state with a
+/// time-to-live also drops expired values before every snapshot (`cleanup`: on the
+/// heap; RocksDB's compaction filter drops them there).
+macro_rules! deref_state_store {
+    ([$($generics:tt)*] $state:ident < $($param:ident),+ > $(, $cleanup:ident)?) => {
         impl<$($generics)*> KeyedStateStore for weir_state::$state<$($param),+> {
             fn state_name(&self) -> String {
                 (**self).state_name()
             }
             fn flush_state(&mut self) -> weir_state::Result<()> {
+                $(self.$cleanup()?;)?
                 (**self).flush_state()
             }
             fn freeze_state(
@@ -217,9 +220,15 @@ macro_rules! typed_state_store {
         }
     };
 }
-typed_state_store!([K: StateKey, V: StateValue] ValueState<K, V>);
-typed_state_store!([K: StateKey, V: StateValue] ListState<K, V>);
-typed_state_store!([K: StateKey, UK: StateKey, V: StateValue] MapState<K, UK, V>);
+deref_state_store!([K: StateKey, V: StateValue] ValueState<K, V>);
+deref_state_store!([K: StateKey, V: StateValue] ListState<K, V>);
+deref_state_store!([K: StateKey, UK: StateKey, V: StateValue] MapState<K, UK, V>);
+deref_state_store!([K: StateKey, V: StateValue] TtlValueState<K, V>, cleanup_before_snapshot);
+deref_state_store!([K: StateKey, V: StateValue] TtlListState<K, V>, cleanup_before_snapshot);
+deref_state_store!(
+    [K: StateKey, UK: StateKey, V: StateValue] TtlMapState<K, UK, V>,
+    cleanup_before_snapshot
+);
 
 impl<K, In, A> KeyedStateStore for weir_state::AggregatingState<K, In, A>
 where
@@ -246,39 +255,6 @@ where
         self.table_mut().restore_state(chunks, range, max)
     }
 }
-
-/// A state with a time-to-live drops expired values before every snapshot (on the
-/// heap; RocksDB's compaction filter drops them there).
-macro_rules! ttl_state_store {
-    ([$($generics:tt)*] $state:ident < $($param:ident),+ >) => {
-        impl<$($generics)*> KeyedStateStore for weir_state::$state<$($param),+> {
-            fn state_name(&self) -> String {
-                (**self).state_name()
-            }
-            fn flush_state(&mut self) -> weir_state::Result<()> {
-                self.cleanup_before_snapshot()?;
-                (**self).flush_state()
-            }
-            fn freeze_state(
-                &mut self,
-                frozen: &mut Vec<Box<dyn FrozenKeyed>>,
-            ) -> weir_state::Result<()> {
-                (**self).freeze_state(frozen)
-            }
-            fn restore_state(
-                &mut self,
-                chunks: &[(KeyGroup, &[u8])],
-                range: KeyGroupRange,
-                max: MaxParallelism,
-            ) -> weir_state::Result<usize> {
-                (**self).restore_state(chunks, range, max)
-            }
-        }
-    };
-}
-ttl_state_store!([K: StateKey, V: StateValue] TtlValueState<K, V>);
-ttl_state_store!([K: StateKey, V: StateValue] TtlListState<K, V>);
-ttl_state_store!([K: StateKey, UK: StateKey, V: StateValue] TtlMapState<K, UK, V>);
 
 impl<K: StateKey, V: StateValue> KeyedStateStore for weir_state::LruValueState<K, V> {
     fn state_name(&self) -> String {

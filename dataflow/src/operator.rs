@@ -51,6 +51,8 @@ pub struct OperatorContext {
     pub job: String,
     /// How long a checkpoint may take, when checkpointing is on.
     pub checkpoint_timeout: Option<std::time::Duration>,
+    /// The run (timeline) of the job ([`crate::JobConfig::timeline`]).
+    pub timeline: u64,
     /// This instance's counters.
     pub metrics: Arc<OperatorMetrics>,
     /// Where this instance keeps keyed state. Ask for states with
@@ -73,6 +75,7 @@ impl OperatorContext {
             checkpointing: false,
             job: String::new(),
             checkpoint_timeout: None,
+            timeline: 0,
             metrics: Arc::new(OperatorMetrics::default()),
             states: StateRegistry::default(),
         }

@@ -3,14 +3,19 @@
 //!
 //! ```text
 //! records of epoch n ──▶ memory (part of checkpoint n's operator state)
-//! checkpoint n complete ──▶ <dir>/.tmp-part-<subtask>-<n> ──fsync, rename──▶ <dir>/part-<subtask>-<n>.jsonl
+//! checkpoint n complete ──▶ <dir>/.tmp-part-<subtask>-<n>-<timeline> ──fsync, rename──▶ <dir>/part-<subtask>-<n>-<timeline>.jsonl
 //! restore ──▶ pending epochs of the restored checkpoint are written again unless their file exists
 //! ```
 //!
-//! The file name depends only on the writing subtask and the checkpoint, so a commit
-//! repeated after a crash finds its file and is skipped: no record is lost or
-//! written twice. After rescaling, the pending epochs of every previous subtask are
-//! committed under that subtask's name by the new subtask 0.
+//! The file name depends only on the writing subtask, the checkpoint and the run
+//! (timeline) that wrote it, so a commit repeated after a crash finds its file and is
+//! skipped: no record is lost or written twice. Another run whose checkpoint ids
+//! repeat (a savepoint restored into a fresh checkpoint directory, or under another
+//! job name) writes other names, so its output is never taken for already committed.
+//! Pending epochs are committed under the timeline they were written in, which the
+//! state records (state written before timelines has none: the names then have no
+//! timeline part, as they had). After rescaling, the pending epochs of every previous
+//! subtask are committed under that subtask's name by the new subtask 0.
 
 use serde::{de::DeserializeOwned, Serialize};
 use std::collections::BTreeMap;
@@ -22,6 +27,8 @@ use weir_dataflow::{
 };
 
 const PENDING: &str = "epoch-file-pending";
+/// The timeline the pending epochs were written in.
+const TIMELINE: &str = "epoch-file-timeline";
 
 /// Pending epochs of one subtask: checkpoint id → records.
 type Pending<T> = BTreeMap<u64, Vec<T>>;
@@ -33,6 +40,8 @@ pub struct EpochFileSink<T> {
     name: String,
     current: Vec<T>,
     pending: Pending<T>,
+    /// The run this instance writes in ([`OperatorContext::timeline`]).
+    timeline: u64,
 }
 
 impl<T: Serialize + DeserializeOwned + Send + 'static> EpochFileSink<T> {
@@ -47,6 +56,7 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> EpochFileSink<T> {
             name: info.operator.clone(),
             current: Vec::new(),
             pending: BTreeMap::new(),
+            timeline: 0,
         }
     }
 
@@ -54,17 +64,27 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> EpochFileSink<T> {
         DataflowError::io(&self.name, path.display().to_string(), e)
     }
 
-    /// Writes every pending epoch up to `up_to` of subtask `subtask`, skipping those
-    /// whose file exists.
-    fn commit(&self, subtask: usize, pending: &mut Pending<T>, up_to: u64) -> Result<()> {
+    /// Writes every pending epoch up to `up_to` of subtask `subtask`, written in
+    /// `timeline`, skipping those whose file exists.
+    fn commit(
+        &self,
+        subtask: usize,
+        timeline: u64,
+        pending: &mut Pending<T>,
+        up_to: u64,
+    ) -> Result<()> {
         let done: Vec<u64> = pending.range(..=up_to).map(|(k, _)| *k).collect();
         for epoch in done {
             let records = pending.remove(&epoch).unwrap_or_default();
-            let path = self.dir.join(format!("part-{subtask}-{epoch}.jsonl"));
+            let stem = match timeline {
+                0 => format!("part-{subtask}-{epoch}"),
+                _ => format!("part-{subtask}-{epoch}-{timeline:016x}"),
+            };
+            let path = self.dir.join(format!("{stem}.jsonl"));
             if path.exists() || records.is_empty() {
                 continue;
             }
-            let tmp = self.dir.join(format!(".tmp-part-{subtask}-{epoch}"));
+            let tmp = self.dir.join(format!(".tmp-{stem}"));
             let mut text = Vec::new();
             for record in &records {
                 serde_json::to_writer(&mut text, record).map_err(|e| {
@@ -94,21 +114,32 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> Sink for EpochFileSink<T>
 
     fn open(&mut self, cx: &mut OperatorContext) -> Result<()> {
         std::fs::create_dir_all(&self.dir).map_err(|e| self.io(&self.dir.clone(), e))?;
+        self.timeline = cx.timeline;
         // Epochs in a restored checkpoint belong to a completed checkpoint: commit
-        // them now under the name of the subtask that wrote them.
-        let mut restored: Vec<(usize, Pending<T>)> = Vec::new();
-        if let Some(bytes) = cx.restored_operator.get(PENDING) {
-            restored.push((self.subtask, decode(PENDING, bytes)?));
+        // them now under the name of the subtask and the timeline that wrote them.
+        let pending_of = |state: &BTreeMap<String, Vec<u8>>| -> Result<Option<(u64, Pending<T>)>> {
+            let Some(bytes) = state.get(PENDING) else {
+                return Ok(None);
+            };
+            let timeline = match state.get(TIMELINE) {
+                Some(bytes) => decode(TIMELINE, bytes)?,
+                None => 0,
+            };
+            Ok(Some((timeline, decode(PENDING, bytes)?)))
+        };
+        let mut restored: Vec<(usize, u64, Pending<T>)> = Vec::new();
+        if let Some((timeline, pending)) = pending_of(&cx.restored_operator)? {
+            restored.push((self.subtask, timeline, pending));
         }
         if self.subtask == 0 {
             for (old, state) in cx.restored_operator_all.iter().enumerate() {
-                if let Some(bytes) = state.get(PENDING) {
-                    restored.push((old, decode(PENDING, bytes)?));
+                if let Some((timeline, pending)) = pending_of(state)? {
+                    restored.push((old, timeline, pending));
                 }
             }
         }
-        for (old, mut pending) in restored {
-            self.commit(old, &mut pending, u64::MAX)?;
+        for (old, timeline, mut pending) in restored {
+            self.commit(old, timeline, &mut pending, u64::MAX)?;
         }
         Ok(())
     }
@@ -122,12 +153,13 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> Sink for EpochFileSink<T>
         let epoch = std::mem::take(&mut self.current);
         self.pending.insert(cx.checkpoint.get(), epoch);
         cx.put_operator(PENDING, encode(PENDING, &self.pending)?);
+        cx.put_operator(TIMELINE, encode(TIMELINE, &self.timeline)?);
         Ok(())
     }
 
     fn on_checkpoint_complete(&mut self, id: CheckpointId) -> Result<()> {
         let mut pending = std::mem::take(&mut self.pending);
-        let result = self.commit(self.subtask, &mut pending, id.get());
+        let result = self.commit(self.subtask, self.timeline, &mut pending, id.get());
         self.pending = pending;
         result
     }

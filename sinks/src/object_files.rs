@@ -9,7 +9,7 @@
 //!     │ snapshot(n): upload the in-progress part, give each staged part of the epoch
 //!     │ its final name; operator state `file-sink-pending` = {checkpoint → [staged → final]}
 //!     ▼ checkpoint n complete (or restore of a checkpoint holding n)
-//!  <root>/part-<subtask>-<n>-<seq>.<ext>     move: a rename locally, copy + delete on S3;
+//!  <root>/part-<subtask>-<n>-<seq>-<timeline>.<ext>   move: a rename locally, copy + delete on S3;
 //!                                           skipped when the final object already exists
 //! ```
 //!
@@ -17,11 +17,14 @@
 //!   of the epoch is uploaded, so a completed checkpoint never refers to data that is
 //!   not stored.
 //! - **Exactly once.** A final name depends only on the writing subtask, the
-//!   checkpoint and the part's sequence number within the epoch, so a commit repeated
-//!   after a crash (from `on_checkpoint_complete`, or from `open` when the restored
-//!   checkpoint still lists the epoch as pending) finds its object and is skipped. A
-//!   staged part that is missing while its final object is missing too is an error
-//!   naming both: output is never lost silently.
+//!   checkpoint, the part's sequence number within the epoch and the run (timeline)
+//!   that wrote it, so a commit repeated after a crash (from `on_checkpoint_complete`,
+//!   or from `open` when the restored checkpoint still lists the epoch as pending)
+//!   finds its object and is skipped, while another run whose checkpoint ids repeat (a
+//!   savepoint restored into a fresh checkpoint directory, or under another job name)
+//!   writes other names and is never taken for already committed. A staged part that
+//!   is missing while its final object is missing too is an error naming both: output
+//!   is never lost silently.
 //! - **No collisions with zombies.** Staging names carry a random attempt nonce, so a
 //!   restarted attempt never writes over the objects of one that is still running.
 //!   When a subtask opens it deletes the staging objects of its own subtask index
@@ -30,9 +33,10 @@
 //! - **Rescaling.** After a change of parallelism the new subtask 0 commits the pending
 //!   epochs of every previous subtask (under their names: the final name is in the
 //!   state).
-//! - **End of input.** With checkpointing, the runtime takes a final checkpoint before
-//!   the end of input reaches the sink, and its completion commits the last epoch;
-//!   `finish` therefore leaves records to the checkpoint that covers them. Without
+//! - **End of input.** With checkpointing, the runtime takes a final checkpoint after
+//!   every operator ran `on_end` and the sink's `finish`, and its completion commits
+//!   the last epoch; `finish` therefore leaves records to the checkpoint that covers
+//!   them. Without
 //!   checkpointing there is nothing to be exactly-once with: parts are written straight
 //!   to `part-<subtask>-0-<seq>.<ext>` (replacing those of an earlier run), the last one
 //!   by `finish`.
@@ -153,7 +157,7 @@ impl FileSinkMetrics {
 struct StagedPart {
     /// Relative to the root: `_staging/part-<subtask>-<attempt>-<k>.<ext>`.
     staging: String,
-    /// Relative to the root: `part-<subtask>-<checkpoint>-<seq>.<ext>`.
+    /// Relative to the root: `part-<subtask>-<checkpoint>-<seq>[-<timeline>].<ext>`.
     target: String,
     bytes: u64,
 }
@@ -169,6 +173,8 @@ pub struct ObjectFileSink<T> {
     /// The output store, once open.
     store: Option<BlockingObjectStore>,
     checkpointing: bool,
+    /// The run this instance writes in ([`OperatorContext::timeline`]).
+    timeline: u64,
     /// A random nonce of this attempt, in staging names.
     attempt: String,
     /// Staging objects written by this attempt so far (the `<k>` of the next one).
@@ -201,6 +207,7 @@ impl<T: Serialize + Send + 'static> ObjectFileSink<T> {
             metrics: shared.clone(),
             store: None,
             checkpointing: false,
+            timeline: 0,
             attempt: nonce(),
             staged: 0,
             part: Vec::new(),
@@ -383,6 +390,7 @@ impl<T: Serialize + Send + 'static> Sink for ObjectFileSink<T> {
     /// part missing together with its final object (naming both); a failed move.
     fn open(&mut self, cx: &mut OperatorContext) -> Result<()> {
         self.checkpointing = cx.checkpointing;
+        self.timeline = cx.timeline;
         let context = format!("file sink output `{}`", self.config.storage.url);
         let store = BlockingObjectStore::open(&self.config.storage)
             .map_err(|e| e.into_dataflow(&self.subtask, Some(&context)))?;
@@ -453,12 +461,16 @@ impl<T: Serialize + Send + 'static> Sink for ObjectFileSink<T> {
         self.roll()?;
         let checkpoint = cx.checkpoint.get();
         let (index, ext) = (self.subtask.index, self.config.format.extension());
+        let timeline = match self.timeline {
+            0 => String::new(),
+            t => format!("-{t:016x}"),
+        };
         let parts: Vec<StagedPart> = std::mem::take(&mut self.epoch)
             .into_iter()
             .enumerate()
             .map(|(seq, (staging, bytes))| StagedPart {
                 staging,
-                target: format!("part-{index}-{checkpoint}-{seq}.{ext}"),
+                target: format!("part-{index}-{checkpoint}-{seq}{timeline}.{ext}"),
                 bytes,
             })
             .collect();
@@ -497,7 +509,7 @@ impl<T: Serialize + Send + 'static> Sink for ObjectFileSink<T> {
 /// A committed part file of an [`ObjectFileSink`] output.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CommittedPart {
-    /// The file name, `part-<subtask>-<checkpoint>-<seq>.<ext>`.
+    /// The file name, `part-<subtask>-<checkpoint>-<seq>[-<timeline>].<ext>`.
     pub name: String,
     /// The writing subtask.
     pub subtask: usize,
@@ -505,24 +517,33 @@ pub struct CommittedPart {
     pub checkpoint: u64,
     /// Its number within the subtask's epoch.
     pub seq: u64,
+    /// The run (timeline) that wrote it, 0 when the name has none (without
+    /// checkpointing, or written before timelines).
+    pub timeline: u64,
     /// Its size in bytes.
     pub size: u64,
 }
 
 impl CommittedPart {
-    /// Parses `part-<subtask>-<checkpoint>-<seq>.<ext>`.
+    /// Parses `part-<subtask>-<checkpoint>-<seq>[-<timeline, hex>].<ext>`.
     fn parse(name: &str, ext: &str, size: u64) -> Option<Self> {
         let stem = name
             .strip_prefix("part-")?
             .strip_suffix(ext)?
             .strip_suffix('.')?;
-        let mut numbers = stem.split('-').map(|n| n.parse::<u64>().ok());
-        let (subtask, checkpoint, seq) = (numbers.next()??, numbers.next()??, numbers.next()??);
-        numbers.next().is_none().then_some(Self {
+        let mut fields = stem.split('-');
+        let mut number = || fields.next()?.parse::<u64>().ok();
+        let (subtask, checkpoint, seq) = (number()?, number()?, number()?);
+        let timeline = match fields.next() {
+            Some(hex) => u64::from_str_radix(hex, 16).ok()?,
+            None => 0,
+        };
+        fields.next().is_none().then_some(Self {
             name: name.to_owned(),
             subtask: usize::try_from(subtask).ok()?,
             checkpoint,
             seq,
+            timeline,
             size,
         })
     }

@@ -85,6 +85,7 @@ impl CheckpointedJob {
             native_uploads: NativeUploads::default(),
             retention: std::sync::Mutex::new(Vec::new()),
             passed_over: std::sync::Mutex::new(Vec::new()),
+            attempt_io: std::sync::Mutex::new(Vec::new()),
             nonce: weir_state::unique_id(),
             timeline: weir_state::unique_id(),
         };
@@ -183,6 +184,10 @@ struct Driver {
     /// Complete checkpoints that could not be restored and that a resume passed
     /// over (only with `fallback_past_corrupt`).
     passed_over: std::sync::Mutex<Vec<CheckpointId>>,
+    /// Uploads, metadata writes and deletions of the current attempt: awaited before
+    /// the next attempt starts, so a late write of a failed attempt never lands
+    /// beside (or after the clean-up of) the next one's.
+    attempt_io: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
 enum Ended {
@@ -216,7 +221,6 @@ struct InFlight {
     states: BTreeMap<OperatorUid, BTreeMap<usize, SubtaskState>>,
     parallelism: BTreeMap<OperatorUid, usize>,
     stats: Vec<SubtaskCheckpointStats>,
-    savepoint_reply: Option<Sender<Result<String>>>,
 }
 
 /// Serves savepoint requests left in the checkpoint storage by `weir savepoint`
@@ -342,12 +346,24 @@ impl Driver {
     /// Removes what failed, aborted or interrupted checkpoints left behind: their
     /// directories and the shared files no complete checkpoint refers to. Only while
     /// no checkpoint is in flight.
+    /// Keeps `task` (I/O of the current attempt) to await before the next attempt.
+    fn track(&self, task: tokio::task::JoinHandle<()>) {
+        let mut tasks = self.attempt_io.lock().unwrap_or_else(|p| p.into_inner());
+        tasks.retain(|t| !t.is_finished());
+        tasks.push(task);
+    }
+
     fn collect_garbage(&self) {
         let job = &self.config.name;
         let retention: Vec<_> =
             std::mem::take(&mut *self.retention.lock().unwrap_or_else(|p| p.into_inner()));
+        let attempt_io: Vec<_> =
+            std::mem::take(&mut *self.attempt_io.lock().unwrap_or_else(|p| p.into_inner()));
         let result = self.runtime.block_on(async {
-            for task in retention {
+            // The failed attempt's uploads and metadata writes finish (or fail) first:
+            // a metadata write landing after the clean-up below would make a
+            // checkpoint whose state was just deleted look complete.
+            for task in attempt_io.into_iter().chain(retention) {
                 let _ = task.await;
             }
             self.storage.cleanup_incomplete(job).await?;
@@ -668,6 +684,7 @@ impl Driver {
         let mut config = self.config.clone();
         config.checkpointing = true;
         config.checkpoint_timeout = Some(self.checkpointing.coordinator.timeout);
+        config.timeline = self.timeline;
         if let Some(restore) = &restore {
             if let Err(e) = self.check_restore_fits(restore) {
                 return Ended::Failed(e);
@@ -730,18 +747,18 @@ impl Driver {
         let now = || clock.elapsed().as_millis() as u64;
         let mut in_flight: BTreeMap<CheckpointId, InFlight> = BTreeMap::new();
         let mut finished: BTreeSet<SubtaskId> = BTreeSet::new();
-        let mut savepoint_waiters: Vec<Sender<Result<String>>> = Vec::new();
-        let mut stop_location: Option<String> = None;
+        // Savepoint requests by id, each answered once (`SavepointDone`/`Failed`).
+        let mut waiters: BTreeMap<u64, Sender<Result<String>>> = BTreeMap::new();
+        let mut next_request: u64 = 0;
+        let mut savepoint_locations: BTreeMap<CheckpointId, String> = BTreeMap::new();
         let ticker = crossbeam_channel::tick(Duration::from_millis(5));
         loop {
             if handle.poll_failure().is_some() {
-                for (_, flight) in std::mem::take(&mut in_flight) {
-                    if let Some(reply) = flight.savepoint_reply {
-                        let _ = reply.send(Err(DataflowError::checkpoint(
-                            "savepoint",
-                            "the job failed",
-                        )));
-                    }
+                for (_, reply) in std::mem::take(&mut waiters) {
+                    let _ = reply.send(Err(DataflowError::checkpoint(
+                        "savepoint",
+                        "the job failed",
+                    )));
                 }
                 return match handle.shutdown() {
                     Err(e) => Ended::Failed(e),
@@ -796,13 +813,8 @@ impl Driver {
                     Ok(Internal::MetadataDone { checkpoint, result }) => match result {
                         Ok(savepoint_location) => {
                             hit(&self.failpoint_hits, &self.checkpointing, Failpoint::AfterMetadataBeforeNotify);
-                            if let Some(flight) = in_flight.get_mut(&checkpoint) {
-                                if let (Some(reply), Some(location)) = (flight.savepoint_reply.take(), savepoint_location.clone()) {
-                                    let _ = reply.send(Ok(location));
-                                }
-                                if flight.barrier.stops_job() {
-                                    stop_location = savepoint_location;
-                                }
+                            if let Some(location) = savepoint_location {
+                                savepoint_locations.insert(checkpoint, location);
                             }
                             events.push(Event::MetadataWritten { now: now(), checkpoint });
                         }
@@ -812,8 +824,9 @@ impl Driver {
                 },
                 recv(self.requests) -> request => match request {
                     Ok(Request::Savepoint { stop, reply }) => {
-                        savepoint_waiters.push(reply);
-                        events.push(Event::SavepointRequested { now: now(), stop });
+                        next_request += 1;
+                        waiters.insert(next_request, reply);
+                        events.push(Event::SavepointRequested { now: now(), stop, request: next_request });
                     }
                     Ok(Request::Cancel) => {
                         let metrics = handle.metrics();
@@ -838,11 +851,6 @@ impl Driver {
                                     states: BTreeMap::new(),
                                     parallelism: BTreeMap::new(),
                                     stats: Vec::new(),
-                                    savepoint_reply: if barrier.is_savepoint() {
-                                        savepoint_waiters.pop()
-                                    } else {
-                                        None
-                                    },
                                 },
                             );
                             let finished_tasks: BTreeSet<SubtaskId> =
@@ -909,23 +917,16 @@ impl Driver {
                             tracing::warn!(
                                 "checkpoint {checkpoint} of job `{job}` aborted: {reason}"
                             );
-                            if let Some(flight) = in_flight.remove(&checkpoint) {
-                                if let Some(reply) = flight.savepoint_reply {
-                                    let _ = reply.send(Err(DataflowError::checkpoint(
-                                        "savepoint",
-                                        reason.clone(),
-                                    )));
-                                }
-                            }
+                            in_flight.remove(&checkpoint);
                             let storage = self.storage.clone();
                             let job = job.clone();
-                            self.runtime.spawn(async move {
+                            self.track(self.runtime.spawn(async move {
                                 if let Err(e) = storage.abort(&job, checkpoint).await {
                                     tracing::warn!(
                                         "could not delete aborted checkpoint {checkpoint}: {e}"
                                     );
                                 }
-                            });
+                            }));
                         }
                         Command::FailJob { reason } => {
                             let _ = handle.shutdown();
@@ -937,22 +938,52 @@ impl Driver {
                         Command::InjectBarrierOn { barrier, subtask } => {
                             handle.trigger_barrier_on_subtask(barrier, subtask);
                         }
-                        Command::FinishJob(_) => {
-                            for reply in savepoint_waiters.drain(..) {
-                                let _ = reply.send(Err(DataflowError::checkpoint(
-                                    "savepoint",
-                                    "the job finished its input before the savepoint was taken",
-                                )));
+                        Command::SavepointDone {
+                            requests,
+                            checkpoint,
+                        } => {
+                            let location = savepoint_locations.get(&checkpoint).cloned();
+                            for request in requests {
+                                if let Some(reply) = waiters.remove(&request) {
+                                    let _ = reply.send(location.clone().ok_or_else(|| {
+                                        DataflowError::checkpoint(
+                                            "savepoint",
+                                            "no location was recorded",
+                                        )
+                                    }));
+                                }
                             }
+                        }
+                        Command::SavepointFailed { requests, reason } => {
+                            for request in requests {
+                                if let Some(reply) = waiters.remove(&request) {
+                                    let _ = reply.send(Err(DataflowError::checkpoint(
+                                        "savepoint",
+                                        reason.clone(),
+                                    )));
+                                }
+                            }
+                        }
+                        Command::FinishJob(_) => {
                             return match handle.shutdown() {
                                 Ok(result) => Ended::Finished(result),
                                 Err(e) => Ended::Failed(e),
                             };
                         }
-                        Command::StopJob(_) => {
+                        Command::StopJob(checkpoint) => {
                             let metrics = handle.metrics();
-                            let _ = handle.shutdown();
-                            return Ended::Suspended(stop_location.unwrap_or_default(), metrics);
+                            // A sink that fails to commit the savepoint's epoch fails
+                            // the stop: its output is not all committed. (Tasks the
+                            // shutdown cuts off report `TaskFailed`: not a failure here.)
+                            return match handle.shutdown() {
+                                Err(e) if !matches!(e, DataflowError::TaskFailed { .. }) => {
+                                    Ended::Failed(e)
+                                }
+                                _ => Ended::Suspended(
+                                    savepoint_locations.remove(&checkpoint).unwrap_or_default(),
+                                    metrics,
+                                ),
+                            };
                         }
                     }
                 }
@@ -992,7 +1023,7 @@ impl Driver {
             self.checkpointing.incremental,
             self.checkpointing.full_snapshot_every,
         );
-        self.runtime.spawn(async move {
+        let task = self.runtime.spawn(async move {
             let started = Instant::now();
             let mut states: BTreeMap<OperatorUid, SubtaskState> = BTreeMap::new();
             let mut state_bytes = 0u64;
@@ -1103,6 +1134,7 @@ impl Driver {
             };
             let _ = done.send(message);
         });
+        self.track(task);
     }
 
     fn write_metadata(
@@ -1136,7 +1168,7 @@ impl Driver {
             .is_savepoint()
             .then(|| self.checkpointing.savepoints.clone());
         let job = job.to_string();
-        self.runtime.spawn(async move {
+        let task = self.runtime.spawn(async move {
             let result: std::result::Result<_, CheckpointError> = async {
                 storage.commit_metadata(&metadata).await?;
                 match savepoints {
@@ -1154,5 +1186,6 @@ impl Driver {
                 result,
             });
         });
+        self.track(task);
     }
 }

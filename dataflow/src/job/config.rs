@@ -26,6 +26,12 @@ pub struct JobConfig {
     /// How long a checkpoint may take (set by the checkpointing driver); sinks that
     /// commit after a checkpoint bound their commits by it.
     pub checkpoint_timeout: Option<Duration>,
+    /// The run (timeline) this job belongs to, set by the checkpointing driver (a new
+    /// one at every start; 0 without checkpointing). Exactly-once sinks put it in the
+    /// names of what they commit, so output of one run never suppresses another's
+    /// when checkpoint ids repeat (a savepoint restored into a fresh directory, or
+    /// under another job name).
+    pub timeline: u64,
     /// State to restore, by operator uid.
     pub restore: Option<RestoreState>,
     /// Where keyed state lives: on the heap (the default) or in RocksDB, one
@@ -45,6 +51,7 @@ impl Default for JobConfig {
             watermark_interval: Duration::from_millis(50),
             checkpointing: false,
             checkpoint_timeout: None,
+            timeline: 0,
             restore: None,
             state_backend: StateBackend::Heap,
         }

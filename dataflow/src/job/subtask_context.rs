@@ -65,6 +65,7 @@ pub(super) fn context(
     cx.checkpointing = config.checkpointing;
     cx.job.clone_from(&config.name);
     cx.checkpoint_timeout = config.checkpoint_timeout;
+    cx.timeline = config.timeline;
     if let Some(restore) = config.restore.as_ref().and_then(|r| r.operators.get(&uid)) {
         for previous in restore {
             for (group, states) in &previous.keyed {
