@@ -110,6 +110,14 @@ pub enum Event {
         /// The subtask.
         subtask: SubtaskId,
     },
+    /// Another incarnation of the job wrote this checkpoint's `_metadata` first (a
+    /// zombie, or the live one when this is the zombie): the checkpoint is theirs.
+    MetadataTaken {
+        /// Now.
+        now: MonotonicMs,
+        /// The checkpoint.
+        checkpoint: CheckpointId,
+    },
     /// Writing the metadata failed.
     MetadataFailed {
         /// Now.
@@ -139,6 +147,14 @@ pub enum Command {
     Retain {
         /// How many to keep.
         keep: usize,
+    },
+    /// Give the checkpoint up without deleting anything: another incarnation
+    /// completed it, and its files are that incarnation's.
+    Abandon {
+        /// The checkpoint.
+        checkpoint: CheckpointId,
+        /// Why.
+        reason: String,
     },
     /// Abort the checkpoint and delete what it wrote.
     Abort {
@@ -344,6 +360,25 @@ impl Coordinator {
                 self.finished.insert(subtask);
                 self.maybe_start(now, &mut commands);
             }
+            Event::MetadataTaken { now, checkpoint } => {
+                if self.in_flight() == Some(checkpoint) {
+                    let reason = format!(
+                        "another incarnation of the job wrote the metadata of checkpoint {checkpoint} first"
+                    );
+                    let abandon = Command::Abandon {
+                        checkpoint,
+                        reason: reason.clone(),
+                    };
+                    self.fail_pending(now, reason, &mut commands);
+                    // Only what this incarnation wrote may be deleted: nothing here.
+                    for command in &mut commands {
+                        if matches!(command, Command::Abort { checkpoint: c, .. } if *c == checkpoint)
+                        {
+                            *command = abandon.clone();
+                        }
+                    }
+                }
+            }
             Event::MetadataWritten { now, checkpoint } => {
                 if let Some(p) = self.pending.take_if(|p| p.barrier.id == checkpoint) {
                     self.last_end = Some(now);
@@ -380,8 +415,11 @@ impl Coordinator {
     }
 
     fn check_timeout(&mut self, now: MonotonicMs, commands: &mut Vec<Command>) {
+        // Not while its metadata is being written: an abort would delete the
+        // `_metadata` that write may still create (a complete checkpoint without files).
         let timed_out = self.pending.as_ref().is_some_and(|p| {
-            now.saturating_sub(p.started) >= self.config.timeout.as_millis() as u64
+            !p.writing_metadata
+                && now.saturating_sub(p.started) >= self.config.timeout.as_millis() as u64
         });
         if timed_out {
             let timeout = self.config.timeout;
@@ -856,5 +894,36 @@ mod tests {
                 },
             ]
         );
+    }
+
+    /// Another incarnation wrote the metadata first: the checkpoint is given up, and
+    /// nothing is deleted (before, the abort deleted the winner's `_metadata` and
+    /// files). A checkpoint whose metadata is being written is not timed out.
+    #[test]
+    fn a_checkpoint_another_incarnation_completed_is_abandoned_not_deleted() {
+        let mut c = coordinator(CoordinatorConfig {
+            timeout: Duration::from_millis(100),
+            ..CoordinatorConfig::default()
+        });
+        c.on_event(Event::Tick { now: 1000 });
+        for subtask in 0..2 {
+            c.on_event(Event::Acknowledged {
+                now: 1001,
+                ack: ack(1, "a", subtask),
+            });
+        }
+        assert!(
+            c.on_event(Event::Tick { now: 5000 }).is_empty(),
+            "timed out while its metadata was being written"
+        );
+        let commands = c.on_event(Event::MetadataTaken {
+            now: 5001,
+            checkpoint: CheckpointId::new(1),
+        });
+        assert!(
+            matches!(&commands[..], [Command::Abandon { checkpoint, .. }] if checkpoint.get() == 1),
+            "{commands:?}"
+        );
+        assert_eq!(c.in_flight(), None);
     }
 }

@@ -818,6 +818,9 @@ impl Driver {
                             }
                             events.push(Event::MetadataWritten { now: now(), checkpoint });
                         }
+                        Err(CheckpointError::AlreadyExists { .. }) => {
+                            events.push(Event::MetadataTaken { now: now(), checkpoint });
+                        }
                         Err(e) => events.push(Event::MetadataFailed { now: now(), checkpoint, reason: e.to_string() }),
                     },
                     Err(_) => {}
@@ -911,6 +914,13 @@ impl Driver {
                                 self.retention.lock().unwrap_or_else(|p| p.into_inner());
                             retention.retain(|t| !t.is_finished());
                             retention.push(task);
+                        }
+                        Command::Abandon { checkpoint, reason } => {
+                            self.live.checkpoint_failed();
+                            tracing::warn!(
+                                "checkpoint {checkpoint} of job `{job}` given up: {reason}"
+                            );
+                            in_flight.remove(&checkpoint);
                         }
                         Command::Abort { checkpoint, reason } => {
                             self.live.checkpoint_failed();
