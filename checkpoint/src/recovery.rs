@@ -82,8 +82,8 @@ impl fmt::Display for SkippedCheckpoint {
 impl CheckpointStorage {
     /// The newest checkpoint of `job` to restore from: its metadata decodes (and names
     /// this job and checkpoint) and every state object it refers to exists with the
-    /// recorded size. Newer checkpoints that fail are skipped with a `tracing` warning
-    /// naming the object and the reason, and listed in [`RecoveryScan::skipped`].
+    /// recorded size. Newer checkpoints that fail are listed in
+    /// [`RecoveryScan::skipped`], naming the object and the reason.
     ///
     /// # Errors
     /// [`CheckpointError::Io`] when the store cannot be read: an I/O failure is not
@@ -142,8 +142,10 @@ impl CheckpointStorage {
                     object,
                     reason,
                 };
-                tracing::warn!(job, checkpoint = id.get(), object = %skip.object, reason = %skip.reason,
-                    "skipping checkpoint that cannot be restored");
+                // The caller decides what a skipped checkpoint means (the driver refuses
+                // to pass over one unless asked to), and says so.
+                tracing::debug!(job, checkpoint = id.get(), object = %skip.object, reason = %skip.reason,
+                    "checkpoint cannot be restored");
                 skipped.push(skip);
             }
         }
