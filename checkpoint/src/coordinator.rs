@@ -62,12 +62,6 @@ pub enum Event {
         /// Now.
         now: MonotonicMs,
     },
-    /// A checkpoint was requested now, regardless of the interval (the final
-    /// checkpoint of a bounded job).
-    CheckpointRequested {
-        /// Now.
-        now: MonotonicMs,
-    },
     /// A savepoint was requested (stop: the job ends after it). Every request gets
     /// its own answer: [`Command::SavepointDone`] or [`Command::SavepointFailed`].
     SavepointRequested {
@@ -219,8 +213,6 @@ pub struct Coordinator {
     last_start: Option<MonotonicMs>,
     last_end: Option<MonotonicMs>,
     consecutive_failures: u32,
-    /// A checkpoint requested regardless of the interval.
-    checkpoint_requested: bool,
     /// Savepoint requests not yet served, oldest first, with their stop flags: the
     /// next savepoint serves all of them, and stops the job if any asked to.
     savepoint_requests: Vec<(u64, bool)>,
@@ -248,7 +240,6 @@ impl Coordinator {
             last_start: None,
             last_end: None,
             consecutive_failures: 0,
-            checkpoint_requested: false,
             savepoint_requests: Vec::new(),
             completed: Vec::new(),
             wall_clock_ms: 0,
@@ -283,16 +274,18 @@ impl Coordinator {
         self.subtasks.iter().all(|k| self.finished.contains(k))
     }
 
+    /// The subtasks that finished their input: they take barriers from the driver,
+    /// no longer through their input channels.
+    pub fn finished(&self) -> &BTreeSet<SubtaskId> {
+        &self.finished
+    }
+
     /// Handles one event.
     pub fn on_event(&mut self, event: Event) -> Vec<Command> {
         let mut commands = Vec::new();
         match event {
             Event::Tick { now } => {
                 self.check_timeout(now, &mut commands);
-                self.maybe_start(now, &mut commands);
-            }
-            Event::CheckpointRequested { now } => {
-                self.checkpoint_requested = true;
                 self.maybe_start(now, &mut commands);
             }
             Event::SavepointRequested { now, stop, request } => {
@@ -482,7 +475,7 @@ impl Coordinator {
         }
         let savepoint = !self.savepoint_requests.is_empty();
         let finishing = self.final_checkpoint.is_none() && self.all_finished();
-        if !savepoint && !self.checkpoint_requested && !finishing {
+        if !savepoint && !finishing {
             let interval_due = self
                 .last_start
                 .is_none_or(|t| now.saturating_sub(t) >= self.config.interval.as_millis() as u64);
@@ -504,7 +497,6 @@ impl Coordinator {
         } else {
             Barrier::checkpoint(id, self.wall_clock_ms)
         };
-        self.checkpoint_requested = false;
         if finishing {
             self.final_checkpoint = Some(id);
         }

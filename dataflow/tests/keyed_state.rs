@@ -5,10 +5,11 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 use weir_dataflow::process::{KeyedProcessFunction, ProcessContext};
+use weir_dataflow::testing::restore::checkpoint_once;
 use weir_dataflow::testing::{CollectSink, CollectionSource};
 use weir_dataflow::{
-    Barrier, CheckpointId, JobBuilder, JobConfig, JobEvent, KeyedStateHandle, OperatorContext,
-    OperatorSnapshot, RestoreState, Result, Timestamp, WatermarkStrategy,
+    JobBuilder, JobConfig, KeyedStateHandle, OperatorContext, RestoreState, Result, Timestamp,
+    WatermarkStrategy,
 };
 use weir_state::{ListState, ValueState};
 
@@ -84,41 +85,12 @@ fn checkpoint_midway(parallelism: usize) -> RestoreState {
     while collected.len() < 100 {
         std::thread::sleep(Duration::from_millis(1));
     }
-    handle.trigger_barrier(Barrier::checkpoint(CheckpointId::new(1), 0));
-    let mut operators: BTreeMap<String, BTreeMap<usize, OperatorSnapshot>> = BTreeMap::new();
-    let mut acked = 0;
-    while acked < 2 * parallelism {
-        match handle
-            .events()
-            .recv_timeout(Duration::from_secs(60))
-            .expect("the job acknowledges the checkpoint")
-        {
-            JobEvent::Ack(mut ack, frozen) => {
-                frozen
-                    .materialize_into(&mut ack)
-                    .expect("the snapshot encodes");
-                for (uid, snapshot) in ack.operators {
-                    operators
-                        .entry(uid.as_str().to_string())
-                        .or_default()
-                        .insert(ack.subtask, snapshot);
-                }
-                acked += 1;
-            }
-            JobEvent::BarrierDeclined { .. } => panic!("the job finished before the barrier"),
-            _ => {}
-        }
-    }
+    // Two tasks of `parallelism` subtasks: the source, and the process function
+    // chained to the sink.
+    let restore = checkpoint_once(&handle, 2 * parallelism);
     handle.cancel();
     let _ = handle.wait();
-    RestoreState {
-        operators: operators
-            .into_iter()
-            .map(|(uid, snapshots)| (uid, snapshots.into_values().collect()))
-            .collect(),
-        max_parallelism: JobConfig::default().max_parallelism,
-        opened: BTreeMap::new(),
-    }
+    restore
 }
 
 #[test]

@@ -22,7 +22,7 @@ use weir_checkpoint::restore::{load_checkpoint, KeyedBlob, NativeRestore, Reader
 use weir_checkpoint::{
     Barrier, CheckpointError, CheckpointId, CheckpointStorage, Command, Coordinator, Event,
     OperatorUid, RestoreEvent, SkippedCheckpoint, StateWriter, StorageConfig, SubtaskAck,
-    SubtaskId, UploadError,
+    UploadError,
 };
 use weir_state::{KeyGroupRange, MaxParallelism};
 
@@ -739,14 +739,12 @@ impl Driver {
         let job = self.config.name.clone();
         let max = MaxParallelism::new(self.config.max_parallelism).unwrap_or_default();
         let subtasks = handle.subtasks();
-        let sources: BTreeSet<SubtaskId> = handle.source_subtasks().into_iter().collect();
         let mut coordinator =
             Coordinator::new(self.checkpointing.coordinator.clone(), subtasks, next_id);
         let (internal_tx, internal) = unbounded::<Internal>();
         let clock = Instant::now();
         let now = || clock.elapsed().as_millis() as u64;
         let mut in_flight: BTreeMap<CheckpointId, InFlight> = BTreeMap::new();
-        let mut finished: BTreeSet<SubtaskId> = BTreeSet::new();
         // Savepoint requests by id, each answered once (`SavepointDone`/`Failed`).
         let mut waiters: BTreeMap<u64, Sender<Result<String>>> = BTreeMap::new();
         let mut next_request: u64 = 0;
@@ -781,7 +779,6 @@ impl Driver {
                     Ok(JobEvent::Finished { id, .. }) => {
                         // A finished task keeps acknowledging checkpoints with its final
                         // state until the job ends, so it stays in the coordinator's set.
-                        finished.insert(id);
                         events.push(Event::SubtaskFinished { now: now(), subtask: id });
                     }
                     Err(_) => {}
@@ -856,9 +853,7 @@ impl Driver {
                                     stats: Vec::new(),
                                 },
                             );
-                            let finished_tasks: BTreeSet<SubtaskId> =
-                                finished.difference(&sources).cloned().collect();
-                            handle.trigger_barrier_on(barrier, &finished_tasks);
+                            handle.trigger_barrier_on(barrier, coordinator.finished());
                             hit(
                                 &self.failpoint_hits,
                                 &self.checkpointing,

@@ -147,15 +147,6 @@ impl JobHandle {
         self.tasks.iter().map(|t| t.id).collect()
     }
 
-    /// The source subtasks.
-    pub fn source_subtasks(&self) -> Vec<SubtaskId> {
-        self.tasks
-            .iter()
-            .filter(|t| t.is_source)
-            .map(|t| t.id)
-            .collect()
-    }
-
     /// The name of a task that failed, if one has.
     pub fn poll_failure(&self) -> Option<String> {
         self.failures.try_recv().ok()

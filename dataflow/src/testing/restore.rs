@@ -5,7 +5,8 @@
 
 use crate::testing::CollectSink;
 use crate::{
-    Barrier, CheckpointId, JobBuilder, JobConfig, JobEvent, OperatorSnapshot, RestoreState, Stream,
+    Barrier, CheckpointId, JobBuilder, JobConfig, JobEvent, JobHandle, OperatorSnapshot,
+    RestoreState, Stream,
 };
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
@@ -43,9 +44,24 @@ pub fn checkpoint_running_job(
     while collected.is_empty() {
         std::thread::sleep(Duration::from_millis(1));
     }
+    // Every subtask of the job is one source subtask chained to the sink.
+    let mut restore = checkpoint_once(&handle, parallelism);
+    handle.cancel();
+    let _ = handle.wait();
+    restore.operators.retain(|uid, _| uid == SOURCE_UID);
+    (restore, collected.take())
+}
+
+/// Triggers checkpoint 1 on a running `handle`, waits for the acknowledgements of its
+/// `subtasks` subtasks and returns what they captured, to restore another job from.
+///
+/// # Panics
+/// When the job ends or a source declines before every subtask acknowledged.
+pub fn checkpoint_once(handle: &JobHandle, subtasks: usize) -> RestoreState {
     handle.trigger_barrier(Barrier::checkpoint(CheckpointId::new(1), 0));
-    let mut snapshots: BTreeMap<usize, OperatorSnapshot> = BTreeMap::new();
-    while snapshots.len() < parallelism {
+    let mut operators: BTreeMap<String, BTreeMap<usize, OperatorSnapshot>> = BTreeMap::new();
+    let mut acked = 0;
+    while acked < subtasks {
         match handle
             .events()
             .recv_timeout(Duration::from_secs(60))
@@ -56,23 +72,25 @@ pub fn checkpoint_running_job(
                     .materialize_into(&mut ack)
                     .expect("checkpoint test job");
                 for (uid, snapshot) in ack.operators {
-                    if uid.as_str() == SOURCE_UID {
-                        snapshots.insert(ack.subtask, snapshot);
-                    }
+                    operators
+                        .entry(uid.as_str().to_string())
+                        .or_default()
+                        .insert(ack.subtask, snapshot);
                 }
+                acked += 1;
             }
             JobEvent::BarrierDeclined { .. } => panic!("the source finished before the barrier"),
             _ => {}
         }
     }
-    handle.cancel();
-    let _ = handle.wait();
-    let restore = RestoreState {
-        operators: BTreeMap::from([(SOURCE_UID.to_string(), snapshots.into_values().collect())]),
+    RestoreState {
+        operators: operators
+            .into_iter()
+            .map(|(uid, snapshots)| (uid, snapshots.into_values().collect()))
+            .collect(),
         max_parallelism: JobConfig::default().max_parallelism,
         opened: BTreeMap::new(),
-    };
-    (restore, collected.take())
+    }
 }
 
 /// Runs `source` restored from `restore` at `parallelism` to the end.
