@@ -599,17 +599,10 @@ pub fn read_committed_objects<T: DeserializeOwned>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use weir_dataflow::state::{KeyGroupRange, MaxParallelism};
+    use weir_dataflow::state::MaxParallelism;
 
     fn info(index: usize, parallelism: usize) -> SubtaskInfo {
-        SubtaskInfo {
-            operator: "files".into(),
-            uid: "files".into(),
-            index,
-            parallelism,
-            max_parallelism: MaxParallelism::DEFAULT,
-            key_groups: KeyGroupRange::for_subtask(MaxParallelism::DEFAULT, parallelism, index),
-        }
+        weir_dataflow::testing::subtask_info("files", index, parallelism)
     }
 
     type State = BTreeMap<String, Vec<u8>>;

@@ -490,18 +490,7 @@ mod tests {
     }
 
     fn info(index: usize, parallelism: usize) -> SubtaskInfo {
-        SubtaskInfo {
-            operator: "files".into(),
-            uid: "files".into(),
-            index,
-            parallelism,
-            max_parallelism: weir_dataflow::state::MaxParallelism::DEFAULT,
-            key_groups: weir_dataflow::state::KeyGroupRange::for_subtask(
-                weir_dataflow::state::MaxParallelism::DEFAULT,
-                parallelism,
-                index,
-            ),
-        }
+        weir_dataflow::testing::subtask_info("files", index, parallelism)
     }
 
     /// Every record `source` emits until it finishes.

@@ -187,7 +187,7 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
     use std::collections::BTreeMap;
-    use weir_dataflow::state::{KeyGroupRange, MaxParallelism};
+    use weir_dataflow::state::MaxParallelism;
     use weir_dataflow::{CheckpointId, SubtaskInfo};
 
     fn drain(mut position: Position, chunk: u64) -> Vec<u64> {
@@ -199,14 +199,7 @@ mod tests {
     }
 
     fn info(index: usize, parallelism: usize) -> SubtaskInfo {
-        SubtaskInfo {
-            operator: "test".into(),
-            uid: "test".into(),
-            index,
-            parallelism,
-            max_parallelism: MaxParallelism::default(),
-            key_groups: KeyGroupRange::for_subtask(MaxParallelism::default(), parallelism, index),
-        }
+        weir_dataflow::testing::subtask_info("test", index, parallelism)
     }
 
     fn snapshot_bytes(position: &Position) -> BTreeMap<String, Vec<u8>> {

@@ -9,6 +9,20 @@ use crate::{Result, Sink, SubtaskInfo};
 use std::sync::{Arc, Mutex};
 use weir_state::{decode, encode};
 
+/// Subtask `index` of `parallelism` of an operator named (and uid'd) `operator`, with
+/// its share of the default key groups: for tests that build a source or sink by hand.
+pub fn subtask_info(operator: &str, index: usize, parallelism: usize) -> SubtaskInfo {
+    let max = weir_state::MaxParallelism::DEFAULT;
+    SubtaskInfo {
+        operator: operator.into(),
+        uid: operator.into(),
+        index,
+        parallelism,
+        max_parallelism: max,
+        key_groups: weir_state::KeyGroupRange::for_subtask(max, parallelism, index),
+    }
+}
+
 /// Emits a fixed list of records. Subtask `i` of `p` emits the records at positions
 /// `i, i + p, i + 2p, …` (a stripe); its position is checkpointed, so a restored job
 /// resumes after the last record covered by the checkpoint. After a change of
