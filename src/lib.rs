@@ -32,6 +32,7 @@ pub mod inspect;
 pub mod kafka_bench;
 pub mod running_count;
 pub mod state_bench;
+pub mod verify;
 
 pub use weir_checkpoint as checkpoint;
 pub use weir_dataflow as dataflow;

@@ -13,6 +13,7 @@ use cli::query::QueryArgs;
 use cli::savepoint::SavepointArgs;
 use cli::serve::ServeArgs;
 use cli::testing::TestingCommand;
+use cli::verify::VerifyArgs;
 use std::io::IsTerminal;
 
 /// weir: a stream-processing engine in the style of Apache Flink.
@@ -59,6 +60,11 @@ enum Command {
     /// Run a job file (YAML or JSON) embedded in this process, with checkpoints
     /// (under ./weir-data by default), until its sources end.
     Run(RunArgs),
+    /// Prove a job file's exactly-once output: run it once without faults, then again
+    /// while crashing it (SIGKILL at random moments, failpoints in the checkpoint
+    /// protocol and the sinks' commits), and compare the committed output row for row.
+    /// Exits non-zero on any lost or duplicated row.
+    Verify(VerifyArgs),
     /// Jobs for the crash tests.
     #[command(subcommand, hide = true)]
     Testing(TestingCommand),
@@ -108,6 +114,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Testing(command) => cli::testing::run(command),
         Command::Validate(args) => cli::job_file::validate(args),
         Command::Run(args) => cli::job_file::run(args),
+        Command::Verify(args) => cli::verify::verify(args),
         Command::Serve(args) => cli::serve::serve(args),
         Command::Submit(args) => cli::client::submit(args),
         Command::List(args) => cli::client::list_jobs(args),

@@ -34,8 +34,8 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 use weir_checkpoint::{CoordinatorConfig, StorageConfig};
 use weir_dataflow::checkpointing::{
-    CheckpointedJob, CheckpointingConfig, JobListener, NoListener, RestartStrategy, ResumeFrom,
-    RunSummary,
+    CheckpointedJob, CheckpointingConfig, Failpoint, JobListener, NoListener, RestartStrategy,
+    ResumeFrom, RunSummary,
 };
 use weir_dataflow::window::{Window, WindowAssigner};
 use weir_dataflow::{
@@ -50,10 +50,10 @@ use weir_jobfile::{
 use weir_nexmark::{
     Auction, Bid, BidGeneratorConfig, BidSource, Event, NexmarkConfig, NexmarkSource, Person,
 };
-use weir_sinks::kafka::{json, json_keyed};
+use weir_sinks::kafka::{json, json_keyed, KafkaSinkFailpoint};
 use weir_sinks::{
-    BlackholeSink, DeliveryGuarantee, EpochFileSink, FileSinkConfig, KafkaSink, KafkaSinkConfig,
-    ObjectFileSink,
+    BlackholeSink, CommitFailpoint, CommitStep, DeliveryGuarantee, EpochFileSink, FileSinkConfig,
+    KafkaSink, KafkaSinkConfig, ObjectFileSink,
 };
 use weir_sources::kafka::Deserializer;
 use weir_sources::{
@@ -78,6 +78,19 @@ pub struct RunOptions {
     pub fallback_past_corrupt: bool,
     /// Where savepoints go (default `./weir-data/savepoints`).
     pub savepoints: Option<String>,
+    /// Crash tests (`weir verify`): points where the process aborts.
+    pub crash: CrashPoints,
+    /// The RocksDB backend's local directory instead of `./weir-data/state`.
+    pub state_dir: Option<std::path::PathBuf>,
+}
+
+/// Where a run aborts its process on purpose, for crash tests (`weir verify`).
+#[derive(Clone, Debug, Default)]
+pub struct CrashPoints {
+    /// A step of the checkpoint protocol, the `n`-th time it is reached.
+    pub protocol: Option<(Failpoint, u64)>,
+    /// A step of the exactly-once sinks' commits (file and Kafka), the `n`-th time.
+    pub sink_commit: Option<(CommitStep, u64)>,
 }
 
 /// The engine settings of `plan` with `options` applied.
@@ -89,7 +102,11 @@ pub fn configs(plan: &JobPlan, options: &RunOptions) -> (JobConfig, Checkpointin
         state_backend: match spec.state_backend {
             weir_jobfile::StateBackend::Heap => weir_state::StateBackend::Heap,
             weir_jobfile::StateBackend::RocksDb => {
-                weir_state::StateBackend::RocksDb(weir_state::RocksDbConfig::default())
+                let defaults = weir_state::RocksDbConfig::default();
+                weir_state::StateBackend::RocksDb(weir_state::RocksDbConfig {
+                    dir: options.state_dir.clone().unwrap_or(defaults.dir.clone()),
+                    ..defaults
+                })
             }
         },
         ..JobConfig::default()
@@ -125,6 +142,7 @@ pub fn configs(plan: &JobPlan, options: &RunOptions) -> (JobConfig, Checkpointin
             .savepoints
             .clone()
             .map_or(defaults.savepoints.clone(), StorageConfig::new),
+        failpoint: options.crash.protocol,
         ..defaults
     };
     (config, checkpointing)
@@ -151,10 +169,11 @@ pub fn run_with_listener(
 ) -> Result<RunSummary, DataflowError> {
     let (config, checkpointing) = configs(&plan, options);
     let plan = Arc::new(plan);
+    let sink_commit = options.crash.sink_commit;
     CheckpointedJob::spawn(
         config,
         checkpointing,
-        move |job| build(&plan, job),
+        move |job| build_with(&plan, job, sink_commit),
         listener,
     )?
     .wait()
@@ -167,6 +186,11 @@ enum Built {
 
 /// Adds `plan`'s sources, operators and sinks to `job`.
 pub fn build(plan: &JobPlan, job: &JobBuilder) {
+    build_with(plan, job, None);
+}
+
+/// [`build`], with the sinks crashing the process at `sink_commit` (crash tests).
+fn build_with(plan: &JobPlan, job: &JobBuilder, sink_commit: Option<(CommitStep, u64)>) {
     let mut built: HashMap<&str, Built> = HashMap::new();
     for stream in &plan.streams {
         let name = stream.node.name.value.as_str();
@@ -254,7 +278,7 @@ pub fn build(plan: &JobPlan, job: &JobBuilder) {
     }
     for sink in &plan.sinks {
         if let Some(Built::Rows(input)) = built.get(sink.spec.input.value.as_str()) {
-            add_sink(input, sink);
+            add_sink(input, sink, sink_commit);
         }
     }
 }
@@ -770,7 +794,8 @@ impl<'de> serde::Deserialize<'de> for JsonRow {
 }
 
 /// Writes `input` to the sink as JSON objects.
-fn add_sink(input: &Stream<Row>, sink: &PlannedSink) {
+fn add_sink(input: &Stream<Row>, sink: &PlannedSink, crash: Option<(CommitStep, u64)>) {
+    let file_failpoint = crash.map(|(step, nth)| CommitFailpoint::new(step, nth));
     let name = sink.spec.node.name.value.as_str();
     let schema = Arc::new(sink.schema.clone());
     let to_json = {
@@ -798,10 +823,17 @@ fn add_sink(input: &Stream<Row>, sink: &PlannedSink) {
             if path.contains("://") {
                 // An object store (s3://bucket/prefix, file:///dir): rolling part
                 // files, each committed with a checkpoint.
-                let (factory, _) = ObjectFileSink::<JsonRow>::factory(FileSinkConfig::new(path));
+                let config = FileSinkConfig {
+                    failpoint: file_failpoint,
+                    ..FileSinkConfig::new(path)
+                };
+                let (factory, _) = ObjectFileSink::<JsonRow>::factory(config);
                 json.sink(name, factory)
             } else {
-                json.sink(name, EpochFileSink::<JsonRow>::factory(path.clone()))
+                json.sink(
+                    name,
+                    EpochFileSink::<JsonRow>::factory_with_failpoint(path.clone(), file_failpoint),
+                )
             }
         }
         SinkKind::Kafka {
@@ -811,6 +843,14 @@ fn add_sink(input: &Stream<Row>, sink: &PlannedSink) {
             ..
         } => {
             let mut config = KafkaSinkConfig::new(bootstrap, topic);
+            config.failpoint = crash.map(|(step, nth)| {
+                let step = match step {
+                    CommitStep::BeforeCommit => KafkaSinkFailpoint::BeforeCommit,
+                    CommitStep::MidCommit => KafkaSinkFailpoint::MidCommit,
+                    CommitStep::AfterCommit => KafkaSinkFailpoint::AfterCommit,
+                };
+                (step, nth)
+            });
             config.guarantee = match guarantee {
                 KafkaGuarantee::ExactlyOnce => DeliveryGuarantee::ExactlyOnce,
                 KafkaGuarantee::AtLeastOnce => DeliveryGuarantee::AtLeastOnce,

@@ -17,6 +17,7 @@
 //! timeline part, as they had). After rescaling, the pending epochs of every previous
 //! subtask are committed under that subtask's name by the new subtask 0.
 
+use crate::failpoint::{CommitFailpoint, CommitStep};
 use serde::{de::DeserializeOwned, Serialize};
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -42,12 +43,21 @@ pub struct EpochFileSink<T> {
     pending: Pending<T>,
     /// The run this instance writes in ([`OperatorContext::timeline`]).
     timeline: u64,
+    failpoint: Option<CommitFailpoint>,
 }
 
 impl<T: Serialize + DeserializeOwned + Send + 'static> EpochFileSink<T> {
     /// A sink factory writing into `dir` (created if missing).
     pub fn factory(
         dir: impl Into<PathBuf>,
+    ) -> impl Fn(&SubtaskInfo) -> Self + Send + Sync + 'static {
+        Self::factory_with_failpoint(dir, None)
+    }
+
+    /// [`Self::factory`], crashing the process at `failpoint` of a commit (tests).
+    pub fn factory_with_failpoint(
+        dir: impl Into<PathBuf>,
+        failpoint: Option<CommitFailpoint>,
     ) -> impl Fn(&SubtaskInfo) -> Self + Send + Sync + 'static {
         let dir = dir.into();
         move |info: &SubtaskInfo| Self {
@@ -57,6 +67,7 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> EpochFileSink<T> {
             current: Vec::new(),
             pending: BTreeMap::new(),
             timeline: 0,
+            failpoint: failpoint.clone(),
         }
     }
 
@@ -74,6 +85,7 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> EpochFileSink<T> {
         up_to: u64,
     ) -> Result<()> {
         let done: Vec<u64> = pending.range(..=up_to).map(|(k, _)| *k).collect();
+        let mut written = 0;
         for epoch in done {
             let records = pending.remove(&epoch).unwrap_or_default();
             let stem = match timeline {
@@ -83,6 +95,13 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> EpochFileSink<T> {
             let path = self.dir.join(format!("{stem}.jsonl"));
             if path.exists() || records.is_empty() {
                 continue;
+            }
+            if written == 0 {
+                CommitFailpoint::reached(
+                    self.failpoint.as_ref(),
+                    CommitStep::BeforeCommit,
+                    &self.name,
+                );
             }
             let tmp = self.dir.join(format!(".tmp-{stem}"));
             let mut text = Vec::new();
@@ -104,6 +123,17 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> EpochFileSink<T> {
                 std::fs::rename(&tmp, &path)
             };
             write().map_err(|e| self.io(&path, e))?;
+            written += 1;
+            if written == 1 {
+                CommitFailpoint::reached(
+                    self.failpoint.as_ref(),
+                    CommitStep::MidCommit,
+                    &self.name,
+                );
+            }
+        }
+        if written > 0 {
+            CommitFailpoint::reached(self.failpoint.as_ref(), CommitStep::AfterCommit, &self.name);
         }
         Ok(())
     }

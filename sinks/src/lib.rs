@@ -9,7 +9,9 @@
 //!   or S3, staged and moved to their final names when checkpoints complete; read back
 //!   with [`read_committed_objects`];
 //! - [`KafkaSink`]: a Kafka topic, exactly-once (transactions committed when
-//!   checkpoints complete), at-least-once or without guarantee.
+//!   checkpoints complete), at-least-once or without guarantee;
+//! - [`kafka_log`]: a topic's read_committed view computed from its raw log, on any
+//!   broker (what `weir verify` and the tests compare).
 //!
 //! ```text
 //!  source ─▶ … ─▶ stream.sink(name, factory) ─▶ BlackholeSink │ CollectSink │ StdoutJsonSink
@@ -41,12 +43,15 @@
 
 mod blackhole;
 mod epoch_file;
+mod failpoint;
 mod json;
 pub mod kafka;
+pub mod kafka_log;
 mod object_files;
 
 pub use blackhole::BlackholeSink;
 pub use epoch_file::{read_committed, EpochFileSink};
+pub use failpoint::{CommitFailpoint, CommitStep};
 pub use json::{JsonLinesSink, StdoutJsonSink};
 pub use kafka::{DeliveryGuarantee, KafkaSink, KafkaSinkConfig, KafkaSinkMetrics};
 pub use object_files::{

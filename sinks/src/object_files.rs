@@ -47,6 +47,7 @@
 //!
 //! Committed output is read back by [`read_committed_objects`].
 
+use crate::failpoint::{CommitFailpoint, CommitStep};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
@@ -78,6 +79,8 @@ pub struct FileSinkConfig {
     /// A part rolls once it is this old (default 15 minutes), checked when records
     /// arrive.
     pub roll_interval: Duration,
+    /// Crash the process at a step of a commit (crash tests, `weir verify`).
+    pub failpoint: Option<CommitFailpoint>,
 }
 
 impl FileSinkConfig {
@@ -88,6 +91,7 @@ impl FileSinkConfig {
             format: FileFormat::JsonLines,
             roll_size: 128 << 20,
             roll_interval: Duration::from_secs(15 * 60),
+            failpoint: None,
         }
     }
 
@@ -279,14 +283,34 @@ impl<T: Serialize + Send + 'static> ObjectFileSink<T> {
     /// skipping those already there. Epochs are removed from `pending` as they finish.
     fn commit(&self, pending: &mut Pending, up_to: u64) -> Result<()> {
         let due: Vec<u64> = pending.range(..=up_to).map(|(id, _)| *id).collect();
+        let failpoint = self.config.failpoint.as_ref();
+        let mut moved = 0;
         for checkpoint in due {
             for part in pending.get(&checkpoint).into_iter().flatten() {
+                if moved == 0 {
+                    CommitFailpoint::reached(
+                        failpoint,
+                        CommitStep::BeforeCommit,
+                        &self.subtask.operator,
+                    );
+                }
                 if self.commit_part(checkpoint, part)? {
                     FileSinkMetrics::add(&self.metrics.0.parts_committed, 1);
                 }
                 FileSinkMetrics::sub(&self.metrics.0.pending_bytes, part.bytes);
+                moved += 1;
+                if moved == 1 {
+                    CommitFailpoint::reached(
+                        failpoint,
+                        CommitStep::MidCommit,
+                        &self.subtask.operator,
+                    );
+                }
             }
             pending.remove(&checkpoint);
+        }
+        if moved > 0 {
+            CommitFailpoint::reached(failpoint, CommitStep::AfterCommit, &self.subtask.operator);
         }
         Ok(())
     }

@@ -60,6 +60,7 @@ pub(crate) fn run(args: RunArgs) -> Result<()> {
         allow_non_restored_state: args.allow_non_restored_state,
         fallback_past_corrupt: args.fallback_past_corrupt,
         savepoints: args.savepoint_dir,
+        ..weir::jobs::RunOptions::default()
     };
     let name = plan.spec.name.clone();
     let summary = match weir::jobs::run(plan, &options) {

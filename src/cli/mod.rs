@@ -4,7 +4,8 @@
 //! ```text
 //!  main.rs: Cli::parse() ─▶ Command ─▶ bench · query · savepoint · checkpoints ·
 //!                                      job_file (validate, run) · serve ·
-//!                                      client (submit, list, status, stop, cancel) · testing
+//!                                      client (submit, list, status, stop, cancel) · verify ·
+//!                                      testing
 //! ```
 
 pub(crate) mod bench;
@@ -15,6 +16,7 @@ pub(crate) mod query;
 pub(crate) mod savepoint;
 pub(crate) mod serve;
 pub(crate) mod testing;
+pub(crate) mod verify;
 
 use anyhow::{Context, Result};
 use clap::ValueEnum;

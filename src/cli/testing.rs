@@ -1,7 +1,7 @@
 //! `weir testing running-count`: the job of the crash tests (hidden from `--help`).
 
 use super::BackendArg;
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use clap::{Args, Subcommand};
 use std::time::Duration;
 
@@ -11,6 +11,25 @@ pub(crate) enum TestingCommand {
     /// set WEIR_FAILPOINT=step:n to crash at a protocol step and
     /// WEIR_KAFKA_SINK_FAILPOINT=step:n inside a Kafka sink commit.
     RunningCount(RunningCountArgs),
+    /// One process of `weir verify`: runs its job file in the given role's
+    /// checkpoints and outputs (the crash run resumes); failpoints from
+    /// WEIR_FAILPOINT and WEIR_SINK_FAILPOINT.
+    VerifyIncarnation(VerifyIncarnationArgs),
+}
+
+#[derive(Args)]
+pub(crate) struct VerifyIncarnationArgs {
+    job: std::path::PathBuf,
+    #[arg(long)]
+    role: weir::verify::Role,
+    #[arg(long)]
+    scratch: std::path::PathBuf,
+    #[arg(long)]
+    storage: String,
+    #[arg(long)]
+    nonce: String,
+    #[arg(long, value_parser = weir::verify::parse_backend)]
+    backend: weir::jobfile::StateBackend,
 }
 
 #[derive(Args)]
@@ -71,27 +90,23 @@ pub(crate) struct RunningCountArgs {
 pub(crate) fn run(command: TestingCommand) -> Result<()> {
     match command {
         TestingCommand::RunningCount(args) => running_count(args),
+        TestingCommand::VerifyIncarnation(args) => {
+            weir::verify::run_incarnation(&weir::verify::Incarnation {
+                job: args.job,
+                layout: weir::verify::Layout {
+                    local: args.scratch,
+                    storage: args.storage,
+                    nonce: args.nonce,
+                },
+                role: args.role,
+                backend: Some(args.backend),
+            })
+        }
     }
 }
 
-/// A `step:n` failpoint from the environment variable `name` (`n` defaults to 1).
-fn failpoint_from_env<T>(name: &str) -> Result<Option<(T, u64)>>
-where
-    T: std::str::FromStr<Err = String>,
-{
-    let Ok(spec) = std::env::var(name) else {
-        return Ok(None);
-    };
-    let (step, nth) = spec.split_once(':').unwrap_or((spec.as_str(), "1"));
-    Ok(Some((
-        step.parse().map_err(anyhow::Error::msg)?,
-        nth.parse()
-            .with_context(|| format!("{name} `{spec}`: expected step:n"))?,
-    )))
-}
-
 fn running_count(args: RunningCountArgs) -> Result<()> {
-    let failpoint = failpoint_from_env("WEIR_FAILPOINT")?;
+    let failpoint = weir::verify::failpoint_from_env("WEIR_FAILPOINT")?;
     let job = weir::running_count::RunningCountJob {
         events: args.events,
         keys: args.keys,
@@ -101,7 +116,7 @@ fn running_count(args: RunningCountArgs) -> Result<()> {
             (Some(topic), _, _) => weir::running_count::RunningCountOutput::Kafka {
                 bootstrap: args.kafka_bootstrap.clone(),
                 topic,
-                failpoint: failpoint_from_env("WEIR_KAFKA_SINK_FAILPOINT")?,
+                failpoint: weir::verify::failpoint_from_env("WEIR_KAFKA_SINK_FAILPOINT")?,
             },
             (None, Some(url), _) => {
                 let mut config = weir::sinks::FileSinkConfig::new(url);

@@ -1,0 +1,111 @@
+//! `weir verify` end to end: the example job `examples/exactly-once.yaml` (a windowed
+//! count to the epoch-file sink and the numbers to the object-store sink) crashed 100
+//! times on the local filesystem and 100 times with checkpoints and output on the S3
+//! server, each time with SIGKILLs and every failpoint; the committed output must be
+//! the reference run's, row for row. And the jobs it must refuse.
+#![cfg(unix)]
+#![allow(clippy::unwrap_used)] // tests may unwrap (see clippy.toml)
+
+mod common;
+use common::s3;
+use serde_json::Value;
+use std::process::{Command, Output};
+
+const JOB: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/exactly-once.yaml");
+const CRASHES: u64 = 100;
+
+fn verify(args: &[&str], env: &[(&str, String)]) -> Output {
+    let scratch = tempfile::tempdir().unwrap();
+    Command::new(env!("CARGO_BIN_EXE_weir"))
+        .arg("verify")
+        .args(args)
+        .arg("--scratch")
+        .arg(scratch.path())
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .output()
+        .unwrap()
+}
+
+/// Runs the example with `CRASHES` crashes and checks the JSON report.
+fn crashes_lose_and_repeat_nothing(extra: &[&str], env: &[(&str, String)]) {
+    let crashes = CRASHES.to_string();
+    let mut args = vec![JOB, "--crashes", &crashes, "--seed", "16", "--json"];
+    args.extend_from_slice(extra);
+    let out = verify(&args, env);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "weir verify failed:\n{}\n{stderr}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let kills = report["kills"].as_u64().unwrap();
+    let failpoints: u64 = report["failpoint_crashes"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|n| n.as_u64().unwrap())
+        .sum();
+    assert_eq!(report["finished_early"], false, "{report:#}");
+    assert_eq!(kills + failpoints, CRASHES, "{report:#}");
+    assert!(failpoints > 0, "failpoint crashes too: {report:#}");
+    let sinks = report["sinks"].as_array().unwrap();
+    assert_eq!(sinks.len(), 2, "{report:#}");
+    for sink in sinks {
+        assert!(sink["expected"].as_u64().unwrap() > 0, "{report:#}");
+        assert_eq!(sink["actual"], sink["expected"], "{report:#}");
+        assert_eq!(sink["lost"], 0, "{report:#}");
+        assert_eq!(sink["duplicated"], 0, "{report:#}");
+    }
+    // The all_numbers sink holds every number once.
+    let numbers = sinks.iter().find(|s| s["sink"] == "all_numbers").unwrap();
+    assert_eq!(numbers["expected"], 60_000, "{report:#}");
+}
+
+#[test]
+fn a_hundred_crashes_on_the_local_filesystem_lose_and_repeat_nothing() {
+    crashes_lose_and_repeat_nothing(&[], &[]);
+}
+
+#[test]
+fn a_hundred_crashes_with_checkpoints_and_output_on_s3_lose_and_repeat_nothing() {
+    let Some(endpoint) = s3::endpoint() else {
+        return;
+    };
+    let bucket = s3::fresh_bucket(&endpoint, "weir-verify");
+    let storage = format!("s3://{bucket}/verify");
+    crashes_lose_and_repeat_nothing(&["--storage", &storage], &s3::env(&endpoint));
+}
+
+#[test]
+fn jobs_whose_runs_cannot_be_compared_are_refused_with_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let job = dir.path().join("stdout.yaml");
+    std::fs::write(
+        &job,
+        "
+name: stdout
+sources:
+  - {name: lines, kind: kafka, bootstrap: 127.0.0.1:9, topic: input, start: latest, format: text}
+sinks:
+  - {name: out, kind: stdout, input: lines}
+",
+    )
+    .unwrap();
+    let out = verify(&[job.to_str().unwrap()], &[]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("stdout.yaml cannot be verified"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("sink `out` writes to standard output"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("starts at the latest offsets of `input`"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("without `bounded: true`"), "{stderr}");
+}
