@@ -3,7 +3,7 @@
 use super::live::{Both, LiveJob};
 use super::{
     CheckpointHistory, CheckpointStats, CheckpointingConfig, Failpoint, JobListener, JobStatus,
-    ResumeFrom, RunSummary, SubtaskCheckpointStats,
+    ResumeFrom, RunSummary,
 };
 use crate::{
     DataflowError, FrozenState, JobBuilder, JobConfig, JobEvent, JobHandle, RestoreState, Result,
@@ -21,8 +21,8 @@ use weir_checkpoint::native::{self, NativeUploads};
 use weir_checkpoint::restore::{load_checkpoint, KeyedBlob, NativeRestore, Reader};
 use weir_checkpoint::{
     Barrier, CheckpointError, CheckpointId, CheckpointStorage, Command, Coordinator, Event,
-    OperatorUid, RestoreEvent, SkippedCheckpoint, StateWriter, StorageConfig, SubtaskAck,
-    UploadError,
+    OperatorStates, OperatorUid, RestoreEvent, SkippedCheckpoint, StateWriter, StorageConfig,
+    SubtaskAck, SubtaskUpload, UploadError,
 };
 use weir_state::{KeyGroupRange, MaxParallelism};
 
@@ -200,10 +200,7 @@ enum Ended {
 enum Internal {
     Uploaded {
         ack: SubtaskAck,
-        states: Vec<(OperatorUid, SubtaskState)>,
-        bytes: u64,
-        state_bytes: u64,
-        async_us: u64,
+        upload: SubtaskUpload,
     },
     UploadFailed {
         checkpoint: CheckpointId,
@@ -213,14 +210,6 @@ enum Internal {
         checkpoint: CheckpointId,
         result: std::result::Result<Option<String>, CheckpointError>,
     },
-}
-
-struct InFlight {
-    barrier: Barrier,
-    started: Instant,
-    states: BTreeMap<OperatorUid, BTreeMap<usize, SubtaskState>>,
-    parallelism: BTreeMap<OperatorUid, usize>,
-    stats: Vec<SubtaskCheckpointStats>,
 }
 
 /// Serves savepoint requests left in the checkpoint storage by `weir savepoint`
@@ -744,11 +733,9 @@ impl Driver {
         let (internal_tx, internal) = unbounded::<Internal>();
         let clock = Instant::now();
         let now = || clock.elapsed().as_millis() as u64;
-        let mut in_flight: BTreeMap<CheckpointId, InFlight> = BTreeMap::new();
         // Savepoint requests by id, each answered once (`SavepointDone`/`Failed`).
         let mut waiters: BTreeMap<u64, Sender<Result<String>>> = BTreeMap::new();
         let mut next_request: u64 = 0;
-        let mut savepoint_locations: BTreeMap<CheckpointId, String> = BTreeMap::new();
         let ticker = crossbeam_channel::tick(Duration::from_millis(5));
         loop {
             if handle.poll_failure().is_some() {
@@ -767,8 +754,8 @@ impl Driver {
             select! {
                 recv(handle.events()) -> event => match event {
                     Ok(JobEvent::Ack(ack, frozen)) => {
-                        if let Some(flight) = in_flight.get(&ack.checkpoint) {
-                            self.upload(ack, frozen, flight.barrier, &job, internal_tx.clone());
+                        if let Some(barrier) = coordinator.barrier_in_flight(ack.checkpoint) {
+                            self.upload(ack, frozen, barrier, &job, internal_tx.clone());
                         }
                     }
                     Ok(JobEvent::BarrierDeclined { checkpoint, task, subtask }) => events.push(Event::Declined {
@@ -784,36 +771,16 @@ impl Driver {
                     Err(_) => {}
                 },
                 recv(internal) -> message => match message {
-                    Ok(Internal::Uploaded { ack, states, bytes, state_bytes, async_us }) => {
-                        if let Some(flight) = in_flight.get_mut(&ack.checkpoint) {
-                            for (uid, state) in states {
-                                let subtask = ack.subtask;
-                                flight.states.entry(uid.clone()).or_default().insert(subtask, state);
-                                let p = flight.parallelism.entry(uid).or_insert(0);
-                                *p = (*p).max(subtask + 1);
-                            }
-                            flight.stats.push(SubtaskCheckpointStats {
-                                task: ack.task.clone(),
-                                subtask: ack.subtask,
-                                alignment_us: ack.alignment_us,
-                                sync_us: ack.sync_us,
-                                async_us,
-                                bytes,
-                                state_bytes,
-                            });
-                            events.push(Event::Acknowledged { now: now(), ack });
-                        }
+                    Ok(Internal::Uploaded { ack, upload }) => {
+                        events.push(Event::Acknowledged { now: now(), ack, upload });
                     }
                     Ok(Internal::UploadFailed { checkpoint, reason }) => {
                         events.push(Event::Declined { now: now(), checkpoint, reason });
                     }
                     Ok(Internal::MetadataDone { checkpoint, result }) => match result {
-                        Ok(savepoint_location) => {
+                        Ok(location) => {
                             hit(&self.failpoint_hits, &self.checkpointing, Failpoint::AfterMetadataBeforeNotify);
-                            if let Some(location) = savepoint_location {
-                                savepoint_locations.insert(checkpoint, location);
-                            }
-                            events.push(Event::MetadataWritten { now: now(), checkpoint });
+                            events.push(Event::MetadataWritten { now: now(), checkpoint, location });
                         }
                         Err(CheckpointError::AlreadyExists { .. }) => {
                             events.push(Event::MetadataTaken { now: now(), checkpoint });
@@ -843,16 +810,6 @@ impl Driver {
                 for command in coordinator.on_event(event) {
                     match command {
                         Command::InjectBarrier(barrier) => {
-                            in_flight.insert(
-                                barrier.id,
-                                InFlight {
-                                    barrier,
-                                    started: Instant::now(),
-                                    states: BTreeMap::new(),
-                                    parallelism: BTreeMap::new(),
-                                    stats: Vec::new(),
-                                },
-                            );
                             handle.trigger_barrier_on(barrier, coordinator.finished());
                             hit(
                                 &self.failpoint_hits,
@@ -860,42 +817,32 @@ impl Driver {
                                 Failpoint::AfterBarrierInjection,
                             );
                         }
-                        Command::WriteMetadata { barrier, .. } => {
+                        Command::WriteMetadata { barrier, states } => {
                             hit(
                                 &self.failpoint_hits,
                                 &self.checkpointing,
                                 Failpoint::BeforeMetadata,
                             );
-                            if let Some(flight) = in_flight.get(&barrier.id) {
-                                self.write_metadata(flight, &job, max, internal_tx.clone());
-                            }
+                            self.write_metadata(barrier, states, &job, max, internal_tx.clone());
                         }
                         Command::NotifyComplete(id) => {
                             handle.notify_checkpoint_complete(id);
                             if let Some(dir) = self.rocksdb_job_dir() {
                                 native::prune_local(&dir, id);
                             }
-                            if let Some(flight) = in_flight.remove(&id) {
-                                let stats = CheckpointStats {
-                                    checkpoint: id,
-                                    savepoint: flight.barrier.is_savepoint(),
-                                    duration_ms: flight.started.elapsed().as_secs_f64() * 1e3,
-                                    bytes: flight.stats.iter().map(|s| s.bytes).sum(),
-                                    state_bytes: flight.stats.iter().map(|s| s.state_bytes).sum(),
-                                    subtasks: flight.stats,
-                                };
-                                tracing::info!(
-                                    job = %job,
-                                    checkpoint = id.get(),
-                                    savepoint = stats.savepoint,
-                                    duration_ms = stats.duration_ms,
-                                    bytes = stats.bytes,
-                                    state_bytes = stats.state_bytes,
-                                    "checkpoint completed"
-                                );
-                                self.listener.on_checkpoint(&job, &stats);
-                                self.history.push(stats);
-                            }
+                        }
+                        Command::RecordStats(stats) => {
+                            tracing::info!(
+                                job = %job,
+                                checkpoint = stats.checkpoint.get(),
+                                savepoint = stats.savepoint,
+                                duration_ms = stats.duration_ms,
+                                bytes = stats.bytes,
+                                state_bytes = stats.state_bytes,
+                                "checkpoint completed"
+                            );
+                            self.listener.on_checkpoint(&job, &stats);
+                            self.history.push(stats);
                         }
                         Command::Retain { keep } => {
                             let storage = self.storage.clone();
@@ -915,14 +862,12 @@ impl Driver {
                             tracing::warn!(
                                 "checkpoint {checkpoint} of job `{job}` given up: {reason}"
                             );
-                            in_flight.remove(&checkpoint);
                         }
                         Command::Abort { checkpoint, reason } => {
                             self.live.checkpoint_failed();
                             tracing::warn!(
                                 "checkpoint {checkpoint} of job `{job}` aborted: {reason}"
                             );
-                            in_flight.remove(&checkpoint);
                             let storage = self.storage.clone();
                             let job = job.clone();
                             self.track(self.runtime.spawn(async move {
@@ -944,10 +889,8 @@ impl Driver {
                             handle.trigger_barrier_on_subtask(barrier, subtask);
                         }
                         Command::SavepointDone {
-                            requests,
-                            checkpoint,
+                            requests, location, ..
                         } => {
-                            let location = savepoint_locations.get(&checkpoint).cloned();
                             for request in requests {
                                 if let Some(reply) = waiters.remove(&request) {
                                     let _ = reply.send(location.clone().ok_or_else(|| {
@@ -975,7 +918,7 @@ impl Driver {
                                 Err(e) => Ended::Failed(e),
                             };
                         }
-                        Command::StopJob(checkpoint) => {
+                        Command::StopJob { location, .. } => {
                             let metrics = handle.metrics();
                             // A sink that fails to commit the savepoint's epoch fails
                             // the stop: its output is not all committed. (Tasks the
@@ -984,10 +927,7 @@ impl Driver {
                                 Err(e) if !matches!(e, DataflowError::TaskFailed { .. }) => {
                                     Ended::Failed(e)
                                 }
-                                _ => Ended::Suspended(
-                                    savepoint_locations.remove(&checkpoint).unwrap_or_default(),
-                                    metrics,
-                                ),
+                                _ => Ended::Suspended(location.unwrap_or_default(), metrics),
                             };
                         }
                     }
@@ -1127,10 +1067,12 @@ impl Driver {
             let message = match result {
                 Ok(()) => Internal::Uploaded {
                     ack,
-                    states: states.into_iter().collect(),
-                    bytes,
-                    state_bytes,
-                    async_us: started.elapsed().as_micros() as u64,
+                    upload: SubtaskUpload {
+                        states: states.into_iter().collect(),
+                        bytes,
+                        state_bytes,
+                        async_us: started.elapsed().as_micros() as u64,
+                    },
                 },
                 Err(e) => Internal::UploadFailed {
                     checkpoint: barrier.id,
@@ -1142,14 +1084,16 @@ impl Driver {
         self.track(task);
     }
 
+    /// Writes the metadata of the checkpoint of `barrier` on tokio (create-if-absent,
+    /// and for a savepoint its self-contained copy too), then reports.
     fn write_metadata(
         &self,
-        flight: &InFlight,
+        barrier: Barrier,
+        states: OperatorStates,
         job: &str,
         max: MaxParallelism,
         done: Sender<Internal>,
     ) {
-        let barrier = flight.barrier;
         let mut metadata = CheckpointMetadata::new(
             job,
             barrier.id,
@@ -1158,14 +1102,10 @@ impl Driver {
             max,
         );
         metadata.set_timeline(self.timeline);
-        for (uid, states) in &flight.states {
+        // Each operator's parallelism grows to cover the subtasks that uploaded.
+        for (uid, states) in states {
             for (subtask, state) in states {
-                *metadata.subtask_mut(uid, *subtask) = state.clone();
-            }
-            if let (Some(operator), Some(p)) =
-                (metadata.operators.get_mut(uid), flight.parallelism.get(uid))
-            {
-                operator.parallelism = operator.parallelism.max(*p);
+                *metadata.subtask_mut(&uid, subtask) = state;
             }
         }
         let storage = self.storage.clone();
