@@ -13,11 +13,20 @@
 //!        Coordinator ─▶ WriteMetadata (tokio, create-if-absent) ─▶ NotifyComplete ─▶ tasks/sinks
 //!  resume: weir_checkpoint::restore::load_checkpoint ─▶ RestoreState ─▶ the job's subtasks
 //! ```
+//!
+//! The driver's parts, by role: `job.rs` (the [`CheckpointedJob`] API), `restart.rs`
+//! (the attempts and what each restores), `executor.rs` (one attempt: events to the
+//! coordinator, its commands carried out), `upload.rs` (a subtask's snapshot and a
+//! checkpoint's metadata written on tokio), `driver.rs` (the state they share).
 
 mod driver;
+mod executor;
+mod job;
 mod live;
+mod restart;
+mod upload;
 
-pub use driver::CheckpointedJob;
+pub use job::CheckpointedJob;
 pub use live::{LiveJob, RestoreProgress};
 pub use weir_checkpoint::{CheckpointStats, RestoreError, RestoreEvent, SubtaskCheckpointStats};
 
