@@ -6,8 +6,9 @@
 //!
 //! ```text
 //!  Tick ──▶ (interval elapsed, min pause respected, none in flight) ──▶ InjectBarrier(n)
-//!  Ack(n, subtask) × all ──▶ WriteMetadata(n)
-//!  MetadataWritten(n) ──▶ NotifyComplete(n), Retain
+//!  Acknowledged(n, subtask, upload) × all ──▶ WriteMetadata(n, every uploaded state)
+//!  MetadataWritten(n) ──▶ NotifyComplete(n), RecordStats(n), Retain
+//!  MetadataWritten(savepoint n, location) ──▶ … SavepointDone(location) (+ StopJob)
 //!  Tick past timeout / Declined / Failed ──▶ Abort(n) (+ FailJob after too many in a row)
 //!  SubtaskFinished × all ──▶ InjectBarrier(f), the final checkpoint
 //!  MetadataWritten(f) ──▶ NotifyComplete(f), FinishJob(f)
@@ -19,9 +20,17 @@
 //! takes one more checkpoint, which therefore covers everything any operator emitted,
 //! and the job ends only when that checkpoint is complete and notified: exactly-once
 //! sinks commit the last of the output then.
+//!
+//! The bookkeeping of the checkpoint in flight (acknowledgements, the state handles
+//! the uploads wrote, per-subtask statistics) lives in `in_flight.rs`; the
+//! coordinator decides with it, and hands the driver what the commands need: the
+//! states to write into the metadata, the [`CheckpointStats`] of a completed
+//! checkpoint, a savepoint's location to answer its requests with. The driver keeps
+//! only I/O handles (upload tasks, reply channels).
 
+use crate::in_flight::{CheckpointStats, InFlight, OperatorStates, SubtaskUpload};
 use crate::{Barrier, CheckpointId, SubtaskAck, SubtaskId};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 /// Settings of periodic checkpointing.
@@ -76,8 +85,10 @@ pub enum Event {
     Acknowledged {
         /// Now.
         now: MonotonicMs,
-        /// The acknowledgement, with handles.
+        /// The acknowledgement.
         ack: SubtaskAck,
+        /// What the upload of the subtask's snapshot wrote.
+        upload: SubtaskUpload,
     },
     /// A subtask could not take part (for instance it had already finished), or its
     /// upload failed.
@@ -95,6 +106,8 @@ pub enum Event {
         now: MonotonicMs,
         /// The checkpoint.
         checkpoint: CheckpointId,
+        /// For a savepoint: where its self-contained copy was written.
+        location: Option<String>,
     },
     /// A subtask processed all its input and ran `on_end`; it acknowledges further
     /// checkpoints with its final state.
@@ -132,25 +145,29 @@ pub enum Command {
     WriteMetadata {
         /// The barrier of the checkpoint.
         barrier: Barrier,
-        /// All acknowledgements, by subtask.
-        acks: Vec<SubtaskAck>,
+        /// What every subtask uploaded, by operator and subtask index.
+        states: OperatorStates,
     },
     /// The checkpoint is complete: tell every operator (sinks commit).
     NotifyComplete(CheckpointId),
+    /// Record and report the statistics of the checkpoint just completed (follows its
+    /// [`Command::NotifyComplete`]).
+    RecordStats(CheckpointStats),
     /// Apply retention (keep the newest N completed checkpoints).
     Retain {
         /// How many to keep.
         keep: usize,
     },
     /// Give the checkpoint up without deleting anything: another incarnation
-    /// completed it, and its files are that incarnation's.
+    /// completed it, and its files are that incarnation's. It counts as a failed
+    /// checkpoint.
     Abandon {
         /// The checkpoint.
         checkpoint: CheckpointId,
         /// Why.
         reason: String,
     },
-    /// Abort the checkpoint and delete what it wrote.
+    /// Abort the checkpoint and delete what it wrote. It counts as a failed checkpoint.
     Abort {
         /// The checkpoint.
         checkpoint: CheckpointId,
@@ -164,7 +181,12 @@ pub enum Command {
         reason: String,
     },
     /// A stop-with-savepoint completed: shut the job down.
-    StopJob(CheckpointId),
+    StopJob {
+        /// The savepoint's checkpoint id.
+        checkpoint: CheckpointId,
+        /// Where the savepoint was written.
+        location: Option<String>,
+    },
     /// Send the barrier of the checkpoint in flight to a subtask that finished
     /// without acknowledging it: its input may have ended before the barrier reached
     /// it. (A subtask ignores a barrier it already took.)
@@ -183,6 +205,8 @@ pub enum Command {
         requests: Vec<u64>,
         /// The savepoint's checkpoint id.
         checkpoint: CheckpointId,
+        /// Where the savepoint was written (as [`Event::MetadataWritten`] reported it).
+        location: Option<String>,
     },
     /// These savepoint requests cannot be served.
     SavepointFailed {
@@ -193,23 +217,13 @@ pub enum Command {
     },
 }
 
-#[derive(Clone, Debug)]
-struct Pending {
-    barrier: Barrier,
-    started: MonotonicMs,
-    acks: BTreeMap<SubtaskId, SubtaskAck>,
-    writing_metadata: bool,
-    /// The savepoint requests this barrier serves.
-    requests: Vec<u64>,
-}
-
 /// The coordinator state machine of one job.
 #[derive(Clone, Debug)]
 pub struct Coordinator {
     config: CoordinatorConfig,
     subtasks: BTreeSet<SubtaskId>,
     next_id: CheckpointId,
-    pending: Option<Pending>,
+    pending: Option<InFlight>,
     last_start: Option<MonotonicMs>,
     last_end: Option<MonotonicMs>,
     consecutive_failures: u32,
@@ -259,6 +273,15 @@ impl Coordinator {
         self.pending.as_ref().map(|p| p.barrier.id)
     }
 
+    /// The barrier of `checkpoint` while it is in flight: only then is a subtask's
+    /// snapshot of it worth uploading.
+    pub fn barrier_in_flight(&self, checkpoint: CheckpointId) -> Option<Barrier> {
+        self.pending
+            .as_ref()
+            .map(|p| p.barrier)
+            .filter(|b| b.id == checkpoint)
+    }
+
     /// Checkpoints completed so far, oldest first.
     pub fn completed(&self) -> &[CheckpointId] {
         &self.completed
@@ -303,20 +326,19 @@ impl Coordinator {
                     self.maybe_start(now, &mut commands);
                 }
             }
-            Event::Acknowledged { now, ack } => {
-                let key = ack.id;
+            Event::Acknowledged { now, ack, upload } => {
                 match &mut self.pending {
                     Some(p)
                         if p.barrier.id == ack.checkpoint
                             && !p.writing_metadata
-                            && self.subtasks.contains(&key) =>
+                            && self.subtasks.contains(&ack.id) =>
                     {
-                        p.acks.insert(key, ack);
-                        if self.subtasks.iter().all(|k| p.acks.contains_key(k)) {
+                        p.acknowledge(ack, upload);
+                        if p.acknowledged_by_all(&self.subtasks) {
                             p.writing_metadata = true;
                             commands.push(Command::WriteMetadata {
                                 barrier: p.barrier,
-                                acks: p.acks.values().cloned().collect(),
+                                states: p.take_states(),
                             });
                         }
                     }
@@ -372,21 +394,28 @@ impl Coordinator {
                     }
                 }
             }
-            Event::MetadataWritten { now, checkpoint } => {
-                if let Some(p) = self.pending.take_if(|p| p.barrier.id == checkpoint) {
+            Event::MetadataWritten {
+                now,
+                checkpoint,
+                location,
+            } => {
+                if let Some(mut p) = self.pending.take_if(|p| p.barrier.id == checkpoint) {
                     self.last_end = Some(now);
                     self.consecutive_failures = 0;
                     self.completed.push(checkpoint);
+                    let (barrier, requests) = (p.barrier, std::mem::take(&mut p.requests));
                     commands.push(Command::NotifyComplete(checkpoint));
-                    if !p.barrier.is_savepoint() {
+                    commands.push(Command::RecordStats(p.into_stats(now)));
+                    if !barrier.is_savepoint() {
                         commands.push(Command::Retain {
                             keep: self.config.retention,
                         });
                     }
-                    if !p.requests.is_empty() {
+                    if !requests.is_empty() {
                         commands.push(Command::SavepointDone {
-                            requests: p.requests,
+                            requests,
                             checkpoint,
+                            location: location.clone(),
                         });
                     }
                     if self.final_checkpoint == Some(checkpoint) {
@@ -398,8 +427,11 @@ impl Coordinator {
                             });
                         }
                         commands.push(Command::FinishJob(checkpoint));
-                    } else if p.barrier.stops_job() {
-                        commands.push(Command::StopJob(checkpoint));
+                    } else if barrier.stops_job() {
+                        commands.push(Command::StopJob {
+                            checkpoint,
+                            location,
+                        });
                     }
                 }
             }
@@ -501,13 +533,11 @@ impl Coordinator {
             self.final_checkpoint = Some(id);
         }
         self.last_start = Some(now);
-        self.pending = Some(Pending {
+        self.pending = Some(InFlight::new(
             barrier,
-            started: now,
-            acks: BTreeMap::new(),
-            writing_metadata: false,
-            requests: requests.into_iter().map(|(request, _)| request).collect(),
-        });
+            now,
+            requests.into_iter().map(|(request, _)| request).collect(),
+        ));
         commands.push(Command::InjectBarrier(barrier));
     }
 }
@@ -515,6 +545,10 @@ impl Coordinator {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::in_flight::SubtaskCheckpointStats;
+    use crate::metadata::{StateHandle, SubtaskState};
+    use crate::OperatorUid;
+    use std::collections::BTreeMap;
 
     /// Subtask `subtask` of task 0, named `task`, acknowledges checkpoint `id`.
     fn ack(id: u64, task: &str, subtask: usize) -> SubtaskAck {
@@ -526,6 +560,29 @@ mod tests {
             operators: BTreeMap::new(),
             alignment_us: 0,
             sync_us: 0,
+        }
+    }
+
+    /// The statistics of checkpoint `id`, acknowledged by subtasks 0 and 1 of task
+    /// `a` (in that order) with empty uploads.
+    fn stats(id: u64, savepoint: bool, duration_ms: f64) -> CheckpointStats {
+        CheckpointStats {
+            checkpoint: CheckpointId::new(id),
+            savepoint,
+            duration_ms,
+            bytes: 0,
+            state_bytes: 0,
+            subtasks: (0..2)
+                .map(|subtask| SubtaskCheckpointStats {
+                    task: "a".into(),
+                    subtask,
+                    alignment_us: 0,
+                    sync_us: 0,
+                    async_us: 0,
+                    bytes: 0,
+                    state_bytes: 0,
+                })
+                .collect(),
         }
     }
 
@@ -553,22 +610,28 @@ mod tests {
         assert!(c
             .on_event(Event::Acknowledged {
                 now: 1100,
-                ack: ack(1, "a", 0)
+                ack: ack(1, "a", 0),
+                upload: SubtaskUpload::default(),
             })
             .is_empty());
         let commands = c.on_event(Event::Acknowledged {
             now: 1200,
             ack: ack(1, "a", 1),
+            upload: SubtaskUpload::default(),
         });
-        assert!(matches!(&commands[..], [Command::WriteMetadata { acks, .. }] if acks.len() == 2));
+        assert!(
+            matches!(&commands[..], [Command::WriteMetadata { barrier, .. }] if barrier.id.get() == 1)
+        );
         let commands = c.on_event(Event::MetadataWritten {
             now: 1300,
             checkpoint: CheckpointId::new(1),
+            location: None,
         });
         assert_eq!(
             commands,
             vec![
                 Command::NotifyComplete(CheckpointId::new(1)),
+                Command::RecordStats(stats(1, false, 300.0)),
                 Command::Retain { keep: 3 }
             ]
         );
@@ -587,14 +650,17 @@ mod tests {
         c.on_event(Event::Acknowledged {
             now: 1900,
             ack: ack(1, "a", 0),
+            upload: SubtaskUpload::default(),
         });
         c.on_event(Event::Acknowledged {
             now: 1900,
             ack: ack(1, "a", 1),
+            upload: SubtaskUpload::default(),
         });
         c.on_event(Event::MetadataWritten {
             now: 1900,
             checkpoint: CheckpointId::new(1),
+            location: None,
         });
         assert!(c.on_event(Event::Tick { now: 2000 }).is_empty());
         assert!(!c.on_event(Event::Tick { now: 2700 }).is_empty());
@@ -625,7 +691,8 @@ mod tests {
         assert!(c
             .on_event(Event::Acknowledged {
                 now: 2300,
-                ack: ack(1, "a", 0)
+                ack: ack(1, "a", 0),
+                upload: SubtaskUpload::default(),
             })
             .is_empty());
     }
@@ -646,24 +713,32 @@ mod tests {
         c.on_event(Event::Acknowledged {
             now: 20,
             ack: ack(1, "a", 0),
+            upload: SubtaskUpload::default(),
         });
         c.on_event(Event::Acknowledged {
             now: 20,
             ack: ack(1, "a", 1),
+            upload: SubtaskUpload::default(),
         });
         let commands = c.on_event(Event::MetadataWritten {
             now: 30,
             checkpoint: CheckpointId::new(1),
+            location: Some("s3://savepoints/savepoint-job-1".into()),
         });
         assert_eq!(
             commands,
             vec![
                 Command::NotifyComplete(CheckpointId::new(1)),
+                Command::RecordStats(stats(1, true, 20.0)),
                 Command::SavepointDone {
                     requests: vec![7],
-                    checkpoint: CheckpointId::new(1)
+                    checkpoint: CheckpointId::new(1),
+                    location: Some("s3://savepoints/savepoint-job-1".into()),
                 },
-                Command::StopJob(CheckpointId::new(1))
+                Command::StopJob {
+                    checkpoint: CheckpointId::new(1),
+                    location: Some("s3://savepoints/savepoint-job-1".into()),
+                }
             ]
         );
     }
@@ -695,11 +770,13 @@ mod tests {
             c.on_event(Event::Acknowledged {
                 now,
                 ack: ack(id, "a", subtask),
+                upload: SubtaskUpload::default(),
             });
         }
         c.on_event(Event::MetadataWritten {
             now,
             checkpoint: CheckpointId::new(id),
+            location: None,
         })
     }
 
@@ -737,6 +814,7 @@ mod tests {
             complete(&mut c, 1004, 2),
             [
                 Command::NotifyComplete(CheckpointId::new(2)),
+                Command::RecordStats(stats(2, false, 1.0)),
                 Command::Retain { keep: 3 },
                 Command::FinishJob(CheckpointId::new(2)),
             ]
@@ -750,6 +828,7 @@ mod tests {
         c.on_event(Event::Acknowledged {
             now: 1001,
             ack: ack(1, "a", 0),
+            upload: SubtaskUpload::default(),
         });
         assert!(finished(&mut c, 1002, 0).is_empty());
     }
@@ -813,15 +892,17 @@ mod tests {
             .on_event(Event::Acknowledged {
                 now: 1001,
                 ack: named(first),
+                upload: SubtaskUpload::default(),
             })
             .is_empty());
         assert!(matches!(
             c.on_event(Event::Acknowledged {
                 now: 1002,
                 ack: named(second),
+                upload: SubtaskUpload::default(),
             })
             .as_slice(),
-            [Command::WriteMetadata { acks, .. }] if acks.len() == 2
+            [Command::WriteMetadata { .. }]
         ));
     }
 
@@ -845,18 +926,22 @@ mod tests {
         c.on_event(Event::Acknowledged {
             now: 1002,
             ack: ack(1, "a", 0),
+            upload: SubtaskUpload::default(),
         });
         c.on_event(Event::Acknowledged {
             now: 1002,
             ack: ack(1, "a", 1),
+            upload: SubtaskUpload::default(),
         });
         assert_eq!(
             c.on_event(Event::MetadataWritten {
                 now: 1003,
                 checkpoint: CheckpointId::new(1),
+                location: None,
             }),
             [
                 Command::NotifyComplete(CheckpointId::new(1)),
+                Command::RecordStats(stats(1, false, 3.0)),
                 Command::Retain { keep: 3 },
             ]
         );
@@ -902,6 +987,7 @@ mod tests {
             c.on_event(Event::Acknowledged {
                 now: 1001,
                 ack: ack(1, "a", subtask),
+                upload: SubtaskUpload::default(),
             });
         }
         assert!(
@@ -917,5 +1003,215 @@ mod tests {
             "{commands:?}"
         );
         assert_eq!(c.in_flight(), None);
+    }
+
+    /// An upload that wrote `bytes`, referring to ten times as much state.
+    fn upload(bytes: u64, async_us: u64) -> SubtaskUpload {
+        SubtaskUpload {
+            states: Vec::new(),
+            bytes,
+            state_bytes: bytes * 10,
+            async_us,
+        }
+    }
+
+    /// Operator state written by `uid`'s subtask to `path`.
+    fn state(path: &str) -> SubtaskState {
+        SubtaskState {
+            operator: vec![StateHandle {
+                path: path.into(),
+                size: 1,
+            }],
+            ..SubtaskState::default()
+        }
+    }
+
+    fn record_stats(commands: &[Command]) -> Option<&CheckpointStats> {
+        commands.iter().find_map(|c| match c {
+            Command::RecordStats(stats) => Some(stats),
+            _ => None,
+        })
+    }
+
+    /// A completed checkpoint reports its statistics (before, the driver kept them):
+    /// the time from its start to its metadata written, the sums of what its subtasks
+    /// uploaded, and each subtask's figures in the order the acknowledgements came.
+    #[test]
+    fn a_completed_checkpoint_reports_its_statistics() {
+        let mut c = coordinator(CoordinatorConfig::default());
+        c.on_event(Event::Tick { now: 1000 });
+        for (now, subtask, bytes) in [(1010, 1, 30), (1020, 0, 12)] {
+            let commands = c.on_event(Event::Acknowledged {
+                now,
+                ack: SubtaskAck {
+                    alignment_us: 5,
+                    sync_us: 7,
+                    ..ack(1, "a", subtask)
+                },
+                upload: upload(bytes, 900 + subtask as u64),
+            });
+            assert!(record_stats(&commands).is_none(), "{commands:?}");
+        }
+        let commands = c.on_event(Event::MetadataWritten {
+            now: 1250,
+            checkpoint: CheckpointId::new(1),
+            location: None,
+        });
+        let subtask = |subtask: usize, bytes: u64| SubtaskCheckpointStats {
+            task: "a".into(),
+            subtask,
+            alignment_us: 5,
+            sync_us: 7,
+            async_us: 900 + subtask as u64,
+            bytes,
+            state_bytes: bytes * 10,
+        };
+        assert_eq!(
+            record_stats(&commands),
+            Some(&CheckpointStats {
+                checkpoint: CheckpointId::new(1),
+                savepoint: false,
+                duration_ms: 250.0,
+                bytes: 42,
+                state_bytes: 420,
+                subtasks: vec![subtask(1, 30), subtask(0, 12)],
+            })
+        );
+    }
+
+    /// The metadata gets what every subtask uploaded, by operator and subtask index
+    /// (before, the driver collected it); the barrier in flight is known only while
+    /// its checkpoint is.
+    #[test]
+    fn write_metadata_carries_the_state_every_subtask_uploaded() {
+        let mut c = coordinator(CoordinatorConfig::default());
+        c.on_event(Event::Tick { now: 1000 });
+        let barrier = c.barrier_in_flight(CheckpointId::new(1));
+        assert_eq!(barrier, Some(Barrier::checkpoint(CheckpointId::new(1), 0)));
+        assert_eq!(c.barrier_in_flight(CheckpointId::new(2)), None);
+        let (source, count) = (OperatorUid::new("source"), OperatorUid::new("count"));
+        c.on_event(Event::Acknowledged {
+            now: 1001,
+            ack: ack(1, "a", 1),
+            upload: SubtaskUpload {
+                states: vec![(count.clone(), state("count-1"))],
+                ..upload(1, 1)
+            },
+        });
+        let commands = c.on_event(Event::Acknowledged {
+            now: 1002,
+            ack: ack(1, "a", 0),
+            upload: SubtaskUpload {
+                states: vec![
+                    (source.clone(), state("source-0")),
+                    (count.clone(), state("count-0")),
+                ],
+                ..upload(1, 1)
+            },
+        });
+        let expected: OperatorStates = BTreeMap::from([
+            (source, BTreeMap::from([(0, state("source-0"))])),
+            (
+                count,
+                BTreeMap::from([(0, state("count-0")), (1, state("count-1"))]),
+            ),
+        ]);
+        assert_eq!(
+            commands,
+            [Command::WriteMetadata {
+                barrier: barrier.expect("in flight"),
+                states: expected,
+            }]
+        );
+    }
+
+    /// A failed checkpoint reports no statistics, and what it collected does not
+    /// leak into the next one: late acknowledgements of it are not counted.
+    #[test]
+    fn a_failed_checkpoint_reports_nothing_and_its_late_acks_count_for_no_other() {
+        let mut c = coordinator(CoordinatorConfig::default());
+        c.on_event(Event::Tick { now: 1000 });
+        c.on_event(Event::Acknowledged {
+            now: 1001,
+            ack: ack(1, "a", 0),
+            upload: upload(100, 1),
+        });
+        let commands = c.on_event(Event::Declined {
+            now: 1002,
+            checkpoint: CheckpointId::new(1),
+            reason: "upload failed".into(),
+        });
+        assert!(record_stats(&commands).is_none(), "{commands:?}");
+        assert_eq!(c.barrier_in_flight(CheckpointId::new(1)), None);
+        c.on_event(Event::Tick { now: 2002 });
+        assert!(c.barrier_in_flight(CheckpointId::new(2)).is_some());
+        // Subtask 1's upload of checkpoint 1 finishes late.
+        assert!(c
+            .on_event(Event::Acknowledged {
+                now: 2003,
+                ack: ack(1, "a", 1),
+                upload: upload(100, 1),
+            })
+            .is_empty());
+        for subtask in 0..2 {
+            c.on_event(Event::Acknowledged {
+                now: 2004,
+                ack: ack(2, "a", subtask),
+                upload: upload(1, 1),
+            });
+        }
+        let commands = c.on_event(Event::MetadataWritten {
+            now: 2010,
+            checkpoint: CheckpointId::new(2),
+            location: None,
+        });
+        let stats = record_stats(&commands).expect("checkpoint 2 completed");
+        assert_eq!((stats.bytes, stats.subtasks.len()), (2, 2), "{stats:?}");
+        assert_eq!(stats.duration_ms, 8.0);
+    }
+
+    /// Each savepoint's requests are answered with its own location, which the
+    /// coordinator passes on and keeps nowhere (before, the driver kept every
+    /// location in a map until the job stopped).
+    #[test]
+    fn each_savepoint_is_answered_with_its_own_location() {
+        let mut c = coordinator(CoordinatorConfig::default());
+        for (request, stop) in [(1, false), (2, true)] {
+            let now = 10 * request;
+            let commands = c.on_event(Event::SavepointRequested { now, stop, request });
+            let barrier = match commands[..] {
+                [Command::InjectBarrier(b)] => b,
+                _ => panic!("{commands:?}"),
+            };
+            for subtask in 0..2 {
+                c.on_event(Event::Acknowledged {
+                    now,
+                    ack: ack(barrier.id.get(), "a", subtask),
+                    upload: upload(1, 1),
+                });
+            }
+            let location = Some(format!("file:///savepoints/savepoint-job-{}", barrier.id));
+            let commands = c.on_event(Event::MetadataWritten {
+                now,
+                checkpoint: barrier.id,
+                location: location.clone(),
+            });
+            assert!(
+                commands.contains(&Command::SavepointDone {
+                    requests: vec![request],
+                    checkpoint: barrier.id,
+                    location: location.clone(),
+                }),
+                "{commands:?}"
+            );
+            assert_eq!(
+                commands.contains(&Command::StopJob {
+                    checkpoint: barrier.id,
+                    location,
+                }),
+                stop,
+                "{commands:?}"
+            );
+        }
     }
 }

@@ -98,6 +98,7 @@ mod config;
 pub mod control;
 pub mod coordinator;
 mod error;
+mod in_flight;
 pub mod incremental;
 pub mod layout;
 pub mod metadata;
@@ -113,6 +114,7 @@ mod writer;
 pub use config::{install_tls_provider, S3Options, StorageConfig, DEFAULT_ROOT};
 pub use coordinator::{Command, Coordinator, CoordinatorConfig, Event};
 pub use error::{CheckpointError, CorruptReason};
+pub use in_flight::{CheckpointStats, OperatorStates, SubtaskCheckpointStats, SubtaskUpload};
 pub use metadata::{
     CheckpointMetadata, KeyedStateHandle, OperatorState, SnapshotKind, StateHandle, SubtaskState,
 };

@@ -13,13 +13,22 @@
 //!        Coordinator ─▶ WriteMetadata (tokio, create-if-absent) ─▶ NotifyComplete ─▶ tasks/sinks
 //!  resume: weir_checkpoint::restore::load_checkpoint ─▶ RestoreState ─▶ the job's subtasks
 //! ```
+//!
+//! The driver's parts, by role: `job.rs` (the [`CheckpointedJob`] API), `restart.rs`
+//! (the attempts and what each restores), `executor.rs` (one attempt: events to the
+//! coordinator, its commands carried out), `upload.rs` (a subtask's snapshot and a
+//! checkpoint's metadata written on tokio), `driver.rs` (the state they share).
 
 mod driver;
+mod executor;
+mod job;
 mod live;
+mod restart;
+mod upload;
 
-pub use driver::CheckpointedJob;
+pub use job::CheckpointedJob;
 pub use live::{LiveJob, RestoreProgress};
-pub use weir_checkpoint::{RestoreError, RestoreEvent};
+pub use weir_checkpoint::{CheckpointStats, RestoreError, RestoreEvent, SubtaskCheckpointStats};
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -191,44 +200,6 @@ pub enum JobStatus {
     Finished,
     /// Stopped with a savepoint.
     Suspended,
-}
-
-/// Statistics of one subtask's part of a checkpoint.
-#[derive(Clone, Debug, PartialEq)]
-pub struct SubtaskCheckpointStats {
-    /// The task (chain) name.
-    pub task: String,
-    /// The subtask.
-    pub subtask: usize,
-    /// Time between the first and the last barrier at this subtask, µs.
-    pub alignment_us: u64,
-    /// Synchronous part of the snapshot, µs.
-    pub sync_us: u64,
-    /// Upload, µs.
-    pub async_us: u64,
-    /// Bytes uploaded.
-    pub bytes: u64,
-    /// Bytes of the state this checkpoint refers to: uploaded now, or by an earlier
-    /// checkpoint and still current (incremental checkpoints).
-    pub state_bytes: u64,
-}
-
-/// Statistics of one completed checkpoint.
-#[derive(Clone, Debug, PartialEq)]
-pub struct CheckpointStats {
-    /// The checkpoint.
-    pub checkpoint: CheckpointId,
-    /// Whether it was a savepoint.
-    pub savepoint: bool,
-    /// From barrier injection to the metadata written, ms.
-    pub duration_ms: f64,
-    /// Bytes uploaded.
-    pub bytes: u64,
-    /// Bytes of the state the checkpoint refers to (with incremental checkpoints,
-    /// more than it uploaded).
-    pub state_bytes: u64,
-    /// Per subtask.
-    pub subtasks: Vec<SubtaskCheckpointStats>,
 }
 
 /// The last 100 completed checkpoints, shared with the driver.
