@@ -350,8 +350,19 @@ impl Coordinator {
                 now,
                 checkpoint,
                 reason,
+            } => {
+                // Once every subtask acknowledged, the metadata write decides: a late
+                // decline must not abort (and delete) a checkpoint that may be
+                // complete already.
+                let deciding = self
+                    .pending
+                    .as_ref()
+                    .is_some_and(|p| p.barrier.id == checkpoint && !p.writing_metadata);
+                if deciding {
+                    self.fail_pending(now, reason, &mut commands);
+                }
             }
-            | Event::MetadataFailed {
+            Event::MetadataFailed {
                 now,
                 checkpoint,
                 reason,
@@ -756,6 +767,34 @@ mod tests {
             matches!(&commands[..], [Command::Abort { reason, .. }] if reason == "upload failed")
         );
         assert_eq!(c.in_flight(), None);
+    }
+
+    #[test]
+    fn a_decline_after_every_acknowledgement_leaves_the_metadata_write_to_decide() {
+        let mut c = coordinator(CoordinatorConfig::default());
+        c.on_event(Event::Tick { now: 1000 });
+        for subtask in 0..2 {
+            c.on_event(Event::Acknowledged {
+                now: 1001,
+                ack: ack(1, "a", subtask),
+                upload: SubtaskUpload::default(),
+            });
+        }
+        let late = c.on_event(Event::Declined {
+            now: 1002,
+            checkpoint: CheckpointId::new(1),
+            reason: "a late decline".into(),
+        });
+        assert!(
+            late.is_empty(),
+            "aborted while its metadata was being written: {late:?}"
+        );
+        let commands = c.on_event(Event::MetadataWritten {
+            now: 1003,
+            checkpoint: CheckpointId::new(1),
+            location: None,
+        });
+        assert_eq!(commands[0], Command::NotifyComplete(CheckpointId::new(1)));
     }
 
     fn finished(c: &mut Coordinator, now: MonotonicMs, subtask: usize) -> Vec<Command> {
