@@ -312,6 +312,17 @@ pub(crate) fn plan(spec: JobSpec, registry: &Registry, p: &mut Problems) -> JobP
     }
     let mut sinks_names: HashMap<&str, Pos> = HashMap::new();
     for sink in &spec.sinks {
+        if let Some(stream) = entries.get(sink.node.name.value.as_str()) {
+            p.add(
+                sink.node.name.at,
+                &sink.node.name.path,
+                format!(
+                    "sink `{}` has the name of the stream defined at line {}: a name is also the uid of its state in checkpoints, so expected names unique across sources, operators and sinks",
+                    sink.node.name.value,
+                    stream.node().name.at.line
+                ),
+            );
+        }
         if let Some(first) = sinks_names.insert(&sink.node.name.value, sink.node.name.at) {
             p.add(
                 sink.node.name.at,

@@ -367,3 +367,13 @@ fn a_sequence_rate_is_a_positive_integer() {
         other => panic!("{other:?}"),
     }
 }
+
+#[test]
+fn a_sink_named_like_a_stream_is_refused_before_the_run() {
+    // Before: `weir validate` accepted it and the run failed on the duplicate uid.
+    one(
+        &VALID.replace("{name: out, kind: stdout", "{name: cheap, kind: stdout"),
+        "job.yaml:26:12: sinks[0].name: ",
+        "sink `cheap` has the name of the stream defined at line 10",
+    );
+}
