@@ -646,6 +646,57 @@ impl CheckpointStorage {
             .await
     }
 
+    /// Deletes what the attempt `owner` wrote for checkpoint `checkpoint` of `job`
+    /// (see [`crate::StateWriter::owned_by`]): its private files, and the `_metadata`
+    /// only when it refers to them (a metadata write that failed on this side but
+    /// landed). Files and metadata another attempt or incarnation wrote under the
+    /// same `chk-<n>` stay: an incarnation only ever deletes what it wrote. Returns
+    /// how many objects were deleted.
+    ///
+    /// # Errors
+    /// [`CheckpointError::InvalidName`]; [`CheckpointError::Io`].
+    ///
+    /// # Cancel safety
+    /// Cancel-safe: what is left is incomplete (its metadata goes first) and is
+    /// removed by a second call or [`cleanup_incomplete`](Self::cleanup_incomplete).
+    pub async fn abort_own(
+        &self,
+        job: &str,
+        checkpoint: CheckpointId,
+        owner: &str,
+    ) -> Result<usize, CheckpointError> {
+        let suffix = format!(".{owner}");
+        let ours = |path: &str| !owner.is_empty() && path.ends_with(&suffix);
+        let mut count = 0;
+        match self.read_metadata(job, checkpoint).await {
+            Ok(metadata) if metadata.handles().any(|h| ours(&h.path)) => {
+                self.delete(&layout::metadata_path(job, checkpoint)?)
+                    .await?;
+                count += 1;
+            }
+            // Another's, or none, or unreadable (then not provably ours): kept.
+            Ok(_) | Err(_) => {}
+        }
+        let dir = layout::checkpoint_dir(job, checkpoint)?;
+        let listed: Vec<Path> = self
+            .list_full(&dir)
+            .await?
+            .into_iter()
+            .filter(|path| path.filename().is_some_and(ours))
+            .collect();
+        count += listed.len();
+        let mut deleted = self
+            .store
+            .delete_stream(futures::stream::iter(listed.into_iter().map(Ok)).boxed());
+        while let Some(result) = deleted.next().await {
+            match result {
+                Ok(_) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(self.error(&dir, e)),
+            }
+        }
+        Ok(count)
+    }
+
     /// Deletes every `chk-<n>` directory of `job` that has no `_metadata` (aborted
     /// checkpoints, or ones a crash interrupted). Returns the checkpoints removed.
     ///

@@ -54,6 +54,8 @@ pub struct StateWriter {
     after_write: AfterWrite,
     /// Bytes written so far.
     bytes: u64,
+    /// Appended to private file names (`<name>.<owner>`), unless empty.
+    owner: String,
 }
 
 impl StateWriter {
@@ -73,7 +75,16 @@ impl StateWriter {
             subtask,
             after_write,
             bytes: 0,
+            owner: String::new(),
         }
+    }
+
+    /// Names private files `<name>.<owner>`: an attempt's token, so that no other
+    /// attempt or incarnation writing the same checkpoint id overwrites them, and
+    /// [`CheckpointStorage::abort_own`] deletes only them.
+    pub fn owned_by(mut self, owner: impl Into<String>) -> Self {
+        self.owner = owner.into();
+        self
     }
 
     /// The checkpoint written.
@@ -91,7 +102,7 @@ impl StateWriter {
         self.bytes
     }
 
-    /// Writes `<job>/chk-<n>/<uid>/<subtask>/<name>`.
+    /// Writes `<job>/chk-<n>/<uid>/<subtask>/<name>` (`<name>.<owner>` when owned).
     ///
     /// # Errors
     /// The storage's report ([`CheckpointError`]), naming the object.
@@ -105,6 +116,13 @@ impl StateWriter {
         data: Vec<u8>,
     ) -> Result<StateHandle, CheckpointError> {
         let size = data.len() as u64;
+        let owned;
+        let name = if self.owner.is_empty() {
+            name
+        } else {
+            owned = format!("{name}.{}", self.owner);
+            &owned
+        };
         let handle = self
             .storage
             .write_state(&self.job, self.checkpoint, uid, self.subtask, name, data)

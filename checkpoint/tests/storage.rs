@@ -134,6 +134,7 @@ on_both_backends!(
     latest_valid_skips_damaged_checkpoints,
     retention_keeps_exactly_the_referenced_shared_files,
     abort_and_cleanup_incomplete,
+    an_attempt_aborts_only_what_it_wrote,
     shared_files_are_written_once,
     large_shared_files_are_streamed_in_parts,
     savepoints_are_self_contained,
@@ -401,6 +402,55 @@ async fn abort_and_cleanup_incomplete(t: TestStore) {
     // A job with nothing stored at all is simply empty.
     assert!(s.list_checkpoints("never-ran").await.unwrap().is_empty());
     assert!(s.cleanup_incomplete("never-ran").await.unwrap().is_empty());
+}
+
+/// Two attempts (or incarnations) write checkpoint 1 under their own names; the one
+/// that completes it keeps it when the other aborts. Before, both wrote
+/// `chk-1/<uid>/<subtask>/<name>` (the later write replacing the other's file) and the
+/// loser's abort deleted the winner's `_metadata` and files.
+async fn an_attempt_aborts_only_what_it_wrote(t: TestStore) {
+    let s = &t.storage;
+    let write = |owner: &'static str, n: u64| async move {
+        let mut writer = weir_checkpoint::StateWriter::new(
+            s.clone(),
+            JOB,
+            chk(n),
+            0,
+            std::sync::Arc::new(|| {}),
+        )
+        .owned_by(owner);
+        let handle = writer
+            .private(&uid(), "operator", vec![n as u8; 9])
+            .await
+            .unwrap();
+        let mut m = metadata(n);
+        m.subtask_mut(&uid(), 0).operator.push(handle);
+        m
+    };
+    let winner = write("b-1", 1).await;
+    let loser = write("a-1", 1).await;
+    assert_ne!(
+        winner.handles().next(),
+        loser.handles().next(),
+        "one name per attempt"
+    );
+    s.commit_metadata(&winner).await.unwrap();
+    assert_eq!(s.abort_own(JOB, chk(1), "a-1").await.unwrap(), 1);
+    let scan = s.latest_valid(JOB).await.unwrap();
+    assert_eq!(scan.latest, Some(winner.clone()), "[{}]", t.backend);
+    assert_eq!(
+        s.read(winner.handles().next().unwrap())
+            .await
+            .unwrap()
+            .len(),
+        9
+    );
+
+    // Its own metadata (a write that failed on its side but landed) goes with it.
+    let own = write("c-2", 2).await;
+    s.commit_metadata(&own).await.unwrap();
+    assert_eq!(s.abort_own(JOB, chk(2), "c-2").await.unwrap(), 2);
+    assert_eq!(s.list_checkpoints(JOB).await.unwrap(), vec![chk(1)]);
 }
 
 async fn shared_files_are_written_once(t: TestStore) {

@@ -42,6 +42,8 @@ pub(super) struct Driver {
     pub(super) native_uploads: NativeUploads,
     /// Makes this process's shared file names unique.
     pub(super) nonce: u64,
+    /// Attempts started so far: with `nonce`, names what the current attempt writes.
+    pub(super) attempts: AtomicU64,
     /// This start of the job: recorded in every checkpoint it writes, so that a
     /// restart restores only checkpoints of its own timeline (or what it started
     /// from), never those of an earlier run or of a timeline a rollback left.
@@ -75,6 +77,17 @@ pub(super) fn hit(driver_hits: &AtomicU64, config: &CheckpointingConfig, step: F
 }
 
 impl Driver {
+    /// The owner token of the current attempt: in the names of every object it
+    /// writes, so no other attempt or incarnation overwrites them, and an abort
+    /// deletes only them.
+    pub(super) fn owner(&self) -> String {
+        format!(
+            "{:016x}-{}",
+            self.nonce,
+            self.attempts.load(Ordering::SeqCst)
+        )
+    }
+
     pub(super) fn status(&self, status: JobStatus) {
         tracing::info!(job = %self.config.name, status = ?status, "job status");
         self.listener.on_status(&self.config.name, status);

@@ -250,9 +250,9 @@ impl Driver {
                                 "checkpoint {checkpoint} of job `{job}` aborted: {reason}"
                             );
                             let storage = self.storage.clone();
-                            let job = job.clone();
+                            let (job, owner) = (job.clone(), self.owner());
                             self.track(self.runtime.spawn(async move {
-                                if let Err(e) = storage.abort(&job, checkpoint).await {
+                                if let Err(e) = storage.abort_own(&job, checkpoint, &owner).await {
                                     tracing::warn!(
                                         "could not delete aborted checkpoint {checkpoint}: {e}"
                                     );

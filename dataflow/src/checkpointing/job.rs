@@ -74,6 +74,7 @@ impl CheckpointedJob {
             passed_over: std::sync::Mutex::new(Vec::new()),
             attempt_io: std::sync::Mutex::new(Vec::new()),
             nonce: weir_state::unique_id(),
+            attempts: AtomicU64::new(0),
             timeline: weir_state::unique_id(),
         };
         let thread = std::thread::Builder::new()

@@ -397,6 +397,8 @@ impl Driver {
                 return Ended::Failed(e);
             }
         }
+        self.attempts
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         self.uploads.clear();
         self.native_uploads.clear();
         for (uid, subtasks) in restore.iter().flat_map(|r| &r.opened) {

@@ -36,7 +36,7 @@ impl Driver {
         let operators = std::mem::take(&mut ack.operators);
         let uploads = self.uploads.clone();
         let native_uploads = self.native_uploads.clone();
-        let nonce = self.nonce;
+        let owner = self.owner();
         let max = frozen.max_parallelism;
         let mut frozen_by_uid: BTreeMap<OperatorUid, Vec<Arc<dyn weir_state::FrozenKeyed>>> =
             BTreeMap::new();
@@ -50,7 +50,8 @@ impl Driver {
             barrier.id,
             ack.subtask,
             Arc::new(move || hit(&hits, &checkpointing, Failpoint::MidUpload)),
-        );
+        )
+        .owned_by(owner.clone());
         let (incremental_enabled, full_snapshot_every) = (
             self.checkpointing.incremental,
             self.checkpointing.full_snapshot_every,
@@ -134,7 +135,7 @@ impl Driver {
                     } else {
                         let data = weir_state::encode("keyed", &encoded.bundle)?;
                         Some(if incremental {
-                            let key = format!("{uid}.{subtask}.{nonce:016x}.{}", barrier.id.get());
+                            let key = format!("{uid}.{subtask}.{owner}.{}", barrier.id.get());
                             writer.shared(&key, data).await?
                         } else {
                             writer.private(&uid, "keyed-tables", data).await?
