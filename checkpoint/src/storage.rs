@@ -291,6 +291,16 @@ impl CheckpointStorage {
     /// Deletes every object under `relative`; returns how many there were.
     pub(crate) async fn delete_prefix(&self, relative: &Path) -> Result<usize, CheckpointError> {
         let listed = self.list_full(relative).await?;
+        self.delete_listed(relative, listed).await
+    }
+
+    /// Deletes `listed` (full paths under `relative`, which errors name); objects
+    /// already gone count as deleted. Returns how many were listed.
+    async fn delete_listed(
+        &self,
+        relative: &Path,
+        listed: Vec<Path>,
+    ) -> Result<usize, CheckpointError> {
         let count = listed.len();
         let mut deleted = self
             .store
@@ -684,17 +694,7 @@ impl CheckpointStorage {
             .into_iter()
             .filter(|path| path.filename().is_some_and(ours))
             .collect();
-        count += listed.len();
-        let mut deleted = self
-            .store
-            .delete_stream(futures::stream::iter(listed.into_iter().map(Ok)).boxed());
-        while let Some(result) = deleted.next().await {
-            match result {
-                Ok(_) | Err(object_store::Error::NotFound { .. }) => {}
-                Err(e) => return Err(self.error(&dir, e)),
-            }
-        }
-        Ok(count)
+        Ok(count + self.delete_listed(&dir, listed).await?)
     }
 
     /// Deletes every `chk-<n>` directory of `job` that has no `_metadata` (aborted
