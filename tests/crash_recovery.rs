@@ -27,6 +27,7 @@ mod common;
 use common::kafka_log::committed_view;
 use common::kafka_services::{broker, python, CREATE_TOPIC};
 use common::s3;
+use std::collections::BTreeMap;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
@@ -45,8 +46,14 @@ enum JobOutput {
     EpochFiles(PathBuf),
     /// `ObjectFileSink` (`--output-url URL`); the config reads the output back.
     ObjectFiles(FileSinkConfig),
-    /// `KafkaSink` (`--output-topic`): JSON `[key, count]` records.
-    Kafka { bootstrap: String, topic: String },
+    /// `KafkaSink` (`--output-topic`): JSON `[key, count]` records; in each partition
+    /// the output starts at offset `from[partition]` (0 if absent): what comes before
+    /// is an earlier run's.
+    Kafka {
+        bootstrap: String,
+        topic: String,
+        from: BTreeMap<i32, i64>,
+    },
 }
 
 /// Writes the numbers `1..=n` as text, number `i` to partition `i % partitions`.
@@ -195,6 +202,7 @@ impl Job {
         job.output = JobOutput::Kafka {
             bootstrap,
             topic: output,
+            from: BTreeMap::new(),
         };
         job.duplicates_allowed = !common::kafka_services::strict_broker();
         Some(job)
@@ -291,11 +299,16 @@ impl Job {
         let read = match &self.output {
             JobOutput::EpochFiles(dir) => weir::sinks::read_committed::<Record>(dir),
             JobOutput::ObjectFiles(config) => weir::sinks::read_committed_objects::<Record>(config),
-            JobOutput::Kafka { bootstrap, topic } => {
+            JobOutput::Kafka {
+                bootstrap,
+                topic,
+                from,
+            } => {
                 let view = committed_view(bootstrap, topic)
                     .unwrap_or_else(|e| panic!("reading the output topic: {e}"));
                 Ok(view
                     .records()
+                    .filter(|r| r.offset >= from.get(&r.partition).copied().unwrap_or(0))
                     .map(|r| {
                         serde_json::from_slice(r.value.as_deref().unwrap_or_default())
                             .unwrap_or_else(|e| panic!("output record {r:?}: {e}"))
@@ -1051,6 +1064,42 @@ fn kafka_to_kafka_failpoints_then_recovery_is_exact() {
         let restored = crash_job_at_failpoint_then_recover(&job, step, nth, debug_name);
         assert!(restored.is_some(), "{step}:{nth}: resumed from nothing");
     }
+}
+
+/// Markers are per timeline: the markers an earlier run of the same job left on the
+/// topic never make a later run skip its own epochs. A first run goes to the end with
+/// checkpoint directory D1, leaving the marker of each of the sink's transactional
+/// ids at one of its last checkpoints. A fresh run with directory D2 and the same
+/// job, sink and topic (so the same transactional ids) starts its checkpoint ids at
+/// 1 again, crashes before the commit of its first epoch, and is resumed: the epoch is
+/// produced, not skipped for the first run's higher marker.
+#[test]
+fn kafka_markers_of_an_earlier_run_never_suppress_a_fresh_runs_epochs() {
+    let Some(mut job) = Job::kafka(20_000, 50, 2_000) else {
+        return;
+    };
+    let first = job.run(false, None);
+    assert_eq!(first.finished(), None, "the first run starts afresh");
+    assert_exact(&job.committed(), &job.expected(), "the first run");
+    let JobOutput::Kafka {
+        bootstrap,
+        topic,
+        from,
+    } = &mut job.output
+    else {
+        unreachable!("a Kafka job");
+    };
+    let view = committed_view(bootstrap, topic)
+        .unwrap_or_else(|e| panic!("reading the output topic: {e}"));
+    *from = view
+        .partitions
+        .iter()
+        .map(|p| (p.partition, p.offsets.end))
+        .collect();
+    job.checkpoints = job._dir.path().join("checkpoints-2").display().to_string();
+    let restored =
+        crash_job_at_failpoint_then_recover(&job, "kafka-sink:before-commit", 1, "BeforeCommit");
+    assert!(restored.is_some(), "the second run resumed from nothing");
 }
 
 /// Runs `weir savepoint` against the running job; returns the savepoint's location.

@@ -3,7 +3,7 @@
 //! ```text
 //! exactly_once (write-ahead epochs):
 //!  records of epoch n ──▶ memory; at barrier n they join the sink's checkpointed state
-//!  checkpoint n complete ──▶ one transaction: the epoch's records + marker (group `<txid>`, offset n) ──▶ commit
+//!  checkpoint n complete ──▶ one transaction: the epoch's records + marker (group `<txid>-<timeline>`, offset n) ──▶ commit
 //!  restore ──▶ pending epochs of the checkpoint: marker ≥ epoch? skip : produce again in a transaction
 //!
 //! at_least_once: records produced as they come (idempotent producer), flushed at every barrier
@@ -15,7 +15,7 @@
 //! records of an epoch live in the checkpoint, and only a completed checkpoint's epochs
 //! are produced, each in one short transaction. Every transaction also commits a
 //! *marker*: the offset `n` of partition 0 of the output topic for the consumer group
-//! named after the transactional id. The marker becomes visible exactly when the
+//! named after the transactional id and the timeline (below). The marker becomes visible exactly when the
 //! epoch's records do, so a restore knows which pending epochs were committed before
 //! the crash and produces only the others.
 //!
@@ -38,8 +38,24 @@
 //! before the ids were kept (state `kafka-sink-pending`) is recovered under the
 //! recomputed ids, as before.
 //!
-//! Markers order epochs within one timeline of checkpoints: an epoch is skipped when
-//! the marker is at or past it. New epochs after a restore are always produced.
+//! Markers are per timeline. Checkpoint ids order the epochs of one timeline (one
+//! start of the job, [`OperatorContext::timeline`]) and no more: a fresh checkpoint
+//! directory, or a savepoint resumed into one, counts from 1 again while the topic
+//! keeps the markers of earlier runs with the same transactional ids. So the marker
+//! group of the epochs a timeline writes is `<txid>-<timeline, 16 hex digits>`
+//! ([`marker_group`]), and a pending epoch is skipped when the marker of the group it
+//! was written under (kept with it, above) is at or past it. Only one timeline's
+//! epochs ever reach a group: its own commits, in checkpoint order, and the recovery
+//! of its pending epochs by a restore (an in-process restart, or a later run from its
+//! checkpoint or savepoint), which commits only epochs past the marker. So a group's
+//! marker never moves back, and a marker written on one timeline is never compared
+//! with another timeline's epoch: an earlier run's high marker cannot make a new run
+//! skip (lose) its epoch, and a later run cannot make a restore of an earlier one
+//! produce an epoch again. Epochs written before markers were per timeline name the
+//! group `<txid>` and are recovered under it. A restore that recovers an earlier
+//! timeline's epochs under the subtask's own transactional id commits them with the
+//! subtask's producer and the earlier marker group: a second producer with the same
+//! id would fence the first. New epochs after a restore are always produced.
 //!
 //! Records are partitioned like Kafka's Java client: keyed records by the murmur2
 //! hash of the key ([`default_partition`]), unkeyed ones spread by librdkafka.
@@ -355,13 +371,29 @@ impl ProducerContext for Deliveries {
 
 type KafkaProducer = ThreadedProducer<Deliveries>;
 
-/// One transactional id: its producer and the consumer-group handle of its marker.
+/// The marker group of the epochs that transactional id `id` commits on `timeline`:
+/// `<id>-<timeline, 16 hex digits>`, or `id` itself without a timeline (0: a job
+/// that is not run by the checkpointing driver).
+pub fn marker_group(id: &str, timeline: u64) -> String {
+    match timeline {
+        0 => id.to_owned(),
+        timeline => format!("{id}-{timeline:016x}"),
+    }
+}
+
+/// A marker: the consumer group whose committed offset (on partition 0 of the topic)
+/// is the epoch committed last, and the consumer that reads it and names the group in
+/// transactions.
+struct Marker {
+    group: String,
+    consumer: BaseConsumer,
+}
+
+/// One transactional id: its producer and the marker of the epochs it commits now.
 struct Transactions {
     transactional_id: String,
     producer: KafkaProducer,
-    /// The consumer group whose committed offset is the marker.
-    marker_group: String,
-    marker_consumer: BaseConsumer,
+    marker: Marker,
 }
 
 /// Writes a pipeline's records to a Kafka topic; see the module documentation.
@@ -525,24 +557,28 @@ impl<T: Send + 'static> KafkaSink<T> {
                 }
                 e => self.kafka_error(&format!("initialising transactional id `{id}` for"), e),
             })?;
-        let mut group = ClientConfig::new();
-        group
-            .set("bootstrap.servers", &self.config.bootstrap_servers)
-            .set("group.id", &marker_group)
-            .set("enable.auto.commit", "false")
-            .set("isolation.level", "read_committed");
-        let marker_consumer: BaseConsumer = group.create().map_err(|e| {
-            self.kafka_error(
-                &format!("creating the consumer of marker group `{marker_group}` for"),
-                e,
-            )
-        })?;
         Ok(Transactions {
             transactional_id: id,
             producer,
-            marker_group,
-            marker_consumer,
+            marker: self.open_marker(marker_group)?,
         })
+    }
+
+    /// The marker in consumer group `group` (nothing is sent to the brokers yet).
+    fn open_marker(&self, group: String) -> Result<Marker> {
+        let mut config = ClientConfig::new();
+        config
+            .set("bootstrap.servers", &self.config.bootstrap_servers)
+            .set("group.id", &group)
+            .set("enable.auto.commit", "false")
+            .set("isolation.level", "read_committed");
+        let consumer: BaseConsumer = config.create().map_err(|e| {
+            self.kafka_error(
+                &format!("creating the consumer of marker group `{group}` for"),
+                e,
+            )
+        })?;
+        Ok(Marker { group, consumer })
     }
 
     fn failpoint(&mut self, step: KafkaSinkFailpoint) {
@@ -574,18 +610,18 @@ impl<T: Send + 'static> KafkaSink<T> {
         }
     }
 
-    /// The epoch the marker of `transactions` says was committed last, if any.
-    fn committed_marker(&self, transactions: &Transactions) -> Result<Option<u64>> {
+    /// The epoch `marker` of transactional id `id` says was committed last, if any.
+    fn committed_marker(&self, id: &str, marker: &Marker) -> Result<Option<u64>> {
         let mut list = TopicPartitionList::new();
         list.add_partition(&self.config.topic, 0);
-        let committed = transactions
-            .marker_consumer
+        let committed = marker
+            .consumer
             .committed_offsets(list, self.commit_timeout)
             .map_err(|e| {
                 self.kafka_error(
                     &format!(
-                        "reading the commit marker of transactional id `{}` (consumer group `{}`) for",
-                        transactions.transactional_id, transactions.marker_group
+                        "reading the commit marker of transactional id `{id}` (consumer group `{}`) for",
+                        marker.group
                     ),
                     e,
                 )
@@ -601,11 +637,11 @@ impl<T: Send + 'static> KafkaSink<T> {
     /// shortly after acknowledging the commit (0.4–84 ms measured), so without the
     /// wait a restore right after a commit could miss the marker. A marker still
     /// missing after the wait is logged, not an error: the epoch is committed.
-    fn await_marker(&self, transactions: &Transactions, epoch: u64) {
+    fn await_marker(&self, id: &str, marker: &Marker, epoch: u64) {
         const WAIT: Duration = Duration::from_secs(1);
         let started = std::time::Instant::now();
         while started.elapsed() < WAIT {
-            match self.committed_marker(transactions) {
+            match self.committed_marker(id, marker) {
                 Ok(Some(marker)) if marker >= epoch => return,
                 Ok(_) => std::thread::sleep(Duration::from_millis(2)),
                 Err(e) => {
@@ -615,15 +651,17 @@ impl<T: Send + 'static> KafkaSink<T> {
             }
         }
         tracing::warn!(
-            "the commit marker of epoch {epoch} of transactional id `{}` is not visible after {WAIT:?}: a restore before it appears produces the epoch again",
-            transactions.transactional_id,
+            "the commit marker of epoch {epoch} of transactional id `{id}` (consumer group `{}`) is not visible after {WAIT:?}: a restore before it appears produces the epoch again",
+            marker.group,
         );
     }
 
-    /// Produces `records` of `epoch` and its marker in one transaction.
+    /// Produces `records` of `epoch` and its `marker` in one transaction of
+    /// `transactions`.
     fn commit_epoch(
         &mut self,
         transactions: &Transactions,
+        marker_of: &Marker,
         epoch: u64,
         records: &[KafkaOutRecord],
     ) -> Result<()> {
@@ -645,15 +683,12 @@ impl<T: Send + 'static> KafkaSink<T> {
             marker
                 .add_partition_offset(&self.config.topic, 0, Offset::Offset(epoch as i64))
                 .map_err(|e| self.kafka_error(&doing("adding the marker"), e))?;
-            let group = transactions
-                .marker_consumer
-                .group_metadata()
-                .ok_or_else(|| {
-                    self.error(format!(
-                        "no group metadata for marker group `{}`",
-                        transactions.marker_group
-                    ))
-                })?;
+            let group = marker_of.consumer.group_metadata().ok_or_else(|| {
+                self.error(format!(
+                    "no group metadata for marker group `{}`",
+                    marker_of.group
+                ))
+            })?;
             producer
                 .send_offsets_to_transaction(&marker, &group, self.commit_timeout)
                 .map_err(|e| self.kafka_error(&doing("adding the marker"), e))?;
@@ -671,7 +706,7 @@ impl<T: Send + 'static> KafkaSink<T> {
                 metrics
                     .records_out
                     .fetch_add(records.len() as u64, Ordering::Relaxed);
-                self.await_marker(transactions, epoch);
+                self.await_marker(id, marker_of, epoch);
                 self.failpoint(KafkaSinkFailpoint::AfterCommit);
                 Ok(())
             }
@@ -691,11 +726,14 @@ impl<T: Send + 'static> KafkaSink<T> {
 
     /// Commits the pending epochs of a previous subtask restored from a completed
     /// checkpoint under the transactional id and marker they were written with,
-    /// skipping those the marker shows as committed.
+    /// skipping those the marker shows as committed. Under the subtask's own id they
+    /// are committed by its producer (whatever their marker group: an earlier
+    /// timeline's), since a second producer with that id would fence it.
     fn recover(&mut self, pending: PendingState<'_>) -> Result<()> {
-        let own = self.transactions.as_ref().is_some_and(|t| {
-            t.transactional_id == pending.transactional_id && t.marker_group == pending.marker_group
-        });
+        let own = self
+            .transactions
+            .as_ref()
+            .is_some_and(|t| t.transactional_id == pending.transactional_id);
         let transactions = if own {
             self.transactions.take()
         } else {
@@ -708,7 +746,14 @@ impl<T: Send + 'static> KafkaSink<T> {
             return Ok(());
         };
         let result = (|| {
-            let marker = self.committed_marker(&transactions)?;
+            let written_under;
+            let marker_of = if transactions.marker.group == pending.marker_group {
+                &transactions.marker
+            } else {
+                written_under = self.open_marker(pending.marker_group.clone().into_owned())?;
+                &written_under
+            };
+            let marker = self.committed_marker(&transactions.transactional_id, marker_of)?;
             for (epoch, records) in pending.epochs.iter() {
                 if marker.is_some_and(|m| m >= *epoch) {
                     self.config
@@ -718,7 +763,7 @@ impl<T: Send + 'static> KafkaSink<T> {
                     continue;
                 }
                 if !records.is_empty() {
-                    self.commit_epoch(&transactions, *epoch, records)?;
+                    self.commit_epoch(&transactions, marker_of, *epoch, records)?;
                 }
             }
             Ok(())
@@ -791,7 +836,7 @@ impl<T: Send + 'static> Sink for KafkaSink<T> {
             )));
         }
         let id = self.transactional_id(self.subtask.index);
-        let transactions = self.open_transactions(id.clone(), id)?;
+        let transactions = self.open_transactions(id.clone(), marker_group(&id, cx.timeline))?;
         self.transactions = Some(transactions);
         // Epochs in a restored checkpoint belong to a completed checkpoint. Old
         // subtask i's are committed by new subtask i % parallelism under the id they
@@ -854,7 +899,7 @@ impl<T: Send + 'static> Sink for KafkaSink<T> {
                 };
                 let state = PendingState {
                     transactional_id: Cow::Borrowed(&transactions.transactional_id),
-                    marker_group: Cow::Borrowed(&transactions.marker_group),
+                    marker_group: Cow::Borrowed(&transactions.marker.group),
                     epochs: Cow::Borrowed(&self.pending),
                 };
                 cx.put_operator(PENDING, encode(PENDING, &state)?);
@@ -875,7 +920,8 @@ impl<T: Send + 'static> Sink for KafkaSink<T> {
                 break;
             }
             let (epoch, records) = entry.remove_entry();
-            if let Err(e) = self.commit_epoch(&transactions, epoch, &records) {
+            if let Err(e) = self.commit_epoch(&transactions, &transactions.marker, epoch, &records)
+            {
                 self.pending.insert(epoch, records);
                 result = Err(e);
                 break;
@@ -1028,6 +1074,21 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains(PENDING), "{err}");
+    }
+
+    /// Each timeline commits its epochs under a marker group of its own, so an
+    /// earlier run's marker is never compared with a later run's epochs; a job without
+    /// a timeline keeps the group named after the id.
+    #[test]
+    fn marker_groups_are_per_timeline() {
+        let id = "weir-job-uid-topic-0";
+        assert_eq!(
+            marker_group(id, 0x2a),
+            "weir-job-uid-topic-0-000000000000002a"
+        );
+        assert_ne!(marker_group(id, 1), marker_group(id, 2));
+        assert_ne!(marker_group(id, 1), marker_group("weir-job-uid-topic-1", 1));
+        assert_eq!(marker_group(id, 0), id);
     }
 
     #[test]
