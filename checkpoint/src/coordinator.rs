@@ -574,6 +574,20 @@ mod tests {
         }
     }
 
+    /// Subtasks 0 and 1 of task `a` acknowledge checkpoint `id` with empty uploads;
+    /// the commands of the last acknowledgement.
+    fn acknowledge_all(c: &mut Coordinator, now: MonotonicMs, id: u64) -> Vec<Command> {
+        let mut commands = Vec::new();
+        for subtask in 0..2 {
+            commands = c.on_event(Event::Acknowledged {
+                now,
+                ack: ack(id, "a", subtask),
+                upload: SubtaskUpload::default(),
+            });
+        }
+        commands
+    }
+
     /// The statistics of checkpoint `id`, acknowledged by subtasks 0 and 1 of task
     /// `a` (in that order) with empty uploads.
     fn stats(id: u64, savepoint: bool, duration_ms: f64) -> CheckpointStats {
@@ -658,16 +672,7 @@ mod tests {
             ..CoordinatorConfig::default()
         });
         c.on_event(Event::Tick { now: 1000 });
-        c.on_event(Event::Acknowledged {
-            now: 1900,
-            ack: ack(1, "a", 0),
-            upload: SubtaskUpload::default(),
-        });
-        c.on_event(Event::Acknowledged {
-            now: 1900,
-            ack: ack(1, "a", 1),
-            upload: SubtaskUpload::default(),
-        });
+        acknowledge_all(&mut c, 1900, 1);
         c.on_event(Event::MetadataWritten {
             now: 1900,
             checkpoint: CheckpointId::new(1),
@@ -721,16 +726,7 @@ mod tests {
             _ => panic!("{commands:?}"),
         };
         assert!(barrier.stops_job());
-        c.on_event(Event::Acknowledged {
-            now: 20,
-            ack: ack(1, "a", 0),
-            upload: SubtaskUpload::default(),
-        });
-        c.on_event(Event::Acknowledged {
-            now: 20,
-            ack: ack(1, "a", 1),
-            upload: SubtaskUpload::default(),
-        });
+        acknowledge_all(&mut c, 20, 1);
         let commands = c.on_event(Event::MetadataWritten {
             now: 30,
             checkpoint: CheckpointId::new(1),
@@ -773,13 +769,7 @@ mod tests {
     fn a_decline_after_every_acknowledgement_leaves_the_metadata_write_to_decide() {
         let mut c = coordinator(CoordinatorConfig::default());
         c.on_event(Event::Tick { now: 1000 });
-        for subtask in 0..2 {
-            c.on_event(Event::Acknowledged {
-                now: 1001,
-                ack: ack(1, "a", subtask),
-                upload: SubtaskUpload::default(),
-            });
-        }
+        acknowledge_all(&mut c, 1001, 1);
         let late = c.on_event(Event::Declined {
             now: 1002,
             checkpoint: CheckpointId::new(1),
@@ -962,16 +952,7 @@ mod tests {
                 })
                 .is_empty());
         }
-        c.on_event(Event::Acknowledged {
-            now: 1002,
-            ack: ack(1, "a", 0),
-            upload: SubtaskUpload::default(),
-        });
-        c.on_event(Event::Acknowledged {
-            now: 1002,
-            ack: ack(1, "a", 1),
-            upload: SubtaskUpload::default(),
-        });
+        acknowledge_all(&mut c, 1002, 1);
         assert_eq!(
             c.on_event(Event::MetadataWritten {
                 now: 1003,
@@ -1022,13 +1003,7 @@ mod tests {
             ..CoordinatorConfig::default()
         });
         c.on_event(Event::Tick { now: 1000 });
-        for subtask in 0..2 {
-            c.on_event(Event::Acknowledged {
-                now: 1001,
-                ack: ack(1, "a", subtask),
-                upload: SubtaskUpload::default(),
-            });
-        }
+        acknowledge_all(&mut c, 1001, 1);
         assert!(
             c.on_event(Event::Tick { now: 5000 }).is_empty(),
             "timed out while its metadata was being written"

@@ -138,39 +138,11 @@ impl Driver {
             let next_id = self.next_checkpoint_id().max(next_id);
             let ended = self.attempt(restore, next_id);
             self.collect_garbage();
-            match ended {
-                Ended::Finished(result) => {
-                    self.status(JobStatus::Finished);
-                    return Ok(self.summary(
-                        JobStatus::Finished,
-                        restarts,
-                        restored_from,
-                        None,
-                        result.metrics,
-                        started,
-                    ));
-                }
-                Ended::Cancelled(metrics) => {
-                    self.status(JobStatus::Cancelled);
-                    return Ok(self.summary(
-                        JobStatus::Cancelled,
-                        restarts,
-                        restored_from,
-                        None,
-                        metrics,
-                        started,
-                    ));
-                }
+            let (status, savepoint, metrics) = match ended {
+                Ended::Finished(result) => (JobStatus::Finished, None, result.metrics),
+                Ended::Cancelled(metrics) => (JobStatus::Cancelled, None, metrics),
                 Ended::Suspended(location, metrics) => {
-                    self.status(JobStatus::Suspended);
-                    return Ok(self.summary(
-                        JobStatus::Suspended,
-                        restarts,
-                        restored_from,
-                        Some(location),
-                        metrics,
-                        started,
-                    ));
+                    (JobStatus::Suspended, Some(location), metrics)
                 }
                 Ended::Failed(error) => {
                     self.status(JobStatus::Failing);
@@ -189,8 +161,11 @@ impl Driver {
                     );
                     self.status(JobStatus::Restarting);
                     std::thread::sleep(delay);
+                    continue;
                 }
-            }
+            };
+            self.status(status);
+            return Ok(self.summary(status, restarts, restored_from, savepoint, metrics, started));
         }
     }
 
