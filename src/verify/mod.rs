@@ -27,7 +27,7 @@ mod plan;
 mod report;
 
 pub use output::{Diff, SinkOutput};
-pub use plan::{refusals, rewrite, Layout, Role};
+pub use plan::{refusals, rewrite, rewrite_sink, Layout, Role};
 pub use report::{Report, RunStats, SinkReport};
 
 use report::quantile;
@@ -578,17 +578,15 @@ pub fn verify(config: &VerifyConfig) -> Result<Report> {
         .collect();
 
     progress("comparing the committed output…".into());
-    let mut reference_plan = verifier.plan.clone_for_compare();
-    rewrite(
-        &mut reference_plan,
-        &verifier.layout,
-        Role::Reference,
-        backend,
-    );
-    let mut crashed_plan = verifier.plan.clone_for_compare();
-    rewrite(&mut crashed_plan, &verifier.layout, Role::Crashes, backend);
-    let expected = output::read(&reference_plan)?;
-    let actual = output::read(&crashed_plan)?;
+    let outputs_of = |role| {
+        let mut sinks = verifier.plan.spec.sinks.clone();
+        for sink in &mut sinks {
+            rewrite_sink(sink, &verifier.layout, role);
+        }
+        output::read(&sinks)
+    };
+    let expected = outputs_of(Role::Reference)?;
+    let actual = outputs_of(Role::Crashes)?;
     let sinks: Vec<SinkReport> = expected
         .iter()
         .zip(&actual)
@@ -641,29 +639,6 @@ fn aborted(status: ExitStatus) -> bool {
 #[cfg(not(unix))]
 fn aborted(status: ExitStatus) -> bool {
     !status.success()
-}
-
-/// A plan is not `Clone`; comparing needs its sinks only, re-read from the spec.
-trait CloneForCompare {
-    fn clone_for_compare(&self) -> JobPlan;
-}
-
-impl CloneForCompare for JobPlan {
-    fn clone_for_compare(&self) -> JobPlan {
-        JobPlan {
-            spec: self.spec.clone(),
-            streams: Vec::new(),
-            sinks: self
-                .sinks
-                .iter()
-                .map(|s| weir_jobfile::PlannedSink {
-                    spec: s.spec.clone(),
-                    schema: s.schema.clone(),
-                    key: s.key,
-                })
-                .collect(),
-        }
-    }
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@
 
 use anyhow::{anyhow, Context, Result};
 use std::collections::HashMap;
-use weir_jobfile::{JobPlan, SinkKind};
+use weir_jobfile::{SinkKind, SinkSpec};
 use weir_sinks::FileSinkConfig;
 
 /// The committed rows of one sink.
@@ -23,19 +23,19 @@ pub struct SinkOutput {
     pub open_transactions: usize,
 }
 
-/// Reads what every comparable sink of `plan` (as rewritten for one run) committed.
+/// Reads what every comparable sink of `sinks` (as rewritten for one run) committed.
 ///
 /// # Errors
 /// An output cannot be listed or read, or holds a row that is not JSON.
-pub fn read(plan: &JobPlan) -> Result<Vec<SinkOutput>> {
+pub fn read(sinks: &[SinkSpec]) -> Result<Vec<SinkOutput>> {
     let mut outputs = Vec::new();
-    for sink in &plan.sinks {
-        let name = sink.spec.node.name.value.clone();
+    for sink in sinks {
+        let name = sink.node.name.value.clone();
         let mut output = SinkOutput {
             sink: name.clone(),
             ..SinkOutput::default()
         };
-        match &sink.spec.kind {
+        match &sink.kind {
             SinkKind::File { path } if path.contains("://") => {
                 let config = FileSinkConfig::new(path.clone());
                 let rows: Vec<serde_json::Value> = weir_sinks::read_committed_objects(&config)

@@ -8,7 +8,7 @@
 //! ```
 
 use std::path::{Path, PathBuf};
-use weir_jobfile::{JobPlan, KafkaGuarantee, SinkKind, SourceKind};
+use weir_jobfile::{JobPlan, KafkaGuarantee, SinkKind, SinkSpec, SourceKind};
 
 /// Which of the two runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -157,6 +157,16 @@ pub fn refusals(plan: &JobPlan) -> Vec<String> {
     reasons
 }
 
+/// Points `sink` at `role`'s output: its own directory, object prefix or topic.
+pub fn rewrite_sink(sink: &mut SinkSpec, layout: &Layout, role: Role) {
+    let name = sink.node.name.value.as_str();
+    match &mut sink.kind {
+        SinkKind::File { path } => *path = layout.file_output(role, name, path),
+        SinkKind::Kafka { topic, .. } => *topic = layout.topic(role, topic),
+        SinkKind::Stdout | SinkKind::Blackhole => {}
+    }
+}
+
 /// Points `plan` at `role`'s checkpoints, outputs and consumer groups, and sets its
 /// state backend.
 pub fn rewrite(
@@ -167,16 +177,11 @@ pub fn rewrite(
 ) {
     plan.spec.checkpoints.storage = layout.checkpoints(role);
     plan.spec.state_backend = backend;
-    let rewrite_sink = |kind: &mut SinkKind, name: &str| match kind {
-        SinkKind::File { path } => *path = layout.file_output(role, name, path),
-        SinkKind::Kafka { topic, .. } => *topic = layout.topic(role, topic),
-        SinkKind::Stdout | SinkKind::Blackhole => {}
-    };
     for sink in &mut plan.spec.sinks {
-        rewrite_sink(&mut sink.kind, &sink.node.name.value.clone());
+        rewrite_sink(sink, layout, role);
     }
     for sink in &mut plan.sinks {
-        rewrite_sink(&mut sink.spec.kind, &sink.spec.node.name.value.clone());
+        rewrite_sink(&mut sink.spec, layout, role);
     }
     let group =
         |group: &mut String| *group = format!("{group}-verify-{}-{}", layout.nonce, role.name());
