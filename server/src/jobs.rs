@@ -50,7 +50,7 @@ use weir_jobfile::{
 use weir_nexmark::{
     Auction, Bid, BidGeneratorConfig, BidSource, Event, NexmarkConfig, NexmarkSource, Person,
 };
-use weir_sinks::kafka::{json, json_keyed, KafkaSinkFailpoint};
+use weir_sinks::kafka::{json, json_keyed};
 use weir_sinks::{
     BlackholeSink, CommitFailpoint, CommitStep, DeliveryGuarantee, EpochFileSink, FileSinkConfig,
     KafkaSink, KafkaSinkConfig, ObjectFileSink,
@@ -843,14 +843,7 @@ fn add_sink(input: &Stream<Row>, sink: &PlannedSink, crash: Option<(CommitStep, 
             ..
         } => {
             let mut config = KafkaSinkConfig::new(bootstrap, topic);
-            config.failpoint = crash.map(|(step, nth)| {
-                let step = match step {
-                    CommitStep::BeforeCommit => KafkaSinkFailpoint::BeforeCommit,
-                    CommitStep::MidCommit => KafkaSinkFailpoint::MidCommit,
-                    CommitStep::AfterCommit => KafkaSinkFailpoint::AfterCommit,
-                };
-                (step, nth)
-            });
+            config.failpoint = crash;
             config.guarantee = match guarantee {
                 KafkaGuarantee::ExactlyOnce => DeliveryGuarantee::ExactlyOnce,
                 KafkaGuarantee::AtLeastOnce => DeliveryGuarantee::AtLeastOnce,

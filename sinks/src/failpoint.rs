@@ -1,6 +1,7 @@
-//! Crash points inside the commit of the exactly-once file sinks, for crash tests and
-//! `weir verify`: the process aborts the `n`-th time the step is reached (counted over
-//! every subtask of the sink).
+//! Crash points inside the commit of the exactly-once sinks, for crash tests and
+//! `weir verify`: the process aborts the `n`-th time the step is reached. The file
+//! sinks count over every subtask ([`CommitFailpoint`]); the Kafka sink takes the same
+//! steps (`KafkaSinkFailpoint`) and counts per subtask.
 //!
 //! ```text
 //! on_checkpoint_complete / restore ──▶ BeforeCommit ──▶ first file or part final ──▶ MidCommit ──▶ … ──▶ AfterCommit
@@ -28,7 +29,7 @@ impl std::str::FromStr for CommitStep {
             "mid-commit" => Ok(Self::MidCommit),
             "after-commit" => Ok(Self::AfterCommit),
             other => Err(format!(
-                "unknown file sink failpoint `{other}`: expected before-commit, mid-commit or after-commit"
+                "unknown sink failpoint `{other}`: expected before-commit, mid-commit or after-commit"
             )),
         }
     }

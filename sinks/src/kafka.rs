@@ -99,31 +99,12 @@ pub enum DeliveryGuarantee {
 }
 
 /// A test-only crash point inside the commit of an epoch (the process aborts the
-/// `n`-th time it is reached).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum KafkaSinkFailpoint {
-    /// Half of the epoch's records are produced in the open transaction.
-    MidCommit,
-    /// The records and the marker are in the transaction; the commit is not sent.
-    BeforeCommit,
-    /// The transaction is committed and its marker visible; the epoch is still in the
-    /// sink's pending list.
-    AfterCommit,
-}
-
-impl std::str::FromStr for KafkaSinkFailpoint {
-    type Err = String;
-    fn from_str(s: &str) -> std::result::Result<Self, String> {
-        match s {
-            "mid-commit" => Ok(Self::MidCommit),
-            "before-commit" => Ok(Self::BeforeCommit),
-            "after-commit" => Ok(Self::AfterCommit),
-            other => Err(format!(
-                "unknown Kafka sink failpoint `{other}`: expected mid-commit, before-commit or after-commit"
-            )),
-        }
-    }
-}
+/// `n`-th time it is reached): the steps every exactly-once sink shares. For this sink
+/// `MidCommit` is half of the epoch's records produced in the open transaction,
+/// `BeforeCommit` the records and the marker in the transaction with the commit not
+/// sent, and `AfterCommit` the transaction committed and its marker visible with the
+/// epoch still pending.
+pub use crate::failpoint::CommitStep as KafkaSinkFailpoint;
 
 /// Counters of a Kafka sink, summed over its subtasks; readable while the job runs.
 #[derive(Debug, Default)]
