@@ -32,6 +32,11 @@ pub struct RetentionPlan {
     /// Shared files deleted: those a removed checkpoint referred to and no kept one
     /// does.
     pub delete_shared: BTreeSet<String>,
+    /// Checkpoints whose metadata [`CheckpointStorage::retain`] could not read and
+    /// reported (logged a warning for) in this call: each is reported once per
+    /// storage handle and its clones, not at every retention pass. Empty from
+    /// [`plan_retention`], which only decides.
+    pub reported_unreadable: Vec<CheckpointId>,
 }
 
 /// Decides which checkpoints and shared files go, keeping the newest `keep` readable
@@ -87,6 +92,7 @@ pub fn plan_retention(candidates: &[RetentionCandidate], keep: usize) -> Retenti
         keep: kept.iter().map(|c| c.checkpoint).collect(),
         remove: removed.iter().map(|c| c.checkpoint).collect(),
         delete_shared,
+        reported_unreadable: Vec::new(),
     }
 }
 
@@ -132,20 +138,25 @@ impl CheckpointStorage {
         }
         let shared_dir = layout::shared_dir(job)?;
         let mut candidates = Vec::new();
+        let mut reported = Vec::new();
         for checkpoint in self.list_checkpoints(job).await? {
             let shared = match self.read_metadata(job, checkpoint).await {
                 Ok(metadata) => Some(shared_references(&shared_dir, &metadata)),
                 Err(CheckpointError::NotFound { .. }) => continue,
                 Err(CheckpointError::CorruptMetadata { object, reason }) => {
-                    tracing::warn!(job, checkpoint = checkpoint.get(), %object, %reason,
-                        "retention: unreadable checkpoint metadata; its shared files are kept");
+                    if self.first_report_of_unreadable(job, checkpoint) {
+                        tracing::warn!(job, checkpoint = checkpoint.get(), %object, %reason,
+                            "retention: unreadable checkpoint metadata; its shared files are kept");
+                        reported.push(checkpoint);
+                    }
                     None
                 }
                 Err(e) => return Err(e),
             };
             candidates.push(RetentionCandidate { checkpoint, shared });
         }
-        let plan = plan_retention(&candidates, keep);
+        let mut plan = plan_retention(&candidates, keep);
+        plan.reported_unreadable = reported;
         for &checkpoint in &plan.remove {
             self.abort(job, checkpoint).await?;
         }

@@ -16,8 +16,9 @@ use futures::{StreamExt, TryStreamExt};
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
+use std::collections::BTreeSet;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 /// How many object requests one operation keeps in flight.
 pub(crate) const CONCURRENCY: usize = 16;
@@ -53,6 +54,8 @@ pub struct CheckpointStorage {
     /// The prefix inside `store` under which everything lives.
     root: Path,
     display: Display,
+    /// Unreadable checkpoints retention has reported, by job: each is logged once.
+    reported_unreadable: Arc<Mutex<BTreeSet<(String, CheckpointId)>>>,
 }
 
 /// A checkpoint directory found by a listing.
@@ -121,6 +124,7 @@ impl CheckpointStorage {
                     store: Arc::new(store),
                     root: Path::ROOT,
                     display: Display::Local(absolute),
+                    reported_unreadable: Arc::default(),
                 })
             }
             Target::S3 { bucket, prefix } => {
@@ -129,6 +133,7 @@ impl CheckpointStorage {
                     store: Arc::new(store),
                     root: prefix,
                     display: Display::S3(format!("s3://{bucket}")),
+                    reported_unreadable: Arc::default(),
                 };
                 let probe = (!storage.root.is_root()).then_some(&storage.root);
                 if let Err(source) = storage.store.list_with_delimiter(probe).await {
@@ -154,7 +159,17 @@ impl CheckpointStorage {
             store: Arc::clone(&self.store),
             root: self.root.clone().join(segment),
             display: self.display.clone(),
+            reported_unreadable: Arc::clone(&self.reported_unreadable),
         }
+    }
+
+    /// Whether checkpoint `checkpoint` of `job` is reported unreadable for the first
+    /// time by this storage (and its clones); remembers it.
+    pub(crate) fn first_report_of_unreadable(&self, job: &str, checkpoint: CheckpointId) -> bool {
+        self.reported_unreadable
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert((job.to_owned(), checkpoint))
     }
 
     /// Where this storage's root is: an absolute filesystem path or `s3://bucket/prefix`.

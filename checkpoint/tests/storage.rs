@@ -133,6 +133,7 @@ on_both_backends!(
     metadata_is_written_last_and_fences,
     latest_valid_skips_damaged_checkpoints,
     retention_keeps_exactly_the_referenced_shared_files,
+    retention_reports_an_unreadable_checkpoint_once,
     abort_and_cleanup_incomplete,
     an_attempt_aborts_only_what_it_wrote,
     shared_files_are_written_once,
@@ -287,6 +288,37 @@ async fn latest_valid_skips_damaged_checkpoints(t: TestStore) {
     let scan = s.latest_valid(JOB).await.unwrap();
     assert_eq!(scan.latest, None);
     assert_eq!(scan.skipped.len(), 6);
+}
+
+/// An unreadable checkpoint stays among the kept ones until enough newer readable
+/// ones exist; retention runs after every checkpoint, and reports (logs) it the first
+/// time only, through clones of the storage handle too.
+async fn retention_reports_an_unreadable_checkpoint_once(t: TestStore) {
+    let s = &t.storage;
+    for n in 1..=2 {
+        complete_checkpoint(s, n).await;
+    }
+    let m2 = layout::metadata_path(JOB, chk(2)).unwrap();
+    let bytes = raw_get(s, &m2).await;
+    raw_put(s, &m2, bytes[..bytes.len() / 2].to_vec()).await;
+
+    let first = s.retain(JOB, 2).await.unwrap();
+    assert_eq!(first.keep, vec![chk(1), chk(2)], "[{}]", t.backend);
+    assert_eq!(first.reported_unreadable, vec![chk(2)], "[{}]", t.backend);
+    complete_checkpoint(s, 3).await;
+    let second = s.clone().retain(JOB, 2).await.unwrap();
+    assert_eq!(second.keep, vec![chk(1), chk(2), chk(3)], "[{}]", t.backend);
+    assert!(
+        second.reported_unreadable.is_empty(),
+        "[{}] reported again: {:?}",
+        t.backend,
+        second.reported_unreadable
+    );
+    complete_checkpoint(s, 4).await;
+    let third = s.retain(JOB, 2).await.unwrap();
+    assert_eq!(third.keep, vec![chk(3), chk(4)], "[{}]", t.backend);
+    assert_eq!(third.remove, vec![chk(1), chk(2)], "[{}]", t.backend);
+    assert!(third.reported_unreadable.is_empty(), "[{}]", t.backend);
 }
 
 /// Checkpoint i uploads shared file s<i> and refers to s<i-2>, s<i-1>, s<i> (an
