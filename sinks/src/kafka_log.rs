@@ -39,7 +39,8 @@ use kafka_protocol::messages::{
     RequestHeader, ResponseHeader, TopicName,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, StrBytes};
-use kafka_protocol::records::{Record, RecordBatchDecoder};
+pub use kafka_protocol::records::Record;
+use kafka_protocol::records::RecordBatchDecoder;
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
 use std::io::{Read, Write};
@@ -167,6 +168,36 @@ impl CommittedView {
 /// topic, an error code for a partition, a partition without a leader, a corrupt or
 /// unsupported (compressed other than gzip, or pre-v2) record batch.
 pub fn committed_view(bootstrap: &str, topic: &str) -> Result<CommittedView, String> {
+    let partitions = raw_log(bootstrap, topic)?
+        .into_iter()
+        .map(|raw| {
+            apply_markers(raw.partition, raw.offsets, raw.records)
+                .map_err(|e| format!("topic {topic} partition {}: {e}", raw.partition))
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(CommittedView {
+        topic: topic.to_owned(),
+        partitions,
+    })
+}
+
+/// The raw log of one partition, as a read_uncommitted fetch returns it.
+#[derive(Debug, Clone)]
+pub struct RawPartition {
+    /// The partition.
+    pub partition: i32,
+    /// The offsets read: from the log start offset to the end of the log.
+    pub offsets: Range<i64>,
+    /// Every record in offset order, control records included, with its producer id
+    /// and epoch.
+    pub records: Vec<Record>,
+}
+
+/// Reads every partition of `topic` from its log start offset to the end of its log
+/// (read_uncommitted, control batches included), without applying any marker: what
+/// [`committed_view`] decides from, and what `weir testing kafka-log` prints when an
+/// exactly-once check needs explaining. Errors as [`committed_view`]'s.
+pub fn raw_log(bootstrap: &str, topic: &str) -> Result<Vec<RawPartition>, String> {
     let mut bootstrap_connection = Connection::open_any(bootstrap)?;
     bootstrap_connection.check_versions()?;
     let (leaders, brokers) = bootstrap_connection.partition_leaders(topic)?;
@@ -184,7 +215,8 @@ pub fn committed_view(bootstrap: &str, topic: &str) -> Result<CommittedView, Str
         // tansu's ListOffsets "earliest" can answer past the first record (98 for a
         // log that starts at 0), so reading starts at offset 0 unless the broker says
         // it is out of range (error code 1: the log start moved on).
-        let (start, (log, end)) = match connection.read_log(topic, partition, 0, high_watermark) {
+        let (start, (records, end)) = match connection.read_log(topic, partition, 0, high_watermark)
+        {
             Ok(read) => (0, read),
             Err(e) if e.contains("(error code 1)") => {
                 let start = connection.list_offset(topic, partition, EARLIEST)?;
@@ -195,14 +227,13 @@ pub fn committed_view(bootstrap: &str, topic: &str) -> Result<CommittedView, Str
             }
             Err(e) => return Err(e),
         };
-        let view = apply_markers(partition, start..end, log)
-            .map_err(|e| format!("topic {topic} partition {partition}: {e}"))?;
-        partitions.push(view);
+        partitions.push(RawPartition {
+            partition,
+            offsets: start..end,
+            records,
+        });
     }
-    Ok(CommittedView {
-        topic: topic.to_owned(),
-        partitions,
-    })
+    Ok(partitions)
 }
 
 /// Applies each producer's markers to the raw `log` of one partition (its records in

@@ -15,6 +15,18 @@ pub(crate) enum TestingCommand {
     /// checkpoints and outputs (the crash run resumes); failpoints from
     /// WEIR_FAILPOINT and WEIR_SINK_FAILPOINT.
     VerifyIncarnation(VerifyIncarnationArgs),
+    /// Prints a topic's raw log, one record per line, control records included:
+    /// partition, offset, producer id and epoch, and what the record is, to explain
+    /// what an exactly-once check found.
+    KafkaLog(KafkaLogArgs),
+}
+
+#[derive(Args)]
+pub(crate) struct KafkaLogArgs {
+    /// `host:port` of a broker.
+    bootstrap: String,
+    /// The topic to print.
+    topic: String,
 }
 
 #[derive(Args)]
@@ -90,6 +102,7 @@ pub(crate) struct RunningCountArgs {
 pub(crate) fn run(command: TestingCommand) -> Result<()> {
     match command {
         TestingCommand::RunningCount(args) => running_count(args),
+        TestingCommand::KafkaLog(args) => kafka_log(&args),
         TestingCommand::VerifyIncarnation(args) => {
             weir::verify::run_incarnation(&weir::verify::Incarnation {
                 job: args.job,
@@ -103,6 +116,51 @@ pub(crate) fn run(command: TestingCommand) -> Result<()> {
             })
         }
     }
+}
+
+fn kafka_log(args: &KafkaLogArgs) -> Result<()> {
+    use std::io::Write;
+    let partitions = weir_sinks::kafka_log::raw_log(&args.bootstrap, &args.topic).map_err(|e| {
+        anyhow::anyhow!("reading topic `{}` at {}: {e}", args.topic, args.bootstrap)
+    })?;
+    let mut out = std::io::stdout().lock();
+    for partition in partitions {
+        for record in partition.records {
+            let text = |b: Option<&[u8]>| {
+                b.map_or_else(
+                    || "-".to_owned(),
+                    |b| String::from_utf8_lossy(b).into_owned(),
+                )
+            };
+            let kind = match (record.control, record.transactional) {
+                (true, _) => match record.key.as_deref() {
+                    Some([_, _, 0, 0, ..]) => "ABORT".to_owned(),
+                    Some([_, _, 0, 1, ..]) => "COMMIT".to_owned(),
+                    key => format!("control {key:?}"),
+                },
+                (false, true) => format!(
+                    "txn key={} value={}",
+                    text(record.key.as_deref()),
+                    text(record.value.as_deref())
+                ),
+                (false, false) => format!(
+                    "key={} value={}",
+                    text(record.key.as_deref()),
+                    text(record.value.as_deref())
+                ),
+            };
+            writeln!(
+                out,
+                "p{} @{} producer {}/{} seq {} {kind}",
+                partition.partition,
+                record.offset,
+                record.producer_id,
+                record.producer_epoch,
+                record.sequence
+            )?;
+        }
+    }
+    Ok(())
 }
 
 fn running_count(args: RunningCountArgs) -> Result<()> {

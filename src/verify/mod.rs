@@ -34,7 +34,7 @@ use report::quantile;
 
 use anyhow::{anyhow, bail, Context, Result};
 use std::collections::{BTreeMap, VecDeque};
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{channel, Receiver};
@@ -264,7 +264,16 @@ struct Verifier<'a> {
 }
 
 impl Verifier<'_> {
-    fn spawn(&self, role: Role, failpoint: Option<(&str, String)>) -> Result<Process> {
+    /// Starts incarnation `n` of `role`, its standard error going to its log (and
+    /// its last lines kept for an error message).
+    fn spawn(&self, role: Role, n: u32, failpoint: Option<(&str, String)>) -> Result<Process> {
+        let log_path = self.layout.log(role, n);
+        if let Some(dir) = log_path.parent() {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("creating the log directory {}", dir.display()))?;
+        }
+        let mut log = std::fs::File::create(&log_path)
+            .with_context(|| format!("creating the log {}", log_path.display()))?;
         let mut command = Command::new(&self.config.exe);
         command
             .args(["testing", "verify-incarnation"])
@@ -312,6 +321,8 @@ impl Verifier<'_> {
                 let mut reader = BufReader::new(pipe);
                 let mut line = String::new();
                 while reader.read_line(&mut line).unwrap_or(0) > 0 {
+                    // The log is a diagnostic: a full disk must not stop the run.
+                    let _ = log.write_all(line.as_bytes());
                     if let Ok(mut tail) = tail.lock() {
                         if tail.len() == STDERR_TAIL {
                             tail.pop_front();
@@ -340,7 +351,7 @@ impl Verifier<'_> {
 
     /// The reference run, to its end.
     fn reference(&self) -> Result<RunStats> {
-        let mut child = self.spawn(Role::Reference, None)?;
+        let mut child = self.spawn(Role::Reference, 1, None)?;
         let status = child
             .child
             .wait()
@@ -504,6 +515,7 @@ pub fn verify(config: &VerifyConfig) -> Result<Report> {
         let kill_after = Duration::from_millis(rng.below(max_kill_ms));
         let mut child = verifier.spawn(
             Role::Crashes,
+            incarnations + 1,
             failpoint.map(|(variable, step, nth)| (variable, format!("{step}:{nth}"))),
         )?;
         incarnations += 1;
@@ -550,7 +562,7 @@ pub fn verify(config: &VerifyConfig) -> Result<Report> {
         }
     }
     if !finished_early {
-        let mut last = verifier.spawn(Role::Crashes, None)?;
+        let mut last = verifier.spawn(Role::Crashes, incarnations + 1, None)?;
         incarnations += 1;
         let status = last
             .child

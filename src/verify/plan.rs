@@ -85,6 +85,15 @@ impl Layout {
         }
     }
 
+    /// The log (standard error) of incarnation `n` (from 1) of `role`: kept with the
+    /// outputs when a verification fails, to explain the difference.
+    pub fn log(&self, role: Role, n: u32) -> PathBuf {
+        self.local
+            .join(role.name())
+            .join("logs")
+            .join(format!("{n:04}.log"))
+    }
+
     /// The topic Kafka sink writing `topic` writes in `role`.
     pub fn topic(&self, role: Role, topic: &str) -> String {
         format!("{topic}-verify-{}-{}", self.nonce, role.name())
