@@ -260,6 +260,117 @@ fn a_savepoint_resumed_under_another_job_name_and_prefix_commits_each_epoch_once
     );
 }
 
+/// Another transactional producer that opens a transaction on partition 0 of a
+/// topic, says `ready`, holds it open until a line on stdin, then aborts it and says
+/// `aborted`. tansu applies a transaction's consumer-group offsets at its commit
+/// only when every other transaction that wrote to the same partitions before it has
+/// ended; while this one is open it acknowledges later commits but drops their
+/// offsets.
+const OPEN_TRANSACTION: &str = r#"
+import sys
+from confluent_kafka import Producer
+bootstrap, topic, txid = sys.argv[1], sys.argv[2], sys.argv[3]
+p = Producer({"bootstrap.servers": bootstrap, "transactional.id": txid})
+p.init_transactions(30)
+p.begin_transaction()
+p.produce(topic, key=b"open", value=b'"open"', partition=0)
+p.flush(30)
+print("ready", flush=True)
+sys.stdin.readline()
+p.abort_transaction(30)
+print("aborted", flush=True)
+"#;
+
+/// The sink's marker (the epoch as a consumer-group offset committed in the
+/// epoch's transaction) is what a restore trusts to skip an epoch already
+/// committed. A broker that acknowledges the commit but does not apply the
+/// transaction's offset (tansu while another transaction is open on the partition)
+/// must not make the restore produce the epoch again.
+#[test]
+fn an_epoch_whose_transactional_marker_the_broker_drops_is_still_committed_once() {
+    use std::io::{BufRead, BufReader, Write};
+    use std::process::{Command, Stdio};
+    let Some((bootstrap, py)) = broker() else {
+        return;
+    };
+    let input = format!("weir-dropped-marker-in-{}", std::process::id());
+    let output = format!("weir-dropped-marker-out-{}", std::process::id());
+    python(&py, CREATE_TOPIC, &[&bootstrap, &input, "3"]);
+    python(&py, CREATE_TOPIC, &[&bootstrap, &output, "1"]);
+    python(&py, PRODUCE, &[&bootstrap, &input, "0", "1000", "3"]);
+    let mut open = Command::new(&py)
+        .arg("-c")
+        .arg(OPEN_TRANSACTION)
+        .args([
+            &bootstrap,
+            &output,
+            &format!("weir-dropped-marker-other-{}", std::process::id()),
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start the producer holding a transaction open");
+    let mut lines = BufReader::new(open.stdout.take().unwrap()).lines();
+    assert_eq!(lines.next().unwrap().unwrap(), "ready");
+
+    // Job A: every record in the epoch of its stop-with-savepoint, committed when
+    // the savepoint completes; the savepoint holds that epoch as pending.
+    let dir = tempfile::tempdir().unwrap();
+    let source = KafkaSourceConfig::new(&bootstrap, &input, "weir-dropped-marker");
+    let sink_a = KafkaSinkConfig::new(&bootstrap, &output);
+    let received = Arc::clone(&sink_a.metrics);
+    let job = CheckpointedJob::spawn(
+        job_config("kafka-dropped-marker", 1),
+        local_checkpointing(dir.path(), Duration::from_secs(3600), ResumeFrom::Nothing),
+        build(source.clone(), sink_a, None),
+        Arc::new(NoListener),
+    )
+    .unwrap();
+    let started = Instant::now();
+    while received.records_in.load(Ordering::Relaxed) < 1000 {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the sink received {} of 1000 records",
+            received.records_in.load(Ordering::Relaxed)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let savepoint = job.savepoint(true).unwrap();
+    job.wait().unwrap();
+    assert_eq!(received.transactions_committed.load(Ordering::Relaxed), 1);
+
+    // Job B resumes the savepoint: the pending epoch is committed already.
+    python(&py, PRODUCE, &[&bootstrap, &input, "1000", "1500", "3"]);
+    let sink_b = KafkaSinkConfig::new(&bootstrap, &output);
+    let resumed = Arc::clone(&sink_b.metrics);
+    let job = CheckpointedJob::spawn(
+        job_config("kafka-dropped-marker", 1),
+        local_checkpointing(dir.path(), INTERVAL, ResumeFrom::Savepoint(savepoint)),
+        build(source, sink_b, None),
+        Arc::new(NoListener),
+    )
+    .unwrap();
+    wait_for_visible(&bootstrap, &output, 1, 1500);
+    job.savepoint(true).unwrap();
+    job.wait().unwrap();
+    writeln!(open.stdin.as_mut().unwrap()).unwrap();
+    assert_eq!(lines.next().unwrap().unwrap(), "aborted");
+    open.wait().unwrap();
+
+    let seen = visible(&bootstrap, &output, 1);
+    assert_eq!(
+        seen.len(),
+        1500,
+        "1500 counts expected: the resumed job produced its restored, committed epoch again"
+    );
+    assert_eq!(seen, expected(1500));
+    assert_eq!(
+        resumed.epochs_skipped.load(Ordering::Relaxed),
+        1,
+        "job A's committed epoch is recognised"
+    );
+}
+
 /// A transactional producer that writes `zombie` records in an open transaction,
 /// says `ready`, waits for a line on stdin, then tries to commit and prints the
 /// outcome (`committed`, or `refused:` and the error: a conforming broker answers

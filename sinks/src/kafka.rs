@@ -4,7 +4,8 @@
 //! exactly_once (write-ahead epochs):
 //!  records of epoch n ──▶ memory; at barrier n they join the sink's checkpointed state
 //!  checkpoint n complete ──▶ one transaction: the epoch's records + marker (group `<txid>-<timeline>`, offset n) ──▶ commit
-//!  restore ──▶ pending epochs of the checkpoint: marker ≥ epoch? skip : produce again in a transaction
+//!                        ──▶ direct copy of the marker (group `<txid>-<timeline>-direct`, offset n)
+//!  restore ──▶ pending epochs of the checkpoint: max(marker, copy) ≥ epoch? skip : produce again in a transaction
 //!
 //! at_least_once: records produced as they come (idempotent producer), flushed at every barrier
 //! none:          records produced as they come, flushed when the input ends
@@ -17,7 +18,13 @@
 //! *marker*: the offset `n` of partition 0 of the output topic for the consumer group
 //! named after the transactional id and the timeline (below). The marker becomes visible exactly when the
 //! epoch's records do, so a restore knows which pending epochs were committed before
-//! the crash and produces only the others.
+//! the crash and produces only the others. Once the commit is acknowledged, the sink
+//! also commits `n` plainly to the marker's *direct copy* (the group name plus
+//! `-direct`), and a restore trusts the later of the two. On a conforming broker the
+//! copy adds nothing; tansu (the test broker) acknowledges a commit but applies the
+//! transaction's offsets only after every other transaction that wrote to the same
+//! partitions before it has ended, never if one stays open, and the copy is what
+//! keeps its restores from producing committed epochs again.
 //!
 //! Fencing: the transactional id is `<prefix>-<subtask>` (prefix:
 //! `weir-<job>-<uid>-<topic>` unless set), stable across restarts and distinct for
@@ -61,7 +68,7 @@
 //! hash of the key ([`default_partition`]), unkeyed ones spread by librdkafka.
 
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
@@ -102,7 +109,8 @@ pub enum DeliveryGuarantee {
 /// `n`-th time it is reached): the steps every exactly-once sink shares. For this sink
 /// `MidCommit` is half of the epoch's records produced in the open transaction,
 /// `BeforeCommit` the records and the marker in the transaction with the commit not
-/// sent, and `AfterCommit` the transaction committed and its marker visible with the
+/// sent, and `AfterCommit` the transaction committed and its marker's direct copy
+/// committed, with the
 /// epoch still pending.
 pub use crate::failpoint::CommitStep as KafkaSinkFailpoint;
 
@@ -364,10 +372,17 @@ pub fn marker_group(id: &str, timeline: u64) -> String {
 
 /// A marker: the consumer group whose committed offset (on partition 0 of the topic)
 /// is the epoch committed last, and the consumer that reads it and names the group in
-/// transactions.
+/// transactions; with its *direct* copy, group `<group>-direct`, whose offset is
+/// committed (plainly) after each transaction's commit is acknowledged.
 struct Marker {
     group: String,
     consumer: BaseConsumer,
+    direct: BaseConsumer,
+}
+
+/// The group of the direct copy of the marker in group `group`.
+fn direct_group(group: &str) -> String {
+    format!("{group}-direct")
 }
 
 /// One transactional id: its producer and the marker of the epochs it commits now.
@@ -545,21 +560,28 @@ impl<T: Send + 'static> KafkaSink<T> {
         })
     }
 
-    /// The marker in consumer group `group` (nothing is sent to the brokers yet).
+    /// The marker in consumer group `group` and its direct copy (nothing is sent to
+    /// the brokers yet).
     fn open_marker(&self, group: String) -> Result<Marker> {
-        let mut config = ClientConfig::new();
-        config
-            .set("bootstrap.servers", &self.config.bootstrap_servers)
-            .set("group.id", &group)
-            .set("enable.auto.commit", "false")
-            .set("isolation.level", "read_committed");
-        let consumer: BaseConsumer = config.create().map_err(|e| {
-            self.kafka_error(
-                &format!("creating the consumer of marker group `{group}` for"),
-                e,
-            )
-        })?;
-        Ok(Marker { group, consumer })
+        let consumer = |group: &str| -> Result<BaseConsumer> {
+            let mut config = ClientConfig::new();
+            config
+                .set("bootstrap.servers", &self.config.bootstrap_servers)
+                .set("group.id", group)
+                .set("enable.auto.commit", "false")
+                .set("isolation.level", "read_committed");
+            config.create().map_err(|e| {
+                self.kafka_error(
+                    &format!("creating the consumer of marker group `{group}` for"),
+                    e,
+                )
+            })
+        };
+        Ok(Marker {
+            consumer: consumer(&group)?,
+            direct: consumer(&direct_group(&group))?,
+            group,
+        })
     }
 
     fn failpoint(&mut self, step: KafkaSinkFailpoint) {
@@ -591,50 +613,56 @@ impl<T: Send + 'static> KafkaSink<T> {
         }
     }
 
-    /// The epoch `marker` of transactional id `id` says was committed last, if any.
+    /// The epoch `marker` of transactional id `id` says was committed last, if any:
+    /// the later of the transactional marker and its direct copy (either is only ever
+    /// set to an epoch whose transaction has committed).
     fn committed_marker(&self, id: &str, marker: &Marker) -> Result<Option<u64>> {
-        let mut list = TopicPartitionList::new();
-        list.add_partition(&self.config.topic, 0);
-        let committed = marker
-            .consumer
-            .committed_offsets(list, self.commit_timeout)
-            .map_err(|e| {
-                self.kafka_error(
-                    &format!(
-                        "reading the commit marker of transactional id `{id}` (consumer group `{}`) for",
-                        marker.group
-                    ),
-                    e,
-                )
-            })?;
-        Ok(committed.elements().first().and_then(|e| match e.offset() {
-            Offset::Offset(n) if n >= 0 => Some(n as u64),
-            _ => None,
-        }))
+        let read = |consumer: &BaseConsumer, group: &str| -> Result<Option<u64>> {
+            let mut list = TopicPartitionList::new();
+            list.add_partition(&self.config.topic, 0);
+            let committed = consumer
+                .committed_offsets(list, self.commit_timeout)
+                .map_err(|e| {
+                    self.kafka_error(
+                        &format!(
+                            "reading the commit marker of transactional id `{id}` (consumer group `{group}`) for"
+                        ),
+                        e,
+                    )
+                })?;
+            Ok(committed.elements().first().and_then(|e| match e.offset() {
+                Offset::Offset(n) if n >= 0 => Some(n as u64),
+                _ => None,
+            }))
+        };
+        let transactional = read(&marker.consumer, &marker.group)?;
+        let direct = read(&marker.direct, &direct_group(&marker.group))?;
+        Ok(transactional.max(direct))
     }
 
-    /// Waits (up to 1 s) until the marker of a committed `epoch` is visible. A
-    /// conforming broker shows it at once; tansu applies a transaction's offsets
-    /// shortly after acknowledging the commit (0.4–84 ms measured), so without the
-    /// wait a restore right after a commit could miss the marker. A marker still
-    /// missing after the wait is logged, not an error: the epoch is committed.
-    fn await_marker(&self, id: &str, marker: &Marker, epoch: u64) {
-        const WAIT: Duration = Duration::from_secs(1);
-        let started = std::time::Instant::now();
-        while started.elapsed() < WAIT {
-            match self.committed_marker(id, marker) {
-                Ok(Some(marker)) if marker >= epoch => return,
-                Ok(_) => std::thread::sleep(Duration::from_millis(2)),
-                Err(e) => {
-                    tracing::warn!("{e}");
-                    return;
-                }
-            }
+    /// Commits `epoch` as the direct copy of `marker`, once the epoch's transaction
+    /// has committed. A conforming broker already shows the transactional marker;
+    /// tansu acknowledges a commit but applies the transaction's offsets only once
+    /// every other transaction that wrote to the same partitions before it has ended,
+    /// and never if one of them stays open, so without this copy a restore would take
+    /// a committed epoch for an uncommitted one and produce it again. A failure is
+    /// logged, not an error: the epoch is committed.
+    fn commit_direct_marker(&self, id: &str, marker: &Marker, epoch: u64) {
+        let mut list = TopicPartitionList::new();
+        if let Err(e) =
+            list.add_partition_offset(&self.config.topic, 0, Offset::Offset(epoch as i64))
+        {
+            tracing::warn!(
+                "the direct commit marker of epoch {epoch} of transactional id `{id}`: {e}"
+            );
+            return;
         }
-        tracing::warn!(
-            "the commit marker of epoch {epoch} of transactional id `{id}` (consumer group `{}`) is not visible after {WAIT:?}: a restore before it appears produces the epoch again",
-            marker.group,
-        );
+        if let Err(e) = marker.direct.commit(&list, CommitMode::Sync) {
+            tracing::warn!(
+                "committing the direct copy of the commit marker of epoch {epoch} of transactional id `{id}` (consumer group `{}`) failed: {e}; a restore that finds the transactional marker missing too produces the epoch again",
+                direct_group(&marker.group),
+            );
+        }
     }
 
     /// Produces `records` of `epoch` and its `marker` in one transaction of
@@ -674,6 +702,7 @@ impl<T: Send + 'static> KafkaSink<T> {
                 .send_offsets_to_transaction(&marker, &group, self.commit_timeout)
                 .map_err(|e| self.kafka_error(&doing("adding the marker"), e))?;
             self.failpoint(KafkaSinkFailpoint::BeforeCommit);
+            tracing::debug!("committing epoch {epoch} of transactional id `{id}`");
             producer
                 .commit_transaction(self.commit_timeout)
                 .map_err(|e| self.kafka_error(&doing("committing a transaction"), e))
@@ -687,7 +716,8 @@ impl<T: Send + 'static> KafkaSink<T> {
                 metrics
                     .records_out
                     .fetch_add(records.len() as u64, Ordering::Relaxed);
-                self.await_marker(id, marker_of, epoch);
+                self.commit_direct_marker(id, marker_of, epoch);
+                tracing::debug!("committed epoch {epoch} of transactional id `{id}`");
                 self.failpoint(KafkaSinkFailpoint::AfterCommit);
                 Ok(())
             }
@@ -735,6 +765,12 @@ impl<T: Send + 'static> KafkaSink<T> {
                 &written_under
             };
             let marker = self.committed_marker(&transactions.transactional_id, marker_of)?;
+            tracing::info!(
+                "recovering transactional id `{}`: pending epochs {:?}, marker of group `{}` at {marker:?}",
+                transactions.transactional_id,
+                pending.epochs.keys().collect::<Vec<_>>(),
+                marker_of.group,
+            );
             for (epoch, records) in pending.epochs.iter() {
                 if marker.is_some_and(|m| m >= *epoch) {
                     self.config
