@@ -123,7 +123,7 @@ pub use restore::{load_checkpoint, OpenedInstance, RestoreError, RestoreEvent, R
 pub use retention::{plan_retention, RetentionCandidate, RetentionPlan};
 pub use savepoint::Savepoint;
 pub use snapshot::{OperatorSnapshot, OperatorUid, SubtaskAck, SubtaskId};
-pub use storage::{CheckpointStorage, STREAMED_PART};
+pub use storage::{CheckpointStorage, Leftovers, STREAMED_PART};
 pub use writer::{AfterWrite, StateWriter, UploadError};
 
 use serde::{Deserialize, Serialize};

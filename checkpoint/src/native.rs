@@ -2,7 +2,7 @@
 //!
 //! ```text
 //!  task thread: flush record cache, RocksDB checkpoint (hard links) ─▶ <subtask>/checkpoints/chk-i
-//!  tokio:   SST and OPTIONS-* files not uploaded before ─▶ <job>/shared/<uid>.<subtask>.<instance>.<file>
+//!  tokio:   SST and OPTIONS-* files not uploaded before ─▶ <job>/shared/<uid>.<subtask>.<instance>.<owner>.<file>
 //!           MANIFEST-*, CURRENT, WAL ─▶ <job>/chk-<n>/<uid>/<subtask>/native-<file>
 //!           every file hard-linked         ─▶ <subtask>/local/chk-<n>/<i>   (local recovery)
 //!  restore: <subtask>/local/chk-<n>/<i> if every file is there with its size, else download
@@ -210,7 +210,10 @@ pub async fn upload(
             _ => {
                 let path = dir.join(&name);
                 if is_immutable(&name) {
-                    let key = format!("{uid}.{subtask}.{instance:016x}.{name}");
+                    let key = match writer.owner() {
+                        "" => format!("{uid}.{subtask}.{instance:016x}.{name}"),
+                        owner => format!("{uid}.{subtask}.{instance:016x}.{owner}.{name}"),
+                    };
                     writer.shared_file(&key, &path).await?
                 } else {
                     let reading = |source| UploadError::Local {

@@ -6,7 +6,7 @@
 
 use crate::layout;
 use crate::metadata::CheckpointMetadata;
-use crate::{CheckpointError, CheckpointId, CheckpointStorage};
+use crate::{CheckpointError, CheckpointId, CheckpointStorage, Leftovers};
 use object_store::path::Path;
 use std::collections::BTreeSet;
 
@@ -171,20 +171,25 @@ impl CheckpointStorage {
         Ok(plan)
     }
 
-    /// Deletes the shared files of `job` that no complete checkpoint refers to: left
-    /// by checkpoints that failed, were aborted or were interrupted after uploading.
-    /// Keeps everything when some checkpoint's metadata is unreadable (better a leak
-    /// than a lost file). Returns how many files were deleted.
+    /// Deletes the shared files of `job` that no complete checkpoint refers to, as
+    /// far as `leftovers` allows (see [`Leftovers`]): left by checkpoints that failed,
+    /// were aborted or were interrupted after uploading. Keeps everything when some
+    /// checkpoint's metadata is unreadable (better a leak than a lost file). Returns
+    /// how many files were deleted.
     ///
-    /// Only call it while no checkpoint of the job is in flight: an in-flight
-    /// checkpoint's new files are not referred to by any metadata yet.
+    /// Only call it while no checkpoint of this incarnation is in flight: an
+    /// in-flight checkpoint's new files are not referred to by any metadata yet.
     ///
     /// # Errors
     /// [`CheckpointError::InvalidName`]; [`CheckpointError::Io`].
     ///
     /// # Cancel safety
     /// Cancel-safe: calling again finishes the job.
-    pub async fn delete_unreferenced_shared(&self, job: &str) -> Result<usize, CheckpointError> {
+    pub async fn delete_unreferenced_shared(
+        &self,
+        job: &str,
+        leftovers: &Leftovers,
+    ) -> Result<usize, CheckpointError> {
         let shared_dir = layout::shared_dir(job)?;
         let mut referenced = BTreeSet::new();
         for checkpoint in self.list_checkpoints(job).await? {
@@ -196,7 +201,7 @@ impl CheckpointStorage {
             }
         }
         let mut deleted = 0;
-        for relative in self.list_relative(&shared_dir).await? {
+        for relative in self.list_relative_deletable(&shared_dir, leftovers).await? {
             if !referenced.contains(relative.as_ref()) {
                 self.delete(&relative).await?;
                 deleted += 1;

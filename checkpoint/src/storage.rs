@@ -290,6 +290,50 @@ impl CheckpointStorage {
         }
     }
 
+    /// Every object under `relative` (full paths) that `leftovers` lets a clean-up
+    /// delete.
+    async fn list_deletable(
+        &self,
+        relative: &Path,
+        leftovers: &Leftovers,
+    ) -> Result<Vec<Path>, CheckpointError> {
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+        match self
+            .store
+            .list(Some(&self.full_path(relative)))
+            .try_filter_map(|meta| {
+                let keep = !leftovers.deletable(
+                    meta.location.as_ref(),
+                    now_ms.saturating_sub(meta.last_modified.timestamp_millis()),
+                );
+                futures::future::ready(Ok((!keep).then_some(meta.location)))
+            })
+            .try_collect()
+            .await
+        {
+            Ok(listed) => Ok(listed),
+            Err(object_store::Error::NotFound { .. }) => Ok(Vec::new()),
+            Err(e) => Err(self.error(relative, e)),
+        }
+    }
+
+    /// The objects under `relative` that `leftovers` lets a clean-up delete, as
+    /// paths relative to the root.
+    pub(crate) async fn list_relative_deletable(
+        &self,
+        relative: &Path,
+        leftovers: &Leftovers,
+    ) -> Result<Vec<Path>, CheckpointError> {
+        Ok(self
+            .list_deletable(relative, leftovers)
+            .await?
+            .into_iter()
+            .filter_map(|location| location.prefix_match(&self.root).map(Path::from_iter))
+            .collect())
+    }
+
     /// Every object under `relative`, as paths relative to the root.
     pub(crate) async fn list_relative(
         &self,
@@ -712,12 +756,14 @@ impl CheckpointStorage {
         Ok(count + self.delete_listed(&dir, listed).await?)
     }
 
-    /// Deletes every `chk-<n>` directory of `job` that has no `_metadata` (aborted
-    /// checkpoints, or ones a crash interrupted). Returns the checkpoints removed.
+    /// Deletes what `chk-<n>` directories of `job` without `_metadata` hold
+    /// (aborted checkpoints, or ones a crash interrupted), as far as `leftovers`
+    /// allows: what this incarnation's attempts wrote, and what others wrote once it
+    /// is older than the grace period. Returns the checkpoints it deleted anything of.
     ///
-    /// Only call it while no checkpoint of the job is in flight (e.g. when the job
-    /// starts, before its first new checkpoint): an in-flight checkpoint has no
-    /// metadata yet either.
+    /// Only call it while no checkpoint of this incarnation is in flight (e.g. when
+    /// the job starts, before its first new checkpoint): an in-flight checkpoint has
+    /// no metadata yet either.
     ///
     /// # Errors
     /// [`CheckpointError::InvalidName`]; [`CheckpointError::Io`].
@@ -727,16 +773,56 @@ impl CheckpointStorage {
     pub async fn cleanup_incomplete(
         &self,
         job: &str,
+        leftovers: &Leftovers,
     ) -> Result<Vec<CheckpointId>, CheckpointError> {
         let mut removed = Vec::new();
         for listed in self.scan(job).await? {
             if !listed.has_metadata {
-                self.delete_prefix(&layout::checkpoint_dir(job, listed.id)?)
-                    .await?;
-                removed.push(listed.id);
+                let dir = layout::checkpoint_dir(job, listed.id)?;
+                let deletable = self.list_deletable(&dir, leftovers).await?;
+                if self.delete_listed(&dir, deletable).await? > 0 {
+                    removed.push(listed.id);
+                }
             }
         }
         Ok(removed)
+    }
+}
+
+/// What a clean-up of leftovers ([`CheckpointStorage::cleanup_incomplete`],
+/// [`CheckpointStorage::delete_unreferenced_shared`]) may delete. An incarnation
+/// deletes at once what its own attempts wrote (their I/O is over when it cleans
+/// up), and what other incarnations wrote only once it is older than `grace`: a
+/// zombie (an earlier incarnation still running beside this one) writes the files of
+/// a checkpoint within that checkpoint's timeout, so with a grace longer than the
+/// timeout the clean-up never deletes the files of a checkpoint the zombie may still
+/// complete.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Leftovers {
+    /// The part of the owner token every attempt of this incarnation puts in the
+    /// names of what it writes (`.<own>` then `-` or `.`, e.g. the process's nonce);
+    /// empty: nothing is known as its own.
+    pub own: String,
+    /// The age from which other incarnations' leftovers go.
+    pub grace: std::time::Duration,
+}
+
+impl Leftovers {
+    /// Everything, whatever its age and owner: for a checkpoint directory no job
+    /// runs against (tools, tests).
+    pub fn all() -> Self {
+        Self {
+            own: String::new(),
+            grace: std::time::Duration::ZERO,
+        }
+    }
+
+    /// Whether an object named `path`, `age_ms` old, may go.
+    fn deletable(&self, path: &str, age_ms: i64) -> bool {
+        let own = !self.own.is_empty()
+            && (path.contains(&format!(".{}-", self.own))
+                || path.contains(&format!(".{}.", self.own)));
+        own || age_ms >= i64::try_from(self.grace.as_millis()).unwrap_or(i64::MAX)
     }
 }
 

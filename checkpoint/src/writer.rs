@@ -87,6 +87,12 @@ impl StateWriter {
         self
     }
 
+    /// The owner token in the names of what this writer writes (empty: none); shared
+    /// keys built by callers carry it too, so a clean-up knows whose they are.
+    pub fn owner(&self) -> &str {
+        &self.owner
+    }
+
     /// The checkpoint written.
     pub fn checkpoint(&self) -> CheckpointId {
         self.checkpoint

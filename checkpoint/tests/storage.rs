@@ -16,7 +16,7 @@ use std::collections::BTreeSet;
 use weir_checkpoint::layout;
 use weir_checkpoint::{
     CheckpointError, CheckpointId, CheckpointMetadata, CheckpointStorage, CorruptReason,
-    KeyedStateHandle, OperatorUid, SkipReason, SnapshotKind, StateHandle, StorageConfig,
+    KeyedStateHandle, Leftovers, OperatorUid, SkipReason, SnapshotKind, StateHandle, StorageConfig,
 };
 use weir_state::{KeyGroupRange, MaxParallelism};
 
@@ -135,6 +135,7 @@ on_both_backends!(
     retention_keeps_exactly_the_referenced_shared_files,
     retention_reports_an_unreadable_checkpoint_once,
     abort_and_cleanup_incomplete,
+    a_clean_up_leaves_a_live_zombies_checkpoint_alone,
     an_attempt_aborts_only_what_it_wrote,
     shared_files_are_written_once,
     large_shared_files_are_streamed_in_parts,
@@ -391,6 +392,99 @@ async fn retention_keeps_exactly_the_referenced_shared_files(t: TestStore) {
     ));
 }
 
+/// Another incarnation of the job still running (a zombie) writes checkpoint 2
+/// while this one starts and cleans up: the zombie's young files stay, so the
+/// checkpoint it then completes is whole; this process's own leftovers go at once,
+/// and the zombie's once they are older than the grace period (zero here).
+async fn a_clean_up_leaves_a_live_zombies_checkpoint_alone(t: TestStore) {
+    let s = &t.storage;
+    complete_checkpoint(s, 1).await;
+    const ZOMBIE: &str = "00000000000000aa-1";
+    const OWN: &str = "00000000000000bb";
+    let private = s
+        .write_state(
+            JOB,
+            chk(2),
+            &uid(),
+            0,
+            &format!("operator.{ZOMBIE}"),
+            vec![2; 8],
+        )
+        .await
+        .unwrap();
+    let shared = s
+        .write_shared(JOB, &format!("window-agg.0.{ZOMBIE}.2"), vec![2; 32])
+        .await
+        .unwrap();
+    s.write_state(
+        JOB,
+        chk(3),
+        &uid(),
+        0,
+        &format!("operator.{OWN}-0"),
+        vec![3; 8],
+    )
+    .await
+    .unwrap();
+    s.write_shared(JOB, &format!("window-agg.0.{OWN}-0.3"), vec![3; 32])
+        .await
+        .unwrap();
+
+    let leftovers = Leftovers {
+        own: OWN.into(),
+        grace: std::time::Duration::from_secs(3600),
+    };
+    assert_eq!(
+        s.cleanup_incomplete(JOB, &leftovers).await.unwrap(),
+        vec![chk(3)],
+        "[{}] only this process's checkpoint 3 goes",
+        t.backend
+    );
+    assert_eq!(
+        s.delete_unreferenced_shared(JOB, &leftovers).await.unwrap(),
+        1
+    );
+
+    // The zombie completes checkpoint 2: every file it refers to is there.
+    let mut m = metadata(2);
+    let st = m.subtask_mut(&uid(), 0);
+    st.operator.push(private);
+    st.keyed.push(KeyedStateHandle {
+        key_groups: KeyGroupRange { start: 0, end: 127 },
+        handle: shared,
+        chunks: Vec::new(),
+    });
+    s.commit_metadata(&m).await.unwrap();
+    let scan = s.latest_valid(JOB).await.unwrap();
+    assert_eq!(
+        scan.latest.map(|m| m.checkpoint),
+        Some(chk(2)),
+        "[{}] skipped: {:?}",
+        t.backend,
+        scan.skipped
+    );
+
+    // A zombie's leftovers older than the grace period go.
+    s.write_state(
+        JOB,
+        chk(4),
+        &uid(),
+        0,
+        &format!("operator.{ZOMBIE}"),
+        vec![4; 8],
+    )
+    .await
+    .unwrap();
+    let none_young = Leftovers {
+        own: OWN.into(),
+        grace: std::time::Duration::ZERO,
+    };
+    assert_eq!(
+        s.cleanup_incomplete(JOB, &none_young).await.unwrap(),
+        vec![chk(4)]
+    );
+}
+
 async fn abort_and_cleanup_incomplete(t: TestStore) {
     let s = &t.storage;
     let first = complete_checkpoint(s, 1).await;
@@ -411,7 +505,7 @@ async fn abort_and_cleanup_incomplete(t: TestStore) {
     );
 
     assert_eq!(
-        s.cleanup_incomplete(JOB).await.unwrap(),
+        s.cleanup_incomplete(JOB, &Leftovers::all()).await.unwrap(),
         vec![chk(3), chk(4)],
         "[{}]",
         t.backend
@@ -425,7 +519,11 @@ async fn abort_and_cleanup_incomplete(t: TestStore) {
     assert_eq!(left.len(), 5);
     assert_eq!(s.list_checkpoints(JOB).await.unwrap(), vec![chk(1)]);
     assert_eq!(s.latest_valid(JOB).await.unwrap().latest, Some(first));
-    assert!(s.cleanup_incomplete(JOB).await.unwrap().is_empty());
+    assert!(s
+        .cleanup_incomplete(JOB, &Leftovers::all())
+        .await
+        .unwrap()
+        .is_empty());
 
     // Aborting a completed checkpoint removes its metadata first, then its files.
     assert_eq!(s.abort(JOB, chk(1)).await.unwrap(), 4);
@@ -433,7 +531,11 @@ async fn abort_and_cleanup_incomplete(t: TestStore) {
     assert!(objects_under(s, &job_dir).await.is_empty());
     // A job with nothing stored at all is simply empty.
     assert!(s.list_checkpoints("never-ran").await.unwrap().is_empty());
-    assert!(s.cleanup_incomplete("never-ran").await.unwrap().is_empty());
+    assert!(s
+        .cleanup_incomplete("never-ran", &Leftovers::all())
+        .await
+        .unwrap()
+        .is_empty());
 }
 
 /// Two attempts (or incarnations) write checkpoint 1 under their own names; the one

@@ -15,7 +15,7 @@ use weir_checkpoint::metadata::CheckpointMetadata;
 use weir_checkpoint::native;
 use weir_checkpoint::restore::{load_checkpoint, NativeRestore, Reader};
 use weir_checkpoint::{
-    CheckpointId, CheckpointStorage, OperatorUid, RestoreEvent, SkippedCheckpoint,
+    CheckpointId, CheckpointStorage, Leftovers, OperatorUid, RestoreEvent, SkippedCheckpoint,
 };
 use weir_state::MaxParallelism;
 
@@ -85,11 +85,25 @@ impl Driver {
             for task in attempt_io.into_iter().chain(retention) {
                 let _ = task.await;
             }
-            self.storage.cleanup_incomplete(job).await?;
-            self.storage.delete_unreferenced_shared(job).await
+            let leftovers = self.leftovers();
+            self.storage.cleanup_incomplete(job, &leftovers).await?;
+            self.storage
+                .delete_unreferenced_shared(job, &leftovers)
+                .await
         });
         if let Err(e) = result {
             tracing::warn!("could not clean up after incomplete checkpoints: {e}");
+        }
+    }
+
+    /// What the clean-up may delete: what this process's attempts wrote, and what
+    /// other incarnations wrote once it is older than twice the checkpoint timeout
+    /// and a minute (an earlier incarnation still running completes no checkpoint
+    /// with older files).
+    fn leftovers(&self) -> Leftovers {
+        Leftovers {
+            own: format!("{:016x}", self.nonce),
+            grace: self.checkpointing.coordinator.timeout * 2 + Duration::from_secs(60),
         }
     }
 
