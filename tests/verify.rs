@@ -75,6 +75,18 @@ fn a_hundred_crashes_with_checkpoints_and_output_on_s3_lose_and_repeat_nothing()
     let bucket = s3::fresh_bucket(&endpoint, "weir-verify");
     let storage = format!("s3://{bucket}/verify");
     crashes_lose_and_repeat_nothing(&["--storage", &storage], &s3::env(&endpoint));
+    // A verification that passed leaves nothing behind in the bucket.
+    let store = weir_objects::BlockingObjectStore::open(
+        &weir::checkpoint::StorageConfig::new(&storage).with_s3(s3::options(&endpoint)),
+    )
+    .unwrap();
+    let left: Vec<String> = store
+        .list("")
+        .unwrap()
+        .into_iter()
+        .map(|o| o.name)
+        .collect();
+    assert!(left.is_empty(), "left under {storage}: {left:?}");
 }
 
 #[test]

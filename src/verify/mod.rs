@@ -226,9 +226,13 @@ impl Process {
         self.child.wait().context("reaping a killed incarnation")
     }
 
-    /// Checkpoint lines printed so far: (when read, duration ms).
-    fn drain(&self, into: &mut Vec<(Instant, f64)>) {
+    /// Adds the checkpoint lines printed so far, (when read, duration ms), to
+    /// `into`; returns the time from the start to the first of them, if any, in ms.
+    fn drain(&self, into: &mut Vec<(Instant, f64)>) -> Option<f64> {
+        let before = into.len();
         into.extend(self.checkpoints.try_iter());
+        into.get(before)
+            .map(|(at, _)| at.duration_since(self.started).as_secs_f64() * 1000.0)
     }
 }
 
@@ -358,7 +362,7 @@ impl Verifier<'_> {
             .context("waiting for the reference run")?;
         let mut checkpoints = Vec::new();
         std::thread::sleep(Duration::from_millis(20));
-        child.drain(&mut checkpoints);
+        let startup = child.drain(&mut checkpoints);
         if !status.success() {
             return Err(self.failed(&child, status, "reference run"));
         }
@@ -366,6 +370,7 @@ impl Verifier<'_> {
             child.started.elapsed(),
             1,
             checkpoints.iter().map(|c| c.1).collect(),
+            startup.into_iter().collect(),
         ))
     }
 
@@ -403,8 +408,14 @@ pub fn parse_backend(name: &str) -> Result<weir_jobfile::StateBackend> {
     }
 }
 
-fn stats(elapsed: Duration, incarnations: u32, checkpoint_ms: Vec<f64>) -> RunStats {
+fn stats(
+    elapsed: Duration,
+    incarnations: u32,
+    checkpoint_ms: Vec<f64>,
+    startup_ms: Vec<f64>,
+) -> RunStats {
     RunStats {
+        startup_p50_ms: quantile(&startup_ms, 0.5),
         seconds: elapsed.as_secs_f64(),
         incarnations,
         checkpoints: checkpoint_ms.len(),
@@ -507,6 +518,8 @@ pub fn verify(config: &VerifyConfig) -> Result<Report> {
     let mut checkpoints: Vec<(Instant, f64)> = Vec::new();
     let mut incarnations = 0;
     let mut finished_early = false;
+    // Time from start to first checkpoint, ms, of every process that got there.
+    let mut startups: Vec<f64> = Vec::new();
     for i in 0..config.crashes {
         let failpoint = (config.failpoints && i % 2 == 1).then(|| {
             let (variable, step) = FAILPOINTS[(i as usize / 2) % FAILPOINTS.len()];
@@ -540,7 +553,7 @@ pub fn verify(config: &VerifyConfig) -> Result<Report> {
             }
         };
         std::thread::sleep(Duration::from_millis(5));
-        child.drain(&mut checkpoints);
+        startups.extend(child.drain(&mut checkpoints));
         match ending {
             Ending::Crashed => {
                 crash_times.push(Instant::now());
@@ -569,7 +582,7 @@ pub fn verify(config: &VerifyConfig) -> Result<Report> {
             .wait()
             .context("waiting for the last incarnation")?;
         std::thread::sleep(Duration::from_millis(20));
-        last.drain(&mut checkpoints);
+        startups.extend(last.drain(&mut checkpoints));
         if !status.success() {
             return Err(verifier.failed(&last, status, "last incarnation of the crash run"));
         }
@@ -578,6 +591,7 @@ pub fn verify(config: &VerifyConfig) -> Result<Report> {
         started.elapsed(),
         incarnations,
         checkpoints.iter().map(|c| c.1).collect(),
+        startups,
     );
     let recovery: Vec<f64> = crash_times
         .iter()
@@ -620,7 +634,7 @@ pub fn verify(config: &VerifyConfig) -> Result<Report> {
         seed: config.seed,
         backend: backend_name(backend).into(),
         storage: if config.storage.is_some() {
-            storage
+            storage.clone()
         } else {
             "local directory".into()
         },
@@ -638,8 +652,27 @@ pub fn verify(config: &VerifyConfig) -> Result<Report> {
     };
     if report.passed() && !config.keep {
         let _ = std::fs::remove_dir_all(&local);
+        if config.storage.is_some() {
+            remove_remote(&storage);
+        }
     }
     Ok(report)
+}
+
+/// Deletes what the runs left under the remote storage `url` (checkpoints and
+/// object-store outputs); a failure is reported, not an error: the verification
+/// itself is done.
+fn remove_remote(url: &str) {
+    let removed = weir_objects::BlockingObjectStore::open(&weir_objects::StorageConfig::new(url))
+        .and_then(|store| {
+            for object in store.list("")? {
+                store.delete(&object.name)?;
+            }
+            Ok(())
+        });
+    if let Err(e) = removed {
+        eprintln!("warning: could not remove the verification's objects under {url}: {e}");
+    }
 }
 
 #[cfg(unix)]

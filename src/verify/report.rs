@@ -19,6 +19,9 @@ pub struct RunStats {
     pub checkpoint_p50_ms: f64,
     /// 99th percentile checkpoint duration, ms.
     pub checkpoint_p99_ms: f64,
+    /// Median time from a process's start to its first completed checkpoint, over
+    /// the processes that completed one, ms (0: none did).
+    pub startup_p50_ms: f64,
 }
 
 /// One sink's comparison.
@@ -147,6 +150,11 @@ impl std::fmt::Display for Report {
             self.reference.checkpoints,
             self.reference.checkpoint_p50_ms,
             self.reference.checkpoint_p99_ms
+        )?;
+        writeln!(
+            f,
+            "  startup            process start → its first completed checkpoint: p50 {:.0} ms (reference: {:.0} ms)",
+            self.crashed.startup_p50_ms, self.reference.startup_p50_ms
         )?;
         for sink in &self.sinks {
             writeln!(
