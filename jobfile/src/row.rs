@@ -247,6 +247,22 @@ impl Schema {
 mod tests {
     use super::*;
 
+    /// A float read from JSON (file and Kafka sources, committed output) is the
+    /// float that was written, to the last bit: serde_json's default parser can be
+    /// one unit in the last place off (27655494.444000002 came back as
+    /// 27655494.444).
+    #[test]
+    fn floats_read_from_json_are_exact() {
+        let written = 30_457_593.0 * 0.908;
+        let text = serde_json::to_string(&Value::Float(written).to_json()).unwrap();
+        let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(
+            Value::from_json(FieldType::Float, &json),
+            Some(Value::Float(written)),
+            "{text}"
+        );
+    }
+
     #[test]
     fn rows_round_trip_through_json() {
         let schema = Schema::new([
