@@ -29,6 +29,7 @@
 pub struct ReadmeDoctests;
 
 pub mod inspect;
+pub mod job_bench;
 pub mod kafka_bench;
 pub mod running_count;
 pub mod state_bench;

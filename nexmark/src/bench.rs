@@ -200,6 +200,34 @@ fn run_checkpointed(
         std::sync::Arc::new(NoListener),
     )?;
     let summary = job.wait()?;
+    let output_records = summary
+        .metrics
+        .iter()
+        .filter(|m| m.operator == "blackhole")
+        .map(|m| m.records_in)
+        .sum();
+    Ok(checkpointed_report(
+        &options.query.to_string(),
+        options.state_backend.name(),
+        options.events,
+        options.parallelism,
+        &summary,
+        output_records,
+    ))
+}
+
+/// The report of a checkpointed run that read `events` input events and put
+/// `output_records` into its blackholes: throughput from the run's elapsed time,
+/// checkpoint figures from its statistics, this process's peak memory. Shared by
+/// `weir bench nexmark` and `weir bench job`.
+pub fn checkpointed_report(
+    query: &str,
+    state_backend: &str,
+    events: u64,
+    parallelism: usize,
+    summary: &weir_dataflow::checkpointing::RunSummary,
+    output_records: u64,
+) -> BenchReport {
     let secs = summary.elapsed.as_secs_f64();
     let mut durations: Vec<f64> = summary.checkpoints.iter().map(|c| c.duration_ms).collect();
     durations.sort_by(f64::total_cmp);
@@ -213,19 +241,13 @@ fn run_checkpointed(
     bytes.sort_unstable();
     let mut state_bytes: Vec<u64> = summary.checkpoints.iter().map(|c| c.state_bytes).collect();
     state_bytes.sort_unstable();
-    let output_records = summary
-        .metrics
-        .iter()
-        .filter(|m| m.operator == "blackhole")
-        .map(|m| m.records_in)
-        .sum();
-    Ok(BenchReport {
-        query: options.query.to_string(),
-        state_backend: options.state_backend.name().to_string(),
-        events: options.events,
-        parallelism: options.parallelism,
+    BenchReport {
+        query: query.to_string(),
+        state_backend: state_backend.to_string(),
+        events,
+        parallelism,
         elapsed_s: secs,
-        events_per_s: options.events as f64 / secs,
+        events_per_s: events as f64 / secs,
         output_records,
         peak_memory_mib: peak_memory_mib(),
         checkpoints: Some(summary.checkpoints.len()),
@@ -234,5 +256,5 @@ fn run_checkpointed(
         checkpoint_bytes: bytes.get(bytes.len() / 2).copied(),
         checkpoint_state_bytes: state_bytes.get(state_bytes.len() / 2).copied(),
         checkpoint_sync_p50_ms: percentile(&sync, 50.0),
-    })
+    }
 }

@@ -14,12 +14,42 @@ pub(crate) enum BenchCommand {
     /// Run a Nexmark query over the deterministic bid (or full Nexmark) generator into
     /// a blackhole sink and print events/s, elapsed time and peak memory.
     Nexmark(NexmarkArgs),
+    /// Run a job file with every sink replaced by a blackhole and print what
+    /// `bench nexmark` prints: events/s, elapsed time, peak memory, checkpoints.
+    Job(JobArgs),
     /// Checkpoint duration, task-thread pause and restore time for a given number of
     /// keys of heap state (a count per key), printed as JSON.
     State(StateArgs),
     /// Kafka → Kafka through a pass-through job: records/s and produce-to-visible
     /// latency (p50/p99) for one delivery guarantee, printed as JSON.
     Kafka(KafkaBenchArgs),
+}
+
+#[derive(Args)]
+pub(crate) struct JobArgs {
+    /// The job file.
+    file: std::path::PathBuf,
+    /// Events of every generator source (bids, nexmark, sequence); default: the file's.
+    #[arg(long, short)]
+    events: Option<u64>,
+    /// Default parallelism of the operators (overrides the file's).
+    #[arg(long, short)]
+    parallelism: Option<usize>,
+    /// Checkpoint interval, e.g. `1s` (overrides the file's).
+    #[arg(long, value_parser = super::duration)]
+    checkpoint_interval: Option<Duration>,
+    /// Where the run's checkpoints go (a fresh directory under it, removed after).
+    #[arg(long, default_value = "./weir-data/bench-checkpoints")]
+    checkpoint_dir: String,
+    /// Where keyed state lives (overrides the file's).
+    #[arg(long, value_enum)]
+    state_backend: Option<BackendArg>,
+    /// The RocksDB backend's state directory.
+    #[arg(long)]
+    state_dir: Option<std::path::PathBuf>,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args)]
@@ -137,6 +167,7 @@ pub(crate) struct NexmarkArgs {
 pub(crate) fn run(command: BenchCommand) -> Result<()> {
     match command {
         BenchCommand::Nexmark(args) => bench_nexmark(args),
+        BenchCommand::Job(args) => bench_job(args),
         BenchCommand::State(args) => bench_state(args),
         BenchCommand::Kafka(args) => bench_kafka(args),
     }
@@ -176,30 +207,57 @@ fn bench_nexmark(args: NexmarkArgs) -> Result<()> {
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }
-    if args.json {
-        println!("{}", serde_json::to_string(&report)?);
-    } else {
+    print_report(&report, args.json)
+}
+
+fn bench_job(args: JobArgs) -> Result<()> {
+    if args.events == Some(0) {
+        bail!("--events must be at least 1");
+    }
+    let plan = super::job_file::load(&args.file)?;
+    let report = weir::job_bench::run(
+        plan,
+        &weir::job_bench::JobBenchOptions {
+            events: args.events,
+            parallelism: args.parallelism,
+            checkpoint_interval: args.checkpoint_interval,
+            checkpoint_dir: args.checkpoint_dir,
+            state_backend: args.state_backend.map(|b| match b {
+                BackendArg::Heap => weir::jobfile::StateBackend::Heap,
+                BackendArg::Rocksdb => weir::jobfile::StateBackend::RocksDb,
+            }),
+            state_dir: args.state_dir,
+        },
+    )?;
+    print_report(&report, args.json)
+}
+
+/// Prints a benchmark report as one JSON object or as text.
+fn print_report(report: &bench::BenchReport, json: bool) -> Result<()> {
+    if json {
+        println!("{}", serde_json::to_string(report)?);
+        return Ok(());
+    }
+    println!(
+        "query {}  state {}  events {}  parallelism {}  elapsed {:.3} s  {:.2} M events/s  output {} records  peak memory {:.0} MiB",
+        report.query,
+        report.state_backend,
+        report.events,
+        report.parallelism,
+        report.elapsed_s,
+        report.events_per_s / 1e6,
+        report.output_records,
+        report.peak_memory_mib
+    );
+    if let (Some(n), Some(p50), Some(p99)) = (
+        report.checkpoints,
+        report.checkpoint_p50_ms,
+        report.checkpoint_p99_ms,
+    ) {
         println!(
-            "query {}  state {}  events {}  parallelism {}  elapsed {:.3} s  {:.2} M events/s  output {} records  peak memory {:.0} MiB",
-            report.query,
-            report.state_backend,
-            report.events,
-            report.parallelism,
-            report.elapsed_s,
-            report.events_per_s / 1e6,
-            report.output_records,
-            report.peak_memory_mib
+            "checkpoints {n}  duration p50 {p50:.1} ms  p99 {p99:.1} ms  bytes per checkpoint (median) {}",
+            report.checkpoint_bytes.unwrap_or(0)
         );
-        if let (Some(n), Some(p50), Some(p99)) = (
-            report.checkpoints,
-            report.checkpoint_p50_ms,
-            report.checkpoint_p99_ms,
-        ) {
-            println!(
-                "checkpoints {n}  duration p50 {p50:.1} ms  p99 {p99:.1} ms  bytes per checkpoint (median) {}",
-                report.checkpoint_bytes.unwrap_or(0)
-            );
-        }
     }
     Ok(())
 }

@@ -97,7 +97,7 @@ pub(crate) fn run(args: RunArgs) -> Result<()> {
 
 /// Loads and checks a job file; prints every problem (file, line, column, field
 /// path) to stderr.
-fn load(file: &Path) -> Result<JobPlan> {
+pub(crate) fn load(file: &Path) -> Result<JobPlan> {
     weir::jobfile::load_file(file, &Registry::default()).map_err(|e| {
         let problems = e.problems();
         for problem in &problems {

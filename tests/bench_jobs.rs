@@ -1,0 +1,105 @@
+//! The bench queries as job files (`benches/jobs/*.yaml`, what `weir bench job`
+//! runs) give exactly the rows of the typed queries (`weir bench nexmark`), on 300k
+//! bids at parallelism 2.
+#![allow(clippy::unwrap_used)] // tests may unwrap (see clippy.toml)
+
+use serde::Serialize;
+use std::time::Duration;
+use weir::dataflow::testing::CollectSink;
+use weir::dataflow::{JobBuilder, JobConfig, Stream};
+use weir::jobfile::{Registry, SinkKind};
+use weir::nexmark::{self, Bid};
+
+const EVENTS: u64 = 300_000;
+const PARALLELISM: usize = 2;
+
+/// The typed query's rows, as JSON text, sorted.
+fn typed<T: Serialize + Send + Clone + 'static>(
+    query: impl FnOnce(&Stream<Bid>) -> Stream<T>,
+) -> Vec<String> {
+    let job = JobBuilder::new(JobConfig {
+        name: "typed".into(),
+        parallelism: PARALLELISM,
+        ..JobConfig::default()
+    });
+    let (sink, rows) = CollectSink::new();
+    query(&nexmark::bid_stream(&job, EVENTS, 10)).sink("collect", sink);
+    job.execute().expect("the typed query runs");
+    let mut rows: Vec<String> = rows
+        .take()
+        .iter()
+        .map(|row| serde_json::to_value(row).unwrap().to_string())
+        .collect();
+    rows.sort_unstable();
+    rows
+}
+
+/// The job file's rows (its sink made a local exactly-once file sink), as JSON
+/// text, sorted.
+fn job_file(name: &str) -> Vec<String> {
+    let dir = tempfile::tempdir().unwrap();
+    let path = format!("{}/benches/jobs/{name}.yaml", env!("CARGO_MANIFEST_DIR"));
+    let mut plan = weir::jobfile::load_file(std::path::Path::new(&path), &Registry::default())
+        .unwrap_or_else(|e| panic!("{path}: {:?}", e.problems()));
+    weir::job_bench::resize(&mut plan, EVENTS).unwrap();
+    plan.spec.parallelism = PARALLELISM;
+    plan.spec.checkpoints.storage = dir.path().join("checkpoints").display().to_string();
+    plan.spec.checkpoints.interval = Duration::from_millis(200);
+    let out = dir.path().join("out");
+    for sink in &mut plan.sinks {
+        sink.spec.kind = SinkKind::File {
+            path: out.display().to_string(),
+        };
+    }
+    weir::jobs::run(plan, &weir::jobs::RunOptions::default()).expect("the job file runs");
+    let rows: Vec<serde_json::Value> = weir::sinks::read_committed(&out).unwrap();
+    let mut rows: Vec<String> = rows.iter().map(serde_json::Value::to_string).collect();
+    rows.sort_unstable();
+    rows
+}
+
+fn same(name: &str, typed: Vec<String>, job_file: Vec<String>) {
+    assert!(!typed.is_empty(), "{name}: the typed query gives rows");
+    assert_eq!(
+        job_file.len(),
+        typed.len(),
+        "{name}: {} rows from the job file, {} from the typed query; first of each: {:?} / {:?}",
+        job_file.len(),
+        typed.len(),
+        job_file.first(),
+        typed.first()
+    );
+    if let Some((i, (a, b))) = job_file
+        .iter()
+        .zip(&typed)
+        .enumerate()
+        .find(|(_, (a, b))| a != b)
+    {
+        panic!("{name}: row {i} differs: job file {a}, typed {b}");
+    }
+}
+
+#[test]
+fn q0_as_a_job_file_gives_the_typed_rows() {
+    same("q0", typed(nexmark::q0), job_file("q0"));
+}
+
+#[test]
+fn q1_as_a_job_file_gives_the_typed_rows() {
+    same("q1", typed(nexmark::q1), job_file("q1"));
+}
+
+#[test]
+fn q2_as_a_job_file_gives_the_typed_rows() {
+    same("q2", typed(nexmark::q2), job_file("q2"));
+}
+
+#[test]
+fn qw_as_a_job_file_gives_the_typed_rows() {
+    same("qw", typed(nexmark::qw), job_file("qw"));
+}
+
+#[test]
+fn qs_as_a_job_file_gives_the_typed_rows() {
+    same("qs", typed(nexmark::qs), job_file("qs"));
+}
