@@ -593,7 +593,7 @@ impl ExprParser<'_> {
             Token::Int(i) => typed(ExprKind::Literal(Value::Int(i)), FieldType::Int),
             Token::Float(x) => typed(ExprKind::Literal(Value::Float(x)), FieldType::Float),
             Token::Str(s) => typed(
-                ExprKind::Literal(Value::String(Arc::from(s))),
+                ExprKind::Literal(Value::String(Arc::<str>::from(s).into())),
                 FieldType::String,
             ),
             Token::Op("(") => {

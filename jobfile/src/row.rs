@@ -55,6 +55,126 @@ impl fmt::Display for FieldType {
     }
 }
 
+/// Text in a [`Value`]: a `'static` string (what the generators produce, never
+/// copied) or a shared one. Cloning never copies the text, and a row built from a
+/// generator's record allocates nothing for its strings. Compared, hashed, ordered
+/// and serialized as its text (a snapshot holds the same bytes as for a plain
+/// string; it reads back as a shared string).
+#[derive(Clone)]
+pub enum Str {
+    /// Text that lives as long as the program.
+    Static(&'static str),
+    /// Text shared by reference count.
+    Shared(Arc<str>),
+}
+
+impl Str {
+    /// Text that lives as long as the program, without a copy.
+    pub const fn from_static(text: &'static str) -> Self {
+        Self::Static(text)
+    }
+}
+
+impl std::ops::Deref for Str {
+    type Target = str;
+    fn deref(&self) -> &str {
+        match self {
+            Self::Static(text) => text,
+            Self::Shared(text) => text,
+        }
+    }
+}
+
+impl AsRef<str> for Str {
+    fn as_ref(&self) -> &str {
+        self
+    }
+}
+
+impl std::borrow::Borrow<str> for Str {
+    fn borrow(&self) -> &str {
+        self
+    }
+}
+
+impl From<&str> for Str {
+    fn from(text: &str) -> Self {
+        Self::Shared(text.into())
+    }
+}
+
+impl From<String> for Str {
+    fn from(text: String) -> Self {
+        Self::Shared(text.into())
+    }
+}
+
+impl From<Arc<str>> for Str {
+    fn from(text: Arc<str>) -> Self {
+        Self::Shared(text)
+    }
+}
+
+impl From<std::borrow::Cow<'static, str>> for Str {
+    /// A borrowed `'static` text stays borrowed; an owned one is shared.
+    fn from(text: std::borrow::Cow<'static, str>) -> Self {
+        match text {
+            std::borrow::Cow::Borrowed(text) => Self::Static(text),
+            std::borrow::Cow::Owned(text) => Self::Shared(text.into()),
+        }
+    }
+}
+
+impl PartialEq for Str {
+    fn eq(&self, other: &Self) -> bool {
+        **self == **other
+    }
+}
+
+impl Eq for Str {}
+
+impl PartialOrd for Str {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Str {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (**self).cmp(&**other)
+    }
+}
+
+impl Hash for Str {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        (**self).hash(state);
+    }
+}
+
+impl fmt::Debug for Str {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&**self, f)
+    }
+}
+
+impl fmt::Display for Str {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self)
+    }
+}
+
+impl Serialize for Str {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Str {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Arc::<str>::deserialize(deserializer).map(Self::Shared)
+    }
+}
+
 /// One field value.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub enum Value {
@@ -65,7 +185,7 @@ pub enum Value {
     /// A boolean.
     Bool(bool),
     /// Text.
-    String(Arc<str>),
+    String(Str),
     /// Milliseconds since the Unix epoch.
     Timestamp(i64),
 }

@@ -359,10 +359,10 @@ fn bid_row(b: Bid) -> Row {
         Value::Int(b.auction),
         Value::Int(b.bidder),
         Value::Int(b.price),
-        Value::String(b.channel.as_ref().into()),
-        Value::String(b.url.as_ref().into()),
+        Value::String(b.channel.into()),
+        Value::String(b.url.into()),
         Value::Timestamp(b.date_time),
-        Value::String(b.extra.as_ref().into()),
+        Value::String(b.extra.into()),
     ])
 }
 
