@@ -200,6 +200,39 @@ fn kafka_to_kafka_is_exactly_once_across_a_failure_a_savepoint_and_rescaling() {
 /// transactional ids they were written with, so resuming it as another job (another
 /// name, so another default prefix) with another `transactional_id_prefix` at another
 /// parallelism finds their markers and commits nothing twice.
+/// Runs job `name` (built by `build`) without periodic checkpoints until its sink
+/// received `records` records, then stops it with a savepoint: every record is in
+/// the epoch of that savepoint, committed when it completes, so the savepoint holds
+/// the epoch as pending. Returns the savepoint.
+fn savepoint_after(
+    name: &str,
+    parallelism: usize,
+    dir: &std::path::Path,
+    build: impl Fn(&JobBuilder) + Send + Sync + 'static,
+    received: &weir::sinks::KafkaSinkMetrics,
+    records: u64,
+) -> String {
+    let job = CheckpointedJob::spawn(
+        job_config(name, parallelism),
+        local_checkpointing(dir, Duration::from_secs(3600), ResumeFrom::Nothing),
+        build,
+        Arc::new(NoListener),
+    )
+    .unwrap();
+    let started = Instant::now();
+    while received.records_in.load(Ordering::Relaxed) < records {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the sink received {} of {records} records",
+            received.records_in.load(Ordering::Relaxed)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let savepoint = job.savepoint(true).unwrap();
+    job.wait().unwrap();
+    savepoint
+}
+
 #[test]
 fn a_savepoint_resumed_under_another_job_name_and_prefix_commits_each_epoch_once() {
     let Some((bootstrap, py)) = broker() else {
@@ -214,24 +247,14 @@ fn a_savepoint_resumed_under_another_job_name_and_prefix_commits_each_epoch_once
     // savepoint holds that epoch as pending and its markers say it is committed.
     let sink_a = KafkaSinkConfig::new(&bootstrap, &output);
     let received = Arc::clone(&sink_a.metrics);
-    let job = CheckpointedJob::spawn(
-        job_config("kafka-txnid-a", 2),
-        local_checkpointing(dir.path(), Duration::from_secs(3600), ResumeFrom::Nothing),
+    let savepoint = savepoint_after(
+        "kafka-txnid-a",
+        2,
+        dir.path(),
         build(source.clone(), sink_a, None),
-        Arc::new(NoListener),
-    )
-    .unwrap();
-    let started = Instant::now();
-    while received.records_in.load(Ordering::Relaxed) < 2000 {
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "the sink received {} of 2000 records",
-            received.records_in.load(Ordering::Relaxed)
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let savepoint = job.savepoint(true).unwrap();
-    job.wait().unwrap();
+        &received,
+        2000,
+    );
     assert_eq!(received.transactions_committed.load(Ordering::Relaxed), 2);
     assert_eq!(visible(&bootstrap, &output, 3), expected(2000));
 
@@ -319,24 +342,14 @@ fn an_epoch_whose_transactional_marker_the_broker_drops_is_still_committed_once(
     let source = KafkaSourceConfig::new(&bootstrap, &input, "weir-dropped-marker");
     let sink_a = KafkaSinkConfig::new(&bootstrap, &output);
     let received = Arc::clone(&sink_a.metrics);
-    let job = CheckpointedJob::spawn(
-        job_config("kafka-dropped-marker", 1),
-        local_checkpointing(dir.path(), Duration::from_secs(3600), ResumeFrom::Nothing),
+    let savepoint = savepoint_after(
+        "kafka-dropped-marker",
+        1,
+        dir.path(),
         build(source.clone(), sink_a, None),
-        Arc::new(NoListener),
-    )
-    .unwrap();
-    let started = Instant::now();
-    while received.records_in.load(Ordering::Relaxed) < 1000 {
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "the sink received {} of 1000 records",
-            received.records_in.load(Ordering::Relaxed)
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let savepoint = job.savepoint(true).unwrap();
-    job.wait().unwrap();
+        &received,
+        1000,
+    );
     assert_eq!(received.transactions_committed.load(Ordering::Relaxed), 1);
 
     // Job B resumes the savepoint: the pending epoch is committed already.
