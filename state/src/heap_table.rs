@@ -246,6 +246,19 @@ impl<K: StateKey, V: StateValue> HeapTable<K, V> {
         self.get_or_insert_with_flag(key, init).0
     }
 
+    /// [`HeapTable::get_or_insert_with`] by reference: the key is cloned only when
+    /// it is inserted.
+    #[inline]
+    pub fn get_or_insert_with_ref(&mut self, key: &K, init: impl FnOnce() -> V) -> &mut V {
+        match self.entry(key) {
+            (Entry::Occupied(occupied), _) => &mut occupied.into_mut().1,
+            (Entry::Vacant(vacant), len) => {
+                *len += 1;
+                &mut vacant.insert((key.clone(), init())).into_mut().1
+            }
+        }
+    }
+
     /// Like [`HeapTable::get_or_insert_with`], also telling whether the entry is new.
     #[inline]
     pub fn get_or_insert_with_flag(&mut self, key: K, init: impl FnOnce() -> V) -> (&mut V, bool) {

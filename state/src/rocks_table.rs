@@ -232,8 +232,16 @@ impl<K: StateKey, V: StateValue> RocksTable<K, V> {
         key: K,
         init: impl FnOnce() -> V,
     ) -> Result<(&mut V, bool), StateError> {
+        self.get_or_insert_with_ref(&key, init)
+    }
+
+    pub(crate) fn get_or_insert_with_ref(
+        &mut self,
+        key: &K,
+        init: impl FnOnce() -> V,
+    ) -> Result<(&mut V, bool), StateError> {
         let start = self.range.start;
-        let (slot, counts) = self.slot(&key)?;
+        let (slot, counts) = self.slot(key)?;
         slot.dirty = true;
         let new = slot.value.is_none();
         if new {

@@ -181,6 +181,25 @@ impl<K: StateKey, V: StateValue> StateTable<K, V> {
         }
     }
 
+    /// [`StateTable::get_or_insert_with`] by reference: the key is cloned only when
+    /// it is inserted, so a lookup of a present key (the common case of a window or
+    /// a running aggregate) copies nothing.
+    ///
+    /// # Errors
+    /// As [`StateTable::get`].
+    #[inline]
+    pub fn get_or_insert_with_ref(
+        &mut self,
+        key: &K,
+        init: impl FnOnce() -> V,
+    ) -> Result<&mut V, StateError> {
+        match &mut self.backing {
+            Backing::Heap(heap) => Ok(heap.get_or_insert_with_ref(key, init)),
+            #[cfg(feature = "rocksdb")]
+            Backing::Rocks(rocks) => Ok(rocks.get_or_insert_with_ref(key, init)?.0),
+        }
+    }
+
     /// Like [`StateTable::get_or_insert_with`], also telling whether the entry is new.
     ///
     /// # Errors

@@ -239,7 +239,7 @@ where
                 let added = WindowContents::table(windows, backend, window).and_then(|table| {
                     let acc = table
                         .entries
-                        .get_or_insert_with(key.clone(), || spec.aggregate.create())?;
+                        .get_or_insert_with_ref(&key, || spec.aggregate.create())?;
                     spec.aggregate.add(acc, &element);
                     if table.fired {
                         (spec.result)(&key, window, spec.aggregate.result(acc), out);
@@ -447,7 +447,7 @@ where
             }
             let key = (self.spec.key)(&element);
             let spec = &self.spec;
-            let state = sessions.get_or_insert_with(key.clone(), || KeySessions {
+            let state = sessions.get_or_insert_with_ref(&key, || KeySessions {
                 sessions: Vec::new(),
                 timer: None,
             })?;
