@@ -59,7 +59,7 @@ pub use decode::parse_duration;
 pub use diagnostic::Diagnostic;
 pub use expr::{EvalError, Expr, ExprError};
 pub use registry::{Binder, Registry, RowFunction, Udf};
-pub use row::{Field, FieldType, Row, Schema, Str, Value};
+pub use row::{Field, FieldType, Key, Row, Schema, Str, Value};
 pub use spec::*;
 pub use validate::{
     source_schema, JobPlan, JoinKind, JoinPlan, PlannedSink, PlannedStream, Step, WindowPlan,

@@ -288,6 +288,69 @@ impl Hash for Value {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Row(pub Vec<Value>);
 
+/// The key of a keyed job-file stream: the values of its key fields. A key of one
+/// field (the common case) holds its value inline, so keying a row allocates
+/// nothing. Hashed, compared and serialized exactly as a [`Row`] of the same values,
+/// so key groups and the keyed state of savepoints are the same as with row keys.
+#[derive(Clone, Debug)]
+pub enum Key {
+    /// One key field.
+    One(Value),
+    /// None, or two key fields or more.
+    Many(Vec<Value>),
+}
+
+impl Key {
+    /// The key of `row` on fields `fields` (positions in its schema).
+    pub fn of(row: &Row, fields: &[usize]) -> Self {
+        match fields {
+            [field] => Self::One(row.0[*field].clone()),
+            fields => Self::Many(fields.iter().map(|&f| row.0[f].clone()).collect()),
+        }
+    }
+
+    /// The key's values, in key-field order.
+    pub fn values(&self) -> &[Value] {
+        match self {
+            Self::One(value) => std::slice::from_ref(value),
+            Self::Many(values) => values,
+        }
+    }
+}
+
+impl PartialEq for Key {
+    fn eq(&self, other: &Self) -> bool {
+        self.values() == other.values()
+    }
+}
+
+impl Eq for Key {}
+
+impl Hash for Key {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        // As `Row`'s derived hash: the values as a slice (length, then each).
+        self.values().hash(state);
+    }
+}
+
+impl Serialize for Key {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        // As `Row`: a newtype around a sequence of values.
+        serializer.serialize_newtype_struct("Row", self.values())
+    }
+}
+
+impl<'de> Deserialize<'de> for Key {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let Row(mut values) = Row::deserialize(deserializer)?;
+        Ok(if values.len() == 1 {
+            Self::One(values.remove(0))
+        } else {
+            Self::Many(values)
+        })
+    }
+}
+
 /// A named, typed field.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Field {

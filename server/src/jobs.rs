@@ -5,7 +5,7 @@
 //!  JobPlan ─▶ build(): per stream, in dependency order
 //!    source  ─▶ job.source(generator or Kafka) ─map─▶ Stream<Row> (+ event time)
 //!    filter / map / udf ─▶ RowOperator (expression errors fail the job)
-//!    key_by ─▶ KeyedStream<Row, Row> ─window─▶ RowAggregates ─▶ Stream<Row>
+//!    key_by ─▶ KeyedStream<Key, Row> ─window─▶ RowAggregates ─▶ Stream<Row>
 //!    union  ─▶ Stream::union
 //!    sinks  ─▶ rows as JSON objects ─▶ stdout │ blackhole │ file │ Kafka
 //!  run(): CheckpointedJob::spawn(JobConfig, CheckpointingConfig, build)
@@ -44,7 +44,7 @@ use weir_dataflow::{
 };
 use weir_jobfile::{
     Accumulator, Aggregate, EvalError, Expr, FileRowFormat, JobPlan, JoinKind, JoinPlan,
-    KafkaFormat, KafkaGuarantee, NexmarkEvent, PlannedSink, PlannedStream, RestartSpec, Row,
+    KafkaFormat, KafkaGuarantee, Key, NexmarkEvent, PlannedSink, PlannedStream, RestartSpec, Row,
     RowFunction, SinkKind, SourceKind, SourceSpec, Step, Value, WindowShape,
 };
 use weir_nexmark::{
@@ -181,7 +181,7 @@ pub fn run_with_listener(
 
 enum Built {
     Rows(Stream<Row>),
-    Keyed(KeyedStream<Row, Row>),
+    Keyed(KeyedStream<Key, Row>),
 }
 
 /// Adds `plan`'s sources, operators and sinks to `job`.
@@ -220,60 +220,58 @@ fn build_with(plan: &JobPlan, job: &JobBuilder, sink_commit: Option<(CommitStep,
                 stream.schema.event_time,
             ))
         };
-        let next =
-            match &stream.step {
-                Step::Source(_) => Built::Rows(input),
-                Step::Filter(expr) => row_step(RowApply::Filter(expr.clone())),
-                Step::Map(exprs) => row_step(RowApply::Map(exprs.clone())),
-                Step::Udf(function) => row_step(RowApply::Udf(function.clone())),
-                Step::KeyBy(keys) => {
-                    let keys = keys.clone();
-                    Built::Keyed(input.key_by(move |row: &Row| {
-                        Row(keys.iter().map(|&k| row.0[k].clone()).collect())
-                    }))
-                }
-                Step::Union => {
-                    let others: Vec<Stream<Row>> =
-                        stream.inputs[1..].iter().filter_map(|i| rows(i)).collect();
-                    Built::Rows(settings(
-                        input.union(&others).name(name),
-                        stream,
-                        stream.schema.event_time,
-                    ))
-                }
-                Step::Window(window) => {
-                    let Some(Built::Keyed(keyed)) = built.get(stream.inputs[0].as_str()) else {
-                        continue;
-                    };
-                    let windowed = keyed
-                        .window(assigner(window.shape))
-                        .allowed_lateness(window.allowed_lateness)
-                        .name(name);
-                    let windowed = windowed.uid(stream.node.uid.as_deref().unwrap_or(name));
-                    let aggregates = RowAggregates(Arc::new(window.aggregates.clone()));
-                    let results = windowed.aggregate(aggregates, |key: &Row, w: Window, values| {
-                        let mut fields = key.0.clone();
-                        fields.push(Value::Timestamp(w.start));
-                        fields.push(Value::Timestamp(w.end));
-                        fields.extend(values);
-                        Row(fields)
-                    });
-                    Built::Rows(settings(results, stream, stream.schema.event_time))
-                }
-                Step::Join(plan) => {
-                    let (Some(Built::Keyed(left)), Some(Built::Keyed(right))) = (
-                        built.get(stream.inputs[0].as_str()),
-                        built.get(stream.inputs[1].as_str()),
-                    ) else {
-                        continue;
-                    };
-                    Built::Rows(settings(
-                        join(left, right, plan),
-                        stream,
-                        stream.schema.event_time,
-                    ))
-                }
-            };
+        let next = match &stream.step {
+            Step::Source(_) => Built::Rows(input),
+            Step::Filter(expr) => row_step(RowApply::Filter(expr.clone())),
+            Step::Map(exprs) => row_step(RowApply::Map(exprs.clone())),
+            Step::Udf(function) => row_step(RowApply::Udf(function.clone())),
+            Step::KeyBy(keys) => {
+                let keys = keys.clone();
+                Built::Keyed(input.key_by(move |row: &Row| Key::of(row, &keys)))
+            }
+            Step::Union => {
+                let others: Vec<Stream<Row>> =
+                    stream.inputs[1..].iter().filter_map(|i| rows(i)).collect();
+                Built::Rows(settings(
+                    input.union(&others).name(name),
+                    stream,
+                    stream.schema.event_time,
+                ))
+            }
+            Step::Window(window) => {
+                let Some(Built::Keyed(keyed)) = built.get(stream.inputs[0].as_str()) else {
+                    continue;
+                };
+                let windowed = keyed
+                    .window(assigner(window.shape))
+                    .allowed_lateness(window.allowed_lateness)
+                    .name(name);
+                let windowed = windowed.uid(stream.node.uid.as_deref().unwrap_or(name));
+                let aggregates = RowAggregates(Arc::new(window.aggregates.clone()));
+                let results = windowed.aggregate(aggregates, |key: &Key, w: Window, values| {
+                    let mut fields = Vec::with_capacity(key.values().len() + 2 + values.len());
+                    fields.extend_from_slice(key.values());
+                    fields.push(Value::Timestamp(w.start));
+                    fields.push(Value::Timestamp(w.end));
+                    fields.extend(values);
+                    Row(fields)
+                });
+                Built::Rows(settings(results, stream, stream.schema.event_time))
+            }
+            Step::Join(plan) => {
+                let (Some(Built::Keyed(left)), Some(Built::Keyed(right))) = (
+                    built.get(stream.inputs[0].as_str()),
+                    built.get(stream.inputs[1].as_str()),
+                ) else {
+                    continue;
+                };
+                Built::Rows(settings(
+                    join(left, right, plan),
+                    stream,
+                    stream.schema.event_time,
+                ))
+            }
+        };
         built.insert(name, next);
     }
     for sink in &plan.sinks {
@@ -294,8 +292,8 @@ fn assigner(shape: WindowShape) -> WindowAssigner {
 /// Joins two keyed row streams as `plan` says: key fields, (window bounds), the
 /// left row's other fields, the right row's other fields, (the later event time).
 fn join(
-    left: &KeyedStream<Row, Row>,
-    right: &KeyedStream<Row, Row>,
+    left: &KeyedStream<Key, Row>,
+    right: &KeyedStream<Key, Row>,
     plan: &JoinPlan,
 ) -> Stream<Row> {
     let fields = Arc::new((plan.left_fields.clone(), plan.right_fields.clone()));
@@ -307,10 +305,10 @@ fn join(
         JoinKind::Window(shape) => left.window_join(
             right,
             assigner(shape),
-            move |key: &Row, w: Window, lefts: &[Row], rights: &[Row], out: &mut Vec<Row>| {
+            move |key: &Key, w: Window, lefts: &[Row], rights: &[Row], out: &mut Vec<Row>| {
                 for l in lefts {
                     for r in rights {
-                        let mut values = key.0.clone();
+                        let mut values = key.values().to_vec();
                         values.push(Value::Timestamp(w.start));
                         values.push(Value::Timestamp(w.end));
                         rest(&mut values, l, r);
@@ -323,8 +321,8 @@ fn join(
             let time =
                 |row: &Row, field: Option<usize>| field.map_or(i64::MIN, |i| row.0[i].as_i64());
             let (left_time, right_time) = plan.event_time;
-            left.interval_join(right, lower, upper, move |key: &Row, l: &Row, r: &Row| {
-                let mut values = key.0.clone();
+            left.interval_join(right, lower, upper, move |key: &Key, l: &Row, r: &Row| {
+                let mut values = key.values().to_vec();
                 rest(&mut values, l, r);
                 values.push(Value::Timestamp(
                     time(l, left_time).max(time(r, right_time)),
