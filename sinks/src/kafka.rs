@@ -110,8 +110,7 @@ pub enum DeliveryGuarantee {
 /// `MidCommit` is half of the epoch's records produced in the open transaction,
 /// `BeforeCommit` the records and the marker in the transaction with the commit not
 /// sent, and `AfterCommit` the transaction committed and its marker's direct copy
-/// committed, with the
-/// epoch still pending.
+/// committed, with the epoch still pending.
 pub use crate::failpoint::CommitStep as KafkaSinkFailpoint;
 
 /// Counters of a Kafka sink, summed over its subtasks; readable while the job runs.
