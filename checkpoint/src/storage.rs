@@ -304,11 +304,9 @@ impl CheckpointStorage {
             .store
             .list(Some(&self.full_path(relative)))
             .try_filter_map(|meta| {
-                let keep = !leftovers.deletable(
-                    meta.location.as_ref(),
-                    now_ms.saturating_sub(meta.last_modified.timestamp_millis()),
-                );
-                futures::future::ready(Ok((!keep).then_some(meta.location)))
+                let age_ms = now_ms.saturating_sub(meta.last_modified.timestamp_millis());
+                let deletable = leftovers.deletable(meta.location.as_ref(), age_ms);
+                futures::future::ready(Ok(deletable.then_some(meta.location)))
             })
             .try_collect()
             .await
