@@ -818,8 +818,10 @@ impl Leftovers {
     /// Whether an object named `path`, `age_ms` old, may go.
     fn deletable(&self, path: &str, age_ms: i64) -> bool {
         let own = !self.own.is_empty()
-            && (path.contains(&format!(".{}-", self.own))
-                || path.contains(&format!(".{}.", self.own)));
+            && path.match_indices(self.own.as_str()).any(|(at, _)| {
+                path[..at].ends_with('.')
+                    && matches!(path[at + self.own.len()..].chars().next(), Some('-' | '.'))
+            });
         own || age_ms >= i64::try_from(self.grace.as_millis()).unwrap_or(i64::MAX)
     }
 }

@@ -78,9 +78,11 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const IO_TIMEOUT: Duration = Duration::from_secs(30);
 const CLIENT_ID: &str = "weir-kafka-log";
 
-/// Control record types (the second int16 of a control record's key).
-const ABORT: i16 = 0;
-const COMMIT: i16 = 1;
+/// The control record type of an ABORT marker (the second int16 of a control
+/// record's key, see [`control_type`]).
+pub const ABORT: i16 = 0;
+/// The control record type of a COMMIT marker.
+pub const COMMIT: i16 = 1;
 
 /// A record a read_committed consumer must see.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -298,7 +300,10 @@ pub fn apply_markers(
 }
 
 /// The type of a control record: its key is `version: int16, type: int16`.
-fn control_type(record: &Record) -> Result<i16, String> {
+///
+/// # Errors
+/// A key that is not `version: int16, type: int16`, naming the record's offset.
+pub fn control_type(record: &Record) -> Result<i16, String> {
     match record.key.as_deref() {
         Some([_, _, high, low, ..]) => Ok(i16::from_be_bytes([*high, *low])),
         key => Err(format!(

@@ -120,7 +120,8 @@ pub(crate) fn run(command: TestingCommand) -> Result<()> {
 
 fn kafka_log(args: &KafkaLogArgs) -> Result<()> {
     use std::io::Write;
-    let partitions = weir_sinks::kafka_log::raw_log(&args.bootstrap, &args.topic).map_err(|e| {
+    use weir_sinks::kafka_log;
+    let partitions = kafka_log::raw_log(&args.bootstrap, &args.topic).map_err(|e| {
         anyhow::anyhow!("reading topic `{}` at {}: {e}", args.topic, args.bootstrap)
     })?;
     let mut out = std::io::stdout().lock();
@@ -133,10 +134,11 @@ fn kafka_log(args: &KafkaLogArgs) -> Result<()> {
                 )
             };
             let kind = match (record.control, record.transactional) {
-                (true, _) => match record.key.as_deref() {
-                    Some([_, _, 0, 0, ..]) => "ABORT".to_owned(),
-                    Some([_, _, 0, 1, ..]) => "COMMIT".to_owned(),
-                    key => format!("control {key:?}"),
+                (true, _) => match kafka_log::control_type(&record) {
+                    Ok(kafka_log::ABORT) => "ABORT".to_owned(),
+                    Ok(kafka_log::COMMIT) => "COMMIT".to_owned(),
+                    Ok(other) => format!("control type {other}"),
+                    Err(e) => format!("control record: {e}"),
                 },
                 (false, true) => format!(
                     "txn key={} value={}",
