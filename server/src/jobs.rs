@@ -104,7 +104,10 @@ pub fn configs(plan: &JobPlan, options: &RunOptions) -> (JobConfig, Checkpointin
             weir_jobfile::StateBackend::RocksDb => {
                 let defaults = weir_state::RocksDbConfig::default();
                 weir_state::StateBackend::RocksDb(weir_state::RocksDbConfig {
-                    dir: options.state_dir.clone().unwrap_or(defaults.dir.clone()),
+                    dir: options
+                        .state_dir
+                        .clone()
+                        .unwrap_or_else(|| defaults.dir.clone()),
                     ..defaults
                 })
             }
