@@ -274,6 +274,7 @@ where
             metrics: cx.metrics.clone(),
             max_parallelism: cx.subtask.max_parallelism,
             batch_size,
+            rows: row_counter(&cx.row_counts),
             cx: Some(cx),
             last_barrier: None,
         }))
@@ -297,6 +298,9 @@ pub(crate) struct NodeSpec {
     pub(crate) name: String,
     pub(crate) uid: Option<String>,
     pub(crate) parallelism: Option<usize>,
+    /// Records per channel message on this node's outgoing edges, instead of the
+    /// job's batch size (1 when each record is itself a batch of rows).
+    pub(crate) records_per_message: Option<usize>,
     pub(crate) kind: NodeKind,
     pub(crate) inputs: Vec<EdgeSpec>,
     pub(crate) output: Option<Arc<dyn OutputOps>>,
@@ -309,6 +313,30 @@ pub(crate) struct GraphSpec {
     pub(crate) nodes: Vec<NodeSpec>,
     /// Invalid settings found while building; reported all at once by `execute`.
     pub(crate) errors: Vec<DataflowError>,
+    /// How to count the rows of record types that hold many ([`crate::JobBuilder::count_rows`]).
+    pub(crate) row_counts: RowCounts,
+}
+
+/// For record types that are batches of rows: how many rows a record holds
+/// (`fn(&T) -> usize` by the type's id), so metrics count rows, not records.
+pub(crate) type RowCounts =
+    Arc<std::collections::HashMap<std::any::TypeId, Arc<dyn std::any::Any + Send + Sync>>>;
+
+/// The row counter of `T` in `counts`, if it has one.
+pub(crate) fn row_counter<T: 'static>(counts: &RowCounts) -> Option<fn(&T) -> usize> {
+    counts
+        .get(&std::any::TypeId::of::<T>())
+        .and_then(|f| f.downcast_ref::<fn(&T) -> usize>())
+        .copied()
+}
+
+/// The rows in `records` (one per record unless `counter` says otherwise).
+#[inline]
+pub(crate) fn rows_in<T>(records: &[T], counter: Option<fn(&T) -> usize>) -> u64 {
+    match counter {
+        None => records.len() as u64,
+        Some(count) => records.iter().map(|r| count(r) as u64).sum(),
+    }
 }
 
 impl GraphSpec {

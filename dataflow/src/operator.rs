@@ -60,6 +60,8 @@ pub struct OperatorContext {
     pub state_backend: KeyedBackend,
     /// The keyed states registered so far; the operator's stage snapshots them.
     pub(crate) states: StateRegistry,
+    /// How the job counts rows of batch record types, for the metrics.
+    pub(crate) row_counts: crate::graph::RowCounts,
 }
 
 impl OperatorContext {
@@ -78,6 +80,7 @@ impl OperatorContext {
             timeline: 0,
             metrics: Arc::new(OperatorMetrics::default()),
             states: StateRegistry::default(),
+            row_counts: crate::graph::RowCounts::default(),
         }
     }
 

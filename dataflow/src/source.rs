@@ -78,6 +78,48 @@ impl<T> SourceOutput<T> {
         std::mem::take(&mut self.records)
     }
 
+    /// Moves what `inner` emitted into this output as one record per run of records
+    /// from one split, made by `batch` (in order), and passes on the splits `inner`
+    /// announced: how a source of batches wraps a source of single records.
+    ///
+    /// # Errors
+    /// The first error of `batch`; `inner` is left empty either way.
+    pub fn push_runs<U, E>(
+        &mut self,
+        inner: &mut SourceOutput<U>,
+        mut batch: impl FnMut(std::vec::Drain<'_, U>) -> Result<T, E>,
+    ) -> Result<(), E> {
+        self.announced.append(&mut inner.announced);
+        if inner.segments.is_empty() && inner.records.is_empty() {
+            return Ok(());
+        }
+        let mut segments = std::mem::take(&mut inner.segments);
+        // Records before the first split switch come from split 0, as for any source.
+        if segments.first().is_none_or(|s| s.1 != 0) {
+            segments.insert(0, (0, 0));
+        }
+        for (k, &(split, start)) in segments.iter().enumerate() {
+            let end = segments
+                .get(k + 1)
+                .map_or(inner.records.len() + start, |s| s.1);
+            // Runs are taken from the front: `start` of this run is now index 0.
+            let len = end.saturating_sub(start).min(inner.records.len());
+            if len == 0 {
+                continue;
+            }
+            self.switch_split(split);
+            match batch(inner.records.drain(..len)) {
+                Ok(record) => self.records.push(record),
+                Err(e) => {
+                    inner.records.clear();
+                    return Err(e);
+                }
+            }
+        }
+        inner.records.clear();
+        Ok(())
+    }
+
     /// Records emitted in this poll so far.
     pub fn len(&self) -> usize {
         self.records.len()

@@ -2,6 +2,7 @@
 //! operator by plain function calls on batches; the last stage writes to channels
 //! (an exchange) or is a sink.
 
+use crate::graph::{row_counter, rows_in};
 use crate::keyed_state::StateRegistry;
 use crate::metrics::OperatorMetrics;
 use crate::operator::{Operator, OperatorContext, Output, SnapshotContext};
@@ -45,6 +46,9 @@ pub(crate) struct OperatorStage<O: Operator> {
     pub(crate) subtask: usize,
     pub(crate) metrics: Arc<OperatorMetrics>,
     pub(crate) max_parallelism: weir_state::MaxParallelism,
+    /// Rows per input and output record, for record types that hold many.
+    pub(crate) rows_in: Option<fn(&O::In) -> usize>,
+    pub(crate) rows_out: Option<fn(&O::Out) -> usize>,
 }
 
 impl<O: Operator> OperatorStage<O> {
@@ -58,6 +62,8 @@ impl<O: Operator> OperatorStage<O> {
             subtask: cx.subtask.index,
             metrics: cx.metrics.clone(),
             max_parallelism: cx.subtask.max_parallelism,
+            rows_in: row_counter(&cx.row_counts),
+            rows_out: row_counter(&cx.row_counts),
             cx: Some(cx),
             states: StateRegistry::default(),
         }
@@ -66,7 +72,10 @@ impl<O: Operator> OperatorStage<O> {
     #[inline]
     fn emit(&mut self) -> Result<()> {
         if !self.out.buffer.is_empty() {
-            OperatorMetrics::add(&self.metrics.records_out, self.out.buffer.len() as u64);
+            OperatorMetrics::add(
+                &self.metrics.records_out,
+                rows_in(&self.out.buffer, self.rows_out),
+            );
             self.next.batch(&mut self.out.buffer)?;
         }
         Ok(())
@@ -94,7 +103,7 @@ impl<O: Operator> Stage<O::In> for OperatorStage<O> {
 
     #[inline]
     fn batch(&mut self, batch: &mut Vec<O::In>) -> Result<()> {
-        OperatorMetrics::add(&self.metrics.records_in, batch.len() as u64);
+        OperatorMetrics::add(&self.metrics.records_in, rows_in(batch, self.rows_in));
         if let Err(e) = self.operator.on_batch(batch, &mut self.out) {
             return Err(self.context("while processing a batch", e));
         }
@@ -158,6 +167,8 @@ pub(crate) struct SinkStage<S: Sink> {
     pub(crate) subtask: usize,
     pub(crate) metrics: Arc<OperatorMetrics>,
     pub(crate) max_parallelism: weir_state::MaxParallelism,
+    /// Rows per record, for record types that hold many.
+    pub(crate) rows: Option<fn(&S::In) -> usize>,
 }
 
 impl<S: Sink> SinkStage<S> {
@@ -169,6 +180,7 @@ impl<S: Sink> SinkStage<S> {
             subtask: cx.subtask.index,
             metrics: cx.metrics.clone(),
             max_parallelism: cx.subtask.max_parallelism,
+            rows: row_counter(&cx.row_counts),
             cx: Some(cx),
             states: StateRegistry::default(),
         }
@@ -196,7 +208,7 @@ impl<S: Sink> Stage<S::In> for SinkStage<S> {
 
     #[inline]
     fn batch(&mut self, batch: &mut Vec<S::In>) -> Result<()> {
-        OperatorMetrics::add(&self.metrics.records_in, batch.len() as u64);
+        OperatorMetrics::add(&self.metrics.records_in, rows_in(batch, self.rows));
         if let Err(e) = self.sink.write_batch(batch) {
             return Err(self.context("while writing a batch", e));
         }

@@ -36,6 +36,14 @@ impl JobBuilder {
         &self.config
     }
 
+    /// Counts the rows of records of type `T` with `rows` in the job's metrics
+    /// (records in and out): for record types that are batches of rows, such as the
+    /// job-file path's.
+    pub fn count_rows<T: 'static>(&self, rows: fn(&T) -> usize) {
+        let mut graph = self.graph.borrow_mut();
+        Arc::make_mut(&mut graph.row_counts).insert(std::any::TypeId::of::<T>(), Arc::new(rows));
+    }
+
     /// The uid of every operator of the graph built so far (explicit or derived).
     pub fn operator_uids(&self) -> Vec<String> {
         let graph = self.graph.borrow();
@@ -82,6 +90,7 @@ impl JobBuilder {
             name: name.to_string(),
             uid: None,
             parallelism: None,
+            records_per_message: None,
             kind: NodeKind::Source(Arc::new(SourceFactory { factory, strategy })),
             inputs: Vec::new(),
             output: Some(Arc::new(TypedOps::<S::Out>::new())),
@@ -180,6 +189,7 @@ impl<T: Data> Stream<T> {
             name: name.to_string(),
             uid: None,
             parallelism: None,
+            records_per_message: None,
             kind,
             inputs,
             output: Some(Arc::new(TypedOps::<U>::new())),
@@ -317,6 +327,7 @@ impl<T: Data> Stream<T> {
             name: name.to_string(),
             uid: None,
             parallelism: None,
+            records_per_message: None,
             kind: NodeKind::Sink(Arc::new(SinkFactory(factory))),
             inputs: vec![edge::<T>(self.node, PartitionSpec::Forward)],
             output: None,
@@ -326,6 +337,16 @@ impl<T: Data> Stream<T> {
             graph: self.graph.clone(),
             node,
         }
+    }
+
+    /// Sends this stream's records to other tasks in channel messages of `records`
+    /// (default: the job's `batch_size`). A stream whose records are themselves
+    /// batches of rows (the job-file path) sends each at once, with `1`.
+    pub fn records_per_message(self, records: usize) -> Self {
+        if let Some(node) = self.graph.borrow_mut().nodes.get_mut(self.node) {
+            node.records_per_message = Some(records.max(1));
+        }
+        self
     }
 
     /// The event-time extractor of this stream, if it has one.

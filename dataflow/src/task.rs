@@ -302,6 +302,8 @@ pub(crate) struct SourceHead<S: Source> {
     pub(crate) max_parallelism: weir_state::MaxParallelism,
     /// The newest barrier the source took.
     pub(crate) last_barrier: Option<CheckpointId>,
+    /// Rows per record, for record types that hold many.
+    pub(crate) rows: Option<fn(&S::Out) -> usize>,
 }
 
 impl<S: Source> SourceHead<S> {
@@ -456,7 +458,10 @@ impl<S: Source> TaskHead for SourceHead<S> {
             let now = Instant::now();
             self.observe(&out, &mut splits, now, &mut implicit_split);
             if !out.records.is_empty() {
-                OperatorMetrics::add(&self.metrics.records_out, out.records.len() as u64);
+                OperatorMetrics::add(
+                    &self.metrics.records_out,
+                    crate::graph::rows_in(&out.records, self.rows),
+                );
                 valve.on_activity();
                 self.stage.batch(&mut out.records)?;
             }

@@ -1,7 +1,7 @@
 //! The built-in window aggregates (`count`, `sum`, `min`, `max`, `avg`) over rows,
 //! as pure accumulator functions the engine's window operator calls.
 
-use crate::row::{FieldType, Row, Value};
+use crate::row::{FieldType, Value};
 use crate::spec::AggregateKind;
 use serde::{Deserialize, Serialize};
 
@@ -61,9 +61,11 @@ impl Aggregate {
         }
     }
 
-    /// Folds `row` into `acc`.
-    pub fn add(&self, acc: &mut Accumulator, row: &Row) {
-        let value = self.field.and_then(|i| row.0.get(i));
+    /// Folds a row into `acc`: `values` are the row's fields (or the fields a
+    /// keyed operator projected, with `field` planned as a position among them).
+    #[inline]
+    pub fn add(&self, acc: &mut Accumulator, values: &[Value]) {
+        let value = self.field.and_then(|i| values.get(i));
         match acc {
             Accumulator::Count(n) => *n += 1,
             Accumulator::SumInt(s) => *s = s.wrapping_add(value.map_or(0, Value::as_i64)),
@@ -131,6 +133,8 @@ fn keep(current: &mut Option<Value>, candidate: Option<&Value>, wanted: std::cmp
 mod tests {
     use super::*;
 
+    use crate::row::Row;
+
     #[test]
     fn aggregates_fold_and_merge() {
         let rows: Vec<Row> = [3, 9, 1, 4]
@@ -151,8 +155,8 @@ mod tests {
         ] {
             let a = agg(kind);
             let (mut left, mut right) = (a.create(), a.create());
-            rows[..2].iter().for_each(|r| a.add(&mut left, r));
-            rows[2..].iter().for_each(|r| a.add(&mut right, r));
+            rows[..2].iter().for_each(|r| a.add(&mut left, &r.0));
+            rows[2..].iter().for_each(|r| a.add(&mut right, &r.0));
             a.merge(&mut left, right);
             assert_eq!(a.result(&left), expected, "{kind:?}");
         }

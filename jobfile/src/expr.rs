@@ -15,6 +15,8 @@
 //!          | FUNCTION "(" (expr ("," expr)*)? ")" | "(" expr ")"
 //! ```
 
+mod kernels;
+
 use crate::row::{FieldType, Row, Schema, Value};
 use std::fmt;
 use std::sync::Arc;

@@ -45,6 +45,7 @@
 #![deny(missing_docs)]
 
 mod aggregate;
+mod batch;
 mod decode;
 mod diagnostic;
 mod expr;
@@ -55,10 +56,11 @@ mod validate;
 pub mod yaml;
 
 pub use aggregate::{Accumulator, Aggregate};
+pub use batch::{Batch, Column, Projected};
 pub use decode::parse_duration;
 pub use diagnostic::Diagnostic;
 pub use expr::{EvalError, Expr, ExprError};
-pub use registry::{Binder, Registry, RowFunction, Udf};
+pub use registry::{BatchFunction, Binder, BoundFunction, Registry, RowFunction, Udf};
 pub use row::{Field, FieldType, Key, Row, Schema, Str, Value};
 pub use spec::*;
 pub use validate::{

@@ -1,5 +1,7 @@
-//! User-defined row functions that job files reference as `kind: udf`.
+//! User-defined functions that job files reference as `kind: udf`: per batch (the
+//! form that keeps the engine's speed) or, as a convenience, per row.
 
+use crate::batch::Batch;
 use crate::row::{Field, FieldType, Row, Schema};
 use std::collections::BTreeMap;
 use std::fmt;
@@ -9,9 +11,23 @@ use std::sync::Arc;
 /// rows.
 pub type RowFunction = Arc<dyn Fn(&Row) -> Vec<Row> + Send + Sync>;
 
+/// A batch function bound to its input schema: one input batch to one output batch
+/// (of the function's output fields, any number of rows), or an error that fails
+/// the job with the function's operator named.
+pub type BatchFunction = Arc<dyn Fn(Batch) -> Result<Batch, String> + Send + Sync>;
+
+/// A function bound to the schema it reads.
+#[derive(Clone)]
+pub enum BoundFunction {
+    /// Called per row.
+    Rows(RowFunction),
+    /// Called per batch.
+    Batches(BatchFunction),
+}
+
 /// Binds a function to the schema of the stream it reads, or says why it cannot
 /// read that stream (a missing field, a wrong type).
-pub type Binder = Arc<dyn Fn(&Schema) -> Result<RowFunction, String> + Send + Sync>;
+pub type Binder = Arc<dyn Fn(&Schema) -> Result<BoundFunction, String> + Send + Sync>;
 
 /// A registered function: its output fields and how to bind it.
 #[derive(Clone)]
@@ -46,20 +62,62 @@ pub struct Registry {
 }
 
 impl Registry {
-    /// Registers `name`, emitting rows of `output` fields; `bind` is called with the
-    /// input schema when a job using it is validated and built.
+    /// Registers `name`, a function per row emitting rows of `output` fields; `bind`
+    /// is called with the input schema when a job using it is validated and built.
     pub fn register<'a>(
         &mut self,
         name: &str,
         output: impl IntoIterator<Item = (&'a str, FieldType)>,
         bind: impl Fn(&Schema) -> Result<RowFunction, String> + Send + Sync + 'static,
     ) -> &mut Self {
+        self.insert(name, output, move |schema| {
+            bind(schema).map(BoundFunction::Rows)
+        })
+    }
+
+    /// Registers `name`, a function per batch emitting batches of `output` fields
+    /// (columns in that order); `bind` is called with the input schema when a job
+    /// using it is validated and built.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use weir_jobfile::{Batch, Column, FieldType, Registry};
+    /// let mut registry = Registry::default();
+    /// registry.register_batch("double_price", [("price2", FieldType::Int)], |schema| {
+    ///     let price = schema.index_of("price").ok_or("needs an int field `price`")?;
+    ///     Ok(Arc::new(move |batch: Batch| {
+    ///         let Column::Int(prices) = batch.column(price) else {
+    ///             return Err("price is not an int column".to_string());
+    ///         };
+    ///         let doubled = prices.iter().map(|p| p * 2).collect();
+    ///         Batch::new(vec![Column::Int(doubled)], batch.len())
+    ///     }))
+    /// });
+    /// assert!(registry.get("double_price").is_some());
+    /// ```
+    pub fn register_batch<'a>(
+        &mut self,
+        name: &str,
+        output: impl IntoIterator<Item = (&'a str, FieldType)>,
+        bind: impl Fn(&Schema) -> Result<BatchFunction, String> + Send + Sync + 'static,
+    ) -> &mut Self {
+        self.insert(name, output, move |schema| {
+            bind(schema).map(BoundFunction::Batches)
+        })
+    }
+
+    fn insert<'a>(
+        &mut self,
+        name: &str,
+        output: impl IntoIterator<Item = (&'a str, FieldType)>,
+        bind: impl Fn(&Schema) -> Result<BoundFunction, String> + Send + Sync + 'static,
+    ) -> &mut Self {
         let output = Schema::new(output).fields;
         self.functions.insert(
             name.to_string(),
             Udf {
                 output,
-                bind: Arc::new(move |schema: &Schema| bind(schema)),
+                bind: Arc::new(bind),
             },
         );
         self

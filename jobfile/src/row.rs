@@ -426,6 +426,119 @@ impl Schema {
     }
 }
 
+impl Schema {
+    /// A row from the JSON text of an object with (at least) this schema's fields,
+    /// read straight into the row (no JSON tree per record). Other fields are skipped.
+    ///
+    /// # Errors
+    /// `expected a JSON object: …` for text that is not one, else a message naming
+    /// the first field (in schema order) that is missing or has the wrong type, as
+    /// [`Schema::row_from_json`].
+    pub fn row_from_json_bytes(&self, bytes: &[u8]) -> Result<Row, String> {
+        use serde::de::DeserializeSeed;
+        let mut json = serde_json::Deserializer::from_slice(bytes);
+        let values = RowSeed(self)
+            .deserialize(&mut json)
+            .and_then(|values| json.end().map(|()| values))
+            .map_err(|e| format!("expected a JSON object: {e}"))?;
+        self.fields
+            .iter()
+            .zip(values)
+            .map(|(field, value)| {
+                value
+                    .ok_or_else(|| format!("field `{}`: expected a {} value", field.name, field.ty))
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map(Row)
+    }
+}
+
+/// Reads a JSON object into the values of a schema's fields (`None`: missing or of
+/// another type).
+struct RowSeed<'a>(&'a Schema);
+
+impl<'de> serde::de::DeserializeSeed<'de> for RowSeed<'_> {
+    type Value = Vec<Option<Value>>;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for RowSeed<'_> {
+    type Value = Vec<Option<Value>>;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut values = vec![None; self.0.fields.len()];
+        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+            match self.0.index_of(&key) {
+                Some(i) => values[i] = map.next_value_seed(ValueSeed(self.0.fields[i].ty))?,
+                None => {
+                    map.next_value::<serde::de::IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(values)
+    }
+}
+
+/// Reads one JSON value as a value of a field type, as [`Value::from_json`] (`None`
+/// when it is not one).
+struct ValueSeed(FieldType);
+
+impl<'de> serde::de::DeserializeSeed<'de> for ValueSeed {
+    type Value = Option<Value>;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for ValueSeed {
+    type Value = Option<Value>;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "a {} value", self.0)
+    }
+    fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Self::Value, E> {
+        Ok(match self.0 {
+            FieldType::Int => Some(Value::Int(v)),
+            FieldType::Timestamp => Some(Value::Timestamp(v)),
+            FieldType::Float => Some(Value::Float(v as f64)),
+            _ => None,
+        })
+    }
+    fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Self::Value, E> {
+        match i64::try_from(v) {
+            Ok(v) => self.visit_i64(v),
+            Err(_) if self.0 == FieldType::Float => Ok(Some(Value::Float(v as f64))),
+            Err(_) => Ok(None),
+        }
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<Self::Value, E> {
+        Ok((self.0 == FieldType::Float).then_some(Value::Float(v)))
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Self::Value, E> {
+        Ok((self.0 == FieldType::Bool).then_some(Value::Bool(v)))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+        Ok((self.0 == FieldType::String).then(|| Value::String(v.into())))
+    }
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+        Ok(None)
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        while map
+            .next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?
+            .is_some()
+        {}
+        Ok(None)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -467,6 +580,34 @@ mod tests {
         assert_eq!(schema.row_from_json(&json).unwrap(), row);
         assert!(schema
             .row_from_json(&serde_json::json!({"a": "no"}))
+            .unwrap_err()
+            .contains("`a`"));
+        // Read straight from the text: the same row, and the same messages.
+        let text = serde_json::to_vec(&json).unwrap();
+        assert_eq!(schema.row_from_json_bytes(&text).unwrap(), row);
+        for bad in [
+            r#"{"a": "no"}"#,
+            r#"{"a": 1, "b": [1, {"x": 2}], "c": null}"#,
+            "[1]",
+            "{",
+            "",
+        ] {
+            let json: Result<serde_json::Value, _> = serde_json::from_str(bad);
+            let by_tree = match json {
+                Ok(json) => schema.row_from_json(&json).unwrap_err(),
+                Err(_) => "expected a JSON object".into(),
+            };
+            let direct = schema.row_from_json_bytes(bad.as_bytes()).unwrap_err();
+            assert!(
+                direct.starts_with(&by_tree)
+                    || by_tree.starts_with("expected a JSON object")
+                        && direct.starts_with("expected a JSON object"),
+                "{bad}: {direct} / {by_tree}"
+            );
+        }
+        let extra = br#"{"t": 5, "zzz": {"deep": [1, 2]}, "a": 18446744073709551615, "b": 2, "c": "", "d": false}"#;
+        assert!(schema
+            .row_from_json_bytes(extra)
             .unwrap_err()
             .contains("`a`"));
     }

@@ -4,7 +4,7 @@
 use crate::aggregate::Aggregate;
 use crate::diagnostic::Problems;
 use crate::expr::Expr;
-use crate::registry::{Registry, RowFunction};
+use crate::registry::{BoundFunction, Registry};
 use crate::row::{Field, FieldType, Schema};
 use crate::spec::*;
 use crate::yaml::Pos;
@@ -64,7 +64,7 @@ pub enum Step {
     /// Merges its inputs.
     Union,
     /// A user-defined function bound to the input schema.
-    Udf(RowFunction),
+    Udf(BoundFunction),
     /// Joins its two key_by inputs.
     Join(JoinPlan),
 }

@@ -416,10 +416,16 @@ impl Driver {
         let job = JobBuilder::new(self.config.clone());
         (self.build)(&job);
         let uids: BTreeSet<String> = job.operator_uids().into_iter().collect();
+        // Operators that held no state (a map, a conversion) may come and go: as in
+        // Flink, only state that would be dropped needs the user's consent.
         let missing: Vec<&String> = restore
             .operators
-            .keys()
-            .filter(|uid| !uids.contains(*uid))
+            .iter()
+            .filter(|(uid, subtasks)| {
+                !uids.contains(*uid)
+                    && (subtasks.iter().any(|s| !s.is_empty()) || restore.opened.contains_key(*uid))
+            })
+            .map(|(uid, _)| uid)
             .collect();
         if !missing.is_empty() && !self.checkpointing.allow_non_restored_state {
             return Err(DataflowError::invalid(

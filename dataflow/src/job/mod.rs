@@ -116,6 +116,13 @@ fn spawn(graph: GraphSpec, config: JobConfig) -> Result<JobHandle> {
         for (edge_index, edge) in node.inputs.iter().enumerate() {
             if !wiring.chained[index][edge_index] {
                 let task = graph.nodes[edge.from].name.clone();
+                let settings = match graph.nodes[edge.from].records_per_message {
+                    Some(batch_size) => WireSettings {
+                        batch_size,
+                        ..settings.clone()
+                    },
+                    None => settings.clone(),
+                };
                 let (writers, readers) = edge.build.channels(
                     parallelism[edge.from],
                     parallelism[index],

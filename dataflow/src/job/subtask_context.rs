@@ -62,6 +62,7 @@ pub(super) fn context(
         key_groups,
     });
     cx.state_backend = state_backend;
+    cx.row_counts = graph.row_counts.clone();
     cx.checkpointing = config.checkpointing;
     cx.job.clone_from(&config.name);
     cx.checkpoint_timeout = config.checkpoint_timeout;

@@ -1,0 +1,612 @@
+//! Expressions evaluated on a whole [`Batch`], one column at a time, with exactly
+//! the results of [`Expr::eval`] on each row.
+//!
+//! Each node of the expression gives a [`Datum`]: a constant, a column of the batch
+//! (borrowed, never copied) or a column it computed. Arithmetic and comparisons of
+//! numbers, strings and bools run as loops over typed columns; functions go value by
+//! value. `and`, `or` and `if` evaluate their later operands only on the rows that
+//! reach them (a mask of active rows), as the row evaluator's short-circuit does,
+//! so a division by zero on a row that `if` does not take is no error here either.
+//! When a row fails, the rows are evaluated again one by one with [`Expr::eval`] to
+//! report the first failing row exactly as the row path does.
+
+use super::{binary, call, truthy, BinaryOp, EvalError, Expr, ExprKind, Function};
+use crate::batch::{Batch, Column};
+use crate::row::{FieldType, Value};
+
+/// The value of an expression node for every row of a batch.
+enum Datum<'a> {
+    Scalar(Value),
+    Borrowed(&'a Column),
+    Owned(Column),
+}
+
+impl Datum<'_> {
+    fn column(&self) -> Option<&Column> {
+        match self {
+            Self::Scalar(_) => None,
+            Self::Borrowed(c) => Some(c),
+            Self::Owned(c) => Some(c),
+        }
+    }
+
+    #[inline]
+    fn value(&self, i: usize) -> Value {
+        match self {
+            Self::Scalar(v) => v.clone(),
+            Self::Borrowed(c) => c.value(i),
+            Self::Owned(c) => c.value(i),
+        }
+    }
+
+    /// Ints and timestamps as a view of i64s.
+    fn ints(&self) -> Option<Ints<'_>> {
+        match self {
+            Self::Scalar(Value::Int(x) | Value::Timestamp(x)) => Some(Ints::Scalar(*x)),
+            _ => match self.column()? {
+                Column::Int(v) | Column::Timestamp(v) => Some(Ints::Slice(v)),
+                _ => None,
+            },
+        }
+    }
+
+    /// Numbers (ints, timestamps, floats) as f64s, as [`Value::as_f64`].
+    fn floats(&self) -> Option<Floats<'_>> {
+        match self {
+            Self::Scalar(Value::Float(x)) => Some(Floats::Scalar(*x)),
+            Self::Scalar(Value::Int(x) | Value::Timestamp(x)) => Some(Floats::Scalar(*x as f64)),
+            Self::Scalar(_) => None,
+            _ => match self.column()? {
+                Column::Float(v) => Some(Floats::Slice(v)),
+                Column::Int(v) | Column::Timestamp(v) => Some(Floats::Ints(v)),
+                _ => None,
+            },
+        }
+    }
+
+    fn bools(&self) -> Option<Bools<'_>> {
+        match self {
+            Self::Scalar(Value::Bool(b)) => Some(Bools::Scalar(*b)),
+            Self::Scalar(_) => Some(Bools::Scalar(false)),
+            _ => match self.column()? {
+                Column::Bool(v) => Some(Bools::Slice(v)),
+                _ => None,
+            },
+        }
+    }
+
+    fn strings(&self) -> Option<Strs<'_>> {
+        match self {
+            Self::Scalar(Value::String(s)) => Some(Strs::Scalar(s)),
+            _ => match self.column()? {
+                Column::String(v) => Some(Strs::Slice(v)),
+                _ => None,
+            },
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Ints<'a> {
+    Scalar(i64),
+    Slice(&'a [i64]),
+}
+
+impl Ints<'_> {
+    #[inline(always)]
+    fn at(self, i: usize) -> i64 {
+        match self {
+            Self::Scalar(x) => x,
+            Self::Slice(v) => v[i],
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Floats<'a> {
+    Scalar(f64),
+    Slice(&'a [f64]),
+    Ints(&'a [i64]),
+}
+
+impl Floats<'_> {
+    #[inline(always)]
+    fn at(self, i: usize) -> f64 {
+        match self {
+            Self::Scalar(x) => x,
+            Self::Slice(v) => v[i],
+            Self::Ints(v) => v[i] as f64,
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Bools<'a> {
+    Scalar(bool),
+    Slice(&'a [bool]),
+}
+
+#[derive(Clone, Copy)]
+enum Strs<'a> {
+    Scalar(&'a str),
+    Slice(&'a [crate::row::Str]),
+}
+
+impl Strs<'_> {
+    #[inline(always)]
+    fn at(&self, i: usize) -> &str {
+        match self {
+            Self::Scalar(s) => s,
+            Self::Slice(v) => &v[i],
+        }
+    }
+}
+
+/// A row failed; [`Expr::eval_batch`] finds which, and why, with the row evaluator.
+struct Failed;
+
+/// The rows an operand is evaluated on (`None`: all of them).
+type Active<'a> = Option<&'a [bool]>;
+
+#[inline(always)]
+fn is_active(active: Active<'_>, i: usize) -> bool {
+    active.is_none_or(|a| a[i])
+}
+
+impl Expr {
+    /// Evaluates the expression on every row of `batch` (of the schema it was
+    /// compiled for): the same values as [`Expr::eval`] on each row, as a column of
+    /// the expression's type.
+    ///
+    /// # Errors
+    /// The first row (in order) on which [`Expr::eval`] fails, and its error.
+    pub fn eval_batch(&self, batch: &Batch) -> Result<Column, (usize, EvalError)> {
+        match self.datum(batch, None) {
+            Ok(datum) => Ok(self.column_from(datum, batch.len())),
+            Err(Failed) => {
+                let mut values = Vec::with_capacity(batch.len());
+                for i in 0..batch.len() {
+                    values.push(self.eval(&batch.row(i)).map_err(|e| (i, e))?);
+                }
+                Ok(column_of(self.ty, values))
+            }
+        }
+    }
+
+    /// The fields the expression reads (positions in its schema), each once.
+    pub fn fields(&self) -> Vec<usize> {
+        let mut fields = Vec::new();
+        self.collect_fields(&mut fields);
+        fields.sort_unstable();
+        fields.dedup();
+        fields
+    }
+
+    fn collect_fields(&self, fields: &mut Vec<usize>) {
+        match &self.kind {
+            ExprKind::Literal(_) => {}
+            ExprKind::Field(i) => fields.push(*i),
+            ExprKind::Negate(e) | ExprKind::Not(e) => e.collect_fields(fields),
+            ExprKind::Binary(_, a, b) => {
+                a.collect_fields(fields);
+                b.collect_fields(fields);
+            }
+            ExprKind::Call(_, args) => args.iter().for_each(|a| a.collect_fields(fields)),
+        }
+    }
+
+    fn column_from(&self, datum: Datum<'_>, len: usize) -> Column {
+        match datum {
+            Datum::Owned(column) => column,
+            Datum::Borrowed(column) => column.clone(),
+            Datum::Scalar(value) => column_of(self.ty, vec![value; len]),
+        }
+    }
+
+    fn datum<'b>(&self, batch: &'b Batch, active: Active<'_>) -> Result<Datum<'b>, Failed> {
+        let n = batch.len();
+        Ok(match &self.kind {
+            ExprKind::Literal(v) => Datum::Scalar(v.clone()),
+            ExprKind::Field(i) => match batch.column(*i) {
+                Column::Pruned => return Err(Failed),
+                column => Datum::Borrowed(column),
+            },
+            ExprKind::Negate(e) => {
+                let operand = e.datum(batch, active)?;
+                match operand.column().and_then(Column::field_type) {
+                    Some(FieldType::Int) => {
+                        let Some(Ints::Slice(v)) = operand.ints() else {
+                            return Err(Failed);
+                        };
+                        let mut out = Vec::with_capacity(n);
+                        for (i, &x) in v.iter().enumerate() {
+                            match x.checked_neg() {
+                                Some(y) => out.push(y),
+                                None if is_active(active, i) => return Err(Failed),
+                                None => out.push(0),
+                            }
+                        }
+                        Datum::Owned(Column::Int(out))
+                    }
+                    Some(FieldType::Float | FieldType::Timestamp) => {
+                        let Some(v) = operand.floats() else {
+                            return Err(Failed);
+                        };
+                        Datum::Owned(Column::Float((0..n).map(|i| -v.at(i)).collect()))
+                    }
+                    _ => per_value(self.ty, n, active, |i| {
+                        Expr::eval_negate(operand.value(i)).map_err(|_| Failed)
+                    })?,
+                }
+            }
+            ExprKind::Not(e) => {
+                let operand = e.datum(batch, active)?;
+                match operand.column() {
+                    Some(Column::Bool(v)) => {
+                        Datum::Owned(Column::Bool(v.iter().map(|b| !b).collect()))
+                    }
+                    _ => per_value(FieldType::Bool, n, active, |i| {
+                        Ok(Value::Bool(!truthy(&operand.value(i))))
+                    })?,
+                }
+            }
+            ExprKind::Binary(op @ (BinaryOp::And | BinaryOp::Or), a, b) => {
+                let left = a.datum(batch, active)?;
+                let left = bools_of(&left, n);
+                // The right side runs only where the left does not decide.
+                let reaches: Vec<bool> = (0..n)
+                    .map(|i| is_active(active, i) && (left[i] == (*op == BinaryOp::And)))
+                    .collect();
+                let right = if reaches.iter().any(|&r| r) {
+                    bools_of(&b.datum(batch, Some(&reaches))?, n)
+                } else {
+                    vec![false; n]
+                };
+                let out = (0..n)
+                    .map(|i| match op {
+                        BinaryOp::And => left[i] && right[i],
+                        _ => left[i] || right[i],
+                    })
+                    .collect();
+                Datum::Owned(Column::Bool(out))
+            }
+            ExprKind::Binary(op, a, b) => {
+                let (left, right) = (a.datum(batch, active)?, b.datum(batch, active)?);
+                binary_datum(*op, self.ty, &left, &right, n, active)?
+            }
+            ExprKind::Call(Function::If, args) => {
+                let condition = bools_of(&args[0].datum(batch, active)?, n);
+                let then_rows: Vec<bool> = (0..n)
+                    .map(|i| is_active(active, i) && condition[i])
+                    .collect();
+                let else_rows: Vec<bool> = (0..n)
+                    .map(|i| is_active(active, i) && !condition[i])
+                    .collect();
+                let then = args[1].datum(batch, Some(&then_rows))?;
+                let otherwise = args[2].datum(batch, Some(&else_rows))?;
+                per_value(self.ty, n, None, |i| {
+                    let chosen = if condition[i] { &then } else { &otherwise };
+                    Ok(super::coerce(chosen.value(i), self.ty))
+                })?
+            }
+            ExprKind::Call(function, args) => {
+                let args = args
+                    .iter()
+                    .map(|a| a.datum(batch, active))
+                    .collect::<Result<Vec<_>, _>>()?;
+                per_value(self.ty, n, active, |i| {
+                    call(*function, args.iter().map(|a| a.value(i)).collect()).map_err(|_| Failed)
+                })?
+            }
+        })
+    }
+
+    fn eval_negate(value: Value) -> Result<Value, EvalError> {
+        Ok(match value {
+            Value::Int(i) => Value::Int(
+                i.checked_neg()
+                    .ok_or_else(|| EvalError("integer overflow in negation".into()))?,
+            ),
+            v => Value::Float(-v.as_f64()),
+        })
+    }
+}
+
+/// A bool per row (`truthy`: anything but `true` is false).
+fn bools_of(datum: &Datum<'_>, n: usize) -> Vec<bool> {
+    match datum.bools() {
+        Some(Bools::Slice(v)) => v.to_vec(),
+        Some(Bools::Scalar(b)) => vec![b; n],
+        None => (0..n).map(|i| truthy(&datum.value(i))).collect(),
+    }
+}
+
+/// A column of type `ty` from values (of that type, as the row evaluator makes them;
+/// another number is converted, so the column keeps one value per row).
+fn column_of(ty: FieldType, values: Vec<Value>) -> Column {
+    let mut column = Column::with_capacity(ty, values.len());
+    for value in values {
+        let value = match (ty, value) {
+            (FieldType::Int, v) if v.field_type() != ty => Value::Int(v.as_i64()),
+            (FieldType::Timestamp, v) if v.field_type() != ty => Value::Timestamp(v.as_i64()),
+            (FieldType::Float, v) if v.field_type() != ty => Value::Float(v.as_f64()),
+            (FieldType::Bool, v) if v.field_type() != ty => Value::Bool(truthy(&v)),
+            (FieldType::String, v) if v.field_type() != ty => Value::String(super::text(&v).into()),
+            (_, v) => v,
+        };
+        // The value has the column's type now.
+        let _ = column.push(value);
+    }
+    column
+}
+
+/// Evaluates `f` on each active row (inactive rows get a placeholder of type `ty`).
+fn per_value(
+    ty: FieldType,
+    n: usize,
+    active: Active<'_>,
+    mut f: impl FnMut(usize) -> Result<Value, Failed>,
+) -> Result<Datum<'static>, Failed> {
+    let placeholder = match ty {
+        FieldType::Int => Value::Int(0),
+        FieldType::Float => Value::Float(0.0),
+        FieldType::Bool => Value::Bool(false),
+        FieldType::String => Value::String(crate::row::Str::from_static("")),
+        FieldType::Timestamp => Value::Timestamp(0),
+    };
+    let mut values = Vec::with_capacity(n);
+    for i in 0..n {
+        values.push(if is_active(active, i) {
+            f(i)?
+        } else {
+            placeholder.clone()
+        });
+    }
+    Ok(Datum::Owned(column_of(ty, values)))
+}
+
+fn binary_datum(
+    op: BinaryOp,
+    ty: FieldType,
+    left: &Datum<'_>,
+    right: &Datum<'_>,
+    n: usize,
+    active: Active<'_>,
+) -> Result<Datum<'static>, Failed> {
+    use BinaryOp::*;
+    let comparison = matches!(op, Eq | Ne | Lt | Le | Gt | Ge);
+    if let (Datum::Scalar(a), Datum::Scalar(b)) = (left, right) {
+        return binary(op, ty, a.clone(), b.clone())
+            .map(Datum::Scalar)
+            .map_err(|_| Failed);
+    }
+    let decide = move |ordering: Option<std::cmp::Ordering>| {
+        let ordering = ordering.unwrap_or(std::cmp::Ordering::Less);
+        match op {
+            Eq => ordering.is_eq(),
+            Ne => ordering.is_ne(),
+            Lt => ordering.is_lt(),
+            Le => ordering.is_le(),
+            Gt => ordering.is_gt(),
+            _ => ordering.is_ge(),
+        }
+    };
+    let float_involved = |d: &Datum<'_>| {
+        matches!(d, Datum::Scalar(Value::Float(_))) || matches!(d.column(), Some(Column::Float(_)))
+    };
+    if comparison {
+        if let (Some(a), Some(b)) = (left.strings(), right.strings()) {
+            let out = (0..n).map(|i| decide(Some(a.at(i).cmp(b.at(i))))).collect();
+            return Ok(Datum::Owned(Column::Bool(out)));
+        }
+        if float_involved(left) || float_involved(right) {
+            if let (Some(a), Some(b)) = (left.floats(), right.floats()) {
+                let out = (0..n)
+                    .map(|i| decide(a.at(i).partial_cmp(&b.at(i))))
+                    .collect();
+                return Ok(Datum::Owned(Column::Bool(out)));
+            }
+        } else if let (Some(a), Some(b)) = (left.ints(), right.ints()) {
+            let out = (0..n)
+                .map(|i| decide(Some(a.at(i).cmp(&b.at(i)))))
+                .collect();
+            return Ok(Datum::Owned(Column::Bool(out)));
+        }
+    } else if ty == FieldType::Float {
+        if let (Some(a), Some(b)) = (left.floats(), right.floats()) {
+            let out = (0..n)
+                .map(|i| {
+                    let (x, y) = (a.at(i), b.at(i));
+                    match op {
+                        Add => x + y,
+                        Sub => x - y,
+                        Mul => x * y,
+                        Div => x / y,
+                        _ => x % y,
+                    }
+                })
+                .collect();
+            return Ok(Datum::Owned(Column::Float(out)));
+        }
+    } else if let (Some(a), Some(b)) = (left.ints(), right.ints()) {
+        let mut out = Vec::with_capacity(n);
+        for i in 0..n {
+            let (x, y) = (a.at(i), b.at(i));
+            let result = match op {
+                Add => x.checked_add(y),
+                Sub => x.checked_sub(y),
+                Mul => x.checked_mul(y),
+                Div => x.checked_div(y),
+                _ => x.checked_rem(y),
+            };
+            match result {
+                Some(r) => out.push(r),
+                None if is_active(active, i) => return Err(Failed),
+                None => out.push(0),
+            }
+        }
+        return Ok(Datum::Owned(if ty == FieldType::Timestamp {
+            Column::Timestamp(out)
+        } else {
+            Column::Int(out)
+        }));
+    }
+    // Anything else (mixed or unusual types): value by value, as the row path.
+    let result_ty = if comparison { FieldType::Bool } else { ty };
+    per_value(result_ty, n, active, |i| {
+        binary(op, ty, left.value(i), right.value(i)).map_err(|_| Failed)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::batch::Batch;
+    use crate::row::{FieldType, Row, Schema, Value};
+    use crate::Expr;
+    use proptest::prelude::*;
+
+    fn schema() -> Schema {
+        Schema::new([
+            ("i", FieldType::Int),
+            ("j", FieldType::Int),
+            ("x", FieldType::Float),
+            ("s", FieldType::String),
+            ("t", FieldType::Timestamp),
+            ("b", FieldType::Bool),
+        ])
+    }
+
+    fn int() -> impl Strategy<Value = i64> {
+        prop_oneof![-5i64..5, Just(i64::MIN), Just(i64::MAX), any::<i64>(),]
+    }
+
+    fn row() -> impl Strategy<Value = Row> {
+        (
+            int(),
+            int(),
+            prop_oneof![
+                Just(0.0),
+                Just(-0.0),
+                Just(f64::NAN),
+                -10.0f64..10.0,
+                Just(1e300)
+            ],
+            prop_oneof![Just(String::new()), "[a-c]{0,3}", Just("Apple".to_string())],
+            int(),
+            any::<bool>(),
+        )
+            .prop_map(|(i, j, x, s, t, b)| {
+                Row(vec![
+                    Value::Int(i),
+                    Value::Int(j),
+                    Value::Float(x),
+                    Value::String(s.into()),
+                    Value::Timestamp(t),
+                    Value::Bool(b),
+                ])
+            })
+    }
+
+    /// Expressions in the job-file language over the schema; those the type checker
+    /// rejects are skipped by the test.
+    fn expr() -> impl Strategy<Value = String> {
+        let leaf = prop_oneof![
+            Just("i".to_string()),
+            Just("j".to_string()),
+            Just("x".to_string()),
+            Just("s".to_string()),
+            Just("t".to_string()),
+            Just("b".to_string()),
+            (-3i64..4).prop_map(|n| n.to_string()),
+            Just("9223372036854775807".to_string()),
+            Just("0.5".to_string()),
+            Just("''".to_string()),
+            Just("'ab'".to_string()),
+            Just("true".to_string()),
+        ];
+        leaf.prop_recursive(4, 24, 3, |inner| {
+            let op = prop_oneof![
+                Just("+"),
+                Just("-"),
+                Just("*"),
+                Just("/"),
+                Just("%"),
+                Just("="),
+                Just("!="),
+                Just("<"),
+                Just(">="),
+                Just("and"),
+                Just("or"),
+            ];
+            let function = prop_oneof![
+                Just("lower"),
+                Just("upper"),
+                Just("length"),
+                Just("abs"),
+                Just("concat"),
+            ];
+            prop_oneof![
+                (inner.clone(), op, inner.clone()).prop_map(|(a, op, b)| format!("({a} {op} {b})")),
+                inner.clone().prop_map(|a| format!("-({a})")),
+                inner.clone().prop_map(|a| format!("not ({a})")),
+                (function, inner.clone()).prop_map(|(f, a)| format!("{f}({a})")),
+                (inner.clone(), inner.clone(), inner)
+                    .prop_map(|(c, a, b)| format!("if({c}, {a}, {b})")),
+            ]
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 5000, ..ProptestConfig::default() })]
+
+        /// A batch evaluates to the row evaluator's values, row by row, and fails on
+        /// the first row the row evaluator fails on, with its message.
+        #[test]
+        fn batch_evaluation_equals_row_evaluation(
+            source in expr(),
+            rows in proptest::collection::vec(row(), 0..12),
+        ) {
+            let schema = schema();
+            let Ok(expr) = Expr::compile(&source, &schema) else {
+                return Ok(());
+            };
+            let batch = Batch::from_rows(&schema, rows.clone()).unwrap();
+            let by_row: Result<Vec<Value>, (usize, String)> = rows
+                .iter()
+                .enumerate()
+                .map(|(i, row)| expr.eval(row).map_err(|e| (i, e.0)))
+                .collect();
+            match (expr.eval_batch(&batch), by_row) {
+                (Ok(column), Ok(values)) => {
+                    let batched: Vec<Value> = (0..rows.len()).map(|i| column.value(i)).collect();
+                    prop_assert_eq!(batched, values, "{}", source);
+                }
+                (Err((i, e)), Err((j, message))) => {
+                    prop_assert_eq!((i, e.0), (j, message), "{}", source);
+                }
+                (batched, by_row) => {
+                    prop_assert!(false, "{source}: batch {batched:?}, rows {by_row:?}");
+                }
+            }
+        }
+
+        /// A key read from a batch column is the row's key: equal, and hashed to the
+        /// same key group.
+        #[test]
+        fn keys_from_batch_columns_equal_the_rows_keys(
+            rows in proptest::collection::vec(row(), 1..8),
+            fields in proptest::collection::vec(0usize..6, 1..3),
+        ) {
+            let batch = Batch::from_rows(&schema(), rows.clone()).unwrap();
+            let max = weir_state::MaxParallelism::DEFAULT;
+            for (i, row) in rows.iter().enumerate() {
+                let (from_batch, from_row) = (batch.key(&fields, i), crate::Key::of(row, &fields));
+                let group = |key: &crate::Key| {
+                    weir_state::key_group_for_hash(weir_state::stable_hash(key), max)
+                };
+                prop_assert_eq!(group(&from_batch), group(&from_row));
+                prop_assert_eq!(from_batch, from_row);
+            }
+        }
+    }
+}

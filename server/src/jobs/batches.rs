@@ -1,0 +1,227 @@
+//! The operators of job files over batches: `filter` and `map` per column, `udf`
+//! per batch or per row, and the steps between batches and the keyed operators
+//! (windows and joins keep the engine's typed operators and their state formats).
+//!
+//! ```text
+//!  Batch ─BatchOperator (filter │ map │ udf)─▶ Batch
+//!  Batch ─Project─▶ Projected { key, time, the aggregates' fields } ─key_by─▶ window
+//!  Batch ─ToRows─▶ Row ─key_by─▶ join                  (joins keep whole rows in state)
+//!  Row (window and join results) ─ToBatches─▶ Batch
+//! ```
+
+use std::sync::Arc;
+use weir_dataflow::{DataflowError, Operator, Output};
+use weir_jobfile::{
+    Accumulator, Aggregate, Batch, BatchFunction, Column, EvalError, Expr, Projected, Row,
+    RowFunction, Schema, Value,
+};
+use weir_state::AggregateFunction;
+
+/// What a [`BatchOperator`] applies.
+#[derive(Clone)]
+pub(super) enum BatchApply {
+    Filter(Expr),
+    Map(Arc<[Expr]>),
+    Udf(RowFunction, Arc<Schema>),
+    BatchUdf(BatchFunction, Arc<Schema>),
+}
+
+/// Filter, map and user functions over batches; an expression error fails the job
+/// with the operator's name and the row it failed on.
+pub(super) struct BatchOperator {
+    pub(super) operator: String,
+    pub(super) subtask: usize,
+    pub(super) apply: BatchApply,
+}
+
+impl BatchOperator {
+    fn fail(&self, row: &Row, e: EvalError) -> DataflowError {
+        DataflowError::operator(
+            &self.operator,
+            self.subtask,
+            format!("{e} (row {:?})", row.0),
+        )
+    }
+
+    fn failed(&self, message: String) -> DataflowError {
+        DataflowError::operator(&self.operator, self.subtask, message)
+    }
+
+    fn apply(&self, batch: Batch, out: &mut Output<Batch>) -> weir_dataflow::Result<()> {
+        match &self.apply {
+            BatchApply::Filter(condition) => match condition.eval_batch(&batch) {
+                Ok(Column::Bool(keep)) => {
+                    let kept = keep.iter().filter(|&&k| k).count();
+                    if kept == batch.len() {
+                        out.push(batch);
+                    } else if kept > 0 {
+                        out.push(batch.filter(&keep));
+                    }
+                }
+                // Only `true` keeps a row (the condition is a bool by validation).
+                Ok(_) => {}
+                Err((i, e)) => return Err(self.fail(&batch.row(i), e)),
+            },
+            BatchApply::Map(exprs) => {
+                let columns = exprs
+                    .iter()
+                    .map(|e| e.eval_batch(&batch))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|(i, e)| self.fail(&batch.row(i), e))?;
+                let mapped = Batch::new(columns, batch.len()).map_err(|e| self.failed(e))?;
+                out.push(mapped);
+            }
+            BatchApply::Udf(function, schema) => {
+                let rows = batch.rows().flat_map(|row| function(&row));
+                let mapped = Batch::from_rows(schema, rows).map_err(|e| {
+                    self.failed(format!(
+                        "the function returned a row that does not fit its declared fields: {e}"
+                    ))
+                })?;
+                if !mapped.is_empty() {
+                    out.push(mapped);
+                }
+            }
+            BatchApply::BatchUdf(function, schema) => {
+                let mapped = function(batch).map_err(|e| self.failed(e))?;
+                if let Some(ty) = mapped
+                    .columns()
+                    .iter()
+                    .zip(&schema.fields)
+                    .find(|(c, f)| c.field_type().is_some_and(|t| t != f.ty))
+                {
+                    return Err(self.failed(format!(
+                        "the function returned a batch whose field `{}` is not a {}",
+                        ty.1.name, ty.1.ty
+                    )));
+                }
+                if mapped.columns().len() != schema.fields.len() {
+                    return Err(self.failed(format!(
+                        "the function returned a batch of {} fields, expected {} ({})",
+                        mapped.columns().len(),
+                        schema.fields.len(),
+                        schema.names()
+                    )));
+                }
+                if !mapped.is_empty() {
+                    out.push(mapped);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Operator for BatchOperator {
+    type In = Batch;
+    type Out = Batch;
+    fn on_batch(
+        &mut self,
+        input: &mut Vec<Batch>,
+        out: &mut Output<Batch>,
+    ) -> weir_dataflow::Result<()> {
+        for batch in input.drain(..) {
+            self.apply(batch, out)?;
+        }
+        Ok(())
+    }
+}
+
+/// Each row of a batch as what a window reads: its key, event time and the fields
+/// its aggregates read.
+pub(super) struct Project {
+    pub(super) keys: Arc<[usize]>,
+    pub(super) time: Option<usize>,
+    pub(super) fields: Arc<[usize]>,
+}
+
+impl Operator for Project {
+    type In = Batch;
+    type Out = Projected;
+    fn on_batch(
+        &mut self,
+        input: &mut Vec<Batch>,
+        out: &mut Output<Projected>,
+    ) -> weir_dataflow::Result<()> {
+        for batch in input.drain(..) {
+            for i in 0..batch.len() {
+                out.push(batch.project(i, &self.keys, self.time, &self.fields));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Each row of a batch as a row (the input of joins).
+pub(super) struct ToRows;
+
+impl Operator for ToRows {
+    type In = Batch;
+    type Out = Row;
+    fn on_batch(
+        &mut self,
+        input: &mut Vec<Batch>,
+        out: &mut Output<Row>,
+    ) -> weir_dataflow::Result<()> {
+        for batch in input.drain(..) {
+            out.extend(batch.rows());
+        }
+        Ok(())
+    }
+}
+
+/// Rows (window and join results) as one batch per call.
+pub(super) struct ToBatches {
+    pub(super) operator: String,
+    pub(super) subtask: usize,
+    pub(super) schema: Arc<Schema>,
+}
+
+impl Operator for ToBatches {
+    type In = Row;
+    type Out = Batch;
+    fn on_batch(
+        &mut self,
+        input: &mut Vec<Row>,
+        out: &mut Output<Batch>,
+    ) -> weir_dataflow::Result<()> {
+        if input.is_empty() {
+            return Ok(());
+        }
+        let batch = Batch::from_rows(&self.schema, input.drain(..))
+            .map_err(|e| DataflowError::operator(&self.operator, self.subtask, e))?;
+        out.push(batch);
+        Ok(())
+    }
+}
+
+/// A window's built-in aggregates as one aggregate function over projected rows;
+/// its accumulators are those of the row path, so window state keeps its format.
+#[derive(Clone)]
+pub(super) struct ProjectedAggregates(pub(super) Arc<[Aggregate]>);
+
+impl AggregateFunction<Projected> for ProjectedAggregates {
+    type Acc = Vec<Accumulator>;
+    type Out = Vec<Value>;
+    fn create(&self) -> Vec<Accumulator> {
+        self.0.iter().map(Aggregate::create).collect()
+    }
+    #[inline]
+    fn add(&self, acc: &mut Vec<Accumulator>, row: &Projected) {
+        for (aggregate, acc) in self.0.iter().zip(acc.iter_mut()) {
+            aggregate.add(acc, &row.values);
+        }
+    }
+    fn merge(&self, acc: &mut Vec<Accumulator>, other: Vec<Accumulator>) {
+        for ((aggregate, acc), other) in self.0.iter().zip(acc.iter_mut()).zip(other) {
+            aggregate.merge(acc, other);
+        }
+    }
+    fn result(&self, acc: &Vec<Accumulator>) -> Vec<Value> {
+        self.0
+            .iter()
+            .zip(acc)
+            .map(|(a, acc)| a.result(acc))
+            .collect()
+    }
+}

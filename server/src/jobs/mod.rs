@@ -1,0 +1,699 @@
+//! Runs declarative job files: turns a validated [`JobPlan`] (see `weir_jobfile`)
+//! into a checkpointed weir job — `weir run job.yaml`.
+//!
+//! ```text
+//!  JobPlan ─▶ build(): per stream, in dependency order; records are Batches
+//!    source  ─▶ Batched(record source) ─▶ Stream<Batch>, only the fields read  (sources.rs)
+//!    filter / map / udf ─▶ BatchOperator: expressions per column              (batches.rs)
+//!    key_by ─window─▶ Project ─▶ KeyedStream<Key, Projected> ─▶ window ─▶ ToBatches
+//!    key_by ─join───▶ ToRows  ─▶ KeyedStream<Key, Row> ─▶ join ─▶ ToBatches
+//!    union  ─▶ Stream::union
+//!    sinks  ─▶ blackhole │ rows as JSON objects ─▶ stdout │ file │ Kafka
+//!  run(): CheckpointedJob::spawn(JobConfig, CheckpointingConfig, build)
+//! ```
+//!
+//! ```
+//! use weir_server::jobs::{self, RunOptions};
+//! use weir_jobfile::Registry;
+//! let dir = tempfile::tempdir().unwrap();
+//! let text = format!("
+//! name: evens
+//! checkpoints: {{interval: 100ms, storage: {}}}
+//! sources: [{{name: numbers, kind: sequence, from: 1, to: 100}}]
+//! operators:
+//!   - {{name: evens, kind: filter, input: numbers, condition: value % 2 = 0}}
+//! sinks: [{{name: out, kind: blackhole, input: evens}}]
+//! ", dir.path().join("checkpoints").display());
+//! let plan = weir_jobfile::load("evens.yaml", &text, &Registry::default()).unwrap();
+//! let summary = jobs::run(plan, &RunOptions::default()).unwrap();
+//! let written: u64 = summary.metrics.iter().filter(|m| m.operator == "out").map(|m| m.records_in).sum();
+//! assert_eq!(written, 50);
+//! ```
+
+mod batches;
+mod sources;
+
+use batches::{BatchApply, BatchOperator, Project, ProjectedAggregates, ToBatches, ToRows};
+use std::collections::HashMap;
+use std::sync::Arc;
+use weir_checkpoint::{CoordinatorConfig, StorageConfig};
+use weir_dataflow::checkpointing::{
+    CheckpointedJob, CheckpointingConfig, Failpoint, JobListener, NoListener, RestartStrategy,
+    ResumeFrom, RunSummary,
+};
+use weir_dataflow::window::{Window, WindowAssigner};
+use weir_dataflow::{
+    DataflowError, JobBuilder, JobConfig, KeyedStream, Stream, SubtaskInfo, Timestamp,
+};
+use weir_jobfile::{
+    Aggregate, Batch, BoundFunction, Expr, JobPlan, JoinKind, JoinPlan, KafkaGuarantee, Key,
+    PlannedSink, PlannedStream, Projected, RestartSpec, Row, SinkKind, Step, Value, WindowShape,
+};
+use weir_sinks::kafka::{json, json_keyed};
+use weir_sinks::{
+    BlackholeSink, CommitFailpoint, CommitStep, DeliveryGuarantee, EpochFileSink, FileSinkConfig,
+    KafkaSink, KafkaSinkConfig, ObjectFileSink,
+};
+
+/// Command-line overrides of a job file's settings.
+#[derive(Clone, Debug, Default)]
+pub struct RunOptions {
+    /// Default parallelism instead of the file's `parallelism`.
+    pub parallelism: Option<usize>,
+    /// Resume from this savepoint.
+    pub from_savepoint: Option<String>,
+    /// Resume from the newest complete checkpoint of the job.
+    pub resume: bool,
+    /// Start even if the restored state has operators the job lacks.
+    pub allow_non_restored_state: bool,
+    /// Resume from an older checkpoint when the newest complete one cannot be
+    /// restored (see `CheckpointingConfig::fallback_past_corrupt`).
+    pub fallback_past_corrupt: bool,
+    /// Where savepoints go (default `./weir-data/savepoints`).
+    pub savepoints: Option<String>,
+    /// Crash tests (`weir verify`): points where the process aborts.
+    pub crash: CrashPoints,
+    /// The RocksDB backend's local directory instead of `./weir-data/state`.
+    pub state_dir: Option<std::path::PathBuf>,
+}
+
+/// Where a run aborts its process on purpose, for crash tests (`weir verify`).
+#[derive(Clone, Debug, Default)]
+pub struct CrashPoints {
+    /// A step of the checkpoint protocol, the `n`-th time it is reached.
+    pub protocol: Option<(Failpoint, u64)>,
+    /// A step of the exactly-once sinks' commits (file and Kafka), the `n`-th time.
+    pub sink_commit: Option<(CommitStep, u64)>,
+}
+
+/// The engine settings of `plan` with `options` applied.
+pub fn configs(plan: &JobPlan, options: &RunOptions) -> (JobConfig, CheckpointingConfig) {
+    let spec = &plan.spec;
+    let config = JobConfig {
+        name: spec.name.clone(),
+        parallelism: options.parallelism.unwrap_or(spec.parallelism),
+        state_backend: match spec.state_backend {
+            weir_jobfile::StateBackend::Heap => weir_state::StateBackend::Heap,
+            weir_jobfile::StateBackend::RocksDb => {
+                let defaults = weir_state::RocksDbConfig::default();
+                weir_state::StateBackend::RocksDb(weir_state::RocksDbConfig {
+                    dir: options
+                        .state_dir
+                        .clone()
+                        .unwrap_or_else(|| defaults.dir.clone()),
+                    ..defaults
+                })
+            }
+        },
+        ..JobConfig::default()
+    };
+    let defaults = CheckpointingConfig::default();
+    let checkpointing = CheckpointingConfig {
+        storage: StorageConfig::new(spec.checkpoints.storage.clone()),
+        coordinator: CoordinatorConfig {
+            interval: spec.checkpoints.interval,
+            timeout: spec.checkpoints.timeout,
+            retention: spec.checkpoints.retention,
+            ..CoordinatorConfig::default()
+        },
+        restart: match spec.restart {
+            RestartSpec::None => RestartStrategy::None,
+            RestartSpec::FixedDelay { attempts, delay } => {
+                RestartStrategy::FixedDelay { attempts, delay }
+            }
+            RestartSpec::ExponentialBackoff {
+                attempts,
+                initial,
+                max,
+            } => RestartStrategy::ExponentialBackoff {
+                attempts,
+                initial,
+                max,
+            },
+        },
+        resume: ResumeFrom::choose(options.from_savepoint.clone(), options.resume),
+        allow_non_restored_state: options.allow_non_restored_state,
+        fallback_past_corrupt: options.fallback_past_corrupt,
+        savepoints: options
+            .savepoints
+            .clone()
+            .map_or(defaults.savepoints.clone(), StorageConfig::new),
+        failpoint: options.crash.protocol,
+        ..defaults
+    };
+    (config, checkpointing)
+}
+
+/// Runs `plan` embedded, with checkpoints, until its sources end (or it fails).
+///
+/// # Errors
+/// The checkpoint storage cannot be opened, the restore fails, or the job fails
+/// after its restarts ran out (an expression error such as a division by zero,
+/// a Kafka record that does not match the declared schema, …).
+pub fn run(plan: JobPlan, options: &RunOptions) -> Result<RunSummary, DataflowError> {
+    run_with_listener(plan, options, Arc::new(NoListener))
+}
+
+/// [`run`], reporting progress to `listener`.
+///
+/// # Errors
+/// As [`run`].
+pub fn run_with_listener(
+    plan: JobPlan,
+    options: &RunOptions,
+    listener: Arc<dyn JobListener>,
+) -> Result<RunSummary, DataflowError> {
+    let (config, checkpointing) = configs(&plan, options);
+    let plan = Arc::new(plan);
+    let sink_commit = options.crash.sink_commit;
+    CheckpointedJob::spawn(
+        config,
+        checkpointing,
+        move |job| build_with(&plan, job, sink_commit),
+        listener,
+    )?
+    .wait()
+}
+
+/// A stream of the job as built so far: batches, or a `key_by`'s batches with its
+/// key fields (read by the window or join that follows).
+enum Built<'a> {
+    Batches(Stream<Batch>),
+    Keyed {
+        batches: Stream<Batch>,
+        keys: Arc<[usize]>,
+        /// The key_by stream (its schema and event time are its input's).
+        planned: &'a PlannedStream,
+        /// The key_by's input (its parallelism is the parallelism of the rows keyed).
+        input: &'a PlannedStream,
+    },
+}
+
+impl Built<'_> {
+    fn batches(&self) -> &Stream<Batch> {
+        match self {
+            Self::Batches(s) | Self::Keyed { batches: s, .. } => s,
+        }
+    }
+}
+
+/// Streams of batches send each batch to the next task at once.
+trait BatchStream {
+    fn batches(self) -> Self;
+}
+
+impl BatchStream for Stream<Batch> {
+    fn batches(self) -> Self {
+        self.records_per_message(1)
+    }
+}
+
+/// Adds `plan`'s sources, operators and sinks to `job`.
+pub fn build(plan: &JobPlan, job: &JobBuilder) {
+    build_with(plan, job, None);
+}
+
+/// [`build`], with the sinks crashing the process at `sink_commit` (crash tests).
+fn build_with(plan: &JobPlan, job: &JobBuilder, sink_commit: Option<(CommitStep, u64)>) {
+    job.count_rows::<Batch>(Batch::len);
+    let needed = needed_fields(plan);
+    let planned: HashMap<&str, &PlannedStream> = plan
+        .streams
+        .iter()
+        .map(|s| (s.node.name.value.as_str(), s))
+        .collect();
+    let mut built: HashMap<&str, Built> = HashMap::new();
+    for stream in &plan.streams {
+        let name = stream.node.name.value.as_str();
+        let uid = stream.node.uid.as_deref().unwrap_or(name);
+        let input = stream.inputs.first().and_then(|i| built.get(i.as_str()));
+        let batch_step = |apply: BatchApply| {
+            let input = input?.batches();
+            Some(Built::Batches(settings(
+                input.transform(name, move |info: &SubtaskInfo| BatchOperator {
+                    operator: info.operator.clone(),
+                    subtask: info.index,
+                    apply: apply.clone(),
+                }),
+                stream,
+            )))
+        };
+        let output_schema = Arc::new(stream.schema.clone());
+        let next = match &stream.step {
+            Step::Source(_) => {
+                let fields = &needed[name];
+                sources::source(job, stream, fields).map(Built::Batches)
+            }
+            Step::Filter(expr) => batch_step(BatchApply::Filter(expr.clone())),
+            Step::Map(exprs) => batch_step(BatchApply::Map(exprs.clone().into())),
+            Step::Udf(BoundFunction::Rows(f)) => {
+                batch_step(BatchApply::Udf(f.clone(), output_schema))
+            }
+            Step::Udf(BoundFunction::Batches(f)) => {
+                batch_step(BatchApply::BatchUdf(f.clone(), output_schema))
+            }
+            Step::KeyBy(keys) => input.map(|input| Built::Keyed {
+                batches: input.batches().clone(),
+                keys: keys.clone().into(),
+                planned: stream,
+                input: planned[stream.inputs[0].as_str()],
+            }),
+            Step::Union => input.map(|input| {
+                let others: Vec<Stream<Batch>> = stream.inputs[1..]
+                    .iter()
+                    .filter_map(|i| built.get(i.as_str()).map(|b| b.batches().clone()))
+                    .collect();
+                Built::Batches(settings(input.batches().union(&others), stream))
+            }),
+            Step::Window(window) => {
+                let Some(Built::Keyed {
+                    batches,
+                    keys,
+                    planned,
+                    input,
+                }) = input
+                else {
+                    continue;
+                };
+                // Each row as its key, event time and the fields the aggregates read.
+                let mut fields: Vec<usize> =
+                    window.aggregates.iter().filter_map(|a| a.field).collect();
+                fields.sort_unstable();
+                fields.dedup();
+                let aggregates: Arc<[Aggregate]> = window
+                    .aggregates
+                    .iter()
+                    .map(|a| Aggregate {
+                        field: a.field.and_then(|f| fields.iter().position(|&g| g == f)),
+                        ..a.clone()
+                    })
+                    .collect();
+                let (keys, time, fields) =
+                    (keys.clone(), planned.schema.event_time, Arc::from(fields));
+                let projected = batches
+                    .transform(&format!("{name}-project"), move |_: &SubtaskInfo| Project {
+                        keys: keys.clone(),
+                        time,
+                        fields: Arc::clone(&fields),
+                    })
+                    .uid(&format!("{uid}-project"));
+                let projected = rows_parallelism(projected, input)
+                    .with_timestamps(|p: &Projected| Timestamp(p.time));
+                let results = projected
+                    .key_by(|p: &Projected| p.key.clone())
+                    .window(assigner(window.shape))
+                    .allowed_lateness(window.allowed_lateness)
+                    .name(name)
+                    .uid(uid)
+                    .aggregate(
+                        ProjectedAggregates(aggregates),
+                        |key: &Key, w: Window, values| {
+                            let mut fields =
+                                Vec::with_capacity(key.values().len() + 2 + values.len());
+                            fields.extend_from_slice(key.values());
+                            fields.push(Value::Timestamp(w.start));
+                            fields.push(Value::Timestamp(w.end));
+                            fields.extend(values);
+                            Row(fields)
+                        },
+                    );
+                Some(Built::Batches(to_batches(results, stream)))
+            }
+            Step::Join(join_plan) => {
+                let side = |b: Option<&Built<'_>>, which: &str| {
+                    let Some(Built::Keyed {
+                        batches,
+                        keys,
+                        planned,
+                        input,
+                    }) = b
+                    else {
+                        return None;
+                    };
+                    let rows = batches
+                        .transform(&format!("{name}-{which}-rows"), |_: &SubtaskInfo| ToRows)
+                        .uid(&format!("{uid}-{which}-rows"));
+                    let mut rows = rows_parallelism(rows, input);
+                    if let Some(t) = planned.schema.event_time {
+                        rows = rows.with_timestamps(move |row: &Row| Timestamp(row.0[t].as_i64()));
+                    }
+                    let keys = keys.clone();
+                    Some(rows.key_by(move |row: &Row| Key::of(row, &keys)))
+                };
+                let (Some(left), Some(right)) = (
+                    side(built.get(stream.inputs[0].as_str()), "left"),
+                    side(built.get(stream.inputs[1].as_str()), "right"),
+                ) else {
+                    continue;
+                };
+                let results = join(&left, &right, join_plan).name(name).uid(uid);
+                Some(Built::Batches(to_batches(results, stream)))
+            }
+        };
+        if let Some(next) = next {
+            built.insert(name, next);
+        }
+    }
+    for sink in &plan.sinks {
+        if let Some(Built::Batches(input)) = built.get(sink.spec.input.value.as_str()) {
+            add_sink(input, sink, sink_commit);
+        }
+    }
+}
+
+/// Which fields of each stream something downstream reads: what sources fill. Every
+/// sink reads all its fields (a blackhole too, so benchmarks do a real sink's
+/// work), and so do joins (their state keeps whole rows) and user functions;
+/// filters and maps read what their expressions read (every expression of a map is
+/// evaluated, so its errors stay errors), windows their keys, event time and
+/// aggregates' fields.
+fn needed_fields(plan: &JobPlan) -> HashMap<&str, Vec<bool>> {
+    let mut needed: HashMap<&str, Vec<bool>> = plan
+        .streams
+        .iter()
+        .map(|s| {
+            (
+                s.node.name.value.as_str(),
+                vec![false; s.schema.fields.len()],
+            )
+        })
+        .collect();
+    let mark = |needed: &mut HashMap<&str, Vec<bool>>,
+                stream: &str,
+                fields: &mut dyn Iterator<Item = usize>| {
+        if let Some(marks) = needed.get_mut(stream) {
+            for f in fields {
+                if let Some(m) = marks.get_mut(f) {
+                    *m = true;
+                }
+            }
+        }
+    };
+    for sink in &plan.sinks {
+        let input = sink.spec.input.value.as_str();
+        let all = needed.get(input).map_or(0, Vec::len);
+        mark(&mut needed, input, &mut (0..all));
+    }
+    for stream in plan.streams.iter().rev() {
+        let name = stream.node.name.value.as_str();
+        let own = needed.get(name).cloned().unwrap_or_default();
+        let own_fields = || {
+            own.iter()
+                .enumerate()
+                .filter(|(_, &n)| n)
+                .map(|(i, _)| i)
+                .collect::<Vec<_>>()
+        };
+        let time = stream.schema.event_time;
+        let all =
+            |input: &str, needed: &HashMap<&str, Vec<bool>>| needed.get(input).map_or(0, Vec::len);
+        match &stream.step {
+            Step::Source(_) => {
+                mark(&mut needed, name, &mut time.into_iter());
+            }
+            Step::Filter(expr) => {
+                let input = stream.inputs[0].as_str();
+                let mut fields = own_fields();
+                fields.extend(expr.fields());
+                fields.extend(time);
+                mark(&mut needed, input, &mut fields.into_iter());
+            }
+            Step::Map(exprs) => {
+                let input = stream.inputs[0].as_str();
+                let mut fields: Vec<usize> = exprs.iter().flat_map(Expr::fields).collect();
+                // The input's event time feeds the watermarks of its source.
+                fields.extend(planned_time(plan, input));
+                mark(&mut needed, input, &mut fields.into_iter());
+            }
+            Step::KeyBy(keys) => {
+                let input = stream.inputs[0].as_str();
+                let mut fields = own_fields();
+                fields.extend(keys.iter().copied());
+                fields.extend(time);
+                mark(&mut needed, input, &mut fields.into_iter());
+            }
+            Step::Window(window) => {
+                let input = stream.inputs[0].as_str();
+                let mut fields: Vec<usize> =
+                    window.aggregates.iter().filter_map(|a| a.field).collect();
+                fields.extend(planned_time(plan, input));
+                mark(&mut needed, input, &mut fields.into_iter());
+            }
+            Step::Union => {
+                for input in &stream.inputs {
+                    let mut fields = own_fields();
+                    fields.extend(time);
+                    mark(&mut needed, input.as_str(), &mut fields.into_iter());
+                }
+            }
+            Step::Udf(_) | Step::Join(_) => {
+                for input in &stream.inputs {
+                    let n = all(input, &needed);
+                    mark(&mut needed, input.as_str(), &mut (0..n));
+                }
+            }
+        }
+    }
+    needed
+}
+
+/// The event-time field of stream `name`, if it has one.
+fn planned_time(plan: &JobPlan, name: &str) -> Option<usize> {
+    plan.streams
+        .iter()
+        .find(|s| s.node.name.value == name)
+        .and_then(|s| s.schema.event_time)
+}
+
+/// Runs the rows of a keyed stream (projected for a window or a join) with the
+/// parallelism of what was keyed, so they chain to it.
+fn rows_parallelism<T: weir_dataflow::Data>(stream: Stream<T>, input: &PlannedStream) -> Stream<T> {
+    match input.node.parallelism {
+        Some(p) => stream.parallelism(p),
+        None => stream,
+    }
+}
+
+/// Window or join results (rows) as batches, with the stream's settings.
+fn to_batches(results: Stream<Row>, planned: &PlannedStream) -> Stream<Batch> {
+    let name = &planned.node.name.value;
+    let uid = planned.node.uid.as_deref().unwrap_or(name);
+    let mut results = results;
+    if let Some(p) = planned.node.parallelism {
+        results = results.parallelism(p);
+    }
+    let schema = Arc::new(planned.schema.clone());
+    let batches = results
+        .transform(&format!("{name}-batches"), move |info: &SubtaskInfo| {
+            ToBatches {
+                operator: info.operator.clone(),
+                subtask: info.index,
+                schema: schema.clone(),
+            }
+        })
+        .name(&format!("{name}-batches"))
+        .uid(&format!("{uid}-batches"));
+    let batches = match planned.node.parallelism {
+        Some(p) => batches.parallelism(p),
+        None => batches,
+    };
+    batches.batches()
+}
+
+fn assigner(shape: WindowShape) -> WindowAssigner {
+    match shape {
+        WindowShape::Tumbling { size } => WindowAssigner::tumbling(size),
+        WindowShape::Hopping { size, slide } => WindowAssigner::sliding(size, slide),
+        WindowShape::Session { gap } => WindowAssigner::session(gap),
+    }
+}
+
+/// Joins two keyed row streams as `plan` says: key fields, (window bounds), the
+/// left row's other fields, the right row's other fields, (the later event time).
+fn join(
+    left: &KeyedStream<Key, Row>,
+    right: &KeyedStream<Key, Row>,
+    plan: &JoinPlan,
+) -> Stream<Row> {
+    let fields = Arc::new((plan.left_fields.clone(), plan.right_fields.clone()));
+    let rest = move |values: &mut Vec<Value>, l: &Row, r: &Row| {
+        values.extend(fields.0.iter().map(|&i| l.0[i].clone()));
+        values.extend(fields.1.iter().map(|&i| r.0[i].clone()));
+    };
+    match plan.kind {
+        JoinKind::Window(shape) => left.window_join(
+            right,
+            assigner(shape),
+            move |key: &Key, w: Window, lefts: &[Row], rights: &[Row], out: &mut Vec<Row>| {
+                for l in lefts {
+                    for r in rights {
+                        let mut values = key.values().to_vec();
+                        values.push(Value::Timestamp(w.start));
+                        values.push(Value::Timestamp(w.end));
+                        rest(&mut values, l, r);
+                        out.push(Row(values));
+                    }
+                }
+            },
+        ),
+        JoinKind::Interval { lower, upper } => {
+            let time =
+                |row: &Row, field: Option<usize>| field.map_or(i64::MIN, |i| row.0[i].as_i64());
+            let (left_time, right_time) = plan.event_time;
+            left.interval_join(right, lower, upper, move |key: &Key, l: &Row, r: &Row| {
+                let mut values = key.values().to_vec();
+                rest(&mut values, l, r);
+                values.push(Value::Timestamp(
+                    time(l, left_time).max(time(r, right_time)),
+                ));
+                Row(values)
+            })
+        }
+    }
+}
+
+/// Applies the stream's name, uid and parallelism to the batches of an operator.
+fn settings(stream: Stream<Batch>, planned: &PlannedStream) -> Stream<Batch> {
+    let name = &planned.node.name.value;
+    let mut stream = stream
+        .name(name)
+        .uid(planned.node.uid.as_deref().unwrap_or(name));
+    if let Some(parallelism) = planned.node.parallelism {
+        stream = stream.parallelism(parallelism);
+    }
+    stream.batches()
+}
+
+/// Applies a source's uid and parallelism.
+fn node<T: weir_dataflow::Data>(stream: Stream<T>, planned: &PlannedStream) -> Stream<T> {
+    let stream = match &planned.node.uid {
+        Some(uid) => stream.uid(uid),
+        None => stream.uid(&planned.node.name.value),
+    };
+    match planned.node.parallelism {
+        Some(p) => stream.parallelism(p),
+        None => stream,
+    }
+}
+
+/// A row as a JSON object. Sinks write it as that object; checkpoints (a binary
+/// format, which cannot hold an untyped `serde_json::Value`) keep it as its JSON
+/// text, so that a sink's pending epochs restore.
+#[derive(Clone, Debug, PartialEq)]
+pub struct JsonRow(pub serde_json::Value);
+
+impl serde::Serialize for JsonRow {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        if serializer.is_human_readable() {
+            serde::Serialize::serialize(&self.0, serializer)
+        } else {
+            serializer.serialize_str(&self.0.to_string())
+        }
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for JsonRow {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        if deserializer.is_human_readable() {
+            <serde_json::Value as serde::Deserialize>::deserialize(deserializer).map(JsonRow)
+        } else {
+            let text = <String as serde::Deserialize>::deserialize(deserializer)?;
+            serde_json::from_str(&text)
+                .map(JsonRow)
+                .map_err(D::Error::custom)
+        }
+    }
+}
+
+/// Writes `input` to the sink as JSON objects.
+fn add_sink(input: &Stream<Batch>, sink: &PlannedSink, crash: Option<(CommitStep, u64)>) {
+    let file_failpoint = crash.map(|(step, nth)| CommitFailpoint::new(step, nth));
+    let name = sink.spec.node.name.value.as_str();
+    let schema = Arc::new(sink.schema.clone());
+    let json_uid = format!("{}-json", sink.spec.node.uid.as_deref().unwrap_or(name));
+    let json_rows = || {
+        let schema = schema.clone();
+        input
+            .flat_map(move |batch: Batch| {
+                (0..batch.len())
+                    .map(|i| JsonRow(batch.to_json(&schema, i)))
+                    .collect::<Vec<_>>()
+            })
+            .name(&format!("{name}-json"))
+            .uid(&json_uid)
+    };
+    let handle = match &sink.spec.kind {
+        SinkKind::Blackhole => input.sink(name, BlackholeSink::<Batch>::new().0),
+        SinkKind::Stdout => {
+            json_rows().sink(name, weir_sinks::StdoutJsonSink::<JsonRow>::factory())
+        }
+        SinkKind::File { path } => {
+            let json = json_rows();
+            if path.contains("://") {
+                // An object store (s3://bucket/prefix, file:///dir): rolling part
+                // files, each committed with a checkpoint.
+                let config = FileSinkConfig {
+                    failpoint: file_failpoint,
+                    ..FileSinkConfig::new(path)
+                };
+                let (factory, _) = ObjectFileSink::<JsonRow>::factory(config);
+                json.sink(name, factory)
+            } else {
+                json.sink(
+                    name,
+                    EpochFileSink::<JsonRow>::factory_with_failpoint(path.clone(), file_failpoint),
+                )
+            }
+        }
+        SinkKind::Kafka {
+            bootstrap,
+            topic,
+            guarantee,
+            ..
+        } => {
+            let mut config = KafkaSinkConfig::new(bootstrap, topic);
+            config.failpoint = crash;
+            config.guarantee = match guarantee {
+                KafkaGuarantee::ExactlyOnce => DeliveryGuarantee::ExactlyOnce,
+                KafkaGuarantee::AtLeastOnce => DeliveryGuarantee::AtLeastOnce,
+                KafkaGuarantee::None => DeliveryGuarantee::None,
+            };
+            let serializer = match sink.key {
+                Some(k) => {
+                    let field = sink.schema.fields[k].name.clone();
+                    json_keyed(move |json: &JsonRow| {
+                        let key = match json.0.get(&field) {
+                            Some(serde_json::Value::String(s)) => s.clone(),
+                            Some(other) => other.to_string(),
+                            None => String::new(),
+                        };
+                        key.into_bytes()
+                    })
+                }
+                None => json(),
+            };
+            json_rows().sink(name, KafkaSink::factory(config, serializer))
+        }
+    };
+    let handle = handle.uid(sink.spec.node.uid.as_deref().unwrap_or(name));
+    if let Some(p) = sink.spec.node.parallelism {
+        handle.parallelism(p);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::JsonRow;
+
+    #[test]
+    fn json_rows_round_trip_through_json_and_the_checkpoint_codec() {
+        let row = JsonRow(serde_json::json!({"n": 1, "name": "a", "mean": 2.5, "t": null}));
+        assert_eq!(serde_json::to_string(&row).unwrap(), row.0.to_string());
+        let config = bincode::config::standard();
+        let bytes = bincode::serde::encode_to_vec(&row, config).unwrap();
+        let (back, _): (JsonRow, usize) =
+            bincode::serde::decode_from_slice(&bytes, config).unwrap();
+        assert_eq!(back, row);
+    }
+}

@@ -1,0 +1,414 @@
+//! Job-file sources as streams of [`Batch`]es: each wraps the engine's source of
+//! single records ([`Batched`]) and turns every poll's run of records from one split
+//! into one batch, filling only the fields that something downstream reads.
+
+use super::{node, BatchStream};
+use std::collections::HashMap;
+use std::sync::Arc;
+use weir_dataflow::{
+    DataflowError, JobBuilder, OperatorContext, SnapshotContext, Source, SourceOutput, SourcePoll,
+    Stream, SubtaskInfo, Timestamp, WatermarkStrategy,
+};
+use weir_jobfile::{
+    Batch, Column, FileRowFormat, KafkaFormat, NexmarkEvent, PlannedStream, Row, SourceKind,
+    SourceSpec, Str, Value,
+};
+use weir_nexmark::{
+    Auction, Bid, BidGeneratorConfig, BidSource, Event, NexmarkConfig, NexmarkSource, Person,
+};
+use weir_sources::kafka::Deserializer;
+use weir_sources::{
+    FileFormat, FileSource, FileSourceConfig, KafkaRecord, KafkaSource, KafkaSourceConfig,
+    SequenceSource, StartPosition,
+};
+
+/// Turns one run of records of a split into a batch; an error names what did not fit.
+type Convert<T> = Arc<dyn Fn(std::vec::Drain<'_, T>) -> Result<Batch, String> + Send + Sync>;
+
+/// A source of batches around a source of single records: each poll of `inner`
+/// becomes one batch per split it read from. Positions, splits and snapshots are
+/// `inner`'s, so checkpoints and savepoints are those of the record source.
+struct Batched<S: Source> {
+    inner: S,
+    scratch: SourceOutput<S::Out>,
+    convert: Convert<S::Out>,
+    operator: String,
+    subtask: usize,
+}
+
+impl<S: Source> Source for Batched<S> {
+    type Out = Batch;
+
+    fn open(&mut self, cx: &mut OperatorContext) -> weir_dataflow::Result<()> {
+        self.inner.open(cx)
+    }
+
+    fn poll(&mut self, out: &mut SourceOutput<Batch>) -> weir_dataflow::Result<SourcePoll> {
+        if self.scratch.batch_size() != out.batch_size() {
+            self.scratch = SourceOutput::new(out.batch_size());
+        }
+        let poll = self.inner.poll(&mut self.scratch)?;
+        let convert = &self.convert;
+        out.push_runs(&mut self.scratch, |records| convert(records))
+            .map_err(|e| DataflowError::operator(&self.operator, self.subtask, e))?;
+        Ok(poll)
+    }
+
+    fn snapshot(&mut self, cx: &mut SnapshotContext) -> weir_dataflow::Result<()> {
+        self.inner.snapshot(cx)
+    }
+
+    fn on_checkpoint_complete(
+        &mut self,
+        id: weir_dataflow::CheckpointId,
+    ) -> weir_dataflow::Result<()> {
+        self.inner.on_checkpoint_complete(id)
+    }
+}
+
+/// Adds source `planned` to `job` as batches, through the record source `factory`
+/// makes; `needed` says which of its fields anything downstream reads.
+fn batched<S: Source>(
+    job: &JobBuilder,
+    planned: &PlannedStream,
+    spec: &SourceSpec,
+    factory: impl Fn(&SubtaskInfo) -> S + Send + Sync + 'static,
+    convert: Convert<S::Out>,
+) -> Stream<Batch> {
+    let name = planned.node.name.value.as_str();
+    let event_time = planned.schema.event_time;
+    let time = |batch: &Batch, i: usize| batch.max_i64(i).unwrap_or(i64::MIN);
+    let source = job.source(
+        name,
+        strategy(spec, event_time, time),
+        move |info: &SubtaskInfo| Batched {
+            inner: factory(info),
+            scratch: SourceOutput::new(1),
+            convert: convert.clone(),
+            operator: info.operator.clone(),
+            subtask: info.index,
+        },
+    );
+    node(source, planned).batches()
+}
+
+/// A watermark strategy reading event time with `time`, or none.
+fn strategy<T: 'static>(
+    spec: &SourceSpec,
+    event_time: Option<usize>,
+    time: impl Fn(&T, usize) -> i64 + Send + Sync + 'static,
+) -> WatermarkStrategy<T> {
+    let Some(i) = event_time else {
+        return WatermarkStrategy::none();
+    };
+    let watermark = spec
+        .watermark
+        .clone()
+        .unwrap_or(weir_jobfile::WatermarkSpec {
+            max_out_of_orderness: std::time::Duration::ZERO,
+            idle_timeout: None,
+        });
+    let strategy = WatermarkStrategy::bounded_out_of_orderness(
+        watermark.max_out_of_orderness,
+        move |t: &T| Timestamp(time(t, i)),
+    );
+    match watermark.idle_timeout {
+        Some(timeout) => strategy.with_idleness(timeout),
+        None => strategy,
+    }
+}
+
+/// The source of a source stream as batches (`None` for other streams); `needed`
+/// marks the fields read downstream (the others are left out).
+pub(super) fn source(
+    job: &JobBuilder,
+    planned: &PlannedStream,
+    needed: &[bool],
+) -> Option<Stream<Batch>> {
+    let weir_jobfile::Step::Source(spec) = &planned.step else {
+        return None;
+    };
+    let needed: Arc<[bool]> = needed.into();
+    let schema = Arc::new(planned.schema.clone());
+    Some(match &spec.kind {
+        SourceKind::Bids {
+            events,
+            rate,
+            source_parallelism,
+        } => {
+            let config = BidGeneratorConfig {
+                events: *events,
+                rows_per_ms: *rate,
+                source_parallelism: *source_parallelism,
+            };
+            let convert: Convert<Bid> = Arc::new(move |bids| Ok(bid_batch(bids, &needed)));
+            batched(job, planned, spec, BidSource::factory(config), convert)
+        }
+        SourceKind::Nexmark {
+            events,
+            events_per_second,
+            seed,
+            event,
+        } => {
+            let config = NexmarkConfig {
+                events: *events,
+                events_per_second: *events_per_second,
+                seed: *seed,
+            };
+            let event = *event;
+            let convert: Convert<Event> = Arc::new(move |events| match event {
+                NexmarkEvent::Bid => {
+                    let mut bids: Vec<Bid> = events
+                        .filter_map(|e| match e {
+                            Event::Bid(b) => Some(b),
+                            _ => None,
+                        })
+                        .collect();
+                    Ok(bid_batch(bids.drain(..), &needed))
+                }
+                NexmarkEvent::Auction => Batch::from_rows(
+                    &schema,
+                    events.filter_map(|e| match e {
+                        Event::Auction(a) => Some(auction_row(a)),
+                        _ => None,
+                    }),
+                ),
+                NexmarkEvent::Person => Batch::from_rows(
+                    &schema,
+                    events.filter_map(|e| match e {
+                        Event::Person(p) => Some(person_row(p)),
+                        _ => None,
+                    }),
+                ),
+            });
+            batched(job, planned, spec, NexmarkSource::factory(config), convert)
+        }
+        SourceKind::Sequence {
+            from,
+            to,
+            rows_per_second,
+        } => {
+            let convert: Convert<i64> = Arc::new(|numbers| {
+                let numbers: Vec<i64> = numbers.collect();
+                let len = numbers.len();
+                Batch::new(vec![Column::Int(numbers)], len)
+            });
+            match rows_per_second {
+                Some(rate) => batched(
+                    job,
+                    planned,
+                    spec,
+                    SequenceSource::throttled(*from, *to, *rate),
+                    convert,
+                ),
+                None => batched(
+                    job,
+                    planned,
+                    spec,
+                    SequenceSource::factory(*from, *to),
+                    convert,
+                ),
+            }
+        }
+        SourceKind::Kafka {
+            bootstrap,
+            topic,
+            group,
+            earliest,
+            bounded,
+            format,
+        } => {
+            let mut config = KafkaSourceConfig::new(bootstrap, topic, group);
+            config.bounded = *bounded;
+            config.start = if *earliest {
+                StartPosition::Earliest
+            } else {
+                StartPosition::Latest
+            };
+            let fields = schema.clone();
+            let deserializer: Deserializer<Row> = match format {
+                KafkaFormat::Text => Arc::new(|bytes: Option<&[u8]>| {
+                    std::str::from_utf8(bytes.unwrap_or_default())
+                        .map(|s| Row(vec![Value::String(s.into())]))
+                        .map_err(|e| format!("expected UTF-8 text: {e}"))
+                }),
+                KafkaFormat::Json(_) => Arc::new(move |bytes: Option<&[u8]>| {
+                    fields.row_from_json_bytes(bytes.unwrap_or_default())
+                }),
+            };
+            let convert: Convert<KafkaRecord<Row>> =
+                Arc::new(move |records| Batch::from_rows(&schema, records.map(|r| r.value)));
+            batched(
+                job,
+                planned,
+                spec,
+                KafkaSource::factory(config, deserializer),
+                convert,
+            )
+        }
+        SourceKind::File {
+            path,
+            format,
+            schema: _,
+        } => {
+            let config = FileSourceConfig::new(path.clone());
+            match *format {
+                FileRowFormat::JsonLines => {
+                    let rows = move |json: serde_json::Value| schema.row_from_json(&json);
+                    file_batches(job, planned, spec, config, rows)
+                }
+                FileRowFormat::Csv { header: true } => {
+                    let config = config.with_format(FileFormat::Csv { header: true });
+                    let rows = move |fields: HashMap<String, String>| {
+                        let values = schema.fields.iter().map(|field| {
+                            let text = fields.get(&field.name).ok_or_else(|| {
+                                format!("expected a column `{}` in the header", field.name)
+                            })?;
+                            field_value(field, text)
+                        });
+                        values.collect::<Result<Vec<_>, String>>().map(Row)
+                    };
+                    file_batches(job, planned, spec, config, rows)
+                }
+                FileRowFormat::Csv { header: false } => {
+                    let config = config.with_format(FileFormat::Csv { header: false });
+                    let rows = move |fields: Vec<String>| {
+                        if fields.len() != schema.fields.len() {
+                            return Err(format!(
+                                "expected {} fields, got {}",
+                                schema.fields.len(),
+                                fields.len()
+                            ));
+                        }
+                        let values = schema
+                            .fields
+                            .iter()
+                            .zip(&fields)
+                            .map(|(field, text)| field_value(field, text));
+                        values.collect::<Result<Vec<_>, String>>().map(Row)
+                    };
+                    file_batches(job, planned, spec, config, rows)
+                }
+            }
+        }
+    })
+}
+
+/// A file source whose records `row` turns into rows of the stream's schema; a
+/// record that does not fit fails the job, naming the source and what was expected.
+fn file_batches<T: serde::de::DeserializeOwned + Send + 'static>(
+    job: &JobBuilder,
+    planned: &PlannedStream,
+    spec: &SourceSpec,
+    config: FileSourceConfig,
+    row: impl Fn(T) -> Result<Row, String> + Send + Sync + 'static,
+) -> Stream<Batch> {
+    let schema = planned.schema.clone();
+    let convert: Convert<T> = Arc::new(move |records| {
+        let rows = records
+            .map(&row)
+            .collect::<Result<Vec<Row>, String>>()
+            .map_err(|e| format!("a record does not fit the source's schema: {e}"))?;
+        Batch::from_rows(&schema, rows)
+    });
+    batched(
+        job,
+        planned,
+        spec,
+        FileSource::<T>::factory(config),
+        convert,
+    )
+}
+
+/// The value of `field` written as `text` in a CSV row.
+fn field_value(field: &weir_jobfile::Field, text: &str) -> Result<Value, String> {
+    Value::from_text(field.ty, text).ok_or_else(|| {
+        format!(
+            "field `{}`: expected a {}, got `{text}`",
+            field.name, field.ty
+        )
+    })
+}
+
+/// Bids as a batch of the `bids` schema (auction, bidder, price, channel, url,
+/// date_time, extra), filling the fields `needed` marks. Strings stay the
+/// generator's static texts.
+fn bid_batch(bids: std::vec::Drain<'_, Bid>, needed: &[bool]) -> Batch {
+    let n = bids.len();
+    let want = |i: usize| needed.get(i).copied().unwrap_or(true);
+    let capacity = |i: usize| if want(i) { n } else { 0 };
+    let (mut auction, mut bidder, mut price, mut date_time) = (
+        Vec::with_capacity(capacity(0)),
+        Vec::with_capacity(capacity(1)),
+        Vec::with_capacity(capacity(2)),
+        Vec::with_capacity(capacity(5)),
+    );
+    let (mut channel, mut url, mut extra) = (
+        Vec::with_capacity(capacity(3)),
+        Vec::with_capacity(capacity(4)),
+        Vec::with_capacity(capacity(6)),
+    );
+    let wanted: [bool; 7] = std::array::from_fn(want);
+    for b in bids {
+        if wanted[0] {
+            auction.push(b.auction);
+        }
+        if wanted[1] {
+            bidder.push(b.bidder);
+        }
+        if wanted[2] {
+            price.push(b.price);
+        }
+        if wanted[3] {
+            channel.push(Str::from(b.channel));
+        }
+        if wanted[4] {
+            url.push(Str::from(b.url));
+        }
+        if wanted[5] {
+            date_time.push(b.date_time);
+        }
+        if wanted[6] {
+            extra.push(Str::from(b.extra));
+        }
+    }
+    let column = |i: usize, column: Column| if wanted[i] { column } else { Column::Pruned };
+    let columns = vec![
+        column(0, Column::Int(auction)),
+        column(1, Column::Int(bidder)),
+        column(2, Column::Int(price)),
+        column(3, Column::String(channel)),
+        column(4, Column::String(url)),
+        column(5, Column::Timestamp(date_time)),
+        column(6, Column::String(extra)),
+    ];
+    Batch::new(columns, n).unwrap_or_default()
+}
+
+fn auction_row(a: Auction) -> Row {
+    Row(vec![
+        Value::Int(a.id),
+        Value::String(a.item_name.into()),
+        Value::String(a.description.into()),
+        Value::Int(a.initial_bid),
+        Value::Int(a.reserve),
+        Value::Timestamp(a.date_time),
+        Value::Timestamp(a.expires),
+        Value::Int(a.seller),
+        Value::Int(a.category),
+        Value::String(a.extra.into()),
+    ])
+}
+
+fn person_row(p: Person) -> Row {
+    Row(vec![
+        Value::Int(p.id),
+        Value::String(p.name.into()),
+        Value::String(p.email_address.into()),
+        Value::String(p.credit_card.into()),
+        Value::String(p.city.into()),
+        Value::String(p.state.into()),
+        Value::Timestamp(p.date_time),
+        Value::String(p.extra.into()),
+    ])
+}
