@@ -170,6 +170,18 @@ impl Batch {
     /// A message naming the first field whose value does not have the schema's type,
     /// or a row with another number of fields.
     pub fn from_rows(schema: &Schema, rows: impl IntoIterator<Item = Row>) -> Result<Self, String> {
+        Self::from_values(schema, rows.into_iter().map(|row| row.0))
+    }
+
+    /// Rows given as their values (any collection, such as an inline one), checked
+    /// against `schema` as [`Batch::from_rows`].
+    ///
+    /// # Errors
+    /// As [`Batch::from_rows`].
+    pub fn from_values<R: IntoIterator<Item = Value>>(
+        schema: &Schema,
+        rows: impl IntoIterator<Item = R>,
+    ) -> Result<Self, String> {
         let rows = rows.into_iter();
         let capacity = rows.size_hint().0;
         let mut columns: Vec<Column> = schema
@@ -178,22 +190,26 @@ impl Batch {
             .map(|f| Column::with_capacity(f.ty, capacity))
             .collect();
         let mut len = 0;
-        for Row(values) in rows {
-            if values.len() != columns.len() {
-                return Err(format!(
-                    "a row has {} fields, expected {} ({})",
-                    values.len(),
-                    columns.len(),
-                    schema.names()
-                ));
-            }
-            for ((column, value), field) in columns.iter_mut().zip(values).zip(&schema.fields) {
+        let wrong_length = || {
+            format!(
+                "a row has another number of fields than the {} expected ({})",
+                schema.fields.len(),
+                schema.names()
+            )
+        };
+        for values in rows {
+            let mut values = values.into_iter();
+            for (column, field) in columns.iter_mut().zip(&schema.fields) {
+                let value = values.next().ok_or_else(wrong_length)?;
                 column.push(value).map_err(|value| {
                     format!(
                         "field `{}`: expected a {} value, got {value:?}",
                         field.name, field.ty
                     )
                 })?;
+            }
+            if values.next().is_some() {
+                return Err(wrong_length());
             }
             len += 1;
         }
@@ -355,6 +371,6 @@ mod tests {
         let error = Batch::from_rows(&schema(), bad).unwrap_err();
         assert!(error.contains("field `b`: expected a float"), "{error}");
         let error = Batch::from_rows(&schema(), vec![Row(vec![Value::Int(1)])]).unwrap_err();
-        assert!(error.contains("expected 5"), "{error}");
+        assert!(error.contains("than the 5 expected"), "{error}");
     }
 }

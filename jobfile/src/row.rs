@@ -117,6 +117,7 @@ impl From<Arc<str>> for Str {
 
 impl From<std::borrow::Cow<'static, str>> for Str {
     /// A borrowed `'static` text stays borrowed; an owned one is shared.
+    #[inline]
     fn from(text: std::borrow::Cow<'static, str>) -> Self {
         match text {
             std::borrow::Cow::Borrowed(text) => Self::Static(text),
@@ -258,6 +259,7 @@ impl Value {
 }
 
 impl PartialEq for Value {
+    #[inline]
     fn eq(&self, other: &Self) -> bool {
         match (self, other) {
             (Self::Int(a), Self::Int(b)) | (Self::Timestamp(a), Self::Timestamp(b)) => a == b,
@@ -272,6 +274,7 @@ impl PartialEq for Value {
 impl Eq for Value {}
 
 impl Hash for Value {
+    #[inline]
     fn hash<H: Hasher>(&self, state: &mut H) {
         std::mem::discriminant(self).hash(state);
         match self {
@@ -287,6 +290,14 @@ impl Hash for Value {
 /// (the values of the key fields).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Row(pub Vec<Value>);
+
+impl IntoIterator for Row {
+    type Item = Value;
+    type IntoIter = std::vec::IntoIter<Value>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.into_iter()
+    }
+}
 
 /// The key of a keyed job-file stream: the values of its key fields. A key of one
 /// field (the common case) holds its value inline, so keying a row allocates
@@ -319,14 +330,19 @@ impl Key {
 }
 
 impl PartialEq for Key {
+    #[inline]
     fn eq(&self, other: &Self) -> bool {
-        self.values() == other.values()
+        match (self, other) {
+            (Self::One(a), Self::One(b)) => a == b,
+            _ => self.values() == other.values(),
+        }
     }
 }
 
 impl Eq for Key {}
 
 impl Hash for Key {
+    #[inline]
     fn hash<H: Hasher>(&self, state: &mut H) {
         // As `Row`'s derived hash: the values as a slice (length, then each).
         self.values().hash(state);

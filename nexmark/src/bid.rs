@@ -249,6 +249,24 @@ impl Source for BidSource {
     }
 
     fn poll(&mut self, out: &mut SourceOutput<Bid>) -> Result<SourcePoll> {
+        let budget = out.batch_size();
+        self.generate(budget, |bid| out.push(bid))
+    }
+
+    fn snapshot(&mut self, cx: &mut SnapshotContext) -> Result<()> {
+        self.position.snapshot(POSITION, cx)
+    }
+}
+
+impl BidSource {
+    /// Generates the next bids of this subtask, up to `budget` (at least one), and
+    /// passes each to `emit`: [`Source::poll`] with the bids going where the caller
+    /// wants, such as straight into the columns of a batch.
+    ///
+    /// # Errors
+    /// The source was not opened.
+    #[inline]
+    pub fn generate(&mut self, budget: usize, mut emit: impl FnMut(Bid)) -> Result<SourcePoll> {
         let Some(generator) = self.generator else {
             return Err(DataflowError::operator(
                 self.operator.as_str(),
@@ -256,18 +274,18 @@ impl Source for BidSource {
                 "bid source polled before it was opened",
             ));
         };
-        let mut budget = out.batch_size().max(1) as u64;
+        let mut budget = budget.max(1) as u64;
         while let Some(run) = self.position.take(budget) {
             // Ids come from 1..=events and events <= i64::MAX (validated).
             let first = run.first as i64;
             let step = run.step as i64;
             if step == 1 {
                 for i in first..first + run.count as i64 {
-                    out.push(generator.bid(i));
+                    emit(generator.bid(i));
                 }
             } else {
                 for j in 0..run.count as i64 {
-                    out.push(generator.bid(first + j * step));
+                    emit(generator.bid(first + j * step));
                 }
             }
             budget -= run.count;
@@ -280,10 +298,6 @@ impl Source for BidSource {
         } else {
             SourcePoll::Ready
         })
-    }
-
-    fn snapshot(&mut self, cx: &mut SnapshotContext) -> Result<()> {
-        self.position.snapshot(POSITION, cx)
     }
 }
 

@@ -9,6 +9,7 @@
 //!  Row (window and join results) ─ToBatches─▶ Batch
 //! ```
 
+use smallvec::SmallVec;
 use std::sync::Arc;
 use weir_dataflow::{DataflowError, Operator, Output};
 use weir_jobfile::{
@@ -21,7 +22,9 @@ use weir_state::AggregateFunction;
 #[derive(Clone)]
 pub(super) enum BatchApply {
     Filter(Expr),
-    Map(Arc<[Expr]>),
+    /// The expressions, and for each that is a field read by no other output
+    /// expression as a bare field, that field: its column moves, uncopied.
+    Map(Arc<[Expr]>, Arc<[Option<usize>]>),
     Udf(RowFunction, Arc<Schema>),
     BatchUdf(BatchFunction, Arc<Schema>),
 }
@@ -62,13 +65,31 @@ impl BatchOperator {
                 Ok(_) => {}
                 Err((i, e)) => return Err(self.fail(&batch.row(i), e)),
             },
-            BatchApply::Map(exprs) => {
-                let columns = exprs
-                    .iter()
-                    .map(|e| e.eval_batch(&batch))
-                    .collect::<Result<Vec<_>, _>>()
-                    .map_err(|(i, e)| self.fail(&batch.row(i), e))?;
-                let mapped = Batch::new(columns, batch.len()).map_err(|e| self.failed(e))?;
+            BatchApply::Map(exprs, moves) => {
+                let mut computed = Vec::with_capacity(exprs.len());
+                for (expr, moved) in exprs.iter().zip(moves.iter()) {
+                    computed.push(match moved {
+                        Some(_) => None,
+                        None => Some(
+                            expr.eval_batch(&batch)
+                                .map_err(|(i, e)| self.fail(&batch.row(i), e))?,
+                        ),
+                    });
+                }
+                let len = batch.len();
+                let mut columns = batch.into_columns();
+                let outputs = computed
+                    .into_iter()
+                    .zip(moves.iter())
+                    .map(|(column, moved)| match (column, moved) {
+                        (Some(column), _) => column,
+                        (None, Some(field)) => columns
+                            .get_mut(*field)
+                            .map_or(Column::Pruned, |c| std::mem::replace(c, Column::Pruned)),
+                        (None, None) => Column::Pruned,
+                    })
+                    .collect();
+                let mapped = Batch::new(outputs, len).map_err(|e| self.failed(e))?;
                 out.push(mapped);
             }
             BatchApply::Udf(function, schema) => {
@@ -110,6 +131,15 @@ impl BatchOperator {
         }
         Ok(())
     }
+}
+
+/// For each output expression of a map, the field whose column it can take as it is:
+/// a bare field that no other expression names bare.
+pub(super) fn movable_fields(exprs: &[Expr]) -> Arc<[Option<usize>]> {
+    let bare: Vec<Option<usize>> = exprs.iter().map(Expr::as_field).collect();
+    bare.iter()
+        .map(|field| field.filter(|f| bare.iter().filter(|g| **g == Some(*f)).count() == 1))
+        .collect()
 }
 
 impl Operator for BatchOperator {
@@ -170,25 +200,29 @@ impl Operator for ToRows {
     }
 }
 
+/// A window's result row, inline (no allocation per result).
+pub(super) type ResultRow = SmallVec<[Value; 6]>;
+
 /// Rows (window and join results) as one batch per call.
-pub(super) struct ToBatches {
+pub(super) struct ToBatches<R> {
     pub(super) operator: String,
     pub(super) subtask: usize,
     pub(super) schema: Arc<Schema>,
+    pub(super) _rows: std::marker::PhantomData<fn(R)>,
 }
 
-impl Operator for ToBatches {
-    type In = Row;
+impl<R: IntoIterator<Item = Value> + Send + 'static> Operator for ToBatches<R> {
+    type In = R;
     type Out = Batch;
     fn on_batch(
         &mut self,
-        input: &mut Vec<Row>,
+        input: &mut Vec<R>,
         out: &mut Output<Batch>,
     ) -> weir_dataflow::Result<()> {
         if input.is_empty() {
             return Ok(());
         }
-        let batch = Batch::from_rows(&self.schema, input.drain(..))
+        let batch = Batch::from_values(&self.schema, input.drain(..))
             .map_err(|e| DataflowError::operator(&self.operator, self.subtask, e))?;
         out.push(batch);
         Ok(())
@@ -200,28 +234,62 @@ impl Operator for ToBatches {
 #[derive(Clone)]
 pub(super) struct ProjectedAggregates(pub(super) Arc<[Aggregate]>);
 
+/// The accumulators of one key's window, inline for up to two aggregates (no
+/// allocation per key and window); serialized as a sequence, as the `Vec` of the
+/// row path, so window state keeps its snapshot format.
+pub(super) type Accumulators = SmallVec<[Accumulator; 2]>;
+
 impl AggregateFunction<Projected> for ProjectedAggregates {
-    type Acc = Vec<Accumulator>;
-    type Out = Vec<Value>;
-    fn create(&self) -> Vec<Accumulator> {
+    type Acc = Accumulators;
+    type Out = SmallVec<[Value; 4]>;
+    fn create(&self) -> Accumulators {
         self.0.iter().map(Aggregate::create).collect()
     }
     #[inline]
-    fn add(&self, acc: &mut Vec<Accumulator>, row: &Projected) {
+    fn add(&self, acc: &mut Accumulators, row: &Projected) {
         for (aggregate, acc) in self.0.iter().zip(acc.iter_mut()) {
             aggregate.add(acc, &row.values);
         }
     }
-    fn merge(&self, acc: &mut Vec<Accumulator>, other: Vec<Accumulator>) {
+    fn merge(&self, acc: &mut Accumulators, other: Accumulators) {
         for ((aggregate, acc), other) in self.0.iter().zip(acc.iter_mut()).zip(other) {
             aggregate.merge(acc, other);
         }
     }
-    fn result(&self, acc: &Vec<Accumulator>) -> Vec<Value> {
+    fn result(&self, acc: &Accumulators) -> SmallVec<[Value; 4]> {
         self.0
             .iter()
             .zip(acc)
             .map(|(a, acc)| a.result(acc))
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Window state written by the row path (a `Vec` of accumulators) and by this
+    /// path (inline accumulators) is the same bytes, both ways.
+    #[test]
+    fn inline_accumulators_encode_as_the_row_paths_vec() {
+        let config = bincode::config::standard();
+        for accumulators in [
+            vec![Accumulator::Count(3)],
+            vec![Accumulator::Count(3), Accumulator::Max(Some(Value::Int(9)))],
+            vec![
+                Accumulator::SumFloat(1.5),
+                Accumulator::Min(None),
+                Accumulator::Avg { sum: 2.0, count: 4 },
+            ],
+        ] {
+            let inline: Accumulators = accumulators.iter().cloned().collect();
+            let as_vec = bincode::serde::encode_to_vec(&accumulators, config).unwrap();
+            let as_inline = bincode::serde::encode_to_vec(&inline, config).unwrap();
+            assert_eq!(as_vec, as_inline);
+            let (back, _): (Accumulators, usize) =
+                bincode::serde::decode_from_slice(&as_vec, config).unwrap();
+            assert_eq!(back.to_vec(), accumulators);
+        }
     }
 }

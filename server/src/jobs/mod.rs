@@ -33,7 +33,10 @@
 mod batches;
 mod sources;
 
-use batches::{BatchApply, BatchOperator, Project, ProjectedAggregates, ToBatches, ToRows};
+use batches::{
+    movable_fields, BatchApply, BatchOperator, Project, ProjectedAggregates, ResultRow, ToBatches,
+    ToRows,
+};
 use std::collections::HashMap;
 use std::sync::Arc;
 use weir_checkpoint::{CoordinatorConfig, StorageConfig};
@@ -245,7 +248,9 @@ fn build_with(plan: &JobPlan, job: &JobBuilder, sink_commit: Option<(CommitStep,
                 sources::source(job, stream, fields).map(Built::Batches)
             }
             Step::Filter(expr) => batch_step(BatchApply::Filter(expr.clone())),
-            Step::Map(exprs) => batch_step(BatchApply::Map(exprs.clone().into())),
+            Step::Map(exprs) => {
+                batch_step(BatchApply::Map(exprs.clone().into(), movable_fields(exprs)))
+            }
             Step::Udf(BoundFunction::Rows(f)) => {
                 batch_step(BatchApply::Udf(f.clone(), output_schema))
             }
@@ -308,13 +313,12 @@ fn build_with(plan: &JobPlan, job: &JobBuilder, sink_commit: Option<(CommitStep,
                     .aggregate(
                         ProjectedAggregates(aggregates),
                         |key: &Key, w: Window, values| {
-                            let mut fields =
-                                Vec::with_capacity(key.values().len() + 2 + values.len());
-                            fields.extend_from_slice(key.values());
+                            let mut fields = ResultRow::new();
+                            fields.extend(key.values().iter().cloned());
                             fields.push(Value::Timestamp(w.start));
                             fields.push(Value::Timestamp(w.end));
                             fields.extend(values);
-                            Row(fields)
+                            fields
                         },
                     );
                 Some(Built::Batches(to_batches(results, stream)))
@@ -475,7 +479,10 @@ fn rows_parallelism<T: weir_dataflow::Data>(stream: Stream<T>, input: &PlannedSt
 }
 
 /// Window or join results (rows) as batches, with the stream's settings.
-fn to_batches(results: Stream<Row>, planned: &PlannedStream) -> Stream<Batch> {
+fn to_batches<R: IntoIterator<Item = Value> + weir_dataflow::Data>(
+    results: Stream<R>,
+    planned: &PlannedStream,
+) -> Stream<Batch> {
     let name = &planned.node.name.value;
     let uid = planned.node.uid.as_deref().unwrap_or(name);
     let mut results = results;
@@ -489,6 +496,7 @@ fn to_batches(results: Stream<Row>, planned: &PlannedStream) -> Stream<Batch> {
                 operator: info.operator.clone(),
                 subtask: info.index,
                 schema: schema.clone(),
+                _rows: std::marker::PhantomData,
             }
         })
         .name(&format!("{name}-batches"))

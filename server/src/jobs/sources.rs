@@ -67,7 +67,7 @@ impl<S: Source> Source for Batched<S> {
 }
 
 /// Adds source `planned` to `job` as batches, through the record source `factory`
-/// makes; `needed` says which of its fields anything downstream reads.
+/// makes and `convert`.
 fn batched<S: Source>(
     job: &JobBuilder,
     planned: &PlannedStream,
@@ -75,21 +75,58 @@ fn batched<S: Source>(
     factory: impl Fn(&SubtaskInfo) -> S + Send + Sync + 'static,
     convert: Convert<S::Out>,
 ) -> Stream<Batch> {
+    batch_source(job, planned, spec, move |info: &SubtaskInfo| Batched {
+        inner: factory(info),
+        scratch: SourceOutput::new(1),
+        convert: convert.clone(),
+        operator: info.operator.clone(),
+        subtask: info.index,
+    })
+}
+
+/// Adds source `planned` to `job`: the batches of the sources `factory` makes,
+/// with event time and watermarks as the job file says.
+fn batch_source<S: Source<Out = Batch>>(
+    job: &JobBuilder,
+    planned: &PlannedStream,
+    spec: &SourceSpec,
+    factory: impl Fn(&SubtaskInfo) -> S + Send + Sync + 'static,
+) -> Stream<Batch> {
     let name = planned.node.name.value.as_str();
     let event_time = planned.schema.event_time;
     let time = |batch: &Batch, i: usize| batch.max_i64(i).unwrap_or(i64::MIN);
-    let source = job.source(
-        name,
-        strategy(spec, event_time, time),
-        move |info: &SubtaskInfo| Batched {
-            inner: factory(info),
-            scratch: SourceOutput::new(1),
-            convert: convert.clone(),
-            operator: info.operator.clone(),
-            subtask: info.index,
-        },
-    );
+    let source = job.source(name, strategy(spec, event_time, time), factory);
     node(source, planned).batches()
+}
+
+/// The bid generator writing straight into the columns of a batch (no bid is
+/// stored in between); positions and snapshots are the bid source's.
+struct BidBatches {
+    inner: BidSource,
+    needed: Arc<[bool]>,
+}
+
+impl Source for BidBatches {
+    type Out = Batch;
+
+    fn open(&mut self, cx: &mut OperatorContext) -> weir_dataflow::Result<()> {
+        self.inner.open(cx)
+    }
+
+    fn poll(&mut self, out: &mut SourceOutput<Batch>) -> weir_dataflow::Result<SourcePoll> {
+        let mut columns = BidColumns::new(&self.needed, out.batch_size());
+        let poll = self
+            .inner
+            .generate(out.batch_size(), |bid| columns.push(bid))?;
+        if columns.rows > 0 {
+            out.push(columns.finish());
+        }
+        Ok(poll)
+    }
+
+    fn snapshot(&mut self, cx: &mut SnapshotContext) -> weir_dataflow::Result<()> {
+        self.inner.snapshot(cx)
+    }
 }
 
 /// A watermark strategy reading event time with `time`, or none.
@@ -141,8 +178,11 @@ pub(super) fn source(
                 rows_per_ms: *rate,
                 source_parallelism: *source_parallelism,
             };
-            let convert: Convert<Bid> = Arc::new(move |bids| Ok(bid_batch(bids, &needed)));
-            batched(job, planned, spec, BidSource::factory(config), convert)
+            let bids = BidSource::factory(config);
+            batch_source(job, planned, spec, move |info: &SubtaskInfo| BidBatches {
+                inner: bids(info),
+                needed: needed.clone(),
+            })
         }
         SourceKind::Nexmark {
             events,
@@ -158,13 +198,13 @@ pub(super) fn source(
             let event = *event;
             let convert: Convert<Event> = Arc::new(move |events| match event {
                 NexmarkEvent::Bid => {
-                    let mut bids: Vec<Bid> = events
-                        .filter_map(|e| match e {
-                            Event::Bid(b) => Some(b),
-                            _ => None,
-                        })
-                        .collect();
-                    Ok(bid_batch(bids.drain(..), &needed))
+                    let mut columns = BidColumns::new(&needed, events.len());
+                    for e in events {
+                        if let Event::Bid(bid) = e {
+                            columns.push(bid);
+                        }
+                    }
+                    Ok(columns.finish())
                 }
                 NexmarkEvent::Auction => Batch::from_rows(
                     &schema,
@@ -330,59 +370,79 @@ fn field_value(field: &weir_jobfile::Field, text: &str) -> Result<Value, String>
     })
 }
 
-/// Bids as a batch of the `bids` schema (auction, bidder, price, channel, url,
-/// date_time, extra), filling the fields `needed` marks. Strings stay the
-/// generator's static texts.
-fn bid_batch(bids: std::vec::Drain<'_, Bid>, needed: &[bool]) -> Batch {
-    let n = bids.len();
-    let want = |i: usize| needed.get(i).copied().unwrap_or(true);
-    let capacity = |i: usize| if want(i) { n } else { 0 };
-    let (mut auction, mut bidder, mut price, mut date_time) = (
-        Vec::with_capacity(capacity(0)),
-        Vec::with_capacity(capacity(1)),
-        Vec::with_capacity(capacity(2)),
-        Vec::with_capacity(capacity(5)),
-    );
-    let (mut channel, mut url, mut extra) = (
-        Vec::with_capacity(capacity(3)),
-        Vec::with_capacity(capacity(4)),
-        Vec::with_capacity(capacity(6)),
-    );
-    let wanted: [bool; 7] = std::array::from_fn(want);
-    for b in bids {
-        if wanted[0] {
-            auction.push(b.auction);
-        }
-        if wanted[1] {
-            bidder.push(b.bidder);
-        }
-        if wanted[2] {
-            price.push(b.price);
-        }
-        if wanted[3] {
-            channel.push(Str::from(b.channel));
-        }
-        if wanted[4] {
-            url.push(Str::from(b.url));
-        }
-        if wanted[5] {
-            date_time.push(b.date_time);
-        }
-        if wanted[6] {
-            extra.push(Str::from(b.extra));
+/// Bids as the columns of a batch of the `bids` schema (auction, bidder, price,
+/// channel, url, date_time, extra), filling the fields `needed` marks. Strings stay
+/// the generator's static texts.
+struct BidColumns {
+    wanted: [bool; 7],
+    rows: usize,
+    auction: Vec<i64>,
+    bidder: Vec<i64>,
+    price: Vec<i64>,
+    channel: Vec<Str>,
+    url: Vec<Str>,
+    date_time: Vec<i64>,
+    extra: Vec<Str>,
+}
+
+impl BidColumns {
+    fn new(needed: &[bool], rows: usize) -> Self {
+        let wanted: [bool; 7] = std::array::from_fn(|i| needed.get(i).copied().unwrap_or(true));
+        let capacity = |i: usize| if wanted[i] { rows } else { 0 };
+        Self {
+            wanted,
+            rows: 0,
+            auction: Vec::with_capacity(capacity(0)),
+            bidder: Vec::with_capacity(capacity(1)),
+            price: Vec::with_capacity(capacity(2)),
+            channel: Vec::with_capacity(capacity(3)),
+            url: Vec::with_capacity(capacity(4)),
+            date_time: Vec::with_capacity(capacity(5)),
+            extra: Vec::with_capacity(capacity(6)),
         }
     }
-    let column = |i: usize, column: Column| if wanted[i] { column } else { Column::Pruned };
-    let columns = vec![
-        column(0, Column::Int(auction)),
-        column(1, Column::Int(bidder)),
-        column(2, Column::Int(price)),
-        column(3, Column::String(channel)),
-        column(4, Column::String(url)),
-        column(5, Column::Timestamp(date_time)),
-        column(6, Column::String(extra)),
-    ];
-    Batch::new(columns, n).unwrap_or_default()
+
+    #[inline(always)]
+    fn push(&mut self, b: Bid) {
+        let wanted = &self.wanted;
+        if wanted[0] {
+            self.auction.push(b.auction);
+        }
+        if wanted[1] {
+            self.bidder.push(b.bidder);
+        }
+        if wanted[2] {
+            self.price.push(b.price);
+        }
+        if wanted[3] {
+            self.channel.push(Str::from(b.channel));
+        }
+        if wanted[4] {
+            self.url.push(Str::from(b.url));
+        }
+        if wanted[5] {
+            self.date_time.push(b.date_time);
+        }
+        if wanted[6] {
+            self.extra.push(Str::from(b.extra));
+        }
+        self.rows += 1;
+    }
+
+    fn finish(self) -> Batch {
+        let wanted = self.wanted;
+        let column = |i: usize, column: Column| if wanted[i] { column } else { Column::Pruned };
+        let columns = vec![
+            column(0, Column::Int(self.auction)),
+            column(1, Column::Int(self.bidder)),
+            column(2, Column::Int(self.price)),
+            column(3, Column::String(self.channel)),
+            column(4, Column::String(self.url)),
+            column(5, Column::Timestamp(self.date_time)),
+            column(6, Column::String(self.extra)),
+        ];
+        Batch::new(columns, self.rows).unwrap_or_default()
+    }
 }
 
 fn auction_row(a: Auction) -> Row {
