@@ -100,6 +100,16 @@ fn qw_as_a_job_file_gives_the_typed_rows() {
 }
 
 #[test]
+fn q5_as_a_job_file_gives_the_typed_rows() {
+    same("q5", typed(nexmark::q5), job_file("q5"));
+}
+
+#[test]
+fn q7_as_a_job_file_gives_the_typed_rows() {
+    same("q7", typed(nexmark::q7), job_file("q7"));
+}
+
+#[test]
 fn qs_as_a_job_file_gives_the_typed_rows() {
     same("qs", typed(nexmark::qs), job_file("qs"));
 }

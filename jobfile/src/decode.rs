@@ -748,6 +748,7 @@ const OPERATOR_KINDS: &[&str] = &[
     "map",
     "key_by",
     "window",
+    "top",
     "union",
     "udf",
     "window_join",
@@ -844,7 +845,10 @@ fn operator(node: &Node, path: &str, p: &mut Problems) -> Option<OperatorSpec> {
         }
         "window" => {
             f.check(
-                &with_common(&["window", "aggregates", "allowed_lateness"], &common),
+                &with_common(
+                    &["window", "aggregates", "top", "allowed_lateness"],
+                    &common,
+                ),
                 "a window",
                 p,
             );
@@ -854,12 +858,27 @@ fn operator(node: &Node, path: &str, p: &mut Problems) -> Option<OperatorSpec> {
                 p,
             );
             let shape = shape_node.and_then(|n| window_shape(n, &f.path("window"), p));
-            let aggregates = f.read_required(
-                "aggregates",
-                "a mapping of output field to count, sum(f), min(f), max(f) or avg(f)",
-                p,
-                aggregates,
-            );
+            let top = f.read("top", p, located_string);
+            let aggregates = match (&top, f.get("aggregates")) {
+                (Some(top), Some(n)) => {
+                    p.add(
+                        n.at,
+                        &f.path("aggregates"),
+                        format!(
+                            "give either `aggregates` or `top` (here `{}`), not both",
+                            top.value
+                        ),
+                    );
+                    None
+                }
+                (Some(_), None) => Some(Vec::new()),
+                (None, _) => f.read_required(
+                    "aggregates",
+                    "a mapping of output field to count, sum(f), min(f), max(f) or avg(f), or `top: FIELD`",
+                    p,
+                    aggregates,
+                ),
+            };
             let allowed_lateness = f.read("allowed_lateness", p, duration).unwrap_or_default();
             let shape_node = shape_node?;
             OperatorKind::Window {
@@ -870,7 +889,19 @@ fn operator(node: &Node, path: &str, p: &mut Problems) -> Option<OperatorSpec> {
                     path: f.path("window"),
                 },
                 aggregates: aggregates?,
+                top,
                 allowed_lateness,
+            }
+        }
+        "top" => {
+            f.check(&with_common(&["by"], &common), "a top", p);
+            OperatorKind::Top {
+                by: f.read_required(
+                    "by",
+                    "the field whose largest value is kept",
+                    p,
+                    located_string,
+                )?,
             }
         }
         "union" => {

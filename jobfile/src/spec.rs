@@ -320,10 +320,18 @@ pub enum OperatorKind {
         shape: WindowShape,
         /// Where `window:` is.
         shape_at: Located<()>,
-        /// Output aggregates in order.
+        /// Output aggregates in order (none with `top`).
         aggregates: Vec<AggregateSpec>,
+        /// Instead of aggregates: keep the rows with the largest value of this field.
+        top: Option<Located<String>>,
         /// Keep windows open this long after they fire.
         allowed_lateness: Duration,
+    },
+    /// Per window of its input (a window's output, by `window_end`), the rows with
+    /// the largest value of a field (all of them on a tie): Top-1 after a window.
+    Top {
+        /// The field compared.
+        by: Located<String>,
     },
     /// Merges streams with equal schemas.
     Union,

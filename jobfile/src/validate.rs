@@ -47,6 +47,9 @@ pub struct WindowPlan {
     /// The aggregates, in output order (after the key fields, `window_start` and
     /// `window_end`).
     pub aggregates: Vec<Aggregate>,
+    /// Instead of aggregates: the input field whose largest value selects the rows
+    /// kept (output: `window_start`, `window_end`, then the input's fields).
+    pub top: Option<usize>,
 }
 
 /// What a [`PlannedStream`] computes.
@@ -67,6 +70,14 @@ pub enum Step {
     Udf(BoundFunction),
     /// Joins its two key_by inputs.
     Join(JoinPlan),
+    /// Per `window_end` of its input (a window's output), the rows with the largest
+    /// value of field `by`.
+    Top {
+        /// The field compared.
+        by: usize,
+        /// The input's `window_end` field (its event time).
+        window_end: usize,
+    },
 }
 
 /// A join of a [`JobPlan`]: output rows are the key fields, `window_start` and
@@ -109,6 +120,11 @@ impl fmt::Debug for Step {
             Step::Union => f.write_str("Union"),
             Step::Udf(_) => f.write_str("Udf"),
             Step::Join(j) => f.debug_tuple("Join").field(j).finish(),
+            Step::Top { by, window_end } => f
+                .debug_struct("Top")
+                .field("by", by)
+                .field("window_end", window_end)
+                .finish(),
         }
     }
 }
@@ -539,17 +555,31 @@ pub(crate) fn plan(spec: JobSpec, registry: &Registry, p: &mut Problems) -> JobP
                 shape,
                 shape_at,
                 aggregates,
+                top,
                 allowed_lateness,
-            } => window(
-                p,
-                op,
-                &key_by,
-                &input,
-                *shape,
-                shape_at,
-                aggregates,
-                *allowed_lateness,
-            ),
+            } => match top {
+                Some(top) => window_top(
+                    p,
+                    op,
+                    &key_by,
+                    &input,
+                    *shape,
+                    shape_at,
+                    top,
+                    *allowed_lateness,
+                ),
+                None => window(
+                    p,
+                    op,
+                    &key_by,
+                    &input,
+                    *shape,
+                    shape_at,
+                    aggregates,
+                    *allowed_lateness,
+                ),
+            },
+            OperatorKind::Top { by } => top(p, &input, by),
             OperatorKind::Union => {
                 let mismatch = op
                     .inputs
@@ -936,10 +966,116 @@ fn window(
             shape,
             allowed_lateness,
             aggregates: planned,
+            top: None,
         }),
         Schema {
             fields,
             event_time: Some(window_end),
         },
     ))
+}
+
+/// The field `by` of `input`, if it is a number or a timestamp (what `top` compares).
+fn comparable(p: &mut Problems, input: &Schema, by: &Located<String>) -> Option<usize> {
+    let Some(i) = input.index_of(&by.value) else {
+        p.add(
+            by.at,
+            &by.path,
+            format!(
+                "unknown field `{}`: expected one of {}",
+                by.value,
+                input.names()
+            ),
+        );
+        return None;
+    };
+    let ty = input.fields[i].ty;
+    if !(ty.is_numeric() || ty == FieldType::Timestamp) {
+        p.add(
+            by.at,
+            &by.path,
+            format!(
+                "cannot take the top of a {ty} field `{}`: expected a number or timestamp",
+                by.value
+            ),
+        );
+        return None;
+    }
+    Some(i)
+}
+
+/// A window keeping the rows with the largest `top`: `window_start`, `window_end`,
+/// then the input's fields; event time `window_end`.
+#[allow(clippy::too_many_arguments)]
+fn window_top(
+    p: &mut Problems,
+    op: &OperatorSpec,
+    key_by: &HashMap<String, Vec<usize>>,
+    input: &Schema,
+    shape: WindowShape,
+    shape_at: &Located<()>,
+    top: &Located<String>,
+    allowed_lateness: Duration,
+) -> Option<(Step, Schema)> {
+    // The checks of an aggregating window (keyed input, event time, shape).
+    let (_, _) = window(p, op, key_by, input, shape, shape_at, &[], allowed_lateness)?;
+    let by = comparable(p, input, top)?;
+    if let Some(clash) = input
+        .fields
+        .iter()
+        .find(|f| f.name == "window_start" || f.name == "window_end")
+    {
+        p.add(
+            top.at,
+            &top.path,
+            format!(
+                "the input has a field `{}`, which a top window adds: expected a `top` operator for the rows of a window, or a map renaming it",
+                clash.name
+            ),
+        );
+        return None;
+    }
+    let mut fields = vec![
+        Field {
+            name: "window_start".into(),
+            ty: FieldType::Timestamp,
+        },
+        Field {
+            name: "window_end".into(),
+            ty: FieldType::Timestamp,
+        },
+    ];
+    fields.extend(input.fields.iter().cloned());
+    Some((
+        Step::Window(WindowPlan {
+            shape,
+            allowed_lateness,
+            aggregates: Vec::new(),
+            top: Some(by),
+        }),
+        Schema {
+            fields,
+            event_time: Some(1),
+        },
+    ))
+}
+
+/// `top` after a window: its input must have `window_end` as event time.
+fn top(p: &mut Problems, input: &Schema, by: &Located<String>) -> Option<(Step, Schema)> {
+    let window_end = input
+        .index_of("window_end")
+        .filter(|&i| input.fields[i].ty == FieldType::Timestamp && input.event_time == Some(i));
+    let Some(window_end) = window_end else {
+        p.add(
+            by.at,
+            &by.path,
+            format!(
+                "`top` keeps rows per window of its input: expected the output of a window (event time `window_end`), found fields {}",
+                input.names()
+            ),
+        );
+        return None;
+    };
+    let by = comparable(p, input, by)?;
+    Some((Step::Top { by, window_end }, input.clone()))
 }

@@ -377,3 +377,57 @@ fn a_sink_named_like_a_stream_is_refused_before_the_run() {
         "sink `cheap` has the name of the stream defined at line 10",
     );
 }
+
+#[test]
+fn top_reads_a_windows_rows_and_a_top_window_replaces_aggregates() {
+    let with = |ops: &str| {
+        VALID.replace(
+            "sinks:\n  - {name: out, kind: stdout, input: counts}",
+            &format!("{ops}sinks:\n  - {{name: out, kind: stdout, input: counts}}"),
+        )
+    };
+    // Top after a window: the window's rows, per window_end.
+    let text = with("  - {name: best, kind: top, input: counts, by: n}\n  - {name: b2, kind: filter, input: best, condition: n > 1}\n");
+    let plan = load("job.yaml", &text, &Registry::default()).unwrap();
+    let best = plan
+        .streams
+        .iter()
+        .find(|s| s.node.name.value == "best")
+        .unwrap();
+    assert_eq!(
+        best.schema.names(),
+        "auction, window_start, window_end, n, top"
+    );
+    // Top of a stream that is not a window's output.
+    one(
+        &with("  - {name: best, kind: top, input: cheap, by: price}\n"),
+        "job.yaml:",
+        "expected the output of a window (event time `window_end`)",
+    );
+    one(
+        &with("  - {name: best, kind: top, input: counts, by: nope}\n"),
+        "job.yaml:",
+        "unknown field `nope`",
+    );
+    // A window keeping its top rows: window bounds, then the input's fields.
+    let text = VALID.replace("aggregates: {n: count, top: max(price)}", "top: price");
+    let plan = load("job.yaml", &text, &Registry::default()).unwrap();
+    assert_eq!(
+        plan.streams[3].schema.names(),
+        "window_start, window_end, auction, bidder, price, channel, url, date_time, extra"
+    );
+    assert_eq!(plan.streams[3].schema.event_time, Some(1));
+    one(
+        &VALID.replace(
+            "aggregates: {n: count, top: max(price)}",
+            "aggregates: {n: count}\n    top: price",
+        ),
+        "job.yaml:",
+        "give either `aggregates` or `top`",
+    );
+    one(
+        &VALID.replace("aggregates: {n: count, top: max(price)}", "top: channel"),
+        "job.yaml:",
+        "cannot take the top of a string field `channel`",
+    );
+}

@@ -9,6 +9,7 @@
 //!  Row (window and join results) ─ToBatches─▶ Batch
 //! ```
 
+use serde::{Deserialize, Serialize};
 use smallvec::SmallVec;
 use std::sync::Arc;
 use weir_dataflow::{DataflowError, Operator, Output};
@@ -265,6 +266,64 @@ impl AggregateFunction<Projected> for ProjectedAggregates {
     }
 }
 
+/// The rows with the largest value of one field so far (all of them on a tie): the
+/// accumulator of `top`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub(super) struct TopRows {
+    best: Option<Value>,
+    rows: Vec<ResultRow>,
+}
+
+/// Keeps, per key and window, the projected rows whose value at position `0` is the
+/// largest (compared as numbers, as `max`).
+#[derive(Clone)]
+pub(super) struct TopOf(pub(super) usize);
+
+impl TopOf {
+    /// How `candidate` compares with the best so far (`Greater` when there is none).
+    fn rank(best: Option<&Value>, candidate: &Value) -> Option<std::cmp::Ordering> {
+        match best {
+            None => Some(std::cmp::Ordering::Greater),
+            Some(best) => candidate.as_f64().partial_cmp(&best.as_f64()),
+        }
+    }
+}
+
+impl AggregateFunction<Projected> for TopOf {
+    type Acc = TopRows;
+    type Out = Vec<ResultRow>;
+    fn create(&self) -> TopRows {
+        TopRows::default()
+    }
+    fn add(&self, acc: &mut TopRows, row: &Projected) {
+        let Some(candidate) = row.values.get(self.0) else {
+            return;
+        };
+        match Self::rank(acc.best.as_ref(), candidate) {
+            Some(std::cmp::Ordering::Greater) => {
+                acc.best = Some(candidate.clone());
+                acc.rows.clear();
+                acc.rows.push(row.values.iter().cloned().collect());
+            }
+            Some(std::cmp::Ordering::Equal) => acc.rows.push(row.values.iter().cloned().collect()),
+            _ => {}
+        }
+    }
+    fn merge(&self, acc: &mut TopRows, other: TopRows) {
+        let Some(candidate) = other.best.as_ref() else {
+            return;
+        };
+        match Self::rank(acc.best.as_ref(), candidate) {
+            Some(std::cmp::Ordering::Greater) => *acc = other,
+            Some(std::cmp::Ordering::Equal) => acc.rows.extend(other.rows),
+            _ => {}
+        }
+    }
+    fn result(&self, acc: &TopRows) -> Vec<ResultRow> {
+        acc.rows.clone()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -291,5 +350,39 @@ mod tests {
                 bincode::serde::decode_from_slice(&as_vec, config).unwrap();
             assert_eq!(back.to_vec(), accumulators);
         }
+    }
+}
+
+#[cfg(test)]
+mod top_tests {
+    use super::*;
+    use weir_jobfile::Key;
+
+    fn row(price: i64, id: i64) -> Projected {
+        Projected {
+            key: Key::One(Value::Int(0)),
+            time: 0,
+            values: [Value::Int(id), Value::Int(price)].into_iter().collect(),
+        }
+    }
+
+    /// `top` keeps every row at the largest value, across merges (session windows).
+    #[test]
+    fn top_keeps_all_rows_at_the_largest_value_across_merges() {
+        let top = TopOf(1);
+        let (mut left, mut right) = (top.create(), top.create());
+        for r in [row(5, 1), row(9, 2), row(9, 3), row(1, 4)] {
+            top.add(&mut left, &r);
+        }
+        for r in [row(9, 5), row(2, 6)] {
+            top.add(&mut right, &r);
+        }
+        top.merge(&mut left, right);
+        let ids: Vec<Value> = top.result(&left).iter().map(|r| r[0].clone()).collect();
+        assert_eq!(ids, vec![Value::Int(2), Value::Int(3), Value::Int(5)]);
+        let mut higher = top.create();
+        top.add(&mut higher, &row(10, 7));
+        top.merge(&mut left, higher);
+        assert_eq!(top.result(&left).len(), 1);
     }
 }

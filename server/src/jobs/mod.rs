@@ -35,7 +35,7 @@ mod sources;
 
 use batches::{
     movable_fields, BatchApply, BatchOperator, Project, ProjectedAggregates, ResultRow, ToBatches,
-    ToRows,
+    ToRows, TopOf,
 };
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -270,6 +270,86 @@ fn build_with(plan: &JobPlan, job: &JobBuilder, sink_commit: Option<(CommitStep,
                     .collect();
                 Built::Batches(settings(input.batches().union(&others), stream))
             }),
+            Step::Window(window) if window.top.is_some() => {
+                let Some(Built::Keyed {
+                    batches,
+                    keys,
+                    planned,
+                    input,
+                }) = input
+                else {
+                    continue;
+                };
+                // Whole rows: the rows at the top are the output.
+                let all: Arc<[usize]> = (0..planned.schema.fields.len()).collect();
+                let (keys, time) = (keys.clone(), planned.schema.event_time);
+                let projected = batches
+                    .transform(&format!("{name}-project"), move |_: &SubtaskInfo| Project {
+                        keys: keys.clone(),
+                        time,
+                        fields: Arc::clone(&all),
+                    })
+                    .uid(&format!("{uid}-project"));
+                let projected = rows_parallelism(projected, input)
+                    .with_timestamps(|p: &Projected| Timestamp(p.time));
+                let by = window.top.unwrap_or_default();
+                let results = projected
+                    .key_by(|p: &Projected| p.key.clone())
+                    .window(assigner(window.shape))
+                    .allowed_lateness(window.allowed_lateness)
+                    .name(name)
+                    .uid(uid)
+                    .aggregate(TopOf(by), |_: &Key, w: Window, rows: Vec<ResultRow>| {
+                        rows.into_iter()
+                            .map(|row| {
+                                let mut fields = ResultRow::new();
+                                fields.push(Value::Timestamp(w.start));
+                                fields.push(Value::Timestamp(w.end));
+                                fields.extend(row);
+                                fields
+                            })
+                            .collect::<Vec<ResultRow>>()
+                    });
+                Some(Built::Batches(to_batches(
+                    top_rows(results, stream),
+                    stream,
+                )))
+            }
+            Step::Top { by, window_end } => {
+                let Some(Built::Batches(batches)) = input else {
+                    continue;
+                };
+                // Keyed and windowed by the input's window: a window of 1 ms just
+                // before `window_end` fires as soon as the input's window has.
+                let (all, end): (Arc<[usize]>, Arc<[usize]>) = (
+                    (0..stream.schema.fields.len()).collect(),
+                    Arc::from([*window_end]),
+                );
+                let projected = batches
+                    .transform(&format!("{name}-project"), move |_: &SubtaskInfo| Project {
+                        keys: end.clone(),
+                        time: Some(end[0]),
+                        fields: Arc::clone(&all),
+                    })
+                    .uid(&format!("{uid}-project"));
+                let projected = match stream.node.parallelism {
+                    Some(p) => projected.parallelism(p),
+                    None => projected,
+                }
+                .with_timestamps(|p: &Projected| Timestamp(p.time - 1));
+                let results = projected
+                    .key_by(|p: &Projected| p.key.clone())
+                    .window(WindowAssigner::tumbling(std::time::Duration::from_millis(
+                        1,
+                    )))
+                    .name(name)
+                    .uid(uid)
+                    .aggregate(TopOf(*by), |_: &Key, _: Window, rows: Vec<ResultRow>| rows);
+                Some(Built::Batches(to_batches(
+                    top_rows(results, stream),
+                    stream,
+                )))
+            }
             Step::Window(window) => {
                 let Some(Built::Keyed {
                     batches,
@@ -436,6 +516,11 @@ fn needed_fields(plan: &JobPlan) -> HashMap<&str, Vec<bool>> {
                 fields.extend(time);
                 mark(&mut needed, input, &mut fields.into_iter());
             }
+            Step::Window(window) if window.top.is_some() => {
+                let input = stream.inputs[0].as_str();
+                let n = all(input, &needed);
+                mark(&mut needed, input, &mut (0..n));
+            }
             Step::Window(window) => {
                 let input = stream.inputs[0].as_str();
                 let mut fields: Vec<usize> =
@@ -450,7 +535,7 @@ fn needed_fields(plan: &JobPlan) -> HashMap<&str, Vec<bool>> {
                     mark(&mut needed, input.as_str(), &mut fields.into_iter());
                 }
             }
-            Step::Udf(_) | Step::Join(_) => {
+            Step::Udf(_) | Step::Join(_) | Step::Top { .. } => {
                 for input in &stream.inputs {
                     let n = all(input, &needed);
                     mark(&mut needed, input.as_str(), &mut (0..n));
@@ -475,6 +560,20 @@ fn rows_parallelism<T: weir_dataflow::Data>(stream: Stream<T>, input: &PlannedSt
     match input.node.parallelism {
         Some(p) => stream.parallelism(p),
         None => stream,
+    }
+}
+
+/// The rows of `top` results, one record each.
+fn top_rows(results: Stream<Vec<ResultRow>>, planned: &PlannedStream) -> Stream<ResultRow> {
+    let name = &planned.node.name.value;
+    let uid = planned.node.uid.as_deref().unwrap_or(name);
+    let rows = results
+        .flat_map(|rows: Vec<ResultRow>| rows)
+        .name(&format!("{name}-rows"))
+        .uid(&format!("{uid}-rows"));
+    match planned.node.parallelism {
+        Some(p) => rows.parallelism(p),
+        None => rows,
     }
 }
 
