@@ -302,7 +302,7 @@ pub struct Projected {
     /// The event time, in ms (0 without event time).
     pub time: i64,
     /// The fields read, in the order the operator was planned with.
-    pub values: SmallVec<[Value; 2]>,
+    pub values: SmallVec<[Value; 6]>,
 }
 
 impl Batch {
