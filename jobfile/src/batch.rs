@@ -294,28 +294,29 @@ impl Batch {
 }
 
 /// The values a keyed operator reads from one row: its key, its event time and the
-/// fields the operator's aggregates read, held inline (a window reads few fields).
+/// fields the operator reads, up to `N` of them held inline (an aggregating window
+/// reads one or two fields; `top` keeps whole rows).
 #[derive(Clone, Debug, PartialEq)]
-pub struct Projected {
+pub struct Projected<const N: usize = 2> {
     /// The key.
     pub key: Key,
     /// The event time, in ms (0 without event time).
     pub time: i64,
     /// The fields read, in the order the operator was planned with.
-    pub values: SmallVec<[Value; 6]>,
+    pub values: SmallVec<[Value; N]>,
 }
 
 impl Batch {
     /// Row `i` projected for a keyed operator: its key on `keys`, its event time
     /// from `time` and the fields `fields`.
     #[inline]
-    pub fn project(
+    pub fn project<const N: usize>(
         &self,
         i: usize,
         keys: &[usize],
         time: Option<usize>,
         fields: &[usize],
-    ) -> Projected {
+    ) -> Projected<N> {
         Projected {
             key: self.key(keys, i),
             time: time.map_or(0, |t| self.column(t).i64_at(i)),

@@ -431,11 +431,14 @@ impl Schema {
         let object = json.as_object().ok_or("expected a JSON object")?;
         self.fields
             .iter()
-            .map(|field| {
-                object
-                    .get(&field.name)
-                    .and_then(|v| Value::from_json(field.ty, v))
-                    .ok_or_else(|| format!("field `{}`: expected a {} value", field.name, field.ty))
+            .map(|field| match object.get(&field.name) {
+                None => Err(missing(field)),
+                Some(json) => Value::from_json(field.ty, json).ok_or_else(|| {
+                    format!(
+                        "field `{}`: expected a {} value, got {json}",
+                        field.name, field.ty
+                    )
+                }),
             })
             .collect::<Result<Vec<_>, _>>()
             .map(Row)
@@ -460,28 +463,42 @@ impl Schema {
         self.fields
             .iter()
             .zip(values)
-            .map(|(field, value)| {
-                value
-                    .ok_or_else(|| format!("field `{}`: expected a {} value", field.name, field.ty))
+            .map(|(field, value)| match value {
+                None => Err(missing(field)),
+                Some(Ok(value)) => Ok(value),
+                Some(Err(found)) => Err(format!(
+                    "field `{}`: expected a {} value, got {found}",
+                    field.name, field.ty
+                )),
             })
             .collect::<Result<Vec<_>, _>>()
             .map(Row)
     }
 }
 
-/// Reads a JSON object into the values of a schema's fields (`None`: missing or of
-/// another type).
+/// A field of a JSON object that the object lacks.
+fn missing(field: &Field) -> String {
+    format!(
+        "field `{}`: expected a {} value, but the object has no such field",
+        field.name, field.ty
+    )
+}
+
+/// A field's value read from JSON, or what was found instead (as JSON text).
+type Read = Result<Value, String>;
+
+/// Reads a JSON object into the values of a schema's fields (`None`: missing).
 struct RowSeed<'a>(&'a Schema);
 
 impl<'de> serde::de::DeserializeSeed<'de> for RowSeed<'_> {
-    type Value = Vec<Option<Value>>;
+    type Value = Vec<Option<Read>>;
     fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
         d.deserialize_map(self)
     }
 }
 
 impl<'de> serde::de::Visitor<'de> for RowSeed<'_> {
-    type Value = Vec<Option<Value>>;
+    type Value = Vec<Option<Read>>;
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a JSON object")
     }
@@ -489,7 +506,7 @@ impl<'de> serde::de::Visitor<'de> for RowSeed<'_> {
         let mut values = vec![None; self.0.fields.len()];
         while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
             match self.0.index_of(&key) {
-                Some(i) => values[i] = map.next_value_seed(ValueSeed(self.0.fields[i].ty))?,
+                Some(i) => values[i] = Some(map.next_value_seed(ValueSeed(self.0.fields[i].ty))?),
                 None => {
                     map.next_value::<serde::de::IgnoredAny>()?;
                 }
@@ -499,59 +516,68 @@ impl<'de> serde::de::Visitor<'de> for RowSeed<'_> {
     }
 }
 
-/// Reads one JSON value as a value of a field type, as [`Value::from_json`] (`None`
-/// when it is not one).
+/// Reads one JSON value as a value of a field type, as [`Value::from_json`], or
+/// says what it found instead.
 struct ValueSeed(FieldType);
 
 impl<'de> serde::de::DeserializeSeed<'de> for ValueSeed {
-    type Value = Option<Value>;
+    type Value = Read;
     fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
         d.deserialize_any(self)
     }
 }
 
 impl<'de> serde::de::Visitor<'de> for ValueSeed {
-    type Value = Option<Value>;
+    type Value = Read;
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "a {} value", self.0)
     }
     fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Self::Value, E> {
         Ok(match self.0 {
-            FieldType::Int => Some(Value::Int(v)),
-            FieldType::Timestamp => Some(Value::Timestamp(v)),
-            FieldType::Float => Some(Value::Float(v as f64)),
-            _ => None,
+            FieldType::Int => Ok(Value::Int(v)),
+            FieldType::Timestamp => Ok(Value::Timestamp(v)),
+            FieldType::Float => Ok(Value::Float(v as f64)),
+            _ => Err(v.to_string()),
         })
     }
     fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Self::Value, E> {
         match i64::try_from(v) {
             Ok(v) => self.visit_i64(v),
-            Err(_) if self.0 == FieldType::Float => Ok(Some(Value::Float(v as f64))),
-            Err(_) => Ok(None),
+            Err(_) if self.0 == FieldType::Float => Ok(Ok(Value::Float(v as f64))),
+            Err(_) => Ok(Err(v.to_string())),
         }
     }
     fn visit_f64<E>(self, v: f64) -> Result<Self::Value, E> {
-        Ok((self.0 == FieldType::Float).then_some(Value::Float(v)))
+        Ok(match self.0 {
+            FieldType::Float => Ok(Value::Float(v)),
+            _ => Err(serde_json::Value::from(v).to_string()),
+        })
     }
     fn visit_bool<E>(self, v: bool) -> Result<Self::Value, E> {
-        Ok((self.0 == FieldType::Bool).then_some(Value::Bool(v)))
+        Ok(match self.0 {
+            FieldType::Bool => Ok(Value::Bool(v)),
+            _ => Err(v.to_string()),
+        })
     }
     fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
-        Ok((self.0 == FieldType::String).then(|| Value::String(v.into())))
+        Ok(match self.0 {
+            FieldType::String => Ok(Value::String(v.into())),
+            _ => Err(serde_json::Value::from(v).to_string()),
+        })
     }
     fn visit_unit<E>(self) -> Result<Self::Value, E> {
-        Ok(None)
+        Ok(Err("null".into()))
     }
     fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
         while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
-        Ok(None)
+        Ok(Err("an array".into()))
     }
     fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         while map
             .next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?
             .is_some()
         {}
-        Ok(None)
+        Ok(Err("an object".into()))
     }
 }
 
@@ -614,17 +640,28 @@ mod tests {
                 Err(_) => "expected a JSON object".into(),
             };
             let direct = schema.row_from_json_bytes(bad.as_bytes()).unwrap_err();
+            // The same field and expectation (what was found is spelled as JSON text
+            // by the tree, by kind for arrays and objects read straight).
+            let expectation = |m: &str| m.split(", got").next().unwrap_or(m).to_string();
             assert!(
-                direct.starts_with(&by_tree)
+                expectation(&direct) == expectation(&by_tree)
                     || by_tree.starts_with("expected a JSON object")
                         && direct.starts_with("expected a JSON object"),
                 "{bad}: {direct} / {by_tree}"
             );
         }
         let extra = br#"{"t": 5, "zzz": {"deep": [1, 2]}, "a": 18446744073709551615, "b": 2, "c": "", "d": false}"#;
+        assert_eq!(
+            schema.row_from_json_bytes(extra).unwrap_err(),
+            "field `a`: expected a int value, got 18446744073709551615"
+        );
+        assert_eq!(
+            schema.row_from_json_bytes(br#"{"a": "no"}"#).unwrap_err(),
+            "field `a`: expected a int value, got \"no\""
+        );
         assert!(schema
-            .row_from_json_bytes(extra)
+            .row_from_json_bytes(br#"{"a": 1}"#)
             .unwrap_err()
-            .contains("`a`"));
+            .contains("field `b`: expected a float value, but the object has no such field"));
     }
 }

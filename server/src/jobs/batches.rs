@@ -159,20 +159,20 @@ impl Operator for BatchOperator {
 }
 
 /// Each row of a batch as what a window reads: its key, event time and the fields
-/// its aggregates read.
-pub(super) struct Project {
+/// its aggregates read (or, for `top`, all of them).
+pub(super) struct Project<const N: usize> {
     pub(super) keys: Arc<[usize]>,
     pub(super) time: Option<usize>,
     pub(super) fields: Arc<[usize]>,
 }
 
-impl Operator for Project {
+impl<const N: usize> Operator for Project<N> {
     type In = Batch;
-    type Out = Projected;
+    type Out = Projected<N>;
     fn on_batch(
         &mut self,
         input: &mut Vec<Batch>,
-        out: &mut Output<Projected>,
+        out: &mut Output<Projected<N>>,
     ) -> weir_dataflow::Result<()> {
         for batch in input.drain(..) {
             for i in 0..batch.len() {
@@ -182,6 +182,9 @@ impl Operator for Project {
         Ok(())
     }
 }
+
+/// What `top` reads of a row: the whole row, inline up to this many fields.
+pub(super) const TOP_FIELDS: usize = 6;
 
 /// Each row of a batch as a row (the input of joins).
 pub(super) struct ToRows;
@@ -289,13 +292,13 @@ impl TopOf {
     }
 }
 
-impl AggregateFunction<Projected> for TopOf {
+impl AggregateFunction<Projected<TOP_FIELDS>> for TopOf {
     type Acc = TopRows;
     type Out = Vec<ResultRow>;
     fn create(&self) -> TopRows {
         TopRows::default()
     }
-    fn add(&self, acc: &mut TopRows, row: &Projected) {
+    fn add(&self, acc: &mut TopRows, row: &Projected<TOP_FIELDS>) {
         let Some(candidate) = row.values.get(self.0) else {
             return;
         };
@@ -358,7 +361,7 @@ mod top_tests {
     use super::*;
     use weir_jobfile::Key;
 
-    fn row(price: i64, id: i64) -> Projected {
+    fn row(price: i64, id: i64) -> Projected<TOP_FIELDS> {
         Projected {
             key: Key::One(Value::Int(0)),
             time: 0,

@@ -35,7 +35,7 @@ mod sources;
 
 use batches::{
     movable_fields, BatchApply, BatchOperator, Project, ProjectedAggregates, ResultRow, ToBatches,
-    ToRows, TopOf,
+    ToRows, TopOf, TOP_FIELDS,
 };
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -284,17 +284,20 @@ fn build_with(plan: &JobPlan, job: &JobBuilder, sink_commit: Option<(CommitStep,
                 let all: Arc<[usize]> = (0..planned.schema.fields.len()).collect();
                 let (keys, time) = (keys.clone(), planned.schema.event_time);
                 let projected = batches
-                    .transform(&format!("{name}-project"), move |_: &SubtaskInfo| Project {
-                        keys: keys.clone(),
-                        time,
-                        fields: Arc::clone(&all),
-                    })
+                    .transform(
+                        &format!("{name}-project"),
+                        move |_: &SubtaskInfo| Project::<TOP_FIELDS> {
+                            keys: keys.clone(),
+                            time,
+                            fields: Arc::clone(&all),
+                        },
+                    )
                     .uid(&format!("{uid}-project"));
                 let projected = rows_parallelism(projected, input)
-                    .with_timestamps(|p: &Projected| Timestamp(p.time));
+                    .with_timestamps(|p: &Projected<TOP_FIELDS>| Timestamp(p.time));
                 let by = window.top.unwrap_or_default();
                 let results = projected
-                    .key_by(|p: &Projected| p.key.clone())
+                    .key_by(|p: &Projected<TOP_FIELDS>| p.key.clone())
                     .window(assigner(window.shape))
                     .allowed_lateness(window.allowed_lateness)
                     .name(name)
@@ -326,19 +329,22 @@ fn build_with(plan: &JobPlan, job: &JobBuilder, sink_commit: Option<(CommitStep,
                     Arc::from([*window_end]),
                 );
                 let projected = batches
-                    .transform(&format!("{name}-project"), move |_: &SubtaskInfo| Project {
-                        keys: end.clone(),
-                        time: Some(end[0]),
-                        fields: Arc::clone(&all),
-                    })
+                    .transform(
+                        &format!("{name}-project"),
+                        move |_: &SubtaskInfo| Project::<TOP_FIELDS> {
+                            keys: end.clone(),
+                            time: Some(end[0]),
+                            fields: Arc::clone(&all),
+                        },
+                    )
                     .uid(&format!("{uid}-project"));
                 let projected = match stream.node.parallelism {
                     Some(p) => projected.parallelism(p),
                     None => projected,
                 }
-                .with_timestamps(|p: &Projected| Timestamp(p.time - 1));
+                .with_timestamps(|p: &Projected<TOP_FIELDS>| Timestamp(p.time - 1));
                 let results = projected
-                    .key_by(|p: &Projected| p.key.clone())
+                    .key_by(|p: &Projected<TOP_FIELDS>| p.key.clone())
                     .window(WindowAssigner::tumbling(std::time::Duration::from_millis(
                         1,
                     )))
@@ -376,11 +382,14 @@ fn build_with(plan: &JobPlan, job: &JobBuilder, sink_commit: Option<(CommitStep,
                 let (keys, time, fields) =
                     (keys.clone(), planned.schema.event_time, Arc::from(fields));
                 let projected = batches
-                    .transform(&format!("{name}-project"), move |_: &SubtaskInfo| Project {
-                        keys: keys.clone(),
-                        time,
-                        fields: Arc::clone(&fields),
-                    })
+                    .transform(
+                        &format!("{name}-project"),
+                        move |_: &SubtaskInfo| Project::<2> {
+                            keys: keys.clone(),
+                            time,
+                            fields: Arc::clone(&fields),
+                        },
+                    )
                     .uid(&format!("{uid}-project"));
                 let projected = rows_parallelism(projected, input)
                     .with_timestamps(|p: &Projected| Timestamp(p.time));
