@@ -66,7 +66,6 @@ sinks: [{{name: out, kind: blackhole, input: evens}}]
         roles,
         vec![
             ("numbers", VertexRole::Source),
-            ("numbers-rows", VertexRole::Operator),
             ("evens", VertexRole::Operator),
             ("out", VertexRole::Sink)
         ]
@@ -93,8 +92,8 @@ sinks: [{{name: out, kind: blackhole, input: evens}}]
     assert_eq!(live.completed_savepoints(), 1);
     assert_eq!(live.failed_checkpoints(), 0);
 
-    // Every record the sources read reached the filter (through the conversion to
-    // rows), and what passed it reached the sink.
+    // Every row the sources read reached the filter, and what passed it reached the
+    // sink: counted in rows, though the job-file path moves batches of them.
     let metrics = live.metrics();
     let total = |vertex: usize, out: bool| -> u64 {
         metrics
@@ -107,7 +106,10 @@ sinks: [{{name: out, kind: blackhole, input: evens}}]
     assert!(read > 0);
     assert_eq!(total(1, false), read);
     assert_eq!(total(2, false), total(1, true));
-    assert_eq!(total(3, false), total(2, true));
+    assert!(
+        total(1, true) < read,
+        "the filter keeps the even numbers only"
+    );
 
     let text = weir::metrics::render(&[("evens-1", &live)]);
     assert_eq!(
@@ -122,7 +124,7 @@ sinks: [{{name: out, kind: blackhole, input: evens}}]
         Some(1.0)
     );
     let mut rendered_in = 0.0;
-    for m in metrics.iter().filter(|m| m.vertex == 2) {
+    for m in metrics.iter().filter(|m| m.vertex == 1) {
         let series = format!(
             "weir_records_in_total{{job=\"evens-1\",operator=\"evens\",uid=\"{}\",subtask=\"{}\"}}",
             m.uid, m.subtask
