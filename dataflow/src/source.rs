@@ -222,3 +222,44 @@ impl<T> WatermarkStrategy<T> {
         self
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A source of batches wrapping a source of records keeps each split's run
+    /// apart (one batch per run, in order, tagged with its split) and passes on the
+    /// splits announced.
+    #[test]
+    fn runs_of_one_split_become_one_record_each() {
+        let mut inner = SourceOutput::new(16);
+        inner.push(1);
+        inner.switch_split(7);
+        inner.push(2);
+        inner.push(3);
+        inner.announce_split(9);
+        inner.switch_split(8);
+        inner.push(4);
+        let mut out: SourceOutput<Vec<i32>> = SourceOutput::new(16);
+        out.push_runs(&mut inner, |run| Ok::<_, ()>(run.collect()))
+            .unwrap();
+        assert_eq!(out.records, vec![vec![1], vec![2, 3], vec![4]]);
+        assert_eq!(out.segments, vec![(0, 0), (7, 1), (8, 2)]);
+        assert_eq!(out.announced, vec![9]);
+        assert!(inner.is_empty());
+
+        inner.push(5);
+        inner.switch_split(3);
+        inner.push(6);
+        let failed = out.push_runs(&mut inner, |run| {
+            let run: Vec<i32> = run.collect();
+            if run == [6] {
+                Err("bad")
+            } else {
+                Ok(run)
+            }
+        });
+        assert_eq!(failed, Err("bad"));
+        assert!(inner.is_empty());
+    }
+}

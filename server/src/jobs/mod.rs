@@ -257,12 +257,15 @@ fn build_with(plan: &JobPlan, job: &JobBuilder, sink_commit: Option<(CommitStep,
             Step::Udf(BoundFunction::Batches(f)) => {
                 batch_step(BatchApply::BatchUdf(f.clone(), output_schema))
             }
-            Step::KeyBy(keys) => input.map(|input| Built::Keyed {
-                batches: input.batches().clone(),
-                keys: keys.clone().into(),
-                planned: stream,
-                input: planned[stream.inputs[0].as_str()],
-            }),
+            Step::KeyBy(keys) => match (input, planned.get(stream.inputs[0].as_str())) {
+                (Some(input), Some(keyed)) => Some(Built::Keyed {
+                    batches: input.batches().clone(),
+                    keys: keys.clone().into(),
+                    planned: stream,
+                    input: keyed,
+                }),
+                _ => None,
+            },
             Step::Union => input.map(|input| {
                 let others: Vec<Stream<Batch>> = stream.inputs[1..]
                     .iter()
