@@ -44,13 +44,14 @@ use weir_dataflow::checkpointing::{
     CheckpointedJob, CheckpointingConfig, Failpoint, JobListener, NoListener, RestartStrategy,
     ResumeFrom, RunSummary,
 };
-use weir_dataflow::window::{Window, WindowAssigner};
+use weir_dataflow::window::{Window, WindowAssigner, WindowedStream};
 use weir_dataflow::{
     DataflowError, JobBuilder, JobConfig, KeyedStream, Stream, SubtaskInfo, Timestamp,
 };
 use weir_jobfile::{
     Aggregate, Batch, BoundFunction, Expr, JobPlan, JoinKind, JoinPlan, KafkaGuarantee, Key,
-    PlannedSink, PlannedStream, Projected, RestartSpec, Row, SinkKind, Step, Value, WindowShape,
+    PlannedSink, PlannedStream, Projected, RestartSpec, Row, SinkKind, Step, Value, WindowPlan,
+    WindowShape,
 };
 use weir_sinks::kafka::{json, json_keyed};
 use weir_sinks::{
@@ -274,38 +275,17 @@ fn build_with(plan: &JobPlan, job: &JobBuilder, sink_commit: Option<(CommitStep,
                 Built::Batches(settings(input.batches().union(&others), stream))
             }),
             Step::Window(window) if window.top.is_some() => {
-                let Some(Built::Keyed {
-                    batches,
-                    keys,
-                    planned,
-                    input,
-                }) = input
-                else {
+                let Some(keyed @ Built::Keyed { planned, .. }) = input else {
                     continue;
                 };
                 // Whole rows: the rows at the top are the output.
-                let all: Arc<[usize]> = (0..planned.schema.fields.len()).collect();
-                let (keys, time) = (keys.clone(), planned.schema.event_time);
-                let projected = batches
-                    .transform(
-                        &format!("{name}-project"),
-                        move |_: &SubtaskInfo| Project::<TOP_FIELDS> {
-                            keys: keys.clone(),
-                            time,
-                            fields: Arc::clone(&all),
-                        },
-                    )
-                    .uid(&format!("{uid}-project"));
-                let projected = rows_parallelism(projected, input)
-                    .with_timestamps(|p: &Projected<TOP_FIELDS>| Timestamp(p.time));
+                let all = (0..planned.schema.fields.len()).collect();
+                let Some(windowed) = windowed::<TOP_FIELDS>(keyed, stream, window, all) else {
+                    continue;
+                };
                 let by = window.top.unwrap_or_default();
-                let results = projected
-                    .key_by(|p: &Projected<TOP_FIELDS>| p.key.clone())
-                    .window(assigner(window.shape))
-                    .allowed_lateness(window.allowed_lateness)
-                    .name(name)
-                    .uid(uid)
-                    .aggregate(TopOf(by), |_: &Key, w: Window, rows: Vec<ResultRow>| {
+                let results =
+                    windowed.aggregate(TopOf(by), |_: &Key, w: Window, rows: Vec<ResultRow>| {
                         rows.into_iter()
                             .map(|row| {
                                 let mut fields = ResultRow::new();
@@ -360,13 +340,7 @@ fn build_with(plan: &JobPlan, job: &JobBuilder, sink_commit: Option<(CommitStep,
                 )))
             }
             Step::Window(window) => {
-                let Some(Built::Keyed {
-                    batches,
-                    keys,
-                    planned,
-                    input,
-                }) = input
-                else {
+                let Some(keyed) = input else {
                     continue;
                 };
                 // Each row as its key, event time and the fields the aggregates read.
@@ -382,37 +356,20 @@ fn build_with(plan: &JobPlan, job: &JobBuilder, sink_commit: Option<(CommitStep,
                         ..a.clone()
                     })
                     .collect();
-                let (keys, time, fields) =
-                    (keys.clone(), planned.schema.event_time, Arc::from(fields));
-                let projected = batches
-                    .transform(
-                        &format!("{name}-project"),
-                        move |_: &SubtaskInfo| Project::<2> {
-                            keys: keys.clone(),
-                            time,
-                            fields: Arc::clone(&fields),
-                        },
-                    )
-                    .uid(&format!("{uid}-project"));
-                let projected = rows_parallelism(projected, input)
-                    .with_timestamps(|p: &Projected| Timestamp(p.time));
-                let results = projected
-                    .key_by(|p: &Projected| p.key.clone())
-                    .window(assigner(window.shape))
-                    .allowed_lateness(window.allowed_lateness)
-                    .name(name)
-                    .uid(uid)
-                    .aggregate(
-                        ProjectedAggregates(aggregates),
-                        |key: &Key, w: Window, values| {
-                            let mut fields = ResultRow::new();
-                            fields.extend(key.values().iter().cloned());
-                            fields.push(Value::Timestamp(w.start));
-                            fields.push(Value::Timestamp(w.end));
-                            fields.extend(values);
-                            fields
-                        },
-                    );
+                let Some(windowed) = windowed::<2>(keyed, stream, window, fields.into()) else {
+                    continue;
+                };
+                let results = windowed.aggregate(
+                    ProjectedAggregates(aggregates),
+                    |key: &Key, w: Window, values| {
+                        let mut fields = ResultRow::new();
+                        fields.extend(key.values().iter().cloned());
+                        fields.push(Value::Timestamp(w.start));
+                        fields.push(Value::Timestamp(w.end));
+                        fields.extend(values);
+                        fields
+                    },
+                );
                 Some(Built::Batches(to_batches(results, stream)))
             }
             Step::Join(join_plan) => {
@@ -455,6 +412,49 @@ fn build_with(plan: &JobPlan, job: &JobBuilder, sink_commit: Option<(CommitStep,
             add_sink(input, sink, sink_commit);
         }
     }
+}
+
+/// The rows of a `key_by` as projected records (key, event time and `fields`),
+/// keyed and cut into the windows of `window`, named as `stream` (`None` if `keyed`
+/// is not a key_by's rows).
+fn windowed<const N: usize>(
+    keyed: &Built<'_>,
+    stream: &PlannedStream,
+    window: &WindowPlan,
+    fields: Arc<[usize]>,
+) -> Option<WindowedStream<Key, Projected<N>>> {
+    let Built::Keyed {
+        batches,
+        keys,
+        planned,
+        input,
+    } = keyed
+    else {
+        return None;
+    };
+    let name = stream.node.name.value.as_str();
+    let uid = stream.node.uid.as_deref().unwrap_or(name);
+    let (keys, time) = (keys.clone(), planned.schema.event_time);
+    let projected = batches
+        .transform(
+            &format!("{name}-project"),
+            move |_: &SubtaskInfo| Project::<N> {
+                keys: keys.clone(),
+                time,
+                fields: Arc::clone(&fields),
+            },
+        )
+        .uid(&format!("{uid}-project"));
+    let projected =
+        rows_parallelism(projected, input).with_timestamps(|p: &Projected<N>| Timestamp(p.time));
+    Some(
+        projected
+            .key_by(|p: &Projected<N>| p.key.clone())
+            .window(assigner(window.shape))
+            .allowed_lateness(window.allowed_lateness)
+            .name(name)
+            .uid(uid),
+    )
 }
 
 /// Which fields of each stream something downstream reads: what sources fill. Every
