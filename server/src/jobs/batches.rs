@@ -235,32 +235,32 @@ impl<R: IntoIterator<Item = Value> + Send + 'static> Operator for ToBatches<R> {
 
 /// A window's built-in aggregates as one aggregate function over projected rows;
 /// its accumulators are those of the row path, so window state keeps its format.
+/// Up to `A` accumulators are held inline (no allocation per key and window).
 #[derive(Clone)]
-pub(super) struct ProjectedAggregates(pub(super) Arc<[Aggregate]>);
+pub(super) struct ProjectedAggregates<const A: usize>(pub(super) Arc<[Aggregate]>);
 
-/// The accumulators of one key's window, inline for up to two aggregates (no
-/// allocation per key and window); serialized as a sequence, as the `Vec` of the
-/// row path, so window state keeps its snapshot format.
-pub(super) type Accumulators = SmallVec<[Accumulator; 2]>;
+/// The accumulators of one key's window, inline up to `A`; serialized as a
+/// sequence, as the `Vec` of the row path, so window state keeps its snapshot format.
+pub(super) type Accumulators<const A: usize = 2> = SmallVec<[Accumulator; A]>;
 
-impl AggregateFunction<Projected> for ProjectedAggregates {
-    type Acc = Accumulators;
+impl<const A: usize> AggregateFunction<Projected> for ProjectedAggregates<A> {
+    type Acc = Accumulators<A>;
     type Out = SmallVec<[Value; 4]>;
-    fn create(&self) -> Accumulators {
+    fn create(&self) -> Accumulators<A> {
         self.0.iter().map(Aggregate::create).collect()
     }
     #[inline]
-    fn add(&self, acc: &mut Accumulators, row: &Projected) {
+    fn add(&self, acc: &mut Accumulators<A>, row: &Projected) {
         for (aggregate, acc) in self.0.iter().zip(acc.iter_mut()) {
             aggregate.add(acc, &row.values);
         }
     }
-    fn merge(&self, acc: &mut Accumulators, other: Accumulators) {
+    fn merge(&self, acc: &mut Accumulators<A>, other: Accumulators<A>) {
         for ((aggregate, acc), other) in self.0.iter().zip(acc.iter_mut()).zip(other) {
             aggregate.merge(acc, other);
         }
     }
-    fn result(&self, acc: &Accumulators) -> SmallVec<[Value; 4]> {
+    fn result(&self, acc: &Accumulators<A>) -> SmallVec<[Value; 4]> {
         self.0
             .iter()
             .zip(acc)
@@ -346,9 +346,11 @@ mod tests {
             ],
         ] {
             let inline: Accumulators = accumulators.iter().cloned().collect();
+            let one: Accumulators<1> = accumulators.iter().cloned().collect();
             let as_vec = bincode::serde::encode_to_vec(&accumulators, config).unwrap();
             let as_inline = bincode::serde::encode_to_vec(&inline, config).unwrap();
             assert_eq!(as_vec, as_inline);
+            assert_eq!(as_vec, bincode::serde::encode_to_vec(&one, config).unwrap());
             let (back, _): (Accumulators, usize) =
                 bincode::serde::decode_from_slice(&as_vec, config).unwrap();
             assert_eq!(back.to_vec(), accumulators);

@@ -37,6 +37,7 @@ use batches::{
     movable_fields, BatchApply, BatchOperator, Project, ProjectedAggregates, ResultRow, ToBatches,
     ToRows, TopOf, TOP_FIELDS,
 };
+use smallvec::SmallVec;
 use std::collections::HashMap;
 use std::sync::Arc;
 use weir_checkpoint::{CoordinatorConfig, StorageConfig};
@@ -359,17 +360,20 @@ fn build_with(plan: &JobPlan, job: &JobBuilder, sink_commit: Option<(CommitStep,
                 let Some(windowed) = windowed::<2>(keyed, stream, window, fields.into()) else {
                     continue;
                 };
-                let results = windowed.aggregate(
-                    ProjectedAggregates(aggregates),
-                    |key: &Key, w: Window, values| {
-                        let mut fields = ResultRow::new();
-                        fields.extend(key.values().iter().cloned());
-                        fields.push(Value::Timestamp(w.start));
-                        fields.push(Value::Timestamp(w.end));
-                        fields.extend(values);
-                        fields
-                    },
-                );
+                let result = |key: &Key, w: Window, values: SmallVec<[Value; 4]>| {
+                    let mut fields = ResultRow::new();
+                    fields.extend(key.values().iter().cloned());
+                    fields.push(Value::Timestamp(w.start));
+                    fields.push(Value::Timestamp(w.end));
+                    fields.extend(values);
+                    fields
+                };
+                // One aggregate (a count, say) keeps its accumulator in half the room.
+                let results = if aggregates.len() == 1 {
+                    windowed.aggregate(ProjectedAggregates::<1>(aggregates), result)
+                } else {
+                    windowed.aggregate(ProjectedAggregates::<2>(aggregates), result)
+                };
                 Some(Built::Batches(to_batches(results, stream)))
             }
             Step::Join(join_plan) => {
