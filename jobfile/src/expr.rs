@@ -133,13 +133,7 @@ impl Expr {
                 .get(*i)
                 .cloned()
                 .ok_or_else(|| EvalError(format!("row has no field {i}")))?,
-            ExprKind::Negate(e) => match e.eval(row)? {
-                Value::Int(i) => Value::Int(
-                    i.checked_neg()
-                        .ok_or_else(|| EvalError("integer overflow in negation".into()))?,
-                ),
-                v => Value::Float(-v.as_f64()),
-            },
+            ExprKind::Negate(e) => negate(e.eval(row)?)?,
             ExprKind::Not(e) => Value::Bool(!truthy(&e.eval(row)?)),
             ExprKind::Binary(BinaryOp::And, a, b) => {
                 Value::Bool(truthy(&a.eval(row)?) && truthy(&b.eval(row)?))
@@ -165,6 +159,16 @@ impl Expr {
             }
         })
     }
+}
+
+fn negate(v: Value) -> Result<Value, EvalError> {
+    Ok(match v {
+        Value::Int(i) => Value::Int(
+            i.checked_neg()
+                .ok_or_else(|| EvalError("integer overflow in negation".into()))?,
+        ),
+        v => Value::Float(-v.as_f64()),
+    })
 }
 
 fn truthy(v: &Value) -> bool {

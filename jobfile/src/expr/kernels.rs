@@ -10,7 +10,7 @@
 //! When a row fails, the rows are evaluated again one by one with [`Expr::eval`] to
 //! report the first failing row exactly as the row path does.
 
-use super::{binary, call, truthy, BinaryOp, EvalError, Expr, ExprKind, Function};
+use super::{binary, call, negate, truthy, BinaryOp, EvalError, Expr, ExprKind, Function};
 use crate::batch::{Batch, Column};
 use crate::row::{FieldType, Value};
 
@@ -235,7 +235,7 @@ impl Expr {
                         Datum::Owned(Column::Float((0..n).map(|i| -v.at(i)).collect()))
                     }
                     _ => per_value(self.ty, n, active, |i| {
-                        Expr::eval_negate(operand.value(i)).map_err(|_| Failed)
+                        negate(operand.value(i)).map_err(|_| Failed)
                     })?,
                 }
             }
@@ -298,16 +298,6 @@ impl Expr {
                     call(*function, args.iter().map(|a| a.value(i)).collect()).map_err(|_| Failed)
                 })?
             }
-        })
-    }
-
-    fn eval_negate(value: Value) -> Result<Value, EvalError> {
-        Ok(match value {
-            Value::Int(i) => Value::Int(
-                i.checked_neg()
-                    .ok_or_else(|| EvalError("integer overflow in negation".into()))?,
-            ),
-            v => Value::Float(-v.as_f64()),
         })
     }
 }
