@@ -104,6 +104,8 @@ fn batch_source<S: Source<Out = Batch>>(
 struct BidBatches {
     inner: BidSource,
     needed: Arc<[bool]>,
+    operator: String,
+    subtask: usize,
 }
 
 impl Source for BidBatches {
@@ -119,7 +121,10 @@ impl Source for BidBatches {
             .inner
             .generate(out.batch_size(), |bid| columns.push(bid))?;
         if columns.rows > 0 {
-            out.push(columns.finish());
+            let batch = columns
+                .finish()
+                .map_err(|e| DataflowError::operator(&self.operator, self.subtask, e))?;
+            out.push(batch);
         }
         Ok(poll)
     }
@@ -182,6 +187,8 @@ pub(super) fn source(
             batch_source(job, planned, spec, move |info: &SubtaskInfo| BidBatches {
                 inner: bids(info),
                 needed: needed.clone(),
+                operator: info.operator.clone(),
+                subtask: info.index,
             })
         }
         SourceKind::Nexmark {
@@ -204,7 +211,7 @@ pub(super) fn source(
                             columns.push(bid);
                         }
                     }
-                    Ok(columns.finish())
+                    columns.finish()
                 }
                 NexmarkEvent::Auction => Batch::from_rows(
                     &schema,
@@ -429,7 +436,8 @@ impl BidColumns {
         self.rows += 1;
     }
 
-    fn finish(self) -> Batch {
+    /// The batch (an error would be a column left behind, which `push` rules out).
+    fn finish(self) -> Result<Batch, String> {
         let wanted = self.wanted;
         let column = |i: usize, column: Column| if wanted[i] { column } else { Column::Pruned };
         let columns = vec![
@@ -441,7 +449,7 @@ impl BidColumns {
             column(5, Column::Timestamp(self.date_time)),
             column(6, Column::String(self.extra)),
         ];
-        Batch::new(columns, self.rows).unwrap_or_default()
+        Batch::new(columns, self.rows)
     }
 }
 
