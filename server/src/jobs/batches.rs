@@ -47,6 +47,20 @@ impl BatchOperator {
         )
     }
 
+    /// The error of the first row (and, in it, the first expression) that fails,
+    /// in the order the row path evaluates them.
+    fn first_failure(&self, batch: &Batch, exprs: &[Expr]) -> DataflowError {
+        for i in 0..batch.len() {
+            let row = batch.row(i);
+            for expr in exprs {
+                if let Err(e) = expr.eval(&row) {
+                    return self.fail(&row, e);
+                }
+            }
+        }
+        self.failed("an expression failed on a batch but on none of its rows".into())
+    }
+
     fn failed(&self, message: String) -> DataflowError {
         DataflowError::operator(&self.operator, self.subtask, message)
     }
@@ -71,10 +85,10 @@ impl BatchOperator {
                 for (expr, moved) in exprs.iter().zip(moves.iter()) {
                     computed.push(match moved {
                         Some(_) => None,
-                        None => Some(
-                            expr.eval_batch(&batch)
-                                .map_err(|(i, e)| self.fail(&batch.row(i), e))?,
-                        ),
+                        None => match expr.eval_batch(&batch) {
+                            Ok(column) => Some(column),
+                            Err(_) => return Err(self.first_failure(&batch, exprs)),
+                        },
                     });
                 }
                 let len = batch.len();
@@ -389,5 +403,38 @@ mod top_tests {
         top.add(&mut higher, &row(10, 7));
         top.merge(&mut left, higher);
         assert_eq!(top.result(&left).len(), 1);
+    }
+}
+
+#[cfg(test)]
+mod map_tests {
+    use super::*;
+    use weir_jobfile::{FieldType, Schema};
+
+    /// A map that fails reports the row the row path would: the first row on which
+    /// any of its expressions fails, not the first failure of the first expression.
+    #[test]
+    fn a_failing_map_names_the_first_failing_row() {
+        let schema = Schema::new([("a", FieldType::Int), ("b", FieldType::Int)]);
+        let exprs: Arc<[Expr]> = ["10 / a", "10 / b"]
+            .iter()
+            .map(|e| Expr::compile(e, &schema).unwrap())
+            .collect();
+        let operator = BatchOperator {
+            operator: "m".into(),
+            subtask: 0,
+            apply: BatchApply::Map(exprs.clone(), movable_fields(&exprs)),
+        };
+        // Row 0 fails in the second expression, row 1 in the first.
+        let rows = vec![
+            Row(vec![Value::Int(1), Value::Int(0)]),
+            Row(vec![Value::Int(0), Value::Int(1)]),
+        ];
+        let batch = Batch::from_rows(&schema, rows).unwrap();
+        let error = operator
+            .apply(batch, &mut Output::new())
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("[Int(1), Int(0)]"), "{error}");
     }
 }

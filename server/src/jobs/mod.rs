@@ -820,3 +820,84 @@ mod tests {
         assert_eq!(back, row);
     }
 }
+
+#[cfg(test)]
+mod udf_tests {
+    use super::{run, RunOptions};
+    use std::sync::Arc;
+    use weir_jobfile::{Batch, Column, FieldType, Registry, Row, Value};
+
+    /// User functions in both forms run on the batch path: a per-row function that
+    /// emits any number of rows, and a per-batch one over columns; what they return
+    /// that does not fit their declared fields fails the job naming the operator.
+    #[test]
+    fn row_and_batch_functions_transform_the_rows() {
+        let mut registry = Registry::default();
+        registry.register("evens_twice", [("value", FieldType::Int)], |schema| {
+            let value = schema.index_of("value").ok_or("needs `value`")?;
+            Ok(Arc::new(move |row: &Row| {
+                let v = row.0[value].as_i64();
+                if v % 2 == 0 {
+                    vec![row.clone(), row.clone()]
+                } else {
+                    Vec::new()
+                }
+            }))
+        });
+        registry.register_batch(
+            "tenfold",
+            [("value", FieldType::Int), ("big", FieldType::Bool)],
+            |schema| {
+                let value = schema.index_of("value").ok_or("needs `value`")?;
+                Ok(Arc::new(move |batch: Batch| {
+                    let Column::Int(values) = batch.column(value) else {
+                        return Err("`value` is not an int column".to_string());
+                    };
+                    let tenfold: Vec<i64> = values.iter().map(|v| v * 10).collect();
+                    let big = tenfold.iter().map(|&v| v > 500).collect();
+                    Batch::new(vec![Column::Int(tenfold), Column::Bool(big)], batch.len())
+                }))
+            },
+        );
+        registry.register("wrong", [("value", FieldType::Int)], |_| {
+            Ok(Arc::new(|_: &Row| vec![Row(vec![Value::Bool(true)])]))
+        });
+        let dir = tempfile::tempdir().unwrap();
+        let job = |function: &str| {
+            format!(
+                "
+name: udfs-{function}
+checkpoints: {{interval: 100ms, storage: {}}}
+sources: [{{name: numbers, kind: sequence, from: 1, to: 100}}]
+operators:
+  - {{name: first, kind: udf, input: numbers, function: {function}}}
+  - {{name: second, kind: udf, input: first, function: tenfold}}
+sinks: [{{name: out, kind: file, input: second, path: {}}}]
+",
+                dir.path().join("checkpoints").display(),
+                dir.path().join(function).display()
+            )
+        };
+        let plan = weir_jobfile::load("udfs.yaml", &job("evens_twice"), &registry).unwrap();
+        run(plan, &RunOptions::default()).unwrap();
+        let mut rows: Vec<(i64, bool)> =
+            weir_sinks::read_committed::<serde_json::Value>(&dir.path().join("evens_twice"))
+                .unwrap()
+                .iter()
+                .map(|r| (r["value"].as_i64().unwrap(), r["big"].as_bool().unwrap()))
+                .collect();
+        rows.sort_unstable();
+        let expected: Vec<(i64, bool)> = (1..=100)
+            .filter(|v| v % 2 == 0)
+            .flat_map(|v| [(v * 10, v * 10 > 500); 2])
+            .collect();
+        assert_eq!(rows, expected);
+
+        let plan = weir_jobfile::load("udfs.yaml", &job("wrong"), &registry).unwrap();
+        let error = run(plan, &RunOptions::default()).unwrap_err().to_string();
+        assert!(
+            error.contains("first") && error.contains("does not fit its declared fields"),
+            "{error}"
+        );
+    }
+}
