@@ -274,7 +274,7 @@ where
             metrics: cx.metrics.clone(),
             max_parallelism: cx.subtask.max_parallelism,
             batch_size,
-            rows: row_counter(&cx.row_counts),
+            rows: crate::metrics::row_counter(&cx.row_counts),
             cx: Some(cx),
             last_barrier: None,
         }))
@@ -314,29 +314,7 @@ pub(crate) struct GraphSpec {
     /// Invalid settings found while building; reported all at once by `execute`.
     pub(crate) errors: Vec<DataflowError>,
     /// How to count the rows of record types that hold many ([`crate::JobBuilder::count_rows`]).
-    pub(crate) row_counts: RowCounts,
-}
-
-/// For record types that are batches of rows: how many rows a record holds
-/// (`fn(&T) -> usize` by the type's id), so metrics count rows, not records.
-pub(crate) type RowCounts =
-    Arc<std::collections::HashMap<std::any::TypeId, Arc<dyn std::any::Any + Send + Sync>>>;
-
-/// The row counter of `T` in `counts`, if it has one.
-pub(crate) fn row_counter<T: 'static>(counts: &RowCounts) -> Option<fn(&T) -> usize> {
-    counts
-        .get(&std::any::TypeId::of::<T>())
-        .and_then(|f| f.downcast_ref::<fn(&T) -> usize>())
-        .copied()
-}
-
-/// The rows in `records` (one per record unless `counter` says otherwise).
-#[inline]
-pub(crate) fn rows_in<T>(records: &[T], counter: Option<fn(&T) -> usize>) -> u64 {
-    match counter {
-        None => records.len() as u64,
-        Some(count) => records.iter().map(|r| count(r) as u64).sum(),
-    }
+    pub(crate) row_counts: crate::metrics::RowCounts,
 }
 
 impl GraphSpec {

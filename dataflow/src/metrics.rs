@@ -122,3 +122,25 @@ impl OperatorMetrics {
         gauges.iter().flat_map(|g| g()).collect()
     }
 }
+
+/// For record types that are batches of rows: how many rows a record holds
+/// (`fn(&T) -> usize` by the type's id), so metrics count rows, not records.
+pub(crate) type RowCounts =
+    Arc<std::collections::HashMap<std::any::TypeId, Arc<dyn std::any::Any + Send + Sync>>>;
+
+/// The row counter of `T` in `counts`, if it has one.
+pub(crate) fn row_counter<T: 'static>(counts: &RowCounts) -> Option<fn(&T) -> usize> {
+    counts
+        .get(&std::any::TypeId::of::<T>())
+        .and_then(|f| f.downcast_ref::<fn(&T) -> usize>())
+        .copied()
+}
+
+/// The rows in `records` (one per record unless `counter` says otherwise).
+#[inline]
+pub(crate) fn rows_in<T>(records: &[T], counter: Option<fn(&T) -> usize>) -> u64 {
+    match counter {
+        None => records.len() as u64,
+        Some(count) => records.iter().map(|r| count(r) as u64).sum(),
+    }
+}

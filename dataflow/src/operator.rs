@@ -61,7 +61,7 @@ pub struct OperatorContext {
     /// The keyed states registered so far; the operator's stage snapshots them.
     pub(crate) states: StateRegistry,
     /// How the job counts rows of batch record types, for the metrics.
-    pub(crate) row_counts: crate::graph::RowCounts,
+    pub(crate) row_counts: crate::metrics::RowCounts,
 }
 
 impl OperatorContext {
@@ -80,7 +80,7 @@ impl OperatorContext {
             timeline: 0,
             metrics: Arc::new(OperatorMetrics::default()),
             states: StateRegistry::default(),
-            row_counts: crate::graph::RowCounts::default(),
+            row_counts: crate::metrics::RowCounts::default(),
         }
     }
 

@@ -2,9 +2,8 @@
 //! operator by plain function calls on batches; the last stage writes to channels
 //! (an exchange) or is a sink.
 
-use crate::graph::{row_counter, rows_in};
 use crate::keyed_state::StateRegistry;
-use crate::metrics::OperatorMetrics;
+use crate::metrics::{row_counter, rows_in, OperatorMetrics};
 use crate::operator::{Operator, OperatorContext, Output, SnapshotContext};
 use crate::sink::Sink;
 use crate::{DataflowError, Result, Timestamp};

@@ -460,7 +460,7 @@ impl<S: Source> TaskHead for SourceHead<S> {
             if !out.records.is_empty() {
                 OperatorMetrics::add(
                     &self.metrics.records_out,
-                    crate::graph::rows_in(&out.records, self.rows),
+                    crate::metrics::rows_in(&out.records, self.rows),
                 );
                 valve.on_activity();
                 self.stage.batch(&mut out.records)?;
