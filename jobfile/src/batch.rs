@@ -293,6 +293,54 @@ impl Batch {
     }
 }
 
+/// Writes rows of a batch as JSON objects straight from the columns: the text
+/// [`Schema::to_json`] gives (keys in sorted order, no spaces, timestamps as
+/// milliseconds, non-finite floats as `null`), without building a JSON tree.
+#[derive(Clone, Debug)]
+pub struct JsonWriter {
+    /// Each field's position and its key, quoted and followed by `:`, in key order.
+    fields: Vec<(usize, String)>,
+}
+
+impl JsonWriter {
+    /// A writer for rows of `schema`.
+    pub fn new(schema: &Schema) -> Self {
+        let mut fields: Vec<(usize, &str)> = schema
+            .fields
+            .iter()
+            .enumerate()
+            .map(|(i, f)| (i, f.name.as_str()))
+            .collect();
+        fields.sort_by(|a, b| a.1.cmp(b.1));
+        let fields = fields
+            .into_iter()
+            .map(|(i, name)| (i, format!("{}:", serde_json::Value::from(name))))
+            .collect();
+        Self { fields }
+    }
+
+    /// Appends row `i` of `batch` to `out` as a JSON object.
+    pub fn write(&self, batch: &Batch, i: usize, out: &mut Vec<u8>) {
+        out.push(b'{');
+        for (n, (field, key)) in self.fields.iter().enumerate() {
+            if n > 0 {
+                out.push(b',');
+            }
+            out.extend_from_slice(key.as_bytes());
+            let written = match batch.column(*field).value(i) {
+                Value::Int(v) | Value::Timestamp(v) => serde_json::to_writer(&mut *out, &v),
+                Value::Float(v) if v.is_finite() => serde_json::to_writer(&mut *out, &v),
+                Value::Float(_) => serde_json::to_writer(&mut *out, &()),
+                Value::Bool(v) => serde_json::to_writer(&mut *out, &v),
+                Value::String(v) => serde_json::to_writer(&mut *out, &*v),
+            };
+            // Writing numbers, bools and strings into a Vec cannot fail.
+            debug_assert!(written.is_ok());
+        }
+        out.push(b'}');
+    }
+}
+
 /// The values a keyed operator reads from one row: its key, its event time and the
 /// fields the operator reads, up to `N` of them held inline (an aggregating window
 /// reads one or two fields; `top` keeps whole rows).
@@ -363,6 +411,25 @@ mod tests {
         assert_eq!(even.rows().collect::<Vec<_>>(), expected);
         assert_eq!(batch.max_i64(3), Some(1_004));
         assert_eq!(batch.key(&[2, 0], 3), Key::of(&rows()[3], &[2, 0]));
+    }
+
+    #[test]
+    fn rows_are_written_as_the_json_text_of_their_objects() {
+        let mut schema = schema();
+        schema.fields[0].name = "z \"quoted\"".into();
+        let mut rows = rows();
+        rows[1].0[1] = Value::Float(f64::NAN);
+        rows[2].0[2] = Value::String("tab\tand \u{e9}".into());
+        let batch = Batch::from_rows(&schema, rows.clone()).unwrap();
+        let writer = JsonWriter::new(&schema);
+        for (i, row) in rows.iter().enumerate() {
+            let mut text = Vec::new();
+            writer.write(&batch, i, &mut text);
+            assert_eq!(
+                String::from_utf8(text).unwrap(),
+                schema.to_json(row).to_string()
+            );
+        }
     }
 
     #[test]

@@ -14,8 +14,8 @@ use smallvec::SmallVec;
 use std::sync::Arc;
 use weir_dataflow::{DataflowError, Operator, Output};
 use weir_jobfile::{
-    Accumulator, Aggregate, Batch, BatchFunction, Column, EvalError, Expr, Projected, Row,
-    RowFunction, Schema, Value,
+    Accumulator, Aggregate, Batch, BatchFunction, Column, EvalError, Expr, JsonWriter, Projected,
+    Row, RowFunction, Schema, Value,
 };
 use weir_state::AggregateFunction;
 
@@ -213,6 +213,42 @@ impl Operator for ToRows {
     ) -> weir_dataflow::Result<()> {
         for batch in input.drain(..) {
             out.extend(batch.rows());
+        }
+        Ok(())
+    }
+}
+
+/// Each row of a batch as its JSON text, for the sinks that write JSON.
+pub(super) struct ToJson {
+    pub(super) operator: String,
+    pub(super) subtask: usize,
+    pub(super) writer: JsonWriter,
+}
+
+impl Operator for ToJson {
+    type In = Batch;
+    type Out = super::JsonRow;
+    fn on_batch(
+        &mut self,
+        input: &mut Vec<Batch>,
+        out: &mut Output<super::JsonRow>,
+    ) -> weir_dataflow::Result<()> {
+        for batch in input.drain(..) {
+            for i in 0..batch.len() {
+                let mut text = Vec::with_capacity(128);
+                self.writer.write(&batch, i, &mut text);
+                let row = String::from_utf8(text)
+                    .map_err(|e| e.to_string())
+                    .and_then(|text| super::JsonRow::from_text(text).map_err(|e| e.to_string()))
+                    .map_err(|e| {
+                        DataflowError::operator(
+                            &self.operator,
+                            self.subtask,
+                            format!("a row did not become JSON: {e}"),
+                        )
+                    })?;
+                out.push(row);
+            }
         }
         Ok(())
     }

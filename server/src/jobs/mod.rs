@@ -35,7 +35,7 @@ mod sources;
 
 use batches::{
     movable_fields, BatchApply, BatchOperator, Project, ProjectedAggregates, ResultRow, ToBatches,
-    ToRows, TopOf, TOP_FIELDS,
+    ToJson, ToRows, TopOf, TOP_FIELDS,
 };
 use smallvec::SmallVec;
 use std::collections::HashMap;
@@ -50,9 +50,9 @@ use weir_dataflow::{
     DataflowError, JobBuilder, JobConfig, KeyedStream, Stream, SubtaskInfo, Timestamp,
 };
 use weir_jobfile::{
-    Aggregate, Batch, BoundFunction, Expr, JobPlan, JoinKind, JoinPlan, KafkaGuarantee, Key,
-    PlannedSink, PlannedStream, Projected, RestartSpec, Row, SinkKind, Step, Value, WindowPlan,
-    WindowShape,
+    Aggregate, Batch, BoundFunction, Expr, JobPlan, JoinKind, JoinPlan, JsonWriter, KafkaGuarantee,
+    Key, PlannedSink, PlannedStream, Projected, RestartSpec, Row, SinkKind, Step, Value,
+    WindowPlan, WindowShape,
 };
 use weir_sinks::kafka::{json, json_keyed};
 use weir_sinks::{
@@ -699,18 +699,53 @@ fn node<T: weir_dataflow::Data>(stream: Stream<T>, planned: &PlannedStream) -> S
     }
 }
 
-/// A row as a JSON object. Sinks write it as that object; checkpoints (a binary
-/// format, which cannot hold an untyped `serde_json::Value`) keep it as its JSON
-/// text, so that a sink's pending epochs restore.
-#[derive(Clone, Debug, PartialEq)]
-pub struct JsonRow(pub serde_json::Value);
+/// A row as the text of a JSON object. Sinks write that text as it is; checkpoints
+/// (a binary format) keep it as a string, so that a sink's pending epochs restore
+/// (the same bytes as when rows were JSON trees).
+#[derive(Clone, Debug)]
+pub struct JsonRow(Box<serde_json::value::RawValue>);
+
+impl JsonRow {
+    /// The row whose JSON text is `text`.
+    ///
+    /// # Errors
+    /// `text` is not JSON.
+    pub fn from_text(text: String) -> Result<Self, serde_json::Error> {
+        serde_json::value::RawValue::from_string(text).map(JsonRow)
+    }
+
+    /// The JSON text.
+    pub fn text(&self) -> &str {
+        self.0.get()
+    }
+
+    /// The text of field `name`'s value as a record key: a string's own text, any
+    /// other value's JSON text, nothing if absent.
+    pub fn key(&self, name: &str) -> Vec<u8> {
+        let fields: HashMap<String, &serde_json::value::RawValue> =
+            serde_json::from_str(self.text()).unwrap_or_default();
+        match fields.get(name) {
+            None => Vec::new(),
+            Some(raw) => match serde_json::from_str::<String>(raw.get()) {
+                Ok(text) => text.into_bytes(),
+                Err(_) => raw.get().as_bytes().to_vec(),
+            },
+        }
+    }
+}
+
+impl PartialEq for JsonRow {
+    fn eq(&self, other: &Self) -> bool {
+        self.text() == other.text()
+    }
+}
 
 impl serde::Serialize for JsonRow {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         if serializer.is_human_readable() {
             serde::Serialize::serialize(&self.0, serializer)
         } else {
-            serializer.serialize_str(&self.0.to_string())
+            serializer.serialize_str(self.text())
         }
     }
 }
@@ -719,12 +754,11 @@ impl<'de> serde::Deserialize<'de> for JsonRow {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         use serde::de::Error;
         if deserializer.is_human_readable() {
-            <serde_json::Value as serde::Deserialize>::deserialize(deserializer).map(JsonRow)
+            <Box<serde_json::value::RawValue> as serde::Deserialize>::deserialize(deserializer)
+                .map(JsonRow)
         } else {
             let text = <String as serde::Deserialize>::deserialize(deserializer)?;
-            serde_json::from_str(&text)
-                .map(JsonRow)
-                .map_err(D::Error::custom)
+            JsonRow::from_text(text).map_err(D::Error::custom)
         }
     }
 }
@@ -736,12 +770,12 @@ fn add_sink(input: &Stream<Batch>, sink: &PlannedSink, crash: Option<(CommitStep
     let schema = Arc::new(sink.schema.clone());
     let json_uid = format!("{}-json", sink.spec.node.uid.as_deref().unwrap_or(name));
     let json_rows = || {
-        let schema = schema.clone();
+        let writer = JsonWriter::new(&schema);
         input
-            .flat_map(move |batch: Batch| {
-                (0..batch.len())
-                    .map(|i| JsonRow(batch.to_json(&schema, i)))
-                    .collect::<Vec<_>>()
+            .transform(&format!("{name}-json"), move |info: &SubtaskInfo| ToJson {
+                operator: info.operator.clone(),
+                subtask: info.index,
+                writer: writer.clone(),
             })
             .name(&format!("{name}-json"))
             .uid(&json_uid)
@@ -785,14 +819,7 @@ fn add_sink(input: &Stream<Batch>, sink: &PlannedSink, crash: Option<(CommitStep
             let serializer = match sink.key {
                 Some(k) => {
                     let field = sink.schema.fields[k].name.clone();
-                    json_keyed(move |json: &JsonRow| {
-                        let key = match json.0.get(&field) {
-                            Some(serde_json::Value::String(s)) => s.clone(),
-                            Some(other) => other.to_string(),
-                            None => String::new(),
-                        };
-                        key.into_bytes()
-                    })
+                    json_keyed(move |json: &JsonRow| json.key(&field))
                 }
                 None => json(),
             };
@@ -811,13 +838,23 @@ mod tests {
 
     #[test]
     fn json_rows_round_trip_through_json_and_the_checkpoint_codec() {
-        let row = JsonRow(serde_json::json!({"n": 1, "name": "a", "mean": 2.5, "t": null}));
-        assert_eq!(serde_json::to_string(&row).unwrap(), row.0.to_string());
+        let tree = serde_json::json!({"n": 1, "name": "a\"b", "mean": 2.5, "t": null});
+        let row = JsonRow::from_text(tree.to_string()).unwrap();
+        assert_eq!(serde_json::to_string(&row).unwrap(), tree.to_string());
         let config = bincode::config::standard();
         let bytes = bincode::serde::encode_to_vec(&row, config).unwrap();
+        // The bytes of the rows as JSON trees (before rows were written as text).
+        assert_eq!(
+            bytes,
+            bincode::serde::encode_to_vec(tree.to_string(), config).unwrap()
+        );
         let (back, _): (JsonRow, usize) =
             bincode::serde::decode_from_slice(&bytes, config).unwrap();
         assert_eq!(back, row);
+        assert_eq!(row.key("name"), b"a\"b");
+        assert_eq!(row.key("mean"), b"2.5");
+        assert_eq!(row.key("t"), b"null");
+        assert!(row.key("nope").is_empty());
     }
 }
 
