@@ -504,32 +504,29 @@ fn needed_fields(plan: &JobPlan) -> HashMap<&str, Vec<bool>> {
                 .map(|(i, _)| i)
                 .collect::<Vec<_>>()
         };
-        let time = stream.schema.event_time;
         let all =
             |input: &str, needed: &HashMap<&str, Vec<bool>>| needed.get(input).map_or(0, Vec::len);
         match &stream.step {
+            // Event time is read where it is used: by a source's watermarks (here)
+            // and by the windows and joins downstream (their arms).
             Step::Source(_) => {
-                mark(&mut needed, name, &mut time.into_iter());
+                mark(&mut needed, name, &mut stream.schema.event_time.into_iter());
             }
             Step::Filter(expr) => {
                 let input = stream.inputs[0].as_str();
                 let mut fields = own_fields();
                 fields.extend(expr.fields());
-                fields.extend(time);
                 mark(&mut needed, input, &mut fields.into_iter());
             }
             Step::Map(exprs) => {
                 let input = stream.inputs[0].as_str();
-                let mut fields: Vec<usize> = exprs.iter().flat_map(Expr::fields).collect();
-                // The input's event time feeds the watermarks of its source.
-                fields.extend(planned_time(plan, input));
+                let fields = exprs.iter().flat_map(Expr::fields);
                 mark(&mut needed, input, &mut fields.into_iter());
             }
             Step::KeyBy(keys) => {
                 let input = stream.inputs[0].as_str();
                 let mut fields = own_fields();
                 fields.extend(keys.iter().copied());
-                fields.extend(time);
                 mark(&mut needed, input, &mut fields.into_iter());
             }
             Step::Window(window) if window.top.is_some() => {
@@ -546,9 +543,7 @@ fn needed_fields(plan: &JobPlan) -> HashMap<&str, Vec<bool>> {
             }
             Step::Union => {
                 for input in &stream.inputs {
-                    let mut fields = own_fields();
-                    fields.extend(time);
-                    mark(&mut needed, input.as_str(), &mut fields.into_iter());
+                    mark(&mut needed, input.as_str(), &mut own_fields().into_iter());
                 }
             }
             Step::Udf(_) | Step::Join(_) | Step::Top { .. } => {
