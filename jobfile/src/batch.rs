@@ -129,17 +129,6 @@ impl Column {
             Self::Pruned => Self::Pruned,
         }
     }
-
-    /// Appends the values of `other` (of the same type; a pruned side stays pruned).
-    pub fn append(&mut self, other: Self) {
-        match (self, other) {
-            (Self::Int(a), Self::Int(b)) | (Self::Timestamp(a), Self::Timestamp(b)) => a.extend(b),
-            (Self::Float(a), Self::Float(b)) => a.extend(b),
-            (Self::Bool(a), Self::Bool(b)) => a.extend(b),
-            (Self::String(a), Self::String(b)) => a.extend(b),
-            (this, _) => *this = Self::Pruned,
-        }
-    }
 }
 
 /// Rows of one schema, column by column. Every column that is not pruned has
@@ -278,18 +267,6 @@ impl Batch {
             Column::Int(v) | Column::Timestamp(v) => v.iter().copied().max(),
             column => (0..self.len).map(|i| column.i64_at(i)).max(),
         }
-    }
-
-    /// Row `i` as a JSON object keyed by field name, as [`Schema::to_json`].
-    pub fn to_json(&self, schema: &Schema, i: usize) -> serde_json::Value {
-        serde_json::Value::Object(
-            schema
-                .fields
-                .iter()
-                .zip(&self.columns)
-                .map(|(field, column)| (field.name.clone(), column.value(i).to_json()))
-                .collect(),
-        )
     }
 }
 
