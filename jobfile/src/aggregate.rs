@@ -118,6 +118,206 @@ impl Aggregate {
     }
 }
 
+/// The state of one aggregate over numbers in one window, in 16 bytes: what
+/// [`Accumulator`] holds for `count`, `sum`, `min` and `max` of ints, floats and
+/// timestamps (not `avg`, which needs a sum and a count), with the value's type in
+/// the variant instead of a [`Value`]. Converts to and from the [`Accumulator`] it
+/// stands for, so window state keeps its snapshot format.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum NumAccumulator {
+    /// Rows so far.
+    Count(i64),
+    /// Integer sum (wrapping on overflow).
+    SumInt(i64),
+    /// Float sum.
+    SumFloat(f64),
+    /// `min` before any value.
+    MinNone,
+    /// `max` before any value.
+    MaxNone,
+    /// Smallest int so far.
+    MinInt(i64),
+    /// Largest int so far.
+    MaxInt(i64),
+    /// Smallest float so far.
+    MinFloat(f64),
+    /// Largest float so far.
+    MaxFloat(f64),
+    /// Earliest timestamp so far.
+    MinTimestamp(i64),
+    /// Latest timestamp so far.
+    MaxTimestamp(i64),
+}
+
+impl NumAccumulator {
+    /// The `min`/`max` holding `value` (`None` for values that are not numbers).
+    fn extreme(value: &Value, min: bool) -> Option<Self> {
+        Some(match (value, min) {
+            (Value::Int(v), true) => Self::MinInt(*v),
+            (Value::Int(v), false) => Self::MaxInt(*v),
+            (Value::Float(v), true) => Self::MinFloat(*v),
+            (Value::Float(v), false) => Self::MaxFloat(*v),
+            (Value::Timestamp(v), true) => Self::MinTimestamp(*v),
+            (Value::Timestamp(v), false) => Self::MaxTimestamp(*v),
+            _ => return None,
+        })
+    }
+
+    /// The value a `min`/`max` holds, if any.
+    fn value(self) -> Option<Value> {
+        match self {
+            Self::MinInt(v) | Self::MaxInt(v) => Some(Value::Int(v)),
+            Self::MinFloat(v) | Self::MaxFloat(v) => Some(Value::Float(v)),
+            Self::MinTimestamp(v) | Self::MaxTimestamp(v) => Some(Value::Timestamp(v)),
+            _ => None,
+        }
+    }
+
+    /// The value a `min`/`max` holds as a float: what `min` and `max` compare.
+    #[inline]
+    fn as_f64(self) -> Option<f64> {
+        match self {
+            Self::MinInt(v) | Self::MaxInt(v) | Self::MinTimestamp(v) | Self::MaxTimestamp(v) => {
+                Some(v as f64)
+            }
+            Self::MinFloat(v) | Self::MaxFloat(v) => Some(v),
+            _ => None,
+        }
+    }
+
+    fn is_extreme(self) -> bool {
+        !matches!(self, Self::Count(_) | Self::SumInt(_) | Self::SumFloat(_))
+    }
+
+    fn is_min(self) -> bool {
+        matches!(
+            self,
+            Self::MinNone | Self::MinInt(_) | Self::MinFloat(_) | Self::MinTimestamp(_)
+        )
+    }
+
+    /// Keeps `candidate` if it beats the `min`/`max` so far (as [`Accumulator`]
+    /// does: compared as floats, the first of equals kept).
+    #[inline]
+    fn keep(&mut self, candidate: &Value) {
+        let min = self.is_min();
+        let replace = match self.as_f64() {
+            None => true,
+            Some(current) => {
+                let wanted = if min {
+                    std::cmp::Ordering::Less
+                } else {
+                    std::cmp::Ordering::Greater
+                };
+                candidate.as_f64().partial_cmp(&current) == Some(wanted)
+            }
+        };
+        if replace {
+            if let Some(kept) = Self::extreme(candidate, min) {
+                *self = kept;
+            }
+        }
+    }
+
+    /// The [`Accumulator`] this stands for.
+    pub fn to_accumulator(self) -> Accumulator {
+        match self {
+            Self::Count(n) => Accumulator::Count(n),
+            Self::SumInt(s) => Accumulator::SumInt(s),
+            Self::SumFloat(s) => Accumulator::SumFloat(s),
+            extreme if extreme.is_min() => Accumulator::Min(extreme.value()),
+            extreme => Accumulator::Max(extreme.value()),
+        }
+    }
+
+    /// The compact form of `acc` (`None` for an `avg`, or a `min`/`max` of a string
+    /// or bool).
+    pub fn from_accumulator(acc: &Accumulator) -> Option<Self> {
+        Some(match acc {
+            Accumulator::Count(n) => Self::Count(*n),
+            Accumulator::SumInt(s) => Self::SumInt(*s),
+            Accumulator::SumFloat(s) => Self::SumFloat(*s),
+            Accumulator::Min(None) => Self::MinNone,
+            Accumulator::Max(None) => Self::MaxNone,
+            Accumulator::Min(Some(v)) => Self::extreme(v, true)?,
+            Accumulator::Max(Some(v)) => Self::extreme(v, false)?,
+            Accumulator::Avg { .. } => return None,
+        })
+    }
+}
+
+impl Aggregate {
+    /// Whether [`NumAccumulator`] holds this aggregate's state: `count`, or `sum`,
+    /// `min` or `max` of an int, float or timestamp field.
+    pub fn is_numeric(&self) -> bool {
+        match self.kind {
+            AggregateKind::Count => true,
+            AggregateKind::Avg => false,
+            _ => matches!(
+                self.input,
+                FieldType::Int | FieldType::Float | FieldType::Timestamp
+            ),
+        }
+    }
+
+    /// A fresh compact accumulator (for an aggregate that [`is_numeric`](Self::is_numeric)).
+    pub fn create_numeric(&self) -> NumAccumulator {
+        match self.kind {
+            AggregateKind::Count => NumAccumulator::Count(0),
+            AggregateKind::Sum if self.input == FieldType::Float => NumAccumulator::SumFloat(0.0),
+            AggregateKind::Sum | AggregateKind::Avg => NumAccumulator::SumInt(0),
+            AggregateKind::Min => NumAccumulator::MinNone,
+            AggregateKind::Max => NumAccumulator::MaxNone,
+        }
+    }
+
+    /// [`add`](Self::add) on a compact accumulator.
+    #[inline]
+    pub fn add_numeric(&self, acc: &mut NumAccumulator, values: &[Value]) {
+        let value = self.field.and_then(|i| values.get(i));
+        match acc {
+            NumAccumulator::Count(n) => *n += 1,
+            NumAccumulator::SumInt(s) => *s = s.wrapping_add(value.map_or(0, Value::as_i64)),
+            NumAccumulator::SumFloat(s) => *s += value.map_or(0.0, Value::as_f64),
+            extreme => {
+                if let Some(value) = value {
+                    extreme.keep(value);
+                }
+            }
+        }
+    }
+
+    /// [`merge`](Self::merge) of compact accumulators.
+    pub fn merge_numeric(&self, acc: &mut NumAccumulator, other: NumAccumulator) {
+        match (acc, other) {
+            (NumAccumulator::Count(a), NumAccumulator::Count(b)) => *a += b,
+            (NumAccumulator::SumInt(a), NumAccumulator::SumInt(b)) => *a = a.wrapping_add(b),
+            (NumAccumulator::SumFloat(a), NumAccumulator::SumFloat(b)) => *a += b,
+            (acc, other)
+                if acc.is_extreme() && other.is_extreme() && acc.is_min() == other.is_min() =>
+            {
+                if let Some(value) = other.value() {
+                    acc.keep(&value);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// [`result`](Self::result) of a compact accumulator.
+    pub fn result_numeric(&self, acc: NumAccumulator) -> Value {
+        match acc {
+            NumAccumulator::Count(n) | NumAccumulator::SumInt(n) => Value::Int(n),
+            NumAccumulator::SumFloat(s) => Value::Float(s),
+            extreme => extreme.value().unwrap_or(match self.input {
+                FieldType::Float => Value::Float(0.0),
+                FieldType::Timestamp => Value::Timestamp(0),
+                _ => Value::Int(0),
+            }),
+        }
+    }
+}
+
 fn keep(current: &mut Option<Value>, candidate: Option<&Value>, wanted: std::cmp::Ordering) {
     let Some(candidate) = candidate else { return };
     let replace = match current {

@@ -14,7 +14,7 @@
 //! Fields no operator downstream reads are [`Column::Pruned`]: the source does not
 //! fill them. Strings are [`Str`]s, so the generators' static texts are never copied.
 
-use crate::row::{FieldType, Key, Row, Schema, Str, Value};
+use crate::row::{FieldType, Key, Row, RowKey, Schema, Str, Value};
 use smallvec::SmallVec;
 
 /// The values of one field for every row of a batch.
@@ -322,9 +322,9 @@ impl JsonWriter {
 /// fields the operator reads, up to `N` of them held inline (an aggregating window
 /// reads one or two fields; `top` keeps whole rows).
 #[derive(Clone, Debug, PartialEq)]
-pub struct Projected<const N: usize = 2> {
+pub struct Projected<K = Key, const N: usize = 2> {
     /// The key.
-    pub key: Key,
+    pub key: K,
     /// The event time, in ms (0 without event time).
     pub time: i64,
     /// The fields read, in the order the operator was planned with.
@@ -335,15 +335,15 @@ impl Batch {
     /// Row `i` projected for a keyed operator: its key on `keys`, its event time
     /// from `time` and the fields `fields`.
     #[inline]
-    pub fn project<const N: usize>(
+    pub fn project<K: RowKey, const N: usize>(
         &self,
         i: usize,
         keys: &[usize],
         time: Option<usize>,
         fields: &[usize],
-    ) -> Projected<N> {
+    ) -> Projected<K, N> {
         Projected {
-            key: self.key(keys, i),
+            key: K::of_batch(self, keys, i),
             time: time.map_or(0, |t| self.column(t).i64_at(i)),
             values: fields.iter().map(|&f| self.column(f).value(i)).collect(),
         }

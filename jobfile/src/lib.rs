@@ -55,13 +55,13 @@ mod spec;
 mod validate;
 pub mod yaml;
 
-pub use aggregate::{Accumulator, Aggregate};
+pub use aggregate::{Accumulator, Aggregate, NumAccumulator};
 pub use batch::{Batch, Column, JsonWriter, Projected};
 pub use decode::parse_duration;
 pub use diagnostic::Diagnostic;
 pub use expr::{EvalError, Expr, ExprError};
 pub use registry::{BatchFunction, Binder, BoundFunction, Registry, RowFunction, Udf};
-pub use row::{Field, FieldType, Key, Row, Schema, Str, Value};
+pub use row::{Field, FieldType, IntKey, Key, Row, RowKey, Schema, Str, Value};
 pub use spec::*;
 pub use validate::{
     source_schema, JobPlan, JoinKind, JoinPlan, PlannedSink, PlannedStream, Step, WindowPlan,

@@ -3,6 +3,8 @@
 //! A [`Row`] holds only its values, in the order of its stream's [`Schema`]; the
 //! schema is known when the job is validated, so it is not carried per record.
 
+use crate::batch::Batch;
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::hash::{Hash, Hasher};
@@ -367,6 +369,72 @@ impl<'de> Deserialize<'de> for Key {
     }
 }
 
+/// What keyed job-file operators key by: a key taken from a batch's row, written
+/// back into the rows they produce. [`Key`] takes any key fields; [`IntKey`] one
+/// `int` field, held as the integer.
+pub trait RowKey:
+    Hash + Eq + Clone + fmt::Debug + Serialize + DeserializeOwned + Send + Sync + 'static
+{
+    /// The key of row `i` of `batch` on fields `fields` (positions in its schema).
+    fn of_batch(batch: &Batch, fields: &[usize], i: usize) -> Self;
+
+    /// Appends the key's values, in key-field order, to `out`.
+    fn extend_into(&self, out: &mut impl Extend<Value>);
+}
+
+impl RowKey for Key {
+    #[inline]
+    fn of_batch(batch: &Batch, fields: &[usize], i: usize) -> Self {
+        batch.key(fields, i)
+    }
+
+    fn extend_into(&self, out: &mut impl Extend<Value>) {
+        out.extend(self.values().iter().cloned());
+    }
+}
+
+/// The key of one `int` field, held as the integer: eight bytes in window tables and
+/// compared as one. Hashed, compared and serialized exactly as
+/// `Key::One(Value::Int(_))`, so key groups and savepoints are the same whichever of
+/// the two a job keys by.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IntKey(pub i64);
+
+impl Hash for IntKey {
+    #[inline]
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        std::slice::from_ref(&Value::Int(self.0)).hash(state);
+    }
+}
+
+impl Serialize for IntKey {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_newtype_struct("Row", std::slice::from_ref(&Value::Int(self.0)))
+    }
+}
+
+impl<'de> Deserialize<'de> for IntKey {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        match Row::deserialize(deserializer)?.0.as_slice() {
+            [Value::Int(value)] => Ok(Self(*value)),
+            other => Err(serde::de::Error::custom(format!(
+                "expected a key of one int field, found the values {other:?}"
+            ))),
+        }
+    }
+}
+
+impl RowKey for IntKey {
+    #[inline]
+    fn of_batch(batch: &Batch, fields: &[usize], i: usize) -> Self {
+        Self(fields.first().map_or(0, |&f| batch.column(f).i64_at(i)))
+    }
+
+    fn extend_into(&self, out: &mut impl Extend<Value>) {
+        out.extend([Value::Int(self.0)]);
+    }
+}
+
 /// A named, typed field.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Field {
@@ -584,6 +652,26 @@ impl<'de> serde::de::Visitor<'de> for ValueSeed {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// An int key has the stable hash (so the key group) and the snapshot bytes
+        /// of the general key of the same value, and reads back from them.
+        #[test]
+        fn int_keys_hash_and_serialize_as_general_keys(value in any::<i64>()) {
+            let (int, general) = (IntKey(value), Key::One(Value::Int(value)));
+            prop_assert_eq!(weir_state::stable_hash(&int), weir_state::stable_hash(&general));
+            let config = bincode::config::standard();
+            let bytes = bincode::serde::encode_to_vec(&general, config).unwrap();
+            prop_assert_eq!(&bincode::serde::encode_to_vec(int, config).unwrap(), &bytes);
+            let (back, _): (IntKey, usize) = bincode::serde::decode_from_slice(&bytes, config).unwrap();
+            prop_assert_eq!(back, int);
+            let other = Key::One(Value::Timestamp(value));
+            let bytes = bincode::serde::encode_to_vec(&other, config).unwrap();
+            let error = bincode::serde::decode_from_slice::<IntKey, _>(&bytes, config).unwrap_err();
+            prop_assert!(error.to_string().contains("expected a key of one int field"), "{}", error);
+        }
+    }
 
     /// A float read from JSON (file and Kafka sources, committed output) is the
     /// float that was written, to the last bit: serde_json's default parser can be

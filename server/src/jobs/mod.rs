@@ -5,7 +5,8 @@
 //!  JobPlan ─▶ build(): per stream, in dependency order; records are Batches
 //!    source  ─▶ Batched(record source) ─▶ Stream<Batch>, only the fields read  (sources.rs)
 //!    filter / map / udf ─▶ BatchOperator: expressions per column              (batches.rs)
-//!    key_by ─window─▶ Project ─▶ KeyedStream<Key, Projected> ─▶ window ─▶ ToBatches
+//!    key_by ─window─▶ Project ─▶ KeyedStream<K, Projected<K>> ─▶ window ─▶ ToBatches
+//!                              (K: IntKey for one int key field, else Key)
 //!    key_by ─join───▶ ToRows  ─▶ KeyedStream<Key, Row> ─▶ join ─▶ ToBatches
 //!    union  ─▶ Stream::union
 //!    sinks  ─▶ blackhole │ rows as JSON objects ─▶ stdout │ file │ Kafka
@@ -34,11 +35,12 @@ mod batches;
 mod sources;
 
 use batches::{
-    movable_fields, BatchApply, BatchOperator, Project, ProjectedAggregates, ResultRow, ToBatches,
-    ToJson, ToRows, TopOf, TOP_FIELDS,
+    movable_fields, BatchApply, BatchOperator, NumericAggregates, Project, ProjectedAggregates,
+    ResultRow, ToBatches, ToJson, ToRows, TopOf, TOP_FIELDS,
 };
 use smallvec::SmallVec;
 use std::collections::HashMap;
+use std::marker::PhantomData;
 use std::sync::Arc;
 use weir_checkpoint::{CoordinatorConfig, StorageConfig};
 use weir_dataflow::checkpointing::{
@@ -50,9 +52,9 @@ use weir_dataflow::{
     DataflowError, JobBuilder, JobConfig, KeyedStream, Stream, SubtaskInfo, Timestamp,
 };
 use weir_jobfile::{
-    Aggregate, Batch, BoundFunction, Expr, JobPlan, JoinKind, JoinPlan, JsonWriter, KafkaGuarantee,
-    Key, PlannedSink, PlannedStream, Projected, RestartSpec, Row, SinkKind, Step, Value,
-    WindowPlan, WindowShape,
+    Aggregate, Batch, BoundFunction, Expr, FieldType, IntKey, JobPlan, JoinKind, JoinPlan,
+    JsonWriter, KafkaGuarantee, Key, PlannedSink, PlannedStream, Projected, RestartSpec, Row,
+    RowKey, SinkKind, Step, Value, WindowPlan, WindowShape,
 };
 use weir_sinks::kafka::{json, json_keyed};
 use weir_sinks::{
@@ -200,6 +202,21 @@ impl Built<'_> {
             Self::Batches(s) | Self::Keyed { batches: s, .. } => s,
         }
     }
+
+    /// Whether this is a key_by on one `int` field (whose keys are [`IntKey`]s).
+    fn int_key(&self) -> bool {
+        match self {
+            Self::Keyed { keys, planned, .. } => match keys.as_ref() {
+                [key] => planned
+                    .schema
+                    .fields
+                    .get(*key)
+                    .is_some_and(|f| f.ty == FieldType::Int),
+                _ => false,
+            },
+            Self::Batches(_) => false,
+        }
+    }
 }
 
 /// Streams of batches send each batch to the next task at once.
@@ -276,31 +293,15 @@ fn build_with(plan: &JobPlan, job: &JobBuilder, sink_commit: Option<(CommitStep,
                 Built::Batches(settings(input.batches().union(&others), stream))
             }),
             Step::Window(window) if window.top.is_some() => {
-                let Some(keyed @ Built::Keyed { planned, .. }) = input else {
+                let Some(keyed) = input else {
                     continue;
                 };
-                // Whole rows: the rows at the top are the output.
-                let all = (0..planned.schema.fields.len()).collect();
-                let Some(windowed) = windowed::<TOP_FIELDS>(keyed, stream, window, all) else {
-                    continue;
+                let results = if keyed.int_key() {
+                    top_window::<IntKey>(keyed, stream, window)
+                } else {
+                    top_window::<Key>(keyed, stream, window)
                 };
-                let by = window.top.unwrap_or_default();
-                let results =
-                    windowed.aggregate(TopOf(by), |_: &Key, w: Window, rows: Vec<ResultRow>| {
-                        rows.into_iter()
-                            .map(|row| {
-                                let mut fields = ResultRow::new();
-                                fields.push(Value::Timestamp(w.start));
-                                fields.push(Value::Timestamp(w.end));
-                                fields.extend(row);
-                                fields
-                            })
-                            .collect::<Vec<ResultRow>>()
-                    });
-                Some(Built::Batches(to_batches(
-                    top_rows(results, stream),
-                    stream,
-                )))
+                results.map(Built::Batches)
             }
             Step::Top { by, window_end } => {
                 let Some(Built::Batches(batches)) = input else {
@@ -315,10 +316,11 @@ fn build_with(plan: &JobPlan, job: &JobBuilder, sink_commit: Option<(CommitStep,
                 let projected = batches
                     .transform(
                         &format!("{name}-project"),
-                        move |_: &SubtaskInfo| Project::<TOP_FIELDS> {
+                        move |_: &SubtaskInfo| Project::<Key, TOP_FIELDS> {
                             keys: end.clone(),
                             time: Some(end[0]),
                             fields: Arc::clone(&all),
+                            key: PhantomData,
                         },
                     )
                     .uid(&format!("{uid}-project"));
@@ -326,9 +328,9 @@ fn build_with(plan: &JobPlan, job: &JobBuilder, sink_commit: Option<(CommitStep,
                     Some(p) => projected.parallelism(p),
                     None => projected,
                 }
-                .with_timestamps(|p: &Projected<TOP_FIELDS>| Timestamp(p.time - 1));
+                .with_timestamps(|p: &Projected<Key, TOP_FIELDS>| Timestamp(p.time - 1));
                 let results = projected
-                    .key_by(|p: &Projected<TOP_FIELDS>| p.key.clone())
+                    .key_by(|p: &Projected<Key, TOP_FIELDS>| p.key.clone())
                     .window(WindowAssigner::tumbling(std::time::Duration::from_millis(
                         1,
                     )))
@@ -344,37 +346,12 @@ fn build_with(plan: &JobPlan, job: &JobBuilder, sink_commit: Option<(CommitStep,
                 let Some(keyed) = input else {
                     continue;
                 };
-                // Each row as its key, event time and the fields the aggregates read.
-                let mut fields: Vec<usize> =
-                    window.aggregates.iter().filter_map(|a| a.field).collect();
-                fields.sort_unstable();
-                fields.dedup();
-                let aggregates: Arc<[Aggregate]> = window
-                    .aggregates
-                    .iter()
-                    .map(|a| Aggregate {
-                        field: a.field.and_then(|f| fields.iter().position(|&g| g == f)),
-                        ..a.clone()
-                    })
-                    .collect();
-                let Some(windowed) = windowed::<2>(keyed, stream, window, fields.into()) else {
-                    continue;
-                };
-                let result = |key: &Key, w: Window, values: SmallVec<[Value; 4]>| {
-                    let mut fields = ResultRow::new();
-                    fields.extend(key.values().iter().cloned());
-                    fields.push(Value::Timestamp(w.start));
-                    fields.push(Value::Timestamp(w.end));
-                    fields.extend(values);
-                    fields
-                };
-                // One aggregate (a count, say) keeps its accumulator in half the room.
-                let results = if aggregates.len() == 1 {
-                    windowed.aggregate(ProjectedAggregates::<1>(aggregates), result)
+                let results = if keyed.int_key() {
+                    aggregate_window::<IntKey>(keyed, stream, window)
                 } else {
-                    windowed.aggregate(ProjectedAggregates::<2>(aggregates), result)
+                    aggregate_window::<Key>(keyed, stream, window)
                 };
-                Some(Built::Batches(to_batches(results, stream)))
+                results.map(Built::Batches)
             }
             Step::Join(join_plan) => {
                 let side = |b: Option<&Built<'_>>, which: &str| {
@@ -418,15 +395,86 @@ fn build_with(plan: &JobPlan, job: &JobBuilder, sink_commit: Option<(CommitStep,
     }
 }
 
-/// The rows of a `key_by` as projected records (key, event time and `fields`),
-/// keyed and cut into the windows of `window`, named as `stream` (`None` if `keyed`
-/// is not a key_by's rows).
-fn windowed<const N: usize>(
+/// An aggregating window's results as batches: each row of a `key_by` projected
+/// to its key (as `K`), event time and the fields the aggregates read, keyed, cut
+/// into windows and aggregated (`None` if `keyed` is not a key_by's rows).
+fn aggregate_window<K: RowKey>(
+    keyed: &Built<'_>,
+    stream: &PlannedStream,
+    window: &WindowPlan,
+) -> Option<Stream<Batch>> {
+    let mut fields: Vec<usize> = window.aggregates.iter().filter_map(|a| a.field).collect();
+    fields.sort_unstable();
+    fields.dedup();
+    let aggregates: Arc<[Aggregate]> = window
+        .aggregates
+        .iter()
+        .map(|a| Aggregate {
+            field: a.field.and_then(|f| fields.iter().position(|&g| g == f)),
+            ..a.clone()
+        })
+        .collect();
+    let windowed = windowed::<K, 2>(keyed, stream, window, fields.into())?;
+    let result = |key: &K, w: Window, values: SmallVec<[Value; 4]>| {
+        let mut fields = ResultRow::new();
+        key.extend_into(&mut fields);
+        fields.push(Value::Timestamp(w.start));
+        fields.push(Value::Timestamp(w.end));
+        fields.extend(values);
+        fields
+    };
+    // Window tables are the working set: the smallest accumulators that hold the
+    // aggregates, inline.
+    let numeric = aggregates.iter().all(Aggregate::is_numeric);
+    let results = match aggregates.len() {
+        1 if numeric => windowed.aggregate(NumericAggregates::<1>(aggregates), result),
+        2 if numeric => windowed.aggregate(NumericAggregates::<2>(aggregates), result),
+        3 if numeric => windowed.aggregate(NumericAggregates::<3>(aggregates), result),
+        4 if numeric => windowed.aggregate(NumericAggregates::<4>(aggregates), result),
+        1 => windowed.aggregate(ProjectedAggregates::<1>(aggregates), result),
+        _ => windowed.aggregate(ProjectedAggregates::<2>(aggregates), result),
+    };
+    Some(to_batches(results, stream))
+}
+
+/// A window's `top` rows as batches: per key (as `K`) and window, the whole rows
+/// with the largest `top` field, after the window's bounds (`None` if `keyed` is not
+/// a key_by's rows).
+fn top_window<K: RowKey>(
+    keyed: &Built<'_>,
+    stream: &PlannedStream,
+    window: &WindowPlan,
+) -> Option<Stream<Batch>> {
+    let Built::Keyed { planned, .. } = keyed else {
+        return None;
+    };
+    // Whole rows: the rows at the top are the output.
+    let all = (0..planned.schema.fields.len()).collect();
+    let windowed = windowed::<K, TOP_FIELDS>(keyed, stream, window, all)?;
+    let by = window.top.unwrap_or_default();
+    let results = windowed.aggregate(TopOf(by), |_: &K, w: Window, rows: Vec<ResultRow>| {
+        rows.into_iter()
+            .map(|row| {
+                let mut fields = ResultRow::new();
+                fields.push(Value::Timestamp(w.start));
+                fields.push(Value::Timestamp(w.end));
+                fields.extend(row);
+                fields
+            })
+            .collect::<Vec<ResultRow>>()
+    });
+    Some(to_batches(top_rows(results, stream), stream))
+}
+
+/// The rows of a `key_by` as projected records (key as `K`, event time and
+/// `fields`), keyed and cut into the windows of `window`, named as `stream` (`None`
+/// if `keyed` is not a key_by's rows).
+fn windowed<K: RowKey, const N: usize>(
     keyed: &Built<'_>,
     stream: &PlannedStream,
     window: &WindowPlan,
     fields: Arc<[usize]>,
-) -> Option<WindowedStream<Key, Projected<N>>> {
+) -> Option<WindowedStream<K, Projected<K, N>>> {
     let Built::Keyed {
         batches,
         keys,
@@ -442,18 +490,19 @@ fn windowed<const N: usize>(
     let projected = batches
         .transform(
             &format!("{name}-project"),
-            move |_: &SubtaskInfo| Project::<N> {
+            move |_: &SubtaskInfo| Project::<K, N> {
                 keys: keys.clone(),
                 time,
                 fields: Arc::clone(&fields),
+                key: PhantomData,
             },
         )
         .uid(&format!("{uid}-project"));
     let projected =
-        rows_parallelism(projected, input).with_timestamps(|p: &Projected<N>| Timestamp(p.time));
+        rows_parallelism(projected, input).with_timestamps(|p: &Projected<K, N>| Timestamp(p.time));
     Some(
         projected
-            .key_by(|p: &Projected<N>| p.key.clone())
+            .key_by(|p: &Projected<K, N>| p.key.clone())
             .window(assigner(window.shape))
             .allowed_lateness(window.allowed_lateness)
             .name(name)
