@@ -11,7 +11,7 @@
 
 use serde::{Deserialize, Serialize};
 use smallvec::SmallVec;
-use std::marker::PhantomData;
+use std::collections::HashMap;
 use std::sync::Arc;
 use weir_dataflow::{DataflowError, Operator, Output};
 use weir_jobfile::{
@@ -179,7 +179,41 @@ pub(super) struct Project<K, const N: usize> {
     pub(super) keys: Arc<[usize]>,
     pub(super) time: Option<usize>,
     pub(super) fields: Arc<[usize]>,
-    pub(super) key: PhantomData<fn() -> K>,
+    /// For a `top`, the rows it cannot keep are dropped here, before the shuffle.
+    pub(super) local_top: Option<LocalTop>,
+    /// Per key and window of the batch at hand, the largest `top` value.
+    pub(super) best: HashMap<(K, i64), i64>,
+}
+
+impl<K, const N: usize> Project<K, N> {
+    pub(super) fn new(
+        keys: Arc<[usize]>,
+        time: Option<usize>,
+        fields: Arc<[usize]>,
+        local_top: Option<LocalTop>,
+    ) -> Self {
+        Self {
+            keys,
+            time,
+            fields,
+            local_top,
+            best: HashMap::new(),
+        }
+    }
+}
+
+/// What a `top` compares and groups by, for [`Project`] to drop, before the shuffle,
+/// the rows of a batch below another row of the same key and window: `top` would
+/// never keep them. Used only where that changes nothing downstream: an int or
+/// timestamp field (no NaN, which `top` keeps when it comes first), tumbling windows
+/// (a row's window follows from its time) and no allowed lateness (a fired window
+/// is not updated, and so not emitted again, per late row).
+#[derive(Clone, Copy, Debug)]
+pub(super) struct LocalTop {
+    /// The field compared (its position in the batch).
+    pub(super) by: usize,
+    /// The tumbling windows' size, in ms.
+    pub(super) size: i64,
 }
 
 impl<K: RowKey, const N: usize> Operator for Project<K, N> {
@@ -191,8 +225,31 @@ impl<K: RowKey, const N: usize> Operator for Project<K, N> {
         out: &mut Output<Projected<K, N>>,
     ) -> weir_dataflow::Result<()> {
         for batch in input.drain(..) {
+            let Some(top) = self.local_top else {
+                for i in 0..batch.len() {
+                    out.push(batch.project(i, &self.keys, self.time, &self.fields));
+                }
+                continue;
+            };
+            let (by, time) = (batch.column(top.by), self.time.map(|t| batch.column(t)));
+            let group = |i: usize| {
+                let window = time.map_or(0, |t| t.i64_at(i).div_euclid(top.size.max(1)));
+                (K::of_batch(&batch, &self.keys, i), window)
+            };
+            self.best.clear();
             for i in 0..batch.len() {
-                out.push(batch.project(i, &self.keys, self.time, &self.fields));
+                let value = by.i64_at(i);
+                self.best
+                    .entry(group(i))
+                    .and_modify(|best| *best = (*best).max(value))
+                    .or_insert(value);
+            }
+            for i in 0..batch.len() {
+                // As `top` compares: as floats.
+                let best = self.best.get(&group(i)).copied().unwrap_or(i64::MIN);
+                if by.i64_at(i) as f64 >= best as f64 {
+                    out.push(batch.project(i, &self.keys, self.time, &self.fields));
+                }
             }
         }
         Ok(())
@@ -625,5 +682,43 @@ mod map_tests {
             .unwrap_err()
             .to_string();
         assert!(error.contains("[Int(1), Int(0)]"), "{error}");
+    }
+
+    /// Before the shuffle of a `top`, a batch keeps, per key and window, its rows at
+    /// the largest value (every one of a tie, in order), and nothing else.
+    #[test]
+    fn a_local_top_keeps_each_key_and_windows_largest_rows() {
+        let schema = Schema::new([
+            ("key", FieldType::Int),
+            ("time", FieldType::Timestamp),
+            ("price", FieldType::Int),
+        ]);
+        // (key, time, price): windows of 10 ms.
+        let rows = [
+            (1, 0, 5),
+            (1, 3, 9),
+            (2, 4, 1),
+            (1, 9, 9),
+            (1, 12, 2),
+            (2, 5, 0),
+            (1, 15, 1),
+        ];
+        let batch = Batch::from_rows(
+            &schema,
+            rows.iter()
+                .map(|&(k, t, p)| Row(vec![Value::Int(k), Value::Timestamp(t), Value::Int(p)]))
+                .collect::<Vec<Row>>(),
+        )
+        .unwrap();
+        let mut project = Project::<weir_jobfile::IntKey, 3>::new(
+            Arc::from([0]),
+            Some(1),
+            Arc::from([0, 1, 2]),
+            Some(LocalTop { by: 2, size: 10 }),
+        );
+        let mut out = Output::new();
+        project.on_batch(&mut vec![batch], &mut out).unwrap();
+        let kept: Vec<i64> = out.drain().map(|p| p.time).collect();
+        assert_eq!(kept, vec![3, 4, 9, 12]);
     }
 }

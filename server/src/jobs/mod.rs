@@ -35,12 +35,11 @@ mod batches;
 mod sources;
 
 use batches::{
-    movable_fields, BatchApply, BatchOperator, NumericAggregates, Project, ProjectedAggregates,
-    ResultRow, ToBatches, ToJson, ToRows, TopOf, TOP_FIELDS,
+    movable_fields, BatchApply, BatchOperator, LocalTop, NumericAggregates, Project,
+    ProjectedAggregates, ResultRow, ToBatches, ToJson, ToRows, TopOf, TOP_FIELDS,
 };
 use smallvec::SmallVec;
 use std::collections::HashMap;
-use std::marker::PhantomData;
 use std::sync::Arc;
 use weir_checkpoint::{CoordinatorConfig, StorageConfig};
 use weir_dataflow::checkpointing::{
@@ -309,20 +308,20 @@ fn build_with(plan: &JobPlan, job: &JobBuilder, sink_commit: Option<(CommitStep,
                 };
                 // Keyed and windowed by the input's window: a window of 1 ms just
                 // before `window_end` fires as soon as the input's window has.
+                let local_top = integer(stream, *by).then_some(LocalTop { by: *by, size: 1 });
                 let (all, end): (Arc<[usize]>, Arc<[usize]>) = (
                     (0..stream.schema.fields.len()).collect(),
                     Arc::from([*window_end]),
                 );
                 let projected = batches
-                    .transform(
-                        &format!("{name}-project"),
-                        move |_: &SubtaskInfo| Project::<Key, TOP_FIELDS> {
-                            keys: end.clone(),
-                            time: Some(end[0]),
-                            fields: Arc::clone(&all),
-                            key: PhantomData,
-                        },
-                    )
+                    .transform(&format!("{name}-project"), move |_: &SubtaskInfo| {
+                        Project::<Key, TOP_FIELDS>::new(
+                            end.clone(),
+                            Some(end[0]),
+                            Arc::clone(&all),
+                            local_top,
+                        )
+                    })
                     .uid(&format!("{uid}-project"));
                 let projected = match stream.node.parallelism {
                     Some(p) => projected.parallelism(p),
@@ -414,7 +413,7 @@ fn aggregate_window<K: RowKey>(
             ..a.clone()
         })
         .collect();
-    let windowed = windowed::<K, 2>(keyed, stream, window, fields.into())?;
+    let windowed = windowed::<K, 2>(keyed, stream, window, fields.into(), None)?;
     let result = |key: &K, w: Window, values: SmallVec<[Value; 4]>| {
         let mut fields = ResultRow::new();
         key.extend_into(&mut fields);
@@ -450,8 +449,16 @@ fn top_window<K: RowKey>(
     };
     // Whole rows: the rows at the top are the output.
     let all = (0..planned.schema.fields.len()).collect();
-    let windowed = windowed::<K, TOP_FIELDS>(keyed, stream, window, all)?;
     let by = window.top.unwrap_or_default();
+    let local_top = match window.shape {
+        WindowShape::Tumbling { size } if window.allowed_lateness.is_zero() => integer(planned, by)
+            .then(|| LocalTop {
+                by,
+                size: i64::try_from(size.as_millis()).unwrap_or(i64::MAX),
+            }),
+        _ => None,
+    };
+    let windowed = windowed::<K, TOP_FIELDS>(keyed, stream, window, all, local_top)?;
     let results = windowed.aggregate(TopOf(by), |_: &K, w: Window, rows: Vec<ResultRow>| {
         rows.into_iter()
             .map(|row| {
@@ -466,6 +473,15 @@ fn top_window<K: RowKey>(
     Some(to_batches(top_rows(results, stream), stream))
 }
 
+/// Whether field `field` of `stream`'s rows is an int or a timestamp.
+fn integer(stream: &PlannedStream, field: usize) -> bool {
+    stream
+        .schema
+        .fields
+        .get(field)
+        .is_some_and(|f| matches!(f.ty, FieldType::Int | FieldType::Timestamp))
+}
+
 /// The rows of a `key_by` as projected records (key as `K`, event time and
 /// `fields`), keyed and cut into the windows of `window`, named as `stream` (`None`
 /// if `keyed` is not a key_by's rows).
@@ -474,6 +490,7 @@ fn windowed<K: RowKey, const N: usize>(
     stream: &PlannedStream,
     window: &WindowPlan,
     fields: Arc<[usize]>,
+    local_top: Option<LocalTop>,
 ) -> Option<WindowedStream<K, Projected<K, N>>> {
     let Built::Keyed {
         batches,
@@ -488,15 +505,9 @@ fn windowed<K: RowKey, const N: usize>(
     let uid = stream.node.uid.as_deref().unwrap_or(name);
     let (keys, time) = (keys.clone(), planned.schema.event_time);
     let projected = batches
-        .transform(
-            &format!("{name}-project"),
-            move |_: &SubtaskInfo| Project::<K, N> {
-                keys: keys.clone(),
-                time,
-                fields: Arc::clone(&fields),
-                key: PhantomData,
-            },
-        )
+        .transform(&format!("{name}-project"), move |_: &SubtaskInfo| {
+            Project::<K, N>::new(keys.clone(), time, Arc::clone(&fields), local_top)
+        })
         .uid(&format!("{uid}-project"));
     let projected =
         rows_parallelism(projected, input).with_timestamps(|p: &Projected<K, N>| Timestamp(p.time));
