@@ -271,10 +271,19 @@ impl Aggregate {
         }
     }
 
-    /// [`add`](Self::add) on a compact accumulator.
+    /// [`add`](Self::add) on a compact accumulator, of a row whose fields read are
+    /// `bits` (as [`Numbers`](crate::Numbers) holds them: a float's bits).
     #[inline]
-    pub fn add_numeric(&self, acc: &mut NumAccumulator, values: &[Value]) {
-        let value = self.field.and_then(|i| values.get(i));
+    pub fn add_numeric(&self, acc: &mut NumAccumulator, bits: &[i64]) {
+        let value = self
+            .field
+            .and_then(|i| bits.get(i))
+            .map(|&bits| match self.input {
+                FieldType::Float => Value::Float(f64::from_bits(bits as u64)),
+                FieldType::Timestamp => Value::Timestamp(bits),
+                _ => Value::Int(bits),
+            });
+        let value = value.as_ref();
         match acc {
             NumAccumulator::Count(n) => *n += 1,
             NumAccumulator::SumInt(s) => *s = s.wrapping_add(value.map_or(0, Value::as_i64)),

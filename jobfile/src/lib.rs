@@ -56,7 +56,7 @@ mod validate;
 pub mod yaml;
 
 pub use aggregate::{Accumulator, Aggregate, NumAccumulator};
-pub use batch::{Batch, Column, JsonWriter, Projected};
+pub use batch::{Batch, Column, JsonWriter, KeyedRecord, Numbers, Projected, NUMBERS};
 pub use decode::parse_duration;
 pub use diagnostic::Diagnostic;
 pub use expr::{EvalError, Expr, ExprError};

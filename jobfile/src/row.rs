@@ -3,7 +3,7 @@
 //! A [`Row`] holds only its values, in the order of its stream's [`Schema`]; the
 //! schema is known when the job is validated, so it is not carried per record.
 
-use crate::batch::Batch;
+use crate::batch::{Batch, Column};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -206,6 +206,7 @@ impl Value {
     }
 
     /// Ints, timestamps and floats as a float; anything else as 0.
+    #[inline]
     pub fn as_f64(&self) -> f64 {
         match *self {
             Self::Int(i) | Self::Timestamp(i) => i as f64,
@@ -215,6 +216,7 @@ impl Value {
     }
 
     /// Ints and timestamps as an integer, floats truncated; anything else as 0.
+    #[inline]
     pub fn as_i64(&self) -> i64 {
         match *self {
             Self::Int(i) | Self::Timestamp(i) => i,
@@ -378,6 +380,13 @@ pub trait RowKey:
     /// The key of row `i` of `batch` on fields `fields` (positions in its schema).
     fn of_batch(batch: &Batch, fields: &[usize], i: usize) -> Self;
 
+    /// [`of_batch`](Self::of_batch) for any row of `batch`, with the columns looked
+    /// up once.
+    #[inline]
+    fn reader<'a>(batch: &'a Batch, fields: &'a [usize]) -> impl Fn(usize) -> Self + 'a {
+        move |i| Self::of_batch(batch, fields, i)
+    }
+
     /// Appends the key's values, in key-field order, to `out`.
     fn extend_into(&self, out: &mut impl Extend<Value>);
 }
@@ -428,6 +437,19 @@ impl RowKey for IntKey {
     #[inline]
     fn of_batch(batch: &Batch, fields: &[usize], i: usize) -> Self {
         Self(fields.first().map_or(0, |&f| batch.column(f).i64_at(i)))
+    }
+
+    #[inline]
+    fn reader<'a>(batch: &'a Batch, fields: &'a [usize]) -> impl Fn(usize) -> Self + 'a {
+        let column = fields.first().map(|&f| batch.column(f));
+        let ints = match column {
+            Some(Column::Int(v)) => Some(v.as_slice()),
+            _ => None,
+        };
+        move |i| match ints {
+            Some(ints) => Self(ints.get(i).copied().unwrap_or(0)),
+            None => Self(column.map_or(0, |c| c.i64_at(i))),
+        }
     }
 
     fn extend_into(&self, out: &mut impl Extend<Value>) {

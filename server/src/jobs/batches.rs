@@ -12,11 +12,12 @@
 use serde::{Deserialize, Serialize};
 use smallvec::SmallVec;
 use std::collections::HashMap;
+use std::marker::PhantomData;
 use std::sync::Arc;
 use weir_dataflow::{DataflowError, Operator, Output};
 use weir_jobfile::{
-    Accumulator, Aggregate, Batch, BatchFunction, Column, EvalError, Expr, JsonWriter,
-    NumAccumulator, Projected, Row, RowFunction, RowKey, Schema, Value,
+    Accumulator, Aggregate, Batch, BatchFunction, Column, EvalError, Expr, JsonWriter, KeyedRecord,
+    NumAccumulator, Numbers, Projected, Row, RowFunction, RowKey, Schema, Value,
 };
 use weir_state::AggregateFunction;
 
@@ -173,9 +174,9 @@ impl Operator for BatchOperator {
     }
 }
 
-/// Each row of a batch as what a window reads: its key, event time and the fields
-/// its aggregates read (or, for `top`, all of them).
-pub(super) struct Project<K, const N: usize> {
+/// Each row of a batch as what a window reads (`R`): its key, event time and the
+/// fields its aggregates read (or, for `top`, all of them).
+pub(super) struct Project<K, R> {
     pub(super) keys: Arc<[usize]>,
     pub(super) time: Option<usize>,
     pub(super) fields: Arc<[usize]>,
@@ -183,9 +184,10 @@ pub(super) struct Project<K, const N: usize> {
     pub(super) local_top: Option<LocalTop>,
     /// Per key and window of the batch at hand, the largest `top` value.
     pub(super) best: HashMap<(K, i64), i64>,
+    pub(super) record: PhantomData<fn() -> R>,
 }
 
-impl<K, const N: usize> Project<K, N> {
+impl<K, R> Project<K, R> {
     pub(super) fn new(
         keys: Arc<[usize]>,
         time: Option<usize>,
@@ -198,6 +200,7 @@ impl<K, const N: usize> Project<K, N> {
             fields,
             local_top,
             best: HashMap::new(),
+            record: PhantomData,
         }
     }
 }
@@ -216,19 +219,17 @@ pub(super) struct LocalTop {
     pub(super) size: i64,
 }
 
-impl<K: RowKey, const N: usize> Operator for Project<K, N> {
+impl<K: RowKey, R: KeyedRecord<K>> Operator for Project<K, R> {
     type In = Batch;
-    type Out = Projected<K, N>;
+    type Out = R;
     fn on_batch(
         &mut self,
         input: &mut Vec<Batch>,
-        out: &mut Output<Projected<K, N>>,
+        out: &mut Output<R>,
     ) -> weir_dataflow::Result<()> {
         for batch in input.drain(..) {
             let Some(top) = self.local_top else {
-                for i in 0..batch.len() {
-                    out.push(batch.project(i, &self.keys, self.time, &self.fields));
-                }
+                R::project_rows(&batch, &self.keys, self.time, &self.fields, |p| out.push(p));
                 continue;
             };
             let (by, time) = (batch.column(top.by), self.time.map(|t| batch.column(t)));
@@ -248,7 +249,7 @@ impl<K: RowKey, const N: usize> Operator for Project<K, N> {
                 // As `top` compares: as floats.
                 let best = self.best.get(&group(i)).copied().unwrap_or(i64::MIN);
                 if by.i64_at(i) as f64 >= best as f64 {
-                    out.push(batch.project(i, &self.keys, self.time, &self.fields));
+                    out.push(R::project(&batch, i, &self.keys, self.time, &self.fields));
                 }
             }
         }
@@ -426,7 +427,7 @@ impl<'de, const A: usize> Deserialize<'de> for NumAccumulators<A> {
     }
 }
 
-impl<K, const A: usize> AggregateFunction<Projected<K>> for NumericAggregates<A> {
+impl<K, const A: usize> AggregateFunction<Numbers<K>> for NumericAggregates<A> {
     type Acc = NumAccumulators<A>;
     type Out = SmallVec<[Value; 4]>;
     fn create(&self) -> NumAccumulators<A> {
@@ -437,9 +438,9 @@ impl<K, const A: usize> AggregateFunction<Projected<K>> for NumericAggregates<A>
         NumAccumulators(accumulators)
     }
     #[inline]
-    fn add(&self, acc: &mut NumAccumulators<A>, row: &Projected<K>) {
+    fn add(&self, acc: &mut NumAccumulators<A>, row: &Numbers<K>) {
         for (aggregate, acc) in self.0.iter().zip(acc.0.iter_mut()) {
-            aggregate.add_numeric(acc, &row.values);
+            aggregate.add_numeric(acc, &row.bits);
         }
     }
     fn merge(&self, acc: &mut NumAccumulators<A>, other: NumAccumulators<A>) {
@@ -510,15 +511,11 @@ impl<K> AggregateFunction<Projected<K, TOP_FIELDS>> for TopOf {
 mod tests {
     use super::*;
     use proptest::prelude::*;
-    use weir_jobfile::{AggregateKind, FieldType, IntKey};
+    use weir_jobfile::{AggregateKind, FieldType, IntKey, Schema};
 
     /// Folds `rows` in two parts and merges them, with `f`; the accumulators and
     /// the result.
-    fn fold<F: AggregateFunction<Projected<IntKey>>>(
-        f: &F,
-        rows: &[Projected<IntKey>],
-        split: usize,
-    ) -> (F::Acc, F::Out) {
+    fn fold<R, F: AggregateFunction<R>>(f: &F, rows: &[R], split: usize) -> (F::Acc, F::Out) {
         let (mut left, mut right) = (f.create(), f.create());
         let split = split.min(rows.len());
         rows[..split].iter().for_each(|r| f.add(&mut left, r));
@@ -528,18 +525,23 @@ mod tests {
         (left, out)
     }
 
-    /// Compact accumulators against the row path's: the same results, and the same
+    /// Compact accumulators over [`Numbers`] against the row path's accumulators
+    /// over [`Projected`] rows of the same batch: the same results, and the same
     /// snapshot bytes both ways.
     fn numeric_equals_the_row_path<const A: usize>(
         aggregates: Arc<[Aggregate]>,
-        rows: &[Projected<IntKey>],
+        batch: &Batch,
+        fields: &[usize],
         split: usize,
     ) {
         let config = bincode::config::standard();
+        let (mut rows, mut numbers) = (Vec::new(), Vec::new());
+        Projected::<IntKey>::project_rows(batch, &[0], None, fields, |r| rows.push(r));
+        Numbers::<IntKey>::project_rows(batch, &[0], None, fields, |r| numbers.push(r));
         let general = ProjectedAggregates::<2>(Arc::clone(&aggregates));
         let numeric = NumericAggregates::<A>(aggregates);
-        let (general_acc, general_out) = fold(&general, rows, split);
-        let (numeric_acc, numeric_out) = fold(&numeric, rows, split);
+        let (general_acc, general_out) = fold(&general, &rows, split);
+        let (numeric_acc, numeric_out) = fold(&numeric, &numbers, split);
         assert_eq!(numeric_out, general_out);
         let bytes = bincode::serde::encode_to_vec(&general_acc, config).unwrap();
         assert_eq!(
@@ -559,30 +561,34 @@ mod tests {
             split in 0usize..12,
         ) {
             let kinds = [AggregateKind::Count, AggregateKind::Sum, AggregateKind::Min, AggregateKind::Max];
-            let types = [FieldType::Int, FieldType::Float, FieldType::Timestamp];
+            let schema = Schema::new([
+                ("i", FieldType::Int),
+                ("x", FieldType::Float),
+                ("t", FieldType::Timestamp),
+            ]);
+            // The fields read, as the plan projects them: distinct, in order.
+            let mut fields: Vec<usize> = specs.iter().filter(|s| s.0 > 0).map(|s| s.1).collect();
+            fields.sort_unstable();
+            fields.dedup();
+            prop_assume!(fields.len() <= weir_jobfile::NUMBERS);
             let aggregates: Arc<[Aggregate]> = specs
                 .iter()
                 .map(|&(kind, field)| Aggregate {
                     kind: kinds[kind],
-                    field: (kind > 0).then_some(field),
-                    input: if kind > 0 { types[field] } else { FieldType::Int },
+                    field: (kind > 0).then(|| fields.iter().position(|&f| f == field)).flatten(),
+                    input: if kind > 0 { schema.fields[field].ty } else { FieldType::Int },
                 })
                 .collect();
-            let rows: Vec<Projected<IntKey>> = values
+            let rows: Vec<Row> = values
                 .iter()
-                .map(|&(i, x, t)| Projected {
-                    key: IntKey(0),
-                    time: 0,
-                    values: [Value::Int(i), Value::Float(x), Value::Timestamp(t)]
-                        .into_iter()
-                        .collect(),
-                })
+                .map(|&(i, x, t)| Row(vec![Value::Int(i), Value::Float(x), Value::Timestamp(t)]))
                 .collect();
+            let batch = Batch::from_rows(&schema, rows).unwrap();
             match aggregates.len() {
-                1 => numeric_equals_the_row_path::<1>(aggregates, &rows, split),
-                2 => numeric_equals_the_row_path::<2>(aggregates, &rows, split),
-                3 => numeric_equals_the_row_path::<3>(aggregates, &rows, split),
-                _ => numeric_equals_the_row_path::<4>(aggregates, &rows, split),
+                1 => numeric_equals_the_row_path::<1>(aggregates, &batch, &fields, split),
+                2 => numeric_equals_the_row_path::<2>(aggregates, &batch, &fields, split),
+                3 => numeric_equals_the_row_path::<3>(aggregates, &batch, &fields, split),
+                _ => numeric_equals_the_row_path::<4>(aggregates, &batch, &fields, split),
             }
         }
     }
@@ -710,7 +716,7 @@ mod map_tests {
                 .collect::<Vec<Row>>(),
         )
         .unwrap();
-        let mut project = Project::<weir_jobfile::IntKey, 3>::new(
+        let mut project = Project::<weir_jobfile::IntKey, Projected<weir_jobfile::IntKey, 3>>::new(
             Arc::from([0]),
             Some(1),
             Arc::from([0, 1, 2]),

@@ -52,8 +52,8 @@ use weir_dataflow::{
 };
 use weir_jobfile::{
     Aggregate, Batch, BoundFunction, Expr, FieldType, IntKey, JobPlan, JoinKind, JoinPlan,
-    JsonWriter, KafkaGuarantee, Key, PlannedSink, PlannedStream, Projected, RestartSpec, Row,
-    RowKey, SinkKind, Step, Value, WindowPlan, WindowShape,
+    JsonWriter, KafkaGuarantee, Key, KeyedRecord, Numbers, PlannedSink, PlannedStream, Projected,
+    RestartSpec, Row, RowKey, SinkKind, Step, Value, WindowPlan, WindowShape, NUMBERS,
 };
 use weir_sinks::kafka::{json, json_keyed};
 use weir_sinks::{
@@ -315,7 +315,7 @@ fn build_with(plan: &JobPlan, job: &JobBuilder, sink_commit: Option<(CommitStep,
                 );
                 let projected = batches
                     .transform(&format!("{name}-project"), move |_: &SubtaskInfo| {
-                        Project::<Key, TOP_FIELDS>::new(
+                        Project::<Key, Projected<Key, TOP_FIELDS>>::new(
                             end.clone(),
                             Some(end[0]),
                             Arc::clone(&all),
@@ -413,7 +413,6 @@ fn aggregate_window<K: RowKey>(
             ..a.clone()
         })
         .collect();
-    let windowed = windowed::<K, 2>(keyed, stream, window, fields.into(), None)?;
     let result = |key: &K, w: Window, values: SmallVec<[Value; 4]>| {
         let mut fields = ResultRow::new();
         key.extend_into(&mut fields);
@@ -422,16 +421,26 @@ fn aggregate_window<K: RowKey>(
         fields.extend(values);
         fields
     };
-    // Window tables are the working set: the smallest accumulators that hold the
-    // aggregates, inline.
-    let numeric = aggregates.iter().all(Aggregate::is_numeric);
-    let results = match aggregates.len() {
-        1 if numeric => windowed.aggregate(NumericAggregates::<1>(aggregates), result),
-        2 if numeric => windowed.aggregate(NumericAggregates::<2>(aggregates), result),
-        3 if numeric => windowed.aggregate(NumericAggregates::<3>(aggregates), result),
-        4 if numeric => windowed.aggregate(NumericAggregates::<4>(aggregates), result),
-        1 => windowed.aggregate(ProjectedAggregates::<1>(aggregates), result),
-        _ => windowed.aggregate(ProjectedAggregates::<2>(aggregates), result),
+    // What crosses threads and what window tables hold are the working set: the
+    // smallest records and accumulators that hold the aggregates.
+    let numeric = aggregates.iter().all(Aggregate::is_numeric)
+        && aggregates.len() <= 4
+        && fields.len() <= NUMBERS;
+    let fields: Arc<[usize]> = fields.into();
+    let results = if numeric {
+        let windowed = windowed::<K, Numbers<K>>(keyed, stream, window, fields, None)?;
+        match aggregates.len() {
+            1 => windowed.aggregate(NumericAggregates::<1>(aggregates), result),
+            2 => windowed.aggregate(NumericAggregates::<2>(aggregates), result),
+            3 => windowed.aggregate(NumericAggregates::<3>(aggregates), result),
+            _ => windowed.aggregate(NumericAggregates::<4>(aggregates), result),
+        }
+    } else {
+        let windowed = windowed::<K, Projected<K>>(keyed, stream, window, fields, None)?;
+        match aggregates.len() {
+            1 => windowed.aggregate(ProjectedAggregates::<1>(aggregates), result),
+            _ => windowed.aggregate(ProjectedAggregates::<2>(aggregates), result),
+        }
     };
     Some(to_batches(results, stream))
 }
@@ -458,7 +467,7 @@ fn top_window<K: RowKey>(
             }),
         _ => None,
     };
-    let windowed = windowed::<K, TOP_FIELDS>(keyed, stream, window, all, local_top)?;
+    let windowed = windowed::<K, Projected<K, TOP_FIELDS>>(keyed, stream, window, all, local_top)?;
     let results = windowed.aggregate(TopOf(by), |_: &K, w: Window, rows: Vec<ResultRow>| {
         rows.into_iter()
             .map(|row| {
@@ -485,13 +494,13 @@ fn integer(stream: &PlannedStream, field: usize) -> bool {
 /// The rows of a `key_by` as projected records (key as `K`, event time and
 /// `fields`), keyed and cut into the windows of `window`, named as `stream` (`None`
 /// if `keyed` is not a key_by's rows).
-fn windowed<K: RowKey, const N: usize>(
+fn windowed<K: RowKey, R: KeyedRecord<K>>(
     keyed: &Built<'_>,
     stream: &PlannedStream,
     window: &WindowPlan,
     fields: Arc<[usize]>,
     local_top: Option<LocalTop>,
-) -> Option<WindowedStream<K, Projected<K, N>>> {
+) -> Option<WindowedStream<K, R>> {
     let Built::Keyed {
         batches,
         keys,
@@ -506,14 +515,13 @@ fn windowed<K: RowKey, const N: usize>(
     let (keys, time) = (keys.clone(), planned.schema.event_time);
     let projected = batches
         .transform(&format!("{name}-project"), move |_: &SubtaskInfo| {
-            Project::<K, N>::new(keys.clone(), time, Arc::clone(&fields), local_top)
+            Project::<K, R>::new(keys.clone(), time, Arc::clone(&fields), local_top)
         })
         .uid(&format!("{uid}-project"));
-    let projected =
-        rows_parallelism(projected, input).with_timestamps(|p: &Projected<K, N>| Timestamp(p.time));
+    let projected = rows_parallelism(projected, input).with_timestamps(|p: &R| Timestamp(p.time()));
     Some(
         projected
-            .key_by(|p: &Projected<K, N>| p.key.clone())
+            .key_by(|p: &R| p.key().clone())
             .window(assigner(window.shape))
             .allowed_lateness(window.allowed_lateness)
             .name(name)
