@@ -110,8 +110,7 @@ impl Column {
         }
     }
 
-    /// Row `i`'s 64 bits: an int's or timestamp's value, a float's bits, a bool as
-    /// 0 or 1 (text as 0).
+    /// Row `i`'s 64 bits, as [`Value::to_bits`].
     #[inline]
     pub fn bits_at(&self, i: usize) -> i64 {
         match self {

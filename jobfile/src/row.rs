@@ -215,6 +215,31 @@ impl Value {
         }
     }
 
+    /// The value's 64 bits: an int's or timestamp's value, a float's bits, a bool as
+    /// 0 or 1 (text as 0). [`from_bits`](Self::from_bits) reads them back.
+    #[inline]
+    pub fn to_bits(&self) -> i64 {
+        match *self {
+            Self::Int(i) | Self::Timestamp(i) => i,
+            Self::Float(x) => x.to_bits() as i64,
+            Self::Bool(b) => i64::from(b),
+            Self::String(_) => 0,
+        }
+    }
+
+    /// The value of type `ty` whose [`to_bits`](Self::to_bits) are `bits` (text as
+    /// the empty string).
+    #[inline]
+    pub fn from_bits(bits: i64, ty: FieldType) -> Self {
+        match ty {
+            FieldType::Int => Self::Int(bits),
+            FieldType::Timestamp => Self::Timestamp(bits),
+            FieldType::Float => Self::Float(f64::from_bits(bits as u64)),
+            FieldType::Bool => Self::Bool(bits != 0),
+            FieldType::String => Self::String(Str::from_static("")),
+        }
+    }
+
     /// Ints and timestamps as an integer, floats truncated; anything else as 0.
     #[inline]
     pub fn as_i64(&self) -> i64 {

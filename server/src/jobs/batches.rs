@@ -14,6 +14,7 @@ use smallvec::SmallVec;
 use std::collections::HashMap;
 use std::marker::PhantomData;
 use std::sync::Arc;
+use weir_dataflow::window::Window;
 use weir_dataflow::{DataflowError, Operator, Output};
 use weir_jobfile::{
     Accumulator, Aggregate, Batch, BatchFunction, Column, EvalError, Expr, JsonWriter, KeyedRecord,
@@ -317,6 +318,67 @@ impl Operator for ToJson {
 /// A window's result row, inline (no allocation per result).
 pub(super) type ResultRow = SmallVec<[Value; 6]>;
 
+/// A result record (of a window or join) as the values of its output row, of
+/// schema `schema`.
+pub(super) trait ResultRecord: weir_dataflow::Data {
+    /// The values.
+    type Values: IntoIterator<Item = Value>;
+    /// The values, in `schema`'s order.
+    fn into_values(self, schema: &Schema) -> Self::Values;
+}
+
+impl ResultRecord for ResultRow {
+    type Values = Self;
+    fn into_values(self, _: &Schema) -> Self {
+        self
+    }
+}
+
+impl ResultRecord for Row {
+    type Values = Self;
+    fn into_values(self, _: &Schema) -> Self {
+        self
+    }
+}
+
+/// A result row of a window of [`NumericAggregates`]: its key, its window and the
+/// aggregates' values as their 64 bits ([`Value::to_bits`]), read back with the
+/// output schema's types. With an int key and one aggregate, 40 bytes against a
+/// [`ResultRow`]'s 152: a window fires all its keys' rows at once.
+#[derive(Clone, Debug)]
+pub(super) struct NumRow<K, const A: usize> {
+    pub(super) key: K,
+    pub(super) window: Window,
+    pub(super) bits: [i64; A],
+}
+
+impl<K: Clone, const A: usize> NumRow<K, A> {
+    /// The row of `key`'s window `window`.
+    pub(super) fn of(key: &K, window: Window, bits: [i64; A]) -> Self {
+        Self {
+            key: key.clone(),
+            window,
+            bits,
+        }
+    }
+}
+
+impl<K: RowKey, const A: usize> ResultRecord for NumRow<K, A> {
+    type Values = ResultRow;
+    fn into_values(self, schema: &Schema) -> ResultRow {
+        let mut row = ResultRow::new();
+        self.key.extend_into(&mut row);
+        row.push(Value::Timestamp(self.window.start));
+        row.push(Value::Timestamp(self.window.end));
+        // The aggregates are the schema's last fields.
+        let aggregates = &schema.fields[schema.fields.len().saturating_sub(A)..];
+        for (&bits, field) in self.bits.iter().zip(aggregates) {
+            row.push(Value::from_bits(bits, field.ty));
+        }
+        row
+    }
+}
+
 /// Rows (window and join results) as one batch per call.
 pub(super) struct ToBatches<R> {
     pub(super) operator: String,
@@ -325,7 +387,7 @@ pub(super) struct ToBatches<R> {
     pub(super) _rows: std::marker::PhantomData<fn(R)>,
 }
 
-impl<R: IntoIterator<Item = Value> + Send + 'static> Operator for ToBatches<R> {
+impl<R: ResultRecord> Operator for ToBatches<R> {
     type In = R;
     type Out = Batch;
     fn on_batch(
@@ -336,7 +398,9 @@ impl<R: IntoIterator<Item = Value> + Send + 'static> Operator for ToBatches<R> {
         if input.is_empty() {
             return Ok(());
         }
-        let batch = Batch::from_values(&self.schema, input.drain(..))
+        let schema = &self.schema;
+        let rows = input.drain(..).map(|r| r.into_values(schema));
+        let batch = Batch::from_values(schema, rows)
             .map_err(|e| DataflowError::operator(&self.operator, self.subtask, e))?;
         out.push(batch);
         Ok(())
@@ -429,7 +493,8 @@ impl<'de, const A: usize> Deserialize<'de> for NumAccumulators<A> {
 
 impl<K, const A: usize> AggregateFunction<Numbers<K>> for NumericAggregates<A> {
     type Acc = NumAccumulators<A>;
-    type Out = SmallVec<[Value; 4]>;
+    /// The results' 64 bits ([`Value::to_bits`]).
+    type Out = [i64; A];
     fn create(&self) -> NumAccumulators<A> {
         let mut accumulators = [NumAccumulator::Count(0); A];
         for (acc, aggregate) in accumulators.iter_mut().zip(self.0.iter()) {
@@ -448,12 +513,12 @@ impl<K, const A: usize> AggregateFunction<Numbers<K>> for NumericAggregates<A> {
             aggregate.merge_numeric(acc, other);
         }
     }
-    fn result(&self, acc: &NumAccumulators<A>) -> SmallVec<[Value; 4]> {
-        self.0
-            .iter()
-            .zip(acc.0)
-            .map(|(aggregate, acc)| aggregate.result_numeric(acc))
-            .collect()
+    fn result(&self, acc: &NumAccumulators<A>) -> [i64; A] {
+        let mut bits = [0; A];
+        for ((slot, aggregate), acc) in bits.iter_mut().zip(self.0.iter()).zip(acc.0) {
+            *slot = aggregate.result_numeric(acc).to_bits();
+        }
+        bits
     }
 }
 
@@ -542,7 +607,16 @@ mod tests {
         let numeric = NumericAggregates::<A>(aggregates);
         let (general_acc, general_out) = fold(&general, &rows, split);
         let (numeric_acc, numeric_out) = fold(&numeric, &numbers, split);
-        assert_eq!(numeric_out, general_out);
+        let general_bits: Vec<i64> = general_out.iter().map(Value::to_bits).collect();
+        assert_eq!(numeric_out.to_vec(), general_bits);
+        // Read back with the output types, they are the row path's values.
+        let types = general_out.iter().map(Value::field_type);
+        let values: Vec<Value> = numeric_out
+            .iter()
+            .zip(types)
+            .map(|(&b, t)| Value::from_bits(b, t))
+            .collect();
+        assert_eq!(values, general_out.to_vec());
         let bytes = bincode::serde::encode_to_vec(&general_acc, config).unwrap();
         assert_eq!(
             bincode::serde::encode_to_vec(numeric_acc, config).unwrap(),

@@ -35,8 +35,8 @@ mod batches;
 mod sources;
 
 use batches::{
-    movable_fields, BatchApply, BatchOperator, LocalTop, NumericAggregates, Project,
-    ProjectedAggregates, ResultRow, ToBatches, ToJson, ToRows, TopOf, TOP_FIELDS,
+    movable_fields, BatchApply, BatchOperator, LocalTop, NumRow, NumericAggregates, Project,
+    ProjectedAggregates, ResultRecord, ResultRow, ToBatches, ToJson, ToRows, TopOf, TOP_FIELDS,
 };
 use smallvec::SmallVec;
 use std::collections::HashMap;
@@ -427,20 +427,31 @@ fn aggregate_window<K: RowKey>(
         && aggregates.len() <= 4
         && fields.len() <= NUMBERS;
     let fields: Arc<[usize]> = fields.into();
-    let results = if numeric {
+    if numeric {
         let windowed = windowed::<K, Numbers<K>>(keyed, stream, window, fields, None)?;
-        match aggregates.len() {
-            1 => windowed.aggregate(NumericAggregates::<1>(aggregates), result),
-            2 => windowed.aggregate(NumericAggregates::<2>(aggregates), result),
-            3 => windowed.aggregate(NumericAggregates::<3>(aggregates), result),
-            _ => windowed.aggregate(NumericAggregates::<4>(aggregates), result),
-        }
-    } else {
-        let windowed = windowed::<K, Projected<K>>(keyed, stream, window, fields, None)?;
-        match aggregates.len() {
-            1 => windowed.aggregate(ProjectedAggregates::<1>(aggregates), result),
-            _ => windowed.aggregate(ProjectedAggregates::<2>(aggregates), result),
-        }
+        return Some(match aggregates.len() {
+            1 => to_batches(
+                windowed.aggregate(NumericAggregates::<1>(aggregates), NumRow::of),
+                stream,
+            ),
+            2 => to_batches(
+                windowed.aggregate(NumericAggregates::<2>(aggregates), NumRow::of),
+                stream,
+            ),
+            3 => to_batches(
+                windowed.aggregate(NumericAggregates::<3>(aggregates), NumRow::of),
+                stream,
+            ),
+            _ => to_batches(
+                windowed.aggregate(NumericAggregates::<4>(aggregates), NumRow::of),
+                stream,
+            ),
+        });
+    }
+    let windowed = windowed::<K, Projected<K>>(keyed, stream, window, fields, None)?;
+    let results = match aggregates.len() {
+        1 => windowed.aggregate(ProjectedAggregates::<1>(aggregates), result),
+        _ => windowed.aggregate(ProjectedAggregates::<2>(aggregates), result),
     };
     Some(to_batches(results, stream))
 }
@@ -657,10 +668,7 @@ fn top_rows(results: Stream<Vec<ResultRow>>, planned: &PlannedStream) -> Stream<
 }
 
 /// Window or join results (rows) as batches, with the stream's settings.
-fn to_batches<R: IntoIterator<Item = Value> + weir_dataflow::Data>(
-    results: Stream<R>,
-    planned: &PlannedStream,
-) -> Stream<Batch> {
+fn to_batches<R: ResultRecord>(results: Stream<R>, planned: &PlannedStream) -> Stream<Batch> {
     let name = &planned.node.name.value;
     let uid = planned.node.uid.as_deref().unwrap_or(name);
     let mut results = results;
