@@ -12,6 +12,7 @@
 use serde::{Deserialize, Serialize};
 use smallvec::SmallVec;
 use std::collections::HashMap;
+use std::hash::BuildHasherDefault;
 use std::marker::PhantomData;
 use std::sync::Arc;
 use weir_dataflow::window::Window;
@@ -20,7 +21,7 @@ use weir_jobfile::{
     Accumulator, Aggregate, Batch, BatchFunction, Column, EvalError, Expr, JsonWriter, KeyedRecord,
     NumAccumulator, Numbers, Projected, Row, RowFunction, RowKey, Schema, Value,
 };
-use weir_state::AggregateFunction;
+use weir_state::{AggregateFunction, StableHasher};
 
 /// What a [`BatchOperator`] applies.
 #[derive(Clone)]
@@ -184,7 +185,7 @@ pub(super) struct Project<K, R> {
     /// For a `top`, the rows it cannot keep are dropped here, before the shuffle.
     pub(super) local_top: Option<LocalTop>,
     /// Per key and window of the batch at hand, the largest `top` value.
-    pub(super) best: HashMap<(K, i64), i64>,
+    pub(super) best: HashMap<(K, i64), i64, BuildHasherDefault<StableHasher>>,
     pub(super) record: PhantomData<fn() -> R>,
 }
 
@@ -200,7 +201,7 @@ impl<K, R> Project<K, R> {
             time,
             fields,
             local_top,
-            best: HashMap::new(),
+            best: HashMap::default(),
             record: PhantomData,
         }
     }
