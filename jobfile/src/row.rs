@@ -72,6 +72,7 @@ pub enum Str {
 
 impl Str {
     /// Text that lives as long as the program, without a copy.
+    #[inline]
     pub const fn from_static(text: &'static str) -> Self {
         Self::Static(text)
     }
