@@ -225,7 +225,24 @@ sinks: [{{name: out, kind: stdout, input: totals}}]
     assert!(!out.status.success());
     assert!(
         stderr.contains("from_csv")
+            && stderr.contains("part-1.csv line 2")
             && stderr.contains("field `amount`: expected a float, got `lots`"),
+        "{stderr}"
+    );
+
+    // A JSON line whose amount is not a number: named by object and line too.
+    std::fs::remove_file(input.join("csv/part-1.csv")).unwrap();
+    let good = r#"{"user": "u1", "amount": 1.5, "ts": 7}"#;
+    let bad = r#"{"user": "u1", "amount": "lots", "ts": 8}"#;
+    std::fs::write(input.join("json/part-1.jsonl"), format!("{good}\n{bad}\n")).unwrap();
+    std::fs::remove_dir_all(dir.path().join("weir-data")).ok();
+    let out = weir(dir.path(), &["run", "bad.yaml"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("from_json")
+            && stderr.contains("part-1.jsonl line 2")
+            && stderr.contains("field `amount`: expected a float value, got \"lots\""),
         "{stderr}"
     );
 }

@@ -159,8 +159,13 @@ struct Reading {
     decoder: LineDecoder,
 }
 
-/// Reads files; see the module documentation.
-pub struct FileSource<T> {
+/// What a [`FileSource`] makes of each decoded record: the record it emits, or why
+/// the record does not fit (the job fails naming the object and line).
+pub type RecordMap<T, U> = Arc<dyn Fn(T) -> Result<U, String> + Send + Sync>;
+
+/// Reads files; see the module documentation. Lines decode as `T`; the source emits
+/// what its [`RecordMap`] makes of them, `U` (by default the records themselves).
+pub struct FileSource<T, U = T> {
     config: FileSourceConfig,
     subtask: SubtaskInfo,
     /// The listing shared with the other subtasks of this job start.
@@ -168,6 +173,7 @@ pub struct FileSource<T> {
     store: Option<BlockingObjectStore>,
     state: SourceState,
     reading: Option<Reading>,
+    map: RecordMap<T, U>,
     _records: PhantomData<fn() -> T>,
 }
 
@@ -177,6 +183,17 @@ impl<T: DeserializeOwned + Send + 'static> FileSource<T> {
     pub fn factory(
         config: FileSourceConfig,
     ) -> impl Fn(&SubtaskInfo) -> Self + Send + Sync + 'static {
+        Self::mapped(config, Arc::new(Ok))
+    }
+}
+
+impl<T: DeserializeOwned + Send + 'static, U: Send + 'static> FileSource<T, U> {
+    /// [`factory`](FileSource::factory), emitting what `map` makes of each record:
+    /// a record it refuses fails the job naming the object and line.
+    pub fn mapped(
+        config: FileSourceConfig,
+        map: RecordMap<T, U>,
+    ) -> impl Fn(&SubtaskInfo) -> Self + Send + Sync + 'static {
         let enumerator = ObjectEnumerator::default();
         move |info| Self {
             config: config.clone(),
@@ -185,6 +202,7 @@ impl<T: DeserializeOwned + Send + 'static> FileSource<T> {
             store: None,
             state: SourceState::default(),
             reading: None,
+            map: Arc::clone(&map),
             _records: PhantomData,
         }
     }
@@ -364,8 +382,8 @@ impl<T: DeserializeOwned + Send + 'static> FileSource<T> {
     }
 }
 
-impl<T: DeserializeOwned + Send + 'static> Source for FileSource<T> {
-    type Out = T;
+impl<T: DeserializeOwned + Send + 'static, U: Send + 'static> Source for FileSource<T, U> {
+    type Out = U;
 
     /// Opens the storage, then restores the positions of the objects this subtask owns
     /// (from every previous subtask after a change of parallelism), or, on a fresh
@@ -413,7 +431,7 @@ impl<T: DeserializeOwned + Send + 'static> Source for FileSource<T> {
     /// # Errors
     /// A line that does not decode (naming the object, the line and the expected
     /// type); a failed read (naming the object); an object that disappeared or shrank.
-    fn poll(&mut self, out: &mut SourceOutput<T>) -> Result<SourcePoll> {
+    fn poll(&mut self, out: &mut SourceOutput<U>) -> Result<SourcePoll> {
         let budget = out.batch_size().max(1);
         while out.len() < budget {
             let mut reading = match self.reading.take() {
@@ -431,7 +449,11 @@ impl<T: DeserializeOwned + Send + 'static> Source for FileSource<T> {
                     position.line += 1;
                     let number = position.line;
                     let bare = line.strip_suffix(b"\n").unwrap_or(&line);
-                    match reading.decoder.decode(bare) {
+                    match reading
+                        .decoder
+                        .decode(bare)
+                        .and_then(|r| r.map(&*self.map).transpose())
+                    {
                         Ok(Some(record)) => out.push(record),
                         Ok(None) => {}
                         Err(e) => {

@@ -39,7 +39,7 @@ pub mod kafka;
 mod sequence;
 pub mod split;
 
-pub use file::{FileSource, FileSourceConfig};
+pub use file::{FileSource, FileSourceConfig, RecordMap};
 pub use kafka::{KafkaRecord, KafkaSource, KafkaSourceConfig, KafkaSourceMetrics, StartPosition};
 pub use sequence::SequenceSource;
 pub use weir_dataflow::testing::CollectionSource;

@@ -20,7 +20,7 @@ use weir_nexmark::{
 use weir_sources::kafka::Deserializer;
 use weir_sources::{
     FileFormat, FileSource, FileSourceConfig, KafkaRecord, KafkaSource, KafkaSourceConfig,
-    SequenceSource, StartPosition,
+    RecordMap, SequenceSource, StartPosition,
 };
 
 /// Turns one run of records of a split into a batch; an error names what did not fit.
@@ -302,7 +302,11 @@ pub(super) fn source(
             let config = FileSourceConfig::new(path.clone());
             match *format {
                 FileRowFormat::JsonLines => {
-                    let rows = move |json: serde_json::Value| schema.row_from_json(&json);
+                    // Each line's text, checked as JSON, then read into the row
+                    // without a JSON tree.
+                    let rows = move |json: Box<serde_json::value::RawValue>| {
+                        schema.row_from_json_bytes(json.get().as_bytes())
+                    };
                     file_batches(job, planned, spec, config, rows)
                 }
                 FileRowFormat::Csv { header: true } => {
@@ -352,18 +356,16 @@ fn file_batches<T: serde::de::DeserializeOwned + Send + 'static>(
     row: impl Fn(T) -> Result<Row, String> + Send + Sync + 'static,
 ) -> Stream<Batch> {
     let schema = planned.schema.clone();
-    let convert: Convert<T> = Arc::new(move |records| {
-        let rows = records
-            .map(&row)
-            .collect::<Result<Vec<Row>, String>>()
-            .map_err(|e| format!("a record does not fit the source's schema: {e}"))?;
-        Batch::from_rows(&schema, rows)
+    let convert: Convert<Row> = Arc::new(move |rows| Batch::from_rows(&schema, rows));
+    // A record that does not fit fails the job naming its object and line.
+    let map: RecordMap<T, Row> = Arc::new(move |record| {
+        row(record).map_err(|e| format!("the record does not fit the source's schema: {e}"))
     });
     batched(
         job,
         planned,
         spec,
-        FileSource::<T>::factory(config),
+        FileSource::<T, Row>::mapped(config, map),
         convert,
     )
 }
