@@ -360,3 +360,62 @@ fn a_partition_unknown_to_the_restored_checkpoint_is_read_from_its_beginning() {
     let expected: Vec<u64> = (0..100).filter(|s| s % 2 == 1 || *s >= 50).collect();
     assert_eq!(seqs, expected);
 }
+
+/// Writes each argument after the topic as one record's value, in order, to
+/// partition 0: `python(py, PRODUCE_VALUES, &[bootstrap, topic, values...])`.
+const PRODUCE_VALUES: &str = r#"
+import sys
+from confluent_kafka import Producer
+producer = Producer({"bootstrap.servers": sys.argv[1], "enable.idempotence": True})
+for value in sys.argv[3:]:
+    producer.produce(sys.argv[2], value=value.encode(), partition=0)
+assert producer.flush(30) == 0, "records not delivered"
+"#;
+
+/// A job file reading JSON from Kafka fails on a record that does not fit its
+/// schema, naming the record's topic, partition and offset, the field and the value.
+#[test]
+fn a_json_record_that_does_not_fit_fails_a_job_file_naming_its_offset_and_field() {
+    let Some((bootstrap, py)) = broker() else {
+        return;
+    };
+    let topic = format!("weir-bad-json-{}", std::process::id());
+    python(&py, CREATE_TOPIC, &[&bootstrap, &topic, "1"]);
+    python(
+        &py,
+        PRODUCE_VALUES,
+        &[
+            &bootstrap,
+            &topic,
+            r#"{"user": "a", "amount": 1.5}"#,
+            r#"{"user": "b", "amount": "lots"}"#,
+        ],
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let job = format!(
+        "
+name: bad-json
+parallelism: 1
+restart: {{strategy: none}}
+sources:
+  - {{name: payments, kind: kafka, bootstrap: '{bootstrap}', topic: {topic}, start: earliest,
+     bounded: true, format: json, schema: {{user: string, amount: float}}}}
+sinks: [{{name: out, kind: stdout, input: payments}}]
+"
+    );
+    std::fs::write(dir.path().join("job.yaml"), job).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(["run", "job.yaml"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "record at offset 1 of partition 0 of topic `{topic}`"
+        )) && stderr.contains("field `amount`")
+            && stderr.contains("lots"),
+        "{stderr}"
+    );
+}
