@@ -7,7 +7,8 @@
 //!  source ─▶ Batch { auction: Int[..], price: Int[..], channel: String[..], … }
 //!    filter: the condition's Bool column ─▶ Batch::filter
 //!    map:    one column per output expression (bare fields move)
-//!    key_by: per row, a Projected { key, time, the values the keyed operator reads }
+//!    key_by: per row, what the keyed operator reads (KeyedRecord): Numbers { key,
+//!            time, two numbers' bits } or Projected { key, time, the values read }
 //!    sinks:  rows written straight from the columns
 //! ```
 //!

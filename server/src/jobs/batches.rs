@@ -4,9 +4,12 @@
 //!
 //! ```text
 //!  Batch ─BatchOperator (filter │ map │ udf)─▶ Batch
-//!  Batch ─Project─▶ Projected { key, time, the aggregates' fields } ─key_by─▶ window
+//!  Batch ─Project─▶ Numbers { key, time, ≤ 2 fields' bits } ─key_by─▶ window
+//!        (counts, sums, mins, maxes of numbers) ─▶ NumericAggregates ─▶ NumRow
+//!  Batch ─Project─▶ Projected { key, time, the fields read } ─key_by─▶ window or top
+//!        (a top's LocalTop drops the rows it would never keep, before the shuffle)
 //!  Batch ─ToRows─▶ Row ─key_by─▶ join                  (joins keep whole rows in state)
-//!  Row (window and join results) ─ToBatches─▶ Batch
+//!  NumRow, ResultRow, Row (window and join results) ─ToBatches─▶ Batch
 //! ```
 
 use serde::{Deserialize, Serialize};

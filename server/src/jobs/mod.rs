@@ -5,7 +5,7 @@
 //!  JobPlan ─▶ build(): per stream, in dependency order; records are Batches
 //!    source  ─▶ Batched(record source) ─▶ Stream<Batch>, only the fields read  (sources.rs)
 //!    filter / map / udf ─▶ BatchOperator: expressions per column              (batches.rs)
-//!    key_by ─window─▶ Project ─▶ KeyedStream<K, Projected<K>> ─▶ window ─▶ ToBatches
+//!    key_by ─window─▶ Project ─▶ KeyedStream<K, Numbers<K> │ Projected<K>> ─▶ window ─▶ ToBatches
 //!                              (K: IntKey for one int key field, else Key)
 //!    key_by ─join───▶ ToRows  ─▶ KeyedStream<Key, Row> ─▶ join ─▶ ToBatches
 //!    union  ─▶ Stream::union
