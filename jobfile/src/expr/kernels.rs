@@ -397,9 +397,14 @@ fn binary_datum(
                 return Ok(Datum::Owned(Column::Bool(out)));
             }
         } else if let (Some(a), Some(b)) = (left.ints(), right.ints()) {
-            let out = (0..n)
-                .map(|i| decide(Some(a.at(i).cmp(&b.at(i)))))
-                .collect();
+            let out = match op {
+                Eq => compare_ints(a, b, n, |x, y| x == y),
+                Ne => compare_ints(a, b, n, |x, y| x != y),
+                Lt => compare_ints(a, b, n, |x, y| x < y),
+                Le => compare_ints(a, b, n, |x, y| x <= y),
+                Gt => compare_ints(a, b, n, |x, y| x > y),
+                _ => compare_ints(a, b, n, |x, y| x >= y),
+            };
             return Ok(Datum::Owned(Column::Bool(out)));
         }
     } else if ty == FieldType::Float {
@@ -446,6 +451,28 @@ fn binary_datum(
     per_value(result_ty, n, active, |i| {
         binary(op, ty, left.value(i), right.value(i)).map_err(|_| Failed)
     })
+}
+
+/// `compare` of `a` and `b` row by row, with a loop per shape (column against
+/// literal, and so on) so that each is a plain loop over slices.
+#[inline(always)]
+fn compare_ints(
+    a: Ints<'_>,
+    b: Ints<'_>,
+    n: usize,
+    compare: impl Fn(i64, i64) -> bool,
+) -> Vec<bool> {
+    match (a, b) {
+        (Ints::Slice(x), Ints::Scalar(y)) => x.iter().take(n).map(|&x| compare(x, y)).collect(),
+        (Ints::Scalar(x), Ints::Slice(y)) => y.iter().take(n).map(|&y| compare(x, y)).collect(),
+        (Ints::Slice(x), Ints::Slice(y)) => x
+            .iter()
+            .zip(y)
+            .take(n)
+            .map(|(&x, &y)| compare(x, y))
+            .collect(),
+        (Ints::Scalar(x), Ints::Scalar(y)) => vec![compare(x, y); n],
+    }
 }
 
 #[cfg(test)]
