@@ -1,8 +1,11 @@
-//! `weir checkpoints list|inspect`: what the checkpoints and savepoints under a
-//! storage hold.
+//! `weir checkpoints list|inspect|diff`: what the checkpoints and savepoints under a
+//! storage hold, and how two of them differ.
 
+use std::collections::BTreeSet;
 use std::fmt::Write as _;
-use weir_checkpoint::metadata::{CheckpointMetadata, SnapshotKind};
+use weir_checkpoint::metadata::{
+    CheckpointMetadata, NativeKeyedHandle, OperatorState, SnapshotKind, SubtaskState,
+};
 use weir_checkpoint::{CheckpointError, CheckpointId, CheckpointStorage, StorageConfig};
 
 /// `ms` since the Unix epoch as `YYYY-MM-DDTHH:MM:SS.mmmZ`.
@@ -90,6 +93,20 @@ pub async fn list(dir: &str) -> Result<String, CheckpointError> {
 /// # Errors
 /// Nothing readable there, or the storage cannot be reached.
 pub async fn inspect(path: &str) -> Result<String, CheckpointError> {
+    Ok(describe(&load(path).await?))
+}
+
+/// What differs between the snapshots at `a` and `b` (savepoint or checkpoint
+/// directories, as [`inspect`] takes them): see [`diff`].
+///
+/// # Errors
+/// Nothing readable at one of them, or a storage cannot be reached.
+pub async fn diff_paths(a: &str, b: &str) -> Result<String, CheckpointError> {
+    Ok(diff(&load(a).await?, &load(b).await?))
+}
+
+/// The metadata of the savepoint or checkpoint directory `path`.
+async fn load(path: &str) -> Result<CheckpointMetadata, CheckpointError> {
     let metadata = match CheckpointStorage::read_savepoint(&StorageConfig::new(path)).await {
         Ok(savepoint) => savepoint.metadata().clone(),
         Err(savepoint_error) => {
@@ -105,7 +122,7 @@ pub async fn inspect(path: &str) -> Result<String, CheckpointError> {
             }
         }
     };
-    Ok(describe(&metadata))
+    Ok(metadata)
 }
 
 async fn read_checkpoint(
@@ -191,9 +208,233 @@ pub fn describe(m: &CheckpointMetadata) -> String {
     out
 }
 
+/// What one subtask of one operator stored, as [`diff`] compares it.
+#[derive(Default, PartialEq)]
+struct Stored {
+    /// The key groups of its keyed state (first, last), if any.
+    key_groups: Option<(u16, u16)>,
+    /// Bytes of keyed state (canonical objects and native RocksDB files).
+    keyed: u64,
+    /// Bytes of operator state.
+    operator: u64,
+    /// The keyed states named in the metadata (by chunk names and native tables).
+    states: BTreeSet<String>,
+}
+
+impl Stored {
+    fn of(state: &SubtaskState) -> Self {
+        let ranges = state
+            .keyed
+            .iter()
+            .map(|k| k.key_groups)
+            .chain(state.native.iter().map(|n| n.key_groups));
+        let key_groups = ranges.fold(None, |range: Option<(u16, u16)>, r| {
+            Some(match range {
+                None => (r.start, r.end),
+                Some((start, end)) => (start.min(r.start), end.max(r.end)),
+            })
+        });
+        let chunk_states = state
+            .keyed
+            .iter()
+            .flat_map(|k| &k.chunks)
+            .map(|chunk| weir_state::chunk_state(chunk).to_string());
+        let native_states = state
+            .native
+            .iter()
+            .flat_map(|n| &n.tables)
+            .map(|t| t.state.clone());
+        Self {
+            key_groups,
+            keyed: state.keyed.iter().map(|k| k.handle.size).sum::<u64>()
+                + state
+                    .native
+                    .iter()
+                    .map(NativeKeyedHandle::size)
+                    .sum::<u64>(),
+            operator: state.operator.iter().map(|h| h.size).sum(),
+            states: chunk_states.chain(native_states).collect(),
+        }
+    }
+
+    /// What differs from `other`, as `field: this → other` items.
+    fn changes(&self, other: &Self) -> Vec<String> {
+        let groups =
+            |g: Option<(u16, u16)>| g.map_or("none".to_string(), |(s, e)| format!("{s}-{e}"));
+        let states = |s: &BTreeSet<String>| {
+            let names: Vec<&str> = s.iter().map(String::as_str).collect();
+            format!("[{}]", names.join(", "))
+        };
+        let mut changes = Vec::new();
+        if self.key_groups != other.key_groups {
+            changes.push(format!(
+                "key groups {} → {}",
+                groups(self.key_groups),
+                groups(other.key_groups)
+            ));
+        }
+        if self.states != other.states {
+            changes.push(format!(
+                "states {} → {}",
+                states(&self.states),
+                states(&other.states)
+            ));
+        }
+        if self.keyed != other.keyed {
+            changes.push(format!(
+                "keyed state {} → {}",
+                format_bytes(self.keyed),
+                format_bytes(other.keyed)
+            ));
+        }
+        if self.operator != other.operator {
+            changes.push(format!(
+                "operator state {} → {}",
+                format_bytes(self.operator),
+                format_bytes(other.operator)
+            ));
+        }
+        changes
+    }
+}
+
+/// A snapshot as `diff` names it: `checkpoint 7 of job `j``.
+fn title(m: &CheckpointMetadata) -> String {
+    format!("{} {} of job `{}`", kind(m.kind), m.checkpoint.get(), m.job)
+}
+
+/// What differs between snapshots `a` and `b`, one line a difference: operators
+/// only in one of them, parallelism, and per subtask the key-group range, the
+/// keyed states named, and the bytes of keyed and operator state. Operators and
+/// subtasks alike in both are counted, not listed.
+pub fn diff(a: &CheckpointMetadata, b: &CheckpointMetadata) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "a: {}\nb: {}", title(a), title(b));
+    if a.max_parallelism != b.max_parallelism {
+        let _ = writeln!(
+            out,
+            "max parallelism {} → {}",
+            a.max_parallelism.get(),
+            b.max_parallelism.get()
+        );
+    }
+    let uids: BTreeSet<_> = a.operators.keys().chain(b.operators.keys()).collect();
+    let mut alike = 0;
+    for uid in uids {
+        let (in_a, in_b) = match (a.operators.get(uid), b.operators.get(uid)) {
+            (Some(x), Some(y)) => (x, y),
+            (Some(_), None) => {
+                let _ = writeln!(out, "operator `{uid}`: only in a");
+                continue;
+            }
+            (None, _) => {
+                let _ = writeln!(out, "operator `{uid}`: only in b");
+                continue;
+            }
+        };
+        let mut lines = Vec::new();
+        if in_a.parallelism != in_b.parallelism {
+            lines.push(format!(
+                "  parallelism {} → {}",
+                in_a.parallelism, in_b.parallelism
+            ));
+        }
+        let subtasks: BTreeSet<_> = in_a.subtasks.keys().chain(in_b.subtasks.keys()).collect();
+        for subtask in subtasks {
+            let stored = |o: &OperatorState| o.subtasks.get(subtask).map(Stored::of);
+            match (stored(in_a), stored(in_b)) {
+                (Some(x), Some(y)) => {
+                    let changes = x.changes(&y);
+                    if !changes.is_empty() {
+                        lines.push(format!("  subtask {subtask}: {}", changes.join("; ")));
+                    }
+                }
+                (Some(_), None) => lines.push(format!("  subtask {subtask}: only in a")),
+                (None, _) => lines.push(format!("  subtask {subtask}: only in b")),
+            }
+        }
+        if lines.is_empty() {
+            alike += 1;
+        } else {
+            let _ = writeln!(out, "operator `{uid}`:");
+            for line in lines {
+                let _ = writeln!(out, "{line}");
+            }
+        }
+    }
+    let _ = writeln!(out, "{alike} operators alike");
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A snapshot with operators `counts` (keyed, at `parallelism`) and `source`
+    /// (operator state of `position_bytes`).
+    fn snapshot(id: u64, parallelism: usize, position_bytes: u64) -> CheckpointMetadata {
+        use weir_checkpoint::metadata::{KeyedStateHandle, StateHandle};
+        use weir_checkpoint::OperatorUid;
+        let mut m = CheckpointMetadata::new(
+            "orders",
+            CheckpointId::new(id),
+            SnapshotKind::Checkpoint,
+            0,
+            weir_state::MaxParallelism::DEFAULT,
+        );
+        let max = weir_state::MaxParallelism::DEFAULT;
+        for subtask in 0..parallelism {
+            m.subtask_mut(&OperatorUid::new("counts"), subtask)
+                .keyed
+                .push(KeyedStateHandle {
+                    key_groups: weir_state::KeyGroupRange::for_subtask(max, parallelism, subtask),
+                    handle: StateHandle {
+                        path: format!("orders/chk-{id}/counts/{subtask}"),
+                        size: 1000,
+                    },
+                    chunks: vec![weir_state::chunk_name("counts", 1, 0)],
+                });
+        }
+        m.subtask_mut(&OperatorUid::new("source"), 0)
+            .operator
+            .push(StateHandle {
+                path: format!("orders/chk-{id}/source/0"),
+                size: position_bytes,
+            });
+        m
+    }
+
+    #[test]
+    fn a_diff_names_what_changed_and_counts_what_did_not() {
+        let a = snapshot(1, 2, 40);
+        assert_eq!(
+            diff(&a, &a),
+            "a: checkpoint 1 of job `orders`\nb: checkpoint 1 of job `orders`\n2 operators alike\n"
+        );
+        let mut b = snapshot(2, 3, 48);
+        b.operators.insert(
+            weir_checkpoint::OperatorUid::new("sink"),
+            OperatorState::default(),
+        );
+        let text = diff(&a, &b);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines,
+            [
+                "a: checkpoint 1 of job `orders`",
+                "b: checkpoint 2 of job `orders`",
+                "operator `counts`:",
+                "  parallelism 2 → 3",
+                "  subtask 0: key groups 0-63 → 0-42",
+                "  subtask 1: key groups 64-127 → 43-85",
+                "  subtask 2: only in b",
+                "operator `sink`: only in b",
+                "operator `source`:",
+                "  subtask 0: operator state 40 B → 48 B",
+                "0 operators alike",
+            ]
+        );
+    }
 
     #[test]
     fn times_and_sizes_read_well() {

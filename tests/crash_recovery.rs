@@ -1179,6 +1179,17 @@ fn savepoint_command_then_stop_and_resume_at_another_parallelism_is_exact() {
     );
     let listed = weir(&["checkpoints", "list", &job.checkpoints]);
     assert!(listed.contains("job `running-count`"), "{listed}");
+    // Two savepoints of the same job compare operator by operator.
+    let same = weir(&["checkpoints", "diff", &stopped, &stopped]);
+    assert!(
+        same.starts_with("a: savepoint") && same.ends_with(" operators alike\n"),
+        "{same}"
+    );
+    let compared = weir(&["checkpoints", "diff", &savepoint, &stopped]);
+    assert!(
+        compared.contains("b: savepoint") && !compared.contains("only in"),
+        "{compared}"
+    );
     // Resume from the stop savepoint at parallelism 3.
     job.parallelism = 3;
     job.args.extend(["--from-savepoint".to_string(), stopped]);

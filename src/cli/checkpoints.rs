@@ -1,4 +1,4 @@
-//! `weir checkpoints list | inspect`: what a checkpoint storage holds.
+//! `weir checkpoints list | inspect | diff`: what a checkpoint storage holds.
 
 use super::io_runtime;
 use anyhow::{Context, Result};
@@ -18,6 +18,15 @@ pub(crate) enum CheckpointsCommand {
         /// The checkpoint or savepoint directory (path or URL).
         path: String,
     },
+    /// What differs between two checkpoints or savepoints: operators only in one,
+    /// parallelism, and per subtask the key-group range, the keyed states, and the
+    /// sizes of keyed and operator state.
+    Diff {
+        /// The first checkpoint or savepoint directory (path or URL).
+        a: String,
+        /// The second.
+        b: String,
+    },
 }
 
 pub(crate) fn checkpoints(command: CheckpointsCommand) -> Result<()> {
@@ -29,6 +38,9 @@ pub(crate) fn checkpoints(command: CheckpointsCommand) -> Result<()> {
         CheckpointsCommand::Inspect { path } => runtime
             .block_on(weir::inspect::inspect(&path))
             .with_context(|| format!("inspecting {path}"))?,
+        CheckpointsCommand::Diff { a, b } => runtime
+            .block_on(weir::inspect::diff_paths(&a, &b))
+            .with_context(|| format!("comparing {a} and {b}"))?,
     };
     print!("{text}");
     Ok(())

@@ -76,7 +76,7 @@ pub use native::{
 pub use rocks::{RocksDbResources, SubtaskStore};
 #[cfg(feature = "rocksdb")]
 pub use rocks_table::RocksFrozen;
-pub use snapshot::{check_group, FrozenKeyed, KeyedSnapshot};
+pub use snapshot::{check_group, chunk_name, chunk_state, FrozenKeyed, KeyedSnapshot};
 pub use state_table::{Frozen, StateKey, StateTable, StateValue};
 pub use states::{AggregatingState, ListState, MapState, ValueState};
 pub use timers::{TimeDomain, TimerEntry, Timers, TimersSnapshot};

@@ -35,6 +35,12 @@ pub fn chunk_name(state: &str, table: u64, shard: usize) -> String {
     format!("{state}{CHUNK_SEPARATOR}{table}.{shard}")
 }
 
+/// The state a stored name holds (part of): the name up to a [`chunk_name`]'s
+/// table and shard, or the whole name.
+pub fn chunk_state(name: &str) -> &str {
+    name.split(CHUNK_SEPARATOR).next().unwrap_or(name)
+}
+
 /// Whether a stored name holds (part of) the state `state`: the name itself, or a
 /// chunk of it made by [`chunk_name`].
 pub fn is_chunk_of(name: &str, state: &str) -> bool {
@@ -151,5 +157,7 @@ mod tests {
         assert!(is_chunk_of("counts", "counts"));
         assert!(!is_chunk_of(&name, "count"));
         assert!(!is_chunk_of("counts-2", "counts"));
+        assert_eq!(chunk_state(&name), "counts");
+        assert_eq!(chunk_state("counts"), "counts");
     }
 }
