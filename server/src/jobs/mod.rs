@@ -793,15 +793,65 @@ impl JsonRow {
     /// The text of field `name`'s value as a record key: a string's own text, any
     /// other value's JSON text, nothing if absent.
     pub fn key(&self, name: &str) -> Vec<u8> {
-        let fields: HashMap<String, &serde_json::value::RawValue> =
-            serde_json::from_str(self.text()).unwrap_or_default();
-        match fields.get(name) {
+        use serde::de::DeserializeSeed;
+        // One pass over the text: no map of the fields, no string per key.
+        let mut json = serde_json::Deserializer::from_str(self.text());
+        match FieldNamed(name).deserialize(&mut json).ok().flatten() {
             None => Vec::new(),
             Some(raw) => match serde_json::from_str::<String>(raw.get()) {
                 Ok(text) => text.into_bytes(),
                 Err(_) => raw.get().as_bytes().to_vec(),
             },
         }
+    }
+}
+
+/// Reads a JSON object for the raw value of its field `.0` (the last one of that
+/// name, as a map of the fields would hold), skipping the others.
+struct FieldNamed<'n>(&'n str);
+
+impl<'de> serde::de::DeserializeSeed<'de> for FieldNamed<'_> {
+    type Value = Option<&'de serde_json::value::RawValue>;
+    fn deserialize<D: serde::Deserializer<'de>>(self, json: D) -> Result<Self::Value, D::Error> {
+        json.deserialize_map(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for FieldNamed<'_> {
+    type Value = Option<&'de serde_json::value::RawValue>;
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON object")
+    }
+    fn visit_map<M: serde::de::MapAccess<'de>>(self, mut map: M) -> Result<Self::Value, M::Error> {
+        let mut found = None;
+        while let Some(wanted) = map.next_key_seed(IsKey(self.0))? {
+            if wanted {
+                found = Some(map.next_value()?);
+            } else {
+                map.next_value::<serde::de::IgnoredAny>()?;
+            }
+        }
+        Ok(found)
+    }
+}
+
+/// Reads an object key: whether it is `.0` (escapes resolved).
+struct IsKey<'n>(&'n str);
+
+impl<'de> serde::de::DeserializeSeed<'de> for IsKey<'_> {
+    type Value = bool;
+    fn deserialize<D: serde::Deserializer<'de>>(self, json: D) -> Result<bool, D::Error> {
+        json.deserialize_str(self)
+    }
+}
+
+impl serde::de::Visitor<'_> for IsKey<'_> {
+    type Value = bool;
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a field name")
+    }
+    fn visit_str<E: serde::de::Error>(self, key: &str) -> Result<bool, E> {
+        Ok(key == self.0)
     }
 }
 
@@ -926,6 +976,15 @@ mod tests {
         assert_eq!(row.key("mean"), b"2.5");
         assert_eq!(row.key("t"), b"null");
         assert!(row.key("nope").is_empty());
+        // Keys with escapes, a repeated field (the last counts), not an object.
+        let row =
+            JsonRow::from_text(r#"{"a\"b": [1, {"c": 2}], "n": 1, "n": "x"}"#.into()).unwrap();
+        assert_eq!(row.key("a\"b"), br#"[1, {"c": 2}]"#);
+        assert_eq!(row.key("n"), b"x");
+        assert!(JsonRow::from_text("[1]".into())
+            .unwrap()
+            .key("n")
+            .is_empty());
     }
 }
 
