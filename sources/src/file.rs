@@ -6,6 +6,7 @@
 //!      under the prefix (sorted by name; names with a segment starting with `_` or `.`
 //!      are skipped) ──shared through the factory──▶ every subtask
 //!  object i ──(i % parallelism == subtask)──▶ subtask ──line by line──▶ FileFormat::decode ─▶ T
+//!                                          (FileSource::mapped: ─▶ RecordMap ─▶ U, per line)
 //!  snapshot: per object { byte offset, line, finished } + the listing ─▶ operator state `file-positions`
 //!  restore (any parallelism): each subtask takes the positions of the objects it now owns
 //! ```
