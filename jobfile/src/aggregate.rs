@@ -201,17 +201,14 @@ impl NumAccumulator {
     #[inline]
     fn keep(&mut self, candidate: &Value) {
         let min = self.is_min();
-        let replace = match self.as_f64() {
-            None => true,
-            Some(current) => {
-                let wanted = if min {
-                    std::cmp::Ordering::Less
-                } else {
-                    std::cmp::Ordering::Greater
-                };
-                candidate.as_f64().partial_cmp(&current) == Some(wanted)
-            }
+        let wanted = if min {
+            std::cmp::Ordering::Less
+        } else {
+            std::cmp::Ordering::Greater
         };
+        let replace = self
+            .as_f64()
+            .is_none_or(|current| beats(candidate, current, wanted));
         if replace {
             if let Some(kept) = Self::extreme(candidate, min) {
                 *self = kept;
@@ -327,12 +324,18 @@ impl Aggregate {
     }
 }
 
+/// Whether `candidate` replaces a `min` (`wanted` `Less`) or `max` (`Greater`) now at
+/// `current`: compared as floats, so the first of equals (and a NaN) stays.
+#[inline]
+fn beats(candidate: &Value, current: f64, wanted: std::cmp::Ordering) -> bool {
+    candidate.as_f64().partial_cmp(&current) == Some(wanted)
+}
+
 fn keep(current: &mut Option<Value>, candidate: Option<&Value>, wanted: std::cmp::Ordering) {
     let Some(candidate) = candidate else { return };
-    let replace = match current {
-        None => true,
-        Some(c) => candidate.as_f64().partial_cmp(&c.as_f64()) == Some(wanted),
-    };
+    let replace = current
+        .as_ref()
+        .is_none_or(|c| beats(candidate, c.as_f64(), wanted));
     if replace {
         *current = Some(candidate.clone());
     }
