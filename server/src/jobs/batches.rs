@@ -187,8 +187,12 @@ pub(super) struct Project<K, R> {
     pub(super) fields: Arc<[usize]>,
     /// For a `top`, the rows it cannot keep are dropped here, before the shuffle.
     pub(super) local_top: Option<LocalTop>,
-    /// Per key and window of the batch at hand, the largest `top` value.
-    pub(super) best: HashMap<(K, i64), i64, BuildHasherDefault<StableHasher>>,
+    /// Per key and window of the batch at hand, its slot in `best`.
+    pub(super) groups: HashMap<(K, i64), usize, BuildHasherDefault<StableHasher>>,
+    /// The largest `top` value of each group of the batch at hand.
+    pub(super) best: Vec<i64>,
+    /// Each row's group slot, so a row's key is built and hashed once.
+    pub(super) slots: Vec<usize>,
     pub(super) record: PhantomData<fn() -> R>,
 }
 
@@ -204,7 +208,9 @@ impl<K, R> Project<K, R> {
             time,
             fields,
             local_top,
-            best: HashMap::default(),
+            groups: HashMap::default(),
+            best: Vec::new(),
+            slots: Vec::new(),
             record: PhantomData,
         }
     }
@@ -238,22 +244,24 @@ impl<K: RowKey, R: KeyedRecord<K>> Operator for Project<K, R> {
                 continue;
             };
             let (by, time) = (batch.column(top.by), self.time.map(|t| batch.column(t)));
-            let group = |i: usize| {
+            let key = K::reader(&batch, &self.keys);
+            let (groups, best, slots) = (&mut self.groups, &mut self.best, &mut self.slots);
+            groups.clear();
+            best.clear();
+            slots.clear();
+            for i in 0..batch.len() {
                 let window = time.map_or(0, |t| t.i64_at(i).div_euclid(top.size.max(1)));
-                (K::of_batch(&batch, &self.keys, i), window)
-            };
-            self.best.clear();
-            for i in 0..batch.len() {
                 let value = by.i64_at(i);
-                self.best
-                    .entry(group(i))
-                    .and_modify(|best| *best = (*best).max(value))
-                    .or_insert(value);
+                let slot = *groups.entry((key(i), window)).or_insert_with(|| {
+                    best.push(value);
+                    best.len() - 1
+                });
+                best[slot] = best[slot].max(value);
+                slots.push(slot);
             }
-            for i in 0..batch.len() {
+            for (i, &slot) in slots.iter().enumerate() {
                 // As `top` compares: as floats.
-                let best = self.best.get(&group(i)).copied().unwrap_or(i64::MIN);
-                if by.i64_at(i) as f64 >= best as f64 {
+                if by.i64_at(i) as f64 >= best[slot] as f64 {
                     out.push(R::project(&batch, i, &self.keys, self.time, &self.fields));
                 }
             }
