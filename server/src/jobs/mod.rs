@@ -323,11 +323,8 @@ fn build_with(plan: &JobPlan, job: &JobBuilder, sink_commit: Option<(CommitStep,
                         )
                     })
                     .uid(&format!("{uid}-project"));
-                let projected = match stream.node.parallelism {
-                    Some(p) => projected.parallelism(p),
-                    None => projected,
-                }
-                .with_timestamps(|p: &Projected<Key, TOP_FIELDS>| Timestamp(p.time - 1));
+                let projected = with_parallelism(projected, stream)
+                    .with_timestamps(|p: &Projected<Key, TOP_FIELDS>| Timestamp(p.time - 1));
                 let results = projected
                     .key_by(|p: &Projected<Key, TOP_FIELDS>| p.key.clone())
                     .window(WindowAssigner::tumbling(std::time::Duration::from_millis(
@@ -366,7 +363,7 @@ fn build_with(plan: &JobPlan, job: &JobBuilder, sink_commit: Option<(CommitStep,
                     let rows = batches
                         .transform(&format!("{name}-{which}-rows"), |_: &SubtaskInfo| ToRows)
                         .uid(&format!("{uid}-{which}-rows"));
-                    let mut rows = rows_parallelism(rows, input);
+                    let mut rows = with_parallelism(rows, input);
                     if let Some(t) = planned.schema.event_time {
                         rows = rows.with_timestamps(move |row: &Row| Timestamp(row.0[t].as_i64()));
                     }
@@ -529,7 +526,7 @@ fn windowed<K: RowKey, R: KeyedRecord<K>>(
             Project::<K, R>::new(keys.clone(), time, Arc::clone(&fields), local_top)
         })
         .uid(&format!("{uid}-project"));
-    let projected = rows_parallelism(projected, input).with_timestamps(|p: &R| Timestamp(p.time()));
+    let projected = with_parallelism(projected, input).with_timestamps(|p: &R| Timestamp(p.time()));
     Some(
         projected
             .key_by(|p: &R| p.key().clone())
@@ -644,10 +641,14 @@ fn planned_time(plan: &JobPlan, name: &str) -> Option<usize> {
         .and_then(|s| s.schema.event_time)
 }
 
-/// Runs the rows of a keyed stream (projected for a window or a join) with the
-/// parallelism of what was keyed, so they chain to it.
-fn rows_parallelism<T: weir_dataflow::Data>(stream: Stream<T>, input: &PlannedStream) -> Stream<T> {
-    match input.node.parallelism {
+/// `stream` at the parallelism `planned` sets, if it sets one. (The rows of a keyed
+/// stream, projected for a window or a join, run at the parallelism of what was
+/// keyed, so they chain to it.)
+fn with_parallelism<T: weir_dataflow::Data>(
+    stream: Stream<T>,
+    planned: &PlannedStream,
+) -> Stream<T> {
+    match planned.node.parallelism {
         Some(p) => stream.parallelism(p),
         None => stream,
     }
@@ -661,20 +662,14 @@ fn top_rows(results: Stream<Vec<ResultRow>>, planned: &PlannedStream) -> Stream<
         .flat_map(|rows: Vec<ResultRow>| rows)
         .name(&format!("{name}-rows"))
         .uid(&format!("{uid}-rows"));
-    match planned.node.parallelism {
-        Some(p) => rows.parallelism(p),
-        None => rows,
-    }
+    with_parallelism(rows, planned)
 }
 
 /// Window or join results (rows) as batches, with the stream's settings.
 fn to_batches<R: ResultRecord>(results: Stream<R>, planned: &PlannedStream) -> Stream<Batch> {
     let name = &planned.node.name.value;
     let uid = planned.node.uid.as_deref().unwrap_or(name);
-    let mut results = results;
-    if let Some(p) = planned.node.parallelism {
-        results = results.parallelism(p);
-    }
+    let results = with_parallelism(results, planned);
     let schema = Arc::new(planned.schema.clone());
     let batches = results
         .transform(&format!("{name}-batches"), move |info: &SubtaskInfo| {
@@ -687,11 +682,7 @@ fn to_batches<R: ResultRecord>(results: Stream<R>, planned: &PlannedStream) -> S
         })
         .name(&format!("{name}-batches"))
         .uid(&format!("{uid}-batches"));
-    let batches = match planned.node.parallelism {
-        Some(p) => batches.parallelism(p),
-        None => batches,
-    };
-    batches.batches()
+    with_parallelism(batches, planned).batches()
 }
 
 fn assigner(shape: WindowShape) -> WindowAssigner {
@@ -749,13 +740,10 @@ fn join(
 /// Applies the stream's name, uid and parallelism to the batches of an operator.
 fn settings(stream: Stream<Batch>, planned: &PlannedStream) -> Stream<Batch> {
     let name = &planned.node.name.value;
-    let mut stream = stream
+    let stream = stream
         .name(name)
         .uid(planned.node.uid.as_deref().unwrap_or(name));
-    if let Some(parallelism) = planned.node.parallelism {
-        stream = stream.parallelism(parallelism);
-    }
-    stream.batches()
+    with_parallelism(stream, planned).batches()
 }
 
 /// Applies a source's uid and parallelism.
@@ -764,10 +752,7 @@ fn node<T: weir_dataflow::Data>(stream: Stream<T>, planned: &PlannedStream) -> S
         Some(uid) => stream.uid(uid),
         None => stream.uid(&planned.node.name.value),
     };
-    match planned.node.parallelism {
-        Some(p) => stream.parallelism(p),
-        None => stream,
-    }
+    with_parallelism(stream, planned)
 }
 
 /// A row as the text of a JSON object. Sinks write that text as it is; checkpoints
