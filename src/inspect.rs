@@ -257,43 +257,41 @@ impl Stored {
         }
     }
 
-    /// What differs from `other`, as `field: this → other` items.
+    /// What differs from `other`, as `what this → other` items.
     fn changes(&self, other: &Self) -> Vec<String> {
+        fn change<T: PartialEq>(
+            changes: &mut Vec<String>,
+            what: &str,
+            (a, b): (&T, &T),
+            show: impl Fn(&T) -> String,
+        ) {
+            if a != b {
+                changes.push(format!("{what} {} → {}", show(a), show(b)));
+            }
+        }
         let groups =
-            |g: Option<(u16, u16)>| g.map_or("none".to_string(), |(s, e)| format!("{s}-{e}"));
+            |g: &Option<(u16, u16)>| g.map_or("none".to_string(), |(s, e)| format!("{s}-{e}"));
         let states = |s: &BTreeSet<String>| {
             let names: Vec<&str> = s.iter().map(String::as_str).collect();
             format!("[{}]", names.join(", "))
         };
+        let bytes = |b: &u64| format_bytes(*b);
         let mut changes = Vec::new();
-        if self.key_groups != other.key_groups {
-            changes.push(format!(
-                "key groups {} → {}",
-                groups(self.key_groups),
-                groups(other.key_groups)
-            ));
-        }
-        if self.states != other.states {
-            changes.push(format!(
-                "states {} → {}",
-                states(&self.states),
-                states(&other.states)
-            ));
-        }
-        if self.keyed != other.keyed {
-            changes.push(format!(
-                "keyed state {} → {}",
-                format_bytes(self.keyed),
-                format_bytes(other.keyed)
-            ));
-        }
-        if self.operator != other.operator {
-            changes.push(format!(
-                "operator state {} → {}",
-                format_bytes(self.operator),
-                format_bytes(other.operator)
-            ));
-        }
+        let c = &mut changes;
+        change(
+            c,
+            "key groups",
+            (&self.key_groups, &other.key_groups),
+            groups,
+        );
+        change(c, "states", (&self.states, &other.states), states);
+        change(c, "keyed state", (&self.keyed, &other.keyed), bytes);
+        change(
+            c,
+            "operator state",
+            (&self.operator, &other.operator),
+            bytes,
+        );
         changes
     }
 }
