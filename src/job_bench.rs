@@ -113,7 +113,7 @@ pub fn resize(plan: &mut JobPlan, events: u64) -> Result<()> {
         set_events(&mut source.kind, events, &source.node.name.value)?;
     }
     for stream in &mut plan.streams {
-        if let Step::Source(source) = &mut stream.step {
+        if let Step::Source(source, _) = &mut stream.step {
             set_events(&mut source.kind, events, &source.node.name.value)?;
         }
     }

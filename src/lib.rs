@@ -43,4 +43,5 @@ pub use weir_server as server;
 pub use weir_server::{jobs, metrics};
 pub use weir_sinks as sinks;
 pub use weir_sources as sources;
+pub use weir_sql as sql;
 pub use weir_state as state;

@@ -8,7 +8,7 @@ use clap::{Parser, Subcommand};
 use cli::bench::BenchCommand;
 use cli::checkpoints::CheckpointsCommand;
 use cli::client::{JobIdArgs, ServerArgs, SubmitArgs};
-use cli::job_file::{RunArgs, ValidateArgs};
+use cli::job_file::{RunArgs, SqlArgs, ValidateArgs};
 use cli::query::QueryArgs;
 use cli::savepoint::SavepointArgs;
 use cli::serve::ServeArgs;
@@ -60,6 +60,10 @@ enum Command {
     /// Run a job file (YAML or JSON) embedded in this process, with checkpoints
     /// (under ./weir-data by default), until its sources end.
     Run(RunArgs),
+    /// Run a file of Flink SQL statements embedded in this process, as `run` does
+    /// (or check it with --validate, or print its plan with --explain); see
+    /// docs/sql.md.
+    Sql(SqlArgs),
     /// Prove a job file's exactly-once output: run it once without faults, then again
     /// while crashing it (SIGKILL at random moments, failpoints in the checkpoint
     /// protocol and the sinks' commits), and compare the committed output row for row.
@@ -114,6 +118,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Testing(command) => cli::testing::run(command),
         Command::Validate(args) => cli::job_file::validate(args),
         Command::Run(args) => cli::job_file::run(args),
+        Command::Sql(args) => cli::job_file::sql(args),
         Command::Verify(args) => cli::verify::verify(args),
         Command::Serve(args) => cli::serve::serve(args),
         Command::Submit(args) => cli::client::submit(args),

@@ -507,7 +507,7 @@ const SOURCE_KINDS: &[&str] = &["bids", "nexmark", "sequence", "kafka", "file"];
 fn source(node: &Node, path: &str, p: &mut Problems) -> Option<SourceSpec> {
     let (f, spec, kind) = node_spec(node, path, p)?;
     let kind = kind?;
-    let common = ["timestamp", "watermark"];
+    let common = ["timestamp", "watermark", "computed"];
     let source_kind = match kind.value.as_str() {
         "bids" => {
             f.check(
@@ -706,9 +706,25 @@ fn source(node: &Node, path: &str, p: &mut Problems) -> Option<SourceSpec> {
             "a watermark needs event time: expected `timestamp: FIELD` on this source",
         );
     }
+    let computed = f
+        .read("computed", p, |n, path, p| {
+            let m = Fields::of(n, path, p)?;
+            let names: Vec<&str> = m.entries.iter().map(|(k, _)| k.text.as_str()).collect();
+            m.check(&names, "computed", p);
+            Some(
+                m.entries
+                    .iter()
+                    .filter_map(|(k, v)| {
+                        Some((k.text.clone(), expression(v, &m.path(&k.text), p)?))
+                    })
+                    .collect::<Vec<_>>(),
+            )
+        })
+        .unwrap_or_default();
     Some(SourceSpec {
         node: spec,
         kind: source_kind,
+        computed,
         timestamp,
         watermark,
     })

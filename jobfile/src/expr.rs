@@ -14,6 +14,18 @@
 //! primary := INT | FLOAT | STRING | "true" | "false" | FIELD
 //!          | FUNCTION "(" (expr ("," expr)*)? ")" | "(" expr ")"
 //! ```
+//!
+//! The functions:
+//!
+//! - `lower(s)`, `upper(s)`, `length(s)` (in characters), `concat(a, …)` (any
+//!   values, as text), `abs(n)`, `if(condition, a, b)`;
+//! - `substring(s, start, length)`: SQL's `SUBSTRING(s FROM start FOR length)`, the
+//!   characters at positions `[start, start + length)` that lie in `1..=length(s)`;
+//! - `to_int(x)`, `to_float(x)`, `to_string(x)`, `to_timestamp(x)`: conversions
+//!   (SQL's `CAST`; `to_timestamp` reads an int as milliseconds since the epoch);
+//! - `wrapping_add(a, b)`, `wrapping_sub(a, b)`, `wrapping_mul(a, b)`: `+`, `-` and
+//!   `*` whose integer overflow wraps around (as Java's `long`) instead of failing;
+//! - `mod(a, b)`: `a % b`.
 
 mod kernels;
 
@@ -53,6 +65,9 @@ enum BinaryOp {
     Ge,
     And,
     Or,
+    WrappingAdd,
+    WrappingSub,
+    WrappingMul,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -63,7 +78,40 @@ enum Function {
     Abs,
     If,
     Length,
+    Substring,
+    ToInt,
+    ToFloat,
+    ToString,
+    ToTimestamp,
 }
+
+/// What a function's name compiles to.
+#[derive(Clone, Copy, Debug)]
+enum Callee {
+    Function(Function),
+    /// An operator's node: `mod(a, b)` is `a % b`, `wrapping_add(a, b)` is an
+    /// addition of its own.
+    Operator(BinaryOp),
+}
+
+/// The functions, by name, in the order the "unknown function" error lists them.
+const FUNCTIONS: [(&str, Callee); 15] = [
+    ("lower", Callee::Function(Function::Lower)),
+    ("upper", Callee::Function(Function::Upper)),
+    ("concat", Callee::Function(Function::Concat)),
+    ("length", Callee::Function(Function::Length)),
+    ("substring", Callee::Function(Function::Substring)),
+    ("abs", Callee::Function(Function::Abs)),
+    ("if", Callee::Function(Function::If)),
+    ("to_int", Callee::Function(Function::ToInt)),
+    ("to_float", Callee::Function(Function::ToFloat)),
+    ("to_string", Callee::Function(Function::ToString)),
+    ("to_timestamp", Callee::Function(Function::ToTimestamp)),
+    ("mod", Callee::Operator(BinaryOp::Rem)),
+    ("wrapping_add", Callee::Operator(BinaryOp::WrappingAdd)),
+    ("wrapping_sub", Callee::Operator(BinaryOp::WrappingSub)),
+    ("wrapping_mul", Callee::Operator(BinaryOp::WrappingMul)),
+];
 
 /// A syntax or type error in an expression.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -124,7 +172,10 @@ impl Expr {
     /// Evaluates the expression on `row` (a row of the schema it was compiled for).
     ///
     /// # Errors
-    /// Integer division or remainder by zero and integer overflow.
+    /// Integer division or remainder by zero, integer overflow (except in the
+    /// `wrapping_` functions), a negative `substring` length, and a conversion
+    /// without a result (`to_int` of text that is no integer, of NaN or of a float
+    /// beyond the int range; `to_float` of text that is no number).
     pub fn eval(&self, row: &Row) -> Result<Value, EvalError> {
         Ok(match &self.kind {
             ExprKind::Literal(v) => v.clone(),
@@ -193,6 +244,7 @@ fn text(v: &Value) -> String {
 
 fn call(function: Function, args: Vec<Value>) -> Result<Value, EvalError> {
     let first = args.first().cloned().unwrap_or(Value::Int(0));
+    let int = |i: usize| args.get(i).map_or(0, Value::as_i64);
     Ok(match function {
         Function::Lower => Value::String(text(&first).to_lowercase().into()),
         Function::Upper => Value::String(text(&first).to_uppercase().into()),
@@ -206,7 +258,74 @@ fn call(function: Function, args: Vec<Value>) -> Result<Value, EvalError> {
             v => Value::Float(v.as_f64().abs()),
         },
         Function::If => first,
+        Function::Substring => {
+            let whole = match &first {
+                Value::String(s) => s.clone(),
+                v => text(v).into(),
+            };
+            Value::String(substring(&whole, int(1), int(2))?.into())
+        }
+        Function::ToInt => Value::Int(to_int(&first)?),
+        Function::ToFloat => Value::Float(to_float(&first)?),
+        Function::ToString => Value::String(text(&first).into()),
+        Function::ToTimestamp => Value::Timestamp(first.as_i64()),
     })
+}
+
+/// SQL's `SUBSTRING(s FROM start FOR length)`: the characters of `s` at positions
+/// (from 1) in `[start, start + length)`; those before position 1 count against
+/// `length`, as in Calcite.
+fn substring(s: &str, start: i64, length: i64) -> Result<&str, EvalError> {
+    if length < 0 {
+        return Err(EvalError(format!(
+            "negative substring length {length} in substring"
+        )));
+    }
+    let (first, end) = (start.max(1), start.saturating_add(length));
+    if end <= first {
+        return Ok("");
+    }
+    let skip = usize::try_from(first - 1).unwrap_or(usize::MAX);
+    let Some((from, _)) = s.char_indices().nth(skip) else {
+        return Ok("");
+    };
+    let take = usize::try_from(end - first).unwrap_or(usize::MAX);
+    let to = s[from..]
+        .char_indices()
+        .nth(take)
+        .map_or(s.len(), |(i, _)| from + i);
+    Ok(&s[from..to])
+}
+
+/// SQL's `CAST(v AS BIGINT)`: floats truncated toward zero, timestamps as their
+/// milliseconds, bools as 0 or 1, text read as a (trimmed) integer.
+fn to_int(v: &Value) -> Result<i64, EvalError> {
+    /// 2^63: floats in `[-2^63, 2^63)` truncate to an int.
+    const INT_BOUND: f64 = 9_223_372_036_854_775_808.0;
+    match v {
+        Value::Int(i) | Value::Timestamp(i) => Ok(*i),
+        Value::Bool(b) => Ok(i64::from(*b)),
+        Value::Float(x) if x.is_nan() => {
+            Err(EvalError("to_int of NaN: a NaN has no int value".into()))
+        }
+        Value::Float(x) if (-INT_BOUND..INT_BOUND).contains(x) => Ok(*x as i64),
+        Value::Float(x) => Err(EvalError(format!("to_int of {x}: beyond the int range"))),
+        Value::String(s) => s
+            .trim()
+            .parse()
+            .map_err(|_| EvalError(format!("to_int of '{s}': expected an integer"))),
+    }
+}
+
+/// SQL's `CAST(v AS DOUBLE)`: numbers as floats, text read as a (trimmed) number.
+fn to_float(v: &Value) -> Result<f64, EvalError> {
+    match v {
+        Value::String(s) => s
+            .trim()
+            .parse()
+            .map_err(|_| EvalError(format!("to_float of '{s}': expected a number"))),
+        v => Ok(v.as_f64()),
+    }
 }
 
 fn overflow(op: BinaryOp) -> EvalError {
@@ -229,9 +348,9 @@ fn binary(op: BinaryOp, ty: FieldType, a: Value, b: Value) -> Result<Value, Eval
     if ty == FieldType::Float {
         let (x, y) = (a.as_f64(), b.as_f64());
         return Ok(Value::Float(match op {
-            Add => x + y,
-            Sub => x - y,
-            Mul => x * y,
+            Add | WrappingAdd => x + y,
+            Sub | WrappingSub => x - y,
+            Mul | WrappingMul => x * y,
             Div => x / y,
             _ => x % y,
         }));
@@ -241,6 +360,9 @@ fn binary(op: BinaryOp, ty: FieldType, a: Value, b: Value) -> Result<Value, Eval
         Add => x.checked_add(y).ok_or_else(|| overflow(op))?,
         Sub => x.checked_sub(y).ok_or_else(|| overflow(op))?,
         Mul => x.checked_mul(y).ok_or_else(|| overflow(op))?,
+        WrappingAdd => x.wrapping_add(y),
+        WrappingSub => x.wrapping_sub(y),
+        WrappingMul => x.wrapping_mul(y),
         Div | Rem if y == 0 => {
             return Err(EvalError(format!(
                 "integer division by zero in {x} {} {y}",
@@ -283,6 +405,9 @@ impl BinaryOp {
             Ge => ">=",
             And => "and",
             Or => "or",
+            WrappingAdd => "wrapping_add",
+            WrappingSub => "wrapping_sub",
+            WrappingMul => "wrapping_mul",
         }
     }
 }
@@ -642,19 +767,15 @@ impl ExprParser<'_> {
     }
 
     fn call(&mut self, name: &str, at: usize) -> Result<Expr, ExprError> {
-        let function = match name {
-            "lower" => Function::Lower,
-            "upper" => Function::Upper,
-            "concat" => Function::Concat,
-            "abs" => Function::Abs,
-            "if" => Function::If,
-            "length" => Function::Length,
-            _ => {
-                return error(
-                    at,
-                    format!("unknown function `{name}`: expected one of lower, upper, concat, length, abs, if"),
-                )
-            }
+        let Some(&(_, callee)) = FUNCTIONS.iter().find(|(known, _)| *known == name) else {
+            let names: Vec<&str> = FUNCTIONS.iter().map(|(known, _)| *known).collect();
+            return error(
+                at,
+                format!(
+                    "unknown function `{name}`: expected one of {}",
+                    names.join(", ")
+                ),
+            );
         };
         let mut args = Vec::new();
         let mut arg_at = Vec::new();
@@ -673,10 +794,11 @@ impl ExprParser<'_> {
                 }
             }
         }
-        let arity = match function {
-            Function::Concat => None,
-            Function::If => Some(3),
-            _ => Some(1),
+        let arity = match callee {
+            Callee::Function(Function::Concat) => None,
+            Callee::Function(Function::If | Function::Substring) => Some(3),
+            Callee::Operator(_) => Some(2),
+            Callee::Function(_) => Some(1),
         };
         if arity.is_some_and(|n| n != args.len()) || args.is_empty() {
             return error(
@@ -688,6 +810,27 @@ impl ExprParser<'_> {
                 ),
             );
         }
+        let call = Call { name, args, arg_at };
+        match callee {
+            Callee::Function(function) => call.function(function),
+            Callee::Operator(op) => call.operator(op),
+        }
+    }
+}
+
+/// A call's arguments (as many as the function takes), compiled, and where each
+/// starts in the expression.
+struct Call<'a> {
+    name: &'a str,
+    args: Vec<Expr>,
+    arg_at: Vec<usize>,
+}
+
+impl Call<'_> {
+    /// The function's node, or its argument where the function would return it
+    /// unchanged (`to_int` of an int).
+    fn function(mut self, function: Function) -> Result<Expr, ExprError> {
+        let (name, args, arg_at) = (self.name, &self.args, &self.arg_at);
         let ty = match function {
             Function::Lower | Function::Upper | Function::Length => {
                 if args[0].ty != FieldType::String {
@@ -726,8 +869,105 @@ impl ExprParser<'_> {
                     );
                 }
             }
+            Function::Substring => {
+                self.expect(0, &[FieldType::String])?;
+                self.expect(1, &[FieldType::Int])?;
+                self.expect(2, &[FieldType::Int])?;
+                FieldType::String
+            }
+            Function::ToInt => FieldType::Int,
+            Function::ToFloat => {
+                self.expect(0, &[FieldType::Int, FieldType::Float, FieldType::String])?;
+                FieldType::Float
+            }
+            Function::ToString => FieldType::String,
+            Function::ToTimestamp => {
+                self.expect(0, &[FieldType::Int, FieldType::Timestamp])?;
+                FieldType::Timestamp
+            }
         };
-        Ok(typed(ExprKind::Call(function, args), ty))
+        let converts = matches!(
+            function,
+            Function::ToInt | Function::ToFloat | Function::ToString | Function::ToTimestamp
+        );
+        if converts && self.args[0].ty == ty {
+            return Ok(self.args.remove(0));
+        }
+        Ok(typed(ExprKind::Call(function, self.args), ty))
+    }
+
+    /// `op` on the two arguments, with the operator's type rules.
+    fn operator(self, op: BinaryOp) -> Result<Expr, ExprError> {
+        const OPERANDS: [FieldType; 3] = [FieldType::Int, FieldType::Float, FieldType::Timestamp];
+        let (a, b) = (self.args[0].ty, self.args[1].ty);
+        let firsts: Vec<FieldType> = OPERANDS
+            .into_iter()
+            .filter(|&x| {
+                OPERANDS
+                    .iter()
+                    .any(|&y| arithmetic_type(op, x, y).is_some())
+            })
+            .collect();
+        self.expect(0, &firsts)?;
+        let Some(ty) = arithmetic_type(op, a, b) else {
+            let seconds: Vec<FieldType> = OPERANDS
+                .into_iter()
+                .filter(|&y| arithmetic_type(op, a, y).is_some())
+                .collect();
+            return error(
+                self.arg_at[1],
+                format!(
+                    "{} expects {} as argument 2 after {} as argument 1, found {b}",
+                    self.name,
+                    one_of(&seconds),
+                    one_of(&[a])
+                ),
+            );
+        };
+        let [a, b]: [Expr; 2] = self.args.try_into().expect("an operator takes 2 arguments");
+        Ok(typed(ExprKind::Binary(op, a.into(), b.into()), ty))
+    }
+
+    /// Argument `i` (from 0) has one of the types `allowed`.
+    fn expect(&self, i: usize, allowed: &[FieldType]) -> Result<(), ExprError> {
+        let ty = self.args[i].ty;
+        if allowed.contains(&ty) {
+            return Ok(());
+        }
+        error(
+            self.arg_at[i],
+            format!(
+                "{} expects {} as argument {}, found {ty}",
+                self.name,
+                one_of(allowed),
+                i + 1
+            ),
+        )
+    }
+}
+
+/// "an int", "a number or a timestamp", "a number, a string or a bool": any of
+/// `types` (an int and a float together are "a number").
+fn one_of(types: &[FieldType]) -> String {
+    let numbers = types.contains(&FieldType::Int) && types.contains(&FieldType::Float);
+    let mut names: Vec<&str> = Vec::new();
+    if numbers {
+        names.push("a number");
+    }
+    for ty in types {
+        names.push(match ty {
+            FieldType::Int | FieldType::Float if numbers => continue,
+            FieldType::Int => "an int",
+            FieldType::Float => "a float",
+            FieldType::Bool => "a bool",
+            FieldType::String => "a string",
+            FieldType::Timestamp => "a timestamp",
+        });
+    }
+    match names.split_last() {
+        Some((last, [])) => last.to_string(),
+        Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
+        None => "nothing".to_string(),
     }
 }
 
@@ -744,14 +984,14 @@ fn expect_bool(e: &Expr, at: usize, context: &str) -> Result<(), ExprError> {
 }
 
 fn arithmetic_type(op: BinaryOp, a: FieldType, b: FieldType) -> Option<FieldType> {
+    use BinaryOp::*;
     use FieldType::*;
     match (op, a, b) {
         (_, Int, Int) => Some(Int),
         (_, Float, Int | Float) | (_, Int, Float) => Some(Float),
-        (BinaryOp::Add | BinaryOp::Sub, Timestamp, Int) | (BinaryOp::Add, Int, Timestamp) => {
-            Some(Timestamp)
-        }
-        (BinaryOp::Sub, Timestamp, Timestamp) => Some(Int),
+        (Add | Sub | WrappingAdd | WrappingSub, Timestamp, Int)
+        | (Add | WrappingAdd, Int, Timestamp) => Some(Timestamp),
+        (Sub | WrappingSub, Timestamp, Timestamp) => Some(Int),
         _ => None,
     }
 }
@@ -819,6 +1059,194 @@ mod tests {
         assert_eq!(e("lower(price)").offset, 6);
         assert_eq!(e("'abc").offset, 0);
         assert!(e(&"(".repeat(1000)).message.contains("nested"));
+    }
+
+    fn eval_error(source: &str) -> String {
+        Expr::compile(source, &schema())
+            .unwrap()
+            .eval(&row())
+            .unwrap_err()
+            .0
+    }
+
+    fn compile_error(source: &str) -> ExprError {
+        Expr::compile(source, &schema()).unwrap_err()
+    }
+
+    #[test]
+    fn wrapping_arithmetic_wraps_where_the_operators_fail() {
+        assert_eq!(
+            eval("wrapping_add(9223372036854775807, 1)"),
+            Value::Int(i64::MIN)
+        );
+        assert!(eval_error("9223372036854775807 + 1").contains("overflow in +"));
+        assert_eq!(
+            eval("wrapping_mul(-7046029254386353131, 3)"),
+            Value::Int(-2_691_343_689_449_507_777)
+        );
+        assert_eq!(
+            eval("wrapping_sub(-9223372036854775807 - 1, 1)"),
+            Value::Int(i64::MAX)
+        );
+        assert_eq!(eval("wrapping_add(price, 1)"), Value::Int(251));
+        assert_eq!(eval("wrapping_add(price, rate)"), Value::Float(250.5));
+        assert_eq!(eval("wrapping_mul(rate, 4)"), Value::Float(2.0));
+        assert_eq!(eval("wrapping_sub(t, 500)"), Value::Timestamp(500));
+        assert_eq!(eval("wrapping_add(500, t)"), Value::Timestamp(1_500));
+        assert_eq!(eval("wrapping_sub(t, t)"), Value::Int(0));
+    }
+
+    #[test]
+    fn mod_is_the_remainder_operator() {
+        let compile = |s: &str| Expr::compile(s, &schema()).unwrap();
+        assert_eq!(compile("mod(price, 7)"), compile("price % 7"));
+        assert_eq!(eval("mod(-7, 3)"), Value::Int(-1));
+        assert_eq!(eval("mod(7, -3)"), Value::Int(1));
+        assert_eq!(eval("mod(rate, 0.25)"), Value::Float(0.0));
+        assert!(eval_error("mod(price, 0)").contains("division by zero in 250 % 0"));
+    }
+
+    #[test]
+    fn substring_counts_characters_from_one_as_sql_does() {
+        let text = |s: &str| Value::String(s.into());
+        assert_eq!(eval("substring('hello', 2, 3)"), text("ell"));
+        assert_eq!(eval("substring('hello', 1, 5)"), text("hello"));
+        assert_eq!(eval("substring('hello', 4, 100)"), text("lo"));
+        assert_eq!(eval("substring('hello', 1, 0)"), text(""));
+        assert_eq!(eval("substring('hello', 5, 1)"), text("o"));
+        assert_eq!(eval("substring('hello', 6, 1)"), text(""));
+        // Positions before 1 count against the length.
+        assert_eq!(eval("substring('hello', 0, 2)"), text("h"));
+        assert_eq!(eval("substring('hello', -1, 3)"), text("h"));
+        assert_eq!(eval("substring('hello', -5, 3)"), text(""));
+        assert_eq!(eval("substring('', 1, 3)"), text(""));
+        assert_eq!(eval("substring('héllo wörld', 2, 8)"), text("éllo wör"));
+        assert_eq!(eval("substring(channel, 3, 9)"), text("ple"));
+        assert_eq!(eval("substring('abc', 2, 9223372036854775807)"), text("bc"));
+        assert_eq!(
+            eval("substring('abc', 9223372036854775807, 9223372036854775807)"),
+            text("")
+        );
+        assert_eq!(
+            eval("substring('abc', -9223372036854775807 - 1, 9223372036854775807)"),
+            text("")
+        );
+        assert!(eval_error("substring('hello', 1, -1)").contains("negative substring length"));
+    }
+
+    #[test]
+    fn conversions_follow_sql_casts() {
+        let compile = |s: &str| Expr::compile(s, &schema()).unwrap();
+        assert_eq!(eval("to_timestamp(1500)"), Value::Timestamp(1_500));
+        assert_eq!(eval("to_timestamp(price) + 1"), Value::Timestamp(251));
+        assert_eq!(compile("to_timestamp(t)").as_field(), Some(3));
+
+        assert_eq!(compile("to_int(price)").as_field(), Some(0));
+        assert_eq!(eval("to_int(' 42 ')"), Value::Int(42));
+        assert_eq!(eval("to_int('-7')"), Value::Int(-7));
+        assert_eq!(eval("to_int('-9223372036854775808')"), Value::Int(i64::MIN));
+        assert_eq!(eval("to_int(2.9)"), Value::Int(2));
+        assert_eq!(eval("to_int(-2.9)"), Value::Int(-2));
+        assert_eq!(eval("to_int(rate)"), Value::Int(0));
+        assert_eq!(eval("to_int(t)"), Value::Int(1_000));
+        assert_eq!(eval("to_int(true)"), Value::Int(1));
+        assert_eq!(eval("to_int(price > 1000)"), Value::Int(0));
+        assert_eq!(
+            eval("to_int(to_float('-9223372036854775808'))"),
+            Value::Int(i64::MIN)
+        );
+        assert!(eval_error("to_int('4x')").contains("'4x'"));
+        assert!(eval_error("to_int('1.5')").contains("'1.5'"));
+        assert!(eval_error("to_int('9223372036854775808')").contains("expected an integer"));
+        assert!(eval_error("to_int(to_float('NaN'))").contains("NaN"));
+        assert!(eval_error("to_int(to_float('9223372036854775807'))").contains("int range"));
+        assert!(eval_error("to_int(to_float('1e300'))").contains("int range"));
+
+        assert_eq!(eval("to_float(price)"), Value::Float(250.0));
+        assert_eq!(eval("to_float(' 2.5 ')"), Value::Float(2.5));
+        assert_eq!(compile("to_float(rate)").as_field(), Some(1));
+        assert!(eval_error("to_float('x1')").contains("'x1'"));
+
+        let text = |s: &str| Value::String(s.into());
+        assert_eq!(eval("to_string(price)"), text("250"));
+        assert_eq!(eval("to_string(rate)"), text("0.5"));
+        assert_eq!(eval("to_string(t)"), text("1000"));
+        assert_eq!(eval("to_string(price < 1)"), text("false"));
+        assert_eq!(compile("to_string(channel)").as_field(), Some(2));
+    }
+
+    #[test]
+    fn function_errors_name_the_function_argument_and_type() {
+        let cases = [
+            (
+                "substring(price, 1, 2)",
+                10,
+                "substring expects a string as argument 1, found int",
+            ),
+            (
+                "substring(channel, '1', 2)",
+                19,
+                "substring expects an int as argument 2, found string",
+            ),
+            (
+                "substring(channel, 1, rate)",
+                22,
+                "substring expects an int as argument 3, found float",
+            ),
+            ("substring(channel, 1)", 0, "substring takes 3 argument(s), found 2"),
+            (
+                "to_timestamp(channel)",
+                13,
+                "to_timestamp expects an int or a timestamp as argument 1, found string",
+            ),
+            (
+                "to_float(t)",
+                9,
+                "to_float expects a number or a string as argument 1, found timestamp",
+            ),
+            ("to_int()", 0, "to_int takes 1 argument(s), found 0"),
+            ("to_string(1, 2)", 0, "to_string takes 1 argument(s), found 2"),
+            (
+                "wrapping_add(channel, 1)",
+                13,
+                "wrapping_add expects a number or a timestamp as argument 1, found string",
+            ),
+            (
+                "wrapping_mul(t, 2)",
+                13,
+                "wrapping_mul expects a number as argument 1, found timestamp",
+            ),
+            (
+                "wrapping_sub(price, t)",
+                20,
+                "wrapping_sub expects a number as argument 2 after an int as argument 1, found timestamp",
+            ),
+            (
+                "wrapping_add(t, t)",
+                16,
+                "wrapping_add expects an int as argument 2 after a timestamp as argument 1, found timestamp",
+            ),
+            (
+                "mod(price, 'x')",
+                11,
+                "mod expects a number as argument 2 after an int as argument 1, found string",
+            ),
+            ("mod(price)", 0, "mod takes 2 argument(s), found 1"),
+        ];
+        for (source, offset, message) in cases {
+            let e = compile_error(source);
+            assert_eq!(
+                (e.offset, e.message.as_str()),
+                (offset, message),
+                "{source}"
+            );
+        }
+        assert_eq!(
+            compile_error("frob(price)").message,
+            "unknown function `frob`: expected one of lower, upper, concat, length, \
+             substring, abs, if, to_int, to_float, to_string, to_timestamp, mod, \
+             wrapping_add, wrapping_sub, wrapping_mul"
+        );
     }
 
     #[test]

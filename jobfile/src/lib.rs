@@ -133,6 +133,21 @@ pub fn load(file: &str, text: &str, registry: &Registry) -> Result<JobPlan, JobF
     }
 }
 
+/// Validates a job built by another front end (SQL) as a job file's is; `file`
+/// names it in messages, and positions are those the spec carries.
+///
+/// # Errors
+/// [`JobFileError::Invalid`] with every problem found.
+pub fn check(file: &str, spec: JobSpec, registry: &Registry) -> Result<JobPlan, JobFileError> {
+    let mut problems = Problems::new(file);
+    let plan = validate::plan(spec, registry, &mut problems);
+    if problems.list.is_empty() {
+        Ok(plan)
+    } else {
+        Err(JobFileError::Invalid(problems.sorted()))
+    }
+}
+
 /// Reads and validates the job file at `path`.
 ///
 /// # Errors

@@ -124,7 +124,10 @@ pub struct SourceSpec {
     pub node: NodeSpec,
     /// What it reads.
     pub kind: SourceKind,
-    /// The event-time field.
+    /// Computed fields appended to the rows read, in order: each an expression over
+    /// the fields read and the computed fields before it (Flink's computed columns).
+    pub computed: Vec<(String, ExprSource)>,
+    /// The event-time field (a field read or a computed one).
     pub timestamp: Option<Located<String>>,
     /// Watermark settings (with `timestamp`).
     pub watermark: Option<WatermarkSpec>,

@@ -54,8 +54,9 @@ pub struct WindowPlan {
 
 /// What a [`PlannedStream`] computes.
 pub enum Step {
-    /// Reads a source.
-    Source(Box<SourceSpec>),
+    /// Reads a source; then appends its computed fields, each evaluated on the
+    /// rows read and the fields computed before it.
+    Source(Box<SourceSpec>, Vec<Expr>),
     /// Keeps rows where the bool expression holds.
     Filter(Expr),
     /// One expression per output field.
@@ -112,7 +113,11 @@ pub enum JoinKind {
 impl fmt::Debug for Step {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Step::Source(s) => f.debug_tuple("Source").field(&s.kind).finish(),
+            Step::Source(s, computed) => f
+                .debug_tuple("Source")
+                .field(&s.kind)
+                .field(computed)
+                .finish(),
             Step::Filter(e) => f.debug_tuple("Filter").field(e).finish(),
             Step::Map(e) => f.debug_tuple("Map").field(e).finish(),
             Step::KeyBy(k) => f.debug_tuple("KeyBy").field(k).finish(),
@@ -430,6 +435,28 @@ pub(crate) fn plan(spec: JobSpec, registry: &Registry, p: &mut Problems) -> JobP
             continue;
         }
         let mut schema = source_schema(&source.kind);
+        let mut computed = Vec::new();
+        for (name, text) in &source.computed {
+            let Some(expr) = compile(p, text, &schema) else {
+                continue;
+            };
+            if schema.index_of(name).is_some() {
+                p.add(
+                    text.at,
+                    &text.path,
+                    format!("computed field `{name}` is already a field of the source: expected a new name"),
+                );
+                continue;
+            }
+            let mut fields: Vec<(String, FieldType)> = schema
+                .fields
+                .iter()
+                .map(|f| (f.name.clone(), f.ty))
+                .collect();
+            fields.push((name.clone(), expr.ty()));
+            schema = Schema::new(fields.iter().map(|(n, t)| (n.as_str(), *t)));
+            computed.push(expr);
+        }
         if let Some(ts) = &source.timestamp {
             match schema.index_of(&ts.value) {
                 Some(i) if matches!(schema.fields[i].ty, FieldType::Int | FieldType::Timestamp) => {
@@ -458,7 +485,7 @@ pub(crate) fn plan(spec: JobSpec, registry: &Registry, p: &mut Problems) -> JobP
         streams.push(PlannedStream {
             node: source.node.clone(),
             inputs: Vec::new(),
-            step: Step::Source(Box::new(source.clone())),
+            step: Step::Source(Box::new(source.clone()), computed),
             schema,
         });
     }

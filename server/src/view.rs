@@ -101,7 +101,7 @@ pub fn plan_graph(plan: &JobPlan, parallelism: Option<usize>) -> GraphJson {
             }
             continue;
         }
-        let role = if matches!(stream.step, Step::Source(_)) {
+        let role = if matches!(stream.step, Step::Source(..)) {
             "source"
         } else {
             "operator"

@@ -37,12 +37,35 @@ pub(crate) struct RunArgs {
     savepoint_dir: Option<String>,
 }
 
-/// `weir validate FILE`.
-pub(crate) fn validate(args: ValidateArgs) -> Result<()> {
-    let plan = load(&args.file)?;
+#[derive(Args)]
+pub(crate) struct SqlArgs {
+    /// Check the statements and exit.
+    #[arg(long)]
+    validate: bool,
+    /// Print the plan (streams, keys, state, uids) and exit.
+    #[arg(long, conflicts_with = "validate")]
+    explain: bool,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+/// `weir sql FILE`: as `weir run`, for a file of SQL statements.
+pub(crate) fn sql(args: SqlArgs) -> Result<()> {
+    let plan = load(&args.run.file)?;
+    if args.explain {
+        print!("{}", weir::sql::explain(&plan));
+        return Ok(());
+    }
+    if args.validate {
+        return report_valid(&args.run.file, &plan);
+    }
+    run_plan(plan, args.run)
+}
+
+fn report_valid(file: &Path, plan: &JobPlan) -> Result<()> {
     println!(
         "ok: {}: job `{}` with {} streams and {} sinks",
-        args.file.display(),
+        file.display(),
         plan.spec.name,
         plan.streams.len(),
         plan.sinks.len()
@@ -50,9 +73,19 @@ pub(crate) fn validate(args: ValidateArgs) -> Result<()> {
     Ok(())
 }
 
+/// `weir validate FILE`.
+pub(crate) fn validate(args: ValidateArgs) -> Result<()> {
+    let plan = load(&args.file)?;
+    report_valid(&args.file, &plan)
+}
+
 /// `weir run FILE`.
 pub(crate) fn run(args: RunArgs) -> Result<()> {
     let plan = load(&args.file)?;
+    run_plan(plan, args)
+}
+
+fn run_plan(plan: JobPlan, args: RunArgs) -> Result<()> {
     let options = weir::jobs::RunOptions {
         parallelism: args.parallelism,
         from_savepoint: args.from_savepoint,
@@ -95,9 +128,21 @@ pub(crate) fn run(args: RunArgs) -> Result<()> {
     Ok(())
 }
 
-/// Loads and checks a job file; prints every problem (file, line, column, field
-/// path) to stderr.
+/// Loads and checks a job file, or a file of SQL statements (`.sql`); prints every
+/// problem (file, line, column, field path) to stderr.
 pub(crate) fn load(file: &Path) -> Result<JobPlan> {
+    if file.extension().is_some_and(|e| e == "sql") {
+        let text = std::fs::read_to_string(file)
+            .with_context(|| format!("cannot read SQL file {}", file.display()))?;
+        return weir::sql::load(&file.display().to_string(), &text, &Registry::default()).map_err(
+            |problems| {
+                for problem in &problems {
+                    eprintln!("{problem}");
+                }
+                anyhow!("{}: {} problem(s)", file.display(), problems.len())
+            },
+        );
+    }
     weir::jobfile::load_file(file, &Registry::default()).map_err(|e| {
         let problems = e.problems();
         for problem in &problems {

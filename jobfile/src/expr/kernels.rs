@@ -3,10 +3,13 @@
 //!
 //! Each node of the expression gives a [`Datum`]: a constant, a column of the batch
 //! (borrowed, never copied) or a column it computed. Arithmetic and comparisons of
-//! numbers, strings and bools run as loops over typed columns; functions go value by
-//! value. `and`, `or` and `if` evaluate their later operands only on the rows that
-//! reach them (a mask of active rows), as the row evaluator's short-circuit does,
-//! so a division by zero on a row that `if` does not take is no error here either.
+//! numbers, strings and bools run as loops over typed columns (the `wrapping_`
+//! functions are operators too), as do the conversions that cannot fail (`to_float`
+//! of an int, `to_timestamp` of an int, `to_int` of a timestamp or a bool); other
+//! functions go value by value. `and`, `or` and `if` evaluate their later operands
+//! only on the rows that reach them (a mask of active rows), as the row evaluator's
+//! short-circuit does, so a division by zero on a row that `if` does not take is no
+//! error here either.
 //! When a row fails, the rows are evaluated again one by one with [`Expr::eval`] to
 //! report the first failing row exactly as the row path does.
 
@@ -294,12 +297,29 @@ impl Expr {
                     .iter()
                     .map(|a| a.datum(batch, active))
                     .collect::<Result<Vec<_>, _>>()?;
+                if let Some(column) = args[0].column().and_then(|c| convert(*function, c)) {
+                    return Ok(Datum::Owned(column));
+                }
                 per_value(self.ty, n, active, |i| {
                     call(*function, args.iter().map(|a| a.value(i)).collect()).map_err(|_| Failed)
                 })?
             }
         })
     }
+}
+
+/// `function` of every value of `column`, if it is a conversion that cannot fail
+/// (so inactive rows need no care).
+fn convert(function: Function, column: &Column) -> Option<Column> {
+    Some(match (function, column) {
+        (Function::ToTimestamp, Column::Int(v)) => Column::Timestamp(v.clone()),
+        (Function::ToInt, Column::Timestamp(v)) => Column::Int(v.clone()),
+        (Function::ToInt, Column::Bool(v)) => {
+            Column::Int(v.iter().map(|&b| i64::from(b)).collect())
+        }
+        (Function::ToFloat, Column::Int(v)) => Column::Float(v.iter().map(|&x| x as f64).collect()),
+        _ => return None,
+    })
 }
 
 /// A bool per row (`truthy`: anything but `true` is false).
@@ -398,12 +418,12 @@ fn binary_datum(
             }
         } else if let (Some(a), Some(b)) = (left.ints(), right.ints()) {
             let out = match op {
-                Eq => compare_ints(a, b, n, |x, y| x == y),
-                Ne => compare_ints(a, b, n, |x, y| x != y),
-                Lt => compare_ints(a, b, n, |x, y| x < y),
-                Le => compare_ints(a, b, n, |x, y| x <= y),
-                Gt => compare_ints(a, b, n, |x, y| x > y),
-                _ => compare_ints(a, b, n, |x, y| x >= y),
+                Eq => pairwise_ints(a, b, n, |x, y| x == y),
+                Ne => pairwise_ints(a, b, n, |x, y| x != y),
+                Lt => pairwise_ints(a, b, n, |x, y| x < y),
+                Le => pairwise_ints(a, b, n, |x, y| x <= y),
+                Gt => pairwise_ints(a, b, n, |x, y| x > y),
+                _ => pairwise_ints(a, b, n, |x, y| x >= y),
             };
             return Ok(Datum::Owned(Column::Bool(out)));
         }
@@ -413,9 +433,9 @@ fn binary_datum(
                 .map(|i| {
                     let (x, y) = (a.at(i), b.at(i));
                     match op {
-                        Add => x + y,
-                        Sub => x - y,
-                        Mul => x * y,
+                        Add | WrappingAdd => x + y,
+                        Sub | WrappingSub => x - y,
+                        Mul | WrappingMul => x * y,
                         Div => x / y,
                         _ => x % y,
                     }
@@ -424,22 +444,16 @@ fn binary_datum(
             return Ok(Datum::Owned(Column::Float(out)));
         }
     } else if let (Some(a), Some(b)) = (left.ints(), right.ints()) {
-        let mut out = Vec::with_capacity(n);
-        for i in 0..n {
-            let (x, y) = (a.at(i), b.at(i));
-            let result = match op {
-                Add => x.checked_add(y),
-                Sub => x.checked_sub(y),
-                Mul => x.checked_mul(y),
-                Div => x.checked_div(y),
-                _ => x.checked_rem(y),
-            };
-            match result {
-                Some(r) => out.push(r),
-                None if is_active(active, i) => return Err(Failed),
-                None => out.push(0),
-            }
-        }
+        let wrapped = match op {
+            WrappingAdd => Some(pairwise_ints(a, b, n, i64::wrapping_add)),
+            WrappingSub => Some(pairwise_ints(a, b, n, i64::wrapping_sub)),
+            WrappingMul => Some(pairwise_ints(a, b, n, i64::wrapping_mul)),
+            _ => None,
+        };
+        let out = match wrapped {
+            Some(out) => out,
+            None => checked_ints(op, a, b, n, active)?,
+        };
         return Ok(Datum::Owned(if ty == FieldType::Timestamp {
             Column::Timestamp(out)
         } else {
@@ -453,31 +467,57 @@ fn binary_datum(
     })
 }
 
-/// `compare` of `a` and `b` row by row, with a loop per shape (column against
-/// literal, and so on) so that each is a plain loop over slices.
-#[inline(always)]
-fn compare_ints(
+/// `op` (`+`, `-`, `*`, `/` or `%`) on ints, failing where an active row overflows
+/// or divides by zero.
+fn checked_ints(
+    op: BinaryOp,
     a: Ints<'_>,
     b: Ints<'_>,
     n: usize,
-    compare: impl Fn(i64, i64) -> bool,
-) -> Vec<bool> {
+    active: Active<'_>,
+) -> Result<Vec<i64>, Failed> {
+    use BinaryOp::*;
+    let mut out = Vec::with_capacity(n);
+    for i in 0..n {
+        let (x, y) = (a.at(i), b.at(i));
+        let result = match op {
+            Add => x.checked_add(y),
+            Sub => x.checked_sub(y),
+            Mul => x.checked_mul(y),
+            Div => x.checked_div(y),
+            _ => x.checked_rem(y),
+        };
+        match result {
+            Some(r) => out.push(r),
+            None if is_active(active, i) => return Err(Failed),
+            None => out.push(0),
+        }
+    }
+    Ok(out)
+}
+
+/// `f` of `a` and `b` row by row, with a loop per shape (column against literal,
+/// and so on) so that each is a plain loop over slices.
+#[inline(always)]
+fn pairwise_ints<T: Clone>(
+    a: Ints<'_>,
+    b: Ints<'_>,
+    n: usize,
+    f: impl Fn(i64, i64) -> T,
+) -> Vec<T> {
     match (a, b) {
-        (Ints::Slice(x), Ints::Scalar(y)) => x.iter().take(n).map(|&x| compare(x, y)).collect(),
-        (Ints::Scalar(x), Ints::Slice(y)) => y.iter().take(n).map(|&y| compare(x, y)).collect(),
-        (Ints::Slice(x), Ints::Slice(y)) => x
-            .iter()
-            .zip(y)
-            .take(n)
-            .map(|(&x, &y)| compare(x, y))
-            .collect(),
-        (Ints::Scalar(x), Ints::Scalar(y)) => vec![compare(x, y); n],
+        (Ints::Slice(x), Ints::Scalar(y)) => x.iter().take(n).map(|&x| f(x, y)).collect(),
+        (Ints::Scalar(x), Ints::Slice(y)) => y.iter().take(n).map(|&y| f(x, y)).collect(),
+        (Ints::Slice(x), Ints::Slice(y)) => {
+            x.iter().zip(y).take(n).map(|(&x, &y)| f(x, y)).collect()
+        }
+        (Ints::Scalar(x), Ints::Scalar(y)) => vec![f(x, y); n],
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use crate::batch::Batch;
+    use crate::batch::{Batch, Column};
     use crate::row::{FieldType, Row, Schema, Value};
     use crate::Expr;
     use proptest::prelude::*;
@@ -508,7 +548,14 @@ mod tests {
                 -10.0f64..10.0,
                 Just(1e300)
             ],
-            prop_oneof![Just(String::new()), "[a-c]{0,3}", Just("Apple".to_string())],
+            prop_oneof![
+                Just(String::new()),
+                "[a-c]{0,3}",
+                Just("Apple".to_string()),
+                // Text that to_int and to_float read (or almost).
+                " ?-?[0-9]{1,3}(\\.[0-9])? ?",
+                Just("9223372036854775808".to_string()),
+            ],
             int(),
             any::<bool>(),
         )
@@ -539,6 +586,8 @@ mod tests {
             Just("0.5".to_string()),
             Just("''".to_string()),
             Just("'ab'".to_string()),
+            Just("'héllo'".to_string()),
+            Just("' -12 '".to_string()),
             Just("true".to_string()),
         ];
         leaf.prop_recursive(4, 24, 3, |inner| {
@@ -561,16 +610,84 @@ mod tests {
                 Just("length"),
                 Just("abs"),
                 Just("concat"),
+                Just("to_int"),
+                Just("to_float"),
+                Just("to_string"),
+                Just("to_timestamp"),
+            ];
+            let function2 = prop_oneof![
+                Just("wrapping_add"),
+                Just("wrapping_sub"),
+                Just("wrapping_mul"),
+                Just("mod"),
+            ];
+            // Arguments that mostly type-check, so that the functions taking two
+            // or three of them compile often enough.
+            let number = prop_oneof![
+                prop_oneof![Just("i"), Just("j"), Just("t"), Just("x")].prop_map(String::from),
+                prop_oneof![Just(i64::MAX), Just(i64::MIN + 1), -3i64..4]
+                    .prop_map(|n| n.to_string()),
+                inner.clone(),
+            ];
+            let text = prop_oneof![
+                Just("s".to_string()),
+                Just("'héllo'".to_string()),
+                inner.clone(),
             ];
             prop_oneof![
                 (inner.clone(), op, inner.clone()).prop_map(|(a, op, b)| format!("({a} {op} {b})")),
                 inner.clone().prop_map(|a| format!("-({a})")),
                 inner.clone().prop_map(|a| format!("not ({a})")),
                 (function, inner.clone()).prop_map(|(f, a)| format!("{f}({a})")),
+                (function2, number.clone(), number.clone())
+                    .prop_map(|(f, a, b)| format!("{f}({a}, {b})")),
+                (text, number.clone(), number)
+                    .prop_map(|(s, a, b)| format!("substring({s}, {a}, {b})")),
                 (inner.clone(), inner.clone(), inner)
                     .prop_map(|(c, a, b)| format!("if({c}, {a}, {b})")),
             ]
         })
+    }
+
+    #[test]
+    fn wrapping_arithmetic_and_conversions_run_on_columns() {
+        let schema = schema();
+        let rows = [i64::MAX, -7_046_029_254_386_353_131, 3].map(|i| {
+            Row(vec![
+                Value::Int(i),
+                Value::Int(3),
+                Value::Float(0.5),
+                Value::String(" 12".into()),
+                Value::Timestamp(i),
+                Value::Bool(true),
+            ])
+        });
+        let batch = Batch::from_rows(&schema, rows).unwrap();
+        let eval = |source: &str| Expr::compile(source, &schema).unwrap().eval_batch(&batch);
+        assert_eq!(
+            eval("wrapping_add(i, 1)").unwrap(),
+            Column::Int(vec![i64::MIN, -7_046_029_254_386_353_130, 4])
+        );
+        assert_eq!(
+            eval("wrapping_mul(i, j)").unwrap(),
+            Column::Int(vec![
+                i64::MAX.wrapping_mul(3),
+                -2_691_343_689_449_507_777,
+                9
+            ])
+        );
+        assert_eq!(
+            eval("wrapping_add(t, 1)").unwrap(),
+            Column::Timestamp(vec![i64::MIN, -7_046_029_254_386_353_130, 4])
+        );
+        assert_eq!(
+            eval("to_timestamp(j)").unwrap(),
+            Column::Timestamp(vec![3; 3])
+        );
+        assert_eq!(eval("to_int(b)").unwrap(), Column::Int(vec![1; 3]));
+        assert_eq!(eval("to_int(s) * j").unwrap(), Column::Int(vec![36; 3]));
+        let (row, error) = eval("i * j").unwrap_err();
+        assert_eq!((row, error.0.as_str()), (0, "integer overflow in *"));
     }
 
     proptest! {

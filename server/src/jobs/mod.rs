@@ -261,7 +261,7 @@ fn build_with(plan: &JobPlan, job: &JobBuilder, sink_commit: Option<(CommitStep,
         };
         let output_schema = Arc::new(stream.schema.clone());
         let next = match &stream.step {
-            Step::Source(_) => {
+            Step::Source(..) => {
                 let fields = &needed[name];
                 sources::source(job, stream, fields).map(Built::Batches)
             }
@@ -585,8 +585,16 @@ fn needed_fields(plan: &JobPlan) -> HashMap<&str, Vec<bool>> {
         match &stream.step {
             // Event time is read where it is used: by a source's watermarks (here)
             // and by the windows and joins downstream (their arms).
-            Step::Source(_) => {
+            Step::Source(_, computed) => {
                 mark(&mut needed, name, &mut stream.schema.event_time.into_iter());
+                // A computed field read needs what it is computed from (fields read
+                // or computed before it: marked here, in reverse order).
+                let read = stream.schema.fields.len() - computed.len();
+                for (i, expr) in computed.iter().enumerate().rev() {
+                    if needed.get(name).is_some_and(|n| n[read + i]) {
+                        mark(&mut needed, name, &mut expr.fields().into_iter());
+                    }
+                }
             }
             Step::Filter(expr) => {
                 let input = stream.inputs[0].as_str();

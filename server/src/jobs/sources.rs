@@ -11,7 +11,7 @@ use weir_dataflow::{
     Stream, SubtaskInfo, Timestamp, WatermarkStrategy,
 };
 use weir_jobfile::{
-    Batch, Column, FileRowFormat, KafkaFormat, NexmarkEvent, PlannedStream, Row, SourceKind,
+    Batch, Column, Expr, FileRowFormat, KafkaFormat, NexmarkEvent, PlannedStream, Row, SourceKind,
     SourceSpec, Str, Value,
 };
 use weir_nexmark::{
@@ -75,7 +75,13 @@ fn batched<S: Source>(
     spec: &SourceSpec,
     factory: impl Fn(&SubtaskInfo) -> S + Send + Sync + 'static,
     convert: Convert<S::Out>,
+    computed: Computed,
 ) -> Stream<Batch> {
+    let convert: Convert<S::Out> = if computed.is_empty() {
+        convert
+    } else {
+        Arc::new(move |records| convert(records).and_then(|batch| computed.append(batch)))
+    };
     batch_source(job, planned, spec, move |info: &SubtaskInfo| Batched {
         inner: factory(info),
         scratch: SourceOutput::new(1),
@@ -105,6 +111,7 @@ fn batch_source<S: Source<Out = Batch>>(
 struct BidBatches {
     inner: BidSource,
     needed: Arc<[bool]>,
+    computed: Computed,
     operator: String,
     subtask: usize,
 }
@@ -124,6 +131,7 @@ impl Source for BidBatches {
         if columns.rows > 0 {
             let batch = columns
                 .finish()
+                .and_then(|batch| self.computed.append(batch))
                 .map_err(|e| DataflowError::operator(&self.operator, self.subtask, e))?;
             out.push(batch);
         }
@@ -168,11 +176,13 @@ pub(super) fn source(
     planned: &PlannedStream,
     needed: &[bool],
 ) -> Option<Stream<Batch>> {
-    let weir_jobfile::Step::Source(spec) = &planned.step else {
+    let weir_jobfile::Step::Source(spec, computed) = &planned.step else {
         return None;
     };
+    let computed = Computed::new(computed, needed);
     let needed: Arc<[bool]> = needed.into();
-    let schema = Arc::new(planned.schema.clone());
+    // The fields read; the computed ones follow them.
+    let schema = Arc::new(weir_jobfile::source_schema(&spec.kind));
     Some(match &spec.kind {
         SourceKind::Bids {
             events,
@@ -188,6 +198,7 @@ pub(super) fn source(
             batch_source(job, planned, spec, move |info: &SubtaskInfo| BidBatches {
                 inner: bids(info),
                 needed: needed.clone(),
+                computed: computed.clone(),
                 operator: info.operator.clone(),
                 subtask: info.index,
             })
@@ -229,7 +240,14 @@ pub(super) fn source(
                     }),
                 ),
             });
-            batched(job, planned, spec, NexmarkSource::factory(config), convert)
+            batched(
+                job,
+                planned,
+                spec,
+                NexmarkSource::factory(config),
+                convert,
+                computed.clone(),
+            )
         }
         SourceKind::Sequence {
             from,
@@ -248,6 +266,7 @@ pub(super) fn source(
                     spec,
                     SequenceSource::throttled(*from, *to, *rate),
                     convert,
+                    computed.clone(),
                 ),
                 None => batched(
                     job,
@@ -255,6 +274,7 @@ pub(super) fn source(
                     spec,
                     SequenceSource::factory(*from, *to),
                     convert,
+                    computed.clone(),
                 ),
             }
         }
@@ -292,6 +312,7 @@ pub(super) fn source(
                 spec,
                 KafkaSource::factory(config, deserializer),
                 convert,
+                computed.clone(),
             )
         }
         SourceKind::File {
@@ -307,7 +328,7 @@ pub(super) fn source(
                     let rows = move |json: Box<serde_json::value::RawValue>| {
                         schema.row_from_json_bytes(json.get().as_bytes())
                     };
-                    file_batches(job, planned, spec, config, rows)
+                    file_batches(job, planned, spec, config, rows, computed)
                 }
                 FileRowFormat::Csv { header: true } => {
                     let config = config.with_format(FileFormat::Csv { header: true });
@@ -320,7 +341,7 @@ pub(super) fn source(
                         });
                         values.collect::<Result<Vec<_>, String>>().map(Row)
                     };
-                    file_batches(job, planned, spec, config, rows)
+                    file_batches(job, planned, spec, config, rows, computed)
                 }
                 FileRowFormat::Csv { header: false } => {
                     let config = config.with_format(FileFormat::Csv { header: false });
@@ -339,11 +360,56 @@ pub(super) fn source(
                             .map(|(field, text)| field_value(field, text));
                         values.collect::<Result<Vec<_>, String>>().map(Row)
                     };
-                    file_batches(job, planned, spec, config, rows)
+                    file_batches(job, planned, spec, config, rows, computed)
                 }
             }
         }
     })
+}
+
+/// A source's computed fields (`computed:`, Flink's computed columns), appended to
+/// each batch read: each is evaluated on the fields read and the computed fields
+/// before it, or left out when nothing downstream reads it.
+#[derive(Clone)]
+pub(super) struct Computed {
+    fields: Arc<[(Expr, bool)]>,
+}
+
+impl Computed {
+    /// The computed fields `exprs` of a source whose fields (read, then computed)
+    /// downstream reads as `needed` marks.
+    fn new(exprs: &[Expr], needed: &[bool]) -> Self {
+        let read = needed.len().saturating_sub(exprs.len());
+        let fields = exprs
+            .iter()
+            .enumerate()
+            .map(|(i, e)| (e.clone(), needed.get(read + i).copied().unwrap_or(true)))
+            .collect();
+        Self { fields }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.fields.is_empty()
+    }
+
+    /// `batch` (the fields read) with the computed fields after its columns.
+    fn append(&self, batch: Batch) -> Result<Batch, String> {
+        let len = batch.len();
+        let mut batch = batch;
+        for (i, (expr, wanted)) in self.fields.iter().enumerate() {
+            let column = if *wanted {
+                expr.eval_batch(&batch).map_err(|(row, e)| {
+                    format!("computed field {} of row {row} of a batch: {e}", i + 1)
+                })?
+            } else {
+                Column::Pruned
+            };
+            let mut columns = batch.into_columns();
+            columns.push(column);
+            batch = Batch::new(columns, len)?;
+        }
+        Ok(batch)
+    }
 }
 
 /// A file source whose records `row` turns into rows of the stream's schema; a
@@ -354,8 +420,9 @@ fn file_batches<T: serde::de::DeserializeOwned + Send + 'static>(
     spec: &SourceSpec,
     config: FileSourceConfig,
     row: impl Fn(T) -> Result<Row, String> + Send + Sync + 'static,
+    computed: Computed,
 ) -> Stream<Batch> {
-    let schema = planned.schema.clone();
+    let schema = weir_jobfile::source_schema(&spec.kind);
     let convert: Convert<Row> = Arc::new(move |rows| Batch::from_rows(&schema, rows));
     // A record that does not fit fails the job naming its object and line.
     let map: RecordMap<T, Row> = Arc::new(move |record| {
@@ -367,6 +434,7 @@ fn file_batches<T: serde::de::DeserializeOwned + Send + 'static>(
         spec,
         FileSource::<T, Row>::mapped(config, map),
         convert,
+        computed,
     )
 }
 
