@@ -29,9 +29,8 @@
 
 mod kernels;
 
-use crate::row::{FieldType, Row, Schema, Value};
+use crate::row::{FieldType, Row, Schema, Str, Value};
 use std::fmt;
-use std::sync::Arc;
 
 /// A compiled, type-checked expression.
 #[derive(Clone, Debug, PartialEq)]
@@ -206,7 +205,7 @@ impl Expr {
                     .iter()
                     .map(|a| a.eval(row))
                     .collect::<Result<Vec<_>, _>>()?;
-                call(*function, values)?
+                call(*function, &values)?
             }
         })
     }
@@ -242,7 +241,25 @@ fn text(v: &Value) -> String {
     }
 }
 
-fn call(function: Function, args: Vec<Value>) -> Result<Value, EvalError> {
+/// String literal `text` as text that lives as long as the program, each distinct
+/// text stored once: rows take literals (and their substrings) without a copy or
+/// a reference count, as the generators' static texts.
+fn interned(text: String) -> &'static str {
+    static TEXTS: std::sync::Mutex<Option<std::collections::HashSet<&'static str>>> =
+        std::sync::Mutex::new(None);
+    let mut texts = TEXTS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let texts = texts.get_or_insert_with(Default::default);
+    if let Some(&known) = texts.get(text.as_str()) {
+        return known;
+    }
+    let leaked: &'static str = Box::leak(text.into_boxed_str());
+    texts.insert(leaked);
+    leaked
+}
+
+fn call(function: Function, args: &[Value]) -> Result<Value, EvalError> {
     let first = args.first().cloned().unwrap_or(Value::Int(0));
     let int = |i: usize| args.get(i).map_or(0, Value::as_i64);
     Ok(match function {
@@ -258,13 +275,13 @@ fn call(function: Function, args: Vec<Value>) -> Result<Value, EvalError> {
             v => Value::Float(v.as_f64().abs()),
         },
         Function::If => first,
-        Function::Substring => {
-            let whole = match &first {
-                Value::String(s) => s.clone(),
-                v => text(v).into(),
-            };
-            Value::String(substring(&whole, int(1), int(2))?.into())
-        }
+        Function::Substring => match &first {
+            // A part of a text that lives as long as the program is one too.
+            Value::String(Str::Static(whole)) => {
+                Value::String(Str::Static(substring(whole, int(1), int(2))?))
+            }
+            v => Value::String(substring(&text(v), int(1), int(2))?.into()),
+        },
         Function::ToInt => Value::Int(to_int(&first)?),
         Function::ToFloat => Value::Float(to_float(&first)?),
         Function::ToString => Value::String(text(&first).into()),
@@ -286,10 +303,15 @@ fn substring(s: &str, start: i64, length: i64) -> Result<&str, EvalError> {
         return Ok("");
     }
     let skip = usize::try_from(first - 1).unwrap_or(usize::MAX);
+    let take = usize::try_from(end - first).unwrap_or(usize::MAX);
+    if s.is_ascii() {
+        // One byte a character.
+        let from = skip.min(s.len());
+        return Ok(&s[from..from.saturating_add(take).min(s.len())]);
+    }
     let Some((from, _)) = s.char_indices().nth(skip) else {
         return Ok("");
     };
-    let take = usize::try_from(end - first).unwrap_or(usize::MAX);
     let to = s[from..]
         .char_indices()
         .nth(take)
@@ -724,7 +746,7 @@ impl ExprParser<'_> {
             Token::Int(i) => typed(ExprKind::Literal(Value::Int(i)), FieldType::Int),
             Token::Float(x) => typed(ExprKind::Literal(Value::Float(x)), FieldType::Float),
             Token::Str(s) => typed(
-                ExprKind::Literal(Value::String(Arc::<str>::from(s).into())),
+                ExprKind::Literal(Value::String(Str::from_static(interned(s)))),
                 FieldType::String,
             ),
             Token::Op("(") => {

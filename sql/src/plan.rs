@@ -24,6 +24,9 @@ use std::time::Duration;
 use weir_jobfile::yaml::Pos;
 use weir_jobfile::*;
 
+/// The buckets of an int key in the first step of a window Top-1.
+const TOP_BUCKETS: i64 = 128;
+
 /// What a column of a relation reads.
 #[derive(Clone, Debug, PartialEq)]
 enum ColRef {
@@ -57,6 +60,14 @@ enum Shape {
     /// `SELECT MAX(field), window_start, window_end FROM base GROUP BY window_start,
     /// window_end`, not planned yet: a join with `base` makes it a `top`.
     MaxPerWindow { base: Box<Rel>, field: String },
+    /// Per window (of this shape) of the relation's rows, the rows with the
+    /// largest `field`, keyed by `key` for the first step; not planned yet, so that
+    /// the rows carry only the columns read afterwards.
+    TopPending {
+        shape: WindowShape,
+        field: String,
+        key: String,
+    },
 }
 
 #[derive(Clone, Debug)]
@@ -150,6 +161,7 @@ pub(crate) fn plan(name: &str, statements: &[Stmt]) -> Result<JobSpec, SqlError>
         planned_views: HashMap::new(),
         planned_tables: HashMap::new(),
         fields: HashMap::new(),
+        int_fields: HashMap::new(),
         event_time: HashMap::new(),
         memo: HashMap::new(),
         names: HashSet::new(),
@@ -215,6 +227,8 @@ struct Planner<'a> {
     planned_tables: HashMap<String, Rel>,
     /// Each stream's field names, in order.
     fields: HashMap<String, Vec<String>>,
+    /// The fields of each stream known to be ints.
+    int_fields: HashMap<String, HashSet<String>>,
     /// Each stream's event-time field.
     event_time: HashMap<String, String>,
     /// Window aggregations planned, by what they compute.
@@ -504,17 +518,25 @@ impl<'a> Planner<'a> {
             .filter(|t| fields.iter().any(|(n, e)| n == *t && e == *t))
             .cloned();
         let names = fields.iter().map(|(n, _)| n.clone()).collect();
+        let input_ints = self.int_fields.get(input);
+        let ints: HashSet<String> = fields
+            .iter()
+            .filter(|(_, e)| input_ints.is_some_and(|ints| ints.contains(e)))
+            .map(|(n, _)| n.clone())
+            .collect();
         let fields = fields
             .into_iter()
             .map(|(n, e)| (n, self.expr_source(e)))
             .collect();
-        Ok(self.add_operator(
+        let stream = self.add_operator(
             "map",
             &[input],
             OperatorKind::Map { fields },
             names,
             event_time,
-        ))
+        );
+        self.int_fields.insert(stream.clone(), ints);
+        Ok(stream)
     }
 
     fn query(&mut self, query: &Query) -> Result<Rel, SqlError> {
@@ -558,6 +580,8 @@ impl<'a> Planner<'a> {
             [] => {}
             [join] => {
                 let right = self.factor(&join.relation)?;
+                let (rel_now, right) = (self.pending_planned(rel)?, self.pending_planned(right)?);
+                rel = rel_now;
                 let on = match &join.join_operator {
                     JoinOperator::Join(JoinConstraint::On(on))
                     | JoinOperator::Inner(JoinConstraint::On(on)) => on,
@@ -665,6 +689,7 @@ impl<'a> Planner<'a> {
     }
 
     fn filter(&mut self, rel: Rel, condition: &Expr) -> Result<Rel, SqlError> {
+        let rel = self.pending_planned(rel)?;
         if matches!(rel.shape, Shape::MaxPerWindow { .. }) {
             return Err(error_at(
                 condition,
@@ -674,6 +699,7 @@ impl<'a> Planner<'a> {
         let text = expr::translate(condition, &rel)?;
         let fields = self.stream_fields(&rel.stream);
         let event_time = self.event_time.get(&rel.stream).cloned();
+        let ints = self.int_fields.get(&rel.stream).cloned();
         let stream = self.add_operator(
             "filter",
             &[&rel.stream],
@@ -683,12 +709,22 @@ impl<'a> Planner<'a> {
             fields,
             event_time,
         );
+        if let Some(ints) = ints {
+            self.int_fields.insert(stream.clone(), ints);
+        }
         Ok(Rel { stream, ..rel })
     }
 
     fn project(&mut self, rel: Rel, items: &[SelectItem]) -> Result<Rel, SqlError> {
+        let computes = items.iter().any(|item| match item {
+            SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. } => {
+                column_parts(e).is_none()
+            }
+            _ => false,
+        });
         let rel = match rel.shape {
             Shape::MaxPerWindow { .. } => self.materialize(rel)?,
+            Shape::TopPending { .. } if computes => self.materialize(rel)?,
             _ => rel,
         };
         // (column, expression text if it computes)
@@ -913,6 +949,7 @@ impl<'a> Planner<'a> {
         items: &[SelectItem],
         having: Option<&Expr>,
     ) -> Result<Rel, SqlError> {
+        let rel = self.pending_planned(rel)?;
         let mut refs = Vec::new();
         for g in group {
             let parts = column_parts(g).ok_or_else(|| {
@@ -1179,17 +1216,33 @@ impl<'a> Planner<'a> {
                 path: self.path(),
             })
             .collect();
-        self.add_operator(
+        let name = self.add_operator(
             "key_by",
             &[input],
             OperatorKind::KeyBy { keys },
             fields,
             event_time,
-        )
+        );
+        if let Some(ints) = self.int_fields.get(input).cloned() {
+            self.int_fields.insert(name.clone(), ints);
+        }
+        name
+    }
+
+    /// `rel`, its pending window Top-1 planned if it has one.
+    fn pending_planned(&mut self, rel: Rel) -> Result<Rel, SqlError> {
+        match rel.shape {
+            Shape::TopPending { .. } => self.materialize(rel),
+            _ => Ok(rel),
+        }
     }
 
     /// A per-window maximum used on its own: its window aggregation.
     fn materialize(&mut self, rel: Rel) -> Result<Rel, SqlError> {
+        if let Shape::TopPending { shape, field, key } = &rel.shape {
+            let (shape, field, key) = (*shape, field.clone(), key.clone());
+            return self.window_top(rel, shape, &field, &key);
+        }
         let Shape::MaxPerWindow { base, field } = &rel.shape else {
             return Ok(rel);
         };
@@ -1314,7 +1367,33 @@ impl<'a> Planner<'a> {
                     Some("window_end".into()),
                 )
             }
-            Shape::Windowed(shape) => self.window_top(&rows, *shape, field)?,
+            Shape::Windowed(shape) => {
+                // Planned when the columns read afterwards are known.
+                let shape = Shape::TopPending {
+                    shape: *shape,
+                    field: field.clone(),
+                    key: self.top_key(&rows, field)?,
+                };
+                let settle = |c: &Col| Col {
+                    r: match &c.r {
+                        ColRef::Max => ColRef::Field(field.clone()),
+                        r => r.clone(),
+                    },
+                    ..c.clone()
+                };
+                let rows_cols = rows.cols.iter().map(settle);
+                let max_cols = max.cols.iter().map(settle);
+                let cols = if max_on_left {
+                    max_cols.chain(rows_cols).collect()
+                } else {
+                    rows_cols.chain(max_cols).collect()
+                };
+                return Ok(Rel {
+                    stream: rows.stream,
+                    cols,
+                    shape,
+                });
+            }
             _ => return Err(unsupported()),
         };
         let settle = |c: &Col| Col {
@@ -1348,32 +1427,75 @@ impl<'a> Planner<'a> {
         }
     }
 
-    /// Per window of `rows` (a window TVF's rows), the rows with the largest
-    /// `field`: each subtask keeps the top of its share of keys (keyed by the first
-    /// column of the relation that is neither event time nor `field`), then one
-    /// `top` per window keeps the top of those.
-    fn window_top(
-        &mut self,
-        rows: &Rel,
-        shape: WindowShape,
-        field: &str,
-    ) -> Result<String, SqlError> {
-        let input_fields = self.stream_fields(&rows.stream);
-        let event_time = self.event_time.get(&rows.stream).cloned();
+    /// The key of a window Top-1's first step: the first column of `rows` that is
+    /// neither event time nor `field` (any key gives the same rows; one with many
+    /// values spreads the work).
+    fn top_key(&self, rows: &Rel, field: &str) -> Result<String, SqlError> {
+        let event_time = self.event_time.get(&rows.stream);
         let visible = rows.cols.iter().filter_map(|c| match &c.r {
             ColRef::Field(f) => Some(f),
             _ => None,
         });
-        let key = visible
+        visible
             .clone()
-            .find(|f| Some(*f) != event_time.as_ref() && *f != field)
+            .find(|f| Some(*f) != event_time && *f != field)
             .or(visible.clone().next())
-            .or(input_fields.first())
             .cloned()
-            .ok_or_else(|| SqlError::at(self.at, "a window Top-1 over rows without fields"))?;
-        let key_by = self.key_by(&rows.stream, &[key]);
+            .ok_or_else(|| SqlError::at(self.at, "a window Top-1 over rows without columns"))
+    }
+
+    /// A pending window Top-1 planned: the rows narrowed to the columns `rel`
+    /// reads, then per window the rows with the largest `field`: each subtask
+    /// keeps the top of its share of keys, then one `top` per window keeps the top
+    /// of those.
+    fn window_top(
+        &mut self,
+        rel: Rel,
+        shape: WindowShape,
+        field: &str,
+        key: &str,
+    ) -> Result<Rel, SqlError> {
+        let event_time = self.event_time.get(&rel.stream).cloned();
+        let read: HashSet<&str> = rel
+            .cols
+            .iter()
+            .filter_map(|c| match &c.r {
+                ColRef::Field(f) => Some(f.as_str()),
+                _ => None,
+            })
+            .chain([field, key])
+            .chain(event_time.as_deref())
+            .collect();
+        let all = self.stream_fields(&rel.stream);
+        let mut kept: Vec<String> = all
+            .iter()
+            .filter(|f| read.contains(f.as_str()))
+            .cloned()
+            .collect();
+        let mut fields: Vec<(String, String)> =
+            kept.iter().map(|f| (f.clone(), f.clone())).collect();
+        // An int key is spread over 128 buckets: few enough that each subtask's
+        // filter before the exchange drops most rows (a row below its bucket's
+        // window maximum so far never reaches the top), as the typed q7 does.
+        let int_key = self
+            .int_fields
+            .get(&rel.stream)
+            .is_some_and(|ints| ints.contains(key));
+        let key = if int_key {
+            fields.push(("_bucket".into(), format!("{key} % {TOP_BUCKETS}")));
+            kept.push("_bucket".into());
+            "_bucket"
+        } else {
+            key
+        };
+        let input = if kept.len() == all.len() && !int_key {
+            rel.stream.clone()
+        } else {
+            self.map(&rel.stream, fields)?
+        };
+        let key_by = self.key_by(&input, &[key.to_string()]);
         let mut fields = vec!["window_start".to_string(), "window_end".to_string()];
-        fields.extend(input_fields);
+        fields.extend(kept);
         let window = self.add_operator(
             "window",
             &[&key_by],
@@ -1391,7 +1513,7 @@ impl<'a> Planner<'a> {
             fields.clone(),
             Some("window_end".into()),
         );
-        Ok(self.add_operator(
+        let stream = self.add_operator(
             "top",
             &[&window],
             OperatorKind::Top {
@@ -1399,7 +1521,24 @@ impl<'a> Planner<'a> {
             },
             fields,
             Some("window_end".into()),
-        ))
+        );
+        let cols = rel
+            .cols
+            .into_iter()
+            .map(|c| Col {
+                r: match c.r {
+                    ColRef::WindowStart => ColRef::Field("window_start".into()),
+                    ColRef::WindowEnd | ColRef::WindowTime => ColRef::Field("window_end".into()),
+                    r => r,
+                },
+                ..c
+            })
+            .collect();
+        Ok(Rel {
+            stream,
+            cols,
+            shape: Shape::Rows,
+        })
     }
 }
 

@@ -15,7 +15,7 @@
 
 use super::{binary, call, negate, truthy, BinaryOp, EvalError, Expr, ExprKind, Function};
 use crate::batch::{Batch, Column};
-use crate::row::{FieldType, Value};
+use crate::row::{FieldType, Str, Value};
 
 /// The value of an expression node for every row of a batch.
 enum Datum<'a> {
@@ -39,6 +39,17 @@ impl Datum<'_> {
             Self::Scalar(v) => v.clone(),
             Self::Borrowed(c) => c.value(i),
             Self::Owned(c) => c.value(i),
+        }
+    }
+
+    /// Strings as shared values.
+    fn texts(&self) -> Option<Texts<'_>> {
+        match self {
+            Self::Scalar(Value::String(s)) => Some(Texts::Scalar(s)),
+            _ => match self.column()? {
+                Column::String(v) => Some(Texts::Slice(v)),
+                _ => None,
+            },
         }
     }
 
@@ -127,6 +138,23 @@ impl Floats<'_> {
 enum Bools<'a> {
     Scalar(bool),
     Slice(&'a [bool]),
+}
+
+/// Texts as shared values, to copy into a new column without copying the text.
+#[derive(Clone, Copy)]
+enum Texts<'a> {
+    Scalar(&'a Str),
+    Slice(&'a [Str]),
+}
+
+impl Texts<'_> {
+    #[inline(always)]
+    fn get(&self, i: usize) -> Str {
+        match self {
+            Self::Scalar(s) => (*s).clone(),
+            Self::Slice(v) => v[i].clone(),
+        }
+    }
 }
 
 #[derive(Clone, Copy)]
@@ -287,6 +315,10 @@ impl Expr {
                     .collect();
                 let then = args[1].datum(batch, Some(&then_rows))?;
                 let otherwise = args[2].datum(batch, Some(&else_rows))?;
+                if let (Some(a), Some(b)) = (then.texts(), otherwise.texts()) {
+                    let chosen = (0..n).map(|i| if condition[i] { a.get(i) } else { b.get(i) });
+                    return Ok(Datum::Owned(Column::String(chosen.collect())));
+                }
                 per_value(self.ty, n, None, |i| {
                     let chosen = if condition[i] { &then } else { &otherwise };
                     Ok(super::coerce(chosen.value(i), self.ty))
@@ -300,12 +332,64 @@ impl Expr {
                 if let Some(column) = args[0].column().and_then(|c| convert(*function, c)) {
                     return Ok(Datum::Owned(column));
                 }
+                if let (Function::Abs, Some(Column::Int(v))) = (function, args[0].column()) {
+                    return abs_ints(v, active).map(Datum::Owned);
+                }
+                if let [text, start, length] = args.as_slice() {
+                    if let (Function::Substring, Some(text), Some(start), Some(length)) =
+                        (function, text.texts(), start.ints(), length.ints())
+                    {
+                        return substrings(text, start, length, n, active).map(Datum::Owned);
+                    }
+                }
+                let mut values = Vec::with_capacity(args.len());
                 per_value(self.ty, n, active, |i| {
-                    call(*function, args.iter().map(|a| a.value(i)).collect()).map_err(|_| Failed)
+                    values.clear();
+                    values.extend(args.iter().map(|a| a.value(i)));
+                    call(*function, &values).map_err(|_| Failed)
                 })?
             }
         })
     }
+}
+
+/// `substring` of every row: a part of a text that lives as long as the program
+/// is one too, without a copy; a negative length on an active row fails.
+fn substrings(
+    text: Texts<'_>,
+    start: Ints<'_>,
+    length: Ints<'_>,
+    n: usize,
+    active: Active<'_>,
+) -> Result<Column, Failed> {
+    let mut out = Vec::with_capacity(n);
+    for i in 0..n {
+        let part = match text.get(i) {
+            Str::Static(whole) => {
+                super::substring(whole, start.at(i), length.at(i)).map(Str::Static)
+            }
+            shared => super::substring(&shared, start.at(i), length.at(i)).map(Str::from),
+        };
+        match part {
+            Ok(part) => out.push(part),
+            Err(_) if is_active(active, i) => return Err(Failed),
+            Err(_) => out.push(Str::from_static("")),
+        }
+    }
+    Ok(Column::String(out))
+}
+
+/// `abs` of every int of `v`; overflow (of `i64::MIN`) on an active row fails.
+fn abs_ints(v: &[i64], active: Active<'_>) -> Result<Column, Failed> {
+    let mut out = Vec::with_capacity(v.len());
+    for (i, &x) in v.iter().enumerate() {
+        match x.checked_abs() {
+            Some(y) => out.push(y),
+            None if is_active(active, i) => return Err(Failed),
+            None => out.push(x),
+        }
+    }
+    Ok(Column::Int(out))
 }
 
 /// `function` of every value of `column`, if it is a conversion that cannot fail
@@ -336,18 +420,24 @@ fn bools_of(datum: &Datum<'_>, n: usize) -> Vec<bool> {
 fn column_of(ty: FieldType, values: Vec<Value>) -> Column {
     let mut column = Column::with_capacity(ty, values.len());
     for value in values {
-        let value = match (ty, value) {
-            (FieldType::Int, v) if v.field_type() != ty => Value::Int(v.as_i64()),
-            (FieldType::Timestamp, v) if v.field_type() != ty => Value::Timestamp(v.as_i64()),
-            (FieldType::Float, v) if v.field_type() != ty => Value::Float(v.as_f64()),
-            (FieldType::Bool, v) if v.field_type() != ty => Value::Bool(truthy(&v)),
-            (FieldType::String, v) if v.field_type() != ty => Value::String(super::text(&v).into()),
-            (_, v) => v,
-        };
-        // The value has the column's type now.
-        let _ = column.push(value);
+        push_as(&mut column, ty, value);
     }
     column
+}
+
+/// Appends `value` to `column` (of type `ty`), converted to `ty` if it is not.
+#[inline]
+fn push_as(column: &mut Column, ty: FieldType, value: Value) {
+    let value = match (ty, value) {
+        (FieldType::Int, v) if v.field_type() != ty => Value::Int(v.as_i64()),
+        (FieldType::Timestamp, v) if v.field_type() != ty => Value::Timestamp(v.as_i64()),
+        (FieldType::Float, v) if v.field_type() != ty => Value::Float(v.as_f64()),
+        (FieldType::Bool, v) if v.field_type() != ty => Value::Bool(truthy(&v)),
+        (FieldType::String, v) if v.field_type() != ty => Value::String(super::text(&v).into()),
+        (_, v) => v,
+    };
+    // The value has the column's type now.
+    let _ = column.push(value);
 }
 
 /// Evaluates `f` on each active row (inactive rows get a placeholder of type `ty`).
@@ -364,15 +454,16 @@ fn per_value(
         FieldType::String => Value::String(crate::row::Str::from_static("")),
         FieldType::Timestamp => Value::Timestamp(0),
     };
-    let mut values = Vec::with_capacity(n);
+    let mut column = Column::with_capacity(ty, n);
     for i in 0..n {
-        values.push(if is_active(active, i) {
+        let value = if is_active(active, i) {
             f(i)?
         } else {
             placeholder.clone()
-        });
+        };
+        push_as(&mut column, ty, value);
     }
-    Ok(Datum::Owned(column_of(ty, values)))
+    Ok(Datum::Owned(column))
 }
 
 fn binary_datum(

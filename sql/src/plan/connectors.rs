@@ -246,11 +246,12 @@ impl Planner<'_> {
             shape: Shape::Rows,
         };
         let mut computed = Vec::new();
-        let mut fields: Vec<String> = source_schema(&kind)
+        let mut typed: Vec<(String, Option<FieldType>)> = source_schema(&kind)
             .fields
             .iter()
-            .map(|f| f.name.clone())
+            .map(|f| (f.name.clone(), Some(f.ty)))
             .collect();
+        let mut fields: Vec<String> = typed.iter().map(|(n, _)| n.clone()).collect();
         for column in &def.columns {
             let field = match &column.kind {
                 ColumnKind::Physical(_) => field_of.get(&column.name).cloned().unwrap_or_default(),
@@ -266,6 +267,16 @@ impl Planner<'_> {
                             ),
                         ));
                     }
+                    // Its type, if it compiles (else the check of the plan says why).
+                    let schema = Schema::new(
+                        typed
+                            .iter()
+                            .map(|(n, t)| (n.as_str(), t.unwrap_or(FieldType::String))),
+                    );
+                    typed.push((
+                        column.name.clone(),
+                        Expr::compile(&text, &schema).ok().map(|e| e.ty()),
+                    ));
                     fields.push(column.name.clone());
                     computed.push((
                         column.name.clone(),
@@ -306,7 +317,13 @@ impl Planner<'_> {
             None => (None, None),
         };
         self.names.insert(table.clone());
+        let ints = typed
+            .into_iter()
+            .filter(|(_, t)| *t == Some(FieldType::Int))
+            .map(|(n, _)| n)
+            .collect();
         self.fields.insert(table.clone(), fields);
+        self.int_fields.insert(table.clone(), ints);
         let outer_at = std::mem::replace(&mut self.at, def.at);
         let node = self.node(table);
         self.at = outer_at;
