@@ -390,3 +390,58 @@ fn a_recorded_job_whose_file_no_longer_validates_is_listed_as_failed() {
     let (code, _) = server.call("POST", &format!("/jobs/{id}/savepoints"), None);
     assert_eq!(code, 409);
 }
+
+/// SQL statements are a job like a job file: submitted through the CLI (a `.sql`
+/// file), run to the end with exactly-once output, shown as submitted; bad SQL
+/// gets 400 with its line and column, and nothing is created.
+#[test]
+fn sql_statements_are_submitted_run_and_shown_like_job_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &dir.path().join("data"), &[]);
+    let out = dir.path().join("out");
+    let sql = format!(
+        "SET 'execution.checkpointing.interval' = '200 ms';
+CREATE TABLE numbers (n BIGINT, twice AS n * 2)
+  WITH ('connector' = 'datagen', 'fields.n.kind' = 'sequence',
+        'fields.n.start' = '1', 'fields.n.end' = '1000');
+CREATE TABLE doubled (n BIGINT, twice BIGINT)
+  WITH ('connector' = 'filesystem', 'path' = '{}');
+INSERT INTO doubled SELECT n, twice FROM numbers WHERE MOD(n, 10) = 0;
+",
+        out.display()
+    );
+    let file = dir.path().join("doubling.sql");
+    std::fs::write(&file, &sql).unwrap();
+    let id = stdout_of(&weir(
+        dir.path(),
+        &["submit", file.to_str().unwrap(), "--server", &server.url],
+    ));
+    assert!(id.starts_with("doubling-"), "{id}");
+    let job = server.wait_for(&format!("/jobs/{id}"), Duration::from_secs(60), |j| {
+        j["status"] == "finished"
+    });
+    assert_eq!(job["text"], sql.as_str());
+    assert!(
+        job["file"].as_str().unwrap().ends_with("doubling.sql"),
+        "{job}"
+    );
+    let rows = committed(&out);
+    let expected: Vec<Value> = (1..=100)
+        .map(|i| json!({"n": i * 10, "twice": i * 20}))
+        .collect();
+    assert_eq!(rows, sorted(expected));
+
+    let (code, answer) = server.call(
+        "POST",
+        "/jobs",
+        Some(&json!({"job": "SELECT n FROM nowhere;", "file": "bad.sql"})),
+    );
+    assert_eq!(code, 400, "{answer}");
+    let problem = answer["problems"][0].as_str().unwrap();
+    assert!(
+        problem.starts_with("bad.sql:1:1: unknown table or view `nowhere`"),
+        "{problem}"
+    );
+    let (_, jobs) = server.call("GET", "/jobs", None);
+    assert_eq!(jobs["jobs"].as_array().unwrap().len(), 1, "{jobs}");
+}

@@ -212,6 +212,23 @@ struct Submission {
     allow_non_restored_state: bool,
 }
 
+/// Whether `file` names a file of SQL statements (else a job file).
+fn is_sql(file: &str) -> bool {
+    std::path::Path::new(file)
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("sql"))
+}
+
+/// The checked plan of a submitted job: SQL statements (a `.sql` file) or a job
+/// file; else every problem, with its line and column.
+pub(crate) fn load_job(file: &str, text: &str) -> Result<weir_jobfile::JobPlan, Vec<String>> {
+    if is_sql(file) {
+        return weir_sql::load(file, text, &registry());
+    }
+    weir_jobfile::load(file, text, &registry())
+        .map_err(|e| e.problems().iter().map(|p| p.to_string()).collect())
+}
+
 /// Whether the job file text sets `checkpoints.storage` itself.
 fn sets_checkpoint_storage(text: &str) -> bool {
     use weir_jobfile::yaml::{parse, NodeKind};
@@ -261,7 +278,7 @@ async fn submit(
 ) -> Result<(StatusCode, Json<JobSummary>), ApiError> {
     let submission: Submission = serde_json::from_slice(&body).map_err(|e| {
         ApiError::bad_request(format!(
-            "the request body is not a job submission ({e}): expected a JSON object {{\"job\": \"<job file text, YAML or JSON>\", \"file\"?: \"name.yaml\", \"parallelism\"?: n, \"from_savepoint\"?: \"path\", \"allow_non_restored_state\"?: bool}}"
+            "the request body is not a job submission ({e}): expected a JSON object {{\"job\": \"<job file text, YAML or JSON, or SQL statements>\", \"file\"?: \"name.yaml or name.sql\", \"parallelism\"?: n, \"from_savepoint\"?: \"path\", \"allow_non_restored_state\"?: bool}}"
         ))
     })?;
     let file = submission.file.clone().unwrap_or_else(|| "job.yaml".into());
@@ -269,10 +286,10 @@ async fn submit(
     if submission.parallelism == Some(0) {
         problems.push("parallelism: expected at least 1, found 0".to_string());
     }
-    let plan = match weir_jobfile::load(&file, &submission.job, &registry()) {
+    let plan = match load_job(&file, &submission.job) {
         Ok(plan) => Some(plan),
-        Err(e) => {
-            problems.extend(e.problems().iter().map(|p| p.to_string()));
+        Err(found) => {
+            problems.extend(found);
             None
         }
     };
@@ -296,7 +313,12 @@ async fn submit(
     };
     let id = new_id(&plan.spec.name);
     let job_dir = state.registry.job_dir(&id);
-    let checkpoint_storage = if sets_checkpoint_storage(&submission.job) {
+    let sets_storage = if is_sql(&file) {
+        plan.spec.checkpoints.storage != weir_jobfile::CheckpointSpec::default().storage
+    } else {
+        sets_checkpoint_storage(&submission.job)
+    };
+    let checkpoint_storage = if sets_storage {
         plan.spec.checkpoints.storage.clone()
     } else {
         job_dir.join("checkpoints").display().to_string()
@@ -370,6 +392,8 @@ struct JobDetail {
     #[serde(flatten)]
     summary: JobSummary,
     file: String,
+    /// The job as submitted: the job file's text or the SQL statements.
+    text: String,
     options: SubmitOptions,
     checkpoint_storage: String,
     savepoint_storage: String,
@@ -388,6 +412,7 @@ async fn job_detail(
         Ok(Json(JobDetail {
             summary: summary(&job),
             file: record.file,
+            text: record.text,
             options: record.options,
             checkpoint_storage: record.checkpoint_storage,
             savepoint_storage: record.savepoint_storage,

@@ -230,9 +230,10 @@ async fn resume_jobs(state: &Arc<AppState>) {
                 continue;
             }
         };
-        let plan = match weir_jobfile::load(&record.file, &record.text, &api::registry()) {
+        let plan = match api::load_job(&record.file, &record.text) {
             Ok(plan) => Some(plan),
-            Err(e) => {
+            Err(problems) => {
+                let e = problems.join("; ");
                 // Listed as failed (with every problem) rather than dropped unseen.
                 tracing::error!("job `{}` no longer validates: {e}", record.id);
                 if record.state == RecordedState::Running {

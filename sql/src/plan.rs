@@ -673,18 +673,22 @@ impl<'a> Planner<'a> {
             self.planned_tables.insert(name.to_string(), rel.clone());
             return Ok(rel);
         }
-        let mut known: Vec<&String> = self.tables.keys().chain(self.views.keys()).collect();
-        known.sort();
+        let mut known: Vec<&str> = self
+            .tables
+            .keys()
+            .chain(self.views.keys())
+            .map(String::as_str)
+            .collect();
+        known.sort_unstable();
+        let expected = if known.is_empty() {
+            "a table of CREATE TABLE or a view of CREATE VIEW before the query (there are none)"
+                .to_string()
+        } else {
+            format!("one of {}", known.join(", "))
+        };
         Err(SqlError::at(
             self.at,
-            format!(
-                "unknown table or view `{name}`: expected one of {}",
-                known
-                    .iter()
-                    .map(|s| s.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
+            format!("unknown table or view `{name}`: expected {expected}"),
         ))
     }
 

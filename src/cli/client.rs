@@ -24,7 +24,8 @@ pub(crate) struct JobIdArgs {
 
 #[derive(Args)]
 pub(crate) struct SubmitArgs {
-    /// The job file (YAML or JSON; see docs/job-files.md).
+    /// The job file (YAML or JSON; see docs/job-files.md) or SQL statements (a `.sql`
+    /// file; see docs/sql.md).
     file: std::path::PathBuf,
     /// Start from this savepoint (a directory path or URL the server can read).
     #[arg(long)]

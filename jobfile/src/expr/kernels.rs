@@ -381,13 +381,14 @@ fn substrings(
 
 /// `abs` of every int of `v`; overflow (of `i64::MIN`) on an active row fails.
 fn abs_ints(v: &[i64], active: Active<'_>) -> Result<Column, Failed> {
-    let mut out = Vec::with_capacity(v.len());
-    for (i, &x) in v.iter().enumerate() {
-        match x.checked_abs() {
-            Some(y) => out.push(y),
-            None if is_active(active, i) => return Err(Failed),
-            None => out.push(x),
-        }
+    let out: Vec<i64> = v.iter().map(|x| x.wrapping_abs()).collect();
+    // Only i64::MIN stays negative.
+    let fails = out
+        .iter()
+        .enumerate()
+        .any(|(i, &y)| y < 0 && is_active(active, i));
+    if fails {
+        return Err(Failed);
     }
     Ok(Column::Int(out))
 }
@@ -568,6 +569,28 @@ fn checked_ints(
     active: Active<'_>,
 ) -> Result<Vec<i64>, Failed> {
     use BinaryOp::*;
+    // Plain loops where no row can fail: overflow only noted (then the rows are
+    // done again below, to fail only on active ones), division by a literal.
+    let mut overflow = false;
+    let mut noting = |f: fn(i64, i64) -> (i64, bool)| {
+        pairwise_ints(a, b, n, |x, y| {
+            let (r, o) = f(x, y);
+            overflow |= o;
+            r
+        })
+    };
+    let fast = match (op, b) {
+        (Add, _) => Some(noting(i64::overflowing_add)),
+        (Sub, _) => Some(noting(i64::overflowing_sub)),
+        (Mul, _) => Some(noting(i64::overflowing_mul)),
+        (Div | Rem, Ints::Scalar(y)) if y != 0 && y != -1 => Some(by_literal(op == Div, a, y, n)),
+        _ => None,
+    };
+    if let Some(out) = fast {
+        if !overflow {
+            return Ok(out);
+        }
+    }
     let mut out = Vec::with_capacity(n);
     for i in 0..n {
         let (x, y) = (a.at(i), b.at(i));
@@ -587,6 +610,26 @@ fn checked_ints(
     Ok(out)
 }
 
+/// `a / y` (`divide`) or `a % y` for a literal `y` other than 0 and -1 (so no row
+/// fails): a power of two by shifts, else a plain loop.
+fn by_literal(divide: bool, a: Ints<'_>, y: i64, n: usize) -> Vec<i64> {
+    if y > 1 && y & (y - 1) == 0 {
+        // Truncating toward zero: negative dividends are biased by y - 1 first.
+        let (k, bias) = (y.trailing_zeros(), y - 1);
+        let quotient = move |x: i64| (x + ((x >> 63) & bias)) >> k;
+        return if divide {
+            pairwise_ints(a, Ints::Scalar(y), n, |x, _| quotient(x))
+        } else {
+            pairwise_ints(a, Ints::Scalar(y), n, |x, _| x - (quotient(x) << k))
+        };
+    }
+    if divide {
+        pairwise_ints(a, Ints::Scalar(y), n, |x, y| x / y)
+    } else {
+        pairwise_ints(a, Ints::Scalar(y), n, |x, y| x % y)
+    }
+}
+
 /// `f` of `a` and `b` row by row, with a loop per shape (column against literal,
 /// and so on) so that each is a plain loop over slices.
 #[inline(always)]
@@ -594,7 +637,7 @@ fn pairwise_ints<T: Clone>(
     a: Ints<'_>,
     b: Ints<'_>,
     n: usize,
-    f: impl Fn(i64, i64) -> T,
+    mut f: impl FnMut(i64, i64) -> T,
 ) -> Vec<T> {
     match (a, b) {
         (Ints::Slice(x), Ints::Scalar(y)) => x.iter().take(n).map(|&x| f(x, y)).collect(),
@@ -779,6 +822,65 @@ mod tests {
         assert_eq!(eval("to_int(s) * j").unwrap(), Column::Int(vec![36; 3]));
         let (row, error) = eval("i * j").unwrap_err();
         assert_eq!((row, error.0.as_str()), (0, "integer overflow in *"));
+    }
+
+    /// Division and remainder by a literal (by shifts for a power of two) truncate
+    /// toward zero and take the dividend's sign, as the row evaluator does.
+    #[test]
+    fn division_by_literals_equals_row_evaluation() {
+        let schema = schema();
+        let values = [
+            i64::MIN,
+            i64::MIN + 1,
+            -4_294_967_297,
+            -4_294_967_296,
+            -9,
+            -8,
+            -7,
+            -1,
+            0,
+            1,
+            7,
+            8,
+            9,
+            4_294_967_296,
+            i64::MAX,
+        ];
+        let rows = values.map(|i| {
+            Row(vec![
+                Value::Int(i),
+                Value::Int(3),
+                Value::Float(0.5),
+                Value::String("".into()),
+                Value::Timestamp(i),
+                Value::Bool(true),
+            ])
+        });
+        let batch = Batch::from_rows(&schema, rows.clone()).unwrap();
+        for divisor in [
+            "1",
+            "2",
+            "8",
+            "10",
+            "4294967296",
+            "-8",
+            "-7",
+            "9223372036854775807",
+        ] {
+            for op in ["/", "%"] {
+                let source = format!("i {op} {divisor}");
+                let expr = Expr::compile(&source, &schema).unwrap();
+                let by_rows: Vec<i64> = rows
+                    .iter()
+                    .map(|r| expr.eval(r).unwrap().as_i64())
+                    .collect();
+                assert_eq!(
+                    expr.eval_batch(&batch).unwrap(),
+                    Column::Int(by_rows),
+                    "{source}"
+                );
+            }
+        }
     }
 
     proptest! {

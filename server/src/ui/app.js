@@ -236,6 +236,8 @@ function renderJob(job, checkpoints) {
   if (job.options.from_savepoint) facts.push(`from savepoint ${job.options.from_savepoint}`);
   if (job.error) facts.push(`error: ${job.error}`);
   $("job-facts").textContent = facts.join(" · ");
+  $("source-title").textContent = /\.sql$/i.test(job.file) ? "SQL statements" : "Job file";
+  $("source").textContent = job.text;
   renderGraph(job.graph);
   const c = checkpoints.counts;
   const spread = checkpoints.duration_ms;
