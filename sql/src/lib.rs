@@ -92,6 +92,24 @@ pub fn load(file: &str, sql: &str, registry: &Registry) -> Result<JobPlan, Vec<S
         .map_err(|e| e.problems().iter().map(|p| p.to_string()).collect())
 }
 
+/// Reads and checks a file of SQL statements (`.sql`) or else a job file.
+///
+/// # Errors
+/// Each problem as `file:line:column: message` (or why the file cannot be read).
+pub fn load_file(path: &std::path::Path, registry: &Registry) -> Result<JobPlan, Vec<String>> {
+    if !path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("sql"))
+    {
+        return weir_jobfile::load_file(path, registry)
+            .map_err(|e| e.problems().iter().map(|p| p.to_string()).collect());
+    }
+    let file = path.display().to_string();
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| vec![format!("{file}: cannot read the SQL file: {e}")])?;
+    load(&file, &text, registry)
+}
+
 /// The plan of a checked job as text: one line a stream, with its inputs, its
 /// step, its fields, and the uid its state has in checkpoints and savepoints.
 pub fn explain(plan: &JobPlan) -> String {

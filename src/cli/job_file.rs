@@ -131,20 +131,7 @@ fn run_plan(plan: JobPlan, args: RunArgs) -> Result<()> {
 /// Loads and checks a job file, or a file of SQL statements (`.sql`); prints every
 /// problem (file, line, column, field path) to stderr.
 pub(crate) fn load(file: &Path) -> Result<JobPlan> {
-    if file.extension().is_some_and(|e| e == "sql") {
-        let text = std::fs::read_to_string(file)
-            .with_context(|| format!("cannot read SQL file {}", file.display()))?;
-        return weir::sql::load(&file.display().to_string(), &text, &Registry::default()).map_err(
-            |problems| {
-                for problem in &problems {
-                    eprintln!("{problem}");
-                }
-                anyhow!("{}: {} problem(s)", file.display(), problems.len())
-            },
-        );
-    }
-    weir::jobfile::load_file(file, &Registry::default()).map_err(|e| {
-        let problems = e.problems();
+    weir::sql::load_file(file, &Registry::default()).map_err(|problems| {
         for problem in &problems {
             eprintln!("{problem}");
         }

@@ -92,10 +92,8 @@ pub struct VerifyConfig {
 /// # Errors
 /// The job file is invalid, or its input or output rules out a comparison.
 pub fn load(job: &std::path::Path) -> Result<JobPlan> {
-    let plan = weir_jobfile::load_file(job, &Registry::default()).map_err(|e| {
-        let problems: Vec<String> = e.problems().iter().map(ToString::to_string).collect();
-        anyhow!("{}", problems.join("\n"))
-    })?;
+    let plan = weir_sql::load_file(job, &Registry::default())
+        .map_err(|problems| anyhow!("{}", problems.join("\n")))?;
     let reasons = refusals(&plan);
     if !reasons.is_empty() {
         bail!(
