@@ -90,6 +90,77 @@ fn sequence_union_writes_odd_squares_exactly_once() {
     assert_eq!(sorted(rows), sorted(expected));
 }
 
+/// A source's computed fields: appended in order (each may read the ones before
+/// it), event time from one of them, read by a window; an unknown field in one is
+/// an error at its position.
+#[test]
+fn computed_fields_of_a_source_feed_event_time_and_windows() {
+    let dir = tempfile::tempdir().unwrap();
+    let job = "name: computed
+parallelism: 2
+checkpoints: {interval: 100ms}
+sources:
+  - name: numbers
+    kind: sequence
+    from: 1
+    to: 1000
+    computed:
+      class: value % 3
+      ts: to_timestamp(value * 10)
+      label: concat('c', to_string(class))
+    timestamp: ts
+operators:
+  - {name: by_label, kind: key_by, input: numbers, key: label}
+  - name: counts
+    kind: window
+    input: by_label
+    window: {type: tumbling, size: 1s}
+    aggregates: {n: count, total: sum(value)}
+sinks:
+  - {name: out, kind: file, input: counts, path: ./out}
+";
+    std::fs::write(dir.path().join("computed.yaml"), job).unwrap();
+    let out = weir(dir.path(), &["run", "computed.yaml"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows = sorted(weir::sinks::read_committed(&dir.path().join("out")).unwrap());
+    // Windows of 1 s hold the numbers 100 apart (n * 10 ms), per class.
+    let mut expected = Vec::new();
+    for window in 0..=10i64 {
+        for class in 0..3i64 {
+            let numbers: Vec<i64> = (1..=1000)
+                .filter(|n| n * 10 / 1000 == window && n % 3 == class)
+                .collect();
+            if !numbers.is_empty() {
+                expected.push(json!({
+                    "label": format!("c{class}"),
+                    "window_start": window * 1000,
+                    "window_end": (window + 1) * 1000,
+                    "n": numbers.len(),
+                    "total": numbers.iter().sum::<i64>(),
+                }));
+            }
+        }
+    }
+    assert_eq!(rows, sorted(expected));
+
+    std::fs::write(
+        dir.path().join("bad.yaml"),
+        job.replace("value % 3", "valu % 3"),
+    )
+    .unwrap();
+    let out = weir(dir.path(), &["validate", "bad.yaml"]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("bad.yaml:10:14: sources[0].computed.class: in expression `valu % 3` at character 1: unknown field `valu`: expected one of value"),
+        "{stderr}"
+    );
+}
+
 #[test]
 fn every_example_validates() {
     let dir = tempfile::tempdir().unwrap();
