@@ -214,11 +214,106 @@ fn stream_names_and_uids_derive_from_the_statements() {
     };
     assert_eq!(
         names(&sql),
-        ["bid_gen", "out.key_by", "out.window", "out.top", "out.map"]
+        ["bid_gen", "out_key_by", "out_window", "out_top", "out_map"]
     );
     assert_eq!(names(&sql), names(&sql));
     let explained =
         weir::sql::explain(&weir::sql::load("q5.sql", &sql, &Registry::default()).unwrap());
-    assert!(explained.contains("uid: out.window"), "{explained}");
+    assert!(explained.contains("uid: out_window"), "{explained}");
     assert!(explained.contains("key_by auction"), "{explained}");
+}
+
+/// A window join of two window TVFs and an interval join of two tables, as a
+/// statement set, pair exactly the rows a straightforward reference pairs.
+#[test]
+fn window_and_interval_joins_pair_the_rows_of_equal_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let orders: Vec<(i64, i64, i64, i64)> = (0..300).map(|i| (i % 4, i, i * 3, i * 37)).collect();
+    let payments: Vec<(i64, i64, i64)> = (0..200).map(|j| (j % 4, j, j * 53 + 11)).collect();
+    let write = |name: &str, rows: Vec<serde_json::Value>| {
+        let text: String = rows.iter().map(|r| format!("{r}\n")).collect();
+        std::fs::write(dir.path().join(name), text).unwrap();
+    };
+    write(
+        "orders.jsonl",
+        orders
+            .iter()
+            .map(|(u, o, a, t)| serde_json::json!({"user": u, "order_id": o, "amount": a, "ts": t}))
+            .collect(),
+    );
+    write(
+        "payments.jsonl",
+        payments
+            .iter()
+            .map(|(u, p, t)| serde_json::json!({"user": u, "paid": p, "ts": t}))
+            .collect(),
+    );
+    let (windowed_out, interval_out) = (dir.path().join("windowed"), dir.path().join("interval"));
+    let sql = format!(
+        "SET 'parallelism.default' = '2';
+SET 'execution.checkpointing.interval' = '100 ms';
+CREATE TABLE orders (`user` BIGINT, order_id BIGINT, amount BIGINT, ts TIMESTAMP(3),
+  WATERMARK FOR ts AS ts) WITH ('connector' = 'filesystem', 'path' = '{dir}/orders.jsonl', 'format' = 'json');
+CREATE TABLE payments (`user` BIGINT, paid BIGINT, ts TIMESTAMP(3),
+  WATERMARK FOR ts AS ts) WITH ('connector' = 'filesystem', 'path' = '{dir}/payments.jsonl', 'format' = 'json');
+CREATE TABLE windowed (`user` BIGINT, window_start TIMESTAMP(3), order_id BIGINT, paid BIGINT, paid_at TIMESTAMP(3))
+  WITH ('connector' = 'filesystem', 'path' = '{windowed}');
+CREATE TABLE near (`user` BIGINT, order_id BIGINT, paid BIGINT, ordered_at TIMESTAMP(3), paid_at TIMESTAMP(3))
+  WITH ('connector' = 'filesystem', 'path' = '{interval}');
+EXECUTE STATEMENT SET BEGIN
+INSERT INTO windowed
+SELECT O.`user`, O.window_start, O.order_id, P.paid, P.ts
+FROM (SELECT * FROM TABLE(TUMBLE(TABLE orders, DESCRIPTOR(ts), INTERVAL '1' SECOND))) O
+JOIN (SELECT * FROM TABLE(TUMBLE(TABLE payments, DESCRIPTOR(ts), INTERVAL '1' SECOND))) P
+ON O.`user` = P.`user` AND O.window_start = P.window_start AND O.window_end = P.window_end;
+INSERT INTO near
+SELECT O.`user`, O.order_id, P.paid, O.ts, P.ts
+FROM orders O JOIN payments P
+ON O.`user` = P.`user` AND P.ts BETWEEN O.ts - INTERVAL '0.3' SECOND AND O.ts + INTERVAL '0.3' SECOND;
+END;
+",
+        dir = dir.path().display(),
+        windowed = windowed_out.display(),
+        interval = interval_out.display()
+    );
+    let mut plan = weir::sql::load("joins.sql", &sql, &Registry::default())
+        .unwrap_or_else(|problems| panic!("{problems:?}"));
+    plan.spec.checkpoints.storage = dir.path().join("checkpoints").display().to_string();
+    weir::jobs::run(plan, &weir::jobs::RunOptions::default()).expect("the SQL joins run");
+    let read = |out: &std::path::Path| {
+        let mut rows: Vec<String> = weir::sinks::read_committed::<serde_json::Value>(out)
+            .unwrap()
+            .iter()
+            .map(|r| r.to_string())
+            .collect();
+        rows.sort_unstable();
+        rows
+    };
+    let (mut want_windowed, mut want_interval) = (Vec::new(), Vec::new());
+    for &(user, order, _, ts) in &orders {
+        for &(u, paid, pts) in &payments {
+            if u != user {
+                continue;
+            }
+            if ts / 1000 == pts / 1000 {
+                want_windowed.push(
+                    serde_json::json!({"user": user, "window_start": ts - ts % 1000,
+                        "order_id": order, "paid": paid, "paid_at": pts})
+                    .to_string(),
+                );
+            }
+            if (ts - 300..=ts + 300).contains(&pts) {
+                want_interval.push(
+                    serde_json::json!({"user": user, "order_id": order, "paid": paid,
+                        "ordered_at": ts, "paid_at": pts})
+                    .to_string(),
+                );
+            }
+        }
+    }
+    want_windowed.sort_unstable();
+    want_interval.sort_unstable();
+    assert!(!want_windowed.is_empty() && !want_interval.is_empty());
+    assert_eq!(read(&windowed_out), want_windowed, "window join");
+    assert_eq!(read(&interval_out), want_interval, "interval join");
 }

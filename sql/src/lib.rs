@@ -18,7 +18,7 @@
 //! ```
 //!
 //! Stream names, which are the uids savepoints use, derive from the statement: the
-//! sink table's name (or the view's) and the step, e.g. `out.window`, so the same
+//! sink table's name (or the view's) and the step, e.g. `out_window`, so the same
 //! statements restore from each other's savepoints.
 #![deny(missing_docs)]
 

@@ -18,6 +18,7 @@ use sqlparser::ast::{
     SetExpr, TableFactor,
 };
 mod connectors;
+mod joins;
 
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
@@ -353,12 +354,13 @@ impl<'a> Planner<'a> {
         }
     }
 
-    /// A new stream name `target.kind` (numbered when taken).
+    /// A new stream name `target_kind` (numbered when taken): a plain identifier, so
+    /// fields named after it (a join's `<input>_<field>`) can be read.
     fn fresh(&mut self, kind: &str) -> String {
         let base = if self.target.is_empty() {
             kind.to_string()
         } else {
-            format!("{}.{kind}", self.target)
+            format!("{}_{kind}", self.target)
         };
         let mut name = base.clone();
         let mut n = 2;
@@ -1288,9 +1290,25 @@ impl<'a> Planner<'a> {
                 "this JOIN is not supported: weir SQL joins a relation with its own per-window \
                  maximum (SELECT MAX(x), window_start, window_end … GROUP BY window_start, \
                  window_end) ON both window columns and x = or >= the maximum (window Top-1, as \
-                 Nexmark q5 and q7); window joins and interval joins are not supported yet",
+                 Nexmark q5 and q7), a window join of two window TVFs of the same window \
+                 (ON keys AND both window columns equal), or an interval join of two tables \
+                 (ON keys AND a bounded range of one's event time around the other's)",
             )
         };
+        match (&left.shape, &right.shape) {
+            (Shape::Windowed(a), Shape::Windowed(b)) if a == b => {
+                let shape = *a;
+                return self
+                    .window_join(left, right, shape, on)
+                    .map_err(|m| error_at(on, m));
+            }
+            (Shape::Rows, Shape::Rows) => {
+                return self
+                    .interval_join(left, right, on)
+                    .map_err(|m| error_at(on, m));
+            }
+            _ => {}
+        }
         let (rows, max, max_on_left) = match (&left.shape, &right.shape) {
             (_, Shape::MaxPerWindow { .. }) => (left, right, false),
             (Shape::MaxPerWindow { .. }, _) => (right, left, true),
