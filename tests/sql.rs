@@ -68,9 +68,14 @@ fn run_sql(
 
 /// The SQL rows equal the typed rows on the SQL's columns, as multisets.
 fn same(name: &str, typed: Vec<serde_json::Value>) {
+    same_with(name, typed, |sql| sql);
+}
+
+/// As [`same`], with the bench SQL changed by `change` first.
+fn same_with(name: &str, typed: Vec<serde_json::Value>, change: impl Fn(String) -> String) {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
-    let sql = bench_sql(name, &out);
+    let sql = change(bench_sql(name, &out));
     let rows = run_sql(name, &sql, dir.path(), &out);
     assert!(!rows.is_empty(), "{name}: the SQL gives rows");
     let columns: Vec<String> = rows[0].as_object().unwrap().keys().cloned().collect();
@@ -112,6 +117,27 @@ fn qw_in_flink_sql_gives_the_typed_rows() {
 #[test]
 fn q5_in_flink_sql_gives_the_typed_rows() {
     same("q5", typed(nexmark::q5));
+}
+
+/// q5 as Flink's window Top-N (`RANK() OVER (PARTITION BY window_start, window_end
+/// ORDER BY num DESC)` and `WHERE rank <= 1`) instead of the join with the maximum.
+#[test]
+fn q5_as_a_window_top_n_gives_the_typed_rows() {
+    let top_n = "INSERT INTO out
+SELECT auction, num FROM (
+  SELECT auction, num,
+    RANK() OVER (PARTITION BY window_start, window_end ORDER BY num DESC) AS r
+  FROM (
+    SELECT auction, window_start, window_end, COUNT(*) AS num
+    FROM TABLE(HOP(TABLE bid, DESCRIPTOR(date_time), INTERVAL '2' SECOND, INTERVAL '10' SECOND))
+    GROUP BY auction, window_start, window_end
+  )
+) WHERE r <= 1;
+";
+    same_with("q5", typed(nexmark::q5), |sql| {
+        let at = sql.find("INSERT INTO out").unwrap();
+        format!("{}{top_n}", &sql[..at])
+    });
 }
 
 #[test]
@@ -167,6 +193,16 @@ fn bad_sql_is_refused_with_its_position_and_what_was_expected() {
         (
             format!("{BIDS}DELETE FROM out WHERE auction = 1;"),
             "is not supported: expected SET, CREATE TABLE",
+        ),
+        // ROW_NUMBER keeps one of tied rows: refused for RANK.
+        (
+            format!(
+                "{BIDS}INSERT INTO out SELECT auction, price FROM (SELECT auction, price, \
+                 ROW_NUMBER() OVER (PARTITION BY window_start, window_end ORDER BY price DESC) \
+                 AS r FROM TABLE(TUMBLE(TABLE bids, DESCRIPTOR(date_time), INTERVAL '10' SECOND))) \
+                 WHERE r <= 1;"
+            ),
+            "expected RANK() (window Top-1 with ties)",
         ),
         // An unknown SET key lists the known ones.
         ("SET 'parallelism' = '2';".to_string(), "unknown option 'parallelism': expected one of parallelism.default"),

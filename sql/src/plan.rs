@@ -19,6 +19,7 @@ use sqlparser::ast::{
 };
 mod connectors;
 mod joins;
+mod rank;
 
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
@@ -41,6 +42,10 @@ enum ColRef {
     WindowTime,
     /// The maximum of a per-window maximum relation.
     Max,
+    /// A `RANK()` over the windows, before its `WHERE rank <= 1`.
+    Rank,
+    /// A constant (the rank, 1, of a window Top-1's rows).
+    Const(i64),
 }
 
 #[derive(Clone, Debug)]
@@ -69,6 +74,9 @@ enum Shape {
         field: String,
         key: String,
     },
+    /// `base` with a `RANK() OVER (PARTITION BY window_start, window_end ORDER BY
+    /// field DESC)` column, waiting for the `WHERE rank <= 1` that makes it a top.
+    Ranked { base: Box<Rel>, field: String },
 }
 
 #[derive(Clone, Debug)]
@@ -477,6 +485,7 @@ impl<'a> Planner<'a> {
         for (col, name) in rel.cols.iter().zip(names) {
             match &col.r {
                 ColRef::Field(f) => fields.push((name.to_string(), f.clone())),
+                ColRef::Const(v) => fields.push((name.to_string(), v.to_string())),
                 _ => {
                     return Err(SqlError::at(
                         self.at,
@@ -695,6 +704,9 @@ impl<'a> Planner<'a> {
     }
 
     fn filter(&mut self, rel: Rel, condition: &Expr) -> Result<Rel, SqlError> {
+        if matches!(rel.shape, Shape::Ranked { .. }) {
+            return self.rank_filter(rel, condition);
+        }
         let rel = self.pending_planned(rel)?;
         if matches!(rel.shape, Shape::MaxPerWindow { .. }) {
             return Err(error_at(
@@ -722,6 +734,9 @@ impl<'a> Planner<'a> {
     }
 
     fn project(&mut self, rel: Rel, items: &[SelectItem]) -> Result<Rel, SqlError> {
+        if items.iter().any(rank::is_rank_item) {
+            return self.rank_project(rel, items);
+        }
         let computes = items.iter().any(|item| match item {
             SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. } => {
                 column_parts(e).is_none()
@@ -1238,13 +1253,20 @@ impl<'a> Planner<'a> {
     /// `rel`, its pending window Top-1 planned if it has one.
     fn pending_planned(&mut self, rel: Rel) -> Result<Rel, SqlError> {
         match rel.shape {
-            Shape::TopPending { .. } => self.materialize(rel),
+            Shape::TopPending { .. } | Shape::Ranked { .. } => self.materialize(rel),
             _ => Ok(rel),
         }
     }
 
     /// A per-window maximum used on its own: its window aggregation.
     fn materialize(&mut self, rel: Rel) -> Result<Rel, SqlError> {
+        if matches!(rel.shape, Shape::Ranked { .. }) {
+            return Err(SqlError::at(
+                self.at,
+                "a RANK() column: expected the outer query to keep WHERE rank <= 1 \
+                 (window Top-1, ties kept); other uses of ranks are not supported",
+            ));
+        }
         if let Shape::TopPending { shape, field, key } = &rel.shape {
             let (shape, field, key) = (*shape, field.clone(), key.clone());
             return self.window_top(rel, shape, &field, &key);
