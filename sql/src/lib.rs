@@ -23,6 +23,7 @@
 #![deny(missing_docs)]
 
 mod dialect;
+mod explain;
 mod expr;
 mod plan;
 mod statements;
@@ -113,5 +114,5 @@ pub fn load_file(path: &std::path::Path, registry: &Registry) -> Result<JobPlan,
 /// The plan of a checked job as text: one line a stream, with its inputs, its
 /// step, its fields, and the uid its state has in checkpoints and savepoints.
 pub fn explain(plan: &JobPlan) -> String {
-    plan::explain(plan)
+    explain::explain(plan)
 }
