@@ -214,6 +214,15 @@ fn bad_sql_is_refused_with_its_position_and_what_was_expected() {
             ),
             "DESCRIPTOR(price) is not the event-time attribute of `bids` (date_time)",
         ),
+        // A window over a table without a watermark.
+        (
+            "CREATE TABLE t (x BIGINT, ts TIMESTAMP(3)) WITH ('connector' = 'filesystem', \
+             'path' = 't.jsonl', 'format' = 'json');
+             SELECT x, COUNT(*) FROM TABLE(TUMBLE(TABLE t, DESCRIPTOR(ts), INTERVAL '1' SECOND))
+             GROUP BY x, window_start, window_end;"
+                .to_string(),
+            "DESCRIPTOR(ts) is not the event-time attribute of `t` (none: the table has no WATERMARK)",
+        ),
         // A type error inside an expression, found by the job-file checker.
         (
             format!("{BIDS}INSERT INTO out SELECT auction, price FROM bids WHERE price > 'a lot';"),

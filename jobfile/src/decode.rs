@@ -708,17 +708,7 @@ fn source(node: &Node, path: &str, p: &mut Problems) -> Option<SourceSpec> {
     }
     let computed = f
         .read("computed", p, |n, path, p| {
-            let m = Fields::of(n, path, p)?;
-            let names: Vec<&str> = m.entries.iter().map(|(k, _)| k.text.as_str()).collect();
-            m.check(&names, "computed", p);
-            Some(
-                m.entries
-                    .iter()
-                    .filter_map(|(k, v)| {
-                        Some((k.text.clone(), expression(v, &m.path(&k.text), p)?))
-                    })
-                    .collect::<Vec<_>>(),
-            )
+            named_expressions(n, path, "computed", p)
         })
         .unwrap_or_default();
     Some(SourceSpec {
@@ -771,6 +761,25 @@ const OPERATOR_KINDS: &[&str] = &[
     "interval_join",
 ];
 
+/// A mapping of field name to expression (a map's `fields`, a source's
+/// `computed`), in order.
+fn named_expressions(
+    node: &Node,
+    path: &str,
+    what: &str,
+    p: &mut Problems,
+) -> Option<Vec<(String, ExprSource)>> {
+    let m = Fields::of(node, path, p)?;
+    let names: Vec<&str> = m.entries.iter().map(|(k, _)| k.text.as_str()).collect();
+    m.check(&names, what, p);
+    Some(
+        m.entries
+            .iter()
+            .filter_map(|(k, v)| Some((k.text.clone(), expression(v, &m.path(&k.text), p)?)))
+            .collect(),
+    )
+}
+
 fn expression(node: &Node, path: &str, p: &mut Problems) -> Option<ExprSource> {
     let text = string(node, path, p)?;
     let (plain, block) = match node.kind {
@@ -822,19 +831,7 @@ fn operator(node: &Node, path: &str, p: &mut Problems) -> Option<OperatorSpec> {
                 "fields",
                 "a mapping of output field to expression",
                 p,
-                |n, path, p| {
-                    let m = Fields::of(n, path, p)?;
-                    let names: Vec<&str> = m.entries.iter().map(|(k, _)| k.text.as_str()).collect();
-                    m.check(&names, "fields", p);
-                    Some(
-                        m.entries
-                            .iter()
-                            .filter_map(|(k, v)| {
-                                Some((k.text.clone(), expression(v, &m.path(&k.text), p)?))
-                            })
-                            .collect::<Vec<_>>(),
-                    )
-                },
+                |n, path, p| named_expressions(n, path, "fields", p),
             )?;
             OperatorKind::Map { fields }
         }

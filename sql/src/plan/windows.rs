@@ -364,23 +364,7 @@ impl Planner<'_> {
         let mut fields = keys.clone();
         fields.extend(["window_start".to_string(), "window_end".to_string()]);
         fields.extend(specs.iter().map(|s| s.output.clone()));
-        let window = self.add_operator(
-            "window",
-            &[&key_by],
-            OperatorKind::Window {
-                shape,
-                shape_at: Located {
-                    value: (),
-                    at: self.at,
-                    path: self.path(),
-                },
-                aggregates: specs,
-                top: None,
-                allowed_lateness: Duration::ZERO,
-            },
-            fields,
-            Some("window_end".into()),
-        );
+        let window = self.window(&key_by, shape, specs, None, fields);
         self.memo.insert(memo_key, window.clone());
         (window, names)
     }
@@ -667,23 +651,8 @@ impl Planner<'_> {
         let key_by = self.key_by(&input, &[key.to_string()]);
         let mut fields = vec!["window_start".to_string(), "window_end".to_string()];
         fields.extend(kept);
-        let window = self.add_operator(
-            "window",
-            &[&key_by],
-            OperatorKind::Window {
-                shape,
-                shape_at: Located {
-                    value: (),
-                    at: self.at,
-                    path: self.path(),
-                },
-                aggregates: Vec::new(),
-                top: Some(self.located(field)),
-                allowed_lateness: Duration::ZERO,
-            },
-            fields.clone(),
-            Some("window_end".into()),
-        );
+        let top = Some(self.located(field));
+        let window = self.window(&key_by, shape, Vec::new(), top, fields.clone());
         let stream = self.add_operator(
             "top",
             &[&window],
@@ -710,5 +679,30 @@ impl Planner<'_> {
             cols,
             shape: Shape::Rows,
         })
+    }
+
+    /// A `window` over the `key_by` stream `key_by`: `aggregates`, or the rows with
+    /// the largest `top`; its output `fields`, event time `window_end`.
+    fn window(
+        &mut self,
+        key_by: &str,
+        shape: WindowShape,
+        aggregates: Vec<AggregateSpec>,
+        top: Option<Located<String>>,
+        fields: Vec<String>,
+    ) -> String {
+        let shape_at = Located {
+            value: (),
+            at: self.at,
+            path: self.path(),
+        };
+        let kind = OperatorKind::Window {
+            shape,
+            shape_at,
+            aggregates,
+            top,
+            allowed_lateness: Duration::ZERO,
+        };
+        self.add_operator("window", &[key_by], kind, fields, Some("window_end".into()))
     }
 }
