@@ -6,7 +6,7 @@
 #![allow(clippy::unwrap_used)] // tests may unwrap (see clippy.toml)
 
 mod common;
-use common::kafka_services::{broker, python, CREATE_TOPIC, PRODUCE};
+use common::kafka_services::{broker, python, CREATE_TOPIC, PRODUCE, READ_COMMITTED_CONSUMER};
 use common::{job_config, local_checkpointing, RunningCount};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -418,4 +418,57 @@ sinks: [{{name: out, kind: stdout, input: payments}}]
             && stderr.contains("lots"),
         "{stderr}"
     );
+}
+
+/// SQL over Kafka: a table on a topic of JSON objects (read to the ends found) and
+/// a table on another topic written exactly once, with an `INSERT … SELECT` between
+/// them; the output topic's committed records are the rows the query keeps.
+#[test]
+fn sql_reads_a_topic_and_writes_another_exactly_once() {
+    let Some((bootstrap, py)) = broker() else {
+        return;
+    };
+    let input = format!("weir-sql-in-{}", std::process::id());
+    let output = format!("weir-sql-out-{}", std::process::id());
+    python(&py, CREATE_TOPIC, &[&bootstrap, &input, "1"]);
+    python(&py, CREATE_TOPIC, &[&bootstrap, &output, "1"]);
+    let values: Vec<String> = (1..=40)
+        .map(|i| format!(r#"{{"user": "u{}", "amount": {}}}"#, i % 3, i))
+        .collect();
+    let mut args = vec![bootstrap.as_str(), input.as_str()];
+    args.extend(values.iter().map(String::as_str));
+    python(&py, PRODUCE_VALUES, &args);
+    let dir = tempfile::tempdir().unwrap();
+    let sql = format!(
+        "SET 'execution.checkpointing.interval' = '200 ms';
+CREATE TABLE payments (`user` STRING, amount BIGINT) WITH (
+  'connector' = 'kafka', 'topic' = '{input}', 'properties.bootstrap.servers' = '{bootstrap}',
+  'scan.startup.mode' = 'earliest-offset', 'scan.bounded.mode' = 'latest-offset', 'format' = 'json');
+CREATE TABLE large (`user` STRING, cents BIGINT) WITH (
+  'connector' = 'kafka', 'topic' = '{output}', 'properties.bootstrap.servers' = '{bootstrap}',
+  'sink.delivery-guarantee' = 'exactly-once', 'key.fields' = 'user');
+INSERT INTO large SELECT `user`, amount * 100 FROM payments WHERE amount > 30;
+"
+    );
+    std::fs::write(dir.path().join("payments.sql"), sql).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(["sql", "payments.sql"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let read = python(&py, READ_COMMITTED_CONSUMER, &[&bootstrap, &output, "1"]);
+    let mut rows: Vec<serde_json::Value> = read
+        .lines()
+        .map(|line| serde_json::from_str(line.splitn(3, ' ').nth(2).unwrap()).unwrap())
+        .collect();
+    rows.sort_by_key(|r| r["cents"].as_i64());
+    let expected: Vec<serde_json::Value> = (31..=40)
+        .map(|i| serde_json::json!({"user": format!("u{}", i % 3), "cents": i * 100}))
+        .collect();
+    assert_eq!(rows, expected);
 }

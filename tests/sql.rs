@@ -362,3 +362,49 @@ END;
     assert_eq!(read(&windowed_out), want_windowed, "window join");
     assert_eq!(read(&interval_out), want_interval, "interval join");
 }
+
+/// `weir sql --validate` and `--explain` on the command line: a bad file's
+/// problems as `file:line:column: message` and a non-zero exit; the plan of a good
+/// one with its keys, state and uids.
+#[test]
+fn the_sql_command_validates_and_explains() {
+    let dir = tempfile::tempdir().unwrap();
+    let weir = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_weir"))
+            .args(args)
+            .current_dir(dir.path())
+            .output()
+            .unwrap()
+    };
+    std::fs::write(
+        dir.path().join("bad.sql"),
+        format!("{BIDS}INSERT INTO out\nSELECT auction, COUNT(*) FROM bids GROUP BY auction;\n"),
+    )
+    .unwrap();
+    let out = weir(&["sql", "--validate", "bad.sql"]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("bad.sql:5:1: a GROUP BY without window_start and window_end"),
+        "{stderr}"
+    );
+    let q5 = format!("{}/benches/sql/q5.sql", env!("CARGO_MANIFEST_DIR"));
+    let out = weir(&["sql", "--validate", &q5]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("ok: "));
+    let out = weir(&["sql", "--explain", &q5]);
+    let plan = String::from_utf8_lossy(&out.stdout);
+    for expected in [
+        "out_key_by <- bid_gen: key_by auction (hash exchange by key group)",
+        "out_window <- out_key_by: window Hopping { size: 10s, slide: 2s } (keyed state)",
+        "out_top <- out_window: top per window (keyed state)",
+        "uid: out_window",
+        "sink out <- out_map: Blackhole",
+    ] {
+        assert!(plan.contains(expected), "{expected}\n{plan}");
+    }
+}
