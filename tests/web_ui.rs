@@ -191,6 +191,13 @@ fn the_page_shows_a_running_job_and_takes_a_savepoint() {
     for name in ["numbers", "doubled", "out"] {
         assert!(names.as_array().unwrap().contains(&json!(name)), "{names}");
     }
+    // The job as submitted, under its kind.
+    let shown = browser.wait_until(
+        "the job file",
+        "const s = document.getElementById('source'); return s && s.textContent ? [document.getElementById('source-title').textContent, s.textContent] : null",
+    );
+    assert_eq!(shown[0], "Job file");
+    assert_eq!(shown[1], job["text"], "{shown}");
     browser.wait_until(
         "the graph's arrows and rates",
         &format!("return document.querySelectorAll('#graph .edge path').length === {} && [...document.querySelectorAll('#graph .rate')].every(t => !t.textContent.startsWith('–'))", vertices - 1),

@@ -302,7 +302,29 @@ impl Expr {
                 Datum::Owned(Column::Bool(out))
             }
             ExprKind::Binary(op, a, b) => {
-                let (left, right) = (a.datum(batch, active)?, b.datum(batch, active)?);
+                let (mut left, mut right) = (a.datum(batch, active)?, b.datum(batch, active)?);
+                // An int column computed here, against a literal: the result in its
+                // place, without a new column.
+                if let (
+                    Datum::Owned(Column::Int(v) | Column::Timestamp(v)),
+                    Datum::Scalar(Value::Int(y)),
+                ) = (&mut left, &right)
+                {
+                    if in_place(*op, v, *y)? {
+                        return Ok(left);
+                    }
+                }
+                let commutes = matches!(
+                    op,
+                    BinaryOp::Add | BinaryOp::Mul | BinaryOp::WrappingAdd | BinaryOp::WrappingMul
+                );
+                if let (Datum::Scalar(Value::Int(y)), Datum::Owned(Column::Int(v)), true) =
+                    (&left, &mut right, commutes)
+                {
+                    if in_place(*op, v, *y)? {
+                        return Ok(right);
+                    }
+                }
                 binary_datum(*op, self.ty, &left, &right, n, active)?
             }
             ExprKind::Call(Function::If, args) => {
@@ -325,12 +347,28 @@ impl Expr {
                 })?
             }
             ExprKind::Call(function, args) => {
-                let args = args
+                let mut args = args
                     .iter()
                     .map(|a| a.datum(batch, active))
                     .collect::<Result<Vec<_>, _>>()?;
                 if let Some(column) = args[0].column().and_then(|c| convert(*function, c)) {
                     return Ok(Datum::Owned(column));
+                }
+                if let (Function::Abs, Some(Datum::Owned(Column::Int(v)))) =
+                    (function, args.first_mut())
+                {
+                    // A column computed here: in its place.
+                    for x in v.iter_mut() {
+                        *x = x.wrapping_abs();
+                    }
+                    // Only i64::MIN stays negative: that row fails (if it runs).
+                    if v.iter()
+                        .enumerate()
+                        .any(|(i, &y)| y < 0 && is_active(active, i))
+                    {
+                        return Err(Failed);
+                    }
+                    return Ok(args.swap_remove(0));
                 }
                 if let (Function::Abs, Some(Column::Int(v))) = (function, args[0].column()) {
                     return abs_ints(v, active).map(Datum::Owned);
@@ -610,23 +648,61 @@ fn checked_ints(
     Ok(out)
 }
 
+/// `op` of the ints `v` and the literal `y`, written over `v`; `false` where `op`
+/// is not done so (comparisons, division by 0 or -1). An overflow fails the
+/// batch, which is then evaluated row by row (so only a row that runs fails).
+fn in_place(op: BinaryOp, v: &mut [i64], y: i64) -> Result<bool, Failed> {
+    use BinaryOp::*;
+    let mut overflow = false;
+    let mut each = |f: fn(i64, i64) -> (i64, bool)| {
+        for x in v.iter_mut() {
+            let (r, o) = f(*x, y);
+            *x = r;
+            overflow |= o;
+        }
+    };
+    match op {
+        Add => each(i64::overflowing_add),
+        Sub => each(i64::overflowing_sub),
+        Mul => each(i64::overflowing_mul),
+        WrappingAdd => each(|x, y| (x.wrapping_add(y), false)),
+        WrappingSub => each(|x, y| (x.wrapping_sub(y), false)),
+        WrappingMul => each(|x, y| (x.wrapping_mul(y), false)),
+        Div | Rem if y != 0 && y != -1 => by_literal_in_place(op == Div, v, y),
+        _ => return Ok(false),
+    }
+    if overflow {
+        return Err(Failed);
+    }
+    Ok(true)
+}
+
 /// `a / y` (`divide`) or `a % y` for a literal `y` other than 0 and -1 (so no row
 /// fails): a power of two by shifts, else a plain loop.
 fn by_literal(divide: bool, a: Ints<'_>, y: i64, n: usize) -> Vec<i64> {
+    let mut out = match a {
+        Ints::Slice(v) => v[..n.min(v.len())].to_vec(),
+        Ints::Scalar(x) => vec![x; n],
+    };
+    by_literal_in_place(divide, &mut out, y);
+    out
+}
+
+/// [`by_literal`] written over `v`.
+fn by_literal_in_place(divide: bool, v: &mut [i64], y: i64) {
     if y > 1 && y & (y - 1) == 0 {
         // Truncating toward zero: negative dividends are biased by y - 1 first.
         let (k, bias) = (y.trailing_zeros(), y - 1);
         let quotient = move |x: i64| (x + ((x >> 63) & bias)) >> k;
-        return if divide {
-            pairwise_ints(a, Ints::Scalar(y), n, |x, _| quotient(x))
+        if divide {
+            v.iter_mut().for_each(|x| *x = quotient(*x));
         } else {
-            pairwise_ints(a, Ints::Scalar(y), n, |x, _| x - (quotient(x) << k))
-        };
-    }
-    if divide {
-        pairwise_ints(a, Ints::Scalar(y), n, |x, y| x / y)
+            v.iter_mut().for_each(|x| *x -= quotient(*x) << k);
+        }
+    } else if divide {
+        v.iter_mut().for_each(|x| *x /= y);
     } else {
-        pairwise_ints(a, Ints::Scalar(y), n, |x, y| x % y)
+        v.iter_mut().for_each(|x| *x %= y);
     }
 }
 
