@@ -361,11 +361,7 @@ impl Expr {
                     for x in v.iter_mut() {
                         *x = x.wrapping_abs();
                     }
-                    // Only i64::MIN stays negative: that row fails (if it runs).
-                    if v.iter()
-                        .enumerate()
-                        .any(|(i, &y)| y < 0 && is_active(active, i))
-                    {
+                    if negative_on_active(v, active) {
                         return Err(Failed);
                     }
                     return Ok(args.swap_remove(0));
@@ -401,6 +397,30 @@ fn substrings(
     active: Active<'_>,
 ) -> Result<Column, Failed> {
     let mut out = Vec::with_capacity(n);
+    if let Texts::Scalar(Str::Static(whole)) = text {
+        if whole.is_ascii() {
+            // One text, one byte a character: each part is a byte range of it.
+            let len = whole.len() as i64;
+            for i in 0..n {
+                let (start, length) = (start.at(i), length.at(i));
+                if length < 0 {
+                    if is_active(active, i) {
+                        return Err(Failed);
+                    }
+                    out.push(Str::from_static(""));
+                    continue;
+                }
+                let (first, end) = (start.max(1), start.saturating_add(length));
+                let (from, to) = if end <= first {
+                    (0, 0)
+                } else {
+                    ((first - 1).min(len) as usize, (end - 1).min(len) as usize)
+                };
+                out.push(Str::Static(&whole[from..to]));
+            }
+            return Ok(Column::String(out));
+        }
+    }
     for i in 0..n {
         let part = match text.get(i) {
             Str::Static(whole) => {
@@ -417,15 +437,19 @@ fn substrings(
     Ok(Column::String(out))
 }
 
+/// Whether an `abs` result is negative (only `abs(i64::MIN)` is) on a row that
+/// runs: the sign of all results OR-ed together first, a loop without branches.
+fn negative_on_active(v: &[i64], active: Active<'_>) -> bool {
+    v.iter().fold(0, |signs, &y| signs | y) < 0
+        && v.iter()
+            .enumerate()
+            .any(|(i, &y)| y < 0 && is_active(active, i))
+}
+
 /// `abs` of every int of `v`; overflow (of `i64::MIN`) on an active row fails.
 fn abs_ints(v: &[i64], active: Active<'_>) -> Result<Column, Failed> {
     let out: Vec<i64> = v.iter().map(|x| x.wrapping_abs()).collect();
-    // Only i64::MIN stays negative.
-    let fails = out
-        .iter()
-        .enumerate()
-        .any(|(i, &y)| y < 0 && is_active(active, i));
-    if fails {
+    if negative_on_active(&out, active) {
         return Err(Failed);
     }
     Ok(Column::Int(out))
@@ -699,12 +723,26 @@ fn by_literal_in_place(divide: bool, v: &mut [i64], y: i64) {
         } else {
             v.iter_mut().for_each(|x| *x -= quotient(*x) << k);
         }
+    } else if v.iter().fold(y.unsigned_abs(), |m, x| m | x.unsigned_abs()) < EXACT_IN_F64 {
+        // Below 2^52 a float quotient is within half a unit in the last place of
+        // the true one, which is at least 1/|y| from any other integer: truncated,
+        // it is the integer quotient, at a fraction of an integer division's cost.
+        let divisor = y as f64;
+        if divide {
+            v.iter_mut().for_each(|x| *x = (*x as f64 / divisor) as i64);
+        } else {
+            v.iter_mut()
+                .for_each(|x| *x -= (*x as f64 / divisor) as i64 * y);
+        }
     } else if divide {
         v.iter_mut().for_each(|x| *x /= y);
     } else {
         v.iter_mut().for_each(|x| *x %= y);
     }
 }
+
+/// Ints below this (2^52) divide exactly through floats.
+const EXACT_IN_F64: u64 = 1 << 52;
 
 /// `f` of `a` and `b` row by row, with a loop per shape (column against literal,
 /// and so on) so that each is a plain loop over slices.
@@ -900,6 +938,48 @@ mod tests {
         assert_eq!((row, error.0.as_str()), (0, "integer overflow in *"));
     }
 
+    /// Substrings of a literal (byte ranges of one ASCII text, or characters of a
+    /// text that is not ASCII) equal the row evaluator's, for every start and
+    /// length around the text's bounds; a negative length fails only where it runs.
+    #[test]
+    fn substrings_of_literals_equal_row_evaluation() {
+        let schema = schema();
+        let mut rows = Vec::new();
+        for start in -3..=12 {
+            for length in 0..=12 {
+                rows.push(Row(vec![
+                    Value::Int(start),
+                    Value::Int(length),
+                    Value::Float(0.5),
+                    Value::String("".into()),
+                    Value::Timestamp(0),
+                    Value::Bool(true),
+                ]));
+            }
+        }
+        let batch = Batch::from_rows(&schema, rows.clone()).unwrap();
+        for source in [
+            "substring('abcdefghij', i, j)",
+            "substring('\u{e9}t\u{e9} caf\u{e9}', i, j)",
+        ] {
+            let expr = Expr::compile(source, &schema).unwrap();
+            let column = expr.eval_batch(&batch).unwrap();
+            for (i, row) in rows.iter().enumerate() {
+                assert_eq!(
+                    column.value(i),
+                    expr.eval(row).unwrap(),
+                    "{source}, row {i}"
+                );
+            }
+        }
+        // A negative length fails where it runs, not where `if` does not take it.
+        let expr = Expr::compile("if(j > 0, substring('abc', i, 0 - j), 'none')", &schema).unwrap();
+        let (row, error) = expr.eval_batch(&batch).unwrap_err();
+        assert_eq!((row, error), (1, expr.eval(&rows[1]).unwrap_err()));
+        let expr = Expr::compile("if(j < 0, substring('abc', i, j), 'none')", &schema).unwrap();
+        assert!(expr.eval_batch(&batch).is_ok());
+    }
+
     /// Division and remainder by a literal (by shifts for a power of two) truncate
     /// toward zero and take the dividend's sign, as the row evaluator does.
     #[test]
@@ -920,6 +1000,9 @@ mod tests {
             8,
             9,
             4_294_967_296,
+            4_503_599_627_370_494,
+            4_503_599_627_370_495,
+            -4_503_599_627_370_495,
             i64::MAX,
         ];
         let rows = values.map(|i| {
@@ -938,9 +1021,12 @@ mod tests {
             "2",
             "8",
             "10",
+            "57",
+            "10000",
             "4294967296",
             "-8",
             "-7",
+            "4503599627370495",
             "9223372036854775807",
         ] {
             for op in ["/", "%"] {
@@ -1009,6 +1095,31 @@ mod tests {
                 };
                 prop_assert_eq!(group(&from_batch), group(&from_row));
                 prop_assert_eq!(from_batch, from_row);
+            }
+        }
+    }
+
+    proptest! {
+        /// Division and remainder by a literal other than 0 and -1, however done
+        /// (shifts, floats below 2^52, integer division), equal Rust's `/` and `%`.
+        #[test]
+        fn division_in_place_equals_integer_division(
+            values in prop::collection::vec(prop_oneof![
+                any::<i64>(),
+                -(1i64 << 52)..(1i64 << 52),
+                -1000i64..1000,
+            ], 1..50),
+            y in prop_oneof![any::<i64>(), -(1i64 << 52)..(1i64 << 52), -100i64..100],
+        ) {
+            prop_assume!(y != 0 && y != -1);
+            for divide in [true, false] {
+                let mut v = values.clone();
+                super::by_literal_in_place(divide, &mut v, y);
+                let expected: Vec<i64> = values
+                    .iter()
+                    .map(|&x| if divide { x / y } else { x % y })
+                    .collect();
+                prop_assert_eq!(&v, &expected, "divide {} by {}", divide, y);
             }
         }
     }
