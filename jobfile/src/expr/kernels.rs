@@ -716,12 +716,14 @@ fn by_literal(divide: bool, a: Ints<'_>, y: i64, n: usize) -> Vec<i64> {
 fn by_literal_in_place(divide: bool, v: &mut [i64], y: i64) {
     if y > 1 && y & (y - 1) == 0 {
         // Truncating toward zero: negative dividends are biased by y - 1 first.
+        // (No step can overflow; wrapping operations say so, without checks.)
         let (k, bias) = (y.trailing_zeros(), y - 1);
-        let quotient = move |x: i64| (x + ((x >> 63) & bias)) >> k;
+        let quotient = move |x: i64| x.wrapping_add((x >> 63) & bias) >> k;
         if divide {
             v.iter_mut().for_each(|x| *x = quotient(*x));
         } else {
-            v.iter_mut().for_each(|x| *x -= quotient(*x) << k);
+            v.iter_mut()
+                .for_each(|x| *x = x.wrapping_sub(quotient(*x) << k));
         }
     } else if v.iter().fold(y.unsigned_abs(), |m, x| m | x.unsigned_abs()) < EXACT_IN_F64 {
         // Below 2^52 a float quotient is within half a unit in the last place of
@@ -732,7 +734,7 @@ fn by_literal_in_place(divide: bool, v: &mut [i64], y: i64) {
             v.iter_mut().for_each(|x| *x = (*x as f64 / divisor) as i64);
         } else {
             v.iter_mut()
-                .for_each(|x| *x -= (*x as f64 / divisor) as i64 * y);
+                .for_each(|x| *x = x.wrapping_sub(((*x as f64 / divisor) as i64).wrapping_mul(y)));
         }
     } else if divide {
         v.iter_mut().for_each(|x| *x /= y);
