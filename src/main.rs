@@ -54,10 +54,10 @@ enum Command {
     /// Show the checkpoints and savepoints in a storage.
     #[command(subcommand)]
     Checkpoints(CheckpointsCommand),
-    /// Check a job file (YAML or JSON) and print every problem with its file, line,
+    /// Check a job file (YAML or JSON) or SQL file and print every problem with its file, line,
     /// column and field path; exits non-zero if there is any.
     Validate(ValidateArgs),
-    /// Run a job file (YAML or JSON) embedded in this process, with checkpoints
+    /// Run a job file (YAML or JSON) or SQL file embedded in this process, with checkpoints
     /// (under ./weir-data by default), until its sources end.
     Run(RunArgs),
     /// Run a file of Flink SQL statements embedded in this process, as `run` does

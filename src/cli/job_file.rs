@@ -8,13 +8,13 @@ use weir::jobfile::{JobPlan, Registry};
 
 #[derive(Args)]
 pub(crate) struct ValidateArgs {
-    /// The job file (see docs/job-files.md).
+    /// The job file (see docs/job-files.md) or SQL file (`.sql`, docs/sql.md).
     file: std::path::PathBuf,
 }
 
 #[derive(Args)]
 pub(crate) struct RunArgs {
-    /// The job file (see docs/job-files.md).
+    /// The job file (see docs/job-files.md) or SQL file (`.sql`, docs/sql.md).
     file: std::path::PathBuf,
     /// Resume from this savepoint (a directory path or URL).
     #[arg(long)]
