@@ -84,6 +84,57 @@ fn an_sql_job_crashed_thirty_times_loses_and_repeats_nothing() {
     assert_eq!(sink["duplicated"], 0, "{report:#}");
 }
 
+/// Cumulate windows (several windows of one start, each its own state namespace)
+/// crashed 20 times, on the heap and on RocksDB: every window restores and fires
+/// once.
+#[test]
+fn cumulate_windows_crashed_twenty_times_lose_and_repeat_nothing() {
+    let sql = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/exactly-once.sql"
+    ))
+    .unwrap()
+    .replace(
+        "TUMBLE(TABLE numbers, DESCRIPTOR(ts), INTERVAL '0.1' SECOND)",
+        "CUMULATE(TABLE numbers, DESCRIPTOR(ts), INTERVAL '0.1' SECOND, INTERVAL '0.5' SECOND)",
+    );
+    assert!(sql.contains("CUMULATE"));
+    let dir = tempfile::tempdir().unwrap();
+    let job = dir.path().join("cumulate.sql");
+    std::fs::write(&job, sql).unwrap();
+    let job = job.to_str().unwrap();
+    let mut backends = vec!["heap"];
+    if cfg!(feature = "rocksdb") {
+        backends.push("rocksdb");
+    }
+    for backend in backends {
+        let out = verify(
+            &[
+                job,
+                "--crashes",
+                "20",
+                "--seed",
+                "9",
+                "--json",
+                "--backend",
+                backend,
+            ],
+            &[],
+        );
+        assert!(
+            out.status.success(),
+            "{backend}: weir verify failed:\n{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let sink = &report["sinks"][0];
+        assert!(sink["expected"].as_u64().unwrap() > 0, "{report:#}");
+        assert_eq!(sink["lost"], 0, "{backend}: {report:#}");
+        assert_eq!(sink["duplicated"], 0, "{backend}: {report:#}");
+    }
+}
+
 #[test]
 fn a_hundred_crashes_on_the_local_filesystem_lose_and_repeat_nothing() {
     crashes_lose_and_repeat_nothing(&[], &[]);

@@ -999,14 +999,24 @@ fn operator(node: &Node, path: &str, p: &mut Problems) -> Option<OperatorSpec> {
 
 fn window_shape(node: &Node, path: &str, p: &mut Problems) -> Option<WindowShape> {
     let f = Fields::of(node, path, p)?;
-    let kind = f.read_required("type", "tumbling, hopping or session", p, |n, path, p| {
-        choice(
-            n,
-            path,
-            &[("tumbling", 0), ("hopping", 1), ("session", 2)],
-            p,
-        )
-    })?;
+    let kind = f.read_required(
+        "type",
+        "tumbling, hopping, cumulate or session",
+        p,
+        |n, path, p| {
+            choice(
+                n,
+                path,
+                &[
+                    ("tumbling", 0),
+                    ("hopping", 1),
+                    ("session", 2),
+                    ("cumulate", 3),
+                ],
+                p,
+            )
+        },
+    )?;
     let positive_duration = |key: &str, p: &mut Problems| {
         let d = f.read_required(key, "a duration, e.g. 10s", p, duration)?;
         if d.is_zero() {
@@ -1033,6 +1043,15 @@ fn window_shape(node: &Node, path: &str, p: &mut Problems) -> Option<WindowShape
             WindowShape::Hopping {
                 size: size?,
                 slide: slide?,
+            }
+        }
+        3 => {
+            f.check(&["type", "size", "step"], "a cumulate window", p);
+            let size = positive_duration("size", p);
+            let step = positive_duration("step", p);
+            WindowShape::Cumulate {
+                size: size?,
+                step: step?,
             }
         }
         _ => {

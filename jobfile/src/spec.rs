@@ -248,6 +248,14 @@ pub enum WindowShape {
         /// Distance between starts.
         slide: Duration,
     },
+    /// Windows growing by `step` from a common start up to `size` (Flink's
+    /// cumulate windows).
+    Cumulate {
+        /// The largest window's length (a multiple of `step`).
+        size: Duration,
+        /// How much each window is longer than the one before.
+        step: Duration,
+    },
     /// Windows of activity closed by a gap.
     Session {
         /// Inactivity that closes a session.

@@ -914,6 +914,15 @@ fn window(
             );
         }
     }
+    if let WindowShape::Cumulate { size, step } = shape {
+        if step.as_millis() == 0 || size.as_millis() % step.as_millis() != 0 {
+            p.add(
+                shape_at.at,
+                &shape_at.path,
+                "a cumulate window's `size` must be a multiple of its `step`",
+            );
+        }
+    }
     let mut fields: Vec<Field> = keys.iter().map(|&k| input.fields[k].clone()).collect();
     fields.push(Field {
         name: "window_start".into(),

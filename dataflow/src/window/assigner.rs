@@ -53,6 +53,17 @@ pub enum WindowAssigner {
         /// Offset of window starts from the epoch, in ms.
         offset: i64,
     },
+    /// Windows that grow by `step` from a common start up to `size`, then start
+    /// again (Flink's cumulate windows): `[s, s + step)`, `[s, s + 2·step)`, …,
+    /// `[s, s + size)` for every `s` a multiple of `size`.
+    Cumulate {
+        /// The largest window's length in ms (a multiple of `step`).
+        size: i64,
+        /// How much each window is longer than the one before, in ms.
+        step: i64,
+        /// Offset of window starts from the epoch, in ms.
+        offset: i64,
+    },
     /// Per-key windows of activity, closed by a gap of inactivity.
     Session {
         /// The inactivity gap in ms.
@@ -74,6 +85,15 @@ impl WindowAssigner {
         Self::Sliding {
             size: duration_ms(size),
             slide: duration_ms(slide),
+            offset: 0,
+        }
+    }
+
+    /// Cumulate windows growing by `step` up to `size`.
+    pub fn cumulate(size: Duration, step: Duration) -> Self {
+        Self::Cumulate {
+            size: duration_ms(size),
+            step: duration_ms(step),
             offset: 0,
         }
     }
@@ -103,6 +123,12 @@ impl WindowAssigner {
             }
             Self::Sliding { size, slide, .. } if slide > size => Some(format!(
                 "window slide ({slide} ms) must not exceed the window size ({size} ms)"
+            )),
+            Self::Cumulate { size, step, .. } if size <= 0 || step <= 0 => Some(format!(
+                "cumulate window size and step must be positive, got {size} ms and {step} ms"
+            )),
+            Self::Cumulate { size, step, .. } if size % step != 0 => Some(format!(
+                "a cumulate window's size ({size} ms) must be a multiple of its step ({step} ms)"
             )),
             Self::Session { gap } if gap <= 0 => {
                 Some(format!("session gap must be positive, got {gap} ms"))
@@ -147,6 +173,15 @@ impl WindowAssigner {
                     start -= slide;
                 }
             }
+            Self::Cumulate { size, step, offset } => {
+                let start = timestamp - (timestamp - offset).rem_euclid(size);
+                // The windows from the first end past the timestamp to the largest.
+                let mut end = timestamp - (timestamp - start).rem_euclid(step) + step;
+                while end <= start + size {
+                    f(Window { start, end });
+                    end += step;
+                }
+            }
             Self::Session { gap } => f(Window {
                 start: timestamp,
                 end: timestamp.saturating_add(gap),
@@ -186,6 +221,50 @@ mod tests {
         let w = windows(sliding, 10_500);
         assert_eq!(w.len(), 5);
         assert!(w.iter().all(|w| w.start <= 10_500 && 10_500 < w.end));
+    }
+
+    /// A timestamp is in every cumulate window of its cycle whose end is past it.
+    #[test]
+    fn cumulate_windows_grow_by_step_from_the_cycle_start() {
+        let cumulate = WindowAssigner::cumulate(Duration::from_secs(10), Duration::from_secs(2));
+        let ends = |t: i64| {
+            windows(cumulate, t)
+                .iter()
+                .map(|w| (w.start, w.end))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            ends(13_500),
+            [
+                (10_000, 14_000),
+                (10_000, 16_000),
+                (10_000, 18_000),
+                (10_000, 20_000)
+            ]
+        );
+        assert_eq!(
+            ends(10_000),
+            [
+                (10_000, 12_000),
+                (10_000, 14_000),
+                (10_000, 16_000),
+                (10_000, 18_000),
+                (10_000, 20_000)
+            ]
+        );
+        assert_eq!(ends(19_999), [(10_000, 20_000)]);
+        assert_eq!(ends(-1), [(-10_000, 0)]);
+        for t in -25_000..25_000 {
+            let all = windows(cumulate, t);
+            assert!(all
+                .iter()
+                .all(|w| w.start <= t && t < w.end && (w.end - w.start) % 2_000 == 0));
+        }
+        assert!(
+            WindowAssigner::cumulate(Duration::from_secs(10), Duration::from_secs(3))
+                .validate("c")
+                .is_err()
+        );
     }
 
     #[test]

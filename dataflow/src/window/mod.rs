@@ -43,6 +43,7 @@ impl<K: StateKey, T: Data> KeyedStream<K, T> {
         let name = match assigner {
             WindowAssigner::Tumbling { .. } => "tumbling-window",
             WindowAssigner::Sliding { .. } => "sliding-window",
+            WindowAssigner::Cumulate { .. } => "cumulate-window",
             WindowAssigner::Session { .. } => "session-window",
         };
         WindowedStream {

@@ -84,12 +84,16 @@ pub struct WindowAggregate<K, T, A: AggregateFunction<T>, O> {
 }
 
 /// The contents of a subtask's open windows: one table of accumulators per window, by
-/// start (for fixed-size windows start order is end order), each in its own namespace
-/// of the backend. The runtime flushes, freezes and restores them as one state.
+/// end (the order they fire in; an end names one window of an assigner), each in its
+/// own namespace of the backend. The runtime flushes, freezes and restores them as
+/// one state.
 struct WindowContents<K, Acc> {
     windows: BTreeMap<i64, WindowTable<K, Acc>>,
     /// Where window contents live (one namespace per window).
     backend: KeyedBackend,
+    /// Whether windows share starts (cumulate windows): then a window's namespace
+    /// is its start and end, else its start (as it always was, so state restores).
+    shared_starts: bool,
     /// The watermark restored with them: a restored window that ended before it has
     /// fired.
     watermark: i64,
@@ -101,12 +105,13 @@ impl<K: StateKey, Acc: StateValue> WindowContents<K, Acc> {
     fn table<'a>(
         windows: &'a mut BTreeMap<i64, WindowTable<K, Acc>>,
         backend: &KeyedBackend,
+        shared_starts: bool,
         window: Window,
     ) -> Result<&'a mut WindowTable<K, Acc>, StateError> {
-        match windows.entry(window.start) {
+        match windows.entry(window.end) {
             std::collections::btree_map::Entry::Occupied(table) => Ok(table.into_mut()),
             std::collections::btree_map::Entry::Vacant(vacant) => {
-                Self::open_table(vacant, backend, window)
+                Self::open_table(vacant, backend, shared_starts, window)
             }
         }
     }
@@ -118,16 +123,17 @@ impl<K: StateKey, Acc: StateValue> WindowContents<K, Acc> {
     fn open_table<'a>(
         vacant: std::collections::btree_map::VacantEntry<'a, i64, WindowTable<K, Acc>>,
         backend: &KeyedBackend,
+        shared_starts: bool,
         window: Window,
     ) -> Result<&'a mut WindowTable<K, Acc>, StateError> {
+        let mut namespace = window.start.to_be_bytes().to_vec();
+        if shared_starts {
+            namespace.extend_from_slice(&window.end.to_be_bytes());
+        }
         Ok(vacant.insert(WindowTable {
             window,
             fired: false,
-            entries: StateTable::in_backend(
-                backend,
-                CONTENTS,
-                window.start.to_be_bytes().to_vec(),
-            )?,
+            entries: StateTable::in_backend(backend, CONTENTS, namespace)?,
         }))
     }
 }
@@ -164,7 +170,7 @@ impl<K: StateKey, Acc: StateValue> KeyedStateStore for WindowContents<K, Acc> {
                 continue;
             }
             let (window, entries): (Window, Vec<(K, Acc)>) = decode(CONTENTS, bytes)?;
-            let table = Self::table(&mut self.windows, &self.backend, window)?;
+            let table = Self::table(&mut self.windows, &self.backend, self.shared_starts, window)?;
             table.fired = window.end - 1 <= self.watermark;
             for (key, acc) in entries {
                 check_group(CONTENTS, &key, group, max)?;
@@ -208,10 +214,12 @@ where
             self.watermark = decode(WATERMARK, bytes)?;
         }
         let watermark = self.watermark;
+        let shared_starts = matches!(self.spec.assigner, WindowAssigner::Cumulate { .. });
         self.contents = Some(cx.keyed_state(|backend| {
             Ok(WindowContents {
                 windows: BTreeMap::new(),
                 backend: backend.clone(),
+                shared_starts,
                 watermark,
             })
         })?);
@@ -224,8 +232,12 @@ where
         let spec = &self.spec;
         let mut contents = opened(&self.contents)?;
         let WindowContents {
-            windows, backend, ..
+            windows,
+            backend,
+            shared_starts,
+            ..
         } = &mut *contents;
+        let shared_starts = *shared_starts;
         let mut failed = None;
         for element in input.drain(..) {
             let ts = (spec.timestamp)(&element).0;
@@ -236,16 +248,17 @@ where
                     return;
                 }
                 assigned = true;
-                let added = WindowContents::table(windows, backend, window).and_then(|table| {
-                    let acc = table
-                        .entries
-                        .get_or_insert_with_ref(&key, || spec.aggregate.create())?;
-                    spec.aggregate.add(acc, &element);
-                    if table.fired {
-                        (spec.result)(&key, window, spec.aggregate.result(acc), out);
-                    }
-                    Ok(())
-                });
+                let added = WindowContents::table(windows, backend, shared_starts, window)
+                    .and_then(|table| {
+                        let acc = table
+                            .entries
+                            .get_or_insert_with_ref(&key, || spec.aggregate.create())?;
+                        spec.aggregate.add(acc, &element);
+                        if table.fired {
+                            (spec.result)(&key, window, spec.aggregate.result(acc), out);
+                        }
+                        Ok(())
+                    });
                 if let Err(e) = added {
                     failed.get_or_insert(e);
                 }

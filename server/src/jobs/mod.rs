@@ -697,6 +697,7 @@ fn assigner(shape: WindowShape) -> WindowAssigner {
     match shape {
         WindowShape::Tumbling { size } => WindowAssigner::tumbling(size),
         WindowShape::Hopping { size, slide } => WindowAssigner::sliding(size, slide),
+        WindowShape::Cumulate { size, step } => WindowAssigner::cumulate(size, step),
         WindowShape::Session { gap } => WindowAssigner::session(gap),
     }
 }

@@ -15,7 +15,10 @@ impl Planner<'_> {
     /// `FROM TABLE(TUMBLE|HOP|SESSION(TABLE t, DESCRIPTOR(time), …))`.
     pub(super) fn window_tvf(&mut self, e: &Expr) -> Result<Rel, SqlError> {
         let Expr::Function(f) = e else {
-            return Err(error_at(e, "expected a window TVF: TUMBLE, HOP or SESSION"));
+            return Err(error_at(
+                e,
+                "expected a window TVF: TUMBLE, HOP, CUMULATE or SESSION",
+            ));
         };
         let (name, args) = call_args(f).map_err(|m| error_at(e, m))?;
         let Some(Expr::Function(table_arg)) = args.first() else {
@@ -87,19 +90,23 @@ impl Planner<'_> {
                 slide: duration(2, "slide")?,
                 size: duration(3, "size")?,
             },
+            "CUMULATE" if args.len() == 4 => WindowShape::Cumulate {
+                step: duration(2, "step")?,
+                size: duration(3, "size")?,
+            },
             "SESSION" if args.len() == 3 => WindowShape::Session {
                 gap: duration(2, "gap")?,
             },
-            "TUMBLE" | "HOP" | "SESSION" => {
+            "TUMBLE" | "HOP" | "CUMULATE" | "SESSION" => {
                 return Err(error_at(
                     e,
-                    format!("{name}: wrong arguments: expected TUMBLE(TABLE t, DESCRIPTOR(ts), size), HOP(TABLE t, DESCRIPTOR(ts), slide, size) or SESSION(TABLE t [PARTITION BY k], DESCRIPTOR(ts), gap) (offsets are not supported)"),
+                    format!("{name}: wrong arguments: expected TUMBLE(TABLE t, DESCRIPTOR(ts), size), HOP(TABLE t, DESCRIPTOR(ts), slide, size), CUMULATE(TABLE t, DESCRIPTOR(ts), step, size) or SESSION(TABLE t [PARTITION BY k], DESCRIPTOR(ts), gap) (offsets are not supported)"),
                 ))
             }
             other => {
                 return Err(error_at(
                     e,
-                    format!("window TVF {other} is not supported: expected TUMBLE, HOP or SESSION"),
+                    format!("window TVF {other} is not supported: expected TUMBLE, HOP, CUMULATE or SESSION"),
                 ))
             }
         };
