@@ -152,6 +152,24 @@ sinks:
         job.replace("value % 3", "valu % 3"),
     )
     .unwrap();
+    // A computed field that fails on a row fails the job naming the field.
+    std::fs::write(
+        dir.path().join("failing.yaml"),
+        job.replace("class: value % 3", "class: 10 / (value - 5)")
+            .replace(
+                "parallelism: 2",
+                "parallelism: 2\nrestart: {strategy: none}",
+            ),
+    )
+    .unwrap();
+    let out = weir(dir.path(), &["run", "failing.yaml"]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("computed field `class`") && stderr.contains("division by zero"),
+        "{stderr}"
+    );
+
     let out = weir(dir.path(), &["validate", "bad.yaml"]);
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);

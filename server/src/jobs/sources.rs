@@ -179,7 +179,7 @@ pub(super) fn source(
     let weir_jobfile::Step::Source(spec, computed) = &planned.step else {
         return None;
     };
-    let computed = Computed::new(computed, needed);
+    let computed = Computed::new(spec, computed, needed);
     let needed: Arc<[bool]> = needed.into();
     // The fields read; the computed ones follow them.
     let schema = Arc::new(weir_jobfile::source_schema(&spec.kind));
@@ -372,18 +372,23 @@ pub(super) fn source(
 /// before it, or left out when nothing downstream reads it.
 #[derive(Clone)]
 pub(super) struct Computed {
-    fields: Arc<[(Expr, bool)]>,
+    /// Each field's name, expression, and whether something reads it.
+    fields: Arc<[(String, Expr, bool)]>,
 }
 
 impl Computed {
     /// The computed fields `exprs` of a source whose fields (read, then computed)
     /// downstream reads as `needed` marks.
-    fn new(exprs: &[Expr], needed: &[bool]) -> Self {
+    fn new(spec: &SourceSpec, exprs: &[Expr], needed: &[bool]) -> Self {
         let read = needed.len().saturating_sub(exprs.len());
         let fields = exprs
             .iter()
+            .zip(&spec.computed)
             .enumerate()
-            .map(|(i, e)| (e.clone(), needed.get(read + i).copied().unwrap_or(true)))
+            .map(|(i, (e, (name, _)))| {
+                let wanted = needed.get(read + i).copied().unwrap_or(true);
+                (name.clone(), e.clone(), wanted)
+            })
             .collect();
         Self { fields }
     }
@@ -396,10 +401,10 @@ impl Computed {
     fn append(&self, batch: Batch) -> Result<Batch, String> {
         let len = batch.len();
         let mut batch = batch;
-        for (i, (expr, wanted)) in self.fields.iter().enumerate() {
+        for (name, expr, wanted) in self.fields.iter() {
             let column = if *wanted {
                 expr.eval_batch(&batch).map_err(|(row, e)| {
-                    format!("computed field {} of row {row} of a batch: {e}", i + 1)
+                    format!("computed field `{name}`, row {row} of a batch read: {e}")
                 })?
             } else {
                 Column::Pruned
