@@ -7,8 +7,16 @@
 //! `GROUP BY window_start, window_end, keys…` over them becomes `key_by` + `window`
 //! (the same aggregation is planned once however often it is written). A relation
 //! joined with its own per-window maximum on the window and `x = max` or
-//! `x >= max` (window Top-1, as in Nexmark q5 and q7) becomes a `top`. At the end
-//! a `map` gives the sink table's column names, in order.
+//! `x >= max` (window Top-1, as in Nexmark q5 and q7) becomes a `top`, as does a
+//! `RANK() … <= 1`; joins of two window TVFs or two tables become the job files'
+//! window and interval joins. At the end a `map` gives the sink table's column
+//! names, in order.
+
+mod connectors;
+mod joins;
+mod rank;
+mod settings;
+mod windows;
 
 use crate::expr::{self, column_parts, error_at, Scope};
 use crate::statements::{Stmt, TableDef};
@@ -17,12 +25,6 @@ use sqlparser::ast::{
     self, BinaryOperator, Expr, GroupByExpr, JoinConstraint, JoinOperator, Query, SelectItem,
     SetExpr, TableFactor,
 };
-mod connectors;
-mod joins;
-mod rank;
-mod settings;
-mod windows;
-
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 use weir_jobfile::yaml::Pos;
