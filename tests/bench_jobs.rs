@@ -3,10 +3,11 @@
 //! bids at parallelism 2.
 #![allow(clippy::unwrap_used)] // tests may unwrap (see clippy.toml)
 
+mod common;
+
 use serde::Serialize;
 use std::time::Duration;
-use weir::dataflow::testing::CollectSink;
-use weir::dataflow::{JobBuilder, JobConfig, Stream};
+use weir::dataflow::Stream;
 use weir::jobfile::{Registry, SinkKind};
 use weir::nexmark::{self, Bid};
 
@@ -17,18 +18,9 @@ const PARALLELISM: usize = 2;
 fn typed<T: Serialize + Send + Clone + 'static>(
     query: impl FnOnce(&Stream<Bid>) -> Stream<T>,
 ) -> Vec<String> {
-    let job = JobBuilder::new(JobConfig {
-        name: "typed".into(),
-        parallelism: PARALLELISM,
-        ..JobConfig::default()
-    });
-    let (sink, rows) = CollectSink::new();
-    query(&nexmark::bid_stream(&job, EVENTS, 10)).sink("collect", sink);
-    job.execute().expect("the typed query runs");
-    let mut rows: Vec<String> = rows
-        .take()
+    let mut rows: Vec<String> = common::typed::rows(EVENTS, PARALLELISM, query)
         .iter()
-        .map(|row| serde_json::to_value(row).unwrap().to_string())
+        .map(serde_json::Value::to_string)
         .collect();
     rows.sort_unstable();
     rows

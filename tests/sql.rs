@@ -5,10 +5,11 @@
 //! refuses with the line, the column and what it expected.
 #![allow(clippy::unwrap_used)] // tests may unwrap (see clippy.toml)
 
+mod common;
+
 use serde::Serialize;
 use std::time::Duration;
-use weir::dataflow::testing::CollectSink;
-use weir::dataflow::{JobBuilder, JobConfig, Stream};
+use weir::dataflow::Stream;
 use weir::jobfile::Registry;
 use weir::nexmark::{self, Bid};
 
@@ -19,18 +20,7 @@ const PARALLELISM: usize = 2;
 fn typed<T: Serialize + Send + Clone + 'static>(
     query: impl FnOnce(&Stream<Bid>) -> Stream<T>,
 ) -> Vec<serde_json::Value> {
-    let job = JobBuilder::new(JobConfig {
-        name: "typed".into(),
-        parallelism: PARALLELISM,
-        ..JobConfig::default()
-    });
-    let (sink, rows) = CollectSink::new();
-    query(&nexmark::bid_stream(&job, EVENTS, 10)).sink("collect", sink);
-    job.execute().expect("the typed query runs");
-    rows.take()
-        .iter()
-        .map(|row| serde_json::to_value(row).unwrap())
-        .collect()
+    common::typed::rows(EVENTS, PARALLELISM, query)
 }
 
 /// The bench SQL file `name` at 300k bids, its blackhole sink made a filesystem

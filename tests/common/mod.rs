@@ -6,6 +6,7 @@
 pub mod kafka_log;
 pub mod s3;
 pub mod server;
+pub mod typed;
 
 #[allow(unused_imports)]
 pub use weir_testkit::kafka as kafka_services;
