@@ -179,6 +179,13 @@ fn bad_sql_is_refused_with_its_position_and_what_was_expected() {
             "CREATE TABLE t (x BIGINT) WITH ('connector' = 'jdbc'); SELECT x FROM t;".to_string(),
             "connector 'jdbc' cannot be read: expected datagen, sequence, bids, nexmark, kafka or filesystem",
         ),
+        // A misspelt connector option is refused, not ignored.
+        (
+            "CREATE TABLE t (x BIGINT) WITH ('connector' = 'datagen', 'fields.x.kind' = 'sequence', \
+             'fields.x.start' = '1', 'fields.x.end' = '9', 'rows-per-secnd' = '5'); SELECT x FROM t;"
+                .to_string(),
+            "option 'rows-per-secnd' is not one weir's 'datagen' connector has",
+        ),
         // A statement weir does not run is named, never mis-run.
         (
             format!("{BIDS}DELETE FROM out WHERE auction = 1;"),

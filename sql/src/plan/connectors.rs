@@ -8,6 +8,22 @@ use crate::SqlError;
 use std::collections::HashMap;
 use weir_jobfile::*;
 
+/// The options of a Kafka table, read or written.
+const KAFKA_OPTIONS: &[&str] = &[
+    "topic",
+    "properties.bootstrap.servers",
+    "properties.group.id",
+    "scan.startup.mode",
+    "scan.bounded.mode",
+    "format",
+    "value.format",
+    "sink.delivery-guarantee",
+    "key.fields",
+];
+
+/// The options of a filesystem table, read or written.
+const FILESYSTEM_OPTIONS: &[&str] = &["path", "format", "csv.header"];
+
 /// A table's `WITH` options, read with errors that name the table and the option.
 struct Options<'d> {
     def: &'d TableDef,
@@ -22,6 +38,24 @@ impl<'d> Options<'d> {
             .map(|(k, v)| (k.as_str(), v.as_str()))
             .collect();
         Self { def, map }
+    }
+
+    /// Refuses an option that is not one of `known` (by `connector`), so a
+    /// misspelt or unsupported option is not silently ignored.
+    fn only(&self, connector: &str, known: &[&str]) -> Result<(), SqlError> {
+        let mut keys: Vec<&str> = self.map.keys().copied().collect();
+        keys.sort_unstable();
+        match keys
+            .into_iter()
+            .find(|k| *k != "connector" && !known.contains(k))
+        {
+            Some(unknown) => Err(self.error(format!(
+                "option '{unknown}' is not one weir's '{connector}' connector has: expected \
+                 some of {}",
+                known.join(", ")
+            ))),
+            None => Ok(()),
+        }
     }
 
     fn get(&self, key: &str) -> Option<&'d str> {
@@ -104,6 +138,14 @@ impl Planner<'_> {
                 };
                 let (start_key, end_key) = if connector == "datagen" {
                     let kind_key = format!("fields.{column}.kind");
+                    let (start, end) = (
+                        format!("fields.{column}.start"),
+                        format!("fields.{column}.end"),
+                    );
+                    options.only(
+                        connector,
+                        &[&kind_key, &start, &end, "number-of-rows", "rows-per-second"],
+                    )?;
                     if options.get(&kind_key) != Some("sequence") {
                         return Err(options.error(format!(
                             "expected '{kind_key}' = 'sequence' (the only datagen kind weir has)"
@@ -111,6 +153,7 @@ impl Planner<'_> {
                     }
                     (format!("fields.{column}.start"), format!("fields.{column}.end"))
                 } else {
+                    options.only(connector, &["start", "end", "rows-per-second"])?;
                     ("start".to_string(), "end".to_string())
                 };
                 options.required(&start_key, "the first number")?;
@@ -131,6 +174,12 @@ impl Planner<'_> {
                 )
             }
             "bids" | "nexmark" => {
+                let known: &[&str] = if connector == "bids" {
+                    &["number-of-events", "number-of-rows", "rows-per-ms", "source-parallelism"]
+                } else {
+                    &["number-of-events", "number-of-rows", "events-per-second", "seed", "event"]
+                };
+                options.only(connector, known)?;
                 let events = match options.number("number-of-events")? {
                     Some(n) => n,
                     None => options.number("number-of-rows")?.ok_or_else(|| {
@@ -186,6 +235,7 @@ impl Planner<'_> {
                 (kind, same_names())
             }
             "kafka" => {
+                options.only(connector, KAFKA_OPTIONS)?;
                 let format = options
                     .get("format")
                     .or(options.get("value.format"))
@@ -216,6 +266,7 @@ impl Planner<'_> {
                 (kind, same_names())
             }
             "filesystem" => {
+                options.only(connector, FILESYSTEM_OPTIONS)?;
                 let header = options.choice("csv.header", "false", &[("false", false), ("true", true)])?;
                 let format = options.choice(
                     "format",
@@ -342,34 +393,45 @@ impl Planner<'_> {
         let options = Options::new(def);
         Ok(
             match options.required("connector", "which connector writes the table")? {
-                "blackhole" => SinkKind::Blackhole,
-                "print" => SinkKind::Stdout,
+                "blackhole" => {
+                    options.only("blackhole", &[])?;
+                    SinkKind::Blackhole
+                }
+                "print" => {
+                    options.only("print", &[])?;
+                    SinkKind::Stdout
+                }
                 "filesystem" => {
+                    options.only("filesystem", FILESYSTEM_OPTIONS)?;
                     options.choice("format", "json", &[("json", ())])?;
                     SinkKind::File {
                         path: options.required("path", "the directory written")?.to_string(),
                     }
                 }
-                "kafka" => SinkKind::Kafka {
-                    bootstrap: options
-                        .required("properties.bootstrap.servers", "the brokers")?
-                        .to_string(),
-                    topic: options.required("topic", "the topic written")?.to_string(),
-                    guarantee: options.choice(
-                        "sink.delivery-guarantee",
-                        "exactly-once",
-                        &[
-                            ("exactly-once", KafkaGuarantee::ExactlyOnce),
-                            ("at-least-once", KafkaGuarantee::AtLeastOnce),
-                            ("none", KafkaGuarantee::None),
-                        ],
-                    )?,
-                    key: options.get("key.fields").map(|k| Located {
-                        value: k.to_string(),
-                        at: def.at,
-                        path: format!("table `{}` 'key.fields'", def.name),
-                    }),
-                },
+                "kafka" => {
+                    options.only("kafka", KAFKA_OPTIONS)?;
+                    let guarantees = [
+                        ("exactly-once", KafkaGuarantee::ExactlyOnce),
+                        ("at-least-once", KafkaGuarantee::AtLeastOnce),
+                        ("none", KafkaGuarantee::None),
+                    ];
+                    SinkKind::Kafka {
+                        bootstrap: options
+                            .required("properties.bootstrap.servers", "the brokers")?
+                            .to_string(),
+                        topic: options.required("topic", "the topic written")?.to_string(),
+                        guarantee: options.choice(
+                            "sink.delivery-guarantee",
+                            "exactly-once",
+                            &guarantees,
+                        )?,
+                        key: options.get("key.fields").map(|k| Located {
+                            value: k.to_string(),
+                            at: def.at,
+                            path: format!("table `{}` 'key.fields'", def.name),
+                        }),
+                    }
+                }
                 other => {
                     return Err(options.error(format!(
                         "connector '{other}' cannot be written: expected blackhole, print, filesystem or kafka"
