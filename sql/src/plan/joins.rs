@@ -1,7 +1,9 @@
 //! Joins of two relations keyed alike: a window join (two window TVFs of the same
 //! window, `ON` keys and both window columns) becomes a `window_join`; an interval
 //! join (`ON` keys and a range of one side's event time around the other's)
-//! becomes an `interval_join`. Both read `key_by`s of their inputs.
+//! becomes an `interval_join`, and so do a regular inner join (keys only: no
+//! bounds) and a join of two window aggregations (bounds 0 on their `window_end`).
+//! All read `key_by`s of their inputs.
 
 use super::{flip, split_and, Col, ColRef, Planner, Rel, Shape};
 use crate::expr::{self, column_parts};
@@ -195,8 +197,12 @@ impl Planner<'_> {
                 _ => return Err(expected.into()),
             }
         }
-        let (Some(lower), Some(upper)) = (lower, upper) else {
-            return Err(expected.into());
+        let (lower, upper) = match (lower, upper) {
+            (Some(lower), Some(upper)) => (lower, upper),
+            // Keys only: a regular inner join of append-only rows, whose state is
+            // kept for the job's life (as Flink's without a state TTL).
+            (None, None) => (i64::MIN, i64::MAX),
+            _ => return Err(expected.into()),
         };
         if lower > upper {
             return Err(format!(
@@ -217,6 +223,60 @@ impl Planner<'_> {
             OperatorKind::IntervalJoin {
                 lower,
                 upper,
+                between_at: Located {
+                    value: (),
+                    at: self.at,
+                    path: self.path(),
+                },
+            },
+            fields,
+            Some("event_time".into()),
+        );
+        Ok(self.joined(stream, &left, &right, &left_keys, &right_keys, &renamed))
+    }
+
+    /// Two window aggregations joined `ON` keys and both window columns (Nexmark
+    /// q8): an interval join of their results, whose event time is their
+    /// `window_end`, with both bounds 0: rows of the same window.
+    pub(super) fn window_results_join(
+        &mut self,
+        left: Rel,
+        right: Rel,
+        on: &Expr,
+    ) -> Result<Rel, String> {
+        let (pairs, other_equal, rest) = self.keys_and_rest(&left, &right, on);
+        let is = |f: &str, name: &str| f == name;
+        let mut windows = [false, false];
+        let mut keys = Vec::new();
+        for (l, r) in pairs {
+            match (l.as_str(), r.as_str()) {
+                (l, r) if is(l, "window_start") && is(r, "window_start") => windows[0] = true,
+                (l, r) if is(l, "window_end") && is(r, "window_end") => windows[1] = true,
+                _ => keys.push((l, r)),
+            }
+        }
+        if keys.is_empty() || windows != [true, true] || !other_equal.is_empty() || !rest.is_empty()
+        {
+            return Err(
+                "a join of two window aggregations: expected ON the keys of both \
+                        sides equal AND both window_start and window_end equal, nothing else"
+                    .into(),
+            );
+        }
+        let (left_keys, right_keys): (Vec<String>, Vec<String>) = keys.into_iter().unzip();
+        let (lk, rk) = (
+            self.key_by(&left.stream, &left_keys),
+            self.key_by(&right.stream, &right_keys),
+        );
+        let mut fields = left_keys.clone();
+        let renamed = self.join_fields(&left, &right, &left_keys, &right_keys, &rk, &mut fields);
+        fields.push("event_time".into());
+        let stream = self.add_operator(
+            "join",
+            &[&lk, &rk],
+            OperatorKind::IntervalJoin {
+                lower: 0,
+                upper: 0,
                 between_at: Located {
                     value: (),
                     at: self.at,

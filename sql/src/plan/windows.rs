@@ -277,6 +277,11 @@ impl Planner<'_> {
                         shape: Shape::MaxPerWindow { base: Box::new(rel), field },
                     });
                 }
+                // A GROUP BY without aggregates (distinct keys per window) counts, unread.
+                let mut aggregates = aggregates;
+                if aggregates.is_empty() {
+                    aggregates.push((AggregateKind::Count, None));
+                }
                 let (stream, names) = self.window_aggregate(&rel.stream, *shape, &keys, &aggregates);
                 let result = Rel {
                     stream,
@@ -439,8 +444,9 @@ impl Planner<'_> {
                  maximum (SELECT MAX(x), window_start, window_end … GROUP BY window_start, \
                  window_end) ON both window columns and x = or >= the maximum (window Top-1, as \
                  Nexmark q5 and q7), a window join of two window TVFs of the same window \
-                 (ON keys AND both window columns equal), or an interval join of two tables \
-                 (ON keys AND a bounded range of one's event time around the other's)",
+                 (ON keys AND both window columns equal), a join of two window aggregations \
+                 (the same), or a join of two tables (ON keys, AND optionally a bounded \
+                 range of one's event time around the other's)",
             )
         };
         match (&left.shape, &right.shape) {
@@ -453,6 +459,11 @@ impl Planner<'_> {
             (Shape::Rows, Shape::Rows) => {
                 return self
                     .interval_join(left, right, on)
+                    .map_err(|m| error_at(on, m));
+            }
+            (Shape::WindowResult, Shape::WindowResult) => {
+                return self
+                    .window_results_join(left, right, on)
                     .map_err(|m| error_at(on, m));
             }
             _ => {}
