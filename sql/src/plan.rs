@@ -548,7 +548,7 @@ impl<'a> Planner<'a> {
         };
         if grouped || select.projection.iter().any(is_aggregate_item) {
             let GroupByExpr::Expressions(group, _) = &select.group_by else {
-                unreachable!("GROUP BY ALL was refused above")
+                return Err(SqlError::at(self.at, "GROUP BY ALL is not supported"));
             };
             return self.group(rel, group, &select.projection, select.having.as_ref());
         }

@@ -536,7 +536,11 @@ impl Call<'_> {
                 ),
             );
         };
-        let [a, b]: [Expr; 2] = self.args.try_into().expect("an operator takes 2 arguments");
+        let at = self.arg_at.first().copied().unwrap_or(0);
+        let name = self.name;
+        let Ok([a, b]) = <[Expr; 2]>::try_from(self.args) else {
+            return error(at, format!("{name} takes 2 arguments"));
+        };
         Ok(typed(ExprKind::Binary(op, a.into(), b.into()), ty))
     }
 
