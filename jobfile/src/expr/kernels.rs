@@ -358,16 +358,13 @@ impl Expr {
                     (function, args.first_mut())
                 {
                     // A column computed here: in its place.
-                    for x in v.iter_mut() {
-                        *x = x.wrapping_abs();
-                    }
-                    if negative_on_active(v, active) {
-                        return Err(Failed);
-                    }
+                    abs_in_place(v, active)?;
                     return Ok(args.swap_remove(0));
                 }
                 if let (Function::Abs, Some(Column::Int(v))) = (function, args[0].column()) {
-                    return abs_ints(v, active).map(Datum::Owned);
+                    let mut v = v.clone();
+                    abs_in_place(&mut v, active)?;
+                    return Ok(Datum::Owned(Column::Int(v)));
                 }
                 if let [text, start, length] = args.as_slice() {
                     if let (Function::Substring, Some(text), Some(start), Some(length)) =
@@ -446,13 +443,14 @@ fn negative_on_active(v: &[i64], active: Active<'_>) -> bool {
             .any(|(i, &y)| y < 0 && is_active(active, i))
 }
 
-/// `abs` of every int of `v`; overflow (of `i64::MIN`) on an active row fails.
-fn abs_ints(v: &[i64], active: Active<'_>) -> Result<Column, Failed> {
-    let out: Vec<i64> = v.iter().map(|x| x.wrapping_abs()).collect();
-    if negative_on_active(&out, active) {
+/// `abs` of every int of `v`, in its place; overflow (of `i64::MIN`) on an active
+/// row fails.
+fn abs_in_place(v: &mut [i64], active: Active<'_>) -> Result<(), Failed> {
+    v.iter_mut().for_each(|x| *x = x.wrapping_abs());
+    if negative_on_active(v, active) {
         return Err(Failed);
     }
-    Ok(Column::Int(out))
+    Ok(())
 }
 
 /// `function` of every value of `column`, if it is a conversion that cannot fail
