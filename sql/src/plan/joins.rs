@@ -209,30 +209,7 @@ impl Planner<'_> {
                 "an interval join whose range is empty ({lower} ms to {upper} ms)"
             ));
         }
-        let (left_keys, right_keys): (Vec<String>, Vec<String>) = keys.into_iter().unzip();
-        let (lk, rk) = (
-            self.key_by(&left.stream, &left_keys),
-            self.key_by(&right.stream, &right_keys),
-        );
-        let mut fields = left_keys.clone();
-        let renamed = self.join_fields(&left, &right, &left_keys, &right_keys, &rk, &mut fields);
-        fields.push("event_time".into());
-        let stream = self.add_operator(
-            "join",
-            &[&lk, &rk],
-            OperatorKind::IntervalJoin {
-                lower,
-                upper,
-                between_at: Located {
-                    value: (),
-                    at: self.at,
-                    path: self.path(),
-                },
-            },
-            fields,
-            Some("event_time".into()),
-        );
-        Ok(self.joined(stream, &left, &right, &left_keys, &right_keys, &renamed))
+        Ok(self.interval_join_on(left, right, keys, lower, upper))
     }
 
     /// Two window aggregations joined `ON` keys and both window columns (Nexmark
@@ -263,6 +240,19 @@ impl Planner<'_> {
                     .into(),
             );
         }
+        Ok(self.interval_join_on(left, right, keys, 0, 0))
+    }
+
+    /// An `interval_join` of the `key_by`s of `left` and `right` on the key pairs
+    /// `keys`, right rows within `[left time + lower, left time + upper]`.
+    fn interval_join_on(
+        &mut self,
+        left: Rel,
+        right: Rel,
+        keys: Vec<(String, String)>,
+        lower: i64,
+        upper: i64,
+    ) -> Rel {
         let (left_keys, right_keys): (Vec<String>, Vec<String>) = keys.into_iter().unzip();
         let (lk, rk) = (
             self.key_by(&left.stream, &left_keys),
@@ -275,8 +265,8 @@ impl Planner<'_> {
             "join",
             &[&lk, &rk],
             OperatorKind::IntervalJoin {
-                lower: 0,
-                upper: 0,
+                lower,
+                upper,
                 between_at: Located {
                     value: (),
                     at: self.at,
@@ -286,7 +276,7 @@ impl Planner<'_> {
             fields,
             Some("event_time".into()),
         );
-        Ok(self.joined(stream, &left, &right, &left_keys, &right_keys, &renamed))
+        self.joined(stream, &left, &right, &left_keys, &right_keys, &renamed)
     }
 
     /// Appends a join's output fields after the keys (and window) in `fields`: the
