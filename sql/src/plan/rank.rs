@@ -173,16 +173,7 @@ impl Planner<'_> {
         let cols = rel.cols.clone();
         let top = match base.shape {
             Shape::WindowResult => {
-                let fields = self.stream_fields(&base.stream);
-                let stream = self.add_operator(
-                    "top",
-                    &[&base.stream],
-                    weir_jobfile::OperatorKind::Top {
-                        by: self.located(&field),
-                    },
-                    fields,
-                    Some("window_end".into()),
-                );
+                let stream = self.top(&base.stream, &field);
                 Rel { stream, ..base }
             }
             Shape::Windowed(shape) => {

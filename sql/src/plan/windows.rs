@@ -536,18 +536,7 @@ impl Planner<'_> {
             return Err(unsupported());
         }
         let stream = match &rows.shape {
-            Shape::WindowResult => {
-                let fields = self.stream_fields(&rows.stream);
-                self.add_operator(
-                    "top",
-                    &[&rows.stream],
-                    OperatorKind::Top {
-                        by: self.located(field),
-                    },
-                    fields,
-                    Some("window_end".into()),
-                )
-            }
+            Shape::WindowResult => self.top(&rows.stream, field),
             Shape::Windowed(shape) => {
                 // Planned when the columns read afterwards are known.
                 let shape = Shape::TopPending {
@@ -671,15 +660,7 @@ impl Planner<'_> {
         fields.extend(kept);
         let top = Some(self.located(field));
         let window = self.window(&key_by, shape, Vec::new(), top, fields.clone());
-        let stream = self.add_operator(
-            "top",
-            &[&window],
-            OperatorKind::Top {
-                by: self.located(field),
-            },
-            fields,
-            Some("window_end".into()),
-        );
+        let stream = self.top(&window, field);
         let cols = rel
             .cols
             .into_iter()
@@ -722,5 +703,19 @@ impl Planner<'_> {
             allowed_lateness: Duration::ZERO,
         };
         self.add_operator("window", &[key_by], kind, fields, Some("window_end".into()))
+    }
+
+    /// A `top` of the window results `input`: per window, the rows with the largest
+    /// `field` (its fields and event time are the input's).
+    pub(super) fn top(&mut self, input: &str, field: &str) -> String {
+        let fields = self.stream_fields(input);
+        let by = self.located(field);
+        self.add_operator(
+            "top",
+            &[input],
+            OperatorKind::Top { by },
+            fields,
+            Some("window_end".into()),
+        )
     }
 }
