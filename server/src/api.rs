@@ -212,17 +212,10 @@ struct Submission {
     allow_non_restored_state: bool,
 }
 
-/// Whether `file` names a file of SQL statements (else a job file).
-fn is_sql(file: &str) -> bool {
-    std::path::Path::new(file)
-        .extension()
-        .is_some_and(|e| e.eq_ignore_ascii_case("sql"))
-}
-
 /// The checked plan of a submitted job: SQL statements (a `.sql` file) or a job
 /// file; else every problem, with its line and column.
 pub(crate) fn load_job(file: &str, text: &str) -> Result<weir_jobfile::JobPlan, Vec<String>> {
-    if is_sql(file) {
+    if weir_sql::is_sql_file(file) {
         return weir_sql::load(file, text, &registry());
     }
     weir_jobfile::load(file, text, &registry())
@@ -313,7 +306,7 @@ async fn submit(
     };
     let id = new_id(&plan.spec.name);
     let job_dir = state.registry.job_dir(&id);
-    let sets_storage = if is_sql(&file) {
+    let sets_storage = if weir_sql::is_sql_file(&file) {
         plan.spec.checkpoints.storage != weir_jobfile::CheckpointSpec::default().storage
     } else {
         sets_checkpoint_storage(&submission.job)

@@ -93,15 +93,20 @@ pub fn load(file: &str, sql: &str, registry: &Registry) -> Result<JobPlan, Vec<S
         .map_err(|e| e.problems().iter().map(|p| p.to_string()).collect())
 }
 
+/// Whether the file `name` holds SQL statements (it ends in `.sql`), rather than a
+/// job file.
+pub fn is_sql_file(name: &str) -> bool {
+    std::path::Path::new(name)
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("sql"))
+}
+
 /// Reads and checks a file of SQL statements (`.sql`) or else a job file.
 ///
 /// # Errors
 /// Each problem as `file:line:column: message` (or why the file cannot be read).
 pub fn load_file(path: &std::path::Path, registry: &Registry) -> Result<JobPlan, Vec<String>> {
-    if !path
-        .extension()
-        .is_some_and(|e| e.eq_ignore_ascii_case("sql"))
-    {
+    if !is_sql_file(&path.to_string_lossy()) {
         return weir_jobfile::load_file(path, registry)
             .map_err(|e| e.problems().iter().map(|p| p.to_string()).collect());
     }
