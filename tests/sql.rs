@@ -479,19 +479,11 @@ fn typed_events<T: Serialize + Send + Clone + 'static>(
     events: u64,
     query: impl FnOnce(&Stream<weir::nexmark::Event>) -> Stream<T>,
 ) -> Vec<String> {
-    let job = weir::dataflow::JobBuilder::new(weir::dataflow::JobConfig {
-        name: "typed".into(),
-        parallelism: PARALLELISM,
-        ..weir::dataflow::JobConfig::default()
-    });
-    let (sink, rows) = weir::dataflow::testing::CollectSink::new();
-    query(&nexmark::event_stream(&job, events)).sink("collect", sink);
-    job.execute().expect("the typed query runs");
-    let mut rows: Vec<String> = rows
-        .take()
-        .iter()
-        .map(|row| serde_json::to_value(row).unwrap().to_string())
-        .collect();
+    let mut rows: Vec<String> =
+        common::typed::rows_of(PARALLELISM, |job| nexmark::event_stream(job, events), query)
+            .iter()
+            .map(serde_json::Value::to_string)
+            .collect();
     rows.sort_unstable();
     rows
 }

@@ -13,13 +13,27 @@ pub fn rows<T: Serialize + Send + Clone + 'static>(
     parallelism: usize,
     query: impl FnOnce(&Stream<Bid>) -> Stream<T>,
 ) -> Vec<serde_json::Value> {
+    rows_of(
+        parallelism,
+        |job| nexmark::bid_stream(job, events, 10),
+        query,
+    )
+}
+
+/// The rows of the typed query `query` over the stream `input` makes, at
+/// `parallelism`, as JSON objects, in arrival order.
+pub fn rows_of<E, T: Serialize + Send + Clone + 'static>(
+    parallelism: usize,
+    input: impl FnOnce(&JobBuilder) -> Stream<E>,
+    query: impl FnOnce(&Stream<E>) -> Stream<T>,
+) -> Vec<serde_json::Value> {
     let job = JobBuilder::new(JobConfig {
         name: "typed".into(),
         parallelism,
         ..JobConfig::default()
     });
     let (sink, rows) = CollectSink::new();
-    query(&nexmark::bid_stream(&job, events, 10)).sink("collect", sink);
+    query(&input(&job)).sink("collect", sink);
     job.execute().expect("the typed query runs");
     rows.take()
         .iter()
