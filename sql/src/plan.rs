@@ -52,6 +52,27 @@ enum ColRef {
     Const(i64),
 }
 
+/// Which window bound a column is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Bound {
+    Start,
+    End,
+}
+
+impl ColRef {
+    /// The window bound this column is: a window TVF's `window_start`/`window_end`,
+    /// or the field of that name of a window's results.
+    fn bound(&self) -> Option<Bound> {
+        match self {
+            ColRef::WindowStart => Some(Bound::Start),
+            ColRef::WindowEnd => Some(Bound::End),
+            ColRef::Field(f) if f == "window_start" => Some(Bound::Start),
+            ColRef::Field(f) if f == "window_end" => Some(Bound::End),
+            _ => None,
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
 struct Col {
     qualifier: Option<String>,

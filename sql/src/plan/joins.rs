@@ -5,7 +5,7 @@
 //! bounds) and a join of two window aggregations (bounds 0 on their `window_end`).
 //! All read `key_by`s of their inputs.
 
-use super::{flip, split_and, Col, ColRef, Planner, Rel, Shape};
+use super::{flip, split_and, Bound, Col, ColRef, Planner, Rel, Shape};
 use crate::expr::{self, column_parts};
 use sqlparser::ast::{BinaryOperator, Expr};
 use std::collections::HashMap;
@@ -222,13 +222,12 @@ impl Planner<'_> {
         on: &Expr,
     ) -> Result<Rel, String> {
         let (pairs, other_equal, rest) = self.keys_and_rest(&left, &right, on);
-        let is = |f: &str, name: &str| f == name;
+        let bound = |f: &str| ColRef::Field(f.to_string()).bound();
         let mut windows = [false, false];
         let mut keys = Vec::new();
         for (l, r) in pairs {
-            match (l.as_str(), r.as_str()) {
-                (l, r) if is(l, "window_start") && is(r, "window_start") => windows[0] = true,
-                (l, r) if is(l, "window_end") && is(r, "window_end") => windows[1] = true,
+            match (bound(&l), bound(&r)) {
+                (Some(a), Some(b)) if a == b => windows[usize::from(a == Bound::End)] = true,
                 _ => keys.push((l, r)),
             }
         }

@@ -4,7 +4,7 @@
 //! largest `x` (the `top` of job files). `ROW_NUMBER()`, which keeps one of tied
 //! rows, and N above 1 are refused.
 
-use super::{Col, ColRef, Planner, Rel, Shape};
+use super::{Bound, Col, ColRef, Planner, Rel, Shape};
 use crate::expr::{call_args, column_parts, error_at};
 use crate::SqlError;
 use sqlparser::ast::{BinaryOperator, Expr, OrderBySort, SelectItem, Value, WindowType};
@@ -104,17 +104,11 @@ impl Planner<'_> {
             .iter()
             .filter_map(|p| rel.resolve(&column_parts(p)?).ok().map(|c| c.r.clone()))
             .collect();
-        let window_col = |r: &ColRef, name: &str, virtual_col: &ColRef| {
-            r == virtual_col || *r == ColRef::Field(name.to_string())
-        };
         let by_window = partition.len() == 2
             && spec.partition_by.len() == 2
-            && partition
+            && [Bound::Start, Bound::End]
                 .iter()
-                .any(|r| window_col(r, "window_start", &ColRef::WindowStart))
-            && partition
-                .iter()
-                .any(|r| window_col(r, "window_end", &ColRef::WindowEnd));
+                .all(|b| partition.iter().any(|r| r.bound() == Some(*b)));
         let [order] = spec.order_by.as_slice() else {
             return Err(error_at(e, "a rank: expected ORDER BY one column DESC"));
         };

@@ -3,7 +3,7 @@
 //! per-window maximum (`top`, or a window `top` per key bucket then a `top`),
 //! planned when the columns read afterwards are known.
 
-use super::{flip, split_and, Col, ColRef, Planner, Rel, Shape, TOP_BUCKETS};
+use super::{flip, split_and, Bound, Col, ColRef, Planner, Rel, Shape, TOP_BUCKETS};
 use crate::expr::{self, call_args, column_parts, error_at, Scope};
 use crate::SqlError;
 use sqlparser::ast::{BinaryOperator, Expr, SelectItem};
@@ -144,11 +144,8 @@ impl Planner<'_> {
             })?;
             refs.push(rel.resolve(&parts).map_err(|m| error_at(g, m))?.r.clone());
         }
-        let is_start = |r: &ColRef| {
-            matches!(r, ColRef::WindowStart) || *r == ColRef::Field("window_start".into())
-        };
-        let is_end =
-            |r: &ColRef| matches!(r, ColRef::WindowEnd) || *r == ColRef::Field("window_end".into());
+        let is_start = |r: &ColRef| r.bound() == Some(Bound::Start);
+        let is_end = |r: &ColRef| r.bound() == Some(Bound::End);
         if !(refs.iter().any(is_start) && refs.iter().any(is_end)) {
             return Err(SqlError::at(
                 self.at,
@@ -485,13 +482,7 @@ impl Planner<'_> {
         if !same_base {
             return Err(unsupported());
         }
-        let window_col = |r: &ColRef| match r {
-            ColRef::WindowStart => Some(0),
-            ColRef::WindowEnd => Some(1),
-            ColRef::Field(f) if f == "window_start" => Some(0),
-            ColRef::Field(f) if f == "window_end" => Some(1),
-            _ => None,
-        };
+
         let mut conjuncts = Vec::new();
         split_and(on, &mut conjuncts);
         let mut windows = [false, false];
@@ -522,8 +513,10 @@ impl Planner<'_> {
                 (true, false) => (sb, sa, flip(op)),
                 _ => return Err(unsupported()),
             };
-            match (window_col(&r), window_col(&m), &m, op) {
-                (Some(i), Some(j), _, BinaryOperator::Eq) if i == j => windows[i] = true,
+            match (r.bound(), m.bound(), &m, op) {
+                (Some(i), Some(j), _, BinaryOperator::Eq) if i == j => {
+                    windows[usize::from(i == Bound::End)] = true
+                }
                 (None, None, ColRef::Max, BinaryOperator::Eq | BinaryOperator::GtEq)
                     if r == ColRef::Field(field.clone()) =>
                 {
