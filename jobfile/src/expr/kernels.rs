@@ -328,6 +328,9 @@ impl Expr {
                 binary_datum(*op, self.ty, &left, &right, n, active)?
             }
             ExprKind::Call(Function::If, args) => {
+                if let Some(datum) = self.switch(batch, active)? {
+                    return Ok(datum);
+                }
                 let condition = bools_of(&args[0].datum(batch, active)?, n);
                 let then_rows: Vec<bool> = (0..n)
                     .map(|i| is_active(active, i) && condition[i])
@@ -384,6 +387,83 @@ impl Expr {
     }
 }
 
+impl Expr {
+    /// SQL's `CASE s WHEN k1 THEN v1 WHEN k2 THEN v2 … ELSE v END`, as the chain of
+    /// `if`s it is written as (`if(s = k1, v1, if(s = k2, v2, … v))`), for an int
+    /// subject, int literal keys and literal texts or ints as values: the subject
+    /// evaluated once and each row's value looked up, instead of the subject, two
+    /// masks and a column for every `WHEN`. `None` for any other shape.
+    fn switch<'b>(
+        &self,
+        batch: &'b Batch,
+        active: Active<'_>,
+    ) -> Result<Option<Datum<'b>>, Failed> {
+        let mut subject: Option<&Expr> = None;
+        let mut arms: Vec<(i64, &Value)> = Vec::new();
+        let mut node = self;
+        let otherwise = loop {
+            match &node.kind {
+                ExprKind::Call(Function::If, args) => {
+                    let [condition, then, rest] = args.as_slice() else {
+                        return Ok(None);
+                    };
+                    let (ExprKind::Binary(BinaryOp::Eq, s, key), ExprKind::Literal(value)) =
+                        (&condition.kind, &then.kind)
+                    else {
+                        return Ok(None);
+                    };
+                    let ExprKind::Literal(Value::Int(key)) = key.kind else {
+                        return Ok(None);
+                    };
+                    if s.ty != FieldType::Int || subject.is_some_and(|x| x != &**s) {
+                        return Ok(None);
+                    }
+                    subject = Some(s);
+                    arms.push((key, value));
+                    node = rest;
+                }
+                ExprKind::Literal(value) => break value,
+                _ => return Ok(None),
+            }
+        };
+        let Some(subject) = subject.filter(|_| arms.len() > 1) else {
+            return Ok(None);
+        };
+        let pick = |x: i64| {
+            arms.iter()
+                .find(|(k, _)| *k == x)
+                .map_or(otherwise, |(_, v)| v)
+        };
+        let values = || arms.iter().map(|(_, v)| *v).chain([otherwise]);
+        let keys = subject.datum(batch, active)?;
+        let Some(Ints::Slice(keys)) = keys.ints() else {
+            return Ok(None);
+        };
+        let keys = &keys[..batch.len()];
+        Ok(match self.ty {
+            FieldType::String if values().all(|v| matches!(v, Value::String(Str::Static(_)))) => {
+                let text = |v: &Value| match v {
+                    Value::String(Str::Static(text)) => *text,
+                    _ => "",
+                };
+                Some(Datum::Owned(Column::String(
+                    keys.iter().map(|&x| Str::Static(text(pick(x)))).collect(),
+                )))
+            }
+            FieldType::Int if values().all(|v| matches!(v, Value::Int(_))) => {
+                let int = |v: &Value| match v {
+                    Value::Int(x) => *x,
+                    _ => 0,
+                };
+                Some(Datum::Owned(Column::Int(
+                    keys.iter().map(|&x| int(pick(x))).collect(),
+                )))
+            }
+            _ => None,
+        })
+    }
+}
+
 /// `substring` of every row: a part of a text that lives as long as the program
 /// is one too, without a copy; a negative length on an active row fails.
 fn substrings(
@@ -398,6 +478,24 @@ fn substrings(
         if whole.is_ascii() {
             // One text, one byte a character: each part is a byte range of it.
             let len = whole.len() as i64;
+            if let Ints::Scalar(start) = start {
+                // One start: each part is one of the prefixes from it, cut once.
+                let from = (start.max(1) - 1).min(len) as usize;
+                let parts: Vec<&'static str> =
+                    (from..=whole.len()).map(|to| &whole[from..to]).collect();
+                // A length reaching before the first character gives the empty part.
+                let skipped = start.max(1).saturating_sub(start);
+                let longest = parts.len() as i64 - 1;
+                for i in 0..n {
+                    let length = length.at(i);
+                    if length < 0 && is_active(active, i) {
+                        return Err(Failed);
+                    }
+                    let taken = length.saturating_sub(skipped).clamp(0, longest);
+                    out.push(Str::Static(parts[taken as usize]));
+                }
+                return Ok(Column::String(out));
+            }
             for i in 0..n {
                 let (start, length) = (start.at(i), length.at(i));
                 if length < 0 {
@@ -436,6 +534,7 @@ fn substrings(
 
 /// Whether an `abs` result is negative (only `abs(i64::MIN)` is) on a row that
 /// runs: the sign of all results OR-ed together first, a loop without branches.
+#[multiversion::multiversion(targets("x86_64+avx512f+avx512dq+avx512vl", "x86_64+avx2"))]
 fn negative_on_active(v: &[i64], active: Active<'_>) -> bool {
     v.iter().fold(0, |signs, &y| signs | y) < 0
         && v.iter()
@@ -445,6 +544,7 @@ fn negative_on_active(v: &[i64], active: Active<'_>) -> bool {
 
 /// `abs` of every int of `v`, in its place; overflow (of `i64::MIN`) on an active
 /// row fails.
+#[multiversion::multiversion(targets("x86_64+avx512f+avx512dq+avx512vl", "x86_64+avx2"))]
 fn abs_in_place(v: &mut [i64], active: Active<'_>) -> Result<(), Failed> {
     v.iter_mut().for_each(|x| *x = x.wrapping_abs());
     if negative_on_active(v, active) {
@@ -569,15 +669,7 @@ fn binary_datum(
                 return Ok(Datum::Owned(Column::Bool(out)));
             }
         } else if let (Some(a), Some(b)) = (left.ints(), right.ints()) {
-            let out = match op {
-                Eq => pairwise_ints(a, b, n, |x, y| x == y),
-                Ne => pairwise_ints(a, b, n, |x, y| x != y),
-                Lt => pairwise_ints(a, b, n, |x, y| x < y),
-                Le => pairwise_ints(a, b, n, |x, y| x <= y),
-                Gt => pairwise_ints(a, b, n, |x, y| x > y),
-                _ => pairwise_ints(a, b, n, |x, y| x >= y),
-            };
-            return Ok(Datum::Owned(Column::Bool(out)));
+            return Ok(Datum::Owned(Column::Bool(compare_ints(op, a, b, n))));
         }
     } else if ty == FieldType::Float {
         if let (Some(a), Some(b)) = (left.floats(), right.floats()) {
@@ -596,12 +688,7 @@ fn binary_datum(
             return Ok(Datum::Owned(Column::Float(out)));
         }
     } else if let (Some(a), Some(b)) = (left.ints(), right.ints()) {
-        let wrapped = match op {
-            WrappingAdd => Some(pairwise_ints(a, b, n, i64::wrapping_add)),
-            WrappingSub => Some(pairwise_ints(a, b, n, i64::wrapping_sub)),
-            WrappingMul => Some(pairwise_ints(a, b, n, i64::wrapping_mul)),
-            _ => None,
-        };
+        let wrapped = wrapping_ints(op, a, b, n);
         let out = match wrapped {
             Some(out) => out,
             None => checked_ints(op, a, b, n, active)?,
@@ -616,6 +703,33 @@ fn binary_datum(
     let result_ty = if comparison { FieldType::Bool } else { ty };
     per_value(result_ty, n, active, |i| {
         binary(op, ty, left.value(i), right.value(i)).map_err(|_| Failed)
+    })
+}
+
+/// A comparison `op` of ints, row by row.
+#[multiversion::multiversion(targets("x86_64+avx512f+avx512dq+avx512vl", "x86_64+avx2"))]
+fn compare_ints(op: BinaryOp, a: Ints<'_>, b: Ints<'_>, n: usize) -> Vec<bool> {
+    use BinaryOp::*;
+    match op {
+        Eq => pairwise_ints(a, b, n, |x, y| x == y),
+        Ne => pairwise_ints(a, b, n, |x, y| x != y),
+        Lt => pairwise_ints(a, b, n, |x, y| x < y),
+        Le => pairwise_ints(a, b, n, |x, y| x <= y),
+        Gt => pairwise_ints(a, b, n, |x, y| x > y),
+        _ => pairwise_ints(a, b, n, |x, y| x >= y),
+    }
+}
+
+/// A wrapping `op` of ints (`wrapping_add`, `wrapping_sub`, `wrapping_mul`), row by
+/// row; `None` for another operator.
+#[multiversion::multiversion(targets("x86_64+avx512f+avx512dq+avx512vl", "x86_64+avx2"))]
+fn wrapping_ints(op: BinaryOp, a: Ints<'_>, b: Ints<'_>, n: usize) -> Option<Vec<i64>> {
+    use BinaryOp::*;
+    Some(match op {
+        WrappingAdd => pairwise_ints(a, b, n, i64::wrapping_add),
+        WrappingSub => pairwise_ints(a, b, n, i64::wrapping_sub),
+        WrappingMul => pairwise_ints(a, b, n, i64::wrapping_mul),
+        _ => return None,
     })
 }
 
@@ -673,30 +787,38 @@ fn checked_ints(
 /// `op` of the ints `v` and the literal `y`, written over `v`; `false` where `op`
 /// is not done so (comparisons, division by 0 or -1). An overflow fails the
 /// batch, which is then evaluated row by row (so only a row that runs fails).
+#[multiversion::multiversion(targets("x86_64+avx512f+avx512dq+avx512vl", "x86_64+avx2"))]
 fn in_place(op: BinaryOp, v: &mut [i64], y: i64) -> Result<bool, Failed> {
     use BinaryOp::*;
-    let mut overflow = false;
-    let mut each = |f: fn(i64, i64) -> (i64, bool)| {
-        for x in v.iter_mut() {
-            let (r, o) = f(*x, y);
-            *x = r;
-            overflow |= o;
+    let overflow = match op {
+        Add => each_in_place(v, |x| x.overflowing_add(y)),
+        Sub => each_in_place(v, |x| x.overflowing_sub(y)),
+        Mul => each_in_place(v, |x| x.overflowing_mul(y)),
+        WrappingAdd => each_in_place(v, |x| (x.wrapping_add(y), false)),
+        WrappingSub => each_in_place(v, |x| (x.wrapping_sub(y), false)),
+        WrappingMul => each_in_place(v, |x| (x.wrapping_mul(y), false)),
+        Div | Rem if y != 0 && y != -1 => {
+            by_literal_in_place(op == Div, v, y);
+            false
         }
-    };
-    match op {
-        Add => each(i64::overflowing_add),
-        Sub => each(i64::overflowing_sub),
-        Mul => each(i64::overflowing_mul),
-        WrappingAdd => each(|x, y| (x.wrapping_add(y), false)),
-        WrappingSub => each(|x, y| (x.wrapping_sub(y), false)),
-        WrappingMul => each(|x, y| (x.wrapping_mul(y), false)),
-        Div | Rem if y != 0 && y != -1 => by_literal_in_place(op == Div, v, y),
         _ => return Ok(false),
-    }
+    };
     if overflow {
         return Err(Failed);
     }
     Ok(true)
+}
+
+/// `f` of every value of `v`, in its place; whether any overflowed.
+#[inline(always)]
+fn each_in_place(v: &mut [i64], f: impl Fn(i64) -> (i64, bool)) -> bool {
+    let mut overflow = false;
+    for x in v.iter_mut() {
+        let (r, o) = f(*x);
+        *x = r;
+        overflow |= o;
+    }
+    overflow
 }
 
 /// `a / y` (`divide`) or `a % y` for a literal `y` other than 0 and -1 (so no row
@@ -711,6 +833,7 @@ fn by_literal(divide: bool, a: Ints<'_>, y: i64, n: usize) -> Vec<i64> {
 }
 
 /// [`by_literal`] written over `v`.
+#[multiversion::multiversion(targets("x86_64+avx512f+avx512dq+avx512vl", "x86_64+avx2"))]
 fn by_literal_in_place(divide: bool, v: &mut [i64], y: i64) {
     if y > 1 && y & (y - 1) == 0 {
         // Truncating toward zero: negative dividends are biased by y - 1 first.
@@ -723,12 +846,30 @@ fn by_literal_in_place(divide: bool, v: &mut [i64], y: i64) {
             v.iter_mut()
                 .for_each(|x| *x = x.wrapping_sub(quotient(*x) << k));
         }
-    } else if v.iter().fold(y.unsigned_abs(), |m, x| m | x.unsigned_abs()) < EXACT_IN_F64 {
-        // Below 2^52 a float quotient is within half a unit in the last place of
+    } else if y.unsigned_abs() >= 2
+        && v.iter().fold(y.unsigned_abs(), |m, x| m | x.unsigned_abs()) < EXACT_IN_F64
+    {
+        // Below 2^51 a float quotient is within half a unit in the last place of
         // the true one, which is at least 1/|y| from any other integer: truncated,
         // it is the integer quotient, at a fraction of an integer division's cost.
+        // So is the remainder `x - q * y`: each step is exact on integers this small.
         let divisor = y as f64;
-        if divide {
+        if multiversion::target::target_cfg_f!(any(
+            target_feature = "avx2",
+            target_feature = "avx512f"
+        )) {
+            // Converted through the bits (below, as plain adds), with `trunc` as one
+            // instruction: the loop is all vector operations.
+            if divide {
+                v.iter_mut()
+                    .for_each(|x| *x = int_of((float_of(*x) / divisor).trunc()));
+            } else {
+                v.iter_mut().for_each(|x| {
+                    let x_f = float_of(*x);
+                    *x = int_of(x_f - (x_f / divisor).trunc() * divisor);
+                });
+            }
+        } else if divide {
             v.iter_mut().for_each(|x| *x = (*x as f64 / divisor) as i64);
         } else {
             v.iter_mut()
@@ -741,8 +882,24 @@ fn by_literal_in_place(divide: bool, v: &mut [i64], y: i64) {
     }
 }
 
-/// Ints below this (2^52) divide exactly through floats.
-const EXACT_IN_F64: u64 = 1 << 52;
+/// 1.5 × 2^52: added to an integer-valued float of magnitude below 2^51, it leaves
+/// the integer in the low bits of the sum (one unit in the last place there is 1).
+const MAGIC: f64 = 6_755_399_441_055_744.0;
+
+/// `x` as a float, for `|x|` below 2^51 (exact there).
+#[inline(always)]
+fn float_of(x: i64) -> f64 {
+    f64::from_bits(x.wrapping_add(MAGIC.to_bits() as i64) as u64) - MAGIC
+}
+
+/// The integer an integer-valued float of magnitude below 2^51 holds.
+#[inline(always)]
+fn int_of(x: f64) -> i64 {
+    ((x + MAGIC).to_bits() as i64).wrapping_sub(MAGIC.to_bits() as i64)
+}
+
+/// Ints below this (2^51) divide exactly through floats.
+const EXACT_IN_F64: u64 = 1 << 51;
 
 /// `f` of `a` and `b` row by row, with a loop per shape (column against literal,
 /// and so on) so that each is a plain loop over slices.
@@ -891,8 +1048,17 @@ mod tests {
                     .prop_map(|(f, a, b)| format!("{f}({a}, {b})")),
                 (text, number.clone(), number)
                     .prop_map(|(s, a, b)| format!("substring({s}, {a}, {b})")),
-                (inner.clone(), inner.clone(), inner)
+                (inner.clone(), inner.clone(), inner.clone())
                     .prop_map(|(c, a, b)| format!("if({c}, {a}, {b})")),
+                // SQL's `CASE s WHEN …`: the same subject in every `if`.
+                inner
+                    .clone()
+                    .prop_map(|s| format!("if({s} = 0, 'x', if({s} = -1, 'y', 'z'))")),
+                inner
+                    .clone()
+                    .prop_map(|s| format!("if({s} = 2, 10, if({s} = 3, 20, 30))")),
+                (inner.clone(), inner)
+                    .prop_map(|(s, t)| format!("if({s} = 1, 'x', if({t} = 2, 'y', 'z'))")),
             ]
         })
     }
@@ -958,10 +1124,23 @@ mod tests {
             }
         }
         let batch = Batch::from_rows(&schema, rows.clone()).unwrap();
+        let literal_starts = (-3..=12)
+            .map(|start: i64| start.to_string())
+            .chain(["9223372036854775807".into(), "-9223372036854775807".into()])
+            .flat_map(|start| {
+                [
+                    format!("substring('abcdefghij', {start}, j)"),
+                    format!("substring('abcdefghij', {start}, 9223372036854775807)"),
+                ]
+            });
         for source in [
-            "substring('abcdefghij', i, j)",
-            "substring('\u{e9}t\u{e9} caf\u{e9}', i, j)",
-        ] {
+            "substring('abcdefghij', i, j)".to_string(),
+            "substring('\u{e9}t\u{e9} caf\u{e9}', i, j)".to_string(),
+        ]
+        .into_iter()
+        .chain(literal_starts)
+        {
+            let source = source.as_str();
             let expr = Expr::compile(source, &schema).unwrap();
             let column = expr.eval_batch(&batch).unwrap();
             for (i, row) in rows.iter().enumerate() {
@@ -978,6 +1157,48 @@ mod tests {
         assert_eq!((row, error), (1, expr.eval(&rows[1]).unwrap_err()));
         let expr = Expr::compile("if(j < 0, substring('abc', i, j), 'none')", &schema).unwrap();
         assert!(expr.eval_batch(&batch).is_ok());
+    }
+
+    /// SQL's `CASE s WHEN k THEN v … ELSE v END` (a chain of `if`s on one subject),
+    /// looked up per row, equals the row evaluator, with texts and ints as values; a
+    /// subject that fails on a row fails there.
+    #[test]
+    fn case_chains_equal_row_evaluation() {
+        let schema = schema();
+        let rows: Vec<Row> = [-5, -1, 0, 1, 2, 3, 4, 7, i64::MAX]
+            .into_iter()
+            .map(|i| {
+                Row(vec![
+                    Value::Int(i),
+                    Value::Int(3),
+                    Value::Float(0.5),
+                    Value::String("".into()),
+                    Value::Timestamp(0),
+                    Value::Bool(true),
+                ])
+            })
+            .collect();
+        let batch = Batch::from_rows(&schema, rows.clone()).unwrap();
+        for source in [
+            "if(mod(abs(i), 4) = 0, 'apple', if(mod(abs(i), 4) = 1, 'google', if(mod(abs(i), 4) = 2, 'facebook', 'baidu')))",
+            "if(i = 1, 10, if(i = -1, 20, if(i = 1, 30, 40)))",
+            "if(i = 1, 'one', if(j = 3, 'three', 'other'))",
+            "if(i * 2 = 4, 'two', if(i * 2 = 2, 'one', 'other'))",
+        ] {
+            let expr = Expr::compile(source, &schema).unwrap();
+            let by_row: Result<Vec<Value>, _> = rows.iter().map(|r| expr.eval(r)).collect();
+            match (expr.eval_batch(&batch), by_row) {
+                (Ok(column), Ok(values)) => {
+                    let batched: Vec<Value> = (0..rows.len()).map(|i| column.value(i)).collect();
+                    assert_eq!(batched, values, "{source}");
+                }
+                (Err((i, e)), Err(expected)) => {
+                    assert_eq!(e, expected, "{source}");
+                    assert_eq!(i, rows.len() - 1, "{source}");
+                }
+                (batched, by_row) => panic!("{source}: batch {batched:?}, rows {by_row:?}"),
+            }
+        }
     }
 
     /// Division and remainder by a literal (by shifts for a power of two) truncate
@@ -1101,15 +1322,21 @@ mod tests {
 
     proptest! {
         /// Division and remainder by a literal other than 0 and -1, however done
-        /// (shifts, floats below 2^52, integer division), equal Rust's `/` and `%`.
+        /// (shifts, floats below 2^51, integer division), equal Rust's `/` and `%`.
         #[test]
         fn division_in_place_equals_integer_division(
-            values in prop::collection::vec(prop_oneof![
+            values in prop_oneof![
+                prop::collection::vec(any::<i64>(), 1..50),
+                prop::collection::vec(-(1i64 << 51) + 1..(1i64 << 51), 1..50),
+                prop::collection::vec(-(1i64 << 52)..(1i64 << 52), 1..50),
+                prop::collection::vec(-1000i64..1000, 1..50),
+            ],
+            y in prop_oneof![
                 any::<i64>(),
+                -(1i64 << 51) + 1..(1i64 << 51),
                 -(1i64 << 52)..(1i64 << 52),
-                -1000i64..1000,
-            ], 1..50),
-            y in prop_oneof![any::<i64>(), -(1i64 << 52)..(1i64 << 52), -100i64..100],
+                -100i64..100,
+            ],
         ) {
             prop_assume!(y != 0 && y != -1);
             for divide in [true, false] {
