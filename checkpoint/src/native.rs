@@ -168,6 +168,11 @@ pub async fn upload(
         });
     };
     let checkpoint = first.checkpoint.clone();
+    // The task thread only reserved the RocksDB checkpoint: it is taken here.
+    let taking = checkpoint.clone();
+    tokio::task::spawn_blocking(move || taking.materialize())
+        .await
+        .map_err(UploadError::Interrupted)??;
     let dir = checkpoint.path().to_path_buf();
     if let Some(other) = tables
         .iter()

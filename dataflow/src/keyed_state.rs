@@ -28,7 +28,8 @@ use weir_state::{FrozenKeyed, KeyGroup, KeyGroupRange, MaxParallelism, StateKey,
 pub trait KeyedStateStore: Send + 'static {
     /// The state's name: its chunks in checkpoints are named after it.
     fn state_name(&self) -> String;
-    /// Writes pending changes to the backend (RocksDB's record cache).
+    /// Hands pending changes (RocksDB's record cache) to the backend, which writes
+    /// them before its next checkpoint: in the snapshot's asynchronous part.
     ///
     /// # Errors
     /// A RocksDB write that fails.

@@ -52,7 +52,8 @@ impl StoreCheckpoint {
     }
 
     /// The directory holding the checkpoint's files (SST files hard-linked from the
-    /// instance, `MANIFEST-*`, `CURRENT`, `OPTIONS-*`). It is removed when the last
+    /// instance, `MANIFEST-*`, `CURRENT`, `OPTIONS-*`), once
+    /// [`StoreCheckpoint::materialize`] has returned. It is removed when the last
     /// reference to the checkpoint is dropped.
     pub fn path(&self) -> &Path {
         &self.path
@@ -64,9 +65,30 @@ impl StoreCheckpoint {
         self.instance
     }
 
-    /// The checkpoint, opened read-only.
+    /// Takes the checkpoint if it is not yet (the task thread only reserves it, so
+    /// that its pause holds no RocksDB flush): writes what the instance was handed
+    /// off before it and creates the files. Blocking; done once, whoever calls it
+    /// first (the upload, a reader, or the task's next write).
+    ///
+    /// # Errors
+    /// [`StateError::Io`] naming the state or the checkpoint RocksDB could not
+    /// write, or saying the checkpoint was not taken.
+    pub fn materialize(&self) -> Result<(), StateError> {
+        #[cfg(feature = "rocksdb")]
+        self.reader.materialize(&self.path)?;
+        Ok(())
+    }
+
+    /// Called once the checkpoint's files exist.
+    #[cfg(feature = "rocksdb")]
+    pub(crate) fn taken(&self) {
+        self.reader.taken();
+    }
+
+    /// The checkpoint, taken if it is not yet, opened read-only.
     #[cfg(feature = "rocksdb")]
     pub(crate) fn db(&self) -> Result<&crate::rocks::Db, StateError> {
+        self.materialize()?;
         self.reader.db(&self.path)
     }
 }

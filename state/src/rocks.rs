@@ -23,7 +23,7 @@ use crate::LOCK_FILE;
 use crate::{BackendStats, RestoredInstance, RocksDbConfig, StateError, StoreCheckpoint};
 use rocksdb::{
     BlockBasedOptions, Cache, ColumnFamilyDescriptor, DBCompressionType, MultiThreaded, Options,
-    WriteBufferManager,
+    WriteBatch, WriteBufferManager,
 };
 use std::collections::{HashMap, HashSet};
 use std::fs;
@@ -232,6 +232,14 @@ pub struct SubtaskStore {
     written: AtomicBool,
     last_checkpoint: Mutex<Weak<StoreCheckpoint>>,
     next_checkpoint: AtomicU64,
+    /// What snapshots handed off, in order: writes of the state they froze, and
+    /// the checkpoints that follow them. Done by [`SubtaskStore::settle`], before
+    /// anything else is written.
+    deferred: Mutex<Vec<Deferred>>,
+    /// Held while deferred steps run, so they run in order and one settler waits
+    /// for another; never held by a snapshot's synchronous part, which only
+    /// appends to `deferred`.
+    settling: Mutex<()>,
     /// The (column family, namespace) pairs tables have used since the open.
     claimed: Mutex<HashSet<(String, Vec<u8>)>>,
     /// The tables an instance opened from a native checkpoint holds, by (column
@@ -357,6 +365,8 @@ impl SubtaskStore {
             written: AtomicBool::new(false),
             last_checkpoint: Mutex::new(Weak::new()),
             next_checkpoint: AtomicU64::new(1),
+            deferred: Mutex::default(),
+            settling: Mutex::default(),
             claimed: Mutex::default(),
             restored: Mutex::default(),
             ttl_switches: Mutex::default(),
@@ -450,9 +460,80 @@ impl SubtaskStore {
         self.written.store(true, Ordering::Relaxed);
     }
 
+    /// Hands off the frozen writes of a snapshot of `state`, as `build` (which
+    /// encodes them into a write batch, and counts its deletions): built and
+    /// written by [`SubtaskStore::settle`], before the checkpoint that follows and
+    /// before anything written after it, on whichever thread comes first (the
+    /// snapshot's asynchronous part, as a rule).
+    pub(crate) fn defer_write(&self, state: &str, build: BuildBatch) {
+        self.note_write();
+        self.deferred
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(Deferred::Write {
+                state: state.to_string(),
+                build,
+            });
+    }
+
+    /// Does what snapshots handed off, in order: the frozen writes, each into the
+    /// instance, and each checkpoint after the writes before it. Called before any
+    /// other write (so no checkpoint holds a later one), and by a checkpoint's
+    /// reader; a second caller waits for the first.
+    ///
+    /// # Errors
+    /// [`StateError::Io`] naming the state or the checkpoint RocksDB could not
+    /// write; what was not done then is dropped, and the checkpoints it would have
+    /// taken report that they were not taken.
+    pub(crate) fn settle(&self) -> Result<(), StateError> {
+        let _settling = self.settling.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            let steps =
+                std::mem::take(&mut *self.deferred.lock().unwrap_or_else(|p| p.into_inner()));
+            if steps.is_empty() {
+                return Ok(());
+            }
+            self.run_deferred(steps)?;
+        }
+    }
+
+    /// Runs handed-off steps in order (see [`SubtaskStore::settle`]).
+    fn run_deferred(&self, steps: Vec<Deferred>) -> Result<(), StateError> {
+        for step in steps {
+            match step {
+                Deferred::Write { state, build } => {
+                    let (batch, deletes) = build(&self.db)?;
+                    let (entries, bytes) = (batch.len() as u64, batch.size_in_bytes());
+                    self.db
+                        .write(batch)
+                        .map_err(|e| rocks_error(format!("cannot write state `{state}`"), e))?;
+                    self.counters.wrote(entries - deletes, deletes, bytes);
+                }
+                Deferred::Checkpoint(checkpoint) => {
+                    let Some(checkpoint) = checkpoint.upgrade() else {
+                        continue; // Dropped untaken: nobody reads it.
+                    };
+                    let path = checkpoint.path();
+                    rocksdb::checkpoint::Checkpoint::new(&self.db)
+                        .and_then(|c| c.create_checkpoint(path))
+                        .map_err(|e| {
+                            rocks_error(
+                                format!("cannot create RocksDB checkpoint {}", path.display()),
+                                e,
+                            )
+                        })?;
+                    checkpoint.taken();
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// A RocksDB checkpoint (memtables flushed, SST files hard-linked) of the
-    /// instance as it is now; the last one again if nothing was written since.
-    pub(crate) fn checkpoint(&self) -> Result<Arc<StoreCheckpoint>, StateError> {
+    /// instance as it is now, with the writes handed off before it; the last one
+    /// again if nothing was written since. Only reserved here: it is taken when
+    /// first read ([`StoreCheckpoint::materialize`]) or before the next write.
+    pub(crate) fn checkpoint(self: &Arc<Self>) -> Result<Arc<StoreCheckpoint>, StateError> {
         let mut last = self
             .last_checkpoint
             .lock()
@@ -471,14 +552,6 @@ impl SubtaskStore {
             fs::remove_dir_all(&path)
                 .map_err(|e| StateError::io(format!("cannot clear {}", path.display()), e))?;
         }
-        rocksdb::checkpoint::Checkpoint::new(&self.db)
-            .and_then(|c| c.create_checkpoint(&path))
-            .map_err(|e| {
-                rocks_error(
-                    format!("cannot create RocksDB checkpoint {}", path.display()),
-                    e,
-                )
-            })?;
         self.written.store(false, Ordering::Relaxed);
         let checkpoint = Arc::new(StoreCheckpoint::new(
             path,
@@ -486,8 +559,13 @@ impl SubtaskStore {
             CheckpointReader {
                 resources: self.resources.clone(),
                 db: OnceLock::new(),
+                store: Mutex::new(Some(self.clone())),
             },
         ));
+        self.deferred
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(Deferred::Checkpoint(Arc::downgrade(&checkpoint)));
         *last = Arc::downgrade(&checkpoint);
         Ok(checkpoint)
     }
@@ -570,9 +648,54 @@ fn clear_stale(stale: &[&Path]) -> Result<(), StateError> {
 pub(crate) struct CheckpointReader {
     resources: Arc<RocksDbResources>,
     db: OnceLock<Result<Db, rocksdb::Error>>,
+    /// The instance, until the checkpoint is taken (kept open for it: a job's
+    /// last checkpoint may be uploaded after its task has ended).
+    store: Mutex<Option<Arc<SubtaskStore>>>,
+}
+
+/// Encodes handed-off writes into a write batch for the instance: the batch, and
+/// how many of its entries are deletions.
+pub(crate) type BuildBatch = Box<dyn FnOnce(&Db) -> Result<(WriteBatch, u64), StateError> + Send>;
+
+/// A step a snapshot handed off ([`SubtaskStore::settle`]).
+enum Deferred {
+    /// Frozen writes of a state.
+    Write { state: String, build: BuildBatch },
+    /// A checkpoint to take after the writes before it (if still wanted).
+    Checkpoint(Weak<StoreCheckpoint>),
 }
 
 impl CheckpointReader {
+    /// Takes the checkpoint in `path` if it is not yet: does what the instance was
+    /// handed off up to it.
+    ///
+    /// # Errors
+    /// As [`SubtaskStore::settle`]; [`StateError::Io`] if the checkpoint was not
+    /// taken (an earlier failure dropped it).
+    pub(crate) fn materialize(&self, path: &Path) -> Result<(), StateError> {
+        let store = self.store.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        if let Some(store) = store {
+            store.settle()?;
+        }
+        if self
+            .store
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some()
+        {
+            return Err(StateError::io(
+                format!("RocksDB checkpoint {} was not taken", path.display()),
+                std::io::Error::other("an earlier write of the instance failed"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The checkpoint is taken: the instance is no longer needed for it.
+    pub(crate) fn taken(&self) {
+        self.store.lock().unwrap_or_else(|p| p.into_inner()).take();
+    }
+
     /// The checkpoint in `path`, opened read-only.
     pub(crate) fn db(&self, path: &Path) -> Result<&Db, StateError> {
         self.db

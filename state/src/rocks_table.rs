@@ -276,50 +276,55 @@ impl<K: StateKey, V: StateValue> RocksTable<K, V> {
         self.counts.len
     }
 
-    /// Writes every changed record to RocksDB (one write batch).
+    /// Writes every changed record to RocksDB (one write batch), after what
+    /// snapshots handed off.
     pub(crate) fn flush(&mut self) -> Result<(), StateError> {
+        self.store.settle()?;
+        let changes = self.take_changes();
+        if changes.is_empty() {
+            return Ok(());
+        }
         let db = self.store.db();
-        let cf = column_family(db, &self.name)?;
-        let mut batch = WriteBatch::default();
-        let mut deletes = 0;
-        let mut key_buf = std::mem::take(&mut self.key_buf);
-        for slot in self.cache.iter_mut().filter(|s| s.dirty) {
-            key_buf.clear();
-            key_buf.extend_from_slice(&slot.group.to_be_bytes());
-            key_buf.extend_from_slice(&self.namespace);
-            bincode::serde::encode_into_std_write(
-                &slot.key,
-                &mut key_buf,
-                bincode::config::standard(),
-            )
-            .map_err(|e| StateError::Encode {
-                state: self.name.to_string(),
-                reason: e.to_string(),
-            })?;
-            match &slot.value {
-                Some(value) => batch.put_cf(&cf, &key_buf, encode(&self.name, value)?),
-                None => {
-                    batch.delete_cf(&cf, &key_buf);
-                    deletes += 1;
-                }
-            }
-            slot.dirty = false;
-            self.group_generation[usize::from(slot.group - self.range.start)] = self.epoch;
-        }
-        self.key_buf = key_buf;
-        if !batch.is_empty() {
-            let (entries, bytes) = (batch.len() as u64, batch.size_in_bytes());
-            db.write(batch)
-                .map_err(|e| rocks_error(format!("cannot write state `{}`", self.name), e))?;
-            self.store.note_write();
-            self.store.counters.wrote(entries - deletes, deletes, bytes);
-            self.unstored = false;
-        }
+        let (batch, deletes) =
+            batch_of(db, &self.name, &self.namespace, &changes, &mut self.key_buf)?;
+        let (entries, bytes) = (batch.len() as u64, batch.size_in_bytes());
+        db.write(batch)
+            .map_err(|e| rocks_error(format!("cannot write state `{}`", self.name), e))?;
+        self.store.note_write();
+        self.store.counters.wrote(entries - deletes, deletes, bytes);
         Ok(())
     }
 
-    /// Flushes the cache and compacts the table's column family (a TTL state's
-    /// compaction drops expired entries).
+    /// Hands the cache's changes off to the store: copied here, encoded and
+    /// written before anything else is written and before the next checkpoint
+    /// is taken ([`SubtaskStore::settle`]). The records stay in the cache, so reads
+    /// see them until then.
+    pub(crate) fn hand_off(&mut self) {
+        let changes = self.take_changes();
+        if !changes.is_empty() {
+            let (name, namespace) = (self.name.clone(), self.namespace.clone());
+            self.store.defer_write(
+                &self.name,
+                Box::new(move |db| batch_of(db, &name, &namespace, &changes, &mut Vec::new())),
+            );
+        }
+    }
+
+    /// Every changed record: its key group, key and value (`None`: removed); the
+    /// records are marked unchanged.
+    fn take_changes(&mut self) -> Vec<(u16, K, Option<V>)> {
+        let mut changes = Vec::new();
+        for slot in self.cache.iter_mut().filter(|s| s.dirty) {
+            changes.push((slot.group, slot.key.clone(), slot.value.clone()));
+            slot.dirty = false;
+            self.group_generation[usize::from(slot.group - self.range.start)] = self.epoch;
+        }
+        if !changes.is_empty() {
+            self.unstored = false;
+        }
+        changes
+    }
+
     pub(crate) fn compact(&mut self) -> Result<(), StateError> {
         self.flush()?;
         self.cache.clear();
@@ -403,6 +408,7 @@ impl<K: StateKey, V: StateValue> RocksTable<K, V> {
 
     /// Removes every entry of the table.
     pub(crate) fn clear(&mut self) -> Result<(), StateError> {
+        self.store.settle()?;
         self.cache.clear();
         let db = self.store.db();
         let cf = column_family(db, &self.name)?;
@@ -432,9 +438,13 @@ impl<K: StateKey, V: StateValue> RocksTable<K, V> {
         Ok(())
     }
 
-    /// Flushes the cache and captures a RocksDB checkpoint of the subtask's store.
+    /// Hands the cache's changes off to the store and reserves a RocksDB
+    /// checkpoint after them: the task thread only copies the changed records;
+    /// encoding and writing them, the memtable flush and the checkpoint's files
+    /// are the snapshot's asynchronous part ([`SubtaskStore::settle`]). The
+    /// records stay in the cache, so reads see them until then.
     pub(crate) fn freeze(&mut self) -> Result<RocksFrozen<K, V>, StateError> {
-        self.flush()?;
+        self.hand_off();
         let checkpoint = self.store.checkpoint()?;
         let frozen = RocksFrozen::of_parts(
             self.name.clone(),
@@ -499,6 +509,38 @@ impl<K: StateKey, V: StateValue> RocksTable<K, V> {
         self.unstored = false;
         Ok(restored)
     }
+}
+
+/// The write batch of the changes `changes` of table `name` (in `namespace`), and
+/// how many are deletions.
+fn batch_of<K: Serialize, V: Serialize>(
+    db: &crate::rocks::Db,
+    name: &str,
+    namespace: &[u8],
+    changes: &[(u16, K, Option<V>)],
+    key_buf: &mut Vec<u8>,
+) -> Result<(WriteBatch, u64), StateError> {
+    let cf = column_family(db, name)?;
+    let mut batch = WriteBatch::default();
+    let mut deletes = 0;
+    for (group, key, value) in changes {
+        key_buf.clear();
+        key_buf.extend_from_slice(&group.to_be_bytes());
+        key_buf.extend_from_slice(namespace);
+        bincode::serde::encode_into_std_write(key, &mut *key_buf, bincode::config::standard())
+            .map_err(|e| StateError::Encode {
+                state: name.to_string(),
+                reason: e.to_string(),
+            })?;
+        match value {
+            Some(value) => batch.put_cf(&cf, &*key_buf, encode(name, value)?),
+            None => {
+                batch.delete_cf(&cf, &*key_buf);
+                deletes += 1;
+            }
+        }
+    }
+    Ok((batch, deletes))
 }
 
 /// The stored value of `key` (of key group `group`) in `namespace` of the column

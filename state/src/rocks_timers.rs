@@ -204,27 +204,31 @@ impl<K: StateKey> RocksTimers<K> {
     }
 
     pub(crate) fn apply_pending(&mut self) -> Result<(), StateError> {
+        self.store.settle()?;
         if self.pending.is_empty() {
             return Ok(());
         }
         let db = self.store.db();
-        let cf = column_family(db, &self.name)?;
-        let mut batch = WriteBatch::default();
-        let mut deletes = 0;
-        for (stored, put) in self.pending.drain(..) {
-            if put {
-                batch.put_cf(&cf, &stored, []);
-            } else {
-                batch.delete_cf(&cf, &stored);
-                deletes += 1;
-            }
-        }
+        let (batch, deletes) = timer_batch(db, &self.name, std::mem::take(&mut self.pending))?;
         let (entries, bytes) = (batch.len() as u64, batch.size_in_bytes());
         db.write(batch)
             .map_err(|e| rocks_error(format!("cannot write timers `{}`", self.name), e))?;
         self.store.note_write();
         self.store.counters.wrote(entries - deletes, deletes, bytes);
         Ok(())
+    }
+
+    /// Hands pending writes off to the store: written before anything else is
+    /// written and before the next checkpoint is taken ([`SubtaskStore::settle`]).
+    /// (Reads apply pending writes first, which waits for that.)
+    pub(crate) fn hand_off(&mut self) {
+        if !self.pending.is_empty() {
+            let (name, pending) = (self.name.clone(), std::mem::take(&mut self.pending));
+            self.store.defer_write(
+                &self.name,
+                Box::new(move |db| timer_batch(db, &name, pending)),
+            );
+        }
     }
 
     pub(crate) fn register(
@@ -314,9 +318,11 @@ impl<K: StateKey> RocksTimers<K> {
         }
     }
 
-    /// Applies pending writes and captures a RocksDB checkpoint of the store.
+    /// Hands pending writes off to the store and reserves a RocksDB checkpoint
+    /// after them (as [`crate::rocks_table`]'s tables do: the write and the
+    /// checkpoint are the snapshot's asynchronous part).
     pub(crate) fn freeze(&mut self) -> Result<RocksFrozen<TimerEntry<K>, ()>, StateError> {
-        self.apply_pending()?;
+        self.hand_off();
         let checkpoint = self.store.checkpoint()?;
         let frozen = RocksFrozen::of_parts(
             self.name.clone(),
@@ -330,4 +336,25 @@ impl<K: StateKey> RocksTimers<K> {
         self.epoch += 1;
         Ok(frozen)
     }
+}
+
+/// The write batch of pending timer writes (stored key, and whether a put) of
+/// timers `name`, and how many are deletions.
+fn timer_batch(
+    db: &crate::rocks::Db,
+    name: &str,
+    pending: Vec<(Vec<u8>, bool)>,
+) -> Result<(WriteBatch, u64), StateError> {
+    let cf = column_family(db, name)?;
+    let mut batch = WriteBatch::default();
+    let mut deletes = 0;
+    for (stored, put) in pending {
+        if put {
+            batch.put_cf(&cf, &stored, []);
+        } else {
+            batch.delete_cf(&cf, &stored);
+            deletes += 1;
+        }
+    }
+    Ok((batch, deletes))
 }

@@ -334,24 +334,30 @@ impl<K: StateKey, V: StateValue> StateTable<K, V> {
         }
     }
 
-    /// Writes the record cache's changes to RocksDB (nothing to do on the heap).
-    /// Flushing every table of a subtask before freezing them lets their snapshots
-    /// share one RocksDB checkpoint.
+    /// Hands the record cache's changes to RocksDB (nothing to do on the heap):
+    /// they are written before anything else is written to the instance and before
+    /// its next RocksDB checkpoint is taken, which is a snapshot's asynchronous
+    /// part, so the task thread only copies them. Flushing every table of a
+    /// subtask before freezing them lets their snapshots share one checkpoint.
     ///
     /// # Errors
-    /// A RocksDB write that fails.
+    /// None today: writing fails later, where it happens (the snapshot's upload,
+    /// or the next write).
     pub fn flush(&mut self) -> Result<(), StateError> {
         match &mut self.backing {
-            Backing::Heap(_) => Ok(()),
+            Backing::Heap(_) => {}
             #[cfg(feature = "rocksdb")]
-            Backing::Rocks(rocks) => rocks.flush(),
+            Backing::Rocks(rocks) => rocks.hand_off(),
         }
+        Ok(())
     }
 
     /// The synchronous part of a snapshot: a consistent, immutable view of the table
     /// that later writes do not change. On the heap, copy-on-write shards; in RocksDB,
-    /// the record cache is flushed and a RocksDB checkpoint (memtables flushed, SST
-    /// files hard-linked) is taken, shared by every table frozen before the next write.
+    /// the record cache's changes are handed off ([`StateTable::flush`]) and a
+    /// RocksDB checkpoint (memtables flushed, SST files hard-linked) reserved,
+    /// shared by every table frozen before the next write; it is taken by the
+    /// snapshot's asynchronous part ([`crate::StoreCheckpoint::materialize`]).
     ///
     /// # Errors
     /// A RocksDB write or checkpoint that fails.

@@ -264,21 +264,25 @@ impl<K: StateKey> Timers<K> {
         }
     }
 
-    /// Applies pending RocksDB writes (nothing on the heap), so a snapshot of other
-    /// tables of the same instance taken next includes the timers.
+    /// Hands pending RocksDB writes to the instance (nothing on the heap), so a
+    /// snapshot of other tables of the same instance taken next includes the
+    /// timers: written before anything else is and before the next RocksDB
+    /// checkpoint is taken (a snapshot's asynchronous part), not on this thread.
     ///
     /// # Errors
-    /// A RocksDB write that fails.
+    /// None today: writing fails later, where it happens.
     pub fn flush(&mut self) -> Result<(), StateError> {
         match &mut self.backing {
-            Backing::Heap(_) => Ok(()),
+            Backing::Heap(_) => {}
             #[cfg(feature = "rocksdb")]
-            Backing::Rocks(rocks) => rocks.apply_pending(),
+            Backing::Rocks(rocks) => rocks.hand_off(),
         }
+        Ok(())
     }
 
     /// The synchronous part of a snapshot: on the heap, every timer encoded by key
-    /// group; in RocksDB, pending writes applied and a RocksDB checkpoint taken.
+    /// group; in RocksDB, pending writes handed off and a RocksDB checkpoint
+    /// reserved (taken by the snapshot's asynchronous part).
     ///
     /// # Errors
     /// [`StateError::Encode`] if a key cannot be serialised; a RocksDB write or

@@ -121,6 +121,71 @@ fn unchanged_key_groups_keep_their_generation() -> Result<(), StateError> {
     Ok(())
 }
 
+/// A snapshot's synchronous part only hands its writes off to the instance; the
+/// RocksDB checkpoint is taken later, by whoever reads it first (an upload) or
+/// before the task's next write reaches RocksDB. Either way it holds the state as
+/// frozen, whatever is written after the freeze, and reads in between see every
+/// write, the handed-off ones included.
+#[test]
+fn a_checkpoint_taken_after_the_freeze_holds_the_frozen_state() -> Result<(), StateError> {
+    let dir = tempfile::tempdir().unwrap();
+    // A record cache of 100: writing 250 keys flushes it twice on its own, so the
+    // frozen state is partly in RocksDB, partly in the cache.
+    let backend = rocks_backend(dir.path(), 100, ALL);
+    let mut table: StateTable<u32, i64> = StateTable::in_backend(&backend, "t", Vec::new())?;
+    let mut model = BTreeMap::new();
+    for key in 0..250u32 {
+        table.insert(key, i64::from(key))?;
+        model.insert(key, i64::from(key));
+    }
+    // Taken by the task's next write to RocksDB (the cache fills again).
+    let first = table.freeze()?;
+    let frozen = model.clone();
+    for key in 0..250u32 {
+        assert_eq!(table.get(&key)?, Some(&i64::from(key)), "key {key}");
+    }
+    for key in 0..400u32 {
+        if key % 3 == 0 {
+            table.remove(&key)?;
+            model.remove(&key);
+        } else {
+            table.insert(key, -i64::from(key))?;
+            model.insert(key, -i64::from(key));
+        }
+    }
+    // Taken by its reader, with later writes still in the cache.
+    let second = table.freeze()?;
+    table.insert(1000, 1)?;
+    table.remove(&1)?;
+    assert_eq!(decode_all(&second), model);
+    assert_eq!(decode_all(&first), frozen);
+    for key in 0..400u32 {
+        let expected = if key == 1 { None } else { model.get(&key) };
+        assert_eq!(table.get(&key)?, expected, "key {key}");
+    }
+
+    // Timers alike: those registered after the freeze, and those fired after it,
+    // do not change what it holds.
+    use weir_state::{TimeDomain, Timers};
+    let max = MaxParallelism::DEFAULT;
+    let mut timers: Timers<u32> = Timers::in_backend(&backend, "timers")?;
+    for key in 0..500u32 {
+        timers.register(TimeDomain::EventTime, key, i64::from(key))?;
+    }
+    let snapshot = timers.snapshot(max)?;
+    let fired = drain(&mut timers, TimeDomain::EventTime, 99)?;
+    assert_eq!(fired.len(), 100);
+    for key in 500..600u32 {
+        timers.register(TimeDomain::EventTime, key, i64::from(key))?;
+    }
+    let (_, held) = timers_of(snapshot)?;
+    let expected: Vec<_> = (0..500u32).map(|key| (0u8, i64::from(key), key)).collect();
+    let mut held = held;
+    held.sort();
+    assert_eq!(held, expected);
+    Ok(())
+}
+
 /// A snapshot of either backend restores into the other, to the same entries; a
 /// restore keeps only the key groups of the restoring subtask.
 #[test]
@@ -499,6 +564,8 @@ fn native_checkpoints_read_back_in_the_canonical_form() -> Result<(), StateError
     // Materialized elsewhere, as a restore does.
     let copy = dir.path().join("copy");
     std::fs::create_dir_all(&copy).unwrap();
+    // Taken when read (the task thread only reserved it), as an upload does.
+    natives[0].checkpoint.materialize()?;
     for entry in std::fs::read_dir(natives[0].checkpoint.path()).unwrap() {
         let entry = entry.unwrap();
         std::fs::copy(entry.path(), copy.join(entry.file_name())).unwrap();
@@ -761,6 +828,7 @@ fn a_native_checkpoint_opens_as_the_instance_of_its_key_groups() -> Result<(), S
         .collect();
     let subtask = dir.path().join("restored");
     let staging = RestoredInstance::staging_dir(&subtask);
+    natives[0].checkpoint.materialize()?;
     copy_checkpoint(natives[0].checkpoint.path(), &staging);
     let restored = RestoredInstance {
         dir: staging.clone(),
@@ -849,6 +917,7 @@ fn an_opened_instance_drops_expired_ttl_values_in_compaction() -> Result<(), Sta
     let native = frozen.native()?.unwrap();
     let subtask = dir.path().join("restored");
     let staging = RestoredInstance::staging_dir(&subtask);
+    native.checkpoint.materialize()?;
     copy_checkpoint(native.checkpoint.path(), &staging);
     let (backend, opened) = KeyedBackend::rocksdb(
         resources(dir.path(), 1000),
