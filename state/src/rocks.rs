@@ -240,6 +240,10 @@ pub struct SubtaskStore {
     /// for another; never held by a snapshot's synchronous part, which only
     /// appends to `deferred`.
     settling: Mutex<()>,
+    /// Why deferred steps failed, if they did: the instance then lacks writes, so
+    /// every later settle (so every write of the task) fails with it, and the job
+    /// restarts from a checkpoint instead of going on with state that lost writes.
+    failed: Mutex<Option<String>>,
     /// The (column family, namespace) pairs tables have used since the open.
     claimed: Mutex<HashSet<(String, Vec<u8>)>>,
     /// The tables an instance opened from a native checkpoint holds, by (column
@@ -367,6 +371,7 @@ impl SubtaskStore {
             next_checkpoint: AtomicU64::new(1),
             deferred: Mutex::default(),
             settling: Mutex::default(),
+            failed: Mutex::default(),
             claimed: Mutex::default(),
             restored: Mutex::default(),
             ttl_switches: Mutex::default(),
@@ -460,6 +465,21 @@ impl SubtaskStore {
         self.written.store(true, Ordering::Relaxed);
     }
 
+    /// Writes `batch` (of which `deletes` entries are deletions) of `what` into the
+    /// instance, and counts it.
+    pub(crate) fn write(
+        &self,
+        what: &str,
+        (batch, deletes): (WriteBatch, u64),
+    ) -> Result<(), StateError> {
+        let (entries, bytes) = (batch.len() as u64, batch.size_in_bytes());
+        self.db
+            .write(batch)
+            .map_err(|e| rocks_error(format!("cannot write {what}"), e))?;
+        self.counters.wrote(entries - deletes, deletes, bytes);
+        Ok(())
+    }
+
     /// Hands off the frozen writes of a snapshot of `state`, as `build` (which
     /// encodes them into a write batch, and counts its deletions): built and
     /// written by [`SubtaskStore::settle`], before the checkpoint that follows and
@@ -483,17 +503,30 @@ impl SubtaskStore {
     ///
     /// # Errors
     /// [`StateError::Io`] naming the state or the checkpoint RocksDB could not
-    /// write; what was not done then is dropped, and the checkpoints it would have
-    /// taken report that they were not taken.
+    /// write. What was not done then is dropped, the checkpoints it would have
+    /// taken report that they were not taken, and every later call fails too (the
+    /// instance lacks writes: the task must restart from a checkpoint).
     pub(crate) fn settle(&self) -> Result<(), StateError> {
         let _settling = self.settling.lock().unwrap_or_else(|p| p.into_inner());
+        let failed = |reason: &str| {
+            StateError::io(
+                format!("RocksDB instance {} lost writes", self.path.display()),
+                std::io::Error::other(reason.to_string()),
+            )
+        };
+        if let Some(reason) = &*self.failed.lock().unwrap_or_else(|p| p.into_inner()) {
+            return Err(failed(reason));
+        }
         loop {
             let steps =
                 std::mem::take(&mut *self.deferred.lock().unwrap_or_else(|p| p.into_inner()));
             if steps.is_empty() {
                 return Ok(());
             }
-            self.run_deferred(steps)?;
+            if let Err(e) = self.run_deferred(steps) {
+                *self.failed.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
+                return Err(e);
+            }
         }
     }
 
@@ -502,12 +535,7 @@ impl SubtaskStore {
         for step in steps {
             match step {
                 Deferred::Write { state, build } => {
-                    let (batch, deletes) = build(&self.db)?;
-                    let (entries, bytes) = (batch.len() as u64, batch.size_in_bytes());
-                    self.db
-                        .write(batch)
-                        .map_err(|e| rocks_error(format!("cannot write state `{state}`"), e))?;
-                    self.counters.wrote(entries - deletes, deletes, bytes);
+                    self.write(&format!("state `{state}`"), build(&self.db)?)?;
                 }
                 Deferred::Checkpoint(checkpoint) => {
                     let Some(checkpoint) = checkpoint.upgrade() else {

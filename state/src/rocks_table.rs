@@ -284,15 +284,15 @@ impl<K: StateKey, V: StateValue> RocksTable<K, V> {
         if changes.is_empty() {
             return Ok(());
         }
-        let db = self.store.db();
-        let (batch, deletes) =
-            batch_of(db, &self.name, &self.namespace, &changes, &mut self.key_buf)?;
-        let (entries, bytes) = (batch.len() as u64, batch.size_in_bytes());
-        db.write(batch)
-            .map_err(|e| rocks_error(format!("cannot write state `{}`", self.name), e))?;
+        let built = batch_of(
+            self.store.db(),
+            &self.name,
+            &self.namespace,
+            &changes,
+            &mut self.key_buf,
+        )?;
         self.store.note_write();
-        self.store.counters.wrote(entries - deletes, deletes, bytes);
-        Ok(())
+        self.store.write(&format!("state `{}`", self.name), built)
     }
 
     /// Hands the cache's changes off to the store: copied here, encoded and
@@ -325,6 +325,8 @@ impl<K: StateKey, V: StateValue> RocksTable<K, V> {
         changes
     }
 
+    /// Flushes the cache and compacts the table's column family (a TTL state's
+    /// compaction drops expired entries).
     pub(crate) fn compact(&mut self) -> Result<(), StateError> {
         self.flush()?;
         self.cache.clear();

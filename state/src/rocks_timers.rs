@@ -208,14 +208,10 @@ impl<K: StateKey> RocksTimers<K> {
         if self.pending.is_empty() {
             return Ok(());
         }
-        let db = self.store.db();
-        let (batch, deletes) = timer_batch(db, &self.name, std::mem::take(&mut self.pending))?;
-        let (entries, bytes) = (batch.len() as u64, batch.size_in_bytes());
-        db.write(batch)
-            .map_err(|e| rocks_error(format!("cannot write timers `{}`", self.name), e))?;
+        let pending = std::mem::take(&mut self.pending);
+        let built = timer_batch(self.store.db(), &self.name, pending)?;
         self.store.note_write();
-        self.store.counters.wrote(entries - deletes, deletes, bytes);
-        Ok(())
+        self.store.write(&format!("timers `{}`", self.name), built)
     }
 
     /// Hands pending writes off to the store: written before anything else is
