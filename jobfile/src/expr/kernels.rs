@@ -938,6 +938,18 @@ mod tests {
         ])
     }
 
+    /// A row of [`schema`] with these ints, text and timestamp (`x` 0.5, `b` true).
+    fn row_of(i: i64, j: i64, s: &str, t: i64) -> Row {
+        Row(vec![
+            Value::Int(i),
+            Value::Int(j),
+            Value::Float(0.5),
+            Value::String(s.into()),
+            Value::Timestamp(t),
+            Value::Bool(true),
+        ])
+    }
+
     fn int() -> impl Strategy<Value = i64> {
         prop_oneof![-5i64..5, Just(i64::MIN), Just(i64::MAX), any::<i64>(),]
     }
@@ -1066,16 +1078,7 @@ mod tests {
     #[test]
     fn wrapping_arithmetic_and_conversions_run_on_columns() {
         let schema = schema();
-        let rows = [i64::MAX, -7_046_029_254_386_353_131, 3].map(|i| {
-            Row(vec![
-                Value::Int(i),
-                Value::Int(3),
-                Value::Float(0.5),
-                Value::String(" 12".into()),
-                Value::Timestamp(i),
-                Value::Bool(true),
-            ])
-        });
+        let rows = [i64::MAX, -7_046_029_254_386_353_131, 3].map(|i| row_of(i, 3, " 12", i));
         let batch = Batch::from_rows(&schema, rows).unwrap();
         let eval = |source: &str| Expr::compile(source, &schema).unwrap().eval_batch(&batch);
         assert_eq!(
@@ -1113,14 +1116,7 @@ mod tests {
         let mut rows = Vec::new();
         for start in -3..=12 {
             for length in 0..=12 {
-                rows.push(Row(vec![
-                    Value::Int(start),
-                    Value::Int(length),
-                    Value::Float(0.5),
-                    Value::String("".into()),
-                    Value::Timestamp(0),
-                    Value::Bool(true),
-                ]));
+                rows.push(row_of(start, length, "", 0));
             }
         }
         let batch = Batch::from_rows(&schema, rows.clone()).unwrap();
@@ -1167,16 +1163,7 @@ mod tests {
         let schema = schema();
         let rows: Vec<Row> = [-5, -1, 0, 1, 2, 3, 4, 7, i64::MAX]
             .into_iter()
-            .map(|i| {
-                Row(vec![
-                    Value::Int(i),
-                    Value::Int(3),
-                    Value::Float(0.5),
-                    Value::String("".into()),
-                    Value::Timestamp(0),
-                    Value::Bool(true),
-                ])
-            })
+            .map(|i| row_of(i, 3, "", 0))
             .collect();
         let batch = Batch::from_rows(&schema, rows.clone()).unwrap();
         for source in [
@@ -1226,16 +1213,7 @@ mod tests {
             -4_503_599_627_370_495,
             i64::MAX,
         ];
-        let rows = values.map(|i| {
-            Row(vec![
-                Value::Int(i),
-                Value::Int(3),
-                Value::Float(0.5),
-                Value::String("".into()),
-                Value::Timestamp(i),
-                Value::Bool(true),
-            ])
-        });
+        let rows = values.map(|i| row_of(i, 3, "", i));
         let batch = Batch::from_rows(&schema, rows.clone()).unwrap();
         for divisor in [
             "1",
