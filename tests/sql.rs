@@ -455,6 +455,57 @@ GROUP BY class, window_start, window_end;
     assert_eq!(got, want);
 }
 
+/// `COUNT(DISTINCT x)` counts each value once per window and key, in tumbling and
+/// hopping windows, beside `COUNT(*)`: checked against a count done here.
+#[test]
+fn count_distinct_counts_each_value_once_per_window_and_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let sql = format!(
+        "SET 'parallelism.default' = '2';
+SET 'execution.checkpointing.interval' = '100 ms';
+CREATE TABLE numbers (
+  n BIGINT,
+  class AS MOD(n, 3),
+  v AS MOD(n, 7),
+  ts AS TO_TIMESTAMP_LTZ(n * 10, 3),
+  WATERMARK FOR ts AS ts
+) WITH ('connector' = 'datagen', 'fields.n.kind' = 'sequence',
+        'fields.n.start' = '1', 'fields.n.end' = '3000');
+CREATE TABLE counts (class BIGINT, window_start TIMESTAMP(3), window_end TIMESTAMP(3), n BIGINT, vs BIGINT)
+  WITH ('connector' = 'filesystem', 'path' = '{}');
+INSERT INTO counts
+SELECT class, window_start, window_end, COUNT(*), COUNT(DISTINCT v) AS vs
+FROM TABLE(HOP(TABLE numbers, DESCRIPTOR(ts), INTERVAL '100' MILLISECOND, INTERVAL '200' MILLISECOND))
+GROUP BY class, window_start, window_end;
+",
+        out.display()
+    );
+    let rows = run_sql("count_distinct", &sql, dir.path(), &out);
+    let mut got: Vec<String> = rows.iter().map(|r| r.to_string()).collect();
+    got.sort_unstable();
+    let mut want = Vec::new();
+    for start in (-100..=30_000i64).step_by(100) {
+        let end = start + 200;
+        for class in 0..3i64 {
+            let ns: Vec<i64> = (1..=3000i64)
+                .filter(|n| n % 3 == class && (start..end).contains(&(n * 10)))
+                .collect();
+            let distinct: std::collections::HashSet<i64> = ns.iter().map(|n| n % 7).collect();
+            if !ns.is_empty() {
+                want.push(
+                    serde_json::json!({"class": class, "window_start": start,
+                        "window_end": end, "n": ns.len(), "vs": distinct.len()})
+                    .to_string(),
+                );
+            }
+        }
+    }
+    want.sort_unstable();
+    assert_eq!(got.len(), want.len());
+    assert_eq!(got, want);
+}
+
 /// The persons and auctions of `events` Nexmark events as SQL tables (the `nexmark`
 /// connector, event time `date_time` with the typed queries' 4 s watermark delay),
 /// and a filesystem table `out` of `columns` in `dir`.

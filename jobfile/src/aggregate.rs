@@ -1,4 +1,5 @@
-//! The built-in window aggregates (`count`, `sum`, `min`, `max`, `avg`) over rows,
+//! The built-in window aggregates (`count`, `sum`, `min`, `max`, `avg`,
+//! `count_distinct`) over rows,
 //! as pure accumulator functions the engine's window operator calls.
 
 use crate::row::{FieldType, Value};
@@ -37,13 +38,38 @@ pub enum Accumulator {
         /// Count.
         count: i64,
     },
+    /// The distinct values so far, in [`distinct_order`] (last, so that the
+    /// encoding of the others is as before).
+    Distinct(Vec<Value>),
+}
+
+/// A total order of values for [`Accumulator::Distinct`]: by type, then value (a
+/// float by its bits, as [`Value`]'s equality has it).
+fn distinct_order(a: &Value, b: &Value) -> std::cmp::Ordering {
+    fn rank(v: &Value) -> (u8, i64, &str) {
+        match v {
+            Value::Int(i) => (0, *i, ""),
+            Value::Timestamp(t) => (1, *t, ""),
+            Value::Float(x) => (2, x.to_bits() as i64, ""),
+            Value::Bool(b) => (3, i64::from(*b), ""),
+            Value::String(s) => (4, 0, s),
+        }
+    }
+    rank(a).cmp(&rank(b))
+}
+
+/// Adds `value` to the ordered distinct values `set`, if new.
+fn insert_distinct(set: &mut Vec<Value>, value: &Value) {
+    if let Err(at) = set.binary_search_by(|v| distinct_order(v, value)) {
+        set.insert(at, value.clone());
+    }
 }
 
 impl Aggregate {
     /// The output type.
     pub fn output_type(&self) -> FieldType {
         match self.kind {
-            AggregateKind::Count => FieldType::Int,
+            AggregateKind::Count | AggregateKind::CountDistinct => FieldType::Int,
             AggregateKind::Avg => FieldType::Float,
             _ => self.input,
         }
@@ -58,6 +84,7 @@ impl Aggregate {
             AggregateKind::Min => Accumulator::Min(None),
             AggregateKind::Max => Accumulator::Max(None),
             AggregateKind::Avg => Accumulator::Avg { sum: 0.0, count: 0 },
+            AggregateKind::CountDistinct => Accumulator::Distinct(Vec::new()),
         }
     }
 
@@ -76,6 +103,11 @@ impl Aggregate {
             }
             Accumulator::Min(m) => keep(m, value, std::cmp::Ordering::Less),
             Accumulator::Max(m) => keep(m, value, std::cmp::Ordering::Greater),
+            Accumulator::Distinct(set) => {
+                if let Some(value) = value {
+                    insert_distinct(set, value);
+                }
+            }
         }
     }
 
@@ -95,6 +127,11 @@ impl Aggregate {
             (Accumulator::Max(a), Accumulator::Max(b)) => {
                 keep(a, b.as_ref(), std::cmp::Ordering::Greater)
             }
+            (Accumulator::Distinct(a), Accumulator::Distinct(b)) => {
+                for value in &b {
+                    insert_distinct(a, value);
+                }
+            }
             _ => {}
         }
     }
@@ -103,6 +140,7 @@ impl Aggregate {
     pub fn result(&self, acc: &Accumulator) -> Value {
         match acc {
             Accumulator::Count(n) | Accumulator::SumInt(n) => Value::Int(*n),
+            Accumulator::Distinct(set) => Value::Int(set.len() as i64),
             Accumulator::SumFloat(s) => Value::Float(*s),
             Accumulator::Avg { sum, count } => Value::Float(if *count == 0 {
                 0.0
@@ -238,7 +276,7 @@ impl NumAccumulator {
             Accumulator::Max(None) => Self::MaxNone,
             Accumulator::Min(Some(v)) => Self::extreme(v, true)?,
             Accumulator::Max(Some(v)) => Self::extreme(v, false)?,
-            Accumulator::Avg { .. } => return None,
+            Accumulator::Avg { .. } | Accumulator::Distinct(_) => return None,
         })
     }
 }
@@ -249,7 +287,7 @@ impl Aggregate {
     pub fn is_numeric(&self) -> bool {
         match self.kind {
             AggregateKind::Count => true,
-            AggregateKind::Avg => false,
+            AggregateKind::Avg | AggregateKind::CountDistinct => false,
             _ => matches!(
                 self.input,
                 FieldType::Int | FieldType::Float | FieldType::Timestamp
@@ -265,6 +303,8 @@ impl Aggregate {
             AggregateKind::Sum | AggregateKind::Avg => NumAccumulator::SumInt(0),
             AggregateKind::Min => NumAccumulator::MinNone,
             AggregateKind::Max => NumAccumulator::MaxNone,
+            // Never numeric (`is_numeric`): counted as rows if asked all the same.
+            AggregateKind::CountDistinct => NumAccumulator::Count(0),
         }
     }
 
@@ -349,7 +389,7 @@ mod tests {
 
     #[test]
     fn aggregates_fold_and_merge() {
-        let rows: Vec<Row> = [3, 9, 1, 4]
+        let rows: Vec<Row> = [3, 9, 1, 4, 9, 3, 1]
             .iter()
             .map(|&i| Row(vec![Value::Int(i)]))
             .collect();
@@ -359,11 +399,13 @@ mod tests {
             input: FieldType::Int,
         };
         for (kind, expected) in [
-            (AggregateKind::Count, Value::Int(4)),
-            (AggregateKind::Sum, Value::Int(17)),
+            (AggregateKind::Count, Value::Int(7)),
+            (AggregateKind::Sum, Value::Int(30)),
             (AggregateKind::Min, Value::Int(1)),
             (AggregateKind::Max, Value::Int(9)),
-            (AggregateKind::Avg, Value::Float(4.25)),
+            (AggregateKind::Avg, Value::Float(30.0 / 7.0)),
+            // 3, 9, 1 and 4, each once, also across the merge.
+            (AggregateKind::CountDistinct, Value::Int(4)),
         ] {
             let a = agg(kind);
             let (mut left, mut right) = (a.create(), a.create());
@@ -372,5 +414,42 @@ mod tests {
             a.merge(&mut left, right);
             assert_eq!(a.result(&left), expected, "{kind:?}");
         }
+    }
+
+    /// Distinct values of every type count once each (a float by its bits), and the
+    /// accumulators of the other aggregates keep their encoding (window state in
+    /// earlier snapshots reads back).
+    #[test]
+    fn distinct_values_count_once_and_older_accumulators_keep_their_encoding() {
+        let a = Aggregate {
+            kind: AggregateKind::CountDistinct,
+            field: Some(0),
+            input: FieldType::String,
+        };
+        let mut acc = a.create();
+        for value in [
+            Value::String("x".into()),
+            Value::Int(1),
+            Value::Timestamp(1),
+            Value::String("x".into()),
+            Value::Float(0.0),
+            Value::Float(-0.0),
+            Value::Bool(true),
+            Value::Int(1),
+        ] {
+            a.add(&mut acc, &[value]);
+        }
+        assert_eq!(a.result(&acc), Value::Int(6));
+        let encode = |acc: &Accumulator| {
+            bincode::serde::encode_to_vec(acc, bincode::config::standard()).unwrap()
+        };
+        // Variant indexes 0 (count) and 5 (avg) as before the distinct count.
+        assert_eq!(encode(&Accumulator::Count(3)), [0, 6]);
+        assert_eq!(encode(&Accumulator::Avg { sum: 0.0, count: 1 })[0], 5);
+        let back: Accumulator =
+            bincode::serde::decode_from_slice(&encode(&acc), bincode::config::standard())
+                .unwrap()
+                .0;
+        assert_eq!(back, acc);
     }
 }

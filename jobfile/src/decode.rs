@@ -1086,6 +1086,7 @@ fn aggregates(node: &Node, path: &str, p: &mut Problems) -> Option<Vec<Aggregate
                         "max" => AggregateKind::Max,
                         "avg" => AggregateKind::Avg,
                         "count" => AggregateKind::Count,
+                        "count_distinct" => AggregateKind::CountDistinct,
                         _ => return None,
                     };
                     let field = field.trim();
@@ -1101,7 +1102,7 @@ fn aggregates(node: &Node, path: &str, p: &mut Problems) -> Option<Vec<Aggregate
         };
         match parsed {
             Some((kind, field)) => out.push(AggregateSpec { output: key.text.clone(), kind, field, at: value.at, path }),
-            None => p.add(value.at, &path, format!("bad aggregate `{text}`: expected count, sum(FIELD), min(FIELD), max(FIELD) or avg(FIELD)")),
+            None => p.add(value.at, &path, format!("bad aggregate `{text}`: expected count, sum(FIELD), min(FIELD), max(FIELD), avg(FIELD) or count_distinct(FIELD)")),
         }
     }
     Some(out)

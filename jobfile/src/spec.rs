@@ -276,6 +276,8 @@ pub enum AggregateKind {
     Max,
     /// Mean of a field (a float).
     Avg,
+    /// Number of distinct values of a field (SQL's `COUNT(DISTINCT x)`).
+    CountDistinct,
 }
 
 /// One entry of a window's `aggregates:`.

@@ -949,7 +949,7 @@ fn window(
             },
         };
         let fits = match agg.kind {
-            AggregateKind::Count => true,
+            AggregateKind::Count | AggregateKind::CountDistinct => true,
             AggregateKind::Sum | AggregateKind::Avg => ty.is_numeric(),
             AggregateKind::Min | AggregateKind::Max => {
                 ty.is_numeric() || ty == FieldType::Timestamp

@@ -6,7 +6,7 @@
 use super::{flip, split_and, Bound, Col, ColRef, Planner, Rel, Shape, TOP_BUCKETS};
 use crate::expr::{self, call_args, column_parts, error_at, Scope};
 use crate::SqlError;
-use sqlparser::ast::{BinaryOperator, Expr, SelectItem};
+use sqlparser::ast::{BinaryOperator, DuplicateTreatment, Expr, FunctionArguments, SelectItem};
 use std::collections::HashSet;
 use std::time::Duration;
 use weir_jobfile::*;
@@ -204,8 +204,19 @@ impl Planner<'_> {
             let Expr::Function(f) = e else {
                 return Err(error_at(e, "expected a grouped column or an aggregate (COUNT, SUM, MIN, MAX, AVG); compute expressions over the result in an outer query"));
             };
-            let (name, args) = call_args(f).map_err(|m| error_at(e, m))?;
+            // `COUNT(DISTINCT x)`: the DISTINCT read here (other aggregates refuse it).
+            let mut plain = f.clone();
+            let mut distinct = false;
+            if let FunctionArguments::List(list) = &mut plain.args {
+                let named_count = f.name.to_string().eq_ignore_ascii_case("COUNT");
+                if named_count && list.duplicate_treatment == Some(DuplicateTreatment::Distinct) {
+                    list.duplicate_treatment = None;
+                    distinct = true;
+                }
+            }
+            let (name, args) = call_args(&plain).map_err(|m| error_at(e, m))?;
             let kind = match name.as_str() {
+                "COUNT" if distinct => AggregateKind::CountDistinct,
                 "COUNT" => AggregateKind::Count,
                 "SUM" => AggregateKind::Sum,
                 "MIN" => AggregateKind::Min,
@@ -215,7 +226,7 @@ impl Planner<'_> {
                     return Err(error_at(
                         e,
                         format!(
-                        "aggregate {other} is not supported: expected COUNT, SUM, MIN, MAX or AVG"
+                        "aggregate {other} is not supported: expected COUNT, COUNT(DISTINCT …), SUM, MIN, MAX or AVG"
                     ),
                     ))
                 }
