@@ -406,30 +406,42 @@ fn the_sql_command_validates_and_explains() {
     }
 }
 
+/// SQL over `numbers` (`n` from 1 to 3000, `class` = n mod 3, `v` = n mod 7, event
+/// time n × 10 ms) at parallelism 2, inserting `select` into a filesystem table in
+/// `out` of `class`, `window_start`, `window_end`, `n` and the column `last`.
+fn numbers_sql(out: &std::path::Path, last: &str, select: &str) -> String {
+    format!(
+        "SET 'parallelism.default' = '2';
+SET 'execution.checkpointing.interval' = '100 ms';
+CREATE TABLE numbers (
+  n BIGINT,
+  class AS MOD(n, 3),
+  v AS MOD(n, 7),
+  ts AS TO_TIMESTAMP_LTZ(n * 10, 3),
+  WATERMARK FOR ts AS ts
+) WITH ('connector' = 'datagen', 'fields.n.kind' = 'sequence',
+        'fields.n.start' = '1', 'fields.n.end' = '3000');
+CREATE TABLE result (class BIGINT, window_start TIMESTAMP(3), window_end TIMESTAMP(3), n BIGINT, {last})
+  WITH ('connector' = 'filesystem', 'path' = '{}');
+INSERT INTO result
+{select}
+",
+        out.display()
+    )
+}
+
 /// `CUMULATE` windows: per key, windows growing by the step from each cycle's start
 /// up to the size, with exactly the rows a brute-force reference puts in each.
 #[test]
 fn cumulate_windows_grow_by_their_step() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
-    let sql = format!(
-        "SET 'parallelism.default' = '2';
-SET 'execution.checkpointing.interval' = '100 ms';
-CREATE TABLE numbers (
-  n BIGINT,
-  class AS MOD(n, 3),
-  ts AS TO_TIMESTAMP_LTZ(n * 10, 3),
-  WATERMARK FOR ts AS ts
-) WITH ('connector' = 'datagen', 'fields.n.kind' = 'sequence',
-        'fields.n.start' = '1', 'fields.n.end' = '3000');
-CREATE TABLE sums (class BIGINT, window_start TIMESTAMP(3), window_end TIMESTAMP(3), n BIGINT, total BIGINT)
-  WITH ('connector' = 'filesystem', 'path' = '{}');
-INSERT INTO sums
-SELECT class, window_start, window_end, COUNT(*), SUM(n)
+    let sql = numbers_sql(
+        &out,
+        "total BIGINT",
+        "SELECT class, window_start, window_end, COUNT(*), SUM(n)
 FROM TABLE(CUMULATE(TABLE numbers, DESCRIPTOR(ts), INTERVAL '1' SECOND, INTERVAL '5' SECOND))
-GROUP BY class, window_start, window_end;
-",
-        out.display()
+GROUP BY class, window_start, window_end;",
     );
     let rows = run_sql("cumulate", &sql, dir.path(), &out);
     let mut got: Vec<String> = rows.iter().map(|r| r.to_string()).collect();
@@ -455,31 +467,19 @@ GROUP BY class, window_start, window_end;
     assert_eq!(got, want);
 }
 
-/// `COUNT(DISTINCT x)` counts each value once per window and key, in tumbling and
-/// hopping windows, beside `COUNT(*)`: checked against a count done here.
+/// `COUNT(DISTINCT x)` counts each value once per window and key, in hopping
+/// windows (each row in two of them), beside `COUNT(*)`: checked against a count
+/// done here.
 #[test]
 fn count_distinct_counts_each_value_once_per_window_and_key() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
-    let sql = format!(
-        "SET 'parallelism.default' = '2';
-SET 'execution.checkpointing.interval' = '100 ms';
-CREATE TABLE numbers (
-  n BIGINT,
-  class AS MOD(n, 3),
-  v AS MOD(n, 7),
-  ts AS TO_TIMESTAMP_LTZ(n * 10, 3),
-  WATERMARK FOR ts AS ts
-) WITH ('connector' = 'datagen', 'fields.n.kind' = 'sequence',
-        'fields.n.start' = '1', 'fields.n.end' = '3000');
-CREATE TABLE counts (class BIGINT, window_start TIMESTAMP(3), window_end TIMESTAMP(3), n BIGINT, vs BIGINT)
-  WITH ('connector' = 'filesystem', 'path' = '{}');
-INSERT INTO counts
-SELECT class, window_start, window_end, COUNT(*), COUNT(DISTINCT v) AS vs
+    let sql = numbers_sql(
+        &out,
+        "vs BIGINT",
+        "SELECT class, window_start, window_end, COUNT(*), COUNT(DISTINCT v) AS vs
 FROM TABLE(HOP(TABLE numbers, DESCRIPTOR(ts), INTERVAL '100' MILLISECOND, INTERVAL '200' MILLISECOND))
-GROUP BY class, window_start, window_end;
-",
-        out.display()
+GROUP BY class, window_start, window_end;",
     );
     let rows = run_sql("count_distinct", &sql, dir.path(), &out);
     let mut got: Vec<String> = rows.iter().map(|r| r.to_string()).collect();

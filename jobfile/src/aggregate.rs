@@ -38,7 +38,7 @@ pub enum Accumulator {
         /// Count.
         count: i64,
     },
-    /// The distinct values so far, in [`distinct_order`] (last, so that the
+    /// The distinct values so far, ordered by type and value (last, so that the
     /// encoding of the others is as before).
     Distinct(Vec<Value>),
 }
