@@ -543,40 +543,45 @@ fn typed_events<T: Serialize + Send + Clone + 'static>(
 /// their sellers in OR, ID or CA) gives the typed q3's rows.
 #[test]
 fn nexmark_q3_in_flink_sql_gives_the_typed_rows() {
-    const EVENTS: u64 = 200_000;
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("out");
-    let sql = nexmark_tables(
-        EVENTS,
+    let got = nexmark_sql_rows(
+        "q3",
         "name STRING, city STRING, state STRING, auction_id BIGINT",
-        &out,
-    ) + "INSERT INTO out
+        "INSERT INTO out
 SELECT P.name, P.city, P.state, A.id
 FROM auction AS A INNER JOIN person AS P on A.seller = P.id
 WHERE A.category = 10 and (P.state = 'OR' OR P.state = 'ID' OR P.state = 'CA');
-";
-    let mut got: Vec<String> = run_sql("q3", &sql, dir.path(), &out)
+",
+    );
+    let want = typed_events(NEXMARK_EVENTS, nexmark::q3);
+    assert!(!want.is_empty());
+    assert_eq!(got, want);
+}
+
+/// Nexmark events the q3 and q8 tests read.
+const NEXMARK_EVENTS: u64 = 200_000;
+
+/// The rows, as sorted JSON texts, that `insert` (over the [`nexmark_tables`] of
+/// [`NEXMARK_EVENTS`] events) writes to its table `out` of `columns`.
+fn nexmark_sql_rows(name: &str, columns: &str, insert: &str) -> Vec<String> {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let sql = nexmark_tables(NEXMARK_EVENTS, columns, &out) + insert;
+    let mut rows: Vec<String> = run_sql(name, &sql, dir.path(), &out)
         .iter()
         .map(|r| r.to_string())
         .collect();
-    got.sort_unstable();
-    let want = typed_events(EVENTS, nexmark::q3);
-    assert!(!want.is_empty());
-    assert_eq!(got, want);
+    rows.sort_unstable();
+    rows
 }
 
 /// Nexmark q8 (Flink's statement with window TVFs: persons and sellers of each
 /// tumbling 10 s window, joined on id and window) gives the typed q8's rows.
 #[test]
 fn nexmark_q8_in_flink_sql_gives_the_typed_rows() {
-    const EVENTS: u64 = 200_000;
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("out");
-    let sql = nexmark_tables(
-        EVENTS,
+    let got = nexmark_sql_rows(
+        "q8",
         "person_id BIGINT, name STRING, window_start TIMESTAMP(3)",
-        &out,
-    ) + "INSERT INTO out
+        "INSERT INTO out
 SELECT P.id, P.name, P.starttime
 FROM (
   SELECT id, name, window_start AS starttime, window_end AS endtime
@@ -589,13 +594,9 @@ JOIN (
   GROUP BY seller, window_start, window_end
 ) A
 ON P.id = A.seller AND P.starttime = A.starttime AND P.endtime = A.endtime;
-";
-    let mut got: Vec<String> = run_sql("q8", &sql, dir.path(), &out)
-        .iter()
-        .map(|r| r.to_string())
-        .collect();
-    got.sort_unstable();
-    let want = typed_events(EVENTS, nexmark::q8);
+",
+    );
+    let want = typed_events(NEXMARK_EVENTS, nexmark::q8);
     assert!(!want.is_empty());
     assert_eq!(got, want);
 }

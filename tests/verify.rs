@@ -26,19 +26,25 @@ fn verify(args: &[&str], env: &[(&str, String)]) -> Output {
         .unwrap()
 }
 
+/// The JSON report of `weir verify ARGS` (with `--json`), which must succeed;
+/// `what` prefixes the failure message.
+fn report_of(args: &[&str], env: &[(&str, String)], what: &str) -> Value {
+    let out = verify(args, env);
+    assert!(
+        out.status.success(),
+        "{what}: weir verify failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
 /// Runs the example with `CRASHES` crashes and checks the JSON report.
 fn crashes_lose_and_repeat_nothing(extra: &[&str], env: &[(&str, String)]) {
     let crashes = CRASHES.to_string();
     let mut args = vec![JOB, "--crashes", &crashes, "--seed", "16", "--json"];
     args.extend_from_slice(extra);
-    let out = verify(&args, env);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "weir verify failed:\n{}\n{stderr}",
-        String::from_utf8_lossy(&out.stdout)
-    );
-    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let report = report_of(&args, env, "");
     let kills = report["kills"].as_u64().unwrap();
     let failpoints: u64 = report["failpoint_crashes"]
         .as_object()
@@ -68,14 +74,7 @@ fn crashes_lose_and_repeat_nothing(extra: &[&str], env: &[(&str, String)]) {
 #[test]
 fn an_sql_job_crashed_thirty_times_loses_and_repeats_nothing() {
     let job = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/exactly-once.sql");
-    let out = verify(&[job, "--crashes", "30", "--seed", "5", "--json"], &[]);
-    assert!(
-        out.status.success(),
-        "weir verify failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let report = report_of(&[job, "--crashes", "30", "--seed", "5", "--json"], &[], "");
     let sink = &report["sinks"][0];
     assert_eq!(sink["sink"], "windows", "{report:#}");
     assert!(sink["expected"].as_u64().unwrap() > 0, "{report:#}");
@@ -108,7 +107,7 @@ fn cumulate_windows_crashed_twenty_times_lose_and_repeat_nothing() {
         backends.push("rocksdb");
     }
     for backend in backends {
-        let out = verify(
+        let report = report_of(
             &[
                 job,
                 "--crashes",
@@ -120,14 +119,8 @@ fn cumulate_windows_crashed_twenty_times_lose_and_repeat_nothing() {
                 backend,
             ],
             &[],
+            backend,
         );
-        assert!(
-            out.status.success(),
-            "{backend}: weir verify failed:\n{}\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let report: Value = serde_json::from_slice(&out.stdout).unwrap();
         let sink = &report["sinks"][0];
         assert!(sink["expected"].as_u64().unwrap() > 0, "{report:#}");
         assert_eq!(sink["lost"], 0, "{backend}: {report:#}");

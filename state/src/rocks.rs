@@ -480,20 +480,18 @@ impl SubtaskStore {
         Ok(())
     }
 
-    /// Hands off the frozen writes of a snapshot of `state`, as `build` (which
+    /// Hands off the frozen writes of a snapshot of `what` (a state, or timers,
+    /// named as errors name them), as `build` (which
     /// encodes them into a write batch, and counts its deletions): built and
     /// written by [`SubtaskStore::settle`], before the checkpoint that follows and
     /// before anything written after it, on whichever thread comes first (the
     /// snapshot's asynchronous part, as a rule).
-    pub(crate) fn defer_write(&self, state: &str, build: BuildBatch) {
+    pub(crate) fn defer_write(&self, what: String, build: BuildBatch) {
         self.note_write();
         self.deferred
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .push(Deferred::Write {
-                state: state.to_string(),
-                build,
-            });
+            .push(Deferred::Write { what, build });
     }
 
     /// Does what snapshots handed off, in order: the frozen writes, each into the
@@ -534,9 +532,7 @@ impl SubtaskStore {
     fn run_deferred(&self, steps: Vec<Deferred>) -> Result<(), StateError> {
         for step in steps {
             match step {
-                Deferred::Write { state, build } => {
-                    self.write(&format!("state `{state}`"), build(&self.db)?)?;
-                }
+                Deferred::Write { what, build } => self.write(&what, build(&self.db)?)?,
                 Deferred::Checkpoint(checkpoint) => {
                     let Some(checkpoint) = checkpoint.upgrade() else {
                         continue; // Dropped untaken: nobody reads it.
@@ -687,8 +683,8 @@ pub(crate) type BuildBatch = Box<dyn FnOnce(&Db) -> Result<(WriteBatch, u64), St
 
 /// A step a snapshot handed off ([`SubtaskStore::settle`]).
 enum Deferred {
-    /// Frozen writes of a state.
-    Write { state: String, build: BuildBatch },
+    /// Frozen writes of a state or of timers (`what`, as errors name them).
+    Write { what: String, build: BuildBatch },
     /// A checkpoint to take after the writes before it (if still wanted).
     Checkpoint(Weak<StoreCheckpoint>),
 }

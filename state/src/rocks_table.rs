@@ -280,17 +280,21 @@ impl<K: StateKey, V: StateValue> RocksTable<K, V> {
     /// snapshots handed off.
     pub(crate) fn flush(&mut self) -> Result<(), StateError> {
         self.store.settle()?;
-        let changes = self.take_changes();
-        if changes.is_empty() {
+        // Encoded straight from the cache, without copying the records first.
+        let (range, epoch) = (self.range, self.epoch);
+        let generations = &mut self.group_generation;
+        let changed = self.cache.iter_mut().filter(|s| s.dirty).map(|slot| {
+            slot.dirty = false;
+            generations[usize::from(slot.group - range.start)] = epoch;
+            let slot: &Slot<K, V> = slot;
+            (slot.group, &slot.key, slot.value.as_ref())
+        });
+        let db = self.store.db();
+        let built = batch_of(db, &self.name, &self.namespace, changed, &mut self.key_buf)?;
+        if built.0.is_empty() {
             return Ok(());
         }
-        let built = batch_of(
-            self.store.db(),
-            &self.name,
-            &self.namespace,
-            &changes,
-            &mut self.key_buf,
-        )?;
+        self.unstored = false;
         self.store.note_write();
         self.store.write(&format!("state `{}`", self.name), built)
     }
@@ -304,8 +308,11 @@ impl<K: StateKey, V: StateValue> RocksTable<K, V> {
         if !changes.is_empty() {
             let (name, namespace) = (self.name.clone(), self.namespace.clone());
             self.store.defer_write(
-                &self.name,
-                Box::new(move |db| batch_of(db, &name, &namespace, &changes, &mut Vec::new())),
+                format!("state `{}`", self.name),
+                Box::new(move |db| {
+                    let changed = changes.iter().map(|(g, k, v)| (*g, k, v.as_ref()));
+                    batch_of(db, &name, &namespace, changed, &mut Vec::new())
+                }),
             );
         }
     }
@@ -515,11 +522,11 @@ impl<K: StateKey, V: StateValue> RocksTable<K, V> {
 
 /// The write batch of the changes `changes` of table `name` (in `namespace`), and
 /// how many are deletions.
-fn batch_of<K: Serialize, V: Serialize>(
+fn batch_of<'a, K: Serialize + 'a, V: Serialize + 'a>(
     db: &crate::rocks::Db,
     name: &str,
     namespace: &[u8],
-    changes: &[(u16, K, Option<V>)],
+    changes: impl IntoIterator<Item = (u16, &'a K, Option<&'a V>)>,
     key_buf: &mut Vec<u8>,
 ) -> Result<(WriteBatch, u64), StateError> {
     let cf = column_family(db, name)?;

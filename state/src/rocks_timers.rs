@@ -221,7 +221,7 @@ impl<K: StateKey> RocksTimers<K> {
         if !self.pending.is_empty() {
             let (name, pending) = (self.name.clone(), std::mem::take(&mut self.pending));
             self.store.defer_write(
-                &self.name,
+                format!("timers `{}`", self.name),
                 Box::new(move |db| timer_batch(db, &name, pending)),
             );
         }
