@@ -191,15 +191,24 @@ fn bad_sql_is_refused_with_its_position_and_what_was_expected() {
             format!("{BIDS}DELETE FROM out WHERE auction = 1;"),
             "is not supported: expected SET, CREATE TABLE",
         ),
-        // ROW_NUMBER keeps one of tied rows: refused for RANK.
+        // A rank must be per window, and kept by a bound.
+        (
+            format!(
+                "{BIDS}INSERT INTO out SELECT auction, price FROM (SELECT auction, price, \
+                 ROW_NUMBER() OVER (PARTITION BY auction ORDER BY price DESC) \
+                 AS r FROM TABLE(TUMBLE(TABLE bids, DESCRIPTOR(date_time), INTERVAL '10' SECOND))) \
+                 WHERE r <= 1;"
+            ),
+            "expected PARTITION BY window_start, window_end (and optionally more columns)",
+        ),
         (
             format!(
                 "{BIDS}INSERT INTO out SELECT auction, price FROM (SELECT auction, price, \
                  ROW_NUMBER() OVER (PARTITION BY window_start, window_end ORDER BY price DESC) \
                  AS r FROM TABLE(TUMBLE(TABLE bids, DESCRIPTOR(date_time), INTERVAL '10' SECOND))) \
-                 WHERE r <= 1;"
+                 WHERE r > 3;"
             ),
-            "expected RANK() (window Top-1 with ties)",
+            "expected WHERE rank <= N, rank < N or rank = 1 (window Top-N)",
         ),
         // An unknown SET key lists the known ones.
         ("SET 'parallelism' = '2';".to_string(), "unknown option 'parallelism': expected one of parallelism.default"),
@@ -398,7 +407,7 @@ fn the_sql_command_validates_and_explains() {
     for expected in [
         "out_key_by <- bid_gen: key_by auction (hash exchange by key group)",
         "out_window <- out_key_by: window Hopping { size: 10s, slide: 2s } (keyed state)",
-        "out_top <- out_window: top per window (keyed state)",
+        "out_top <- out_window: top 1 by count DESC (RANK) per window (keyed state)",
         "uid: out_window",
         "sink out <- out_map: Blackhole",
     ] {
@@ -504,6 +513,172 @@ GROUP BY class, window_start, window_end;",
     want.sort_unstable();
     assert_eq!(got.len(), want.len());
     assert_eq!(got, want);
+}
+
+/// The numbers of [`numbers_sql`] in tumbling second `w` (event times from `w` s
+/// to `w + 1` s).
+fn second(w: i64) -> Vec<i64> {
+    (1..=3000i64).filter(|n| n * 10 / 1000 == w).collect()
+}
+
+/// The rows `insert` (an INSERT INTO `result`) writes over the numbers of
+/// [`numbers_sql`], into a table of `columns`; JSON text, sorted.
+fn numbers_rows(name: &str, columns: &str, insert: &str) -> Vec<String> {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let sql = numbers_sql(&out, "unused BIGINT", "SELECT 1, 1, 1, 1, 1;");
+    let at = sql.find("CREATE TABLE result").unwrap();
+    let sql = format!(
+        "{}CREATE TABLE result ({columns}) WITH ('connector' = 'filesystem', 'path' = '{}');\n{insert}",
+        &sql[..at],
+        out.display()
+    );
+    let mut rows: Vec<String> = run_sql(name, &sql, dir.path(), &out)
+        .iter()
+        .map(|r| r.to_string())
+        .collect();
+    rows.sort_unstable();
+    rows
+}
+
+/// Window Top-N over a window TVF's rows (no partition: each subtask's top, then
+/// the top of those), as `ROW_NUMBER()`, `RANK()` and `DENSE_RANK()` keep and
+/// number rows, with many ties (`v` = n mod 7): against a ranking done here.
+#[test]
+fn window_top_n_keeps_and_numbers_rows_as_each_ranking_function() {
+    let top_n = |name: &str, ranking: &str, last: usize| {
+        numbers_rows(
+            name,
+            "n BIGINT, v BIGINT, window_end TIMESTAMP(3), r BIGINT",
+            &format!(
+                "INSERT INTO result SELECT n, v, window_end, r FROM (
+  SELECT *, {ranking} AS r
+  FROM TABLE(TUMBLE(TABLE numbers, DESCRIPTOR(ts), INTERVAL '1' SECOND))
+) WHERE r <= {last};"
+            ),
+        )
+    };
+    // Per second, its numbers ranked by v DESC then n ASC, with each one's rank as
+    // `rank` computes it from the rank of the row before and whether they tie.
+    let reference = |last: usize, rank: &dyn Fn(usize, i64, Option<(i64, i64)>) -> i64| {
+        let mut want = Vec::new();
+        for w in 0..=30 {
+            let mut ns = second(w);
+            ns.sort_by_key(|n| (-(n % 7), *n));
+            let mut before = None;
+            for (i, n) in ns.iter().enumerate() {
+                let r = rank(i, n % 7, before);
+                before = Some((r, n % 7));
+                if r as usize <= last {
+                    want.push(
+                        serde_json::json!({"n": n, "v": n % 7, "window_end": w * 1000 + 1000, "r": r})
+                            .to_string(),
+                    );
+                }
+            }
+        }
+        want.sort_unstable();
+        want
+    };
+    let row_number = |i: usize, _, _| i as i64 + 1;
+    let rank = |i: usize, v, before: Option<(i64, i64)>| match before {
+        Some((r, b)) if b == v => r,
+        _ => i as i64 + 1,
+    };
+    let dense_rank = |_, v, before: Option<(i64, i64)>| match before {
+        Some((r, b)) if b == v => r,
+        Some((r, _)) => r + 1,
+        None => 1,
+    };
+    let by_v_then_n =
+        "ROW_NUMBER() OVER (PARTITION BY window_start, window_end ORDER BY v DESC, n)";
+    let exact = top_n("row_number", by_v_then_n, 3);
+    assert_eq!(exact, reference(3, &row_number));
+    // Rank 1 is the ~14 rows of v = 6, then rank ~15 those of v = 5.
+    let ranked = top_n(
+        "rank",
+        "RANK() OVER (PARTITION BY window_start, window_end ORDER BY v DESC)",
+        20,
+    );
+    assert_eq!(ranked, reference(20, &rank));
+    let dense = top_n(
+        "dense_rank",
+        "DENSE_RANK() OVER (PARTITION BY window_start, window_end ORDER BY v DESC)",
+        2,
+    );
+    assert_eq!(dense, reference(2, &dense_rank));
+    // ROW_NUMBER breaks ties by the rows' columns in the table's order (n first),
+    // smallest first: the rows kept do not depend on arrival or parallelism.
+    let tied = top_n(
+        "row_number_ties",
+        "ROW_NUMBER() OVER (PARTITION BY window_start, window_end ORDER BY v DESC)",
+        3,
+    );
+    assert_eq!(tied, exact);
+}
+
+/// Window Top-N with more partition columns than the window: over a window TVF
+/// (one window keyed by the partition, smallest first) and over a window
+/// aggregation's results (a `top` keyed by window and partition), against a
+/// ranking done here.
+#[test]
+fn window_top_n_ranks_within_each_partition() {
+    let smallest = numbers_rows(
+        "partitioned_rows",
+        "class BIGINT, n BIGINT, window_start TIMESTAMP(3), r BIGINT",
+        "INSERT INTO result SELECT class, n, window_start, r FROM (
+  SELECT class, n, window_start,
+    ROW_NUMBER() OVER (PARTITION BY window_start, window_end, class ORDER BY n ASC) AS r
+  FROM TABLE(TUMBLE(TABLE numbers, DESCRIPTOR(ts), INTERVAL '1' SECOND))
+) WHERE r < 3;",
+    );
+    let mut want = Vec::new();
+    for w in 0..=30 {
+        for class in 0..3 {
+            let ns: Vec<i64> = second(w).into_iter().filter(|n| n % 3 == class).collect();
+            for (i, n) in ns.iter().take(2).enumerate() {
+                want.push(
+                    serde_json::json!({"class": class, "n": n, "window_start": w * 1000, "r": i + 1})
+                        .to_string(),
+                );
+            }
+        }
+    }
+    want.sort_unstable();
+    assert_eq!(smallest, want);
+
+    let most = numbers_rows(
+        "partitioned_results",
+        "class BIGINT, v BIGINT, window_end TIMESTAMP(3), cnt BIGINT, r BIGINT",
+        "INSERT INTO result SELECT class, v, window_end, cnt, r FROM (
+  SELECT *, ROW_NUMBER() OVER (PARTITION BY window_start, window_end, class ORDER BY cnt DESC, v) AS r
+  FROM (
+    SELECT class, v, window_start, window_end, COUNT(*) AS cnt
+    FROM TABLE(TUMBLE(TABLE numbers, DESCRIPTOR(ts), INTERVAL '1' SECOND))
+    GROUP BY class, v, window_start, window_end
+  )
+) WHERE r <= 2;",
+    );
+    let mut want = Vec::new();
+    for w in 0..=30 {
+        for class in 0..3 {
+            let mut counts = std::collections::BTreeMap::<i64, i64>::new();
+            for n in second(w).into_iter().filter(|n| n % 3 == class) {
+                *counts.entry(n % 7).or_default() += 1;
+            }
+            let mut counts: Vec<(i64, i64)> = counts.into_iter().collect();
+            counts.sort_by_key(|&(v, cnt)| (-cnt, v));
+            for (i, (v, cnt)) in counts.iter().take(2).enumerate() {
+                want.push(
+                    serde_json::json!({"class": class, "v": v, "window_end": w * 1000 + 1000,
+                        "cnt": cnt, "r": i + 1})
+                    .to_string(),
+                );
+            }
+        }
+    }
+    want.sort_unstable();
+    assert_eq!(most, want);
 }
 
 /// The persons and auctions of `events` Nexmark events as SQL tables (the `nexmark`

@@ -291,6 +291,94 @@ fn list<'a>(node: &'a Node, path: &str, p: &mut Problems) -> &'a [Node] {
     }
 }
 
+/// A window's `top`: a field (its largest values, ties kept) or `{by, n, rank,
+/// rank_field}`.
+fn window_top(node: &Node, path: &str, p: &mut Problems) -> Option<TopSpec> {
+    if let NodeKind::Map(_) = node.kind {
+        let f = Fields::of(node, path, p)?;
+        f.check(&["by", "n", "rank", "rank_field"], "a window's top", p);
+        return top_spec(&f, p);
+    }
+    located_string(node, path, p).map(TopSpec::largest)
+}
+
+/// The `by`, `n`, `rank` and `rank_field` of a top (`partition` empty).
+fn top_spec(f: &Fields<'_>, p: &mut Problems) -> Option<TopSpec> {
+    let order = f.read_required(
+        "by",
+        "the field ordering the rows, or a list of them, each largest first or `FIELD asc`",
+        p,
+        |n, path, p| match &n.kind {
+            NodeKind::Seq(items) => {
+                let read: Vec<Option<SortField>> = items
+                    .iter()
+                    .enumerate()
+                    .map(|(i, item)| sort_field(item, &format!("{path}[{i}]"), p))
+                    .collect();
+                if read.is_empty() {
+                    p.add(n.at, path, "expected at least one field to order by");
+                    return None;
+                }
+                read.into_iter().collect()
+            }
+            _ => sort_field(n, path, p).map(|s| vec![s]),
+        },
+    );
+    let n = f.read("n", p, positive).unwrap_or(1);
+    let rank = f
+        .read("rank", p, |n, path, p| {
+            choice(
+                n,
+                path,
+                &[
+                    ("rank", RankKind::Rank),
+                    ("dense_rank", RankKind::DenseRank),
+                    ("row_number", RankKind::RowNumber),
+                ],
+                p,
+            )
+        })
+        .unwrap_or(RankKind::Rank);
+    let rank_field = f.read("rank_field", p, located_string);
+    Some(TopSpec {
+        order: order?,
+        n,
+        rank,
+        rank_field,
+        partition: Vec::new(),
+    })
+}
+
+/// `FIELD`, `FIELD desc` (largest first, the default) or `FIELD asc`.
+fn sort_field(node: &Node, path: &str, p: &mut Problems) -> Option<SortField> {
+    let text = located_string(node, path, p)?;
+    let words: Vec<&str> = text.value.split_whitespace().collect();
+    let descending = match words.as_slice() {
+        [_] => Some(true),
+        [_, order] if order.eq_ignore_ascii_case("desc") => Some(true),
+        [_, order] if order.eq_ignore_ascii_case("asc") => Some(false),
+        _ => None,
+    };
+    let Some(descending) = descending else {
+        p.add(
+            node.at,
+            path,
+            format!(
+                "bad order `{}`: expected a field name, then optionally `asc` or `desc`",
+                text.value
+            ),
+        );
+        return None;
+    };
+    Some(SortField {
+        field: Located {
+            value: words[0].to_string(),
+            ..text
+        },
+        descending,
+    })
+}
+
 const TOP: &[&str] = &[
     "name",
     "parallelism",
@@ -871,23 +959,22 @@ fn operator(node: &Node, path: &str, p: &mut Problems) -> Option<OperatorSpec> {
                 p,
             );
             let shape = shape_node.and_then(|n| window_shape(n, &f.path("window"), p));
-            let top = f.read("top", p, located_string);
+            let top = f.read("top", p, window_top);
             let aggregates = match (&top, f.get("aggregates")) {
-                (Some(top), Some(n)) => {
+                (Some(_), Some(n)) => {
                     p.add(
                         n.at,
                         &f.path("aggregates"),
-                        format!(
-                            "give either `aggregates` or `top` (here `{}`), not both",
-                            top.value
-                        ),
+                        "give either `aggregates` or `top`, not both",
                     );
                     None
                 }
                 (Some(_), None) => Some(Vec::new()),
+                // A `top` given but wrong: reported already.
+                (None, _) if f.get("top").is_some() => None,
                 (None, _) => f.read_required(
                     "aggregates",
-                    "a mapping of output field to count, sum(f), min(f), max(f) or avg(f), or `top: FIELD`",
+                    "a mapping of output field to count, sum(f), min(f), max(f) or avg(f), or `top: FIELD` or `top: {by, n, rank, rank_field}`",
                     p,
                     aggregates,
                 ),
@@ -907,14 +994,29 @@ fn operator(node: &Node, path: &str, p: &mut Problems) -> Option<OperatorSpec> {
             }
         }
         "top" => {
-            f.check(&with_common(&["by"], &common), "a top", p);
+            f.check(
+                &with_common(&["by", "n", "rank", "rank_field", "partition_by"], &common),
+                "a top",
+                p,
+            );
+            let partition = f
+                .read("partition_by", p, |n, path, p| {
+                    Some(
+                        list(n, path, p)
+                            .iter()
+                            .enumerate()
+                            .filter_map(|(i, item)| {
+                                located_string(item, &format!("{path}[{i}]"), p)
+                            })
+                            .collect(),
+                    )
+                })
+                .unwrap_or_default();
             OperatorKind::Top {
-                by: f.read_required(
-                    "by",
-                    "the field whose largest value is kept",
-                    p,
-                    located_string,
-                )?,
+                top: TopSpec {
+                    partition,
+                    ..top_spec(&f, p)?
+                },
             }
         }
         "union" => {

@@ -64,7 +64,8 @@ pub use registry::{BatchFunction, Binder, BoundFunction, Registry, RowFunction, 
 pub use row::{Field, FieldType, IntKey, Key, Row, RowKey, Schema, Str, Value};
 pub use spec::*;
 pub use validate::{
-    source_schema, JobPlan, JoinKind, JoinPlan, PlannedSink, PlannedStream, Step, WindowPlan,
+    source_schema, JobPlan, JoinKind, JoinPlan, PlannedSink, PlannedStream, Step, TopPlan,
+    WindowPlan,
 };
 
 use diagnostic::Problems;

@@ -206,6 +206,31 @@ impl Value {
         }
     }
 
+    /// The order of an `ORDER BY`: values of a type by value (ints and timestamps
+    /// as integers, floats by [`f64::total_cmp`], so NaN is above infinity, text by
+    /// its bytes, false before true), an int with a float as floats, and values of
+    /// unrelated types by type.
+    pub fn sort_cmp(&self, other: &Self) -> std::cmp::Ordering {
+        match (self, other) {
+            (Self::Int(a) | Self::Timestamp(a), Self::Int(b) | Self::Timestamp(b)) => a.cmp(b),
+            (Self::Float(_) | Self::Int(_), Self::Float(_) | Self::Int(_)) => {
+                self.as_f64().total_cmp(&other.as_f64())
+            }
+            (Self::String(a), Self::String(b)) => a.cmp(b),
+            (Self::Bool(a), Self::Bool(b)) => a.cmp(b),
+            _ => self.type_rank().cmp(&other.type_rank()),
+        }
+    }
+
+    fn type_rank(&self) -> u8 {
+        match self {
+            Self::Int(_) | Self::Float(_) => 0,
+            Self::Timestamp(_) => 1,
+            Self::Bool(_) => 2,
+            Self::String(_) => 3,
+        }
+    }
+
     /// Ints, timestamps and floats as a float; anything else as 0.
     #[inline]
     pub fn as_f64(&self) -> f64 {

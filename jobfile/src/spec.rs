@@ -335,16 +335,16 @@ pub enum OperatorKind {
         shape_at: Located<()>,
         /// Output aggregates in order (none with `top`).
         aggregates: Vec<AggregateSpec>,
-        /// Instead of aggregates: keep the rows with the largest value of this field.
-        top: Option<Located<String>>,
+        /// Instead of aggregates: keep the best rows of each key and window.
+        top: Option<TopSpec>,
         /// Keep windows open this long after they fire.
         allowed_lateness: Duration,
     },
-    /// Per window of its input (a window's output, by `window_end`), the rows with
-    /// the largest value of a field (all of them on a tie): Top-1 after a window.
+    /// Per window of its input (a window's output, by `window_end`), and per value
+    /// of its `partition` fields, the best rows: Top-N after a window.
     Top {
-        /// The field compared.
-        by: Located<String>,
+        /// What it keeps.
+        top: TopSpec,
     },
     /// Merges streams with equal schemas.
     Union,
@@ -369,6 +369,63 @@ pub enum OperatorKind {
         /// Where `between:` is.
         between_at: Located<()>,
     },
+}
+
+/// How a `top` numbers the rows it ranks (SQL's ranking functions).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RankKind {
+    /// Tied rows share a rank and the next rank skips (`RANK()`): the rows ranked
+    /// `n` or better, so every row tied with the last one kept.
+    Rank,
+    /// Tied rows share a rank and none is skipped (`DENSE_RANK()`): the rows with
+    /// the `n` best values.
+    DenseRank,
+    /// Every row its own rank (`ROW_NUMBER()`): exactly the first `n` rows; a tie
+    /// is broken by the rows' fields in order, the smallest first, so the rows
+    /// kept do not depend on arrival order.
+    RowNumber,
+}
+
+/// One field a `top` orders its rows by.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SortField {
+    /// The field.
+    pub field: Located<String>,
+    /// Largest first (the default) or smallest first (`asc`).
+    pub descending: bool,
+}
+
+/// What a `top` keeps: per window (and partition), the rows ranked `n` or better
+/// by `order`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TopSpec {
+    /// The fields compared, the first first.
+    pub order: Vec<SortField>,
+    /// The last rank kept.
+    pub n: usize,
+    /// How ranks are numbered.
+    pub rank: RankKind,
+    /// An int field appended to each row with its rank, if named.
+    pub rank_field: Option<Located<String>>,
+    /// Fields besides the window whose values are ranked apart (the `top`
+    /// operator; a window's `top` ranks per key).
+    pub partition: Vec<Located<String>>,
+}
+
+impl TopSpec {
+    /// The rows with the largest `by`, all of them on a tie (window Top-1).
+    pub fn largest(by: Located<String>) -> Self {
+        Self {
+            order: vec![SortField {
+                field: by,
+                descending: true,
+            }],
+            n: 1,
+            rank: RankKind::Rank,
+            rank_field: None,
+            partition: Vec::new(),
+        }
+    }
 }
 
 /// One entry of `operators:`.

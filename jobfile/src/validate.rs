@@ -47,9 +47,44 @@ pub struct WindowPlan {
     /// The aggregates, in output order (after the key fields, `window_start` and
     /// `window_end`).
     pub aggregates: Vec<Aggregate>,
-    /// Instead of aggregates: the input field whose largest value selects the rows
-    /// kept (output: `window_start`, `window_end`, then the input's fields).
-    pub top: Option<usize>,
+    /// Instead of aggregates: which rows of each key and window are kept (output:
+    /// `window_start`, `window_end`, the input's fields, then the rank if named).
+    pub top: Option<TopPlan>,
+}
+
+/// What a `top` keeps, as positions in its input: the rows ranked `n` or better by
+/// `order` ([`TopSpec`] checked).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TopPlan {
+    /// The fields compared and whether largest first.
+    pub order: Vec<(usize, bool)>,
+    /// The last rank kept.
+    pub n: usize,
+    /// How ranks are numbered.
+    pub rank: RankKind,
+    /// Whether each row gets its rank appended (an int field).
+    pub rank_field: bool,
+    /// The `top` operator's fields besides `window_end` whose values are ranked
+    /// apart.
+    pub partition: Vec<usize>,
+}
+
+impl TopPlan {
+    /// The field whose largest values are kept, ties included, if that is all this
+    /// top does (window Top-1, which may drop rows early).
+    pub fn largest(&self) -> Option<usize> {
+        match self.order.as_slice() {
+            [(by, true)]
+                if self.n == 1
+                    && self.rank != RankKind::RowNumber
+                    && !self.rank_field
+                    && self.partition.is_empty() =>
+            {
+                Some(*by)
+            }
+            _ => None,
+        }
+    }
 }
 
 /// What a [`PlannedStream`] computes.
@@ -71,11 +106,11 @@ pub enum Step {
     Udf(BoundFunction),
     /// Joins its two key_by inputs.
     Join(JoinPlan),
-    /// Per `window_end` of its input (a window's output), the rows with the largest
-    /// value of field `by`.
+    /// Per `window_end` of its input (a window's output) and partition, the rows
+    /// `top` keeps.
     Top {
-        /// The field compared.
-        by: usize,
+        /// What it keeps.
+        top: TopPlan,
         /// The input's `window_end` field (its event time).
         window_end: usize,
     },
@@ -125,9 +160,9 @@ impl fmt::Debug for Step {
             Step::Union => f.write_str("Union"),
             Step::Udf(_) => f.write_str("Udf"),
             Step::Join(j) => f.debug_tuple("Join").field(j).finish(),
-            Step::Top { by, window_end } => f
+            Step::Top { top, window_end } => f
                 .debug_struct("Top")
-                .field("by", by)
+                .field("top", top)
                 .field("window_end", window_end)
                 .finish(),
         }
@@ -606,7 +641,7 @@ pub(crate) fn plan(spec: JobSpec, registry: &Registry, p: &mut Problems) -> JobP
                     *allowed_lateness,
                 ),
             },
-            OperatorKind::Top { by } => top(p, &input, by),
+            OperatorKind::Top { top: spec } => top(p, &input, spec),
             OperatorKind::Union => {
                 let mismatch = op
                     .inputs
@@ -1011,37 +1046,70 @@ fn window(
     ))
 }
 
-/// The field `by` of `input`, if it is a number or a timestamp (what `top` compares).
-fn comparable(p: &mut Problems, input: &Schema, by: &Located<String>) -> Option<usize> {
-    let Some(i) = input.index_of(&by.value) else {
+/// The field `name` of `input`, or a problem naming the fields there are.
+fn field_of(p: &mut Problems, input: &Schema, name: &Located<String>) -> Option<usize> {
+    let found = input.index_of(&name.value);
+    if found.is_none() {
         p.add(
-            by.at,
-            &by.path,
+            name.at,
+            &name.path,
             format!(
                 "unknown field `{}`: expected one of {}",
-                by.value,
+                name.value,
                 input.names()
             ),
         );
-        return None;
-    };
-    let ty = input.fields[i].ty;
-    if !(ty.is_numeric() || ty == FieldType::Timestamp) {
-        p.add(
-            by.at,
-            &by.path,
-            format!(
-                "cannot take the top of a {ty} field `{}`: expected a number or timestamp",
-                by.value
-            ),
-        );
-        return None;
     }
-    Some(i)
+    found
 }
 
-/// A window keeping the rows with the largest `top`: `window_start`, `window_end`,
-/// then the input's fields; event time `window_end`.
+/// `spec` checked against `input`: its order and partition fields exist, and its
+/// rank field (appended to the output `fields`) takes no name there is.
+fn top_plan(
+    p: &mut Problems,
+    input: &Schema,
+    spec: &TopSpec,
+    fields: &mut Vec<Field>,
+) -> Option<TopPlan> {
+    let order: Option<Vec<(usize, bool)>> = spec
+        .order
+        .iter()
+        .map(|s| field_of(p, input, &s.field).map(|i| (i, s.descending)))
+        .collect();
+    let partition: Option<Vec<usize>> = spec
+        .partition
+        .iter()
+        .map(|f| field_of(p, input, f))
+        .collect();
+    if let Some(rank) = &spec.rank_field {
+        if fields.iter().any(|f| f.name == rank.value) {
+            p.add(
+                rank.at,
+                &rank.path,
+                format!(
+                    "rank field `{}` clashes with a field of the output: expected another name",
+                    rank.value
+                ),
+            );
+            return None;
+        }
+        fields.push(Field {
+            name: rank.value.clone(),
+            ty: FieldType::Int,
+        });
+    }
+    Some(TopPlan {
+        order: order?,
+        n: spec.n,
+        rank: spec.rank,
+        rank_field: spec.rank_field.is_some(),
+        partition: partition?,
+    })
+}
+
+/// A window keeping the best rows of each key and window: `window_start`,
+/// `window_end`, the input's fields, then the rank if named; event time
+/// `window_end`.
 #[allow(clippy::too_many_arguments)]
 fn window_top(
     p: &mut Problems,
@@ -1050,20 +1118,20 @@ fn window_top(
     input: &Schema,
     shape: WindowShape,
     shape_at: &Located<()>,
-    top: &Located<String>,
+    spec: &TopSpec,
     allowed_lateness: Duration,
 ) -> Option<(Step, Schema)> {
     // The checks of an aggregating window (keyed input, event time, shape).
     let (_, _) = window(p, op, key_by, input, shape, shape_at, &[], allowed_lateness)?;
-    let by = comparable(p, input, top)?;
     if let Some(clash) = input
         .fields
         .iter()
         .find(|f| f.name == "window_start" || f.name == "window_end")
     {
+        let at = &spec.order[0].field;
         p.add(
-            top.at,
-            &top.path,
+            at.at,
+            &at.path,
             format!(
                 "the input has a field `{}`, which a top window adds: expected a `top` operator for the rows of a window, or a map renaming it",
                 clash.name
@@ -1082,12 +1150,13 @@ fn window_top(
         },
     ];
     fields.extend(input.fields.iter().cloned());
+    let top = top_plan(p, input, spec, &mut fields)?;
     Some((
         Step::Window(WindowPlan {
             shape,
             allowed_lateness,
             aggregates: Vec::new(),
-            top: Some(by),
+            top: Some(top),
         }),
         Schema {
             fields,
@@ -1097,14 +1166,15 @@ fn window_top(
 }
 
 /// `top` after a window: its input must have `window_end` as event time.
-fn top(p: &mut Problems, input: &Schema, by: &Located<String>) -> Option<(Step, Schema)> {
+fn top(p: &mut Problems, input: &Schema, spec: &TopSpec) -> Option<(Step, Schema)> {
     let window_end = input
         .index_of("window_end")
         .filter(|&i| input.fields[i].ty == FieldType::Timestamp && input.event_time == Some(i));
     let Some(window_end) = window_end else {
+        let at = &spec.order[0].field;
         p.add(
-            by.at,
-            &by.path,
+            at.at,
+            &at.path,
             format!(
                 "`top` keeps rows per window of its input: expected the output of a window (event time `window_end`), found fields {}",
                 input.names()
@@ -1112,6 +1182,13 @@ fn top(p: &mut Problems, input: &Schema, by: &Located<String>) -> Option<(Step, 
         );
         return None;
     };
-    let by = comparable(p, input, by)?;
-    Some((Step::Top { by, window_end }, input.clone()))
+    let mut fields = input.fields.clone();
+    let top = top_plan(p, input, spec, &mut fields)?;
+    Some((
+        Step::Top { top, window_end },
+        Schema {
+            fields,
+            event_time: input.event_time,
+        },
+    ))
 }

@@ -425,9 +425,42 @@ fn top_reads_a_windows_rows_and_a_top_window_replaces_aggregates() {
         "job.yaml:",
         "give either `aggregates` or `top`",
     );
+    // Top-N: the rank appended; text orders too.
+    let text = VALID.replace(
+        "aggregates: {n: count, top: max(price)}",
+        "top: {by: [channel asc, price], n: 3, rank: row_number, rank_field: rownum}",
+    );
+    let plan = load("job.yaml", &text, &Registry::default()).unwrap();
+    assert!(plan.streams[3].schema.names().ends_with("extra, rownum"));
+    let top_n = |top: &str| VALID.replace("aggregates: {n: count, top: max(price)}", top);
     one(
-        &VALID.replace("aggregates: {n: count, top: max(price)}", "top: channel"),
+        &top_n("top: {by: price upward}"),
         "job.yaml:",
-        "cannot take the top of a string field `channel`",
+        "bad order `price upward`: expected a field name, then optionally `asc` or `desc`",
+    );
+    one(
+        &top_n("top: {by: price, rank: best}"),
+        "job.yaml:",
+        "unknown value `best`: expected one of rank, dense_rank, row_number",
+    );
+    one(
+        &top_n("top: {by: price, n: 0}"),
+        "job.yaml:",
+        "expected a positive integer, found 0",
+    );
+    one(
+        &top_n("top: {by: price, rank_field: url}"),
+        "job.yaml:",
+        "rank field `url` clashes with a field of the output",
+    );
+    one(
+        &top_n("top: {by: [], n: 2}"),
+        "job.yaml:",
+        "expected at least one field to order by",
+    );
+    one(
+        &with("  - {name: best, kind: top, input: counts, by: n, partition_by: [nope]}\n"),
+        "job.yaml:",
+        "unknown field `nope`",
     );
 }

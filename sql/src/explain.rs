@@ -1,6 +1,6 @@
 //! `weir sql --explain`: a checked plan as text.
 
-use weir_jobfile::{JobPlan, Step};
+use weir_jobfile::{JobPlan, RankKind, Step, TopPlan};
 
 /// One line a stream: name (its uid), step, inputs, fields; then the sinks.
 pub(crate) fn explain(plan: &JobPlan) -> String {
@@ -35,12 +35,15 @@ pub(crate) fn explain(plan: &JobPlan) -> String {
             Step::Window(w) => format!(
                 "window {:?}{} (keyed state)",
                 w.shape,
-                match w.top {
-                    Some(_) => ", top",
-                    None => "",
+                match &w.top {
+                    Some(top) => format!(", {}", describe_top(plan, &stream.inputs[0], top)),
+                    None => String::new(),
                 }
             ),
-            Step::Top { .. } => "top per window (keyed state)".into(),
+            Step::Top { top, .. } => format!(
+                "{} per window (keyed state)",
+                describe_top(plan, &stream.inputs[0], top)
+            ),
             Step::Union => "union".into(),
             Step::Udf(_) => "udf".into(),
             Step::Join(j) => format!("join {:?} (keyed state)", j.kind),
@@ -82,6 +85,33 @@ pub(crate) fn explain(plan: &JobPlan) -> String {
         ));
     }
     out
+}
+
+/// A top as `top N by f DESC, g ASC (ROW_NUMBER), partitioned by k`.
+fn describe_top(plan: &JobPlan, input: &str, top: &TopPlan) -> String {
+    let order: Vec<String> = top
+        .order
+        .iter()
+        .map(|&(f, descending)| {
+            let direction = if descending { "DESC" } else { "ASC" };
+            format!("{} {direction}", plan_field(plan, input, f))
+        })
+        .collect();
+    let rank = match top.rank {
+        RankKind::Rank => "RANK",
+        RankKind::DenseRank => "DENSE_RANK",
+        RankKind::RowNumber => "ROW_NUMBER",
+    };
+    let mut text = format!("top {} by {} ({rank})", top.n, order.join(", "));
+    if !top.partition.is_empty() {
+        let partition: Vec<String> = top
+            .partition
+            .iter()
+            .map(|&f| plan_field(plan, input, f))
+            .collect();
+        text.push_str(&format!(", partitioned by {}", partition.join(", ")));
+    }
+    text
 }
 
 fn plan_field(plan: &JobPlan, stream: &str, i: usize) -> String {

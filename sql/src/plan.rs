@@ -8,7 +8,7 @@
 //! (the same aggregation is planned once however often it is written). A relation
 //! joined with its own per-window maximum on the window and `x = max` or
 //! `x >= max` (window Top-1, as in Nexmark q5 and q7) becomes a `top`, as does a
-//! `RANK() … <= 1`; joins of two window TVFs or two tables become the job files'
+//! window Top-N (`ROW_NUMBER() … <= N`, `plan/rank.rs`); joins of two window TVFs or two tables become the job files'
 //! window and interval joins. At the end a `map` gives the sink table's column
 //! names, in order.
 
@@ -17,6 +17,7 @@ mod joins;
 mod rank;
 mod settings;
 mod windows;
+use rank::TopN;
 
 use crate::expr::{self, column_parts, error_at, Scope};
 use crate::statements::{Stmt, TableDef};
@@ -30,7 +31,7 @@ use std::time::Duration;
 use weir_jobfile::yaml::Pos;
 use weir_jobfile::*;
 
-/// The buckets of an int key in the first step of a window Top-1.
+/// The buckets of an int key in the first step of a window Top-N.
 const TOP_BUCKETS: i64 = 128;
 
 /// What a column of a relation reads.
@@ -91,17 +92,18 @@ enum Shape {
     /// `SELECT MAX(field), window_start, window_end FROM base GROUP BY window_start,
     /// window_end`, not planned yet: a join with `base` makes it a `top`.
     MaxPerWindow { base: Box<Rel>, field: String },
-    /// Per window (of this shape) of the relation's rows, the rows with the
-    /// largest `field`, keyed by `key` for the first step; not planned yet, so that
-    /// the rows carry only the columns read afterwards.
+    /// Per window (of this shape) of the relation's rows, the rows `top` keeps,
+    /// keyed by `key` for the first step; not planned yet, so that the rows carry
+    /// only the columns read afterwards.
     TopPending {
         shape: WindowShape,
-        field: String,
+        top: TopN,
         key: String,
     },
-    /// `base` with a `RANK() OVER (PARTITION BY window_start, window_end ORDER BY
-    /// field DESC)` column, waiting for the `WHERE rank <= 1` that makes it a top.
-    Ranked { base: Box<Rel>, field: String },
+    /// `base` with a `ROW_NUMBER() OVER (PARTITION BY window_start, window_end …
+    /// ORDER BY …)` column (or another rank), waiting for the `WHERE rank <= N`
+    /// that makes it a top.
+    Ranked { base: Box<Rel>, top: TopN },
 }
 
 #[derive(Clone, Debug)]
@@ -180,7 +182,7 @@ impl Scope for Rel {
             ColRef::Field(f) => Ok(f.clone()),
             _ => Err(format!(
                 "`{}` is a window column of a window TVF: expected it only in GROUP BY \
-                 window_start, window_end, … (a window aggregation) or in a per-window Top-1",
+                 window_start, window_end, … (a window aggregation) or in a per-window Top-N",
                 parts.join(".")
             )),
         }

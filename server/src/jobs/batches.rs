@@ -14,6 +14,7 @@
 
 use serde::{Deserialize, Serialize};
 use smallvec::SmallVec;
+use std::cmp::Ordering;
 use std::collections::HashMap;
 use std::hash::BuildHasherDefault;
 use std::marker::PhantomData;
@@ -22,7 +23,7 @@ use weir_dataflow::window::Window;
 use weir_dataflow::{DataflowError, Operator, Output};
 use weir_jobfile::{
     Accumulator, Aggregate, Batch, BatchFunction, Column, EvalError, Expr, JsonWriter, KeyedRecord,
-    NumAccumulator, Numbers, Projected, Row, RowFunction, RowKey, Schema, Value,
+    NumAccumulator, Numbers, Projected, RankKind, Row, RowFunction, RowKey, Schema, TopPlan, Value,
 };
 use weir_state::{AggregateFunction, StableHasher};
 
@@ -455,10 +456,11 @@ impl<K, const A: usize> AggregateFunction<Projected<K>> for ProjectedAggregates<
     }
 }
 
-/// The rows with the largest value of one field so far (all of them on a tie): the
-/// accumulator of `top`.
+/// The rows a `top` keeps so far, best first: the accumulator of `top`.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub(super) struct TopRows {
+    /// The first order field of the best row (kept so that the encoding is that of
+    /// the window Top-1 before Top-N, whose rows were all tied).
     best: Option<Value>,
     rows: Vec<ResultRow>,
 }
@@ -534,18 +536,83 @@ impl<K, const A: usize> AggregateFunction<Numbers<K>> for NumericAggregates<A> {
     }
 }
 
-/// Keeps, per key and window, the projected rows whose value at position `0` is the
-/// largest (compared as numbers, as `max`).
+/// Keeps, per key and window, the projected rows its plan ranks `n` or better
+/// (the fields a plan names are positions in the projected rows: whole rows).
 #[derive(Clone)]
-pub(super) struct TopOf(pub(super) usize);
+pub(super) struct TopOf(pub(super) Arc<TopPlan>);
 
 impl TopOf {
-    /// How `candidate` compares with the best so far (`Greater` when there is none).
-    fn rank(best: Option<&Value>, candidate: &Value) -> Option<std::cmp::Ordering> {
-        match best {
-            None => Some(std::cmp::Ordering::Greater),
-            Some(best) => candidate.as_f64().partial_cmp(&best.as_f64()),
+    /// How row `a` ranks against row `b` on the order fields: `Less` if before.
+    fn order(&self, a: &[Value], b: &[Value]) -> Ordering {
+        for &(field, descending) in &self.0.order {
+            let (Some(x), Some(y)) = (a.get(field), b.get(field)) else {
+                continue;
+            };
+            let ordering = x.sort_cmp(y);
+            let ordering = if descending {
+                ordering.reverse()
+            } else {
+                ordering
+            };
+            if ordering != Ordering::Equal {
+                return ordering;
+            }
         }
+        Ordering::Equal
+    }
+
+    /// The order rows are kept in: by [`order`](Self::order), and for `ROW_NUMBER`
+    /// ties by the whole row, so the rows kept never depend on arrival order.
+    fn position(&self, a: &[Value], b: &[Value]) -> Ordering {
+        let ordering = self.order(a, b);
+        if ordering != Ordering::Equal || self.0.rank != RankKind::RowNumber {
+            return ordering;
+        }
+        a.iter()
+            .zip(b)
+            .map(|(x, y)| x.sort_cmp(y))
+            .find(|o| *o != Ordering::Equal)
+            .unwrap_or(Ordering::Equal)
+    }
+
+    /// Drops from the sorted `rows` those ranked below `n`.
+    fn trim(&self, rows: &mut Vec<ResultRow>) {
+        let n = self.0.n;
+        if rows.len() <= n {
+            return;
+        }
+        let keep = match self.0.rank {
+            RankKind::RowNumber => n,
+            RankKind::Rank => {
+                let last = &rows[n - 1];
+                n + rows[n..]
+                    .iter()
+                    .take_while(|r| self.order(r, last) == Ordering::Equal)
+                    .count()
+            }
+            RankKind::DenseRank => {
+                let mut values = 1;
+                (1..rows.len())
+                    .find(|&i| {
+                        if self.order(&rows[i], &rows[i - 1]) != Ordering::Equal {
+                            values += 1;
+                        }
+                        values > n
+                    })
+                    .unwrap_or(rows.len())
+            }
+        };
+        rows.truncate(keep);
+    }
+
+    /// Sets `best` to the first order field of the best row.
+    fn settle(&self, acc: &mut TopRows) {
+        let first = self.0.order.first().map(|&(field, _)| field);
+        acc.best = acc
+            .rows
+            .first()
+            .and_then(|row| row.get(first.unwrap_or_default()))
+            .cloned();
     }
 }
 
@@ -556,31 +623,59 @@ impl<K> AggregateFunction<Projected<K, TOP_FIELDS>> for TopOf {
         TopRows::default()
     }
     fn add(&self, acc: &mut TopRows, row: &Projected<K, TOP_FIELDS>) {
-        let Some(candidate) = row.values.get(self.0) else {
-            return;
-        };
-        match Self::rank(acc.best.as_ref(), candidate) {
-            Some(std::cmp::Ordering::Greater) => {
-                acc.best = Some(candidate.clone());
-                acc.rows.clear();
-                acc.rows.push(row.values.iter().cloned().collect());
+        let values = row.values.as_slice();
+        // Most rows rank below a full top's last row: dropped with one comparison.
+        if self.0.rank != RankKind::DenseRank && acc.rows.len() >= self.0.n {
+            if let Some(last) = acc.rows.last() {
+                if self.position(values, last) == Ordering::Greater {
+                    return;
+                }
             }
-            Some(std::cmp::Ordering::Equal) => acc.rows.push(row.values.iter().cloned().collect()),
-            _ => {}
+        }
+        let at = acc
+            .rows
+            .partition_point(|r| self.position(r, values) != Ordering::Greater);
+        acc.rows.insert(at, values.iter().cloned().collect());
+        self.trim(&mut acc.rows);
+        if at == 0 {
+            self.settle(acc);
         }
     }
     fn merge(&self, acc: &mut TopRows, other: TopRows) {
-        let Some(candidate) = other.best.as_ref() else {
+        if other.rows.is_empty() {
             return;
-        };
-        match Self::rank(acc.best.as_ref(), candidate) {
-            Some(std::cmp::Ordering::Greater) => *acc = other,
-            Some(std::cmp::Ordering::Equal) => acc.rows.extend(other.rows),
-            _ => {}
         }
+        acc.rows.extend(other.rows);
+        // Stable: of tied rows, the earlier accumulator's come first.
+        acc.rows.sort_by(|a, b| self.position(a, b));
+        self.trim(&mut acc.rows);
+        self.settle(acc);
     }
     fn result(&self, acc: &TopRows) -> Vec<ResultRow> {
-        acc.rows.clone()
+        if !self.0.rank_field {
+            return acc.rows.clone();
+        }
+        let mut rank = 0;
+        let mut distinct = 0;
+        acc.rows
+            .iter()
+            .enumerate()
+            .map(|(i, row)| {
+                let tied = i > 0 && self.order(row, &acc.rows[i - 1]) == Ordering::Equal;
+                if !tied {
+                    distinct += 1;
+                    rank = i + 1;
+                }
+                let number = match self.0.rank {
+                    RankKind::RowNumber => i + 1,
+                    RankKind::Rank => rank,
+                    RankKind::DenseRank => distinct,
+                };
+                let mut row = row.clone();
+                row.push(Value::Int(i64::try_from(number).unwrap_or(i64::MAX)));
+                row
+            })
+            .collect()
     }
 }
 
@@ -726,7 +821,13 @@ mod top_tests {
         type Keyed = Projected<Key, TOP_FIELDS>;
         let merge = <TopOf as AggregateFunction<Keyed>>::merge;
         let result = <TopOf as AggregateFunction<Keyed>>::result;
-        let top = TopOf(1);
+        let top = TopOf(Arc::new(TopPlan {
+            order: vec![(1, true)],
+            n: 1,
+            rank: RankKind::Rank,
+            rank_field: false,
+            partition: Vec::new(),
+        }));
         let (mut left, mut right) = (TopRows::default(), TopRows::default());
         for r in [row(5, 1), row(9, 2), row(9, 3), row(1, 4)] {
             top.add(&mut left, &r);
@@ -741,6 +842,83 @@ mod top_tests {
         top.add(&mut higher, &row(10, 7));
         merge(&top, &mut left, higher);
         assert_eq!(result(&top, &left).len(), 1);
+    }
+
+    /// The rows of `rows` (id, price) a ranking keeps, best first, with their
+    /// ranks: by price descending, ties by id ascending for `ROW_NUMBER`, sorted
+    /// and numbered here as SQL defines the three ranks.
+    fn reference(rows: &[(i64, i64)], n: usize, rank: RankKind) -> Vec<(i64, i64, i64)> {
+        let mut sorted = rows.to_vec();
+        sorted.sort_by_key(|&(id, price)| (-price, id));
+        let mut out = Vec::new();
+        let (mut r, mut dense) = (0, 0);
+        for (i, &(id, price)) in sorted.iter().enumerate() {
+            if i == 0 || sorted[i - 1].1 != price {
+                r = i + 1;
+                dense += 1;
+            }
+            let number = match rank {
+                RankKind::RowNumber => i + 1,
+                RankKind::Rank => r,
+                RankKind::DenseRank => dense,
+            };
+            if number <= n {
+                out.push((id, price, number as i64));
+            }
+        }
+        out
+    }
+
+    proptest::proptest! {
+        /// Any split of the rows into accumulators merged afterwards (as session
+        /// windows merge) keeps the rows and ranks the reference keeps.
+        #[test]
+        fn top_n_keeps_what_each_ranking_keeps_across_merges(
+            rows in proptest::collection::vec((0i64..50, 0i64..6), 0..40),
+            splits in proptest::collection::vec(0usize..40, 0..3),
+            n in 1usize..5,
+            kind in 0usize..3,
+        ) {
+            type Keyed = Projected<Key, TOP_FIELDS>;
+            let rank = [RankKind::RowNumber, RankKind::Rank, RankKind::DenseRank][kind];
+            let top = TopOf(Arc::new(TopPlan {
+                order: vec![(1, true)],
+                n,
+                rank,
+                rank_field: true,
+                partition: Vec::new(),
+            }));
+            let mut cuts: Vec<usize> = splits.iter().map(|&s| s.min(rows.len())).collect();
+            cuts.push(0);
+            cuts.push(rows.len());
+            cuts.sort_unstable();
+            let mut accs = Vec::new();
+            for part in cuts.windows(2) {
+                let mut acc = TopRows::default();
+                for &(id, price) in &rows[part[0]..part[1]] {
+                    top.add(&mut acc, &row(price, id));
+                }
+                accs.push(acc);
+            }
+            let mut acc = TopRows::default();
+            for other in accs.into_iter().rev() {
+                <TopOf as AggregateFunction<Keyed>>::merge(&top, &mut acc, other);
+            }
+            let got: Vec<(i64, i64, i64)> = <TopOf as AggregateFunction<Keyed>>::result(&top, &acc)
+                .iter()
+                .map(|r| (r[0].as_i64(), r[1].as_i64(), r[2].as_i64()))
+                .collect();
+            let mut want = reference(&rows, n, rank);
+            if rank != RankKind::RowNumber {
+                // Tied rows come in arrival order: compare as sets per rank.
+                let mut got = got.clone();
+                got.sort_unstable_by_key(|&(id, price, r)| (r, -price, id));
+                want.sort_unstable_by_key(|&(id, price, r)| (r, -price, id));
+                proptest::prop_assert_eq!(got, want);
+            } else {
+                proptest::prop_assert_eq!(got, want);
+            }
+        }
     }
 }
 

@@ -302,22 +302,29 @@ fn build_with(plan: &JobPlan, job: &JobBuilder, sink_commit: Option<(CommitStep,
                 };
                 results.map(Built::Batches)
             }
-            Step::Top { by, window_end } => {
+            Step::Top { top, window_end } => {
                 let Some(Built::Batches(batches)) = input else {
                     continue;
                 };
-                // Keyed and windowed by the input's window: a window of 1 ms just
-                // before `window_end` fires as soon as the input's window has.
-                let local_top = integer(stream, *by).then_some(LocalTop { by: *by, size: 1 });
-                let (all, end): (Arc<[usize]>, Arc<[usize]>) = (
-                    (0..stream.schema.fields.len()).collect(),
-                    Arc::from([*window_end]),
-                );
+                // Keyed by the input's window (and the partition) and windowed by
+                // it: a window of 1 ms just before `window_end` fires as soon as the
+                // input's window has.
+                let local_top = top
+                    .largest()
+                    .filter(|&by| integer(stream, by))
+                    .map(|by| LocalTop { by, size: 1 });
+                // The input's fields: the output's, but for an appended rank.
+                let input_fields = stream.schema.fields.len() - usize::from(top.rank_field);
+                let all: Arc<[usize]> = (0..input_fields).collect();
+                let keys: Arc<[usize]> = std::iter::once(*window_end)
+                    .chain(top.partition.iter().copied())
+                    .collect();
+                let end = *window_end;
                 let projected = batches
                     .transform(&format!("{name}-project"), move |_: &SubtaskInfo| {
                         Project::<Key, Projected<Key, TOP_FIELDS>>::new(
-                            end.clone(),
-                            Some(end[0]),
+                            keys.clone(),
+                            Some(end),
                             Arc::clone(&all),
                             local_top,
                         )
@@ -332,7 +339,10 @@ fn build_with(plan: &JobPlan, job: &JobBuilder, sink_commit: Option<(CommitStep,
                     )))
                     .name(name)
                     .uid(uid)
-                    .aggregate(TopOf(*by), |_: &Key, _: Window, rows: Vec<ResultRow>| rows);
+                    .aggregate(
+                        TopOf(Arc::new(top.clone())),
+                        |_: &Key, _: Window, rows: Vec<ResultRow>| rows,
+                    );
                 Some(Built::Batches(to_batches(
                     top_rows(results, stream),
                     stream,
@@ -466,17 +476,19 @@ fn top_window<K: RowKey>(
     };
     // Whole rows: the rows at the top are the output.
     let all = (0..planned.schema.fields.len()).collect();
-    let by = window.top.unwrap_or_default();
-    let local_top = match window.shape {
-        WindowShape::Tumbling { size } if window.allowed_lateness.is_zero() => integer(planned, by)
-            .then(|| LocalTop {
+    let top = Arc::new(window.top.clone()?);
+    let largest = top.largest().filter(|&by| integer(planned, by));
+    let local_top = match (window.shape, largest) {
+        (WindowShape::Tumbling { size }, Some(by)) if window.allowed_lateness.is_zero() => {
+            Some(LocalTop {
                 by,
                 size: i64::try_from(size.as_millis()).unwrap_or(i64::MAX),
-            }),
+            })
+        }
         _ => None,
     };
     let windowed = windowed::<K, Projected<K, TOP_FIELDS>>(keyed, stream, window, all, local_top)?;
-    let results = windowed.aggregate(TopOf(by), |_: &K, w: Window, rows: Vec<ResultRow>| {
+    let results = windowed.aggregate(TopOf(top), |_: &K, w: Window, rows: Vec<ResultRow>| {
         rows.into_iter()
             .map(|row| {
                 let mut fields = ResultRow::new();

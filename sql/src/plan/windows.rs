@@ -3,7 +3,8 @@
 //! per-window maximum (`top`, or a window `top` per key bucket then a `top`),
 //! planned when the columns read afterwards are known.
 
-use super::{flip, split_and, Bound, Col, ColRef, Planner, Rel, Shape, TOP_BUCKETS};
+use super::rank::RANK_FIELD;
+use super::{flip, split_and, Bound, Col, ColRef, Planner, Rel, Shape, TopN, TOP_BUCKETS};
 use crate::expr::{self, call_args, column_parts, error_at, Scope};
 use crate::SqlError;
 use sqlparser::ast::{BinaryOperator, DuplicateTreatment, Expr, FunctionArguments, SelectItem};
@@ -402,13 +403,13 @@ impl Planner<'_> {
         if matches!(rel.shape, Shape::Ranked { .. }) {
             return Err(SqlError::at(
                 self.at,
-                "a RANK() column: expected the outer query to keep WHERE rank <= 1 \
-                 (window Top-1, ties kept); other uses of ranks are not supported",
+                "a rank column: expected the outer query to keep WHERE rank <= N \
+                 (window Top-N); other uses of ranks are not supported",
             ));
         }
-        if let Shape::TopPending { shape, field, key } = &rel.shape {
-            let (shape, field, key) = (*shape, field.clone(), key.clone());
-            return self.window_top(rel, shape, &field, &key);
+        if let Shape::TopPending { shape, top, key } = &rel.shape {
+            let (shape, top, key) = (*shape, top.clone(), key.clone());
+            return self.window_top(rel, shape, &top, &key);
         }
         let Shape::MaxPerWindow { base, field } = &rel.shape else {
             return Ok(rel);
@@ -540,13 +541,14 @@ impl Planner<'_> {
             return Err(unsupported());
         }
         let stream = match &rows.shape {
-            Shape::WindowResult => self.top(&rows.stream, field),
+            Shape::WindowResult => self.top(&rows.stream, &TopN::largest(field)),
             Shape::Windowed(shape) => {
                 // Planned when the columns read afterwards are known.
+                let top = TopN::largest(field);
                 let shape = Shape::TopPending {
                     shape: *shape,
-                    field: field.clone(),
-                    key: self.top_key(&rows, field)?,
+                    key: self.top_key(&rows, &top)?,
+                    top,
                 };
                 let settle = |c: &Col| Col {
                     r: match &c.r {
@@ -593,10 +595,10 @@ impl Planner<'_> {
         })
     }
 
-    /// The key of a window Top-1's first step: the first column of `rows` that is
-    /// neither event time nor `field` (any key gives the same rows; one with many
-    /// values spreads the work).
-    pub(super) fn top_key(&self, rows: &Rel, field: &str) -> Result<String, SqlError> {
+    /// The key of a window Top-N's first step: the first column of `rows` that is
+    /// neither event time nor ordered by (any key gives the same rows; one with
+    /// many values spreads the work).
+    pub(super) fn top_key(&self, rows: &Rel, top: &TopN) -> Result<String, SqlError> {
         let event_time = self.event_time.get(&rows.stream);
         let visible = rows.cols.iter().filter_map(|c| match &c.r {
             ColRef::Field(f) => Some(f),
@@ -604,21 +606,23 @@ impl Planner<'_> {
         });
         visible
             .clone()
-            .find(|f| Some(*f) != event_time && *f != field)
+            .find(|f| Some(*f) != event_time && !top.order.iter().any(|(o, _)| o == *f))
             .or(visible.clone().next())
             .cloned()
-            .ok_or_else(|| SqlError::at(self.at, "a window Top-1 over rows without columns"))
+            .ok_or_else(|| SqlError::at(self.at, "a window Top-N over rows without columns"))
     }
 
-    /// A pending window Top-1 planned: the rows narrowed to the columns `rel`
-    /// reads, then per window the rows with the largest `field`: each subtask
-    /// keeps the top of its share of keys, then one `top` per window keeps the top
-    /// of those.
+    /// A pending window Top-N planned: the rows narrowed to the columns `rel`
+    /// reads, then per window (and partition) the rows `top` keeps. With a
+    /// partition, one window keyed by it does that; without, each subtask keeps
+    /// the top of its share of keys, then one `top` per window keeps the top of
+    /// those (the top of tops is the top: a row ranked N or better overall is
+    /// ranked N or better among its key's rows).
     pub(super) fn window_top(
         &mut self,
         rel: Rel,
         shape: WindowShape,
-        field: &str,
+        top: &TopN,
         key: &str,
     ) -> Result<Rel, SqlError> {
         let event_time = self.event_time.get(&rel.stream).cloned();
@@ -629,7 +633,8 @@ impl Planner<'_> {
                 ColRef::Field(f) => Some(f.as_str()),
                 _ => None,
             })
-            .chain([field, key])
+            .chain(top.fields())
+            .chain([key])
             .chain(event_time.as_deref())
             .collect();
         let all = self.stream_fields(&rel.stream);
@@ -643,10 +648,11 @@ impl Planner<'_> {
         // An int key is spread over 128 buckets: few enough that each subtask's
         // filter before the exchange drops most rows (a row below its bucket's
         // window maximum so far never reaches the top), as the typed q7 does.
-        let int_key = self
-            .int_fields
-            .get(&rel.stream)
-            .is_some_and(|ints| ints.contains(key));
+        let int_key = top.partition.is_empty()
+            && self
+                .int_fields
+                .get(&rel.stream)
+                .is_some_and(|ints| ints.contains(key));
         let key = if int_key {
             fields.push(("_bucket".into(), format!("{key} % {TOP_BUCKETS}")));
             kept.push("_bucket".into());
@@ -659,12 +665,25 @@ impl Planner<'_> {
         } else {
             self.map(&rel.stream, fields)?
         };
-        let key_by = self.key_by(&input, &[key.to_string()]);
         let mut fields = vec!["window_start".to_string(), "window_end".to_string()];
         fields.extend(kept);
-        let top = Some(self.located(field));
-        let window = self.window(&key_by, shape, Vec::new(), top, fields.clone());
-        let stream = self.top(&window, field);
+        let partitioned = !top.partition.is_empty();
+        let spec = top.spec(&|f| self.located(f), partitioned, false);
+        if spec.rank_field.is_some() {
+            fields.push(RANK_FIELD.into());
+        }
+        let keys = if partitioned {
+            top.partition.clone()
+        } else {
+            vec![key.to_string()]
+        };
+        let key_by = self.key_by(&input, &keys);
+        let window = self.window(&key_by, shape, Vec::new(), Some(spec), fields);
+        let stream = if partitioned {
+            window
+        } else {
+            self.top(&window, top)
+        };
         let cols = rel
             .cols
             .into_iter()
@@ -684,14 +703,14 @@ impl Planner<'_> {
         })
     }
 
-    /// A `window` over the `key_by` stream `key_by`: `aggregates`, or the rows with
-    /// the largest `top`; its output `fields`, event time `window_end`.
+    /// A `window` over the `key_by` stream `key_by`: `aggregates`, or the rows
+    /// `top` keeps; its output `fields`, event time `window_end`.
     fn window(
         &mut self,
         key_by: &str,
         shape: WindowShape,
         aggregates: Vec<AggregateSpec>,
-        top: Option<Located<String>>,
+        top: Option<TopSpec>,
         fields: Vec<String>,
     ) -> String {
         let shape_at = Located {
@@ -709,15 +728,19 @@ impl Planner<'_> {
         self.add_operator("window", &[key_by], kind, fields, Some("window_end".into()))
     }
 
-    /// A `top` of the window results `input`: per window, the rows with the largest
-    /// `field` (its fields and event time are the input's).
-    pub(super) fn top(&mut self, input: &str, field: &str) -> String {
-        let fields = self.stream_fields(input);
-        let by = self.located(field);
+    /// A `top` of the window results `input`: per window (and partition), the
+    /// rows `top` keeps (the input's fields and event time, then the rank if one
+    /// other than 1 can occur).
+    pub(super) fn top(&mut self, input: &str, top: &TopN) -> String {
+        let mut fields = self.stream_fields(input);
+        let spec = top.spec(&|f| self.located(f), true, true);
+        if spec.rank_field.is_some() {
+            fields.push(RANK_FIELD.into());
+        }
         self.add_operator(
             "top",
             &[input],
-            OperatorKind::Top { by },
+            OperatorKind::Top { top: spec },
             fields,
             Some("window_end".into()),
         )
