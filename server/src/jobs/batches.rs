@@ -575,31 +575,33 @@ impl TopOf {
             .unwrap_or(Ordering::Equal)
     }
 
-    /// Drops from the sorted `rows` those ranked below `n`.
+    /// Drops from the sorted `rows` those ranked below `n`. Tied rows are
+    /// neighbours, so each run of ties is found by a binary search: adding a row
+    /// tied with many others costs a few comparisons, not one per tie.
     fn trim(&self, rows: &mut Vec<ResultRow>) {
         let n = self.0.n;
         if rows.len() <= n {
             return;
         }
+        // The end of the run of rows from `start` tied with it.
+        let run_end = |rows: &[ResultRow], start: usize| {
+            start
+                + rows[start..].partition_point(|r| self.order(r, &rows[start]) == Ordering::Equal)
+        };
         let keep = match self.0.rank {
             RankKind::RowNumber => n,
-            RankKind::Rank => {
-                let last = &rows[n - 1];
-                n + rows[n..]
-                    .iter()
-                    .take_while(|r| self.order(r, last) == Ordering::Equal)
-                    .count()
-            }
+            // The rows tied with the n-th are ranked n or better too.
+            RankKind::Rank => run_end(rows, n - 1),
+            // The first n runs of ties.
             RankKind::DenseRank => {
-                let mut values = 1;
-                (1..rows.len())
-                    .find(|&i| {
-                        if self.order(&rows[i], &rows[i - 1]) != Ordering::Equal {
-                            values += 1;
-                        }
-                        values > n
-                    })
-                    .unwrap_or(rows.len())
+                let mut end = 0;
+                for _ in 0..n {
+                    if end == rows.len() {
+                        break;
+                    }
+                    end = run_end(rows, end);
+                }
+                end
             }
         };
         rows.truncate(keep);
