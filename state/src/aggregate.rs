@@ -16,7 +16,9 @@ pub trait AggregateFunction<In>: Clone + Send + Sync + 'static {
     fn create(&self) -> Self::Acc;
     /// Folds one element into `acc`.
     fn add(&self, acc: &mut Self::Acc, value: &In);
-    /// Merges `other` into `acc`.
+    /// Merges `other` into `acc`: the result must be that of adding both's
+    /// elements to one accumulator (session windows merge when they touch, and
+    /// hopping windows merge the accumulators of their slices).
     fn merge(&self, acc: &mut Self::Acc, other: Self::Acc);
     /// Reads the result out of `acc`.
     fn result(&self, acc: &Self::Acc) -> Self::Out;

@@ -11,11 +11,12 @@ use crate::metrics::OperatorMetrics;
 use crate::operator::{OperatorContext, Output, SnapshotContext};
 use crate::{KeySelector, Operator, Result, Timestamp, TimestampAssigner};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::hash::BuildHasherDefault;
 use std::sync::Arc;
 use weir_state::{
     check_group, decode, encode, AggregateFunction, FrozenKeyed, KeyGroup, KeyGroupRange,
-    KeyedBackend, MaxParallelism, StateError, StateKey, StateTable, StateValue,
+    KeyedBackend, MaxParallelism, StableHasher, StateError, StateKey, StateTable, StateValue,
 };
 
 const WATERMARK: &str = "window-watermark";
@@ -87,8 +88,18 @@ pub struct WindowAggregate<K, T, A: AggregateFunction<T>, O> {
 /// end (the order they fire in; an end names one window of an assigner), each in its
 /// own namespace of the backend. The runtime flushes, freezes and restores them as
 /// one state.
+///
+/// Hopping windows whose size is a multiple of their slide are sliced (Flink's
+/// window slicing): an element is added once, to the table of its slide-long
+/// slice, and a window's result merges the accumulators of its slices when it
+/// fires. Their `windows` then hold only whole windows restored from a snapshot
+/// taken before slicing; a window merges its slices and such a table.
 struct WindowContents<K, Acc> {
     windows: BTreeMap<i64, WindowTable<K, Acc>>,
+    /// Sliced hopping windows: one table per slice, by end.
+    slices: BTreeMap<i64, WindowTable<K, Acc>>,
+    /// The slice length, if windows are sliced.
+    slice: Option<i64>,
     /// Where window contents live (one namespace per window).
     backend: KeyedBackend,
     /// Whether windows share starts (cumulate windows): then a window's namespace
@@ -117,7 +128,8 @@ impl<K: StateKey, Acc: StateValue> WindowContents<K, Acc> {
     }
 
     /// Opens the table of a window seen for the first time (rare: kept out of the
-    /// per-element path).
+    /// per-element path). With `shared_starts` (cumulate windows and slices) its
+    /// namespace is its start and end, else its start.
     #[cold]
     #[inline(never)]
     fn open_table<'a>(
@@ -138,6 +150,49 @@ impl<K: StateKey, Acc: StateValue> WindowContents<K, Acc> {
     }
 }
 
+impl<K: StateKey, Acc: StateValue> WindowContents<K, Acc> {
+    /// The accumulator of `key` in sliced `window`: the merge of its slices' and of
+    /// a table of the whole window restored from before slicing; `None` if it has
+    /// none.
+    fn merged<T, A: AggregateFunction<T, Acc = Acc>>(
+        &mut self,
+        aggregate: &A,
+        key: &K,
+        window: Window,
+        slide: i64,
+    ) -> Result<Option<Acc>, StateError> {
+        let mut merged = None;
+        for (_, table) in self.slices.range_mut(window.start + slide..=window.end) {
+            if let Some(acc) = table.entries.get(key)? {
+                fold(aggregate, &mut merged, acc);
+            }
+        }
+        if let Some(table) = self.windows.get_mut(&window.end) {
+            if let Some(acc) = table.entries.get(key)? {
+                fold(aggregate, &mut merged, acc);
+            }
+        }
+        Ok(merged)
+    }
+}
+
+/// Merges `acc` into `merged` (a copy of it, if `merged` is empty).
+#[inline]
+fn fold<T, A: AggregateFunction<T>>(aggregate: &A, merged: &mut Option<A::Acc>, acc: &A::Acc) {
+    match merged {
+        Some(merged) => aggregate.merge(merged, acc.clone()),
+        None => *merged = Some(acc.clone()),
+    }
+}
+
+/// Hopping windows that are sliced: their size is a multiple of their slide.
+#[derive(Clone, Copy, Debug)]
+struct Sliced {
+    size: i64,
+    slide: i64,
+    offset: i64,
+}
+
 impl<K: StateKey, Acc: StateValue> KeyedStateStore for WindowContents<K, Acc> {
     fn state_name(&self) -> String {
         CONTENTS.to_string()
@@ -145,14 +200,16 @@ impl<K: StateKey, Acc: StateValue> KeyedStateStore for WindowContents<K, Acc> {
 
     fn flush_state(&mut self) -> weir_state::Result<()> {
         // Flushed first, the tables of all windows share one RocksDB checkpoint.
-        for table in self.windows.values_mut() {
+        for table in self.windows.values_mut().chain(self.slices.values_mut()) {
             table.entries.flush()?;
         }
         Ok(())
     }
 
     fn freeze_state(&mut self, frozen: &mut Vec<Box<dyn FrozenKeyed>>) -> weir_state::Result<()> {
-        for table in self.windows.values_mut() {
+        // A table's header is its window (or slice: restore tells them apart by
+        // length).
+        for table in self.windows.values_mut().chain(self.slices.values_mut()) {
             frozen.push(Box::new(table.entries.freeze()?.with_header(table.window)));
         }
         Ok(())
@@ -170,7 +227,12 @@ impl<K: StateKey, Acc: StateValue> KeyedStateStore for WindowContents<K, Acc> {
                 continue;
             }
             let (window, entries): (Window, Vec<(K, Acc)>) = decode(CONTENTS, bytes)?;
-            let table = Self::table(&mut self.windows, &self.backend, self.shared_starts, window)?;
+            let table = match self.slice {
+                Some(slice) if window.end - window.start == slice => {
+                    Self::table(&mut self.slices, &self.backend, true, window)?
+                }
+                _ => Self::table(&mut self.windows, &self.backend, self.shared_starts, window)?,
+            };
             table.fired = window.end - 1 <= self.watermark;
             for (key, acc) in entries {
                 check_group(CONTENTS, &key, group, max)?;
@@ -191,6 +253,177 @@ impl<K: StateKey, T, A: AggregateFunction<T>, O> WindowAggregate<K, T, A, O> {
             watermark: i64::MIN,
             metrics: Arc::default(),
         }
+    }
+}
+
+impl<K, T, A, O> WindowAggregate<K, T, A, O>
+where
+    K: StateKey,
+    T: Send + 'static,
+    A: AggregateFunction<T>,
+    O: Send + 'static,
+{
+    /// The windows' shape if they are sliced: hopping windows larger than their
+    /// slide and a multiple of it (a slide that does not divide the size would
+    /// need slices of their greatest common divisor, more slices than windows per
+    /// element: those stay whole).
+    fn sliced(&self) -> Option<Sliced> {
+        match self.spec.assigner {
+            WindowAssigner::Sliding {
+                size,
+                slide,
+                offset,
+            } if size > slide && size % slide == 0 => Some(Sliced {
+                size,
+                slide,
+                offset,
+            }),
+            _ => None,
+        }
+    }
+
+    /// Adds each element once, to its slice (the first slide of the last window
+    /// holding it). An element for windows that have fired and are kept for their
+    /// lateness fires them again for its key.
+    fn on_batch_sliced(
+        &mut self,
+        sliced: Sliced,
+        input: &mut Vec<T>,
+        out: &mut Output<O>,
+    ) -> Result<()> {
+        let Sliced {
+            size,
+            slide,
+            offset,
+        } = sliced;
+        let (watermark, lateness) = (self.watermark, self.spec.lateness);
+        let spec = &self.spec;
+        let mut contents = opened(&self.contents)?;
+        let contents = &mut *contents;
+        for element in input.drain(..) {
+            let ts = (spec.timestamp)(&element).0;
+            let start = ts - (ts - offset).rem_euclid(slide);
+            // The last window holding it ends at `start + size`.
+            if (start + size - 1).saturating_add(lateness) <= watermark {
+                OperatorMetrics::add(&self.metrics.late_records, 1);
+                if let Some(late) = &spec.late {
+                    out.push(late(element));
+                }
+                continue;
+            }
+            let key = (spec.key)(&element);
+            let slice = Window {
+                start,
+                end: start + slide,
+            };
+            let table =
+                WindowContents::table(&mut contents.slices, &contents.backend, true, slice)?;
+            let acc = table
+                .entries
+                .get_or_insert_with_ref(&key, || spec.aggregate.create())?;
+            spec.aggregate.add(acc, &element);
+            // The windows holding it end from its slice's end to `start + size`.
+            let mut end = start + slide;
+            while end <= start + size && end - 1 <= watermark {
+                if (end - 1).saturating_add(lateness) > watermark {
+                    let window = Window {
+                        start: end - size,
+                        end,
+                    };
+                    if let Some(acc) = contents.merged(&spec.aggregate, &key, window, slide)? {
+                        (spec.result)(&key, window, spec.aggregate.result(&acc), out);
+                    }
+                }
+                end += slide;
+            }
+        }
+        Ok(())
+    }
+
+    /// Fires the sliced windows whose end the watermark passed since `before`,
+    /// each merging its slices per key, then drops the slices and tables of
+    /// windows past their lateness.
+    fn fire_slices(&mut self, sliced: Sliced, before: i64, out: &mut Output<O>) -> Result<()> {
+        let Sliced {
+            size,
+            slide,
+            offset,
+        } = sliced;
+        let (wm, lateness) = (self.watermark, self.spec.lateness);
+        let spec = &self.spec;
+        let mut contents = opened(&self.contents)?;
+        let contents = &mut *contents;
+        if wm > before {
+            // Windows ending in (before + 1, wm + 1]: those holding a slice (they
+            // end where slices end, from its end to its start + size), and tables
+            // of whole windows restored from before slicing.
+            let (from, to) = (before.saturating_add(2), wm.saturating_add(1));
+            let mut ends = BTreeSet::new();
+            let first = contents.slices.first_key_value().map(|(&end, _)| end);
+            let last = contents
+                .slices
+                .last_key_value()
+                .map(|(_, t)| t.window.start);
+            if let (Some(first), Some(last)) = (first, last) {
+                let lowest = first.max(from);
+                let mut end = lowest + (offset - lowest).rem_euclid(slide);
+                while end <= (last + size).min(to) {
+                    ends.insert(end);
+                    end += slide;
+                }
+            }
+            if from <= to {
+                ends.extend(contents.windows.range(from..=to).map(|(&end, _)| end));
+            }
+            let mut merged: HashMap<K, A::Acc, BuildHasherDefault<StableHasher>> =
+                HashMap::default();
+            for end in ends {
+                let window = Window {
+                    start: end - size,
+                    end,
+                };
+                let whole = contents.windows.get_mut(&end).into_iter();
+                let slices = contents
+                    .slices
+                    .range_mut(window.start + slide..=end)
+                    .map(|(_, t)| t);
+                for table in slices.chain(whole) {
+                    table.fired = true;
+                    table
+                        .entries
+                        .for_each(|key, acc| match merged.get_mut(key) {
+                            Some(into) => spec.aggregate.merge(into, acc.clone()),
+                            None => {
+                                merged.insert(key.clone(), acc.clone());
+                            }
+                        })?;
+                }
+                for (key, acc) in merged.drain() {
+                    (spec.result)(&key, window, spec.aggregate.result(&acc), out);
+                }
+            }
+        }
+        // A slice goes with the last window holding it, which ends at its start +
+        // size.
+        while let Some(entry) = contents.slices.first_entry() {
+            if (entry.get().window.start + size - 1).saturating_add(lateness) > wm {
+                break;
+            }
+            let mut expired = entry.remove();
+            if expired.entries.is_rocksdb() {
+                expired.entries.clear()?;
+            }
+        }
+        while let Some(entry) = contents.windows.first_entry() {
+            if (entry.get().window.end - 1).saturating_add(lateness) > wm {
+                break;
+            }
+            let mut expired = entry.remove();
+            if expired.entries.is_rocksdb() {
+                expired.entries.clear()?;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -215,9 +448,12 @@ where
         }
         let watermark = self.watermark;
         let shared_starts = matches!(self.spec.assigner, WindowAssigner::Cumulate { .. });
+        let slice = self.sliced().map(|s| s.slide);
         self.contents = Some(cx.keyed_state(|backend| {
             Ok(WindowContents {
                 windows: BTreeMap::new(),
+                slices: BTreeMap::new(),
+                slice,
                 backend: backend.clone(),
                 shared_starts,
                 watermark,
@@ -228,6 +464,9 @@ where
 
     #[inline]
     fn on_batch(&mut self, input: &mut Vec<T>, out: &mut Output<O>) -> Result<()> {
+        if let Some(sliced) = self.sliced() {
+            return self.on_batch_sliced(sliced, input, out);
+        }
         let (watermark, lateness) = (self.watermark, self.spec.lateness);
         let spec = &self.spec;
         let mut contents = opened(&self.contents)?;
@@ -277,7 +516,11 @@ where
     }
 
     fn on_watermark(&mut self, watermark: Timestamp, out: &mut Output<O>) -> Result<()> {
+        let before = self.watermark;
         self.watermark = self.watermark.max(watermark.0);
+        if let Some(sliced) = self.sliced() {
+            return self.fire_slices(sliced, before, out);
+        }
         let (wm, lateness) = (self.watermark, self.spec.lateness);
         let spec = &self.spec;
         let mut contents = opened(&self.contents)?;
