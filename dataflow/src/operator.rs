@@ -339,6 +339,15 @@ pub trait Operator: Send + 'static {
         Ok(())
     }
 
+    /// A barrier arrived: records pushed to `out` here go downstream before it, so
+    /// they belong to the checkpoint's side of the stream (Flink's
+    /// `prepareSnapshotPreBarrier`). A pre-aggregation sends its buffer on here and
+    /// needs no state. Called before [`snapshot`](Self::snapshot).
+    fn before_barrier(&mut self, out: &mut Output<Self::Out>) -> Result<()> {
+        let _ = out;
+        Ok(())
+    }
+
     /// The synchronous part of a checkpoint: capture state consistently and cheaply.
     fn snapshot(&mut self, cx: &mut SnapshotContext) -> Result<()> {
         let _ = cx;

@@ -132,6 +132,10 @@ impl<O: Operator> Stage<O::In> for OperatorStage<O> {
     }
 
     fn barrier(&mut self, barrier: Barrier, snapshots: &mut ChainSnapshots) -> Result<()> {
+        if let Err(e) = self.operator.before_barrier(&mut self.out) {
+            return Err(self.context("before a barrier", e));
+        }
+        self.emit()?;
         let mut cx = SnapshotContext::new(barrier.id, barrier.is_savepoint(), self.max_parallelism);
         snapshot(&self.states, &mut cx, |cx| self.operator.snapshot(cx))
             .map_err(|e| self.context("while taking a snapshot", e))?;

@@ -203,6 +203,15 @@ impl<T: Data> Stream<T> {
         }
     }
 
+    /// The parallelism set on this stream's operator, if one is.
+    pub(crate) fn node_parallelism(&self) -> Option<usize> {
+        self.graph
+            .borrow()
+            .nodes
+            .get(self.node)
+            .and_then(|n| n.parallelism)
+    }
+
     /// Records an invalid setting, reported when the job is built.
     pub(crate) fn invalid(&self, operator: &str, message: String) {
         self.graph
@@ -393,6 +402,11 @@ impl<K: StateKey, T: Data> KeyedStream<K, T> {
     /// The stream before keying.
     pub fn stream(&self) -> &Stream<T> {
         &self.stream
+    }
+
+    /// Whether it keys several inputs (a connected or co-grouped stream).
+    pub(crate) fn has_inputs(&self) -> bool {
+        self.inputs.is_some()
     }
 
     /// Adds a keyed operator (input hash-partitioned by key).

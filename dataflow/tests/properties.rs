@@ -43,19 +43,21 @@ fn run_windows(
     assigner: WindowAssigner,
     parallelism: usize,
 ) -> Vec<(u8, i64, i64, u64, i64)> {
-    let mut got = run_windows_late(events, assigner, parallelism, BOUND_MS, 0);
+    let mut got = run_windows_late(events, assigner, parallelism, BOUND_MS, 0, false);
     got.sort();
     got
 }
 
 /// Every result the windows emit, in order, with a watermark `delay` ms behind the
-/// largest timestamp and `lateness` ms of allowed lateness.
+/// largest timestamp and `lateness` ms of allowed lateness, aggregated in two phases
+/// if `pre_aggregate`.
 fn run_windows_late(
     events: &[Event],
     assigner: WindowAssigner,
     parallelism: usize,
     delay: i64,
     lateness: i64,
+    pre_aggregate: bool,
 ) -> Vec<(u8, i64, i64, u64, i64)> {
     let job = JobBuilder::new(JobConfig {
         parallelism,
@@ -64,21 +66,28 @@ fn run_windows_late(
         ..JobConfig::default()
     });
     let (sink, out) = CollectSink::new();
-    job.source(
-        "events",
-        WatermarkStrategy::bounded_out_of_orderness(
-            Duration::from_millis(delay as u64),
-            |e: &Event| Timestamp(e.1),
-        ),
-        CollectionSource::factory_with_poll_size(events.to_vec(), 5),
-    )
-    .key_by(|e: &Event| e.0)
-    .window(assigner)
-    .allowed_lateness(Duration::from_millis(lateness as u64))
-    .aggregate((Count, Sum(|e: &Event| e.2)), |k, w, (c, s)| {
-        (*k, w.start, w.end, c, s)
-    })
-    .sink("collect", sink);
+    let windowed = job
+        .source(
+            "events",
+            WatermarkStrategy::bounded_out_of_orderness(
+                Duration::from_millis(delay as u64),
+                |e: &Event| Timestamp(e.1),
+            ),
+            CollectionSource::factory_with_poll_size(events.to_vec(), 5),
+        )
+        .key_by(|e: &Event| e.0)
+        .window(assigner)
+        .allowed_lateness(Duration::from_millis(lateness as u64));
+    let windowed = if pre_aggregate {
+        windowed.pre_aggregate()
+    } else {
+        windowed
+    };
+    windowed
+        .aggregate((Count, Sum(|e: &Event| e.2)), |k, w, (c, s)| {
+            (*k, w.start, w.end, c, s)
+        })
+        .sink("collect", sink);
     job.execute().unwrap();
     out.take()
 }
@@ -155,13 +164,41 @@ proptest! {
     #[test]
     fn late_elements_refire_sliced_hopping_windows(events in events(), p in 1usize..4) {
         let assigner = WindowAssigner::sliding(Duration::from_millis(1000), Duration::from_millis(250));
-        let emitted = run_windows_late(&events, assigner, p, 0, BOUND_MS);
+        let emitted = run_windows_late(&events, assigner, p, 0, BOUND_MS, false);
         let mut last: BTreeMap<(u8, i64, i64), (u64, i64)> = BTreeMap::new();
         for (k, s, e, c, v) in emitted {
             // Per key the results of a window come in order: counts only grow.
             let entry = last.entry((k, s, e)).or_default();
             prop_assert!(c > entry.0);
             *entry = (c, v);
+        }
+        let last: Vec<_> = last.into_iter().map(|((k, s, e), (c, v))| (k, s, e, c, v)).collect();
+        prop_assert_eq!(last, reference_fixed(&events, assigner));
+    }
+
+    /// Two-phase aggregation (a fold per key and window before the exchange, merged
+    /// after it) gives the brute-force rows, tumbling and sliced hopping.
+    #[test]
+    fn pre_aggregated_windows_equal_brute_force(events in events(), p in 1usize..4) {
+        for assigner in [
+            WindowAssigner::tumbling(Duration::from_millis(1000)),
+            WindowAssigner::sliding(Duration::from_millis(1000), Duration::from_millis(250)),
+        ] {
+            let mut got = run_windows_late(&events, assigner, p, BOUND_MS, 0, true);
+            got.sort();
+            prop_assert_eq!(got, reference_fixed(&events, assigner));
+        }
+    }
+
+    /// With late partials (the watermark at the largest timestamp), a window's last
+    /// result in two phases is still the brute-force one.
+    #[test]
+    fn late_partials_refire_pre_aggregated_windows(events in events(), p in 1usize..4) {
+        let assigner = WindowAssigner::sliding(Duration::from_millis(1000), Duration::from_millis(250));
+        let emitted = run_windows_late(&events, assigner, p, 0, BOUND_MS, true);
+        let mut last: BTreeMap<(u8, i64, i64), (u64, i64)> = BTreeMap::new();
+        for (k, s, e, c, v) in emitted {
+            last.insert((k, s, e), (c, v));
         }
         let last: Vec<_> = last.into_iter().map(|((k, s, e), (c, v))| (k, s, e, c, v)).collect();
         prop_assert_eq!(last, reference_fixed(&events, assigner));

@@ -3,9 +3,11 @@
 //! all elements; allowed lateness and a late side output.
 
 mod assigner;
+mod local;
 mod operator;
 
 pub use assigner::{Window, WindowAssigner};
+pub use local::{LocalWindowAggregate, MergePartials, Partial};
 pub use operator::{
     LateFn, SessionAggregate, SessionEntry, WindowAggregate, WindowResultFn, WindowSpec,
 };
@@ -35,6 +37,8 @@ pub struct WindowedStream<K, T> {
     lateness: Duration,
     name: String,
     uid: Option<String>,
+    /// Fold per key and window before the exchange (two-phase aggregation).
+    pre_aggregate: bool,
 }
 
 impl<K: StateKey, T: Data> KeyedStream<K, T> {
@@ -52,6 +56,7 @@ impl<K: StateKey, T: Data> KeyedStream<K, T> {
             lateness: Duration::ZERO,
             name: name.to_string(),
             uid: None,
+            pre_aggregate: false,
         }
     }
 }
@@ -140,6 +145,83 @@ impl<K: StateKey, T: Data> WindowedStream<K, T> {
         self
     }
 
+    /// Aggregates in two phases (Flink's local-global aggregation): each subtask
+    /// before the exchange folds its elements into one accumulator per key and
+    /// window and sends those on when the watermark passes the window's end (and
+    /// before every barrier), and the window merges them. Fewer records cross the
+    /// exchange when a key repeats within a window; the results, the window's state
+    /// and its uid are those of one phase. It applies to tumbling windows and to
+    /// hopping windows whose size is a multiple of the slide (their slices) whose
+    /// aggregation has no late output (late records are counted as partials);
+    /// other windows aggregate in one phase. The step before the exchange is named
+    /// `<name>-local` (uid `<uid>-local`) and keeps no state.
+    pub fn pre_aggregate(mut self) -> Self {
+        self.pre_aggregate = true;
+        self
+    }
+
+    /// The windows (or slices) a pre-aggregation folds into, as length and offset,
+    /// if it applies.
+    fn pre_aggregated(&self) -> Option<(i64, i64)> {
+        if !self.pre_aggregate || self.keyed.has_inputs() {
+            return None;
+        }
+        match self.assigner {
+            WindowAssigner::Tumbling { size, offset } if size > 0 => Some((size, offset)),
+            WindowAssigner::Sliding {
+                size,
+                slide,
+                offset,
+            } if slide > 0 && size > slide && size % slide == 0 => Some((slide, offset)),
+            _ => None,
+        }
+    }
+
+    /// The two phases of [`pre_aggregate`](Self::pre_aggregate): the local fold,
+    /// the exchange of its partials, the window merging them.
+    fn build_two_phase<A, O>(
+        &self,
+        (length, offset): (i64, i64),
+        aggregate: A,
+        result: WindowResultFn<K, A::Out, O>,
+        timestamp: crate::TimestampAssigner<T>,
+    ) -> Stream<O>
+    where
+        A: AggregateFunction<T>,
+        O: Data,
+    {
+        let stream = self.keyed.stream();
+        let key = self.keyed.key_selector();
+        let local = aggregate.clone();
+        let mut partials = stream.transform(&format!("{}-local", self.name), move |_| {
+            LocalWindowAggregate::new(
+                length,
+                offset,
+                key.clone(),
+                timestamp.clone(),
+                local.clone(),
+            )
+        });
+        if let Some(p) = stream.node_parallelism() {
+            partials = partials.parallelism(p);
+        }
+        if let Some(uid) = &self.uid {
+            partials = partials.uid(&format!("{uid}-local"));
+        }
+        let end: crate::TimestampAssigner<Partial<K, A::Acc>> =
+            Arc::new(|p: &Partial<K, A::Acc>| Timestamp(p.window.end - 1));
+        let keyed = partials.key_by(|p: &Partial<K, A::Acc>| p.key.clone());
+        let global = WindowedStream {
+            keyed,
+            assigner: self.assigner,
+            lateness: self.lateness,
+            name: self.name.clone(),
+            uid: self.uid.clone(),
+            pre_aggregate: false,
+        };
+        global.build_one_phase(MergePartials::new(aggregate), result, None, end)
+    }
+
     pub(crate) fn build<A, O>(
         &self,
         aggregate: A,
@@ -164,6 +246,24 @@ impl<K: StateKey, T: Data> WindowedStream<K, T> {
                 Arc::new(|_: &T| Timestamp(0))
             }
         };
+        if let Some(windows) = self.pre_aggregated().filter(|_| late.is_none()) {
+            return self.build_two_phase(windows, aggregate, result, timestamp);
+        }
+        self.build_one_phase(aggregate, result, late, timestamp)
+    }
+
+    /// The window operator after the exchange by key.
+    fn build_one_phase<A, O>(
+        &self,
+        aggregate: A,
+        result: WindowResultFn<K, A::Out, O>,
+        late: Option<LateFn<T, O>>,
+        timestamp: crate::TimestampAssigner<T>,
+    ) -> Stream<O>
+    where
+        A: AggregateFunction<T>,
+        O: Data,
+    {
         let spec = WindowSpec {
             assigner: self.assigner,
             lateness: duration_ms(self.lateness),

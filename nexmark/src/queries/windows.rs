@@ -71,6 +71,8 @@ pub fn qw(bids: &Stream<Bid>) -> Stream<QwRow> {
     bids.key_by(|bid: &Bid| bid.auction)
         .window(WindowAssigner::tumbling(WINDOW))
         .name("qw-tumbling")
+        .uid("qw-tumbling")
+        .pre_aggregate()
         .aggregate(
             (Count, Max(|bid: &Bid| bid.price)),
             |&auction, window, (count, max_price)| QwRow {
