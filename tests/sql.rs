@@ -406,7 +406,7 @@ fn the_sql_command_validates_and_explains() {
     let plan = String::from_utf8_lossy(&out.stdout);
     for expected in [
         "out_key_by <- bid_gen: key_by auction (hash exchange by key group)",
-        "out_window <- out_key_by: window Hopping { size: 10s, slide: 2s } (keyed state)",
+        "out_window <- out_key_by: window Hopping { size: 10s, slide: 2s }, two-phase (a fold per key and window before the exchange) (keyed state)",
         "out_top <- out_window: top 1 by count DESC (RANK) per window (keyed state)",
         "uid: out_window",
         "sink out <- out_map: Blackhole",
@@ -479,6 +479,45 @@ GROUP BY class, window_start, window_end;",
 /// `COUNT(DISTINCT x)` counts each value once per window and key, in hopping
 /// windows (each row in two of them), beside `COUNT(*)`: checked against a count
 /// done here.
+/// Window aggregations run in two phases by default (Flink's AUTO), in one with
+/// `SET 'table.optimizer.agg-phase-strategy' = 'ONE_PHASE'`: the same rows either
+/// way.
+#[test]
+fn one_and_two_phase_window_aggregations_give_the_same_rows() {
+    let select = "SELECT class, window_start, window_end, COUNT(*), SUM(n)
+FROM TABLE(HOP(TABLE numbers, DESCRIPTOR(ts), INTERVAL '1' SECOND, INTERVAL '3' SECOND))
+GROUP BY class, window_start, window_end;";
+    let rows = |name: &str, set: &str| {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out");
+        let sql = format!("{set}{}", numbers_sql(&out, "total BIGINT", select));
+        let plan = weir::sql::load(&format!("{name}.sql"), &sql, &Registry::default()).unwrap();
+        let two_phase = plan
+            .streams
+            .iter()
+            .any(|s| matches!(&s.step, weir::jobfile::Step::Window(w) if w.pre_aggregate));
+        let mut rows: Vec<String> = run_sql(name, &sql, dir.path(), &out)
+            .iter()
+            .map(|r| r.to_string())
+            .collect();
+        rows.sort_unstable();
+        (two_phase, rows)
+    };
+    let (two, by_default) = rows("default", "");
+    assert!(two, "two phases by default");
+    let (two, one_phase) = rows(
+        "one_phase",
+        "SET 'table.optimizer.agg-phase-strategy' = 'ONE_PHASE';\n",
+    );
+    assert!(!two);
+    assert_eq!(by_default, one_phase);
+    assert!(by_default.len() > 90, "{}", by_default.len());
+    assert!(
+        problem("SET 'table.optimizer.agg-phase-strategy' = 'TWICE';")
+            .contains("expected AUTO, ONE_PHASE or TWO_PHASE")
+    );
+}
+
 #[test]
 fn count_distinct_counts_each_value_once_per_window_and_key() {
     let dir = tempfile::tempdir().unwrap();

@@ -947,7 +947,13 @@ fn operator(node: &Node, path: &str, p: &mut Problems) -> Option<OperatorSpec> {
         "window" => {
             f.check(
                 &with_common(
-                    &["window", "aggregates", "top", "allowed_lateness"],
+                    &[
+                        "window",
+                        "aggregates",
+                        "top",
+                        "allowed_lateness",
+                        "pre_aggregate",
+                    ],
                     &common,
                 ),
                 "a window",
@@ -980,6 +986,7 @@ fn operator(node: &Node, path: &str, p: &mut Problems) -> Option<OperatorSpec> {
                 ),
             };
             let allowed_lateness = f.read("allowed_lateness", p, duration).unwrap_or_default();
+            let pre_aggregate = f.read("pre_aggregate", p, boolean).unwrap_or(false);
             let shape_node = shape_node?;
             OperatorKind::Window {
                 shape: shape?,
@@ -991,6 +998,7 @@ fn operator(node: &Node, path: &str, p: &mut Problems) -> Option<OperatorSpec> {
                 aggregates: aggregates?,
                 top,
                 allowed_lateness,
+                pre_aggregate,
             }
         }
         "top" => {

@@ -263,6 +263,21 @@ pub enum WindowShape {
     },
 }
 
+impl WindowShape {
+    /// Whether windows of this shape can be aggregated in two phases: tumbling
+    /// windows, and hopping windows whose size is a multiple of the slide (by
+    /// slices).
+    pub fn pre_aggregates(&self) -> bool {
+        match *self {
+            Self::Tumbling { .. } => true,
+            Self::Hopping { size, slide } => {
+                !slide.is_zero() && size.as_millis() % slide.as_millis() == 0
+            }
+            Self::Cumulate { .. } | Self::Session { .. } => false,
+        }
+    }
+}
+
 /// A built-in aggregate function.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AggregateKind {
@@ -339,6 +354,9 @@ pub enum OperatorKind {
         top: Option<TopSpec>,
         /// Keep windows open this long after they fire.
         allowed_lateness: Duration,
+        /// Aggregate in two phases: per key and window before the exchange, merged
+        /// after it.
+        pre_aggregate: bool,
     },
     /// Per window of its input (a window's output, by `window_end`), and per value
     /// of its `partition` fields, the best rows: Top-N after a window.

@@ -44,6 +44,8 @@ pub struct WindowPlan {
     pub shape: WindowShape,
     /// Allowed lateness.
     pub allowed_lateness: Duration,
+    /// Whether it aggregates in two phases (before and after the exchange).
+    pub pre_aggregate: bool,
     /// The aggregates, in output order (after the key fields, `window_start` and
     /// `window_end`).
     pub aggregates: Vec<Aggregate>,
@@ -619,28 +621,50 @@ pub(crate) fn plan(spec: JobSpec, registry: &Registry, p: &mut Problems) -> JobP
                 aggregates,
                 top,
                 allowed_lateness,
-            } => match top {
-                Some(top) => window_top(
-                    p,
-                    op,
-                    &key_by,
-                    &input,
-                    *shape,
-                    shape_at,
-                    top,
-                    *allowed_lateness,
-                ),
-                None => window(
-                    p,
-                    op,
-                    &key_by,
-                    &input,
-                    *shape,
-                    shape_at,
-                    aggregates,
-                    *allowed_lateness,
-                ),
-            },
+                pre_aggregate,
+            } => {
+                let planned = match top {
+                    Some(top) => window_top(
+                        p,
+                        op,
+                        &key_by,
+                        &input,
+                        *shape,
+                        shape_at,
+                        top,
+                        *allowed_lateness,
+                    ),
+                    None => window(
+                        p,
+                        op,
+                        &key_by,
+                        &input,
+                        *shape,
+                        shape_at,
+                        aggregates,
+                        *allowed_lateness,
+                    ),
+                };
+                if *pre_aggregate && !shape.pre_aggregates() {
+                    p.add(
+                        shape_at.at,
+                        &shape_at.path,
+                        format!(
+                            "pre_aggregate with a {shape:?} window: expected a tumbling window, or a hopping window whose size is a multiple of its slide"
+                        ),
+                    );
+                }
+                planned.map(|(step, schema)| match step {
+                    Step::Window(window) => (
+                        Step::Window(WindowPlan {
+                            pre_aggregate: *pre_aggregate,
+                            ..window
+                        }),
+                        schema,
+                    ),
+                    step => (step, schema),
+                })
+            }
             OperatorKind::Top { top: spec } => top(p, &input, spec),
             OperatorKind::Union => {
                 let mismatch = op
@@ -1038,6 +1062,7 @@ fn window(
             allowed_lateness,
             aggregates: planned,
             top: None,
+            pre_aggregate: false,
         }),
         Schema {
             fields,
@@ -1157,6 +1182,7 @@ fn window_top(
             allowed_lateness,
             aggregates: Vec::new(),
             top: Some(top),
+            pre_aggregate: false,
         }),
         Schema {
             fields,

@@ -378,6 +378,34 @@ fn a_sink_named_like_a_stream_is_refused_before_the_run() {
     );
 }
 
+/// `pre_aggregate` asks for two phases; windows that cannot have them say so.
+#[test]
+fn pre_aggregate_applies_to_tumbling_and_sliced_hopping_windows() {
+    let text = VALID.replace(
+        "aggregates: {n: count, top: max(price)}",
+        "aggregates: {n: count, top: max(price)}\n    pre_aggregate: true",
+    );
+    let plan = load("job.yaml", &text, &Registry::default()).unwrap();
+    match &plan.streams[3].step {
+        weir_jobfile::Step::Window(w) => assert!(w.pre_aggregate),
+        other => panic!("{other:?}"),
+    }
+    let session = text.replace(
+        "type: tumbling\n      size: 10s",
+        "type: session\n      gap: 10s",
+    );
+    one(
+        &session,
+        "job.yaml:",
+        "pre_aggregate with a Session { gap: 10s } window: expected a tumbling window, or a hopping window whose size is a multiple of its slide",
+    );
+    one(
+        &text.replace("pre_aggregate: true", "pre_aggregate: yes"),
+        "job.yaml:",
+        "expected true or false",
+    );
+}
+
 #[test]
 fn top_reads_a_windows_rows_and_a_top_window_replaces_aggregates() {
     let with = |ops: &str| {

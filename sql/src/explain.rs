@@ -33,11 +33,15 @@ pub(crate) fn explain(plan: &JobPlan) -> String {
                     .join(", ")
             ),
             Step::Window(w) => format!(
-                "window {:?}{} (keyed state)",
+                "window {:?}{}{} (keyed state)",
                 w.shape,
                 match &w.top {
                     Some(top) => format!(", {}", describe_top(plan, &stream.inputs[0], top)),
                     None => String::new(),
+                },
+                match w.pre_aggregate {
+                    true => ", two-phase (a fold per key and window before the exchange)",
+                    false => "",
                 }
             ),
             Step::Top { top, .. } => format!(

@@ -202,6 +202,7 @@ pub(crate) fn plan(name: &str, statements: &[Stmt]) -> Result<JobSpec, SqlError>
         memo: HashMap::new(),
         names: HashSet::new(),
         idle_timeout: None,
+        two_phase: true,
         spec: JobSpec {
             name: name.to_string(),
             parallelism: 1,
@@ -271,6 +272,9 @@ struct Planner<'a> {
     memo: HashMap<String, String>,
     names: HashSet<String>,
     idle_timeout: Option<Duration>,
+    /// `table.optimizer.agg-phase-strategy`: window aggregations in two phases
+    /// where they apply (AUTO and TWO_PHASE, the default) or in one.
+    two_phase: bool,
     spec: JobSpec,
     /// The sink table or view being planned: the prefix of stream names.
     target: String,

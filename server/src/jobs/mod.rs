@@ -539,14 +539,16 @@ fn windowed<K: RowKey, R: KeyedRecord<K>>(
         })
         .uid(&format!("{uid}-project"));
     let projected = with_parallelism(projected, input).with_timestamps(|p: &R| Timestamp(p.time()));
-    Some(
-        projected
-            .key_by(|p: &R| p.key().clone())
-            .window(assigner(window.shape))
-            .allowed_lateness(window.allowed_lateness)
-            .name(name)
-            .uid(uid),
-    )
+    let windowed = projected
+        .key_by(|p: &R| p.key().clone())
+        .window(assigner(window.shape))
+        .allowed_lateness(window.allowed_lateness)
+        .name(name)
+        .uid(uid);
+    Some(match window.pre_aggregate {
+        true => windowed.pre_aggregate(),
+        false => windowed,
+    })
 }
 
 /// Which fields of each stream something downstream reads: what sources fill. Every

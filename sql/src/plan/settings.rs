@@ -61,6 +61,13 @@ impl Planner<'_> {
                 }
             }
             "pipeline.name" => self.spec.name = value.to_string(),
+            "table.optimizer.agg-phase-strategy" => {
+                self.two_phase = match value.to_ascii_uppercase().as_str() {
+                    "AUTO" | "TWO_PHASE" => true,
+                    "ONE_PHASE" => false,
+                    _ => return Err(bad("AUTO, ONE_PHASE or TWO_PHASE")),
+                }
+            }
             "table.exec.source.idle-timeout" => {
                 self.idle_timeout =
                     Some(flink_duration(value).ok_or_else(|| bad("a duration such as 5s"))?)
@@ -78,7 +85,8 @@ impl Planner<'_> {
                          execution.checkpointing.interval, execution.checkpointing.timeout, \
                          execution.checkpointing.dir (state.checkpoints.dir), \
                          state.checkpoints.num-retained, state.backend.type, pipeline.name, \
-                         table.exec.source.idle-timeout, table.local-time-zone"
+                         table.exec.source.idle-timeout, table.local-time-zone, \
+                         table.optimizer.agg-phase-strategy"
                     ),
                 ))
             }

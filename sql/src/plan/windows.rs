@@ -718,12 +718,16 @@ impl Planner<'_> {
             at: self.at,
             path: self.path(),
         };
+        // Two phases for aggregations where they apply (Flink's AUTO), unless the
+        // statement set ONE_PHASE.
+        let pre_aggregate = self.two_phase && top.is_none() && shape.pre_aggregates();
         let kind = OperatorKind::Window {
             shape,
             shape_at,
             aggregates,
             top,
             allowed_lateness: Duration::ZERO,
+            pre_aggregate,
         };
         self.add_operator("window", &[key_by], kind, fields, Some("window_end".into()))
     }
