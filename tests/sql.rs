@@ -406,7 +406,7 @@ fn the_sql_command_validates_and_explains() {
     let plan = String::from_utf8_lossy(&out.stdout);
     for expected in [
         "out_key_by <- bid_gen: key_by auction (hash exchange by key group)",
-        "out_window <- out_key_by: window Hopping { size: 10s, slide: 2s }, two-phase (a fold per key and window before the exchange) (keyed state)",
+        "out_window <- out_key_by: window Hopping { size: 10s, slide: 2s } (keyed state)",
         "out_top <- out_window: top 1 by count DESC (RANK) per window (keyed state)",
         "uid: out_window",
         "sink out <- out_map: Blackhole",
@@ -479,9 +479,9 @@ GROUP BY class, window_start, window_end;",
 /// `COUNT(DISTINCT x)` counts each value once per window and key, in hopping
 /// windows (each row in two of them), beside `COUNT(*)`: checked against a count
 /// done here.
-/// Window aggregations run in two phases by default (Flink's AUTO), in one with
-/// `SET 'table.optimizer.agg-phase-strategy' = 'ONE_PHASE'`: the same rows either
-/// way.
+/// Hopping window aggregations run in two phases with `SET
+/// 'table.optimizer.agg-phase-strategy' = 'TWO_PHASE'` (by slices), in one by
+/// default: the same rows either way.
 #[test]
 fn one_and_two_phase_window_aggregations_give_the_same_rows() {
     let select = "SELECT class, window_start, window_end, COUNT(*), SUM(n)
@@ -503,14 +503,14 @@ GROUP BY class, window_start, window_end;";
         rows.sort_unstable();
         (two_phase, rows)
     };
-    let (two, by_default) = rows("default", "");
-    assert!(two, "two phases by default");
-    let (two, one_phase) = rows(
-        "one_phase",
-        "SET 'table.optimizer.agg-phase-strategy' = 'ONE_PHASE';\n",
+    let (two, two_phase) = rows(
+        "two_phase",
+        "SET 'table.optimizer.agg-phase-strategy' = 'TWO_PHASE';\n",
     );
-    assert!(!two);
-    assert_eq!(by_default, one_phase);
+    assert!(two);
+    let (two, by_default) = rows("default", "");
+    assert!(!two, "hopping windows in one phase by default");
+    assert_eq!(two_phase, by_default);
     assert!(by_default.len() > 90, "{}", by_default.len());
     assert!(
         problem("SET 'table.optimizer.agg-phase-strategy' = 'TWICE';")

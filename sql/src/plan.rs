@@ -31,6 +31,18 @@ use std::time::Duration;
 use weir_jobfile::yaml::Pos;
 use weir_jobfile::*;
 
+/// Which window aggregations run in two phases (`table.optimizer.agg-phase-strategy`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phases {
+    /// Those over tumbling windows (the default).
+    Auto,
+    /// None.
+    One,
+    /// Every one that can: tumbling, and hopping whose size is a multiple of the
+    /// slide.
+    Two,
+}
+
 /// The buckets of an int key in the first step of a window Top-N.
 const TOP_BUCKETS: i64 = 128;
 
@@ -202,7 +214,7 @@ pub(crate) fn plan(name: &str, statements: &[Stmt]) -> Result<JobSpec, SqlError>
         memo: HashMap::new(),
         names: HashSet::new(),
         idle_timeout: None,
-        two_phase: true,
+        phases: Phases::Auto,
         spec: JobSpec {
             name: name.to_string(),
             parallelism: 1,
@@ -272,9 +284,8 @@ struct Planner<'a> {
     memo: HashMap<String, String>,
     names: HashSet<String>,
     idle_timeout: Option<Duration>,
-    /// `table.optimizer.agg-phase-strategy`: window aggregations in two phases
-    /// where they apply (AUTO and TWO_PHASE, the default) or in one.
-    two_phase: bool,
+    /// `table.optimizer.agg-phase-strategy`.
+    phases: Phases,
     spec: JobSpec,
     /// The sink table or view being planned: the prefix of stream names.
     target: String,

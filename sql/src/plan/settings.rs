@@ -1,6 +1,6 @@
 //! `SET 'key' = 'value'`: Flink's configuration keys that weir honours.
 
-use super::Planner;
+use super::{Phases, Planner};
 use crate::SqlError;
 use std::time::Duration;
 use weir_jobfile::yaml::Pos;
@@ -62,9 +62,10 @@ impl Planner<'_> {
             }
             "pipeline.name" => self.spec.name = value.to_string(),
             "table.optimizer.agg-phase-strategy" => {
-                self.two_phase = match value.to_ascii_uppercase().as_str() {
-                    "AUTO" | "TWO_PHASE" => true,
-                    "ONE_PHASE" => false,
+                self.phases = match value.to_ascii_uppercase().as_str() {
+                    "AUTO" => Phases::Auto,
+                    "TWO_PHASE" => Phases::Two,
+                    "ONE_PHASE" => Phases::One,
                     _ => return Err(bad("AUTO, ONE_PHASE or TWO_PHASE")),
                 }
             }
