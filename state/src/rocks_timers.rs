@@ -149,7 +149,7 @@ impl<K: StateKey> RocksTimers<K> {
                 continue;
             }
             for domain in [TimeDomain::EventTime, TimeDomain::ProcessingTime] {
-                if let Some((time, _)) = self.first(group, domain)? {
+                if let Some((time, _)) = self.first(group, domain, i64::MIN)? {
                     let index = usize::from(group - self.range.start);
                     self.queues[usize::from(byte(domain))].set(index, group, Some(time));
                     self.upper[index] = self.upper[index].max(1);
@@ -250,13 +250,19 @@ impl<K: StateKey> RocksTimers<K> {
         self.write(index, stored, false)
     }
 
-    /// The earliest timer of `group` in `domain` in RocksDB: its time and stored key.
-    fn first(&self, group: u16, domain: TimeDomain) -> Result<Option<(i64, Vec<u8>)>, StateError> {
+    /// The earliest timer of `group` in `domain` in RocksDB at or after `from` (a
+    /// lower bound of its timers): its time and stored key.
+    fn first(
+        &self,
+        group: u16,
+        domain: TimeDomain,
+        from: i64,
+    ) -> Result<Option<(i64, Vec<u8>)>, StateError> {
         let db = self.store.db();
         let cf = column_family(db, &self.name)?;
-        let mut start = group.to_be_bytes().to_vec();
-        start.push(byte(domain));
-        let mut end = start.clone();
+        let mut prefix = group.to_be_bytes().to_vec();
+        prefix.push(byte(domain));
+        let mut end = prefix.clone();
         // The domain byte is 0 or 1, so it never overflows.
         if let Some(last) = end.last_mut() {
             *last += 1;
@@ -264,6 +270,11 @@ impl<K: StateKey> RocksTimers<K> {
         let mut options = ReadOptions::default();
         options.set_iterate_upper_bound(end);
         let mut iter = db.raw_iterator_cf_opt(&cf, options);
+        // From the group's known lower bound: the timers popped before it are
+        // deleted, and a seek from the group's start would step over each of their
+        // tombstones (until a compaction drops them) on every pop.
+        let mut start = prefix;
+        start.extend_from_slice(&ordered_time(from));
         iter.seek(&start);
         let found = match iter.key() {
             Some(stored) if iter.valid() && stored.len() >= HEADER => {
@@ -294,7 +305,7 @@ impl<K: StateKey> RocksTimers<K> {
             }
             self.apply_pending()?;
             let index = usize::from(group - self.range.start);
-            match self.first(group, domain)? {
+            match self.first(group, domain, head)? {
                 None => {
                     self.queues[d].set(index, group, None);
                     let other = &self.queues[1 - d];

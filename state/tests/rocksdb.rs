@@ -646,6 +646,36 @@ fn timers_of(
     Ok((encoded, all))
 }
 
+/// Popping timers one after another does not step over the tombstones of those
+/// popped before: each pop seeks from its key group's earliest time, not from the
+/// group's start. Before, every pop stepped over all earlier pops' tombstones until a
+/// compaction dropped them, quadratic in the timers fired between flushes (session
+/// windows on RocksDB ran at 2,600 events/s without checkpoints).
+#[test]
+fn popping_timers_skips_no_tombstones_of_earlier_pops() -> Result<(), StateError> {
+    use rocksdb::perf::{set_perf_stats, PerfContext, PerfMetric, PerfStatsLevel};
+    use weir_state::{TimeDomain, Timers};
+    let dir = tempfile::tempdir().unwrap();
+    let backend = rocks_backend(dir.path(), 64, ALL);
+    let mut timers: Timers<u32> = Timers::in_backend(&backend, "timers")?;
+    const N: i64 = 4_000;
+    // One key, so one key group: every timer in one group's range.
+    for time in 0..N {
+        timers.register(TimeDomain::EventTime, 7, time)?;
+    }
+    set_perf_stats(PerfStatsLevel::EnableCount);
+    let mut perf = PerfContext::default();
+    perf.reset();
+    for now in 0..N {
+        assert_eq!(timers.pop_due(TimeDomain::EventTime, now)?, Some((7, now)));
+    }
+    let skipped = perf.metric(PerfMetric::InternalDeleteSkippedCount);
+    set_perf_stats(PerfStatsLevel::Disable);
+    // Quadratic would be about N² / 2 = 8,000,000.
+    assert!(skipped < 4 * N as u64, "{skipped} tombstones stepped over");
+    Ok(())
+}
+
 /// Timers in RocksDB against timers on the heap: a deterministic mix of
 /// registrations (duplicates included), deletions, firings and snapshots gives the
 /// same timers firing at the same times, and the same canonical snapshots.
