@@ -1146,12 +1146,12 @@ fn pre_aggregated_windows_resume_from_checkpoints_exactly() {
         rows.sort();
         rows
     };
-    let expected = {
+    let uninterrupted = |two_phase| {
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path().join("out");
         std::fs::create_dir_all(&out).unwrap();
         let summary = run(
-            (2, Backend::Heap, false),
+            (2, Backend::Heap, two_phase),
             records.clone(),
             false,
             ResumeFrom::Nothing,
@@ -1161,20 +1161,8 @@ fn pre_aggregated_windows_resume_from_checkpoints_exactly() {
         assert_eq!(summary.status, JobStatus::Finished);
         rows(&out)
     };
-    // Uninterrupted in two phases.
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("out");
-    std::fs::create_dir_all(&out).unwrap();
-    let summary = run(
-        (2, Backend::Heap, true),
-        records.clone(),
-        false,
-        ResumeFrom::Nothing,
-        &out,
-        dir.path(),
-    );
-    assert_eq!(summary.status, JobStatus::Finished);
-    assert_same_rows(&rows(&out), &expected);
+    let expected = uninterrupted(false);
+    assert_same_rows(&uninterrupted(true), &expected);
     let mut cases = vec![
         (Backend::Heap, (3, Backend::Heap, true)),
         (Backend::Heap, (2, Backend::Heap, false)),

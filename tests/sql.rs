@@ -496,12 +496,7 @@ GROUP BY class, window_start, window_end;";
             .streams
             .iter()
             .any(|s| matches!(&s.step, weir::jobfile::Step::Window(w) if w.pre_aggregate));
-        let mut rows: Vec<String> = run_sql(name, &sql, dir.path(), &out)
-            .iter()
-            .map(|r| r.to_string())
-            .collect();
-        rows.sort_unstable();
-        (two_phase, rows)
+        (two_phase, sorted_rows(name, &sql, dir.path(), &out))
     };
     let (two, two_phase) = rows(
         "two_phase",
@@ -572,7 +567,12 @@ fn numbers_rows(name: &str, columns: &str, insert: &str) -> Vec<String> {
         &sql[..at],
         out.display()
     );
-    let mut rows: Vec<String> = run_sql(name, &sql, dir.path(), &out)
+    sorted_rows(name, &sql, dir.path(), &out)
+}
+
+/// The rows `sql` writes to its filesystem sink in `out`, as JSON text, sorted.
+fn sorted_rows(name: &str, sql: &str, dir: &std::path::Path, out: &std::path::Path) -> Vec<String> {
+    let mut rows: Vec<String> = run_sql(name, sql, dir, out)
         .iter()
         .map(|r| r.to_string())
         .collect();
@@ -780,12 +780,7 @@ fn nexmark_sql_rows(name: &str, columns: &str, insert: &str) -> Vec<String> {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
     let sql = nexmark_tables(NEXMARK_EVENTS, columns, &out) + insert;
-    let mut rows: Vec<String> = run_sql(name, &sql, dir.path(), &out)
-        .iter()
-        .map(|r| r.to_string())
-        .collect();
-    rows.sort_unstable();
-    rows
+    sorted_rows(name, &sql, dir.path(), &out)
 }
 
 /// Nexmark q8 (Flink's statement with window TVFs: persons and sellers of each
