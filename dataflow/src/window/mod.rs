@@ -7,7 +7,7 @@ mod local;
 mod operator;
 
 pub use assigner::{Window, WindowAssigner};
-pub use local::{LocalWindowAggregate, MergePartials, Partial};
+pub use local::{LocalWindowAggregate, MergePartials, Partial, MAX_PARTIALS};
 pub use operator::{
     LateFn, SessionAggregate, SessionEntry, WindowAggregate, WindowResultFn, WindowSpec,
 };
