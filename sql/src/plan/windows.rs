@@ -390,7 +390,7 @@ impl Planner<'_> {
         (window, names)
     }
 
-    /// `rel`, its pending window Top-1 planned if it has one.
+    /// `rel`, its pending window Top-N planned if it has one.
     pub(super) fn pending_planned(&mut self, rel: Rel) -> Result<Rel, SqlError> {
         match rel.shape {
             Shape::TopPending { .. } | Shape::Ranked { .. } => self.materialize(rel),
