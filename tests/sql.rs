@@ -452,9 +452,7 @@ fn cumulate_windows_grow_by_their_step() {
 FROM TABLE(CUMULATE(TABLE numbers, DESCRIPTOR(ts), INTERVAL '1' SECOND, INTERVAL '5' SECOND))
 GROUP BY class, window_start, window_end;",
     );
-    let rows = run_sql("cumulate", &sql, dir.path(), &out);
-    let mut got: Vec<String> = rows.iter().map(|r| r.to_string()).collect();
-    got.sort_unstable();
+    let got = sorted_rows("cumulate", &sql, dir.path(), &out);
     let mut want = Vec::new();
     for start in (0..=30_000i64).step_by(5_000) {
         for end in (start + 1_000..=start + 5_000).step_by(1_000) {
@@ -524,9 +522,7 @@ fn count_distinct_counts_each_value_once_per_window_and_key() {
 FROM TABLE(HOP(TABLE numbers, DESCRIPTOR(ts), INTERVAL '100' MILLISECOND, INTERVAL '200' MILLISECOND))
 GROUP BY class, window_start, window_end;",
     );
-    let rows = run_sql("count_distinct", &sql, dir.path(), &out);
-    let mut got: Vec<String> = rows.iter().map(|r| r.to_string()).collect();
-    got.sort_unstable();
+    let got = sorted_rows("count_distinct", &sql, dir.path(), &out);
     let mut want = Vec::new();
     for start in (-100..=30_000i64).step_by(100) {
         let end = start + 200;

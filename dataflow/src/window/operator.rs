@@ -387,8 +387,9 @@ where
                     .slices
                     .range_mut(window.start + slide..=end)
                     .map(|(_, t)| t);
+                // (Whether a sliced window has fired follows from the watermark:
+                // no table's `fired` is read.)
                 for table in slices.chain(whole) {
-                    table.fired = true;
                     table
                         .entries
                         .for_each(|key, acc| match merged.get_mut(key) {
