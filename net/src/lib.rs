@@ -1,0 +1,146 @@
+//! The data plane between weir's worker processes.
+//!
+//! Two workers share one TCP connection (`network.rs`), opened by one of them and
+//! authenticated both ways by a shared secret (`handshake.rs`: an HMAC-SHA256
+//! challenge, nothing secret on the wire). The connection multiplexes the logical
+//! channels of the jobs' edges (`channel.rs`): each carries opaque messages (encoded
+//! batches, watermarks, barriers: the dataflow decides) in order, in length-prefixed
+//! frames (`frame.rs`).
+//!
+//! Flow control is by credit, per channel: a receiver grants as many credits as it
+//! can buffer, a sender spends one per message and waits when it has none. A slow
+//! receiver therefore stops only its own channel's sender, never another channel on
+//! the same connection, and backpressure reaches the sources across processes with
+//! bounded memory on both sides.
+//!
+//! A lost connection (the peer killed, the network cut, a frame cut short) is an
+//! error on every channel that used it, never a panic: the caller fails the job's
+//! attempt and recovers from its checkpoint.
+
+mod channel;
+mod frame;
+mod handshake;
+mod network;
+
+pub use channel::{ChannelReceiver, ChannelSender};
+pub use network::Network;
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The protocol version both ends of a connection must speak.
+pub const PROTOCOL_VERSION: u16 = 1;
+
+/// A worker process of a cluster, as the coordinator numbered it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct WorkerId(pub u32);
+
+impl fmt::Display for WorkerId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "worker {}", self.0)
+    }
+}
+
+/// One logical channel of a connection: a scope (one attempt of one job, so that a
+/// late frame of an earlier attempt never reaches a later one) and an index within it
+/// (the dataflow packs edge, sending and receiving subtask into it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ChannelId {
+    /// The attempt the channel belongs to.
+    pub scope: u64,
+    /// The channel within its scope.
+    pub index: u64,
+}
+
+impl fmt::Display for ChannelId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{:#x}", self.scope, self.index)
+    }
+}
+
+/// The secret every process of a cluster shares. Never printed.
+#[derive(Clone)]
+pub struct Secret(Arc<[u8]>);
+
+/// The fewest bytes a secret may have.
+pub const MIN_SECRET_LEN: usize = 16;
+
+impl Secret {
+    /// A secret of `bytes`.
+    ///
+    /// # Errors
+    /// [`NetError::Invalid`] if it is shorter than [`MIN_SECRET_LEN`] bytes.
+    pub fn new(bytes: impl Into<Vec<u8>>) -> Result<Self, NetError> {
+        let bytes = bytes.into();
+        if bytes.len() < MIN_SECRET_LEN {
+            return Err(NetError::Invalid(format!(
+                "the cluster secret has {} bytes; it needs at least {MIN_SECRET_LEN}",
+                bytes.len()
+            )));
+        }
+        Ok(Self(bytes.into()))
+    }
+
+    pub(crate) fn bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(..)")
+    }
+}
+
+/// What can go wrong on the data plane. Each names the peer or channel and what was
+/// expected.
+#[derive(Debug, thiserror::Error)]
+pub enum NetError {
+    /// A socket operation failed.
+    #[error("could not {action} {addr}: {source}")]
+    Io {
+        /// What was tried: "listen on", "connect to", ….
+        action: &'static str,
+        /// The address.
+        addr: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The handshake failed: another protocol, another version, or no shared secret.
+    #[error("the connection with {peer} was refused: {reason}")]
+    Refused {
+        /// The peer's address or id.
+        peer: String,
+        /// Why.
+        reason: String,
+    },
+    /// The connection to a worker broke.
+    #[error("the connection with {peer} was lost: {reason}")]
+    Lost {
+        /// The peer.
+        peer: WorkerId,
+        /// Why.
+        reason: String,
+    },
+    /// No connection to a worker came up in time.
+    #[error("no connection with {peer} within {waited:?}")]
+    NotConnected {
+        /// The peer.
+        peer: WorkerId,
+        /// How long it was waited for.
+        waited: Duration,
+    },
+    /// The channel was closed: its attempt ended, or its sender stopped before the end
+    /// of its output.
+    #[error("channel {channel} was closed: {reason}")]
+    Closed {
+        /// The channel.
+        channel: ChannelId,
+        /// Why.
+        reason: String,
+    },
+    /// A setting or argument is not usable.
+    #[error("{0}")]
+    Invalid(String),
+}
