@@ -9,6 +9,7 @@ use crate::sink::Sink;
 use crate::source::{Source, WatermarkStrategy};
 use crate::stage::{OperatorStage, SinkStage, Stage, Tee};
 use crate::task::{GateHead, SourceHead, TaskHead};
+use crate::wire::{Codecs, Placement, WireCodec};
 use crate::{DataflowError, Message, Result};
 use crossbeam_channel::{bounded, Receiver};
 use std::any::Any;
@@ -48,9 +49,24 @@ pub(crate) struct WireSettings {
     pub(crate) max_parallelism: MaxParallelism,
 }
 
+/// What wiring an edge needs to know beyond its own settings when the job spans
+/// several workers.
+pub(crate) struct EdgeWire<'a> {
+    /// Where the subtasks run; `None` in a single process.
+    pub(crate) placement: Option<&'a Placement>,
+    /// The record codecs the job registered.
+    pub(crate) codecs: &'a Codecs,
+    /// The edge: the receiving node and the index of the edge among its inputs.
+    pub(crate) edge: (usize, usize),
+    /// The edge for messages: "`a` -> `b`".
+    pub(crate) name: &'a str,
+    /// Where the bridges to other workers are kept.
+    pub(crate) bridges: &'a Arc<crate::wire::Bridges>,
+}
+
 pub(crate) trait EdgeBuild: Send + Sync {
     /// Channels of the edge: one writer stage per upstream subtask and one list of
-    /// receivers per downstream subtask.
+    /// receivers per downstream subtask, `None` for the subtasks of other workers.
     fn channels(
         &self,
         up: usize,
@@ -58,7 +74,8 @@ pub(crate) trait EdgeBuild: Send + Sync {
         settings: &WireSettings,
         task: &str,
         metrics: &[Arc<OperatorMetrics>],
-    ) -> (Vec<Erased>, Vec<Erased>);
+        wire: &EdgeWire<'_>,
+    ) -> Result<(Vec<Option<Erased>>, Vec<Option<Erased>>)>;
 }
 
 pub(crate) enum PartitionSpec<T> {
@@ -93,6 +110,8 @@ impl<T> PartitionSpec<T> {
 pub(crate) struct TypedEdge<T, U, C> {
     pub(crate) partition: PartitionSpec<T>,
     pub(crate) convert: C,
+    /// The codec of the edge's records when they cross workers.
+    pub(crate) codec: fn(&Codecs) -> Option<Arc<dyn WireCodec<U>>>,
     pub(crate) _types: PhantomData<fn(T) -> U>,
 }
 
@@ -106,20 +125,72 @@ impl<T: Data, U: Data, C: Fn(T) -> U + Clone + Send + Sync + 'static> EdgeBuild
         settings: &WireSettings,
         task: &str,
         metrics: &[Arc<OperatorMetrics>],
-    ) -> (Vec<Erased>, Vec<Erased>) {
+        wire: &EdgeWire<'_>,
+    ) -> Result<(Vec<Option<Erased>>, Vec<Option<Erased>>)> {
+        let local = |index: usize| wire.placement.is_none_or(|p| p.is_local(index));
+        let codec = match wire.placement {
+            Some(_) if (0..up).any(|i| (0..down).any(|j| local(i) != local(j))) => {
+                Some((self.codec)(wire.codecs).ok_or_else(|| {
+                    DataflowError::invalid(
+                        wire.name,
+                        format!(
+                            "records of type `{}` cross workers on this edge but have no wire codec (register one with `JobBuilder::wire_codec`)",
+                            std::any::type_name::<U>()
+                        ),
+                    )
+                })?)
+            }
+            _ => None,
+        };
         let mut senders = vec![Vec::with_capacity(down); up];
         let mut receivers: Vec<Vec<Receiver<Message<U>>>> = vec![Vec::with_capacity(up); down];
-        for senders in senders.iter_mut() {
-            for receivers in receivers.iter_mut() {
+        for (i, senders) in senders.iter_mut().enumerate() {
+            for (j, receivers) in receivers.iter_mut().enumerate() {
+                if !local(i) && !local(j) {
+                    continue;
+                }
                 let (tx, rx) = bounded(settings.channel_capacity);
-                senders.push(tx);
-                receivers.push(rx);
+                match (wire.placement, &codec) {
+                    (Some(p), Some(codec)) if local(i) && !local(j) => {
+                        let channel = p.channel(wire.edge, i, j);
+                        crate::wire::outbound(
+                            p,
+                            p.worker_of(j),
+                            channel,
+                            rx,
+                            codec.clone(),
+                            wire.bridges,
+                        )?;
+                        senders.push(tx);
+                    }
+                    (Some(p), Some(codec)) if !local(i) => {
+                        let channel = p.channel(wire.edge, i, j);
+                        let window = u32::try_from(settings.channel_capacity).unwrap_or(u32::MAX);
+                        crate::wire::inbound(
+                            p,
+                            p.worker_of(i),
+                            channel,
+                            window,
+                            tx,
+                            codec.clone(),
+                            wire.bridges,
+                        )?;
+                        receivers.push(rx);
+                    }
+                    _ => {
+                        senders.push(tx);
+                        receivers.push(rx);
+                    }
+                }
             }
         }
         let writers = senders
             .into_iter()
             .enumerate()
             .map(|(index, senders)| {
+                if !local(index) {
+                    return None;
+                }
                 let partitioner = match &self.partition {
                     PartitionSpec::Forward => Partitioner::Forward,
                     PartitionSpec::Rebalance => Partitioner::Rebalance,
@@ -145,14 +216,15 @@ impl<T: Data, U: Data, C: Fn(T) -> U + Clone + Send + Sync + 'static> EdgeBuild
                     ended: false,
                     metrics: metrics.get(index).cloned().unwrap_or_default(),
                 });
-                Box::new(writer) as Erased
+                Some(Box::new(writer) as Erased)
             })
             .collect();
         let readers = receivers
             .into_iter()
-            .map(|r| Box::new(r) as Erased)
+            .enumerate()
+            .map(|(index, r)| local(index).then(|| Box::new(r) as Erased))
             .collect();
-        (writers, readers)
+        Ok((writers, readers))
     }
 }
 
@@ -315,6 +387,8 @@ pub(crate) struct GraphSpec {
     pub(crate) errors: Vec<DataflowError>,
     /// How to count the rows of record types that hold many ([`crate::JobBuilder::count_rows`]).
     pub(crate) row_counts: crate::metrics::RowCounts,
+    /// How records cross workers, by type ([`crate::JobBuilder::wire_codec`]).
+    pub(crate) codecs: Codecs,
 }
 
 impl GraphSpec {

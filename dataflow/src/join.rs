@@ -29,6 +29,7 @@ pub enum Either<A, B> {
 fn hash_edge<K: StateKey, T: Data, U: Data>(
     keyed: &KeyedStream<K, T>,
     convert: fn(T) -> U,
+    codec: fn(&crate::wire::Codecs) -> Option<Arc<dyn crate::wire::WireCodec<U>>>,
 ) -> EdgeSpec {
     let key = keyed.key_selector();
     EdgeSpec {
@@ -37,6 +38,7 @@ fn hash_edge<K: StateKey, T: Data, U: Data>(
         build: Arc::new(TypedEdge {
             partition: PartitionSpec::Hash(Arc::new(move |t: &T| stable_hash(&key(t)))),
             convert,
+            codec,
             _types: PhantomData,
         }),
     }
@@ -49,8 +51,16 @@ fn connect<K: StateKey, A: Data, B: Data>(
     right: &KeyedStream<K, B>,
 ) -> KeyedStream<K, Either<A, B>> {
     let inputs = vec![
-        hash_edge(left, Either::<A, B>::Left as fn(A) -> Either<A, B>),
-        hash_edge(right, Either::<A, B>::Right as fn(B) -> Either<A, B>),
+        hash_edge(
+            left,
+            Either::<A, B>::Left as fn(A) -> Either<A, B>,
+            crate::wire::either_codec::<A, B>,
+        ),
+        hash_edge(
+            right,
+            Either::<A, B>::Right as fn(B) -> Either<A, B>,
+            crate::wire::either_codec::<A, B>,
+        ),
     ];
     let left_ts = left.stream().timestamps();
     let right_ts = right.stream().timestamps();

@@ -50,6 +50,7 @@ pub mod testing;
 mod time;
 mod watermark;
 pub mod window;
+pub mod wire;
 
 pub use align::{AlignmentStep, BarrierAligner};
 pub use error::{DataflowError, Result};

@@ -44,6 +44,22 @@ impl JobBuilder {
         Arc::make_mut(&mut graph.row_counts).insert(std::any::TypeId::of::<T>(), Arc::new(rows));
     }
 
+    /// Lets records of type `T` cross worker processes, encoded with serde (bincode),
+    /// when the job spans several workers ([`JobConfig::placement`]). A job that sends
+    /// records of a type without a codec to another worker is refused at start,
+    /// naming the edge and the type.
+    pub fn wire_codec<T>(&self)
+    where
+        T: serde::Serialize + serde::de::DeserializeOwned + Send + Sync + 'static,
+    {
+        self.register_codec::<T>(Arc::new(crate::wire::SerdeCodec));
+    }
+
+    /// Lets records of type `T` cross worker processes, encoded by `codec`.
+    pub fn register_codec<T: 'static>(&self, codec: Arc<dyn crate::wire::WireCodec<T>>) {
+        self.graph.borrow_mut().codecs.insert(codec);
+    }
+
     /// The uid of every operator of the graph built so far (explicit or derived).
     pub fn operator_uids(&self) -> Vec<String> {
         let graph = self.graph.borrow();
@@ -169,6 +185,7 @@ pub(crate) fn edge<T: Data>(from: usize, partition: PartitionSpec<T>) -> EdgeSpe
         build: Arc::new(TypedEdge {
             partition,
             convert: |t: T| t,
+            codec: crate::wire::Codecs::get::<T>,
             _types: PhantomData,
         }),
     }

@@ -240,9 +240,10 @@ impl ChannelReceiver {
                 }
                 Ok(bytes)
             }
-            Inbound::Abort(reason) => Err(NetError::Closed {
+            Inbound::Abort(reason) => Err(NetError::Aborted {
                 channel: self.id,
-                reason: format!("{} aborted it: {reason}", self.peer.id),
+                peer: self.peer.id,
+                reason,
             }),
         }
     }

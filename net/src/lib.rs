@@ -140,6 +140,17 @@ pub enum NetError {
         /// Why.
         reason: String,
     },
+    /// The sender on the other worker stopped before the end of its output (its task
+    /// failed or was cancelled there).
+    #[error("channel {channel} was aborted by {peer}: {reason}")]
+    Aborted {
+        /// The channel.
+        channel: ChannelId,
+        /// The sending worker.
+        peer: WorkerId,
+        /// Why.
+        reason: String,
+    },
     /// A setting or argument is not usable.
     #[error("{0}")]
     Invalid(String),

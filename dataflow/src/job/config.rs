@@ -37,6 +37,9 @@ pub struct JobConfig {
     /// Where keyed state lives: on the heap (the default) or in RocksDB, one
     /// instance per operator subtask under `<dir>/<job>/<operator uid>/<subtask>`.
     pub state_backend: StateBackend,
+    /// Where the subtasks run when the job spans several worker processes; `None`
+    /// runs every subtask in this process.
+    pub placement: Option<crate::wire::Placement>,
 }
 
 impl Default for JobConfig {
@@ -54,6 +57,7 @@ impl Default for JobConfig {
             timeline: 0,
             restore: None,
             state_backend: StateBackend::Heap,
+            placement: None,
         }
     }
 }

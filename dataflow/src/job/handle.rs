@@ -38,6 +38,9 @@ pub struct JobHandle {
     pub(super) metrics: MetricsView,
     pub(super) graph: Arc<GraphView>,
     pub(super) started: Instant,
+    /// Where the job's subtasks run, when it spans workers: its channels to other
+    /// workers are closed when it ends here.
+    pub(super) placement: Option<(crate::wire::Placement, Arc<crate::wire::Bridges>)>,
 }
 
 /// Closes the control channels, joins every task thread and returns the root cause
@@ -161,7 +164,12 @@ impl JobHandle {
         self.cancel();
         let metrics = self.metrics();
         let elapsed = self.started.elapsed();
-        match join_tasks(self.tasks, false) {
+        // A task blocked on a channel to another worker wakes when it closes.
+        if let Some((placement, _)) = &self.placement {
+            placement.close_channels();
+        }
+        let first_error = join_bridges(self.placement, join_tasks(self.tasks, false));
+        match first_error {
             Some(e) => Err(e),
             None => Ok(JobResult {
                 elapsed,
@@ -213,10 +221,20 @@ impl JobHandle {
         }
         if failed {
             self.cancel();
+            if let Some((placement, _)) = &self.placement {
+                placement.close_channels();
+            }
         }
         let metrics = self.metrics();
         let elapsed = self.started.elapsed();
         let first_error = join_tasks(self.tasks, true);
+        if first_error.is_some() {
+            if let Some((placement, _)) = &self.placement {
+                placement.close_channels();
+            }
+        }
+        // After a clean end each bridge ends once it delivered its end of input.
+        let first_error = join_bridges(self.placement, first_error);
         while let Ok(event) = self.events.try_recv() {
             if let JobEvent::Ack(ack, frozen) = event {
                 keep_ack(ack, frozen);
@@ -230,5 +248,27 @@ impl JobHandle {
                 acks,
             }),
         }
+    }
+}
+
+/// Waits for the bridges of a job's channels to other workers, then closes what is
+/// left of them. A failed job's error is the data plane's when a channel broke
+/// first: the tasks' own errors ("a downstream task stopped receiving") are its
+/// consequences.
+fn join_bridges(
+    placement: Option<(crate::wire::Placement, Arc<crate::wire::Bridges>)>,
+    error: Option<DataflowError>,
+) -> Option<DataflowError> {
+    let Some((placement, bridges)) = placement else {
+        return error;
+    };
+    bridges.join();
+    placement.close_channels();
+    match (error, bridges.failure()) {
+        (Some(_), Some(failure)) => Some(DataflowError::TaskFailed {
+            task: "data plane".into(),
+            message: failure,
+        }),
+        (error, _) => error,
     }
 }

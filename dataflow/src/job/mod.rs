@@ -20,7 +20,7 @@ pub use handle::{JobHandle, JobResult};
 pub use metrics_view::{MetricsView, SubtaskMetrics};
 pub use view::{EdgeView, GraphView, VertexRole, VertexView};
 
-use crate::graph::{GraphSpec, NodeKind, WireSettings};
+use crate::graph::{EdgeWire, GraphSpec, NodeKind, WireSettings};
 use crate::stream::JobBuilder;
 use crate::task::TaskEnv;
 use crate::{DataflowError, Result};
@@ -71,6 +71,10 @@ fn spawn(graph: GraphSpec, config: JobConfig) -> Result<JobHandle> {
             ));
         }
     }
+    if let Some(placement) = &config.placement {
+        placement.connect()?;
+    }
+    let bridges = Arc::new(crate::wire::Bridges::default());
     let n = graph.nodes.len();
     let mut consumers = vec![Vec::new(); n];
     let mut chained = Vec::with_capacity(n);
@@ -123,19 +127,24 @@ fn spawn(graph: GraphSpec, config: JobConfig) -> Result<JobHandle> {
                     },
                     None => settings.clone(),
                 };
+                let name = format!("`{}` -> `{}`", task, node.name);
+                let wire = EdgeWire {
+                    placement: config.placement.as_ref(),
+                    codecs: &graph.codecs,
+                    edge: (index, edge_index),
+                    name: &name,
+                    bridges: &bridges,
+                };
                 let (writers, readers) = edge.build.channels(
                     parallelism[edge.from],
                     parallelism[index],
                     &settings,
                     &task,
                     &wiring.counters[edge.from],
-                );
-                wiring
-                    .writers
-                    .insert((index, edge_index), writers.into_iter().map(Some).collect());
-                wiring
-                    .readers
-                    .insert((index, edge_index), readers.into_iter().map(Some).collect());
+                    &wire,
+                )?;
+                wiring.writers.insert((index, edge_index), writers);
+                wiring.readers.insert((index, edge_index), readers);
             }
         }
     }
@@ -146,6 +155,13 @@ fn spawn(graph: GraphSpec, config: JobConfig) -> Result<JobHandle> {
     for &root in &roots {
         let name = wiring.task_name(root);
         for index in 0..parallelism[root] {
+            if config
+                .placement
+                .as_ref()
+                .is_some_and(|p| !p.is_local(index))
+            {
+                continue;
+            }
             let head = wiring.head(root, index)?;
             let is_source = matches!(graph.nodes[root].kind, NodeKind::Source(_));
             let id = SubtaskId::new(root, index);
@@ -213,6 +229,7 @@ fn spawn(graph: GraphSpec, config: JobConfig) -> Result<JobHandle> {
         },
         graph: graph_view,
         started,
+        placement: config.placement.clone().map(|p| (p, bridges)),
     })
 }
 

@@ -25,6 +25,15 @@ pub(super) fn validate(
             config.name
         ));
     }
+    if let Some(placement) = &config.placement {
+        errors.extend(placement.check(&config.name));
+        if config.checkpointing {
+            errors.push(format!(
+                "job `{}`: checkpoints of a job that spans workers are not supported yet; run it without checkpointing or in one process",
+                config.name
+            ));
+        }
+    }
     if config.channel_capacity == 0 {
         errors.push(format!(
             "job `{}`: channel capacity must be at least 1",
