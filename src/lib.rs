@@ -38,6 +38,7 @@ pub mod verify;
 pub use weir_checkpoint as checkpoint;
 pub use weir_dataflow as dataflow;
 pub use weir_jobfile as jobfile;
+pub use weir_net as net;
 pub use weir_nexmark as nexmark;
 pub use weir_server as server;
 pub use weir_server::{jobs, metrics};

@@ -10,10 +10,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use weir::checkpoint::{CoordinatorConfig, StorageConfig};
+use weir::dataflow::checkpointing::cluster::{Deployment, LocalCluster, Resolver};
 use weir::dataflow::checkpointing::{
     CheckpointedJob, CheckpointingConfig, JobStatus, NoListener, RestartStrategy, ResumeFrom,
 };
 use weir::dataflow::testing::CollectionSource;
+use weir::dataflow::wire::{Network, WorkerId};
 use weir::dataflow::{
     CheckpointId, JobBuilder, JobConfig, Operator, Output, Result, Stream, WatermarkStrategy,
 };
@@ -1852,4 +1854,131 @@ fn heap_state_of_the_same_keys_exceeds_the_rocksdb_allowance() {
         read_committed::<(u32, u64)>(&out).unwrap().len() as u64,
         DISTINCT_KEYS
     );
+}
+
+/// Two workers of a [`LocalCluster`], each with its own data plane on loopback,
+/// building the job with `build`.
+fn local_cluster(
+    config: JobConfig,
+    checkpointing: CheckpointingConfig,
+    build: impl Fn(&JobBuilder) + Send + Sync + 'static,
+    workers: &[u32],
+) -> (LocalCluster, Resolver) {
+    let build: Arc<dyn Fn(&JobBuilder) + Send + Sync> = Arc::new(move |job: &JobBuilder| {
+        job.wire_codec::<(u32, u64)>();
+        build(job);
+    });
+    let resolve: Resolver =
+        Arc::new(move |_: &Deployment| Ok((config.clone(), checkpointing.clone(), build.clone())));
+    let cluster = LocalCluster::new();
+    for &id in workers {
+        add_worker(&cluster, &resolve, id);
+    }
+    (cluster, resolve)
+}
+
+fn add_worker(cluster: &LocalCluster, resolve: &Resolver, id: u32) {
+    let secret = weir::net::Secret::new("the test cluster's secret").unwrap();
+    let network = Network::bind(WorkerId(id), "127.0.0.1:0", secret).unwrap();
+    cluster
+        .add_worker(network, resolve.clone(), Arc::new(NoListener))
+        .unwrap();
+}
+
+#[test]
+fn a_job_on_two_workers_checkpoints_and_commits_exactly_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    let n = 20_000;
+    let (config, checkpointing) = (job_config("cluster", 4), settings(dir.path(), 20));
+    let (cluster, _) = local_cluster(
+        config.clone(),
+        checkpointing.clone(),
+        build(n, out.clone(), None, 50),
+        &[1, 2],
+    );
+    let summary = CheckpointedJob::spawn_on_cluster(
+        config,
+        checkpointing,
+        build(n, out.clone(), None, 50),
+        Arc::new(NoListener),
+        Arc::new(cluster),
+        String::new(),
+    )
+    .unwrap()
+    .wait()
+    .unwrap();
+    assert_eq!(summary.status, JobStatus::Finished);
+    assert!(!summary.checkpoints.is_empty());
+    assert_same(read_output(&out), expected(n), "output");
+}
+
+#[test]
+fn a_failed_task_on_a_worker_restarts_the_job_on_every_worker_from_the_last_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    let n = 20_000;
+    let failed = Arc::new(AtomicBool::new(false));
+    let (config, checkpointing) = (job_config("cluster-restart", 4), settings(dir.path(), 10));
+    let job_build = || build(n, out.clone(), Some((15_000, failed.clone())), 20);
+    let (cluster, _) = local_cluster(config.clone(), checkpointing.clone(), job_build(), &[1, 2]);
+    let summary = CheckpointedJob::spawn_on_cluster(
+        config,
+        checkpointing,
+        job_build(),
+        Arc::new(NoListener),
+        Arc::new(cluster),
+        String::new(),
+    )
+    .unwrap()
+    .wait()
+    .unwrap();
+    assert!(failed.load(Ordering::SeqCst), "the failure was injected");
+    assert_eq!(summary.restarts, 1);
+    assert!(
+        summary.restored_from.is_some(),
+        "restored from a checkpoint"
+    );
+    assert_same(read_output(&out), expected(n), "output");
+}
+
+#[test]
+fn a_lost_worker_is_replaced_and_the_job_recovers_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    let n = 30_000;
+    let (config, checkpointing) = (job_config("cluster-lost", 4), settings(dir.path(), 10));
+    let (cluster, resolve) = local_cluster(
+        config.clone(),
+        checkpointing.clone(),
+        build(n, out.clone(), None, 10),
+        &[1, 2],
+    );
+    let job = CheckpointedJob::spawn_on_cluster(
+        config,
+        checkpointing,
+        build(n, out.clone(), None, 10),
+        Arc::new(NoListener),
+        Arc::new(cluster.clone()),
+        String::new(),
+    )
+    .unwrap();
+    let live = job.live();
+    while live.checkpoints().len() < 3 {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // Worker 2 is lost; worker 3 takes its slots in the next attempt.
+    add_worker(&cluster, &resolve, 3);
+    cluster.remove_worker(WorkerId(2));
+    let summary = job.wait().unwrap();
+    assert_eq!(summary.status, JobStatus::Finished);
+    assert_eq!(summary.restarts, 1);
+    assert!(
+        summary.restored_from.is_some(),
+        "restored from a checkpoint"
+    );
+    assert_same(read_output(&out), expected(n), "output");
 }

@@ -19,7 +19,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 /// What the upload of one subtask's snapshot wrote, reported with its acknowledgement
 /// ([`Event::Acknowledged`](crate::Event::Acknowledged)).
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct SubtaskUpload {
     /// The handles of the state files written (or referred to again), by operator.
     pub states: Vec<(OperatorUid, SubtaskState)>,

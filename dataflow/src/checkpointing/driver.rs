@@ -12,7 +12,7 @@
 //! ```
 
 use super::job::Request;
-use super::live::LiveJob;
+use super::live::{Both, LiveJob};
 use super::{CheckpointHistory, CheckpointingConfig, Failpoint, JobListener, JobStatus};
 use crate::{JobBuilder, JobConfig};
 use crossbeam_channel::{Receiver, Sender};
@@ -63,6 +63,9 @@ pub(super) struct Driver {
     /// the next attempt starts, so a late write of a failed attempt never lands
     /// beside (or after the clean-up of) the next one's.
     pub(super) attempt_io: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    /// When the job runs on workers: how to reach them, and the job's definition
+    /// they build it from.
+    pub(super) cluster: Option<(Arc<dyn super::cluster::ClusterLink>, String)>,
 }
 
 /// Crashes the process (abort) when `step` is the configured failpoint and this is
@@ -77,6 +80,57 @@ pub(super) fn hit(driver_hits: &AtomicU64, config: &CheckpointingConfig, step: F
 }
 
 impl Driver {
+    /// A driver for `config`: its I/O runtime, its checkpoint storage opened, for the
+    /// run (timeline) `timeline`. Returns it with the sender of requests to it.
+    ///
+    /// # Errors
+    /// The checkpoint storage cannot be opened (unknown scheme, unreachable bucket).
+    pub(super) fn open(
+        config: JobConfig,
+        checkpointing: CheckpointingConfig,
+        build: BuildFn,
+        listener: Arc<dyn JobListener>,
+        timeline: u64,
+    ) -> crate::Result<(Self, Sender<Request>)> {
+        use crate::DataflowError;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .thread_name("weir-io")
+            .build()
+            .map_err(|e| DataflowError::checkpoint_caused("could not start the I/O runtime", e))?;
+        let storage = runtime
+            .block_on(CheckpointStorage::open(&checkpointing.storage))
+            .map_err(|e| DataflowError::checkpoint_caused("checkpoint storage", e))?;
+        let (requests, requests_rx) = crossbeam_channel::unbounded();
+        let history = CheckpointHistory::default();
+        let live = LiveJob::with_history(history.clone());
+        let driver = Driver {
+            config,
+            checkpointing,
+            build,
+            listener: Arc::new(Both(live.clone(), listener)),
+            live,
+            runtime,
+            storage,
+            requests: requests_rx,
+            requests_tx: requests.clone(),
+            replies: Arc::default(),
+            history,
+            failpoint_hits: Arc::new(AtomicU64::new(0)),
+            uploads: UploadCache::default(),
+            native_uploads: NativeUploads::default(),
+            retention: std::sync::Mutex::new(Vec::new()),
+            passed_over: std::sync::Mutex::new(Vec::new()),
+            attempt_io: std::sync::Mutex::new(Vec::new()),
+            nonce: weir_state::unique_id(),
+            attempts: AtomicU64::new(0),
+            timeline,
+            cluster: None,
+        };
+        Ok((driver, requests))
+    }
+
     /// The owner token of the current attempt: in the names of every object it
     /// writes, so no other attempt or incarnation overwrites them, and an abort
     /// deletes only them.

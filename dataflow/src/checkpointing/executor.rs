@@ -6,19 +6,20 @@
 //! carries out the [`Command`]s it answers. What it keeps are I/O handles only: the
 //! reply channels of savepoint requests.
 
+use super::cluster::RemoteAttempt;
 use super::driver::{hit, Driver};
 use super::job::Request;
 use super::Failpoint;
 use crate::{DataflowError, JobEvent, JobHandle, Result};
-use crossbeam_channel::{bounded, select, unbounded, Sender};
-use std::collections::BTreeMap;
+use crossbeam_channel::{bounded, never, select, unbounded, Receiver, Sender};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use weir_checkpoint::control::ControlReply;
 use weir_checkpoint::native;
 use weir_checkpoint::{
-    CheckpointError, CheckpointId, CheckpointStorage, Command, Coordinator, Event, SubtaskAck,
-    SubtaskUpload,
+    Barrier, CheckpointError, CheckpointId, CheckpointStorage, Command, Coordinator, Event,
+    SubtaskAck, SubtaskId, SubtaskUpload,
 };
 use weir_state::MaxParallelism;
 
@@ -102,10 +103,82 @@ pub(super) async fn poll_control(
     }
 }
 
+/// One attempt of the job: spawned in this process, or deployed on workers.
+pub(super) enum Attempt {
+    Local(JobHandle),
+    Remote(RemoteAttempt),
+}
+
+impl Attempt {
+    fn subtasks(&self) -> Vec<SubtaskId> {
+        match self {
+            Self::Local(handle) => handle.subtasks(),
+            Self::Remote(remote) => remote.subtasks(),
+        }
+    }
+
+    fn poll_failure(&self) -> Option<String> {
+        match self {
+            Self::Local(handle) => handle.poll_failure(),
+            Self::Remote(remote) => remote.poll_failure(),
+        }
+    }
+
+    /// The tasks' events; the uploads a remote attempt's workers report.
+    fn events(&self) -> (Receiver<JobEvent>, Receiver<Internal>) {
+        match self {
+            Self::Local(handle) => (handle.events().clone(), never()),
+            Self::Remote(remote) => (remote.events.clone(), remote.internal.clone()),
+        }
+    }
+
+    fn trigger_barrier_on(&self, barrier: Barrier, finished: &BTreeSet<SubtaskId>) {
+        match self {
+            Self::Local(handle) => handle.trigger_barrier_on(barrier, finished),
+            Self::Remote(remote) => remote.trigger_barrier_on(barrier, finished),
+        }
+    }
+
+    fn trigger_barrier_on_subtask(&self, barrier: Barrier, subtask: SubtaskId) {
+        match self {
+            Self::Local(handle) => handle.trigger_barrier_on_subtask(barrier, subtask),
+            Self::Remote(remote) => remote.trigger_barrier_on_subtask(barrier, subtask),
+        }
+    }
+
+    fn notify_checkpoint_complete(&self, id: CheckpointId) {
+        match self {
+            Self::Local(handle) => handle.notify_checkpoint_complete(id),
+            Self::Remote(remote) => remote.notify_checkpoint_complete(id),
+        }
+    }
+
+    /// The subtasks' counters (this process's only).
+    fn metrics(&self) -> Vec<crate::SubtaskMetrics> {
+        match self {
+            Self::Local(handle) => handle.metrics(),
+            Self::Remote(_) => Vec::new(),
+        }
+    }
+
+    fn shutdown(self) -> Result<crate::JobResult> {
+        match self {
+            Self::Local(handle) => handle.shutdown(),
+            Self::Remote(remote) => {
+                remote.shutdown();
+                Ok(crate::JobResult {
+                    elapsed: Duration::ZERO,
+                    metrics: Vec::new(),
+                    acks: Vec::new(),
+                })
+            }
+        }
+    }
+}
+
 impl Driver {
-    /// Runs one attempt: the job `handle` with checkpoints numbered from `next_id`,
-    /// until it ends.
-    pub(super) fn drive(&self, handle: JobHandle, next_id: CheckpointId) -> Ended {
+    /// Runs one attempt with checkpoints numbered from `next_id`, until it ends.
+    pub(super) fn drive(&self, handle: Attempt, next_id: CheckpointId) -> Ended {
         let job = self.config.name.clone();
         let max = MaxParallelism::new(self.config.max_parallelism).unwrap_or_default();
         let subtasks = handle.subtasks();
@@ -118,6 +191,7 @@ impl Driver {
         let mut waiters: BTreeMap<u64, Sender<Result<String>>> = BTreeMap::new();
         let mut next_request: u64 = 0;
         let ticker = crossbeam_channel::tick(Duration::from_millis(5));
+        let (job_events, remote_uploads) = handle.events();
         loop {
             if handle.poll_failure().is_some() {
                 for (_, reply) in std::mem::take(&mut waiters) {
@@ -133,7 +207,7 @@ impl Driver {
             }
             let mut events = Vec::new();
             select! {
-                recv(handle.events()) -> event => match event {
+                recv(job_events) -> event => match event {
                     Ok(JobEvent::Ack(ack, frozen)) => {
                         if let Some(barrier) = coordinator.barrier_in_flight(ack.checkpoint) {
                             self.upload(ack, frozen, barrier, &job, internal_tx.clone());
@@ -150,6 +224,9 @@ impl Driver {
                         events.push(Event::SubtaskFinished { now: now(), subtask: id });
                     }
                     Err(_) => {}
+                },
+                recv(remote_uploads) -> message => if let Ok(message) = message {
+                    let _ = internal_tx.send(message);
                 },
                 recv(internal) -> message => match message {
                     Ok(Internal::Uploaded { ack, upload }) => {

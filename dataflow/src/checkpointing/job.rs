@@ -3,16 +3,12 @@
 //! outcome.
 
 use super::driver::Driver;
-use super::live::{Both, LiveJob};
+use super::live::LiveJob;
 use super::{CheckpointHistory, CheckpointStats, CheckpointingConfig, JobListener, RunSummary};
 use crate::{DataflowError, JobBuilder, JobConfig, Result};
-use crossbeam_channel::{bounded, unbounded, Sender};
-use std::sync::atomic::AtomicU64;
+use crossbeam_channel::{bounded, Sender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use weir_checkpoint::incremental::UploadCache;
-use weir_checkpoint::native::NativeUploads;
-use weir_checkpoint::CheckpointStorage;
 
 /// What the job's owner asks of the driver thread.
 pub(super) enum Request {
@@ -43,40 +39,45 @@ impl CheckpointedJob {
         build: impl Fn(&JobBuilder) + Send + Sync + 'static,
         listener: Arc<dyn JobListener>,
     ) -> Result<Self> {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .thread_name("weir-io")
-            .build()
-            .map_err(|e| DataflowError::checkpoint_caused("could not start the I/O runtime", e))?;
-        let storage = runtime
-            .block_on(CheckpointStorage::open(&checkpointing.storage))
-            .map_err(|e| DataflowError::checkpoint_caused("checkpoint storage", e))?;
-        let (requests, requests_rx) = unbounded();
-        let history = CheckpointHistory::default();
-        let live = LiveJob::with_history(history.clone());
-        let driver = Driver {
+        let (driver, requests) = Driver::open(
             config,
             checkpointing,
-            build: Arc::new(build),
-            listener: Arc::new(Both(live.clone(), listener)),
-            live: live.clone(),
-            runtime,
-            storage,
-            requests: requests_rx,
-            requests_tx: requests.clone(),
-            replies: Arc::default(),
-            history: history.clone(),
-            failpoint_hits: Arc::new(AtomicU64::new(0)),
-            uploads: UploadCache::default(),
-            native_uploads: NativeUploads::default(),
-            retention: std::sync::Mutex::new(Vec::new()),
-            passed_over: std::sync::Mutex::new(Vec::new()),
-            attempt_io: std::sync::Mutex::new(Vec::new()),
-            nonce: weir_state::unique_id(),
-            attempts: AtomicU64::new(0),
-            timeline: weir_state::unique_id(),
-        };
+            Arc::new(build),
+            listener,
+            weir_state::unique_id(),
+        )?;
+        Self::start(driver, requests)
+    }
+
+    /// Starts the job on the workers `link` reaches: this process keeps the
+    /// checkpoint coordinator and the restart loop, and each attempt runs on the
+    /// workers registered when it starts (see [`super::cluster`]). `spec` is the
+    /// job's definition the workers build it from; `build` builds the same graph
+    /// here, for its uids and parallelism.
+    ///
+    /// # Errors
+    /// The checkpoint storage cannot be opened.
+    pub fn spawn_on_cluster(
+        config: JobConfig,
+        checkpointing: CheckpointingConfig,
+        build: impl Fn(&JobBuilder) + Send + Sync + 'static,
+        listener: Arc<dyn JobListener>,
+        link: Arc<dyn super::cluster::ClusterLink>,
+        spec: String,
+    ) -> Result<Self> {
+        let (mut driver, requests) = Driver::open(
+            config,
+            checkpointing,
+            Arc::new(build),
+            listener,
+            weir_state::unique_id(),
+        )?;
+        driver.cluster = Some((link, spec));
+        Self::start(driver, requests)
+    }
+
+    fn start(driver: Driver, requests: Sender<Request>) -> Result<Self> {
+        let (history, live) = (driver.history.clone(), driver.live.clone());
         let thread = std::thread::Builder::new()
             .name("weir-checkpoint-driver".into())
             .spawn(move || driver.run())

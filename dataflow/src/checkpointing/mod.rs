@@ -19,6 +19,7 @@
 //! coordinator, its commands carried out), `upload.rs` (a subtask's snapshot and a
 //! checkpoint's metadata written on tokio), `driver.rs` (the state they share).
 
+pub mod cluster;
 mod driver;
 mod executor;
 mod job;

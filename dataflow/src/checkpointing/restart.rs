@@ -5,11 +5,13 @@
 //! restored unless `fallback_past_corrupt` allows it. Between attempts it cleans up
 //! what incomplete checkpoints left.
 
+use super::cluster::{ClusterLink, RemoteAttempt, RestoreFrom};
 use super::driver::Driver;
-use super::executor::{poll_control, Ended};
+use super::executor::{poll_control, Attempt, Ended};
 use super::{JobStatus, ResumeFrom, RunSummary};
 use crate::{DataflowError, JobBuilder, RestoreState, Result};
 use std::collections::BTreeSet;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use weir_checkpoint::metadata::CheckpointMetadata;
 use weir_checkpoint::native;
@@ -135,6 +137,16 @@ impl Driver {
         let mut origin = Origin::from(&self.checkpointing.resume);
         let mut restarts = 0;
         loop {
+            if let Some((link, spec)) = &self.cluster {
+                let (from, restored_from) = self.resolve_for_workers(&mut origin, restarts == 0)?;
+                let next_id = restored_from.map_or(CheckpointId::new(1), |id| id.next());
+                let next_id = self.next_checkpoint_id().max(next_id);
+                let ended = self.remote_attempt(link, spec, from, next_id);
+                match self.after_attempt(ended, &mut restarts, restored_from, started)? {
+                    Some(summary) => return Ok(summary),
+                    None => continue,
+                }
+            }
             let (restore, restored_from) = if restarts == 0 {
                 let loaded = self.load(&origin)?;
                 // What this run started from, exactly, for restarts before its own
@@ -151,6 +163,24 @@ impl Driver {
             let next_id = restored_from.map_or(CheckpointId::new(1), |id| id.next());
             let next_id = self.next_checkpoint_id().max(next_id);
             let ended = self.attempt(restore, next_id);
+            if let Some(summary) =
+                self.after_attempt(ended, &mut restarts, restored_from, started)?
+            {
+                return Ok(summary);
+            }
+        }
+    }
+
+    /// After an attempt: the run's summary when it ended, `None` after a failure it
+    /// restarts from (having waited the restart delay).
+    fn after_attempt(
+        &self,
+        ended: Ended,
+        restarts: &mut u32,
+        restored_from: Option<CheckpointId>,
+        started: Instant,
+    ) -> Result<Option<RunSummary>> {
+        {
             self.collect_garbage();
             let (status, savepoint, metrics) = match ended {
                 Ended::Finished(result) => (JobStatus::Finished, None, result.metrics),
@@ -164,9 +194,9 @@ impl Driver {
                         tracing::info!(job = %self.config.name, "job failed ({error}); a restart cannot help");
                         return Err(error);
                     }
-                    restarts += 1;
+                    *restarts += 1;
                     self.live.restarted();
-                    let Some(delay) = self.checkpointing.restart.delay(restarts) else {
+                    let Some(delay) = self.checkpointing.restart.delay(*restarts) else {
                         return Err(error);
                     };
                     tracing::warn!(
@@ -175,11 +205,18 @@ impl Driver {
                     );
                     self.status(JobStatus::Restarting);
                     std::thread::sleep(delay);
-                    continue;
+                    return Ok(None);
                 }
             };
             self.status(status);
-            return Ok(self.summary(status, restarts, restored_from, savepoint, metrics, started));
+            Ok(Some(self.summary(
+                status,
+                *restarts,
+                restored_from,
+                savepoint,
+                metrics,
+                started,
+            )))
         }
     }
 
@@ -377,15 +414,27 @@ impl Driver {
     }
 
     fn attempt(&self, restore: Option<RestoreState>, next_id: CheckpointId) -> Ended {
-        let mut config = self.config.clone();
-        config.checkpointing = true;
-        config.checkpoint_timeout = Some(self.checkpointing.coordinator.timeout);
-        config.timeline = self.timeline;
         if let Some(restore) = &restore {
             if let Err(e) = self.check_restore_fits(restore) {
                 return Ended::Failed(e);
             }
         }
+        let handle = match self.spawn_attempt(restore) {
+            Ok(handle) => handle,
+            Err(e) => return Ended::Failed(e),
+        };
+        self.live
+            .attempt_started(handle.graph(), handle.metrics_view());
+        self.status(JobStatus::Running);
+        self.drive(Attempt::Local(handle), next_id)
+    }
+
+    /// Spawns the job (this process's subtasks of it) restoring `restore`.
+    pub(super) fn spawn_attempt(&self, restore: Option<RestoreState>) -> Result<crate::JobHandle> {
+        let mut config = self.config.clone();
+        config.checkpointing = true;
+        config.checkpoint_timeout = Some(self.checkpointing.coordinator.timeout);
+        config.timeline = self.timeline;
         self.attempts
             .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         self.uploads.clear();
@@ -402,14 +451,112 @@ impl Driver {
         for uid in job.operators_without_uid() {
             tracing::warn!("operator `{uid}` has no uid; its state is keyed by its graph position: set one with .uid(...)");
         }
-        let handle = match job.spawn() {
-            Ok(handle) => handle,
-            Err(e) => return Ended::Failed(e),
+        job.spawn()
+    }
+
+    /// What a worker restores its part of an attempt from.
+    pub(super) fn load_for_worker(&self, from: &RestoreFrom) -> Result<Option<RestoreState>> {
+        let origin = match from {
+            RestoreFrom::Nothing => Origin::Nothing,
+            RestoreFrom::Checkpoint(id) => Origin::Checkpoint(CheckpointId::new(*id)),
+            RestoreFrom::Savepoint(url) => Origin::Savepoint(url.clone()),
         };
-        self.live
-            .attempt_started(handle.graph(), handle.metrics_view());
-        self.status(JobStatus::Running);
-        self.drive(handle, next_id)
+        let (restore, _) = self.load(&origin)?;
+        if let Some(restore) = &restore {
+            self.check_restore_fits(restore)?;
+        }
+        Ok(restore)
+    }
+
+    /// One attempt on the workers: they restore `from` themselves.
+    fn remote_attempt(
+        &self,
+        link: &Arc<dyn ClusterLink>,
+        spec: &str,
+        from: RestoreFrom,
+        next_id: CheckpointId,
+    ) -> Ended {
+        let attempt = self.nonce.wrapping_add(
+            self.attempts
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst),
+        );
+        let started = RemoteAttempt::start(
+            link.clone(),
+            &self.config.name,
+            spec,
+            attempt,
+            self.timeline,
+            from,
+        );
+        match started {
+            Ok(remote) => {
+                self.status(JobStatus::Running);
+                self.drive(Attempt::Remote(remote), next_id)
+            }
+            Err(e) => Ended::Failed(e),
+        }
+    }
+
+    /// What the workers of the next attempt restore, without loading it here: the
+    /// run's origin for its first attempt, else the newest complete checkpoint of
+    /// this run's timeline (or the origin when it has none yet).
+    fn resolve_for_workers(
+        &self,
+        origin: &mut Origin,
+        first: bool,
+    ) -> Result<(RestoreFrom, Option<CheckpointId>)> {
+        let name = &self.config.name;
+        let scan_error = |e| DataflowError::checkpoint_caused("reading the checkpoints", e);
+        if !first {
+            let scan = self
+                .runtime
+                .block_on(self.storage.latest_valid_of(name, Some(self.timeline)))
+                .map_err(scan_error)?;
+            if let Some(metadata) = scan.latest {
+                return Ok((
+                    RestoreFrom::Checkpoint(metadata.checkpoint.get()),
+                    Some(metadata.checkpoint),
+                ));
+            }
+        }
+        match origin.clone() {
+            Origin::Nothing => Ok((RestoreFrom::Nothing, None)),
+            Origin::LatestCheckpoint => {
+                let scan = self
+                    .runtime
+                    .block_on(self.storage.latest_valid(name))
+                    .map_err(scan_error)?;
+                self.check_passed_over(&scan)?;
+                Ok(match scan.latest {
+                    Some(metadata) => {
+                        *origin = Origin::Checkpoint(metadata.checkpoint);
+                        (
+                            RestoreFrom::Checkpoint(metadata.checkpoint.get()),
+                            Some(metadata.checkpoint),
+                        )
+                    }
+                    None => {
+                        *origin = Origin::Nothing;
+                        (RestoreFrom::Nothing, None)
+                    }
+                })
+            }
+            Origin::Checkpoint(id) => Ok((RestoreFrom::Checkpoint(id.get()), Some(id))),
+            Origin::Savepoint(url) => {
+                let savepoint = self
+                    .runtime
+                    .block_on(CheckpointStorage::read_savepoint(
+                        &self.checkpointing.savepoints.with_url(url.clone()),
+                    ))
+                    .map_err(|e| {
+                        DataflowError::checkpoint_caused(format!("savepoint `{url}`"), e)
+                    })?;
+                Ok((
+                    RestoreFrom::Savepoint(url),
+                    Some(savepoint.metadata().checkpoint),
+                ))
+            }
+        }
     }
 
     fn check_restore_fits(&self, restore: &RestoreState) -> Result<()> {

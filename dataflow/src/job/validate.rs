@@ -27,12 +27,6 @@ pub(super) fn validate(
     }
     if let Some(placement) = &config.placement {
         errors.extend(placement.check(&config.name));
-        if config.checkpointing {
-            errors.push(format!(
-                "job `{}`: checkpoints of a job that spans workers are not supported yet; run it without checkpointing or in one process",
-                config.name
-            ));
-        }
     }
     if config.channel_capacity == 0 {
         errors.push(format!(
