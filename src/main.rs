@@ -11,7 +11,7 @@ use cli::client::{JobIdArgs, ServerArgs, SubmitArgs};
 use cli::job_file::{RunArgs, SqlArgs, ValidateArgs};
 use cli::query::QueryArgs;
 use cli::savepoint::SavepointArgs;
-use cli::serve::ServeArgs;
+use cli::serve::{CoordinatorArgs, ServeArgs, WorkerArgs};
 use cli::testing::TestingCommand;
 use cli::verify::VerifyArgs;
 use std::io::IsTerminal;
@@ -41,6 +41,13 @@ enum Command {
     /// cancelling them. Jobs that were running resume from their newest checkpoint
     /// when the server starts again.
     Serve(ServeArgs),
+    /// Run the job server in cluster mode: jobs run on the workers that register
+    /// (`weir worker`), this process keeps their checkpoints and restarts them
+    /// (docs/cluster.md).
+    Coordinator(CoordinatorArgs),
+    /// Run a worker of a coordinator: it registers, runs the subtasks of the jobs'
+    /// slots it is given and exchanges records with the other workers.
+    Worker(WorkerArgs),
     /// Submit a job file to a job server and print the new job's id.
     Submit(SubmitArgs),
     /// List the jobs of a job server.
@@ -121,6 +128,8 @@ fn run(cli: Cli) -> Result<()> {
         Command::Sql(args) => cli::job_file::sql(args),
         Command::Verify(args) => cli::verify::verify(args),
         Command::Serve(args) => cli::serve::serve(args),
+        Command::Coordinator(args) => cli::serve::coordinator(args),
+        Command::Worker(args) => cli::serve::worker(args),
         Command::Submit(args) => cli::client::submit(args),
         Command::List(args) => cli::client::list_jobs(args),
         Command::Status(args) => cli::client::job_status(args),

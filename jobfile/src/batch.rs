@@ -19,7 +19,7 @@ use crate::row::{FieldType, Key, Row, RowKey, Schema, Str, Value};
 use smallvec::SmallVec;
 
 /// The values of one field for every row of a batch.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum Column {
     /// Integers.
     Int(Vec<i64>),
@@ -145,7 +145,7 @@ impl Column {
 
 /// Rows of one schema, column by column. Every column that is not pruned has
 /// [`Batch::len`] values.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Batch {
     columns: Vec<Column>,
     len: usize,
@@ -334,7 +334,7 @@ impl JsonWriter {
 /// The values a keyed operator reads from one row: its key, its event time and the
 /// fields the operator reads, up to `N` of them held inline (an aggregating window
 /// reads one or two fields; `top` keeps whole rows).
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Projected<K = Key, const N: usize = 2> {
     /// The key.
     pub key: K,
@@ -408,7 +408,7 @@ impl<K: RowKey, const N: usize> KeyedRecord<K> for Projected<K, N> {
 /// timestamp fields as their 64 bits ([`Column::bits_at`]). With an
 /// [`IntKey`](crate::IntKey), 32 bytes against a [`Projected`]'s 72: these are the
 /// records that cross threads before a window.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Numbers<K> {
     /// The key.
     pub key: K,

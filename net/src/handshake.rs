@@ -16,7 +16,6 @@
 
 use crate::{NetError, Secret, WorkerId, PROTOCOL_VERSION};
 use ring::hmac;
-use ring::rand::{SecureRandom, SystemRandom};
 use std::io;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
@@ -27,11 +26,7 @@ const ACCEPTED: u8 = 0;
 const REFUSED: u8 = 1;
 
 fn nonce() -> Result<[u8; NONCE], NetError> {
-    let mut n = [0u8; NONCE];
-    SystemRandom::new()
-        .fill(&mut n)
-        .map_err(|_| NetError::Invalid("the system's random source failed".into()))?;
-    Ok(n)
+    crate::nonce()
 }
 
 /// What a side's MAC covers: its role, the other side's nonce first, both worker ids.

@@ -85,6 +85,41 @@ impl Secret {
     pub(crate) fn bytes(&self) -> &[u8] {
         &self.0
     }
+
+    fn message(parts: &[&[u8]]) -> Vec<u8> {
+        let mut message = Vec::new();
+        for part in parts {
+            message.extend_from_slice(&(part.len() as u64).to_le_bytes());
+            message.extend_from_slice(part);
+        }
+        message
+    }
+
+    /// The HMAC-SHA256 of `parts` (each length-prefixed, so no two lists of parts
+    /// sign alike) under the secret: for the control plane's challenges.
+    pub fn sign(&self, parts: &[&[u8]]) -> Vec<u8> {
+        let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, self.bytes());
+        ring::hmac::sign(&key, &Self::message(parts))
+            .as_ref()
+            .to_vec()
+    }
+
+    /// Whether `tag` is [`Secret::sign`] of `parts` (compared in constant time).
+    pub fn verify(&self, parts: &[&[u8]], tag: &[u8]) -> bool {
+        let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, self.bytes());
+        ring::hmac::verify(&key, &Self::message(parts), tag).is_ok()
+    }
+}
+
+/// 32 fresh random bytes: a challenge's nonce, a session token.
+///
+/// # Errors
+/// The system's random source failed.
+pub fn nonce() -> Result<[u8; 32], NetError> {
+    let mut n = [0u8; 32];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut n)
+        .map_err(|_| NetError::Invalid("the system's random source failed".into()))?;
+    Ok(n)
 }
 
 impl fmt::Debug for Secret {

@@ -268,13 +268,19 @@ impl Network {
                 addr: addr.to_string(),
                 source,
             })?;
-        let listener = runtime
-            .block_on(TcpListener::bind(addr))
-            .map_err(|source| NetError::Io {
-                action: "listen on",
-                addr: addr.to_string(),
-                source,
-            })?;
+        // Bound without blocking on the runtime, so that a caller inside another
+        // runtime (an async `weir worker`) can bind too.
+        let listen_error = |source| NetError::Io {
+            action: "listen on",
+            addr: addr.to_string(),
+            source,
+        };
+        let listener = std::net::TcpListener::bind(addr).map_err(listen_error)?;
+        listener.set_nonblocking(true).map_err(listen_error)?;
+        let listener = {
+            let _entered = runtime.enter();
+            TcpListener::from_std(listener).map_err(listen_error)?
+        };
         let local = listener.local_addr().map_err(|source| NetError::Io {
             action: "read the address of",
             addr: addr.to_string(),

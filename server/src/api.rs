@@ -31,14 +31,32 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         .route("/jobs/{id}/savepoints", post(savepoint))
         .route("/jobs/{id}/stop", post(stop))
         .route("/metrics", get(metrics))
+        .route("/cluster", get(cluster_view))
         .layer(middleware::from_fn_with_state(state.clone(), require_token));
-    Router::new()
+    let control = state.cluster.as_ref().map(|c| c.routes());
+    let router = Router::new()
         .route("/", get(ui::index))
         .route("/app.js", get(ui::script))
         .route("/openapi.json", get(super::openapi::document))
-        .merge(api)
-        .fallback(no_route)
-        .with_state(state)
+        .merge(api);
+    let router = match control {
+        Some(control) => router.merge(control),
+        None => router,
+    };
+    router.fallback(no_route).with_state(state)
+}
+
+/// `GET /cluster`: the registered workers (cluster mode), by id.
+async fn cluster_view(
+    State(state): State<Arc<AppState>>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let cluster = state.cluster.as_ref().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "this server runs jobs itself: it is not a coordinator (start `weir coordinator`)",
+        )
+    })?;
+    Ok(Json(json!({ "workers": cluster.describe() })))
 }
 
 /// The registry of user-defined functions job files may use.
@@ -359,7 +377,7 @@ async fn submit(
                 format!("could not write the job's record: {e}"),
             )
         })?;
-        let job = ServerJob::new(record, Some(plan), registry.clone());
+        let job = ServerJob::new(record, Some(plan), registry.clone(), state2.cluster.clone());
         if let Err(e) = job.start(ResumeFrom::choose(submission.from_savepoint, false)) {
             let _ = registry.remove(&job.id);
             return Err(ApiError::new(

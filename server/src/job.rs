@@ -72,6 +72,8 @@ pub struct ServerJob {
     /// The validated job file (`None` if a recorded file no longer validates).
     plan: Option<Arc<JobPlan>>,
     running: Mutex<Option<Arc<CheckpointedJob>>>,
+    /// In cluster mode, the workers it runs on.
+    cluster: Option<Arc<crate::cluster::HttpCluster>>,
     /// The engine's live view of the current (or last) run.
     live: Mutex<Option<LiveJob>>,
     rates: Mutex<Rates>,
@@ -80,8 +82,14 @@ pub struct ServerJob {
 impl ServerJob {
     /// A job for `record` (validated into `plan`, or `None` for a recorded job whose
     /// file no longer validates: it is listed, and cannot start), not started.
-    pub fn new(record: JobRecord, plan: Option<JobPlan>, registry: Registry) -> Arc<Self> {
+    pub fn new(
+        record: JobRecord,
+        plan: Option<JobPlan>,
+        registry: Registry,
+        cluster: Option<Arc<crate::cluster::HttpCluster>>,
+    ) -> Arc<Self> {
         Arc::new(Self {
+            cluster,
             id: record.id.clone(),
             record: Mutex::new(record),
             registry,
@@ -134,12 +142,34 @@ impl ServerJob {
             id: self.id.clone(),
             source,
         };
-        let job = CheckpointedJob::spawn(
-            config,
-            checkpointing,
-            move |builder| jobs::build(&plan, builder),
-            Arc::new(NoListener),
-        )
+        let build = move |builder: &weir_dataflow::JobBuilder| jobs::build(&plan, builder);
+        let job = match &self.cluster {
+            None => CheckpointedJob::spawn(config, checkpointing, build, Arc::new(NoListener)),
+            Some(cluster) => {
+                let envelope = crate::cluster::JobEnvelope {
+                    file: record.file.clone(),
+                    text: record.text.clone(),
+                    checkpoint_storage: record.checkpoint_storage.clone(),
+                    savepoint_storage: record.savepoint_storage.clone(),
+                    parallelism: record.options.parallelism,
+                    allow_non_restored_state: record.options.allow_non_restored_state,
+                };
+                let spec = serde_json::to_string(&envelope).map_err(|e| {
+                    engine(DataflowError::invalid(
+                        &self.id,
+                        format!("cannot encode the job: {e}"),
+                    ))
+                })?;
+                CheckpointedJob::spawn_on_cluster(
+                    config,
+                    checkpointing,
+                    build,
+                    Arc::new(NoListener),
+                    cluster.clone(),
+                    spec,
+                )
+            }
+        }
         .map_err(engine)?;
         *lock(&self.live) = Some(job.live());
         *lock(&self.rates) = Rates::default();

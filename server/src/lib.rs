@@ -27,6 +27,7 @@
 //!     bind: "127.0.0.1:8081".into(),
 //!     data: "./weir-data/server".into(),
 //!     token: None,
+//!     cluster: None,
 //! };
 //! let runtime = tokio::runtime::Runtime::new().unwrap();
 //! runtime.block_on(serve(config, |addr| println!("listening on http://{addr}"))).unwrap();
@@ -35,6 +36,7 @@
 
 mod api;
 pub mod client;
+pub mod cluster;
 mod job;
 pub mod jobs;
 pub mod metrics;
@@ -62,6 +64,9 @@ pub struct ServerConfig {
     pub data: PathBuf,
     /// Bearer token every API request must carry; required for a non-loopback bind.
     pub token: Option<String>,
+    /// Cluster mode (`weir coordinator`): jobs run on the workers that register,
+    /// not in this process.
+    pub cluster: Option<cluster::ClusterSettings>,
 }
 
 /// Why the server could not start.
@@ -134,6 +139,8 @@ pub fn check_bind(bind: &str, token: Option<&str>) -> Result<Vec<SocketAddr>, Se
 /// What the handlers share.
 pub(crate) struct AppState {
     pub(crate) registry: Registry,
+    /// In cluster mode, the workers jobs run on.
+    pub(crate) cluster: Option<Arc<cluster::HttpCluster>>,
     pub(crate) token: Option<String>,
     pub(crate) jobs: RwLock<BTreeMap<String, Arc<ServerJob>>>,
 }
@@ -178,8 +185,19 @@ pub async fn serve(
         path: config.data.display().to_string(),
         source,
     })?;
+    let cluster = config.cluster.clone().map(cluster::HttpCluster::new);
+    if let Some(cluster) = &cluster {
+        let cluster = cluster.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                cluster.expire();
+            }
+        });
+    }
     let state = Arc::new(AppState {
         registry,
+        cluster,
         token: config.token.clone(),
         jobs: RwLock::default(),
     });
@@ -254,7 +272,7 @@ async fn resume_jobs(state: &Arc<AppState>) {
             }
             _ => None,
         };
-        let job = ServerJob::new(record, plan, state.registry.clone());
+        let job = ServerJob::new(record, plan, state.registry.clone(), state.cluster.clone());
         state
             .jobs
             .write()

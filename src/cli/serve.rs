@@ -1,7 +1,10 @@
-//! `weir serve`: the job server (REST API and web UI) of `weir::server`.
+//! `weir serve`: the job server (REST API and web UI) of `weir::server`; `weir
+//! coordinator`, the same server in cluster mode, and `weir worker`, a worker of it
+//! (docs/cluster.md).
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use clap::Args;
+use std::time::Duration;
 
 #[derive(Args)]
 pub(crate) struct ServeArgs {
@@ -17,21 +20,110 @@ pub(crate) struct ServeArgs {
     token: Option<String>,
 }
 
-pub(crate) fn serve(args: ServeArgs) -> Result<()> {
-    let config = weir::server::ServerConfig {
-        bind: args.bind,
-        data: args.data,
-        token: args.token,
-    };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+#[derive(Args)]
+pub(crate) struct CoordinatorArgs {
+    #[command(flatten)]
+    serve: ServeArgs,
+    /// The secret the coordinator and its workers share (at least 16 bytes).
+    #[arg(long, env = "WEIR_CLUSTER_SECRET", hide_env_values = true)]
+    secret: String,
+    /// A worker that has not polled for this long is lost (its jobs restart on the
+    /// workers left), e.g. `10s`.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    heartbeat_timeout: Duration,
+}
+
+#[derive(Args)]
+pub(crate) struct WorkerArgs {
+    /// The coordinator's URL, e.g. http://weir-coordinator:8081.
+    #[arg(long)]
+    coordinator: String,
+    /// Where the data plane listens (port 0 picks a free one).
+    #[arg(long, default_value = "127.0.0.1:6124")]
+    data_bind: String,
+    /// The data plane's address as other workers reach it (needed when
+    /// --data-bind is 0.0.0.0), e.g. the pod's IP and port.
+    #[arg(long, env = "WEIR_ADVERTISE")]
+    advertise: Option<String>,
+    /// Slots this worker offers.
+    #[arg(long, default_value_t = 1)]
+    slots: usize,
+    /// The secret the coordinator and its workers share.
+    #[arg(long, env = "WEIR_CLUSTER_SECRET", hide_env_values = true)]
+    secret: String,
+    /// Where local state (RocksDB) goes.
+    #[arg(long, default_value = "./weir-data/worker")]
+    data: std::path::PathBuf,
+}
+
+fn parse_duration(text: &str) -> std::result::Result<Duration, String> {
+    weir::jobfile::parse_duration(text)
+        .ok_or_else(|| format!("`{text}` is not a duration: expected e.g. 500ms, 10s or 1m"))
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .thread_name("weir-server")
         .build()
-        .context("could not start the server runtime")?;
-    runtime.block_on(weir::server::serve(config, |addr| {
+        .context("could not start the server runtime")
+}
+
+fn serve_with(
+    args: ServeArgs,
+    cluster: Option<weir::server::cluster::ClusterSettings>,
+) -> Result<()> {
+    let config = weir::server::ServerConfig {
+        bind: args.bind,
+        data: args.data,
+        token: args.token,
+        cluster,
+    };
+    let role = if config.cluster.is_some() {
+        "weir coordinator"
+    } else {
+        "weir serve"
+    };
+    runtime()?.block_on(weir::server::serve(config, |addr| {
         // Scripts and tests read this line for the address (with port 0, the port).
-        println!("weir serve: listening on http://{addr}");
+        println!("{role}: listening on http://{addr}");
+        use std::io::Write;
+        let _ = std::io::stdout().flush();
+    }))?;
+    Ok(())
+}
+
+pub(crate) fn serve(args: ServeArgs) -> Result<()> {
+    serve_with(args, None)
+}
+
+pub(crate) fn coordinator(args: CoordinatorArgs) -> Result<()> {
+    let secret = weir::net::Secret::new(args.secret.into_bytes())?;
+    serve_with(
+        args.serve,
+        Some(weir::server::cluster::ClusterSettings {
+            secret,
+            heartbeat_timeout: args.heartbeat_timeout,
+        }),
+    )
+}
+
+pub(crate) fn worker(args: WorkerArgs) -> Result<()> {
+    if args.slots == 0 {
+        bail!("--slots must be at least 1");
+    }
+    let config = weir::server::cluster::WorkerConfig {
+        coordinator: args.coordinator,
+        data_bind: args.data_bind,
+        advertise: args.advertise,
+        slots: args.slots,
+        secret: weir::net::Secret::new(args.secret.into_bytes())?,
+        data: args.data,
+    };
+    runtime()?.block_on(weir::server::cluster::run_worker(config, |id, addr| {
+        // Scripts and tests read this line.
+        println!("weir worker: registered as worker {id}, data plane at {addr}");
         use std::io::Write;
         let _ = std::io::stdout().flush();
     }))?;

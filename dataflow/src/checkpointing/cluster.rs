@@ -179,10 +179,33 @@ impl FromWorker {
     }
 }
 
+/// A worker as the coordinator knows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkerInfo {
+    /// Where its data plane listens.
+    pub addr: String,
+    /// How many slots it offers.
+    pub slots: usize,
+}
+
+/// The slots of `workers`, spread: one slot of each worker in turn, so that
+/// subtasks `0, 1, …` go to different workers first.
+pub fn spread_slots(workers: &BTreeMap<WorkerId, WorkerInfo>) -> Vec<u32> {
+    let most = workers.values().map(|w| w.slots.max(1)).max().unwrap_or(0);
+    (0..most)
+        .flat_map(|round| {
+            workers
+                .iter()
+                .filter(move |(_, w)| w.slots.max(1) > round)
+                .map(|(id, _)| id.0)
+        })
+        .collect()
+}
+
 /// How the coordinator reaches its workers.
 pub trait ClusterLink: Send + Sync {
-    /// The workers available now, with the address of each one's data plane.
-    fn workers(&self) -> BTreeMap<WorkerId, String>;
+    /// The workers available now.
+    fn workers(&self) -> BTreeMap<WorkerId, WorkerInfo>;
 
     /// Sends a message to a worker.
     ///
@@ -226,13 +249,22 @@ impl RemoteAttempt {
         timeline: u64,
         restore: RestoreFrom,
     ) -> Result<Self> {
-        let peers = link.workers();
-        if peers.is_empty() {
-            return Err(DataflowError::checkpoint(
-                job,
-                "no worker is registered with the coordinator",
-            ));
-        }
+        // A job submitted before its workers registered waits for them (as Flink
+        // waits for slots).
+        let deadline = Instant::now() + START_TIMEOUT;
+        let peers = loop {
+            let peers = link.workers();
+            if !peers.is_empty() {
+                break peers;
+            }
+            if Instant::now() >= deadline {
+                return Err(DataflowError::checkpoint(
+                    job,
+                    format!("no worker registered with the coordinator within {START_TIMEOUT:?}"),
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        };
         let workers: Vec<WorkerId> = peers.keys().copied().collect();
         let reports = link.reports();
         let deployment = Deployment {
@@ -240,15 +272,14 @@ impl RemoteAttempt {
             spec: spec.to_string(),
             attempt,
             timeline,
-            slots: workers.iter().map(|w| w.0).collect(),
-            peers: peers.iter().map(|(w, a)| (w.0, a.clone())).collect(),
+            slots: spread_slots(&peers),
+            peers: peers.iter().map(|(w, i)| (w.0, i.addr.clone())).collect(),
             restore,
         };
         for worker in &workers {
             link.send(*worker, ToWorker::Deploy(deployment.clone()))?;
         }
         let mut started: BTreeMap<WorkerId, Vec<SubtaskId>> = BTreeMap::new();
-        let deadline = Instant::now() + START_TIMEOUT;
         let fail = |reason: String| {
             for worker in &workers {
                 let _ = link.send(*worker, ToWorker::Cancel { attempt });
@@ -461,6 +492,16 @@ impl WorkerAgent {
             listener,
             parts: BTreeMap::new(),
         }
+    }
+
+    /// Cancels every part this worker runs (it lost its coordinator, or was
+    /// forgotten by it): they stop before their replacements commit anything.
+    pub fn cancel_all(&mut self, report: &Sender<FromWorker>) {
+        let attempts: Vec<u64> = self.parts.keys().copied().collect();
+        for attempt in attempts {
+            self.handle(ToWorker::Cancel { attempt }, report);
+        }
+        self.parts.clear();
     }
 
     /// Handles one message of the coordinator; reports go to `report`.
@@ -738,10 +779,16 @@ impl LocalCluster {
 }
 
 impl ClusterLink for LocalCluster {
-    fn workers(&self) -> BTreeMap<WorkerId, String> {
+    fn workers(&self) -> BTreeMap<WorkerId, WorkerInfo> {
         lock(&self.inner.workers)
             .iter()
-            .map(|(id, w)| (*id, w.addr.clone()))
+            .map(|(id, w)| {
+                let info = WorkerInfo {
+                    addr: w.addr.clone(),
+                    slots: 1,
+                };
+                (*id, info)
+            })
             .collect()
     }
 

@@ -20,7 +20,7 @@ use std::marker::PhantomData;
 use weir_state::{AggregateFunction, StableHasher, StateKey};
 
 /// The accumulator of one key's elements in one window, folded before the exchange.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Partial<K, Acc> {
     /// The key.
     pub key: K,

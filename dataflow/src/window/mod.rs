@@ -210,6 +210,12 @@ impl<K: StateKey, T: Data> WindowedStream<K, T> {
         }
         let end: crate::TimestampAssigner<Partial<K, A::Acc>> =
             Arc::new(|p: &Partial<K, A::Acc>| Timestamp(p.window.end - 1));
+        // Partials cross workers like the elements they fold would.
+        partials
+            .graph
+            .borrow_mut()
+            .codecs
+            .insert::<Partial<K, A::Acc>>(Arc::new(crate::wire::SerdeCodec));
         let keyed = partials.key_by(|p: &Partial<K, A::Acc>| p.key.clone());
         let global = WindowedStream {
             keyed,

@@ -181,6 +181,19 @@ pub fn run_with_listener(
     .wait()
 }
 
+/// Lets every record type a job file's streams exchange cross workers (cluster mode):
+/// batches, keyed rows for windows, joins and tops.
+fn register_codecs(job: &JobBuilder) {
+    job.wire_codec::<Batch>();
+    job.wire_codec::<Row>();
+    job.wire_codec::<Numbers<Key>>();
+    job.wire_codec::<Numbers<IntKey>>();
+    job.wire_codec::<Projected<Key>>();
+    job.wire_codec::<Projected<IntKey>>();
+    job.wire_codec::<Projected<Key, TOP_FIELDS>>();
+    job.wire_codec::<Projected<IntKey, TOP_FIELDS>>();
+}
+
 /// A stream of the job as built so far: batches, or a `key_by`'s batches with its
 /// key fields (read by the window or join that follows).
 enum Built<'a> {
@@ -237,6 +250,7 @@ pub fn build(plan: &JobPlan, job: &JobBuilder) {
 /// [`build`], with the sinks crashing the process at `sink_commit` (crash tests).
 fn build_with(plan: &JobPlan, job: &JobBuilder, sink_commit: Option<(CommitStep, u64)>) {
     job.count_rows::<Batch>(Batch::len);
+    register_codecs(job);
     let needed = needed_fields(plan);
     let planned: HashMap<&str, &PlannedStream> = plan
         .streams
