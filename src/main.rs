@@ -160,3 +160,91 @@ mod tests {
         );
     }
 }
+
+/// The Kubernetes manifests start `weir` with commands and flags this binary
+/// accepts. (They are parsed here, not applied to a cluster.)
+#[cfg(test)]
+mod manifests {
+    use super::Cli;
+    use clap::Parser;
+    use weir::jobfile::yaml::{parse, Node, NodeKind};
+
+    fn entry<'a>(node: &'a Node, key: &str) -> Option<&'a Node> {
+        match &node.kind {
+            NodeKind::Map(entries) => entries.iter().find(|(k, _)| k.text == key).map(|(_, v)| v),
+            _ => None,
+        }
+    }
+
+    fn strings(node: &Node) -> Vec<String> {
+        match &node.kind {
+            NodeKind::Seq(items) => items
+                .iter()
+                .filter_map(|item| match &item.kind {
+                    NodeKind::Scalar { text, .. } => Some(text.clone()),
+                    _ => None,
+                })
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// Every container of every workload of the manifest file: its arguments and the
+    /// names of its environment variables.
+    fn containers(text: &str) -> Vec<(Vec<String>, Vec<String>)> {
+        let mut found = Vec::new();
+        for document in text.split("\n---\n") {
+            let root = parse(document).expect("a manifest parses as YAML");
+            let Some(spec) = entry(&root, "spec")
+                .and_then(|s| entry(s, "template"))
+                .and_then(|t| entry(t, "spec"))
+            else {
+                continue;
+            };
+            let Some(NodeKind::Seq(list)) = entry(spec, "containers").map(|c| &c.kind) else {
+                continue;
+            };
+            for container in list {
+                let args = entry(container, "args").map(strings).unwrap_or_default();
+                let env = match entry(container, "env").map(|e| &e.kind) {
+                    Some(NodeKind::Seq(vars)) => vars
+                        .iter()
+                        .filter_map(|v| entry(v, "name"))
+                        .filter_map(|n| match &n.kind {
+                            NodeKind::Scalar { text, .. } => Some(text.clone()),
+                            _ => None,
+                        })
+                        .collect(),
+                    _ => Vec::new(),
+                };
+                found.push((args, env));
+            }
+        }
+        found
+    }
+
+    #[test]
+    fn the_kubernetes_manifests_run_commands_the_cli_accepts() {
+        let text = include_str!("../deploy/kubernetes/weir.yaml");
+        let containers = containers(text);
+        let roles: Vec<&str> = containers
+            .iter()
+            .filter_map(|(args, _)| args.first().map(String::as_str))
+            .collect();
+        assert_eq!(roles, ["coordinator", "worker"]);
+        for (args, env) in &containers {
+            // The values come from the Secret and the pod; only their names matter.
+            for name in env {
+                std::env::set_var(name, "a value set by Kubernetes");
+            }
+            let parsed =
+                Cli::try_parse_from(std::iter::once("weir".to_string()).chain(args.clone()));
+            if let Err(e) = parsed {
+                panic!("`weir {}` is refused: {e}", args.join(" "));
+            }
+        }
+        // A flag the CLI lacks is caught.
+        let wrong = Cli::try_parse_from(["weir", "worker", "--coordinator", "x", "--no-such-flag"]);
+        assert!(wrong.is_err());
+    }
+}

@@ -340,6 +340,13 @@ pub(crate) fn outbound<T: Send + 'static>(
                 return failed(&e.to_string(), None);
             }
             last_len = bytes.len();
+            if let Message::Batch(records) = &message {
+                use std::sync::atomic::Ordering::Relaxed;
+                report.records.fetch_add(records.len() as u64, Relaxed);
+            }
+            report
+                .bytes
+                .fetch_add(bytes.len() as u64, std::sync::atomic::Ordering::Relaxed);
             if let Err(e) = sender.send(bytes) {
                 return failed(&e.to_string(), Some(&e));
             }
@@ -396,6 +403,9 @@ pub(crate) fn inbound<T: Send + 'static>(
 pub(crate) struct Bridges {
     threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
     failure: Mutex<Option<String>>,
+    /// Records and bytes sent to other workers.
+    records: std::sync::atomic::AtomicU64,
+    bytes: std::sync::atomic::AtomicU64,
 }
 
 impl Bridges {
@@ -407,6 +417,12 @@ impl Bridges {
         if !matches!(error, Some(NetError::Closed { .. })) {
             lock(&self.failure).get_or_insert(what);
         }
+    }
+
+    /// Records and encoded bytes sent to other workers so far.
+    pub(crate) fn sent(&self) -> (u64, u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        (self.records.load(Relaxed), self.bytes.load(Relaxed))
     }
 
     /// The first failure a bridge recorded.

@@ -27,6 +27,7 @@ mod tests {
         ("post", "/jobs/{id}/savepoints"),
         ("post", "/jobs/{id}/stop"),
         ("get", "/metrics"),
+        ("get", "/cluster"),
     ];
 
     #[test]

@@ -264,6 +264,14 @@ fn join_bridges(
     };
     bridges.join();
     placement.close_channels();
+    let (records, bytes) = bridges.sent();
+    tracing::info!(
+        worker = placement.network.id().0,
+        records,
+        bytes,
+        bytes_per_record = bytes.checked_div(records).unwrap_or(0),
+        "sent to other workers"
+    );
     match (error, bridges.failure()) {
         (Some(_), Some(failure)) => Some(DataflowError::TaskFailed {
             task: "data plane".into(),
