@@ -2,7 +2,7 @@
 //!
 //! The coordinator's driver keeps the job's one [`weir_checkpoint::Coordinator`] and
 //! its restart loop; instead of spawning the job in its own process, each attempt is
-//! a [`RemoteAttempt`]: the coordinator sends every worker a [`Deployment`], each
+//! a `RemoteAttempt`: the coordinator sends every worker a [`Deployment`], each
 //! worker runs its slots' subtasks ([`WorkerAgent`]) with the data plane between
 //! them, and the control messages ([`ToWorker`], [`FromWorker`]) travel over a
 //! [`ClusterLink`] (HTTP between processes, channels inside one).
