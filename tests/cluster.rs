@@ -1,8 +1,9 @@
 //! Cluster mode end to end, every role its own `weir` process on loopback: a
-//! coordinator and its workers run a job file with checkpoints and the exactly-once
-//! file sink, and its committed rows equal `weir run`'s in one process; a worker
-//! killed with SIGKILL mid-run is replaced and the rows stay exact; a worker
-//! without the secret is refused.
+//! coordinator and its workers run job files with checkpoints (on the local
+//! filesystem, and on S3 for Nexmark qw and qs on three workers) and the
+//! exactly-once file sink, and the committed rows equal `weir run`'s in one
+//! process; workers killed with SIGKILL mid-run, three times, are replaced and the
+//! rows stay exact; a worker without the secret is refused.
 #![allow(clippy::unwrap_used)] // tests may unwrap (see clippy.toml)
 
 mod common;
@@ -24,10 +25,15 @@ struct Process {
 
 impl Process {
     fn start(cwd: &Path, args: &[&str], secret: &str) -> Self {
+        Self::start_with(cwd, args, secret, &[])
+    }
+
+    fn start_with(cwd: &Path, args: &[&str], secret: &str, env: &[(&str, String)]) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_weir"))
             .args(args)
             .current_dir(cwd)
             .env("WEIR_CLUSTER_SECRET", secret)
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
             .env_remove("WEIR_TOKEN")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -52,8 +58,12 @@ impl Drop for Process {
 }
 
 fn coordinator(dir: &Path) -> (Process, String) {
+    coordinator_with(dir, &[])
+}
+
+fn coordinator_with(dir: &Path, env: &[(&str, String)]) -> (Process, String) {
     let data = dir.join("coordinator");
-    let process = Process::start(
+    let process = Process::start_with(
         dir,
         &[
             "coordinator",
@@ -65,6 +75,7 @@ fn coordinator(dir: &Path) -> (Process, String) {
             "2s",
         ],
         SECRET,
+        env,
     );
     let url = process
         .first_line
@@ -76,8 +87,12 @@ fn coordinator(dir: &Path) -> (Process, String) {
 }
 
 fn worker(dir: &Path, url: &str, name: &str, secret: &str) -> Process {
+    worker_with(dir, url, name, secret, &[])
+}
+
+fn worker_with(dir: &Path, url: &str, name: &str, secret: &str, env: &[(&str, String)]) -> Process {
     let data = dir.join(name);
-    Process::start(
+    Process::start_with(
         dir,
         &[
             "worker",
@@ -89,6 +104,7 @@ fn worker(dir: &Path, url: &str, name: &str, secret: &str) -> Process {
             data.to_str().unwrap(),
         ],
         secret,
+        env,
     )
 }
 
@@ -100,14 +116,14 @@ fn registered_workers(url: &str) -> usize {
 
 /// Numbers counted and summed per class in 100 ms windows at parallelism 4: records
 /// cross workers at the key_by.
-fn job(out: &Path, rate: u64) -> String {
+fn job(out: &Path, rows: u64, rate: u64) -> String {
     format!(
         "name: counts
 parallelism: 4
 checkpoints: {{interval: 200ms}}
 restart: {{strategy: fixed-delay, attempts: 10, delay: 500ms}}
 sources:
-  - {{name: numbers, kind: sequence, from: 1, to: 40000, rows_per_second: {rate}, timestamp: value}}
+  - {{name: numbers, kind: sequence, from: 1, to: {rows}, rows_per_second: {rate}, timestamp: value}}
 operators:
   - {{name: classes, kind: map, input: numbers, fields: {{class: value % 13, value: value}}}}
   - {{name: by_class, kind: key_by, input: classes, key: class}}
@@ -127,11 +143,11 @@ fn committed(dir: &Path) -> Vec<Value> {
     sorted(weir::sinks::read_committed(dir).unwrap())
 }
 
-/// The rows `weir run` commits for the job in one process.
-fn reference(dir: &Path) -> Vec<Value> {
+/// The rows `weir run` commits in one process for the job file `text(out)`.
+fn reference(dir: &Path, text: impl Fn(&Path) -> String) -> Vec<Value> {
     let out = dir.join("reference");
     let file = dir.join("reference.yaml");
-    std::fs::write(&file, job(&out, 1_000_000)).unwrap();
+    std::fs::write(&file, text(&out)).unwrap();
     let run = Command::new(env!("CARGO_BIN_EXE_weir"))
         .args(["run", file.to_str().unwrap()])
         .current_dir(dir)
@@ -178,7 +194,7 @@ fn ended(job: &Value) -> bool {
 #[test]
 fn a_coordinator_and_two_workers_commit_the_rows_of_one_process() {
     let dir = tempfile::tempdir().unwrap();
-    let expected = reference(dir.path());
+    let expected = reference(dir.path(), |out| job(out, 40_000, 1_000_000));
     let (_coordinator, url) = coordinator(dir.path());
     let workers = [
         worker(dir.path(), &url, "w1", SECRET),
@@ -193,31 +209,109 @@ fn a_coordinator_and_two_workers_commit_the_rows_of_one_process() {
     }
     assert_eq!(registered_workers(&url), 2);
     let out = dir.path().join("out");
-    let id = submit(&url, &job(&out, 20_000));
+    let id = submit(&url, &job(&out, 40_000, 20_000));
     let job = wait_for(&url, &format!("/jobs/{id}"), ended);
     assert_eq!(job["status"], "finished", "{job}");
     assert_eq!(committed(&out), expected);
 }
 
 #[test]
-fn a_killed_worker_is_replaced_and_the_rows_stay_exact() {
+fn killed_workers_are_replaced_and_the_rows_stay_exact() {
     let dir = tempfile::tempdir().unwrap();
-    let expected = reference(dir.path());
+    let rows = 80_000;
+    let expected = reference(dir.path(), |out| job(out, rows, 1_000_000));
     let (_coordinator, url) = coordinator(dir.path());
-    let mut first = worker(dir.path(), &url, "w1", SECRET);
-    let _second = worker(dir.path(), &url, "w2", SECRET);
+    let mut workers = vec![
+        worker(dir.path(), &url, "w1", SECRET),
+        worker(dir.path(), &url, "w2", SECRET),
+    ];
     let out = dir.path().join("out");
-    // 40 000 rows at 4 000 a second: about ten seconds.
-    let id = submit(&url, &job(&out, 4_000));
-    wait_for(&url, &format!("/jobs/{id}/checkpoints"), |c| {
-        c["counts"]["completed"].as_u64() >= Some(2)
-    });
-    first.kill();
-    let _third = worker(dir.path(), &url, "w3", SECRET);
+    // 80 000 rows at 4 000 a second: about twenty seconds.
+    let id = submit(&url, &job(&out, rows, 4_000));
+    let completed = |url: &str| {
+        let (_, c) = http("GET", &format!("{url}/jobs/{id}/checkpoints"), None, None);
+        c["counts"]["completed"].as_u64().unwrap_or(0)
+    };
+    // Three times: after two more checkpoints, SIGKILL a worker and start another.
+    for round in 0..3 {
+        let before = completed(&url);
+        wait_for(&url, &format!("/jobs/{id}"), |job| {
+            ended(job) || completed(&url) >= before + 2
+        });
+        let mut killed = workers.remove(round % workers.len());
+        killed.kill();
+        workers.push(worker(dir.path(), &url, &format!("w{}", round + 3), SECRET));
+    }
     let job = wait_for(&url, &format!("/jobs/{id}"), ended);
     assert_eq!(job["status"], "finished", "{job}");
     assert!(job["restarts"].as_u64() >= Some(1), "{job}");
     assert_eq!(committed(&out), expected);
+}
+
+/// Nexmark qw (count and highest price per auction in 10 s windows) and qs (bids per
+/// bidder in sessions) as job files at parallelism 4, checkpointing to S3.
+fn nexmark(query: &str, out: &Path, checkpoints: &str) -> String {
+    let (key, window, aggregates) = match query {
+        "qw" => (
+            "auction",
+            "{type: tumbling, size: 10s}",
+            "{count: count, max_price: max(price)}",
+        ),
+        _ => ("bidder", "{type: session, gap: 10s}", "{count: count}"),
+    };
+    format!(
+        "name: {query}
+parallelism: 4
+checkpoints: {{interval: 1s, storage: '{checkpoints}'}}
+restart: {{strategy: fixed-delay, attempts: 10, delay: 500ms}}
+sources:
+  - name: bids
+    kind: bids
+    events: 300000
+    rate: 10
+    source_parallelism: 4
+    timestamp: date_time
+    watermark: {{max_out_of_orderness: 4s}}
+operators:
+  - {{name: by-key, kind: key_by, input: bids, key: {key}}}
+  - {{name: {query}, kind: window, input: by-key, window: {window}, aggregates: {aggregates}}}
+sinks:
+  - {{name: out, kind: file, input: {query}, path: '{}'}}
+",
+        out.display()
+    )
+}
+
+#[test]
+fn three_workers_run_nexmark_qw_and_qs_with_checkpoints_on_s3_as_one_process_does() {
+    let Some(endpoint) = common::s3::endpoint() else {
+        return;
+    };
+    let env = common::s3::env(&endpoint);
+    let bucket = common::s3::fresh_bucket(&endpoint, "weir-cluster");
+    let dir = tempfile::tempdir().unwrap();
+    let (_coordinator, url) = coordinator_with(dir.path(), &env);
+    let _workers: Vec<Process> = (1..=3)
+        .map(|i| worker_with(dir.path(), &url, &format!("w{i}"), SECRET, &env))
+        .collect();
+    for query in ["qw", "qs"] {
+        let local = dir.path().join(format!("{query}-checkpoints"));
+        let expected = reference(dir.path(), |out| {
+            nexmark(query, out, local.to_str().unwrap())
+        });
+        let out = dir.path().join(format!("{query}-out"));
+        let storage = format!("s3://{bucket}/{query}");
+        let id = submit(&url, &nexmark(query, &out, &storage));
+        let job = wait_for(&url, &format!("/jobs/{id}"), ended);
+        assert_eq!(job["status"], "finished", "{query}: {job}");
+        let (_, checkpoints) = http("GET", &format!("{url}/jobs/{id}/checkpoints"), None, None);
+        assert!(
+            checkpoints["counts"]["completed"].as_u64() >= Some(1),
+            "{query}: {checkpoints}"
+        );
+        assert_eq!(committed(&out), expected, "{query}");
+        std::fs::remove_dir_all(dir.path().join("reference")).unwrap();
+    }
 }
 
 #[test]

@@ -187,11 +187,59 @@ fn register_codecs(job: &JobBuilder) {
     job.wire_codec::<Batch>();
     job.wire_codec::<Row>();
     job.wire_codec::<Numbers<Key>>();
-    job.wire_codec::<Numbers<IntKey>>();
+    job.register_codec::<Numbers<IntKey>>(Arc::new(IntNumbersCodec));
     job.wire_codec::<Projected<Key>>();
     job.wire_codec::<Projected<IntKey>>();
     job.wire_codec::<Projected<Key, TOP_FIELDS>>();
     job.wire_codec::<Projected<IntKey, TOP_FIELDS>>();
+}
+
+/// The wire codec of the records most windows read (an int key and numbers): four
+/// little-endian 64-bit words per record, copied without a serde pass. bincode's
+/// general form decodes the key as a row of one value, a third of a worker's time
+/// in qw across workers (BENCHMARKS.md, "Cluster mode").
+struct IntNumbersCodec;
+
+/// Bytes of one record in [`IntNumbersCodec`]'s form.
+const INT_NUMBERS_BYTES: usize = 8 * (2 + NUMBERS);
+
+impl weir_dataflow::wire::WireCodec<Numbers<IntKey>> for IntNumbersCodec {
+    fn encode(&self, records: &[Numbers<IntKey>], out: &mut Vec<u8>) -> weir_dataflow::Result<()> {
+        out.reserve(records.len() * INT_NUMBERS_BYTES);
+        for record in records {
+            out.extend_from_slice(&record.key.0.to_le_bytes());
+            out.extend_from_slice(&record.time.to_le_bytes());
+            for bits in record.bits {
+                out.extend_from_slice(&bits.to_le_bytes());
+            }
+        }
+        Ok(())
+    }
+
+    fn decode(&self, bytes: &[u8]) -> weir_dataflow::Result<Vec<Numbers<IntKey>>> {
+        if bytes.len() % INT_NUMBERS_BYTES != 0 {
+            return Err(DataflowError::invalid(
+                "wire codec",
+                format!(
+                    "{} bytes are not whole records of {INT_NUMBERS_BYTES} bytes",
+                    bytes.len()
+                ),
+            ));
+        }
+        let word = |chunk: &[u8], i: usize| {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(&chunk[8 * i..8 * i + 8]);
+            i64::from_le_bytes(w)
+        };
+        Ok(bytes
+            .chunks_exact(INT_NUMBERS_BYTES)
+            .map(|chunk| Numbers {
+                key: IntKey(word(chunk, 0)),
+                time: word(chunk, 1),
+                bits: std::array::from_fn(|i| word(chunk, 2 + i)),
+            })
+            .collect())
+    }
 }
 
 /// A stream of the job as built so far: batches, or a `key_by`'s batches with its
@@ -978,6 +1026,29 @@ fn add_sink(input: &Stream<Batch>, sink: &PlannedSink, crash: Option<(CommitStep
 #[cfg(test)]
 mod tests {
     use super::JsonRow;
+
+    #[test]
+    fn int_numbers_cross_workers_as_they_were_and_bad_bytes_are_refused() {
+        use super::{IntKey, IntNumbersCodec, Numbers};
+        use weir_dataflow::wire::WireCodec;
+        let records = vec![
+            Numbers {
+                key: IntKey(-1),
+                time: 0,
+                bits: [i64::MIN, i64::MAX],
+            },
+            Numbers {
+                key: IntKey(1 << 40),
+                time: 1_700_000_000_000,
+                bits: [3, f64::to_bits(2.5) as i64],
+            },
+        ];
+        let mut bytes = vec![9];
+        IntNumbersCodec.encode(&records, &mut bytes).unwrap();
+        assert_eq!(IntNumbersCodec.decode(&bytes[1..]).unwrap(), records);
+        let error = IntNumbersCodec.decode(&bytes[..20]).unwrap_err();
+        assert!(error.to_string().contains("not whole records"), "{error}");
+    }
 
     #[test]
     fn json_rows_round_trip_through_json_and_the_checkpoint_codec() {
