@@ -1885,30 +1885,38 @@ fn add_worker(cluster: &LocalCluster, resolve: &Resolver, id: u32) {
         .unwrap();
 }
 
+/// `build()`'s job named `name` on a [`LocalCluster`] of workers 1 and 2,
+/// checkpointing every `interval_ms` under `dir`.
+fn spawn_on_local_cluster<B: Fn(&JobBuilder) + Send + Sync + 'static>(
+    dir: &Path,
+    name: &str,
+    interval_ms: u64,
+    build: impl Fn() -> B,
+) -> (CheckpointedJob, LocalCluster, Resolver) {
+    let (config, checkpointing) = (job_config(name, 4), settings(dir, interval_ms));
+    let (cluster, resolve) = local_cluster(config.clone(), checkpointing.clone(), build(), &[1, 2]);
+    let job = CheckpointedJob::spawn_on_cluster(
+        config,
+        checkpointing,
+        build(),
+        Arc::new(NoListener),
+        Arc::new(cluster.clone()),
+        String::new(),
+    )
+    .unwrap();
+    (job, cluster, resolve)
+}
+
 #[test]
 fn a_job_on_two_workers_checkpoints_and_commits_exactly_once() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
     std::fs::create_dir_all(&out).unwrap();
     let n = 20_000;
-    let (config, checkpointing) = (job_config("cluster", 4), settings(dir.path(), 20));
-    let (cluster, _) = local_cluster(
-        config.clone(),
-        checkpointing.clone(),
-        build(n, out.clone(), None, 50),
-        &[1, 2],
-    );
-    let summary = CheckpointedJob::spawn_on_cluster(
-        config,
-        checkpointing,
-        build(n, out.clone(), None, 50),
-        Arc::new(NoListener),
-        Arc::new(cluster),
-        String::new(),
-    )
-    .unwrap()
-    .wait()
-    .unwrap();
+    let (job, _, _) = spawn_on_local_cluster(dir.path(), "cluster", 20, || {
+        build(n, out.clone(), None, 50)
+    });
+    let summary = job.wait().unwrap();
     assert_eq!(summary.status, JobStatus::Finished);
     assert!(!summary.checkpoints.is_empty());
     assert_same(read_output(&out), expected(n), "output");
@@ -1921,20 +1929,10 @@ fn a_failed_task_on_a_worker_restarts_the_job_on_every_worker_from_the_last_chec
     std::fs::create_dir_all(&out).unwrap();
     let n = 20_000;
     let failed = Arc::new(AtomicBool::new(false));
-    let (config, checkpointing) = (job_config("cluster-restart", 4), settings(dir.path(), 10));
-    let job_build = || build(n, out.clone(), Some((15_000, failed.clone())), 20);
-    let (cluster, _) = local_cluster(config.clone(), checkpointing.clone(), job_build(), &[1, 2]);
-    let summary = CheckpointedJob::spawn_on_cluster(
-        config,
-        checkpointing,
-        job_build(),
-        Arc::new(NoListener),
-        Arc::new(cluster),
-        String::new(),
-    )
-    .unwrap()
-    .wait()
-    .unwrap();
+    let (job, _, _) = spawn_on_local_cluster(dir.path(), "cluster-restart", 10, || {
+        build(n, out.clone(), Some((15_000, failed.clone())), 20)
+    });
+    let summary = job.wait().unwrap();
     assert!(failed.load(Ordering::SeqCst), "the failure was injected");
     assert_eq!(summary.restarts, 1);
     assert!(
@@ -1950,22 +1948,9 @@ fn a_lost_worker_is_replaced_and_the_job_recovers_exactly() {
     let out = dir.path().join("out");
     std::fs::create_dir_all(&out).unwrap();
     let n = 30_000;
-    let (config, checkpointing) = (job_config("cluster-lost", 4), settings(dir.path(), 10));
-    let (cluster, resolve) = local_cluster(
-        config.clone(),
-        checkpointing.clone(),
-        build(n, out.clone(), None, 10),
-        &[1, 2],
-    );
-    let job = CheckpointedJob::spawn_on_cluster(
-        config,
-        checkpointing,
-        build(n, out.clone(), None, 10),
-        Arc::new(NoListener),
-        Arc::new(cluster.clone()),
-        String::new(),
-    )
-    .unwrap();
+    let (job, cluster, resolve) = spawn_on_local_cluster(dir.path(), "cluster-lost", 10, || {
+        build(n, out.clone(), None, 10)
+    });
     let live = job.live();
     while live.checkpoints().len() < 3 {
         std::thread::sleep(Duration::from_millis(5));

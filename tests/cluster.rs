@@ -24,10 +24,6 @@ struct Process {
 }
 
 impl Process {
-    fn start(cwd: &Path, args: &[&str], secret: &str) -> Self {
-        Self::start_with(cwd, args, secret, &[])
-    }
-
     fn start_with(cwd: &Path, args: &[&str], secret: &str, env: &[(&str, String)]) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_weir"))
             .args(args)

@@ -27,14 +27,14 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use crossbeam_channel::{unbounded, Receiver, Sender};
+use crossbeam_channel::{unbounded, Receiver};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use weir_checkpoint::StorageConfig;
 use weir_dataflow::checkpointing::cluster::{
-    ClusterLink, Deployment, FromWorker, Resolver, ToWorker, WorkerAgent, WorkerInfo,
+    ClusterLink, Deployment, FromWorker, Resolver, Subscribers, ToWorker, WorkerAgent, WorkerInfo,
 };
 use weir_dataflow::checkpointing::NoListener;
 use weir_dataflow::wire::{Network, WorkerId};
@@ -156,7 +156,7 @@ pub struct HttpCluster {
     settings: ClusterSettings,
     members: Mutex<Members>,
     changed: tokio::sync::Notify,
-    subscribers: Mutex<Vec<Sender<(WorkerId, FromWorker)>>>,
+    subscribers: Subscribers,
 }
 
 impl std::fmt::Debug for HttpCluster {
@@ -174,12 +174,12 @@ impl HttpCluster {
             settings,
             members: Mutex::default(),
             changed: tokio::sync::Notify::new(),
-            subscribers: Mutex::default(),
+            subscribers: Subscribers::default(),
         })
     }
 
     fn publish(&self, worker: WorkerId, report: FromWorker) {
-        lock(&self.subscribers).retain(|s| s.send((worker, report.clone())).is_ok());
+        self.subscribers.publish(worker, report);
     }
 
     /// Removes the workers that have not polled within the heartbeat timeout; every
@@ -287,9 +287,7 @@ impl ClusterLink for HttpCluster {
     }
 
     fn reports(&self) -> Receiver<(WorkerId, FromWorker)> {
-        let (tx, rx) = unbounded();
-        lock(&self.subscribers).push(tx);
-        rx
+        self.subscribers.subscribe()
     }
 }
 

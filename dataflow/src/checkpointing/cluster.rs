@@ -219,6 +219,31 @@ pub trait ClusterLink: Send + Sync {
     fn reports(&self) -> Receiver<(WorkerId, FromWorker)>;
 }
 
+/// Where a link sends its workers' reports: to every subscriber (each attempt's
+/// relay subscribes; one that is gone is dropped).
+#[derive(Default)]
+pub struct Subscribers(std::sync::Mutex<Vec<Sender<(WorkerId, FromWorker)>>>);
+
+impl std::fmt::Debug for Subscribers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Subscribers")
+    }
+}
+
+impl Subscribers {
+    /// Passes `report` of `worker` to every subscriber.
+    pub fn publish(&self, worker: WorkerId, report: FromWorker) {
+        lock(&self.0).retain(|s| s.send((worker, report.clone())).is_ok());
+    }
+
+    /// A new subscriber: every report published from now on.
+    pub fn subscribe(&self) -> Receiver<(WorkerId, FromWorker)> {
+        let (tx, rx) = unbounded();
+        lock(&self.0).push(tx);
+        rx
+    }
+}
+
 /// How long workers may take to start their part of an attempt.
 const START_TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -690,7 +715,7 @@ pub struct LocalCluster {
 #[derive(Default)]
 struct LocalInner {
     workers: std::sync::Mutex<BTreeMap<WorkerId, LocalWorker>>,
-    subscribers: std::sync::Mutex<Vec<Sender<(WorkerId, FromWorker)>>>,
+    subscribers: Subscribers,
 }
 
 struct LocalWorker {
@@ -706,7 +731,7 @@ fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 impl LocalInner {
     fn publish(&self, worker: WorkerId, report: FromWorker) {
-        lock(&self.subscribers).retain(|s| s.send((worker, report.clone())).is_ok());
+        self.subscribers.publish(worker, report);
     }
 }
 
@@ -813,8 +838,6 @@ impl ClusterLink for LocalCluster {
     }
 
     fn reports(&self) -> Receiver<(WorkerId, FromWorker)> {
-        let (tx, rx) = unbounded();
-        lock(&self.inner.subscribers).push(tx);
-        rx
+        self.inner.subscribers.subscribe()
     }
 }

@@ -355,14 +355,7 @@ impl Driver {
                 self.load_checkpoint(metadata)
             }
             Origin::Savepoint(url) => {
-                let savepoint = self
-                    .runtime
-                    .block_on(CheckpointStorage::read_savepoint(
-                        &self.checkpointing.savepoints.with_url(url.clone()),
-                    ))
-                    .map_err(|e| {
-                        DataflowError::checkpoint_caused(format!("savepoint `{url}`"), e)
-                    })?;
+                let savepoint = self.read_savepoint(url)?;
                 let metadata = savepoint.metadata().clone();
                 let reader = Reader::Savepoint(&savepoint);
                 let native = self.native_restore();
@@ -380,6 +373,15 @@ impl Driver {
                 Ok((Some(state), Some(metadata.checkpoint)))
             }
         }
+    }
+
+    /// The savepoint at `url`.
+    fn read_savepoint(&self, url: &str) -> Result<weir_checkpoint::Savepoint> {
+        self.runtime
+            .block_on(CheckpointStorage::read_savepoint(
+                &self.checkpointing.savepoints.with_url(url.to_string()),
+            ))
+            .map_err(|e| DataflowError::checkpoint_caused(format!("savepoint `{url}`"), e))
     }
 
     /// Removes every local copy of a native checkpoint of the job: a fresh start
@@ -543,14 +545,7 @@ impl Driver {
             }
             Origin::Checkpoint(id) => Ok((RestoreFrom::Checkpoint(id.get()), Some(id))),
             Origin::Savepoint(url) => {
-                let savepoint = self
-                    .runtime
-                    .block_on(CheckpointStorage::read_savepoint(
-                        &self.checkpointing.savepoints.with_url(url.clone()),
-                    ))
-                    .map_err(|e| {
-                        DataflowError::checkpoint_caused(format!("savepoint `{url}`"), e)
-                    })?;
+                let savepoint = self.read_savepoint(&url)?;
                 Ok((
                     RestoreFrom::Savepoint(url),
                     Some(savepoint.metadata().checkpoint),
