@@ -388,13 +388,16 @@ async fn commands(
     if let Err(refused) = cluster.session(id, &headers) {
         return refused.into_response();
     }
-    let deadline = tokio::time::Instant::now() + POLL_WAIT;
+    // Well within the heartbeat timeout: a poll is the worker's sign of life.
+    let wait = POLL_WAIT.min(cluster.settings.heartbeat_timeout / 4);
+    let deadline = tokio::time::Instant::now() + wait;
     loop {
         // Registered before the check, so a command sent in between wakes it.
         let woken = cluster.changed.notified();
         let pending: Option<Vec<(u64, ToWorker)>> = {
             let mut members = lock(&cluster.members);
             members.workers.get_mut(&WorkerId(id)).map(|worker| {
+                worker.last_seen = Instant::now();
                 while worker.queue.front().is_some_and(|(seq, _)| *seq <= after) {
                     worker.queue.pop_front();
                 }
@@ -507,6 +510,9 @@ struct Control {
     url: String,
     id: u32,
     session: String,
+    /// The coordinator's heartbeat timeout: cut off for as long, this worker's
+    /// parts stop.
+    heartbeat: Duration,
 }
 
 impl Control {
@@ -589,6 +595,7 @@ impl Control {
             url: url.to_string(),
             id,
             session: registered.session,
+            heartbeat: Duration::from_millis(registered.heartbeat_ms.max(1000)),
         })
     }
 
@@ -684,7 +691,6 @@ pub async fn run_worker(
     let reporter = tokio::spawn(send_reports(session.clone(), reports));
     let mut after = 0;
     let mut unreachable_since: Option<Instant> = None;
-    let heartbeat_timeout = Duration::from_secs(10);
     let result = loop {
         let current = session.read().await.clone();
         match current.poll(after).await {
@@ -710,7 +716,7 @@ pub async fn run_worker(
             Err(e) => {
                 let since = *unreachable_since.get_or_insert_with(Instant::now);
                 tracing::warn!("{e}");
-                if since.elapsed() > heartbeat_timeout {
+                if since.elapsed() > current.heartbeat {
                     // Cut off: the coordinator has given this worker up; its parts
                     // must stop committing before their replacements do.
                     agent.cancel_all(&report_tx);
