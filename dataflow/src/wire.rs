@@ -229,7 +229,10 @@ impl Placement {
         for (peer, addr) in self.peers.range(WorkerId(me.0.saturating_add(1))..) {
             self.network
                 .connect(*peer, addr, self.connect_timeout)
-                .map_err(|e| DataflowError::invalid("placement", e.to_string()))?;
+                .map_err(|e| DataflowError::TaskFailed {
+                    task: "data plane".into(),
+                    message: e.to_string(),
+                })?;
         }
         Ok(())
     }

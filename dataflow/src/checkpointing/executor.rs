@@ -193,16 +193,21 @@ impl Driver {
         let ticker = crossbeam_channel::tick(Duration::from_millis(5));
         let (job_events, remote_uploads) = handle.events();
         loop {
-            if handle.poll_failure().is_some() {
+            if let Some(failed) = handle.poll_failure() {
                 for (_, reply) in std::mem::take(&mut waiters) {
                     let _ = reply.send(Err(DataflowError::checkpoint(
                         "savepoint",
                         "the job failed",
                     )));
                 }
+                // A local task's own error comes back from the shutdown; a worker's
+                // is the reason it reported.
                 return match handle.shutdown() {
                     Err(e) => Ended::Failed(e),
-                    Ok(_) => Ended::Failed(DataflowError::checkpoint("job", "a task failed")),
+                    Ok(_) => Ended::Failed(DataflowError::checkpoint(
+                        "job",
+                        format!("a task failed ({failed})"),
+                    )),
                 };
             }
             let mut events = Vec::new();
