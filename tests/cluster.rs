@@ -311,6 +311,21 @@ fn three_workers_run_nexmark_qw_and_qs_with_checkpoints_on_s3_as_one_process_doe
 }
 
 #[test]
+fn a_worker_stopped_with_sigterm_leaves_the_cluster() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_coordinator, url) = coordinator(dir.path());
+    let mut leaving = worker(dir.path(), &url, "w1", SECRET);
+    assert_eq!(registered_workers(&url), 1);
+    let pid = leaving.child.id().to_string();
+    let term = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    assert!(term.success());
+    let status = leaving.child.wait().unwrap();
+    assert!(status.success(), "{status}");
+    // Gone at once, not after the heartbeat timeout.
+    assert_eq!(registered_workers(&url), 0);
+}
+
+#[test]
 fn a_worker_without_the_secret_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let (_coordinator, url) = coordinator(dir.path());

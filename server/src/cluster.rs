@@ -11,6 +11,7 @@
 //!  GET  /cluster/workers/{id}/commands?after=n  (long poll, session header; also the heartbeat)
 //!                                     ◀───  bincode [(seq, ToWorker)]: deploy, barrier, complete, cancel
 //!  POST /cluster/workers/{id}/reports ───▶  bincode [FromWorker]: started, uploaded, finished, failed
+//!  DELETE /cluster/workers/{id}       ───▶  leaving (SIGTERM): its jobs restart on the others at once
 //! ```
 //!
 //! Both sides prove the shared secret before anything else: a process without it
@@ -25,7 +26,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use crossbeam_channel::{unbounded, Receiver};
 use serde::{Deserialize, Serialize};
@@ -182,6 +183,23 @@ impl HttpCluster {
         self.subscribers.publish(worker, report);
     }
 
+    /// Removes a worker: every attempt it ran fails (the jobs restart on the others).
+    fn remove(&self, id: WorkerId, why: &str) {
+        let removed = lock(&self.members).workers.remove(&id);
+        if let Some(worker) = removed {
+            tracing::warn!("{id} removed: {why}");
+            for attempt in worker.attempts {
+                self.publish(
+                    id,
+                    FromWorker::Failed {
+                        attempt,
+                        reason: format!("the worker left the cluster ({why})"),
+                    },
+                );
+            }
+        }
+    }
+
     /// Removes the workers that have not polled within the heartbeat timeout; every
     /// attempt each ran fails.
     pub fn expire(&self) {
@@ -220,6 +238,7 @@ impl HttpCluster {
         Router::new()
             .route("/cluster/challenge", get(challenge))
             .route("/cluster/workers", post(register))
+            .route("/cluster/workers/{id}", delete(deregister))
             .route("/cluster/workers/{id}/commands", get(commands))
             .route("/cluster/workers/{id}/reports", post(reports))
             .with_state(self.clone())
@@ -371,6 +390,18 @@ async fn register(
         heartbeat_ms: cluster.settings.heartbeat_timeout.as_millis() as u64,
     })
     .into_response()
+}
+
+async fn deregister(
+    State(cluster): State<Arc<HttpCluster>>,
+    Path(id): Path<u32>,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(refused) = cluster.session(id, &headers) {
+        return refused.into_response();
+    }
+    cluster.remove(WorkerId(id), "it shut down");
+    StatusCode::NO_CONTENT.into_response()
 }
 
 #[derive(Deserialize)]
@@ -629,6 +660,22 @@ impl Control {
             .map_err(|e| self.error(format!("unreadable commands: {e}")))
     }
 
+    /// Leaves the cluster.
+    async fn deregister(&self) -> Result<(), WorkerError> {
+        let response = self
+            .http
+            .delete(format!("{}/cluster/workers/{}", self.url, self.id))
+            .header(SESSION_HEADER, &self.session)
+            .send()
+            .await
+            .map_err(|e| self.error(format!("unreachable: {e}")))?;
+        if response.status().is_success() {
+            Ok(())
+        } else {
+            Err(self.error(format!("answered {} to leaving", response.status())))
+        }
+    }
+
     async fn report(&self, reports: &[FromWorker]) -> Result<(), WorkerError> {
         let body = bincode::serde::encode_to_vec(reports, bincode::config::standard())
             .map_err(|e| self.error(e))?;
@@ -648,10 +695,11 @@ impl Control {
     }
 }
 
-/// Runs a worker until the process ends: registers with the coordinator, runs the
-/// parts of attempts it deploys, reports, and registers again whenever the
+/// Runs a worker until `shutdown` completes: registers with the coordinator, runs
+/// the parts of attempts it deploys, reports, and registers again whenever the
 /// coordinator forgets it. `on_ready` gets the worker's id and data-plane address
-/// once registered.
+/// once registered. At `shutdown` it leaves the cluster (the coordinator restarts
+/// its jobs on the other workers at once) and cancels its parts.
 ///
 /// # Errors
 /// The data plane cannot listen, or the first registration is refused (wrong
@@ -659,6 +707,7 @@ impl Control {
 pub async fn run_worker(
     config: WorkerConfig,
     on_ready: impl FnOnce(u32, &str),
+    shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), WorkerError> {
     let url = config.coordinator.trim_end_matches('/').to_string();
     weir_checkpoint::install_tls_provider();
@@ -691,9 +740,22 @@ pub async fn run_worker(
     let reporter = tokio::spawn(send_reports(session.clone(), reports));
     let mut after = 0;
     let mut unreachable_since: Option<Instant> = None;
+    let mut shutdown = std::pin::pin!(shutdown);
     let result = loop {
         let current = session.read().await.clone();
-        match current.poll(after).await {
+        let polled = tokio::select! {
+            polled = current.poll(after) => polled,
+            () = &mut shutdown => {
+                // Drain: the coordinator restarts this worker's jobs on the others at
+                // once instead of after the heartbeat timeout; its parts stop.
+                if let Err(e) = current.deregister().await {
+                    tracing::warn!("{e}");
+                }
+                agent.cancel_all(&report_tx);
+                break Ok(());
+            }
+        };
+        match polled {
             Ok(Some(commands)) => {
                 unreachable_since = None;
                 for (seq, command) in commands {

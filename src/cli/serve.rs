@@ -121,11 +121,31 @@ pub(crate) fn worker(args: WorkerArgs) -> Result<()> {
         secret: weir::net::Secret::new(args.secret.into_bytes())?,
         data: args.data,
     };
-    runtime()?.block_on(weir::server::cluster::run_worker(config, |id, addr| {
-        // Scripts and tests read this line.
-        println!("weir worker: registered as worker {id}, data plane at {addr}");
-        use std::io::Write;
-        let _ = std::io::stdout().flush();
-    }))?;
+    let runtime = runtime()?;
+    runtime.block_on(async {
+        // Installed before registering, so that a SIGTERM (Kubernetes stopping the
+        // pod) never finds the default action, which would kill the process
+        // without leaving the cluster.
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .context("could not install the SIGTERM handler")?;
+        let terminated = async move {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        };
+        weir::server::cluster::run_worker(
+            config,
+            |id, addr| {
+                // Scripts and tests read this line.
+                println!("weir worker: registered as worker {id}, data plane at {addr}");
+                use std::io::Write;
+                let _ = std::io::stdout().flush();
+            },
+            terminated,
+        )
+        .await
+        .map_err(anyhow::Error::from)
+    })?;
     Ok(())
 }
