@@ -193,7 +193,7 @@ impl HttpCluster {
                     id,
                     FromWorker::Failed {
                         attempt,
-                        reason: format!("the worker left the cluster ({why})"),
+                        reason: format!("the worker was removed: {why}"),
                     },
                 );
             }
@@ -204,32 +204,20 @@ impl HttpCluster {
     /// attempt each ran fails.
     pub fn expire(&self) {
         let timeout = self.settings.heartbeat_timeout;
-        let lost: Vec<(WorkerId, Worker)> = {
+        let lost: Vec<WorkerId> = {
             let mut members = lock(&self.members);
             members
                 .challenges
                 .retain(|_, at| at.elapsed() < CHALLENGE_TTL);
-            let ids: Vec<WorkerId> = members
+            members
                 .workers
                 .iter()
                 .filter(|(_, w)| w.last_seen.elapsed() > timeout)
                 .map(|(id, _)| *id)
-                .collect();
-            ids.into_iter()
-                .filter_map(|id| members.workers.remove(&id).map(|w| (id, w)))
                 .collect()
         };
-        for (id, worker) in lost {
-            tracing::warn!("{id} missed its heartbeats for {timeout:?}: lost");
-            for attempt in worker.attempts {
-                self.publish(
-                    id,
-                    FromWorker::Failed {
-                        attempt,
-                        reason: format!("the worker was lost (no heartbeat for {timeout:?})"),
-                    },
-                );
-            }
+        for id in lost {
+            self.remove(id, &format!("lost, no heartbeat for {timeout:?}"));
         }
     }
 
@@ -400,7 +388,7 @@ async fn deregister(
     if let Err(refused) = cluster.session(id, &headers) {
         return refused.into_response();
     }
-    cluster.remove(WorkerId(id), "it shut down");
+    cluster.remove(WorkerId(id), "it left the cluster (shut down)");
     StatusCode::NO_CONTENT.into_response()
 }
 
