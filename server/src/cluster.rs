@@ -621,17 +621,11 @@ impl Control {
     /// The commands after `after`; `Ok(None)` when the coordinator forgot this
     /// worker (it must register again).
     async fn poll(&self, after: u64) -> Result<Option<Vec<(u64, ToWorker)>>, WorkerError> {
-        let response = self
+        let request = self
             .http
-            .get(format!(
-                "{}/cluster/workers/{}/commands?after={after}",
-                self.url, self.id
-            ))
-            .header(SESSION_HEADER, &self.session)
-            .timeout(POLL_WAIT * 3)
-            .send()
-            .await
-            .map_err(|e| self.error(format!("unreachable: {e}")))?;
+            .get(self.path(&format!("commands?after={after}")))
+            .timeout(POLL_WAIT * 3);
+        let response = self.send(request).await?;
         match response.status() {
             StatusCode::NOT_FOUND | StatusCode::UNAUTHORIZED => return Ok(None),
             status if !status.is_success() => {
@@ -648,38 +642,47 @@ impl Control {
             .map_err(|e| self.error(format!("unreadable commands: {e}")))
     }
 
-    /// Leaves the cluster.
-    async fn deregister(&self) -> Result<(), WorkerError> {
-        let response = self
-            .http
-            .delete(format!("{}/cluster/workers/{}", self.url, self.id))
+    /// `{url}/cluster/workers/{id}/{rest}` (`rest` empty: the worker itself).
+    fn path(&self, rest: &str) -> String {
+        let path = format!("{}/cluster/workers/{}", self.url, self.id);
+        match rest {
+            "" => path,
+            rest => format!("{path}/{rest}"),
+        }
+    }
+
+    /// Sends `request` with the session.
+    async fn send(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, WorkerError> {
+        request
             .header(SESSION_HEADER, &self.session)
             .send()
             .await
-            .map_err(|e| self.error(format!("unreachable: {e}")))?;
+            .map_err(|e| self.error(format!("unreachable: {e}")))
+    }
+
+    /// Sends `request` with the session; an error unless it succeeds.
+    async fn call(&self, request: reqwest::RequestBuilder, what: &str) -> Result<(), WorkerError> {
+        let response = self.send(request).await?;
         if response.status().is_success() {
             Ok(())
         } else {
-            Err(self.error(format!("answered {} to leaving", response.status())))
+            Err(self.error(format!("answered {} to {what}", response.status())))
         }
+    }
+
+    /// Leaves the cluster.
+    async fn deregister(&self) -> Result<(), WorkerError> {
+        self.call(self.http.delete(self.path("")), "leaving").await
     }
 
     async fn report(&self, reports: &[FromWorker]) -> Result<(), WorkerError> {
         let body = bincode::serde::encode_to_vec(reports, bincode::config::standard())
             .map_err(|e| self.error(e))?;
-        let response = self
-            .http
-            .post(format!("{}/cluster/workers/{}/reports", self.url, self.id))
-            .header(SESSION_HEADER, &self.session)
-            .body(body)
-            .send()
+        self.call(self.http.post(self.path("reports")).body(body), "reports")
             .await
-            .map_err(|e| self.error(format!("unreachable: {e}")))?;
-        if response.status().is_success() {
-            Ok(())
-        } else {
-            Err(self.error(format!("answered {} to reports", response.status())))
-        }
     }
 }
 
