@@ -282,9 +282,7 @@ impl ClusterLink for HttpCluster {
                         task: worker.to_string(),
                         message: "the worker is not registered".into(),
                     })?;
-            if let ToWorker::Deploy(deployment) = &message {
-                target.attempts.insert(deployment.attempt);
-            }
+            target.attempts.extend(message.deployed());
             let seq = target.next_seq;
             target.next_seq += 1;
             target.queue.push_back((seq, message));

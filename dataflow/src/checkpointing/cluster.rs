@@ -99,6 +99,24 @@ pub enum ToWorker {
     },
 }
 
+impl ToWorker {
+    /// The attempt the message is about.
+    pub fn attempt(&self) -> u64 {
+        match self {
+            Self::Deploy(deployment) => deployment.attempt,
+            Self::Barrier { attempt, .. }
+            | Self::BarrierOn { attempt, .. }
+            | Self::Complete { attempt, .. }
+            | Self::Cancel { attempt } => *attempt,
+        }
+    }
+
+    /// The attempt a link must report failed if the worker it deploys on is lost.
+    pub fn deployed(&self) -> Option<u64> {
+        matches!(self, Self::Deploy(_)).then(|| self.attempt())
+    }
+}
+
 /// What a worker reports to the coordinator.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum FromWorker {
@@ -531,13 +549,7 @@ impl WorkerAgent {
 
     /// Handles one message of the coordinator; reports go to `report`.
     pub fn handle(&mut self, message: ToWorker, report: &Sender<FromWorker>) {
-        let attempt = match &message {
-            ToWorker::Deploy(d) => d.attempt,
-            ToWorker::Barrier { attempt, .. }
-            | ToWorker::BarrierOn { attempt, .. }
-            | ToWorker::Complete { attempt, .. }
-            | ToWorker::Cancel { attempt } => *attempt,
-        };
+        let attempt = message.attempt();
         if let ToWorker::Deploy(deployment) = message {
             let (commands_tx, commands) = unbounded();
             self.parts.insert(attempt, commands_tx);
@@ -825,9 +837,7 @@ impl ClusterLink for LocalCluster {
                 task: worker.to_string(),
                 message: "the worker is not registered".into(),
             })?;
-        if let ToWorker::Deploy(deployment) = &message {
-            target.attempts.insert(deployment.attempt);
-        }
+        target.attempts.extend(message.deployed());
         target
             .commands
             .send(message)
