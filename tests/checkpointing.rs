@@ -1967,3 +1967,86 @@ fn a_lost_worker_is_replaced_and_the_job_recovers_exactly() {
     );
     assert_same(read_output(&out), expected(n), "output");
 }
+
+#[test]
+#[cfg_attr(not(feature = "rocksdb"), ignore = "needs the `rocksdb` feature")]
+fn rocksdb_a_lost_workers_subtasks_restore_from_the_standby_copies_where_they_move() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    let n = 100_000;
+    let name = "cluster-standby";
+    let checkpointing = CheckpointingConfig {
+        standbys: 1,
+        ..settings(dir.path(), 20)
+    };
+    let build_job = || build(n, out.clone(), None, 10);
+    // Each worker keeps its RocksDB state (and its standby copies) in its own
+    // directory, as on separate hosts.
+    let cluster = LocalCluster::new();
+    for id in [1, 2, 3] {
+        let config = job_config_on(
+            name,
+            4,
+            Backend::RocksDb,
+            &dir.path().join(format!("w{id}")),
+        );
+        let build: Arc<dyn Fn(&JobBuilder) + Send + Sync> = {
+            let build = build_job();
+            Arc::new(move |job: &JobBuilder| {
+                job.wire_codec::<(u32, u64)>();
+                build(job);
+            })
+        };
+        let checkpointing = checkpointing.clone();
+        let resolve: Resolver = Arc::new(move |_: &Deployment| {
+            Ok((config.clone(), checkpointing.clone(), build.clone()))
+        });
+        add_worker(&cluster, &resolve, id);
+    }
+    let job = CheckpointedJob::spawn_on_cluster(
+        job_config_on(name, 4, Backend::RocksDb, &dir.path().join("coordinator")),
+        checkpointing,
+        build_job(),
+        Arc::new(NoListener),
+        Arc::new(cluster.clone()),
+        String::new(),
+    )
+    .unwrap();
+    let live = job.live();
+    // Slots go to workers 1, 2, 3 in turn: subtask 1 runs on worker 2, and moves to
+    // worker 3 if worker 2 is lost, which therefore keeps its standby copy.
+    let standby = dir
+        .path()
+        .join("w3/state/.standby")
+        .join(name)
+        .join("running-count/1");
+    let has_copy = || {
+        std::fs::read_dir(&standby)
+            .map(|entries| {
+                entries
+                    .flatten()
+                    .any(|e| e.file_name().to_string_lossy().starts_with("chk-"))
+            })
+            .unwrap_or(false)
+    };
+    while !has_copy() {
+        assert!(
+            live.status() != JobStatus::Finished,
+            "the job ended before worker 3 kept a standby copy"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // Worker 2 is lost and not replaced: its subtasks move to the workers left, the
+    // others stay where they were.
+    cluster.remove_worker(WorkerId(2));
+    let summary = job.wait().unwrap();
+    assert_eq!(summary.status, JobStatus::Finished);
+    assert_eq!(summary.restarts, 1);
+    let restore = live.restore();
+    // The moved subtask opened (at least the SST files of) worker 3's standby copy;
+    // the subtasks that stayed opened their own local copies.
+    assert!(restore.bytes_standby > 0, "{restore:?}");
+    assert!(restore.bytes_local > restore.bytes_standby, "{restore:?}");
+    assert_same(read_output(&out), expected(n), "output");
+}

@@ -3,7 +3,9 @@
 //! filesystem, and on S3 for Nexmark qw and qs on three workers) and the
 //! exactly-once file sink, and the committed rows equal `weir run`'s in one
 //! process; workers killed with SIGKILL mid-run, three times, are replaced and the
-//! rows stay exact; a worker without the secret is refused.
+//! rows stay exact; a worker without the secret is refused; a standby coordinator
+//! takes over from a killed one (lease in S3, or a shared directory) and the rows
+//! stay exact, and of two coordinators started at once exactly one acts.
 #![allow(clippy::unwrap_used)] // tests may unwrap (see clippy.toml)
 
 mod common;
@@ -334,4 +336,305 @@ fn a_worker_without_the_secret_is_refused() {
     assert!(!status.success());
     assert!(intruder.first_line.is_empty(), "{}", intruder.first_line);
     assert_eq!(registered_workers(&url), 0);
+}
+
+/// A coordinator taking turns with others by the lease in `storage`.
+fn ha_coordinator(
+    dir: &Path,
+    name: &str,
+    storage: &str,
+    env: &[(&str, String)],
+) -> (Process, String) {
+    ha_coordinator_with(dir, name, storage, "2s", env)
+}
+
+fn ha_coordinator_with(
+    dir: &Path,
+    name: &str,
+    storage: &str,
+    lease_timeout: &str,
+    env: &[(&str, String)],
+) -> (Process, String) {
+    let data = dir.join(name);
+    let process = Process::start_with(
+        dir,
+        &[
+            "coordinator",
+            "--bind",
+            "127.0.0.1:0",
+            "--data",
+            data.to_str().unwrap(),
+            "--heartbeat-timeout",
+            "2s",
+            "--ha-storage",
+            storage,
+            "--lease-timeout",
+            lease_timeout,
+        ],
+        SECRET,
+        env,
+    );
+    let url = process
+        .first_line
+        .trim()
+        .strip_prefix("weir coordinator: listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line {:?}", process.first_line))
+        .to_string();
+    (process, url)
+}
+
+/// `GET /ready`: whether the coordinator acts, and its role as it says.
+fn readiness(url: &str) -> (bool, Value) {
+    let (status, answer) = http("GET", &format!("{url}/ready"), None, None);
+    assert!(status == 200 || status == 503, "{status} {answer}");
+    (status == 200, answer)
+}
+
+fn wait_until_ready(url: &str) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !readiness(url).0 {
+        assert!(Instant::now() < deadline, "{url} never became ready");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Where coordinators keep their lease and registry in these tests: a bucket of the
+/// test S3 server when there is one, else a directory they share.
+fn ha_storage(dir: &Path) -> (String, Vec<(&'static str, String)>) {
+    match common::s3::endpoint() {
+        Some(endpoint) => {
+            let bucket = common::s3::fresh_bucket(&endpoint, "weir-ha");
+            (format!("s3://{bucket}/ha"), common::s3::env(&endpoint))
+        }
+        None => (dir.join("shared").display().to_string(), Vec::new()),
+    }
+}
+
+#[test]
+fn a_standby_coordinator_takes_over_from_a_killed_one_and_the_rows_stay_exact() {
+    takeover(false);
+}
+
+/// A coordinator paused (SIGSTOP) past its lease is a zombie when it wakes: it finds
+/// the lease taken, stops acting and ends, and its jobs complete no checkpoint.
+#[test]
+fn a_paused_coordinator_wakes_as_a_zombie_that_stops_and_the_rows_stay_exact() {
+    takeover(true);
+}
+
+fn signal(process: &Process, signal: &str) {
+    let pid = process.child.id().to_string();
+    assert!(Command::new("kill")
+        .args([signal, &pid])
+        .status()
+        .unwrap()
+        .success());
+}
+
+/// Two coordinators and three workers run a job; the active coordinator is killed,
+/// or paused until the standby has taken over and then woken; the standby finishes
+/// the job with the rows of one process.
+fn takeover(pause: bool) {
+    let dir = tempfile::tempdir().unwrap();
+    let rows = 80_000;
+    let expected = reference(dir.path(), |out| job(out, rows, 1_000_000));
+    let (storage, env) = ha_storage(dir.path());
+    let (mut first, first_url) = ha_coordinator(dir.path(), "c1", &storage, &env);
+    wait_until_ready(&first_url);
+    let (_second, second_url) = ha_coordinator(dir.path(), "c2", &storage, &env);
+    // The second one waits, names the active one, and refuses work.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (ready, role) = readiness(&second_url);
+        assert!(!ready, "{role}");
+        if role["active"] == first_url.as_str() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{role}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (status, refused) = http("GET", &format!("{second_url}/jobs"), None, None);
+    assert_eq!(status, 503, "{refused}");
+    assert!(
+        refused["error"].as_str().unwrap().contains(&first_url),
+        "{refused}"
+    );
+    // The workers know both coordinators.
+    let both = format!("{first_url},{second_url}");
+    let _workers: Vec<Process> = (1..=3)
+        .map(|i| worker_with(dir.path(), &both, &format!("w{i}"), SECRET, &env))
+        .collect();
+    assert_eq!(registered_workers(&first_url), 3);
+    let out = dir.path().join("out");
+    // 80 000 rows at 4 000 a second: about twenty seconds.
+    let id = submit(&first_url, &job(&out, rows, 4_000));
+    wait_for(&first_url, &format!("/jobs/{id}/checkpoints"), |c| {
+        c["counts"]["completed"].as_u64() >= Some(2)
+    });
+    if pause {
+        signal(&first, "-STOP");
+    } else {
+        first.kill();
+    }
+    // The standby takes the lease over, the workers follow it, and the job resumes
+    // from its newest checkpoint there.
+    wait_until_ready(&second_url);
+    if pause {
+        // Woken, the first one finds its lease gone and ends with an error.
+        signal(&first, "-CONT");
+        let status = first.child.wait().unwrap();
+        assert!(!status.success(), "{status}");
+    }
+    let job = wait_for(&second_url, &format!("/jobs/{id}"), ended);
+    assert_eq!(job["status"], "finished", "{job}");
+    assert_eq!(registered_workers(&second_url), 3);
+    assert_eq!(committed(&out), expected);
+    let (_, role) = readiness(&second_url);
+    assert!(role["epoch"].as_u64() >= Some(2), "{role}");
+}
+
+#[test]
+fn of_two_coordinators_started_at_once_exactly_one_acts() {
+    let dir = tempfile::tempdir().unwrap();
+    let (storage, env) = ha_storage(dir.path());
+    let coordinators = [
+        ha_coordinator(dir.path(), "c1", &storage, &env),
+        ha_coordinator(dir.path(), "c2", &storage, &env),
+    ];
+    let urls: Vec<&str> = coordinators.iter().map(|(_, url)| url.as_str()).collect();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let active = loop {
+        let ready: Vec<&str> = urls
+            .iter()
+            .copied()
+            .filter(|url| readiness(url).0)
+            .collect();
+        assert!(ready.len() <= 1, "both act: {ready:?}");
+        if let [active] = ready[..] {
+            break active;
+        }
+        assert!(Instant::now() < deadline, "neither acts");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let standby = urls.iter().copied().find(|url| *url != active).unwrap();
+    // For several lease timeouts: still exactly one, and the other names it.
+    let until = Instant::now() + Duration::from_secs(6);
+    while Instant::now() < until {
+        assert!(readiness(active).0, "{active} stopped acting");
+        let (ready, role) = readiness(standby);
+        assert!(!ready, "both act: {role}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let (_, role) = readiness(standby);
+    assert_eq!(role["active"], active, "{role}");
+    // A worker given only the standby follows it to the active coordinator.
+    let _worker = worker_with(dir.path(), standby, "w1", SECRET, &env);
+    assert_eq!(registered_workers(active), 1);
+}
+
+#[test]
+fn a_coordinator_stopped_with_sigterm_hands_its_lease_over_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (storage, env) = ha_storage(dir.path());
+    // A lease timeout of ten minutes: only the release lets the standby in before it.
+    let (mut first, first_url) = ha_coordinator_with(dir.path(), "c1", &storage, "10m", &env);
+    wait_until_ready(&first_url);
+    let (_second, second_url) = ha_coordinator_with(dir.path(), "c2", &storage, "10m", &env);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while readiness(&second_url).1["active"] != first_url.as_str() {
+        assert!(Instant::now() < deadline, "the standby never saw the lease");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let pid = first.child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let status = first.child.wait().unwrap();
+    assert!(status.success(), "{status}");
+    wait_until_ready(&second_url);
+}
+
+/// [`job`] on RocksDB, with a standby copy of each subtask's state on another worker.
+fn job_with_standbys(out: &Path, rows: u64, rate: u64) -> String {
+    job(out, rows, rate).replace(
+        "checkpoints: {interval: 200ms}",
+        "checkpoints: {interval: 200ms, standbys: 1}\nstate_backend: rocksdb",
+    )
+}
+
+/// The value of the Prometheus sample `name{job="…"}` of job `id` on `url`.
+fn metric(url: &str, name: &str, id: &str) -> f64 {
+    let (status, text) = common::server::http_text("GET", &format!("{url}/metrics"));
+    assert_eq!(status, 200, "{text}");
+    let prefix = format!("{name}{{job=\"{id}\"}} ");
+    text.lines()
+        .find_map(|line| line.strip_prefix(&prefix))
+        .unwrap_or_else(|| panic!("no {prefix} in {text}"))
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+#[test]
+#[cfg_attr(not(feature = "rocksdb"), ignore = "needs the `rocksdb` feature")]
+fn with_standbys_a_killed_workers_subtasks_restore_from_warm_copies() {
+    let dir = tempfile::tempdir().unwrap();
+    let rows = 80_000;
+    let expected = reference(dir.path(), |out| job_with_standbys(out, rows, 1_000_000));
+    let (_coordinator, url) = coordinator(dir.path());
+    let mut workers: Vec<Process> = (1..=3)
+        .map(|i| worker(dir.path(), &url, &format!("w{i}"), SECRET))
+        .collect();
+    let out = dir.path().join("out");
+    let id = submit(&url, &job_with_standbys(&out, rows, 4_000));
+    // Workers register in turn and the slots go to them in the order of their ids,
+    // which they draw at random: find the worker of slot 1 (subtask 1 of every task)
+    // and the one that keeps its standby copy, as the worker that holds a copy of
+    // subtask 1.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let keeper = loop {
+        let found = (1..=3).find(|i| {
+            let standby = dir.path().join(format!("w{i}/state/.standby/counts"));
+            std::fs::read_dir(standby)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .any(|operator| {
+                    std::fs::read_dir(operator.path().join("1"))
+                        .into_iter()
+                        .flatten()
+                        .flatten()
+                        .any(|copy| copy.file_name().to_string_lossy().starts_with("chk-"))
+                })
+        });
+        if let Some(keeper) = found {
+            break keeper;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no standby copy of subtask 1 was kept"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    // The worker running subtask 1 is the one whose local state holds it.
+    let runner = (1..=3)
+        .find(|i| {
+            *i != keeper
+                && std::fs::read_dir(dir.path().join(format!("w{i}/state/counts")))
+                    .into_iter()
+                    .flatten()
+                    .flatten()
+                    .any(|operator| operator.path().join("1").exists())
+        })
+        .expect("the worker running subtask 1");
+    workers[runner - 1].kill();
+    let job = wait_for(&url, &format!("/jobs/{id}"), ended);
+    assert_eq!(job["status"], "finished", "{job}");
+    assert!(
+        metric(&url, "weir_restore_standby_bytes", &id) > 0.0,
+        "the moved subtask opened worker {keeper}'s standby copy"
+    );
+    assert_eq!(committed(&out), expected);
 }

@@ -335,7 +335,7 @@ fn every_route_of_the_openapi_document_is_served() {
     let (code, document) = server.call("GET", "/openapi.json", None);
     assert_eq!(code, 200);
     let paths = document["paths"].as_object().unwrap();
-    assert_eq!(paths.len(), 7);
+    assert_eq!(paths.len(), 9);
     for (path, item) in paths {
         for method in item
             .as_object()

@@ -98,6 +98,16 @@ pub enum CheckpointError {
         reason: String,
     },
 
+    /// The coordinator's lease is lost ([`crate::lease`]): another coordinator took
+    /// over, or this one could not renew it in time. Work under it must stop writing.
+    #[error("fenced: this coordinator no longer holds lease epoch {epoch}: {reason}")]
+    Fenced {
+        /// The epoch it held.
+        epoch: u64,
+        /// Why it is lost.
+        reason: String,
+    },
+
     /// A job name, savepoint name, operator uid, file name or state-handle path cannot
     /// be used as (part of) an object path.
     #[error("invalid {what} {name:?}: {reason}")]

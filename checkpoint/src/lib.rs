@@ -84,7 +84,7 @@
 //! metadata.subtask_mut(&uid, 0).operator.push(handle);
 //! storage.commit_metadata(&metadata).await?;
 //!
-//! let native = NativeRestore { local_root: None, scratch: dir.join("scratch"), new_job: None };
+//! let native = NativeRestore { local_root: None, scratch: dir.join("scratch"), new_job: None, standby_root: None };
 //! let on_restore = |event: &RestoreEvent| println!("{event:?}");
 //! let restored = load_checkpoint(&Reader::Checkpoint(&storage), &metadata, &on_restore, &native).await?;
 //! assert_eq!(restored.operators["source"][0].operator["offset"], b"42");
@@ -101,6 +101,7 @@ mod error;
 mod in_flight;
 pub mod incremental;
 pub mod layout;
+pub mod lease;
 pub mod metadata;
 pub mod native;
 mod recovery;

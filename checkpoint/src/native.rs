@@ -354,13 +354,35 @@ fn local_copy_mismatch(local: &Path, handle: &NativeKeyedHandle) -> Option<Strin
 pub(crate) enum Source {
     /// The subtask's local copy.
     Local,
+    /// This process's standby copy of the subtask (kept while another process ran
+    /// it).
+    Standby,
     /// The checkpoint storage.
     Download,
+    /// The checkpoint storage, except `reused` bytes of SST files hard-linked from
+    /// this process's standby copy of an older checkpoint of the subtask.
+    PartlyStandby {
+        /// Bytes linked from the standby copy.
+        reused: u64,
+    },
+}
+
+impl Source {
+    /// Of `bytes` restored from this source: (from a local or standby copy, of
+    /// which from a standby copy, downloaded).
+    pub(crate) fn split(self, bytes: u64) -> (u64, u64, u64) {
+        match self {
+            Self::Local => (bytes, 0, 0),
+            Self::Standby => (bytes, bytes, 0),
+            Self::Download => (0, 0, bytes),
+            Self::PartlyStandby { reused } => (reused, reused, bytes.saturating_sub(reused)),
+        }
+    }
 }
 
 /// Puts the files of `handle` into the fresh directory `into`: hard links to the
-/// local copy `local` when it holds every file with its recorded size, otherwise
-/// downloaded. Returns where they came from.
+/// local copy `local`, or else to the standby copy `standby`, when it holds every
+/// file with its recorded size; otherwise downloaded. Returns where they came from.
 ///
 /// # Errors
 /// A file that cannot be downloaded or written, naming it.
@@ -368,24 +390,29 @@ pub(crate) async fn materialize(
     reader: &Reader<'_>,
     handle: &NativeKeyedHandle,
     local: Option<&Path>,
+    standby: Option<&Path>,
     into: &Path,
 ) -> Result<Source, RestoreError> {
     let io = |what: String, source: std::io::Error| RestoreError::Local { path: what, source };
-    if let Some(local) = local {
-        match local_copy_mismatch(local, handle) {
+    let copies = [(local, Source::Local), (standby, Source::Standby)];
+    for (copy, source) in copies {
+        let Some(copy) = copy else { continue };
+        if !copy.exists() {
+            continue;
+        }
+        match local_copy_mismatch(copy, handle) {
             None => {
                 let names: Vec<String> = handle.files.iter().map(|f| f.name.clone()).collect();
-                match link_all(local, into, &names) {
-                    Ok(()) => return Ok(Source::Local),
-                    Err(e) => tracing::warn!(
-                        "local copy {} unusable ({e}): downloading the checkpoint",
-                        local.display()
-                    ),
+                match link_all(copy, into, &names) {
+                    Ok(()) => return Ok(source),
+                    Err(e) => {
+                        tracing::warn!("local copy {} unusable ({e}): not using it", copy.display())
+                    }
                 }
             }
             Some(reason) => tracing::info!(
-                "local copy {} does not match the checkpoint ({reason}): downloading it",
-                local.display()
+                "local copy {} does not match the checkpoint ({reason}): not using it",
+                copy.display()
             ),
         }
     }
@@ -393,14 +420,215 @@ pub(crate) async fn materialize(
         std::fs::remove_dir_all(into).map_err(|e| io(into.display().to_string(), e))?;
     }
     std::fs::create_dir_all(into).map_err(|e| io(into.display().to_string(), e))?;
+    // A standby copy of an older checkpoint (its refresh was still running, or was
+    // skipped) still holds most SST files: those are linked, the rest downloaded.
+    let older = standby.map(older_copies).unwrap_or_default();
+    let mut reused = 0;
     for file in &handle.files {
-        let data = read_handle(reader, &file.handle).await?;
         let path = into.join(&file.name);
+        if is_immutable(&file.name) {
+            let found = older
+                .iter()
+                .map(|dir| dir.join(&file.name))
+                .find(|old| std::fs::metadata(old).is_ok_and(|m| m.len() == file.handle.size));
+            if let Some(old) = found {
+                if std::fs::hard_link(&old, &path).is_ok() {
+                    reused += file.handle.size;
+                    continue;
+                }
+            }
+        }
+        let data = read_handle(reader, &file.handle).await?;
         tokio::fs::write(&path, data)
             .await
             .map_err(|e| io(path.display().to_string(), e))?;
     }
-    Ok(Source::Download)
+    Ok(if reused > 0 {
+        Source::PartlyStandby { reused }
+    } else {
+        Source::Download
+    })
+}
+
+/// The other checkpoints' copies of the same handle beside `copy`
+/// (`<subtask>/chk-<n>/<index>`), newest first.
+fn older_copies(copy: &Path) -> Vec<PathBuf> {
+    let (Some(index), Some(checkpoint_dir)) = (copy.file_name(), copy.parent()) else {
+        return Vec::new();
+    };
+    let Some(subtask_dir) = checkpoint_dir.parent() else {
+        return Vec::new();
+    };
+    let mut found: Vec<(CheckpointId, PathBuf)> = std::fs::read_dir(subtask_dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| {
+            let id = entry
+                .file_name()
+                .to_str()
+                .and_then(crate::layout::parse_checkpoint_dir)?;
+            Some((id, entry.path().join(index)))
+        })
+        .filter(|(_, dir)| dir != copy && dir.is_dir())
+        .collect();
+    found.sort_by_key(|(id, _)| std::cmp::Reverse(*id));
+    found.into_iter().map(|(_, dir)| dir).collect()
+}
+
+/// The standby copy of native handle `index` of checkpoint `checkpoint` of subtask
+/// `subtask` of `uid`, under a process's standby directory of a job:
+/// `<standby_root>/<uid>/<subtask>/chk-<n>/<index>`.
+pub fn standby_copy(
+    standby_root: &Path,
+    uid: &str,
+    subtask: usize,
+    checkpoint: CheckpointId,
+    index: usize,
+) -> PathBuf {
+    standby_root
+        .join(crate::layout::path_segment(uid))
+        .join(subtask.to_string())
+        .join(crate::layout::checkpoint_dir_name(checkpoint))
+        .join(index.to_string())
+}
+
+/// What [`keep_standby`] did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StandbyCopied {
+    /// Bytes hard-linked from the previous standby copy (files it already held).
+    pub linked: u64,
+    /// Bytes downloaded.
+    pub downloaded: u64,
+}
+
+/// Keeps a warm copy of native handle `handle` (the `index`-th of subtask `subtask`
+/// of `uid` in checkpoint `checkpoint`) for a process that does not run the
+/// subtask, so that it opens local files if the subtask fails over to it:
+/// incrementally, hard-linking the SST and OPTIONS files an older standby copy of
+/// the subtask already holds and downloading the others into a fresh directory
+/// that is renamed into place when complete. [`drop_older_standby`] removes the
+/// older copies once every handle of the checkpoint is kept.
+///
+/// # Errors
+/// A file that cannot be downloaded, linked or written, naming it; the copy is then
+/// incomplete and a restore does not use it.
+pub async fn keep_standby(
+    reader: &Reader<'_>,
+    handle: &NativeKeyedHandle,
+    standby_root: &Path,
+    uid: &str,
+    subtask: usize,
+    checkpoint: CheckpointId,
+    index: usize,
+) -> Result<StandbyCopied, RestoreError> {
+    let io = |what: &Path, source: std::io::Error| RestoreError::Local {
+        path: what.display().to_string(),
+        source,
+    };
+    let target = standby_copy(standby_root, uid, subtask, checkpoint, index);
+    if target.exists() && local_copy_mismatch(&target, handle).is_none() {
+        return Ok(StandbyCopied::default());
+    }
+    let subtask_dir = target
+        .parent()
+        .and_then(Path::parent)
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| standby_root.to_path_buf());
+    // The other copies of this handle, newest first: where files are linked from.
+    let older = older_copies(&target);
+    let partial = subtask_dir.join(format!(
+        ".partial-{}-{index}",
+        crate::layout::checkpoint_dir_name(checkpoint)
+    ));
+    if partial.exists() {
+        std::fs::remove_dir_all(&partial).map_err(|e| io(&partial, e))?;
+    }
+    std::fs::create_dir_all(&partial).map_err(|e| io(&partial, e))?;
+    let mut copied = StandbyCopied::default();
+    for file in &handle.files {
+        let path = partial.join(&file.name);
+        let reusable = is_immutable(&file.name)
+            .then(|| {
+                older
+                    .iter()
+                    .map(|dir| dir.join(&file.name))
+                    .find(|old| std::fs::metadata(old).is_ok_and(|m| m.len() == file.handle.size))
+            })
+            .flatten();
+        if let Some(old) = reusable {
+            if std::fs::hard_link(&old, &path).is_ok() || std::fs::copy(&old, &path).is_ok() {
+                copied.linked += file.handle.size;
+                continue;
+            }
+        }
+        let data = read_handle(reader, &file.handle).await?;
+        tokio::fs::write(&path, data)
+            .await
+            .map_err(|e| io(&path, e))?;
+        copied.downloaded += file.handle.size;
+    }
+    if let Some(parent) = target.parent() {
+        std::fs::create_dir_all(parent).map_err(|e| io(parent, e))?;
+    }
+    if target.exists() {
+        std::fs::remove_dir_all(&target).map_err(|e| io(&target, e))?;
+    }
+    std::fs::rename(&partial, &target).map_err(|e| io(&target, e))?;
+    Ok(copied)
+}
+
+/// Removes the standby copies of subtask `subtask` of `uid` older than `newest`
+/// (once every handle of `newest` is kept).
+pub fn drop_older_standby(standby_root: &Path, uid: &str, subtask: usize, newest: CheckpointId) {
+    let dir = standby_root
+        .join(crate::layout::path_segment(uid))
+        .join(subtask.to_string());
+    let Ok(copies) = std::fs::read_dir(&dir) else {
+        return;
+    };
+    for copy in copies.flatten() {
+        let name = copy.file_name().to_string_lossy().into_owned();
+        let old = crate::layout::parse_checkpoint_dir(&name).is_some_and(|id| id < newest)
+            || name.starts_with(".partial-");
+        if old {
+            if let Err(e) = std::fs::remove_dir_all(copy.path()) {
+                tracing::warn!(
+                    "cannot remove old standby copy {}: {e}",
+                    copy.path().display()
+                );
+            }
+        }
+    }
+}
+
+/// Removes the standby copies under `standby_root` of subtasks not in `keep` (by
+/// operator uid and subtask): this process no longer stands by for them.
+pub fn prune_standby(standby_root: &Path, keep: &std::collections::BTreeSet<(String, usize)>) {
+    let keep: std::collections::BTreeSet<(String, String)> = keep
+        .iter()
+        .map(|(uid, subtask)| (crate::layout::path_segment(uid), subtask.to_string()))
+        .collect();
+    let Ok(operators) = std::fs::read_dir(standby_root) else {
+        return;
+    };
+    for operator in operators.flatten() {
+        let name = operator.file_name().to_string_lossy().into_owned();
+        let Ok(subtasks) = std::fs::read_dir(operator.path()) else {
+            continue;
+        };
+        for subtask in subtasks.flatten() {
+            let index = subtask.file_name().to_string_lossy().into_owned();
+            if !keep.contains(&(name.clone(), index)) {
+                if let Err(e) = std::fs::remove_dir_all(subtask.path()) {
+                    tracing::warn!(
+                        "cannot remove standby copies {}: {e}",
+                        subtask.path().display()
+                    );
+                }
+            }
+        }
+    }
 }
 
 #[cfg(test)]

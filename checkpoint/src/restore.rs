@@ -70,6 +70,9 @@ pub enum RestoreEvent {
         /// Whether they were read from the subtask's local copy of a native RocksDB
         /// checkpoint (local recovery) rather than downloaded.
         local: bool,
+        /// Of those, whether they came from this process's standby copy of the
+        /// subtask (kept while another process ran it), not its own local copy.
+        standby: bool,
         /// Whether they are a native RocksDB checkpoint the subtask opens as its
         /// instance as it is (same key groups), rather than reads back and writes
         /// again key by key.
@@ -162,9 +165,26 @@ pub struct NativeRestore {
     /// each of its operators, by uid, to find the subtasks that own the key groups
     /// of their native checkpoint (and open it as their instance).
     pub new_job: Option<(MaxParallelism, BTreeMap<String, usize>)>,
+    /// Where this process keeps standby copies of the job's subtasks it did not
+    /// run (`native::keep_standby`): used when there is no local copy.
+    pub standby_root: Option<std::path::PathBuf>,
 }
 
 impl NativeRestore {
+    /// The standby copy of native handle `index` of `checkpoint` of subtask
+    /// `subtask` of `uid`, if this process keeps standby copies.
+    fn standby_copy(
+        &self,
+        uid: &str,
+        subtask: usize,
+        checkpoint: CheckpointId,
+        index: usize,
+    ) -> Option<std::path::PathBuf> {
+        self.standby_root
+            .as_ref()
+            .map(|root| crate::native::standby_copy(root, uid, subtask, checkpoint, index))
+    }
+
     /// The directory of subtask `subtask` of `uid` in the job's RocksDB directory.
     fn subtask_dir(&self, uid: &str, subtask: usize) -> Option<std::path::PathBuf> {
         self.local_root.as_ref().map(|root| {
@@ -204,7 +224,7 @@ async fn stage_native(
     handle: &NativeKeyedHandle,
     native: &NativeRestore,
     snapshot: &mut OperatorSnapshot,
-) -> Result<(bool, OpenedInstance), RestoreError> {
+) -> Result<(crate::native::Source, OpenedInstance), RestoreError> {
     let object = || {
         format!(
             "native RocksDB checkpoint of subtask {subtask} of `{uid}` (checkpoint {})",
@@ -218,8 +238,11 @@ async fn stage_native(
         });
     };
     let local = crate::native::local_copy(&subtask_dir, metadata.checkpoint, 0);
+    let standby = native.standby_copy(uid, subtask, metadata.checkpoint, 0);
     let staging = RestoredInstance::staging_dir(&subtask_dir);
-    let source = crate::native::materialize(reader, handle, Some(&local), &staging).await?;
+    let source =
+        crate::native::materialize(reader, handle, Some(&local), standby.as_deref(), &staging)
+            .await?;
     for (t, table) in handle.tables.iter().enumerate() {
         let Some(offset) = table.entries.iter().position(|&n| n > 0) else {
             continue;
@@ -236,18 +259,19 @@ async fn stage_native(
             chunk,
         );
     }
-    let local = source == crate::native::Source::Local;
     tracing::info!(
         uid,
         subtask,
         checkpoint = metadata.checkpoint.get(),
         bytes = handle.size(),
-        local,
         "native RocksDB checkpoint from {} put in {} for the subtask to open as its instance",
-        if local {
-            "the local copy"
-        } else {
-            "the checkpoint storage"
+        match source {
+            crate::native::Source::Local => "the local copy",
+            crate::native::Source::Standby => "the standby copy",
+            crate::native::Source::Download => "the checkpoint storage",
+            crate::native::Source::PartlyStandby { .. } => {
+                "the checkpoint storage and an older standby copy"
+            }
         },
         staging.display()
     );
@@ -261,12 +285,12 @@ async fn stage_native(
         checkpoint: metadata.checkpoint,
         files: handle.files.clone(),
     };
-    Ok((local, opened))
+    Ok((source, opened))
 }
 
 /// Reads the native checkpoint `handle` of subtask `subtask` of `uid` into
 /// `snapshot` in the canonical form (`index`: the handle's place among the
-/// subtask's native handles). Returns whether the local copy was used.
+/// subtask's native handles). Returns where its files came from.
 #[allow(clippy::too_many_arguments)]
 async fn load_native(
     reader: &Reader<'_>,
@@ -277,15 +301,23 @@ async fn load_native(
     handle: &NativeKeyedHandle,
     native: &NativeRestore,
     snapshot: &mut OperatorSnapshot,
-) -> Result<bool, RestoreError> {
+) -> Result<crate::native::Source, RestoreError> {
     let local = native
         .subtask_dir(uid, subtask)
         .map(|dir| crate::native::local_copy(&dir, metadata.checkpoint, index));
+    let standby = native.standby_copy(uid, subtask, metadata.checkpoint, index);
     let scratch = native.scratch.join(format!(
         "{}.{subtask}.{index}",
         crate::layout::path_segment(uid)
     ));
-    let source = crate::native::materialize(reader, handle, local.as_deref(), &scratch).await;
+    let source = crate::native::materialize(
+        reader,
+        handle,
+        local.as_deref(),
+        standby.as_deref(),
+        &scratch,
+    )
+    .await;
     let result = source.and_then(|source| {
         let tables = &handle.tables;
         weir_state::read_native_checkpoint(
@@ -317,21 +349,22 @@ async fn load_native(
         }
     }
     let source = result?;
-    let local = source == crate::native::Source::Local;
     tracing::info!(
         uid,
         subtask,
         checkpoint = metadata.checkpoint.get(),
         bytes = handle.size(),
-        local,
         "native RocksDB checkpoint restored from {}",
-        if local {
-            "the local copy"
-        } else {
-            "the checkpoint storage"
+        match source {
+            crate::native::Source::Local => "the local copy",
+            crate::native::Source::Standby => "the standby copy",
+            crate::native::Source::Download => "the checkpoint storage",
+            crate::native::Source::PartlyStandby { .. } => {
+                "the checkpoint storage and an older standby copy"
+            }
         }
     );
-    Ok(local)
+    Ok(source)
 }
 
 /// Reads every state object `metadata` refers to, reporting progress to `on_restore`.
@@ -401,6 +434,7 @@ pub async fn load_checkpoint(
                     subtask,
                     bytes: keyed.handle.size,
                     local: false,
+                    standby: false,
                     opened: false,
                 });
             }
@@ -409,8 +443,8 @@ pub async fn load_checkpoint(
             let opens = matches!(reader, Reader::Checkpoint(_))
                 && native.opens(uid.as_str(), subtask, &subtask_state.native);
             for (index, handle) in subtask_state.native.iter().enumerate() {
-                let local = if opens {
-                    let (local, instance) = stage_native(
+                let source = if opens {
+                    let (source, instance) = stage_native(
                         reader,
                         metadata,
                         uid.as_str(),
@@ -424,7 +458,7 @@ pub async fn load_checkpoint(
                         .entry(uid.to_string())
                         .or_insert_with(BTreeMap::new)
                         .insert(subtask, instance);
-                    local
+                    source
                 } else {
                     load_native(
                         reader,
@@ -438,13 +472,21 @@ pub async fn load_checkpoint(
                     )
                     .await?
                 };
-                on_restore(&RestoreEvent::BatchRestored {
-                    uid: uid.to_string(),
-                    subtask,
-                    bytes: handle.size(),
-                    local,
-                    opened: opens,
-                });
+                // One event per place the bytes came from: a copy here, or the
+                // storage.
+                let (copied, standby, downloaded) = source.split(handle.size());
+                for (bytes, local) in [(copied, true), (downloaded, false)] {
+                    if bytes > 0 || (!local && copied == 0) {
+                        on_restore(&RestoreEvent::BatchRestored {
+                            uid: uid.to_string(),
+                            subtask,
+                            bytes,
+                            local,
+                            standby: local && standby > 0,
+                            opened: opens,
+                        });
+                    }
+                }
             }
             for handle in &subtask_state.operator {
                 let raw = read_handle(reader, handle).await?;
@@ -461,6 +503,7 @@ pub async fn load_checkpoint(
                     subtask,
                     bytes: handle.size,
                     local: false,
+                    standby: false,
                     opened: false,
                 });
             }
@@ -501,6 +544,7 @@ mod tests {
 
     fn on_rocksdb(parallelism: usize) -> NativeRestore {
         NativeRestore {
+            standby_root: None,
             local_root: Some("rocksdb/job".into()),
             scratch: "scratch".into(),
             new_job: Some((

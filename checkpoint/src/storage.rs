@@ -194,8 +194,9 @@ impl CheckpointStorage {
         self.root.parts().chain(relative.parts()).collect()
     }
 
-    /// A store path as users see it: an absolute filesystem path or an `s3://` URL.
-    fn describe_full(&self, full: &Path) -> String {
+    /// A full store path (see [`full_path`](Self::full_path)) as users see it: an
+    /// absolute filesystem path or an `s3://` URL.
+    pub fn describe_full(&self, full: &Path) -> String {
         let (base, sep) = match &self.display {
             Display::Local(dir) => (dir.display().to_string(), std::path::MAIN_SEPARATOR),
             Display::S3(bucket) => (bucket.clone(), '/'),
@@ -243,6 +244,15 @@ impl CheckpointStorage {
         };
         self.store
             .put_opts(&self.full_path(relative), PutPayload::from(bytes), opts)
+            .await
+            .map(drop)
+            .map_err(|e| self.error(relative, e))
+    }
+
+    /// Whether `relative` exists: `Ok(())`, or [`CheckpointError::NotFound`].
+    pub(crate) async fn head(&self, relative: &Path) -> Result<(), CheckpointError> {
+        self.store
+            .head(&self.full_path(relative))
             .await
             .map(drop)
             .map_err(|e| self.error(relative, e))

@@ -470,7 +470,7 @@ pub(crate) fn job(root: &Node, default_name: &str, p: &mut Problems) -> Option<J
 fn checkpoints(node: &Node, path: &str, p: &mut Problems) -> Option<CheckpointSpec> {
     let f = Fields::of(node, path, p)?;
     f.check(
-        &["interval", "timeout", "storage", "retention"],
+        &["interval", "timeout", "storage", "retention", "standbys"],
         "checkpoints",
         p,
     );
@@ -482,6 +482,9 @@ fn checkpoints(node: &Node, path: &str, p: &mut Problems) -> Option<CheckpointSp
         retention: f
             .read("retention", p, positive)
             .unwrap_or(default.retention),
+        standbys: f.read("standbys", p, count).map_or(default.standbys, |n| {
+            usize::try_from(n).unwrap_or(usize::MAX)
+        }),
     })
 }
 

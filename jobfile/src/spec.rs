@@ -47,6 +47,9 @@ pub struct CheckpointSpec {
     pub storage: String,
     /// Completed checkpoints kept (default 3).
     pub retention: usize,
+    /// In cluster mode, on RocksDB: how many other workers keep a warm copy of each
+    /// subtask's newest checkpoint for a fast failover (default 0).
+    pub standbys: usize,
 }
 
 impl Default for CheckpointSpec {
@@ -56,6 +59,7 @@ impl Default for CheckpointSpec {
             timeout: Duration::from_secs(60),
             storage: "./weir-data/checkpoints".into(),
             retention: 3,
+            standbys: 0,
         }
     }
 }

@@ -5,7 +5,7 @@
 use super::job::{now_ms, JobError, ServerJob};
 use super::registry::{JobRecord, RecordedState, SubmitOptions};
 use super::view::{CheckpointJson, GraphJson, Spread};
-use super::{ui, AppState};
+use super::{ui, AppState, Role};
 use axum::body::Bytes;
 use axum::extract::{Path, Request, State};
 use axum::http::{header, StatusCode};
@@ -43,7 +43,61 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         Some(control) => router.merge(control),
         None => router,
     };
-    router.fallback(no_route).with_state(state)
+    let gated = router.layer(middleware::from_fn_with_state(state.clone(), standby_gate));
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/ready", get(ready))
+        .merge(gated)
+        .fallback(no_route)
+        .with_state(state)
+}
+
+/// The body of `/healthz` and `/ready`: the role, and where the active
+/// coordinator is when this one waits.
+fn role_json(role: &Role) -> serde_json::Value {
+    match role {
+        Role::Active { epoch } => json!({ "role": "active", "epoch": epoch }),
+        Role::Standby { active } => json!({ "role": "standby", "active": active }),
+    }
+}
+
+/// `GET /healthz`: the process serves (liveness), whatever its role.
+async fn healthz(State(state): State<Arc<AppState>>) -> Json<serde_json::Value> {
+    Json(role_json(&state.role()))
+}
+
+/// `GET /ready`: 200 when this server acts, 503 while it waits for the lease
+/// (readiness: a Service sends traffic to the active coordinator only).
+async fn ready(State(state): State<Arc<AppState>>) -> Response {
+    let role = state.role();
+    let status = match role {
+        Role::Active { .. } => StatusCode::OK,
+        Role::Standby { .. } => StatusCode::SERVICE_UNAVAILABLE,
+    };
+    (status, Json(role_json(&role))).into_response()
+}
+
+/// Answers every request but health and readiness with 503 while this coordinator
+/// waits for the lease, naming the active one (`active`), which workers follow.
+async fn standby_gate(
+    State(state): State<Arc<AppState>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    match state.role() {
+        Role::Active { .. } => next.run(request).await,
+        Role::Standby { active } => {
+            let message = match &active {
+                Some(active) => {
+                    format!("this coordinator is a standby: the active one is at {active}")
+                }
+                None => "this coordinator is a standby, waiting for the lease".to_string(),
+            };
+            let mut body = json!({ "error": message });
+            body["active"] = json!(active);
+            (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
+        }
+    }
 }
 
 /// `GET /cluster`: the registered workers (cluster mode), by id.
@@ -323,7 +377,6 @@ async fn submit(
         }
     };
     let id = new_id(&plan.spec.name);
-    let job_dir = state.registry.job_dir(&id);
     let sets_storage = if weir_sql::is_sql_file(&file) {
         plan.spec.checkpoints.storage != weir_jobfile::CheckpointSpec::default().storage
     } else {
@@ -332,7 +385,7 @@ async fn submit(
     let checkpoint_storage = if sets_storage {
         plan.spec.checkpoints.storage.clone()
     } else {
-        job_dir.join("checkpoints").display().to_string()
+        state.registry.job_location(&id, "checkpoints")
     };
     if let Some(other) = state.all().into_iter().find(|other| {
         let record = other.record();
@@ -359,7 +412,7 @@ async fn submit(
             allow_non_restored_state: submission.allow_non_restored_state,
         },
         checkpoint_storage,
-        savepoint_storage: job_dir.join("savepoints").display().to_string(),
+        savepoint_storage: state.registry.job_location(&id, "savepoints"),
         state: RecordedState::Running,
         error: None,
         savepoints: Vec::new(),

@@ -33,6 +33,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
+use weir_checkpoint::lease::Fence;
 use weir_checkpoint::StorageConfig;
 use weir_dataflow::checkpointing::cluster::{
     ClusterLink, Deployment, FromWorker, Resolver, Subscribers, ToWorker, WorkerAgent, WorkerInfo,
@@ -48,6 +49,9 @@ pub const SESSION_HEADER: &str = "x-weir-session";
 const POLL_WAIT: Duration = Duration::from_secs(2);
 /// How long a challenge stays valid.
 const CHALLENGE_TTL: Duration = Duration::from_secs(60);
+/// How long a starting worker waits for a coordinator that is unreachable or a
+/// standby before giving up.
+const FIRST_REGISTRATION: Duration = Duration::from_secs(60);
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
@@ -74,6 +78,24 @@ pub struct ClusterSettings {
     pub secret: Secret,
     /// A worker that has not polled for this long is lost.
     pub heartbeat_timeout: Duration,
+    /// Several coordinators taking turns by a lease: `None` for a single one.
+    pub ha: Option<HaSettings>,
+}
+
+/// Settings of a coordinator that shares its storage with standbys
+/// (`weir coordinator --ha-storage`): the one holding the lease acts, the others
+/// wait and take over when it stops renewing it.
+#[derive(Clone, Debug)]
+pub struct HaSettings {
+    /// Where the lease and the job registry live, and the jobs' default checkpoints
+    /// and savepoints: a directory every coordinator reaches, or `s3://bucket/prefix`.
+    pub storage: String,
+    /// Without a renewal for this long the lease is taken over.
+    pub lease_timeout: Duration,
+    /// This coordinator's URL as workers and the other coordinators reach it,
+    /// recorded with the lease (`http://host:port`; by default the bound address,
+    /// which must then not be unspecified).
+    pub advertise: Option<String>,
 }
 
 /// What the coordinator sends a worker as a job's definition: the job file and the
@@ -120,6 +142,10 @@ pub struct Registered {
     pub proof: String,
     /// How often to poll at least, ms.
     pub heartbeat_ms: u64,
+    /// The coordinator's lease epoch (0 without one), covered by its proof: a
+    /// worker refuses a coordinator of an older epoch than one it has served.
+    #[serde(default)]
+    pub epoch: u64,
 }
 
 fn register_parts<'a>(
@@ -131,8 +157,13 @@ fn register_parts<'a>(
     [b"weir-control register", nonce, worker_nonce, id, addr]
 }
 
-fn proof_parts<'a>(nonce: &'a [u8], worker_nonce: &'a [u8], id: &'a [u8]) -> [&'a [u8]; 4] {
-    [b"weir-control coordinator", nonce, worker_nonce, id]
+fn proof_parts<'a>(
+    nonce: &'a [u8],
+    worker_nonce: &'a [u8],
+    id: &'a [u8],
+    epoch: &'a [u8],
+) -> [&'a [u8]; 5] {
+    [b"weir-control coordinator", nonce, worker_nonce, id, epoch]
 }
 
 struct Worker {
@@ -155,6 +186,8 @@ struct Members {
 /// The coordinator's workers, reached over HTTP: the [`ClusterLink`] of its jobs.
 pub struct HttpCluster {
     settings: ClusterSettings,
+    /// The lease this coordinator acts under (unfenced without HA).
+    lease: Mutex<Fence>,
     members: Mutex<Members>,
     changed: tokio::sync::Notify,
     subscribers: Subscribers,
@@ -173,10 +206,27 @@ impl HttpCluster {
     pub fn new(settings: ClusterSettings) -> Arc<Self> {
         Arc::new(Self {
             settings,
+            lease: Mutex::new(Fence::unfenced()),
             members: Mutex::default(),
             changed: tokio::sync::Notify::new(),
             subscribers: Subscribers::default(),
         })
+    }
+
+    /// From now on this coordinator acts under `fence`'s lease: its epoch goes to
+    /// the workers, and its jobs' checkpoints check it.
+    pub(crate) fn set_lease(&self, fence: Fence) {
+        *lock(&self.lease) = fence;
+    }
+
+    /// The lease this coordinator acts under.
+    pub(crate) fn fence(&self) -> Fence {
+        lock(&self.lease).clone()
+    }
+
+    /// The settings it was started with.
+    pub fn settings(&self) -> &ClusterSettings {
+        &self.settings
     }
 
     fn publish(&self, worker: WorkerId, report: FromWorker) {
@@ -336,10 +386,13 @@ async fn register(
         Ok(token) => hex(&token),
         Err(e) => return (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
     };
-    let proof = cluster
-        .settings
-        .secret
-        .sign(&proof_parts(&nonce, &worker_nonce, &id));
+    let epoch = cluster.fence().epoch();
+    let proof = cluster.settings.secret.sign(&proof_parts(
+        &nonce,
+        &worker_nonce,
+        &id,
+        &epoch.to_le_bytes(),
+    ));
     {
         let mut members = lock(&cluster.members);
         if members.workers.contains_key(&WorkerId(request.id)) {
@@ -374,6 +427,7 @@ async fn register(
         session,
         proof: hex(&proof),
         heartbeat_ms: cluster.settings.heartbeat_timeout.as_millis() as u64,
+        epoch,
     })
     .into_response()
 }
@@ -463,8 +517,10 @@ async fn reports(
 /// Settings of `weir worker`.
 #[derive(Clone, Debug)]
 pub struct WorkerConfig {
-    /// The coordinator's base URL (`http://host:port`).
-    pub coordinator: String,
+    /// The coordinators' base URLs (`http://host:port`): the active one and its
+    /// standbys, or one Service in front of them. A standby names the active one,
+    /// which the worker then follows.
+    pub coordinators: Vec<String>,
     /// Where the data plane listens (`0.0.0.0:6124`; port 0 picks one).
     pub data_bind: String,
     /// The data plane's address as other workers reach it (default: the bound
@@ -492,9 +548,29 @@ pub enum WorkerError {
         /// What went wrong.
         message: String,
     },
+    /// The coordinator is a standby (it waits for the lease).
+    #[error("coordinator {url} is a standby{}", active.as_ref().map(|a| format!(": the active one is at {a}")).unwrap_or_default())]
+    Standby {
+        /// Its URL.
+        url: String,
+        /// The active coordinator's URL, if it knows it.
+        active: Option<String>,
+    },
     /// A setting is not usable.
     #[error("{0}")]
     Invalid(String),
+}
+
+impl WorkerError {
+    /// Whether trying again later, or another coordinator, may succeed (the
+    /// coordinator is unreachable or a standby), rather than a refusal.
+    fn is_transient(&self) -> bool {
+        match self {
+            Self::Standby { .. } => true,
+            Self::Coordinator { message, .. } => message.starts_with("unreachable"),
+            Self::Network(_) | Self::Invalid(_) => false,
+        }
+    }
 }
 
 /// The resolver of `weir worker`: a deployment's spec is a [`JobEnvelope`].
@@ -530,6 +606,8 @@ struct Control {
     /// The coordinator's heartbeat timeout: cut off for as long, this worker's
     /// parts stop.
     heartbeat: Duration,
+    /// The coordinator's lease epoch (0 without one).
+    epoch: u64,
 }
 
 impl Control {
@@ -555,11 +633,23 @@ impl Control {
         struct Challenge {
             nonce: String,
         }
-        let challenge: Challenge = http
+        let answer = http
             .get(format!("{url}/cluster/challenge"))
             .send()
             .await
-            .map_err(|e| error(format!("unreachable: {e}")))?
+            .map_err(|e| error(format!("unreachable: {e}")))?;
+        if answer.status() == StatusCode::SERVICE_UNAVAILABLE {
+            #[derive(Deserialize)]
+            struct Standby {
+                active: Option<String>,
+            }
+            let standby: Option<Standby> = answer.json().await.ok();
+            return Err(WorkerError::Standby {
+                url: url.to_string(),
+                active: standby.and_then(|s| s.active),
+            });
+        }
+        let challenge: Challenge = answer
             .error_for_status()
             .map_err(|e| error(format!("is it a weir coordinator in cluster mode? {e}")))?
             .json()
@@ -599,10 +689,11 @@ impl Control {
             .await
             .map_err(|e| error(format!("an unreadable registration: {e}")))?;
         let proof = unhex(&registered.proof).unwrap_or_default();
-        if !config
-            .secret
-            .verify(&proof_parts(&nonce, &worker_nonce, &id_bytes), &proof)
-        {
+        let epoch = registered.epoch.to_le_bytes();
+        if !config.secret.verify(
+            &proof_parts(&nonce, &worker_nonce, &id_bytes, &epoch),
+            &proof,
+        ) {
             return Err(error(
                 "it could not prove it knows the cluster secret: refusing its commands".into(),
             ));
@@ -613,7 +704,60 @@ impl Control {
             id,
             session: registered.session,
             heartbeat: Duration::from_millis(registered.heartbeat_ms.max(1000)),
+            epoch: registered.epoch,
         })
+    }
+
+    /// Registers with the first of `known` (starting at `first`) that takes this
+    /// worker, following a standby to the active coordinator it names (added to
+    /// `known`). A coordinator of an older lease epoch than `min_epoch` is refused:
+    /// it lost its lease to one this worker already served.
+    async fn register_any(
+        http: &reqwest::Client,
+        known: &mut Vec<String>,
+        skip: Option<&str>,
+        id: u32,
+        config: &WorkerConfig,
+        addr: &str,
+        min_epoch: u64,
+    ) -> Result<Self, WorkerError> {
+        let mut last = None;
+        let mut i = 0;
+        while i < known.len() {
+            let url = known[i].clone();
+            i += 1;
+            if skip == Some(url.as_str()) {
+                continue;
+            }
+            match Self::register(http, &url, id, config, addr).await {
+                Ok(control) if control.epoch < min_epoch => {
+                    // Leave it at once: its sessions must not hold on to this worker.
+                    let _ = control.deregister().await;
+                    last = Some(control.error(format!(
+                        "it acts under lease epoch {}, older than epoch {min_epoch} of a coordinator this worker served: it lost its lease",
+                        control.epoch
+                    )));
+                }
+                Ok(control) => return Ok(control),
+                Err(WorkerError::Standby {
+                    url,
+                    active: Some(active),
+                }) => {
+                    let active = active.trim_end_matches('/').to_string();
+                    if !known.contains(&active) {
+                        known.push(active.clone());
+                    }
+                    last = Some(WorkerError::Standby {
+                        url,
+                        active: Some(active),
+                    });
+                }
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| {
+            WorkerError::Invalid("no coordinator URL given: pass --coordinator URL".into())
+        }))
     }
 
     /// The commands after `after`; `Ok(None)` when the coordinator forgot this
@@ -698,7 +842,12 @@ pub async fn run_worker(
     on_ready: impl FnOnce(u32, &str),
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), WorkerError> {
-    let url = config.coordinator.trim_end_matches('/').to_string();
+    let mut known: Vec<String> = config
+        .coordinators
+        .iter()
+        .map(|url| url.trim_end_matches('/').to_string())
+        .filter(|url| !url.is_empty())
+        .collect();
     weir_checkpoint::install_tls_provider();
     let http = reqwest::Client::builder()
         .build()
@@ -720,7 +869,21 @@ pub async fn run_worker(
         }
         None => network.local_addr().to_string(),
     };
-    let control = Control::register(&http, &url, id, &config, &addr).await?;
+    // The coordinators may be starting too, or electing one: wait a while for one
+    // to take this worker; a refusal (a wrong secret) ends at once.
+    let started = Instant::now();
+    let control = loop {
+        match Control::register_any(&http, &mut known, None, id, &config, &addr, 0).await {
+            Ok(control) => break control,
+            Err(e) if e.is_transient() && started.elapsed() < FIRST_REGISTRATION => {
+                tracing::warn!("{e}; trying again");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Err(e) => return Err(e),
+        }
+    };
+    tracing::info!("registered with the coordinator at {}", control.url);
+    let mut epoch = control.epoch;
     on_ready(id, &addr);
     let resolve = job_file_resolver(config.data.clone());
     let mut agent = WorkerAgent::new(network, resolve, Arc::new(NoListener));
@@ -744,6 +907,9 @@ pub async fn run_worker(
                 break Ok(());
             }
         };
+        // A coordinator to move to: after the current one forgot this worker, any
+        // (it too); while the current one is unreachable, another one.
+        let mut moved = None;
         match polled {
             Ok(Some(commands)) => {
                 unreachable_since = None;
@@ -756,8 +922,10 @@ pub async fn run_worker(
                 tracing::warn!("the coordinator forgot this worker: cancelling its parts and registering again");
                 agent.cancel_all(&report_tx);
                 after = 0;
-                match Control::register(&http, &url, id, &config, &addr).await {
-                    Ok(fresh) => *session.write().await = Arc::new(fresh),
+                match Control::register_any(&http, &mut known, None, id, &config, &addr, epoch)
+                    .await
+                {
+                    Ok(fresh) => moved = Some(fresh),
                     Err(e) => {
                         tracing::warn!("{e}");
                         tokio::time::sleep(Duration::from_secs(1)).await;
@@ -772,8 +940,38 @@ pub async fn run_worker(
                     // must stop committing before their replacements do.
                     agent.cancel_all(&report_tx);
                 }
-                tokio::time::sleep(Duration::from_millis(500)).await;
+                // Another coordinator may have taken over.
+                match Control::register_any(
+                    &http,
+                    &mut known,
+                    Some(&current.url),
+                    id,
+                    &config,
+                    &addr,
+                    epoch,
+                )
+                .await
+                {
+                    Ok(fresh) => {
+                        // The attempts of the coordinator before are over: their
+                        // parts stop before the new coordinator deploys any.
+                        agent.cancel_all(&report_tx);
+                        after = 0;
+                        moved = Some(fresh);
+                    }
+                    Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,
+                }
             }
+        }
+        if let Some(fresh) = moved {
+            unreachable_since = None;
+            epoch = epoch.max(fresh.epoch);
+            tracing::info!(
+                "registered with the coordinator at {} (lease epoch {})",
+                fresh.url,
+                fresh.epoch
+            );
+            *session.write().await = Arc::new(fresh);
         }
         if reporter.is_finished() {
             break Ok(());

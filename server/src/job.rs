@@ -160,6 +160,8 @@ impl ServerJob {
                         format!("cannot encode the job: {e}"),
                     ))
                 })?;
+                let mut checkpointing = checkpointing;
+                checkpointing.fence = Some(cluster.fence());
                 CheckpointedJob::spawn_on_cluster(
                     config,
                     checkpointing,

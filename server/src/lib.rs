@@ -106,6 +106,40 @@ pub enum ServerError {
         /// The I/O error.
         source: std::io::Error,
     },
+    /// The lease storage of `--ha-storage` cannot be used.
+    #[error("the coordinator lease in {storage}: {source}")]
+    Lease {
+        /// The storage.
+        storage: String,
+        /// What failed.
+        source: Box<weir_checkpoint::CheckpointError>,
+    },
+    /// Another coordinator took over (or the lease could not be renewed in time):
+    /// this one has stopped acting, and its process should end (to wait again as a
+    /// standby, start it again).
+    #[error("lost the coordinator lease (epoch {epoch}): {why}; this coordinator stops acting")]
+    LeaseLost {
+        /// The epoch it held.
+        epoch: u64,
+        /// Why it was lost.
+        why: String,
+    },
+}
+
+/// Whether this server acts: always without a lease; with one, only while it holds
+/// it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Role {
+    /// It acts (a single server, or the lease holder of `epoch`).
+    Active {
+        /// The lease epoch (0 without a lease).
+        epoch: u64,
+    },
+    /// It waits for the lease, held by the coordinator at `active` (if known).
+    Standby {
+        /// The active coordinator's address, from its lease.
+        active: Option<String>,
+    },
 }
 
 /// The addresses `bind` resolves to, refused if any is not loopback and there is no
@@ -143,6 +177,7 @@ pub(crate) struct AppState {
     pub(crate) cluster: Option<Arc<cluster::HttpCluster>>,
     pub(crate) token: Option<String>,
     pub(crate) jobs: RwLock<BTreeMap<String, Arc<ServerJob>>>,
+    pub(crate) role: RwLock<Role>,
 }
 
 impl AppState {
@@ -152,6 +187,14 @@ impl AppState {
             .unwrap_or_else(|p| p.into_inner())
             .get(id)
             .cloned()
+    }
+
+    pub(crate) fn role(&self) -> Role {
+        self.role.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn set_role(&self, role: Role) {
+        *self.role.write().unwrap_or_else(|p| p.into_inner()) = role;
     }
 
     pub(crate) fn all(&self) -> Vec<Arc<ServerJob>> {
@@ -173,6 +216,21 @@ pub async fn serve(
     config: ServerConfig,
     on_listening: impl FnOnce(SocketAddr),
 ) -> Result<(), ServerError> {
+    serve_until(config, on_listening, std::future::pending()).await
+}
+
+/// [`serve`] until `shutdown` completes. A coordinator holding the lease of
+/// `--ha-storage` then releases it, so that a standby takes over at once; the
+/// jobs end with the process (and resume, on the standby or at the next start, from
+/// their newest checkpoints).
+///
+/// # Errors
+/// As [`serve`].
+pub async fn serve_until(
+    config: ServerConfig,
+    on_listening: impl FnOnce(SocketAddr),
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), ServerError> {
     let addrs = check_bind(&config.bind, config.token.as_deref())?;
     let mut config = config;
     // Jobs' checkpoint paths are recorded absolute, so they do not depend on where
@@ -181,10 +239,24 @@ pub async fn serve(
         path: config.data.display().to_string(),
         source,
     })?;
-    let registry = Registry::open(&config.data).map_err(|source| ServerError::Registry {
-        path: config.data.display().to_string(),
-        source,
-    })?;
+    let ha = config.cluster.as_ref().and_then(|c| c.ha.clone());
+    let registry = match &ha {
+        None => Registry::open(&config.data).map_err(|source| ServerError::Registry {
+            path: config.data.display().to_string(),
+            source,
+        })?,
+        Some(ha) => {
+            let url = ha.storage.clone();
+            tokio::task::spawn_blocking(move || Registry::open_url(&url))
+                .await
+                .map_err(std::io::Error::other)
+                .and_then(|opened| opened)
+                .map_err(|source| ServerError::Registry {
+                    path: ha.storage.clone(),
+                    source,
+                })?
+        }
+    };
     let cluster = config.cluster.clone().map(cluster::HttpCluster::new);
     if let Some(cluster) = &cluster {
         let cluster = cluster.clone();
@@ -195,13 +267,20 @@ pub async fn serve(
             }
         });
     }
+    let role = match &ha {
+        None => Role::Active { epoch: 0 },
+        Some(_) => Role::Standby { active: None },
+    };
     let state = Arc::new(AppState {
         registry,
         cluster,
         token: config.token.clone(),
         jobs: RwLock::default(),
+        role: RwLock::new(role),
     });
-    resume_jobs(&state).await;
+    if ha.is_none() {
+        resume_jobs(&state).await;
+    }
     let listener = tokio::net::TcpListener::bind(addrs.as_slice())
         .await
         .map_err(|source| ServerError::Listen {
@@ -214,14 +293,137 @@ pub async fn serve(
             bind: config.bind.clone(),
             source,
         })?;
+    let advertise = match ha.as_ref().map(|ha| ha.advertise.clone()) {
+        Some(Some(url)) => url,
+        Some(None) if local.ip().is_unspecified() => {
+            return Err(ServerError::BadAddress {
+                bind: config.bind,
+                message: "other coordinators and the workers cannot reach an unspecified address: pass --advertise-url http://HOST:PORT".into(),
+            })
+        }
+        _ => format!("http://{local}"),
+    };
     tokio::spawn(sample_rates(state.clone()));
     on_listening(local);
-    axum::serve(listener, api::router(state))
-        .await
-        .map_err(|source| ServerError::Listen {
+    let serving = axum::serve(listener, api::router(state.clone()));
+    let Some(ha) = ha else {
+        return tokio::select! {
+            served = serving => served.map_err(|source| ServerError::Listen {
+                bind: config.bind,
+                source,
+            }),
+            () = shutdown => Ok(()),
+        };
+    };
+    // A standby serves its health and readiness (not ready) and points workers
+    // and clients at the active coordinator until it holds the lease itself.
+    tokio::select! {
+        served = serving => served.map_err(|source| ServerError::Listen {
             bind: config.bind,
             source,
+        }),
+        ended = lead(&state, ha, advertise, shutdown) => ended,
+    }
+}
+
+/// Waits for the lease, then acts under it: resumes the registry's running jobs and
+/// renews the lease until it is lost, which ends the server (its jobs' checkpoints
+/// are fenced from the moment the lease may be gone).
+async fn lead(
+    state: &Arc<AppState>,
+    ha: cluster::HaSettings,
+    advertise: String,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), ServerError> {
+    let mut shutdown = std::pin::pin!(shutdown);
+    let lease_error = |source| ServerError::Lease {
+        storage: ha.storage.clone(),
+        source: Box::new(source),
+    };
+    let storage = CheckpointStorage::open(&StorageConfig::new(ha.storage.clone()))
+        .await
+        .map_err(lease_error)?;
+    let config = weir_checkpoint::lease::LeaseConfig {
+        timeout: ha.lease_timeout,
+        holder: format!(
+            "{} (pid {})",
+            std::env::var("HOSTNAME").unwrap_or_else(|_| "coordinator".into()),
+            std::process::id()
+        ),
+        address: advertise,
+    };
+    let waiting = |seen: &weir_checkpoint::lease::Waiting| match seen {
+        weir_checkpoint::lease::Waiting::HeldBy(record) => {
+            tracing::info!(
+                "standby: coordinator {} at {} holds the lease (epoch {}); waiting",
+                record.holder,
+                record.address,
+                record.epoch
+            );
+            state.set_role(Role::Standby {
+                active: Some(record.address.clone()),
+            });
+        }
+        weir_checkpoint::lease::Waiting::Unreadable(e) => {
+            tracing::warn!("standby: cannot read the lease: {e}; waiting");
+        }
+    };
+    let acquired = tokio::select! {
+        acquired = weir_checkpoint::lease::Lease::acquire(&storage, config, waiting) => acquired,
+        () = &mut shutdown => return Ok(()),
+    };
+    let mut lease = acquired.map_err(lease_error)?;
+    let epoch = lease.epoch();
+    tracing::info!("holding the coordinator lease, epoch {epoch}: acting");
+    if let Some(cluster) = &state.cluster {
+        cluster.set_lease(lease.fence());
+    }
+    state.set_role(Role::Active { epoch });
+    let resuming = {
+        let state = state.clone();
+        tokio::spawn(async move {
+            if let Some(cluster) = &state.cluster {
+                wait_for_workers(cluster).await;
+            }
+            resume_jobs(&state).await;
         })
+    };
+    let ended = tokio::select! {
+        why = lease.keep() => {
+            tracing::error!("lost the coordinator lease (epoch {epoch}): {why}");
+            Err(ServerError::LeaseLost { epoch, why })
+        }
+        () = &mut shutdown => {
+            // A standby takes over at once instead of after the timeout.
+            match lease.release().await {
+                Ok(()) => tracing::info!("released the coordinator lease (epoch {epoch})"),
+                Err(e) => tracing::warn!("could not release the coordinator lease: {e}"),
+            }
+            Ok(())
+        }
+    };
+    resuming.abort();
+    ended
+}
+
+/// After a takeover, the workers of the coordinator before register again within a
+/// few polls: the jobs resume once their number has not changed for two seconds
+/// (at most a heartbeat timeout), so that they spread over all of them.
+async fn wait_for_workers(cluster: &cluster::HttpCluster) {
+    let settle = std::time::Duration::from_secs(2);
+    let started = tokio::time::Instant::now();
+    let mut count = cluster.describe().len();
+    let mut since = started;
+    while started.elapsed() < cluster.settings().heartbeat_timeout {
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        let now = cluster.describe().len();
+        if now != count {
+            count = now;
+            since = tokio::time::Instant::now();
+        } else if count > 0 && since.elapsed() >= settle {
+            break;
+        }
+    }
 }
 
 /// Loads the registry and starts every job recorded as running, from its newest

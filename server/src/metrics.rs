@@ -160,6 +160,13 @@ pub fn render(jobs: &[(&str, &LiveJob)]) -> String {
             restore.bytes_local as f64,
         );
         f.add(
+            "weir_restore_standby_bytes",
+            "gauge",
+            "Of the local bytes, those the current attempt's subtasks took from standby copies another worker kept for them (cluster mode, `checkpoints.standbys`).",
+            &[("job", job)],
+            restore.bytes_standby as f64,
+        );
+        f.add(
             "weir_restore_downloaded_bytes",
             "gauge",
             "Bytes of state the current attempt downloaded from checkpoint or savepoint storage.",

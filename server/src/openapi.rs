@@ -28,6 +28,8 @@ mod tests {
         ("post", "/jobs/{id}/stop"),
         ("get", "/metrics"),
         ("get", "/cluster"),
+        ("get", "/healthz"),
+        ("get", "/ready"),
     ];
 
     #[test]

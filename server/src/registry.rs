@@ -1,13 +1,18 @@
-//! The job server's registry on disk: one directory per job under `<data>/jobs/<id>/`
-//! holding `job.json` — the submitted job file text, the submit options, where its
-//! checkpoints and savepoints go, whether it should be running, how it ended and the
-//! savepoints taken through the server. Every write goes to a temporary file that is
-//! synced and then renamed over `job.json`, so a crash leaves the old record or the
-//! new one, never half of one.
+//! The job server's registry: one record per job, `<data>/jobs/<id>/job.json` on
+//! disk (or `jobs/<id>/job.json` in a shared storage, for coordinators that take
+//! turns by lease), holding the submitted job file text, the submit options, where
+//! its checkpoints and savepoints go, whether it should be running, how it ended and
+//! the savepoints taken through the server. On disk every write goes to a temporary
+//! file that is synced and then renamed over `job.json`; in a storage it is one
+//! object put. Either way a crash leaves the old record or the new one, never half
+//! of one.
 
+use object_store::ObjectStoreExt;
 use serde::{Deserialize, Serialize};
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use weir_checkpoint::{CheckpointStorage, StorageConfig};
 
 /// Options given with a submission (`POST /jobs`).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -86,10 +91,19 @@ pub struct JobRecord {
     pub server_restarts: u32,
 }
 
-/// The directory of job records.
+/// Where the job records are: a directory, or a shared storage (several
+/// coordinators taking turns by lease read the same one).
 #[derive(Clone, Debug)]
 pub struct Registry {
-    jobs: PathBuf,
+    backend: Backend,
+}
+
+#[derive(Clone, Debug)]
+enum Backend {
+    /// `<data>/jobs`.
+    Dir(PathBuf),
+    /// `jobs/<id>/job.json` under the storage's root.
+    Store(CheckpointStorage),
 }
 
 /// A record that could not be read back.
@@ -102,6 +116,37 @@ pub struct CorruptRecord {
     pub message: String,
 }
 
+/// The runtime the registry's storage requests run on, so that its blocking calls
+/// work from any thread, inside another runtime or not.
+fn io_runtime() -> std::io::Result<&'static tokio::runtime::Runtime> {
+    static IO: OnceLock<std::io::Result<tokio::runtime::Runtime>> = OnceLock::new();
+    IO.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("weir-registry")
+            .enable_all()
+            .build()
+    })
+    .as_ref()
+    .map_err(|e| std::io::Error::new(e.kind(), e.to_string()))
+}
+
+/// Runs `work` on the registry's runtime and waits for it.
+fn block_on<T: Send + 'static>(
+    work: impl std::future::Future<Output = std::io::Result<T>> + Send + 'static,
+) -> std::io::Result<T> {
+    let (tx, rx) = std::sync::mpsc::sync_channel(1);
+    io_runtime()?.spawn(async move {
+        let _ = tx.send(work.await);
+    });
+    rx.recv()
+        .map_err(|_| std::io::Error::other("the registry's storage request was dropped"))?
+}
+
+fn io_error(e: impl std::fmt::Display) -> std::io::Error {
+    std::io::Error::other(e.to_string())
+}
+
 impl Registry {
     /// The registry under `data` (`<data>/jobs`), created if missing.
     ///
@@ -110,23 +155,74 @@ impl Registry {
     pub fn open(data: &Path) -> std::io::Result<Self> {
         let jobs = data.join("jobs");
         std::fs::create_dir_all(&jobs)?;
-        Ok(Self { jobs })
+        Ok(Self {
+            backend: Backend::Dir(jobs),
+        })
     }
 
-    /// The directory of job `id` (its default checkpoint and savepoint storage live
-    /// there too).
-    pub fn job_dir(&self, id: &str) -> PathBuf {
-        self.jobs.join(id)
+    /// The registry in the storage at `url` (a directory or `s3://bucket/prefix`),
+    /// under `jobs/`. Jobs' default checkpoints and savepoints go there too.
+    ///
+    /// # Errors
+    /// The storage cannot be opened (a bad URL, an unreachable bucket).
+    pub fn open_url(url: &str) -> std::io::Result<Self> {
+        let url = url.to_string();
+        let storage = block_on(async move {
+            CheckpointStorage::open(&StorageConfig::new(url))
+                .await
+                .map_err(io_error)
+        })?;
+        Ok(Self {
+            backend: Backend::Store(storage),
+        })
     }
 
-    /// Writes `record` atomically (temporary file, sync, rename).
+    /// Where job `id`'s default `what` (`checkpoints`, `savepoints`) go: a path or
+    /// a URL beside its record.
+    pub fn job_location(&self, id: &str, what: &str) -> String {
+        match &self.backend {
+            Backend::Dir(jobs) => jobs.join(id).join(what).display().to_string(),
+            Backend::Store(storage) => {
+                let location = storage.location();
+                let sep = if location.starts_with("s3://") {
+                    '/'
+                } else {
+                    std::path::MAIN_SEPARATOR
+                };
+                format!("{location}{sep}jobs{sep}{id}{sep}{what}")
+            }
+        }
+    }
+
+    /// The store path of job `id`'s record.
+    fn record_path(storage: &CheckpointStorage, id: &str) -> object_store::path::Path {
+        storage.full_path(&object_store::path::Path::from_iter([
+            "jobs", id, "job.json",
+        ]))
+    }
+
+    /// Writes `record` atomically (temporary file, sync, rename; one object put).
     ///
     /// # Errors
     /// The file cannot be written or renamed.
     pub fn save(&self, record: &JobRecord) -> std::io::Result<()> {
-        let dir = self.job_dir(&record.id);
-        std::fs::create_dir_all(&dir)?;
         let json = serde_json::to_vec_pretty(record).map_err(std::io::Error::other)?;
+        let dir = match &self.backend {
+            Backend::Dir(jobs) => jobs.join(&record.id),
+            Backend::Store(storage) => {
+                let storage = storage.clone();
+                let path = Self::record_path(&storage, &record.id);
+                return block_on(async move {
+                    storage
+                        .object_store()
+                        .put(&path, json.into())
+                        .await
+                        .map(drop)
+                        .map_err(io_error)
+                });
+            }
+        };
+        std::fs::create_dir_all(&dir)?;
         let temp = dir.join("job.json.tmp");
         let mut file = std::fs::File::create(&temp)?;
         file.write_all(&json)?;
@@ -141,14 +237,27 @@ impl Registry {
         Ok(())
     }
 
-    /// Removes job `id`'s directory (a submission that could not start).
+    /// Removes job `id`'s record (a submission that could not start), and in a
+    /// directory registry everything beside it.
     ///
     /// # Errors
-    /// The directory cannot be removed.
+    /// The record cannot be removed.
     pub fn remove(&self, id: &str) -> std::io::Result<()> {
-        match std::fs::remove_dir_all(self.job_dir(id)) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
-            _ => Ok(()),
+        match &self.backend {
+            Backend::Dir(jobs) => match std::fs::remove_dir_all(jobs.join(id)) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+                _ => Ok(()),
+            },
+            Backend::Store(storage) => {
+                let storage = storage.clone();
+                let path = Self::record_path(&storage, id);
+                block_on(async move {
+                    match storage.object_store().delete(&path).await {
+                        Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+                        Err(e) => Err(io_error(e)),
+                    }
+                })
+            }
         }
     }
 
@@ -156,32 +265,65 @@ impl Registry {
     /// caller can report them (and go on with the others).
     ///
     /// # Errors
-    /// The registry directory cannot be listed.
+    /// The registry cannot be listed.
     pub fn load_all(&self) -> std::io::Result<Vec<Result<JobRecord, CorruptRecord>>> {
-        let mut records = Vec::new();
-        let mut dirs: Vec<PathBuf> = std::fs::read_dir(&self.jobs)?
-            .filter_map(|entry| entry.ok().map(|e| e.path()))
-            .filter(|path| path.is_dir())
-            .collect();
-        dirs.sort();
-        for dir in dirs {
-            let path = dir.join("job.json");
-            if !path.exists() {
-                // A submission that crashed before its first record: nothing to resume.
-                continue;
+        let read: Vec<(String, std::io::Result<Vec<u8>>)> = match &self.backend {
+            Backend::Dir(jobs) => {
+                let mut dirs: Vec<PathBuf> = std::fs::read_dir(jobs)?
+                    .filter_map(|entry| entry.ok().map(|e| e.path()))
+                    .filter(|path| path.is_dir())
+                    .collect();
+                dirs.sort();
+                dirs.into_iter()
+                    .map(|dir| dir.join("job.json"))
+                    // A submission that crashed before its first record: nothing to
+                    // resume.
+                    .filter(|path| path.exists())
+                    .map(|path| (path.display().to_string(), std::fs::read(&path)))
+                    .collect()
             }
-            let record = std::fs::read(&path)
-                .map_err(|e| e.to_string())
-                .and_then(|bytes| {
-                    serde_json::from_slice::<JobRecord>(&bytes).map_err(|e| e.to_string())
-                })
-                .map_err(|message| CorruptRecord {
-                    path: path.display().to_string(),
-                    message,
-                });
-            records.push(record);
-        }
-        Ok(records)
+            Backend::Store(storage) => {
+                let storage = storage.clone();
+                block_on(async move {
+                    let jobs = storage.full_path(&object_store::path::Path::from("jobs"));
+                    let listing = match storage
+                        .object_store()
+                        .list_with_delimiter(Some(&jobs))
+                        .await
+                    {
+                        Ok(listing) => listing,
+                        Err(object_store::Error::NotFound { .. }) => return Ok(Vec::new()),
+                        Err(e) => return Err(io_error(e)),
+                    };
+                    let mut read = Vec::new();
+                    for dir in listing.common_prefixes {
+                        let path = dir.clone().join("job.json");
+                        let shown = storage.describe_full(&path);
+                        match storage.object_store().get(&path).await {
+                            Ok(got) => read.push((
+                                shown,
+                                got.bytes().await.map(|b| b.to_vec()).map_err(io_error),
+                            )),
+                            Err(object_store::Error::NotFound { .. }) => {}
+                            Err(e) => read.push((shown, Err(io_error(e)))),
+                        }
+                    }
+                    read.sort_by(|a, b| a.0.cmp(&b.0));
+                    Ok(read)
+                })?
+            }
+        };
+        Ok(read
+            .into_iter()
+            .map(|(path, bytes)| {
+                bytes
+                    .map_err(|e| e.to_string())
+                    .and_then(|bytes| {
+                        serde_json::from_slice::<JobRecord>(&bytes).map_err(|e| e.to_string())
+                    })
+                    .map_err(|message| CorruptRecord { path, message })
+            })
+            .collect())
     }
 }
 
@@ -208,15 +350,29 @@ mod tests {
     }
 
     #[test]
-    fn saved_records_load_back_and_corrupt_ones_are_reported() {
+    fn saved_records_load_back_and_corrupt_ones_are_reported_on_disk_and_in_a_storage() {
+        for in_storage in [false, true] {
+            saved_records_load_back_and_corrupt_ones_are_reported(in_storage);
+        }
+    }
+
+    fn saved_records_load_back_and_corrupt_ones_are_reported(in_storage: bool) {
         let dir = tempfile::tempdir().unwrap();
-        let registry = Registry::open(dir.path()).unwrap();
+        let registry = if in_storage {
+            Registry::open_url(&dir.path().display().to_string()).unwrap()
+        } else {
+            Registry::open(dir.path()).unwrap()
+        };
+        assert_eq!(
+            registry.job_location("a", "checkpoints"),
+            dir.path().join("jobs/a/checkpoints").display().to_string()
+        );
         let mut a = record("a");
         registry.save(&a).unwrap();
         a.state = RecordedState::Finished;
         registry.save(&a).unwrap();
         registry.save(&record("b")).unwrap();
-        std::fs::write(registry.job_dir("b").join("job.json"), "{").unwrap();
+        std::fs::write(dir.path().join("jobs/b/job.json"), "{").unwrap();
         let loaded = registry.load_all().unwrap();
         assert_eq!(loaded.len(), 2);
         assert_eq!(loaded[0].as_ref().unwrap(), &a);

@@ -31,13 +31,27 @@ pub(crate) struct CoordinatorArgs {
     /// workers left), e.g. `10s`.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     heartbeat_timeout: Duration,
+    /// Run as one of several coordinators sharing this storage (a directory every
+    /// coordinator reaches, or s3://bucket/prefix): the one holding the lease there
+    /// acts, the others wait and take over when it stops renewing it. The job
+    /// registry and the jobs' default checkpoints live there too (not in --data).
+    #[arg(long, env = "WEIR_HA_STORAGE")]
+    ha_storage: Option<String>,
+    /// Without a renewal for this long, a standby takes the lease over.
+    #[arg(long, default_value = "15s", value_parser = parse_duration, requires = "ha_storage")]
+    lease_timeout: Duration,
+    /// This coordinator's URL as workers and the other coordinators reach it,
+    /// recorded with the lease (default: http://BIND), e.g. the pod's IP.
+    #[arg(long, env = "WEIR_ADVERTISE_URL", requires = "ha_storage")]
+    advertise_url: Option<String>,
 }
 
 #[derive(Args)]
 pub(crate) struct WorkerArgs {
-    /// The coordinator's URL, e.g. http://weir-coordinator:8081.
-    #[arg(long)]
-    coordinator: String,
+    /// The coordinator's URL, e.g. http://weir-coordinator:8081; with standby
+    /// coordinators, all of them (comma-separated) or a Service in front of them.
+    #[arg(long, value_delimiter = ',', required = true)]
+    coordinator: Vec<String>,
     /// Where the data plane listens (port 0 picks a free one).
     #[arg(long, default_value = "127.0.0.1:6124")]
     data_bind: String,
@@ -85,13 +99,40 @@ fn serve_with(
     } else {
         "weir serve"
     };
-    runtime()?.block_on(weir::server::serve(config, |addr| {
+    let on_listening = |addr| {
         // Scripts and tests read this line for the address (with port 0, the port).
         println!("{role}: listening on http://{addr}");
         use std::io::Write;
         let _ = std::io::stdout().flush();
-    }))?;
+    };
+    let runtime = runtime()?;
+    if config.cluster.as_ref().is_some_and(|c| c.ha.is_some()) {
+        // A coordinator stopped with SIGTERM or Ctrl-C releases its lease, so a
+        // standby takes over at once.
+        runtime.block_on(async {
+            let terminated = terminated()?;
+            weir::server::serve_until(config, on_listening, terminated)
+                .await
+                .map_err(anyhow::Error::from)
+        })?;
+    } else {
+        runtime.block_on(weir::server::serve(config, on_listening))?;
+    }
     Ok(())
+}
+
+/// Completes at SIGTERM (Kubernetes stopping the pod) or Ctrl-C. Installed before
+/// the process registers anywhere, so a SIGTERM never finds the default action,
+/// which would end the process without leaving.
+fn terminated() -> Result<impl std::future::Future<Output = ()>> {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("could not install the SIGTERM handler")?;
+    Ok(async move {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    })
 }
 
 pub(crate) fn serve(args: ServeArgs) -> Result<()> {
@@ -105,6 +146,13 @@ pub(crate) fn coordinator(args: CoordinatorArgs) -> Result<()> {
         Some(weir::server::cluster::ClusterSettings {
             secret,
             heartbeat_timeout: args.heartbeat_timeout,
+            ha: args
+                .ha_storage
+                .map(|storage| weir::server::cluster::HaSettings {
+                    storage,
+                    lease_timeout: args.lease_timeout,
+                    advertise: args.advertise_url,
+                }),
         }),
     )
 }
@@ -114,7 +162,7 @@ pub(crate) fn worker(args: WorkerArgs) -> Result<()> {
         bail!("--slots must be at least 1");
     }
     let config = weir::server::cluster::WorkerConfig {
-        coordinator: args.coordinator,
+        coordinators: args.coordinator,
         data_bind: args.data_bind,
         advertise: args.advertise,
         slots: args.slots,
@@ -123,17 +171,7 @@ pub(crate) fn worker(args: WorkerArgs) -> Result<()> {
     };
     let runtime = runtime()?;
     runtime.block_on(async {
-        // Installed before registering, so that a SIGTERM (Kubernetes stopping the
-        // pod) never finds the default action, which would kill the process
-        // without leaving the cluster.
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .context("could not install the SIGTERM handler")?;
-        let terminated = async move {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-        };
+        let terminated = terminated()?;
         weir::server::cluster::run_worker(
             config,
             |id, addr| {

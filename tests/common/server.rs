@@ -89,6 +89,17 @@ impl Drop for Server {
 /// One HTTP request with an optional bearer token and JSON body; the status and the
 /// JSON answer (`Value::Null` if it is not JSON).
 pub fn http(method: &str, url: &str, token: Option<&str>, body: Option<&Value>) -> (u16, Value) {
+    let (status, text) = request(method, url, token, body);
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+/// One HTTP request without a token or body; the status and the answer as text
+/// (`/metrics`).
+pub fn http_text(method: &str, url: &str) -> (u16, String) {
+    request(method, url, None, None)
+}
+
+fn request(method: &str, url: &str, token: Option<&str>, body: Option<&Value>) -> (u16, String) {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -105,8 +116,7 @@ pub fn http(method: &str, url: &str, token: Option<&str>, body: Option<&Value>) 
         }
         let response = request.send().await.expect("the server answers");
         let status = response.status().as_u16();
-        let text = response.text().await.unwrap();
-        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+        (status, response.text().await.unwrap())
     })
 }
 

@@ -21,6 +21,7 @@
 
 use super::driver::{BuildFn, Driver};
 use super::executor::Internal;
+use super::live::RestoreProgress;
 use super::{CheckpointingConfig, JobListener};
 use crate::wire::{Network, Placement, WorkerId};
 use crate::{DataflowError, JobConfig, JobEvent, Result};
@@ -126,6 +127,8 @@ pub enum FromWorker {
         attempt: u64,
         /// Its subtasks here.
         subtasks: Vec<SubtaskId>,
+        /// What restoring them read, and from where.
+        restored: RestoreProgress,
     },
     /// A subtask's snapshot is uploaded.
     Uploaded {
@@ -220,6 +223,66 @@ pub fn spread_slots(workers: &BTreeMap<WorkerId, WorkerInfo>) -> Vec<u32> {
         .collect()
 }
 
+/// The slots of an attempt on `workers`, given the slots of the attempt before
+/// (`previous`). When the only change is workers lost, every subtask of a worker
+/// left stays where it was and the slots of the lost ones go to the others
+/// ([`replace_lost`]): their local state and the standby copies
+/// ([`standby_hosts`]) are where the subtasks run next. Otherwise (a first
+/// attempt, a worker added) the slots are spread afresh.
+pub fn place(previous: Option<&[u32]>, workers: &BTreeMap<WorkerId, WorkerInfo>) -> Vec<u32> {
+    let alive: Vec<u32> = workers.keys().map(|w| w.0).collect();
+    match previous {
+        Some(previous)
+            if alive.iter().all(|w| previous.contains(w))
+                && previous.iter().any(|w| alive.contains(w)) =>
+        {
+            replace_lost(previous, &alive)
+        }
+        _ => spread_slots(workers),
+    }
+}
+
+/// `slots` with every slot of a worker not in `alive` given to one that is (slot
+/// `j` to `alive[j mod n]`), the others unchanged.
+pub fn replace_lost(slots: &[u32], alive: &[u32]) -> Vec<u32> {
+    slots
+        .iter()
+        .enumerate()
+        .map(|(j, w)| match alive.len() {
+            0 => *w,
+            n if !alive.contains(w) => alive[j % n],
+            _ => *w,
+        })
+        .collect()
+}
+
+/// The workers that keep standby copies of subtask `subtask` (of any task) running
+/// in `slots`: the one it moves to if its worker is lost, then the one it moves to
+/// if that one is lost too, … (`standbys` of them, fewer when there are not as
+/// many other workers).
+pub fn standby_hosts(slots: &[u32], subtask: usize, standbys: usize) -> Vec<u32> {
+    let Some(&host) = slots.get(subtask % slots.len().max(1)) else {
+        return Vec::new();
+    };
+    let workers: BTreeSet<u32> = slots.iter().copied().collect();
+    let mut lost = vec![host];
+    let mut hosts = Vec::new();
+    for _ in 0..standbys {
+        let alive: Vec<u32> = workers
+            .iter()
+            .copied()
+            .filter(|w| !lost.contains(w))
+            .collect();
+        if alive.is_empty() {
+            break;
+        }
+        let next = replace_lost(slots, &alive)[subtask % slots.len()];
+        hosts.push(next);
+        lost.push(next);
+    }
+    hosts
+}
+
 /// How the coordinator reaches its workers.
 pub trait ClusterLink: Send + Sync {
     /// The workers available now.
@@ -269,6 +332,10 @@ const START_TIMEOUT: Duration = Duration::from_secs(120);
 pub(super) struct RemoteAttempt {
     link: Arc<dyn ClusterLink>,
     attempt: u64,
+    /// The worker of each slot.
+    pub(super) slots: Vec<u32>,
+    /// What the workers' restores read, summed.
+    pub(super) restored: RestoreProgress,
     workers: Vec<WorkerId>,
     subtasks: Vec<SubtaskId>,
     /// Finished and declined reports, as a local job's events.
@@ -291,6 +358,7 @@ impl RemoteAttempt {
         attempt: u64,
         timeline: u64,
         restore: RestoreFrom,
+        previous: Option<&[u32]>,
     ) -> Result<Self> {
         // A job submitted before its workers registered waits for them (as Flink
         // waits for slots).
@@ -315,13 +383,14 @@ impl RemoteAttempt {
             spec: spec.to_string(),
             attempt,
             timeline,
-            slots: spread_slots(&peers),
+            slots: place(previous, &peers),
             peers: peers.iter().map(|(w, i)| (w.0, i.addr.clone())).collect(),
             restore,
         };
         for worker in &workers {
             link.send(*worker, ToWorker::Deploy(deployment.clone()))?;
         }
+        let mut restored = RestoreProgress::default();
         let mut started: BTreeMap<WorkerId, Vec<SubtaskId>> = BTreeMap::new();
         let fail = |reason: String| {
             for worker in &workers {
@@ -340,9 +409,11 @@ impl RemoteAttempt {
                     FromWorker::Started {
                         attempt: a,
                         subtasks,
+                        restored: part,
                     },
                 )) if a == attempt => {
                     started.insert(worker, subtasks);
+                    restored.add(&part);
                 }
                 Ok((worker, FromWorker::Failed { attempt: a, reason })) if a == attempt => {
                     return fail(format!("{worker} could not start: {reason}"));
@@ -416,6 +487,8 @@ impl RemoteAttempt {
         Ok(Self {
             link,
             attempt,
+            slots: deployment.slots,
+            restored,
             workers,
             subtasks,
             events,
@@ -640,12 +713,14 @@ impl Driver {
             .send(FromWorker::Started {
                 attempt,
                 subtasks: handle.subtasks(),
+                restored: self.live.restore(),
             })
             .map_err(|_| DataflowError::Cancelled)?;
         let (internal_tx, internal) = unbounded::<Internal>();
         let job = self.config.name.clone();
         // The barriers of checkpoints in flight, to name their uploads.
         let mut barriers: BTreeMap<CheckpointId, Barrier> = BTreeMap::new();
+        let standby = Standby::default();
         loop {
             if let Some(task) = handle.poll_failure() {
                 let error = handle
@@ -701,6 +776,7 @@ impl Driver {
                         if let Some(dir) = self.rocksdb_job_dir() {
                             weir_checkpoint::native::prune_local(&dir, id);
                         }
+                        self.keep_standbys(&standby, id, &deployment.slots);
                     }
                     Ok(ToWorker::Cancel { .. }) | Err(_) => {
                         return match handle.shutdown() {
@@ -713,6 +789,126 @@ impl Driver {
                 default(Duration::from_millis(5)) => {}
             }
         }
+    }
+}
+
+/// The standby copies a worker's part keeps (`CheckpointingConfig::standbys`): at
+/// most one refresh at a time; a checkpoint completed during one is skipped (the
+/// next refresh copies a newer one).
+#[derive(Default)]
+struct Standby {
+    /// The refresh in progress.
+    running: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+impl Drop for Standby {
+    /// The part ended: a refresh in progress stops (its partial copy is not used,
+    /// and the next refresh removes it).
+    fn drop(&mut self) {
+        if let Some(task) = lock(&self.running).take() {
+            task.abort();
+        }
+    }
+}
+
+impl Driver {
+    /// Where this worker keeps standby copies of the job's subtasks it does not run:
+    /// `<rocksdb dir>/.standby/<job>`.
+    pub(super) fn standby_root(&self) -> Option<std::path::PathBuf> {
+        match &self.config.state_backend {
+            weir_state::StateBackend::Heap => None,
+            weir_state::StateBackend::RocksDb(rocks) => Some(
+                rocks
+                    .dir
+                    .join(".standby")
+                    .join(weir_checkpoint::layout::path_segment(&self.config.name)),
+            ),
+        }
+    }
+
+    /// After checkpoint `checkpoint` completed: refreshes, in the background, the
+    /// standby copies of the native RocksDB state of the subtasks this worker would
+    /// take over if their worker were lost ([`standby_hosts`]), downloading only the
+    /// files the previous copies lack.
+    fn keep_standbys(&self, standby: &Standby, checkpoint: CheckpointId, slots: &[u32]) {
+        let standbys = self.checkpointing.standbys;
+        let (Some(me), Some(root)) = (
+            self.config.placement.as_ref().map(|p| p.network.id().0),
+            self.standby_root(),
+        ) else {
+            return;
+        };
+        if standbys == 0 {
+            return;
+        }
+        let mut running = lock(&standby.running);
+        if running.as_ref().is_some_and(|task| !task.is_finished()) {
+            return;
+        }
+        let storage = self.storage.clone();
+        let job = self.config.name.clone();
+        let slots = slots.to_vec();
+        *running = Some(self.runtime.spawn(async move {
+            let started = Instant::now();
+            let kept = async {
+                let metadata = storage
+                    .read_metadata(&job, checkpoint)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let reader = weir_checkpoint::restore::Reader::Checkpoint(&storage);
+                let mut keep = BTreeSet::new();
+                let mut copied = weir_checkpoint::native::StandbyCopied::default();
+                for (uid, operator) in &metadata.operators {
+                    for (&subtask, state) in &operator.subtasks {
+                        if state.native.is_empty()
+                            || !standby_hosts(&slots, subtask, standbys).contains(&me)
+                        {
+                            continue;
+                        }
+                        keep.insert((uid.to_string(), subtask));
+                        for (index, handle) in state.native.iter().enumerate() {
+                            let one = weir_checkpoint::native::keep_standby(
+                                &reader,
+                                handle,
+                                &root,
+                                uid.as_str(),
+                                subtask,
+                                checkpoint,
+                                index,
+                            )
+                            .await
+                            .map_err(|e| e.to_string())?;
+                            copied.linked += one.linked;
+                            copied.downloaded += one.downloaded;
+                        }
+                        weir_checkpoint::native::drop_older_standby(
+                            &root,
+                            uid.as_str(),
+                            subtask,
+                            checkpoint,
+                        );
+                    }
+                }
+                weir_checkpoint::native::prune_standby(&root, &keep);
+                Ok::<_, String>((keep.len(), copied))
+            }
+            .await;
+            match kept {
+                Ok((subtasks, copied)) if subtasks > 0 => tracing::info!(
+                    job,
+                    checkpoint = checkpoint.get(),
+                    subtasks,
+                    downloaded = copied.downloaded,
+                    linked = copied.linked,
+                    "standby copies kept in {:?}",
+                    started.elapsed()
+                ),
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!("job `{job}`: no standby copy of checkpoint {checkpoint}: {e}")
+                }
+            }
+        }));
     }
 }
 
@@ -849,5 +1045,61 @@ impl ClusterLink for LocalCluster {
 
     fn reports(&self) -> Receiver<(WorkerId, FromWorker)> {
         self.inner.subscribers.subscribe()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn workers(slots: &[(u32, usize)]) -> BTreeMap<WorkerId, WorkerInfo> {
+        slots
+            .iter()
+            .map(|&(id, slots)| {
+                (
+                    WorkerId(id),
+                    WorkerInfo {
+                        addr: format!("w{id}"),
+                        slots,
+                    },
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_lost_workers_slots_go_to_the_others_and_every_other_subtask_stays() {
+        let three = workers(&[(1, 1), (2, 1), (3, 1)]);
+        let first = place(None, &three);
+        assert_eq!(first, [1, 2, 3]);
+        // Worker 2 lost: only its slot moves.
+        let after = place(Some(&first), &workers(&[(1, 1), (3, 1)]));
+        assert_eq!(after, [1, 3, 3]);
+        // A worker added: spread afresh.
+        let grown = place(Some(&after), &workers(&[(1, 1), (3, 1), (4, 1)]));
+        assert_eq!(grown, [1, 3, 4]);
+        // Every worker lost: spread on the new ones.
+        assert_eq!(place(Some(&first), &workers(&[(7, 2)])), [7, 7]);
+    }
+
+    #[test]
+    fn each_subtask_has_its_standby_where_it_would_move() {
+        let slots = [1, 2, 3];
+        for subtask in 0..8 {
+            let host = slots[subtask % 3];
+            let hosts = standby_hosts(&slots, subtask, 1);
+            assert_eq!(hosts.len(), 1);
+            assert_ne!(hosts[0], host, "subtask {subtask}");
+            // Exactly where the placement after losing its worker puts it.
+            let alive: Vec<u32> = slots.iter().copied().filter(|&w| w != host).collect();
+            assert_eq!(replace_lost(&slots, &alive)[subtask % 3], hosts[0]);
+        }
+        // Two standbys: on both other workers; never more than there are.
+        let two = standby_hosts(&slots, 1, 2);
+        assert_eq!(two.len(), 2);
+        assert!(!two.contains(&2));
+        assert_eq!(standby_hosts(&slots, 1, 5).len(), 2);
+        assert!(standby_hosts(&[4, 4], 0, 1).is_empty());
+        assert!(standby_hosts(&[], 0, 1).is_empty());
     }
 }

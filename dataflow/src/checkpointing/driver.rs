@@ -66,6 +66,9 @@ pub(super) struct Driver {
     /// When the job runs on workers: how to reach them, and the job's definition
     /// they build it from.
     pub(super) cluster: Option<(Arc<dyn super::cluster::ClusterLink>, String)>,
+    /// In cluster mode, the worker of each slot in the last attempt: the next one
+    /// keeps the subtasks of the workers left where they were.
+    pub(super) placement: std::sync::Mutex<Option<Vec<u32>>>,
 }
 
 /// Crashes the process (abort) when `step` is the configured failpoint and this is
@@ -127,6 +130,7 @@ impl Driver {
             attempts: AtomicU64::new(0),
             timeline,
             cluster: None,
+            placement: std::sync::Mutex::new(None),
         };
         Ok((driver, requests))
     }

@@ -248,6 +248,13 @@ impl Driver {
                         Err(CheckpointError::AlreadyExists { .. }) => {
                             events.push(Event::MetadataTaken { now: now(), checkpoint });
                         }
+                        Err(fenced @ CheckpointError::Fenced { .. }) => {
+                            // Another coordinator may be running this job now: abandon
+                            // the checkpoint without deleting anything, as when another
+                            // incarnation wrote its metadata first.
+                            tracing::error!("job `{job}`: checkpoint {checkpoint} not completed: {fenced}");
+                            events.push(Event::MetadataTaken { now: now(), checkpoint });
+                        }
                         Err(e) => events.push(Event::MetadataFailed { now: now(), checkpoint, reason: e.to_string() }),
                     },
                     Err(_) => {}

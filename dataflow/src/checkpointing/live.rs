@@ -41,7 +41,7 @@ struct State {
 }
 
 /// How far the restore of the current attempt has come.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct RestoreProgress {
     /// The checkpoint or savepoint being restored (known when it finished).
     pub checkpoint: Option<CheckpointId>,
@@ -52,6 +52,9 @@ pub struct RestoreProgress {
     /// Of those, bytes of native RocksDB checkpoints taken from the subtasks' local
     /// copies (local recovery).
     pub bytes_local: u64,
+    /// Of the local bytes, those taken from standby copies: state a worker kept
+    /// for subtasks another worker ran, which failed over to it (cluster mode).
+    pub bytes_standby: u64,
     /// Of those, bytes downloaded from the checkpoint or savepoint storage.
     pub bytes_downloaded: u64,
     /// Of those, bytes of native RocksDB checkpoints the subtasks open as their
@@ -60,6 +63,20 @@ pub struct RestoreProgress {
     pub bytes_opened: u64,
     /// Whether everything was read.
     pub finished: bool,
+}
+
+impl RestoreProgress {
+    /// Adds `other`'s counts (another worker's part of the same restore).
+    pub fn add(&mut self, other: &Self) {
+        self.checkpoint = self.checkpoint.or(other.checkpoint);
+        self.bytes_total += other.bytes_total;
+        self.bytes_read += other.bytes_read;
+        self.bytes_local += other.bytes_local;
+        self.bytes_standby += other.bytes_standby;
+        self.bytes_downloaded += other.bytes_downloaded;
+        self.bytes_opened += other.bytes_opened;
+        self.finished = other.finished;
+    }
 }
 
 impl LiveJob {
@@ -140,6 +157,11 @@ impl LiveJob {
         self.state().restore = RestoreProgress::default();
     }
 
+    /// The restore of the current attempt, as its workers reported it.
+    pub(crate) fn set_restore(&self, progress: RestoreProgress) {
+        self.state().restore = progress;
+    }
+
     pub(crate) fn checkpoint_failed(&self) {
         self.inner
             .failed_checkpoints
@@ -162,12 +184,16 @@ impl JobListener for LiveJob {
             RestoreEvent::BatchRestored {
                 bytes,
                 local,
+                standby,
                 opened,
                 ..
             } => {
                 progress.bytes_read += bytes;
                 if *opened {
                     progress.bytes_opened += bytes;
+                }
+                if *standby {
+                    progress.bytes_standby += bytes;
                 }
                 if *local {
                     progress.bytes_local += bytes;

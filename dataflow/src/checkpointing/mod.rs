@@ -162,6 +162,15 @@ pub struct CheckpointingConfig {
     /// afresh, so a restore reads at most n checkpoints' files and files holding
     /// superseded state are released (default 10).
     pub full_snapshot_every: u32,
+    /// Checked before every `_metadata` write: a coordinator that lost its lease
+    /// ([`weir_checkpoint::lease`]) completes no checkpoint, so no sink commits
+    /// under it. `None` (the default) when no other coordinator shares the storage.
+    pub fence: Option<weir_checkpoint::lease::Fence>,
+    /// In cluster mode, on RocksDB: how many other workers keep a warm copy of each
+    /// subtask's newest completed checkpoint (0, the default: none), so that a
+    /// failover opens local files instead of downloading them. Copies are refreshed
+    /// after every completed checkpoint, downloading only new SST files.
+    pub standbys: usize,
 }
 
 impl Default for CheckpointingConfig {
@@ -180,6 +189,8 @@ impl Default for CheckpointingConfig {
             failpoint: None,
             incremental: true,
             full_snapshot_every: 10,
+            fence: None,
+            standbys: 0,
         }
     }
 }

@@ -61,6 +61,10 @@ fn refuse_fallback(newest: &SkippedCheckpoint, older: Option<CheckpointId>) -> S
     )
 }
 
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// Removes the temporary copies a restore left.
 fn remove_scratch(native: &NativeRestore) {
     if native.scratch.exists() {
@@ -412,6 +416,7 @@ impl Driver {
             local_root,
             scratch,
             new_job,
+            standby_root: self.standby_root(),
         }
     }
 
@@ -482,6 +487,7 @@ impl Driver {
             self.attempts
                 .fetch_add(1, std::sync::atomic::Ordering::SeqCst),
         );
+        let previous = lock(&self.placement).clone();
         let started = RemoteAttempt::start(
             link.clone(),
             &self.config.name,
@@ -489,9 +495,12 @@ impl Driver {
             attempt,
             self.timeline,
             from,
+            previous.as_deref(),
         );
         match started {
             Ok(remote) => {
+                *lock(&self.placement) = Some(remote.slots.clone());
+                self.live.set_restore(remote.restored.clone());
                 self.status(JobStatus::Running);
                 self.drive(Attempt::Remote(remote), next_id)
             }

@@ -201,8 +201,12 @@ impl Driver {
             .is_savepoint()
             .then(|| self.checkpointing.savepoints.clone());
         let job = job.to_string();
+        let fence = self.checkpointing.fence.clone();
         let task = self.runtime.spawn(async move {
             let result: std::result::Result<_, CheckpointError> = async {
+                if let Some(fence) = &fence {
+                    fence.check()?;
+                }
                 storage.commit_metadata(&metadata).await?;
                 match savepoints {
                     Some(dir) => {

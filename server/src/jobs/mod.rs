@@ -145,6 +145,7 @@ pub fn configs(plan: &JobPlan, options: &RunOptions) -> (JobConfig, Checkpointin
             .clone()
             .map_or(defaults.savepoints.clone(), StorageConfig::new),
         failpoint: options.crash.protocol,
+        standbys: spec.checkpoints.standbys,
         ..defaults
     };
     (config, checkpointing)

@@ -53,6 +53,10 @@ impl Planner<'_> {
                     .filter(|&n| n > 0)
                     .ok_or_else(|| bad("a positive number"))?
             }
+            "weir.checkpoints.standbys" => {
+                self.spec.checkpoints.standbys =
+                    value.parse().map_err(|_| bad("a non-negative number"))?
+            }
             "state.backend.type" | "state.backend" => {
                 self.spec.state_backend = match value {
                     "hashmap" | "heap" => StateBackend::Heap,
