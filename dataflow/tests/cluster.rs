@@ -1,16 +1,20 @@
 //! One job across two workers in this process, connected by their data planes over
 //! loopback TCP: each runs the subtasks of its slots, records and watermarks cross
-//! through the exchanges, and the output equals the job's in one process.
+//! through the exchanges, and the output equals the job's in one process; a slow
+//! subtask on one worker holds back the source on the other (credits), with the
+//! records in flight between them bounded.
 #![allow(clippy::unwrap_used)] // tests may unwrap (see clippy.toml)
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 use weir_dataflow::state::Count;
 use weir_dataflow::testing::{CollectSink, Collected, CollectionSource};
 use weir_dataflow::window::WindowAssigner;
 use weir_dataflow::wire::{Network, Placement, WorkerId};
 use weir_dataflow::{
-    JobBuilder, JobConfig, Result, Source, SourceOutput, SourcePoll, SubtaskInfo, Timestamp,
+    JobBuilder, JobConfig, Result, Sink, Source, SourceOutput, SourcePoll, SubtaskInfo, Timestamp,
     WatermarkStrategy,
 };
 use weir_net::Secret;
@@ -183,4 +187,122 @@ fn a_cut_connection_fails_the_job_on_both_workers() {
 fn a_peer_whose_attempt_is_closed_fails_the_job_here() {
     let error = fails_when(|_, b| b.close_scope(1, "cancelled")).unwrap_err();
     assert!(error.to_string().contains("aborted by worker 2"), "{error}");
+}
+
+/// Records per batch in the backpressure test.
+const BATCH: u64 = 64;
+
+/// Counts what it emits, as fast as it is let.
+struct Counting(Arc<AtomicU64>, u64);
+
+impl Source for Counting {
+    type Out = u64;
+
+    fn poll(&mut self, out: &mut SourceOutput<u64>) -> Result<SourcePoll> {
+        // One batch's worth per poll: every message carries at most this many.
+        for _ in 0..BATCH {
+            self.1 += 1;
+            out.push(self.1);
+        }
+        self.0.fetch_add(BATCH, Ordering::Relaxed);
+        Ok(SourcePoll::Ready)
+    }
+}
+
+/// Takes a millisecond per batch on subtask 1 (the other worker's), counting what
+/// it took; subtask 0 drops its batches at once.
+struct Slow {
+    slow: bool,
+    taken: Arc<AtomicU64>,
+}
+
+impl Sink for Slow {
+    type In = u64;
+
+    fn write_batch(&mut self, batch: &mut Vec<u64>) -> Result<()> {
+        if self.slow {
+            std::thread::sleep(Duration::from_millis(1));
+            self.taken.fetch_add(batch.len() as u64, Ordering::Relaxed);
+        }
+        batch.clear();
+        Ok(())
+    }
+}
+
+/// A source on worker 1 broadcasting to a sink whose subtask on worker 2 is slow.
+fn slow_sink_job(
+    placement: Placement,
+    emitted: &Arc<AtomicU64>,
+    taken: &Arc<AtomicU64>,
+) -> JobBuilder {
+    let job = JobBuilder::new(JobConfig {
+        name: "backpressure".into(),
+        parallelism: 2,
+        batch_size: BATCH as usize,
+        placement: Some(placement),
+        ..JobConfig::default()
+    });
+    job.wire_codec::<u64>();
+    let emitted = emitted.clone();
+    let taken = taken.clone();
+    job.source("fast", WatermarkStrategy::none(), move |_: &SubtaskInfo| {
+        Counting(emitted.clone(), 0)
+    })
+    .parallelism(1)
+    .broadcast()
+    .sink("slow", move |info: &SubtaskInfo| Slow {
+        slow: info.index == 1,
+        taken: taken.clone(),
+    });
+    job
+}
+
+#[test]
+fn a_slow_sink_on_one_worker_holds_back_the_source_on_the_other() {
+    let (a, b) = networks();
+    let (emitted, taken) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let slots = vec![WorkerId(1), WorkerId(2)];
+    let job_a = slow_sink_job(
+        Placement {
+            slots: slots.clone(),
+            ..placement(&a, &b, 1)
+        },
+        &emitted,
+        &taken,
+    );
+    let job_b = slow_sink_job(
+        Placement {
+            slots,
+            ..placement(&b, &a, 1)
+        },
+        &emitted,
+        &taken,
+    );
+    let handle_b = job_b.spawn().unwrap();
+    let handle_a = job_a.spawn().unwrap();
+    // The records in flight between the source and the slow subtask are what the
+    // channels and the credits hold: a few batches at each hop, however long it runs.
+    let config = JobConfig::default();
+    let bound = (4 * config.channel_capacity as u64 + 8) * BATCH;
+    let mut most = 0;
+    for _ in 0..20 {
+        std::thread::sleep(Duration::from_millis(100));
+        let in_flight = emitted
+            .load(Ordering::Relaxed)
+            .saturating_sub(taken.load(Ordering::Relaxed));
+        most = most.max(in_flight);
+    }
+    let (sent, took) = (
+        emitted.load(Ordering::Relaxed),
+        taken.load(Ordering::Relaxed),
+    );
+    assert!(took > 0, "the slow subtask took nothing");
+    assert!(
+        most <= bound,
+        "{most} records in flight (emitted {sent}, taken {took}), more than the channels and credits hold ({bound})"
+    );
+    handle_a.cancel();
+    handle_b.cancel();
+    let _ = handle_a.wait();
+    let _ = handle_b.wait();
 }
