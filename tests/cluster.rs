@@ -210,6 +210,22 @@ fn a_coordinator_and_two_workers_commit_the_rows_of_one_process() {
     let id = submit(&url, &job(&out, 40_000, 20_000));
     let job = wait_for(&url, &format!("/jobs/{id}"), ended);
     assert_eq!(job["status"], "finished", "{job}");
+    // The coordinator shows the job's graph as its workers built it (with the step
+    // the engine adds before a window, which the job file's plan lacks) and the
+    // counters they reported, as it last sampled them while the job ran.
+    let vertices = job["graph"]["vertices"].as_array().unwrap();
+    assert!(
+        vertices.iter().any(|v| v["name"] == "per_class-project"),
+        "{job}"
+    );
+    let read: u64 = job["graph"]["vertices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|v| v["name"] == "classes")
+        .filter_map(|v| v["records_in"].as_u64())
+        .sum();
+    assert!(read > 0 && read <= 40_000, "{job}");
     assert_eq!(committed(&out), expected);
 }
 

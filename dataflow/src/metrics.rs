@@ -37,7 +37,7 @@ pub struct OperatorMetrics {
 pub type GaugeFn = Arc<dyn Fn() -> Vec<Gauge> + Send + Sync>;
 
 /// One operator-specific reading, e.g. `kafka_consumer_lag{topic="bids",partition="3"} 12`.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Gauge {
     /// Metric name: `[a-z_]+`, without the `weir_` prefix.
     pub name: String,

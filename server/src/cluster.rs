@@ -708,9 +708,8 @@ impl Control {
         })
     }
 
-    /// Registers with the first of `known` (starting at `first`) that takes this
-    /// worker, following a standby to the active coordinator it names (added to
-    /// `known`). A coordinator of an older lease epoch than `min_epoch` is refused:
+    /// Registers with the first of `known` (but `skip`) that takes this worker,
+    /// following a standby to the active coordinator it names (added to `known`). A coordinator of an older lease epoch than `min_epoch` is refused:
     /// it lost its lease to one this worker already served.
     async fn register_any(
         http: &reqwest::Client,

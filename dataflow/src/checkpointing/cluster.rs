@@ -24,7 +24,7 @@ use super::executor::Internal;
 use super::live::RestoreProgress;
 use super::{CheckpointingConfig, JobListener};
 use crate::wire::{Network, Placement, WorkerId};
-use crate::{DataflowError, JobConfig, JobEvent, Result};
+use crate::{DataflowError, GraphView, JobConfig, JobEvent, Result, SubtaskMetrics};
 use crossbeam_channel::{select, unbounded, Receiver, Sender};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
@@ -129,6 +129,15 @@ pub enum FromWorker {
         subtasks: Vec<SubtaskId>,
         /// What restoring them read, and from where.
         restored: RestoreProgress,
+        /// The job's graph (the same on every worker).
+        graph: GraphView,
+    },
+    /// The counters of the attempt's subtasks on this worker, every second.
+    Counters {
+        /// The attempt.
+        attempt: u64,
+        /// One entry per operator subtask here.
+        subtasks: Vec<SubtaskMetrics>,
     },
     /// A subtask's snapshot is uploaded.
     Uploaded {
@@ -190,6 +199,7 @@ impl FromWorker {
     pub fn attempt(&self) -> u64 {
         match self {
             Self::Started { attempt, .. }
+            | Self::Counters { attempt, .. }
             | Self::Uploaded { attempt, .. }
             | Self::UploadFailed { attempt, .. }
             | Self::Finished { attempt, .. }
@@ -325,6 +335,27 @@ impl Subscribers {
     }
 }
 
+/// How often a worker reports its subtasks' counters.
+const COUNTERS_EVERY: Duration = Duration::from_secs(1);
+
+/// The latest counters each worker of an attempt reported, for the coordinator's
+/// live view of the job (`/metrics`, the web UI).
+#[derive(Clone, Default)]
+pub(crate) struct RemoteCounters(Arc<std::sync::Mutex<BTreeMap<WorkerId, Vec<SubtaskMetrics>>>>);
+
+impl RemoteCounters {
+    fn set(&self, worker: WorkerId, subtasks: Vec<SubtaskMetrics>) {
+        lock(&self.0).insert(worker, subtasks);
+    }
+
+    /// Every worker's latest counters, by vertex and subtask.
+    pub(crate) fn snapshot(&self) -> Vec<SubtaskMetrics> {
+        let mut all: Vec<SubtaskMetrics> = lock(&self.0).values().flatten().cloned().collect();
+        all.sort_by_key(|m| (m.vertex, m.subtask));
+        all
+    }
+}
+
 /// How long workers may take to start their part of an attempt.
 const START_TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -336,6 +367,10 @@ pub(super) struct RemoteAttempt {
     pub(super) slots: Vec<u32>,
     /// What the workers' restores read, summed.
     pub(super) restored: RestoreProgress,
+    /// The job's graph, as the workers built it.
+    pub(super) graph: GraphView,
+    /// The latest counters of each worker's subtasks.
+    pub(super) counters: RemoteCounters,
     workers: Vec<WorkerId>,
     subtasks: Vec<SubtaskId>,
     /// Finished and declined reports, as a local job's events.
@@ -391,6 +426,7 @@ impl RemoteAttempt {
             link.send(*worker, ToWorker::Deploy(deployment.clone()))?;
         }
         let mut restored = RestoreProgress::default();
+        let mut graph = GraphView::default();
         let mut started: BTreeMap<WorkerId, Vec<SubtaskId>> = BTreeMap::new();
         let fail = |reason: String| {
             for worker in &workers {
@@ -410,10 +446,12 @@ impl RemoteAttempt {
                         attempt: a,
                         subtasks,
                         restored: part,
+                        graph: built,
                     },
                 )) if a == attempt => {
                     started.insert(worker, subtasks);
                     restored.add(&part);
+                    graph = built;
                 }
                 Ok((worker, FromWorker::Failed { attempt: a, reason })) if a == attempt => {
                     return fail(format!("{worker} could not start: {reason}"));
@@ -438,6 +476,8 @@ impl RemoteAttempt {
         let (failures_tx, failures) = unbounded();
         let (stopped_tx, stopped) = unbounded();
         let (done, done_rx) = crossbeam_channel::bounded::<()>(1);
+        let counters = RemoteCounters::default();
+        let counted = counters.clone();
         let relay = std::thread::Builder::new()
             .name(format!("weir-attempt-{attempt}"))
             .spawn(move || loop {
@@ -481,6 +521,10 @@ impl RemoteAttempt {
                     FromWorker::Failed { reason, .. } => failures_tx.send((worker, reason)).is_ok(),
                     FromWorker::Stopped { .. } => stopped_tx.send(worker).is_ok(),
                     FromWorker::Started { .. } => true,
+                    FromWorker::Counters { subtasks, .. } => {
+                        counted.set(worker, subtasks);
+                        true
+                    }
                 };
             })
             .map_err(|e| DataflowError::checkpoint_caused("could not start a relay thread", e))?;
@@ -489,6 +533,8 @@ impl RemoteAttempt {
             attempt,
             slots: deployment.slots,
             restored,
+            graph,
+            counters,
             workers,
             subtasks,
             events,
@@ -714,6 +760,7 @@ impl Driver {
                 attempt,
                 subtasks: handle.subtasks(),
                 restored: self.live.restore(),
+                graph: (*handle.graph()).clone(),
             })
             .map_err(|_| DataflowError::Cancelled)?;
         let (internal_tx, internal) = unbounded::<Internal>();
@@ -721,6 +768,8 @@ impl Driver {
         // The barriers of checkpoints in flight, to name their uploads.
         let mut barriers: BTreeMap<CheckpointId, Barrier> = BTreeMap::new();
         let standby = Standby::default();
+        let counters = handle.metrics_view();
+        let mut counted_at = Instant::now();
         loop {
             if let Some(task) = handle.poll_failure() {
                 let error = handle
@@ -779,6 +828,11 @@ impl Driver {
                         self.keep_standbys(&standby, id, &deployment.slots);
                     }
                     Ok(ToWorker::Cancel { .. }) | Err(_) => {
+                        // The last counters, so a finished job shows its totals.
+                        let _ = report.send(FromWorker::Counters {
+                            attempt,
+                            subtasks: counters.snapshot(),
+                        });
                         return match handle.shutdown() {
                             Err(e) if !matches!(e, DataflowError::TaskFailed { .. } | DataflowError::Cancelled) => Err(e),
                             _ => Ok(()),
@@ -787,6 +841,13 @@ impl Driver {
                     Ok(ToWorker::Deploy(_)) => {}
                 },
                 default(Duration::from_millis(5)) => {}
+            }
+            if counted_at.elapsed() >= COUNTERS_EVERY {
+                counted_at = Instant::now();
+                let _ = report.send(FromWorker::Counters {
+                    attempt,
+                    subtasks: counters.snapshot(),
+                });
             }
         }
     }

@@ -36,8 +36,17 @@ struct State {
     status: Option<JobStatus>,
     since: Option<SystemTime>,
     graph: Option<Arc<GraphView>>,
-    counters: Option<MetricsView>,
+    counters: Option<Counters>,
     restore: RestoreProgress,
+}
+
+/// Where the current attempt's counters are read.
+#[derive(Clone)]
+enum Counters {
+    /// The subtasks of this process.
+    Local(MetricsView),
+    /// As the workers last reported them (cluster mode).
+    Remote(super::cluster::RemoteCounters),
 }
 
 /// How far the restore of the current attempt has come.
@@ -118,7 +127,11 @@ impl LiveJob {
     /// the first attempt started; they start from zero at each restart).
     pub fn metrics(&self) -> Vec<SubtaskMetrics> {
         let counters = self.state().counters.clone();
-        counters.map(|c| c.snapshot()).unwrap_or_default()
+        match counters {
+            Some(Counters::Local(view)) => view.snapshot(),
+            Some(Counters::Remote(reported)) => reported.snapshot(),
+            None => Vec::new(),
+        }
     }
 
     /// The last [`CheckpointHistory::CAPACITY`] completed checkpoints, oldest first.
@@ -149,7 +162,18 @@ impl LiveJob {
     pub(crate) fn attempt_started(&self, graph: Arc<GraphView>, counters: MetricsView) {
         let mut state = self.state();
         state.graph = Some(graph);
-        state.counters = Some(counters);
+        state.counters = Some(Counters::Local(counters));
+    }
+
+    /// An attempt started on workers, which report its counters.
+    pub(crate) fn attempt_started_remote(
+        &self,
+        graph: GraphView,
+        counters: super::cluster::RemoteCounters,
+    ) {
+        let mut state = self.state();
+        state.graph = Some(Arc::new(graph));
+        state.counters = Some(Counters::Remote(counters));
     }
 
     pub(crate) fn restarted(&self) {

@@ -501,6 +501,8 @@ impl Driver {
             Ok(remote) => {
                 *lock(&self.placement) = Some(remote.slots.clone());
                 self.live.set_restore(remote.restored.clone());
+                self.live
+                    .attempt_started_remote(remote.graph.clone(), remote.counters.clone());
                 self.status(JobStatus::Running);
                 self.drive(Attempt::Remote(remote), next_id)
             }

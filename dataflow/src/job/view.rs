@@ -6,7 +6,7 @@ use crate::graph::{GraphSpec, NodeKind};
 
 /// The shape of a running job: its operators and the edges between them, for
 /// display (`weir serve`'s graph) and metrics.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct GraphView {
     /// Operators, in the order they were added; `VertexView::id` is the index.
     pub vertices: Vec<VertexView>,
@@ -15,7 +15,7 @@ pub struct GraphView {
 }
 
 /// One operator of a [`GraphView`].
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct VertexView {
     /// Index in [`GraphView::vertices`].
     pub id: usize,
@@ -32,7 +32,7 @@ pub struct VertexView {
 }
 
 /// What a vertex does.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum VertexRole {
     /// Reads input.
     Source,
@@ -54,7 +54,7 @@ impl VertexRole {
 }
 
 /// One edge of a [`GraphView`].
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct EdgeView {
     /// Upstream vertex id.
     pub from: usize,
@@ -64,6 +64,44 @@ pub struct EdgeView {
     pub kind: &'static str,
     /// Whether both ends run in the same thread (no channel in between).
     pub chained: bool,
+}
+
+/// An [`EdgeView`] as read back (from a worker's report), its kind a name.
+#[derive(serde::Deserialize)]
+struct EdgeRead {
+    from: usize,
+    to: usize,
+    kind: String,
+    chained: bool,
+}
+
+impl<'de> serde::Deserialize<'de> for EdgeView {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let read = <EdgeRead as serde::Deserialize>::deserialize(deserializer)?;
+        Self::try_from(read).map_err(serde::de::Error::custom)
+    }
+}
+
+impl TryFrom<EdgeRead> for EdgeView {
+    type Error = String;
+
+    fn try_from(read: EdgeRead) -> Result<Self, String> {
+        let kind = ["forward", "hash", "rebalance", "broadcast"]
+            .into_iter()
+            .find(|known| *known == read.kind)
+            .ok_or_else(|| {
+                format!(
+                    "unknown edge kind `{}`: expected forward, hash, rebalance or broadcast",
+                    read.kind
+                )
+            })?;
+        Ok(Self {
+            from: read.from,
+            to: read.to,
+            kind,
+            chained: read.chained,
+        })
+    }
 }
 
 pub(super) fn graph_view(
