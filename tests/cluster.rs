@@ -60,21 +60,29 @@ fn coordinator(dir: &Path) -> (Process, String) {
 }
 
 fn coordinator_with(dir: &Path, env: &[(&str, String)]) -> (Process, String) {
-    let data = dir.join("coordinator");
-    let process = Process::start_with(
-        dir,
-        &[
-            "coordinator",
-            "--bind",
-            "127.0.0.1:0",
-            "--data",
-            data.to_str().unwrap(),
-            "--heartbeat-timeout",
-            "2s",
-        ],
-        SECRET,
-        env,
-    );
+    start_coordinator(dir, "coordinator", &[], env)
+}
+
+/// A coordinator with its data under `dir/name` and a 2 s heartbeat timeout, and
+/// `extra` arguments; its URL.
+fn start_coordinator(
+    dir: &Path,
+    name: &str,
+    extra: &[&str],
+    env: &[(&str, String)],
+) -> (Process, String) {
+    let data = dir.join(name);
+    let mut args = vec![
+        "coordinator",
+        "--bind",
+        "127.0.0.1:0",
+        "--data",
+        data.to_str().unwrap(),
+        "--heartbeat-timeout",
+        "2s",
+    ];
+    args.extend_from_slice(extra);
+    let process = Process::start_with(dir, &args, SECRET, env);
     let url = process
         .first_line
         .trim()
@@ -371,32 +379,8 @@ fn ha_coordinator_with(
     lease_timeout: &str,
     env: &[(&str, String)],
 ) -> (Process, String) {
-    let data = dir.join(name);
-    let process = Process::start_with(
-        dir,
-        &[
-            "coordinator",
-            "--bind",
-            "127.0.0.1:0",
-            "--data",
-            data.to_str().unwrap(),
-            "--heartbeat-timeout",
-            "2s",
-            "--ha-storage",
-            storage,
-            "--lease-timeout",
-            lease_timeout,
-        ],
-        SECRET,
-        env,
-    );
-    let url = process
-        .first_line
-        .trim()
-        .strip_prefix("weir coordinator: listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line {:?}", process.first_line))
-        .to_string();
-    (process, url)
+    let extra = ["--ha-storage", storage, "--lease-timeout", lease_timeout];
+    start_coordinator(dir, name, &extra, env)
 }
 
 /// `GET /ready`: whether the coordinator acts, and its role as it says.

@@ -368,6 +368,16 @@ pub(crate) enum Source {
 }
 
 impl Source {
+    /// Where the files came from, for the restore's log line.
+    pub(crate) fn describe(self) -> &'static str {
+        match self {
+            Self::Local => "the local copy",
+            Self::Standby => "the standby copy",
+            Self::Download => "the checkpoint storage",
+            Self::PartlyStandby { .. } => "the checkpoint storage and an older standby copy",
+        }
+    }
+
     /// Of `bytes` restored from this source: (from a local or standby copy, of
     /// which from a standby copy, downloaded).
     pub(crate) fn split(self, bytes: u64) -> (u64, u64, u64) {

@@ -265,14 +265,7 @@ async fn stage_native(
         checkpoint = metadata.checkpoint.get(),
         bytes = handle.size(),
         "native RocksDB checkpoint from {} put in {} for the subtask to open as its instance",
-        match source {
-            crate::native::Source::Local => "the local copy",
-            crate::native::Source::Standby => "the standby copy",
-            crate::native::Source::Download => "the checkpoint storage",
-            crate::native::Source::PartlyStandby { .. } => {
-                "the checkpoint storage and an older standby copy"
-            }
-        },
+        source.describe(),
         staging.display()
     );
     let opened = OpenedInstance {
@@ -355,14 +348,7 @@ async fn load_native(
         checkpoint = metadata.checkpoint.get(),
         bytes = handle.size(),
         "native RocksDB checkpoint restored from {}",
-        match source {
-            crate::native::Source::Local => "the local copy",
-            crate::native::Source::Standby => "the standby copy",
-            crate::native::Source::Download => "the checkpoint storage",
-            crate::native::Source::PartlyStandby { .. } => {
-                "the checkpoint storage and an older standby copy"
-            }
-        }
+        source.describe()
     );
     Ok(source)
 }

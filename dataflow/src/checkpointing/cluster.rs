@@ -876,15 +876,7 @@ impl Driver {
     /// Where this worker keeps standby copies of the job's subtasks it does not run:
     /// `<rocksdb dir>/.standby/<job>`.
     pub(super) fn standby_root(&self) -> Option<std::path::PathBuf> {
-        match &self.config.state_backend {
-            weir_state::StateBackend::Heap => None,
-            weir_state::StateBackend::RocksDb(rocks) => Some(
-                rocks
-                    .dir
-                    .join(".standby")
-                    .join(weir_checkpoint::layout::path_segment(&self.config.name)),
-            ),
-        }
+        self.rocksdb_dir_of(Some(".standby"))
     }
 
     /// After checkpoint `checkpoint` completed: refreshes, in the background, the

@@ -160,13 +160,20 @@ impl Driver {
 
     /// `<rocksdb dir>/<job>` when the job keeps its state in RocksDB.
     pub(super) fn rocksdb_job_dir(&self) -> Option<std::path::PathBuf> {
+        self.rocksdb_dir_of(None)
+    }
+
+    /// `<rocksdb dir>[/<under>]/<job>` when the job runs on RocksDB.
+    pub(super) fn rocksdb_dir_of(&self, under: Option<&str>) -> Option<std::path::PathBuf> {
         match &self.config.state_backend {
             weir_state::StateBackend::Heap => None,
-            weir_state::StateBackend::RocksDb(rocks) => Some(
-                rocks
-                    .dir
-                    .join(weir_checkpoint::layout::path_segment(&self.config.name)),
-            ),
+            weir_state::StateBackend::RocksDb(rocks) => {
+                let base = match under {
+                    Some(under) => rocks.dir.join(under),
+                    None => rocks.dir.clone(),
+                };
+                Some(base.join(weir_checkpoint::layout::path_segment(&self.config.name)))
+            }
         }
     }
 }
