@@ -1864,17 +1864,26 @@ fn local_cluster(
     build: impl Fn(&JobBuilder) + Send + Sync + 'static,
     workers: &[u32],
 ) -> (LocalCluster, Resolver) {
-    let build: Arc<dyn Fn(&JobBuilder) + Send + Sync> = Arc::new(move |job: &JobBuilder| {
-        job.wire_codec::<(u32, u64)>();
-        build(job);
-    });
-    let resolve: Resolver =
-        Arc::new(move |_: &Deployment| Ok((config.clone(), checkpointing.clone(), build.clone())));
+    let resolve = resolver(config, checkpointing, build);
     let cluster = LocalCluster::new();
     for &id in workers {
         add_worker(&cluster, &resolve, id);
     }
     (cluster, resolve)
+}
+
+/// What a worker of these tests runs: `build()`'s job with `config` and
+/// `checkpointing`, its records given their wire codec.
+fn resolver(
+    config: JobConfig,
+    checkpointing: CheckpointingConfig,
+    build: impl Fn(&JobBuilder) + Send + Sync + 'static,
+) -> Resolver {
+    let build: Arc<dyn Fn(&JobBuilder) + Send + Sync> = Arc::new(move |job: &JobBuilder| {
+        job.wire_codec::<(u32, u64)>();
+        build(job);
+    });
+    Arc::new(move |_: &Deployment| Ok((config.clone(), checkpointing.clone(), build.clone())))
 }
 
 fn add_worker(cluster: &LocalCluster, resolve: &Resolver, id: u32) {
@@ -1991,17 +2000,7 @@ fn rocksdb_a_lost_workers_subtasks_restore_from_the_standby_copies_where_they_mo
             Backend::RocksDb,
             &dir.path().join(format!("w{id}")),
         );
-        let build: Arc<dyn Fn(&JobBuilder) + Send + Sync> = {
-            let build = build_job();
-            Arc::new(move |job: &JobBuilder| {
-                job.wire_codec::<(u32, u64)>();
-                build(job);
-            })
-        };
-        let checkpointing = checkpointing.clone();
-        let resolve: Resolver = Arc::new(move |_: &Deployment| {
-            Ok((config.clone(), checkpointing.clone(), build.clone()))
-        });
+        let resolve = resolver(config, checkpointing.clone(), build_job());
         add_worker(&cluster, &resolve, id);
     }
     let job = CheckpointedJob::spawn_on_cluster(

@@ -30,7 +30,7 @@ use crate::{CheckpointError, CheckpointStorage};
 use object_store::path::Path;
 use object_store::PutMode;
 use serde::{Deserialize, Serialize};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -191,8 +191,7 @@ struct FenceState {
     /// Until when (ms after `base`) the lease is surely held.
     valid_until_ms: AtomicU64,
     /// Why it was lost, once it was (never cleared).
-    lost: AtomicBool,
-    why: std::sync::Mutex<Option<String>>,
+    lost: std::sync::Mutex<Option<String>>,
 }
 
 impl Fence {
@@ -202,8 +201,7 @@ impl Fence {
                 epoch,
                 base: started,
                 valid_until_ms: AtomicU64::new(0),
-                lost: AtomicBool::new(false),
-                why: std::sync::Mutex::new(None),
+                lost: std::sync::Mutex::new(None),
             }),
         };
         fence.extend(started, timeout);
@@ -235,9 +233,8 @@ impl Fence {
     }
 
     fn lose(&self, why: String) {
-        let mut slot = self.inner.why.lock().unwrap_or_else(|p| p.into_inner());
-        slot.get_or_insert(why);
-        self.inner.lost.store(true, Ordering::Release);
+        let mut lost = self.inner.lost.lock().unwrap_or_else(|p| p.into_inner());
+        lost.get_or_insert(why);
     }
 
     /// Whether work under the lease may still write.
@@ -247,19 +244,16 @@ impl Fence {
     /// no renewal succeeded for half the timeout).
     pub fn check(&self) -> Result<(), CheckpointError> {
         let inner = &self.inner;
-        let why = if inner.lost.load(Ordering::Acquire) {
-            inner
-                .why
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .clone()
-                .unwrap_or_default()
-        } else {
-            let now = u64::try_from(inner.base.elapsed().as_millis()).unwrap_or(u64::MAX);
-            if now < inner.valid_until_ms.load(Ordering::Acquire) {
-                return Ok(());
+        let lost = inner.lost.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let why = match lost {
+            Some(why) => why,
+            None => {
+                let now = u64::try_from(inner.base.elapsed().as_millis()).unwrap_or(u64::MAX);
+                if now < inner.valid_until_ms.load(Ordering::Acquire) {
+                    return Ok(());
+                }
+                "no renewal of the lease succeeded for half its timeout".to_string()
             }
-            "no renewal of the lease succeeded for half its timeout".to_string()
         };
         Err(CheckpointError::Fenced {
             epoch: inner.epoch,
@@ -293,8 +287,8 @@ impl Lease {
         let mut seen: Option<(LeaseRecord, Instant)> = None;
         let mut last_reported: Option<Waiting> = None;
         loop {
-            let next_epoch = match current(storage).await {
-                Ok(None) => Some(1),
+            let (next_epoch, report) = match current(storage).await {
+                Ok(None) => (Some(1), None),
                 Ok(Some(record)) => {
                     let unchanged_since = match &seen {
                         Some((old, since))
@@ -307,26 +301,22 @@ impl Lease {
                     seen = Some((record.clone(), unchanged_since));
                     let timeout = config.timeout.max(Duration::from_millis(record.timeout_ms));
                     let free = record.released || unchanged_since.elapsed() >= timeout;
-                    let report = Waiting::HeldBy(LeaseRecord {
+                    // Who holds it and where, without the counters that move.
+                    let holder = Waiting::HeldBy(LeaseRecord {
                         renewals: 0,
                         renewed_at_ms: 0,
                         ..record.clone()
                     });
-                    if last_reported.as_ref() != Some(&report) {
-                        waiting(&report);
-                        last_reported = Some(report);
-                    }
-                    free.then_some(record.epoch + 1)
+                    (free.then_some(record.epoch + 1), Some(holder))
                 }
-                Err(e) => {
-                    let report = Waiting::Unreadable(e.to_string());
-                    if last_reported.as_ref() != Some(&report) {
-                        waiting(&report);
-                        last_reported = Some(report);
-                    }
-                    None
-                }
+                Err(e) => (None, Some(Waiting::Unreadable(e.to_string()))),
             };
+            if let Some(report) = report {
+                if last_reported.as_ref() != Some(&report) {
+                    waiting(&report);
+                    last_reported = Some(report);
+                }
+            }
             if let Some(epoch) = next_epoch {
                 let started = Instant::now();
                 let record = LeaseRecord {

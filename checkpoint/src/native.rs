@@ -433,31 +433,52 @@ pub(crate) async fn materialize(
     // A standby copy of an older checkpoint (its refresh was still running, or was
     // skipped) still holds most SST files: those are linked, the rest downloaded.
     let older = standby.map(older_copies).unwrap_or_default();
-    let mut reused = 0;
+    let copied = fill(reader, handle, &older, into).await?;
+    Ok(if copied.linked > 0 {
+        Source::PartlyStandby {
+            reused: copied.linked,
+        }
+    } else {
+        Source::Download
+    })
+}
+
+/// Puts every file of `handle` into the existing directory `into`: the SST and
+/// OPTIONS files one of `older` (other copies of the handle, newest first) holds
+/// with their recorded size are hard-linked (or copied), the others downloaded.
+async fn fill(
+    reader: &Reader<'_>,
+    handle: &NativeKeyedHandle,
+    older: &[PathBuf],
+    into: &Path,
+) -> Result<StandbyCopied, RestoreError> {
+    let mut copied = StandbyCopied::default();
     for file in &handle.files {
         let path = into.join(&file.name);
-        if is_immutable(&file.name) {
-            let found = older
-                .iter()
-                .map(|dir| dir.join(&file.name))
-                .find(|old| std::fs::metadata(old).is_ok_and(|m| m.len() == file.handle.size));
-            if let Some(old) = found {
-                if std::fs::hard_link(&old, &path).is_ok() {
-                    reused += file.handle.size;
-                    continue;
-                }
+        let reusable = is_immutable(&file.name)
+            .then(|| {
+                older
+                    .iter()
+                    .map(|dir| dir.join(&file.name))
+                    .find(|old| std::fs::metadata(old).is_ok_and(|m| m.len() == file.handle.size))
+            })
+            .flatten();
+        if let Some(old) = reusable {
+            if std::fs::hard_link(&old, &path).is_ok() || std::fs::copy(&old, &path).is_ok() {
+                copied.linked += file.handle.size;
+                continue;
             }
         }
         let data = read_handle(reader, &file.handle).await?;
         tokio::fs::write(&path, data)
             .await
-            .map_err(|e| io(path.display().to_string(), e))?;
+            .map_err(|source| RestoreError::Local {
+                path: path.display().to_string(),
+                source,
+            })?;
+        copied.downloaded += file.handle.size;
     }
-    Ok(if reused > 0 {
-        Source::PartlyStandby { reused }
-    } else {
-        Source::Download
-    })
+    Ok(copied)
 }
 
 /// The other checkpoints' copies of the same handle beside `copy`
@@ -555,29 +576,7 @@ pub async fn keep_standby(
         std::fs::remove_dir_all(&partial).map_err(|e| io(&partial, e))?;
     }
     std::fs::create_dir_all(&partial).map_err(|e| io(&partial, e))?;
-    let mut copied = StandbyCopied::default();
-    for file in &handle.files {
-        let path = partial.join(&file.name);
-        let reusable = is_immutable(&file.name)
-            .then(|| {
-                older
-                    .iter()
-                    .map(|dir| dir.join(&file.name))
-                    .find(|old| std::fs::metadata(old).is_ok_and(|m| m.len() == file.handle.size))
-            })
-            .flatten();
-        if let Some(old) = reusable {
-            if std::fs::hard_link(&old, &path).is_ok() || std::fs::copy(&old, &path).is_ok() {
-                copied.linked += file.handle.size;
-                continue;
-            }
-        }
-        let data = read_handle(reader, &file.handle).await?;
-        tokio::fs::write(&path, data)
-            .await
-            .map_err(|e| io(&path, e))?;
-        copied.downloaded += file.handle.size;
-    }
+    let copied = fill(reader, handle, &older, &partial).await?;
     if let Some(parent) = target.parent() {
         std::fs::create_dir_all(parent).map_err(|e| io(parent, e))?;
     }

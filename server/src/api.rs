@@ -93,8 +93,7 @@ async fn standby_gate(
                 }
                 None => "this coordinator is a standby, waiting for the lease".to_string(),
             };
-            let mut body = json!({ "error": message });
-            body["active"] = json!(active);
+            let body = json!({ "error": message, "active": active });
             (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
         }
     }

@@ -143,6 +143,23 @@ fn block_on<T: Send + 'static>(
         .map_err(|_| std::io::Error::other("the registry's storage request was dropped"))?
 }
 
+/// Writes `json` as `dir/job.json`: a temporary file, synced, renamed over it.
+fn write_durably(dir: &Path, json: &[u8]) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let temp = dir.join("job.json.tmp");
+    let mut file = std::fs::File::create(&temp)?;
+    file.write_all(json)?;
+    file.sync_all()?;
+    drop(file);
+    std::fs::rename(&temp, dir.join("job.json"))?;
+    // Make the rename itself durable (best effort: not every platform can open a
+    // directory for syncing).
+    if let Ok(dir) = std::fs::File::open(dir) {
+        let _ = dir.sync_all();
+    }
+    Ok(())
+}
+
 fn io_error(e: impl std::fmt::Display) -> std::io::Error {
     std::io::Error::other(e.to_string())
 }
@@ -182,15 +199,9 @@ impl Registry {
     pub fn job_location(&self, id: &str, what: &str) -> String {
         match &self.backend {
             Backend::Dir(jobs) => jobs.join(id).join(what).display().to_string(),
-            Backend::Store(storage) => {
-                let location = storage.location();
-                let sep = if location.starts_with("s3://") {
-                    '/'
-                } else {
-                    std::path::MAIN_SEPARATOR
-                };
-                format!("{location}{sep}jobs{sep}{id}{sep}{what}")
-            }
+            Backend::Store(storage) => storage.describe_full(
+                &storage.full_path(&object_store::path::Path::from_iter(["jobs", id, what])),
+            ),
         }
     }
 
@@ -207,34 +218,21 @@ impl Registry {
     /// The file cannot be written or renamed.
     pub fn save(&self, record: &JobRecord) -> std::io::Result<()> {
         let json = serde_json::to_vec_pretty(record).map_err(std::io::Error::other)?;
-        let dir = match &self.backend {
-            Backend::Dir(jobs) => jobs.join(&record.id),
+        match &self.backend {
+            Backend::Dir(jobs) => write_durably(&jobs.join(&record.id), &json),
             Backend::Store(storage) => {
                 let storage = storage.clone();
                 let path = Self::record_path(&storage, &record.id);
-                return block_on(async move {
+                block_on(async move {
                     storage
                         .object_store()
                         .put(&path, json.into())
                         .await
                         .map(drop)
                         .map_err(io_error)
-                });
+                })
             }
-        };
-        std::fs::create_dir_all(&dir)?;
-        let temp = dir.join("job.json.tmp");
-        let mut file = std::fs::File::create(&temp)?;
-        file.write_all(&json)?;
-        file.sync_all()?;
-        drop(file);
-        std::fs::rename(&temp, dir.join("job.json"))?;
-        // Make the rename itself durable (best effort: not every platform can open a
-        // directory for syncing).
-        if let Ok(dir) = std::fs::File::open(&dir) {
-            let _ = dir.sync_all();
         }
-        Ok(())
     }
 
     /// Removes job `id`'s record (a submission that could not start), and in a
