@@ -5,19 +5,33 @@
 //! process; workers killed with SIGKILL mid-run, three times, are replaced and the
 //! rows stay exact; a worker without the secret is refused; a standby coordinator
 //! takes over from a killed one (lease in S3, or a shared directory) and the rows
-//! stay exact, and of two coordinators started at once exactly one acts.
+//! stay exact, and of two coordinators started at once exactly one acts; workers on
+//! hosts of their own (network namespaces) cut off by a partition stop committing,
+//! and the rows stay exact.
 #![allow(clippy::unwrap_used)] // tests may unwrap (see clippy.toml)
 
 mod common;
 
 use common::server::{http, sorted};
 use serde_json::{json, Value};
+use std::cell::RefCell;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 const SECRET: &str = "the secret of the test cluster";
+
+thread_local! {
+    /// The REST token of the coordinators this test (its thread) talks to, if they
+    /// have one: a coordinator reachable from other hosts needs one.
+    static TOKEN: RefCell<Option<String>> = const { RefCell::new(None) };
+}
+
+/// A request to a coordinator of this test, with the test's token if it has one.
+fn call(method: &str, url: &str, body: Option<&Value>) -> (u16, Value) {
+    TOKEN.with_borrow(|token| http(method, url, token.as_deref(), body))
+}
 
 /// A `weir` process killed (SIGKILL) when dropped.
 struct Process {
@@ -27,7 +41,24 @@ struct Process {
 
 impl Process {
     fn start_with(cwd: &Path, args: &[&str], secret: &str, env: &[(&str, String)]) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_weir"))
+        Self::start(
+            Command::new(env!("CARGO_BIN_EXE_weir")),
+            cwd,
+            args,
+            secret,
+            env,
+        )
+    }
+
+    /// `weir args` run by `command` (`weir` itself, or a wrapper that execs it).
+    fn start(
+        mut command: Command,
+        cwd: &Path,
+        args: &[&str],
+        secret: &str,
+        env: &[(&str, String)],
+    ) -> Self {
+        let mut child = command
             .args(args)
             .current_dir(cwd)
             .env("WEIR_CLUSTER_SECRET", secret)
@@ -63,8 +94,9 @@ fn coordinator_with(dir: &Path, env: &[(&str, String)]) -> (Process, String) {
     start_coordinator(dir, "coordinator", &[], env)
 }
 
-/// A coordinator with its data under `dir/name` and a 2 s heartbeat timeout, and
-/// `extra` arguments; its URL.
+/// A coordinator with its data under `dir/name` and a 2 s heartbeat timeout, bound
+/// to a free port of 127.0.0.1 unless `extra` names a `--bind`, and `extra`
+/// arguments; its URL.
 fn start_coordinator(
     dir: &Path,
     name: &str,
@@ -72,15 +104,19 @@ fn start_coordinator(
     env: &[(&str, String)],
 ) -> (Process, String) {
     let data = dir.join(name);
-    let mut args = vec![
-        "coordinator",
-        "--bind",
-        "127.0.0.1:0",
+    let bind = if extra.contains(&"--bind") {
+        &[][..]
+    } else {
+        &["--bind", "127.0.0.1:0"][..]
+    };
+    let mut args = vec!["coordinator"];
+    args.extend_from_slice(bind);
+    args.extend_from_slice(&[
         "--data",
         data.to_str().unwrap(),
         "--heartbeat-timeout",
         "2s",
-    ];
+    ]);
     args.extend_from_slice(extra);
     let process = Process::start_with(dir, &args, SECRET, env);
     let url = process
@@ -115,7 +151,7 @@ fn worker_with(dir: &Path, url: &str, name: &str, secret: &str, env: &[(&str, St
 }
 
 fn registered_workers(url: &str) -> usize {
-    let (status, answer) = http("GET", &format!("{url}/cluster"), None, None);
+    let (status, answer) = call("GET", &format!("{url}/cluster"), None);
     assert_eq!(status, 200, "{answer}");
     answer["workers"].as_object().map_or(0, |w| w.len())
 }
@@ -170,10 +206,9 @@ fn reference(dir: &Path, text: impl Fn(&Path) -> String) -> Vec<Value> {
 }
 
 fn submit(url: &str, text: &str) -> String {
-    let (status, answer) = http(
+    let (status, answer) = call(
         "POST",
         &format!("{url}/jobs"),
-        None,
         Some(&json!({"job": text, "file": "counts.yaml"})),
     );
     assert_eq!(status, 201, "{answer}");
@@ -183,7 +218,7 @@ fn submit(url: &str, text: &str) -> String {
 fn wait_for(url: &str, path: &str, done: impl Fn(&Value) -> bool) -> Value {
     let deadline = Instant::now() + Duration::from_secs(180);
     loop {
-        let (status, answer) = http("GET", &format!("{url}{path}"), None, None);
+        let (status, answer) = call("GET", &format!("{url}{path}"), None);
         if status == 200 && done(&answer) {
             return answer;
         }
@@ -251,7 +286,7 @@ fn killed_workers_are_replaced_and_the_rows_stay_exact() {
     // 80 000 rows at 4 000 a second: about twenty seconds.
     let id = submit(&url, &job(&out, rows, 4_000));
     let completed = |url: &str| {
-        let (_, c) = http("GET", &format!("{url}/jobs/{id}/checkpoints"), None, None);
+        let (_, c) = call("GET", &format!("{url}/jobs/{id}/checkpoints"), None);
         c["counts"]["completed"].as_u64().unwrap_or(0)
     };
     // Three times: after two more checkpoints, SIGKILL a worker and start another.
@@ -326,7 +361,7 @@ fn three_workers_run_nexmark_qw_and_qs_with_checkpoints_on_s3_as_one_process_doe
         let id = submit(&url, &nexmark(query, &out, &storage));
         let job = wait_for(&url, &format!("/jobs/{id}"), ended);
         assert_eq!(job["status"], "finished", "{query}: {job}");
-        let (_, checkpoints) = http("GET", &format!("{url}/jobs/{id}/checkpoints"), None, None);
+        let (_, checkpoints) = call("GET", &format!("{url}/jobs/{id}/checkpoints"), None);
         assert!(
             checkpoints["counts"]["completed"].as_u64() >= Some(1),
             "{query}: {checkpoints}"
@@ -385,7 +420,7 @@ fn ha_coordinator_with(
 
 /// `GET /ready`: whether the coordinator acts, and its role as it says.
 fn readiness(url: &str) -> (bool, Value) {
-    let (status, answer) = http("GET", &format!("{url}/ready"), None, None);
+    let (status, answer) = call("GET", &format!("{url}/ready"), None);
     assert!(status == 200 || status == 503, "{status} {answer}");
     (status == 200, answer)
 }
@@ -453,7 +488,7 @@ fn takeover(pause: bool) {
         assert!(Instant::now() < deadline, "{role}");
         std::thread::sleep(Duration::from_millis(100));
     }
-    let (status, refused) = http("GET", &format!("{second_url}/jobs"), None, None);
+    let (status, refused) = call("GET", &format!("{second_url}/jobs"), None);
     assert_eq!(status, 503, "{refused}");
     assert!(
         refused["error"].as_str().unwrap().contains(&first_url),
@@ -556,6 +591,61 @@ fn a_coordinator_stopped_with_sigterm_hands_its_lease_over_at_once() {
     wait_until_ready(&second_url);
 }
 
+/// Asked to (`--savepoint-on-stop`), a coordinator stopped with SIGTERM stops its
+/// running job with a savepoint, records it as where the job resumes and releases
+/// its lease; the standby resumes the job from that savepoint and finishes it with
+/// the rows of one process.
+#[test]
+fn a_coordinator_stopped_with_sigterm_stops_its_jobs_with_savepoints_the_standby_resumes_from() {
+    let dir = tempfile::tempdir().unwrap();
+    let rows = 80_000;
+    let expected = reference(dir.path(), |out| job(out, rows, 1_000_000));
+    // A shared directory, whose job records the test reads.
+    let storage = dir.path().join("ha");
+    let storage = storage.to_str().unwrap();
+    let lease = ["--ha-storage", storage, "--lease-timeout", "10m"];
+    let stopping = [&lease[..], &["--savepoint-on-stop"]].concat();
+    let (mut first, first_url) = start_coordinator(dir.path(), "c1", &stopping, &[]);
+    wait_until_ready(&first_url);
+    let (_second, second_url) = start_coordinator(dir.path(), "c2", &lease, &[]);
+    let both = format!("{first_url},{second_url}");
+    let _workers: Vec<Process> = (1..=2)
+        .map(|i| worker_with(dir.path(), &both, &format!("w{i}"), SECRET, &[]))
+        .collect();
+    let out = dir.path().join("out");
+    // 80 000 rows at 4 000 a second: about twenty seconds.
+    let id = submit(&first_url, &job(&out, rows, 4_000));
+    wait_for(&first_url, &format!("/jobs/{id}/checkpoints"), |c| {
+        c["counts"]["completed"].as_u64() >= Some(2)
+    });
+    signal(&first, "-TERM");
+    let status = first.child.wait().unwrap();
+    assert!(status.success(), "{status}");
+    // Its record, as the standby reads it: still running, to resume from the
+    // savepoint it was stopped with.
+    let record = || -> Value {
+        let text = std::fs::read(dir.path().join(format!("ha/jobs/{id}/job.json"))).unwrap();
+        serde_json::from_slice(&text).unwrap()
+    };
+    let stopped = record();
+    assert_eq!(stopped["state"], "running", "{stopped}");
+    let savepoint = stopped["resume_from"].as_str().unwrap().to_string();
+    assert_eq!(stopped["savepoints"][0]["location"], savepoint.as_str());
+    assert_eq!(stopped["savepoints"][0]["stop"], true, "{stopped}");
+    assert!(
+        Path::new(&savepoint).join("_metadata").exists(),
+        "{savepoint}"
+    );
+    // The standby takes over at once (the lease was released) and resumes the job
+    // from there.
+    wait_until_ready(&second_url);
+    let job = wait_for(&second_url, &format!("/jobs/{id}"), ended);
+    assert_eq!(job["status"], "finished", "{job}");
+    assert_eq!(job["server_restarts"], 1, "{job}");
+    assert!(record()["resume_from"].is_null(), "{}", record());
+    assert_eq!(committed(&out), expected);
+}
+
 /// [`job`] on RocksDB, with a standby copy of each subtask's state on another worker.
 fn job_with_standbys(out: &Path, rows: u64, rate: u64) -> String {
     job(out, rows, rate).replace(
@@ -636,5 +726,199 @@ fn with_standbys_a_killed_workers_subtasks_restore_from_warm_copies() {
         metric(&url, "weir_restore_standby_bytes", &id) > 0.0,
         "the moved subtask opened worker {keeper}'s standby copy"
     );
+    assert_eq!(committed(&out), expected);
+}
+
+/// Hosts of their own on this machine: network namespaces, each joined by a veth
+/// pair to a bridge in this one, whose addresses are `10.a.b.1` (this host, the
+/// gateway) and `10.a.b.2…`. The test cuts and heals their links. Removed when
+/// dropped.
+struct Network {
+    bridge: String,
+    subnet: String,
+    hosts: Vec<String>,
+}
+
+/// Runs `ip args`; what went wrong, if anything.
+fn ip(args: &[&str]) -> Result<(), String> {
+    let out = Command::new("ip")
+        .args(args)
+        .output()
+        .map_err(|e| format!("cannot run `ip` (Debian iproute2): {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "`ip {}` failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
+impl Network {
+    /// `hosts` namespaces on a bridge, or why they cannot be made here (not root,
+    /// no `ip`, a sandbox without network namespaces).
+    fn new(hosts: usize) -> Result<Self, String> {
+        let pid = std::process::id();
+        let mut network = Self {
+            bridge: format!("wrb{pid}"),
+            subnet: format!("10.{}.{}", 200 + (pid / 250) % 50, pid % 250),
+            hosts: Vec::new(),
+        };
+        ip(&["link", "add", &network.bridge, "type", "bridge"])?;
+        let gateway = format!("{}/24", network.gateway());
+        ip(&["addr", "add", &gateway, "dev", &network.bridge])?;
+        ip(&["link", "set", &network.bridge, "up"])?;
+        for i in 0..hosts {
+            let netns = format!("weir-{pid}-{i}");
+            ip(&["netns", "add", &netns])?;
+            network.hosts.push(netns.clone());
+            let (outside, inside) = network.veth(i);
+            ip(&[
+                "link", "add", &outside, "type", "veth", "peer", "name", &inside,
+            ])?;
+            ip(&["link", "set", &inside, "netns", &netns])?;
+            ip(&["link", "set", &outside, "master", &network.bridge])?;
+            ip(&["link", "set", &outside, "up"])?;
+            let address = format!("{}/24", network.address(i));
+            ip(&["-n", &netns, "addr", "add", &address, "dev", &inside])?;
+            ip(&["-n", &netns, "link", "set", &inside, "up"])?;
+            ip(&["-n", &netns, "link", "set", "lo", "up"])?;
+        }
+        Ok(network)
+    }
+
+    /// The two ends of host `i`'s link: on the bridge, and in its namespace.
+    fn veth(&self, i: usize) -> (String, String) {
+        let pid = std::process::id();
+        (format!("wr{pid}h{i}"), format!("wr{pid}n{i}"))
+    }
+
+    /// This host's address on the bridge.
+    fn gateway(&self) -> String {
+        format!("{}.1", self.subnet)
+    }
+
+    fn address(&self, i: usize) -> String {
+        format!("{}.{}", self.subnet, i + 2)
+    }
+
+    /// Pulls host `i`'s cable: its packets are dropped silently, to and from every
+    /// other host, until `heal`.
+    fn cut(&self, i: usize) {
+        ip(&["link", "set", &self.veth(i).0, "down"]).unwrap();
+    }
+
+    fn heal(&self, i: usize) {
+        ip(&["link", "set", &self.veth(i).0, "up"]).unwrap();
+    }
+
+    /// Host `i` can no longer reach this host (the coordinator's), only the others.
+    fn cut_from_gateway(&self, i: usize, cut: bool) {
+        let gateway = format!("{}/32", self.gateway());
+        let action = if cut { "add" } else { "del" };
+        ip(&["-n", &self.hosts[i], "route", action, "blackhole", &gateway]).unwrap();
+    }
+
+    /// A worker of the coordinator at `url` on host `i`.
+    fn worker(&self, i: usize, dir: &Path, url: &str) -> Process {
+        let data = dir.join(format!("host{i}"));
+        let bind = format!("{}:0", self.address(i));
+        let mut command = Command::new("ip");
+        command.args(["netns", "exec", &self.hosts[i], env!("CARGO_BIN_EXE_weir")]);
+        let args = [
+            "worker",
+            "--coordinator",
+            url,
+            "--data-bind",
+            &bind,
+            "--data",
+            data.to_str().unwrap(),
+        ];
+        Process::start(command, dir, &args, SECRET, &[])
+    }
+}
+
+impl Drop for Network {
+    fn drop(&mut self) {
+        for (i, netns) in self.hosts.iter().enumerate() {
+            let _ = ip(&["netns", "del", netns]);
+            let _ = ip(&["link", "del", &self.veth(i).0]);
+        }
+        let _ = ip(&["link", "del", &self.bridge]);
+    }
+}
+
+/// Two workers on hosts of their own run a job whose records cross between them.
+/// First one worker's link is cut for 10 s (every packet dropped silently, mid-frame
+/// or not): the job fails over to the other worker, and the cut-off one, once
+/// healed, registers again. Then the worker that now runs the whole job loses only
+/// its route to the coordinator for 10 s while it still reaches the other worker:
+/// it gets no command, so it commits nothing, and it stops its parts; the job
+/// moves to the other worker. The rows stay exact: no
+/// output of a cut-off worker is committed next to its replacement's.
+#[test]
+fn workers_cut_off_by_a_network_partition_stop_committing_and_the_rows_stay_exact() {
+    let network = match Network::new(2) {
+        Ok(network) => network,
+        Err(why) => {
+            eprintln!("SKIPPED: network namespaces are unavailable here ({why})");
+            return;
+        }
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let rows = 80_000;
+    let expected = reference(dir.path(), |out| job(out, rows, 1_000_000));
+    // Reachable from the other hosts, the coordinator needs a REST token.
+    let token = "the token of the partitioned cluster";
+    TOKEN.set(Some(token.to_string()));
+    let bind = format!("{}:0", network.gateway());
+    let (_coordinator, url) = start_coordinator(
+        dir.path(),
+        "coordinator",
+        &["--bind", &bind, "--token", token],
+        &[],
+    );
+    let _workers = [
+        network.worker(0, dir.path(), &url),
+        network.worker(1, dir.path(), &url),
+    ];
+    assert_eq!(registered_workers(&url), 2);
+    let out = dir.path().join("out");
+    // 80 000 rows at 2 000 a second: forty seconds without the partitions.
+    let id = submit(&url, &job(&out, rows, 2_000));
+    let completed = || {
+        let (_, c) = call("GET", &format!("{url}/jobs/{id}/checkpoints"), None);
+        c["counts"]["completed"].as_u64().unwrap_or(0)
+    };
+    let running = |job: &Value| {
+        assert!(!ended(job), "the job ended before the partition: {job}");
+        true
+    };
+    wait_for(&url, &format!("/jobs/{id}"), |job| {
+        running(job) && completed() >= 2
+    });
+
+    network.cut(0);
+    std::thread::sleep(Duration::from_secs(10));
+    network.heal(0);
+    wait_for(&url, "/cluster", |cluster| {
+        cluster["workers"].as_object().map(|w| w.len()) == Some(2)
+    });
+    let before = completed();
+    wait_for(&url, &format!("/jobs/{id}"), |job| {
+        running(job) && completed() >= before + 2
+    });
+
+    // The job now runs on the other worker alone: it loses its route to the
+    // coordinator, and the job moves back to the healed worker.
+    network.cut_from_gateway(1, true);
+    std::thread::sleep(Duration::from_secs(10));
+    network.cut_from_gateway(1, false);
+
+    let job = wait_for(&url, &format!("/jobs/{id}"), ended);
+    assert_eq!(job["status"], "finished", "{job}");
+    assert!(job["restarts"].as_u64() >= Some(2), "{job}");
     assert_eq!(committed(&out), expected);
 }

@@ -78,6 +78,21 @@ else
         echo "chromium or chromedriver is missing: the web UI test will fail" >&2
 fi
 
+step "network namespaces for the partition test (Debian iproute2)"
+if ! command -v ip >/dev/null 2>&1; then
+    apt_install iproute2 || true
+fi
+# The partition test puts workers on hosts of their own; where namespaces cannot be
+# made (not root, no iproute2, a sandbox without them) it skips, and this says so.
+probe="weir-probe-$$"
+if command -v ip >/dev/null 2>&1 && ip netns add "$probe" 2>/dev/null; then
+    ip netns del "$probe"
+    echo "network namespaces available"
+else
+    echo "WARNING: network namespaces are unavailable here: the partition test" \
+        "(tests/cluster.rs, workers_cut_off_by_a_network_partition_…) will skip" >&2
+fi
+
 step "starting test servers (tests/services.sh)"
 eval "$(tests/services.sh start)"
 trap 'tests/services.sh stop' EXIT

@@ -285,6 +285,48 @@ fn a_killed_server_resumes_its_running_jobs_from_their_checkpoints() {
     assert_eq!(committed(&out), numbers_rows(3000));
 }
 
+/// With `--savepoint-on-stop`, a server stopped with SIGTERM stops its running job
+/// with a savepoint first, and the next start resumes it from there.
+#[test]
+fn a_server_stopped_with_sigterm_stops_its_jobs_with_savepoints_and_resumes_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let out = dir.path().join("out");
+    let mut server = Server::start(dir.path(), &data, &["--savepoint-on-stop"]);
+    let (code, job) = server.call(
+        "POST",
+        "/jobs",
+        Some(&json!({"job": numbers_job("stopped", 3000, 500, &out)})),
+    );
+    assert_eq!(code, 201, "{job}");
+    let id = job["id"].as_str().unwrap().to_string();
+    server.wait_for(
+        &format!("/jobs/{id}/checkpoints"),
+        Duration::from_secs(60),
+        |c| c["counts"]["completed"].as_u64() >= Some(2),
+    );
+    let pid = server.child.id().to_string();
+    let term = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    let status = server.child.wait().unwrap();
+    assert!(status.success(), "{status}");
+    // Its savepoint's output is committed before the process ends.
+    let before = committed(&out).len();
+    assert!(before > 0);
+
+    let server = Server::start(dir.path(), &data, &[]);
+    assert_eq!(server.wait_ended(&id), "finished");
+    let job = server.call("GET", &format!("/jobs/{id}"), None).1;
+    assert_eq!(job["server_restarts"], 1);
+    let savepoints = job["savepoints"].as_array().unwrap();
+    assert_eq!(savepoints.len(), 1, "{job}");
+    assert_eq!(savepoints[0]["stop"], true, "{job}");
+    assert_eq!(committed(&out), numbers_rows(3000));
+}
+
 #[test]
 fn a_token_is_required_off_loopback_and_then_on_every_api_call() {
     let dir = tempfile::tempdir().unwrap();

@@ -418,6 +418,7 @@ async fn submit(
         submitted_at_ms: now_ms(),
         ended_at_ms: None,
         server_restarts: 0,
+        resume_from: None,
     };
     let state2 = state.clone();
     let job = blocking(move || {

@@ -13,6 +13,7 @@
 use super::registry::{JobRecord, RecordedState, Registry, SavepointRecord};
 use super::view::{self, GraphJson, Rates, VertexSample};
 use crate::jobs::{self, RunOptions};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use weir_checkpoint::StorageConfig;
@@ -77,6 +78,11 @@ pub struct ServerJob {
     /// The engine's live view of the current (or last) run.
     live: Mutex<Option<LiveJob>>,
     rates: Mutex<Rates>,
+    /// Stopped with a savepoint because the server shuts down: the run's end keeps
+    /// the job running in the record, to resume from that savepoint.
+    shutting_down: AtomicBool,
+    /// The supervisor recorded the end of the current run.
+    run_ended: AtomicBool,
 }
 
 impl ServerJob {
@@ -97,6 +103,8 @@ impl ServerJob {
             running: Mutex::new(None),
             live: Mutex::new(None),
             rates: Mutex::new(Rates::default()),
+            shutting_down: AtomicBool::new(false),
+            run_ended: AtomicBool::new(false),
         })
     }
 
@@ -175,6 +183,7 @@ impl ServerJob {
         .map_err(engine)?;
         *lock(&self.live) = Some(job.live());
         *lock(&self.rates) = Rates::default();
+        self.run_ended.store(false, Ordering::SeqCst);
         *lock(&self.running) = Some(Arc::new(job));
         let this = self.clone();
         std::thread::Builder::new()
@@ -199,6 +208,7 @@ impl ServerJob {
             }
         }
         let Some(mut job) = lock(&self.running).take() else {
+            self.run_ended.store(true, Ordering::SeqCst);
             return;
         };
         // A savepoint request may still hold the job for a moment.
@@ -212,6 +222,19 @@ impl ServerJob {
             }
         };
         let saved = match outcome {
+            Ok(summary)
+                if summary.status == JobStatus::Suspended
+                    && self.shutting_down.load(Ordering::SeqCst) =>
+            {
+                // Stopped for the server's shutdown: still running as far as the
+                // user is concerned, resumed by the next server from the savepoint.
+                self.update(|record| {
+                    if let Some(location) = summary.savepoint {
+                        push_savepoint(record, location.clone(), true);
+                        record.resume_from = Some(location);
+                    }
+                })
+            }
             Ok(summary) => {
                 let state = match summary.status {
                     JobStatus::Cancelled => RecordedState::Cancelled,
@@ -238,6 +261,35 @@ impl ServerJob {
         if let Err(e) = saved {
             tracing::error!("{e}");
         }
+        self.run_ended.store(true, Ordering::SeqCst);
+    }
+
+    /// Stops the running job with a savepoint because the server shuts down, and
+    /// waits until its record names that savepoint as where the next server
+    /// resumes it; returns where the savepoint is.
+    ///
+    /// # Errors
+    /// The job is not running, the savepoint failed (the job then goes on, and the
+    /// next server resumes it from its newest checkpoint), or the record cannot be
+    /// written.
+    pub fn stop_for_shutdown(&self) -> Result<String, JobError> {
+        self.shutting_down.store(true, Ordering::SeqCst);
+        let stopped = self.savepoint(true);
+        if stopped.is_err() {
+            self.shutting_down.store(false, Ordering::SeqCst);
+        }
+        let location = stopped?;
+        while !self.run_ended.load(Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        if self.record().resume_from.as_deref() != Some(location.as_str()) {
+            // The run ended otherwise meanwhile (it finished, or failed).
+            return Err(JobError::NotRunning {
+                id: self.id.clone(),
+                status: self.status(),
+            });
+        }
+        Ok(location)
     }
 
     /// Records the outcome of resuming the job after a server restart: the raised
@@ -246,12 +298,14 @@ impl ServerJob {
     /// # Errors
     /// The record cannot be written.
     pub fn after_resume(&self, error: Option<String>) -> Result<(), JobError> {
-        self.update(|record| {
-            if let Some(error) = error {
+        self.update(|record| match error {
+            Some(error) => {
                 record.state = RecordedState::Failed;
                 record.error = Some(format!("could not resume after a server restart: {error}"));
                 record.ended_at_ms = Some(now_ms());
             }
+            // Resumed from it: a later restart resumes from the newer checkpoints.
+            None => record.resume_from = None,
         })
     }
 

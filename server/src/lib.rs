@@ -28,6 +28,7 @@
 //!     data: "./weir-data/server".into(),
 //!     token: None,
 //!     cluster: None,
+//!     savepoint_on_stop: false,
 //! };
 //! let runtime = tokio::runtime::Runtime::new().unwrap();
 //! runtime.block_on(serve(config, |addr| println!("listening on http://{addr}"))).unwrap();
@@ -67,6 +68,9 @@ pub struct ServerConfig {
     /// Cluster mode (`weir coordinator`): jobs run on the workers that register,
     /// not in this process.
     pub cluster: Option<cluster::ClusterSettings>,
+    /// At shutdown ([`serve_until`]), stop every running job with a savepoint, from
+    /// which the next server (a restart, or a standby coordinator) resumes it.
+    pub savepoint_on_stop: bool,
 }
 
 /// Why the server could not start.
@@ -219,10 +223,13 @@ pub async fn serve(
     serve_until(config, on_listening, std::future::pending()).await
 }
 
-/// [`serve`] until `shutdown` completes. A coordinator holding the lease of
-/// `--ha-storage` then releases it, so that a standby takes over at once; the
-/// jobs end with the process (and resume, on the standby or at the next start, from
-/// their newest checkpoints).
+/// [`serve`] until `shutdown` completes. With
+/// [`savepoint_on_stop`](ServerConfig::savepoint_on_stop), the running jobs are
+/// then stopped with savepoints (the API still served meanwhile, which workers need),
+/// and resume from them on the standby or at the next start; otherwise they end
+/// with the process, and resume from their newest checkpoints. A coordinator
+/// holding the lease of `--ha-storage` then releases it, so that a standby takes
+/// over at once.
 ///
 /// # Errors
 /// As [`serve`].
@@ -306,13 +313,20 @@ pub async fn serve_until(
     tokio::spawn(sample_rates(state.clone()));
     on_listening(local);
     let serving = axum::serve(listener, api::router(state.clone()));
+    let savepoint_on_stop = config.savepoint_on_stop;
     let Some(ha) = ha else {
+        let stopping = async {
+            shutdown.await;
+            if savepoint_on_stop {
+                stop_with_savepoints(&state).await;
+            }
+        };
         return tokio::select! {
             served = serving => served.map_err(|source| ServerError::Listen {
                 bind: config.bind,
                 source,
             }),
-            () = shutdown => Ok(()),
+            () = stopping => Ok(()),
         };
     };
     // A standby serves its health and readiness (not ready) and points workers
@@ -322,7 +336,34 @@ pub async fn serve_until(
             bind: config.bind,
             source,
         }),
-        ended = lead(&state, ha, advertise, shutdown) => ended,
+        ended = lead(&state, ha, advertise, savepoint_on_stop, shutdown) => ended,
+    }
+}
+
+/// Stops every running job with a savepoint (all at once), for the next server to
+/// resume from. A job whose savepoint fails goes on until the process ends, and is
+/// resumed from its newest checkpoint.
+async fn stop_with_savepoints(state: &Arc<AppState>) {
+    let running = state
+        .all()
+        .into_iter()
+        .filter(|job| job.status() == "running");
+    let stops = running.map(|job| {
+        tokio::task::spawn_blocking(move || {
+            tracing::info!("shutting down: stopping job `{}` with a savepoint", job.id);
+            match job.stop_for_shutdown() {
+                Ok(location) => tracing::info!(
+                    "job `{}` stopped with savepoint {location}; the next server resumes it from there",
+                    job.id
+                ),
+                Err(e) => tracing::warn!(
+                    "{e}; it is resumed from its newest checkpoint instead"
+                ),
+            }
+        })
+    });
+    for stop in stops.collect::<Vec<_>>() {
+        let _ = stop.await;
     }
 }
 
@@ -333,6 +374,7 @@ async fn lead(
     state: &Arc<AppState>,
     ha: cluster::HaSettings,
     advertise: String,
+    savepoint_on_stop: bool,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), ServerError> {
     let mut shutdown = std::pin::pin!(shutdown);
@@ -394,6 +436,18 @@ async fn lead(
             Err(ServerError::LeaseLost { epoch, why })
         }
         () = &mut shutdown => {
+            if savepoint_on_stop {
+                // Under the lease, renewed meanwhile: the savepoints complete only
+                // while it is held.
+                resuming.abort();
+                tokio::select! {
+                    why = lease.keep() => {
+                        tracing::error!("lost the coordinator lease (epoch {epoch}): {why}");
+                        return Err(ServerError::LeaseLost { epoch, why });
+                    }
+                    () = stop_with_savepoints(state) => {}
+                }
+            }
             // A standby takes over at once instead of after the timeout.
             match lease.release().await {
                 Ok(()) => tracing::info!("released the coordinator lease (epoch {epoch})"),
@@ -497,8 +551,12 @@ async fn resume_jobs(state: &Arc<AppState>) {
     }
 }
 
-/// The newest checkpoint of the job if it has one, else what it was submitted with.
+/// The savepoint the job was stopped with at the last server's shutdown; else its
+/// newest checkpoint if it has one; else what it was submitted with.
 async fn resume_point(record: &registry::JobRecord, name: &str) -> ResumeFrom {
+    if let Some(savepoint) = &record.resume_from {
+        return ResumeFrom::Savepoint(savepoint.clone());
+    }
     let config = StorageConfig::new(record.checkpoint_storage.clone());
     let has_checkpoint = match CheckpointStorage::open(&config).await {
         Ok(storage) => storage

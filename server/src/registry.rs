@@ -89,6 +89,11 @@ pub struct JobRecord {
     /// How often a server restart resumed it.
     #[serde(default)]
     pub server_restarts: u32,
+    /// The savepoint the job was stopped with when its server shut down with
+    /// `--savepoint-on-stop`: the next server (a restart, or a standby coordinator)
+    /// resumes it from there. Cleared once it has.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resume_from: Option<String>,
 }
 
 /// Where the job records are: a directory, or a shared storage (several
@@ -344,6 +349,7 @@ mod tests {
             submitted_at_ms: 1,
             ended_at_ms: None,
             server_restarts: 0,
+            resume_from: None,
         }
     }
 

@@ -18,6 +18,12 @@ pub(crate) struct ServeArgs {
     /// Require `Authorization: Bearer TOKEN` on every API request.
     #[arg(long, env = "WEIR_TOKEN", hide_env_values = true)]
     token: Option<String>,
+    /// On SIGTERM or Ctrl-C, stop every running job with a savepoint before
+    /// exiting; the next server (a restart, or a standby coordinator) resumes each
+    /// from it. Without it, jobs end with the process and resume from their newest
+    /// checkpoints.
+    #[arg(long)]
+    savepoint_on_stop: bool,
 }
 
 #[derive(Args)]
@@ -93,6 +99,7 @@ fn serve_with(
         data: args.data,
         token: args.token,
         cluster,
+        savepoint_on_stop: args.savepoint_on_stop,
     };
     let role = if config.cluster.is_some() {
         "weir coordinator"
@@ -106,9 +113,10 @@ fn serve_with(
         let _ = std::io::stdout().flush();
     };
     let runtime = runtime()?;
-    if config.cluster.as_ref().is_some_and(|c| c.ha.is_some()) {
-        // A coordinator stopped with SIGTERM or Ctrl-C releases its lease, so a
-        // standby takes over at once.
+    if config.savepoint_on_stop || config.cluster.as_ref().is_some_and(|c| c.ha.is_some()) {
+        // Stopped with SIGTERM or Ctrl-C, the server stops its jobs with savepoints
+        // if asked, and a coordinator releases its lease, so a standby takes over at
+        // once.
         runtime.block_on(async {
             let terminated = terminated()?;
             weir::server::serve_until(config, on_listening, terminated)
