@@ -922,3 +922,64 @@ fn workers_cut_off_by_a_network_partition_stop_committing_and_the_rows_stay_exac
     assert!(job["restarts"].as_u64() >= Some(2), "{job}");
     assert_eq!(committed(&out), expected);
 }
+
+/// The test certificates (tests/fixtures/tls): `node.pem` names 127.0.0.1.
+fn tls_fixture(name: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/tls")
+        .join(name)
+        .to_str()
+        .unwrap()
+        .to_string()
+}
+
+/// With TLS, the coordinator serves HTTPS and the workers' data plane is TLS too
+/// (the job's records cross between the workers); the rows are those of one
+/// process.
+#[test]
+fn a_cluster_with_tls_commits_the_rows_of_one_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let expected = reference(dir.path(), |out| job(out, 40_000, 1_000_000));
+    let (cert, key, ca) = (
+        tls_fixture("node.pem"),
+        tls_fixture("node.key"),
+        tls_fixture("ca.pem"),
+    );
+    let (_coordinator, url) = start_coordinator(
+        dir.path(),
+        "coordinator",
+        &["--tls-cert", &cert, "--tls-key", &key],
+        &[],
+    );
+    assert!(url.starts_with("https://127.0.0.1:"), "{url}");
+    let tls = [
+        ("WEIR_TLS_CA", ca.clone()),
+        ("WEIR_TLS_CERT", cert.clone()),
+        ("WEIR_TLS_KEY", key.clone()),
+    ];
+    let _workers: Vec<Process> = (1..=2)
+        .map(|i| worker_with(dir.path(), &url, &format!("w{i}"), SECRET, &tls))
+        .collect();
+    assert_eq!(registered_workers(&url), 2);
+    let out = dir.path().join("out");
+    let id = submit(&url, &job(&out, 40_000, 20_000));
+    let job = wait_for(&url, &format!("/jobs/{id}"), ended);
+    assert_eq!(job["status"], "finished", "{job}");
+    assert_eq!(committed(&out), expected);
+    // The command-line client trusts the authority of WEIR_TLS_CA.
+    let list = |ca: Option<&str>| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_weir"));
+        command
+            .args(["list", "--server", &url])
+            .env_remove("WEIR_TOKEN");
+        match ca {
+            Some(ca) => command.env("WEIR_TLS_CA", ca),
+            None => command.env_remove("WEIR_TLS_CA"),
+        };
+        command.output().unwrap()
+    };
+    let listed = list(Some(&ca));
+    assert!(listed.status.success(), "{listed:?}");
+    assert!(String::from_utf8_lossy(&listed.stdout).contains(&id));
+    assert!(!list(None).status.success());
+}

@@ -13,6 +13,9 @@
 //! the same connection, and backpressure reaches the sources across processes with
 //! bounded memory on both sides.
 //!
+//! With TLS (`tls.rs`, optional), the connection is encrypted and the handshake runs
+//! inside the TLS session.
+//!
 //! A lost connection (the peer killed, the network cut, a frame cut short) is an
 //! error on every channel that used it, never a panic: the caller fails the job's
 //! attempt and recovers from its checkpoint.
@@ -21,6 +24,7 @@ mod channel;
 mod frame;
 mod handshake;
 mod network;
+pub mod tls;
 
 pub use channel::{ChannelReceiver, ChannelSender};
 pub use network::Network;

@@ -10,13 +10,13 @@
 
 use crate::channel::{ChannelReceiver, ChannelSender, ChannelState, Closure, Inbound};
 use crate::frame::Frame;
+use crate::tls::{self, DataPlaneTls};
 use crate::{handshake, ChannelId, NetError, Secret, WorkerId};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncWriteExt, BufReader, BufWriter};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader, BufWriter};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 
@@ -113,8 +113,22 @@ impl Peer {
 struct Shared {
     me: WorkerId,
     secret: Secret,
+    tls: Option<DataPlaneTls>,
     peers: Mutex<HashMap<WorkerId, Arc<Peer>>>,
     changed: Condvar,
+}
+
+/// An authenticated connection: plain TCP, or TLS over it.
+enum Conn {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::TlsStream<TcpStream>>),
+}
+
+fn tls_failed(peer: &str, e: std::io::Error) -> NetError {
+    NetError::Refused {
+        peer: peer.to_string(),
+        reason: format!("the TLS handshake failed: {e}"),
+    }
 }
 
 impl Shared {
@@ -133,8 +147,24 @@ impl Shared {
 
     /// Starts the reader and writer of an authenticated connection to `id`; a
     /// connection it had before is replaced (its peer restarted).
-    fn register(self: &Arc<Self>, stream: TcpStream, id: WorkerId) {
-        let (read, write) = stream.into_split();
+    fn register(self: &Arc<Self>, stream: Conn, id: WorkerId) {
+        match stream {
+            Conn::Plain(stream) => {
+                let (read, write) = stream.into_split();
+                self.run(id, read, write);
+            }
+            Conn::Tls(stream) => {
+                let (read, write) = tokio::io::split(*stream);
+                self.run(id, read, write);
+            }
+        }
+    }
+
+    fn run<R, W>(self: &Arc<Self>, id: WorkerId, read: R, write: W)
+    where
+        R: AsyncRead + Unpin + Send + 'static,
+        W: AsyncWrite + Unpin + Send + 'static,
+    {
         let (out, frames) = mpsc::unbounded_channel();
         let peer = Arc::new(Peer {
             id,
@@ -156,7 +186,7 @@ async fn write_loop(
     shared: Arc<Shared>,
     peer: Arc<Peer>,
     mut frames: mpsc::UnboundedReceiver<Frame>,
-    write: OwnedWriteHalf,
+    write: impl AsyncWrite + Unpin,
 ) {
     let mut out = BufWriter::with_capacity(BUFFER, write);
     while let Some(frame) = frames.recv().await {
@@ -178,7 +208,7 @@ async fn write_loop(
     let _ = out.shutdown().await;
 }
 
-async fn read_loop(shared: Arc<Shared>, peer: Arc<Peer>, read: OwnedReadHalf) {
+async fn read_loop(shared: Arc<Shared>, peer: Arc<Peer>, read: impl AsyncRead + Unpin) {
     let mut input = BufReader::with_capacity(BUFFER, read);
     let reason = loop {
         match Frame::read(&mut input).await {
@@ -204,9 +234,24 @@ async fn accept_loop(shared: Arc<Shared>, listener: TcpListener) {
         tokio::spawn(async move {
             let _ = stream.set_nodelay(true);
             let addr = addr.to_string();
-            let handshake = handshake::accept(&mut stream, shared.me, &shared.secret, &addr);
-            match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
-                Ok(Ok(peer)) => shared.register(stream, peer),
+            let authenticated = async {
+                match &shared.tls {
+                    None => {
+                        let peer = handshake::accept(&mut stream, shared.me, &shared.secret, &addr)
+                            .await?;
+                        Ok::<_, NetError>((Conn::Plain(stream), peer))
+                    }
+                    Some(tls) => {
+                        let accepted = tls.server.acceptor().accept(stream).await;
+                        let mut stream = accepted.map_err(|e| tls_failed(&addr, e))?;
+                        let peer = handshake::accept(&mut stream, shared.me, &shared.secret, &addr)
+                            .await?;
+                        Ok((Conn::Tls(Box::new(stream.into())), peer))
+                    }
+                }
+            };
+            match tokio::time::timeout(HANDSHAKE_TIMEOUT, authenticated).await {
+                Ok(Ok((stream, peer))) => shared.register(stream, peer),
                 Ok(Err(e)) => tracing::warn!("{e}"),
                 Err(_) => tracing::warn!(
                     "a data-plane connection from {addr} did not authenticate within {HANDSHAKE_TIMEOUT:?}"
@@ -257,6 +302,20 @@ impl Network {
     /// # Errors
     /// The runtime or the listener cannot be started.
     pub fn bind(me: WorkerId, addr: &str, secret: Secret) -> Result<Self, NetError> {
+        Self::bind_with(me, addr, secret, None)
+    }
+
+    /// [`bind`](Self::bind), with TLS on every connection if `tls` is given (the
+    /// other workers must use TLS too).
+    ///
+    /// # Errors
+    /// As [`bind`](Self::bind).
+    pub fn bind_with(
+        me: WorkerId,
+        addr: &str,
+        secret: Secret,
+        tls: Option<DataPlaneTls>,
+    ) -> Result<Self, NetError> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("weir-net")
@@ -289,6 +348,7 @@ impl Network {
         let shared = Arc::new(Shared {
             me,
             secret,
+            tls,
             peers: Mutex::default(),
             changed: Condvar::new(),
         });
@@ -347,9 +407,35 @@ impl Network {
                 match TcpStream::connect(&target).await {
                     Ok(mut stream) => {
                         let _ = stream.set_nodelay(true);
-                        let handshake =
-                            handshake::dial(&mut stream, shared.me, &shared.secret, &target);
-                        let answer = tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake)
+                        let authenticated = async {
+                            match &shared.tls {
+                                None => {
+                                    let id = handshake::dial(
+                                        &mut stream,
+                                        shared.me,
+                                        &shared.secret,
+                                        &target,
+                                    )
+                                    .await?;
+                                    Ok::<_, NetError>((Conn::Plain(stream), id))
+                                }
+                                Some(tls) => {
+                                    let name = tls::server_name(&target)?;
+                                    let dialled =
+                                        tls.client.connector().connect(name, stream).await;
+                                    let mut stream = dialled.map_err(|e| tls_failed(&target, e))?;
+                                    let id = handshake::dial(
+                                        &mut stream,
+                                        shared.me,
+                                        &shared.secret,
+                                        &target,
+                                    )
+                                    .await?;
+                                    Ok((Conn::Tls(Box::new(stream.into())), id))
+                                }
+                            }
+                        };
+                        let answer = tokio::time::timeout(HANDSHAKE_TIMEOUT, authenticated)
                             .await
                             .unwrap_or_else(|_| {
                                 Err(NetError::Refused {
@@ -360,11 +446,11 @@ impl Network {
                                 })
                             });
                         break match answer {
-                            Ok(id) if id == peer => {
+                            Ok((stream, id)) if id == peer => {
                                 shared.register(stream, id);
                                 Ok(())
                             }
-                            Ok(id) => Err(NetError::Refused {
+                            Ok((_, id)) => Err(NetError::Refused {
                                 peer: target.clone(),
                                 reason: format!("it is {id}, not {peer}"),
                             }),

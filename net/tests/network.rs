@@ -227,3 +227,79 @@ fn a_short_secret_is_refused() {
     assert!(error.to_string().contains("at least 16"), "{error}");
     assert_eq!(format!("{:?}", secret("x")), "Secret(..)");
 }
+
+/// The test certificates (tests/fixtures/tls): `node.pem` names 127.0.0.1.
+fn fixture(name: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../tests/fixtures/tls/{name}"))
+}
+
+/// A data plane with TLS, trusting the certificates signed by `ca`.
+fn with_tls(id: u32, ca: &str) -> Network {
+    let tls = weir_net::tls::DataPlaneTls {
+        server: weir_net::tls::ServerTls::load(&fixture("node.pem"), &fixture("node.key"))
+            .expect("certificate"),
+        client: weir_net::tls::ClientTls::load(&fixture(ca)).expect("authority"),
+    };
+    Network::bind_with(WorkerId(id), "127.0.0.1:0", secret("s"), Some(tls)).expect("bind")
+}
+
+#[test]
+fn with_tls_messages_arrive_and_a_plain_or_untrusting_peer_is_refused() {
+    let a = with_tls(1, "ca.pem");
+    let b = with_tls(2, "ca.pem");
+    a.connect(WorkerId(2), &b.local_addr().to_string(), WAIT)
+        .expect("connect");
+    let mut rx = b
+        .receiver(WorkerId(1), channel(1), 4, WAIT)
+        .expect("receiver");
+    let mut tx = a.sender(WorkerId(2), channel(1), WAIT).expect("sender");
+    let sending = std::thread::spawn(move || {
+        for i in 0u32..2_000 {
+            tx.send(i.to_le_bytes().repeat(100)).expect("send");
+        }
+        tx.finish();
+    });
+    for i in 0u32..2_000 {
+        assert_eq!(rx.recv().expect("recv"), i.to_le_bytes().repeat(100));
+    }
+    sending.join().expect("sender thread");
+
+    // A worker without TLS cannot talk to one with it, either way.
+    let plain = Network::bind(WorkerId(3), "127.0.0.1:0", secret("s")).expect("bind");
+    let error = plain
+        .connect(WorkerId(1), &a.local_addr().to_string(), WAIT)
+        .expect_err("refused");
+    assert!(matches!(error, NetError::Refused { .. }), "{error}");
+    let error = a
+        .connect(WorkerId(3), &plain.local_addr().to_string(), WAIT)
+        .expect_err("refused");
+    assert!(
+        error.to_string().contains("TLS handshake failed"),
+        "{error}"
+    );
+
+    // A worker that does not trust the others' authority refuses them.
+    let untrusting = with_tls(4, "node.pem");
+    let error = untrusting
+        .connect(WorkerId(1), &a.local_addr().to_string(), WAIT)
+        .expect_err("refused");
+    assert!(
+        error.to_string().contains("TLS handshake failed"),
+        "{error}"
+    );
+    assert_eq!(a.connected(), vec![WorkerId(2)]);
+}
+
+#[test]
+fn unusable_tls_files_are_named_in_the_error() {
+    let missing = weir_net::tls::ClientTls::load(&fixture("missing.pem")).unwrap_err();
+    assert!(missing.to_string().contains("missing.pem"), "{missing}");
+    let no_cert = weir_net::tls::ClientTls::load(&fixture("README.md")).unwrap_err();
+    assert!(no_cert.to_string().contains("no CERTIFICATE"), "{no_cert}");
+    let mismatch =
+        weir_net::tls::ServerTls::load(&fixture("ca.pem"), &fixture("node.key")).unwrap_err();
+    assert!(
+        mismatch.to_string().contains("do not go together"),
+        "{mismatch}"
+    );
+}

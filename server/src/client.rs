@@ -17,12 +17,15 @@ use serde_json::Value;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ClientError {
-    /// The server URL is not an http:// URL.
-    #[error("server URL `{url}`: expected http://host:port")]
+    /// The server URL is not an http:// or https:// URL.
+    #[error("server URL `{url}`: expected http://host:port or https://host:port")]
     BadUrl {
         /// As given.
         url: String,
     },
+    /// The authority of `WEIR_TLS_CA` cannot be used.
+    #[error("WEIR_TLS_CA: {0}")]
+    Tls(weir_net::NetError),
     /// No answer.
     #[error("no weir server answers at {url} ({source}): is `weir serve` running there?")]
     Unreachable {
@@ -69,21 +72,32 @@ pub struct ServerClient {
 
 impl ServerClient {
     /// A client of the server at `base` (e.g. `http://127.0.0.1:8081`), sending
-    /// `token` as a bearer token if given.
+    /// `token` as a bearer token if given. Over HTTPS it trusts the system's
+    /// certificate authorities, or the PEM file named by the environment variable
+    /// `WEIR_TLS_CA` (a cluster's own authority) if set.
     ///
     /// # Errors
-    /// [`ClientError::BadUrl`].
+    /// [`ClientError::BadUrl`]; [`ClientError::Tls`] for an unusable `WEIR_TLS_CA`.
     pub fn new(base: &str, token: Option<String>) -> Result<Self, ClientError> {
-        if !base.starts_with("http://") {
+        if !base.starts_with("http://") && !base.starts_with("https://") {
             return Err(ClientError::BadUrl { url: base.into() });
         }
+        weir_checkpoint::install_tls_provider();
+        let mut http = reqwest::Client::builder();
+        if let Some(ca) = std::env::var_os("WEIR_TLS_CA") {
+            let tls = weir_net::tls::ClientTls::load(std::path::Path::new(&ca))
+                .map_err(ClientError::Tls)?;
+            http = http.tls_backend_preconfigured(rustls::ClientConfig::clone(&tls.config()));
+        }
+        let http = http.build().map_err(|e| {
+            ClientError::Tls(weir_net::NetError::Invalid(format!(
+                "cannot start the HTTP client: {e}"
+            )))
+        })?;
         Ok(Self {
             base: base.trim_end_matches('/').to_string(),
             token,
-            http: {
-                weir_checkpoint::install_tls_provider();
-                reqwest::Client::new()
-            },
+            http,
         })
     }
 

@@ -532,6 +532,10 @@ pub struct WorkerConfig {
     pub secret: Secret,
     /// Where RocksDB state and other local files go.
     pub data: std::path::PathBuf,
+    /// TLS on the data plane (this certificate, presented to the other workers;
+    /// their authority, trusted), and that authority trusted for the coordinators'
+    /// HTTPS. Without it, everything is plain TCP and HTTP.
+    pub tls: Option<weir_net::tls::DataPlaneTls>,
 }
 
 /// Why a worker stopped.
@@ -848,7 +852,12 @@ pub async fn run_worker(
         .filter(|url| !url.is_empty())
         .collect();
     weir_checkpoint::install_tls_provider();
-    let http = reqwest::Client::builder()
+    let mut http = reqwest::Client::builder();
+    if let Some(tls) = &config.tls {
+        // The coordinators' certificates are signed by the cluster's authority.
+        http = http.tls_backend_preconfigured(rustls::ClientConfig::clone(&tls.client.config()));
+    }
+    let http = http
         .build()
         .map_err(|e| WorkerError::Invalid(format!("cannot start the HTTP client: {e}")))?;
     let id = loop {
@@ -857,7 +866,12 @@ pub async fn run_worker(
             break id;
         }
     };
-    let network = Network::bind(WorkerId(id), &config.data_bind, config.secret.clone())?;
+    let network = Network::bind_with(
+        WorkerId(id),
+        &config.data_bind,
+        config.secret.clone(),
+        config.tls.clone(),
+    )?;
     let addr = match &config.advertise {
         Some(addr) => addr.clone(),
         None if network.local_addr().ip().is_unspecified() => {

@@ -29,6 +29,7 @@
 //!     token: None,
 //!     cluster: None,
 //!     savepoint_on_stop: false,
+//!     tls: None,
 //! };
 //! let runtime = tokio::runtime::Runtime::new().unwrap();
 //! runtime.block_on(serve(config, |addr| println!("listening on http://{addr}"))).unwrap();
@@ -43,6 +44,7 @@ pub mod jobs;
 pub mod metrics;
 mod openapi;
 pub mod registry;
+mod tls;
 mod ui;
 pub mod view;
 
@@ -50,6 +52,7 @@ pub use job::{JobError, ServerJob};
 
 use registry::{RecordedState, Registry};
 use std::collections::BTreeMap;
+use std::future::IntoFuture;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
@@ -71,6 +74,8 @@ pub struct ServerConfig {
     /// At shutdown ([`serve_until`]), stop every running job with a savepoint, from
     /// which the next server (a restart, or a standby coordinator) resumes it.
     pub savepoint_on_stop: bool,
+    /// Serve HTTPS with this certificate instead of plain HTTP.
+    pub tls: Option<weir_net::tls::ServerTls>,
 }
 
 /// Why the server could not start.
@@ -308,11 +313,24 @@ pub async fn serve_until(
                 message: "other coordinators and the workers cannot reach an unspecified address: pass --advertise-url http://HOST:PORT".into(),
             })
         }
+        _ if config.tls.is_some() => format!("https://{local}"),
         _ => format!("http://{local}"),
     };
     tokio::spawn(sample_rates(state.clone()));
     on_listening(local);
-    let serving = axum::serve(listener, api::router(state.clone()));
+    let router = api::router(state.clone());
+    let serving: std::pin::Pin<Box<dyn std::future::Future<Output = std::io::Result<()>> + Send>> =
+        match &config.tls {
+            None => Box::pin(axum::serve(listener, router).into_future()),
+            Some(tls) => {
+                let listener =
+                    tls::TlsListener::new(listener, tls).map_err(|source| ServerError::Listen {
+                        bind: config.bind.clone(),
+                        source,
+                    })?;
+                Box::pin(axum::serve(listener, router).into_future())
+            }
+        };
     let savepoint_on_stop = config.savepoint_on_stop;
     let Some(ha) = ha else {
         let stopping = async {

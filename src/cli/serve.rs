@@ -24,6 +24,13 @@ pub(crate) struct ServeArgs {
     /// checkpoints.
     #[arg(long)]
     savepoint_on_stop: bool,
+    /// Serve HTTPS with this PEM certificate chain (with --tls-key) instead of
+    /// plain HTTP.
+    #[arg(long, env = "WEIR_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<std::path::PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, env = "WEIR_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<std::path::PathBuf>,
 }
 
 #[derive(Args)]
@@ -74,6 +81,17 @@ pub(crate) struct WorkerArgs {
     /// Where local state (RocksDB) goes.
     #[arg(long, default_value = "./weir-data/worker")]
     data: std::path::PathBuf,
+    /// TLS: the PEM file of the authority that signed the coordinators' and the
+    /// other workers' certificates (the coordinators' URLs are then https://).
+    /// Requires --tls-cert and --tls-key, which this worker's data plane presents.
+    #[arg(long, env = "WEIR_TLS_CA", requires_all = ["tls_cert", "tls_key"])]
+    tls_ca: Option<std::path::PathBuf>,
+    /// This worker's PEM certificate chain (with --tls-ca).
+    #[arg(long, env = "WEIR_TLS_CERT", requires = "tls_ca")]
+    tls_cert: Option<std::path::PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, env = "WEIR_TLS_KEY", requires = "tls_ca")]
+    tls_key: Option<std::path::PathBuf>,
 }
 
 fn parse_duration(text: &str) -> std::result::Result<Duration, String> {
@@ -94,12 +112,18 @@ fn serve_with(
     args: ServeArgs,
     cluster: Option<weir::server::cluster::ClusterSettings>,
 ) -> Result<()> {
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(weir::net::tls::ServerTls::load(cert, key)?),
+        _ => None,
+    };
+    let scheme = if tls.is_some() { "https" } else { "http" };
     let config = weir::server::ServerConfig {
         bind: args.bind,
         data: args.data,
         token: args.token,
         cluster,
         savepoint_on_stop: args.savepoint_on_stop,
+        tls,
     };
     let role = if config.cluster.is_some() {
         "weir coordinator"
@@ -108,7 +132,7 @@ fn serve_with(
     };
     let on_listening = |addr| {
         // Scripts and tests read this line for the address (with port 0, the port).
-        println!("{role}: listening on http://{addr}");
+        println!("{role}: listening on {scheme}://{addr}");
         use std::io::Write;
         let _ = std::io::stdout().flush();
     };
@@ -176,6 +200,13 @@ pub(crate) fn worker(args: WorkerArgs) -> Result<()> {
         slots: args.slots,
         secret: weir::net::Secret::new(args.secret.into_bytes())?,
         data: args.data,
+        tls: match (&args.tls_ca, &args.tls_cert, &args.tls_key) {
+            (Some(ca), Some(cert), Some(key)) => Some(weir::net::tls::DataPlaneTls {
+                server: weir::net::tls::ServerTls::load(cert, key)?,
+                client: weir::net::tls::ClientTls::load(ca)?,
+            }),
+            _ => None,
+        },
     };
     let runtime = runtime()?;
     runtime.block_on(async {

@@ -106,7 +106,13 @@ fn request(method: &str, url: &str, token: Option<&str>, body: Option<&Value>) -
         .unwrap();
     runtime.block_on(async {
         weir::checkpoint::install_tls_provider();
-        let client = reqwest::Client::new();
+        // Over HTTPS, the servers of the tests present the test certificate.
+        let ca = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tls/ca.pem");
+        let ca = reqwest::Certificate::from_pem(&std::fs::read(ca).unwrap()).unwrap();
+        let client = reqwest::Client::builder()
+            .add_root_certificate(ca)
+            .build()
+            .unwrap();
         let mut request = client.request(method.parse().unwrap(), url);
         if let Some(token) = token {
             request = request.bearer_auth(token);
