@@ -258,16 +258,13 @@ fn a_bad_submission_gets_400_with_every_problem_and_creates_nothing() {
     assert_eq!(entries, 0, "a rejected submission left files behind");
 }
 
-#[test]
-fn a_killed_server_resumes_its_running_jobs_from_their_checkpoints() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    let out = dir.path().join("out");
-    let mut server = Server::start(dir.path(), &data, &[]);
+/// Submits the numbers 1..=3000 at 500 a second to `server` as job `name` and waits
+/// for two checkpoints of it; its id.
+fn run_numbers_job(server: &Server, name: &str, out: &Path) -> String {
     let (code, job) = server.call(
         "POST",
         "/jobs",
-        Some(&json!({"job": numbers_job("survivor", 3000, 500, &out)})),
+        Some(&json!({"job": numbers_job(name, 3000, 500, out)})),
     );
     assert_eq!(code, 201, "{job}");
     let id = job["id"].as_str().unwrap().to_string();
@@ -276,6 +273,16 @@ fn a_killed_server_resumes_its_running_jobs_from_their_checkpoints() {
         Duration::from_secs(60),
         |c| c["counts"]["completed"].as_u64() >= Some(2),
     );
+    id
+}
+
+#[test]
+fn a_killed_server_resumes_its_running_jobs_from_their_checkpoints() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let out = dir.path().join("out");
+    let mut server = Server::start(dir.path(), &data, &[]);
+    let id = run_numbers_job(&server, "survivor", &out);
     server.kill();
 
     let server = Server::start(dir.path(), &data, &[]);
@@ -293,23 +300,9 @@ fn a_server_stopped_with_sigterm_stops_its_jobs_with_savepoints_and_resumes_them
     let data = dir.path().join("data");
     let out = dir.path().join("out");
     let mut server = Server::start(dir.path(), &data, &["--savepoint-on-stop"]);
-    let (code, job) = server.call(
-        "POST",
-        "/jobs",
-        Some(&json!({"job": numbers_job("stopped", 3000, 500, &out)})),
-    );
-    assert_eq!(code, 201, "{job}");
-    let id = job["id"].as_str().unwrap().to_string();
-    server.wait_for(
-        &format!("/jobs/{id}/checkpoints"),
-        Duration::from_secs(60),
-        |c| c["counts"]["completed"].as_u64() >= Some(2),
-    );
+    let id = run_numbers_job(&server, "stopped", &out);
     let pid = server.child.id().to_string();
-    let term = std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap();
+    let term = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
     assert!(term.success());
     let status = server.child.wait().unwrap();
     assert!(status.success(), "{status}");

@@ -124,6 +124,17 @@ enum Conn {
     Tls(Box<tokio_rustls::TlsStream<TcpStream>>),
 }
 
+/// The handshake of a connection this worker dialled, plain or inside TLS: the
+/// stream back, and the peer it reached.
+async fn dial<S: AsyncRead + AsyncWrite + Unpin>(
+    shared: &Shared,
+    mut stream: S,
+    target: &str,
+) -> Result<(S, WorkerId), NetError> {
+    let id = handshake::dial(&mut stream, shared.me, &shared.secret, target).await?;
+    Ok((stream, id))
+}
+
 fn tls_failed(peer: &str, e: std::io::Error) -> NetError {
     NetError::Refused {
         peer: peer.to_string(),
@@ -405,32 +416,20 @@ impl Network {
             let deadline = Instant::now() + timeout;
             let outcome = loop {
                 match TcpStream::connect(&target).await {
-                    Ok(mut stream) => {
+                    Ok(stream) => {
                         let _ = stream.set_nodelay(true);
                         let authenticated = async {
                             match &shared.tls {
                                 None => {
-                                    let id = handshake::dial(
-                                        &mut stream,
-                                        shared.me,
-                                        &shared.secret,
-                                        &target,
-                                    )
-                                    .await?;
+                                    let (stream, id) = dial(&shared, stream, &target).await?;
                                     Ok::<_, NetError>((Conn::Plain(stream), id))
                                 }
                                 Some(tls) => {
                                     let name = tls::server_name(&target)?;
                                     let dialled =
                                         tls.client.connector().connect(name, stream).await;
-                                    let mut stream = dialled.map_err(|e| tls_failed(&target, e))?;
-                                    let id = handshake::dial(
-                                        &mut stream,
-                                        shared.me,
-                                        &shared.secret,
-                                        &target,
-                                    )
-                                    .await?;
+                                    let stream = dialled.map_err(|e| tls_failed(&target, e))?;
+                                    let (stream, id) = dial(&shared, stream, &target).await?;
                                     Ok((Conn::Tls(Box::new(stream.into())), id))
                                 }
                             }
