@@ -78,9 +78,9 @@ else
         echo "chromium or chromedriver is missing: the web UI test will fail" >&2
 fi
 
-step "network namespaces for the partition test (Debian iproute2)"
-if ! command -v ip >/dev/null 2>&1; then
-    apt_install iproute2 || true
+step "network namespaces for the partition test (Debian iproute2, iptables)"
+if ! command -v ip >/dev/null 2>&1 || ! command -v iptables >/dev/null 2>&1; then
+    apt_install iproute2 iptables || true
 fi
 # The partition test puts workers on hosts of their own; where namespaces cannot be
 # made (not root, no iproute2, a sandbox without them) it skips, and this says so.
