@@ -1951,6 +1951,76 @@ fn a_failed_task_on_a_worker_restarts_the_job_on_every_worker_from_the_last_chec
     assert_same(read_output(&out), expected(n), "output");
 }
 
+/// A restart on workers after a failure refuses to pass over a corrupt newest
+/// checkpoint, as a restart in one process does: its output is committed, and a
+/// restore from an older checkpoint would write it again.
+#[test]
+fn a_restart_on_workers_refuses_to_pass_over_a_corrupt_newest_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    let n = 200_000;
+    let name = "cluster-corrupt";
+    let checkpointing = CheckpointingConfig {
+        // Time to corrupt the newest checkpoint between the failure and the restart.
+        restart: RestartStrategy::FixedDelay {
+            attempts: 3,
+            delay: Duration::from_secs(1),
+        },
+        ..settings(dir.path(), 10)
+    };
+    let config = job_config(name, 4);
+    let build_job = || build(n, out.clone(), None, 5);
+    let (cluster, _) = local_cluster(config.clone(), checkpointing.clone(), build_job(), &[1, 2]);
+    let job = CheckpointedJob::spawn_on_cluster(
+        config,
+        checkpointing,
+        build_job(),
+        Arc::new(NoListener),
+        Arc::new(cluster.clone()),
+        String::new(),
+    )
+    .unwrap();
+    let live = job.live();
+    while live.checkpoints().len() < 3 {
+        assert!(!job.is_finished(), "the job ended early");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    cluster.remove_worker(WorkerId(2));
+    while live.status() != JobStatus::Restarting {
+        assert!(!job.is_finished(), "the job ended without restarting");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let job_dir = dir.path().join("checkpoints").join(name);
+    let newest = std::fs::read_dir(&job_dir)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.path().join("_metadata").exists())
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().to_string();
+            name.strip_prefix("chk-")
+                .and_then(|n| n.parse::<u64>().ok())
+        })
+        .max()
+        .unwrap();
+    let metadata = job_dir.join(format!("chk-{newest}/_metadata"));
+    let mut bytes = std::fs::read(&metadata).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x10;
+    std::fs::write(&metadata, bytes).unwrap();
+    let message = match job.wait() {
+        Ok(summary) => panic!(
+            "the restart passed over the corrupt chk-{newest} to {:?}",
+            summary.restored_from
+        ),
+        Err(refused) => refused.to_string(),
+    };
+    assert!(
+        message.contains(&format!("chk-{newest}")) && message.contains("--fallback-past-corrupt"),
+        "{message}"
+    );
+}
+
 #[test]
 fn a_lost_worker_is_replaced_and_the_job_recovers_exactly() {
     let dir = tempfile::tempdir().unwrap();

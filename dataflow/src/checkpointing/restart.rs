@@ -525,6 +525,9 @@ impl Driver {
                 .runtime
                 .block_on(self.storage.latest_valid_of(name, Some(self.timeline)))
                 .map_err(scan_error)?;
+            // As a restart in one process (`load_restart`): never past a corrupt
+            // complete checkpoint, whose output the sinks may have committed.
+            self.check_passed_over(&scan)?;
             if let Some(metadata) = scan.latest {
                 return Ok((
                     RestoreFrom::Checkpoint(metadata.checkpoint.get()),
