@@ -156,6 +156,8 @@ fn job_config_on(name: &str, parallelism: usize, backend: Backend, root: &Path) 
                 background_jobs: 1,
             }),
         },
+        // Standby copies of heap state go here (cluster mode).
+        local_dir: Some(root.join("local")),
         ..job_config(name, parallelism)
     }
 }
@@ -2050,6 +2052,18 @@ fn a_lost_worker_is_replaced_and_the_job_recovers_exactly() {
 #[test]
 #[cfg_attr(not(feature = "rocksdb"), ignore = "needs the `rocksdb` feature")]
 fn rocksdb_a_lost_workers_subtasks_restore_from_the_standby_copies_where_they_move() {
+    a_lost_workers_subtasks_restore_from_the_standby_copies_where_they_move(Backend::RocksDb);
+}
+
+#[test]
+fn heap_a_lost_workers_subtasks_restore_from_the_standby_copies_where_they_move() {
+    a_lost_workers_subtasks_restore_from_the_standby_copies_where_they_move(Backend::Heap);
+}
+
+/// Three workers run a job with `standbys: 1`; once worker 2 keeps a standby copy
+/// of subtask 0 (which runs on worker 1), worker 1 is lost: subtask 0 moves to
+/// worker 2 and opens the copy there, and the output is exact.
+fn a_lost_workers_subtasks_restore_from_the_standby_copies_where_they_move(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
     std::fs::create_dir_all(&out).unwrap();
@@ -2064,17 +2078,12 @@ fn rocksdb_a_lost_workers_subtasks_restore_from_the_standby_copies_where_they_mo
     // directory, as on separate hosts.
     let cluster = LocalCluster::new();
     for id in [1, 2, 3] {
-        let config = job_config_on(
-            name,
-            4,
-            Backend::RocksDb,
-            &dir.path().join(format!("w{id}")),
-        );
+        let config = job_config_on(name, 4, backend, &dir.path().join(format!("w{id}")));
         let resolve = resolver(config, checkpointing.clone(), build_job());
         add_worker(&cluster, &resolve, id);
     }
     let job = CheckpointedJob::spawn_on_cluster(
-        job_config_on(name, 4, Backend::RocksDb, &dir.path().join("coordinator")),
+        job_config_on(name, 4, backend, &dir.path().join("coordinator")),
         checkpointing,
         build_job(),
         Arc::new(NoListener),
@@ -2083,39 +2092,51 @@ fn rocksdb_a_lost_workers_subtasks_restore_from_the_standby_copies_where_they_mo
     )
     .unwrap();
     let live = job.live();
-    // Slots go to workers 1, 2, 3 in turn: subtask 1 runs on worker 2, and moves to
-    // worker 3 if worker 2 is lost, which therefore keeps its standby copy.
-    let standby = dir
-        .path()
-        .join("w3/state/.standby")
-        .join(name)
-        .join("running-count/1");
+    // Slots go to workers 1, 2, 3 in turn: subtask 0 runs on worker 1, and moves to
+    // worker 2 if worker 1 is lost, which therefore keeps its standby copy: a native
+    // RocksDB checkpoint (`chk-<n>`), or the heap state's objects (`heap/`).
+    let root = match backend {
+        Backend::RocksDb => "w2/state/.standby",
+        Backend::Heap => "w2/local/.standby",
+    };
+    let standby = dir.path().join(root).join(name).join("running-count/0");
     let has_copy = || {
-        std::fs::read_dir(&standby)
-            .map(|entries| {
-                entries
-                    .flatten()
-                    .any(|e| e.file_name().to_string_lossy().starts_with("chk-"))
-            })
-            .unwrap_or(false)
+        let entries = |dir: &Path| {
+            std::fs::read_dir(dir)
+                .map(|entries| entries.flatten().map(|e| e.file_name()).collect::<Vec<_>>())
+                .unwrap_or_default()
+        };
+        match backend {
+            Backend::RocksDb => entries(&standby)
+                .iter()
+                .any(|name| name.to_string_lossy().starts_with("chk-")),
+            Backend::Heap => !entries(&standby.join("heap")).is_empty(),
+        }
     };
     while !has_copy() {
         assert!(
             live.status() != JobStatus::Finished,
-            "the job ended before worker 3 kept a standby copy"
+            "the job ended before worker 2 kept a standby copy"
         );
         std::thread::sleep(Duration::from_millis(5));
     }
-    // Worker 2 is lost and not replaced: its subtasks move to the workers left, the
+    // Worker 1 is lost and not replaced: its subtasks move to the workers left, the
     // others stay where they were.
-    cluster.remove_worker(WorkerId(2));
+    cluster.remove_worker(WorkerId(1));
     let summary = job.wait().unwrap();
     assert_eq!(summary.status, JobStatus::Finished);
     assert_eq!(summary.restarts, 1);
     let restore = live.restore();
-    // The moved subtask opened (at least the SST files of) worker 3's standby copy;
-    // the subtasks that stayed opened their own local copies.
+    // The moved subtask opened (at least some files of) worker 2's standby copy.
     assert!(restore.bytes_standby > 0, "{restore:?}");
-    assert!(restore.bytes_local > restore.bytes_standby, "{restore:?}");
+    match backend {
+        // The subtasks that stayed opened their own local copies.
+        Backend::RocksDb => assert!(restore.bytes_local > restore.bytes_standby, "{restore:?}"),
+        // Heap state has no local copies: the subtasks that stayed downloaded.
+        Backend::Heap => {
+            assert_eq!(restore.bytes_local, restore.bytes_standby, "{restore:?}");
+            assert!(restore.bytes_downloaded > 0, "{restore:?}");
+        }
+    }
     assert_same(read_output(&out), expected(n), "output");
 }

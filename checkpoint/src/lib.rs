@@ -98,6 +98,7 @@ mod config;
 pub mod control;
 pub mod coordinator;
 mod error;
+pub mod heap_standby;
 mod in_flight;
 pub mod incremental;
 pub mod layout;

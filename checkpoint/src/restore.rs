@@ -11,7 +11,7 @@
 //!  ─▶ RestoreState (operators by uid, instances to open), RestoreEvents along the way
 //! ```
 
-use crate::metadata::{CheckpointMetadata, NativeFile, NativeKeyedHandle};
+use crate::metadata::{CheckpointMetadata, NativeFile, NativeKeyedHandle, StateHandle};
 use crate::{CheckpointError, CheckpointId, OperatorSnapshot};
 use std::collections::BTreeMap;
 use thiserror::Error;
@@ -166,7 +166,8 @@ pub struct NativeRestore {
     /// of their native checkpoint (and open it as their instance).
     pub new_job: Option<(MaxParallelism, BTreeMap<String, usize>)>,
     /// Where this process keeps standby copies of the job's subtasks it did not
-    /// run (`native::keep_standby`): used when there is no local copy.
+    /// run (`native::keep_standby`, `heap_standby::keep`): used when there is no
+    /// local copy.
     pub standby_root: Option<std::path::PathBuf>,
 }
 
@@ -183,6 +184,14 @@ impl NativeRestore {
         self.standby_root
             .as_ref()
             .map(|root| crate::native::standby_copy(root, uid, subtask, checkpoint, index))
+    }
+
+    /// The bytes of the standby copy of heap state object `handle` of subtask
+    /// `subtask` of `uid`, if this process keeps one ([`crate::heap_standby`]).
+    fn heap_standby(&self, uid: &str, subtask: usize, handle: &StateHandle) -> Option<Vec<u8>> {
+        let root = self.standby_root.as_ref()?;
+        let copy = crate::heap_standby::copy_of(root, uid, subtask, handle)?;
+        std::fs::read(copy).ok()
     }
 
     /// The directory of subtask `subtask` of `uid` in the job's RocksDB directory.
@@ -394,14 +403,34 @@ pub async fn load_checkpoint(
             });
             let snapshot = &mut snapshots[subtask];
             for keyed in &subtask_state.keyed {
-                let raw = read_handle(reader, &keyed.handle).await?;
-                let blob: KeyedBlob =
-                    weir_state::decode(&keyed.handle.path, &raw).map_err(|source| {
-                        RestoreError::Corrupt {
-                            object: keyed.handle.path.clone(),
+                let path = &keyed.handle.path;
+                // A standby copy this process keeps (cluster mode) is read first.
+                let kept = match reader {
+                    Reader::Checkpoint(_) => {
+                        native.heap_standby(uid.as_str(), subtask, &keyed.handle)
+                    }
+                    Reader::Savepoint(_) => None,
+                };
+                let from_copy = kept.and_then(|raw| {
+                    weir_state::decode::<KeyedBlob>(path, &raw)
+                        .inspect_err(|e| {
+                            tracing::warn!(
+                                "the standby copy of {path} is unusable ({e}): reading the storage"
+                            );
+                        })
+                        .ok()
+                });
+                let standby = from_copy.is_some();
+                let blob: KeyedBlob = match from_copy {
+                    Some(blob) => blob,
+                    None => {
+                        let raw = read_handle(reader, &keyed.handle).await?;
+                        weir_state::decode(path, &raw).map_err(|source| RestoreError::Corrupt {
+                            object: path.clone(),
                             source,
-                        }
-                    })?;
+                        })?
+                    }
+                };
                 for (group, states) in blob {
                     let target = snapshot.keyed.entry(group).or_default();
                     if keyed.chunks.is_empty() {
@@ -419,8 +448,8 @@ pub async fn load_checkpoint(
                     uid: uid.to_string(),
                     subtask,
                     bytes: keyed.handle.size,
-                    local: false,
-                    standby: false,
+                    local: standby,
+                    standby,
                     opened: false,
                 });
             }

@@ -1,6 +1,7 @@
 //! Standby copies of native RocksDB checkpoints: kept incrementally (files an older
 //! copy holds are linked, the others downloaded), older copies dropped, copies of
-//! subtasks no longer stood by for pruned.
+//! subtasks no longer stood by for pruned. Standby copies of heap state: each object
+//! downloaded once, copies of objects no longer referred to dropped.
 #![allow(clippy::unwrap_used)] // tests may unwrap (see clippy.toml)
 
 #[macro_use]
@@ -9,7 +10,8 @@ mod common;
 
 use std::collections::BTreeSet;
 use std::path::Path;
-use weir_checkpoint::metadata::{NativeFile, NativeKeyedHandle};
+use weir_checkpoint::heap_standby;
+use weir_checkpoint::metadata::{KeyedStateHandle, NativeFile, NativeKeyedHandle};
 use weir_checkpoint::native::{
     drop_older_standby, keep_standby, prune_standby, standby_copy, StandbyCopied,
 };
@@ -122,4 +124,80 @@ async fn standby_copies_are_kept_incrementally_and_pruned(store: common::TestSto
     assert!(copy2.exists());
     prune_standby(root.path(), &BTreeSet::new());
     assert!(!copy2.exists());
+}
+
+/// A keyed state object of checkpoint `checkpoint` holding `content`.
+async fn keyed(store: &common::TestStore, checkpoint: u64, content: &str) -> KeyedStateHandle {
+    let handle = store
+        .storage
+        .write_state(
+            "job",
+            CheckpointId::new(checkpoint),
+            &OperatorUid::new("count"),
+            1,
+            "keyed",
+            content.as_bytes().to_vec(),
+        )
+        .await
+        .unwrap();
+    KeyedStateHandle {
+        key_groups: KeyGroupRange { start: 0, end: 63 },
+        handle,
+        chunks: Vec::new(),
+    }
+}
+
+on_both_backends!(heap_standby_copies_download_each_object_once_and_drop_unreferenced_ones);
+
+async fn heap_standby_copies_download_each_object_once_and_drop_unreferenced_ones(
+    store: common::TestStore,
+) {
+    let root = tempfile::tempdir().unwrap();
+    let reader = Reader::Checkpoint(&store.storage);
+    let first = keyed(&store, 1, "state of checkpoint one").await;
+    let second = keyed(&store, 2, "state of checkpoint two").await;
+    // Checkpoint 1 refers to its object; it is downloaded.
+    let copied = heap_standby::keep(
+        &reader,
+        std::slice::from_ref(&first),
+        root.path(),
+        "count",
+        1,
+    )
+    .await
+    .unwrap();
+    assert_eq!(copied.downloaded, first.handle.size);
+    let copy = heap_standby::copy_of(root.path(), "count", 1, &first.handle).unwrap();
+    assert_eq!(
+        std::fs::read_to_string(copy).unwrap(),
+        "state of checkpoint one"
+    );
+    // Checkpoint 2 (incremental) refers to both: only the new one is downloaded.
+    let both = [first.clone(), second.clone()];
+    let copied = heap_standby::keep(&reader, &both, root.path(), "count", 1)
+        .await
+        .unwrap();
+    assert_eq!(
+        copied,
+        StandbyCopied {
+            linked: first.handle.size,
+            downloaded: second.handle.size
+        }
+    );
+    // Checkpoint 3 refers to the second only: the first's copy goes.
+    heap_standby::keep(
+        &reader,
+        std::slice::from_ref(&second),
+        root.path(),
+        "count",
+        1,
+    )
+    .await
+    .unwrap();
+    assert!(heap_standby::copy_of(root.path(), "count", 1, &first.handle).is_none());
+    assert!(heap_standby::copy_of(root.path(), "count", 1, &second.handle).is_some());
+    // A copy of another size than recorded is not used.
+    let mut grown = second.handle.clone();
+    grown.size += 1;
+    assert!(heap_standby::copy_of(root.path(), "count", 1, &grown).is_none());
 }

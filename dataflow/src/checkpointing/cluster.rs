@@ -874,15 +874,19 @@ impl Drop for Standby {
 
 impl Driver {
     /// Where this worker keeps standby copies of the job's subtasks it does not run:
-    /// `<rocksdb dir>/.standby/<job>`.
+    /// `<rocksdb dir>/.standby/<job>`, or on the heap `<local dir>/.standby/<job>`
+    /// ([`JobConfig::local_dir`](crate::JobConfig::local_dir)).
     pub(super) fn standby_root(&self) -> Option<std::path::PathBuf> {
-        self.rocksdb_dir_of(Some(".standby"))
+        self.rocksdb_dir_of(Some(".standby")).or_else(|| {
+            let job = weir_checkpoint::layout::path_segment(&self.config.name);
+            Some(self.config.local_dir.as_ref()?.join(".standby").join(job))
+        })
     }
 
     /// After checkpoint `checkpoint` completed: refreshes, in the background, the
-    /// standby copies of the native RocksDB state of the subtasks this worker would
-    /// take over if their worker were lost ([`standby_hosts`]), downloading only the
-    /// files the previous copies lack.
+    /// standby copies of the keyed state (native RocksDB checkpoints, or heap state
+    /// objects) of the subtasks this worker would take over if their worker were
+    /// lost ([`standby_hosts`]), downloading only the files the previous copies lack.
     fn keep_standbys(&self, standby: &Standby, checkpoint: CheckpointId, slots: &[u32]) {
         let standbys = self.checkpointing.standbys;
         let (Some(me), Some(root)) = (
@@ -913,12 +917,25 @@ impl Driver {
                 let mut copied = weir_checkpoint::native::StandbyCopied::default();
                 for (uid, operator) in &metadata.operators {
                     for (&subtask, state) in &operator.subtasks {
-                        if state.native.is_empty()
+                        if (state.native.is_empty() && state.keyed.is_empty())
                             || !standby_hosts(&slots, subtask, standbys).contains(&me)
                         {
                             continue;
                         }
                         keep.insert((uid.to_string(), subtask));
+                        if !state.keyed.is_empty() {
+                            let one = weir_checkpoint::heap_standby::keep(
+                                &reader,
+                                &state.keyed,
+                                &root,
+                                uid.as_str(),
+                                subtask,
+                            )
+                            .await
+                            .map_err(|e| e.to_string())?;
+                            copied.linked += one.linked;
+                            copied.downloaded += one.downloaded;
+                        }
                         for (index, handle) in state.native.iter().enumerate() {
                             let one = weir_checkpoint::native::keep_standby(
                                 &reader,

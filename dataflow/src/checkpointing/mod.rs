@@ -166,10 +166,11 @@ pub struct CheckpointingConfig {
     /// ([`weir_checkpoint::lease`]) completes no checkpoint, so no sink commits
     /// under it. `None` (the default) when no other coordinator shares the storage.
     pub fence: Option<weir_checkpoint::lease::Fence>,
-    /// In cluster mode, on RocksDB: how many other workers keep a warm copy of each
-    /// subtask's newest completed checkpoint (0, the default: none), so that a
-    /// failover opens local files instead of downloading them. Copies are refreshed
-    /// after every completed checkpoint, downloading only new SST files.
+    /// In cluster mode: how many other workers keep a warm copy of each subtask's
+    /// newest completed checkpoint (0, the default: none), so that a failover reads
+    /// local files instead of downloading them. Copies are refreshed after every
+    /// completed checkpoint, downloading only new files (SST files on RocksDB, state
+    /// objects on the heap, under [`JobConfig::local_dir`](crate::JobConfig::local_dir)).
     pub standbys: usize,
 }
 

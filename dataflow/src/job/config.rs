@@ -40,6 +40,9 @@ pub struct JobConfig {
     /// Where the subtasks run when the job spans several worker processes; `None`
     /// runs every subtask in this process.
     pub placement: Option<crate::wire::Placement>,
+    /// A directory of this process for its local files of the job (standby copies of
+    /// heap state, in cluster mode); on RocksDB, the backend's directory serves.
+    pub local_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for JobConfig {
@@ -58,6 +61,7 @@ impl Default for JobConfig {
             restore: None,
             state_backend: StateBackend::Heap,
             placement: None,
+            local_dir: None,
         }
     }
 }

@@ -111,6 +111,7 @@ pub fn configs(plan: &JobPlan, options: &RunOptions) -> (JobConfig, Checkpointin
                 })
             }
         },
+        local_dir: options.state_dir.clone(),
         ..JobConfig::default()
     };
     let defaults = CheckpointingConfig::default();
