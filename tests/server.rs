@@ -292,6 +292,35 @@ fn a_killed_server_resumes_its_running_jobs_from_their_checkpoints() {
     assert_eq!(committed(&out), numbers_rows(3000));
 }
 
+/// A finished job shows its final counters, not the last sample taken while it
+/// ran (a job shorter than the sampling second showed none).
+#[test]
+fn a_finished_job_shows_its_final_counters() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &dir.path().join("data"), &[]);
+    let out = dir.path().join("out");
+    let (code, job) = server.call(
+        "POST",
+        "/jobs",
+        Some(&json!({"job": numbers_job("quick", 3000, 1_000_000, &out)})),
+    );
+    assert_eq!(code, 201, "{job}");
+    let id = job["id"].as_str().unwrap().to_string();
+    assert_eq!(server.wait_ended(&id), "finished");
+    let job = server.call("GET", &format!("/jobs/{id}"), None).1;
+    let vertex = |name: &str| {
+        job["graph"]["vertices"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["name"] == name)
+            .unwrap_or_else(|| panic!("no vertex {name} in {job}"))
+            .clone()
+    };
+    assert_eq!(vertex("numbers")["records_out"], 3000, "{job}");
+    assert_eq!(vertex("doubled")["records_in"], 3000, "{job}");
+}
+
 /// With `--savepoint-on-stop`, a server stopped with SIGTERM stops its running job
 /// with a savepoint first, and the next start resumes it from there.
 #[test]

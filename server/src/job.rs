@@ -221,6 +221,8 @@ impl ServerJob {
                 }
             }
         };
+        // The run's final counters, not its last one-second sample.
+        self.take_sample();
         let saved = match outcome {
             Ok(summary)
                 if summary.status == JobStatus::Suspended
@@ -412,6 +414,11 @@ impl ServerJob {
         if lock(&self.running).is_none() {
             return;
         }
+        self.take_sample();
+    }
+
+    /// Records the counters of the current (or last) run as they are now.
+    fn take_sample(&self) {
         let Some(live) = self.live() else {
             return;
         };
