@@ -1904,7 +1904,17 @@ fn spawn_on_local_cluster<B: Fn(&JobBuilder) + Send + Sync + 'static>(
     interval_ms: u64,
     build: impl Fn() -> B,
 ) -> (CheckpointedJob, LocalCluster, Resolver) {
-    let (config, checkpointing) = (job_config(name, 4), settings(dir, interval_ms));
+    spawn_on_local_cluster_with(name, settings(dir, interval_ms), build)
+}
+
+/// `build()`'s job named `name` on a [`LocalCluster`] of workers 1 and 2, with
+/// `checkpointing`.
+fn spawn_on_local_cluster_with<B: Fn(&JobBuilder) + Send + Sync + 'static>(
+    name: &str,
+    checkpointing: CheckpointingConfig,
+    build: impl Fn() -> B,
+) -> (CheckpointedJob, LocalCluster, Resolver) {
+    let config = job_config(name, 4);
     let (cluster, resolve) = local_cluster(config.clone(), checkpointing.clone(), build(), &[1, 2]);
     let job = CheckpointedJob::spawn_on_cluster(
         config,
@@ -1971,18 +1981,8 @@ fn a_restart_on_workers_refuses_to_pass_over_a_corrupt_newest_checkpoint() {
         },
         ..settings(dir.path(), 10)
     };
-    let config = job_config(name, 4);
-    let build_job = || build(n, out.clone(), None, 5);
-    let (cluster, _) = local_cluster(config.clone(), checkpointing.clone(), build_job(), &[1, 2]);
-    let job = CheckpointedJob::spawn_on_cluster(
-        config,
-        checkpointing,
-        build_job(),
-        Arc::new(NoListener),
-        Arc::new(cluster.clone()),
-        String::new(),
-    )
-    .unwrap();
+    let (job, cluster, _) =
+        spawn_on_local_cluster_with(name, checkpointing, || build(n, out.clone(), None, 5));
     let live = job.live();
     while live.checkpoints().len() < 3 {
         assert!(!job.is_finished(), "the job ended early");

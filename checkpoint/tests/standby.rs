@@ -156,16 +156,14 @@ async fn heap_standby_copies_download_each_object_once_and_drop_unreferenced_one
     let reader = Reader::Checkpoint(&store.storage);
     let first = keyed(&store, 1, "state of checkpoint one").await;
     let second = keyed(&store, 2, "state of checkpoint two").await;
+    // The copies of subtask 1 of `count` for a checkpoint referring to `handles`.
+    let keep = async |handles: &[KeyedStateHandle]| {
+        heap_standby::keep(&reader, handles, root.path(), "count", 1)
+            .await
+            .unwrap()
+    };
     // Checkpoint 1 refers to its object; it is downloaded.
-    let copied = heap_standby::keep(
-        &reader,
-        std::slice::from_ref(&first),
-        root.path(),
-        "count",
-        1,
-    )
-    .await
-    .unwrap();
+    let copied = keep(std::slice::from_ref(&first)).await;
     assert_eq!(copied.downloaded, first.handle.size);
     let copy = heap_standby::copy_of(root.path(), "count", 1, &first.handle).unwrap();
     assert_eq!(
@@ -174,9 +172,7 @@ async fn heap_standby_copies_download_each_object_once_and_drop_unreferenced_one
     );
     // Checkpoint 2 (incremental) refers to both: only the new one is downloaded.
     let both = [first.clone(), second.clone()];
-    let copied = heap_standby::keep(&reader, &both, root.path(), "count", 1)
-        .await
-        .unwrap();
+    let copied = keep(&both).await;
     assert_eq!(
         copied,
         StandbyCopied {
@@ -185,15 +181,7 @@ async fn heap_standby_copies_download_each_object_once_and_drop_unreferenced_one
         }
     );
     // Checkpoint 3 refers to the second only: the first's copy goes.
-    heap_standby::keep(
-        &reader,
-        std::slice::from_ref(&second),
-        root.path(),
-        "count",
-        1,
-    )
-    .await
-    .unwrap();
+    keep(std::slice::from_ref(&second)).await;
     assert!(heap_standby::copy_of(root.path(), "count", 1, &first.handle).is_none());
     assert!(heap_standby::copy_of(root.path(), "count", 1, &second.handle).is_some());
     // A copy of another size than recorded is not used.
