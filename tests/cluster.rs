@@ -730,8 +730,8 @@ fn with_standbys_a_killed_workers_subtasks_restore_from_warm_copies() {
 }
 
 /// Hosts of their own on this machine: network namespaces, each joined by a veth
-/// pair to a bridge in this one, whose addresses are `10.a.b.1` (this host, the
-/// gateway) and `10.a.b.2…`. The test cuts and heals their links. Removed when
+/// pair to a bridge in this one, whose addresses are `198.a.b.1` (this host, the
+/// gateway) and `198.a.b.2…`. The test cuts and heals their links. Removed when
 /// dropped.
 struct Network {
     bridge: String,
@@ -763,7 +763,9 @@ impl Network {
         let pid = std::process::id();
         let mut network = Self {
             bridge: format!("wrb{pid}"),
-            subnet: format!("10.{}.{}", 200 + (pid / 250) % 50, pid % 250),
+            // In 198.18.0.0/15, set aside for benchmarking networks (RFC 2544), so
+            // that no route of the machine's own network is shadowed.
+            subnet: format!("198.{}.{}", 18 + (pid / 250) % 2, pid % 250),
             hosts: Vec::new(),
         };
         ip(&["link", "add", &network.bridge, "type", "bridge"])?;
