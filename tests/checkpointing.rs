@@ -2023,6 +2023,82 @@ fn a_restart_on_workers_refuses_to_pass_over_a_corrupt_newest_checkpoint() {
     );
 }
 
+/// Restored on two workers, a checkpoint's keyed state is read once in all, each
+/// worker reading the key groups of its own subtasks (and all operator state, which
+/// is small); not once per worker.
+#[test]
+fn each_worker_restores_only_the_keyed_state_of_its_own_subtasks() {
+    let mut backends = vec![Backend::Heap];
+    if cfg!(feature = "rocksdb") {
+        backends.push(Backend::RocksDb);
+    }
+    for backend in backends {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out");
+        std::fs::create_dir_all(&out).unwrap();
+        let n = 20_000;
+        let name = "cluster-share";
+        let failed = Arc::new(AtomicBool::new(false));
+        let build_job = || build(n, out.clone(), Some((15_000, failed.clone())), 20);
+        let mut checkpointing = settings(dir.path(), 10);
+        // The checkpoint restored from is read afterwards.
+        checkpointing.coordinator.retention = 10_000;
+        let cluster = LocalCluster::new();
+        for id in [1, 2] {
+            let config = job_config_on(name, 4, backend, &dir.path().join(format!("w{id}")));
+            add_worker(
+                &cluster,
+                &resolver(config, checkpointing.clone(), build_job()),
+                id,
+            );
+        }
+        let job = CheckpointedJob::spawn_on_cluster(
+            job_config_on(name, 4, backend, &dir.path().join("coordinator")),
+            checkpointing,
+            build_job(),
+            Arc::new(NoListener),
+            Arc::new(cluster.clone()),
+            String::new(),
+        )
+        .unwrap();
+        let live = job.live();
+        let summary = job.wait().unwrap();
+        assert!(
+            failed.load(Ordering::SeqCst),
+            "{backend:?}: the failure was injected"
+        );
+        assert_eq!(summary.restarts, 1, "{backend:?}");
+        let restored = summary.restored_from.expect("restored from a checkpoint");
+        let metadata = weir::checkpoint::CheckpointMetadata::decode(
+            &std::fs::read(
+                dir.path()
+                    .join("checkpoints")
+                    .join(name)
+                    .join(format!("chk-{}/_metadata", restored.get())),
+            )
+            .unwrap(),
+        )
+        .unwrap();
+        let (mut keyed, mut operator) = (0, 0);
+        for state in metadata
+            .operators
+            .values()
+            .flat_map(|o| o.subtasks.values())
+        {
+            keyed += state.keyed.iter().map(|k| k.handle.size).sum::<u64>()
+                + state.native.iter().map(|n| n.size()).sum::<u64>();
+            operator += state.operator.iter().map(|h| h.size).sum::<u64>();
+        }
+        assert!(keyed > 0, "{backend:?}");
+        assert_eq!(
+            live.restore().bytes_read,
+            keyed + 2 * operator,
+            "{backend:?}: keyed state read once, operator state by both workers"
+        );
+        assert_same(read_output(&out), expected(n), "output");
+    }
+}
+
 #[test]
 fn a_lost_worker_is_replaced_and_the_job_recovers_exactly() {
     let dir = tempfile::tempdir().unwrap();

@@ -128,6 +128,11 @@ impl KeyGroupRange {
         self.len() == 0
     }
 
+    /// Whether the two ranges share a key group.
+    pub fn overlaps(&self, other: &KeyGroupRange) -> bool {
+        !self.is_empty() && !other.is_empty() && self.start <= other.end && other.start <= self.end
+    }
+
     /// The key groups of the range, in order.
     pub fn iter(&self) -> impl Iterator<Item = KeyGroup> {
         let (start, len) = (self.start, self.len() as u16);
@@ -147,6 +152,14 @@ mod tests {
     use proptest::prelude::*;
 
     proptest! {
+        #[test]
+        fn ranges_overlap_exactly_when_they_share_a_group(a in 0u16..40, b in 0u16..40, c in 0u16..40, d in 0u16..40) {
+            let (x, y) = (KeyGroupRange { start: a, end: b }, KeyGroupRange { start: c, end: d });
+            let shared = x.iter().any(|g| y.contains(g));
+            prop_assert_eq!(x.overlaps(&y), shared);
+            prop_assert_eq!(y.overlaps(&x), shared);
+        }
+
         #[test]
         fn ranges_cover_every_group_exactly_once(max in 1usize..=1024, p_seed in 0usize..1024) {
             let max_p = MaxParallelism::new(max).unwrap();

@@ -19,7 +19,7 @@ use weir_checkpoint::restore::{load_checkpoint, NativeRestore, Reader};
 use weir_checkpoint::{
     CheckpointId, CheckpointStorage, Leftovers, OperatorUid, RestoreEvent, SkippedCheckpoint,
 };
-use weir_state::MaxParallelism;
+use weir_state::{KeyGroupRange, MaxParallelism};
 
 /// The restored state and the checkpoint it came from.
 type Loaded = (Option<RestoreState>, Option<CheckpointId>);
@@ -308,6 +308,7 @@ impl Driver {
     }
 
     fn load_checkpoint(&self, metadata: CheckpointMetadata) -> Result<Loaded> {
+        let metadata = self.only_local(metadata);
         let listener = self.listener.as_ref();
         let reader = Reader::Checkpoint(&self.storage);
         let native = self.native_restore();
@@ -360,7 +361,7 @@ impl Driver {
             }
             Origin::Savepoint(url) => {
                 let savepoint = self.read_savepoint(url)?;
-                let metadata = savepoint.metadata().clone();
+                let metadata = self.only_local(savepoint.metadata().clone());
                 let reader = Reader::Savepoint(&savepoint);
                 let native = self.native_restore();
                 let on_restore = |event: &RestoreEvent| listener.on_restore(&metadata.job, event);
@@ -377,6 +378,40 @@ impl Driver {
                 Ok((Some(state), Some(metadata.checkpoint)))
             }
         }
+    }
+
+    /// On a worker, `metadata` with only the keyed state its own subtasks need: the
+    /// keyed and native handles of key groups that no subtask of the new job placed
+    /// on this worker owns are dropped, so that each worker reads its share of the
+    /// state instead of all of it. Operator state stays whole (it is small, and
+    /// sources redistribute theirs), as do operators the new job lacks (their state
+    /// is checked afterwards). In one process, `metadata` as it is.
+    fn only_local(&self, mut metadata: CheckpointMetadata) -> CheckpointMetadata {
+        let (Some(placement), Ok(max)) = (
+            &self.config.placement,
+            MaxParallelism::new(self.config.max_parallelism),
+        ) else {
+            return metadata;
+        };
+        let me = placement.network.id();
+        let job = JobBuilder::new(self.config.clone());
+        (self.build)(&job);
+        let parallelism = job.operator_parallelism();
+        for (uid, operator) in metadata.operators.iter_mut() {
+            let Some(&new) = parallelism.get(uid.as_str()) else {
+                continue;
+            };
+            let local: Vec<KeyGroupRange> = (0..new)
+                .filter(|&subtask| placement.worker_of(subtask) == me)
+                .map(|subtask| KeyGroupRange::for_subtask(max, new, subtask))
+                .collect();
+            let needed = |range: &KeyGroupRange| local.iter().any(|l| l.overlaps(range));
+            for state in operator.subtasks.values_mut() {
+                state.keyed.retain(|keyed| needed(&keyed.key_groups));
+                state.native.retain(|native| needed(&native.key_groups));
+            }
+        }
+        metadata
     }
 
     /// The savepoint at `url`.
