@@ -2023,6 +2023,38 @@ fn a_restart_on_workers_refuses_to_pass_over_a_corrupt_newest_checkpoint() {
     );
 }
 
+/// `build()`'s job named `name` at parallelism 4 on `backend`, on a [`LocalCluster`]
+/// of `workers`, each with its local state (and standby copies) in a directory of
+/// its own under `dir`, as on separate hosts.
+fn spawn_on_workers_of_their_own<B: Fn(&JobBuilder) + Send + Sync + 'static>(
+    dir: &Path,
+    name: &str,
+    backend: Backend,
+    checkpointing: CheckpointingConfig,
+    workers: &[u32],
+    build: impl Fn() -> B,
+) -> (CheckpointedJob, LocalCluster) {
+    let cluster = LocalCluster::new();
+    for &id in workers {
+        let config = job_config_on(name, 4, backend, &dir.join(format!("w{id}")));
+        add_worker(
+            &cluster,
+            &resolver(config, checkpointing.clone(), build()),
+            id,
+        );
+    }
+    let job = CheckpointedJob::spawn_on_cluster(
+        job_config_on(name, 4, backend, &dir.join("coordinator")),
+        checkpointing,
+        build(),
+        Arc::new(NoListener),
+        Arc::new(cluster.clone()),
+        String::new(),
+    )
+    .unwrap();
+    (job, cluster)
+}
+
 /// Restored on two workers, a checkpoint's keyed state is read once in all, each
 /// worker reading the key groups of its own subtasks (and all operator state, which
 /// is small); not once per worker.
@@ -2043,24 +2075,14 @@ fn each_worker_restores_only_the_keyed_state_of_its_own_subtasks() {
         let mut checkpointing = settings(dir.path(), 10);
         // The checkpoint restored from is read afterwards.
         checkpointing.coordinator.retention = 10_000;
-        let cluster = LocalCluster::new();
-        for id in [1, 2] {
-            let config = job_config_on(name, 4, backend, &dir.path().join(format!("w{id}")));
-            add_worker(
-                &cluster,
-                &resolver(config, checkpointing.clone(), build_job()),
-                id,
-            );
-        }
-        let job = CheckpointedJob::spawn_on_cluster(
-            job_config_on(name, 4, backend, &dir.path().join("coordinator")),
+        let (job, _) = spawn_on_workers_of_their_own(
+            dir.path(),
+            name,
+            backend,
             checkpointing,
-            build_job(),
-            Arc::new(NoListener),
-            Arc::new(cluster.clone()),
-            String::new(),
-        )
-        .unwrap();
+            &[1, 2],
+            build_job,
+        );
         let live = job.live();
         let summary = job.wait().unwrap();
         assert!(
@@ -2150,23 +2172,14 @@ fn a_lost_workers_subtasks_restore_from_the_standby_copies_where_they_move(backe
         ..settings(dir.path(), 20)
     };
     let build_job = || build(n, out.clone(), None, 10);
-    // Each worker keeps its RocksDB state (and its standby copies) in its own
-    // directory, as on separate hosts.
-    let cluster = LocalCluster::new();
-    for id in [1, 2, 3] {
-        let config = job_config_on(name, 4, backend, &dir.path().join(format!("w{id}")));
-        let resolve = resolver(config, checkpointing.clone(), build_job());
-        add_worker(&cluster, &resolve, id);
-    }
-    let job = CheckpointedJob::spawn_on_cluster(
-        job_config_on(name, 4, backend, &dir.path().join("coordinator")),
+    let (job, cluster) = spawn_on_workers_of_their_own(
+        dir.path(),
+        name,
+        backend,
         checkpointing,
-        build_job(),
-        Arc::new(NoListener),
-        Arc::new(cluster.clone()),
-        String::new(),
-    )
-    .unwrap();
+        &[1, 2, 3],
+        build_job,
+    );
     let live = job.live();
     // Slots go to workers 1, 2, 3 in turn: subtask 0 runs on worker 1, and moves to
     // worker 2 if worker 1 is lost, which therefore keeps its standby copy: a native
