@@ -1916,16 +1916,27 @@ fn spawn_on_local_cluster_with<B: Fn(&JobBuilder) + Send + Sync + 'static>(
 ) -> (CheckpointedJob, LocalCluster, Resolver) {
     let config = job_config(name, 4);
     let (cluster, resolve) = local_cluster(config.clone(), checkpointing.clone(), build(), &[1, 2]);
-    let job = CheckpointedJob::spawn_on_cluster(
+    let job = spawn_on(&cluster, config, checkpointing, build());
+    (job, cluster, resolve)
+}
+
+/// The job `build` builds, coordinated here with `config` and `checkpointing`, on
+/// the workers of `cluster`.
+fn spawn_on(
+    cluster: &LocalCluster,
+    config: JobConfig,
+    checkpointing: CheckpointingConfig,
+    build: impl Fn(&JobBuilder) + Send + Sync + 'static,
+) -> CheckpointedJob {
+    CheckpointedJob::spawn_on_cluster(
         config,
         checkpointing,
-        build(),
+        build,
         Arc::new(NoListener),
         Arc::new(cluster.clone()),
         String::new(),
     )
-    .unwrap();
-    (job, cluster, resolve)
+    .unwrap()
 }
 
 #[test]
@@ -2043,15 +2054,8 @@ fn spawn_on_workers_of_their_own<B: Fn(&JobBuilder) + Send + Sync + 'static>(
             id,
         );
     }
-    let job = CheckpointedJob::spawn_on_cluster(
-        job_config_on(name, 4, backend, &dir.join("coordinator")),
-        checkpointing,
-        build(),
-        Arc::new(NoListener),
-        Arc::new(cluster.clone()),
-        String::new(),
-    )
-    .unwrap();
+    let config = job_config_on(name, 4, backend, &dir.join("coordinator"));
+    let job = spawn_on(&cluster, config, checkpointing, build());
     (job, cluster)
 }
 

@@ -124,6 +124,17 @@ enum Conn {
     Tls(Box<tokio_rustls::TlsStream<TcpStream>>),
 }
 
+/// The handshake of a connection this worker accepted from `addr`, plain or inside
+/// TLS: the stream back, and the peer that dialled.
+async fn accept<S: AsyncRead + AsyncWrite + Unpin>(
+    shared: &Shared,
+    mut stream: S,
+    addr: &str,
+) -> Result<(S, WorkerId), NetError> {
+    let peer = handshake::accept(&mut stream, shared.me, &shared.secret, addr).await?;
+    Ok((stream, peer))
+}
+
 /// The handshake of a connection this worker dialled, plain or inside TLS: the
 /// stream back, and the peer it reached.
 async fn dial<S: AsyncRead + AsyncWrite + Unpin>(
@@ -233,7 +244,7 @@ async fn read_loop(shared: Arc<Shared>, peer: Arc<Peer>, read: impl AsyncRead + 
 
 async fn accept_loop(shared: Arc<Shared>, listener: TcpListener) {
     loop {
-        let (mut stream, addr) = match listener.accept().await {
+        let (stream, addr) = match listener.accept().await {
             Ok(accepted) => accepted,
             Err(e) => {
                 tracing::warn!("accepting a data-plane connection failed: {e}");
@@ -248,15 +259,13 @@ async fn accept_loop(shared: Arc<Shared>, listener: TcpListener) {
             let authenticated = async {
                 match &shared.tls {
                     None => {
-                        let peer = handshake::accept(&mut stream, shared.me, &shared.secret, &addr)
-                            .await?;
+                        let (stream, peer) = accept(&shared, stream, &addr).await?;
                         Ok::<_, NetError>((Conn::Plain(stream), peer))
                     }
                     Some(tls) => {
                         let accepted = tls.server.acceptor().accept(stream).await;
-                        let mut stream = accepted.map_err(|e| tls_failed(&addr, e))?;
-                        let peer = handshake::accept(&mut stream, shared.me, &shared.secret, &addr)
-                            .await?;
+                        let stream = accepted.map_err(|e| tls_failed(&addr, e))?;
+                        let (stream, peer) = accept(&shared, stream, &addr).await?;
                         Ok((Conn::Tls(Box::new(stream.into())), peer))
                     }
                 }

@@ -23,9 +23,10 @@ pub enum ClientError {
         /// As given.
         url: String,
     },
-    /// The authority of `WEIR_TLS_CA` cannot be used.
-    #[error("WEIR_TLS_CA: {0}")]
-    Tls(weir_net::NetError),
+    /// The HTTP client cannot start: the authority of `WEIR_TLS_CA` cannot be used,
+    /// or the TLS stack refused its settings.
+    #[error("{0}")]
+    Tls(String),
     /// No answer.
     #[error("no weir server answers at {url} ({source}): is `weir serve` running there?")]
     Unreachable {
@@ -86,14 +87,12 @@ impl ServerClient {
         let mut http = reqwest::Client::builder();
         if let Some(ca) = std::env::var_os("WEIR_TLS_CA") {
             let tls = weir_net::tls::ClientTls::load(std::path::Path::new(&ca))
-                .map_err(ClientError::Tls)?;
+                .map_err(|e| ClientError::Tls(format!("WEIR_TLS_CA: {e}")))?;
             http = http.tls_backend_preconfigured(rustls::ClientConfig::clone(&tls.config()));
         }
-        let http = http.build().map_err(|e| {
-            ClientError::Tls(weir_net::NetError::Invalid(format!(
-                "cannot start the HTTP client: {e}"
-            )))
-        })?;
+        let http = http
+            .build()
+            .map_err(|e| ClientError::Tls(format!("cannot start the HTTP client: {e}")))?;
         Ok(Self {
             base: base.trim_end_matches('/').to_string(),
             token,

@@ -266,6 +266,11 @@ impl ServerJob {
         self.run_ended.store(true, Ordering::SeqCst);
     }
 
+    /// Whether a run of the job is going on (it may be restarting).
+    pub fn is_running(&self) -> bool {
+        lock(&self.running).is_some()
+    }
+
     /// Stops the running job with a savepoint because the server shuts down, and
     /// waits until its record names that savepoint as where the next server
     /// resumes it; returns where the savepoint is.

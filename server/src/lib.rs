@@ -362,10 +362,7 @@ pub async fn serve_until(
 /// resume from. A job whose savepoint fails goes on until the process ends, and is
 /// resumed from its newest checkpoint.
 async fn stop_with_savepoints(state: &Arc<AppState>) {
-    let running = state
-        .all()
-        .into_iter()
-        .filter(|job| job.status() == "running");
+    let running = state.all().into_iter().filter(|job| job.is_running());
     let stops = running.map(|job| {
         tokio::task::spawn_blocking(move || {
             tracing::info!("shutting down: stopping job `{}` with a savepoint", job.id);

@@ -394,9 +394,7 @@ impl Driver {
             return metadata;
         };
         let me = placement.network.id();
-        let job = JobBuilder::new(self.config.clone());
-        (self.build)(&job);
-        let parallelism = job.operator_parallelism();
+        let parallelism = self.operator_parallelism();
         for (uid, operator) in metadata.operators.iter_mut() {
             let Some(&new) = parallelism.get(uid.as_str()) else {
                 continue;
@@ -412,6 +410,13 @@ impl Driver {
             }
         }
         metadata
+    }
+
+    /// The parallelism of each operator of the job this driver runs, by uid.
+    fn operator_parallelism(&self) -> std::collections::BTreeMap<String, usize> {
+        let job = JobBuilder::new(self.config.clone());
+        (self.build)(&job);
+        job.operator_parallelism()
     }
 
     /// The savepoint at `url`.
@@ -442,10 +447,8 @@ impl Driver {
             None => std::env::temp_dir().join(format!("weir-{scratch_name}")),
         };
         let new_job = local_root.is_some().then(|| {
-            let job = JobBuilder::new(self.config.clone());
-            (self.build)(&job);
             let max = MaxParallelism::new(self.config.max_parallelism).unwrap_or_default();
-            (max, job.operator_parallelism())
+            (max, self.operator_parallelism())
         });
         NativeRestore {
             local_root,
