@@ -8,9 +8,11 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use weir::checkpoint::{CoordinatorConfig, StorageConfig};
-use weir::dataflow::checkpointing::cluster::{Deployment, LocalCluster, Resolver};
+use weir::dataflow::checkpointing::cluster::{
+    ClusterLink, Deployment, FromWorker, LocalCluster, Resolver, ToWorker, WorkerInfo,
+};
 use weir::dataflow::checkpointing::{
     CheckpointedJob, CheckpointingConfig, JobStatus, NoListener, RestartStrategy, ResumeFrom,
 };
@@ -1951,6 +1953,104 @@ fn a_job_on_two_workers_checkpoints_and_commits_exactly_once() {
     let summary = job.wait().unwrap();
     assert_eq!(summary.status, JobStatus::Finished);
     assert!(!summary.checkpoints.is_empty());
+    assert_same(read_output(&out), expected(n), "output");
+}
+
+/// A link whose reports of one worker reach the coordinator `delay` late from its
+/// `Started` on, as over a slow control plane: the other workers' reports of the
+/// same attempt come first.
+struct LateStart {
+    cluster: LocalCluster,
+    late: WorkerId,
+    delay: Duration,
+}
+
+impl ClusterLink for LateStart {
+    fn workers(&self) -> BTreeMap<WorkerId, WorkerInfo> {
+        self.cluster.workers()
+    }
+
+    fn send(&self, worker: WorkerId, message: ToWorker) -> Result<()> {
+        self.cluster.send(worker, message)
+    }
+
+    fn reports(&self) -> crossbeam_channel::Receiver<(WorkerId, FromWorker)> {
+        let reports = self.cluster.reports();
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let (late, delay) = (self.late, self.delay);
+        std::thread::spawn(move || {
+            let mut held = Vec::new();
+            let mut until: Option<Instant> = None;
+            let mut released = false;
+            loop {
+                let wait = until.map_or(Duration::from_secs(3600), |t| {
+                    t.saturating_duration_since(Instant::now())
+                });
+                match reports.recv_timeout(wait) {
+                    Ok((worker, report))
+                        if worker == late
+                            && !released
+                            && (until.is_some()
+                                || matches!(report, FromWorker::Started { .. })) =>
+                    {
+                        until.get_or_insert_with(|| Instant::now() + delay);
+                        held.push((worker, report));
+                    }
+                    Ok(report) => {
+                        if tx.send(report).is_err() {
+                            return;
+                        }
+                    }
+                    Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
+                        (released, until) = (true, None);
+                        for report in held.drain(..) {
+                            let _ = tx.send(report);
+                        }
+                    }
+                    Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return,
+                }
+            }
+        });
+        rx
+    }
+}
+
+/// The subtasks of the workers that started first may finish before the last
+/// worker's start is known: their reports still count, and the job finishes.
+#[test]
+fn reports_of_subtasks_that_finish_before_every_worker_started_are_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    let n = 2_000;
+    let config = job_config("cluster-late-start", 4);
+    let checkpointing = settings(dir.path(), 20);
+    let build = || build(n, out.clone(), None, 1_000);
+    let (cluster, _) = local_cluster(config.clone(), checkpointing.clone(), build(), &[1, 2]);
+    let link = LateStart {
+        cluster,
+        late: WorkerId(2),
+        delay: Duration::from_secs(2),
+    };
+    let job = CheckpointedJob::spawn_on_cluster(
+        config,
+        checkpointing,
+        build(),
+        Arc::new(NoListener),
+        Arc::new(link),
+        String::new(),
+    )
+    .unwrap();
+    let (done_tx, done) = crossbeam_channel::bounded(1);
+    std::thread::spawn(move || {
+        let _ = done_tx.send(job.wait());
+    });
+    // Before the fix, worker 1's `Finished` reports were dropped: the job never ended.
+    let summary = done
+        .recv_timeout(Duration::from_secs(120))
+        .expect("the job ends")
+        .unwrap();
+    assert_eq!(summary.status, JobStatus::Finished);
     assert_same(read_output(&out), expected(n), "output");
 }
 

@@ -428,6 +428,9 @@ impl RemoteAttempt {
         let mut restored = RestoreProgress::default();
         let mut graph = GraphView::default();
         let mut started: BTreeMap<WorkerId, Vec<SubtaskId>> = BTreeMap::new();
+        // Reports of this attempt that come before every worker started: the parts
+        // that started first run meanwhile, and may even finish.
+        let mut early: Vec<(WorkerId, FromWorker)> = Vec::new();
         let fail = |reason: String| {
             for worker in &workers {
                 let _ = link.send(*worker, ToWorker::Cancel { attempt });
@@ -456,6 +459,7 @@ impl RemoteAttempt {
                 Ok((worker, FromWorker::Failed { attempt: a, reason })) if a == attempt => {
                     return fail(format!("{worker} could not start: {reason}"));
                 }
+                Ok((worker, report)) if report.attempt() == attempt => early.push((worker, report)),
                 Ok(_) => {}
                 Err(_) => {
                     let missing: Vec<String> = workers
@@ -480,16 +484,8 @@ impl RemoteAttempt {
         let counted = counters.clone();
         let relay = std::thread::Builder::new()
             .name(format!("weir-attempt-{attempt}"))
-            .spawn(move || loop {
-                let report = select! {
-                    recv(reports) -> report => report,
-                    recv(done_rx) -> _ => return,
-                };
-                let Ok((worker, report)) = report else { return };
-                if report.attempt() != attempt {
-                    continue;
-                }
-                let _ = match report {
+            .spawn(move || {
+                let relay = |worker: WorkerId, report: FromWorker| match report {
                     FromWorker::Uploaded { ack, upload, .. } => {
                         internal_tx.send(Internal::Uploaded { ack, upload }).is_ok()
                     }
@@ -526,6 +522,19 @@ impl RemoteAttempt {
                         true
                     }
                 };
+                for (worker, report) in early {
+                    relay(worker, report);
+                }
+                loop {
+                    let report = select! {
+                        recv(reports) -> report => report,
+                        recv(done_rx) -> _ => return,
+                    };
+                    let Ok((worker, report)) = report else { return };
+                    if report.attempt() == attempt {
+                        relay(worker, report);
+                    }
+                }
             })
             .map_err(|e| DataflowError::checkpoint_caused("could not start a relay thread", e))?;
         Ok(Self {
