@@ -2333,3 +2333,150 @@ fn a_lost_workers_subtasks_restore_from_the_standby_copies_where_they_move(backe
     }
     assert_same(read_output(&out), expected(n), "output");
 }
+
+#[test]
+fn live_queries_of_keyed_state_agree_with_the_committed_output() {
+    live_queries_agree_with_the_committed_output(Backend::Heap);
+}
+
+#[test]
+#[cfg_attr(not(feature = "rocksdb"), ignore = "needs the `rocksdb` feature")]
+fn rocksdb_live_queries_of_keyed_state_agree_with_the_committed_output() {
+    live_queries_agree_with_the_committed_output(Backend::RocksDb);
+}
+
+/// The committed counts of each key by the epoch that committed them (an epoch's
+/// file holds what its checkpoint covers).
+fn committed_by_epoch(dir: &Path) -> BTreeMap<u32, Vec<(u64, u64)>> {
+    let mut by_key: BTreeMap<u32, Vec<(u64, u64)>> = BTreeMap::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().to_string();
+        let Some(stem) = name
+            .strip_prefix("part-")
+            .and_then(|n| n.strip_suffix(".jsonl"))
+        else {
+            continue;
+        };
+        let epoch: u64 = stem.split('-').nth(1).unwrap().parse().unwrap();
+        for line in std::fs::read_to_string(&path).unwrap().lines() {
+            let (key, count): (u32, u64) = serde_json::from_str(line).unwrap();
+            by_key.entry(key).or_default().push((epoch, count));
+        }
+    }
+    by_key
+}
+
+/// Lookups and scans of a running job's counts, concurrent with its processing, a
+/// failure and the restart: each answer holds at least what the output committed
+/// by the answer's checkpoint holds, and at most the key's final count.
+fn live_queries_agree_with_the_committed_output(backend: Backend) {
+    use weir::dataflow::query::{QueryError, QueryPort, StateRequest};
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    let n = 60_000;
+    let failed = Arc::new(AtomicBool::new(false));
+    let job = CheckpointedJob::spawn(
+        job_config_on("queried", 2, backend, dir.path()),
+        settings(dir.path(), 20),
+        build(n, out.clone(), Some((40_000, failed.clone())), 20),
+        Arc::new(NoListener),
+    )
+    .unwrap();
+    let live = job.live();
+    let request = |key: Option<u32>, at_least: Option<u64>, cursor: Option<String>| StateRequest {
+        uid: "running-count".into(),
+        state: "counts".into(),
+        key: key.map(|k| serde_json::json!(k)),
+        limit: 5,
+        cursor,
+        at_least_checkpoint: at_least,
+    };
+    let ask = |request: &StateRequest| {
+        QueryPort::answer(|| live.query_port(), request, Duration::from_secs(10))
+    };
+    // (key, count, checkpoint of the answer)
+    let mut seen: Vec<(u32, u64, u64)> = Vec::new();
+    let (mut scans, mut bounded, mut newest) = (0, 0, 0);
+    let mut i: u32 = 0;
+    while !matches!(
+        live.status(),
+        JobStatus::Finished | JobStatus::Cancelled | JobStatus::Suspended
+    ) {
+        i += 1;
+        let key = i * 7 % KEYS;
+        let at_least = (i % 10 == 0 && newest > 0).then_some(newest + 1);
+        match ask(&request(Some(key), at_least, None)) {
+            Ok(answer) => {
+                let position = answer.positions[0];
+                if let Some(asked) = at_least {
+                    assert!(position.checkpoint >= Some(asked), "{answer:?}");
+                    bounded += 1;
+                }
+                if let (Some(entry), Some(checkpoint)) =
+                    (answer.entries.first(), position.checkpoint)
+                {
+                    assert_eq!(entry.key, serde_json::json!(key));
+                    seen.push((key, entry.value.as_u64().unwrap(), checkpoint));
+                    newest = newest.max(checkpoint);
+                }
+            }
+            // Between attempts, or at the end.
+            Err(QueryError::NotRunning(_)) => {}
+            Err(e) => panic!("{e}"),
+        }
+        if i % 25 == 0 {
+            // A whole scan, page by page: every key once.
+            let mut keys = Vec::new();
+            let mut cursor = None;
+            let complete = loop {
+                match ask(&request(None, None, cursor.clone())) {
+                    Ok(page) => {
+                        assert!(page.entries.len() <= 5, "{page:?}");
+                        keys.extend(page.entries.iter().map(|e| e.key.as_u64().unwrap()));
+                        match page.next {
+                            Some(next) => cursor = Some(next),
+                            None => break true,
+                        }
+                    }
+                    Err(QueryError::NotRunning(_)) => break false,
+                    Err(e) => panic!("{e}"),
+                }
+            };
+            if complete {
+                let distinct: std::collections::BTreeSet<u64> = keys.iter().copied().collect();
+                assert_eq!(distinct.len(), keys.len(), "a key twice: {keys:?}");
+                scans += 1;
+            }
+        }
+    }
+    let summary = job.wait().unwrap();
+    assert_eq!(summary.status, JobStatus::Finished);
+    assert!(failed.load(Ordering::SeqCst) && summary.restarts == 1);
+    assert_same(read_output(&out), expected(n), "output");
+    let committed = committed_by_epoch(&out);
+    let total = |key: u32| committed[&key].iter().map(|&(_, c)| c).max().unwrap();
+    assert!(
+        seen.len() >= 20,
+        "only {} answers with a position",
+        seen.len()
+    );
+    assert!(
+        scans >= 1 && bounded >= 1,
+        "{scans} scans, {bounded} bounded lookups"
+    );
+    for &(key, count, checkpoint) in &seen {
+        let covered = committed[&key]
+            .iter()
+            .filter(|&&(epoch, _)| epoch <= checkpoint)
+            .map(|&(_, c)| c)
+            .max()
+            .unwrap_or(0);
+        assert!(
+            covered <= count && count <= total(key),
+            "key {key}: {count} at checkpoint {checkpoint}, committed by then {covered}, in all {}",
+            total(key)
+        );
+    }
+}

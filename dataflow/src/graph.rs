@@ -279,6 +279,7 @@ impl<T: Data> InputOps for TypedOps<T> {
             inputs,
             stage,
             last_barrier: None,
+            completed: None,
         }))
     }
 }
@@ -349,6 +350,7 @@ where
             rows: crate::metrics::row_counter(&cx.row_counts),
             cx: Some(cx),
             last_barrier: None,
+            completed: None,
         }))
     }
 }

@@ -16,6 +16,7 @@
 //! after the other; the handle's lock is therefore never contended and costs two
 //! uncontended atomic operations. Lock once per batch where the operator can.
 
+use crate::query::{Page, QueryError, Read, Router};
 use crate::{DataflowError, Result};
 use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
 use weir_state::{FrozenKeyed, KeyGroup, KeyGroupRange, MaxParallelism, StateKey, StateValue};
@@ -51,6 +52,22 @@ pub trait KeyedStateStore: Send + 'static {
         range: KeyGroupRange,
         max: MaxParallelism,
     ) -> weir_state::Result<usize>;
+    /// Reads the state as JSON for a live query (see [`crate::query`]), over the key
+    /// groups of `range`; `None`: the state cannot be queried.
+    fn query(
+        &mut self,
+        read: &Read,
+        range: KeyGroupRange,
+        max: MaxParallelism,
+    ) -> Option<Result<Page, QueryError>> {
+        let _ = (read, range, max);
+        None
+    }
+    /// How a key given as JSON maps to its key group; `None`: the state cannot be
+    /// queried.
+    fn router(&self) -> Option<Router> {
+        None
+    }
 }
 
 /// An operator's handle to a keyed state the runtime owns (see the module docs).
@@ -133,6 +150,36 @@ impl StateRegistry {
         Ok(KeyedStateHandle { state, name })
     }
 
+    /// Reads state `name` for a live query; `None`: no state of that name.
+    pub(crate) fn query(
+        &self,
+        name: &str,
+        read: &Read,
+        range: KeyGroupRange,
+        max: MaxParallelism,
+    ) -> Option<Result<Page, QueryError>> {
+        let (_, state) = self.states.iter().find(|(known, _)| &**known == name)?;
+        let mut state = match lock(name, state) {
+            Ok(state) => state,
+            Err(e) => {
+                return Some(Err(QueryError::Failed {
+                    state: name.to_string(),
+                    reason: e.to_string(),
+                }))
+            }
+        };
+        Some(
+            state
+                .query(read, range, max)
+                .unwrap_or_else(|| Err(QueryError::NotQueryable(name.to_string()))),
+        )
+    }
+
+    /// The names of the registered states.
+    pub(crate) fn names(&self) -> impl Iterator<Item = &str> {
+        self.states.iter().map(|(name, _)| &**name)
+    }
+
     /// Whether no state is registered.
     pub(crate) fn is_empty(&self) -> bool {
         self.states.is_empty()
@@ -189,6 +236,17 @@ impl<K: StateKey, V: StateValue> KeyedStateStore for weir_state::StateTable<K, V
     ) -> weir_state::Result<usize> {
         self.restore_chunks(chunks.iter().copied(), range, max)
     }
+    fn query(
+        &mut self,
+        read: &Read,
+        range: KeyGroupRange,
+        max: MaxParallelism,
+    ) -> Option<Result<Page, QueryError>> {
+        Some(crate::query::read_table(self, read, range, max))
+    }
+    fn router(&self) -> Option<Router> {
+        Some(crate::query::serde_router::<K>())
+    }
 }
 
 /// The typed states of `weir_state` are their table for the runtime. A state with a
@@ -217,6 +275,17 @@ macro_rules! deref_state_store {
                 max: MaxParallelism,
             ) -> weir_state::Result<usize> {
                 (**self).restore_state(chunks, range, max)
+            }
+            fn query(
+                &mut self,
+                read: &Read,
+                range: KeyGroupRange,
+                max: MaxParallelism,
+            ) -> Option<Result<Page, QueryError>> {
+                (**self).query(read, range, max)
+            }
+            fn router(&self) -> Option<Router> {
+                (**self).router()
             }
         }
     };
@@ -254,6 +323,17 @@ where
         max: MaxParallelism,
     ) -> weir_state::Result<usize> {
         self.table_mut().restore_state(chunks, range, max)
+    }
+    fn query(
+        &mut self,
+        read: &Read,
+        range: KeyGroupRange,
+        max: MaxParallelism,
+    ) -> Option<Result<Page, QueryError>> {
+        self.table_mut().query(read, range, max)
+    }
+    fn router(&self) -> Option<Router> {
+        self.table().router()
     }
 }
 

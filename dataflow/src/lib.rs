@@ -41,6 +41,7 @@ mod metrics;
 mod operator;
 mod ops;
 pub mod process;
+pub mod query;
 mod sink;
 mod source;
 mod stage;

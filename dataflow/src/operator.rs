@@ -60,6 +60,8 @@ pub struct OperatorContext {
     pub state_backend: KeyedBackend,
     /// The keyed states registered so far; the operator's stage snapshots them.
     pub(crate) states: StateRegistry,
+    /// Where the routers of queryable states go (see [`crate::query`]).
+    pub(crate) routes: Option<Arc<crate::query::Routes>>,
     /// How the job counts rows of batch record types, for the metrics.
     pub(crate) row_counts: crate::metrics::RowCounts,
 }
@@ -81,6 +83,7 @@ impl OperatorContext {
             metrics: Arc::new(OperatorMetrics::default()),
             states: StateRegistry::default(),
             row_counts: crate::metrics::RowCounts::default(),
+            routes: None,
         }
     }
 
@@ -98,6 +101,9 @@ impl OperatorContext {
     ) -> Result<KeyedStateHandle<S>> {
         let mut state = make(&self.state_backend)?;
         let name = state.state_name();
+        if let (Some(routes), Some(router)) = (&self.routes, state.router()) {
+            routes.register(&self.subtask.uid, &name, router);
+        }
         let chunks = self.restored_chunks(&name);
         state.restore_state(
             &chunks,

@@ -5,6 +5,7 @@
 use crate::keyed_state::StateRegistry;
 use crate::metrics::{row_counter, rows_in, OperatorMetrics};
 use crate::operator::{Operator, OperatorContext, Output, SnapshotContext};
+use crate::query::{Page, QueryCall, QueryError};
 use crate::sink::Sink;
 use crate::{DataflowError, Result, Timestamp};
 use std::sync::Arc;
@@ -30,6 +31,48 @@ pub(crate) trait Stage<T>: Send {
     fn checkpoint_complete(&mut self, id: CheckpointId) -> Result<()>;
     /// End of input: flush, then propagate.
     fn end(&mut self) -> Result<()>;
+    /// Reads a keyed state of the operator with the call's uid, if it is in this
+    /// chain: the page and the operator's watermark (`None`: not in this chain).
+    fn query(&mut self, call: &QueryCall) -> Option<QueryResult> {
+        let _ = call;
+        None
+    }
+}
+
+/// A read of one subtask's state and the watermark its operator passed on.
+pub(crate) type QueryResult = std::result::Result<(Page, Option<i64>), QueryError>;
+
+/// Reads the state the call names from `states`, of the operator the stage holds.
+fn query_states(
+    states: &StateRegistry,
+    call: &QueryCall,
+    metrics: &OperatorMetrics,
+    cx: &Option<OperatorContext>,
+    key_groups: weir_state::KeyGroupRange,
+    max: weir_state::MaxParallelism,
+) -> QueryResult {
+    if cx.is_some() {
+        return Err(QueryError::NotRunning(format!(
+            "operator `{}` is not open yet",
+            call.uid
+        )));
+    }
+    let page = states
+        .query(&call.state, &call.read, key_groups, max)
+        .unwrap_or_else(|| {
+            let known: Vec<String> = states.names().map(|n| format!("`{n}`")).collect();
+            Err(QueryError::NoState {
+                uid: call.uid.clone(),
+                state: call.state.clone(),
+                known: if known.is_empty() {
+                    "none".to_string()
+                } else {
+                    known.join(", ")
+                },
+            })
+        })?;
+    let watermark = metrics.watermark.load(std::sync::atomic::Ordering::Relaxed);
+    Ok((page, (watermark != i64::MIN).then_some(watermark)))
 }
 
 /// Wraps an [`Operator`] with its output buffer and the next stage.
@@ -45,6 +88,7 @@ pub(crate) struct OperatorStage<O: Operator> {
     pub(crate) subtask: usize,
     pub(crate) metrics: Arc<OperatorMetrics>,
     pub(crate) max_parallelism: weir_state::MaxParallelism,
+    pub(crate) key_groups: weir_state::KeyGroupRange,
     /// Rows per input and output record, for record types that hold many.
     pub(crate) rows_in: Option<fn(&O::In) -> usize>,
     pub(crate) rows_out: Option<fn(&O::Out) -> usize>,
@@ -61,6 +105,7 @@ impl<O: Operator> OperatorStage<O> {
             subtask: cx.subtask.index,
             metrics: cx.metrics.clone(),
             max_parallelism: cx.subtask.max_parallelism,
+            key_groups: cx.subtask.key_groups,
             rows_in: row_counter(&cx.row_counts),
             rows_out: row_counter(&cx.row_counts),
             cx: Some(cx),
@@ -157,6 +202,20 @@ impl<O: Operator> Stage<O::In> for OperatorStage<O> {
         self.emit()?;
         self.next.end()
     }
+
+    fn query(&mut self, call: &QueryCall) -> Option<QueryResult> {
+        if self.uid.as_str() != call.uid {
+            return self.next.query(call);
+        }
+        Some(query_states(
+            &self.states,
+            call,
+            &self.metrics,
+            &self.cx,
+            self.key_groups,
+            self.max_parallelism,
+        ))
+    }
 }
 
 /// Wraps a [`Sink`]: the last stage of a chain.
@@ -170,6 +229,7 @@ pub(crate) struct SinkStage<S: Sink> {
     pub(crate) subtask: usize,
     pub(crate) metrics: Arc<OperatorMetrics>,
     pub(crate) max_parallelism: weir_state::MaxParallelism,
+    pub(crate) key_groups: weir_state::KeyGroupRange,
     /// Rows per record, for record types that hold many.
     pub(crate) rows: Option<fn(&S::In) -> usize>,
 }
@@ -183,6 +243,7 @@ impl<S: Sink> SinkStage<S> {
             subtask: cx.subtask.index,
             metrics: cx.metrics.clone(),
             max_parallelism: cx.subtask.max_parallelism,
+            key_groups: cx.subtask.key_groups,
             rows: row_counter(&cx.row_counts),
             cx: Some(cx),
             states: StateRegistry::default(),
@@ -230,6 +291,19 @@ impl<S: Sink> Stage<S::In> for SinkStage<S> {
 
     fn tick(&mut self, _: Timestamp) -> Result<()> {
         Ok(())
+    }
+
+    fn query(&mut self, call: &QueryCall) -> Option<QueryResult> {
+        (self.uid.as_str() == call.uid).then(|| {
+            query_states(
+                &self.states,
+                call,
+                &self.metrics,
+                &self.cx,
+                self.key_groups,
+                self.max_parallelism,
+            )
+        })
     }
 
     fn barrier(&mut self, barrier: Barrier, snapshots: &mut ChainSnapshots) -> Result<()> {
@@ -327,5 +401,9 @@ impl<T: Clone + Send> Stage<T> for Tee<T> {
 
     fn end(&mut self) -> Result<()> {
         self.branches.iter_mut().try_for_each(|b| b.end())
+    }
+
+    fn query(&mut self, call: &QueryCall) -> Option<QueryResult> {
+        self.branches.iter_mut().find_map(|b| b.query(call))
     }
 }

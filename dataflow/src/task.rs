@@ -4,6 +4,7 @@
 use crate::align::{AlignmentStep, BarrierAligner};
 use crate::metrics::OperatorMetrics;
 use crate::operator::{FrozenState, OperatorContext, SnapshotContext};
+use crate::query::{Position, QueryCall, QueryError};
 use crate::source::{Source, SourceOutput, SourcePoll, SplitId, WatermarkStrategy};
 use crate::stage::{ChainSnapshots, Stage};
 use crate::watermark::{InputWatermark, InputWatermarks, WatermarkStep, WatermarkValve};
@@ -15,14 +16,41 @@ use std::time::{Duration, Instant};
 use weir_checkpoint::{Barrier, CheckpointId, OperatorUid, SubtaskAck, SubtaskId};
 
 /// Commands the job sends to a running task.
-#[derive(Clone, Copy, Debug)]
+#[derive(Debug)]
 pub enum TaskCommand {
     /// Sources only: snapshot the position and emit this barrier.
     TriggerBarrier(Barrier),
     /// A checkpoint is complete.
     CheckpointComplete(CheckpointId),
+    /// Read a keyed state of an operator of the chain, between two batches.
+    Query(Box<QueryCall>),
     /// Stop now.
     Cancel,
+}
+
+/// Answers a query on the task thread: from the chain's operator of that uid, with
+/// the subtask's position.
+fn answer<T>(
+    env: &TaskEnv,
+    stage: &mut dyn Stage<T>,
+    call: &QueryCall,
+    completed: Option<CheckpointId>,
+) {
+    let result = match stage.query(call) {
+        Some(result) => result.map(|(page, watermark)| {
+            let position = Position {
+                subtask: env.subtask,
+                watermark,
+                checkpoint: completed.map(CheckpointId::get),
+            };
+            (page, position)
+        }),
+        None => Err(QueryError::NoOperator {
+            uid: call.uid.clone(),
+            known: format!("none of that uid in the chain of `{}`", env.name),
+        }),
+    };
+    let _ = call.reply.send(result);
 }
 
 /// What tasks report to the job.
@@ -98,6 +126,8 @@ pub(crate) struct GateHead<T> {
     pub(crate) stage: Box<dyn Stage<T>>,
     /// The newest barrier the chain snapshotted.
     pub(crate) last_barrier: Option<CheckpointId>,
+    /// The newest checkpoint known complete.
+    pub(crate) completed: Option<CheckpointId>,
 }
 
 /// Passes on what a [`WatermarkStep`] emits: its watermark (if any), then `Idle`.
@@ -126,7 +156,13 @@ impl<T: Send> TaskHead for GateHead<T> {
         while open_inputs > 0 {
             // Control first: cheap when empty.
             match env.control.try_recv() {
-                Ok(TaskCommand::CheckpointComplete(id)) => self.stage.checkpoint_complete(id)?,
+                Ok(TaskCommand::CheckpointComplete(id)) => {
+                    self.completed = Some(id);
+                    self.stage.checkpoint_complete(id)?;
+                }
+                Ok(TaskCommand::Query(call)) => {
+                    answer(&env, self.stage.as_mut(), &call, self.completed);
+                }
                 Ok(TaskCommand::Cancel) => return Err(DataflowError::Cancelled),
                 Ok(TaskCommand::TriggerBarrier(_)) | Err(TryRecvError::Empty) => {}
                 Err(TryRecvError::Disconnected) => return Err(DataflowError::Cancelled),
@@ -221,7 +257,7 @@ impl<T: Send> TaskHead for GateHead<T> {
         drain_completions(
             &env,
             self.stage.as_mut(),
-            self.last_barrier,
+            (self.last_barrier, self.completed),
             |_| Ok(None),
             |_| Ok(()),
         )
@@ -251,7 +287,7 @@ impl<T: Send> GateHead<T> {
 fn drain_completions<T>(
     env: &TaskEnv,
     stage: &mut dyn Stage<T>,
-    mut last_barrier: Option<CheckpointId>,
+    (mut last_barrier, mut completed): (Option<CheckpointId>, Option<CheckpointId>),
     mut head_snapshot: impl FnMut(Barrier) -> Result<Option<(OperatorUid, SnapshotContext)>>,
     mut on_complete: impl FnMut(CheckpointId) -> Result<()>,
 ) -> Result<()> {
@@ -263,9 +299,11 @@ fn drain_completions<T>(
     loop {
         match env.control.recv() {
             Ok(TaskCommand::CheckpointComplete(id)) => {
+                completed = Some(id);
                 on_complete(id)?;
                 stage.checkpoint_complete(id)?;
             }
+            Ok(TaskCommand::Query(call)) => answer(env, stage, &call, completed),
             Ok(TaskCommand::Cancel) | Err(_) => return Ok(()),
             Ok(TaskCommand::TriggerBarrier(barrier)) => {
                 if last_barrier.is_some_and(|last| barrier.id <= last) {
@@ -302,6 +340,8 @@ pub(crate) struct SourceHead<S: Source> {
     pub(crate) max_parallelism: weir_state::MaxParallelism,
     /// The newest barrier the source took.
     pub(crate) last_barrier: Option<CheckpointId>,
+    /// The newest checkpoint known complete.
+    pub(crate) completed: Option<CheckpointId>,
     /// Rows per record, for record types that hold many.
     pub(crate) rows: Option<fn(&S::Out) -> usize>,
 }
@@ -446,6 +486,9 @@ impl<S: Source> TaskHead for SourceHead<S> {
                     }
                 }
                 Ok(TaskCommand::CheckpointComplete(id)) => self.complete(id)?,
+                Ok(TaskCommand::Query(call)) => {
+                    answer(&env, self.stage.as_mut(), &call, self.completed);
+                }
                 Ok(TaskCommand::Cancel) | Err(TryRecvError::Disconnected) => {
                     return Err(DataflowError::Cancelled)
                 }
@@ -493,6 +536,9 @@ impl<S: Source> TaskHead for SourceHead<S> {
                         }
                     }
                     Ok(TaskCommand::CheckpointComplete(id)) => self.complete(id)?,
+                    Ok(TaskCommand::Query(call)) => {
+                        answer(&env, self.stage.as_mut(), &call, self.completed);
+                    }
                     Ok(TaskCommand::Cancel) | Err(RecvTimeoutError::Disconnected) => {
                         return Err(DataflowError::Cancelled)
                     }
@@ -503,7 +549,7 @@ impl<S: Source> TaskHead for SourceHead<S> {
         self.metrics.set_watermark(Timestamp::MAX);
         self.stage.watermark(Timestamp::MAX)?;
         self.stage.end()?;
-        let last_barrier = self.last_barrier;
+        let progress = (self.last_barrier, self.completed);
         let (source, stage) = (&mut self.source, self.stage.as_mut());
         let max_parallelism = self.max_parallelism;
         let uid = self.uid.clone();
@@ -511,7 +557,7 @@ impl<S: Source> TaskHead for SourceHead<S> {
         drain_completions(
             &env,
             stage,
-            last_barrier,
+            progress,
             |barrier| {
                 let mut cx =
                     SnapshotContext::new(barrier.id, barrier.is_savepoint(), max_parallelism);
@@ -525,6 +571,7 @@ impl<S: Source> TaskHead for SourceHead<S> {
 
 impl<S: Source> SourceHead<S> {
     fn complete(&mut self, id: CheckpointId) -> Result<()> {
+        self.completed = Some(id);
         self.source.on_checkpoint_complete(id)?;
         self.stage.checkpoint_complete(id)
     }
@@ -535,6 +582,9 @@ impl<S: Source> SourceHead<S> {
         loop {
             match env.control.recv() {
                 Ok(TaskCommand::CheckpointComplete(id)) => self.complete(id)?,
+                Ok(TaskCommand::Query(call)) => {
+                    answer(env, self.stage.as_mut(), &call, self.completed);
+                }
                 Ok(TaskCommand::TriggerBarrier(barrier)) => {
                     let _ = env.events.send(JobEvent::BarrierDeclined {
                         checkpoint: barrier.id,

@@ -38,6 +38,7 @@ struct State {
     graph: Option<Arc<GraphView>>,
     counters: Option<Counters>,
     restore: RestoreProgress,
+    queries: Option<crate::query::QueryPort>,
 }
 
 /// Where the current attempt's counters are read.
@@ -159,10 +160,31 @@ impl LiveJob {
         self.state().restore.clone()
     }
 
-    pub(crate) fn attempt_started(&self, graph: Arc<GraphView>, counters: MetricsView) {
+    pub(crate) fn attempt_started(
+        &self,
+        graph: Arc<GraphView>,
+        counters: MetricsView,
+        queries: crate::query::QueryPort,
+    ) {
         let mut state = self.state();
         state.graph = Some(graph);
         state.counters = Some(Counters::Local(counters));
+        state.queries = Some(queries);
+    }
+
+    /// Where queries of the current attempt's keyed state go (see
+    /// [`crate::query`]).
+    ///
+    /// # Errors
+    /// No attempt runs in this process (none yet, or the job runs on workers).
+    pub fn query_port(&self) -> Result<crate::query::QueryPort, crate::query::QueryError> {
+        self.state().queries.clone().ok_or_else(|| {
+            crate::query::QueryError::NotRunning(
+                "no attempt of the job runs in this process (not started, or on workers: \
+                 their state is not queryable through the coordinator yet)"
+                    .to_string(),
+            )
+        })
     }
 
     /// An attempt started on workers, which report its counters.
@@ -174,6 +196,7 @@ impl LiveJob {
         let mut state = self.state();
         state.graph = Some(Arc::new(graph));
         state.counters = Some(Counters::Remote(counters));
+        state.queries = None;
     }
 
     pub(crate) fn restarted(&self) {

@@ -469,7 +469,7 @@ impl Driver {
             Err(e) => return Ended::Failed(e),
         };
         self.live
-            .attempt_started(handle.graph(), handle.metrics_view());
+            .attempt_started(handle.graph(), handle.metrics_view(), handle.query_port());
         self.status(JobStatus::Running);
         self.drive(Attempt::Local(handle), next_id)
     }

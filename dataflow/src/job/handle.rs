@@ -32,6 +32,10 @@ pub(super) struct RunningTask {
 
 /// A running job.
 pub struct JobHandle {
+    /// Where queries of its state go; closed before the tasks are joined (it holds
+    /// their control channels), and when the handle is dropped (first: fields drop
+    /// in order).
+    pub(super) query: crate::query::PortGuard,
     pub(super) tasks: Vec<RunningTask>,
     pub(super) events: Receiver<JobEvent>,
     pub(super) failures: Receiver<String>,
@@ -161,6 +165,7 @@ impl JobHandle {
     /// # Errors
     /// The first real task failure.
     pub fn shutdown(self) -> Result<JobResult> {
+        self.query.0.close();
         self.cancel();
         let metrics = self.metrics();
         let elapsed = self.started.elapsed();
@@ -177,6 +182,12 @@ impl JobHandle {
                 acks: Vec::new(),
             }),
         }
+    }
+
+    /// Where queries of the job's keyed state go while it runs (see
+    /// [`crate::query`]).
+    pub fn query_port(&self) -> crate::query::QueryPort {
+        self.query.0.clone()
     }
 
     /// Stops every task.
@@ -227,6 +238,7 @@ impl JobHandle {
         }
         let metrics = self.metrics();
         let elapsed = self.started.elapsed();
+        self.query.0.close();
         let first_error = join_tasks(self.tasks, true);
         if first_error.is_some() {
             if let Some((placement, _)) = &self.placement {

@@ -115,6 +115,7 @@ fn spawn(graph: GraphSpec, config: JobConfig) -> Result<JobHandle> {
             .map(|&p| (0..p).map(|_| Arc::default()).collect())
             .collect(),
         metrics: Vec::new(),
+        routes: Arc::default(),
     };
     for (index, node) in graph.nodes.iter().enumerate() {
         for (edge_index, edge) in node.inputs.iter().enumerate() {
@@ -165,7 +166,16 @@ fn spawn(graph: GraphSpec, config: JobConfig) -> Result<JobHandle> {
             let head = wiring.head(root, index)?;
             let is_source = matches!(graph.nodes[root].kind, NodeKind::Source(_));
             let id = SubtaskId::new(root, index);
-            heads.push((id, name.clone(), index, parallelism[root], is_source, head));
+            let members = wiring.members(root);
+            heads.push((
+                id,
+                name.clone(),
+                index,
+                parallelism[root],
+                is_source,
+                head,
+                members,
+            ));
         }
     }
     let metrics = std::mem::take(&mut wiring.metrics);
@@ -174,8 +184,19 @@ fn spawn(graph: GraphSpec, config: JobConfig) -> Result<JobHandle> {
     let (failures_tx, failures) = unbounded();
     let mut tasks = Vec::new();
     let started = Instant::now();
-    for (id, name, index, p, is_source, head) in heads {
+    let mut targets = crate::query::Targets::new();
+    for (id, name, index, p, is_source, head, members) in heads {
         let (control_tx, control) = unbounded();
+        for member in members {
+            targets
+                .entry(graph.uid_of(member))
+                .or_default()
+                .push(crate::query::QueryTarget {
+                    index,
+                    parallelism: parallelism[member],
+                    control: control_tx.clone(),
+                });
+        }
         let env = TaskEnv {
             name: name.clone(),
             subtask: index,
@@ -221,6 +242,11 @@ fn spawn(graph: GraphSpec, config: JobConfig) -> Result<JobHandle> {
         });
     }
     Ok(JobHandle {
+        query: crate::query::PortGuard(crate::query::QueryPort::new(
+            max,
+            wiring.routes.clone(),
+            targets,
+        )),
         tasks,
         events,
         failures,

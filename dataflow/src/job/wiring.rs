@@ -27,6 +27,8 @@ pub(super) struct Wiring<'a> {
     /// exchange writers can count backpressure into them.
     pub(super) counters: Vec<Vec<Arc<OperatorMetrics>>>,
     pub(super) metrics: Vec<CounterEntry>,
+    /// The routers of the job's queryable states.
+    pub(super) routes: Arc<crate::query::Routes>,
 }
 
 impl Wiring<'_> {
@@ -55,6 +57,7 @@ impl Wiring<'_> {
             &self.shared_backend,
         )?;
         cx.metrics = self.counters[node][index].clone();
+        cx.routes = Some(self.routes.clone());
         if let Some(probe) = cx.state_backend.stats_probe() {
             cx.metrics.register_gauges(move || {
                 probe
@@ -134,6 +137,22 @@ impl Wiring<'_> {
             .as_ref()
             .ok_or_else(|| DataflowError::invalid(&spec.name, "operator without input type"))?;
         input.gate(readers, stage)
+    }
+
+    /// The nodes of the chain that starts at `root`, `root` first.
+    pub(super) fn members(&self, root: usize) -> Vec<usize> {
+        let mut members = vec![root];
+        let mut i = 0;
+        while let Some(&current) = members.get(i) {
+            members.extend(
+                self.consumers[current]
+                    .iter()
+                    .filter(|(c, e)| self.chained[*c][*e])
+                    .map(|(c, _)| *c),
+            );
+            i += 1;
+        }
+        members
     }
 
     pub(super) fn task_name(&self, root: usize) -> String {
