@@ -58,6 +58,10 @@ enum Command {
     Stop(JobIdArgs),
     /// Cancel a job of a job server (without a savepoint).
     Cancel(JobIdArgs),
+    /// Query a running job's keyed state through its job server: look up a key or
+    /// scan the state, with the position (watermark, checkpoint) of the answer.
+    #[command(subcommand)]
+    State(cli::state::StateCommand),
     /// Show the checkpoints and savepoints in a storage.
     #[command(subcommand)]
     Checkpoints(CheckpointsCommand),
@@ -122,6 +126,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Query(args) => cli::query::query(args),
         Command::Savepoint(args) => cli::savepoint::savepoint(args),
         Command::Checkpoints(command) => cli::checkpoints::checkpoints(command),
+        Command::State(command) => cli::state::state(command),
         Command::Testing(command) => cli::testing::run(command),
         Command::Validate(args) => cli::job_file::validate(args),
         Command::Run(args) => cli::job_file::run(args),

@@ -399,7 +399,7 @@ fn every_route_of_the_openapi_document_is_served() {
     let (code, document) = server.call("GET", "/openapi.json", None);
     assert_eq!(code, 200);
     let paths = document["paths"].as_object().unwrap();
-    assert_eq!(paths.len(), 9);
+    assert_eq!(paths.len(), 10);
     for (path, item) in paths {
         for method in item
             .as_object()
@@ -407,7 +407,10 @@ fn every_route_of_the_openapi_document_is_served() {
             .keys()
             .filter(|m| *m != "parameters")
         {
-            let concrete = path.replace("{id}", "nope");
+            let concrete = path
+                .replace("{id}", "nope")
+                .replace("{uid}", "op")
+                .replace("{state}", "st");
             let method = method.to_uppercase();
             let body = (method == "POST" && concrete == "/jobs").then(|| json!({}));
             let (code, answer) = server.call(&method, &concrete, body.as_ref());
@@ -508,4 +511,171 @@ INSERT INTO doubled SELECT n, twice FROM numbers WHERE MOD(n, 10) = 0;
     );
     let (_, jobs) = server.call("GET", "/jobs", None);
     assert_eq!(jobs["jobs"].as_array().unwrap().len(), 1, "{jobs}");
+}
+
+/// Lookups and scans of a running job file's window state, over the REST API and
+/// the CLI, with its position: the sums agree with the counts (one source subtask
+/// sends each class its numbers in order), and errors name what is wrong.
+#[test]
+fn a_running_jobs_window_state_answers_lookups_and_scans_as_of_its_position() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &dir.path().join("data"), &[]);
+    let out = dir.path().join("out");
+    let text = format!(
+        "name: classes
+parallelism: 2
+checkpoints: {{interval: 100ms}}
+sources:
+  - {{name: numbers, kind: sequence, from: 1, to: 3000, rows_per_second: 500, timestamp: value, parallelism: 1}}
+operators:
+  - {{name: classes, kind: map, input: numbers, fields: {{class: value % 5, value: value}}}}
+  - {{name: by_class, kind: key_by, input: classes, key: class}}
+  - name: per_class
+    kind: window
+    input: by_class
+    window: {{type: tumbling, size: 1000s}}
+    aggregates: {{numbers: count, total: sum(value)}}
+sinks:
+  - {{name: out, kind: file, input: per_class, path: '{}'}}
+",
+        out.display()
+    );
+    let (code, answer) = server.call("POST", "/jobs", Some(&json!({ "job": text })));
+    assert_eq!(code, 201, "{answer}");
+    let id = answer["id"].as_str().unwrap().to_string();
+    let state = format!("/jobs/{id}/state/per_class/window-contents");
+    // Class 3 holds 3, 8, 13, …: after c of them, their sum is 5c(c+1)/2 - 2c.
+    let mut counts = Vec::new();
+    let (mut checkpoint, mut watermarked) = (None, false);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while counts.len() < 5 || counts.last() == counts.first() || !watermarked {
+        assert!(std::time::Instant::now() < deadline, "{counts:?}");
+        let (code, answer) = server.call("GET", &format!("{state}?key=3"), None);
+        if code == 409 {
+            continue; // not running yet
+        }
+        assert_eq!(code, 200, "{answer}");
+        let Some(entry) = answer["entries"].get(0) else {
+            continue;
+        };
+        assert_eq!(entry["key"], 3, "{answer}");
+        let window = &entry["value"][0];
+        assert_eq!(
+            (window["start"].as_i64(), window["end"].as_i64()),
+            (Some(0), Some(1_000_000))
+        );
+        let (c, total) = (
+            window["value"]["numbers"].as_i64().unwrap(),
+            window["value"]["total"].as_i64().unwrap(),
+        );
+        assert_eq!(total, 5 * c * (c + 1) / 2 - 2 * c, "{answer}");
+        assert!(
+            counts.last().is_none_or(|&last| last <= c),
+            "{counts:?} then {c}"
+        );
+        counts.push(c);
+        checkpoint = answer["positions"][0]["checkpoint"].as_u64().or(checkpoint);
+        watermarked |= answer["positions"][0]["watermark"].as_i64().is_some();
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // A position bound: the answer waits for a checkpoint two later.
+    let asked = checkpoint.unwrap_or(0) + 2;
+    let (code, answer) = server.call(
+        "GET",
+        &format!("{state}?key=3&at_least_checkpoint={asked}&timeout_ms=20000"),
+        None,
+    );
+    assert_eq!(code, 200, "{answer}");
+    assert!(
+        answer["positions"][0]["checkpoint"].as_u64() >= Some(asked),
+        "{answer}"
+    );
+    // A scan by pages of two: every class once.
+    let mut keys = Vec::new();
+    let mut cursor = String::new();
+    loop {
+        let (code, page) = server.call("GET", &format!("{state}?limit=2{cursor}"), None);
+        assert_eq!(code, 200, "{page}");
+        let entries = page["entries"].as_array().unwrap();
+        assert!(entries.len() <= 2, "{page}");
+        keys.extend(entries.iter().map(|e| e["key"].as_i64().unwrap()));
+        match page["next"].as_str() {
+            Some(next) => cursor = format!("&cursor={next}"),
+            None => break,
+        }
+    }
+    keys.sort_unstable();
+    assert_eq!(keys, [0, 1, 2, 3, 4]);
+    // The CLI: a lookup, and a whole scan.
+    let got: Value = serde_json::from_str(&stdout_of(&weir(
+        dir.path(),
+        &[
+            "state",
+            "get",
+            &id,
+            "per_class",
+            "window-contents",
+            "3",
+            "--server",
+            &server.url,
+        ],
+    )))
+    .unwrap();
+    assert_eq!(got["key"], 3, "{got}");
+    assert!(got["value"][0]["value"]["numbers"].as_i64().unwrap() >= *counts.last().unwrap());
+    let scanned = stdout_of(&weir(
+        dir.path(),
+        &[
+            "state",
+            "scan",
+            &id,
+            "per_class",
+            "window-contents",
+            "--limit",
+            "2",
+            "--all",
+            "--server",
+            &server.url,
+        ],
+    ));
+    assert_eq!(scanned.lines().count(), 5, "{scanned}");
+    // Errors name what is wrong.
+    let (code, answer) = server.call(
+        "GET",
+        &format!("/jobs/{id}/state/nope/window-contents?key=3"),
+        None,
+    );
+    assert_eq!(code, 404, "{answer}");
+    assert!(
+        answer["error"].as_str().unwrap().contains("`per_class`"),
+        "{answer}"
+    );
+    let (code, answer) = server.call(
+        "GET",
+        &format!("/jobs/{id}/state/per_class/nope?key=3"),
+        None,
+    );
+    assert_eq!(code, 404, "{answer}");
+    assert!(
+        answer["error"]
+            .as_str()
+            .unwrap()
+            .contains("`window-contents`"),
+        "{answer}"
+    );
+    let (code, answer) = server.call("GET", &format!("{state}?key=three"), None);
+    assert_eq!(code, 400, "{answer}");
+    let (code, answer) = server.call("GET", &format!("{state}?key=%22three%22"), None);
+    assert_eq!(code, 400, "{answer}");
+    assert!(
+        answer["error"].as_str().unwrap().contains("class"),
+        "{answer}"
+    );
+    // At the end, the window's row holds the final counts.
+    assert_eq!(server.wait_ended(&id), "finished");
+    let rows = committed(&out);
+    assert_eq!(rows.len(), 5, "{rows:?}");
+    let three = rows.iter().find(|r| r["class"] == 3).unwrap();
+    assert_eq!(three["numbers"], 600, "{three}");
+    assert!(*counts.last().unwrap() <= 600);
 }

@@ -7,7 +7,7 @@ use super::registry::{JobRecord, RecordedState, SubmitOptions};
 use super::view::{CheckpointJson, GraphJson, Spread};
 use super::{ui, AppState, Role};
 use axum::body::Bytes;
-use axum::extract::{Path, Request, State};
+use axum::extract::{Path, Query, Request, State};
 use axum::http::{header, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -30,6 +30,7 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         .route("/jobs/{id}/checkpoints", get(checkpoints))
         .route("/jobs/{id}/savepoints", post(savepoint))
         .route("/jobs/{id}/stop", post(stop))
+        .route("/jobs/{id}/state/{uid}/{state}", get(query_state))
         .route("/metrics", get(metrics))
         .route("/cluster", get(cluster_view))
         .layer(middleware::from_fn_with_state(state.clone(), require_token));
@@ -549,6 +550,115 @@ async fn cancel(
     blocking(move || {
         job.cancel(END_TIMEOUT)?;
         Ok(Json(json!({ "id": job.id, "status": job.status() })))
+    })
+    .await
+}
+
+/// How long a state query may wait for its position bound, unless it says.
+const QUERY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The parameters of `GET /jobs/{id}/state/{uid}/{state}`.
+#[derive(Deserialize)]
+struct StateParams {
+    /// A lookup: the key as JSON in the state's key form; without it, a scan.
+    key: Option<String>,
+    /// A scan's page size (default 100, at most 10 000).
+    limit: Option<usize>,
+    /// A scan's cursor: the `next` of the previous page.
+    cursor: Option<String>,
+    /// Answer once the serving subtasks know this checkpoint complete.
+    at_least_checkpoint: Option<u64>,
+    /// How long to wait for that, in ms (default 5000).
+    timeout_ms: Option<u64>,
+}
+
+/// `GET /jobs/{id}/state/{uid}/{state}`: a live lookup (`?key=`) or a page of a
+/// scan (`?limit=&cursor=`) of a keyed state of a running job, with the position of
+/// each subtask that answered.
+async fn query_state(
+    State(state): State<Arc<AppState>>,
+    Path((id, uid, name)): Path<(String, String, String)>,
+    Query(params): Query<StateParams>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    use weir_dataflow::query::{QueryError, QueryPort, StateRequest};
+    let job = job_of(&state, &id)?;
+    let key = params
+        .key
+        .map(|text| {
+            serde_json::from_str::<serde_json::Value>(&text).map_err(|e| {
+                ApiError::bad_request(format!(
+                    "the key `{text}` is not JSON ({e}): give it in the state's key form, \
+                     e.g. key=42, key=\"alice\" or key=[1,\"a\"]"
+                ))
+            })
+        })
+        .transpose()?;
+    let limit = params.limit.unwrap_or(100);
+    if !(1..=10_000).contains(&limit) {
+        return Err(ApiError::bad_request(format!(
+            "limit {limit}: expected 1 to 10000 entries per page"
+        )));
+    }
+    // A job file's window state reads in its own terms.
+    let view = job
+        .plan()
+        .and_then(|plan| super::state_view::StateView::of(&plan, &uid, &name));
+    let key = match (key, &view) {
+        (Some(key), Some(view)) => Some(view.key_in(&key).map_err(|reason| {
+            ApiError::bad_request(format!("the key {key} is not a key of `{uid}`: {reason}"))
+        })?),
+        (key, _) => key,
+    };
+    let request = StateRequest {
+        uid,
+        state: name,
+        key,
+        limit,
+        cursor: params.cursor,
+        at_least_checkpoint: params.at_least_checkpoint,
+    };
+    let timeout = params
+        .timeout_ms
+        .map_or(QUERY_TIMEOUT, Duration::from_millis);
+    blocking(move || {
+        let port = || {
+            job.live()
+                .ok_or_else(|| QueryError::NotRunning(format!("job `{}` has not started", job.id)))?
+                .query_port()
+        };
+        let answer = QueryPort::answer(port, &request, timeout).map_err(|e| {
+            let status = match e {
+                QueryError::NoOperator { .. } | QueryError::NoState { .. } => StatusCode::NOT_FOUND,
+                QueryError::BadKey { .. }
+                | QueryError::BadRequest(_)
+                | QueryError::NotQueryable(_) => StatusCode::BAD_REQUEST,
+                QueryError::NotRunning(_) => StatusCode::CONFLICT,
+                QueryError::Timeout { .. } | QueryError::PositionNotReached { .. } => {
+                    StatusCode::GATEWAY_TIMEOUT
+                }
+                QueryError::Failed { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+            };
+            ApiError::new(status, e.to_string())
+        })?;
+        let entries: Vec<serde_json::Value> = answer
+            .entries
+            .iter()
+            .map(|entry| match &view {
+                Some(view) => json!({
+                    "key": view.key_out(&entry.key),
+                    "value": view.value_out(&entry.value),
+                }),
+                None => json!({ "key": entry.key, "value": entry.value }),
+            })
+            .collect();
+        Ok(Json(json!({
+            "job": job.id,
+            "uid": request.uid,
+            "state": request.state,
+            "entries": entries,
+            "next": answer.next,
+            "positions": answer.positions,
+        })))
     })
     .await
 }

@@ -361,6 +361,11 @@ impl ServerJob {
         }
     }
 
+    /// The validated job file (`None` if a recorded file no longer validates).
+    pub(crate) fn plan(&self) -> Option<Arc<JobPlan>> {
+        self.plan.clone()
+    }
+
     /// The engine's live view of the current (or last) run, once started.
     pub fn live(&self) -> Option<LiveJob> {
         lock(&self.live).clone()

@@ -8,10 +8,10 @@ use clap::Args;
 pub(crate) struct ServerArgs {
     /// The job server's URL.
     #[arg(long, env = "WEIR_SERVER", default_value = "http://127.0.0.1:8081")]
-    server: String,
+    pub(crate) server: String,
     /// The server's access token, if it has one.
     #[arg(long, env = "WEIR_TOKEN", hide_env_values = true)]
-    token: Option<String>,
+    pub(crate) token: Option<String>,
 }
 
 #[derive(Args)]

@@ -4,7 +4,8 @@
 //! ```text
 //!  main.rs: Cli::parse() ─▶ Command ─▶ bench · query · savepoint · checkpoints ·
 //!                                      job_file (validate, run) · serve ·
-//!                                      client (submit, list, status, stop, cancel) · verify ·
+//!                                      client (submit, list, status, stop, cancel) ·
+//!                                      state (get, scan) · verify ·
 //!                                      testing
 //! ```
 
@@ -15,6 +16,7 @@ pub(crate) mod job_file;
 pub(crate) mod query;
 pub(crate) mod savepoint;
 pub(crate) mod serve;
+pub(crate) mod state;
 pub(crate) mod testing;
 pub(crate) mod verify;
 

@@ -9,6 +9,7 @@ use super::WindowAssigner;
 use crate::keyed_state::{opened, KeyedStateHandle, KeyedStateStore};
 use crate::metrics::OperatorMetrics;
 use crate::operator::{OperatorContext, Output, SnapshotContext};
+use crate::query::{serde_router, Cursor, Entry, Json, Page, QueryError, Read, Router};
 use crate::{KeySelector, Operator, Result, Timestamp, TimestampAssigner};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -241,6 +242,160 @@ impl<K: StateKey, Acc: StateValue> KeyedStateStore for WindowContents<K, Acc> {
             }
         }
         Ok(restored)
+    }
+
+    /// A key's value is its accumulator in every open window (and slice, for sliced
+    /// hopping windows) that holds it: `[{"start", "end", "slice", "value"}]`, by
+    /// end. A scan returns each key once, in key-group order.
+    fn query(
+        &mut self,
+        read: &Read,
+        range: KeyGroupRange,
+        max: MaxParallelism,
+    ) -> Option<Result<Page, QueryError>> {
+        Some(self.read(read, range, max))
+    }
+
+    fn router(&self) -> Option<Router> {
+        Some(serde_router::<K>())
+    }
+}
+
+impl<K: StateKey, Acc: StateValue> WindowContents<K, Acc> {
+    fn read(
+        &mut self,
+        read: &Read,
+        range: KeyGroupRange,
+        max: MaxParallelism,
+    ) -> Result<Page, QueryError> {
+        let failed = |e: &dyn std::fmt::Display| QueryError::Failed {
+            state: CONTENTS.to_string(),
+            reason: e.to_string(),
+        };
+        let json = |v: &dyn ErasedJson| v.json().map_err(|e| failed(&e));
+        let window_json = |table: &WindowTable<K, Acc>, sliced: bool, acc: &Acc| {
+            Ok::<_, QueryError>(serde_json::json!({
+                "start": table.window.start,
+                "end": table.window.end,
+                "slice": sliced,
+                "value": json(acc)?,
+            }))
+        };
+        let slice = self.slice;
+        let tables = self
+            .windows
+            .values_mut()
+            .map(|t| (t, false))
+            .chain(self.slices.values_mut().map(|t| (t, slice.is_some())));
+        match read {
+            Read::Get { key } => {
+                let k: K = serde_json::from_value(key.clone()).map_err(|e| QueryError::BadKey {
+                    state: CONTENTS.to_string(),
+                    key: key.to_string(),
+                    reason: e.to_string(),
+                })?;
+                let mut windows = Vec::new();
+                for (table, sliced) in tables {
+                    if let Some(acc) = table.entries.get(&k).map_err(|e| failed(&e))? {
+                        let acc = acc.clone();
+                        windows.push(window_json(table, sliced, &acc)?);
+                    }
+                }
+                let entries = if windows.is_empty() {
+                    Vec::new()
+                } else {
+                    vec![Entry {
+                        key: key.clone(),
+                        value: Json::Array(windows),
+                    }]
+                };
+                Ok(Page {
+                    entries,
+                    next: None,
+                })
+            }
+            Read::Scan { limit, after } => {
+                let limit = (*limit).max(1);
+                // The smallest `limit + 1` keys after the cursor, with their windows.
+                let mut best: BTreeMap<Cursor, (K, Vec<Json>)> = BTreeMap::new();
+                let mut error = None;
+                for (table, sliced) in tables {
+                    let window = (table.window, sliced);
+                    let mut found = Vec::new();
+                    table
+                        .entries
+                        .for_each(|k, acc| {
+                            let group = weir_state::key_group_for_key(k, max);
+                            if !range.contains(group) {
+                                return;
+                            }
+                            let at = match weir_state::encode(CONTENTS, k) {
+                                Ok(bytes) => Cursor {
+                                    group: group.get(),
+                                    key: Some(bytes),
+                                },
+                                Err(e) => {
+                                    error.get_or_insert(failed(&e));
+                                    return;
+                                }
+                            };
+                            let full = best.len() > limit;
+                            if after.as_ref().is_some_and(|after| at <= *after)
+                                || (full
+                                    && best.keys().next_back().is_some_and(|worst| at > *worst))
+                            {
+                                return;
+                            }
+                            found.push((at, k.clone(), acc.clone()));
+                        })
+                        .map_err(|e| failed(&e))?;
+                    for (at, k, acc) in found {
+                        let value = serde_json::json!({
+                            "start": window.0.start,
+                            "end": window.0.end,
+                            "slice": window.1,
+                            "value": json(&acc)?,
+                        });
+                        best.entry(at)
+                            .or_insert_with(|| (k, Vec::new()))
+                            .1
+                            .push(value);
+                        if best.len() > limit + 1 {
+                            best.pop_last();
+                        }
+                    }
+                }
+                if let Some(e) = error {
+                    return Err(e);
+                }
+                let more = best.len() > limit;
+                let mut entries = Vec::new();
+                let mut next = None;
+                for (at, (k, mut windows)) in best.into_iter().take(limit) {
+                    windows.sort_by_key(|w| w["end"].as_i64());
+                    entries.push(Entry {
+                        key: json(&k)?,
+                        value: Json::Array(windows),
+                    });
+                    next = Some(at);
+                }
+                Ok(Page {
+                    entries,
+                    next: next.filter(|_| more),
+                })
+            }
+        }
+    }
+}
+
+/// A value with a JSON form.
+trait ErasedJson {
+    fn json(&self) -> serde_json::Result<Json>;
+}
+
+impl<T: serde::Serialize> ErasedJson for T {
+    fn json(&self) -> serde_json::Result<Json> {
+        serde_json::to_value(self)
     }
 }
 
