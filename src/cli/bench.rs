@@ -23,6 +23,31 @@ pub(crate) enum BenchCommand {
     /// Kafka → Kafka through a pass-through job: records/s and produce-to-visible
     /// latency (p50/p99) for one delivery guarantee, printed as JSON.
     Kafka(KafkaBenchArgs),
+    /// Live lookups of a running job's keyed state through its job server (keys
+    /// from a scan of the state), concurrently for a while: lookups/s and latency
+    /// (p50/p99/max), printed as JSON.
+    Queries(QueriesArgs),
+}
+
+#[derive(Args)]
+pub(crate) struct QueriesArgs {
+    /// The job's id.
+    job: String,
+    /// The operator's uid.
+    uid: String,
+    /// The keyed state's name.
+    state: String,
+    /// How long to query.
+    #[arg(long, default_value = "10s", value_parser = super::duration)]
+    duration: Duration,
+    /// Lookups in flight at once.
+    #[arg(long, default_value_t = 4)]
+    concurrency: usize,
+    /// Keys looked up: the first this many a scan of the state returns.
+    #[arg(long, default_value_t = 1000)]
+    keys: usize,
+    #[command(flatten)]
+    server: super::client::ServerArgs,
 }
 
 #[derive(Args)]
@@ -170,7 +195,104 @@ pub(crate) fn run(command: BenchCommand) -> Result<()> {
         BenchCommand::Job(args) => bench_job(args),
         BenchCommand::State(args) => bench_state(args),
         BenchCommand::Kafka(args) => bench_kafka(args),
+        BenchCommand::Queries(args) => bench_queries(args),
     }
+}
+
+fn bench_queries(args: QueriesArgs) -> Result<()> {
+    use super::state::escape;
+    use weir::server::client::ServerClient;
+    let client = std::sync::Arc::new(ServerClient::new(&args.server.server, args.server.token)?);
+    let base = format!(
+        "/jobs/{}/state/{}/{}",
+        escape(&args.job),
+        escape(&args.uid),
+        escape(&args.state)
+    );
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        // The keys: a scan's, once the job holds some (it may be starting).
+        let started = std::time::Instant::now();
+        let mut keys: Vec<String> = Vec::new();
+        let mut cursor = String::new();
+        while keys.len() < args.keys.max(1) {
+            let limit = (args.keys - keys.len()).clamp(1, 10_000);
+            let page = client.get(&format!("{base}?limit={limit}{cursor}")).await;
+            let page = match page {
+                Ok(page) => page,
+                Err(_) if started.elapsed() < Duration::from_secs(60) => {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+                Err(e) => bail!("no keys to look up: {e}"),
+            };
+            let entries = page["entries"].as_array().cloned().unwrap_or_default();
+            keys.extend(entries.iter().map(|e| escape(&e["key"].to_string())));
+            match page["next"].as_str() {
+                Some(next) => cursor = format!("&cursor={next}"),
+                None if keys.is_empty() => {
+                    if started.elapsed() > Duration::from_secs(60) {
+                        bail!("the state stayed empty for a minute");
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                None => break,
+            }
+        }
+        let keys = std::sync::Arc::new(keys);
+        let deadline = std::time::Instant::now() + args.duration;
+        let began = std::time::Instant::now();
+        let mut tasks = Vec::new();
+        for worker in 0..args.concurrency.max(1) {
+            let (client, keys, base) = (client.clone(), keys.clone(), base.clone());
+            tasks.push(tokio::spawn(async move {
+                let mut latencies = Vec::new();
+                let mut errors = 0u64;
+                let mut seed = 0x9e37_79b9_7f4a_7c15_u64 ^ worker as u64;
+                while std::time::Instant::now() < deadline {
+                    seed ^= seed << 13;
+                    seed ^= seed >> 7;
+                    seed ^= seed << 17;
+                    let key = &keys[(seed % keys.len() as u64) as usize];
+                    let sent = std::time::Instant::now();
+                    match client.get(&format!("{base}?key={key}")).await {
+                        Ok(_) => latencies.push(sent.elapsed()),
+                        Err(_) => errors += 1,
+                    }
+                }
+                (latencies, errors)
+            }));
+        }
+        let mut latencies = Vec::new();
+        let mut errors = 0;
+        for task in tasks {
+            let (mine, failed) = task.await?;
+            latencies.extend(mine);
+            errors += failed;
+        }
+        let elapsed = began.elapsed().as_secs_f64();
+        latencies.sort_unstable();
+        let at = |q: f64| {
+            latencies
+                .get(((latencies.len() as f64 * q) as usize).min(latencies.len().saturating_sub(1)))
+                .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
+        };
+        let report = serde_json::json!({
+            "keys": keys.len(),
+            "concurrency": args.concurrency,
+            "lookups": latencies.len(),
+            "errors": errors,
+            "lookups_per_second": (latencies.len() as f64 / elapsed).round(),
+            "p50_ms": at(0.50),
+            "p99_ms": at(0.99),
+            "max_ms": latencies.last().map_or(0.0, |d| d.as_secs_f64() * 1000.0),
+        });
+        println!("{report}");
+        Ok(())
+    })
 }
 
 fn bench_nexmark(args: NexmarkArgs) -> Result<()> {

@@ -51,7 +51,7 @@ pub(crate) struct StateArgs {
 }
 
 /// `text` for a URL's query: unreserved characters as they are, the rest escaped.
-fn escape(text: &str) -> String {
+pub(crate) fn escape(text: &str) -> String {
     text.bytes()
         .map(|b| match b {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
