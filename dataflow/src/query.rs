@@ -24,6 +24,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
+use weir_net::{hex, unhex};
 use weir_state::{KeyGroup, KeyGroupRange, MaxParallelism};
 
 /// A JSON value: keys and values of queried state.
@@ -81,20 +82,6 @@ impl Cursor {
         };
         Ok(Self { group, key })
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn unhex(text: &str) -> Option<Vec<u8>> {
-    if text.len() % 2 != 0 {
-        return None;
-    }
-    (0..text.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
-        .collect()
 }
 
 /// Where the subtask that answered stood.
@@ -576,7 +563,7 @@ pub(crate) fn read_table<K: weir_state::StateKey, V: weir_state::StateValue>(
         state: state.clone(),
         reason: e.to_string(),
     };
-    let json = |v: &dyn erased::Json| v.json().map_err(|e| failed(&e));
+    let json = |v: &dyn ToJson| v.json().map_err(|e| failed(&e));
     match read {
         Read::Get { key } => {
             let k: K = serde_json::from_value(key.clone()).map_err(|e| QueryError::BadKey {
@@ -661,14 +648,14 @@ pub(crate) fn read_table<K: weir_state::StateKey, V: weir_state::StateValue>(
     }
 }
 
-mod erased {
-    /// A value with a JSON form.
-    pub(super) trait Json {
-        fn json(&self) -> serde_json::Result<serde_json::Value>;
-    }
-    impl<T: serde::Serialize> Json for T {
-        fn json(&self) -> serde_json::Result<serde_json::Value> {
-            serde_json::to_value(self)
-        }
+/// A value with a JSON form, as a trait object (one closure turns keys and values
+/// of any type into JSON).
+pub(crate) trait ToJson {
+    fn json(&self) -> serde_json::Result<Json>;
+}
+
+impl<T: Serialize> ToJson for T {
+    fn json(&self) -> serde_json::Result<Json> {
+        serde_json::to_value(self)
     }
 }

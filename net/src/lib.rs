@@ -33,6 +33,23 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// Bytes as lowercase hex: nonces and MACs in the control plane's JSON, cursors in
+/// URLs.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The bytes of [`hex`]'s text; `None` for text that is not hex of whole bytes.
+pub fn unhex(text: &str) -> Option<Vec<u8>> {
+    if text.len() % 2 != 0 {
+        return None;
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
 /// The protocol version both ends of a connection must speak.
 pub const PROTOCOL_VERSION: u16 = 1;
 

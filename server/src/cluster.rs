@@ -41,7 +41,7 @@ use weir_dataflow::checkpointing::cluster::{
 use weir_dataflow::checkpointing::NoListener;
 use weir_dataflow::wire::{Network, WorkerId};
 use weir_dataflow::{DataflowError, JobBuilder};
-use weir_net::Secret;
+use weir_net::{hex, unhex, Secret};
 
 /// The header carrying a worker's session token.
 pub const SESSION_HEADER: &str = "x-weir-session";
@@ -55,20 +55,6 @@ const FIRST_REGISTRATION: Duration = Duration::from_secs(60);
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn unhex(text: &str) -> Option<Vec<u8>> {
-    if text.len() % 2 != 0 {
-        return None;
-    }
-    (0..text.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
-        .collect()
 }
 
 /// Settings of a coordinator's cluster.

@@ -26,6 +26,7 @@ mod tests {
         ("get", "/jobs/{id}/checkpoints"),
         ("post", "/jobs/{id}/savepoints"),
         ("post", "/jobs/{id}/stop"),
+        ("get", "/jobs/{id}/state/{uid}/{state}"),
         ("get", "/metrics"),
         ("get", "/cluster"),
         ("get", "/healthz"),

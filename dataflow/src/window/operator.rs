@@ -9,7 +9,7 @@ use super::WindowAssigner;
 use crate::keyed_state::{opened, KeyedStateHandle, KeyedStateStore};
 use crate::metrics::OperatorMetrics;
 use crate::operator::{OperatorContext, Output, SnapshotContext};
-use crate::query::{serde_router, Cursor, Entry, Json, Page, QueryError, Read, Router};
+use crate::query::{serde_router, Cursor, Entry, Json, Page, QueryError, Read, Router, ToJson};
 use crate::{KeySelector, Operator, Result, Timestamp, TimestampAssigner};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -272,7 +272,7 @@ impl<K: StateKey, Acc: StateValue> WindowContents<K, Acc> {
             state: CONTENTS.to_string(),
             reason: e.to_string(),
         };
-        let json = |v: &dyn ErasedJson| v.json().map_err(|e| failed(&e));
+        let json = |v: &dyn ToJson| v.json().map_err(|e| failed(&e));
         let window_json = |table: &WindowTable<K, Acc>, sliced: bool, acc: &Acc| {
             Ok::<_, QueryError>(serde_json::json!({
                 "start": table.window.start,
@@ -385,17 +385,6 @@ impl<K: StateKey, Acc: StateValue> WindowContents<K, Acc> {
                 })
             }
         }
-    }
-}
-
-/// A value with a JSON form.
-trait ErasedJson {
-    fn json(&self) -> serde_json::Result<Json>;
-}
-
-impl<T: serde::Serialize> ErasedJson for T {
-    fn json(&self) -> serde_json::Result<Json> {
-        serde_json::to_value(self)
     }
 }
 
