@@ -109,20 +109,22 @@ pub async fn diff_paths(a: &str, b: &str) -> Result<String, CheckpointError> {
 async fn load(path: &str) -> Result<CheckpointMetadata, CheckpointError> {
     let metadata = match CheckpointStorage::read_savepoint(&StorageConfig::new(path)).await {
         Ok(savepoint) => savepoint.metadata().clone(),
-        Err(savepoint_error) => {
-            let trimmed = path.trim_end_matches('/');
-            let checkpoint = trimmed.rsplit_once('/').and_then(|(rest, dir)| {
-                let id = weir_checkpoint::layout::parse_checkpoint_dir(dir)?;
-                let (root, job) = rest.rsplit_once('/')?;
-                Some((root.to_string(), job.to_string(), id))
-            });
-            match checkpoint {
-                Some((root, job, id)) => read_checkpoint(&root, &job, id).await?,
-                None => return Err(savepoint_error),
-            }
-        }
+        Err(savepoint_error) => match checkpoint_dir(path) {
+            Some((root, job, id)) => read_checkpoint(&root, &job, id).await?,
+            None => return Err(savepoint_error),
+        },
     };
     Ok(metadata)
+}
+
+/// The storage root, job and checkpoint of a checkpoint directory
+/// `<root>/<job>/chk-<n>`.
+pub(crate) fn checkpoint_dir(path: &str) -> Option<(String, String, CheckpointId)> {
+    let trimmed = path.trim_end_matches('/');
+    let (rest, dir) = trimmed.rsplit_once('/')?;
+    let id = weir_checkpoint::layout::parse_checkpoint_dir(dir)?;
+    let (root, job) = rest.rsplit_once('/')?;
+    Some((root.to_string(), job.to_string(), id))
 }
 
 async fn read_checkpoint(

@@ -33,6 +33,7 @@ pub mod job_bench;
 pub mod kafka_bench;
 pub mod running_count;
 pub mod state_bench;
+pub mod state_read;
 pub mod verify;
 
 pub use weir_checkpoint as checkpoint;

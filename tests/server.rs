@@ -679,3 +679,118 @@ sinks:
     assert_eq!(three["numbers"], 600, "{three}");
     assert!(*counts.last().unwrap() <= 600);
 }
+
+#[test]
+fn heap_window_state_in_a_savepoint_and_a_checkpoint_reads_offline_in_the_job_files_terms() {
+    window_state_reads_offline("heap");
+}
+
+#[test]
+#[cfg_attr(not(feature = "rocksdb"), ignore = "needs the `rocksdb` feature")]
+fn rocksdb_window_state_in_a_savepoint_and_a_checkpoint_reads_offline_in_the_job_files_terms() {
+    window_state_reads_offline("rocksdb");
+}
+
+/// `weir state read` of a running job's savepoint and of one of its checkpoints
+/// (native RocksDB files on RocksDB, read back key by key): every class once, its
+/// count and sum those of its first numbers, as the job file names them.
+fn window_state_reads_offline(backend: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &dir.path().join("data"), &[]);
+    let storage = dir.path().join("checkpoints");
+    let file = dir.path().join("classes.yaml");
+    std::fs::write(
+        &file,
+        format!(
+            "name: classes
+parallelism: 2
+state_backend: {backend}
+checkpoints: {{interval: 100ms, storage: '{}'}}
+sources:
+  - {{name: numbers, kind: sequence, from: 1, to: 100000, rows_per_second: 1000, timestamp: value, parallelism: 1}}
+operators:
+  - {{name: classes, kind: map, input: numbers, fields: {{class: value % 5, value: value}}}}
+  - {{name: by_class, kind: key_by, input: classes, key: class}}
+  - name: per_class
+    kind: window
+    input: by_class
+    window: {{type: tumbling, size: 1000s}}
+    aggregates: {{numbers: count, total: sum(value)}}
+sinks:
+  - {{name: out, kind: blackhole, input: per_class}}
+",
+            storage.display()
+        ),
+    )
+    .unwrap();
+    let id = stdout_of(&weir(
+        dir.path(),
+        &["submit", file.to_str().unwrap(), "--server", &server.url],
+    ));
+    server.wait_for(
+        &format!("/jobs/{id}/checkpoints"),
+        Duration::from_secs(60),
+        |c| c["counts"]["completed"].as_u64() >= Some(3),
+    );
+    let (code, answer) = server.call("POST", &format!("/jobs/{id}/savepoints"), None);
+    assert_eq!(code, 200, "{answer}");
+    let savepoint = answer["location"].as_str().unwrap().to_string();
+    // Class k holds k, k + 5, …: its first c numbers sum to c·a + 5·c(c-1)/2.
+    let check = |lines: &str| {
+        let rows: Vec<Value> = lines
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        let classes: Vec<i64> = rows.iter().map(|r| r["key"].as_i64().unwrap()).collect();
+        assert_eq!(classes, [0, 1, 2, 3, 4], "{lines}");
+        for row in &rows {
+            let k = row["key"].as_i64().unwrap();
+            let window = &row["value"][0];
+            assert_eq!(window["end"], 1_000_000, "{row}");
+            let c = window["value"]["numbers"].as_i64().unwrap();
+            let first = if k == 0 { 5 } else { k };
+            assert!(c > 0, "{row}");
+            assert_eq!(
+                window["value"]["total"],
+                c * first + 5 * c * (c - 1) / 2,
+                "{row}"
+            );
+        }
+    };
+    let read = |path: &str, extra: &[&str]| {
+        let mut args = vec!["state", "read", path, "--uid", "per_class"];
+        args.extend_from_slice(extra);
+        weir(dir.path(), &args)
+    };
+    let job_file = ["--job-file", file.to_str().unwrap()];
+    check(&stdout_of(&read(&savepoint, &job_file)));
+    // A checkpoint directory of the job: <storage>/<job>/chk-<n>.
+    let checkpoint = std::fs::read_dir(&storage)
+        .unwrap()
+        .flat_map(|job| std::fs::read_dir(job.unwrap().path()).unwrap())
+        .map(|entry| entry.unwrap().path())
+        .filter(|p| {
+            p.file_name().unwrap().to_string_lossy().starts_with("chk-")
+                && p.join("_metadata").exists()
+        })
+        .max_by_key(|p| {
+            let name = p.file_name().unwrap().to_string_lossy().to_string();
+            name.trim_start_matches("chk-").parse::<u64>().unwrap_or(0)
+        })
+        .unwrap();
+    check(&stdout_of(&read(checkpoint.to_str().unwrap(), &job_file)));
+    // Without the job file: the engine's own forms.
+    let raw = stdout_of(&read(&savepoint, &[]));
+    assert!(raw.contains(r#"{"key":[{"Int":0}]"#), "{raw}");
+    // Errors name what is there.
+    let wrong = read(&savepoint, &["--state", "nope"]);
+    assert!(!wrong.status.success());
+    let message = String::from_utf8_lossy(&wrong.stderr);
+    assert!(message.contains("`window-contents`"), "{message}");
+    let wrong = weir(dir.path(), &["state", "read", &savepoint, "--uid", "nope"]);
+    assert!(!wrong.status.success());
+    let message = String::from_utf8_lossy(&wrong.stderr);
+    assert!(message.contains("`per_class`"), "{message}");
+    let (code, answer) = server.call("DELETE", &format!("/jobs/{id}"), None);
+    assert_eq!(code, 200, "{answer}");
+}

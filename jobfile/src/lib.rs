@@ -52,6 +52,7 @@ mod expr;
 mod registry;
 mod row;
 mod spec;
+pub mod state_view;
 mod validate;
 pub mod yaml;
 

@@ -602,7 +602,7 @@ async fn query_state(
     // A job file's window state reads in its own terms.
     let view = job
         .plan()
-        .and_then(|plan| super::state_view::StateView::of(&plan, &uid, &name));
+        .and_then(|plan| weir_jobfile::state_view::StateView::of(&plan, &uid, &name));
     let key = match (key, &view) {
         (Some(key), Some(view)) => Some(view.key_in(&key).map_err(|reason| {
             ApiError::bad_request(format!("the key {key} is not a key of `{uid}`: {reason}"))

@@ -44,7 +44,6 @@ pub mod jobs;
 pub mod metrics;
 mod openapi;
 pub mod registry;
-mod state_view;
 mod tls;
 mod ui;
 pub mod view;

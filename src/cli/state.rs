@@ -1,8 +1,9 @@
 //! `weir state get | scan`: live queries of a running job's keyed state, through a
-//! job server (`GET /jobs/{id}/state/{uid}/{state}`).
+//! job server (`GET /jobs/{id}/state/{uid}/{state}`); `weir state read`: a state
+//! in a checkpoint or savepoint, offline (`weir::state_read`).
 
 use super::client::{server_call, ServerArgs};
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
 
 #[derive(Subcommand)]
@@ -29,6 +30,23 @@ pub(crate) enum StateCommand {
         /// Follow the cursors to the end of the state.
         #[arg(long)]
         all: bool,
+    },
+    /// Print one operator's keyed state in a savepoint or checkpoint directory
+    /// (`<root>/<job>/chk-<n>`), one JSON line per key, without a running job. A job
+    /// file's window state (`window-contents`) is decoded; with the job file, keys
+    /// read as its key fields and values as its named aggregates.
+    Read {
+        /// The savepoint or checkpoint directory (a path or URL).
+        path: String,
+        /// The operator's uid.
+        #[arg(long)]
+        uid: String,
+        /// The keyed state's name.
+        #[arg(long, default_value = "window-contents")]
+        state: String,
+        /// The job file (or SQL file) that wrote the state.
+        #[arg(long)]
+        job_file: Option<std::path::PathBuf>,
     },
 }
 
@@ -92,6 +110,26 @@ impl StateArgs {
 
 pub(crate) fn state(command: StateCommand) -> Result<()> {
     match command {
+        StateCommand::Read {
+            path,
+            uid,
+            state,
+            job_file,
+        } => {
+            let plan = job_file.as_deref().map(super::job_file::load).transpose()?;
+            let entries = super::io_runtime()?
+                .block_on(weir::state_read::read_state(
+                    &path,
+                    &uid,
+                    &state,
+                    plan.as_ref(),
+                ))
+                .with_context(|| format!("reading state `{state}` of `{uid}` in {path}"))?;
+            for entry in entries {
+                println!("{entry}");
+            }
+            Ok(())
+        }
         StateCommand::Get { state, key } => {
             if serde_json::from_str::<serde_json::Value>(&key).is_err() {
                 bail!("the key `{key}` is not JSON: give it in the state's key form, e.g. 42, '\"alice\"' or '[1,\"a\"]'");

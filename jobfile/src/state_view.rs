@@ -1,4 +1,5 @@
-//! How the keyed state of a job file's window reads in a state query: keys as the
+//! How the keyed state of a job file's window reads as JSON (in a live state query,
+//! and offline from a checkpoint or savepoint): keys as the
 //! values of its key fields (`42`, `["a", 1]` or `{"auction": 42}`), accumulators
 //! as the window's named aggregates (`{"count": 3, "max_price": 120}`), instead of
 //! their serde forms (`[{"Int": 42}]`, `[{"Count": 3}, {"Max": {"Int": 120}}]`).
@@ -10,14 +11,14 @@
 //!    value_out: accumulators ──▶ {"count": 3, "max_price": 120}
 //! ```
 
+use crate::{Accumulator, Aggregate, FieldType, JobPlan, Step, Value};
 use serde_json::{json, Value as Json};
-use weir_jobfile::{Accumulator, Aggregate, FieldType, JobPlan, Step, Value};
 
 /// The name of a window operator's keyed state.
-pub(crate) const WINDOW_CONTENTS: &str = "window-contents";
+pub const WINDOW_CONTENTS: &str = "window-contents";
 
 /// The key fields and aggregates of one window operator of a job file.
-pub(crate) struct StateView {
+pub struct StateView {
     /// The key fields' names and types.
     keys: Vec<(String, FieldType)>,
     /// The aggregates' output names, in order.
@@ -28,7 +29,7 @@ pub(crate) struct StateView {
 impl StateView {
     /// The view of state `state` of operator `uid` of `plan`, if it is a window's
     /// contents (aggregates, not `top`).
-    pub(crate) fn of(plan: &JobPlan, uid: &str, state: &str) -> Option<Self> {
+    pub fn of(plan: &JobPlan, uid: &str, state: &str) -> Option<Self> {
         if state != WINDOW_CONTENTS {
             return None;
         }
@@ -71,7 +72,10 @@ impl StateView {
 
     /// A key as given (one value for one key field; an array or an object by field
     /// name for several) in the engine's key form.
-    pub(crate) fn key_in(&self, key: &Json) -> Result<Json, String> {
+    ///
+    /// # Errors
+    /// A key of another shape, or a value not of its key field's type.
+    pub fn key_in(&self, key: &Json) -> Result<Json, String> {
         let expected = || {
             let fields: Vec<String> = self
                 .keys
@@ -113,8 +117,9 @@ impl StateView {
         Ok(Json::Array(tagged))
     }
 
-    /// A key in the engine's form as the values of the key fields.
-    pub(crate) fn key_out(&self, key: &Json) -> Json {
+    /// A key in the engine's form (a sequence of tagged values) as the values of the
+    /// key fields: one value for one key field, else an array.
+    pub fn key_out(&self, key: &Json) -> Json {
         let values: Vec<Json> = key
             .as_array()
             .map(|values| values.iter().map(plain).collect())
@@ -126,7 +131,7 @@ impl StateView {
     }
 
     /// A key's open windows with their accumulators as the named aggregates.
-    pub(crate) fn value_out(&self, windows: &Json) -> Json {
+    pub fn value_out(&self, windows: &Json) -> Json {
         let Some(windows) = windows.as_array() else {
             return windows.clone();
         };
