@@ -2423,7 +2423,7 @@ fn live_queries_agree_with_the_committed_output(backend: Backend) {
                 }
             }
             // Between attempts, or at the end.
-            Err(QueryError::NotRunning(_)) => {}
+            Err(QueryError::NotRunning(_) | QueryError::Ended(_)) => {}
             Err(e) => panic!("{e}"),
         }
         if i % 25 == 0 {
@@ -2440,7 +2440,7 @@ fn live_queries_agree_with_the_committed_output(backend: Backend) {
                             None => break true,
                         }
                     }
-                    Err(QueryError::NotRunning(_)) => break false,
+                    Err(QueryError::NotRunning(_) | QueryError::Ended(_)) => break false,
                     Err(e) => panic!("{e}"),
                 }
             };
@@ -2479,4 +2479,97 @@ fn live_queries_agree_with_the_committed_output(backend: Backend) {
             total(key)
         );
     }
+}
+
+#[test]
+fn queries_after_a_restore_at_another_parallelism_see_at_least_the_savepoints_state() {
+    queries_after_a_rescaled_restore(Backend::Heap, Backend::Heap);
+}
+
+#[test]
+#[cfg_attr(not(feature = "rocksdb"), ignore = "needs the `rocksdb` feature")]
+fn rocksdb_queries_after_a_restore_at_another_parallelism_and_backend_see_at_least_the_savepoints_state(
+) {
+    queries_after_a_rescaled_restore(Backend::RocksDb, Backend::Heap);
+    queries_after_a_rescaled_restore(Backend::Heap, Backend::RocksDb);
+}
+
+/// A job stopped with a savepoint at parallelism 2 and resumed at 3: every key the
+/// savepoint holds is found by the subtask that owns it now, with at least its
+/// count at the savepoint and at most its final count.
+fn queries_after_a_rescaled_restore(before: Backend, after: Backend) {
+    use weir::dataflow::query::{QueryError, QueryPort, StateRequest};
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    let n = 20_000;
+    let job = CheckpointedJob::spawn(
+        job_config_on("rescaled-queries", 2, before, dir.path()),
+        settings(dir.path(), 50),
+        build(n, out.clone(), None, 5),
+        Arc::new(NoListener),
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let savepoint = job.savepoint(true).unwrap();
+    assert_eq!(job.wait().unwrap().status, JobStatus::Suspended);
+    // Stopped with a savepoint, the job committed everything up to it.
+    let mut at_savepoint: BTreeMap<u32, u64> = BTreeMap::new();
+    for (key, count) in read_output(&out) {
+        let at = at_savepoint.entry(key).or_default();
+        *at = (*at).max(count);
+    }
+    assert!(!at_savepoint.is_empty());
+    let mut config = settings(dir.path(), 50);
+    config.resume = ResumeFrom::Savepoint(savepoint);
+    let resumed = CheckpointedJob::spawn(
+        job_config_on("rescaled-queries-2", 3, after, dir.path()),
+        config,
+        build(n, out.clone(), None, 20),
+        Arc::new(NoListener),
+    )
+    .unwrap();
+    let live = resumed.live();
+    let total = expected_of(&input(n))
+        .into_iter()
+        .fold(BTreeMap::new(), |mut m, (k, c)| {
+            m.insert(k, c);
+            m
+        });
+    let mut answered = 0;
+    while !matches!(
+        live.status(),
+        JobStatus::Finished | JobStatus::Cancelled | JobStatus::Suspended
+    ) {
+        for (&key, &saved) in &at_savepoint {
+            let request = StateRequest {
+                uid: "running-count".into(),
+                state: "counts".into(),
+                key: Some(serde_json::json!(key)),
+                limit: 1,
+                cursor: None,
+                at_least_checkpoint: None,
+            };
+            match QueryPort::answer(|| live.query_port(), &request, Duration::from_secs(10)) {
+                Ok(answer) => {
+                    let entry = answer.entries.first().unwrap_or_else(|| {
+                        panic!("key {key} of the savepoint not found: {answer:?}")
+                    });
+                    let count = entry.value.as_u64().unwrap();
+                    assert!(
+                        saved <= count && count <= total[&key],
+                        "key {key}: {count}, {saved} at the savepoint, {} in all",
+                        total[&key]
+                    );
+                    answered += 1;
+                }
+                Err(QueryError::NotRunning(_) | QueryError::Ended(_)) => {}
+                Err(e) => panic!("{e}"),
+            }
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(resumed.wait().unwrap().status, JobStatus::Finished);
+    assert_same(read_output(&out), expected(n), "output");
+    assert!(answered >= at_savepoint.len(), "{answered} answers");
 }

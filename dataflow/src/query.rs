@@ -164,6 +164,9 @@ pub enum QueryError {
     /// The job runs no attempt now (restarting, ended), or the subtask ended.
     #[error("the job is not running: {0}")]
     NotRunning(String),
+    /// The job ended (finished, cancelled, or stopped with a savepoint).
+    #[error("the job has ended ({0}): its state is in its last checkpoint or savepoint (`weir state read`)")]
+    Ended(String),
     /// The subtask did not answer in time.
     #[error("subtask {subtask} of `{uid}` did not answer within {timeout:?}")]
     Timeout {

@@ -632,7 +632,7 @@ async fn query_state(
                 QueryError::BadKey { .. }
                 | QueryError::BadRequest(_)
                 | QueryError::NotQueryable(_) => StatusCode::BAD_REQUEST,
-                QueryError::NotRunning(_) => StatusCode::CONFLICT,
+                QueryError::NotRunning(_) | QueryError::Ended(_) => StatusCode::CONFLICT,
                 QueryError::Timeout { .. } | QueryError::PositionNotReached { .. } => {
                     StatusCode::GATEWAY_TIMEOUT
                 }

@@ -176,9 +176,18 @@ impl LiveJob {
     /// [`crate::query`]).
     ///
     /// # Errors
-    /// No attempt runs in this process (none yet, or the job runs on workers).
+    /// No attempt runs in this process (none yet, or the job runs on workers), or
+    /// the job ended.
     pub fn query_port(&self) -> Result<crate::query::QueryPort, crate::query::QueryError> {
-        self.state().queries.clone().ok_or_else(|| {
+        let state = self.state();
+        if let Some(status @ (JobStatus::Finished | JobStatus::Cancelled | JobStatus::Suspended)) =
+            state.status
+        {
+            return Err(crate::query::QueryError::Ended(
+                format!("{status:?}").to_lowercase(),
+            ));
+        }
+        state.queries.clone().ok_or_else(|| {
             crate::query::QueryError::NotRunning(
                 "no attempt of the job runs in this process (not started, or on workers: \
                  their state is not queryable through the coordinator yet)"
