@@ -15,8 +15,9 @@
 //! lock. Keys and values travel as JSON, in their serde form (the typed API's codec);
 //! the job-file path gives its states the codec of its key schema.
 //!
-//! Cluster mode routes the same way: the port names the subtask that owns the key
-//! group, and the worker running it answers (see `docs/queryable-state.md`).
+//! Cluster mode is not served yet: the port already names the subtask that owns a
+//! key group; forwarding the read to the worker that runs it is what is missing
+//! (`docs/queryable-state.md`).
 
 use crate::task::TaskCommand;
 use crossbeam_channel::Sender;
