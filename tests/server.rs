@@ -513,20 +513,16 @@ INSERT INTO doubled SELECT n, twice FROM numbers WHERE MOD(n, 10) = 0;
     assert_eq!(jobs["jobs"].as_array().unwrap().len(), 1, "{jobs}");
 }
 
-/// Lookups and scans of a running job file's window state, over the REST API and
-/// the CLI, with its position: the sums agree with the counts (one source subtask
-/// sends each class its numbers in order), and errors name what is wrong.
-#[test]
-fn a_running_jobs_window_state_answers_lookups_and_scans_as_of_its_position() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path(), &dir.path().join("data"), &[]);
-    let out = dir.path().join("out");
-    let text = format!(
+/// Numbers 1..=`to` at `rate` a second from one source subtask, counted and summed
+/// per class (`value % 5`) in one long window (`per_class`), written to `sink`;
+/// `settings` are the job's top-level lines.
+fn classes_job(settings: &str, to: u64, rate: u64, sink: &str) -> String {
+    format!(
         "name: classes
 parallelism: 2
-checkpoints: {{interval: 100ms}}
+{settings}
 sources:
-  - {{name: numbers, kind: sequence, from: 1, to: 3000, rows_per_second: 500, timestamp: value, parallelism: 1}}
+  - {{name: numbers, kind: sequence, from: 1, to: {to}, rows_per_second: {rate}, timestamp: value, parallelism: 1}}
 operators:
   - {{name: classes, kind: map, input: numbers, fields: {{class: value % 5, value: value}}}}
   - {{name: by_class, kind: key_by, input: classes, key: class}}
@@ -536,9 +532,27 @@ operators:
     window: {{type: tumbling, size: 1000s}}
     aggregates: {{numbers: count, total: sum(value)}}
 sinks:
-  - {{name: out, kind: file, input: per_class, path: '{}'}}
-",
-        out.display()
+  - {sink}
+"
+    )
+}
+
+/// Lookups and scans of a running job file's window state, over the REST API and
+/// the CLI, with its position: the sums agree with the counts (one source subtask
+/// sends each class its numbers in order), and errors name what is wrong.
+#[test]
+fn a_running_jobs_window_state_answers_lookups_and_scans_as_of_its_position() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &dir.path().join("data"), &[]);
+    let out = dir.path().join("out");
+    let text = classes_job(
+        "checkpoints: {interval: 100ms}",
+        3000,
+        500,
+        &format!(
+            "{{name: out, kind: file, input: per_class, path: '{}'}}",
+            out.display()
+        ),
     );
     let (code, answer) = server.call("POST", "/jobs", Some(&json!({ "job": text })));
     assert_eq!(code, 201, "{answer}");
@@ -699,30 +713,12 @@ fn window_state_reads_offline(backend: &str) {
     let server = Server::start(dir.path(), &dir.path().join("data"), &[]);
     let storage = dir.path().join("checkpoints");
     let file = dir.path().join("classes.yaml");
-    std::fs::write(
-        &file,
-        format!(
-            "name: classes
-parallelism: 2
-state_backend: {backend}
-checkpoints: {{interval: 100ms, storage: '{}'}}
-sources:
-  - {{name: numbers, kind: sequence, from: 1, to: 100000, rows_per_second: 1000, timestamp: value, parallelism: 1}}
-operators:
-  - {{name: classes, kind: map, input: numbers, fields: {{class: value % 5, value: value}}}}
-  - {{name: by_class, kind: key_by, input: classes, key: class}}
-  - name: per_class
-    kind: window
-    input: by_class
-    window: {{type: tumbling, size: 1000s}}
-    aggregates: {{numbers: count, total: sum(value)}}
-sinks:
-  - {{name: out, kind: blackhole, input: per_class}}
-",
-            storage.display()
-        ),
-    )
-    .unwrap();
+    let settings = format!(
+        "state_backend: {backend}\ncheckpoints: {{interval: 100ms, storage: '{}'}}",
+        storage.display()
+    );
+    let sink = "{name: out, kind: blackhole, input: per_class}";
+    std::fs::write(&file, classes_job(&settings, 100_000, 1000, sink)).unwrap();
     let id = stdout_of(&weir(
         dir.path(),
         &["submit", file.to_str().unwrap(), "--server", &server.url],
