@@ -273,10 +273,10 @@ impl<K: StateKey, Acc: StateValue> WindowContents<K, Acc> {
             reason: e.to_string(),
         };
         let json = |v: &dyn ToJson| v.json().map_err(|e| failed(&e));
-        let window_json = |table: &WindowTable<K, Acc>, sliced: bool, acc: &Acc| {
+        let window_json = |window: Window, sliced: bool, acc: &Acc| {
             Ok::<_, QueryError>(serde_json::json!({
-                "start": table.window.start,
-                "end": table.window.end,
+                "start": window.start,
+                "end": window.end,
                 "slice": sliced,
                 "value": json(acc)?,
             }))
@@ -298,7 +298,7 @@ impl<K: StateKey, Acc: StateValue> WindowContents<K, Acc> {
                 for (table, sliced) in tables {
                     if let Some(acc) = table.entries.get(&k).map_err(|e| failed(&e))? {
                         let acc = acc.clone();
-                        windows.push(window_json(table, sliced, &acc)?);
+                        windows.push(window_json(table.window, sliced, &acc)?);
                     }
                 }
                 let entries = if windows.is_empty() {
@@ -317,11 +317,10 @@ impl<K: StateKey, Acc: StateValue> WindowContents<K, Acc> {
             Read::Scan { limit, after } => {
                 let limit = (*limit).max(1);
                 // The smallest `limit + 1` keys after the cursor, with their windows.
-                let mut best: BTreeMap<Cursor, (K, Vec<Json>)> = BTreeMap::new();
+                let mut best: BTreeMap<Cursor, (K, Vec<(Window, bool, Acc)>)> = BTreeMap::new();
                 let mut error = None;
                 for (table, sliced) in tables {
-                    let window = (table.window, sliced);
-                    let mut found = Vec::new();
+                    let window = table.window;
                     table
                         .entries
                         .for_each(|k, acc| {
@@ -346,24 +345,15 @@ impl<K: StateKey, Acc: StateValue> WindowContents<K, Acc> {
                             {
                                 return;
                             }
-                            found.push((at, k.clone(), acc.clone()));
+                            best.entry(at)
+                                .or_insert_with(|| (k.clone(), Vec::new()))
+                                .1
+                                .push((window, sliced, acc.clone()));
+                            if best.len() > limit + 1 {
+                                best.pop_last();
+                            }
                         })
                         .map_err(|e| failed(&e))?;
-                    for (at, k, acc) in found {
-                        let value = serde_json::json!({
-                            "start": window.0.start,
-                            "end": window.0.end,
-                            "slice": window.1,
-                            "value": json(&acc)?,
-                        });
-                        best.entry(at)
-                            .or_insert_with(|| (k, Vec::new()))
-                            .1
-                            .push(value);
-                        if best.len() > limit + 1 {
-                            best.pop_last();
-                        }
-                    }
                 }
                 if let Some(e) = error {
                     return Err(e);
@@ -372,7 +362,11 @@ impl<K: StateKey, Acc: StateValue> WindowContents<K, Acc> {
                 let mut entries = Vec::new();
                 let mut next = None;
                 for (at, (k, mut windows)) in best.into_iter().take(limit) {
-                    windows.sort_by_key(|w| w["end"].as_i64());
+                    windows.sort_by_key(|(window, ..)| window.end);
+                    let windows = windows
+                        .iter()
+                        .map(|(window, sliced, acc)| window_json(*window, *sliced, acc))
+                        .collect::<Result<Vec<_>, _>>()?;
                     entries.push(Entry {
                         key: json(&k)?,
                         value: Json::Array(windows),
