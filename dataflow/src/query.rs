@@ -552,6 +552,15 @@ pub fn serde_router<K: weir_state::StateKey>() -> Router {
     })
 }
 
+/// `key`, given as JSON, as a key `K` of state `state` (its serde form).
+pub(crate) fn key_of<K: weir_state::StateKey>(state: &str, key: &Json) -> Result<K, QueryError> {
+    serde_json::from_value(key.clone()).map_err(|e| QueryError::BadKey {
+        state: state.to_string(),
+        key: key.to_string(),
+        reason: e.to_string(),
+    })
+}
+
 /// Reads `read` from a table of `K` to `V` owning `range`: a lookup, or a page of a
 /// scan in (key group, encoded key) order. A scan page visits every entry of the
 /// table once (the table is not ordered by key group) and keeps the smallest
@@ -570,11 +579,7 @@ pub(crate) fn read_table<K: weir_state::StateKey, V: weir_state::StateValue>(
     let json = |v: &dyn ToJson| v.json().map_err(|e| failed(&e));
     match read {
         Read::Get { key } => {
-            let k: K = serde_json::from_value(key.clone()).map_err(|e| QueryError::BadKey {
-                state: state.clone(),
-                key: key.to_string(),
-                reason: e.to_string(),
-            })?;
+            let k: K = key_of(&state, key)?;
             let entries = match table.get(&k).map_err(|e| failed(&e))? {
                 Some(value) => vec![Entry {
                     key: key.clone(),

@@ -9,7 +9,9 @@ use super::WindowAssigner;
 use crate::keyed_state::{opened, KeyedStateHandle, KeyedStateStore};
 use crate::metrics::OperatorMetrics;
 use crate::operator::{OperatorContext, Output, SnapshotContext};
-use crate::query::{serde_router, Cursor, Entry, Json, Page, QueryError, Read, Router, ToJson};
+use crate::query::{
+    key_of, serde_router, Cursor, Entry, Json, Page, QueryError, Read, Router, ToJson,
+};
 use crate::{KeySelector, Operator, Result, Timestamp, TimestampAssigner};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -289,16 +291,11 @@ impl<K: StateKey, Acc: StateValue> WindowContents<K, Acc> {
             .chain(self.slices.values_mut().map(|t| (t, slice.is_some())));
         match read {
             Read::Get { key } => {
-                let k: K = serde_json::from_value(key.clone()).map_err(|e| QueryError::BadKey {
-                    state: CONTENTS.to_string(),
-                    key: key.to_string(),
-                    reason: e.to_string(),
-                })?;
+                let k: K = key_of(CONTENTS, key)?;
                 let mut windows = Vec::new();
                 for (table, sliced) in tables {
                     if let Some(acc) = table.entries.get(&k).map_err(|e| failed(&e))? {
-                        let acc = acc.clone();
-                        windows.push(window_json(table.window, sliced, &acc)?);
+                        windows.push(window_json(table.window, sliced, acc)?);
                     }
                 }
                 let entries = if windows.is_empty() {
