@@ -134,8 +134,124 @@ fn reference_sessions(events: &[Event], gap: i64) -> Vec<(u8, i64, i64, u64, i64
     out
 }
 
+/// Kafka Streams' sliding windows by brute force: per key, a left window `[t - d,
+/// t]` for every record time `t`, and a right window `[t + 1, t + 1 + d]` for
+/// every record time with a later record in it, each once by start; a window's
+/// rows are the records in it (ends inclusive; the end given exclusive).
+fn reference_time_difference(events: &[Event], d: i64) -> Vec<(u8, i64, i64, u64, i64)> {
+    let mut per_key: BTreeMap<u8, Vec<(i64, i64)>> = BTreeMap::new();
+    for &(k, t, v) in events {
+        per_key.entry(k).or_default().push((t, v));
+    }
+    let mut out = Vec::new();
+    for (k, records) in per_key {
+        let times: std::collections::BTreeSet<i64> = records.iter().map(|r| r.0).collect();
+        let mut starts = std::collections::BTreeSet::new();
+        for &t in &times {
+            starts.insert(t - d);
+            if times.range(t + 1..=t + 1 + d).next().is_some() {
+                starts.insert(t + 1);
+            }
+        }
+        for s in starts {
+            let inside = records.iter().filter(|r| s <= r.0 && r.0 <= s + d);
+            let (c, sum) = inside.fold((0u64, 0i64), |(c, sum), r| (c + 1, sum + r.1));
+            out.push((k, s, s + d + 1, c, sum));
+        }
+    }
+    out.sort();
+    out
+}
+
+/// The windows of Kafka Streams' own worked example (time difference 10): every
+/// distinct set of records within 10 ms of each other, once, ends inclusive.
+#[test]
+fn time_difference_windows_are_those_of_kafka_streams() {
+    let events: Vec<Event> = [10, 15, 20, 22, 35].iter().map(|&t| (0, t, 1)).collect();
+    let assigner = WindowAssigner::time_difference(Duration::from_millis(10), Duration::ZERO);
+    let got: Vec<(i64, i64, u64)> = run_windows(&events, assigner, 1)
+        .into_iter()
+        .map(|(_, s, e, c, _)| (s, e, c))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (0, 11, 1),  // [0, 10]: 10
+            (5, 16, 2),  // [5, 15]: 10, 15
+            (10, 21, 3), // [10, 20]: 10, 15, 20
+            (11, 22, 2), // 10's right window [11, 21]: 15, 20
+            (12, 23, 3), // [12, 22]: 15, 20, 22
+            (16, 27, 2), // 15's right window [16, 26]: 20, 22
+            (21, 32, 1), // 20's right window [21, 31]: 22
+            (25, 36, 1), // [25, 35]: 35 (22 has no right window)
+        ]
+    );
+}
+
+/// With the watermark one behind the largest timestamp (Kafka Streams' stream time)
+/// and no grace, a record whose every window is complete is late (the late side
+/// output), and one whose windows are partly complete updates only the others and
+/// creates no window that is complete already, as Kafka Streams skips expired
+/// windows.
+#[test]
+fn late_records_update_only_the_time_difference_windows_still_open() {
+    // One record per poll and a watermark after each: after 35 it is 34.
+    let events: Vec<Event> = [10, 15, 20, 22, 35, 5, 26]
+        .iter()
+        .map(|&t| (0, t, t))
+        .collect();
+    let job = JobBuilder::new(JobConfig {
+        parallelism: 1,
+        batch_size: 1,
+        watermark_interval: Duration::ZERO,
+        ..JobConfig::default()
+    });
+    let (sink, out) = CollectSink::new();
+    let (results, late) = job
+        .source(
+            "events",
+            WatermarkStrategy::bounded_out_of_orderness(Duration::ZERO, |e: &Event| Timestamp(e.1)),
+            CollectionSource::factory_with_poll_size(events, 1),
+        )
+        .key_by(|e: &Event| e.0)
+        .window(WindowAssigner::time_difference(
+            Duration::from_millis(10),
+            Duration::ZERO,
+        ))
+        .aggregate_with_late_output(Count, |_, w, c| (w.start, w.end, c as i64));
+    results
+        .union(&[late.map(|e: Event| (-1, -1, e.1))])
+        .sink("collect", sink);
+    job.execute().unwrap();
+    let mut got = out.take();
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            (-1, -1, 5), // late: its last window, [5, 15], completed at 15
+            (0, 11, 1),
+            (5, 16, 2),
+            (10, 21, 3),
+            (11, 22, 2),
+            (12, 23, 3),
+            (16, 27, 2), // complete when 26 came: not updated
+            (21, 32, 1), // likewise
+            (25, 36, 2), // [25, 35]: 26 and 35
+            (27, 38, 1), // 26's right window: 35 (22's, [23, 33], was complete)
+        ]
+    );
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+    /// Kafka Streams' sliding windows on out-of-order input equal the brute-force
+    /// windows, at any parallelism.
+    #[test]
+    fn time_difference_windows_equal_brute_force(events in events(), p in 1usize..4) {
+        let assigner = WindowAssigner::time_difference(Duration::from_millis(300), Duration::from_millis(50));
+        prop_assert_eq!(run_windows(&events, assigner, p), reference_time_difference(&events, 300));
+    }
 
     #[test]
     fn tumbling_windows_equal_brute_force(events in events(), p in 1usize..4) {

@@ -955,6 +955,7 @@ fn operator(node: &Node, path: &str, p: &mut Problems) -> Option<OperatorSpec> {
                         "aggregates",
                         "top",
                         "allowed_lateness",
+                        "retention",
                         "pre_aggregate",
                     ],
                     &common,
@@ -964,7 +965,7 @@ fn operator(node: &Node, path: &str, p: &mut Problems) -> Option<OperatorSpec> {
             );
             let shape_node = f.required(
                 "window",
-                "{type: tumbling|hopping|session, size/slide/gap}",
+                "{type: tumbling|hopping|cumulate|session|sliding, size/slide/step/gap/time_difference}",
                 p,
             );
             let shape = shape_node.and_then(|n| window_shape(n, &f.path("window"), p));
@@ -989,6 +990,7 @@ fn operator(node: &Node, path: &str, p: &mut Problems) -> Option<OperatorSpec> {
                 ),
             };
             let allowed_lateness = f.read("allowed_lateness", p, duration).unwrap_or_default();
+            let retention = f.read("retention", p, duration).unwrap_or_default();
             let pre_aggregate = f.read("pre_aggregate", p, boolean).unwrap_or(false);
             let shape_node = shape_node?;
             OperatorKind::Window {
@@ -1001,6 +1003,7 @@ fn operator(node: &Node, path: &str, p: &mut Problems) -> Option<OperatorSpec> {
                 aggregates: aggregates?,
                 top,
                 allowed_lateness,
+                retention,
                 pre_aggregate,
             }
         }
@@ -1049,7 +1052,7 @@ fn operator(node: &Node, path: &str, p: &mut Problems) -> Option<OperatorSpec> {
             f.check(&with_common(&["window"], &common), "a window_join", p);
             let shape_node = f.required(
                 "window",
-                "{type: tumbling|hopping|session, size/slide/gap}",
+                "{type: tumbling|hopping|cumulate|session|sliding, size/slide/step/gap/time_difference}",
                 p,
             )?;
             OperatorKind::WindowJoin {
@@ -1114,7 +1117,7 @@ fn window_shape(node: &Node, path: &str, p: &mut Problems) -> Option<WindowShape
     let f = Fields::of(node, path, p)?;
     let kind = f.read_required(
         "type",
-        "tumbling, hopping, cumulate or session",
+        "tumbling, hopping, cumulate, session or sliding",
         p,
         |n, path, p| {
             choice(
@@ -1125,6 +1128,7 @@ fn window_shape(node: &Node, path: &str, p: &mut Problems) -> Option<WindowShape
                     ("hopping", 1),
                     ("session", 2),
                     ("cumulate", 3),
+                    ("sliding", 4),
                 ],
                 p,
             )
@@ -1156,6 +1160,15 @@ fn window_shape(node: &Node, path: &str, p: &mut Problems) -> Option<WindowShape
             WindowShape::Hopping {
                 size: size?,
                 slide: slide?,
+            }
+        }
+        4 => {
+            f.check(&["type", "time_difference", "grace"], "a sliding window", p);
+            let time_difference = positive_duration("time_difference", p);
+            let grace = f.read("grace", p, duration).unwrap_or_default();
+            WindowShape::Sliding {
+                time_difference: time_difference?,
+                grace,
             }
         }
         3 => {

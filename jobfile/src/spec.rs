@@ -265,6 +265,16 @@ pub enum WindowShape {
         /// Inactivity that closes a session.
         gap: Duration,
     },
+    /// Kafka Streams' sliding windows: one window per distinct set of a key's
+    /// records whose event times differ by at most `time_difference`
+    /// (`window_end` is its last millisecond plus one), fired `grace` after its
+    /// end.
+    Sliding {
+        /// The largest difference between the event times of a window's rows.
+        time_difference: Duration,
+        /// How long after its end a window waits for late rows.
+        grace: Duration,
+    },
 }
 
 impl WindowShape {
@@ -277,7 +287,7 @@ impl WindowShape {
             Self::Hopping { size, slide } => {
                 !slide.is_zero() && size.as_millis() % slide.as_millis() == 0
             }
-            Self::Cumulate { .. } | Self::Session { .. } => false,
+            Self::Cumulate { .. } | Self::Session { .. } | Self::Sliding { .. } => false,
         }
     }
 }
@@ -358,6 +368,9 @@ pub enum OperatorKind {
         top: Option<TopSpec>,
         /// Keep windows open this long after they fire.
         allowed_lateness: Duration,
+        /// Keep a window's state this long after its end (readable by state
+        /// queries), at least the allowed lateness.
+        retention: Duration,
         /// Aggregate in two phases: per key and window before the exchange, merged
         /// after it.
         pre_aggregate: bool,

@@ -44,6 +44,9 @@ pub struct WindowPlan {
     pub shape: WindowShape,
     /// Allowed lateness.
     pub allowed_lateness: Duration,
+    /// How long a window's state is kept after its end (at least the allowed
+    /// lateness).
+    pub retention: Duration,
     /// Whether it aggregates in two phases (before and after the exchange).
     pub pre_aggregate: bool,
     /// The aggregates, in output order (after the key fields, `window_start` and
@@ -621,6 +624,7 @@ pub(crate) fn plan(spec: JobSpec, registry: &Registry, p: &mut Problems) -> JobP
                 aggregates,
                 top,
                 allowed_lateness,
+                retention,
                 pre_aggregate,
             } => {
                 let planned = match top {
@@ -658,6 +662,7 @@ pub(crate) fn plan(spec: JobSpec, registry: &Registry, p: &mut Problems) -> JobP
                     Step::Window(window) => (
                         Step::Window(WindowPlan {
                             pre_aggregate: *pre_aggregate,
+                            retention: *retention,
                             ..window
                         }),
                         schema,
@@ -973,6 +978,13 @@ fn window(
             );
         }
     }
+    if matches!(shape, WindowShape::Sliding { .. }) && !allowed_lateness.is_zero() {
+        p.add(
+            shape_at.at,
+            &shape_at.path,
+            "a sliding window waits for late rows for its `grace`: expected no `allowed_lateness`",
+        );
+    }
     if let WindowShape::Cumulate { size, step } = shape {
         if step.as_millis() == 0 || size.as_millis() % step.as_millis() != 0 {
             p.add(
@@ -1060,6 +1072,7 @@ fn window(
         Step::Window(WindowPlan {
             shape,
             allowed_lateness,
+            retention: Duration::ZERO,
             aggregates: planned,
             top: None,
             pre_aggregate: false,
@@ -1180,6 +1193,7 @@ fn window_top(
         Step::Window(WindowPlan {
             shape,
             allowed_lateness,
+            retention: Duration::ZERO,
             aggregates: Vec::new(),
             top: Some(top),
             pre_aggregate: false,

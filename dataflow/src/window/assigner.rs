@@ -1,4 +1,5 @@
-//! Windows and window assigners: tumbling, sliding (hopping) and session.
+//! Windows and window assigners: tumbling, sliding (hopping), cumulate, session, and
+//! Kafka Streams' sliding windows (by time difference).
 
 use crate::{duration_ms, DataflowError, Result, Timestamp};
 use serde::{Deserialize, Serialize};
@@ -69,6 +70,18 @@ pub enum WindowAssigner {
         /// The inactivity gap in ms.
         gap: i64,
     },
+    /// Kafka Streams' sliding windows (`SlidingWindows.ofTimeDifferenceAndGrace`):
+    /// per key, one window for every distinct set of records whose event times
+    /// differ by at most `difference`, each `difference + 1` ms long and inclusive
+    /// of its last millisecond; a window fires when the watermark passes its end
+    /// plus `grace`. See [`TimeDifferenceAggregate`](super::TimeDifferenceAggregate).
+    TimeDifference {
+        /// The largest difference between the event times of a window's records,
+        /// in ms.
+        difference: i64,
+        /// How long after its end a window waits for late records, in ms.
+        grace: i64,
+    },
 }
 
 impl WindowAssigner {
@@ -105,6 +118,15 @@ impl WindowAssigner {
         }
     }
 
+    /// Kafka Streams' sliding windows: records whose event times differ by at most
+    /// `difference` share a window; windows fire `grace` after their end.
+    pub fn time_difference(difference: Duration, grace: Duration) -> Self {
+        Self::TimeDifference {
+            difference: duration_ms(difference),
+            grace: duration_ms(grace),
+        }
+    }
+
     /// Checks the settings; `operator` names the window in the error.
     ///
     /// # Errors
@@ -133,6 +155,12 @@ impl WindowAssigner {
             Self::Session { gap } if gap <= 0 => {
                 Some(format!("session gap must be positive, got {gap} ms"))
             }
+            Self::TimeDifference { difference, .. } if difference <= 0 => Some(format!(
+                "a sliding window's time difference must be positive, got {difference} ms"
+            )),
+            Self::TimeDifference { grace, .. } if grace < 0 => Some(format!(
+                "a sliding window's grace must not be negative, got {grace} ms"
+            )),
             _ => None,
         };
         match problem {
@@ -147,7 +175,8 @@ impl WindowAssigner {
     }
 
     /// Calls `f` for every window containing `timestamp` (for sessions: the element's
-    /// own window `[t, t + gap)`).
+    /// own window `[t, t + gap)`; for time-difference windows: its left window,
+    /// `[t - difference, t]`).
     #[inline]
     pub fn assign(&self, timestamp: i64, mut f: impl FnMut(Window)) {
         match *self {
@@ -185,6 +214,10 @@ impl WindowAssigner {
             Self::Session { gap } => f(Window {
                 start: timestamp,
                 end: timestamp.saturating_add(gap),
+            }),
+            Self::TimeDifference { difference, .. } => f(Window {
+                start: timestamp.saturating_sub(difference),
+                end: timestamp.saturating_add(1),
             }),
         }
     }

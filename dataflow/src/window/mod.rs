@@ -1,12 +1,15 @@
-//! Event-time windows on keyed streams: tumbling, sliding (hopping) and session
-//! windows with incremental aggregation, reduce, and process-window functions over
-//! all elements; allowed lateness and a late side output.
+//! Event-time windows on keyed streams: tumbling, sliding (hopping), cumulate and
+//! session windows, and Kafka Streams' sliding windows by time difference, with
+//! incremental aggregation, reduce, and process-window functions over all
+//! elements; allowed lateness, a late side output, and a retention of window state.
 
 mod assigner;
+mod difference;
 mod local;
 mod operator;
 
 pub use assigner::{Window, WindowAssigner};
+pub use difference::{KeyPoints, TimeDifferenceAggregate};
 pub use local::{LocalWindowAggregate, MergePartials, Partial, MAX_PARTIALS};
 pub use operator::{
     LateFn, SessionAggregate, SessionEntry, WindowAggregate, WindowResultFn, WindowSpec,
@@ -35,6 +38,7 @@ pub struct WindowedStream<K, T> {
     keyed: KeyedStream<K, T>,
     assigner: WindowAssigner,
     lateness: Duration,
+    retention: Duration,
     name: String,
     uid: Option<String>,
     /// Fold per key and window before the exchange (two-phase aggregation).
@@ -49,11 +53,13 @@ impl<K: StateKey, T: Data> KeyedStream<K, T> {
             WindowAssigner::Sliding { .. } => "sliding-window",
             WindowAssigner::Cumulate { .. } => "cumulate-window",
             WindowAssigner::Session { .. } => "session-window",
+            WindowAssigner::TimeDifference { .. } => "time-difference-window",
         };
         WindowedStream {
             keyed: self.clone(),
             assigner,
             lateness: Duration::ZERO,
+            retention: Duration::ZERO,
             name: name.to_string(),
             uid: None,
             pre_aggregate: false,
@@ -128,6 +134,18 @@ impl<K: StateKey, T: Data> WindowedStream<K, T> {
     /// [`WindowedStream::aggregate_with_late_output`].
     pub fn allowed_lateness(mut self, lateness: Duration) -> Self {
         self.lateness = lateness;
+        self
+    }
+
+    /// Keeps each window's state for `retention` after the window's end (Kafka
+    /// Streams' retention of a window store), or for the allowed lateness if that is
+    /// longer: a fired window's contents stay readable by state queries
+    /// ([`crate::query`]) for that long. A window fires once, and elements later
+    /// than the allowed lateness are late, whatever the retention. For
+    /// time-difference windows the retention counts from the end of a window's
+    /// grace if it is longer.
+    pub fn retention(mut self, retention: Duration) -> Self {
+        self.retention = retention;
         self
     }
 
@@ -221,6 +239,7 @@ impl<K: StateKey, T: Data> WindowedStream<K, T> {
             keyed,
             assigner: self.assigner,
             lateness: self.lateness,
+            retention: self.retention,
             name: self.name.clone(),
             uid: self.uid.clone(),
             pre_aggregate: false,
@@ -241,6 +260,14 @@ impl<K: StateKey, T: Data> WindowedStream<K, T> {
         let stream = self.keyed.stream();
         if let Err(e) = self.assigner.validate(&self.name) {
             stream.invalid(&self.name, e.to_string());
+        }
+        if matches!(self.assigner, WindowAssigner::TimeDifference { .. })
+            && !self.lateness.is_zero()
+        {
+            stream.invalid(
+                &self.name,
+                "a time-difference window waits for late records for its grace period; it takes no allowed lateness".into(),
+            );
         }
         let timestamp = match stream.timestamps() {
             Some(ts) => ts,
@@ -273,6 +300,7 @@ impl<K: StateKey, T: Data> WindowedStream<K, T> {
         let spec = WindowSpec {
             assigner: self.assigner,
             lateness: duration_ms(self.lateness),
+            retention: duration_ms(self.retention),
             key: self.keyed.key_selector(),
             timestamp,
             aggregate,
@@ -282,6 +310,10 @@ impl<K: StateKey, T: Data> WindowedStream<K, T> {
         let stream = if self.assigner.is_merging() {
             self.keyed.transform(&self.name, move |_: &SubtaskInfo| {
                 SessionAggregate::new(spec.clone())
+            })
+        } else if matches!(self.assigner, WindowAssigner::TimeDifference { .. }) {
+            self.keyed.transform(&self.name, move |_: &SubtaskInfo| {
+                TimeDifferenceAggregate::new(spec.clone())
             })
         } else {
             self.keyed.transform(&self.name, move |_: &SubtaskInfo| {

@@ -41,6 +41,9 @@ pub struct WindowSpec<K, T, A: AggregateFunction<T>, O> {
     pub assigner: WindowAssigner,
     /// Allowed lateness in ms.
     pub lateness: i64,
+    /// How long a window's state is kept after its end, in ms (at least the
+    /// allowed lateness): fired windows stay readable by queries for that long.
+    pub retention: i64,
     /// The key of an element.
     pub key: KeySelector<T, K>,
     /// The event time of an element.
@@ -53,11 +56,20 @@ pub struct WindowSpec<K, T, A: AggregateFunction<T>, O> {
     pub late: Option<LateFn<T, O>>,
 }
 
+impl<K, T, A: AggregateFunction<T>, O> WindowSpec<K, T, A, O> {
+    /// How long after a window's last millisecond its state is kept: the allowed
+    /// lateness, or the retention if longer.
+    pub(super) fn keep(&self) -> i64 {
+        self.lateness.max(self.retention)
+    }
+}
+
 impl<K, T, A: AggregateFunction<T>, O> Clone for WindowSpec<K, T, A, O> {
     fn clone(&self) -> Self {
         Self {
             assigner: self.assigner,
             lateness: self.lateness,
+            retention: self.retention,
             key: self.key.clone(),
             timestamp: self.timestamp.clone(),
             aggregate: self.aggregate.clone(),
@@ -484,7 +496,7 @@ where
             slide,
             offset,
         } = sliced;
-        let (wm, lateness) = (self.watermark, self.spec.lateness);
+        let (wm, keep) = (self.watermark, self.spec.keep());
         let spec = &self.spec;
         let mut contents = opened(&self.contents)?;
         let contents = &mut *contents;
@@ -542,7 +554,7 @@ where
         // A slice goes with the last window holding it, which ends at its start +
         // size.
         while let Some(entry) = contents.slices.first_entry() {
-            if (entry.get().window.start + size - 1).saturating_add(lateness) > wm {
+            if (entry.get().window.start + size - 1).saturating_add(keep) > wm {
                 break;
             }
             let mut expired = entry.remove();
@@ -551,7 +563,7 @@ where
             }
         }
         while let Some(entry) = contents.windows.first_entry() {
-            if (entry.get().window.end - 1).saturating_add(lateness) > wm {
+            if (entry.get().window.end - 1).saturating_add(keep) > wm {
                 break;
             }
             let mut expired = entry.remove();
@@ -657,7 +669,7 @@ where
         if let Some(sliced) = self.sliced() {
             return self.fire_slices(sliced, before, out);
         }
-        let (wm, lateness) = (self.watermark, self.spec.lateness);
+        let (wm, keep) = (self.watermark, self.spec.keep());
         let spec = &self.spec;
         let mut contents = opened(&self.contents)?;
         let windows = &mut contents.windows;
@@ -674,7 +686,7 @@ where
             }
         }
         while let Some(entry) = windows.first_entry() {
-            if (entry.get().window.end - 1).saturating_add(lateness) > wm {
+            if (entry.get().window.end - 1).saturating_add(keep) > wm {
                 break;
             }
             let mut expired = entry.remove();
@@ -703,13 +715,20 @@ pub struct SessionEntry<Acc> {
 
 impl<Acc> SessionEntry<Acc> {
     /// When this session next needs attention: its end (to fire) or, once fired, the
-    /// end of its allowed lateness (to be dropped).
-    fn due(&self, lateness: i64) -> i64 {
+    /// end of the time it is kept (`keep`: its allowed lateness or retention) to be
+    /// dropped.
+    fn due(&self, keep: i64) -> i64 {
         if self.fired {
-            (self.window.end - 1).saturating_add(lateness)
+            (self.window.end - 1).saturating_add(keep)
         } else {
             self.window.end - 1
         }
+    }
+
+    /// Whether the session is past its allowed lateness (kept only for its
+    /// retention): no element joins it any more.
+    fn closed(&self, lateness: i64, watermark: i64) -> bool {
+        self.fired && (self.window.end - 1).saturating_add(lateness) <= watermark
     }
 }
 
@@ -802,11 +821,11 @@ where
                 // A snapshot without timers (of the heap, or of an earlier version):
                 // every key's earliest due time.
                 _ => {
-                    let lateness = self.spec.lateness;
+                    let keep = self.spec.keep();
                     let keys = sessions.keys()?;
                     for key in keys {
                         if let Some(state) = sessions.get_mut(&key)? {
-                            let due = state.sessions.iter().map(|e| e.due(lateness)).min();
+                            let due = state.sessions.iter().map(|e| e.due(keep)).min();
                             if let Some(due) = due {
                                 state.timer = Some(due);
                                 self.timers.register(key, due)?;
@@ -823,6 +842,7 @@ where
 
     fn on_batch(&mut self, input: &mut Vec<T>, out: &mut Output<O>) -> Result<()> {
         let (watermark, lateness, gap) = (self.watermark, self.spec.lateness, self.gap);
+        let keep = self.spec.keep();
         let mut sessions = opened(&self.sessions)?;
         for element in input.drain(..) {
             let ts = (self.spec.timestamp)(&element).0;
@@ -847,7 +867,7 @@ where
             // Fast path: the element falls into (or extends) a session of the key.
             let mut merged_into = None;
             for (i, session) in list.iter_mut().enumerate() {
-                if session.window.intersects(&own) {
+                if !session.closed(lateness, watermark) && session.window.intersects(&own) {
                     session.window = session.window.cover(&own);
                     spec.aggregate.add(&mut session.acc, &element);
                     merged_into = Some(i);
@@ -870,7 +890,10 @@ where
             // The grown session may now touch others: merge them into it.
             let mut i = 0;
             while i < list.len() {
-                if i != index && list[i].window.intersects(&list[index].window) {
+                if i != index
+                    && !list[i].closed(lateness, watermark)
+                    && list[i].window.intersects(&list[index].window)
+                {
                     let other = list.swap_remove(i);
                     if index == list.len() {
                         index = i;
@@ -897,7 +920,7 @@ where
             } else {
                 session.fired = false;
             }
-            let due = session.due(lateness);
+            let due = session.due(keep);
             if state.timer.is_none_or(|t| due < t) {
                 state.timer = Some(due);
                 self.timers.register(key, due)?;
@@ -908,7 +931,7 @@ where
 
     fn on_watermark(&mut self, watermark: Timestamp, out: &mut Output<O>) -> Result<()> {
         self.watermark = self.watermark.max(watermark.0);
-        let (wm, lateness) = (self.watermark, self.spec.lateness);
+        let (wm, keep) = (self.watermark, self.spec.keep());
         let mut sessions = opened(&self.sessions)?;
         while let Some((key, at)) = self.timers.pop_due(wm)? {
             let Some(state) = sessions.get_mut(&key)? else {
@@ -933,8 +956,8 @@ where
             }
             state
                 .sessions
-                .retain(|s| !(s.fired && (s.window.end - 1).saturating_add(lateness) <= wm));
-            match state.sessions.iter().map(|s| s.due(lateness)).min() {
+                .retain(|s| !(s.fired && (s.window.end - 1).saturating_add(keep) <= wm));
+            match state.sessions.iter().map(|s| s.due(keep)).min() {
                 Some(due) => {
                     state.timer = Some(due);
                     self.timers.register(key, due)?;
@@ -966,7 +989,7 @@ where
 
 /// The session timers of a subtask: at most one per key and time that matters (a
 /// superseded one fires and is ignored).
-enum SessionTimers<K> {
+pub(super) enum SessionTimers<K> {
     /// By time, the keys.
     Heap(BTreeMap<i64, Vec<K>>),
     /// In the subtask's RocksDB instance.
@@ -974,7 +997,7 @@ enum SessionTimers<K> {
 }
 
 impl<K: StateKey> SessionTimers<K> {
-    fn register(&mut self, key: K, due: i64) -> Result<()> {
+    pub(super) fn register(&mut self, key: K, due: i64) -> Result<()> {
         match self {
             Self::Heap(heap) => heap.entry(due).or_default().push(key),
             Self::Rocks(rocks) => rocks.register(weir_state::TimeDomain::EventTime, key, due)?,
@@ -983,7 +1006,7 @@ impl<K: StateKey> SessionTimers<K> {
     }
 
     /// Removes and returns a timer due at `watermark`, earliest first.
-    fn pop_due(&mut self, watermark: i64) -> Result<Option<(K, i64)>> {
+    pub(super) fn pop_due(&mut self, watermark: i64) -> Result<Option<(K, i64)>> {
         match self {
             Self::Heap(heap) => loop {
                 let Some(mut entry) = heap.first_entry() else {

@@ -607,6 +607,7 @@ fn windowed<K: RowKey, R: KeyedRecord<K>>(
         .key_by(|p: &R| p.key().clone())
         .window(assigner(window.shape))
         .allowed_lateness(window.allowed_lateness)
+        .retention(window.retention)
         .name(name)
         .uid(uid);
     Some(match window.pre_aggregate {
@@ -777,6 +778,10 @@ fn assigner(shape: WindowShape) -> WindowAssigner {
         WindowShape::Hopping { size, slide } => WindowAssigner::sliding(size, slide),
         WindowShape::Cumulate { size, step } => WindowAssigner::cumulate(size, step),
         WindowShape::Session { gap } => WindowAssigner::session(gap),
+        WindowShape::Sliding {
+            time_difference,
+            grace,
+        } => WindowAssigner::time_difference(time_difference, grace),
     }
 }
 

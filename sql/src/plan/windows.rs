@@ -733,6 +733,7 @@ impl Planner<'_> {
             aggregates,
             top,
             allowed_lateness: Duration::ZERO,
+            retention: Duration::ZERO,
             pre_aggregate,
         };
         self.add_operator("window", &[key_by], kind, fields, Some("window_end".into()))
