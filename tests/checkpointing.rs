@@ -1757,6 +1757,244 @@ fn timers_survive_failures_and_resume_across_backends_and_parallelism() {
     }
 }
 
+/// How far the sliding windows' records are out of order, at most, in ms.
+const SLIDING_DISORDER: i64 = 50;
+/// The sliding windows' time difference, in ms.
+const SLIDING_DIFFERENCE: i64 = 100;
+
+type Valued = (u32, i64, i64); // key, event time, value (the record's index)
+type SlidingRow = (u32, i64, i64, u64, i64); // key, start, end, count, sum
+
+/// `n` records of 37 keys at times rising by 0–19 ms a record, each moved back by
+/// up to `SLIDING_DISORDER` ms (a seeded random sequence); a record's value is its
+/// index.
+fn sliding_input(n: usize) -> Vec<Valued> {
+    let mut state = 0x5eed_u64;
+    let mut next = move |bound: u64| {
+        state = state
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        (state >> 33) % bound
+    };
+    let mut t = 1_000_000i64;
+    (0..n)
+        .map(|i| {
+            t += next(20) as i64;
+            let key = next(37) as u32;
+            let jitter = next(SLIDING_DISORDER as u64) as i64;
+            (key, t - jitter, i as i64)
+        })
+        .collect()
+}
+
+/// Kafka Streams' sliding windows of `records` by brute force: per key a left
+/// window `[t - d, t]` for every record time, a right window `[t + 1, t + 1 + d]`
+/// for every record time with a later record in it, each once by start, with the
+/// count and sum of the records in it (end given exclusive).
+fn sliding_expected(records: &[Valued]) -> Vec<SlidingRow> {
+    let d = SLIDING_DIFFERENCE;
+    let mut per_key: BTreeMap<u32, Vec<(i64, i64)>> = BTreeMap::new();
+    for &(k, t, v) in records {
+        per_key.entry(k).or_default().push((t, v));
+    }
+    let mut out = Vec::new();
+    for (k, records) in per_key {
+        let times: std::collections::BTreeSet<i64> = records.iter().map(|r| r.0).collect();
+        let mut starts = std::collections::BTreeSet::new();
+        for &t in &times {
+            starts.insert(t - d);
+            if times.range(t + 1..=t + 1 + d).next().is_some() {
+                starts.insert(t + 1);
+            }
+        }
+        for s in starts {
+            let inside = records.iter().filter(|r| s <= r.0 && r.0 <= s + d);
+            let (c, sum) = inside.fold((0u64, 0i64), |(c, sum), r| (c + 1, sum + r.1));
+            out.push((k, s, s + d + 1, c, sum));
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Passes records on, failing once (an injected task failure) at the record whose
+/// value is `at`.
+struct FailOnce {
+    at: i64,
+    failed: Arc<AtomicBool>,
+}
+
+impl Operator for FailOnce {
+    type In = Valued;
+    type Out = Valued;
+    fn on_batch(&mut self, input: &mut Vec<Valued>, out: &mut Output<Valued>) -> Result<()> {
+        for record in input.drain(..) {
+            if record.2 == self.at && !self.failed.swap(true, Ordering::SeqCst) {
+                return Err(weir::dataflow::DataflowError::operator(
+                    "fail-once",
+                    0,
+                    "injected failure",
+                ));
+            }
+            out.push(record);
+        }
+        Ok(())
+    }
+}
+
+fn build_sliding(
+    records: Vec<Valued>,
+    out: PathBuf,
+    fail_at: Option<(i64, Arc<AtomicBool>)>,
+    per_poll: usize,
+) -> impl Fn(&JobBuilder) + Send + Sync {
+    use weir::dataflow::window::WindowAssigner;
+    use weir::dataflow::Timestamp;
+    use weir::state::{Count, Sum};
+    move |job: &JobBuilder| {
+        let (at, failed) = fail_at
+            .clone()
+            .unwrap_or((-1, Arc::new(AtomicBool::new(true))));
+        job.source(
+            "records",
+            WatermarkStrategy::bounded_out_of_orderness(
+                Duration::from_millis(SLIDING_DISORDER as u64),
+                |r: &Valued| Timestamp(r.1),
+            ),
+            CollectionSource::factory_throttled(
+                records.clone(),
+                per_poll,
+                Some(Duration::from_millis(1)),
+            ),
+        )
+        .uid("records")
+        // One subtask at every parallelism: a collection source restored into
+        // fewer subtasks reads their stripes one after the other, out of order by
+        // far more than the watermark allows.
+        .parallelism(1)
+        .transform("fail-once", move |_| FailOnce {
+            at,
+            failed: failed.clone(),
+        })
+        .uid("fail-once")
+        .with_timestamps(|r: &Valued| Timestamp(r.1))
+        .key_by(|r: &Valued| r.0)
+        .window(WindowAssigner::time_difference(
+            Duration::from_millis(SLIDING_DIFFERENCE as u64),
+            Duration::from_millis(20),
+        ))
+        .uid("sliding")
+        .aggregate((Count, Sum(|r: &Valued| r.2)), |k, w, (c, s)| {
+            (*k, w.start, w.end, c, s)
+        })
+        .sink(
+            "epoch-sink",
+            EpochFileSink::<SlidingRow>::factory(out.clone()),
+        )
+        .uid("epoch-sink");
+    }
+}
+
+/// Kafka Streams' sliding windows on random out-of-order input equal a brute-force
+/// computation of them across a task failure (restored from the last checkpoint)
+/// and a resume from a checkpoint or savepoint at another parallelism and on the
+/// other backend: every window once, with its records exactly.
+#[test]
+#[cfg_attr(not(feature = "rocksdb"), ignore = "needs the `rocksdb` feature")]
+fn sliding_windows_survive_failures_and_resume_across_backends_and_parallelism() {
+    let records = sliding_input(12_000);
+    let expected = sliding_expected(&records);
+    for (before, backend_before, after, backend_after, via_savepoint) in [
+        (2, Backend::RocksDb, 2, Backend::RocksDb, false),
+        (2, Backend::Heap, 1, Backend::Heap, true),
+        (2, Backend::RocksDb, 1, Backend::Heap, true),
+        (2, Backend::Heap, 3, Backend::RocksDb, false),
+        (2, Backend::RocksDb, 3, Backend::RocksDb, false),
+    ] {
+        let what = format!(
+            "{before} ({backend_before:?}) -> {after} ({backend_after:?}) via {}",
+            if via_savepoint {
+                "a savepoint"
+            } else {
+                "the latest checkpoint"
+            }
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out");
+        std::fs::create_dir_all(&out).unwrap();
+        let failed = Arc::new(AtomicBool::new(false));
+        let job = CheckpointedJob::spawn(
+            job_config_on("sliding", before, backend_before, dir.path()),
+            settings(dir.path(), 20),
+            build_sliding(
+                records.clone(),
+                out.clone(),
+                Some((2_000, failed.clone())),
+                5,
+            ),
+            Arc::new(NoListener),
+        )
+        .unwrap();
+        // A failure, then a few checkpoints after the restart.
+        let checkpoints = || job.checkpoints().iter().filter(|c| !c.savepoint).count();
+        let mut after_failure = None;
+        while after_failure.is_none_or(|at| checkpoints() < at + 3) {
+            if after_failure.is_none() && failed.load(Ordering::SeqCst) {
+                after_failure = Some(checkpoints());
+            }
+            if job.is_finished() {
+                panic!(
+                    "{what}: the job ended early: {:?}",
+                    job.wait().map(|s| s.status)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let mut config = settings(dir.path(), 20);
+        let summary = if via_savepoint {
+            config.resume = ResumeFrom::Savepoint(job.savepoint(true).unwrap());
+            job.wait().unwrap()
+        } else {
+            config.resume = ResumeFrom::LatestCheckpoint;
+            job.cancel();
+            job.wait().unwrap()
+        };
+        assert_eq!(summary.restarts, 1, "{what}");
+        let partial = read_committed::<SlidingRow>(&out).unwrap().len();
+        assert!(partial < expected.len(), "{what}: stopped before the end");
+        let resumed = CheckpointedJob::spawn(
+            job_config_on("sliding", after, backend_after, dir.path()),
+            config,
+            build_sliding(records.clone(), out.clone(), None, 200),
+            Arc::new(NoListener),
+        )
+        .unwrap();
+        let summary = resumed.wait().unwrap();
+        assert_eq!(summary.status, JobStatus::Finished, "{what}");
+        assert!(summary.restored_from.is_some(), "{what}: restored");
+        let mut rows = read_committed::<SlidingRow>(&out).unwrap();
+        rows.sort();
+        let missing: Vec<_> = expected
+            .iter()
+            .filter(|r| rows.binary_search(r).is_err())
+            .collect();
+        let extra: Vec<_> = rows
+            .iter()
+            .filter(|r| expected.binary_search(r).is_err())
+            .collect();
+        assert!(
+            rows == expected,
+            "{what}: {} rows, expected {}; {} missing, {} unexpected: {:?}, {:?}",
+            rows.len(),
+            expected.len(),
+            missing.len(),
+            extra.len(),
+            &missing[..missing.len().min(5)],
+            &extra[..extra.len().min(5)],
+        );
+    }
+}
+
 /// The process's peak resident memory (VmHWM), in MiB.
 fn peak_rss_mib() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap();
@@ -2478,6 +2716,109 @@ fn live_queries_agree_with_the_committed_output(backend: Backend) {
             "key {key}: {count} at checkpoint {checkpoint}, committed by then {covered}, in all {}",
             total(key)
         );
+    }
+}
+
+/// A window's retention keeps its state after it fires (Kafka Streams' retention
+/// of a window store): a live query of a key's window contents, once the
+/// watermark passed all but the last of its 100 ms windows, finds every window
+/// with retention and only the open one without, on either backend; the results
+/// are the same.
+#[test]
+#[cfg_attr(not(feature = "rocksdb"), ignore = "needs the `rocksdb` feature")]
+fn fired_windows_stay_readable_for_their_retention() {
+    use weir::dataflow::query::{QueryError, QueryPort, StateRequest};
+    use weir::dataflow::window::WindowAssigner;
+    use weir::dataflow::Timestamp;
+    use weir::state::Count;
+    // Keys 0..40 at times 0..2000: every key in every 100 ms window.
+    let records: Vec<(u32, i64)> = (0..2_000i64).map(|i| ((i % 40) as u32, i)).collect();
+    for backend in [Backend::Heap, Backend::RocksDb] {
+        for retention in [Duration::ZERO, Duration::from_secs(3600)] {
+            let what = format!("{backend:?}, retention {retention:?}");
+            let dir = tempfile::tempdir().unwrap();
+            let out = dir.path().join("out");
+            std::fs::create_dir_all(&out).unwrap();
+            let records = Arc::new(records.clone());
+            let job = CheckpointedJob::spawn(
+                job_config_on("retained", 2, backend, dir.path()),
+                settings(dir.path(), 20),
+                move |job: &JobBuilder| {
+                    let records = records.clone();
+                    job.source(
+                        "events",
+                        WatermarkStrategy::bounded_out_of_orderness(
+                            Duration::from_millis(5),
+                            |e: &(u32, i64)| Timestamp(e.1),
+                        ),
+                        move |_: &weir::dataflow::SubtaskInfo| HeldSource {
+                            records: records.clone(),
+                            next: 0,
+                            hold: true,
+                        },
+                    )
+                    .uid("events")
+                    .parallelism(1)
+                    .key_by(|e: &(u32, i64)| e.0)
+                    .window(WindowAssigner::tumbling(Duration::from_millis(100)))
+                    .retention(retention)
+                    .uid("windows")
+                    .aggregate(Count, |k, w, c| (*k, w.start, c))
+                    .sink(
+                        "epoch-sink",
+                        EpochFileSink::<(u32, i64, u64)>::factory(out.clone()),
+                    )
+                    .uid("epoch-sink");
+                },
+                Arc::new(NoListener),
+            )
+            .unwrap();
+            let live = job.live();
+            let request = StateRequest {
+                uid: "windows".into(),
+                state: "window-contents".into(),
+                key: Some(serde_json::json!(7)),
+                limit: 10,
+                cursor: None,
+                at_least_checkpoint: None,
+            };
+            // Every record in: the watermark at 1993 (the largest time, 1999, less
+            // the bound and 1 ms), past the end of every window but [1900, 2000).
+            let started = Instant::now();
+            let windows = loop {
+                match QueryPort::answer(|| live.query_port(), &request, Duration::from_secs(10)) {
+                    Ok(answer) if answer.positions[0].watermark >= Some(1_993) => {
+                        break answer.entries[0].value.as_array().unwrap().clone();
+                    }
+                    Ok(_) | Err(QueryError::NotRunning(_)) => {}
+                    Err(e) => panic!("{what}: {e}"),
+                }
+                assert!(!job.is_finished(), "{what}: the job ended");
+                assert!(
+                    started.elapsed() < Duration::from_secs(60),
+                    "{what}: the watermark never reached 1993"
+                );
+                std::thread::sleep(Duration::from_millis(5));
+            };
+            let starts: Vec<i64> = windows
+                .iter()
+                .map(|w| w["start"].as_i64().unwrap())
+                .collect();
+            let kept: Vec<i64> = match retention.is_zero() {
+                true => vec![1_900],
+                false => (0..20).map(|w| w * 100).collect(),
+            };
+            assert_eq!(starts, kept, "{what}");
+            // Each window's count of key 7: 2 or 3 records.
+            assert!(
+                windows
+                    .iter()
+                    .all(|w| matches!(w["value"].as_u64(), Some(2 | 3))),
+                "{what}: {windows:?}"
+            );
+            job.cancel();
+            assert_eq!(job.wait().unwrap().status, JobStatus::Cancelled, "{what}");
+        }
     }
 }
 

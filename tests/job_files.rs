@@ -336,6 +336,120 @@ sinks: [{{name: out, kind: stdout, input: totals}}]
     );
 }
 
+/// A job file's sliding window (Kafka Streams' windows by time difference) over an
+/// out-of-order file: one row per distinct set of a user's rows within 100 ms of
+/// each other, checked against the windows computed here by brute force, its
+/// `window_end` the last millisecond plus one. A sliding window with an allowed
+/// lateness, or without its time difference, is refused by name.
+#[test]
+fn a_sliding_window_of_a_job_file_has_one_row_per_distinct_set_of_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut lines = String::new();
+    let mut rows: Vec<(String, i64, i64)> = Vec::new();
+    for i in 0..3_000i64 {
+        // Time rises by 0-12 ms a row, moved back by up to 29 ms.
+        let ts = 1_000_000 + i * 6 + (i * 7) % 13 - (i * 31) % 29;
+        let (user, amount) = (format!("u{}", i * 7 % 11), i % 17);
+        lines.push_str(&format!(
+            "{{\"user\":\"{user}\",\"amount\":{amount},\"ts\":{ts}}}\n"
+        ));
+        rows.push((user, ts, amount));
+    }
+    std::fs::write(dir.path().join("rows.jsonl"), lines).unwrap();
+    let d = 100;
+    let mut expected: BTreeMap<(String, i64, i64), (i64, i64)> = BTreeMap::new();
+    let mut users: BTreeMap<&str, Vec<(i64, i64)>> = BTreeMap::new();
+    for (user, ts, amount) in &rows {
+        users.entry(user).or_default().push((*ts, *amount));
+    }
+    for (user, rows) in users {
+        let times: std::collections::BTreeSet<i64> = rows.iter().map(|r| r.0).collect();
+        let mut starts = std::collections::BTreeSet::new();
+        for &t in &times {
+            starts.insert(t - d);
+            if times.range(t + 1..=t + 1 + d).next().is_some() {
+                starts.insert(t + 1);
+            }
+        }
+        for s in starts {
+            let inside = rows.iter().filter(|r| s <= r.0 && r.0 <= s + d);
+            let (n, total) = inside.fold((0, 0), |(n, total), r| (n + 1, total + r.1));
+            expected.insert((user.to_string(), s, s + d + 1), (n, total));
+        }
+    }
+    let job = format!(
+        "
+name: sliding
+parallelism: 2
+checkpoints: {{interval: 100ms}}
+sources:
+  - name: rows
+    kind: file
+    path: {path}
+    schema: {{user: string, amount: int, ts: timestamp}}
+    timestamp: ts
+    watermark: {{max_out_of_orderness: 50ms}}
+operators:
+  - {{name: by_user, kind: key_by, input: rows, key: user}}
+  - name: totals
+    kind: window
+    input: by_user
+    window: {{type: sliding, time_difference: 100ms, grace: 10ms}}
+    retention: 1s
+    aggregates: {{n: count, total: sum(amount)}}
+sinks: [{{name: out, kind: stdout, input: totals}}]
+",
+        path = dir.path().join("rows.jsonl").display(),
+    );
+    std::fs::write(dir.path().join("job.yaml"), &job).unwrap();
+    let out = weir(dir.path(), &["run", "job.yaml"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let got: BTreeMap<(String, i64, i64), (i64, i64)> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let row: Value = serde_json::from_str(l).unwrap();
+            (
+                (
+                    row["user"].as_str().unwrap().to_string(),
+                    row["window_start"].as_i64().unwrap(),
+                    row["window_end"].as_i64().unwrap(),
+                ),
+                (row["n"].as_i64().unwrap(), row["total"].as_i64().unwrap()),
+            )
+        })
+        .collect();
+    assert_eq!(got.len(), expected.len());
+    assert_eq!(got, expected);
+
+    let refused = [
+        (
+            "window: {type: sliding, time_difference: 100ms, grace: 10ms}\n    retention: 1s",
+            "window: {type: sliding, time_difference: 100ms}\n    allowed_lateness: 1s",
+            "expected no `allowed_lateness`",
+        ),
+        (
+            "window: {type: sliding, time_difference: 100ms, grace: 10ms}",
+            "window: {type: sliding, grace: 10ms}",
+            "time_difference",
+        ),
+    ];
+    for (from, to, says) in refused {
+        std::fs::write(dir.path().join("bad.yaml"), job.replace(from, to)).unwrap();
+        let out = weir(dir.path(), &["validate", "bad.yaml"]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{to}");
+        assert!(
+            stderr.contains(says) && stderr.contains("operators[1].window"),
+            "{stderr}"
+        );
+    }
+}
+
 /// A window join and an interval join of two file sources, every output row
 /// checked against the pairs computed here.
 #[test]

@@ -48,6 +48,53 @@ fn run_windows(
     got
 }
 
+/// As [`run_windows`], the windows' state kept for `retention` after their end.
+fn run_windows_retained(
+    events: &[Event],
+    assigner: WindowAssigner,
+    parallelism: usize,
+    retention: Duration,
+) -> Vec<(u8, i64, i64, u64, i64)> {
+    run_windows_retained_after(events, assigner, parallelism, retention, BOUND_MS)
+}
+
+/// As [`run_windows_retained`], with the watermark `delay` ms behind the largest
+/// timestamp.
+fn run_windows_retained_after(
+    events: &[Event],
+    assigner: WindowAssigner,
+    parallelism: usize,
+    retention: Duration,
+    delay: i64,
+) -> Vec<(u8, i64, i64, u64, i64)> {
+    let job = JobBuilder::new(JobConfig {
+        parallelism,
+        batch_size: 7,
+        watermark_interval: Duration::ZERO,
+        ..JobConfig::default()
+    });
+    let (sink, out) = CollectSink::new();
+    job.source(
+        "events",
+        WatermarkStrategy::bounded_out_of_orderness(
+            Duration::from_millis(delay as u64),
+            |e: &Event| Timestamp(e.1),
+        ),
+        CollectionSource::factory_with_poll_size(events.to_vec(), 5),
+    )
+    .key_by(|e: &Event| e.0)
+    .window(assigner)
+    .retention(retention)
+    .aggregate((Count, Sum(|e: &Event| e.2)), |k, w, (c, s)| {
+        (*k, w.start, w.end, c, s)
+    })
+    .sink("collect", sink);
+    job.execute().unwrap();
+    let mut got = out.take();
+    got.sort();
+    got
+}
+
 /// Every result the windows emit, in order, with a watermark `delay` ms behind the
 /// largest timestamp and `lateness` ms of allowed lateness, aggregated in two phases
 /// if `pre_aggregate`.
@@ -244,6 +291,28 @@ fn late_records_update_only_the_time_difference_windows_still_open() {
 
 proptest! {
     #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+    /// A retention (state kept after a window fires) changes no result: a window
+    /// fires once, and a session kept for its retention takes no later element.
+    #[test]
+    fn retained_windows_equal_brute_force(events in events(), p in 1usize..4) {
+        let retention = Duration::from_secs(5);
+        let sliced = WindowAssigner::sliding(Duration::from_millis(1000), Duration::from_millis(250));
+        prop_assert_eq!(run_windows_retained(&events, sliced, p, retention), reference_fixed(&events, sliced));
+        let hopping = WindowAssigner::sliding(Duration::from_millis(1000), Duration::from_millis(300));
+        prop_assert_eq!(run_windows_retained(&events, hopping, p, retention), reference_fixed(&events, hopping));
+        let session = WindowAssigner::session(Duration::from_millis(250));
+        prop_assert_eq!(run_windows_retained(&events, session, p, retention), reference_sessions(&events, 250));
+        let difference = WindowAssigner::time_difference(Duration::from_millis(300), Duration::ZERO);
+        prop_assert_eq!(run_windows_retained(&events, difference, p, retention), reference_time_difference(&events, 300));
+        // Late elements (the watermark at the largest timestamp, one subtask: the
+        // same elements are late in both runs) start new sessions, as without a
+        // retention, instead of joining the kept ones.
+        prop_assert_eq!(
+            run_windows_retained_after(&events, session, 1, retention, 0),
+            run_windows_retained_after(&events, session, 1, Duration::ZERO, 0)
+        );
+    }
 
     /// Kafka Streams' sliding windows on out-of-order input equal the brute-force
     /// windows, at any parallelism.
