@@ -1995,6 +1995,266 @@ fn sliding_windows_survive_failures_and_resume_across_backends_and_parallelism()
     }
 }
 
+/// Rules of the broadcast-state test: a record of key `k` reads rule `k % RULES`.
+const RULES: u32 = 7;
+
+type Answered = (u32, i64, i64, Option<i64>); // key, time, index, the rule's value then
+
+/// `n` updates of the rules, `(rule, time, value)`, at distinct times 40 ms apart
+/// (plus up to 9 ms), out of order by up to `SLIDING_DISORDER` ms.
+fn rule_updates(n: usize) -> Vec<Valued> {
+    let mut state = 0x7a1e_u64;
+    let mut next = move |bound: u64| {
+        state = state
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        (state >> 33) % bound
+    };
+    let mut updates: Vec<(i64, Valued)> = (0..n as i64)
+        .map(|i| {
+            let time = 1_000_000 + i * 40 + next(10) as i64;
+            let rule = next(u64::from(RULES)) as u32;
+            let arrival = time + next(SLIDING_DISORDER as u64) as i64;
+            (arrival, (rule, time, next(1_000) as i64))
+        })
+        .collect();
+    updates.sort();
+    updates.into_iter().map(|(_, update)| update).collect()
+}
+
+/// Each record answered with the value its rule had at the record's time: the
+/// update of the rule with the latest time not after it.
+fn rules_expected(records: &[Valued], updates: &[Valued]) -> Vec<Answered> {
+    let mut out: Vec<Answered> = records
+        .iter()
+        .map(|&(key, time, index)| {
+            let value = updates
+                .iter()
+                .filter(|u| u.0 == key % RULES && u.1 <= time)
+                .max_by_key(|u| u.1)
+                .map(|u| u.2);
+            (key, time, index, value)
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// Keeps every rule's values by time in the broadcast state, and answers each
+/// record once the watermark passes its time (so every update up to it is in)
+/// with its rule's value as of that time: the same answer on every subtask and
+/// in every run, whatever the interleaving of the two inputs.
+struct RuleLookup {
+    pending: weir::dataflow::KeyedStateHandle<weir::state::ListState<u32, Valued>>,
+}
+
+impl weir::dataflow::broadcast::KeyedBroadcastProcessFunction<u32, Valued, Valued> for RuleLookup {
+    type Out = Answered;
+    type Key = (u32, i64);
+    type Value = i64;
+
+    fn process(
+        &mut self,
+        value: Valued,
+        _: &weir::dataflow::broadcast::BroadcastState<(u32, i64), i64>,
+        cx: &mut weir::dataflow::process::ProcessContext<'_, u32, Answered>,
+    ) -> Result<()> {
+        cx.register_event_time_timer(weir::dataflow::Timestamp(value.1));
+        self.pending.lock()?.add(*cx.key(), value)?;
+        Ok(())
+    }
+
+    fn process_broadcast(
+        &mut self,
+        (rule, time, value): Valued,
+        state: &mut weir::dataflow::broadcast::BroadcastState<(u32, i64), i64>,
+        _: &mut weir::dataflow::broadcast::BroadcastContext<'_, Answered>,
+    ) -> Result<()> {
+        state.insert((rule, time), value);
+        Ok(())
+    }
+
+    fn on_timer(
+        &mut self,
+        time: weir::dataflow::Timestamp,
+        _: weir::dataflow::process::TimeDomain,
+        state: &weir::dataflow::broadcast::BroadcastState<(u32, i64), i64>,
+        cx: &mut weir::dataflow::process::ProcessContext<'_, u32, Answered>,
+    ) -> Result<()> {
+        let key = *cx.key();
+        let mut pending = self.pending.lock()?;
+        for record in pending.take(&key)? {
+            if record.1 > time.0 {
+                pending.add(key, record)?;
+                continue;
+            }
+            let rule = key % RULES;
+            let value = state
+                .range((rule, i64::MIN)..=(rule, record.1))
+                .next_back()
+                .map(|(_, v)| *v);
+            cx.emit((key, record.1, record.2, value));
+        }
+        Ok(())
+    }
+}
+
+fn build_rules(
+    records: Vec<Valued>,
+    updates: Vec<Valued>,
+    out: PathBuf,
+    fail_at: Option<(i64, Arc<AtomicBool>)>,
+    per_poll: usize,
+) -> impl Fn(&JobBuilder) + Send + Sync {
+    use weir::dataflow::Timestamp;
+    move |job: &JobBuilder| {
+        let (at, failed) = fail_at
+            .clone()
+            .unwrap_or((-1, Arc::new(AtomicBool::new(true))));
+        let time = |r: &Valued| Timestamp(r.1);
+        let bound = Duration::from_millis(SLIDING_DISORDER as u64);
+        let rules = job
+            .source(
+                "rules",
+                WatermarkStrategy::bounded_out_of_orderness(bound, time),
+                CollectionSource::factory_throttled(
+                    updates.clone(),
+                    per_poll.div_ceil(4),
+                    Some(Duration::from_millis(1)),
+                ),
+            )
+            .uid("rules")
+            .parallelism(1);
+        job.source(
+            "records",
+            WatermarkStrategy::bounded_out_of_orderness(bound, time),
+            CollectionSource::factory_throttled(
+                records.clone(),
+                per_poll,
+                Some(Duration::from_millis(1)),
+            ),
+        )
+        .uid("records")
+        .parallelism(1)
+        .transform("fail-once", move |_| FailOnce {
+            at,
+            failed: failed.clone(),
+        })
+        .uid("fail-once")
+        .with_timestamps(time)
+        .key_by(|r: &Valued| r.0)
+        .connect_broadcast(&rules)
+        .process("rule-lookup", |cx| {
+            Ok(RuleLookup {
+                pending: cx.keyed_state(|backend| {
+                    weir::state::ListState::in_backend(backend, "pending")
+                })?,
+            })
+        })
+        .uid("rule-lookup")
+        .sink(
+            "epoch-sink",
+            EpochFileSink::<Answered>::factory(out.clone()),
+        )
+        .uid("epoch-sink");
+    }
+}
+
+/// Broadcast state: every record reads the rules the broadcast side put into the
+/// state, as of its time, and gets the answer a reference computes, across a task
+/// failure (restored from the last checkpoint) and a resume from a checkpoint or
+/// savepoint at more and at fewer subtasks and on the other backend. The state is
+/// checkpointed once (by subtask 0), so subtasks added by the rescale answer from
+/// the same restored rules as the others.
+#[test]
+#[cfg_attr(not(feature = "rocksdb"), ignore = "needs the `rocksdb` feature")]
+fn broadcast_state_survives_failures_and_resumes_on_every_subtask_at_any_parallelism() {
+    let records = sliding_input(12_000);
+    let updates = rule_updates(3_000);
+    let expected = rules_expected(&records, &updates);
+    assert!(expected.iter().filter(|r| r.3.is_none()).count() < 100);
+    for (before, backend_before, after, backend_after, via_savepoint) in [
+        (2, Backend::Heap, 3, Backend::RocksDb, false),
+        (3, Backend::RocksDb, 1, Backend::Heap, true),
+        (2, Backend::RocksDb, 4, Backend::RocksDb, true),
+    ] {
+        let what = format!(
+            "{before} ({backend_before:?}) -> {after} ({backend_after:?}) via {}",
+            if via_savepoint {
+                "a savepoint"
+            } else {
+                "the latest checkpoint"
+            }
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out");
+        std::fs::create_dir_all(&out).unwrap();
+        let failed = Arc::new(AtomicBool::new(false));
+        let job = CheckpointedJob::spawn(
+            job_config_on("rules", before, backend_before, dir.path()),
+            settings(dir.path(), 20),
+            build_rules(
+                records.clone(),
+                updates.clone(),
+                out.clone(),
+                Some((2_000, failed.clone())),
+                5,
+            ),
+            Arc::new(NoListener),
+        )
+        .unwrap();
+        let checkpoints = || job.checkpoints().iter().filter(|c| !c.savepoint).count();
+        let mut after_failure = None;
+        while after_failure.is_none_or(|at| checkpoints() < at + 3) {
+            if after_failure.is_none() && failed.load(Ordering::SeqCst) {
+                after_failure = Some(checkpoints());
+            }
+            if job.is_finished() {
+                panic!(
+                    "{what}: the job ended early: {:?}",
+                    job.wait().map(|s| s.status)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let mut config = settings(dir.path(), 20);
+        let summary = if via_savepoint {
+            config.resume = ResumeFrom::Savepoint(job.savepoint(true).unwrap());
+            job.wait().unwrap()
+        } else {
+            config.resume = ResumeFrom::LatestCheckpoint;
+            job.cancel();
+            job.wait().unwrap()
+        };
+        assert_eq!(summary.restarts, 1, "{what}");
+        let partial = read_committed::<Answered>(&out).unwrap().len();
+        assert!(partial < expected.len(), "{what}: stopped before the end");
+        let resumed = CheckpointedJob::spawn(
+            job_config_on("rules", after, backend_after, dir.path()),
+            config,
+            build_rules(records.clone(), updates.clone(), out.clone(), None, 200),
+            Arc::new(NoListener),
+        )
+        .unwrap();
+        let summary = resumed.wait().unwrap();
+        assert_eq!(summary.status, JobStatus::Finished, "{what}");
+        assert!(summary.restored_from.is_some(), "{what}: restored");
+        let mut rows = read_committed::<Answered>(&out).unwrap();
+        rows.sort();
+        let wrong: Vec<_> = rows
+            .iter()
+            .filter(|r| expected.binary_search(r).is_err())
+            .take(5)
+            .collect();
+        assert!(
+            rows == expected,
+            "{what}: {} rows, expected {}; wrong: {wrong:?}",
+            rows.len(),
+            expected.len()
+        );
+    }
+}
+
 /// The process's peak resident memory (VmHWM), in MiB.
 fn peak_rss_mib() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap();

@@ -29,6 +29,7 @@
 #![deny(missing_docs)]
 
 mod align;
+pub mod broadcast;
 pub mod checkpointing;
 mod error;
 mod exchange;

@@ -28,6 +28,10 @@ pub struct SubtaskInfo {
     pub key_groups: KeyGroupRange,
 }
 
+/// The prefix of the operator states checkpointed once for all subtasks
+/// ([`SnapshotContext::put_once`]).
+pub(crate) const ONCE_PREFIX: &str = "once:";
+
 /// What an operator gets when it opens: where it runs, its restored state and its
 /// metrics.
 pub struct OperatorContext {
@@ -45,6 +49,10 @@ pub struct OperatorContext {
     pub restored_operator: BTreeMap<String, Vec<u8>>,
     /// The operator states of every previous subtask, when the parallelism changed.
     pub restored_operator_all: Vec<BTreeMap<String, Vec<u8>>>,
+    /// Operator state checkpointed once for all subtasks
+    /// ([`SnapshotContext::put_once`]), restored on every subtask at any
+    /// parallelism.
+    pub restored_once: BTreeMap<String, Vec<u8>>,
     /// Whether checkpointing is on.
     pub checkpointing: bool,
     /// The job's name.
@@ -76,6 +84,7 @@ impl OperatorContext {
             restored_keyed: BTreeMap::new(),
             restored_operator: BTreeMap::new(),
             restored_operator_all: Vec::new(),
+            restored_once: BTreeMap::new(),
             checkpointing: false,
             job: String::new(),
             checkpoint_timeout: None,
@@ -178,6 +187,15 @@ impl SnapshotContext {
     /// Adds operator (non-keyed) state `name`.
     pub fn put_operator(&mut self, name: &str, bytes: Vec<u8>) {
         self.snapshot.operator.insert(name.to_string(), bytes);
+    }
+
+    /// Adds operator state `name` that is the same on every subtask, checkpointed
+    /// once: call it on one subtask only (subtask 0). A restore at any parallelism
+    /// offers it to every subtask in [`OperatorContext::restored_once`].
+    pub fn put_once(&mut self, name: &str, bytes: Vec<u8>) {
+        self.snapshot
+            .operator
+            .insert(format!("{ONCE_PREFIX}{name}"), bytes);
     }
 
     /// What was captured, with frozen state encoded here and now (for tests and

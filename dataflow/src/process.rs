@@ -61,11 +61,44 @@ impl<K: StateKey> TimerService<K> {
     }
 
     /// The first failure of a registration or deletion since the last call.
-    fn take_failure(&mut self) -> Result<()> {
+    pub(crate) fn take_failure(&mut self) -> Result<()> {
         match self.failure.take() {
             Some(e) => Err(e.into()),
             None => Ok(()),
         }
+    }
+
+    /// Opens the timers in the subtask's backend and restores those of its key
+    /// groups.
+    pub(crate) fn open(&mut self, cx: &OperatorContext) -> Result<()> {
+        self.timers = weir_state::Timers::in_backend(&cx.state_backend, TIMERS)?;
+        let restored = cx.restored_chunks(TIMERS);
+        self.timers
+            .restore_chunks(restored, cx.subtask.key_groups, cx.subtask.max_parallelism)?;
+        for states in cx.restored_keyed.values() {
+            if let Some(bytes) = states.get(LEGACY_TIMERS) {
+                let timers: Vec<(K, i64, TimeDomain)> = decode(LEGACY_TIMERS, bytes)?;
+                for (key, time, domain) in timers {
+                    self.timers.register(domain, key, time)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Checkpoints the timers. The keyed states beside them are flushed before this
+    /// and frozen after it by the runtime: one RocksDB checkpoint covers them all.
+    pub(crate) fn snapshot(
+        &mut self,
+        max: weir_state::MaxParallelism,
+        cx: &mut SnapshotContext,
+    ) -> Result<()> {
+        self.timers.flush()?;
+        match self.timers.snapshot(max)? {
+            weir_state::TimersSnapshot::Encoded(encoded) => cx.put_keyed(TIMERS, encoded),
+            weir_state::TimersSnapshot::Frozen(frozen) => cx.put_frozen_boxed(frozen),
+        }
+        Ok(())
     }
 }
 
@@ -78,7 +111,24 @@ pub struct ProcessContext<'a, K, O> {
     out: &'a mut Output<O>,
 }
 
-impl<K: StateKey, O> ProcessContext<'_, K, O> {
+impl<'a, K: StateKey, O> ProcessContext<'a, K, O> {
+    /// The context of a record or timer of `key`.
+    pub(crate) fn new(
+        key: &'a K,
+        timestamp: Option<Timestamp>,
+        watermark: Timestamp,
+        timers: &'a mut TimerService<K>,
+        out: &'a mut Output<O>,
+    ) -> Self {
+        Self {
+            key,
+            timestamp,
+            watermark,
+            timers,
+            out,
+        }
+    }
+
     /// The current key.
     pub fn key(&self) -> &K {
         self.key
@@ -181,22 +231,7 @@ where
     fn open(&mut self, cx: &mut OperatorContext) -> Result<()> {
         self.max_parallelism = cx.subtask.max_parallelism;
         self.function = Some((self.make)(cx)?);
-        self.timers.timers = weir_state::Timers::in_backend(&cx.state_backend, TIMERS)?;
-        let restored = cx.restored_chunks(TIMERS);
-        self.timers.timers.restore_chunks(
-            restored,
-            cx.subtask.key_groups,
-            cx.subtask.max_parallelism,
-        )?;
-        for states in cx.restored_keyed.values() {
-            if let Some(bytes) = states.get(LEGACY_TIMERS) {
-                let timers: Vec<(K, i64, TimeDomain)> = decode(LEGACY_TIMERS, bytes)?;
-                for (key, time, domain) in timers {
-                    self.timers.timers.register(domain, key, time)?;
-                }
-            }
-        }
-        Ok(())
+        self.timers.open(cx)
     }
 
     fn on_batch(&mut self, input: &mut Vec<T>, out: &mut Output<P::Out>) -> Result<()> {
@@ -251,15 +286,7 @@ where
     }
 
     fn snapshot(&mut self, cx: &mut SnapshotContext) -> Result<()> {
-        let max = self.max_parallelism;
-        // The function's states are flushed before this and frozen after it by the
-        // runtime: one RocksDB checkpoint covers them and the timers.
-        self.timers.timers.flush()?;
-        match self.timers.timers.snapshot(max)? {
-            weir_state::TimersSnapshot::Encoded(encoded) => cx.put_keyed(TIMERS, encoded),
-            weir_state::TimersSnapshot::Frozen(frozen) => cx.put_frozen_boxed(frozen),
-        }
-        Ok(())
+        self.timers.snapshot(self.max_parallelism, cx)
     }
 }
 

@@ -235,3 +235,77 @@ fn splits_that_go_idle_together_still_release_the_watermark_of_what_was_read() {
     // Read up to 4.9 s: the watermark 4.899 s closes the windows up to 4 s.
     assert_eq!(before, vec![(0, 10), (1000, 10), (2000, 10), (3000, 10)]);
 }
+
+/// Counts the rules it has seen on the broadcast side (emitting the count after
+/// each, on every subtask) and passes the main side's elements on.
+struct RuleCounter;
+
+impl weir_dataflow::broadcast::BroadcastProcessFunction<i64, u32> for RuleCounter {
+    type Out = (bool, i64);
+    type Key = u32;
+    type Value = ();
+
+    fn process(
+        &mut self,
+        value: i64,
+        _: &weir_dataflow::broadcast::BroadcastState<u32, ()>,
+        cx: &mut weir_dataflow::broadcast::BroadcastContext<'_, (bool, i64)>,
+    ) -> weir_dataflow::Result<()> {
+        cx.emit((false, value));
+        Ok(())
+    }
+
+    fn process_broadcast(
+        &mut self,
+        rule: u32,
+        state: &mut weir_dataflow::broadcast::BroadcastState<u32, ()>,
+        cx: &mut weir_dataflow::broadcast::BroadcastContext<'_, (bool, i64)>,
+    ) -> weir_dataflow::Result<()> {
+        state.insert(rule, ());
+        cx.emit((true, state.len() as i64));
+        Ok(())
+    }
+}
+
+/// A stream that is not keyed, connected with a broadcast stream: every subtask
+/// gets every broadcast element in order (so each counts the same rules the same
+/// way: every count once per subtask), and each main element stays on one subtask.
+#[test]
+fn every_subtask_sees_every_broadcast_element_and_each_main_element_once() {
+    let parallelism = 3;
+    let job = JobBuilder::new(JobConfig {
+        parallelism,
+        ..JobConfig::default()
+    });
+    let (sink, out) = CollectSink::new();
+    let rules = job
+        .source(
+            "rules",
+            WatermarkStrategy::none(),
+            CollectionSource::factory_with_poll_size((0..50u32).map(|r| r % 40).collect(), 3),
+        )
+        .parallelism(1);
+    job.source(
+        "numbers",
+        WatermarkStrategy::none(),
+        CollectionSource::factory_with_poll_size((0..1_000i64).collect(), 7),
+    )
+    .connect_broadcast(&rules)
+    .process("count-rules", |_| Ok(RuleCounter))
+    .sink("collect", sink);
+    job.execute().unwrap();
+    let got = out.take();
+    let mut main: Vec<i64> = got.iter().filter(|o| !o.0).map(|o| o.1).collect();
+    main.sort();
+    assert_eq!(main, (0..1_000).collect::<Vec<_>>());
+    let mut counts: Vec<i64> = got.iter().filter(|o| o.0).map(|o| o.1).collect();
+    counts.sort();
+    // 40 distinct rules, the last ten repeats: counts 1..=40, then 40 ten times more.
+    let mut expected: Vec<i64> = (1..=40).chain(std::iter::repeat_n(40, 10)).collect();
+    expected = expected
+        .into_iter()
+        .flat_map(|c| std::iter::repeat_n(c, parallelism))
+        .collect();
+    expected.sort();
+    assert_eq!(counts, expected);
+}

@@ -80,6 +80,22 @@ pub(super) fn context(
         } else {
             cx.restored_operator_all = restore.iter().map(|s| s.operator.clone()).collect();
         }
+        // State checkpointed once: the one subtask that wrote it.
+        let prefix = crate::operator::ONCE_PREFIX;
+        for previous in restore {
+            let once: std::collections::BTreeMap<String, Vec<u8>> = previous
+                .operator
+                .iter()
+                .filter_map(|(name, bytes)| {
+                    let name = name.strip_prefix(prefix)?;
+                    Some((name.to_string(), bytes.clone()))
+                })
+                .collect();
+            if !once.is_empty() {
+                cx.restored_once = once;
+                break;
+            }
+        }
     }
     Ok(cx)
 }
