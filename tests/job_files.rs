@@ -450,6 +450,94 @@ sinks: [{{name: out, kind: stdout, input: totals}}]
     }
 }
 
+/// A job file's broadcast join (Kafka Streams' stream-GlobalKTable join): a table
+/// of 13 classes, read from a file into broadcast state on every subtask, joined
+/// into each number of a stream by its class. Each joined row carries its class's
+/// table row; once the table is in (the numbers after the first second), every
+/// number is joined, each once. Its inputs are checked like a join's.
+#[test]
+fn a_broadcast_join_joins_each_row_with_its_key_s_table_row() {
+    let dir = tempfile::tempdir().unwrap();
+    let table: String = (0..13)
+        .map(|id| {
+            format!(
+                "{{\"id\":{id},\"name\":\"class-{id}\",\"rate\":{}}}\n",
+                id * 10
+            )
+        })
+        .collect();
+    std::fs::write(dir.path().join("classes.jsonl"), table).unwrap();
+    let job = format!(
+        "
+name: lookup
+parallelism: 3
+checkpoints: {{interval: 100ms}}
+sources:
+  - name: numbers
+    kind: sequence
+    from: 1
+    to: 6000
+    rows_per_second: 3000
+    computed: {{class: value % 13}}
+  - name: classes
+    kind: file
+    path: {path}
+    schema: {{id: int, name: string, rate: int}}
+operators:
+  - {{name: by_class, kind: key_by, input: numbers, key: class}}
+  - {{name: by_id, kind: key_by, input: classes, key: id}}
+  - {{name: joined, kind: broadcast_join, inputs: [by_class, by_id]}}
+sinks: [{{name: out, kind: stdout, input: joined}}]
+",
+        path = dir.path().join("classes.jsonl").display(),
+    );
+    std::fs::write(dir.path().join("job.yaml"), &job).unwrap();
+    let out = weir(dir.path(), &["run", "job.yaml"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut values = Vec::new();
+    for line in String::from_utf8(out.stdout).unwrap().lines() {
+        let row: Value = serde_json::from_str(line).unwrap();
+        let (value, class) = (
+            row["value"].as_i64().unwrap(),
+            row["class"].as_i64().unwrap(),
+        );
+        assert_eq!(class, value % 13, "{row}");
+        assert_eq!(row["name"], json!(format!("class-{class}")), "{row}");
+        assert_eq!(row["rate"], json!(class * 10), "{row}");
+        values.push(value);
+    }
+    values.sort();
+    let joined = values.len();
+    values.dedup();
+    assert_eq!(values.len(), joined, "a number joined twice");
+    let late: Vec<i64> = values.into_iter().filter(|&v| v > 3_000).collect();
+    assert_eq!(late, (3_001..=6_000).collect::<Vec<_>>());
+
+    let refused = [
+        (
+            "inputs: [by_class, by_id]",
+            "inputs: [by_class]",
+            "expected `inputs: [LEFT, RIGHT]`",
+        ),
+        (
+            "inputs: [by_class, by_id]",
+            "inputs: [by_class, classes]",
+            "expected `classes` to be a key_by",
+        ),
+    ];
+    for (from, to, says) in refused {
+        std::fs::write(dir.path().join("bad.yaml"), job.replace(from, to)).unwrap();
+        let out = weir(dir.path(), &["validate", "bad.yaml"]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{to}");
+        assert!(stderr.contains(says), "{stderr}");
+    }
+}
+
 /// A window join and an interval join of two file sources, every output row
 /// checked against the pairs computed here.
 #[test]

@@ -13,9 +13,10 @@
 //! others write nothing. A restore at any parallelism gives every subtask that copy,
 //! so a subtask added by rescaling starts with the same map as the others.
 //!
-//! The operator's watermark is the smaller of its two inputs': a broadcast stream
-//! without event time holds nothing back, but an idle one with event time does
-//! unless its source declares idleness (`WatermarkStrategy::with_idleness`).
+//! The operator's watermark is the smaller of its two inputs', as for any operator
+//! with two inputs: a broadcast stream that goes quiet holds it back unless its
+//! source declares idleness (`WatermarkStrategy::with_idleness`), and one without
+//! event time holds it back until it ends.
 
 use crate::graph::{Data, EdgeKind, EdgeSpec, NodeKind, OpFactory, PartitionSpec, TypedEdge};
 use crate::join::Either;

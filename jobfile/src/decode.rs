@@ -850,6 +850,7 @@ const OPERATOR_KINDS: &[&str] = &[
     "udf",
     "window_join",
     "interval_join",
+    "broadcast_join",
 ];
 
 /// A mapping of field name to expression (a map's `fields`, a source's
@@ -1047,6 +1048,10 @@ fn operator(node: &Node, path: &str, p: &mut Problems) -> Option<OperatorSpec> {
                     located_string,
                 )?,
             }
+        }
+        "broadcast_join" => {
+            f.check(&with_common(&[], &common), "a broadcast_join", p);
+            OperatorKind::BroadcastJoin
         }
         "window_join" => {
             f.check(&with_common(&["window"], &common), "a window_join", p);

@@ -404,6 +404,11 @@ pub enum OperatorKind {
         /// Where `between:` is.
         between_at: Located<()>,
     },
+    /// Joins a keyed stream with a table kept in broadcast state (Kafka Streams'
+    /// stream-GlobalKTable join): the right input's rows, by key, the latest one
+    /// winning, are on every subtask, and each left row joins the row of its key
+    /// when it comes (rows without one are dropped).
+    BroadcastJoin,
 }
 
 /// How a `top` numbers the rows it ranks (SQL's ranking functions).

@@ -148,6 +148,10 @@ pub enum JoinKind {
         /// Upper bound, ms.
         upper: i64,
     },
+    /// The right input is a table in broadcast state, by key (the latest row of a
+    /// key replaces the one before); each left row joins the row of its key when
+    /// it comes. The output's event time is the left row's.
+    Broadcast,
 }
 
 impl fmt::Debug for Step {
@@ -350,14 +354,20 @@ pub(crate) fn plan(spec: JobSpec, registry: &Registry, p: &mut Problems) -> JobP
                 format!("a union needs at least two `inputs`, found {count}"),
             ),
             OperatorKind::Union => {}
-            OperatorKind::WindowJoin { .. } | OperatorKind::IntervalJoin { .. } if count != 2 => {
+            OperatorKind::WindowJoin { .. }
+            | OperatorKind::IntervalJoin { .. }
+            | OperatorKind::BroadcastJoin
+                if count != 2 =>
+            {
                 p.add(
                     op.node.at,
                     &op.node.path,
                     format!("a join reads two keyed streams: expected `inputs: [LEFT, RIGHT]`, found {count}"),
                 )
             }
-            OperatorKind::WindowJoin { .. } | OperatorKind::IntervalJoin { .. } => {}
+            OperatorKind::WindowJoin { .. }
+            | OperatorKind::IntervalJoin { .. }
+            | OperatorKind::BroadcastJoin => {}
             _ if count > 1 => p.add(
                 op.inputs[1].at,
                 &op.inputs[1].path,
@@ -543,6 +553,7 @@ pub(crate) fn plan(spec: JobSpec, registry: &Registry, p: &mut Problems) -> JobP
             OperatorKind::Window { .. }
                 | OperatorKind::WindowJoin { .. }
                 | OperatorKind::IntervalJoin { .. }
+                | OperatorKind::BroadcastJoin
         );
         for input in &op.inputs {
             if key_by.contains_key(&input.value) && !reads_keyed {
@@ -709,6 +720,7 @@ pub(crate) fn plan(spec: JobSpec, registry: &Registry, p: &mut Problems) -> JobP
             OperatorKind::WindowJoin { shape } => {
                 join(p, op, &key_by, &inputs, JoinKind::Window(*shape))
             }
+            OperatorKind::BroadcastJoin => join(p, op, &key_by, &inputs, JoinKind::Broadcast),
             OperatorKind::IntervalJoin {
                 lower,
                 upper,
@@ -908,6 +920,17 @@ fn join(
     }
     let event_time = match kind {
         JoinKind::Window(_) => Some(left_keys.len() + 1),
+        // The left row's time, where its field lands in the output.
+        JoinKind::Broadcast => {
+            left.event_time
+                .and_then(|t| match left_keys.iter().position(|&k| k == t) {
+                    Some(key) => Some(key),
+                    None => left_fields
+                        .iter()
+                        .position(|&f| f == t)
+                        .map(|f| left_keys.len() + f),
+                })
+        }
         JoinKind::Interval { .. } => {
             fields.push(Field {
                 name: "event_time".into(),

@@ -42,13 +42,14 @@ use smallvec::SmallVec;
 use std::collections::HashMap;
 use std::sync::Arc;
 use weir_checkpoint::{CoordinatorConfig, StorageConfig};
+use weir_dataflow::broadcast::{BroadcastContext, BroadcastProcessFunction, BroadcastState};
 use weir_dataflow::checkpointing::{
     CheckpointedJob, CheckpointingConfig, Failpoint, JobListener, NoListener, RestartStrategy,
     ResumeFrom, RunSummary,
 };
 use weir_dataflow::window::{Window, WindowAssigner, WindowedStream};
 use weir_dataflow::{
-    DataflowError, JobBuilder, JobConfig, KeyedStream, Stream, SubtaskInfo, Timestamp,
+    DataflowError, JobBuilder, JobConfig, KeySelector, KeyedStream, Stream, SubtaskInfo, Timestamp,
 };
 use weir_jobfile::{
     Aggregate, Batch, BoundFunction, Expr, FieldType, IntKey, JobPlan, JoinKind, JoinPlan,
@@ -813,6 +814,16 @@ fn join(
                 }
             },
         ),
+        JoinKind::Broadcast => {
+            let lookup = TableLookup {
+                left_key: left.key_selector(),
+                table_key: right.key_selector(),
+                fields: Arc::new((plan.left_fields.clone(), plan.right_fields.clone())),
+            };
+            left.stream()
+                .connect_broadcast(right.stream())
+                .process("broadcast-join", move |_| Ok(lookup.clone()))
+        }
         JoinKind::Interval { lower, upper } => {
             let time =
                 |row: &Row, field: Option<usize>| field.map_or(i64::MIN, |i| row.0[i].as_i64());
@@ -826,6 +837,55 @@ fn join(
                 Row(values)
             })
         }
+    }
+}
+
+/// A broadcast join's function: the table's rows in broadcast state by key (their
+/// key fields' values, encoded: ordered and checkpointed as bytes), the latest
+/// row of a key replacing the one before; a left row joins the row of its key
+/// into the left's key fields, its other fields, then the table row's other
+/// fields.
+#[derive(Clone)]
+struct TableLookup {
+    left_key: KeySelector<Row, Key>,
+    table_key: KeySelector<Row, Key>,
+    /// The left's fields after its keys, and the table's.
+    fields: Arc<(Vec<usize>, Vec<usize>)>,
+}
+
+/// The name of a broadcast join's keys in errors.
+const TABLE_KEY: &str = "broadcast-join-key";
+
+impl BroadcastProcessFunction<Row, Row> for TableLookup {
+    type Out = Row;
+    type Key = Vec<u8>;
+    type Value = Row;
+
+    fn process(
+        &mut self,
+        row: Row,
+        table: &BroadcastState<Vec<u8>, Row>,
+        cx: &mut BroadcastContext<'_, Row>,
+    ) -> weir_dataflow::Result<()> {
+        let key = (self.left_key)(&row);
+        if let Some(found) = table.get(&weir_state::encode(TABLE_KEY, &key)?) {
+            let mut values = key.values().to_vec();
+            values.extend(self.fields.0.iter().map(|&i| row.0[i].clone()));
+            values.extend(self.fields.1.iter().map(|&i| found.0[i].clone()));
+            cx.emit(Row(values));
+        }
+        Ok(())
+    }
+
+    fn process_broadcast(
+        &mut self,
+        row: Row,
+        table: &mut BroadcastState<Vec<u8>, Row>,
+        _: &mut BroadcastContext<'_, Row>,
+    ) -> weir_dataflow::Result<()> {
+        let key = (self.table_key)(&row);
+        table.insert(weir_state::encode(TABLE_KEY, &key)?, row);
+        Ok(())
     }
 }
 
