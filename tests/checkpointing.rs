@@ -2255,6 +2255,208 @@ fn broadcast_state_survives_failures_and_resumes_on_every_subtask_at_any_paralle
     }
 }
 
+/// `n` versions of the 37 keys of `sliding_input`, `(key, time, value)`, at
+/// distinct times 10 ms apart (plus up to 9 ms), out of order by up to
+/// `SLIDING_DISORDER` ms; one in eight is a deletion (a negative value).
+fn table_updates(n: usize) -> Vec<Valued> {
+    let mut state = 0x7ab1e_u64;
+    let mut next = move |bound: u64| {
+        state = state
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        (state >> 33) % bound
+    };
+    let mut updates: Vec<(i64, Valued)> = (0..n as i64)
+        .map(|i| {
+            let time = 999_000 + i * 10 + next(10) as i64;
+            let key = next(37) as u32;
+            let value = match next(8) {
+                0 => -1,
+                _ => next(1_000) as i64,
+            };
+            let arrival = time + next(SLIDING_DISORDER as u64) as i64;
+            (arrival, (key, time, value))
+        })
+        .collect();
+    updates.sort();
+    updates.into_iter().map(|(_, update)| update).collect()
+}
+
+/// Each record with its key's value at its time: the latest version not after it,
+/// unless that is a deletion.
+fn temporal_expected(records: &[Valued], updates: &[Valued]) -> Vec<Answered> {
+    let mut out: Vec<Answered> = records
+        .iter()
+        .map(|&(key, time, index)| {
+            let value = updates
+                .iter()
+                .filter(|u| u.0 == key && u.1 <= time)
+                .max_by_key(|u| u.1)
+                .and_then(|u| (u.2 >= 0).then_some(u.2));
+            (key, time, index, value)
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+fn build_temporal(
+    records: Vec<Valued>,
+    updates: Vec<Valued>,
+    out: PathBuf,
+    fail_at: Option<(i64, Arc<AtomicBool>)>,
+    per_poll: usize,
+) -> impl Fn(&JobBuilder) + Send + Sync {
+    use weir::dataflow::Timestamp;
+    move |job: &JobBuilder| {
+        let (at, failed) = fail_at
+            .clone()
+            .unwrap_or((-1, Arc::new(AtomicBool::new(true))));
+        let time = |r: &Valued| Timestamp(r.1);
+        let bound = Duration::from_millis(SLIDING_DISORDER as u64);
+        let table = job
+            .source(
+                "versions",
+                WatermarkStrategy::bounded_out_of_orderness(bound, time),
+                CollectionSource::factory_throttled(
+                    updates.clone(),
+                    per_poll,
+                    Some(Duration::from_millis(1)),
+                ),
+            )
+            .uid("versions")
+            .parallelism(1)
+            .key_by(|u: &Valued| u.0);
+        job.source(
+            "records",
+            WatermarkStrategy::bounded_out_of_orderness(bound, time),
+            CollectionSource::factory_throttled(
+                records.clone(),
+                per_poll,
+                Some(Duration::from_millis(1)),
+            ),
+        )
+        .uid("records")
+        .parallelism(1)
+        .transform("fail-once", move |_| FailOnce {
+            at,
+            failed: failed.clone(),
+        })
+        .uid("fail-once")
+        .with_timestamps(time)
+        .key_by(|r: &Valued| r.0)
+        .temporal_join(
+            &table,
+            |u: Valued| (u.2 >= 0).then_some(u.2),
+            Duration::from_secs(60),
+            |key: &u32, r: Valued, value: Option<&i64>| Some((*key, r.1, r.2, value.copied())),
+        )
+        .uid("temporal-join")
+        .sink(
+            "epoch-sink",
+            EpochFileSink::<Answered>::factory(out.clone()),
+        )
+        .uid("epoch-sink");
+    }
+}
+
+/// An event-time temporal join: each record joins its key's version valid at its
+/// time (deletions included) on random out-of-order input on both sides, equal to
+/// a reference across a task failure and resumes from a checkpoint or savepoint at
+/// another parallelism and on the other backend.
+#[test]
+#[cfg_attr(not(feature = "rocksdb"), ignore = "needs the `rocksdb` feature")]
+fn temporal_joins_survive_failures_and_resume_across_backends_and_parallelism() {
+    let records = sliding_input(12_000);
+    let updates = table_updates(12_000);
+    let expected = temporal_expected(&records, &updates);
+    let (joined, deleted) = (
+        expected.iter().filter(|r| r.3.is_some()).count(),
+        updates.iter().filter(|u| u.2 < 0).count(),
+    );
+    assert!(joined > 10_000 && deleted > 1_000, "{joined} {deleted}");
+    for (before, backend_before, after, backend_after, via_savepoint) in [
+        (2, Backend::Heap, 3, Backend::RocksDb, false),
+        (3, Backend::RocksDb, 1, Backend::Heap, true),
+        (2, Backend::RocksDb, 3, Backend::RocksDb, false),
+    ] {
+        let what = format!(
+            "{before} ({backend_before:?}) -> {after} ({backend_after:?}) via {}",
+            if via_savepoint {
+                "a savepoint"
+            } else {
+                "the latest checkpoint"
+            }
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out");
+        std::fs::create_dir_all(&out).unwrap();
+        let failed = Arc::new(AtomicBool::new(false));
+        let job = CheckpointedJob::spawn(
+            job_config_on("temporal", before, backend_before, dir.path()),
+            settings(dir.path(), 20),
+            build_temporal(
+                records.clone(),
+                updates.clone(),
+                out.clone(),
+                Some((2_000, failed.clone())),
+                5,
+            ),
+            Arc::new(NoListener),
+        )
+        .unwrap();
+        let checkpoints = || job.checkpoints().iter().filter(|c| !c.savepoint).count();
+        let mut after_failure = None;
+        while after_failure.is_none_or(|at| checkpoints() < at + 3) {
+            if after_failure.is_none() && failed.load(Ordering::SeqCst) {
+                after_failure = Some(checkpoints());
+            }
+            if job.is_finished() {
+                panic!(
+                    "{what}: the job ended early: {:?}",
+                    job.wait().map(|s| s.status)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let mut config = settings(dir.path(), 20);
+        let summary = if via_savepoint {
+            config.resume = ResumeFrom::Savepoint(job.savepoint(true).unwrap());
+            job.wait().unwrap()
+        } else {
+            config.resume = ResumeFrom::LatestCheckpoint;
+            job.cancel();
+            job.wait().unwrap()
+        };
+        assert_eq!(summary.restarts, 1, "{what}");
+        let partial = read_committed::<Answered>(&out).unwrap().len();
+        assert!(partial < expected.len(), "{what}: stopped before the end");
+        let resumed = CheckpointedJob::spawn(
+            job_config_on("temporal", after, backend_after, dir.path()),
+            config,
+            build_temporal(records.clone(), updates.clone(), out.clone(), None, 200),
+            Arc::new(NoListener),
+        )
+        .unwrap();
+        let summary = resumed.wait().unwrap();
+        assert_eq!(summary.status, JobStatus::Finished, "{what}");
+        assert!(summary.restored_from.is_some(), "{what}: restored");
+        let mut rows = read_committed::<Answered>(&out).unwrap();
+        rows.sort();
+        let wrong: Vec<_> = rows
+            .iter()
+            .filter(|r| expected.binary_search(r).is_err())
+            .take(5)
+            .collect();
+        assert!(
+            rows == expected,
+            "{what}: {} rows, expected {}; wrong: {wrong:?}",
+            rows.len(),
+            expected.len()
+        );
+    }
+}
+
 /// The process's peak resident memory (VmHWM), in MiB.
 fn peak_rss_mib() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap();

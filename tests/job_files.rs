@@ -538,6 +538,123 @@ sinks: [{{name: out, kind: stdout, input: joined}}]
     }
 }
 
+/// A job file's temporal join: each order joins its item's price valid at the
+/// order's time, from a versioned table of prices that arrive out of order and
+/// delete an item (`deleted: gone`) from a version on; checked against the prices
+/// computed here. Orders whose item has no price then (none yet, or deleted) are
+/// dropped.
+#[test]
+fn a_temporal_join_prices_each_order_as_of_its_time() {
+    let dir = tempfile::tempdir().unwrap();
+    // (arrival, line) sorted by arrival: out of order by up to 39 ms.
+    let mut prices: Vec<(i64, String)> = Vec::new();
+    let mut versions: Vec<(i64, i64, i64, bool)> = Vec::new(); // item, ts, price, gone
+    for i in 0..2_000i64 {
+        let (ts, item, price, gone) = (
+            1_000_000 + i * 10 + (i * 7) % 10,
+            i * 13 % 50,
+            i % 97 + 1,
+            i % 9 == 0,
+        );
+        prices.push((
+            ts + (i * 31) % 40,
+            format!("{{\"item\":{item},\"price\":{price},\"ts\":{ts},\"gone\":{gone}}}"),
+        ));
+        versions.push((item, ts, price, gone));
+    }
+    let mut orders: Vec<(i64, String)> = Vec::new();
+    let mut expected: Vec<(i64, i64, i64, i64)> = Vec::new(); // item, qty, ts, price
+    for j in 0..3_000i64 {
+        let (ts, item, qty) = (1_000_000 + j * 7, j * 17 % 50, j);
+        orders.push((
+            ts + (j * 23) % 40,
+            format!("{{\"item\":{item},\"qty\":{qty},\"ts\":{ts}}}"),
+        ));
+        let valid = versions
+            .iter()
+            .filter(|v| v.0 == item && v.1 <= ts)
+            .max_by_key(|v| v.1);
+        if let Some(&(_, _, price, false)) = valid {
+            expected.push((item, qty, ts, price));
+        }
+    }
+    for (name, mut lines) in [("prices.jsonl", prices), ("orders.jsonl", orders)] {
+        lines.sort();
+        let text: String = lines.into_iter().map(|(_, l)| l + "\n").collect();
+        std::fs::write(dir.path().join(name), text).unwrap();
+    }
+    expected.sort();
+    assert!(expected.len() > 2_000, "{}", expected.len());
+    let job = format!(
+        "
+name: priced
+parallelism: 2
+checkpoints: {{interval: 100ms}}
+sources:
+  - name: prices
+    kind: file
+    path: {prices}
+    schema: {{item: int, price: int, ts: timestamp, gone: bool}}
+    timestamp: ts
+    watermark: {{max_out_of_orderness: 50ms}}
+  - name: orders
+    kind: file
+    path: {orders}
+    schema: {{item: int, qty: int, ts: timestamp}}
+    timestamp: ts
+    watermark: {{max_out_of_orderness: 50ms}}
+operators:
+  - {{name: by_item, kind: key_by, input: orders, key: item}}
+  - {{name: prices_by_item, kind: key_by, input: prices, key: item}}
+  - name: priced
+    kind: temporal_join
+    inputs: [by_item, prices_by_item]
+    retention: 10s
+    deleted: gone
+sinks: [{{name: out, kind: stdout, input: priced}}]
+",
+        prices = dir.path().join("prices.jsonl").display(),
+        orders = dir.path().join("orders.jsonl").display(),
+    );
+    std::fs::write(dir.path().join("job.yaml"), &job).unwrap();
+    let out = weir(dir.path(), &["run", "job.yaml"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut got: Vec<(i64, i64, i64, i64)> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let row: Value = serde_json::from_str(l).unwrap();
+            assert_eq!(row["gone"], json!(false), "{row}");
+            (
+                row["item"].as_i64().unwrap(),
+                row["qty"].as_i64().unwrap(),
+                row["ts"].as_i64().unwrap(),
+                row["price"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    got.sort();
+    assert_eq!(got.len(), expected.len());
+    assert_eq!(got, expected);
+
+    std::fs::write(
+        dir.path().join("bad.yaml"),
+        job.replace("deleted: gone", "deleted: price"),
+    )
+    .unwrap();
+    let out = weir(dir.path(), &["validate", "bad.yaml"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("`deleted` names a bool field of the table's rows: `price` is int"),
+        "{stderr}"
+    );
+}
+
 /// A window join and an interval join of two file sources, every output row
 /// checked against the pairs computed here.
 #[test]

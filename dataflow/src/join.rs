@@ -46,7 +46,7 @@ fn hash_edge<K: StateKey, T: Data, U: Data>(
 
 /// Connects two keyed streams with the same key type into one keyed stream of
 /// [`Either`], partitioned so that equal keys of both sides meet on one subtask.
-fn connect<K: StateKey, A: Data, B: Data>(
+pub(crate) fn connect<K: StateKey, A: Data, B: Data>(
     left: &KeyedStream<K, A>,
     right: &KeyedStream<K, B>,
 ) -> KeyedStream<K, Either<A, B>> {

@@ -48,6 +48,7 @@ mod source;
 mod stage;
 mod stream;
 mod task;
+pub mod temporal;
 pub mod testing;
 mod time;
 mod watermark;

@@ -851,6 +851,7 @@ const OPERATOR_KINDS: &[&str] = &[
     "window_join",
     "interval_join",
     "broadcast_join",
+    "temporal_join",
 ];
 
 /// A mapping of field name to expression (a map's `fields`, a source's
@@ -1047,6 +1048,17 @@ fn operator(node: &Node, path: &str, p: &mut Problems) -> Option<OperatorSpec> {
                     p,
                     located_string,
                 )?,
+            }
+        }
+        "temporal_join" => {
+            f.check(
+                &with_common(&["retention", "deleted"], &common),
+                "a temporal_join",
+                p,
+            );
+            OperatorKind::TemporalJoin {
+                retention: f.read("retention", p, duration).unwrap_or_default(),
+                deleted: f.read("deleted", p, located_string),
             }
         }
         "broadcast_join" => {

@@ -409,6 +409,16 @@ pub enum OperatorKind {
     /// winning, are on every subtask, and each left row joins the row of its key
     /// when it comes (rows without one are dropped).
     BroadcastJoin,
+    /// Joins a keyed stream with a versioned table by event time (Flink's `FOR
+    /// SYSTEM_TIME AS OF`): each left row joins the right input's row of its key
+    /// valid at the left row's time (rows without one are dropped).
+    TemporalJoin {
+        /// How long versions are kept behind the watermark.
+        retention: Duration,
+        /// A bool field of the table's rows: when true, the row deletes its key
+        /// from its time on.
+        deleted: Option<Located<String>>,
+    },
 }
 
 /// How a `top` numbers the rows it ranks (SQL's ranking functions).

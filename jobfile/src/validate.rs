@@ -152,6 +152,14 @@ pub enum JoinKind {
     /// key replaces the one before); each left row joins the row of its key when
     /// it comes. The output's event time is the left row's.
     Broadcast,
+    /// The right input is a versioned table: each left row joins the row of its
+    /// key valid at the left row's event time, which is the output's.
+    Temporal {
+        /// How long versions are kept behind the watermark, ms.
+        retention: i64,
+        /// The table rows' bool field that marks a deletion.
+        deleted: Option<usize>,
+    },
 }
 
 impl fmt::Debug for Step {
@@ -357,6 +365,7 @@ pub(crate) fn plan(spec: JobSpec, registry: &Registry, p: &mut Problems) -> JobP
             OperatorKind::WindowJoin { .. }
             | OperatorKind::IntervalJoin { .. }
             | OperatorKind::BroadcastJoin
+            | OperatorKind::TemporalJoin { .. }
                 if count != 2 =>
             {
                 p.add(
@@ -367,7 +376,8 @@ pub(crate) fn plan(spec: JobSpec, registry: &Registry, p: &mut Problems) -> JobP
             }
             OperatorKind::WindowJoin { .. }
             | OperatorKind::IntervalJoin { .. }
-            | OperatorKind::BroadcastJoin => {}
+            | OperatorKind::BroadcastJoin
+            | OperatorKind::TemporalJoin { .. } => {}
             _ if count > 1 => p.add(
                 op.inputs[1].at,
                 &op.inputs[1].path,
@@ -554,6 +564,7 @@ pub(crate) fn plan(spec: JobSpec, registry: &Registry, p: &mut Problems) -> JobP
                 | OperatorKind::WindowJoin { .. }
                 | OperatorKind::IntervalJoin { .. }
                 | OperatorKind::BroadcastJoin
+                | OperatorKind::TemporalJoin { .. }
         );
         for input in &op.inputs {
             if key_by.contains_key(&input.value) && !reads_keyed {
@@ -721,6 +732,56 @@ pub(crate) fn plan(spec: JobSpec, registry: &Registry, p: &mut Problems) -> JobP
                 join(p, op, &key_by, &inputs, JoinKind::Window(*shape))
             }
             OperatorKind::BroadcastJoin => join(p, op, &key_by, &inputs, JoinKind::Broadcast),
+            OperatorKind::TemporalJoin { retention, deleted } => {
+                if inputs.iter().any(|s| s.event_time.is_none()) {
+                    p.add(
+                        op.node.at,
+                        &op.node.path,
+                        "a temporal join needs event time on both inputs: expected `timestamp:` on their sources, kept through maps as `FIELD: FIELD`",
+                    );
+                }
+                let table = inputs.get(1).copied();
+                let deleted = match (deleted, table) {
+                    (Some(name), Some(table)) => match table.index_of(&name.value) {
+                        Some(i) if table.fields[i].ty == FieldType::Bool => Some(Some(i)),
+                        Some(i) => {
+                            p.add(
+                                name.at,
+                                &name.path,
+                                format!(
+                                    "`deleted` names a bool field of the table's rows: `{}` is {}",
+                                    name.value, table.fields[i].ty
+                                ),
+                            );
+                            None
+                        }
+                        None => {
+                            p.add(
+                                name.at,
+                                &name.path,
+                                format!(
+                                    "`deleted` names a bool field of the table's rows: `{}` has no field `{}`",
+                                    op.inputs[1].value, name.value
+                                ),
+                            );
+                            None
+                        }
+                    },
+                    _ => Some(None),
+                };
+                deleted.and_then(|deleted| {
+                    join(
+                        p,
+                        op,
+                        &key_by,
+                        &inputs,
+                        JoinKind::Temporal {
+                            retention: i64::try_from(retention.as_millis()).unwrap_or(i64::MAX),
+                            deleted,
+                        },
+                    )
+                })
+            }
             OperatorKind::IntervalJoin {
                 lower,
                 upper,
@@ -921,7 +982,7 @@ fn join(
     let event_time = match kind {
         JoinKind::Window(_) => Some(left_keys.len() + 1),
         // The left row's time, where its field lands in the output.
-        JoinKind::Broadcast => {
+        JoinKind::Broadcast | JoinKind::Temporal { .. } => {
             left.event_time
                 .and_then(|t| match left_keys.iter().position(|&k| k == t) {
                     Some(key) => Some(key),

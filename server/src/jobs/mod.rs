@@ -814,6 +814,19 @@ fn join(
                 }
             },
         ),
+        JoinKind::Temporal { retention, deleted } => left.temporal_join(
+            right,
+            move |row: Row| match deleted {
+                Some(field) if matches!(row.0[field], Value::Bool(true)) => None,
+                _ => Some(row),
+            },
+            std::time::Duration::from_millis(u64::try_from(retention).unwrap_or(0)),
+            move |key: &Key, l: Row, r: Option<&Row>| {
+                let mut values = key.values().to_vec();
+                rest(&mut values, &l, r?);
+                Some(Row(values))
+            },
+        ),
         JoinKind::Broadcast => {
             let lookup = TableLookup {
                 left_key: left.key_selector(),
