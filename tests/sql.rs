@@ -274,6 +274,97 @@ fn stream_names_and_uids_derive_from_the_statements() {
     assert!(explained.contains("key_by auction"), "{explained}");
 }
 
+/// An event-time temporal join (`JOIN prices FOR SYSTEM_TIME AS OF o.ts`): each
+/// order gets its item's price valid at the order's time, from price versions that
+/// arrive out of order, as a reference computes; orders before their item's first
+/// price are dropped (an inner join). AS OF a column that is not the left side's
+/// event-time attribute is refused by name.
+#[test]
+fn a_temporal_join_prices_each_order_as_of_its_time() {
+    let dir = tempfile::tempdir().unwrap();
+    // Out of order by up to 39 ms, in the file's order.
+    let mut prices: Vec<(i64, serde_json::Value)> = Vec::new();
+    let mut versions: Vec<(i64, i64, i64)> = Vec::new(); // item, ts, price
+    for i in 0..1_000i64 {
+        let (ts, item, price) = (10_000 + i * 10 + (i * 7) % 10, i * 13 % 20, i % 97 + 1);
+        prices.push((
+            ts + (i * 31) % 40,
+            serde_json::json!({"item": item, "price": price, "ts": ts}),
+        ));
+        versions.push((item, ts, price));
+    }
+    let mut orders: Vec<(i64, serde_json::Value)> = Vec::new();
+    let mut want: Vec<String> = Vec::new();
+    for j in 0..1_500i64 {
+        let (ts, item) = (10_000 + j * 7, j * 17 % 20);
+        orders.push((
+            ts + (j * 23) % 40,
+            serde_json::json!({"item": item, "qty": j, "ts": ts}),
+        ));
+        let valid = versions
+            .iter()
+            .filter(|v| v.0 == item && v.1 <= ts)
+            .max_by_key(|v| v.1);
+        if let Some(&(_, _, price)) = valid {
+            want.push(
+                serde_json::json!({"item": item, "qty": j, "price": price, "ordered_at": ts})
+                    .to_string(),
+            );
+        }
+    }
+    for (name, mut rows) in [("prices.jsonl", prices), ("orders.jsonl", orders)] {
+        rows.sort_by_key(|r| r.0);
+        let text: String = rows.iter().map(|(_, r)| format!("{r}\n")).collect();
+        std::fs::write(dir.path().join(name), text).unwrap();
+    }
+    want.sort_unstable();
+    let out = dir.path().join("priced");
+    let sql = format!(
+        "SET 'parallelism.default' = '2';
+SET 'execution.checkpointing.interval' = '100 ms';
+CREATE TABLE prices (item BIGINT, price BIGINT, ts TIMESTAMP(3),
+  WATERMARK FOR ts AS ts - INTERVAL '0.05' SECOND, PRIMARY KEY (item) NOT ENFORCED)
+  WITH ('connector' = 'filesystem', 'path' = '{dir}/prices.jsonl', 'format' = 'json');
+CREATE TABLE orders (item BIGINT, qty BIGINT, ts TIMESTAMP(3),
+  WATERMARK FOR ts AS ts - INTERVAL '0.05' SECOND)
+  WITH ('connector' = 'filesystem', 'path' = '{dir}/orders.jsonl', 'format' = 'json');
+CREATE TABLE priced (item BIGINT, qty BIGINT, price BIGINT, ordered_at TIMESTAMP(3))
+  WITH ('connector' = 'filesystem', 'path' = '{out}');
+INSERT INTO priced
+SELECT O.item, O.qty, P.price, O.ts
+FROM orders AS O
+JOIN prices FOR SYSTEM_TIME AS OF O.ts AS P ON O.item = P.item;
+",
+        dir = dir.path().display(),
+        out = out.display(),
+    );
+    let mut plan = weir::sql::load("temporal.sql", &sql, &Registry::default())
+        .unwrap_or_else(|problems| panic!("{problems:?}"));
+    plan.spec.checkpoints.storage = dir.path().join("checkpoints").display().to_string();
+    weir::jobs::run(plan, &weir::jobs::RunOptions::default()).expect("the temporal join runs");
+    let mut got: Vec<String> = weir::sinks::read_committed::<serde_json::Value>(&out)
+        .unwrap()
+        .iter()
+        .map(|r| r.to_string())
+        .collect();
+    got.sort_unstable();
+    assert!(want.len() > 1_000, "{}", want.len());
+    assert_eq!(got.len(), want.len());
+    assert_eq!(got, want);
+
+    let bad = sql.replace("AS OF O.ts", "AS OF O.qty");
+    let Err(problems) = weir::sql::load("bad.sql", &bad, &Registry::default()) else {
+        panic!("AS OF a column that is not event time was accepted");
+    };
+    let problems = problems.join("\n");
+    assert!(
+        problems.contains(
+            "FOR SYSTEM_TIME AS OF O.qty: expected the left side's event-time attribute (ts)"
+        ),
+        "{problems}"
+    );
+}
+
 /// A window join of two window TVFs and an interval join of two tables, as a
 /// statement set, pair exactly the rows a straightforward reference pairs.
 #[test]

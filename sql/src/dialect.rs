@@ -32,6 +32,11 @@ impl Dialect for FlinkDialect {
         ch == '`' || ch == '"'
     }
 
+    /// `FOR SYSTEM_TIME AS OF` after a table: a temporal join.
+    fn supports_table_versioning(&self) -> bool {
+        true
+    }
+
     fn parse_prefix(&self, parser: &mut Parser) -> Option<Result<Expr, ParserError>> {
         let table_argument = parser.peek_keyword(Keyword::TABLE)
             && matches!(parser.peek_nth_token(1).token, Token::Word(_));

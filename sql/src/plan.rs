@@ -566,7 +566,12 @@ impl<'a> Planner<'a> {
                         ))
                     }
                 };
-                rel = self.join(rel, right, on)?;
+                rel = match as_of(&join.relation) {
+                    Some(time) => self
+                        .temporal_join(rel, right, on, time)
+                        .map_err(|m| SqlError::at(self.at, m))?,
+                    None => self.join(rel, right, on)?,
+                };
             }
             _ => {
                 return Err(SqlError::at(
@@ -881,5 +886,16 @@ fn flip(op: &BinaryOperator) -> BinaryOperator {
         BinaryOperator::Gt => BinaryOperator::Lt,
         BinaryOperator::GtEq => BinaryOperator::LtEq,
         other => other.clone(),
+    }
+}
+
+/// The time of `FOR SYSTEM_TIME AS OF time` after a joined table: a temporal join.
+fn as_of(factor: &TableFactor) -> Option<&Expr> {
+    match factor {
+        TableFactor::Table {
+            version: Some(sqlparser::ast::TableVersion::ForSystemTimeAsOf(time)),
+            ..
+        } => Some(time),
+        _ => None,
     }
 }

@@ -212,6 +212,62 @@ impl Planner<'_> {
         Ok(self.interval_join_on(left, right, keys, lower, upper))
     }
 
+    /// `left JOIN table FOR SYSTEM_TIME AS OF left.time ON keys`: an event-time
+    /// temporal join (a `temporal_join` of their `key_by`s), each left row with the
+    /// table's row of its key valid at the left row's event time. `time` must be
+    /// the left side's event-time attribute, and `ON` the keys only.
+    pub(super) fn temporal_join(
+        &mut self,
+        left: Rel,
+        right: Rel,
+        on: &Expr,
+        time: &Expr,
+    ) -> Result<Rel, String> {
+        let (keys, other_equal, rest) = self.keys_and_rest(&left, &right, on);
+        if keys.is_empty() || !other_equal.is_empty() || !rest.is_empty() {
+            return Err(
+                "a temporal join: expected ON the keys of both sides equal, nothing else".into(),
+            );
+        }
+        let left_time = self.event_time.get(&left.stream).cloned();
+        let is_left_time = match (side_of(&left, &right, time), &left_time) {
+            (Some((Side::Left, ColRef::Field(f))), Some(t)) => &f == t,
+            _ => false,
+        };
+        let Some(left_time) = left_time.filter(|_| is_left_time) else {
+            return Err(format!(
+                "FOR SYSTEM_TIME AS OF {time}: expected the left side's event-time attribute ({})",
+                self.event_time
+                    .get(&left.stream)
+                    .map_or("none: it has no WATERMARK", String::as_str)
+            ));
+        };
+        if !self.event_time.contains_key(&right.stream) {
+            return Err(
+                "a temporal join's versioned table needs event time: expected a WATERMARK on it"
+                    .into(),
+            );
+        }
+        let (left_keys, right_keys): (Vec<String>, Vec<String>) = keys.into_iter().unzip();
+        let (lk, rk) = (
+            self.key_by(&left.stream, &left_keys),
+            self.key_by(&right.stream, &right_keys),
+        );
+        let mut fields = left_keys.clone();
+        let renamed = self.join_fields(&left, &right, &left_keys, &right_keys, &rk, &mut fields);
+        let stream = self.add_operator(
+            "join",
+            &[&lk, &rk],
+            OperatorKind::TemporalJoin {
+                retention: std::time::Duration::ZERO,
+                deleted: None,
+            },
+            fields,
+            Some(left_time),
+        );
+        Ok(self.joined(stream, &left, &right, &left_keys, &right_keys, &renamed))
+    }
+
     /// Two window aggregations joined `ON` keys and both window columns (Nexmark
     /// q8): an interval join of their results, whose event time is their
     /// `window_end`, with both bounds 0: rows of the same window.
