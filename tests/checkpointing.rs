@@ -1757,6 +1757,107 @@ fn timers_survive_failures_and_resume_across_backends_and_parallelism() {
     }
 }
 
+/// A run of a job that fails once (at the record whose value is 2,000; 5 records
+/// a poll), stopped three checkpoints after its restart (cancelled, or with a
+/// savepoint), then resumed at `after` subtasks on `backend_after` (200 records a
+/// poll) to its end. `build` makes the job from where to fail, its output
+/// directory and the records a poll. Returns what ran (for messages) and the rows
+/// committed, sorted.
+fn fail_stop_and_resume<R, J>(
+    name: &str,
+    (before, backend_before, after, backend_after, via_savepoint): (
+        usize,
+        Backend,
+        usize,
+        Backend,
+        bool,
+    ),
+    build: impl Fn(Option<(i64, Arc<AtomicBool>)>, PathBuf, usize) -> J,
+) -> (String, Vec<R>)
+where
+    R: serde::de::DeserializeOwned + Ord,
+    J: Fn(&JobBuilder) + Send + Sync + 'static,
+{
+    let what = format!(
+        "{before} ({backend_before:?}) -> {after} ({backend_after:?}) via {}",
+        if via_savepoint {
+            "a savepoint"
+        } else {
+            "the latest checkpoint"
+        }
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    let failed = Arc::new(AtomicBool::new(false));
+    let job = CheckpointedJob::spawn(
+        job_config_on(name, before, backend_before, dir.path()),
+        settings(dir.path(), 20),
+        build(Some((2_000, failed.clone())), out.clone(), 5),
+        Arc::new(NoListener),
+    )
+    .unwrap();
+    let checkpoints = || job.checkpoints().iter().filter(|c| !c.savepoint).count();
+    let mut after_failure = None;
+    while after_failure.is_none_or(|at| checkpoints() < at + 3) {
+        if after_failure.is_none() && failed.load(Ordering::SeqCst) {
+            after_failure = Some(checkpoints());
+        }
+        if job.is_finished() {
+            panic!(
+                "{what}: the job ended early: {:?}",
+                job.wait().map(|s| s.status)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let mut config = settings(dir.path(), 20);
+    let summary = if via_savepoint {
+        config.resume = ResumeFrom::Savepoint(job.savepoint(true).unwrap());
+        job.wait().unwrap()
+    } else {
+        config.resume = ResumeFrom::LatestCheckpoint;
+        job.cancel();
+        job.wait().unwrap()
+    };
+    assert_eq!(summary.restarts, 1, "{what}");
+    let partial = read_committed::<R>(&out).unwrap().len();
+    let resumed = CheckpointedJob::spawn(
+        job_config_on(name, after, backend_after, dir.path()),
+        config,
+        build(None, out.clone(), 200),
+        Arc::new(NoListener),
+    )
+    .unwrap();
+    let summary = resumed.wait().unwrap();
+    assert_eq!(summary.status, JobStatus::Finished, "{what}");
+    assert!(summary.restored_from.is_some(), "{what}: restored");
+    let mut rows = read_committed::<R>(&out).unwrap();
+    assert!(partial < rows.len(), "{what}: stopped before the end");
+    rows.sort();
+    (what, rows)
+}
+
+/// Asserts that `rows` are `expected`, naming a few of those that differ.
+fn assert_rows<R: Ord + std::fmt::Debug>(what: &str, rows: &[R], expected: &[R]) {
+    let missing: Vec<_> = expected
+        .iter()
+        .filter(|r| rows.binary_search(r).is_err())
+        .take(5)
+        .collect();
+    let unexpected: Vec<_> = rows
+        .iter()
+        .filter(|r| expected.binary_search(r).is_err())
+        .take(5)
+        .collect();
+    assert!(
+        rows == expected,
+        "{what}: {} rows, expected {}; missing {missing:?}, unexpected {unexpected:?}",
+        rows.len(),
+        expected.len()
+    );
+}
+
 /// How far the sliding windows' records are out of order, at most, in ms.
 const SLIDING_DISORDER: i64 = 50;
 /// The sliding windows' time difference, in ms.
@@ -1787,34 +1888,9 @@ fn sliding_input(n: usize) -> Vec<Valued> {
         .collect()
 }
 
-/// Kafka Streams' sliding windows of `records` by brute force: per key a left
-/// window `[t - d, t]` for every record time, a right window `[t + 1, t + 1 + d]`
-/// for every record time with a later record in it, each once by start, with the
-/// count and sum of the records in it (end given exclusive).
+/// Kafka Streams' sliding windows of `records`, by brute force.
 fn sliding_expected(records: &[Valued]) -> Vec<SlidingRow> {
-    let d = SLIDING_DIFFERENCE;
-    let mut per_key: BTreeMap<u32, Vec<(i64, i64)>> = BTreeMap::new();
-    for &(k, t, v) in records {
-        per_key.entry(k).or_default().push((t, v));
-    }
-    let mut out = Vec::new();
-    for (k, records) in per_key {
-        let times: std::collections::BTreeSet<i64> = records.iter().map(|r| r.0).collect();
-        let mut starts = std::collections::BTreeSet::new();
-        for &t in &times {
-            starts.insert(t - d);
-            if times.range(t + 1..=t + 1 + d).next().is_some() {
-                starts.insert(t + 1);
-            }
-        }
-        for s in starts {
-            let inside = records.iter().filter(|r| s <= r.0 && r.0 <= s + d);
-            let (c, sum) = inside.fold((0u64, 0i64), |(c, sum), r| (c + 1, sum + r.1));
-            out.push((k, s, s + d + 1, c, sum));
-        }
-    }
-    out.sort();
-    out
+    weir::dataflow::testing::time_difference_windows(records, SLIDING_DIFFERENCE)
 }
 
 /// Passes records on, failing once (an injected task failure) at the record whose
@@ -1904,94 +1980,18 @@ fn build_sliding(
 fn sliding_windows_survive_failures_and_resume_across_backends_and_parallelism() {
     let records = sliding_input(12_000);
     let expected = sliding_expected(&records);
-    for (before, backend_before, after, backend_after, via_savepoint) in [
+    for case in [
         (2, Backend::RocksDb, 2, Backend::RocksDb, false),
         (2, Backend::Heap, 1, Backend::Heap, true),
         (2, Backend::RocksDb, 1, Backend::Heap, true),
         (2, Backend::Heap, 3, Backend::RocksDb, false),
         (2, Backend::RocksDb, 3, Backend::RocksDb, false),
     ] {
-        let what = format!(
-            "{before} ({backend_before:?}) -> {after} ({backend_after:?}) via {}",
-            if via_savepoint {
-                "a savepoint"
-            } else {
-                "the latest checkpoint"
-            }
-        );
-        let dir = tempfile::tempdir().unwrap();
-        let out = dir.path().join("out");
-        std::fs::create_dir_all(&out).unwrap();
-        let failed = Arc::new(AtomicBool::new(false));
-        let job = CheckpointedJob::spawn(
-            job_config_on("sliding", before, backend_before, dir.path()),
-            settings(dir.path(), 20),
-            build_sliding(
-                records.clone(),
-                out.clone(),
-                Some((2_000, failed.clone())),
-                5,
-            ),
-            Arc::new(NoListener),
-        )
-        .unwrap();
-        // A failure, then a few checkpoints after the restart.
-        let checkpoints = || job.checkpoints().iter().filter(|c| !c.savepoint).count();
-        let mut after_failure = None;
-        while after_failure.is_none_or(|at| checkpoints() < at + 3) {
-            if after_failure.is_none() && failed.load(Ordering::SeqCst) {
-                after_failure = Some(checkpoints());
-            }
-            if job.is_finished() {
-                panic!(
-                    "{what}: the job ended early: {:?}",
-                    job.wait().map(|s| s.status)
-                );
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        let mut config = settings(dir.path(), 20);
-        let summary = if via_savepoint {
-            config.resume = ResumeFrom::Savepoint(job.savepoint(true).unwrap());
-            job.wait().unwrap()
-        } else {
-            config.resume = ResumeFrom::LatestCheckpoint;
-            job.cancel();
-            job.wait().unwrap()
-        };
-        assert_eq!(summary.restarts, 1, "{what}");
-        let partial = read_committed::<SlidingRow>(&out).unwrap().len();
-        assert!(partial < expected.len(), "{what}: stopped before the end");
-        let resumed = CheckpointedJob::spawn(
-            job_config_on("sliding", after, backend_after, dir.path()),
-            config,
-            build_sliding(records.clone(), out.clone(), None, 200),
-            Arc::new(NoListener),
-        )
-        .unwrap();
-        let summary = resumed.wait().unwrap();
-        assert_eq!(summary.status, JobStatus::Finished, "{what}");
-        assert!(summary.restored_from.is_some(), "{what}: restored");
-        let mut rows = read_committed::<SlidingRow>(&out).unwrap();
-        rows.sort();
-        let missing: Vec<_> = expected
-            .iter()
-            .filter(|r| rows.binary_search(r).is_err())
-            .collect();
-        let extra: Vec<_> = rows
-            .iter()
-            .filter(|r| expected.binary_search(r).is_err())
-            .collect();
-        assert!(
-            rows == expected,
-            "{what}: {} rows, expected {}; {} missing, {} unexpected: {:?}, {:?}",
-            rows.len(),
-            expected.len(),
-            missing.len(),
-            extra.len(),
-            &missing[..missing.len().min(5)],
-            &extra[..extra.len().min(5)],
-        );
+        let (what, rows) =
+            fail_stop_and_resume::<SlidingRow, _>("sliding", case, |fail_at, out, per_poll| {
+                build_sliding(records.clone(), out, fail_at, per_poll)
+            });
+        assert_rows(&what, &rows, &expected);
     }
 }
 
@@ -2173,85 +2173,16 @@ fn broadcast_state_survives_failures_and_resumes_on_every_subtask_at_any_paralle
     let updates = rule_updates(3_000);
     let expected = rules_expected(&records, &updates);
     assert!(expected.iter().filter(|r| r.3.is_none()).count() < 100);
-    for (before, backend_before, after, backend_after, via_savepoint) in [
+    for case in [
         (2, Backend::Heap, 3, Backend::RocksDb, false),
         (3, Backend::RocksDb, 1, Backend::Heap, true),
         (2, Backend::RocksDb, 4, Backend::RocksDb, true),
     ] {
-        let what = format!(
-            "{before} ({backend_before:?}) -> {after} ({backend_after:?}) via {}",
-            if via_savepoint {
-                "a savepoint"
-            } else {
-                "the latest checkpoint"
-            }
-        );
-        let dir = tempfile::tempdir().unwrap();
-        let out = dir.path().join("out");
-        std::fs::create_dir_all(&out).unwrap();
-        let failed = Arc::new(AtomicBool::new(false));
-        let job = CheckpointedJob::spawn(
-            job_config_on("rules", before, backend_before, dir.path()),
-            settings(dir.path(), 20),
-            build_rules(
-                records.clone(),
-                updates.clone(),
-                out.clone(),
-                Some((2_000, failed.clone())),
-                5,
-            ),
-            Arc::new(NoListener),
-        )
-        .unwrap();
-        let checkpoints = || job.checkpoints().iter().filter(|c| !c.savepoint).count();
-        let mut after_failure = None;
-        while after_failure.is_none_or(|at| checkpoints() < at + 3) {
-            if after_failure.is_none() && failed.load(Ordering::SeqCst) {
-                after_failure = Some(checkpoints());
-            }
-            if job.is_finished() {
-                panic!(
-                    "{what}: the job ended early: {:?}",
-                    job.wait().map(|s| s.status)
-                );
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        let mut config = settings(dir.path(), 20);
-        let summary = if via_savepoint {
-            config.resume = ResumeFrom::Savepoint(job.savepoint(true).unwrap());
-            job.wait().unwrap()
-        } else {
-            config.resume = ResumeFrom::LatestCheckpoint;
-            job.cancel();
-            job.wait().unwrap()
-        };
-        assert_eq!(summary.restarts, 1, "{what}");
-        let partial = read_committed::<Answered>(&out).unwrap().len();
-        assert!(partial < expected.len(), "{what}: stopped before the end");
-        let resumed = CheckpointedJob::spawn(
-            job_config_on("rules", after, backend_after, dir.path()),
-            config,
-            build_rules(records.clone(), updates.clone(), out.clone(), None, 200),
-            Arc::new(NoListener),
-        )
-        .unwrap();
-        let summary = resumed.wait().unwrap();
-        assert_eq!(summary.status, JobStatus::Finished, "{what}");
-        assert!(summary.restored_from.is_some(), "{what}: restored");
-        let mut rows = read_committed::<Answered>(&out).unwrap();
-        rows.sort();
-        let wrong: Vec<_> = rows
-            .iter()
-            .filter(|r| expected.binary_search(r).is_err())
-            .take(5)
-            .collect();
-        assert!(
-            rows == expected,
-            "{what}: {} rows, expected {}; wrong: {wrong:?}",
-            rows.len(),
-            expected.len()
-        );
+        let (what, rows) =
+            fail_stop_and_resume::<Answered, _>("rules", case, |fail_at, out, per_poll| {
+                build_rules(records.clone(), updates.clone(), out, fail_at, per_poll)
+            });
+        assert_rows(&what, &rows, &expected);
     }
 }
 
@@ -2375,85 +2306,16 @@ fn temporal_joins_survive_failures_and_resume_across_backends_and_parallelism() 
         updates.iter().filter(|u| u.2 < 0).count(),
     );
     assert!(joined > 10_000 && deleted > 1_000, "{joined} {deleted}");
-    for (before, backend_before, after, backend_after, via_savepoint) in [
+    for case in [
         (2, Backend::Heap, 3, Backend::RocksDb, false),
         (3, Backend::RocksDb, 1, Backend::Heap, true),
         (2, Backend::RocksDb, 3, Backend::RocksDb, false),
     ] {
-        let what = format!(
-            "{before} ({backend_before:?}) -> {after} ({backend_after:?}) via {}",
-            if via_savepoint {
-                "a savepoint"
-            } else {
-                "the latest checkpoint"
-            }
-        );
-        let dir = tempfile::tempdir().unwrap();
-        let out = dir.path().join("out");
-        std::fs::create_dir_all(&out).unwrap();
-        let failed = Arc::new(AtomicBool::new(false));
-        let job = CheckpointedJob::spawn(
-            job_config_on("temporal", before, backend_before, dir.path()),
-            settings(dir.path(), 20),
-            build_temporal(
-                records.clone(),
-                updates.clone(),
-                out.clone(),
-                Some((2_000, failed.clone())),
-                5,
-            ),
-            Arc::new(NoListener),
-        )
-        .unwrap();
-        let checkpoints = || job.checkpoints().iter().filter(|c| !c.savepoint).count();
-        let mut after_failure = None;
-        while after_failure.is_none_or(|at| checkpoints() < at + 3) {
-            if after_failure.is_none() && failed.load(Ordering::SeqCst) {
-                after_failure = Some(checkpoints());
-            }
-            if job.is_finished() {
-                panic!(
-                    "{what}: the job ended early: {:?}",
-                    job.wait().map(|s| s.status)
-                );
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        let mut config = settings(dir.path(), 20);
-        let summary = if via_savepoint {
-            config.resume = ResumeFrom::Savepoint(job.savepoint(true).unwrap());
-            job.wait().unwrap()
-        } else {
-            config.resume = ResumeFrom::LatestCheckpoint;
-            job.cancel();
-            job.wait().unwrap()
-        };
-        assert_eq!(summary.restarts, 1, "{what}");
-        let partial = read_committed::<Answered>(&out).unwrap().len();
-        assert!(partial < expected.len(), "{what}: stopped before the end");
-        let resumed = CheckpointedJob::spawn(
-            job_config_on("temporal", after, backend_after, dir.path()),
-            config,
-            build_temporal(records.clone(), updates.clone(), out.clone(), None, 200),
-            Arc::new(NoListener),
-        )
-        .unwrap();
-        let summary = resumed.wait().unwrap();
-        assert_eq!(summary.status, JobStatus::Finished, "{what}");
-        assert!(summary.restored_from.is_some(), "{what}: restored");
-        let mut rows = read_committed::<Answered>(&out).unwrap();
-        rows.sort();
-        let wrong: Vec<_> = rows
-            .iter()
-            .filter(|r| expected.binary_search(r).is_err())
-            .take(5)
-            .collect();
-        assert!(
-            rows == expected,
-            "{what}: {} rows, expected {}; wrong: {wrong:?}",
-            rows.len(),
-            expected.len()
-        );
+        let (what, rows) =
+            fail_stop_and_resume::<Answered, _>("temporal", case, |fail_at, out, per_poll| {
+                build_temporal(records.clone(), updates.clone(), out, fail_at, per_poll)
+            });
+        assert_rows(&what, &rows, &expected);
     }
 }
 

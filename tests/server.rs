@@ -211,7 +211,7 @@ fn a_bad_submission_gets_400_with_every_problem_and_creates_nothing() {
         [
             "parallelism: expected at least 1, found 0",
             "bad.yaml:2:44: sources[0].to: expected an integer, found a string",
-            "bad.yaml:4:21: operators[0].kind: unknown operator kind `mapp`: expected one of filter, map, key_by, window, top, union, udf, window_join, interval_join",
+            "bad.yaml:4:21: operators[0].kind: unknown operator kind `mapp`: expected one of filter, map, key_by, window, top, union, udf, window_join, interval_join, broadcast_join, temporal_join",
             "bad.yaml:6:36: sinks[0].input: undefined stream `x`: expected one of m, n",
         ]
     );

@@ -242,11 +242,7 @@ where
         self.metrics = cx.metrics.clone();
         let left = cx.keyed_state(|b| StateTable::in_backend(b, "interval-left", Vec::new()))?;
         let right = cx.keyed_state(|b| StateTable::in_backend(b, "interval-right", Vec::new()))?;
-        if let Some(bytes) = cx.restored_operator.get(WATERMARK).or_else(|| {
-            cx.restored_operator_all
-                .iter()
-                .find_map(|s| s.get(WATERMARK))
-        }) {
+        if let Some(bytes) = cx.restored_any(WATERMARK) {
             self.watermark = weir_state::decode(WATERMARK, bytes)?;
         }
         let mut keys = left.lock()?.keys()?;

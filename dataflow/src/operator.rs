@@ -75,6 +75,16 @@ pub struct OperatorContext {
 }
 
 impl OperatorContext {
+    /// Operator state `name` as restored: this subtask's own, or after rescaling
+    /// the first previous subtask's that has it (for state alike on every subtask,
+    /// such as an operator's watermark).
+    pub fn restored_any(&self, name: &str) -> Option<&[u8]> {
+        self.restored_operator
+            .get(name)
+            .or_else(|| self.restored_operator_all.iter().find_map(|s| s.get(name)))
+            .map(Vec::as_slice)
+    }
+
     /// A context for a fresh (not restored) instance; used by tests and by the runtime.
     pub fn fresh(subtask: SubtaskInfo) -> Self {
         let state_backend = KeyedBackend::heap(subtask.max_parallelism, subtask.key_groups);

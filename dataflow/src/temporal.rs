@@ -190,11 +190,7 @@ where
 
     fn open(&mut self, cx: &mut OperatorContext) -> Result<()> {
         self.metrics = cx.metrics.clone();
-        if let Some(bytes) = cx.restored_operator.get(WATERMARK).or_else(|| {
-            cx.restored_operator_all
-                .iter()
-                .find_map(|s| s.get(WATERMARK))
-        }) {
+        if let Some(bytes) = cx.restored_any(WATERMARK) {
             self.watermark = decode(WATERMARK, bytes)?;
         }
         self.versions = Some(cx.keyed_state(|b| StateTable::in_backend(b, VERSIONS, Vec::new()))?);

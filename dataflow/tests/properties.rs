@@ -43,7 +43,15 @@ fn run_windows(
     assigner: WindowAssigner,
     parallelism: usize,
 ) -> Vec<(u8, i64, i64, u64, i64)> {
-    let mut got = run_windows_late(events, assigner, parallelism, BOUND_MS, 0, false);
+    let mut got = run_windows_late(
+        events,
+        assigner,
+        parallelism,
+        BOUND_MS,
+        0,
+        false,
+        Duration::ZERO,
+    );
     got.sort();
     got
 }
@@ -55,42 +63,7 @@ fn run_windows_retained(
     parallelism: usize,
     retention: Duration,
 ) -> Vec<(u8, i64, i64, u64, i64)> {
-    run_windows_retained_after(events, assigner, parallelism, retention, BOUND_MS)
-}
-
-/// As [`run_windows_retained`], with the watermark `delay` ms behind the largest
-/// timestamp.
-fn run_windows_retained_after(
-    events: &[Event],
-    assigner: WindowAssigner,
-    parallelism: usize,
-    retention: Duration,
-    delay: i64,
-) -> Vec<(u8, i64, i64, u64, i64)> {
-    let job = JobBuilder::new(JobConfig {
-        parallelism,
-        batch_size: 7,
-        watermark_interval: Duration::ZERO,
-        ..JobConfig::default()
-    });
-    let (sink, out) = CollectSink::new();
-    job.source(
-        "events",
-        WatermarkStrategy::bounded_out_of_orderness(
-            Duration::from_millis(delay as u64),
-            |e: &Event| Timestamp(e.1),
-        ),
-        CollectionSource::factory_with_poll_size(events.to_vec(), 5),
-    )
-    .key_by(|e: &Event| e.0)
-    .window(assigner)
-    .retention(retention)
-    .aggregate((Count, Sum(|e: &Event| e.2)), |k, w, (c, s)| {
-        (*k, w.start, w.end, c, s)
-    })
-    .sink("collect", sink);
-    job.execute().unwrap();
-    let mut got = out.take();
+    let mut got = run_windows_late(events, assigner, parallelism, BOUND_MS, 0, false, retention);
     got.sort();
     got
 }
@@ -105,6 +78,7 @@ fn run_windows_late(
     delay: i64,
     lateness: i64,
     pre_aggregate: bool,
+    retention: Duration,
 ) -> Vec<(u8, i64, i64, u64, i64)> {
     let job = JobBuilder::new(JobConfig {
         parallelism,
@@ -124,7 +98,8 @@ fn run_windows_late(
         )
         .key_by(|e: &Event| e.0)
         .window(assigner)
-        .allowed_lateness(Duration::from_millis(lateness as u64));
+        .allowed_lateness(Duration::from_millis(lateness as u64))
+        .retention(retention);
     let windowed = if pre_aggregate {
         windowed.pre_aggregate()
     } else {
@@ -154,6 +129,11 @@ fn reference_fixed(events: &[Event], assigner: WindowAssigner) -> Vec<(u8, i64, 
         .collect()
 }
 
+/// The reference of the time-difference windows of 300 ms.
+fn reference_time_difference(events: &[Event]) -> Vec<(u8, i64, i64, u64, i64)> {
+    weir_dataflow::testing::time_difference_windows(events, 300)
+}
+
 fn reference_sessions(events: &[Event], gap: i64) -> Vec<(u8, i64, i64, u64, i64)> {
     let mut per_key: BTreeMap<u8, Vec<(i64, i64)>> = BTreeMap::new();
     for &(k, t, v) in events {
@@ -175,35 +155,6 @@ fn reference_sessions(events: &[Event], gap: i64) -> Vec<(u8, i64, i64, u64, i64
         }
         if let Some((s, e, c, sum)) = current {
             out.push((k, s, e, c, sum));
-        }
-    }
-    out.sort();
-    out
-}
-
-/// Kafka Streams' sliding windows by brute force: per key, a left window `[t - d,
-/// t]` for every record time `t`, and a right window `[t + 1, t + 1 + d]` for
-/// every record time with a later record in it, each once by start; a window's
-/// rows are the records in it (ends inclusive; the end given exclusive).
-fn reference_time_difference(events: &[Event], d: i64) -> Vec<(u8, i64, i64, u64, i64)> {
-    let mut per_key: BTreeMap<u8, Vec<(i64, i64)>> = BTreeMap::new();
-    for &(k, t, v) in events {
-        per_key.entry(k).or_default().push((t, v));
-    }
-    let mut out = Vec::new();
-    for (k, records) in per_key {
-        let times: std::collections::BTreeSet<i64> = records.iter().map(|r| r.0).collect();
-        let mut starts = std::collections::BTreeSet::new();
-        for &t in &times {
-            starts.insert(t - d);
-            if times.range(t + 1..=t + 1 + d).next().is_some() {
-                starts.insert(t + 1);
-            }
-        }
-        for s in starts {
-            let inside = records.iter().filter(|r| s <= r.0 && r.0 <= s + d);
-            let (c, sum) = inside.fold((0u64, 0i64), |(c, sum), r| (c + 1, sum + r.1));
-            out.push((k, s, s + d + 1, c, sum));
         }
     }
     out.sort();
@@ -304,14 +255,15 @@ proptest! {
         let session = WindowAssigner::session(Duration::from_millis(250));
         prop_assert_eq!(run_windows_retained(&events, session, p, retention), reference_sessions(&events, 250));
         let difference = WindowAssigner::time_difference(Duration::from_millis(300), Duration::ZERO);
-        prop_assert_eq!(run_windows_retained(&events, difference, p, retention), reference_time_difference(&events, 300));
+        prop_assert_eq!(run_windows_retained(&events, difference, p, retention), reference_time_difference(&events));
         // Late elements (the watermark at the largest timestamp, one subtask: the
         // same elements are late in both runs) start new sessions, as without a
         // retention, instead of joining the kept ones.
-        prop_assert_eq!(
-            run_windows_retained_after(&events, session, 1, retention, 0),
-            run_windows_retained_after(&events, session, 1, Duration::ZERO, 0)
-        );
+        let mut late_retained = run_windows_late(&events, session, 1, 0, 0, false, retention);
+        let mut late = run_windows_late(&events, session, 1, 0, 0, false, Duration::ZERO);
+        late_retained.sort();
+        late.sort();
+        prop_assert_eq!(late_retained, late);
     }
 
     /// Kafka Streams' sliding windows on out-of-order input equal the brute-force
@@ -319,7 +271,7 @@ proptest! {
     #[test]
     fn time_difference_windows_equal_brute_force(events in events(), p in 1usize..4) {
         let assigner = WindowAssigner::time_difference(Duration::from_millis(300), Duration::from_millis(50));
-        prop_assert_eq!(run_windows(&events, assigner, p), reference_time_difference(&events, 300));
+        prop_assert_eq!(run_windows(&events, assigner, p), reference_time_difference(&events));
     }
 
     #[test]
@@ -349,7 +301,7 @@ proptest! {
     #[test]
     fn late_elements_refire_sliced_hopping_windows(events in events(), p in 1usize..4) {
         let assigner = WindowAssigner::sliding(Duration::from_millis(1000), Duration::from_millis(250));
-        let emitted = run_windows_late(&events, assigner, p, 0, BOUND_MS, false);
+        let emitted = run_windows_late(&events, assigner, p, 0, BOUND_MS, false, Duration::ZERO);
         let mut last: BTreeMap<(u8, i64, i64), (u64, i64)> = BTreeMap::new();
         for (k, s, e, c, v) in emitted {
             // Per key the results of a window come in order: counts only grow.
@@ -369,7 +321,7 @@ proptest! {
             WindowAssigner::tumbling(Duration::from_millis(1000)),
             WindowAssigner::sliding(Duration::from_millis(1000), Duration::from_millis(250)),
         ] {
-            let mut got = run_windows_late(&events, assigner, p, BOUND_MS, 0, true);
+            let mut got = run_windows_late(&events, assigner, p, BOUND_MS, 0, true, Duration::ZERO);
             got.sort();
             prop_assert_eq!(got, reference_fixed(&events, assigner));
         }
@@ -380,7 +332,7 @@ proptest! {
     #[test]
     fn late_partials_refire_pre_aggregated_windows(events in events(), p in 1usize..4) {
         let assigner = WindowAssigner::sliding(Duration::from_millis(1000), Duration::from_millis(250));
-        let emitted = run_windows_late(&events, assigner, p, 0, BOUND_MS, true);
+        let emitted = run_windows_late(&events, assigner, p, 0, BOUND_MS, true, Duration::ZERO);
         let mut last: BTreeMap<(u8, i64, i64), (u64, i64)> = BTreeMap::new();
         for (k, s, e, c, v) in emitted {
             last.insert((k, s, e), (c, v));

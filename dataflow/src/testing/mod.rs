@@ -182,3 +182,39 @@ impl<T: Send + 'static> Sink for CollectSink<T> {
         Ok(())
     }
 }
+
+/// Kafka Streams' sliding windows of `records` (`(key, time, value)`) by brute force,
+/// the reference of [`crate::window::WindowAssigner::TimeDifference`]: per key, a
+/// left window `[t - difference, t]` for every record time `t`, and a right window
+/// `[t + 1, t + 1 + difference]` for every record time with a later record in it,
+/// each once by start, with the count and sum of the values of the records in it.
+/// Rows are `(key, start, end, count, sum)`, the end exclusive (the last millisecond
+/// plus one), sorted.
+pub fn time_difference_windows<K: Ord + Clone>(
+    records: &[(K, i64, i64)],
+    difference: i64,
+) -> Vec<(K, i64, i64, u64, i64)> {
+    let d = difference;
+    let mut per_key: std::collections::BTreeMap<K, Vec<(i64, i64)>> = Default::default();
+    for (k, t, v) in records {
+        per_key.entry(k.clone()).or_default().push((*t, *v));
+    }
+    let mut out = Vec::new();
+    for (k, records) in per_key {
+        let times: std::collections::BTreeSet<i64> = records.iter().map(|r| r.0).collect();
+        let mut starts = std::collections::BTreeSet::new();
+        for &t in &times {
+            starts.insert(t - d);
+            if times.range(t + 1..=t + 1 + d).next().is_some() {
+                starts.insert(t + 1);
+            }
+        }
+        for s in starts {
+            let inside = records.iter().filter(|r| s <= r.0 && r.0 <= s + d);
+            let (c, sum) = inside.fold((0u64, 0i64), |(c, sum), r| (c + 1, sum + r.1));
+            out.push((k.clone(), s, s + d + 1, c, sum));
+        }
+    }
+    out.sort();
+    out
+}

@@ -314,40 +314,22 @@ where
     fn open(&mut self, cx: &mut OperatorContext) -> Result<()> {
         self.metrics = cx.metrics.clone();
         self.max_parallelism = cx.subtask.max_parallelism;
-        if let Some(bytes) = cx.restored_operator.get(WATERMARK).or_else(|| {
-            cx.restored_operator_all
-                .iter()
-                .find_map(|s| s.get(WATERMARK))
-        }) {
+        if let Some(bytes) = cx.restored_any(WATERMARK) {
             self.watermark = decode(WATERMARK, bytes)?;
         }
-        if cx.state_backend.is_rocksdb() {
-            self.timers = SessionTimers::Rocks(weir_state::Timers::in_backend(
-                &cx.state_backend,
-                POINT_TIMERS,
-            )?);
-        }
-        let (range, max) = (cx.subtask.key_groups, cx.subtask.max_parallelism);
+        self.timers = SessionTimers::open(cx, POINT_TIMERS)?;
         let restored = !cx.restored_chunks(POINTS).is_empty();
         let handle: KeyedStateHandle<StateTable<K, KeyPoints<A::Acc>>> =
             cx.keyed_state(|backend| StateTable::in_backend(backend, POINTS, Vec::new()))?;
         let mut points = handle.lock()?;
-        if restored {
-            let timers = cx.restored_chunks(POINT_TIMERS);
-            match &mut self.timers {
-                SessionTimers::Rocks(rocks) if !timers.is_empty() => {
-                    rocks.restore_chunks(timers, range, max)?;
-                }
-                // Heap timers are not snapshotted: every key's next due time.
-                _ => {
-                    let keys = points.keys()?;
-                    for key in keys {
-                        if let Some(state) = points.get_mut(&key)? {
-                            if let Some(due) = state.next_due(self.shape, state.emitted) {
-                                state.timer = Some(due);
-                                self.timers.register(key, due)?;
-                            }
-                        }
+        // Heap timers are not checkpointed: every key's next due time.
+        if restored && !self.timers.restore(cx, POINT_TIMERS)? {
+            let keys = points.keys()?;
+            for key in keys {
+                if let Some(state) = points.get_mut(&key)? {
+                    if let Some(due) = state.next_due(self.shape, state.emitted) {
+                        state.timer = Some(due);
+                        self.timers.register(key, due)?;
                     }
                 }
             }
@@ -444,13 +426,6 @@ where
         // The times are the runtime's to flush and freeze: one RocksDB checkpoint
         // holds them and the timers.
         cx.put_operator(WATERMARK, encode(WATERMARK, &self.watermark)?);
-        if let SessionTimers::Rocks(timers) = &mut self.timers {
-            timers.flush()?;
-            match timers.snapshot(self.max_parallelism)? {
-                weir_state::TimersSnapshot::Encoded(encoded) => cx.put_keyed(POINT_TIMERS, encoded),
-                weir_state::TimersSnapshot::Frozen(frozen) => cx.put_frozen_boxed(frozen),
-            }
-        }
-        Ok(())
+        self.timers.snapshot(POINT_TIMERS, self.max_parallelism, cx)
     }
 }

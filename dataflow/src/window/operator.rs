@@ -587,11 +587,7 @@ where
 
     fn open(&mut self, cx: &mut OperatorContext) -> Result<()> {
         self.metrics = cx.metrics.clone();
-        if let Some(bytes) = cx.restored_operator.get(WATERMARK).or_else(|| {
-            cx.restored_operator_all
-                .iter()
-                .find_map(|s| s.get(WATERMARK))
-        }) {
+        if let Some(bytes) = cx.restored_any(WATERMARK) {
             self.watermark = decode(WATERMARK, bytes)?;
         }
         let watermark = self.watermark;
@@ -792,45 +788,25 @@ where
     fn open(&mut self, cx: &mut OperatorContext) -> Result<()> {
         self.metrics = cx.metrics.clone();
         self.max_parallelism = cx.subtask.max_parallelism;
-        if let Some(bytes) = cx.restored_operator.get(WATERMARK).or_else(|| {
-            cx.restored_operator_all
-                .iter()
-                .find_map(|s| s.get(WATERMARK))
-        }) {
+        if let Some(bytes) = cx.restored_any(WATERMARK) {
             self.watermark = decode(WATERMARK, bytes)?;
         }
-        if cx.state_backend.is_rocksdb() {
-            self.timers = SessionTimers::Rocks(weir_state::Timers::in_backend(
-                &cx.state_backend,
-                SESSION_TIMERS,
-            )?);
-        }
-        let (range, max) = (cx.subtask.key_groups, cx.subtask.max_parallelism);
+        self.timers = SessionTimers::open(cx, SESSION_TIMERS)?;
         let restored = !cx.restored_chunks(SESSIONS).is_empty();
         let handle: KeyedStateHandle<StateTable<K, KeySessions<A::Acc>>> =
             cx.keyed_state(|backend| StateTable::in_backend(backend, SESSIONS, Vec::new()))?;
         let mut sessions = handle.lock()?;
-        if restored {
-            let timers = cx.restored_chunks(SESSION_TIMERS);
-            match &mut self.timers {
-                // Restored with the sessions (or opened with them from a native
-                // checkpoint, where the chunks are only headers).
-                SessionTimers::Rocks(rocks) if !timers.is_empty() => {
-                    rocks.restore_chunks(timers, range, max)?;
-                }
-                // A snapshot without timers (of the heap, or of an earlier version):
-                // every key's earliest due time.
-                _ => {
-                    let keep = self.spec.keep();
-                    let keys = sessions.keys()?;
-                    for key in keys {
-                        if let Some(state) = sessions.get_mut(&key)? {
-                            let due = state.sessions.iter().map(|e| e.due(keep)).min();
-                            if let Some(due) = due {
-                                state.timer = Some(due);
-                                self.timers.register(key, due)?;
-                            }
-                        }
+        // A snapshot without timers (of the heap, or of an earlier version): every
+        // key's earliest due time.
+        if restored && !self.timers.restore(cx, SESSION_TIMERS)? {
+            let keep = self.spec.keep();
+            let keys = sessions.keys()?;
+            for key in keys {
+                if let Some(state) = sessions.get_mut(&key)? {
+                    let due = state.sessions.iter().map(|e| e.due(keep)).min();
+                    if let Some(due) = due {
+                        state.timer = Some(due);
+                        self.timers.register(key, due)?;
                     }
                 }
             }
@@ -974,16 +950,8 @@ where
         // The sessions are the runtime's to flush (before this) and freeze (after
         // it): one RocksDB checkpoint holds them and the timers.
         cx.put_operator(WATERMARK, encode(WATERMARK, &self.watermark)?);
-        if let SessionTimers::Rocks(timers) = &mut self.timers {
-            timers.flush()?;
-            match timers.snapshot(self.max_parallelism)? {
-                weir_state::TimersSnapshot::Encoded(encoded) => {
-                    cx.put_keyed(SESSION_TIMERS, encoded)
-                }
-                weir_state::TimersSnapshot::Frozen(frozen) => cx.put_frozen_boxed(frozen),
-            }
-        }
-        Ok(())
+        self.timers
+            .snapshot(SESSION_TIMERS, self.max_parallelism, cx)
     }
 }
 
@@ -997,6 +965,47 @@ pub(super) enum SessionTimers<K> {
 }
 
 impl<K: StateKey> SessionTimers<K> {
+    /// A subtask's timers: in its RocksDB instance as state `name`, or on the heap.
+    pub(super) fn open(cx: &OperatorContext, name: &str) -> Result<Self> {
+        Ok(match cx.state_backend.is_rocksdb() {
+            true => Self::Rocks(weir_state::Timers::in_backend(&cx.state_backend, name)?),
+            false => Self::Heap(BTreeMap::new()),
+        })
+    }
+
+    /// Restores the timers checkpointed as `name` (with the state they belong to,
+    /// or opened with it from a native checkpoint, where the chunks are only
+    /// headers); `false` if the checkpoint has none for this backend (heap timers
+    /// are not checkpointed): then the caller registers them from the state.
+    pub(super) fn restore(&mut self, cx: &OperatorContext, name: &str) -> Result<bool> {
+        let chunks = cx.restored_chunks(name);
+        match self {
+            Self::Rocks(rocks) if !chunks.is_empty() => {
+                rocks.restore_chunks(chunks, cx.subtask.key_groups, cx.subtask.max_parallelism)?;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    /// Checkpoints RocksDB timers as `name`; heap timers are rebuilt from the state
+    /// when it is restored.
+    pub(super) fn snapshot(
+        &mut self,
+        name: &str,
+        max: MaxParallelism,
+        cx: &mut SnapshotContext,
+    ) -> Result<()> {
+        if let Self::Rocks(timers) = self {
+            timers.flush()?;
+            match timers.snapshot(max)? {
+                weir_state::TimersSnapshot::Encoded(encoded) => cx.put_keyed(name, encoded),
+                weir_state::TimersSnapshot::Frozen(frozen) => cx.put_frozen_boxed(frozen),
+            }
+        }
+        Ok(())
+    }
+
     pub(super) fn register(&mut self, key: K, due: i64) -> Result<()> {
         match self {
             Self::Heap(heap) => heap.entry(due).or_default().push(key),
