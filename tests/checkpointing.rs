@@ -1673,75 +1673,20 @@ fn build_timers(
 #[cfg_attr(not(feature = "rocksdb"), ignore = "needs the `rocksdb` feature")]
 fn timers_survive_failures_and_resume_across_backends_and_parallelism() {
     let n = 20_000;
-    for (before, backend_before, after, backend_after, via_savepoint) in [
+    let expected = timer_expected(n);
+    for case in [
         (2, Backend::RocksDb, 2, Backend::RocksDb, false),
         (2, Backend::RocksDb, 3, Backend::RocksDb, false),
         (2, Backend::Heap, 3, Backend::RocksDb, true),
         (3, Backend::RocksDb, 1, Backend::Heap, true),
         (2, Backend::Heap, 1, Backend::Heap, false),
     ] {
-        let what = format!(
-            "{before} ({backend_before:?}) -> {after} ({backend_after:?}) via {}",
-            if via_savepoint {
-                "a savepoint"
-            } else {
-                "the latest checkpoint"
-            }
-        );
-        let dir = tempfile::tempdir().unwrap();
-        let out = dir.path().join("out");
-        std::fs::create_dir_all(&out).unwrap();
-        let failed = Arc::new(AtomicBool::new(false));
-        let job = CheckpointedJob::spawn(
-            job_config_on("timers", before, backend_before, dir.path()),
-            settings(dir.path(), 20),
-            build_timers(n, out.clone(), Some((3_000, failed.clone())), 5),
-            Arc::new(NoListener),
-        )
-        .unwrap();
-        // A failure, then a few checkpoints after the restart.
-        let checkpoints = || job.checkpoints().iter().filter(|c| !c.savepoint).count();
-        let mut after_failure = None;
-        while after_failure.is_none_or(|at| checkpoints() < at + 3) {
-            if after_failure.is_none() && failed.load(Ordering::SeqCst) {
-                after_failure = Some(checkpoints());
-            }
-            if job.is_finished() {
-                panic!(
-                    "{what}: the job ended early: {:?}",
-                    job.wait().map(|s| s.status)
-                );
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        let mut config = settings(dir.path(), 20);
-        let summary = if via_savepoint {
-            config.resume = ResumeFrom::Savepoint(job.savepoint(true).unwrap());
-            let summary = job.wait().unwrap();
-            assert_eq!(summary.status, JobStatus::Suspended, "{what}");
-            summary
-        } else {
-            config.resume = ResumeFrom::LatestCheckpoint;
-            job.cancel();
-            let summary = job.wait().unwrap();
-            assert_eq!(summary.status, JobStatus::Cancelled, "{what}");
-            summary
-        };
-        assert_eq!(summary.restarts, 1, "{what}");
-        let partial = read_output(&out).len();
-        assert!(partial < n as usize, "{what}: stopped before the end");
-        let resumed = CheckpointedJob::spawn(
-            job_config_on("timers", after, backend_after, dir.path()),
-            config,
-            build_timers(n, out.clone(), None, 200),
-            Arc::new(NoListener),
-        )
-        .unwrap();
-        let live = resumed.live();
-        let summary = resumed.wait().unwrap();
-        assert_eq!(summary.status, JobStatus::Finished, "{what}");
-        assert!(summary.restored_from.is_some(), "{what}: restored");
-        let restore = live.restore();
+        let (what, rows, restore) =
+            fail_stop_and_resume::<(u32, u64), _>("timers", case, |fail_at, out, per_poll| {
+                let fail_at = fail_at.map(|(at, failed)| (at as u64, failed));
+                build_timers(n, out, fail_at, per_poll)
+            });
+        let (before, backend_before, after, backend_after, via_savepoint) = case;
         if let (false, Backend::RocksDb, Backend::RocksDb) =
             (via_savepoint, backend_before, backend_after)
         {
@@ -1753,7 +1698,7 @@ fn timers_survive_failures_and_resume_across_backends_and_parallelism() {
                 "{what}: {restore:?}"
             );
         }
-        assert_same(read_output(&out), timer_expected(n), &what);
+        assert_rows(&what, &rows, &expected);
     }
 }
 
@@ -1761,8 +1706,8 @@ fn timers_survive_failures_and_resume_across_backends_and_parallelism() {
 /// a poll), stopped three checkpoints after its restart (cancelled, or with a
 /// savepoint), then resumed at `after` subtasks on `backend_after` (200 records a
 /// poll) to its end. `build` makes the job from where to fail, its output
-/// directory and the records a poll. Returns what ran (for messages) and the rows
-/// committed, sorted.
+/// directory and the records a poll. Returns what ran (for messages), the rows
+/// committed, sorted, and what the resumed run restored.
 fn fail_stop_and_resume<R, J>(
     name: &str,
     (before, backend_before, after, backend_after, via_savepoint): (
@@ -1773,7 +1718,11 @@ fn fail_stop_and_resume<R, J>(
         bool,
     ),
     build: impl Fn(Option<(i64, Arc<AtomicBool>)>, PathBuf, usize) -> J,
-) -> (String, Vec<R>)
+) -> (
+    String,
+    Vec<R>,
+    weir::dataflow::checkpointing::RestoreProgress,
+)
 where
     R: serde::de::DeserializeOwned + Ord,
     J: Fn(&JobBuilder) + Send + Sync + 'static,
@@ -1812,14 +1761,15 @@ where
         std::thread::sleep(Duration::from_millis(5));
     }
     let mut config = settings(dir.path(), 20);
-    let summary = if via_savepoint {
+    let (summary, stopped) = if via_savepoint {
         config.resume = ResumeFrom::Savepoint(job.savepoint(true).unwrap());
-        job.wait().unwrap()
+        (job.wait().unwrap(), JobStatus::Suspended)
     } else {
         config.resume = ResumeFrom::LatestCheckpoint;
         job.cancel();
-        job.wait().unwrap()
+        (job.wait().unwrap(), JobStatus::Cancelled)
     };
+    assert_eq!(summary.status, stopped, "{what}");
     assert_eq!(summary.restarts, 1, "{what}");
     let partial = read_committed::<R>(&out).unwrap().len();
     let resumed = CheckpointedJob::spawn(
@@ -1829,13 +1779,14 @@ where
         Arc::new(NoListener),
     )
     .unwrap();
+    let live = resumed.live();
     let summary = resumed.wait().unwrap();
     assert_eq!(summary.status, JobStatus::Finished, "{what}");
     assert!(summary.restored_from.is_some(), "{what}: restored");
     let mut rows = read_committed::<R>(&out).unwrap();
     assert!(partial < rows.len(), "{what}: stopped before the end");
     rows.sort();
-    (what, rows)
+    (what, rows, live.restore())
 }
 
 /// Asserts that `rows` are `expected`, naming a few of those that differ.
@@ -1987,7 +1938,7 @@ fn sliding_windows_survive_failures_and_resume_across_backends_and_parallelism()
         (2, Backend::Heap, 3, Backend::RocksDb, false),
         (2, Backend::RocksDb, 3, Backend::RocksDb, false),
     ] {
-        let (what, rows) =
+        let (what, rows, _) =
             fail_stop_and_resume::<SlidingRow, _>("sliding", case, |fail_at, out, per_poll| {
                 build_sliding(records.clone(), out, fail_at, per_poll)
             });
@@ -2178,7 +2129,7 @@ fn broadcast_state_survives_failures_and_resumes_on_every_subtask_at_any_paralle
         (3, Backend::RocksDb, 1, Backend::Heap, true),
         (2, Backend::RocksDb, 4, Backend::RocksDb, true),
     ] {
-        let (what, rows) =
+        let (what, rows, _) =
             fail_stop_and_resume::<Answered, _>("rules", case, |fail_at, out, per_poll| {
                 build_rules(records.clone(), updates.clone(), out, fail_at, per_poll)
             });
@@ -2311,7 +2262,7 @@ fn temporal_joins_survive_failures_and_resume_across_backends_and_parallelism() 
         (3, Backend::RocksDb, 1, Backend::Heap, true),
         (2, Backend::RocksDb, 3, Backend::RocksDb, false),
     ] {
-        let (what, rows) =
+        let (what, rows, _) =
             fail_stop_and_resume::<Answered, _>("temporal", case, |fail_at, out, per_poll| {
                 build_temporal(records.clone(), updates.clone(), out, fail_at, per_poll)
             });
