@@ -1869,6 +1869,55 @@ impl Operator for FailOnce {
     }
 }
 
+/// A source of `records` (or of versions, `updates`) named `name`, with event time
+/// out of order by up to `SLIDING_DISORDER` ms, `per_poll` records a poll. One
+/// subtask at every parallelism: a collection source restored into fewer subtasks
+/// reads their stripes one after the other, out of order by far more than the
+/// watermark allows.
+fn valued_source(
+    job: &JobBuilder,
+    name: &str,
+    records: &[Valued],
+    per_poll: usize,
+) -> Stream<Valued> {
+    use weir::dataflow::Timestamp;
+    job.source(
+        name,
+        WatermarkStrategy::bounded_out_of_orderness(
+            Duration::from_millis(SLIDING_DISORDER as u64),
+            |r: &Valued| Timestamp(r.1),
+        ),
+        CollectionSource::factory_throttled(
+            records.to_vec(),
+            per_poll,
+            Some(Duration::from_millis(1)),
+        ),
+    )
+    .uid(name)
+    .parallelism(1)
+}
+
+/// `records` from [`valued_source`], failing once at the record whose value is
+/// `fail_at`'s (if given), keyed by their key.
+fn failing_records(
+    job: &JobBuilder,
+    records: &[Valued],
+    fail_at: &Option<(i64, Arc<AtomicBool>)>,
+    per_poll: usize,
+) -> weir::dataflow::KeyedStream<u32, Valued> {
+    let (at, failed) = fail_at
+        .clone()
+        .unwrap_or((-1, Arc::new(AtomicBool::new(true))));
+    valued_source(job, "records", records, per_poll)
+        .transform("fail-once", move |_| FailOnce {
+            at,
+            failed: failed.clone(),
+        })
+        .uid("fail-once")
+        .with_timestamps(|r: &Valued| weir::dataflow::Timestamp(r.1))
+        .key_by(|r: &Valued| r.0)
+}
+
 fn build_sliding(
     records: Vec<Valued>,
     out: PathBuf,
@@ -1876,49 +1925,22 @@ fn build_sliding(
     per_poll: usize,
 ) -> impl Fn(&JobBuilder) + Send + Sync {
     use weir::dataflow::window::WindowAssigner;
-    use weir::dataflow::Timestamp;
     use weir::state::{Count, Sum};
     move |job: &JobBuilder| {
-        let (at, failed) = fail_at
-            .clone()
-            .unwrap_or((-1, Arc::new(AtomicBool::new(true))));
-        job.source(
-            "records",
-            WatermarkStrategy::bounded_out_of_orderness(
-                Duration::from_millis(SLIDING_DISORDER as u64),
-                |r: &Valued| Timestamp(r.1),
-            ),
-            CollectionSource::factory_throttled(
-                records.clone(),
-                per_poll,
-                Some(Duration::from_millis(1)),
-            ),
-        )
-        .uid("records")
-        // One subtask at every parallelism: a collection source restored into
-        // fewer subtasks reads their stripes one after the other, out of order by
-        // far more than the watermark allows.
-        .parallelism(1)
-        .transform("fail-once", move |_| FailOnce {
-            at,
-            failed: failed.clone(),
-        })
-        .uid("fail-once")
-        .with_timestamps(|r: &Valued| Timestamp(r.1))
-        .key_by(|r: &Valued| r.0)
-        .window(WindowAssigner::time_difference(
-            Duration::from_millis(SLIDING_DIFFERENCE as u64),
-            Duration::from_millis(20),
-        ))
-        .uid("sliding")
-        .aggregate((Count, Sum(|r: &Valued| r.2)), |k, w, (c, s)| {
-            (*k, w.start, w.end, c, s)
-        })
-        .sink(
-            "epoch-sink",
-            EpochFileSink::<SlidingRow>::factory(out.clone()),
-        )
-        .uid("epoch-sink");
+        failing_records(job, &records, &fail_at, per_poll)
+            .window(WindowAssigner::time_difference(
+                Duration::from_millis(SLIDING_DIFFERENCE as u64),
+                Duration::from_millis(20),
+            ))
+            .uid("sliding")
+            .aggregate((Count, Sum(|r: &Valued| r.2)), |k, w, (c, s)| {
+                (*k, w.start, w.end, c, s)
+            })
+            .sink(
+                "epoch-sink",
+                EpochFileSink::<SlidingRow>::factory(out.clone()),
+            )
+            .uid("epoch-sink");
     }
 }
 
@@ -2057,57 +2079,23 @@ fn build_rules(
     fail_at: Option<(i64, Arc<AtomicBool>)>,
     per_poll: usize,
 ) -> impl Fn(&JobBuilder) + Send + Sync {
-    use weir::dataflow::Timestamp;
     move |job: &JobBuilder| {
-        let (at, failed) = fail_at
-            .clone()
-            .unwrap_or((-1, Arc::new(AtomicBool::new(true))));
-        let time = |r: &Valued| Timestamp(r.1);
-        let bound = Duration::from_millis(SLIDING_DISORDER as u64);
-        let rules = job
-            .source(
-                "rules",
-                WatermarkStrategy::bounded_out_of_orderness(bound, time),
-                CollectionSource::factory_throttled(
-                    updates.clone(),
-                    per_poll.div_ceil(4),
-                    Some(Duration::from_millis(1)),
-                ),
-            )
-            .uid("rules")
-            .parallelism(1);
-        job.source(
-            "records",
-            WatermarkStrategy::bounded_out_of_orderness(bound, time),
-            CollectionSource::factory_throttled(
-                records.clone(),
-                per_poll,
-                Some(Duration::from_millis(1)),
-            ),
-        )
-        .uid("records")
-        .parallelism(1)
-        .transform("fail-once", move |_| FailOnce {
-            at,
-            failed: failed.clone(),
-        })
-        .uid("fail-once")
-        .with_timestamps(time)
-        .key_by(|r: &Valued| r.0)
-        .connect_broadcast(&rules)
-        .process("rule-lookup", |cx| {
-            Ok(RuleLookup {
-                pending: cx.keyed_state(|backend| {
-                    weir::state::ListState::in_backend(backend, "pending")
-                })?,
+        let rules = valued_source(job, "rules", &updates, per_poll);
+        failing_records(job, &records, &fail_at, per_poll)
+            .connect_broadcast(&rules)
+            .process("rule-lookup", |cx| {
+                Ok(RuleLookup {
+                    pending: cx.keyed_state(|backend| {
+                        weir::state::ListState::in_backend(backend, "pending")
+                    })?,
+                })
             })
-        })
-        .uid("rule-lookup")
-        .sink(
-            "epoch-sink",
-            EpochFileSink::<Answered>::factory(out.clone()),
-        )
-        .uid("epoch-sink");
+            .uid("rule-lookup")
+            .sink(
+                "epoch-sink",
+                EpochFileSink::<Answered>::factory(out.clone()),
+            )
+            .uid("epoch-sink");
     }
 }
 
@@ -2189,56 +2177,21 @@ fn build_temporal(
     fail_at: Option<(i64, Arc<AtomicBool>)>,
     per_poll: usize,
 ) -> impl Fn(&JobBuilder) + Send + Sync {
-    use weir::dataflow::Timestamp;
     move |job: &JobBuilder| {
-        let (at, failed) = fail_at
-            .clone()
-            .unwrap_or((-1, Arc::new(AtomicBool::new(true))));
-        let time = |r: &Valued| Timestamp(r.1);
-        let bound = Duration::from_millis(SLIDING_DISORDER as u64);
-        let table = job
-            .source(
-                "versions",
-                WatermarkStrategy::bounded_out_of_orderness(bound, time),
-                CollectionSource::factory_throttled(
-                    updates.clone(),
-                    per_poll,
-                    Some(Duration::from_millis(1)),
-                ),
+        let table = valued_source(job, "versions", &updates, per_poll).key_by(|u: &Valued| u.0);
+        failing_records(job, &records, &fail_at, per_poll)
+            .temporal_join(
+                &table,
+                |u: Valued| (u.2 >= 0).then_some(u.2),
+                Duration::from_secs(60),
+                |key: &u32, r: Valued, value: Option<&i64>| Some((*key, r.1, r.2, value.copied())),
             )
-            .uid("versions")
-            .parallelism(1)
-            .key_by(|u: &Valued| u.0);
-        job.source(
-            "records",
-            WatermarkStrategy::bounded_out_of_orderness(bound, time),
-            CollectionSource::factory_throttled(
-                records.clone(),
-                per_poll,
-                Some(Duration::from_millis(1)),
-            ),
-        )
-        .uid("records")
-        .parallelism(1)
-        .transform("fail-once", move |_| FailOnce {
-            at,
-            failed: failed.clone(),
-        })
-        .uid("fail-once")
-        .with_timestamps(time)
-        .key_by(|r: &Valued| r.0)
-        .temporal_join(
-            &table,
-            |u: Valued| (u.2 >= 0).then_some(u.2),
-            Duration::from_secs(60),
-            |key: &u32, r: Valued, value: Option<&i64>| Some((*key, r.1, r.2, value.copied())),
-        )
-        .uid("temporal-join")
-        .sink(
-            "epoch-sink",
-            EpochFileSink::<Answered>::factory(out.clone()),
-        )
-        .uid("epoch-sink");
+            .uid("temporal-join")
+            .sink(
+                "epoch-sink",
+                EpochFileSink::<Answered>::factory(out.clone()),
+            )
+            .uid("epoch-sink");
     }
 }
 

@@ -358,6 +358,16 @@ where
                 emitted: watermark,
                 timer: None,
             })?;
+            // A state read back from RocksDB has lost its timer (not stored), and
+            // the timer it had may have fired as superseded: its windows complete
+            // by now fire before the record joins any, and its next timer is
+            // registered again.
+            if state.timer.is_none() && !state.points.is_empty() {
+                if let Some(due) = self.fire(&key, state, out) {
+                    state.timer = Some(due);
+                    self.timers.register(key.clone(), due)?;
+                }
+            }
             // Every window complete at the watermark was fired with its key's
             // timer: those this record creates now are complete already.
             state.emitted = state.emitted.max(watermark);
