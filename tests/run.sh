@@ -16,6 +16,30 @@ if [ "${CI:-}" = "true" ] && [ -z "${CARGO_TARGET_DIR:-}" ]; then
     # Keep the build between CI runs on the same machine (a fresh clone has no target/).
     export CARGO_TARGET_DIR="${HOME}/.cache/weir-target"
 fi
+TARGET_DIR="${CARGO_TARGET_DIR:-target}"
+
+if [ "${CI:-}" = "true" ]; then
+    # A fresh clone rebuilds the workspace's own crates in any case. Their artifacts
+    # from earlier runs (test binaries of ~250 MB each under other hashes, rustc's
+    # incremental caches) would otherwise pile up in the kept target directory until
+    # the disk is full, and the linker then dies of SIGBUS. Keep only the third-party
+    # builds (RocksDB's C++ above all), and build without incremental caches.
+    export CARGO_INCREMENTAL=0
+    rm -rf "$TARGET_DIR"/debug/incremental "$TARGET_DIR"/release/incremental
+    mapfile -t members < <(cargo metadata --no-deps --format-version 1 --offline 2>/dev/null |
+        python3 -c 'import json, sys; [print(p["name"]) for p in json.load(sys.stdin)["packages"]]')
+    if [ "${#members[@]}" -gt 0 ] && [ -d "$TARGET_DIR" ]; then
+        cargo clean --offline --quiet $(printf -- '-p %s ' "${members[@]}") || true
+    fi
+fi
+
+# The test build writes ~10 GiB (two dozen test binaries, the release quick start).
+mkdir -p "$TARGET_DIR"
+free_gib=$(($(df -Pk "$TARGET_DIR" | awk 'NR == 2 { print $4 }') / 1024 / 1024))
+if [ "$free_gib" -lt 10 ]; then
+    echo "tests/run.sh: only ${free_gib} GiB free on the disk of $TARGET_DIR; the build needs about 10 GiB. Free some space (cargo clean removes $TARGET_DIR)." >&2
+    exit 1
+fi
 
 started=$SECONDS
 step_started=$SECONDS
@@ -55,7 +79,7 @@ FEATURES=(--features rocksdb)
 # ROCKSDB_LIB_DIR makes librocksdb-sys skip the C++ compile and only name the library
 # to link. (Check builds cannot reuse the test build's: cargo gives the build
 # dependencies of a check build other hashes, so its build scripts run again.)
-CHECK_ONLY_LIB_DIR="${CARGO_TARGET_DIR:-target}/check-only-no-rocksdb-lib"
+CHECK_ONLY_LIB_DIR="$TARGET_DIR/check-only-no-rocksdb-lib"
 mkdir -p "$CHECK_ONLY_LIB_DIR"
 check_only() { ROCKSDB_LIB_DIR="$CHECK_ONLY_LIB_DIR" "$@"; }
 
