@@ -158,7 +158,8 @@ fn start_job(
     let passthrough: Serializer<Vec<u8>> = Arc::new(|value: &Vec<u8>| {
         Ok(KafkaOutRecord {
             key: None,
-            value: value.clone(),
+            value: Some(value.clone()),
+            timestamp: None,
         })
     });
     let config = JobConfig {

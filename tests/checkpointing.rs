@@ -2223,6 +2223,152 @@ fn temporal_joins_survive_failures_and_resume_across_backends_and_parallelism() 
     }
 }
 
+/// Writes `updates` to `topic` as a table's changelog through the exactly-once
+/// Kafka sink, failing once on the way: `(key, value)` upserts, deletions (negative
+/// values) tombstones, each record's timestamp its event time.
+fn write_changelog(bootstrap: &str, topic: &str, updates: &[Valued], dir: &Path) {
+    use weir::sinks::kafka::{upsert_json, KafkaSink, KafkaSinkConfig};
+    let failed = Arc::new(AtomicBool::new(false));
+    let (updates, config) = (updates.to_vec(), KafkaSinkConfig::new(bootstrap, topic));
+    let fail = failed.clone();
+    let job = CheckpointedJob::spawn(
+        job_config_on("changelog", 1, Backend::Heap, dir),
+        settings(dir, 20),
+        move |job: &JobBuilder| {
+            valued_source(job, "changes", &updates, 50)
+                .transform("fail-once", {
+                    let failed = fail.clone();
+                    move |_| FailOnce {
+                        at: 500,
+                        failed: failed.clone(),
+                    }
+                })
+                .uid("fail-once")
+                .map(|u: Valued| (u.0.to_string(), (u.2 >= 0).then_some(u.2), u.1))
+                .uid("changes")
+                .sink(
+                    "changelog",
+                    KafkaSink::factory(config.clone(), upsert_json::<i64>()),
+                )
+                .uid("changelog");
+        },
+        Arc::new(NoListener),
+    )
+    .unwrap();
+    let summary = job.wait().unwrap();
+    assert_eq!(summary.status, JobStatus::Finished);
+    assert_eq!(summary.restarts, 1);
+    assert!(failed.load(Ordering::SeqCst));
+}
+
+/// The table side of the temporal join read back from the changelog `topic`:
+/// `(key, time, value)` with a tombstone as a negative value, its time the record's.
+fn build_upsert_temporal(
+    records: Vec<Valued>,
+    (bootstrap, topic): (String, String),
+    out: PathBuf,
+    fail_at: Option<(i64, Arc<AtomicBool>)>,
+    per_poll: usize,
+) -> impl Fn(&JobBuilder) + Send + Sync {
+    use weir::dataflow::Timestamp;
+    use weir::sources::kafka::{upsert_json, KafkaRecord, KafkaSource, KafkaSourceConfig};
+    move |job: &JobBuilder| {
+        let mut config = KafkaSourceConfig::new(&bootstrap, &topic, "weir-upsert-test");
+        config.bounded = true;
+        let time = |r: &KafkaRecord<Option<i64>>| Timestamp(r.timestamp.unwrap_or(0));
+        let table = job
+            .source(
+                "versions",
+                WatermarkStrategy::bounded_out_of_orderness(
+                    Duration::from_millis(SLIDING_DISORDER as u64),
+                    time,
+                ),
+                KafkaSource::factory(config, upsert_json::<i64>()),
+            )
+            .uid("versions")
+            .map(|r: KafkaRecord<Option<i64>>| -> Valued {
+                let key = r.key.as_deref().and_then(|k| std::str::from_utf8(k).ok());
+                (
+                    key.and_then(|k| k.parse().ok()).unwrap_or(u32::MAX),
+                    r.timestamp.unwrap_or(0),
+                    r.value.unwrap_or(-1),
+                )
+            })
+            .uid("versions-valued")
+            .with_timestamps(|u: &Valued| Timestamp(u.1))
+            .key_by(|u: &Valued| u.0);
+        failing_records(job, &records, &fail_at, per_poll)
+            .temporal_join(
+                &table,
+                |u: Valued| (u.2 >= 0).then_some(u.2),
+                Duration::from_secs(60),
+                |key: &u32, r: Valued, value: Option<&i64>| Some((*key, r.1, r.2, value.copied())),
+            )
+            .uid("temporal-join")
+            .sink(
+                "epoch-sink",
+                EpochFileSink::<Answered>::factory(out.clone()),
+            )
+            .uid("epoch-sink");
+    }
+}
+
+/// Upsert Kafka: a table's changelog written through the exactly-once Kafka sink
+/// across a task failure holds each upsert and tombstone once (read from the
+/// broker's log by an independent reader), with the change's event time as the
+/// record's timestamp; read back by the Kafka source as a table (tombstones as
+/// deletions), it is the versioned side of a temporal join equal to the reference,
+/// across a task failure and resumes at another parallelism and backend.
+#[test]
+#[cfg_attr(not(feature = "rocksdb"), ignore = "needs the `rocksdb` feature")]
+fn upsert_kafka_tables_round_trip_exactly_once_and_version_a_temporal_join() {
+    use common::kafka_services::{broker, python, CREATE_TOPIC};
+    let Some((bootstrap, py)) = broker() else {
+        return;
+    };
+    let topic = format!("weir-upsert-{}", std::process::id());
+    python(&py, CREATE_TOPIC, &[&bootstrap, &topic, "3"]);
+    let records = sliding_input(6_000);
+    let updates = table_updates(6_000);
+    let dir = tempfile::tempdir().unwrap();
+    write_changelog(&bootstrap, &topic, &updates, dir.path());
+
+    let view = weir::sinks::kafka_log::committed_view(&bootstrap, &topic).unwrap();
+    assert_eq!(view.pending(), 0);
+    let mut written: Vec<Valued> = view
+        .records()
+        .map(|r| {
+            let key = String::from_utf8(r.key.clone().unwrap()).unwrap();
+            let value = r
+                .value
+                .as_ref()
+                .map_or(-1, |v| serde_json::from_slice(v).unwrap());
+            (key.parse().unwrap(), r.timestamp, value)
+        })
+        .collect();
+    written.sort();
+    let mut sorted = updates.clone();
+    sorted.sort();
+    assert_eq!(
+        written, sorted,
+        "each change once, tombstones without a value"
+    );
+    assert!(view.records().any(|r| r.value.is_none()));
+
+    let expected = temporal_expected(&records, &updates);
+    for case in [
+        (2, Backend::Heap, 3, Backend::RocksDb, false),
+        (3, Backend::RocksDb, 1, Backend::Heap, true),
+    ] {
+        let source = (bootstrap.clone(), topic.clone());
+        let (what, rows, _) =
+            fail_stop_and_resume::<Answered, _>("upsert", case, |fail_at, out, per_poll| {
+                build_upsert_temporal(records.clone(), source.clone(), out, fail_at, per_poll)
+            });
+        assert_rows(&what, &rows, &expected);
+    }
+}
+
 /// The process's peak resident memory (VmHWM), in MiB.
 fn peak_rss_mib() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap();

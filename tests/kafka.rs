@@ -472,3 +472,279 @@ INSERT INTO large SELECT `user`, amount * 100 FROM payments WHERE amount > 30;
         .collect();
     assert_eq!(rows, expected);
 }
+
+/// Job files' upsert Kafka. A Kafka sink with `key:` and `deleted:` writes a table's
+/// changelog exactly once: each row an upsert of its key without the deletion flag,
+/// or a tombstone, with the row's event time as the record's timestamp (read from
+/// the broker's log by an independent reader). A Kafka source with `upsert:` reads
+/// it back as a table, tombstones as rows flagged deleted at their record's time,
+/// and a temporal join prices each order as of its time from it. Bad `upsert:` and
+/// `deleted:` settings are refused by name.
+#[test]
+fn a_job_file_writes_a_table_s_changelog_to_kafka_and_prices_orders_as_of_their_time_from_it() {
+    let Some((bootstrap, py)) = broker() else {
+        return;
+    };
+    let topic = format!("weir-prices-{}", std::process::id());
+    python(&py, CREATE_TOPIC, &[&bootstrap, &topic, "2"]);
+    let dir = tempfile::tempdir().unwrap();
+    // (arrival, line) sorted by arrival: out of order by up to 39 ms.
+    let mut prices: Vec<(i64, String)> = Vec::new();
+    let mut versions: Vec<(i64, i64, i64, bool)> = Vec::new(); // item, ts, price, gone
+    for i in 0..1_500i64 {
+        let (ts, item, price, gone) = (
+            1_000_000 + i * 10 + (i * 7) % 10,
+            i * 13 % 40,
+            i % 97 + 1,
+            i % 7 == 0,
+        );
+        prices.push((
+            ts + (i * 31) % 40,
+            format!("{{\"item\":{item},\"price\":{price},\"ts\":{ts},\"gone\":{gone}}}"),
+        ));
+        versions.push((item, ts, price, gone));
+    }
+    let mut orders: Vec<(i64, String)> = Vec::new();
+    let mut expected: Vec<(i64, i64, i64, i64)> = Vec::new(); // item, qty, ts, price
+    for j in 0..2_000i64 {
+        let (ts, item, qty) = (1_000_000 + j * 7, j * 17 % 40, j);
+        orders.push((
+            ts + (j * 23) % 40,
+            format!("{{\"item\":{item},\"qty\":{qty},\"ts\":{ts}}}"),
+        ));
+        let valid = versions
+            .iter()
+            .filter(|v| v.0 == item && v.1 <= ts)
+            .max_by_key(|v| v.1);
+        if let Some(&(_, _, price, false)) = valid {
+            expected.push((item, qty, ts, price));
+        }
+    }
+    for (name, mut lines) in [("prices.jsonl", prices), ("orders.jsonl", orders)] {
+        lines.sort();
+        let text: String = lines.into_iter().map(|(_, l)| l + "\n").collect();
+        std::fs::write(dir.path().join(name), text).unwrap();
+    }
+    expected.sort();
+    assert!(expected.len() > 1_000, "{}", expected.len());
+
+    let writer = format!(
+        "
+name: price-changelog
+parallelism: 1
+checkpoints: {{interval: 100ms}}
+sources:
+  - name: prices
+    kind: file
+    path: prices.jsonl
+    schema: {{item: int, price: int, ts: timestamp, gone: bool}}
+    timestamp: ts
+sinks:
+  - {{name: changelog, kind: kafka, input: prices, bootstrap: '{bootstrap}', topic: {topic},
+     key: item, deleted: gone}}
+"
+    );
+    std::fs::write(dir.path().join("writer.yaml"), &writer).unwrap();
+    let run = |file: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_weir"))
+            .args(["run", file])
+            .current_dir(dir.path())
+            .output()
+            .unwrap()
+    };
+    let out = run("writer.yaml");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let view = weir::sinks::kafka_log::committed_view(&bootstrap, &topic).unwrap();
+    assert_eq!(view.pending(), 0);
+    let mut written: Vec<(i64, i64, Option<serde_json::Value>)> = view
+        .records()
+        .map(|r| {
+            let key = String::from_utf8(r.key.clone().unwrap()).unwrap();
+            let value = r.value.as_ref().map(|v| serde_json::from_slice(v).unwrap());
+            (key.parse().unwrap(), r.timestamp, value)
+        })
+        .collect();
+    written.sort_by_key(|w| (w.0, w.1));
+    let mut changes: Vec<(i64, i64, Option<serde_json::Value>)> = versions
+        .iter()
+        .map(|&(item, ts, price, gone)| {
+            let value = serde_json::json!({"item": item, "price": price, "ts": ts});
+            (item, ts, (!gone).then_some(value))
+        })
+        .collect();
+    changes.sort_by_key(|c| (c.0, c.1));
+    assert_eq!(written, changes);
+
+    let reader = format!(
+        "
+name: priced
+parallelism: 2
+checkpoints: {{interval: 100ms}}
+sources:
+  - name: prices
+    kind: kafka
+    bootstrap: '{bootstrap}'
+    topic: {topic}
+    bounded: true
+    schema: {{item: int, price: int, ts: timestamp}}
+    upsert: {{key: item, deleted: gone}}
+    timestamp: ts
+    watermark: {{max_out_of_orderness: 50ms}}
+  - name: orders
+    kind: file
+    path: orders.jsonl
+    schema: {{item: int, qty: int, ts: timestamp}}
+    timestamp: ts
+    watermark: {{max_out_of_orderness: 50ms}}
+operators:
+  - {{name: by_item, kind: key_by, input: orders, key: item}}
+  - {{name: prices_by_item, kind: key_by, input: prices, key: item}}
+  - name: priced
+    kind: temporal_join
+    inputs: [by_item, prices_by_item]
+    retention: 10s
+    deleted: gone
+sinks: [{{name: out, kind: stdout, input: priced}}]
+"
+    );
+    std::fs::write(dir.path().join("reader.yaml"), &reader).unwrap();
+    let out = run("reader.yaml");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut got: Vec<(i64, i64, i64, i64)> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let row: serde_json::Value = serde_json::from_str(l).unwrap();
+            assert_eq!(row["gone"], serde_json::json!(false), "{row}");
+            let int = |f: &str| row[f].as_i64().unwrap();
+            (int("item"), int("qty"), int("ts"), int("price"))
+        })
+        .collect();
+    got.sort();
+    assert_eq!(got, expected);
+
+    // The same in SQL: the changelog as an upsert-kafka table, its tombstones
+    // deleting an item; the priced orders written to another upsert-kafka table.
+    let priced_topic = format!("weir-priced-{}", std::process::id());
+    python(&py, CREATE_TOPIC, &[&bootstrap, &priced_topic, "1"]);
+    let sql = format!(
+        "SET 'parallelism.default' = '2';
+SET 'execution.checkpointing.interval' = '100 ms';
+CREATE TABLE prices (item BIGINT, price BIGINT, ts TIMESTAMP(3),
+  WATERMARK FOR ts AS ts - INTERVAL '0.05' SECOND, PRIMARY KEY (item) NOT ENFORCED)
+  WITH ('connector' = 'upsert-kafka', 'topic' = '{topic}',
+        'properties.bootstrap.servers' = '{bootstrap}', 'scan.bounded.mode' = 'latest-offset',
+        'key.format' = 'raw', 'value.format' = 'json');
+CREATE TABLE orders (item BIGINT, qty BIGINT, ts TIMESTAMP(3),
+  WATERMARK FOR ts AS ts - INTERVAL '0.05' SECOND)
+  WITH ('connector' = 'filesystem', 'path' = 'orders.jsonl', 'format' = 'json');
+CREATE TABLE priced (qty BIGINT, item BIGINT, price BIGINT, ordered_at TIMESTAMP(3),
+  PRIMARY KEY (qty) NOT ENFORCED)
+  WITH ('connector' = 'upsert-kafka', 'topic' = '{priced_topic}',
+        'properties.bootstrap.servers' = '{bootstrap}', 'key.format' = 'raw',
+        'value.format' = 'json');
+INSERT INTO priced
+SELECT O.qty, O.item, P.price, O.ts
+FROM orders AS O
+JOIN prices FOR SYSTEM_TIME AS OF O.ts AS P ON O.item = P.item;
+"
+    );
+    std::fs::write(dir.path().join("priced.sql"), &sql).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(["sql", "priced.sql"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let view = weir::sinks::kafka_log::committed_view(&bootstrap, &priced_topic).unwrap();
+    let mut got: Vec<(i64, i64, i64, i64)> = view
+        .records()
+        .map(|r| {
+            let row: serde_json::Value = serde_json::from_slice(r.value.as_ref().unwrap()).unwrap();
+            let key = String::from_utf8(r.key.clone().unwrap()).unwrap();
+            assert_eq!(key, row["qty"].to_string(), "{row}");
+            let int = |f: &str| row[f].as_i64().unwrap();
+            (int("item"), int("qty"), int("ordered_at"), int("price"))
+        })
+        .collect();
+    got.sort();
+    assert_eq!(got, expected);
+    let as_rows = sql.replace(
+        "FROM orders AS O\nJOIN prices FOR SYSTEM_TIME AS OF O.ts AS P ON O.item = P.item",
+        "FROM orders AS O JOIN prices AS P ON O.item = P.item",
+    );
+    std::fs::write(dir.path().join("bad.sql"), &as_rows).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(["sql", "bad.sql"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("table `prices` is a changelog (connector 'upsert-kafka')"),
+        "{stderr}"
+    );
+
+    let refused = [
+        (
+            &reader,
+            "upsert: {key: item, deleted: gone}",
+            "upsert: {key: sku, deleted: gone}",
+            "unknown field `sku`: expected one of the schema's fields `item`, `price`, `ts`",
+        ),
+        (
+            &reader,
+            "upsert: {key: item, deleted: gone}",
+            "upsert: {key: item, deleted: price}",
+            "`price` is already a field of the schema",
+        ),
+        (
+            &reader,
+            "upsert: {key: item, deleted: gone}",
+            "upsert: {key: item}",
+            "missing required setting `deleted`",
+        ),
+        (
+            &reader,
+            "bounded: true",
+            "bounded: true\n    format: text",
+            "expected `format: json` with `upsert`",
+        ),
+        (
+            &writer,
+            "key: item, deleted: gone",
+            "deleted: gone",
+            "expected `key:` with `deleted:`",
+        ),
+        (
+            &writer,
+            "key: item, deleted: gone",
+            "key: item, deleted: price",
+            "`price` is of type int: expected a bool field",
+        ),
+    ];
+    for (job, from, to, says) in refused {
+        std::fs::write(dir.path().join("bad.yaml"), job.replace(from, to)).unwrap();
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_weir"))
+            .args(["validate", "bad.yaml"])
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{to}");
+        assert!(stderr.contains(says), "{to}: {stderr}");
+    }
+}

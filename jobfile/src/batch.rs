@@ -295,10 +295,16 @@ pub struct JsonWriter {
 impl JsonWriter {
     /// A writer for rows of `schema`.
     pub fn new(schema: &Schema) -> Self {
+        Self::of_fields(schema, |_| true)
+    }
+
+    /// A writer of the fields of `schema` whose position `wanted` accepts.
+    pub fn of_fields(schema: &Schema, wanted: impl Fn(usize) -> bool) -> Self {
         let mut fields: Vec<(usize, &str)> = schema
             .fields
             .iter()
             .enumerate()
+            .filter(|(i, _)| wanted(*i))
             .map(|(i, f)| (i, f.name.as_str()))
             .collect();
         fields.sort_by(|a, b| a.1.cmp(b.1));

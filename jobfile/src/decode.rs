@@ -467,6 +467,28 @@ pub(crate) fn job(root: &Node, default_name: &str, p: &mut Problems) -> Option<J
     Some(spec)
 }
 
+/// `upsert:` of a Kafka source.
+fn upsert(node: &Node, path: &str, p: &mut Problems) -> Option<UpsertSpec> {
+    let f = Fields::of(node, path, p)?;
+    f.check(&["key", "deleted"], "upsert", p);
+    let key = f.read_required(
+        "key",
+        "the field read from the record key, e.g. key: item",
+        p,
+        located_string,
+    );
+    let deleted = f.read_required(
+        "deleted",
+        "a name for the bool field that marks tombstones, e.g. deleted: deleted",
+        p,
+        located_string,
+    );
+    Some(UpsertSpec {
+        key: key?,
+        deleted: deleted?,
+    })
+}
+
 fn checkpoints(node: &Node, path: &str, p: &mut Problems) -> Option<CheckpointSpec> {
     let f = Fields::of(node, path, p)?;
     f.check(
@@ -668,6 +690,7 @@ fn source(node: &Node, path: &str, p: &mut Problems) -> Option<SourceSpec> {
                         "bounded",
                         "format",
                         "schema",
+                        "upsert",
                     ],
                     &common,
                 ),
@@ -712,6 +735,14 @@ fn source(node: &Node, path: &str, p: &mut Problems) -> Option<SourceSpec> {
                 }
                 KafkaFormat::Text
             };
+            let upsert = f.read("upsert", p, upsert);
+            if let (Some(node), KafkaFormat::Text) = (f.get("upsert"), &format) {
+                p.add(
+                    node.at,
+                    &f.path("upsert"),
+                    "a table's rows need fields: expected `format: json` with `upsert`",
+                );
+            }
             SourceKind::Kafka {
                 bootstrap: bootstrap?,
                 topic: topic?,
@@ -719,6 +750,7 @@ fn source(node: &Node, path: &str, p: &mut Problems) -> Option<SourceSpec> {
                 earliest,
                 bounded,
                 format,
+                upsert,
             }
         }
         "file" => {
@@ -1269,7 +1301,10 @@ fn sink(node: &Node, path: &str, p: &mut Problems) -> Option<SinkSpec> {
         }
         "kafka" => {
             f.check(
-                &with_common(&["bootstrap", "topic", "guarantee", "key"], &common),
+                &with_common(
+                    &["bootstrap", "topic", "guarantee", "key", "deleted"],
+                    &common,
+                ),
                 "a kafka sink",
                 p,
             );
@@ -1295,11 +1330,20 @@ fn sink(node: &Node, path: &str, p: &mut Problems) -> Option<SinkSpec> {
                 })
                 .unwrap_or(KafkaGuarantee::ExactlyOnce);
             let key = f.read("key", p, located_string);
+            let deleted = f.read("deleted", p, located_string);
+            if let (Some(d), None) = (&deleted, &key) {
+                p.add(
+                    d.at,
+                    &d.path,
+                    "a tombstone deletes a key: expected `key:` with `deleted:`",
+                );
+            }
             SinkKind::Kafka {
                 bootstrap: bootstrap?,
                 topic: topic?,
                 guarantee,
                 key,
+                deleted,
             }
         }
         "file" => {

@@ -157,6 +157,19 @@ pub enum NexmarkEvent {
     Person,
 }
 
+/// `upsert:` of a Kafka source: its topic holds a table, keyed by the record key
+/// (Kafka Streams' KTable, Flink's `upsert-kafka`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct UpsertSpec {
+    /// The field whose value is the record key's text (as a Kafka sink's `key:`
+    /// writes it); read from the key, whatever the value holds.
+    pub key: Located<String>,
+    /// A bool field added to the rows: false for an upsert, true for a tombstone,
+    /// whose other fields are defaults (the event-time field, if read from the
+    /// record, is the record's timestamp).
+    pub deleted: Located<String>,
+}
+
 /// The data format of Kafka records.
 #[derive(Clone, Debug, PartialEq)]
 pub enum KafkaFormat {
@@ -212,6 +225,9 @@ pub enum SourceKind {
         bounded: bool,
         /// Record format.
         format: KafkaFormat,
+        /// The topic is a table's changelog (a compacted topic): records are
+        /// upserts by key, and records without a value are tombstones.
+        upsert: Option<UpsertSpec>,
     },
     /// Files on the local filesystem or S3: one file, or every file under a
     /// directory or prefix, checkpointed by position.
@@ -517,6 +533,9 @@ pub enum SinkKind {
         guarantee: KafkaGuarantee,
         /// Record key field (its value as text).
         key: Option<Located<String>>,
+        /// A bool field: rows where it is true are written as tombstones of their
+        /// key (records without a value), the others as upserts without it.
+        deleted: Option<Located<String>>,
     },
     /// Exactly-once JSON-lines files in a local directory.
     File {

@@ -195,6 +195,8 @@ pub struct PlannedSink {
     pub schema: Schema,
     /// The Kafka record key field, if any.
     pub key: Option<usize>,
+    /// The bool field that makes a row a tombstone of its key, if any.
+    pub deleted: Option<usize>,
 }
 
 fn fields(list: &[(&str, FieldType)]) -> Schema {
@@ -254,11 +256,52 @@ pub fn source_schema(kind: &SourceKind) -> Schema {
         } => fields(&[("value", String)]),
         SourceKind::Kafka {
             format: KafkaFormat::Json(list),
+            upsert: Some(upsert),
+            ..
+        } => Schema::new(
+            list.iter()
+                .map(|(n, t)| (n.as_str(), *t))
+                .chain([(upsert.deleted.value.as_str(), FieldType::Bool)]),
+        ),
+        SourceKind::Kafka {
+            format: KafkaFormat::Json(list),
             ..
         }
         | SourceKind::File { schema: list, .. } => {
             Schema::new(list.iter().map(|(n, t)| (n.as_str(), *t)))
         }
+    }
+}
+
+/// Reports an `upsert:` whose key is not a field of the schema read, or whose
+/// deletion field is one.
+fn check_upsert(p: &mut Problems, list: &[(String, FieldType)], upsert: &UpsertSpec) {
+    let names = || {
+        list.iter()
+            .map(|(n, _)| format!("`{n}`"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    if !list.iter().any(|(n, _)| *n == upsert.key.value) {
+        p.add(
+            upsert.key.at,
+            &upsert.key.path,
+            format!(
+                "unknown field `{}`: expected one of the schema's fields {}",
+                upsert.key.value,
+                names()
+            ),
+        );
+    }
+    if list.iter().any(|(n, _)| *n == upsert.deleted.value) {
+        p.add(
+            upsert.deleted.at,
+            &upsert.deleted.path,
+            format!(
+                "`{}` is already a field of the schema: expected a new name for the field that marks tombstones",
+                upsert.deleted.value
+            ),
+        );
     }
 }
 
@@ -495,6 +538,14 @@ pub(crate) fn plan(spec: JobSpec, registry: &Registry, p: &mut Problems) -> JobP
             continue;
         }
         let mut schema = source_schema(&source.kind);
+        if let SourceKind::Kafka {
+            format: KafkaFormat::Json(list),
+            upsert: Some(upsert),
+            ..
+        } = &source.kind
+        {
+            check_upsert(p, list, upsert);
+        }
         let mut computed = Vec::new();
         for (name, text) in &source.computed {
             let Some(expr) = compile(p, text, &schema) else {
@@ -869,6 +920,31 @@ pub(crate) fn plan(spec: JobSpec, registry: &Registry, p: &mut Problems) -> JobP
                 ),
             );
         }
+        if let SinkKind::Kafka {
+            deleted: Some(d), ..
+        } = &sink.kind
+        {
+            match schema.index_of(&d.value) {
+                Some(i) if schema.fields[i].ty == FieldType::Bool => {}
+                Some(i) => p.add(
+                    d.at,
+                    &d.path,
+                    format!(
+                        "`{}` is of type {}: expected a bool field, true for a tombstone",
+                        d.value, schema.fields[i].ty
+                    ),
+                ),
+                None => p.add(
+                    d.at,
+                    &d.path,
+                    format!(
+                        "unknown field `{}`: expected one of {}",
+                        d.value,
+                        schema.names()
+                    ),
+                ),
+            }
+        }
         let key = match &sink.kind {
             SinkKind::Kafka { key: Some(k), .. } => match schema.index_of(&k.value) {
                 Some(i) => Some(i),
@@ -887,10 +963,17 @@ pub(crate) fn plan(spec: JobSpec, registry: &Registry, p: &mut Problems) -> JobP
             },
             _ => None,
         };
+        let deleted = match &sink.kind {
+            SinkKind::Kafka {
+                deleted: Some(d), ..
+            } => schema.index_of(&d.value),
+            _ => None,
+        };
         sinks.push(PlannedSink {
             spec: sink.clone(),
             schema: schema.clone(),
             key,
+            deleted,
         });
     }
     JobPlan {

@@ -86,9 +86,12 @@ use weir_dataflow::{
 };
 
 /// Operator state: a subtask's [`PendingState`].
-const PENDING: &str = "kafka-sink-pending-v2";
-/// Operator state of checkpoints written before the ids were kept: a bare
-/// [`Pending`], recovered under the id recomputed for its subtask.
+const PENDING: &str = "kafka-sink-pending-v3";
+/// Operator state of checkpoints written before tombstones: a [`PendingState`]
+/// whose records all have a value ([`ValueRecord`]).
+const PENDING_WITHOUT_TOMBSTONES: &str = "kafka-sink-pending-v2";
+/// Operator state of checkpoints written before the ids were kept: bare pending
+/// epochs of [`ValueRecord`]s, recovered under the id recomputed for its subtask.
 const PENDING_WITHOUT_IDS: &str = "kafka-sink-pending";
 
 /// What a [`KafkaSink`] promises about its output.
@@ -180,8 +183,48 @@ impl KafkaSinkConfig {
 pub struct KafkaOutRecord {
     /// The key (decides the partition); `None` for an unkeyed record.
     pub key: Option<Vec<u8>>,
-    /// The value.
-    pub value: Vec<u8>,
+    /// The value; `None` is a tombstone, which deletes the key from a compacted
+    /// topic (and from the tables read from it).
+    pub value: Option<Vec<u8>>,
+    /// The record's timestamp, ms since the epoch (e.g. its event time: a table's
+    /// reader takes a tombstone's time from it); `None`: the time it is produced.
+    pub timestamp: Option<i64>,
+}
+
+/// A record as checkpoints before tombstones kept it: always a value.
+#[derive(Deserialize)]
+struct ValueRecord {
+    key: Option<Vec<u8>>,
+    value: Vec<u8>,
+}
+
+/// Pending epochs of [`ValueRecord`]s.
+type ValuePending = BTreeMap<u64, Vec<ValueRecord>>;
+
+/// [`PendingState`] as checkpoints before tombstones kept it.
+#[derive(Deserialize)]
+struct ValuePendingState {
+    transactional_id: String,
+    marker_group: String,
+    epochs: ValuePending,
+}
+
+/// The epochs of [`ValueRecord`]s as epochs of [`KafkaOutRecord`]s.
+fn with_values(epochs: ValuePending) -> Pending {
+    epochs
+        .into_iter()
+        .map(|(epoch, records)| {
+            let records = records
+                .into_iter()
+                .map(|r| KafkaOutRecord {
+                    key: r.key,
+                    value: Some(r.value),
+                    timestamp: None,
+                })
+                .collect();
+            (epoch, records)
+        })
+        .collect()
 }
 
 /// Turns a `T` into a Kafka record; the error text says what went wrong.
@@ -193,7 +236,8 @@ pub fn json<T: Serialize + 'static>() -> Serializer<T> {
     Arc::new(|record| {
         Ok(KafkaOutRecord {
             key: None,
-            value: serde_json::to_vec(record).map_err(|e| format!("not JSON: {e}"))?,
+            value: Some(serde_json::to_vec(record).map_err(|e| format!("not JSON: {e}"))?),
+            timestamp: None,
         })
     })
 }
@@ -205,9 +249,33 @@ pub fn json_keyed<T: Serialize + 'static>(
     Arc::new(move |record| {
         Ok(KafkaOutRecord {
             key: Some(key(record)),
-            value: serde_json::to_vec(record).map_err(|e| format!("not JSON: {e}"))?,
+            value: Some(serde_json::to_vec(record).map_err(|e| format!("not JSON: {e}"))?),
+            timestamp: None,
         })
     })
+}
+
+/// Upserts and tombstones of a table by key, for a compacted topic: `(key,
+/// Some(value), time)` writes the value's JSON under the key (its UTF-8 bytes),
+/// `(key, None, time)` a tombstone that deletes the key; `time` (ms since the epoch,
+/// e.g. the change's event time) is the record's timestamp. Read back with
+/// `weir_sources::kafka::upsert_json`.
+pub fn upsert_json<V: Serialize + 'static>() -> Serializer<(String, Option<V>, i64)> {
+    Arc::new(|(key, value, time)| {
+        Ok(KafkaOutRecord {
+            key: Some(key.as_bytes().to_vec()),
+            value: value
+                .as_ref()
+                .map(|v| serde_json::to_vec(v).map_err(|e| format!("not JSON: {e}")))
+                .transpose()?,
+            timestamp: Some(*time),
+        })
+    })
+}
+
+/// Records that are already [`KafkaOutRecord`]s.
+pub fn records() -> Serializer<KafkaOutRecord> {
+    Arc::new(|record| Ok(record.clone()))
 }
 
 /// Unkeyed UTF-8 text values.
@@ -215,7 +283,8 @@ pub fn utf8() -> Serializer<String> {
     Arc::new(|record| {
         Ok(KafkaOutRecord {
             key: None,
-            value: record.as_bytes().to_vec(),
+            value: Some(record.as_bytes().to_vec()),
+            timestamp: None,
         })
     })
 }
@@ -287,15 +356,23 @@ impl PendingState<'static> {
         if let Some(bytes) = state.get(PENDING) {
             return Ok(Some(decode(PENDING, bytes)?));
         }
+        if let Some(bytes) = state.get(PENDING_WITHOUT_TOMBSTONES) {
+            let old: ValuePendingState = decode(PENDING_WITHOUT_TOMBSTONES, bytes)?;
+            return Ok(Some(Self {
+                transactional_id: Cow::Owned(old.transactional_id),
+                marker_group: Cow::Owned(old.marker_group),
+                epochs: Cow::Owned(with_values(old.epochs)),
+            }));
+        }
         let Some(bytes) = state.get(PENDING_WITHOUT_IDS) else {
             return Ok(None);
         };
-        let epochs: Pending = decode(PENDING_WITHOUT_IDS, bytes)?;
+        let epochs: ValuePending = decode(PENDING_WITHOUT_IDS, bytes)?;
         let id = recomputed_id();
         Ok(Some(Self {
             transactional_id: Cow::Owned(id.clone()),
             marker_group: Cow::Owned(id),
-            epochs: Cow::Owned(epochs),
+            epochs: Cow::Owned(with_values(epochs)),
         }))
     }
 }
@@ -598,7 +675,13 @@ impl<T: Send + 'static> KafkaSink<T> {
     /// Produces `record`, waiting while librdkafka's queue is full.
     fn send(&self, producer: &KafkaProducer, record: &KafkaOutRecord) -> Result<()> {
         loop {
-            let mut out = BaseRecord::<[u8], [u8]>::to(&self.config.topic).payload(&record.value);
+            let mut out = BaseRecord::<[u8], [u8]>::to(&self.config.topic);
+            if let Some(value) = &record.value {
+                out = out.payload(value);
+            }
+            if let Some(time) = record.timestamp {
+                out = out.timestamp(time);
+            }
             if let Some(key) = &record.key {
                 out = out.key(key.as_slice());
             }
@@ -886,7 +969,8 @@ impl<T: Send + 'static> Sink for KafkaSink<T> {
             match &self.producer {
                 Some(producer) => self.send(producer, &out)?,
                 None => {
-                    added += (out.value.len() + out.key.as_ref().map_or(0, Vec::len)) as u64;
+                    added += (out.value.as_ref().map_or(0, Vec::len)
+                        + out.key.as_ref().map_or(0, Vec::len)) as u64;
                     self.current.push(out);
                 }
             }
@@ -1004,7 +1088,8 @@ mod tests {
             epoch,
             vec![KafkaOutRecord {
                 key: None,
-                value: value.as_bytes().to_vec(),
+                value: Some(value.as_bytes().to_vec()),
+                timestamp: None,
             }],
         )])
     }
@@ -1065,9 +1150,10 @@ mod tests {
     fn a_state_written_without_ids_is_recovered_under_the_recomputed_ids() {
         let now = |old: usize| format!("new-{old}");
         let legacy = |pending: &Pending| {
+            let old = values_only(pending);
             BTreeMap::from([(
                 PENDING_WITHOUT_IDS.to_string(),
-                encode(PENDING_WITHOUT_IDS, pending).unwrap(),
+                encode(PENDING_WITHOUT_IDS, &old).unwrap(),
             )])
         };
         let restored = restored_pending(0, 1, &legacy(&epochs(3, "c")), &[], now).unwrap();
@@ -1081,6 +1167,42 @@ mod tests {
                 ("new-1".into(), "new-1".into(), vec![4])
             ]
         );
+    }
+
+    /// `pending`'s records as checkpoints before tombstones wrote them.
+    fn values_only(pending: &Pending) -> BTreeMap<u64, Vec<(Option<Vec<u8>>, Vec<u8>)>> {
+        pending
+            .iter()
+            .map(|(epoch, records)| {
+                let records = records
+                    .iter()
+                    .map(|r| (r.key.clone(), r.value.clone().unwrap()))
+                    .collect();
+                (*epoch, records)
+            })
+            .collect()
+    }
+
+    /// A checkpoint written before tombstones (state `kafka-sink-pending-v2`, whose
+    /// records always have a value) is recovered whole, with its ids.
+    #[test]
+    fn a_state_written_before_tombstones_is_recovered_with_its_ids() {
+        let pending = epochs(9, "e");
+        let old = (
+            "old-0".to_string(),
+            "old-0-group".to_string(),
+            values_only(&pending),
+        );
+        let state = BTreeMap::from([(
+            PENDING_WITHOUT_TOMBSTONES.to_string(),
+            encode(PENDING_WITHOUT_TOMBSTONES, &old).unwrap(),
+        )]);
+        let restored = restored_pending(0, 1, &state, &[], |i| i.to_string()).unwrap();
+        assert_eq!(
+            ids(&restored),
+            [("old-0".into(), "old-0-group".into(), vec![9])]
+        );
+        assert_eq!(restored[0].epochs.as_ref(), &pending);
     }
 
     #[test]

@@ -227,6 +227,32 @@ pub fn utf8() -> Deserializer<String> {
     })
 }
 
+/// What a [`RecordDeserializer`] reads of a record.
+#[derive(Clone, Copy, Debug)]
+pub struct RecordView<'a> {
+    /// The key, if the record has one.
+    pub key: Option<&'a [u8]>,
+    /// The value; `None` for a tombstone.
+    pub payload: Option<&'a [u8]>,
+    /// The record's timestamp, ms since the epoch.
+    pub timestamp: Option<i64>,
+}
+
+/// Turns a whole record (key, value and timestamp) into a `T`; the error text says
+/// what was expected.
+pub type RecordDeserializer<T> =
+    Arc<dyn Fn(RecordView<'_>) -> std::result::Result<T, String> + Send + Sync>;
+
+/// The records of a compacted topic as changes of a table, values as JSON
+/// documents of type `T`: `Some(value)` is the latest value of the record's key
+/// (kept in [`KafkaRecord::key`]), `None` a tombstone (a record without a value),
+/// which deletes the key. This is how Kafka Streams reads a KTable and Flink an
+/// `upsert-kafka` table.
+pub fn upsert_json<T: serde::de::DeserializeOwned + 'static>() -> Deserializer<Option<T>> {
+    let json = json::<T>();
+    Arc::new(move |value| value.map(|bytes| json(Some(bytes))).transpose())
+}
+
 /// Values as JSON documents of type `T`.
 pub fn json<T: serde::de::DeserializeOwned + 'static>() -> Deserializer<T> {
     Arc::new(|value| {
@@ -245,7 +271,7 @@ pub fn json<T: serde::de::DeserializeOwned + 'static>() -> Deserializer<T> {
 /// A Kafka topic as a source; see the module documentation.
 pub struct KafkaSource<T> {
     config: KafkaSourceConfig,
-    deserializer: Deserializer<T>,
+    deserializer: RecordDeserializer<T>,
     subtask: SubtaskInfo,
     consumer: Option<KafkaConsumer>,
     /// Next offset to read, per owned partition (known once a record was read or a
@@ -266,6 +292,18 @@ impl<T: Send + 'static> KafkaSource<T> {
     pub fn factory(
         config: KafkaSourceConfig,
         deserializer: Deserializer<T>,
+    ) -> impl Fn(&SubtaskInfo) -> Self + Send + Sync + 'static {
+        Self::factory_of_records(
+            config,
+            Arc::new(move |record: RecordView<'_>| deserializer(record.payload)),
+        )
+    }
+
+    /// A factory whose deserializer reads each record whole: key, value and
+    /// timestamp (e.g. a table's rows, whose key fields are in the record's key).
+    pub fn factory_of_records(
+        config: KafkaSourceConfig,
+        deserializer: RecordDeserializer<T>,
     ) -> impl Fn(&SubtaskInfo) -> Self + Send + Sync + 'static {
         move |info| Self {
             config: config.clone(),
@@ -579,7 +617,12 @@ impl<T: Send + 'static> Source for KafkaSource<T> {
                 }
             };
             let partition = message.partition();
-            let value = (self.deserializer)(message.payload()).map_err(|reason| {
+            let view = RecordView {
+                key: message.key(),
+                payload: message.payload(),
+                timestamp: message.timestamp().to_millis(),
+            };
+            let value = (self.deserializer)(view).map_err(|reason| {
                 self.error(format!(
                     "record at offset {} of partition {partition} of topic `{}`: {reason}",
                     message.offset(),
@@ -599,8 +642,8 @@ impl<T: Send + 'static> Source for KafkaSource<T> {
             out.push(KafkaRecord {
                 partition,
                 offset: message.offset(),
-                timestamp: message.timestamp().to_millis(),
-                key: message.key().map(<[u8]>::to_vec),
+                timestamp: view.timestamp,
+                key: view.key.map(<[u8]>::to_vec),
                 value,
             });
         }

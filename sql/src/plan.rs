@@ -46,6 +46,10 @@ enum Phases {
 /// The buckets of an int key in the first step of a window Top-N.
 const TOP_BUCKETS: i64 = 128;
 
+/// The field of a table's changelog (connector 'upsert-kafka') that marks a
+/// tombstone: not a column, so no query names it.
+const CHANGELOG_DELETED: &str = "$deleted";
+
 /// What a column of a relation reads.
 #[derive(Clone, Debug, PartialEq)]
 enum ColRef {
@@ -211,6 +215,7 @@ pub(crate) fn plan(name: &str, statements: &[Stmt]) -> Result<JobSpec, SqlError>
         fields: HashMap::new(),
         int_fields: HashMap::new(),
         event_time: HashMap::new(),
+        changelogs: HashSet::new(),
         memo: HashMap::new(),
         names: HashSet::new(),
         idle_timeout: None,
@@ -280,6 +285,9 @@ struct Planner<'a> {
     int_fields: HashMap<String, HashSet<String>>,
     /// Each stream's event-time field.
     event_time: HashMap<String, String>,
+    /// The streams that are a table's changelog (connector 'upsert-kafka'), whose
+    /// field [`CHANGELOG_DELETED`] marks tombstones.
+    changelogs: HashSet<String>,
     /// Window aggregations planned, by what they compute.
     memo: HashMap<String, String>,
     names: HashSet<String>,
@@ -550,10 +558,14 @@ impl<'a> Planner<'a> {
             ));
         };
         let mut rel = self.factor(&from.relation)?;
+        self.not_a_changelog(&rel)?;
         match from.joins.as_slice() {
             [] => {}
             [join] => {
                 let right = self.factor(&join.relation)?;
+                if as_of(&join.relation).is_none() {
+                    self.not_a_changelog(&right)?;
+                }
                 let (rel_now, right) = (self.pending_planned(rel)?, self.pending_planned(right)?);
                 rel = rel_now;
                 let on = match &join.join_operator {
@@ -624,6 +636,23 @@ impl<'a> Planner<'a> {
                 format!("FROM {other} is not supported: expected a table, a view, a subquery or a window TVF"),
             )),
         }
+    }
+
+    /// Refuses a table's changelog read as a stream of rows: its tombstones would
+    /// be lost.
+    fn not_a_changelog(&self, rel: &Rel) -> Result<(), SqlError> {
+        if !self.changelogs.contains(&rel.stream) {
+            return Ok(());
+        }
+        Err(SqlError::at(
+            self.at,
+            format!(
+                "table `{}` is a changelog (connector 'upsert-kafka'): expected it as the \
+                 versioned table of a temporal join (JOIN {0} FOR SYSTEM_TIME AS OF …); \
+                 reading it as rows would drop its deletions",
+                rel.stream
+            ),
+        ))
     }
 
     /// A table (its source) or a view (its query), planned once.

@@ -25,6 +25,7 @@ use weir_jobfile::{
     Accumulator, Aggregate, Batch, BatchFunction, Column, EvalError, Expr, JsonWriter, KeyedRecord,
     NumAccumulator, Numbers, Projected, RankKind, Row, RowFunction, RowKey, Schema, TopPlan, Value,
 };
+use weir_sinks::kafka::KafkaOutRecord;
 use weir_state::{AggregateFunction, StableHasher};
 
 /// What a [`BatchOperator`] applies.
@@ -322,6 +323,60 @@ impl Operator for ToJson {
                         )
                     })?;
                 out.push(row);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Each row of a batch as an upsert or a tombstone of its key, for a Kafka sink of
+/// a table's changelog: the key is the text of field `key` (a string's own text,
+/// another value's JSON), the value the row's JSON without field `deleted`, or none
+/// when `deleted` is true; the record's timestamp is the row's event time, if the
+/// rows have one (`time`).
+pub(super) struct ToUpsert {
+    pub(super) key: usize,
+    pub(super) deleted: usize,
+    pub(super) time: Option<usize>,
+    /// Writes every field but `deleted`.
+    pub(super) writer: JsonWriter,
+}
+
+impl Operator for ToUpsert {
+    type In = Batch;
+    type Out = KafkaOutRecord;
+    fn on_batch(
+        &mut self,
+        input: &mut Vec<Batch>,
+        out: &mut Output<KafkaOutRecord>,
+    ) -> weir_dataflow::Result<()> {
+        for batch in input.drain(..) {
+            let keys = batch.column(self.key);
+            let deleted = batch.column(self.deleted);
+            let times = self.time.map(|t| batch.column(t));
+            for i in 0..batch.len() {
+                let key = match keys.value(i) {
+                    Value::String(s) => s.as_bytes().to_vec(),
+                    Value::Int(v) | Value::Timestamp(v) => v.to_string().into_bytes(),
+                    Value::Bool(v) => v.to_string().into_bytes(),
+                    Value::Float(v) => serde_json::to_vec(&v).unwrap_or_default(),
+                };
+                let value = if matches!(deleted.value(i), Value::Bool(true)) {
+                    None
+                } else {
+                    let mut text = Vec::with_capacity(128);
+                    self.writer.write(&batch, i, &mut text);
+                    Some(text)
+                };
+                let timestamp = times.and_then(|t| match t.value(i) {
+                    Value::Int(ms) | Value::Timestamp(ms) => Some(ms),
+                    _ => None,
+                });
+                out.push(KafkaOutRecord {
+                    key: Some(key),
+                    value,
+                    timestamp,
+                });
             }
         }
         Ok(())

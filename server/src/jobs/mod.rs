@@ -56,7 +56,7 @@ use weir_jobfile::{
     JsonWriter, KafkaGuarantee, Key, KeyedRecord, Numbers, PlannedSink, PlannedStream, Projected,
     RestartSpec, Row, RowKey, SinkKind, Step, Value, WindowPlan, WindowShape, NUMBERS,
 };
-use weir_sinks::kafka::{json, json_keyed};
+use weir_sinks::kafka::{json, json_keyed, records};
 use weir_sinks::{
     BlackholeSink, CommitFailpoint, CommitStep, DeliveryGuarantee, EpochFileSink, FileSinkConfig,
     KafkaSink, KafkaSinkConfig, ObjectFileSink,
@@ -1087,14 +1087,35 @@ fn add_sink(input: &Stream<Batch>, sink: &PlannedSink, crash: Option<(CommitStep
                 KafkaGuarantee::AtLeastOnce => DeliveryGuarantee::AtLeastOnce,
                 KafkaGuarantee::None => DeliveryGuarantee::None,
             };
-            let serializer = match sink.key {
-                Some(k) => {
-                    let field = sink.schema.fields[k].name.clone();
-                    json_keyed(move |json: &JsonRow| json.key(&field))
-                }
-                None => json(),
-            };
-            json_rows().sink(name, KafkaSink::factory(config, serializer))
+            if let (Some(key), Some(deleted)) = (sink.key, sink.deleted) {
+                // A table's changelog: upserts and tombstones by key.
+                let writer = JsonWriter::of_fields(&schema, |i| i != deleted);
+                let time = schema.event_time;
+                input
+                    .transform(&format!("{name}-upserts"), move |_: &SubtaskInfo| {
+                        batches::ToUpsert {
+                            key,
+                            deleted,
+                            time,
+                            writer: writer.clone(),
+                        }
+                    })
+                    .name(&format!("{name}-upserts"))
+                    .uid(&format!(
+                        "{}-upserts",
+                        sink.spec.node.uid.as_deref().unwrap_or(name)
+                    ))
+                    .sink(name, KafkaSink::factory(config, records()))
+            } else {
+                let serializer = match sink.key {
+                    Some(k) => {
+                        let field = sink.schema.fields[k].name.clone();
+                        json_keyed(move |json: &JsonRow| json.key(&field))
+                    }
+                    None => json(),
+                };
+                json_rows().sink(name, KafkaSink::factory(config, serializer))
+            }
         }
     };
     let handle = handle.uid(sink.spec.node.uid.as_deref().unwrap_or(name));

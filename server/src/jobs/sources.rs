@@ -11,13 +11,13 @@ use weir_dataflow::{
     Stream, SubtaskInfo, Timestamp, WatermarkStrategy,
 };
 use weir_jobfile::{
-    Batch, Column, Expr, FileRowFormat, KafkaFormat, NexmarkEvent, PlannedStream, Row, SourceKind,
-    SourceSpec, Str, Value,
+    Batch, Column, Expr, FieldType, FileRowFormat, KafkaFormat, NexmarkEvent, PlannedStream, Row,
+    Schema, SourceKind, SourceSpec, Str, UpsertSpec, Value,
 };
 use weir_nexmark::{
     Auction, Bid, BidGeneratorConfig, BidSource, Event, NexmarkConfig, NexmarkSource, Person,
 };
-use weir_sources::kafka::Deserializer;
+use weir_sources::kafka::{RecordDeserializer, RecordView};
 use weir_sources::{
     FileFormat, FileSource, FileSourceConfig, KafkaRecord, KafkaSource, KafkaSourceConfig,
     RecordMap, SequenceSource, StartPosition,
@@ -285,6 +285,7 @@ pub(super) fn source(
             earliest,
             bounded,
             format,
+            upsert,
         } => {
             let mut config = KafkaSourceConfig::new(bootstrap, topic, group);
             config.bounded = *bounded;
@@ -294,15 +295,22 @@ pub(super) fn source(
                 StartPosition::Latest
             };
             let fields = schema.clone();
-            let deserializer: Deserializer<Row> = match format {
-                KafkaFormat::Text => Arc::new(|bytes: Option<&[u8]>| {
-                    std::str::from_utf8(bytes.unwrap_or_default())
+            let deserializer: RecordDeserializer<Row> = match (format, upsert) {
+                (KafkaFormat::Text, _) => Arc::new(|record: RecordView<'_>| {
+                    std::str::from_utf8(record.payload.unwrap_or_default())
                         .map(|s| Row(vec![Value::String(s.into())]))
                         .map_err(|e| format!("expected UTF-8 text: {e}"))
                 }),
-                KafkaFormat::Json(_) => Arc::new(move |bytes: Option<&[u8]>| {
-                    fields.row_from_json_bytes(bytes.unwrap_or_default())
+                (KafkaFormat::Json(_), None) => Arc::new(move |record: RecordView<'_>| {
+                    fields.row_from_json_bytes(record.payload.unwrap_or_default())
                 }),
+                (KafkaFormat::Json(_), Some(upsert)) => {
+                    let time = spec.timestamp.as_ref().map(|t| t.value.as_str());
+                    // Validation has checked the fields; if it had not, each record
+                    // would fail naming them.
+                    upsert_rows(&schema, upsert, time)
+                        .unwrap_or_else(|e| Arc::new(move |_: RecordView<'_>| Err(e.clone())))
+                }
             };
             let convert: Convert<KafkaRecord<Row>> =
                 Arc::new(move |records| Batch::from_rows(&schema, records.map(|r| r.value)));
@@ -310,7 +318,7 @@ pub(super) fn source(
                 job,
                 planned,
                 spec,
-                KafkaSource::factory(config, deserializer),
+                KafkaSource::factory_of_records(config, deserializer),
                 convert,
                 computed.clone(),
             )
@@ -444,6 +452,89 @@ fn file_batches<T: serde::de::DeserializeOwned + Send + 'static>(
 }
 
 /// The value of `field` written as `text` in a CSV row.
+/// The rows of a table read from a compacted topic (`upsert:`), of `schema`: an
+/// upsert's fields from the record's value, its key field from the record key and
+/// `deleted` false; a tombstone's key field from the key, `deleted` true, the
+/// event-time field (`time`, when read from the record) the record's timestamp and
+/// the other fields defaults (0, false, "").
+///
+/// # Errors
+/// The upsert's fields are not in `schema` (validation rules this out).
+fn upsert_rows(
+    schema: &Schema,
+    upsert: &UpsertSpec,
+    time: Option<&str>,
+) -> Result<RecordDeserializer<Row>, String> {
+    let index = |name: &str| {
+        schema
+            .index_of(name)
+            .ok_or_else(|| format!("no field `{name}` in {}", schema.names()))
+    };
+    let key = index(&upsert.key.value)?;
+    let deleted = index(&upsert.deleted.value)?;
+    let time = time.and_then(|t| schema.index_of(t));
+    // The fields a value holds (it may also hold the key; the record key wins).
+    let read: Vec<usize> = (0..schema.fields.len())
+        .filter(|&i| i != key && i != deleted)
+        .collect();
+    let value_schema = Schema::new(
+        read.iter()
+            .map(|&i| (schema.fields[i].name.as_str(), schema.fields[i].ty)),
+    );
+    let schema = schema.clone();
+    Ok(Arc::new(move |record: RecordView<'_>| {
+        let key_field = &schema.fields[key];
+        let text = record.key.ok_or_else(|| {
+            format!(
+                "expected a key: the records of a table's topic are keyed by field `{}`",
+                key_field.name
+            )
+        })?;
+        let text = std::str::from_utf8(text)
+            .map_err(|e| format!("record key: expected UTF-8 text: {e}"))?;
+        let key_value = field_value(key_field, text).map_err(|e| format!("record key: {e}"))?;
+        let mut values: Vec<Value> = match record.payload {
+            Some(bytes) => {
+                let mut row = value_schema.row_from_json_bytes(bytes)?.0.into_iter();
+                schema
+                    .fields
+                    .iter()
+                    .enumerate()
+                    .map(|(i, f)| match i {
+                        _ if i == key || i == deleted => Value::Bool(false),
+                        _ => row.next().unwrap_or_else(|| default_value(f.ty)),
+                    })
+                    .collect()
+            }
+            None => {
+                let mut values: Vec<Value> =
+                    schema.fields.iter().map(|f| default_value(f.ty)).collect();
+                if let (Some(t), Some(ms)) = (time, record.timestamp) {
+                    values[t] = match schema.fields[t].ty {
+                        FieldType::Int => Value::Int(ms),
+                        _ => Value::Timestamp(ms),
+                    };
+                }
+                values[deleted] = Value::Bool(true);
+                values
+            }
+        };
+        values[key] = key_value;
+        Ok(Row(values))
+    }))
+}
+
+/// The value a tombstone's fields take.
+fn default_value(ty: FieldType) -> Value {
+    match ty {
+        FieldType::Int => Value::Int(0),
+        FieldType::Float => Value::Float(0.0),
+        FieldType::Bool => Value::Bool(false),
+        FieldType::String => Value::String("".into()),
+        FieldType::Timestamp => Value::Timestamp(0),
+    }
+}
+
 fn field_value(field: &weir_jobfile::Field, text: &str) -> Result<Value, String> {
     Value::from_text(field.ty, text).ok_or_else(|| {
         format!(

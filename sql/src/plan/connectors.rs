@@ -21,6 +21,17 @@ const KAFKA_OPTIONS: &[&str] = &[
     "key.fields",
 ];
 
+/// The options of an upsert-kafka table (a table's changelog), read or written.
+const UPSERT_KAFKA_OPTIONS: &[&str] = &[
+    "topic",
+    "properties.bootstrap.servers",
+    "properties.group.id",
+    "scan.bounded.mode",
+    "key.format",
+    "value.format",
+    "sink.delivery-guarantee",
+];
+
 /// The options of a filesystem table, read or written.
 const FILESYSTEM_OPTIONS: &[&str] = &["path", "format", "csv.header"];
 
@@ -56,6 +67,31 @@ impl<'d> Options<'d> {
             ))),
             None => Ok(()),
         }
+    }
+
+    /// The record key of an upsert-kafka table: its `PRIMARY KEY … NOT ENFORCED`,
+    /// one physical column, written as text (`'key.format' = 'raw'`); the values
+    /// are JSON (`'value.format' = 'json'`).
+    fn upsert_key(&self, physical: &[(&str, FieldType)]) -> Result<Located<String>, SqlError> {
+        self.only("upsert-kafka", UPSERT_KAFKA_OPTIONS)?;
+        self.choice("key.format", "raw", &[("raw", ())])?;
+        self.choice("value.format", "json", &[("json", ())])?;
+        let [key] = self.def.primary_key.as_slice() else {
+            return Err(self.error(
+                "connector 'upsert-kafka' keys records by the table's primary key: expected \
+                 PRIMARY KEY (column) NOT ENFORCED, one column",
+            ));
+        };
+        if !physical.iter().any(|(n, _)| n == key) {
+            return Err(self.error(format!(
+                "primary key `{key}`: expected a physical column of the table"
+            )));
+        }
+        Ok(Located {
+            value: key.clone(),
+            at: self.def.at,
+            path: format!("table `{}` PRIMARY KEY", self.def.name),
+        })
     }
 
     fn get(&self, key: &str) -> Option<&'d str> {
@@ -262,7 +298,38 @@ impl Planner<'_> {
                         &[("unbounded", false), ("latest-offset", true)],
                     )?,
                     format: KafkaFormat::Json(typed_fields()),
+                    upsert: None,
                 };
+                (kind, same_names())
+            }
+            "upsert-kafka" => {
+                let key = options.upsert_key(&physical)?;
+                let kind = SourceKind::Kafka {
+                    bootstrap: options
+                        .required("properties.bootstrap.servers", "the brokers")?
+                        .to_string(),
+                    topic: options.required("topic", "the topic read")?.to_string(),
+                    group: options
+                        .get("properties.group.id")
+                        .map_or_else(|| format!("weir-{table}"), str::to_string),
+                    // A table is its whole changelog.
+                    earliest: true,
+                    bounded: options.choice(
+                        "scan.bounded.mode",
+                        "unbounded",
+                        &[("unbounded", false), ("latest-offset", true)],
+                    )?,
+                    format: KafkaFormat::Json(typed_fields()),
+                    upsert: Some(UpsertSpec {
+                        key,
+                        deleted: Located {
+                            value: super::CHANGELOG_DELETED.to_string(),
+                            at: def.at,
+                            path: format!("table `{table}`"),
+                        },
+                    }),
+                };
+                self.changelogs.insert(table.clone());
                 (kind, same_names())
             }
             "filesystem" => {
@@ -287,7 +354,7 @@ impl Planner<'_> {
             }
             other => {
                 return Err(options.error(format!(
-                    "connector '{other}' cannot be read: expected datagen, sequence, bids, nexmark, kafka or filesystem"
+                    "connector '{other}' cannot be read: expected datagen, sequence, bids, nexmark, kafka, upsert-kafka or filesystem"
                 )))
             }
         };
@@ -430,11 +497,42 @@ impl Planner<'_> {
                             at: def.at,
                             path: format!("table `{}` 'key.fields'", def.name),
                         }),
+                        deleted: None,
+                    }
+                }
+                "upsert-kafka" => {
+                    let physical: Vec<(&str, FieldType)> = def
+                        .columns
+                        .iter()
+                        .filter_map(|c| match c.kind {
+                            ColumnKind::Physical(ty) => Some((c.name.as_str(), ty)),
+                            ColumnKind::Computed(_) => None,
+                        })
+                        .collect();
+                    let key = options.upsert_key(&physical)?;
+                    SinkKind::Kafka {
+                        bootstrap: options
+                            .required("properties.bootstrap.servers", "the brokers")?
+                            .to_string(),
+                        topic: options.required("topic", "the topic written")?.to_string(),
+                        guarantee: options.choice(
+                            "sink.delivery-guarantee",
+                            "exactly-once",
+                            &[
+                                ("exactly-once", KafkaGuarantee::ExactlyOnce),
+                                ("at-least-once", KafkaGuarantee::AtLeastOnce),
+                                ("none", KafkaGuarantee::None),
+                            ],
+                        )?,
+                        // A query's rows are all upserts: weir's SQL has no
+                        // retracting queries yet.
+                        key: Some(key),
+                        deleted: None,
                     }
                 }
                 other => {
                     return Err(options.error(format!(
-                        "connector '{other}' cannot be written: expected blackhole, print, filesystem or kafka"
+                        "connector '{other}' cannot be written: expected blackhole, print, filesystem, kafka or upsert-kafka"
                     )))
                 }
             },

@@ -260,7 +260,11 @@ impl Planner<'_> {
             &[&lk, &rk],
             OperatorKind::TemporalJoin {
                 retention: std::time::Duration::ZERO,
-                deleted: None,
+                deleted: self.changelogs.contains(&right.stream).then(|| Located {
+                    value: super::CHANGELOG_DELETED.to_string(),
+                    at: self.at,
+                    path: self.path(),
+                }),
             },
             fields,
             Some(left_time),

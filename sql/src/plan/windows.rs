@@ -37,6 +37,7 @@ impl Planner<'_> {
         }
         let table = column_parts(table_args[0]).unwrap_or_default().join(".");
         let rel = self.table(&table)?;
+        self.not_a_changelog(&rel)?;
         if !matches!(rel.shape, Shape::Rows) {
             return Err(error_at(
                 e,
