@@ -2245,7 +2245,7 @@ fn write_changelog(bootstrap: &str, topic: &str, updates: &[Valued], dir: &Path)
                 })
                 .uid("fail-once")
                 .map(|u: Valued| (u.0.to_string(), (u.2 >= 0).then_some(u.2), u.1))
-                .uid("changes")
+                .uid("upserts")
                 .sink(
                     "changelog",
                     KafkaSink::factory(config.clone(), upsert_json::<i64>()),

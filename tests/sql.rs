@@ -177,7 +177,7 @@ fn bad_sql_is_refused_with_its_position_and_what_was_expected() {
         // An unknown connector option value.
         (
             "CREATE TABLE t (x BIGINT) WITH ('connector' = 'jdbc'); SELECT x FROM t;".to_string(),
-            "connector 'jdbc' cannot be read: expected datagen, sequence, bids, nexmark, kafka or filesystem",
+            "connector 'jdbc' cannot be read: expected datagen, sequence, bids, nexmark, kafka, upsert-kafka or filesystem",
         ),
         // A misspelt connector option is refused, not ignored.
         (
