@@ -1638,30 +1638,33 @@ fn build_timers(
 ) -> impl Fn(&JobBuilder) + Send + Sync {
     move |job: &JobBuilder| {
         let fail_at = fail_at.clone();
-        job.source(
-            "numbers",
+        let strategy =
             WatermarkStrategy::bounded_out_of_orderness(Duration::ZERO, |r: &(u32, u64)| {
                 weir::dataflow::Timestamp(r.1 as i64)
-            }),
-            CollectionSource::factory_throttled(
-                timer_input(n),
-                per_poll,
-                Some(Duration::from_millis(1)),
-            ),
-        )
-        .uid("numbers")
-        .key_by(|r: &(u32, u64)| r.0)
-        .process("delayed-echo", move |_| {
-            Ok(DelayedEcho {
-                fail_at: fail_at.clone(),
+            });
+        let (records, pause) = (timer_input(n), Some(Duration::from_millis(1)));
+        // The run the test stops holds its source open, so it cannot end first.
+        let numbers = if fail_at.is_some() {
+            let source = CollectionSource::factory_held_open(records, per_poll, pause);
+            job.source("numbers", strategy, source)
+        } else {
+            let source = CollectionSource::factory_throttled(records, per_poll, pause);
+            job.source("numbers", strategy, source)
+        };
+        numbers
+            .uid("numbers")
+            .key_by(|r: &(u32, u64)| r.0)
+            .process("delayed-echo", move |_| {
+                Ok(DelayedEcho {
+                    fail_at: fail_at.clone(),
+                })
             })
-        })
-        .uid("delayed-echo")
-        .sink(
-            "epoch-sink",
-            EpochFileSink::<(u32, u64)>::factory(out.clone()),
-        )
-        .uid("epoch-sink");
+            .uid("delayed-echo")
+            .sink(
+                "epoch-sink",
+                EpochFileSink::<(u32, u64)>::factory(out.clone()),
+            )
+            .uid("epoch-sink");
     }
 }
 
@@ -1746,11 +1749,20 @@ where
         Arc::new(NoListener),
     )
     .unwrap();
-    let checkpoints = || job.checkpoints().iter().filter(|c| !c.savepoint).count();
-    let mut after_failure = None;
-    while after_failure.is_none_or(|at| checkpoints() < at + 3) {
-        if after_failure.is_none() && failed.load(Ordering::SeqCst) {
-            after_failure = Some(checkpoints());
+    // By id: the job keeps only its last 100 checkpoints, and a slow machine takes
+    // more than that before the failure.
+    let completed = || {
+        let ids = job.checkpoints().into_iter().filter(|c| !c.savepoint);
+        ids.map(|c| c.checkpoint).collect::<Vec<_>>()
+    };
+    let (started, mut failed_after) = (Instant::now(), None);
+    loop {
+        match failed_after {
+            None if failed.load(Ordering::SeqCst) => {
+                failed_after = Some(completed().into_iter().max());
+            }
+            Some(last) if completed().iter().filter(|&&id| Some(id) > last).count() >= 3 => break,
+            _ => {}
         }
         if job.is_finished() {
             panic!(
@@ -1758,6 +1770,10 @@ where
                 job.wait().map(|s| s.status)
             );
         }
+        assert!(
+            started.elapsed() < Duration::from_secs(600),
+            "{what}: no failure, or not 3 checkpoints after it, in 600 s"
+        );
         std::thread::sleep(Duration::from_millis(5));
     }
     let mut config = settings(dir.path(), 20);
@@ -1870,7 +1886,8 @@ impl Operator for FailOnce {
 }
 
 /// A source of `records` (or of versions, `updates`) named `name`, with event time
-/// out of order by up to `SLIDING_DISORDER` ms, `per_poll` records a poll. One
+/// out of order by up to `SLIDING_DISORDER` ms, `per_poll` records a poll; one
+/// `held_open` never finishes (the run a test stops itself). One
 /// subtask at every parallelism: a collection source restored into fewer subtasks
 /// reads their stripes one after the other, out of order by far more than the
 /// watermark allows.
@@ -1879,26 +1896,33 @@ fn valued_source(
     name: &str,
     records: &[Valued],
     per_poll: usize,
+    held_open: bool,
 ) -> Stream<Valued> {
     use weir::dataflow::Timestamp;
-    job.source(
-        name,
-        WatermarkStrategy::bounded_out_of_orderness(
-            Duration::from_millis(SLIDING_DISORDER as u64),
-            |r: &Valued| Timestamp(r.1),
-        ),
-        CollectionSource::factory_throttled(
-            records.to_vec(),
-            per_poll,
-            Some(Duration::from_millis(1)),
-        ),
-    )
-    .uid(name)
-    .parallelism(1)
+    let (records, pause) = (records.to_vec(), Some(Duration::from_millis(1)));
+    let strategy = WatermarkStrategy::bounded_out_of_orderness(
+        Duration::from_millis(SLIDING_DISORDER as u64),
+        |r: &Valued| Timestamp(r.1),
+    );
+    let source = if held_open {
+        job.source(
+            name,
+            strategy,
+            CollectionSource::factory_held_open(records, per_poll, pause),
+        )
+    } else {
+        job.source(
+            name,
+            strategy,
+            CollectionSource::factory_throttled(records, per_poll, pause),
+        )
+    };
+    source.uid(name).parallelism(1)
 }
 
 /// `records` from [`valued_source`], failing once at the record whose value is
-/// `fail_at`'s (if given), keyed by their key.
+/// `fail_at`'s (if given: the run that the test stops, whose source is held open
+/// so that it cannot end first), keyed by their key.
 fn failing_records(
     job: &JobBuilder,
     records: &[Valued],
@@ -1908,7 +1932,7 @@ fn failing_records(
     let (at, failed) = fail_at
         .clone()
         .unwrap_or((-1, Arc::new(AtomicBool::new(true))));
-    valued_source(job, "records", records, per_poll)
+    valued_source(job, "records", records, per_poll, fail_at.is_some())
         .transform("fail-once", move |_| FailOnce {
             at,
             failed: failed.clone(),
@@ -2080,7 +2104,7 @@ fn build_rules(
     per_poll: usize,
 ) -> impl Fn(&JobBuilder) + Send + Sync {
     move |job: &JobBuilder| {
-        let rules = valued_source(job, "rules", &updates, per_poll);
+        let rules = valued_source(job, "rules", &updates, per_poll, false);
         failing_records(job, &records, &fail_at, per_poll)
             .connect_broadcast(&rules)
             .process("rule-lookup", |cx| {
@@ -2178,7 +2202,8 @@ fn build_temporal(
     per_poll: usize,
 ) -> impl Fn(&JobBuilder) + Send + Sync {
     move |job: &JobBuilder| {
-        let table = valued_source(job, "versions", &updates, per_poll).key_by(|u: &Valued| u.0);
+        let table =
+            valued_source(job, "versions", &updates, per_poll, false).key_by(|u: &Valued| u.0);
         failing_records(job, &records, &fail_at, per_poll)
             .temporal_join(
                 &table,
@@ -2235,7 +2260,7 @@ fn write_changelog(bootstrap: &str, topic: &str, updates: &[Valued], dir: &Path)
         job_config_on("changelog", 1, Backend::Heap, dir),
         settings(dir, 20),
         move |job: &JobBuilder| {
-            valued_source(job, "changes", &updates, 50)
+            valued_source(job, "changes", &updates, 50, false)
                 .transform("fail-once", {
                     let failed = fail.clone();
                     move |_| FailOnce {

@@ -34,6 +34,8 @@ pub struct CollectionSource<T> {
     stripes: Vec<(usize, usize)>,
     per_poll: usize,
     pause: Option<std::time::Duration>,
+    /// Stays idle instead of finishing once every record is emitted.
+    hold_open: bool,
 }
 
 impl<T: Clone + Send + Sync + 'static> CollectionSource<T> {
@@ -58,12 +60,34 @@ impl<T: Clone + Send + Sync + 'static> CollectionSource<T> {
         per_poll: usize,
         pause: Option<std::time::Duration>,
     ) -> impl Fn(&SubtaskInfo) -> Self + Send + Sync + 'static {
+        Self::factory_of(records, per_poll, pause, false)
+    }
+
+    /// Like [`CollectionSource::factory_throttled`], but the source never finishes:
+    /// once its records are emitted it stays idle until the job is stopped. A test
+    /// can then stop the job when it chooses, however slowly the machine runs,
+    /// without the job ending first.
+    pub fn factory_held_open(
+        records: Vec<T>,
+        per_poll: usize,
+        pause: Option<std::time::Duration>,
+    ) -> impl Fn(&SubtaskInfo) -> Self + Send + Sync + 'static {
+        Self::factory_of(records, per_poll, pause, true)
+    }
+
+    fn factory_of(
+        records: Vec<T>,
+        per_poll: usize,
+        pause: Option<std::time::Duration>,
+        hold_open: bool,
+    ) -> impl Fn(&SubtaskInfo) -> Self + Send + Sync + 'static {
         let records = Arc::new(records);
         move |info: &SubtaskInfo| Self {
             records: records.clone(),
             stripes: vec![(info.index, info.parallelism)],
             per_poll: per_poll.max(1),
             pause,
+            hold_open,
         }
     }
 }
@@ -111,6 +135,9 @@ impl<T: Clone + Send + Sync + 'static> Source for CollectionSource<T> {
         }
         self.stripes.retain(|(next, _)| *next < self.records.len());
         Ok(match self.pause {
+            _ if self.stripes.is_empty() && self.hold_open => {
+                SourcePoll::Idle(self.pause.unwrap_or(std::time::Duration::from_millis(10)))
+            }
             _ if self.stripes.is_empty() => SourcePoll::Finished,
             Some(pause) => SourcePoll::Idle(pause),
             None => SourcePoll::Ready,
