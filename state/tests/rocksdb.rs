@@ -753,6 +753,82 @@ fn rocksdb_timers_behave_like_heap_timers() -> Result<(), StateError> {
     Ok(())
 }
 
+/// Firing timers while registering and deleting others between the pops, as the
+/// session windows do (each fired key registers its next timer): RocksDB timers,
+/// which read a key group's due timers ahead, fire at the same times as heap
+/// timers, in time order, each once: registrations into the read-ahead range
+/// (earlier and later times, duplicates) and deletions of read-ahead timers
+/// included. Few keys, so that key groups hold many timers each.
+#[test]
+fn timers_registered_and_deleted_while_firing_fire_as_on_the_heap() -> Result<(), StateError> {
+    use weir_state::{TimeDomain, Timers};
+    let dir = tempfile::tempdir().unwrap();
+    let backend = rocks_backend(dir.path(), 64, ALL);
+    let mut rocks: Timers<u32> = Timers::in_backend(&backend, "timers")?;
+    let mut heap: Timers<u32> = Timers::new("timers");
+    let domain = TimeDomain::EventTime;
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    let mut next = move |bound: u64| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed % bound
+    };
+    let mut watermark = 0i64;
+    let mut fired = 0;
+    for round in 0..60 {
+        for _ in 0..3_000 {
+            let (key, time) = (next(5) as u32, watermark + next(3_000) as i64);
+            rocks.register(domain, key, time)?;
+            heap.register(domain, key, time)?;
+        }
+        watermark += 1_500;
+        let (mut from_rocks, mut from_heap) = (Vec::new(), Vec::new());
+        loop {
+            let (a, b) = (
+                rocks.pop_due(domain, watermark)?,
+                heap.pop_due(domain, watermark)?,
+            );
+            let (Some(a), Some(b)) = (a, b) else {
+                assert_eq!(a, b, "round {round}: one side has more due timers");
+                break;
+            };
+            assert_eq!(a.1, b.1, "round {round}: timers fire in time order");
+            from_rocks.push((a.1, a.0));
+            from_heap.push((b.1, b.0));
+            // Between pops: a timer later (due or not) or earlier than the one
+            // fired, and now and then a deletion of a timer that may be read
+            // ahead. Not at the time fired: the two sides fire the keys of one
+            // time in different orders.
+            let (key, mut time) = (next(5) as u32, a.1 + next(2_000) as i64 - 100);
+            if time == a.1 {
+                time += 1;
+            }
+            match next(10) {
+                0..=6 => {
+                    rocks.register(domain, key, time)?;
+                    heap.register(domain, key, time)?;
+                }
+                7 | 8 => {
+                    rocks.delete(domain, &key, time)?;
+                    heap.delete(domain, &key, time)?;
+                }
+                _ => {}
+            }
+        }
+        from_rocks.sort_unstable();
+        from_heap.sort_unstable();
+        assert_eq!(from_rocks, from_heap, "round {round}");
+        fired += from_rocks.len();
+    }
+    assert!(fired > 100_000, "{fired}");
+    assert_eq!(
+        drain(&mut rocks, domain, i64::MAX)?,
+        drain(&mut heap, domain, i64::MAX)?
+    );
+    Ok(())
+}
+
 /// A timers snapshot of either backend restores into the other, and into a narrower
 /// key-group range (rescaling) as exactly the timers of that range.
 #[test]
