@@ -327,6 +327,16 @@ impl std::fmt::Debug for SubtaskStore {
     }
 }
 
+/// Writes `batch` into `db` without the write-ahead log. An instance is never
+/// recovered from its own directory (opening one clears it; restores open a copy
+/// of a checkpoint), and every RocksDB checkpoint flushes the memtables first, so
+/// the log would only cost a second write of everything.
+pub(crate) fn write_unlogged(db: &Db, batch: WriteBatch) -> Result<(), rocksdb::Error> {
+    let mut options = rocksdb::WriteOptions::default();
+    options.disable_wal(true);
+    db.write_opt(batch, &options)
+}
+
 pub(crate) fn rocks_error(what: impl std::fmt::Display, e: rocksdb::Error) -> StateError {
     StateError::io(what.to_string(), e)
 }
@@ -473,8 +483,7 @@ impl SubtaskStore {
         (batch, deletes): (WriteBatch, u64),
     ) -> Result<(), StateError> {
         let (entries, bytes) = (batch.len() as u64, batch.size_in_bytes());
-        self.db
-            .write(batch)
+        write_unlogged(&self.db, batch)
             .map_err(|e| rocks_error(format!("cannot write {what}"), e))?;
         self.counters.wrote(entries - deletes, deletes, bytes);
         Ok(())

@@ -407,7 +407,7 @@ impl<K: StateKey, V: StateValue> RocksTable<K, V> {
         }
         let (entries, bytes) = (batch.len() as u64, batch.size_in_bytes());
         self.store.counters.scanned(read);
-        db.write(batch)
+        crate::rocks::write_unlogged(db, batch)
             .map_err(|e| rocks_error(format!("cannot write state `{}`", self.name), e))?;
         self.store.note_write();
         self.store.counters.wrote(entries - deletes, deletes, bytes);
@@ -438,7 +438,7 @@ impl<K: StateKey, V: StateValue> RocksTable<K, V> {
         self.counts.len = 0;
         if !batch.is_empty() {
             let (entries, bytes) = (batch.len() as u64, batch.size_in_bytes());
-            db.write(batch)
+            crate::rocks::write_unlogged(db, batch)
                 .map_err(|e| rocks_error(format!("cannot clear state `{}`", self.name), e))?;
             self.store.note_write();
             self.store.counters.wrote(0, entries, bytes);
@@ -511,7 +511,7 @@ impl<K: StateKey, V: StateValue> RocksTable<K, V> {
         }
         self.group_generation[index] = self.epoch;
         let (entries, bytes) = (batch.len() as u64, batch.size_in_bytes());
-        db.write(batch)
+        crate::rocks::write_unlogged(db, batch)
             .map_err(|e| rocks_error(format!("cannot restore state `{}`", self.name), e))?;
         self.store.note_write();
         self.store.counters.wrote(entries, 0, bytes);

@@ -128,7 +128,7 @@ impl SubtaskStore {
         let strays = batch.len();
         let store = Self::new(db, resources, path, lock, restored.instance, names);
         if strays > 0 {
-            store.db.write(batch).map_err(|e| {
+            crate::rocks::write_unlogged(&store.db, batch).map_err(|e| {
                 rocks_error(
                     format!(
                         "cannot delete stray entries of the restored RocksDB checkpoint {}",
