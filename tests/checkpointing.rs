@@ -1968,6 +1968,82 @@ fn build_sliding(
     }
 }
 
+/// Sliced hopping windows on RocksDB read each slice once for all the windows
+/// holding it. Late elements (a watermark after each at the largest time, 60 ms of
+/// allowed lateness over 50 ms of disorder) change slices that fired windows read:
+/// each fires its windows again, and every window's last result is the brute-force
+/// one, its counts only growing. With a record cache holding a slice's 37 keys (the
+/// slices are read from it, never written to RocksDB), and with one of 8 entries
+/// (they are written and scanned).
+#[test]
+#[cfg_attr(not(feature = "rocksdb"), ignore = "needs the `rocksdb` feature")]
+fn rocksdb_late_elements_refire_sliced_hopping_windows_from_the_slices_as_changed() {
+    use weir::dataflow::testing::CollectSink;
+    use weir::dataflow::window::WindowAssigner;
+    use weir::state::{Count, Sum};
+    let records = sliding_input(20_000);
+    // Windows ending every 40 ms, so the disorder of 50 ms crosses their ends.
+    let assigner = WindowAssigner::sliding(Duration::from_millis(200), Duration::from_millis(40));
+    let mut want: BTreeMap<(u32, i64, i64), (u64, i64)> = BTreeMap::new();
+    for &(key, time, value) in &records {
+        assigner.assign(time, |w| {
+            let row = want.entry((key, w.start, w.end)).or_default();
+            row.0 += 1;
+            row.1 += value;
+        });
+    }
+    for record_cache in [256, 8] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = JobConfig {
+            // A watermark after every batch, so elements come late.
+            watermark_interval: Duration::ZERO,
+            ..job_config_on("sliced-late", 2, Backend::RocksDb, dir.path())
+        };
+        if let StateBackend::RocksDb(rocks) = &mut config.state_backend {
+            rocks.record_cache_entries = record_cache;
+        }
+        let job = JobBuilder::new(config);
+        let (sink, out) = CollectSink::new();
+        job.source(
+            "records",
+            WatermarkStrategy::bounded_out_of_orderness(Duration::ZERO, |r: &Valued| {
+                weir::dataflow::Timestamp(r.1)
+            }),
+            CollectionSource::factory_with_poll_size(records.clone(), 1),
+        )
+        .key_by(|r: &Valued| r.0)
+        .window(assigner)
+        .allowed_lateness(Duration::from_millis(60))
+        .aggregate((Count, Sum(|r: &Valued| r.2)), |k, w, (c, s)| {
+            (*k, w.start, w.end, c, s)
+        })
+        .sink("collect", sink);
+        job.execute().unwrap();
+        let emitted = out.take();
+        let mut last: BTreeMap<(u32, i64, i64), (u64, i64)> = BTreeMap::new();
+        let mut refired = 0;
+        for (key, start, end, count, sum) in emitted {
+            let row = last.entry((key, start, end)).or_default();
+            assert!(
+                count > row.0,
+                "window [{start}, {end}) of key {key} fired with {count} after {}",
+                row.0
+            );
+            refired += usize::from(row.0 > 0);
+            *row = (count, sum);
+        }
+        assert!(refired > 100, "only {refired} windows fired again");
+        assert_eq!(last.len(), want.len(), "record cache of {record_cache}");
+        for (window, row) in &want {
+            assert_eq!(
+                last.get(window),
+                Some(row),
+                "window {window:?}, record cache of {record_cache}"
+            );
+        }
+    }
+}
+
 /// Kafka Streams' sliding windows on random out-of-order input equal a brute-force
 /// computation of them across a task failure (restored from the last checkpoint)
 /// and a resume from a checkpoint or savepoint at another parallelism and on the

@@ -343,8 +343,18 @@ impl<K: StateKey, V: StateValue> RocksTable<K, V> {
         Ok(())
     }
 
-    /// Calls `f` with every entry of the owned key groups, in key-group order.
+    /// Calls `f` with every entry of the owned key groups: from the cache while
+    /// RocksDB holds none of the table (a window's state that fires before the next
+    /// checkpoint is then never written), else flushed and read in key-group order.
     pub(crate) fn for_each(&mut self, mut f: impl FnMut(&K, &V)) -> Result<(), StateError> {
+        if self.unstored {
+            for slot in self.cache.iter() {
+                if let Some(value) = &slot.value {
+                    f(&slot.key, value);
+                }
+            }
+            return Ok(());
+        }
         self.flush()?;
         let store = self.store.clone();
         let mut read = 0;
@@ -417,6 +427,23 @@ impl<K: StateKey, V: StateValue> RocksTable<K, V> {
 
     /// Removes every entry of the table.
     pub(crate) fn clear(&mut self) -> Result<(), StateError> {
+        if self.unstored {
+            // All in the cache: nothing to delete from RocksDB.
+            self.cache.clear();
+            self.counts.len = 0;
+            for (count, generation) in self
+                .counts
+                .per_group
+                .iter_mut()
+                .zip(&mut self.group_generation)
+            {
+                if *count != 0 {
+                    *count = 0;
+                    *generation = self.epoch;
+                }
+            }
+            return Ok(());
+        }
         self.store.settle()?;
         self.cache.clear();
         let db = self.store.db();

@@ -14,7 +14,7 @@ use crate::query::{
 };
 use crate::{KeySelector, Operator, Result, Timestamp, TimestampAssigner};
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{btree_map, BTreeMap, BTreeSet, HashMap};
 use std::hash::BuildHasherDefault;
 use std::sync::Arc;
 use weir_state::{
@@ -113,6 +113,12 @@ struct WindowContents<K, Acc> {
     windows: BTreeMap<i64, WindowTable<K, Acc>>,
     /// Sliced hopping windows: one table per slice, by end.
     slices: BTreeMap<i64, WindowTable<K, Acc>>,
+    /// Slices in RocksDB that a fired window has read, by end, kept decoded for the
+    /// windows still to fire that hold them (at most size / slide - 1 slices), so
+    /// each is read from RocksDB once rather than once per window. A slice leaves
+    /// when its last window has fired, or when a late element changes it. Never
+    /// part of a snapshot; the heap's slices are read in place.
+    read: BTreeMap<i64, Vec<(K, Acc)>>,
     /// The slice length, if windows are sliced.
     slice: Option<i64>,
     /// Where window contents live (one namespace per window).
@@ -237,6 +243,7 @@ impl<K: StateKey, Acc: StateValue> KeyedStateStore for WindowContents<K, Acc> {
         max: MaxParallelism,
     ) -> weir_state::Result<usize> {
         let mut restored = 0;
+        self.read.clear();
         for &(group, bytes) in chunks {
             if !range.contains(group) {
                 continue;
@@ -465,6 +472,10 @@ where
             };
             let table =
                 WindowContents::table(&mut contents.slices, &contents.backend, true, slice)?;
+            if slice.end - 1 <= watermark {
+                // A late element: a window holding this slice may have read it.
+                contents.read.remove(&slice.end);
+            }
             let acc = table
                 .entries
                 .get_or_insert_with_ref(&key, || spec.aggregate.create())?;
@@ -524,35 +535,56 @@ where
             }
             let mut merged: HashMap<K, A::Acc, BuildHasherDefault<StableHasher>> =
                 HashMap::default();
+            let add =
+                |merged: &mut HashMap<_, _, _>, key: &K, acc: &A::Acc| match merged.get_mut(key) {
+                    Some(into) => spec.aggregate.merge(into, acc.clone()),
+                    None => {
+                        merged.insert(key.clone(), acc.clone());
+                    }
+                };
             for end in ends {
                 let window = Window {
                     start: end - size,
                     end,
                 };
-                let whole = contents.windows.get_mut(&end).into_iter();
-                let slices = contents
-                    .slices
-                    .range_mut(window.start + slide..=end)
-                    .map(|(_, t)| t);
                 // (Whether a sliced window has fired follows from the watermark:
                 // no table's `fired` is read.)
-                for table in slices.chain(whole) {
-                    table
+                for (&slice_end, table) in contents.slices.range_mut(window.start + slide..=end) {
+                    if !table.entries.is_rocksdb() {
+                        table
+                            .entries
+                            .for_each(|key, acc| add(&mut merged, key, acc))?;
+                        continue;
+                    }
+                    let entries = match contents.read.entry(slice_end) {
+                        btree_map::Entry::Occupied(read) => read.into_mut(),
+                        btree_map::Entry::Vacant(unread) => {
+                            let mut entries = Vec::new();
+                            table
+                                .entries
+                                .for_each(|key, acc| entries.push((key.clone(), acc.clone())))?;
+                            unread.insert(entries)
+                        }
+                    };
+                    for (key, acc) in entries.iter() {
+                        add(&mut merged, key, acc);
+                    }
+                }
+                if let Some(whole) = contents.windows.get_mut(&end) {
+                    whole
                         .entries
-                        .for_each(|key, acc| match merged.get_mut(key) {
-                            Some(into) => spec.aggregate.merge(into, acc.clone()),
-                            None => {
-                                merged.insert(key.clone(), acc.clone());
-                            }
-                        })?;
+                        .for_each(|key, acc| add(&mut merged, key, acc))?;
                 }
                 for (key, acc) in merged.drain() {
                     (spec.result)(&key, window, spec.aggregate.result(&acc), out);
                 }
             }
         }
-        // A slice goes with the last window holding it, which ends at its start +
-        // size.
+        // A read slice is dropped once the last window holding it (ending at its
+        // start + size) has fired; the slice itself goes with that window's lateness.
+        contents
+            .read
+            .retain(|&end, _| (end - slide + size - 1) > wm);
         while let Some(entry) = contents.slices.first_entry() {
             if (entry.get().window.start + size - 1).saturating_add(keep) > wm {
                 break;
@@ -597,6 +629,7 @@ where
             Ok(WindowContents {
                 windows: BTreeMap::new(),
                 slices: BTreeMap::new(),
+                read: BTreeMap::new(),
                 slice,
                 backend: backend.clone(),
                 shared_starts,
