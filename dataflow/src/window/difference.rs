@@ -37,7 +37,6 @@ use crate::metrics::OperatorMetrics;
 use crate::operator::{OperatorContext, Output, SnapshotContext};
 use crate::{Operator, Result, Timestamp};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use weir_state::{decode, encode, AggregateFunction, StateKey, StateTable};
 
@@ -182,7 +181,7 @@ impl<K: StateKey, T, A: AggregateFunction<T>, O> TimeDifferenceAggregate<K, T, A
             spec,
             shape,
             points: None,
-            timers: SessionTimers::Heap(BTreeMap::new()),
+            timers: SessionTimers::Heap(Default::default()),
             watermark: i64::MIN,
             metrics: Arc::default(),
             max_parallelism: weir_state::MaxParallelism::DEFAULT,

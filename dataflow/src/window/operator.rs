@@ -764,10 +764,90 @@ impl<Acc> SessionEntry<Acc> {
 /// The sessions of one key, and the time of the one timer registered for the key.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct KeySessions<Acc> {
-    sessions: Vec<SessionEntry<Acc>>,
+    sessions: SessionList<Acc>,
     /// A timer is registered at this time, no later than the earliest `due`.
     #[serde(skip)]
     timer: Option<i64>,
+}
+
+/// The sessions of one key. The one session a key almost always has is held in the
+/// key's entry, with no allocation of its own (an allocation per key cost a cache
+/// miss per element and a `malloc` per session); more are held in a vector.
+/// Serialized as a sequence, the same bytes as the `Vec` it replaces, so snapshots
+/// taken before restore.
+#[derive(Clone, Debug)]
+enum SessionList<Acc> {
+    One(SessionEntry<Acc>),
+    /// Any number, none included.
+    Many(Vec<SessionEntry<Acc>>),
+}
+
+impl<Acc> SessionList<Acc> {
+    fn as_slice(&self) -> &[SessionEntry<Acc>] {
+        match self {
+            Self::One(one) => std::slice::from_ref(one),
+            Self::Many(many) => many,
+        }
+    }
+
+    fn as_mut_slice(&mut self) -> &mut [SessionEntry<Acc>] {
+        match self {
+            Self::One(one) => std::slice::from_mut(one),
+            Self::Many(many) => many,
+        }
+    }
+
+    fn push(&mut self, entry: SessionEntry<Acc>) {
+        *self = match std::mem::replace(self, Self::Many(Vec::new())) {
+            Self::One(first) => Self::Many(vec![first, entry]),
+            Self::Many(many) if many.is_empty() => Self::One(entry),
+            Self::Many(mut many) => {
+                many.push(entry);
+                Self::Many(many)
+            }
+        };
+    }
+
+    fn retain(&mut self, mut keep: impl FnMut(&SessionEntry<Acc>) -> bool) {
+        match self {
+            Self::One(one) => {
+                if !keep(one) {
+                    *self = Self::Many(Vec::new());
+                }
+            }
+            Self::Many(many) => many.retain(keep),
+        }
+    }
+}
+
+impl<Acc> From<Vec<SessionEntry<Acc>>> for SessionList<Acc> {
+    fn from(mut many: Vec<SessionEntry<Acc>>) -> Self {
+        match (many.pop(), many.is_empty()) {
+            (Some(one), true) => Self::One(one),
+            (Some(last), false) => {
+                many.push(last);
+                Self::Many(many)
+            }
+            (None, _) => Self::Many(many),
+        }
+    }
+}
+
+impl<Acc: Serialize> Serialize for SessionList<Acc> {
+    fn serialize<S: serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> std::result::Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.as_slice())
+    }
+}
+
+impl<'de, Acc: Deserialize<'de>> Deserialize<'de> for SessionList<Acc> {
+    fn deserialize<D: serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> std::result::Result<Self, D::Error> {
+        Vec::deserialize(deserializer).map(Self::from)
+    }
 }
 
 /// Session windows (merging) with incremental aggregation.
@@ -799,7 +879,7 @@ impl<K: StateKey, T, A: AggregateFunction<T>, O> SessionAggregate<K, T, A, O> {
         Self {
             spec,
             sessions: None,
-            timers: SessionTimers::Heap(BTreeMap::new()),
+            timers: SessionTimers::Heap(HeapTimers::default()),
             watermark: i64::MIN,
             gap,
             metrics: Arc::default(),
@@ -836,7 +916,7 @@ where
             let keys = sessions.keys()?;
             for key in keys {
                 if let Some(state) = sessions.get_mut(&key)? {
-                    let due = state.sessions.iter().map(|e| e.due(keep)).min();
+                    let due = state.sessions.as_slice().iter().map(|e| e.due(keep)).min();
                     if let Some(due) = due {
                         state.timer = Some(due);
                         self.timers.register(key, due)?;
@@ -869,13 +949,13 @@ where
             let key = (self.spec.key)(&element);
             let spec = &self.spec;
             let state = sessions.get_or_insert_with_ref(&key, || KeySessions {
-                sessions: Vec::new(),
+                sessions: SessionList::Many(Vec::new()),
                 timer: None,
             })?;
             let list = &mut state.sessions;
             // Fast path: the element falls into (or extends) a session of the key.
             let mut merged_into = None;
-            for (i, session) in list.iter_mut().enumerate() {
+            for (i, session) in list.as_mut_slice().iter_mut().enumerate() {
                 if !session.closed(lateness, watermark) && session.window.intersects(&own) {
                     session.window = session.window.cover(&own);
                     spec.aggregate.add(&mut session.acc, &element);
@@ -893,29 +973,17 @@ where
                         acc,
                         fired: false,
                     });
-                    list.len() - 1
+                    list.as_slice().len() - 1
                 }
             };
             // The grown session may now touch others: merge them into it.
-            let mut i = 0;
-            while i < list.len() {
-                if i != index
-                    && !list[i].closed(lateness, watermark)
-                    && list[i].window.intersects(&list[index].window)
-                {
-                    let other = list.swap_remove(i);
-                    if index == list.len() {
-                        index = i;
-                    }
-                    let target = &mut list[index];
-                    target.window = target.window.cover(&other.window);
-                    spec.aggregate.merge(&mut target.acc, other.acc);
-                    target.fired = false;
-                    i = 0;
-                } else {
-                    i += 1;
+            let list = match list {
+                SessionList::Many(many) if many.len() > 1 => {
+                    merge_touching(many, &mut index, spec, lateness, watermark);
+                    many.as_mut_slice()
                 }
-            }
+                one => one.as_mut_slice(),
+            };
             let session = &mut list[index];
             if session.window.end - 1 <= watermark {
                 // A late element within the allowed lateness: fire the updated session.
@@ -952,7 +1020,7 @@ where
             if state.timer.is_some_and(|timer| timer != at) {
                 continue;
             }
-            for session in state.sessions.iter_mut() {
+            for session in state.sessions.as_mut_slice() {
                 if !session.fired && session.window.end - 1 <= wm {
                     (self.spec.result)(
                         &key,
@@ -966,7 +1034,7 @@ where
             state
                 .sessions
                 .retain(|s| !(s.fired && (s.window.end - 1).saturating_add(keep) <= wm));
-            match state.sessions.iter().map(|s| s.due(keep)).min() {
+            match state.sessions.as_slice().iter().map(|s| s.due(keep)).min() {
                 Some(due) => {
                     state.timer = Some(due);
                     self.timers.register(key, due)?;
@@ -988,11 +1056,41 @@ where
     }
 }
 
+/// Merges into the session at `index` (which it updates) the sessions of `list`
+/// that touch it, until none does.
+fn merge_touching<K, T, A: AggregateFunction<T>, O>(
+    list: &mut Vec<SessionEntry<A::Acc>>,
+    index: &mut usize,
+    spec: &WindowSpec<K, T, A, O>,
+    lateness: i64,
+    watermark: i64,
+) {
+    let mut i = 0;
+    while i < list.len() {
+        if i != *index
+            && !list[i].closed(lateness, watermark)
+            && list[i].window.intersects(&list[*index].window)
+        {
+            let other = list.swap_remove(i);
+            if *index == list.len() {
+                *index = i;
+            }
+            let target = &mut list[*index];
+            target.window = target.window.cover(&other.window);
+            spec.aggregate.merge(&mut target.acc, other.acc);
+            target.fired = false;
+            i = 0;
+        } else {
+            i += 1;
+        }
+    }
+}
+
 /// The session timers of a subtask: at most one per key and time that matters (a
 /// superseded one fires and is ignored).
 pub(super) enum SessionTimers<K> {
-    /// By time, the keys.
-    Heap(BTreeMap<i64, Vec<K>>),
+    /// On the heap.
+    Heap(HeapTimers<K>),
     /// In the subtask's RocksDB instance.
     Rocks(weir_state::Timers<K>),
 }
@@ -1002,7 +1100,7 @@ impl<K: StateKey> SessionTimers<K> {
     pub(super) fn open(cx: &OperatorContext, name: &str) -> Result<Self> {
         Ok(match cx.state_backend.is_rocksdb() {
             true => Self::Rocks(weir_state::Timers::in_backend(&cx.state_backend, name)?),
-            false => Self::Heap(BTreeMap::new()),
+            false => Self::Heap(HeapTimers::default()),
         })
     }
 
@@ -1041,31 +1139,194 @@ impl<K: StateKey> SessionTimers<K> {
 
     pub(super) fn register(&mut self, key: K, due: i64) -> Result<()> {
         match self {
-            Self::Heap(heap) => heap.entry(due).or_default().push(key),
+            Self::Heap(heap) => heap.register(key, due),
             Self::Rocks(rocks) => rocks.register(weir_state::TimeDomain::EventTime, key, due)?,
         }
         Ok(())
     }
 
-    /// Removes and returns a timer due at `watermark`, earliest first.
+    /// Removes and returns a timer due at `watermark`: on RocksDB earliest first, on
+    /// the heap earliest bucket first.
     pub(super) fn pop_due(&mut self, watermark: i64) -> Result<Option<(K, i64)>> {
         match self {
-            Self::Heap(heap) => loop {
-                let Some(mut entry) = heap.first_entry() else {
-                    return Ok(None);
-                };
-                let at = *entry.key();
-                if at > watermark {
-                    return Ok(None);
-                }
-                match entry.get_mut().pop() {
-                    Some(key) => return Ok(Some((key, at))),
-                    None => {
-                        entry.remove();
-                    }
-                }
-            },
+            Self::Heap(heap) => Ok(heap.pop_due(watermark)),
             Self::Rocks(rocks) => Ok(rocks.pop_due(weir_state::TimeDomain::EventTime, watermark)?),
         }
+    }
+}
+
+/// Timers on the heap, in buckets of [`HeapTimers::BUCKET_BITS`] ms of event time.
+///
+/// Registering a timer appends it to its bucket's vector: timers come in nearly
+/// increasing order, so mostly to the last bucket, without the ordered map's node
+/// and vector per distinct millisecond. A watermark takes whole the buckets it has
+/// passed, and splits the one it falls in. Within a bucket, timers fire in no
+/// particular order.
+pub(super) struct HeapTimers<K> {
+    /// By bucket (time >> `BUCKET_BITS`), the timers: (time, key).
+    buckets: BTreeMap<i64, Vec<(i64, K)>>,
+    /// Timers taken from the buckets as due, to be popped.
+    due: Vec<(i64, K)>,
+}
+
+impl<K> Default for HeapTimers<K> {
+    fn default() -> Self {
+        Self {
+            buckets: BTreeMap::new(),
+            due: Vec::new(),
+        }
+    }
+}
+
+impl<K> HeapTimers<K> {
+    /// 256 ms: about a watermark interval, so a bucket is split about once.
+    const BUCKET_BITS: u32 = 8;
+
+    fn register(&mut self, key: K, at: i64) {
+        self.buckets
+            .entry(at >> Self::BUCKET_BITS)
+            .or_default()
+            .push((at, key));
+    }
+
+    /// Removes and returns a timer due at `watermark`.
+    fn pop_due(&mut self, watermark: i64) -> Option<(K, i64)> {
+        loop {
+            if let Some((at, key)) = self.due.pop() {
+                return Some((key, at));
+            }
+            let mut entry = self.buckets.first_entry()?;
+            let bucket = *entry.key();
+            let current = watermark >> Self::BUCKET_BITS;
+            if bucket > current {
+                return None;
+            }
+            if bucket < current {
+                self.due = entry.remove();
+                continue;
+            }
+            // The bucket the watermark falls in: take its due timers.
+            let timers = entry.get_mut();
+            let mut i = 0;
+            while i < timers.len() {
+                if timers[i].0 <= watermark {
+                    self.due.push(timers.swap_remove(i));
+                } else {
+                    i += 1;
+                }
+            }
+            if timers.is_empty() {
+                entry.remove();
+            }
+            if self.due.is_empty() {
+                return None;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn session(start: i64, acc: u64) -> SessionEntry<u64> {
+        SessionEntry {
+            window: Window {
+                start,
+                end: start + 10,
+            },
+            acc,
+            fired: start % 2 == 0,
+        }
+    }
+
+    #[test]
+    fn a_session_list_encodes_as_the_vector_it_replaces() {
+        for n in 0..4 {
+            let sessions: Vec<_> = (0..n).map(|i| session(i * 100, i as u64 + 7)).collect();
+            let before = KeySessionsBefore {
+                sessions: sessions.clone(),
+            };
+            let list = KeySessions {
+                sessions: SessionList::from(sessions.clone()),
+                timer: Some(5),
+            };
+            let bytes = encode("sessions", &list).unwrap();
+            assert_eq!(bytes, encode("sessions", &before).unwrap(), "{n} sessions");
+            let back: KeySessions<u64> = decode("sessions", &bytes).unwrap();
+            assert_eq!(back.sessions.as_slice().len(), n as usize);
+            let starts: Vec<i64> = back
+                .sessions
+                .as_slice()
+                .iter()
+                .map(|s| s.window.start)
+                .collect();
+            assert_eq!(
+                starts,
+                sessions.iter().map(|s| s.window.start).collect::<Vec<_>>()
+            );
+            assert_eq!(back.timer, None, "the timer is not stored");
+            assert_eq!(matches!(back.sessions, SessionList::One(_)), n == 1);
+        }
+    }
+
+    /// The form of a key's sessions before [`SessionList`].
+    #[derive(Serialize)]
+    struct KeySessionsBefore {
+        sessions: Vec<SessionEntry<u64>>,
+    }
+
+    #[test]
+    fn a_session_list_pushes_and_retains_like_a_vector() {
+        let mut list = SessionList::Many(Vec::new());
+        list.push(session(0, 1));
+        assert!(matches!(list, SessionList::One(_)));
+        list.push(session(100, 2));
+        list.push(session(200, 3));
+        list.retain(|s| s.acc != 2);
+        let accs: Vec<u64> = list.as_slice().iter().map(|s| s.acc).collect();
+        assert_eq!(accs, [1, 3]);
+        list.retain(|_| false);
+        assert!(list.as_slice().is_empty());
+        list.push(session(300, 4));
+        list.retain(|s| s.acc == 4);
+        assert_eq!(list.as_slice().len(), 1);
+        list.retain(|_| false);
+        assert!(list.as_slice().is_empty());
+    }
+
+    #[test]
+    fn heap_timers_pop_exactly_the_due_ones_across_and_within_buckets() {
+        let mut timers = HeapTimers::default();
+        // Times around bucket edges, negative ones, and repeats.
+        let times = [
+            -600, -1, 0, 1, 255, 256, 257, 300, 300, 511, 512, 1_000, 5_000,
+        ];
+        for (key, at) in times.iter().enumerate() {
+            timers.register(key, *at);
+        }
+        let mut fired: Vec<(usize, i64)> = Vec::new();
+        for watermark in [-700, -1, 0, 256, 299, 300, 400, 700, 10_000] {
+            let mut now = Vec::new();
+            while let Some((key, at)) = timers.pop_due(watermark) {
+                assert!(at <= watermark, "{at} popped at watermark {watermark}");
+                now.push((key, at));
+                // A timer registered while firing, due already, fires in the same pass.
+                if key == 6 {
+                    timers.register(100, watermark - 1);
+                }
+            }
+            fired.extend(now);
+            let expected = times.iter().filter(|t| **t <= watermark).count()
+                + usize::from(fired.iter().any(|(k, _)| *k == 6));
+            assert_eq!(fired.len(), expected, "at watermark {watermark}: {fired:?}");
+        }
+        let mut keys: Vec<usize> = fired.iter().map(|(k, _)| *k).collect();
+        keys.sort_unstable();
+        let mut all: Vec<usize> = (0..times.len()).collect();
+        all.push(100);
+        assert_eq!(keys, all);
+        assert!(timers.pop_due(i64::MAX).is_none());
     }
 }
