@@ -477,14 +477,22 @@ impl SubtaskStore {
 
     /// Writes `batch` (of which `deletes` entries are deletions) of `what` into the
     /// instance, and counts it.
-    pub(crate) fn write(
+    pub(crate) fn write(&self, what: &str, batch: (WriteBatch, u64)) -> Result<(), StateError> {
+        self.apply("write", what, batch)
+    }
+
+    /// [`SubtaskStore::write`] for a purpose (`verb`: "write", "clear", "restore")
+    /// that an error names.
+    pub(crate) fn apply(
         &self,
+        verb: &str,
         what: &str,
         (batch, deletes): (WriteBatch, u64),
     ) -> Result<(), StateError> {
         let (entries, bytes) = (batch.len() as u64, batch.size_in_bytes());
         write_unlogged(&self.db, batch)
-            .map_err(|e| rocks_error(format!("cannot write {what}"), e))?;
+            .map_err(|e| rocks_error(format!("cannot {verb} {what}"), e))?;
+        self.note_write();
         self.counters.wrote(entries - deletes, deletes, bytes);
         Ok(())
     }

@@ -295,7 +295,6 @@ impl<K: StateKey, V: StateValue> RocksTable<K, V> {
             return Ok(());
         }
         self.unstored = false;
-        self.store.note_write();
         self.store.write(&format!("state `{}`", self.name), built)
     }
 
@@ -415,12 +414,9 @@ impl<K: StateKey, V: StateValue> RocksTable<K, V> {
         for generation in &mut self.group_generation {
             *generation = self.epoch;
         }
-        let (entries, bytes) = (batch.len() as u64, batch.size_in_bytes());
         self.store.counters.scanned(read);
-        crate::rocks::write_unlogged(db, batch)
-            .map_err(|e| rocks_error(format!("cannot write state `{}`", self.name), e))?;
-        self.store.note_write();
-        self.store.counters.wrote(entries - deletes, deletes, bytes);
+        self.store
+            .write(&format!("state `{}`", self.name), (batch, deletes))?;
         self.unstored = false;
         Ok(())
     }
@@ -464,11 +460,9 @@ impl<K: StateKey, V: StateValue> RocksTable<K, V> {
         }
         self.counts.len = 0;
         if !batch.is_empty() {
-            let (entries, bytes) = (batch.len() as u64, batch.size_in_bytes());
-            crate::rocks::write_unlogged(db, batch)
-                .map_err(|e| rocks_error(format!("cannot clear state `{}`", self.name), e))?;
-            self.store.note_write();
-            self.store.counters.wrote(0, entries, bytes);
+            let deletes = batch.len() as u64;
+            self.store
+                .apply("clear", &format!("state `{}`", self.name), (batch, deletes))?;
         }
         self.unstored = true;
         Ok(())
@@ -537,11 +531,8 @@ impl<K: StateKey, V: StateValue> RocksTable<K, V> {
             restored += 1;
         }
         self.group_generation[index] = self.epoch;
-        let (entries, bytes) = (batch.len() as u64, batch.size_in_bytes());
-        crate::rocks::write_unlogged(db, batch)
-            .map_err(|e| rocks_error(format!("cannot restore state `{}`", self.name), e))?;
-        self.store.note_write();
-        self.store.counters.wrote(entries, 0, bytes);
+        self.store
+            .apply("restore", &format!("state `{}`", self.name), (batch, 0))?;
         self.unstored = false;
         Ok(restored)
     }

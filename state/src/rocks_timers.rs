@@ -221,7 +221,6 @@ impl<K: StateKey> RocksTimers<K> {
         }
         let pending = std::mem::take(&mut self.pending);
         let built = timer_batch(self.store.db(), &self.name, pending)?;
-        self.store.note_write();
         self.store.write(&format!("timers `{}`", self.name), built)
     }
 
