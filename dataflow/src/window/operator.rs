@@ -454,9 +454,16 @@ where
         let spec = &self.spec;
         let mut contents = opened(&self.contents)?;
         let contents = &mut *contents;
+        // The slice of the element before: elements come nearly in order, so most
+        // fall into it and need no division to find theirs.
+        let mut current = (i64::MAX, i64::MIN);
         for element in input.drain(..) {
             let ts = (spec.timestamp)(&element).0;
-            let start = ts - (ts - offset).rem_euclid(slide);
+            if ts < current.0 || ts >= current.1 {
+                let start = ts - (ts - offset).rem_euclid(slide);
+                current = (start, start + slide);
+            }
+            let start = current.0;
             // The last window holding it ends at `start + size`.
             if (start + size - 1).saturating_add(lateness) <= watermark {
                 OperatorMetrics::add(&self.metrics.late_records, 1);
@@ -770,66 +777,136 @@ pub struct KeySessions<Acc> {
     timer: Option<i64>,
 }
 
-/// The sessions of one key. The one session a key almost always has is held in the
-/// key's entry, with no allocation of its own (an allocation per key cost a cache
-/// miss per element and a `malloc` per session); more are held in a vector.
-/// Serialized as a sequence, the same bytes as the `Vec` it replaces, so snapshots
-/// taken before restore.
+/// The sessions of one key: the one that starts last in the key's entry, the
+/// others in a vector, and the latest end among the others. An element after that
+/// end extends the last session or starts a new one, and touches nothing
+/// outside the entry: no other session can touch it. A key often holds several
+/// sessions between two watermarks, and scanning them cost a cache miss per element.
+/// Serialized as a sequence, like the `Vec` it replaces (so snapshots taken before
+/// restore).
 #[derive(Clone, Debug)]
-enum SessionList<Acc> {
-    One(SessionEntry<Acc>),
-    /// Any number, none included.
-    Many(Vec<SessionEntry<Acc>>),
+struct SessionList<Acc> {
+    /// The session with the latest start, if any.
+    last: Option<SessionEntry<Acc>>,
+    /// The others, in no particular order.
+    others: Vec<SessionEntry<Acc>>,
+    /// No session in `others` ends after this (`i64::MIN` if there is none).
+    others_end: i64,
+}
+
+impl<Acc> Default for SessionList<Acc> {
+    fn default() -> Self {
+        Self {
+            last: None,
+            others: Vec::new(),
+            others_end: i64::MIN,
+        }
+    }
 }
 
 impl<Acc> SessionList<Acc> {
-    fn as_slice(&self) -> &[SessionEntry<Acc>] {
-        match self {
-            Self::One(one) => std::slice::from_ref(one),
-            Self::Many(many) => many,
-        }
+    fn iter(&self) -> impl Iterator<Item = &SessionEntry<Acc>> {
+        self.last.iter().chain(&self.others)
     }
 
-    fn as_mut_slice(&mut self) -> &mut [SessionEntry<Acc>] {
-        match self {
-            Self::One(one) => std::slice::from_mut(one),
-            Self::Many(many) => many,
-        }
+    fn iter_mut(&mut self) -> impl Iterator<Item = &mut SessionEntry<Acc>> {
+        self.last.iter_mut().chain(&mut self.others)
     }
 
-    fn push(&mut self, entry: SessionEntry<Acc>) {
-        *self = match std::mem::replace(self, Self::Many(Vec::new())) {
-            Self::One(first) => Self::Many(vec![first, entry]),
-            Self::Many(many) if many.is_empty() => Self::One(entry),
-            Self::Many(mut many) => {
-                many.push(entry);
-                Self::Many(many)
-            }
+    /// Adds an element whose own window is `own` to the last session, or starts a
+    /// new session with it, if no other session can touch it: it starts after the
+    /// others' end, and the last session is open. `None` (nothing added)
+    /// otherwise.
+    fn add_in_order(
+        &mut self,
+        own: Window,
+        closed: impl Fn(&SessionEntry<Acc>) -> bool,
+        create: impl FnOnce() -> Acc,
+        add: impl FnOnce(&mut Acc),
+    ) -> Option<&mut SessionEntry<Acc>> {
+        let extends = match &self.last {
+            // Windows that meet touch: one starting where another ends joins it.
+            Some(last) if own.start <= self.others_end || closed(last) => return None,
+            Some(last) => last.window.intersects(&own),
+            // (Never: the last session is the only one or the one starting last.)
+            None if !self.others.is_empty() => return None,
+            None => false,
         };
+        if !extends {
+            let mut acc = create();
+            add(&mut acc);
+            let entry = SessionEntry {
+                window: own,
+                acc,
+                fired: false,
+            };
+            if self
+                .last
+                .as_ref()
+                .is_some_and(|last| own.start < last.window.start)
+            {
+                // Between the others and the last session, touching neither.
+                self.others_end = self.others_end.max(own.end);
+                self.others.push(entry);
+                return self.others.last_mut();
+            }
+            if let Some(previous) = self.last.take() {
+                self.others_end = self.others_end.max(previous.window.end);
+                self.others.push(previous);
+            }
+            return Some(self.last.insert(entry));
+        }
+        let last = self.last.as_mut()?;
+        last.window = last.window.cover(&own);
+        add(&mut last.acc);
+        Some(last)
+    }
+
+    /// All sessions as a vector, to be put back with [`SessionList::put_back`].
+    fn take_all(&mut self) -> Vec<SessionEntry<Acc>> {
+        let mut all = std::mem::take(&mut self.others);
+        all.extend(self.last.take());
+        self.others_end = i64::MIN;
+        all
+    }
+
+    /// Puts back the sessions taken, returning the one at `index`.
+    fn put_back(
+        &mut self,
+        mut all: Vec<SessionEntry<Acc>>,
+        index: usize,
+    ) -> Option<&mut SessionEntry<Acc>> {
+        let latest = (0..all.len()).max_by_key(|&i| all[i].window.start)?;
+        let moved = all.len() - 1;
+        self.last = Some(all.swap_remove(latest));
+        self.others_end = all.iter().map(|s| s.window.end).max().unwrap_or(i64::MIN);
+        self.others = all;
+        match index {
+            i if i == latest => self.last.as_mut(),
+            i if i == moved => self.others.get_mut(latest),
+            i => self.others.get_mut(i),
+        }
     }
 
     fn retain(&mut self, mut keep: impl FnMut(&SessionEntry<Acc>) -> bool) {
-        match self {
-            Self::One(one) => {
-                if !keep(one) {
-                    *self = Self::Many(Vec::new());
-                }
-            }
-            Self::Many(many) => many.retain(keep),
+        let others = self.others.len();
+        self.others.retain(&mut keep);
+        let last_dropped = self.last.as_ref().is_some_and(|last| !keep(last));
+        if last_dropped {
+            self.last = None;
+        }
+        if last_dropped || self.others.len() != others {
+            let all = self.take_all();
+            self.put_back(all, 0);
         }
     }
 }
 
 impl<Acc> From<Vec<SessionEntry<Acc>>> for SessionList<Acc> {
-    fn from(mut many: Vec<SessionEntry<Acc>>) -> Self {
-        match (many.pop(), many.is_empty()) {
-            (Some(one), true) => Self::One(one),
-            (Some(last), false) => {
-                many.push(last);
-                Self::Many(many)
-            }
-            (None, _) => Self::Many(many),
-        }
+    fn from(all: Vec<SessionEntry<Acc>>) -> Self {
+        let mut list = Self::default();
+        list.put_back(all, 0);
+        list
     }
 }
 
@@ -838,7 +915,7 @@ impl<Acc: Serialize> Serialize for SessionList<Acc> {
         &self,
         serializer: S,
     ) -> std::result::Result<S::Ok, S::Error> {
-        serializer.collect_seq(self.as_slice())
+        serializer.collect_seq(self.iter())
     }
 }
 
@@ -916,7 +993,7 @@ where
             let keys = sessions.keys()?;
             for key in keys {
                 if let Some(state) = sessions.get_mut(&key)? {
-                    let due = state.sessions.as_slice().iter().map(|e| e.due(keep)).min();
+                    let due = state.sessions.iter().map(|e| e.due(keep)).min();
                     if let Some(due) = due {
                         state.timer = Some(due);
                         self.timers.register(key, due)?;
@@ -949,42 +1026,28 @@ where
             let key = (self.spec.key)(&element);
             let spec = &self.spec;
             let state = sessions.get_or_insert_with_ref(&key, || KeySessions {
-                sessions: SessionList::Many(Vec::new()),
+                sessions: SessionList::default(),
                 timer: None,
             })?;
             let list = &mut state.sessions;
-            // Fast path: the element falls into (or extends) a session of the key.
-            let mut merged_into = None;
-            for (i, session) in list.as_mut_slice().iter_mut().enumerate() {
-                if !session.closed(lateness, watermark) && session.window.intersects(&own) {
-                    session.window = session.window.cover(&own);
-                    spec.aggregate.add(&mut session.acc, &element);
-                    merged_into = Some(i);
-                    break;
-                }
-            }
-            let mut index = match merged_into {
-                Some(i) => i,
+            let closed = |s: &SessionEntry<A::Acc>| s.closed(lateness, watermark);
+            let in_order = list.add_in_order(
+                own,
+                closed,
+                || spec.aggregate.create(),
+                |acc| spec.aggregate.add(acc, &element),
+            );
+            let session = match in_order {
+                Some(session) => session,
                 None => {
-                    let mut acc = spec.aggregate.create();
-                    spec.aggregate.add(&mut acc, &element);
-                    list.push(SessionEntry {
-                        window: own,
-                        acc,
-                        fired: false,
-                    });
-                    list.as_slice().len() - 1
+                    let mut all = list.take_all();
+                    let index = add_anywhere(&mut all, own, &element, spec, lateness, watermark);
+                    match list.put_back(all, index) {
+                        Some(session) => session,
+                        None => continue, // (never: `all` holds the element's session)
+                    }
                 }
             };
-            // The grown session may now touch others: merge them into it.
-            let list = match list {
-                SessionList::Many(many) if many.len() > 1 => {
-                    merge_touching(many, &mut index, spec, lateness, watermark);
-                    many.as_mut_slice()
-                }
-                one => one.as_mut_slice(),
-            };
-            let session = &mut list[index];
             if session.window.end - 1 <= watermark {
                 // A late element within the allowed lateness: fire the updated session.
                 (spec.result)(
@@ -1020,7 +1083,7 @@ where
             if state.timer.is_some_and(|timer| timer != at) {
                 continue;
             }
-            for session in state.sessions.as_mut_slice() {
+            for session in state.sessions.iter_mut() {
                 if !session.fired && session.window.end - 1 <= wm {
                     (self.spec.result)(
                         &key,
@@ -1034,7 +1097,7 @@ where
             state
                 .sessions
                 .retain(|s| !(s.fired && (s.window.end - 1).saturating_add(keep) <= wm));
-            match state.sessions.as_slice().iter().map(|s| s.due(keep)).min() {
+            match state.sessions.iter().map(|s| s.due(keep)).min() {
                 Some(due) => {
                     state.timer = Some(due);
                     self.timers.register(key, due)?;
@@ -1054,6 +1117,43 @@ where
         self.timers
             .snapshot(SESSION_TIMERS, self.max_parallelism, cx)
     }
+}
+
+/// Adds an element whose own window is `own` to the sessions of its key, in any
+/// order: to the first open session it touches, or to a new one, then merges the
+/// sessions that now touch it. Returns the index of its session.
+fn add_anywhere<K, T, A: AggregateFunction<T>, O>(
+    list: &mut Vec<SessionEntry<A::Acc>>,
+    own: Window,
+    element: &T,
+    spec: &WindowSpec<K, T, A, O>,
+    lateness: i64,
+    watermark: i64,
+) -> usize {
+    let open = |s: &SessionEntry<A::Acc>| !s.closed(lateness, watermark);
+    let mut index = match list
+        .iter()
+        .position(|s| open(s) && s.window.intersects(&own))
+    {
+        Some(i) => {
+            let session = &mut list[i];
+            session.window = session.window.cover(&own);
+            spec.aggregate.add(&mut session.acc, element);
+            i
+        }
+        None => {
+            let mut acc = spec.aggregate.create();
+            spec.aggregate.add(&mut acc, element);
+            list.push(SessionEntry {
+                window: own,
+                acc,
+                fired: false,
+            });
+            list.len() - 1
+        }
+    };
+    merge_touching(list, &mut index, spec, lateness, watermark);
+    index
 }
 
 /// Merges into the session at `index` (which it updates) the sessions of `list`
@@ -1245,29 +1345,29 @@ mod tests {
     fn a_session_list_encodes_as_the_vector_it_replaces() {
         for n in 0..4 {
             let sessions: Vec<_> = (0..n).map(|i| session(i * 100, i as u64 + 7)).collect();
-            let before = KeySessionsBefore {
-                sessions: sessions.clone(),
-            };
-            let list = KeySessions {
-                sessions: SessionList::from(sessions.clone()),
-                timer: Some(5),
-            };
-            let bytes = encode("sessions", &list).unwrap();
-            assert_eq!(bytes, encode("sessions", &before).unwrap(), "{n} sessions");
-            let back: KeySessions<u64> = decode("sessions", &bytes).unwrap();
-            assert_eq!(back.sessions.as_slice().len(), n as usize);
-            let starts: Vec<i64> = back
-                .sessions
-                .as_slice()
-                .iter()
-                .map(|s| s.window.start)
-                .collect();
+            // A key's sessions written by the `Vec` before are read back.
+            let before = KeySessionsBefore { sessions };
+            let bytes = encode("sessions", &before).unwrap();
+            let list: KeySessions<u64> = decode("sessions", &bytes).unwrap();
+            let mut starts: Vec<i64> = list.sessions.iter().map(|s| s.window.start).collect();
+            starts.sort_unstable();
+            assert_eq!(starts, (0..n).map(|i| i * 100).collect::<Vec<_>>());
+            assert_eq!(list.timer, None, "the timer is not stored");
+            let last = list.sessions.last.as_ref().map(|s| s.window.start);
             assert_eq!(
-                starts,
-                sessions.iter().map(|s| s.window.start).collect::<Vec<_>>()
+                last,
+                (n > 0).then(|| (n - 1) * 100),
+                "the last session starts last"
             );
-            assert_eq!(back.timer, None, "the timer is not stored");
-            assert_eq!(matches!(back.sessions, SessionList::One(_)), n == 1);
+            // And written as the `Vec` of the same sessions would be.
+            let same = KeySessionsBefore {
+                sessions: list.sessions.iter().cloned().collect(),
+            };
+            assert_eq!(
+                encode("sessions", &list).unwrap(),
+                encode("sessions", &same).unwrap(),
+                "{n} sessions"
+            );
         }
     }
 
@@ -1278,22 +1378,52 @@ mod tests {
     }
 
     #[test]
-    fn a_session_list_pushes_and_retains_like_a_vector() {
-        let mut list = SessionList::Many(Vec::new());
-        list.push(session(0, 1));
-        assert!(matches!(list, SessionList::One(_)));
-        list.push(session(100, 2));
-        list.push(session(200, 3));
-        list.retain(|s| s.acc != 2);
-        let accs: Vec<u64> = list.as_slice().iter().map(|s| s.acc).collect();
-        assert_eq!(accs, [1, 3]);
+    fn a_session_list_keeps_the_session_starting_last_in_place() {
+        let open = |_: &SessionEntry<u64>| false;
+        let mut list = SessionList::default();
+        let window = |start: i64| Window {
+            start,
+            end: start + 10,
+        };
+        // In order: extends the last session, or starts a new one.
+        let added = list.add_in_order(window(0), open, || 0, |acc| *acc += 1);
+        assert_eq!(added.map(|s| s.acc), Some(1));
+        let added = list.add_in_order(window(5), open, || 0, |acc| *acc += 1);
+        assert_eq!(added.map(|s| (s.window.end, s.acc)), Some((15, 2)));
+        let added = list.add_in_order(window(40), open, || 0, |acc| *acc += 1);
+        assert_eq!(added.map(|s| (s.window.start, s.acc)), Some((40, 1)));
+        assert_eq!(list.others.len(), 1);
+        // At or before the others' end (15): not added here.
+        for start in [10, 15] {
+            assert!(list
+                .add_in_order(window(start), open, || 0, |acc| *acc += 1)
+                .is_none());
+        }
+        // Between the others and the last session, touching neither: a new session.
+        let added = list.add_in_order(window(20), open, || 0, |acc| *acc += 1);
+        assert_eq!(added.map(|s| (s.window.start, s.acc)), Some((20, 1)));
+        assert_eq!((list.others.len(), list.others_end), (2, 30));
+        // Nor after a closed last session.
+        assert!(list
+            .add_in_order(window(45), |_| true, || 0, |acc| *acc += 1)
+            .is_none());
+        // Put back, the session starting last is in place, and the index follows.
+        let mut all = list.take_all();
+        all.push(session(20, 9));
+        let index = all.len() - 1;
+        assert_eq!(list.put_back(all, index).map(|s| s.acc), Some(9));
+        assert_eq!(list.last.as_ref().map(|s| s.window.start), Some(40));
+        for i in 0..3 {
+            let all = list.take_all();
+            let start = all[i].window.start;
+            assert_eq!(list.put_back(all, i).map(|s| s.window.start), Some(start));
+            assert_eq!(list.last.as_ref().map(|s| s.window.start), Some(40));
+        }
+        // Dropping the last session promotes the one starting last among the others.
+        list.retain(|s| s.window.start != 40);
+        assert_eq!(list.last.as_ref().map(|s| s.window.start), Some(20));
         list.retain(|_| false);
-        assert!(list.as_slice().is_empty());
-        list.push(session(300, 4));
-        list.retain(|s| s.acc == 4);
-        assert_eq!(list.as_slice().len(), 1);
-        list.retain(|_| false);
-        assert!(list.as_slice().is_empty());
+        assert!(list.last.is_none() && list.others.is_empty());
     }
 
     #[test]
