@@ -891,19 +891,14 @@ impl<Acc> SessionList<Acc> {
     fn retain(&mut self, mut keep: impl FnMut(&SessionEntry<Acc>) -> bool) {
         let others = self.others.len();
         self.others.retain(&mut keep);
-        if self.last.as_ref().is_some_and(|last| !keep(last)) {
-            // The other session starting last takes its place.
-            let latest = (0..self.others.len()).max_by_key(|&i| self.others[i].window.start);
-            self.last = latest.map(|i| self.others.swap_remove(i));
-        } else if self.others.len() == others {
-            return;
+        let last_dropped = self.last.as_ref().is_some_and(|last| !keep(last));
+        if last_dropped {
+            self.last = None;
         }
-        self.others_end = self
-            .others
-            .iter()
-            .map(|s| s.window.end)
-            .max()
-            .unwrap_or(i64::MIN);
+        if last_dropped || self.others.len() != others {
+            let all = self.take_all();
+            self.put_back(all, 0);
+        }
     }
 }
 
@@ -1288,12 +1283,10 @@ impl<K> HeapTimers<K> {
     const BUCKET_BITS: u32 = 8;
 
     fn register(&mut self, key: K, at: i64) {
-        let bucket = at >> Self::BUCKET_BITS;
-        // Mostly the last bucket: found without comparing keys on the way.
-        match self.buckets.last_entry() {
-            Some(mut last) if *last.key() == bucket => last.get_mut().push((at, key)),
-            _ => self.buckets.entry(bucket).or_default().push((at, key)),
-        }
+        self.buckets
+            .entry(at >> Self::BUCKET_BITS)
+            .or_default()
+            .push((at, key));
     }
 
     /// Removes and returns a timer due at `watermark`.
