@@ -933,7 +933,7 @@ impl<'de, Acc: Deserialize<'de>> Deserialize<'de> for SessionList<Acc> {
 /// that fires early (the session was extended) is moved, so an element costs one hash
 /// lookup and, only when it makes a session end earlier, one timer insertion.
 ///
-/// On the heap the timers are an ordered map; on RocksDB they live in RocksDB with
+/// On the heap the timers are in buckets of event time (`HeapTimers`); on RocksDB they live in RocksDB with
 /// the sessions ([`weir_state::Timers`]), so memory does not grow with the keys.
 pub struct SessionAggregate<K, T, A: AggregateFunction<T>, O> {
     spec: WindowSpec<K, T, A, O>,
