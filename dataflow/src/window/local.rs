@@ -42,7 +42,11 @@ pub struct LocalWindowAggregate<K, T, A: AggregateFunction<T>> {
     key: KeySelector<T, K>,
     timestamp: TimestampAssigner<T>,
     aggregate: A,
-    /// Per key and window end, the accumulator.
+    /// Per key, the accumulator of the latest window (ending at `latest`), which most
+    /// elements fall into: keyed by the key alone, smaller and cheaper to hash.
+    latest_partials: HashMap<K, A::Acc, BuildHasherDefault<StableHasher>>,
+    /// Per key and window end, the accumulators of earlier windows (elements out of
+    /// order).
     partials: HashMap<(K, i64), A::Acc, BuildHasherDefault<StableHasher>>,
     /// The earliest window end among `partials` (`i64::MAX` when empty).
     earliest: i64,
@@ -72,6 +76,7 @@ impl<K: StateKey, T, A: AggregateFunction<T>> LocalWindowAggregate<K, T, A> {
             key,
             timestamp,
             aggregate,
+            latest_partials: HashMap::default(),
             partials: HashMap::default(),
             earliest: i64::MAX,
             latest: i64::MIN,
@@ -86,6 +91,22 @@ impl<K: StateKey, T, A: AggregateFunction<T>> LocalWindowAggregate<K, T, A> {
         }
         let (length, aggregate) = (self.length, &self.aggregate);
         let mut earliest = i64::MAX;
+        let latest = self.latest;
+        if !self.latest_partials.is_empty() {
+            if latest - 1 <= through {
+                // Kept allocated: the next window's keys fill it again.
+                out.extend(self.latest_partials.drain().map(|(key, acc)| Partial {
+                    key,
+                    window: Window {
+                        start: latest - length,
+                        end: latest,
+                    },
+                    acc,
+                }));
+            } else {
+                earliest = latest;
+            }
+        }
         // Kept allocated: the next windows' keys fill it again.
         self.partials.retain(|(key, end), acc| {
             if *end - 1 > through {
@@ -125,15 +146,23 @@ where
                 self.current = (start, start + length);
             }
             let end = self.current.1;
-            if end > self.latest || self.partials.len() >= MAX_PARTIALS {
+            if end > self.latest || self.partials.len() + self.latest_partials.len() >= MAX_PARTIALS
+            {
                 self.send(i64::MAX, out);
                 self.latest = self.latest.max(end);
             }
             let key = (self.key)(&element);
-            let acc = self
-                .partials
-                .entry((key, end))
-                .or_insert_with(|| self.aggregate.create());
+            let aggregate = &self.aggregate;
+            let acc = match end == self.latest {
+                true => self
+                    .latest_partials
+                    .entry(key)
+                    .or_insert_with(|| aggregate.create()),
+                false => self
+                    .partials
+                    .entry((key, end))
+                    .or_insert_with(|| aggregate.create()),
+            };
             self.aggregate.add(acc, &element);
             self.earliest = self.earliest.min(end);
         }
