@@ -48,7 +48,8 @@ pub struct LocalWindowAggregate<K, T, A: AggregateFunction<T>> {
     /// Per key and window end, the accumulators of earlier windows (elements out of
     /// order).
     partials: HashMap<(K, i64), A::Acc, BuildHasherDefault<StableHasher>>,
-    /// The earliest window end among `partials` (`i64::MAX` when empty).
+    /// The earliest window end among the partials of both maps (`i64::MAX` when
+    /// empty).
     earliest: i64,
     /// The latest window end of an element so far.
     latest: i64,
