@@ -9,6 +9,12 @@
 //! timers (up to [`READ_AHEAD`]), so firing them costs one iterator and one write
 //! batch, not one each. Writes are batched and applied before every read and every
 //! snapshot.
+//!
+//! Timers later than every timer a key group has in RocksDB are held in memory
+//! ("fresh") until the next snapshot, or until there are more of them than the
+//! record cache holds: one registered and fired (or deleted) in between, as a session
+//! window's timer mostly is, never reaches RocksDB, as the tables' record cache
+//! spares them the writes of records that come and go.
 
 use crate::rocks::{rocks_error, Claim, SubtaskStore};
 use crate::rocks_table::{column_family, RocksFrozen};
@@ -16,7 +22,7 @@ use crate::timers::{ordered_time, time_of, TimeDomain, TimerEntry};
 use crate::{
     decode, key_group_for_key, KeyGroup, KeyGroupRange, MaxParallelism, StateError, StateKey,
 };
-use rocksdb::{ReadOptions, WriteBatch};
+use rocksdb::{DBRawIteratorWithThreadMode, ReadOptions, WriteBatch};
 use std::collections::{BTreeSet, VecDeque};
 use std::marker::PhantomData;
 use std::sync::Arc;
@@ -72,6 +78,45 @@ impl Queue {
     }
 }
 
+/// The timers of one key group and domain that are known in memory.
+#[derive(Clone, Default)]
+struct GroupTimers {
+    /// Due timers read ahead from RocksDB (stored keys, in order), still there until
+    /// popped. Always a complete prefix of the group's timers in RocksDB: every one
+    /// that sorts before the last one here is here (registrations into that range
+    /// are added).
+    ahead: VecDeque<Vec<u8>>,
+    /// A lower bound of the group's timers in RocksDB after `ahead`; `None`: there
+    /// are none.
+    rest: Option<i64>,
+    /// Timers in memory only (stored keys), each later than `stored_max` when it was
+    /// registered: RocksDB does not hold them.
+    fresh: BTreeSet<Vec<u8>>,
+    /// No timer of the group in RocksDB, or in writes pending for it, is later.
+    stored_max: i64,
+}
+
+impl GroupTimers {
+    /// A lower bound of the group's earliest timer, if it may hold any.
+    fn head(&self) -> Option<i64> {
+        let stored = match self.ahead.front() {
+            Some(front) => Some(stored_time(front)),
+            None => self.rest,
+        };
+        let fresh = self.fresh.first().map(|f| stored_time(f));
+        match (stored, fresh) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Records that RocksDB (or a pending write) holds a timer at `time`.
+    fn stored(&mut self, time: i64) {
+        self.stored_max = self.stored_max.max(time);
+        self.rest = Some(self.rest.map_or(time, |rest| rest.min(time)));
+    }
+}
+
 pub(crate) struct RocksTimers<K> {
     name: Arc<str>,
     id: u64,
@@ -87,20 +132,24 @@ pub(crate) struct RocksTimers<K> {
     epoch: u64,
     /// Writes not yet applied: the stored key, and whether it is a put.
     pending: Vec<(Vec<u8>, bool)>,
-    /// Per domain and owned key group: due timers read ahead (stored keys, in
-    /// order), still in RocksDB until popped. Always a complete prefix of the
-    /// group's timers: every timer of the group that sorts before the last one here
-    /// is here (registrations into that range are added).
-    ahead: [Vec<VecDeque<Vec<u8>>>; 2],
+    /// Per domain and owned key group: the timers known in memory.
+    groups: [Vec<GroupTimers>; 2],
+    /// Fresh timers of all groups and domains.
+    fresh: usize,
+    /// Fresh timers held at most: beyond, they are all written to RocksDB.
+    fresh_limit: usize,
     _key: PhantomData<fn() -> K>,
 }
 
 impl<K: StateKey> RocksTimers<K> {
+    /// Timers `name` in `store`, holding at most `fresh_limit` timers in memory
+    /// between snapshots.
     pub(crate) fn new(
         store: Arc<SubtaskStore>,
         name: Arc<str>,
         max: MaxParallelism,
         range: KeyGroupRange,
+        fresh_limit: usize,
     ) -> Result<Self, StateError> {
         store.ensure_cf(&name)?;
         let groups = if range.end < range.start {
@@ -111,6 +160,10 @@ impl<K: StateKey> RocksTimers<K> {
         let queue = || Queue {
             head_of: vec![None; groups],
             heads: BTreeSet::new(),
+        };
+        let empty = GroupTimers {
+            stored_max: i64::MIN,
+            ..GroupTimers::default()
         };
         let mut timers = Self {
             name,
@@ -123,7 +176,9 @@ impl<K: StateKey> RocksTimers<K> {
             group_generation: vec![0; groups],
             epoch: 1,
             pending: Vec::new(),
-            ahead: [vec![VecDeque::new(); groups], vec![VecDeque::new(); groups]],
+            groups: [vec![empty.clone(); groups], vec![empty; groups]],
+            fresh: 0,
+            fresh_limit: fresh_limit.max(1),
             _key: PhantomData,
         };
         match timers.store.claim_namespace(&timers.name, &[]) {
@@ -151,18 +206,21 @@ impl<K: StateKey> RocksTimers<K> {
         Ok(timers)
     }
 
-    /// Reads the earliest timer of each owned key group (index `group -
-    /// range.start`) that `may_hold` and domain: timers already in the instance,
-    /// such as one opened from a checkpoint.
+    /// Reads the earliest and the latest timer of each owned key group (index
+    /// `group - range.start`) that `may_hold` and domain: timers already in the
+    /// instance, such as one opened from a checkpoint.
     fn find_heads(&mut self, may_hold: impl Fn(usize) -> bool) -> Result<(), StateError> {
         for group in self.range.start..=self.range.end {
-            if !may_hold(usize::from(group - self.range.start)) {
+            let index = usize::from(group - self.range.start);
+            if !may_hold(index) {
                 continue;
             }
             for domain in [TimeDomain::EventTime, TimeDomain::ProcessingTime] {
-                if let Some((time, _)) = self.first(group, domain, i64::MIN)? {
-                    let index = usize::from(group - self.range.start);
-                    self.queues[usize::from(byte(domain))].set(index, group, Some(time));
+                if let Some((first, last)) = self.bounds(group, domain)? {
+                    let d = usize::from(byte(domain));
+                    self.groups[d][index].stored(first);
+                    self.groups[d][index].stored(last);
+                    self.queues[d].set(index, group, Some(first));
                     self.upper[index] = self.upper[index].max(1);
                 }
             }
@@ -224,10 +282,47 @@ impl<K: StateKey> RocksTimers<K> {
         self.store.write(&format!("timers `{}`", self.name), built)
     }
 
-    /// Hands pending writes off to the store: written before anything else is
-    /// written and before the next checkpoint is taken ([`SubtaskStore::settle`]).
-    /// (Reads apply pending writes first, which waits for that.)
+    /// Makes every fresh timer a pending write: they are then as any timer in
+    /// RocksDB.
+    fn store_fresh(&mut self) {
+        if self.fresh == 0 {
+            return;
+        }
+        for groups in &mut self.groups {
+            for (index, group) in groups.iter_mut().enumerate() {
+                let Some(first) = group.fresh.first().map(|f| stored_time(f)) else {
+                    continue;
+                };
+                // The read-ahead timers stay a complete prefix of the group's timers
+                // in RocksDB: if fresh ones sort among them, they are read again.
+                if group
+                    .ahead
+                    .back()
+                    .is_some_and(|back| group.fresh.first().is_some_and(|f| f < back))
+                {
+                    let front = group.ahead.front().map(|f| stored_time(f));
+                    if let Some(front) = front {
+                        group.stored(front);
+                    }
+                    group.ahead.clear();
+                }
+                group.stored(first);
+                for stored in std::mem::take(&mut group.fresh) {
+                    group.stored_max = group.stored_max.max(stored_time(&stored));
+                    self.pending.push((stored, true));
+                }
+                self.group_generation[index] = self.epoch;
+            }
+        }
+        self.fresh = 0;
+    }
+
+    /// Hands pending writes off to the store, fresh timers among them: written
+    /// before anything else is written and before the next checkpoint is taken
+    /// ([`SubtaskStore::settle`]). (Reads apply pending writes first, which waits
+    /// for that.)
     pub(crate) fn hand_off(&mut self) {
+        self.store_fresh();
         if !self.pending.is_empty() {
             let (name, pending) = (self.name.clone(), std::mem::take(&mut self.pending));
             self.store.defer_write(
@@ -245,16 +340,27 @@ impl<K: StateKey> RocksTimers<K> {
     ) -> Result<(), StateError> {
         let (group, index, stored) = self.stored_key(domain, time, key)?;
         let d = usize::from(byte(domain));
-        let ahead = &mut self.ahead[d][index];
-        if ahead.back().is_some_and(|last| stored < *last) {
-            if let Err(at) = ahead.binary_search(&stored) {
-                ahead.insert(at, stored.clone());
-            }
-        }
-        self.write(index, stored, true)?;
         self.queues[d].lower_to(index, group, time);
         self.upper[index] = self.upper[index].saturating_add(1);
-        Ok(())
+        let timers = &mut self.groups[d][index];
+        if time > timers.stored_max {
+            if timers.fresh.insert(stored) {
+                self.fresh += 1;
+                if self.fresh > self.fresh_limit {
+                    self.store_fresh();
+                    self.apply_pending()?;
+                }
+            }
+            return Ok(());
+        }
+        if timers.ahead.back().is_some_and(|last| stored < *last) {
+            if let Err(at) = timers.ahead.binary_search(&stored) {
+                timers.ahead.insert(at, stored.clone());
+            }
+        } else {
+            timers.stored(time);
+        }
+        self.write(index, stored, true)
     }
 
     pub(crate) fn delete(
@@ -264,23 +370,26 @@ impl<K: StateKey> RocksTimers<K> {
         time: i64,
     ) -> Result<(), StateError> {
         let (_, index, stored) = self.stored_key(domain, time, key)?;
-        let ahead = &mut self.ahead[usize::from(byte(domain))][index];
-        if let Ok(at) = ahead.binary_search(&stored) {
-            ahead.remove(at);
+        let timers = &mut self.groups[usize::from(byte(domain))][index];
+        if time > timers.stored_max {
+            // Not in RocksDB: fresh, or not a timer.
+            if timers.fresh.remove(&stored) {
+                self.fresh -= 1;
+            }
+            return Ok(());
+        }
+        if let Ok(at) = timers.ahead.binary_search(&stored) {
+            timers.ahead.remove(at);
         }
         self.write(index, stored, false)
     }
 
-    /// Up to [`READ_AHEAD`] timers of `group` in `domain` from `from` (a lower
-    /// bound of its timers) that are due at `now`, in order; if there are none, the
-    /// time of the group's earliest timer, if any.
-    fn read_due(
+    /// A raw iterator over the timers of `group` in `domain`.
+    fn iterator(
         &self,
         group: u16,
         domain: TimeDomain,
-        from: i64,
-        now: i64,
-    ) -> Result<Result<VecDeque<Vec<u8>>, Option<i64>>, StateError> {
+    ) -> Result<DBRawIteratorWithThreadMode<'_, crate::rocks::Db>, StateError> {
         let db = self.store.db();
         let cf = column_family(db, &self.name)?;
         let mut prefix = group.to_be_bytes().to_vec();
@@ -291,19 +400,34 @@ impl<K: StateKey> RocksTimers<K> {
             *last += 1;
         }
         let mut options = ReadOptions::default();
+        options.set_iterate_lower_bound(prefix);
         options.set_iterate_upper_bound(end);
-        let mut iter = db.raw_iterator_cf_opt(&cf, options);
-        let mut start = prefix;
+        Ok(db.raw_iterator_cf_opt(&cf, options))
+    }
+
+    /// Up to [`READ_AHEAD`] timers of `group` in `domain` from `from` (a lower
+    /// bound of its timers) that are due at `now`, in order; and a lower bound of
+    /// the group's timers after them, if it has any.
+    fn read_due(
+        &self,
+        group: u16,
+        domain: TimeDomain,
+        from: i64,
+        now: i64,
+    ) -> Result<(VecDeque<Vec<u8>>, Option<i64>), StateError> {
+        let mut iter = self.iterator(group, domain)?;
+        let mut start = group.to_be_bytes().to_vec();
+        start.push(byte(domain));
         start.extend_from_slice(&ordered_time(from));
         iter.seek(&start);
         let mut due = VecDeque::new();
         let mut later = None;
-        while iter.valid() && due.len() < READ_AHEAD {
+        while iter.valid() {
             let Some(stored) = iter.key().filter(|k| k.len() >= HEADER) else {
                 break;
             };
             let time = stored_time(stored);
-            if time > now {
+            if time > now || due.len() == READ_AHEAD {
                 later = Some(time);
                 break;
             }
@@ -313,45 +437,25 @@ impl<K: StateKey> RocksTimers<K> {
         }
         iter.status()
             .map_err(|e| rocks_error(format!("cannot read timers `{}`", self.name), e))?;
-        Ok(if due.is_empty() { Err(later) } else { Ok(due) })
+        Ok((due, later))
     }
 
-    /// The earliest timer of `group` in `domain` in RocksDB at or after `from` (a
-    /// lower bound of its timers): its time and stored key.
-    fn first(
-        &self,
-        group: u16,
-        domain: TimeDomain,
-        from: i64,
-    ) -> Result<Option<(i64, Vec<u8>)>, StateError> {
-        let db = self.store.db();
-        let cf = column_family(db, &self.name)?;
-        let mut prefix = group.to_be_bytes().to_vec();
-        prefix.push(byte(domain));
-        let mut end = prefix.clone();
-        // The domain byte is 0 or 1, so it never overflows.
-        if let Some(last) = end.last_mut() {
-            *last += 1;
-        }
-        let mut options = ReadOptions::default();
-        options.set_iterate_upper_bound(end);
-        let mut iter = db.raw_iterator_cf_opt(&cf, options);
-        // From the group's known lower bound: the timers popped before it are
-        // deleted, and a seek from the group's start would step over each of their
-        // tombstones (until a compaction drops them) on every pop.
-        let mut start = prefix;
-        start.extend_from_slice(&ordered_time(from));
-        iter.seek(&start);
-        let found = match iter.key() {
-            Some(stored) if iter.valid() && stored.len() >= HEADER => {
-                self.store.counters.get(stored.len());
-                Some((stored_time(stored), stored.to_vec()))
-            }
-            _ => None,
+    /// The times of the earliest and the latest timer of `group` in `domain` in
+    /// RocksDB, if it holds any.
+    fn bounds(&self, group: u16, domain: TimeDomain) -> Result<Option<(i64, i64)>, StateError> {
+        let mut iter = self.iterator(group, domain)?;
+        let time = |iter: &DBRawIteratorWithThreadMode<'_, crate::rocks::Db>| {
+            let stored = iter.key().filter(|k| iter.valid() && k.len() >= HEADER)?;
+            self.store.counters.get(stored.len());
+            Some(stored_time(stored))
         };
+        iter.seek_to_first();
+        let first = time(&iter);
+        iter.seek_to_last();
+        let last = time(&iter);
         iter.status()
             .map_err(|e| rocks_error(format!("cannot read timers `{}`", self.name), e))?;
-        Ok(found)
+        Ok(first.zip(last))
     }
 
     pub(crate) fn pop_due(
@@ -368,37 +472,67 @@ impl<K: StateKey> RocksTimers<K> {
                 return Ok(None);
             }
             let index = usize::from(group - self.range.start);
-            if let Some(front) = self.ahead[d][index].front() {
-                let time = stored_time(front);
-                if time != head {
-                    // A deletion took the earliest read-ahead timer.
-                    self.queues[d].set(index, group, Some(time));
-                    continue;
+            let timers = &self.groups[d][index];
+            let fresh = timers.fresh.first().map(|f| stored_time(f));
+            // RocksDB is read when no read-ahead timer is left and its rest may hold
+            // one due no later than the earliest fresh timer.
+            let read = match timers.ahead.is_empty() {
+                true => timers
+                    .rest
+                    .filter(|&rest| rest <= now && fresh.is_none_or(|f| rest <= f)),
+                false => None,
+            };
+            if let Some(from) = read {
+                self.apply_pending()?;
+                let (due, later) = self.read_due(group, domain, from, now)?;
+                let timers = &mut self.groups[d][index];
+                timers.ahead = due;
+                timers.rest = later;
+                if timers.ahead.is_empty() && later.is_none() {
+                    // RocksDB holds none of the group's timers in this domain.
+                    timers.stored_max = i64::MIN;
                 }
-                let Some(stored) = self.ahead[d][index].pop_front() else {
-                    continue;
-                };
-                // The next read-ahead timer, or else a lower bound of the rest.
-                let next = self.ahead[d][index]
-                    .front()
-                    .map_or(time, |s| stored_time(s));
-                self.queues[d].set(index, group, Some(next));
-                let key: K = decode(&self.name, &stored[HEADER..])?;
+                let head = timers.head();
+                self.queues[d].set(index, group, head);
+                if head.is_none() && self.queues[1 - d].head_of[index].is_none() {
+                    self.upper[index] = 0;
+                }
+                continue;
+            }
+            let timers = &mut self.groups[d][index];
+            let from_ahead = match (timers.ahead.front(), timers.fresh.first()) {
+                (Some(ahead), Some(fresh)) => ahead < fresh,
+                (ahead, _) => ahead.is_some(),
+            };
+            let earliest = match from_ahead {
+                true => timers.ahead.front(),
+                false => timers.fresh.first(),
+            };
+            // The group's head is a lower bound: if its earliest timer is later (a
+            // deletion took one), another group may hold an earlier one.
+            let due = earliest
+                .map(|s| stored_time(s))
+                .filter(|&time| time <= now && time == head);
+            let taken = match (due, from_ahead) {
+                (None, _) => None,
+                (Some(_), true) => timers.ahead.pop_front(),
+                (Some(_), false) => timers.fresh.pop_first(),
+            };
+            let head = timers.head();
+            self.queues[d].set(index, group, head);
+            let (Some(time), Some(stored)) = (due, taken) else {
+                if head.is_none() && self.queues[1 - d].head_of[index].is_none() {
+                    self.upper[index] = 0;
+                }
+                continue;
+            };
+            let key: K = decode(&self.name, &stored[HEADER..])?;
+            if from_ahead {
                 self.write(index, stored, false)?;
-                return Ok(Some((key, time)));
+            } else {
+                self.fresh -= 1;
             }
-            self.apply_pending()?;
-            match self.read_due(group, domain, head, now)? {
-                Ok(due) => self.ahead[d][index] = due,
-                Err(Some(time)) => self.queues[d].set(index, group, Some(time)),
-                Err(None) => {
-                    self.queues[d].set(index, group, None);
-                    let other = &self.queues[1 - d];
-                    if other.head_of[index].is_none() {
-                        self.upper[index] = 0;
-                    }
-                }
-            }
+            return Ok(Some((key, time)));
         }
     }
 

@@ -195,6 +195,7 @@ impl<K: StateKey> Timers<K> {
                 name.as_str().into(),
                 backend.max_parallelism(),
                 backend.key_groups(),
+                backend.record_cache_entries(),
             )?;
             return Ok(Self {
                 name,

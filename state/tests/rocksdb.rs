@@ -678,6 +678,8 @@ fn popping_timers_skips_no_tombstones_of_earlier_pops() -> Result<(), StateError
     for time in 0..N {
         timers.register(TimeDomain::EventTime, 7, time)?;
     }
+    // Into RocksDB (else they are popped from memory, where they were registered).
+    timers.flush()?;
     set_perf_stats(PerfStatsLevel::EnableCount);
     let mut perf = PerfContext::default();
     perf.reset();
@@ -688,6 +690,51 @@ fn popping_timers_skips_no_tombstones_of_earlier_pops() -> Result<(), StateError
     set_perf_stats(PerfStatsLevel::Disable);
     // Quadratic would be about N² / 2 = 8,000,000.
     assert!(skipped < 4 * N as u64, "{skipped} tombstones stepped over");
+    Ok(())
+}
+
+/// Timers registered and fired (or deleted) between two snapshots never reach
+/// RocksDB when they are later than every timer it holds: session windows register
+/// and fire most of theirs so. Those a snapshot finds are written, and fire from
+/// RocksDB afterwards.
+#[test]
+fn timers_fired_between_snapshots_are_never_written() -> Result<(), StateError> {
+    use weir_state::{TimeDomain, Timers};
+    let dir = tempfile::tempdir().unwrap();
+    let backend = rocks_backend(dir.path(), 1_000, ALL);
+    let probe = backend.stats_probe().unwrap();
+    let mut timers: Timers<u32> = Timers::in_backend(&backend, "timers")?;
+    let domain = TimeDomain::EventTime;
+    for key in 0..500u32 {
+        timers.register(domain, key, i64::from(key))?;
+        timers.register(domain, key, 1_000 + i64::from(key))?;
+        timers.delete(domain, &key, 1_000 + i64::from(key))?;
+    }
+    let fired = drain(&mut timers, domain, 199)?;
+    assert_eq!(
+        fired,
+        (0..200).map(|k| (i64::from(k), k)).collect::<Vec<_>>()
+    );
+    let written = |probe: &weir_state::StatsProbe| {
+        let stats = probe.read().unwrap();
+        (stats.puts, stats.deletes)
+    };
+    assert_eq!(written(&probe), (0, 0), "nothing reached RocksDB");
+    // A snapshot writes the 300 left; firing them then deletes them in RocksDB.
+    let snapshot = timers.snapshot(MaxParallelism::DEFAULT)?;
+    let (_, held) = timers_of(snapshot)?;
+    assert_eq!(held.len(), 300);
+    timers.register(domain, 7, 150)?; // earlier than those in RocksDB: written too
+    let fired = drain(&mut timers, domain, 10_000)?;
+    let mut expected: Vec<(i64, u32)> = (200..500).map(|k| (i64::from(k), k)).collect();
+    expected.insert(0, (150, 7));
+    assert_eq!(fired, expected);
+    assert_eq!(timers.pop_due(domain, i64::MAX)?, None);
+    // The next snapshot applies the deletions first, and holds no timer.
+    assert!(timers_of(timers.snapshot(MaxParallelism::DEFAULT)?)?
+        .1
+        .is_empty());
+    assert_eq!(written(&probe), (301, 301));
     Ok(())
 }
 
