@@ -407,7 +407,9 @@ impl<K: StateKey> RocksTimers<K> {
 
     /// Up to [`READ_AHEAD`] timers of `group` in `domain` from `from` (a lower
     /// bound of its timers) that are due at `now`, in order; and a lower bound of
-    /// the group's timers after them, if it has any.
+    /// the group's timers after them, if it has any. Seeking from `from`, not from
+    /// the group's start, steps over none of the tombstones of the timers popped
+    /// before (until a compaction drops them).
     fn read_due(
         &self,
         group: u16,

@@ -6,7 +6,9 @@
 //! any keyed state. In RocksDB, timers live in their own column family, ordered by
 //! key group, queue and time (`[group][queue][time][key]`); the subtask keeps only
 //! the earliest time of each key group in memory, so a timer per key costs disk, not
-//! memory.
+//! memory. Timers later than every one RocksDB holds wait in memory (at most as
+//! many as the record cache holds) until the next snapshot writes them: one that
+//! fires or is deleted before it costs no RocksDB write.
 
 use crate::{
     decode, FrozenKeyed, HeapTable, KeyGroup, KeyGroupRange, KeyedBackend, KeyedSnapshot,
