@@ -117,8 +117,14 @@ pub(crate) struct RocksTable<K, V> {
     epoch: u64,
     key_buf: Vec<u8>,
     /// RocksDB certainly holds no entry of this table (it is new, or was cleared, and
-    /// nothing was written since): a cache miss is an absent key, without a read.
+    /// nothing was written since).
     unstored: bool,
+    /// The cache holds every key RocksDB holds of this table, with its value (a
+    /// removed one as `None`): a cache miss is an absent key, without a read, and
+    /// the entries are scanned in the cache. True while the table was never
+    /// restored nor had its cache emptied with entries in RocksDB: writes to
+    /// RocksDB (flushes, snapshots) keep it.
+    complete: bool,
 }
 
 impl<K: StateKey, V: StateValue> RocksTable<K, V> {
@@ -164,6 +170,7 @@ impl<K: StateKey, V: StateValue> RocksTable<K, V> {
             epoch: 1,
             key_buf: Vec::new(),
             unstored,
+            complete: unstored,
         })
     }
 
@@ -174,8 +181,7 @@ impl<K: StateKey, V: StateValue> RocksTable<K, V> {
     /// The cached slot of `key` (read from RocksDB on a miss), and the counters.
     fn slot(&mut self, key: &K) -> Result<(&mut Slot<K, V>, &mut Counts), StateError> {
         if self.cache.len() >= self.capacity {
-            self.flush()?;
-            self.cache.clear();
+            self.make_room()?;
         }
         let hash = hash_of(key);
         let slot = match self.cache.find_entry(hash, |s| &s.key == key) {
@@ -185,7 +191,7 @@ impl<K: StateKey, V: StateValue> RocksTable<K, V> {
                 if !self.range.contains(KeyGroup::new(group)) {
                     return Err(foreign_group(&self.name, group, self.range));
                 }
-                let value = if self.unstored {
+                let value = if self.complete {
                     None
                 } else {
                     read_stored(
@@ -213,6 +219,24 @@ impl<K: StateKey, V: StateValue> RocksTable<K, V> {
             }
         };
         Ok((slot, &mut self.counts))
+    }
+
+    /// Makes room in a full cache: flushes it, then drops the removed keys (absent
+    /// from RocksDB now, so a complete cache stays complete) if that frees at least
+    /// half of it, else empties it.
+    #[cold]
+    #[inline(never)]
+    fn make_room(&mut self) -> Result<(), StateError> {
+        self.flush()?;
+        if self.complete {
+            self.cache.retain(|slot| slot.value.is_some());
+            if self.cache.len() <= self.capacity / 2 {
+                return Ok(());
+            }
+        }
+        self.cache.clear();
+        self.complete = self.unstored;
+        Ok(())
     }
 
     pub(crate) fn get(&mut self, key: &K) -> Result<Option<&V>, StateError> {
@@ -336,17 +360,19 @@ impl<K: StateKey, V: StateValue> RocksTable<K, V> {
     pub(crate) fn compact(&mut self) -> Result<(), StateError> {
         self.flush()?;
         self.cache.clear();
+        self.complete = self.unstored;
         let db = self.store.db();
         let cf = column_family(db, &self.name)?;
         db.compact_range_cf(&cf, None::<&[u8]>, None::<&[u8]>);
         Ok(())
     }
 
-    /// Calls `f` with every entry of the owned key groups: from the cache while
-    /// RocksDB holds none of the table (a window's state that fires before the next
-    /// checkpoint is then never written), else flushed and read in key-group order.
+    /// Calls `f` with every entry of the owned key groups: from the cache while it
+    /// holds all of them (a window's state that fires before the next checkpoint is
+    /// then never written, one that spans a checkpoint not read back), else
+    /// flushed and read in key-group order.
     pub(crate) fn for_each(&mut self, mut f: impl FnMut(&K, &V)) -> Result<(), StateError> {
-        if self.unstored {
+        if self.complete {
             for slot in self.cache.iter() {
                 if let Some(value) = &slot.value {
                     f(&slot.key, value);
@@ -380,6 +406,7 @@ impl<K: StateKey, V: StateValue> RocksTable<K, V> {
     ) -> Result<(), StateError> {
         self.flush()?;
         self.cache.clear();
+        self.complete = self.unstored;
         let store = self.store.clone();
         let db = store.db();
         let cf = column_family(db, &self.name)?;
@@ -465,6 +492,7 @@ impl<K: StateKey, V: StateValue> RocksTable<K, V> {
                 .apply("clear", &format!("state `{}`", self.name), (batch, deletes))?;
         }
         self.unstored = true;
+        self.complete = true;
         Ok(())
     }
 
@@ -497,6 +525,7 @@ impl<K: StateKey, V: StateValue> RocksTable<K, V> {
     ) -> Result<usize, StateError> {
         self.flush()?;
         self.cache.clear();
+        self.complete = false;
         if !self.range.contains(group) {
             return Err(foreign_group(&self.name, group.get(), self.range));
         }
