@@ -5,7 +5,9 @@
 //! cache does). It is flushed before every snapshot. When it reaches its size it is
 //! flushed and emptied, unless dropping the removed keys frees half of it. While it
 //! has held every key of the table since the table was created, a miss is an
-//! absent key and a scan reads the cache: RocksDB is then only written. A snapshot is a RocksDB checkpoint: periodic checkpoints upload its SST
+//! absent key and a scan reads the cache: RocksDB is then only written.
+//!
+//! A snapshot is a RocksDB checkpoint: periodic checkpoints upload its SST
 //! files (native: `RocksFrozen::native`); savepoints encode it in the canonical
 //! form, by key group. Every key group has a generation that moves when a flush
 //! writes to it, for uploads in the canonical form that are incremental.
