@@ -238,9 +238,14 @@ impl<K: StateKey, V: StateValue> RocksTable<K, V> {
                 return Ok(());
             }
         }
+        self.empty_cache();
+        Ok(())
+    }
+
+    /// Empties the cache: it no longer holds every key, unless RocksDB holds none.
+    fn empty_cache(&mut self) {
         self.cache.clear();
         self.complete = self.unstored;
-        Ok(())
     }
 
     pub(crate) fn get(&mut self, key: &K) -> Result<Option<&V>, StateError> {
@@ -363,8 +368,7 @@ impl<K: StateKey, V: StateValue> RocksTable<K, V> {
     /// compaction drops expired entries).
     pub(crate) fn compact(&mut self) -> Result<(), StateError> {
         self.flush()?;
-        self.cache.clear();
-        self.complete = self.unstored;
+        self.empty_cache();
         let db = self.store.db();
         let cf = column_family(db, &self.name)?;
         db.compact_range_cf(&cf, None::<&[u8]>, None::<&[u8]>);
@@ -409,8 +413,7 @@ impl<K: StateKey, V: StateValue> RocksTable<K, V> {
         mut keep: impl FnMut(&K, &mut V) -> bool,
     ) -> Result<(), StateError> {
         self.flush()?;
-        self.cache.clear();
-        self.complete = self.unstored;
+        self.empty_cache();
         let store = self.store.clone();
         let db = store.db();
         let cf = column_family(db, &self.name)?;

@@ -290,27 +290,20 @@ impl<K: StateKey> RocksTimers<K> {
         }
         for groups in &mut self.groups {
             for (index, group) in groups.iter_mut().enumerate() {
-                let Some(first) = group.fresh.first().map(|f| stored_time(f)) else {
+                let time = |f: Option<&Vec<u8>>| f.map(|f| stored_time(f));
+                let (Some(first), Some(last)) =
+                    (time(group.fresh.first()), time(group.fresh.last()))
+                else {
                     continue;
                 };
-                // The read-ahead timers stay a complete prefix of the group's timers
-                // in RocksDB: if fresh ones sort among them, they are read again.
-                if group
-                    .ahead
-                    .back()
-                    .is_some_and(|back| group.fresh.first().is_some_and(|f| f < back))
-                {
-                    let front = group.ahead.front().map(|f| stored_time(f));
-                    if let Some(front) = front {
-                        group.stored(front);
-                    }
-                    group.ahead.clear();
-                }
+                // Fresh timers are later than every stored one, read-ahead ones
+                // included: those stay a complete prefix of the group's timers.
+                debug_assert!(group.ahead.back() < group.fresh.first());
                 group.stored(first);
-                for stored in std::mem::take(&mut group.fresh) {
-                    group.stored_max = group.stored_max.max(stored_time(&stored));
-                    self.pending.push((stored, true));
-                }
+                group.stored(last);
+                let fresh = std::mem::take(&mut group.fresh);
+                self.pending
+                    .extend(fresh.into_iter().map(|stored| (stored, true)));
                 self.group_generation[index] = self.epoch;
             }
         }
