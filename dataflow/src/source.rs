@@ -51,6 +51,12 @@ impl<T> SourceOutput<T> {
         self.records.push(record);
     }
 
+    /// Emits records of the current split.
+    #[inline]
+    pub fn extend(&mut self, records: impl IntoIterator<Item = T>) {
+        self.records.extend(records);
+    }
+
     /// Records after this call come from `split`.
     pub fn switch_split(&mut self, split: SplitId) {
         let at = self.records.len();

@@ -250,7 +250,12 @@ impl Source for BidSource {
 
     fn poll(&mut self, out: &mut SourceOutput<Bid>) -> Result<SourcePoll> {
         let budget = out.batch_size();
-        self.generate(budget, |bid| out.push(bid))
+        // One `extend` per run of ids: the batch grows once, and each bid is built
+        // in its place rather than on the stack and copied (a copy that stalled on
+        // store forwarding).
+        self.generate_runs(budget, |generator, first, step, count| {
+            out.extend((0..count).map(|j| generator.bid(first + j * step)));
+        })
     }
 
     fn snapshot(&mut self, cx: &mut SnapshotContext) -> Result<()> {
@@ -267,6 +272,27 @@ impl BidSource {
     /// The source was not opened.
     #[inline]
     pub fn generate(&mut self, budget: usize, mut emit: impl FnMut(Bid)) -> Result<SourcePoll> {
+        self.generate_runs(budget, |generator, first, step, count| {
+            if step == 1 {
+                for i in first..first + count {
+                    emit(generator.bid(i));
+                }
+            } else {
+                for j in 0..count {
+                    emit(generator.bid(first + j * step));
+                }
+            }
+        })
+    }
+
+    /// [`BidSource::generate`] by runs: `run(generator, first, step, count)` for
+    /// each run of ids `first, first + step, …` (`count` of them).
+    #[inline]
+    fn generate_runs(
+        &mut self,
+        budget: usize,
+        mut run: impl FnMut(&BidGenerator, i64, i64, i64),
+    ) -> Result<SourcePoll> {
         let Some(generator) = self.generator else {
             return Err(DataflowError::operator(
                 self.operator.as_str(),
@@ -275,20 +301,11 @@ impl BidSource {
             ));
         };
         let mut budget = budget.max(1) as u64;
-        while let Some(run) = self.position.take(budget) {
+        while let Some(ids) = self.position.take(budget) {
             // Ids come from 1..=events and events <= i64::MAX (validated).
-            let first = run.first as i64;
-            let step = run.step as i64;
-            if step == 1 {
-                for i in first..first + run.count as i64 {
-                    emit(generator.bid(i));
-                }
-            } else {
-                for j in 0..run.count as i64 {
-                    emit(generator.bid(first + j * step));
-                }
-            }
-            budget -= run.count;
+            let (first, step, count) = (ids.first as i64, ids.step as i64, ids.count);
+            run(&generator, first, step, count as i64);
+            budget -= count;
             if budget == 0 {
                 break;
             }

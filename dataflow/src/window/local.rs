@@ -140,8 +140,9 @@ where
     #[inline]
     fn on_batch(&mut self, input: &mut Vec<T>, out: &mut Output<Self::Out>) -> Result<()> {
         let (length, offset) = (self.length, self.offset);
-        for element in input.drain(..) {
-            let ts = (self.timestamp)(&element).0;
+        // Read in place: the elements are only looked at, not kept.
+        for element in input.iter() {
+            let ts = (self.timestamp)(element).0;
             if ts < self.current.0 || ts >= self.current.1 {
                 let start = ts - (ts - offset).rem_euclid(length);
                 self.current = (start, start + length);
@@ -152,7 +153,7 @@ where
                 self.send(i64::MAX, out);
                 self.latest = self.latest.max(end);
             }
-            let key = (self.key)(&element);
+            let key = (self.key)(element);
             let aggregate = &self.aggregate;
             let acc = match end == self.latest {
                 true => self
@@ -164,9 +165,10 @@ where
                     .entry((key, end))
                     .or_insert_with(|| aggregate.create()),
             };
-            self.aggregate.add(acc, &element);
+            self.aggregate.add(acc, element);
             self.earliest = self.earliest.min(end);
         }
+        input.clear();
         Ok(())
     }
 
