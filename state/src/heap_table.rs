@@ -210,35 +210,6 @@ impl<K: StateKey, V: StateValue> HeapTable<K, V> {
         }
     }
 
-    /// An empty table with this one's name and storage, as a new table (a new
-    /// identity for snapshots): every shard keeps its allocation, emptied, unless a
-    /// snapshot still reads it. A table that replaces another of about its size,
-    /// such as the next window's, then neither grows nor touches memory new to the
-    /// cache.
-    pub fn recycle(self) -> Self {
-        let shards: Vec<_> = self
-            .shards
-            .into_iter()
-            .enumerate()
-            .map(|(generation, shard)| {
-                let mut entries = match shard.contents {
-                    Contents::Owned(entries) => entries,
-                    Contents::Frozen(frozen) => Arc::try_unwrap(frozen).unwrap_or_default(),
-                };
-                entries.clear();
-                Shard::new(entries, generation as u64)
-            })
-            .collect();
-        Self {
-            name: self.name,
-            id: next_table_id(),
-            next_generation: shards.len() as u64,
-            shards,
-            mask: self.mask,
-            len: 0,
-        }
-    }
-
     /// The value of `key`, if any.
     #[inline]
     pub fn get(&self, key: &K) -> Option<&V> {
@@ -334,14 +305,6 @@ impl<K: StateKey, V: StateValue> HeapTable<K, V> {
         let ((_, value), _) = occupied.remove();
         self.len -= 1;
         Some(value)
-    }
-
-    /// How many keys the table holds without growing.
-    pub fn capacity(&self) -> usize {
-        self.shards
-            .iter()
-            .map(|shard| shard.entries().capacity())
-            .sum()
     }
 
     /// The number of keys.
@@ -683,42 +646,6 @@ mod tests {
         let mut entries = table.to_entries();
         entries.sort();
         assert_eq!(entries, model.into_iter().collect::<Vec<_>>());
-    }
-
-    #[test]
-    fn a_recycled_table_keeps_its_storage_but_not_what_a_snapshot_reads() {
-        let max = MaxParallelism::DEFAULT;
-        for keys in [5_000_u64, 3 * SPLIT_AT as u64] {
-            let mut table = HeapTable::<u64, u64>::new("t");
-            for k in 0..keys {
-                table.insert(k, k);
-            }
-            let (id, capacity) = (table.id, table.capacity());
-            let recycled = table.recycle();
-            assert_eq!((recycled.len(), recycled.get(&1)), (0, None));
-            assert_eq!(recycled.capacity(), capacity, "{keys} keys");
-            assert_ne!(
-                recycled.id, id,
-                "a recycled table is a new table to snapshots"
-            );
-            // Shards a snapshot still reads are left to it.
-            let mut table = recycled;
-            for k in 0..keys {
-                table.insert(k, k + 1);
-            }
-            let frozen = table.freeze();
-            let mut table = table.recycle();
-            table.insert(7, 70);
-            let mut got = BTreeMap::new();
-            for (_, chunks) in encode_frozen(&frozen, max).unwrap() {
-                for bytes in chunks.values() {
-                    got.extend(decode::<Vec<(u64, u64)>>("t", bytes).unwrap());
-                }
-            }
-            assert_eq!(got, (0..keys).map(|k| (k, k + 1)).collect());
-            assert_eq!(table.to_entries(), vec![(7, 70)]);
-            assert_eq!(table.freeze().table_id(), table.id);
-        }
     }
 
     #[test]

@@ -320,19 +320,6 @@ impl<K: StateKey, V: StateValue> StateTable<K, V> {
         }
     }
 
-    /// On the heap, an empty table with this one's name and storage
-    /// ([`HeapTable::recycle`]); `None` in RocksDB, whose tables hold no storage of
-    /// their own to keep.
-    pub fn recycle(self) -> Option<Self> {
-        match self.backing {
-            Backing::Heap(heap) => Some(Self {
-                backing: Backing::Heap(heap.recycle()),
-            }),
-            #[cfg(feature = "rocksdb")]
-            Backing::Rocks(_) => None,
-        }
-    }
-
     /// Compacts the table's RocksDB column family, after flushing the record cache
     /// (nothing to do on the heap). Compaction is when RocksDB drops expired entries
     /// of a state with a time-to-live; it also runs by itself in the background.

@@ -121,9 +121,8 @@ struct WindowContents<K, Acc> {
     read: BTreeMap<i64, Vec<(K, Acc)>>,
     /// The slice length, if windows are sliced.
     slice: Option<i64>,
-    /// Where window contents live (one namespace per window), and the storage of
-    /// the tables dropped last.
-    tables: Tables<K, Acc>,
+    /// Where window contents live (one namespace per window).
+    backend: KeyedBackend,
     /// Whether windows share starts (cumulate windows): then a window's namespace
     /// is its start and end, else its start (as it always was, so state restores).
     shared_starts: bool,
@@ -132,56 +131,19 @@ struct WindowContents<K, Acc> {
     watermark: i64,
 }
 
-/// Where the tables of windows come from: the backend, and on the heap the storage
-/// of the tables dropped last, which the next windows opened take over. Windows of
-/// one operator have about as many keys each, so a new one then neither grows its
-/// table nor faults in fresh memory. Spares live until the next tables are dropped
-/// (one watermark step), so they never hold more than those tables held.
-struct Tables<K, Acc> {
-    backend: KeyedBackend,
-    spares: Vec<StateTable<K, Acc>>,
-}
-
-impl<K: StateKey, Acc: StateValue> Tables<K, Acc> {
-    /// An empty table with namespace `namespace`.
-    fn open(&mut self, namespace: Vec<u8>) -> Result<StateTable<K, Acc>, StateError> {
-        match self.spares.pop() {
-            Some(spare) => Ok(spare),
-            None => StateTable::in_backend(&self.backend, CONTENTS, namespace),
-        }
-    }
-
-    /// Drops the tables of windows past their lateness: cleared in RocksDB, kept as
-    /// the spares on the heap (in place of the spares before, if any).
-    fn retire(&mut self, tables: Vec<StateTable<K, Acc>>) -> Result<(), StateError> {
-        if tables.is_empty() {
-            return Ok(());
-        }
-        self.spares.clear();
-        for mut table in tables {
-            if table.is_rocksdb() {
-                table.clear()?;
-            } else {
-                self.spares.extend(table.recycle());
-            }
-        }
-        Ok(())
-    }
-}
-
 impl<K: StateKey, Acc: StateValue> WindowContents<K, Acc> {
     /// The table of `window`, opened if new.
     #[inline]
     fn table<'a>(
         windows: &'a mut BTreeMap<i64, WindowTable<K, Acc>>,
-        tables: &mut Tables<K, Acc>,
+        backend: &KeyedBackend,
         shared_starts: bool,
         window: Window,
     ) -> Result<&'a mut WindowTable<K, Acc>, StateError> {
         match windows.entry(window.end) {
             std::collections::btree_map::Entry::Occupied(table) => Ok(table.into_mut()),
             std::collections::btree_map::Entry::Vacant(vacant) => {
-                Self::open_table(vacant, tables, shared_starts, window)
+                Self::open_table(vacant, backend, shared_starts, window)
             }
         }
     }
@@ -193,7 +155,7 @@ impl<K: StateKey, Acc: StateValue> WindowContents<K, Acc> {
     #[inline(never)]
     fn open_table<'a>(
         vacant: std::collections::btree_map::VacantEntry<'a, i64, WindowTable<K, Acc>>,
-        tables: &mut Tables<K, Acc>,
+        backend: &KeyedBackend,
         shared_starts: bool,
         window: Window,
     ) -> Result<&'a mut WindowTable<K, Acc>, StateError> {
@@ -204,7 +166,7 @@ impl<K: StateKey, Acc: StateValue> WindowContents<K, Acc> {
         Ok(vacant.insert(WindowTable {
             window,
             fired: false,
-            entries: tables.open(namespace)?,
+            entries: StateTable::in_backend(backend, CONTENTS, namespace)?,
         }))
     }
 }
@@ -289,14 +251,9 @@ impl<K: StateKey, Acc: StateValue> KeyedStateStore for WindowContents<K, Acc> {
             let (window, entries): (Window, Vec<(K, Acc)>) = decode(CONTENTS, bytes)?;
             let table = match self.slice {
                 Some(slice) if window.end - window.start == slice => {
-                    Self::table(&mut self.slices, &mut self.tables, true, window)?
+                    Self::table(&mut self.slices, &self.backend, true, window)?
                 }
-                _ => Self::table(
-                    &mut self.windows,
-                    &mut self.tables,
-                    self.shared_starts,
-                    window,
-                )?,
+                _ => Self::table(&mut self.windows, &self.backend, self.shared_starts, window)?,
             };
             table.fired = window.end - 1 <= self.watermark;
             for (key, acc) in entries {
@@ -521,7 +478,7 @@ where
                 end: start + slide,
             };
             let table =
-                WindowContents::table(&mut contents.slices, &mut contents.tables, true, slice)?;
+                WindowContents::table(&mut contents.slices, &contents.backend, true, slice)?;
             if slice.end - 1 <= watermark {
                 // A late element: a window holding this slice may have read it.
                 contents.read.remove(&slice.end);
@@ -635,20 +592,24 @@ where
         contents
             .read
             .retain(|&end, _| (end - slide + size - 1) > wm);
-        let mut expired = Vec::new();
         while let Some(entry) = contents.slices.first_entry() {
             if (entry.get().window.start + size - 1).saturating_add(keep) > wm {
                 break;
             }
-            expired.push(entry.remove().entries);
+            let mut expired = entry.remove();
+            if expired.entries.is_rocksdb() {
+                expired.entries.clear()?;
+            }
         }
         while let Some(entry) = contents.windows.first_entry() {
             if (entry.get().window.end - 1).saturating_add(keep) > wm {
                 break;
             }
-            expired.push(entry.remove().entries);
+            let mut expired = entry.remove();
+            if expired.entries.is_rocksdb() {
+                expired.entries.clear()?;
+            }
         }
-        contents.tables.retire(expired)?;
         Ok(())
     }
 }
@@ -677,10 +638,7 @@ where
                 slices: BTreeMap::new(),
                 read: BTreeMap::new(),
                 slice,
-                tables: Tables {
-                    backend: backend.clone(),
-                    spares: Vec::new(),
-                },
+                backend: backend.clone(),
                 shared_starts,
                 watermark,
             })
@@ -698,7 +656,7 @@ where
         let mut contents = opened(&self.contents)?;
         let WindowContents {
             windows,
-            tables,
+            backend,
             shared_starts,
             ..
         } = &mut *contents;
@@ -723,8 +681,8 @@ where
                     return;
                 }
                 assigned = true;
-                let added = WindowContents::table(windows, tables, shared_starts, window).and_then(
-                    |table| {
+                let added = WindowContents::table(windows, backend, shared_starts, window)
+                    .and_then(|table| {
                         let acc = table
                             .entries
                             .get_or_insert_with_ref(&key, || spec.aggregate.create())?;
@@ -733,8 +691,7 @@ where
                             (spec.result)(&key, window, spec.aggregate.result(acc), out);
                         }
                         Ok(())
-                    },
-                );
+                    });
                 if let Err(e) = added {
                     failed.get_or_insert(e);
                 }
@@ -765,8 +722,8 @@ where
         let (wm, keep) = (self.watermark, self.spec.keep());
         let spec = &self.spec;
         let mut contents = opened(&self.contents)?;
-        let contents = &mut *contents;
-        for table in contents.windows.values_mut() {
+        let windows = &mut contents.windows;
+        for table in windows.values_mut() {
             if table.window.end - 1 > wm {
                 break;
             }
@@ -778,14 +735,16 @@ where
                 })?;
             }
         }
-        let mut expired = Vec::new();
-        while let Some(entry) = contents.windows.first_entry() {
+        while let Some(entry) = windows.first_entry() {
             if (entry.get().window.end - 1).saturating_add(keep) > wm {
                 break;
             }
-            expired.push(entry.remove().entries);
+            let mut expired = entry.remove();
+            if expired.entries.is_rocksdb() {
+                // On the heap, dropping the table is enough.
+                expired.entries.clear()?;
+            }
         }
-        contents.tables.retire(expired)?;
         Ok(())
     }
 
