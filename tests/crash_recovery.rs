@@ -626,7 +626,7 @@ fn sigkill_at_random_moments_loses_and_repeats_nothing() {
 fn rocksdb_sigkill_at_random_moments_loses_and_repeats_nothing() {
     let events = 100_000;
     let kills = Kills {
-        count: 8,
+        count: 20,
         after_ms: (100, 700),
     };
     let job = Job::local(events, 30, kills.throttle_us(events)).with_rocksdb();
